@@ -1,0 +1,85 @@
+"""Local AWS emulator (moto) for tests and `make dev`.
+
+Serves S3 and DynamoDB on loopback. Two things differ from plain `moto_server`:
+
+* Each request is applied under one lock. moto only locks request dispatch, so
+  two parallel conditional writes can interleave inside moto and both succeed,
+  which DynamoDB never allows (every single-item write and every transaction is
+  atomic). Serialising requests makes the emulator at least as strict as AWS,
+  so the concurrency tests exercise our code, not moto's races.
+* S3 user-metadata keys keep their underscores. Werkzeug drops request
+  headers whose names contain `_` (WSGI cannot tell `_` from `-`), so moto
+  would lose `x-amz-meta-artifact_sha256`, the very key `versioned` 1.0.1
+  writes; S3 keeps it. The raw headers are handed to moto's metadata parser.
+* It prints the bound address on its first line, then serves until its
+  standard input closes, so a test harness that dies takes the emulator down.
+
+Usage: emulator.py [--port N] [--until-stdin-closes]
+"""
+
+import argparse
+import sys
+import threading
+
+import moto.s3.responses
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+_request = threading.local()
+_metadata_from_headers = moto.s3.responses.metadata_from_headers
+
+
+def _metadata_with_underscores(headers):
+    metadata = _metadata_from_headers(headers)
+    for name, value in getattr(_request, "underscore_headers", ()):
+        if name.lower().startswith("x-amz-meta-"):
+            metadata[name.lower()] = value
+    return metadata
+
+
+moto.s3.responses.metadata_from_headers = _metadata_with_underscores
+
+
+class Serialised:
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            _request.underscore_headers = environ.get("emulator.underscore_headers", [])
+            # Drain the response inside the lock: moto builds it lazily sometimes.
+            return [b"".join(self.app(environ, start_response))]
+
+
+class QuietHandler(WSGIRequestHandler):
+    def make_environ(self):
+        environ = super().make_environ()
+        environ["emulator.underscore_headers"] = [(k, v) for k, v in self.headers.items() if "_" in k]
+        return environ
+
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--until-stdin-closes", action="store_true")
+    args = parser.parse_args()
+
+    app = Serialised(DomainDispatcherApplication(create_backend_app))
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
+    host, port = server.server_address[:2]
+    print(f"http://{host}:{port}", flush=True)
+    if args.until_stdin_closes:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        sys.stdin.read()
+        server.shutdown()
+    else:
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

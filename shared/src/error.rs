@@ -1,0 +1,160 @@
+//! The one error type of the repository, with stable codes.
+//!
+//! Each variant has a stable `code` (the `error.code` of an HTTP body) and a
+//! [`ErrorKind`] that the HTTP layer maps to a status in one place. SDK errors
+//! stay attached as sources for logs; their text never reaches a client.
+
+use std::error::Error as StdError;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What went wrong, from the caller's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed or invalid input (400).
+    Invalid,
+    /// The thing does not exist (404).
+    NotFound,
+    /// The request conflicts with the current state (409).
+    Conflict,
+    /// A staged upload does not match what was declared (412).
+    PreconditionFailed,
+    /// The declared size exceeds what the store accepts (413).
+    TooLarge,
+    /// AWS throttled us; retrying later will help (503).
+    Throttled,
+    /// AWS failed or answered something unexpected (502).
+    Upstream,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid artifact name: {0}")]
+    InvalidArtifactName(String),
+    #[error("invalid alias name: {0}")]
+    InvalidAliasName(String),
+    #[error("invalid version: {0}")]
+    InvalidVersion(String),
+    #[error("invalid weight: {0}")]
+    InvalidWeight(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("artifact {name:?} not found")]
+    ArtifactNotFound { name: String },
+    #[error("version {version} of artifact {name:?} not found")]
+    VersionNotFound { name: String, version: String },
+    #[error("alias {alias:?} of artifact {name:?} not found")]
+    AliasNotFound { name: String, alias: String },
+    #[error(
+        "upload {upload_id:?} of artifact {name:?} not found (never uploaded, expired, or superseded)"
+    )]
+    UploadNotFound { name: String, upload_id: String },
+    #[error(
+        "version {version} of artifact {name:?} is the target of alias(es) {aliases}; move or delete them first"
+    )]
+    VersionInUse {
+        name: String,
+        version: String,
+        aliases: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("upload verification failed: {0}")]
+    UploadMismatch(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("AWS throttled {operation}; retry later")]
+    Throttled {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("AWS {operation} failed")]
+    Upstream {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArtifactName(_) => "InvalidArtifactName",
+            Self::InvalidAliasName(_) => "InvalidAliasName",
+            Self::InvalidVersion(_) => "InvalidVersion",
+            Self::InvalidWeight(_) => "InvalidWeight",
+            Self::InvalidRequest(_) => "InvalidRequest",
+            Self::ArtifactNotFound { .. } => "ArtifactNotFound",
+            Self::VersionNotFound { .. } => "VersionNotFound",
+            Self::AliasNotFound { .. } => "AliasNotFound",
+            Self::UploadNotFound { .. } => "UploadNotFound",
+            Self::VersionInUse { .. } => "VersionInUse",
+            Self::Conflict(_) => "ConcurrentModification",
+            Self::UploadMismatch(_) => "UploadMismatch",
+            Self::TooLarge(_) => "TooLarge",
+            Self::Throttled { .. } => "Throttled",
+            Self::Upstream { .. } => "UpstreamError",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidArtifactName(_)
+            | Self::InvalidAliasName(_)
+            | Self::InvalidVersion(_)
+            | Self::InvalidWeight(_)
+            | Self::InvalidRequest(_) => ErrorKind::Invalid,
+            Self::ArtifactNotFound { .. }
+            | Self::VersionNotFound { .. }
+            | Self::AliasNotFound { .. }
+            | Self::UploadNotFound { .. } => ErrorKind::NotFound,
+            Self::VersionInUse { .. } | Self::Conflict(_) => ErrorKind::Conflict,
+            Self::UploadMismatch(_) => ErrorKind::PreconditionFailed,
+            Self::TooLarge(_) => ErrorKind::TooLarge,
+            Self::Throttled { .. } => ErrorKind::Throttled,
+            Self::Upstream { .. } => ErrorKind::Upstream,
+        }
+    }
+
+    /// Wraps an SDK failure, telling throttling apart from other failures.
+    pub fn upstream<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let throttled = err
+            .as_service_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| {
+                matches!(
+                    code,
+                    "ThrottlingException"
+                        | "Throttling"
+                        | "ProvisionedThroughputExceededException"
+                        | "RequestLimitExceeded"
+                        | "SlowDown"
+                        | "TooManyRequestsException"
+                )
+            });
+        let source: BoxError = Box::new(err);
+        if throttled {
+            Self::Throttled { operation, source }
+        } else {
+            Self::Upstream { operation, source }
+        }
+    }
+
+    pub(crate) fn version_not_found(name: &impl ToString, version: impl ToString) -> Self {
+        Self::VersionNotFound {
+            name: name.to_string(),
+            version: version.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,190 @@
+//! Where things live: S3 keys, DynamoDB keys, attribute names and the
+//! `update_at` format, byte for byte as `versioned` 1.0.1 writes them (SPEC 3).
+
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+use crate::config::Config;
+use crate::names::{AliasName, ArtifactName, Version};
+
+/// DynamoDB attribute names. The first group is the library's; the rest are
+/// ours, which the library ignores (PynamoDB drops unknown attributes).
+pub mod attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const SHA256: &str = "sha256";
+    pub const IS_DELETED: &str = "is_deleted";
+    pub const UPDATE_AT: &str = "update_at";
+    pub const VERSION: &str = "version";
+    pub const SECONDARY_VERSION: &str = "secondary_version";
+    pub const SECONDARY_VERSION_WEIGHT: &str = "secondary_version_weight";
+
+    pub const SIZE: &str = "size";
+    pub const CONTENT_TYPE: &str = "content_type";
+    pub const METADATA: &str = "metadata";
+    /// S3 object version that holds exactly the bytes of this row (SPEC 7.3).
+    pub const S3_VERSION_ID: &str = "s3_version_id";
+    /// On version rows: the aliases whose primary or secondary is this version.
+    pub const ALIASES: &str = "aliases";
+    pub const DELETED_AT: &str = "deleted_at";
+    /// On soft-deleted rows whose S3 bytes retention has deleted (tombstones).
+    pub const RECLAIMED_AT: &str = "reclaimed_at";
+    /// On LATEST: highest version number ever handed out (SPEC 7.1, 7.2).
+    pub const LAST_VERSION: &str = "last_version";
+    /// On LATEST: its sha256 when it was last published (SPEC 7.6).
+    pub const PUBLISHED_SHA256: &str = "published_sha256";
+    /// On LATEST: the upload that produced it, and whether that commit changed it.
+    pub const UPLOAD_ID: &str = "upload_id";
+    pub const UPLOAD_CHANGED: &str = "upload_changed";
+    /// On alias rows: optimistic-lock counter, and the targets' sha256 and S3
+    /// version ids so that resolve needs a single read.
+    pub const REVISION: &str = "revision";
+    pub const VERSION_SHA256: &str = "version_sha256";
+    pub const VERSION_S3_VERSION_ID: &str = "version_s3_version_id";
+    pub const SECONDARY_SHA256: &str = "secondary_version_sha256";
+    pub const SECONDARY_S3_VERSION_ID: &str = "secondary_version_s3_version_id";
+}
+
+/// S3 object user-metadata keys the library reads and writes.
+pub const META_ARTIFACT_NAME: &str = "artifact_name";
+pub const META_ARTIFACT_SHA256: &str = "artifact_sha256";
+
+/// The storage layout of one configured store.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub bucket: String,
+    pub table: String,
+    prefix: String,
+    suffix: String,
+}
+
+impl Layout {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            bucket: config.bucket.clone(),
+            table: config.table.clone(),
+            prefix: config.prefix.clone(),
+            suffix: config.suffix.clone(),
+        }
+    }
+
+    /// `{prefix}/` — every artifact lives below it.
+    pub fn store_prefix(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    /// `{prefix}/{name}/` — every object of one artifact.
+    pub fn artifact_prefix(&self, name: &ArtifactName) -> String {
+        format!("{}/{}/", self.prefix, name)
+    }
+
+    /// `{prefix}/{name}/{LATEST|000042}{suffix}`.
+    pub fn object_key(&self, name: &ArtifactName, version: Version) -> String {
+        format!(
+            "{}/{}/{}{}",
+            self.prefix,
+            name,
+            version.sort_key(),
+            self.suffix
+        )
+    }
+
+    pub fn s3uri(&self, name: &ArtifactName, version: Version) -> String {
+        format!("s3://{}/{}", self.bucket, self.object_key(name, version))
+    }
+
+    /// Staged uploads sit beside the store, never below `{prefix}/`, so they
+    /// never show up as artifacts.
+    pub fn staging_prefix(&self, name: &ArtifactName) -> String {
+        format!("{}.uploads/{}/", self.prefix, name)
+    }
+
+    pub fn staging_key(&self, name: &ArtifactName, upload_id: &str) -> String {
+        format!("{}{}", self.staging_prefix(name), upload_id)
+    }
+}
+
+/// The alias partition of an artifact: `__{name}-alias`.
+pub fn alias_pk(name: &ArtifactName) -> String {
+    format!("__{name}-alias")
+}
+
+/// Sort key of an alias row.
+pub fn alias_sk(alias: &AliasName) -> &str {
+    alias.as_str()
+}
+
+/// PynamoDB's `UTCDateTimeAttribute` format: `2025-06-27T17:00:07.000000+0000`.
+const PYNAMODB_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]+0000");
+
+/// Formats a time the way PynamoDB stores `update_at`.
+pub fn format_update_at(t: OffsetDateTime) -> String {
+    t.to_offset(UtcOffset::UTC)
+        .format(PYNAMODB_FORMAT)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// Parses a PynamoDB `update_at` (also tolerates RFC 3339).
+pub fn parse_update_at(s: &str) -> Option<OffsetDateTime> {
+    PrimitiveDateTime::parse(s, PYNAMODB_FORMAT)
+        .map(|t| t.assume_utc())
+        .ok()
+        .or_else(|| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+}
+
+/// Now, truncated to microseconds (what the stored format can hold), so a
+/// value read back equals the value written.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn layout(suffix: &str) -> Layout {
+        Layout {
+            bucket: "bkt".into(),
+            table: "tbl".into(),
+            prefix: "versioned-artifacts".into(),
+            suffix: suffix.into(),
+        }
+    }
+
+    #[test]
+    fn object_keys_match_the_library() {
+        let name: ArtifactName = "my-app".parse().unwrap();
+        let l = layout(".zip");
+        assert_eq!(
+            l.object_key(&name, Version::Latest),
+            "versioned-artifacts/my-app/LATEST.zip"
+        );
+        assert_eq!(
+            l.object_key(&name, Version::Number(3)),
+            "versioned-artifacts/my-app/000003.zip"
+        );
+        assert_eq!(
+            l.s3uri(&name, Version::Number(3)),
+            "s3://bkt/versioned-artifacts/my-app/000003.zip"
+        );
+        assert_eq!(alias_pk(&name), "__my-app-alias");
+        assert!(!l.staging_key(&name, "u1").starts_with(&l.store_prefix()));
+    }
+
+    #[test]
+    fn update_at_uses_the_pynamodb_format_and_round_trips() {
+        let t = datetime!(2025-06-27 17:00:07.123456 UTC);
+        let s = format_update_at(t);
+        assert_eq!(s, "2025-06-27T17:00:07.123456+0000");
+        assert_eq!(parse_update_at(&s), Some(t));
+        assert_eq!(
+            parse_update_at("2025-06-27T17:00:07.000000+0000"),
+            Some(datetime!(2025-06-27 17:00:07 UTC))
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The artifact repository crate: everything the Lambda functions and the
+//! local server share.
+//!
+//! - [`names`]: validated artifact names, alias names, versions, weights.
+//! - [`layout`]: S3 keys, DynamoDB keys and formats of `versioned` 1.0.1.
+//! - [`config`]: settings from the environment, checked at start.
+//! - [`error`]: the one error type, with stable codes.
+//! - [`model`]: what operations return (the JSON shapes of the API).
+//! - [`repository`]: the [`Repository`] over S3 + DynamoDB.
+//! - [`calls`]: counts of AWS requests per client.
+
+pub mod calls;
+pub mod config;
+pub mod error;
+pub mod layout;
+pub mod model;
+pub mod names;
+pub mod repository;
+mod rows;
+
+pub use config::{Config, ConfigError};
+pub use error::{Error, ErrorKind, Result};
+pub use names::{AliasName, ArtifactName, Version, Weight};
+pub use repository::Repository;

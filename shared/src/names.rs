@@ -1,0 +1,312 @@
+//! Validated domain values: artifact names, alias names, versions, weights.
+//!
+//! Each type can only be built through its parser, so holding one proves the
+//! value is valid (SPEC 7.7). Parsing errors carry the offending input.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Error;
+
+/// Highest version number the 6-digit sort key can hold.
+pub const MAX_VERSION: u32 = 999_999;
+
+/// An artifact name: 1–128 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+///
+/// Starting with a letter or digit rules out `.`, `..` and the `__…-alias`
+/// partitions, so an artifact can never collide with alias rows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArtifactName(String);
+
+impl ArtifactName {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ArtifactName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let reason = if s.is_empty() {
+            Some("must not be empty")
+        } else if s.len() > Self::MAX_LEN {
+            Some("must be at most 128 characters")
+        } else if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            Some("may only contain A-Z a-z 0-9 . _ -")
+        } else if !s.as_bytes()[0].is_ascii_alphanumeric() {
+            Some("must start with a letter or digit")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidArtifactName(format!(
+                "{:?} {reason}",
+                truncated(s)
+            ))),
+            None => Ok(Self(s.to_owned())),
+        }
+    }
+}
+
+/// An alias name: 1–64 of `A-Z a-z 0-9 _ -`, starting with a letter, not `LATEST`.
+///
+/// Starting with a letter refuses all-digit names, which would read as versions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AliasName(String);
+
+impl AliasName {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AliasName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let reason = if s.is_empty() {
+            Some("must not be empty")
+        } else if s.len() > Self::MAX_LEN {
+            Some("must be at most 64 characters")
+        } else if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        {
+            Some("may only contain A-Z a-z 0-9 _ -")
+        } else if !s.as_bytes()[0].is_ascii_alphabetic() {
+            Some("must start with a letter")
+        } else if s == Version::LATEST {
+            Some("is reserved")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidAliasName(format!(
+                "{:?} {reason}",
+                truncated(s)
+            ))),
+            None => Ok(Self(s.to_owned())),
+        }
+    }
+}
+
+/// `LATEST` (the mutable head) or an immutable version `1..=999999`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Version {
+    Latest,
+    Number(u32),
+}
+
+impl Version {
+    pub const LATEST: &'static str = "LATEST";
+
+    /// A numbered version, if `n` is in range.
+    pub fn number(n: u32) -> Result<Self, Error> {
+        if (1..=MAX_VERSION).contains(&n) {
+            Ok(Self::Number(n))
+        } else {
+            Err(Error::InvalidVersion(format!("{n} is outside 1..=999999")))
+        }
+    }
+
+    /// The DynamoDB sort key: `LATEST` or the number zero-padded to 6 digits.
+    pub fn sort_key(self) -> String {
+        match self {
+            Self::Latest => Self::LATEST.to_owned(),
+            Self::Number(n) => format!("{n:06}"),
+        }
+    }
+
+    /// Reads a sort key (`LATEST`, `000042`) or a JSON version (`42`).
+    pub fn from_sort_key(sk: &str) -> Result<Self, Error> {
+        sk.parse()
+    }
+
+    pub fn is_latest(self) -> bool {
+        self == Self::Latest
+    }
+}
+
+impl FromStr for Version {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if s == Self::LATEST {
+            return Ok(Self::Latest);
+        }
+        let invalid = || {
+            Error::InvalidVersion(format!(
+                "{:?} is not LATEST or a number in 1..=999999",
+                truncated(s)
+            ))
+        };
+        if s.is_empty() || s.len() > 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        match s.parse::<u32>() {
+            Ok(n) if (1..=MAX_VERSION).contains(&n) => Ok(Self::Number(n)),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Latest => f.write_str(Self::LATEST),
+            Self::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for Version {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    /// Versions are JSON strings (`"LATEST"`, `"3"`); numbers are refused so
+    /// that one spelling exists on the wire.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Percent of traffic routed to an alias's secondary version: an integer 0..=99.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Weight(u8);
+
+impl Weight {
+    pub fn new(w: i64) -> Result<Self, Error> {
+        match u8::try_from(w) {
+            Ok(w) if w <= 99 => Ok(Self(w)),
+            _ => Err(Error::InvalidWeight(format!("{w} is outside 0..=99"))),
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Weight {
+    /// Only JSON integers: `1.5` and `"10"` are refused.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = i64::deserialize(d)?;
+        Weight::new(w).map_err(serde::de::Error::custom)
+    }
+}
+
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+string_serde!(ArtifactName);
+string_serde!(AliasName);
+
+/// Keeps error messages short when the input is huge.
+fn truncated(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_names_follow_the_charset_and_length_rules() {
+        for ok in ["a", "A1", "9lives", "my-app_v2.tar.gz", &"x".repeat(128)] {
+            assert!(ok.parse::<ArtifactName>().is_ok(), "{ok} should be valid");
+        }
+        let long = "x".repeat(129);
+        for bad in [
+            "", ".", "..", "../x", "a/b", "_x", "-x", ".x", "a b", "é", "a\0", &long,
+        ] {
+            assert!(
+                bad.parse::<ArtifactName>().is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn alias_names_allow_hyphens_and_refuse_digits_latest_and_punctuation() {
+        for ok in ["prod", "blue-green", "canary_1", "P", &"a".repeat(64)] {
+            assert!(ok.parse::<AliasName>().is_ok(), "{ok} should be valid");
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "", "LATEST", "123", "1abc", "a b", "a.b", "a/b", "_a", "-a", &long,
+        ] {
+            assert!(
+                bad.parse::<AliasName>().is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn versions_parse_latest_and_1_to_999999_only() {
+        assert_eq!("LATEST".parse::<Version>().ok(), Some(Version::Latest));
+        assert_eq!("42".parse::<Version>().ok(), Some(Version::Number(42)));
+        assert_eq!("000042".parse::<Version>().ok(), Some(Version::Number(42)));
+        assert_eq!(
+            "999999".parse::<Version>().ok(),
+            Some(Version::Number(999_999))
+        );
+        for bad in [
+            "", "0", "000000", "-1", "+1", "abc", "1000000", "1.0", "latest", " 1",
+        ] {
+            assert!(bad.parse::<Version>().is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn version_sort_keys_are_zero_padded_like_versioned() {
+        assert_eq!(Version::Number(1).sort_key(), "000001");
+        assert_eq!(Version::Latest.sort_key(), "LATEST");
+        assert_eq!(Version::Number(7).to_string(), "7");
+    }
+
+    #[test]
+    fn weights_are_integers_from_0_to_99() {
+        assert!(Weight::new(0).is_ok() && Weight::new(99).is_ok());
+        assert!(Weight::new(100).is_err() && Weight::new(-1).is_err());
+        assert!(serde_json::from_str::<Weight>("1.5").is_err());
+        assert!(serde_json::from_str::<Weight>("\"10\"").is_err());
+        assert_eq!(serde_json::from_str::<Weight>("10").ok(), Some(Weight(10)));
+    }
+}

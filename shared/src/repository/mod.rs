@@ -1,0 +1,298 @@
+//! The artifact repository over S3 (bytes) and DynamoDB (metadata).
+//!
+//! Every operation of `versioned` 1.0.1, on the same storage layout, made safe
+//! under concurrency (SPEC 7). Operations are split by subject:
+//! uploads (`uploads.rs`), versions (`versions.rs`), aliases (`aliases.rs`),
+//! retention (`retention.rs`). Each documents its AWS round trips.
+
+mod aliases;
+mod retention;
+mod uploads;
+mod versions;
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+    VersioningConfiguration,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::calls::{CallCount, CallCounter};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::layout::{Layout, attr};
+use crate::names::{ArtifactName, Version};
+use crate::rows::{Item, VersionRow, sv, version_key};
+
+pub use retention::ReclaimReport;
+
+/// Page sizes accepted by the listings.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// How many times an optimistic write is retried when a concurrent writer won.
+const MAX_ATTEMPTS: u32 = 64;
+
+#[derive(Debug, Clone)]
+pub struct Repository {
+    s3: aws_sdk_s3::Client,
+    ddb: aws_sdk_dynamodb::Client,
+    layout: Layout,
+    presign_expires: Duration,
+    calls: CallCounter,
+}
+
+impl Repository {
+    /// Builds both clients from one SDK configuration (one per cold start).
+    ///
+    /// S3 emulators only speak path-style addressing, so path style is used
+    /// whenever an endpoint override is configured (SPEC 5's `AWS_ENDPOINT_URL*`).
+    pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
+        let calls = CallCounter::default();
+        let s3_endpoint_overridden =
+            sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(s3_endpoint_overridden)
+            // Checksums are declared by the client and verified by S3; the SDK
+            // must not add its own (a presigned PUT would carry one of no bytes).
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .interceptor(calls.s3_interceptor())
+            .build();
+        let ddb = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(calls.dynamodb_interceptor())
+            .build();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            ddb: aws_sdk_dynamodb::Client::from_conf(ddb),
+            layout: Layout::new(config),
+            presign_expires: config.presign_expires,
+            calls,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// AWS requests sent by this repository so far.
+    pub fn calls(&self) -> CallCount {
+        self.calls.get()
+    }
+
+    /// Creates the bucket (versioning on) and the table when missing: the
+    /// library's `bootstrap`. Idempotent.
+    pub async fn bootstrap(&self) -> Result<()> {
+        let bucket = &self.layout.bucket;
+        let region = self.s3.config().region().map(|r| r.as_ref().to_owned());
+        let mut create = self.s3.create_bucket().bucket(bucket);
+        if let Some(region) = region.filter(|r| r != "us-east-1") {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error().is_some_and(|e| {
+                    e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
+                }) => {}
+            Err(e) => return Err(Error::upstream("CreateBucket", e)),
+        }
+        self.s3
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| Error::upstream("PutBucketVersioning", e))?;
+
+        let key = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+        };
+        let def = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let created = self
+            .ddb
+            .create_table()
+            .table_name(&self.layout.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key(attr::PK, KeyType::Hash).map_err(invalid_sdk_input)?)
+            .key_schema(key(attr::SK, KeyType::Range).map_err(invalid_sdk_input)?)
+            .attribute_definitions(def(attr::PK).map_err(invalid_sdk_input)?)
+            .attribute_definitions(def(attr::SK).map_err(invalid_sdk_input)?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(Error::upstream("CreateTable", e)),
+        }
+        // Wait until the table is usable (instant on emulators, seconds on AWS).
+        for _ in 0..120 {
+            let table = self
+                .ddb
+                .describe_table()
+                .table_name(&self.layout.table)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("DescribeTable", e))?;
+            let active = table
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| *s == aws_sdk_dynamodb::types::TableStatus::Active);
+            if active {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(Error::Upstream {
+            operation: "DescribeTable",
+            source: format!("table {} did not become ACTIVE", self.layout.table).into(),
+        })
+    }
+
+    /// One version row, strongly consistent; `None` when absent.
+    async fn get_row(&self, name: &ArtifactName, version: Version) -> Result<Option<VersionRow>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, version)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetItem", e))?;
+        out.item().map(VersionRow::from_item).transpose()
+    }
+
+    /// One version row that readers may see (exists, not soft-deleted).
+    async fn get_live_row(&self, name: &ArtifactName, version: Version) -> Result<VersionRow> {
+        match self.get_row(name, version).await? {
+            Some(row) if row.is_live() => Ok(row),
+            _ if version.is_latest() => Err(Error::ArtifactNotFound {
+                name: name.to_string(),
+            }),
+            _ => Err(Error::version_not_found(name, version)),
+        }
+    }
+
+    /// A presigned GET of exactly the bytes of `row` (pinned to its S3 object
+    /// version when known, SPEC 7.3).
+    async fn download_url(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+        s3_version_id: Option<&str>,
+    ) -> Result<String> {
+        let presigned = self
+            .s3
+            .get_object()
+            .bucket(&self.layout.bucket)
+            .key(self.layout.object_key(name, version))
+            .set_version_id(s3_version_id.map(str::to_owned))
+            .presigned(self.presigning()?)
+            .await
+            .map_err(|e| Error::upstream("presign GetObject", e))?;
+        Ok(presigned.uri().to_owned())
+    }
+
+    fn presigning(&self) -> Result<PresigningConfig> {
+        PresigningConfig::expires_in(self.presign_expires).map_err(|e| Error::Upstream {
+            operation: "presign",
+            source: Box::new(e),
+        })
+    }
+
+    /// Reads every row of a partition (all pages), strongly consistent.
+    async fn query_all(&self, pk: &str) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.layout.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_values(":pk", sv(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("Query", e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {
+    Error::Upstream {
+        operation: "build request",
+        source: Box::new(e),
+    }
+}
+
+/// Validates a page size.
+pub fn page_size(limit: Option<u32>) -> Result<u32> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+        Some(n) => Err(Error::InvalidRequest(format!(
+            "limit {n} is outside 1..={MAX_PAGE_SIZE}"
+        ))),
+    }
+}
+
+/// Opaque cursors: base64url of the DynamoDB sort key where the next page
+/// starts, bound to the partition the caller is listing.
+fn encode_cursor(sk: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sk)
+}
+
+fn decode_cursor(pk: &str, cursor: Option<&str>) -> Result<Option<Item>> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let invalid = || Error::InvalidRequest("cursor is not one this listing returned".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let sk = String::from_utf8(bytes).map_err(|_| invalid())?;
+    if sk.is_empty() || sk.len() > 128 {
+        return Err(invalid());
+    }
+    Ok(Some(crate::rows::key(pk, sk)))
+}
+
+/// Short jittered pause before retrying an optimistic write.
+async fn backoff(attempt: u32) {
+    let cap = 2u64.saturating_pow(attempt.min(6)).min(50);
+    let ms = rand::random_range(1..=cap.max(2));
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}

@@ -1,0 +1,654 @@
+//! Versions: read, list, publish, soft-delete; artifact names; full purge.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
+use aws_sdk_s3::types::{ChecksumAlgorithm, Delete, ObjectIdentifier};
+use base64::Engine;
+
+use super::{MAX_ATTEMPTS, Repository, decode_cursor, encode_cursor, page_size};
+use crate::error::{Error, Result};
+use crate::layout::{alias_pk, attr, format_update_at, now};
+use crate::model::{Artifact, Page, Published};
+use crate::names::{ArtifactName, Version};
+use crate::rows::{AliasRow, Item, VersionRow, nv, sv, version_key};
+
+impl Repository {
+    /// One live version with a presigned download URL. AWS calls: 1 (GetItem).
+    pub async fn get_version(&self, name: &ArtifactName, version: Version) -> Result<Artifact> {
+        let row = self.get_live_row(name, version).await?;
+        let mut artifact = row.to_artifact(&self.layout);
+        artifact.download_url = Some(
+            self.download_url(name, version, row.s3_version_id.as_deref())
+                .await?,
+        );
+        Ok(artifact)
+    }
+
+    /// Live versions, LATEST first, then newest first. AWS calls: 1 per page.
+    pub async fn list_versions(
+        &self,
+        name: &ArtifactName,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Artifact>> {
+        let limit = page_size(limit)?;
+        let start = decode_cursor(name.as_str(), cursor)?;
+        let first_page = start.is_none();
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.layout.table)
+            .key_condition_expression("#pk = :pk")
+            .filter_expression("#is_deleted = :false")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+            .expression_attribute_values(":pk", sv(name.as_str()))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(limit as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Query", e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(|item| VersionRow::from_item(item).map(|row| row.to_artifact(&self.layout)))
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = next_sort_key(out.last_evaluated_key()).map(encode_cursor);
+        if first_page && items.is_empty() && next_cursor.is_none() {
+            return Err(Error::ArtifactNotFound {
+                name: name.to_string(),
+            });
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Publishes LATEST as the next version (SPEC 7.1, 7.2, 7.6).
+    ///
+    /// The number comes from an atomic increment of a counter on the LATEST
+    /// row, in the same write that reads LATEST's sha256 and S3 version, so
+    /// parallel publishes get distinct consecutive numbers and each copies the
+    /// exact bytes its row records. Unchanged LATEST returns the newest version
+    /// unless `force`.
+    ///
+    /// AWS calls: UpdateItem, CopyObject, PutItem (3); unchanged: UpdateItem,
+    /// GetItem (2). Rows written by the Python library cost one more Query.
+    pub async fn publish_version(&self, name: &ArtifactName, force: bool) -> Result<Published> {
+        let mut force = force;
+        for _ in 0..MAX_ATTEMPTS {
+            let latest = match self.reserve_version(name, force).await? {
+                Reservation::Reserved(row) => row,
+                Reservation::Unchanged(row) => {
+                    let newest = row.last_version.and_then(|n| Version::number(n).ok());
+                    if let Some(newest) = newest
+                        && let Some(found) = self.get_row(name, newest).await?
+                        && found.is_live()
+                        && found.sha256 == row.sha256
+                    {
+                        return Ok(Published {
+                            artifact: found.to_artifact(&self.layout),
+                            created: false,
+                        });
+                    }
+                    // The version LATEST was published as is gone: publish again.
+                    force = true;
+                    continue;
+                }
+                Reservation::CounterMissing => {
+                    self.sync_counter(name).await?;
+                    continue;
+                }
+            };
+            let number = latest.last_version.unwrap_or_default();
+            let version = Version::number(number)?;
+            let copy = self.copy_latest_to(name, &latest, version).await?;
+            let now = format_update_at(now());
+            let mut item = version_key(name, version);
+            item.insert(attr::SHA256.into(), sv(&latest.sha256));
+            item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
+            item.insert(attr::UPDATE_AT.into(), sv(now));
+            if let Some(size) = latest.size {
+                item.insert(attr::SIZE.into(), nv(size));
+            }
+            if let Some(ct) = &latest.content_type {
+                item.insert(attr::CONTENT_TYPE.into(), sv(ct));
+            }
+            let metadata = latest
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), sv(v)))
+                .collect();
+            item.insert(attr::METADATA.into(), AttributeValue::M(metadata));
+            if let Some(v) = &copy {
+                item.insert(attr::S3_VERSION_ID.into(), sv(v));
+            }
+            let put = self
+                .ddb
+                .put_item()
+                .table_name(&self.layout.table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", attr::PK)
+                .send()
+                .await;
+            match put {
+                Ok(_) => {
+                    let row = VersionRow::from_item(&item)?;
+                    return Ok(Published {
+                        artifact: row.to_artifact(&self.layout),
+                        created: true,
+                    });
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    // Someone else (the Python library) already wrote this
+                    // number: restore their bytes, catch the counter up, retry.
+                    self.undo_copy(name, version, copy).await?;
+                    self.sync_counter(name).await?;
+                    force = true;
+                }
+                Err(e) => {
+                    let _ = self.undo_copy(name, version, copy).await;
+                    return Err(Error::upstream("PutItem", e));
+                }
+            }
+        }
+        Err(Error::Conflict(format!(
+            "publishing {name} kept conflicting with other writers; retry"
+        )))
+    }
+
+    /// Atomically takes the next version number, unless LATEST is unchanged.
+    async fn reserve_version(&self, name: &ArtifactName, force: bool) -> Result<Reservation> {
+        let mut condition = "attribute_exists(#last_version) AND #is_deleted = :false".to_owned();
+        if !force {
+            condition.push_str(" AND (attribute_not_exists(#published) OR #published <> #sha256)");
+        }
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #last_version = #last_version + :one, #published = #sha256")
+            .condition_expression(condition)
+            .expression_attribute_names("#last_version", attr::LAST_VERSION)
+            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+            .expression_attribute_names("#published", attr::PUBLISHED_SHA256)
+            .expression_attribute_names("#sha256", attr::SHA256)
+            .expression_attribute_values(":one", nv(1))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let row = out.attributes().map(VersionRow::from_item).transpose()?;
+                row.map(Reservation::Reserved)
+                    .ok_or_else(|| Error::ArtifactNotFound {
+                        name: name.to_string(),
+                    })
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let old = match e.as_service_error().and_then(|e| match e {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        c.item().cloned()
+                    }
+                    _ => None,
+                }) {
+                    Some(item) => Some(VersionRow::from_item(&item)?),
+                    // Emulators that do not return the old item: read it.
+                    None => self.get_row(name, Version::Latest).await?,
+                };
+                match old {
+                    None => Err(Error::ArtifactNotFound {
+                        name: name.to_string(),
+                    }),
+                    Some(row) if row.is_deleted => Err(Error::ArtifactNotFound {
+                        name: name.to_string(),
+                    }),
+                    Some(row) if row.last_version.is_none() => Ok(Reservation::CounterMissing),
+                    Some(row) => Ok(Reservation::Unchanged(row)),
+                }
+            }
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Copies LATEST's recorded S3 object version to a version key.
+    async fn copy_latest_to(
+        &self,
+        name: &ArtifactName,
+        latest: &VersionRow,
+        version: Version,
+    ) -> Result<Option<String>> {
+        let key = self.layout.object_key(name, Version::Latest);
+        let source = match &latest.s3_version_id {
+            Some(v) => format!("{}/{}?versionId={}", self.layout.bucket, key, v),
+            None => format!("{}/{}", self.layout.bucket, key),
+        };
+        let out = self
+            .s3
+            .copy_object()
+            .bucket(&self.layout.bucket)
+            .key(self.layout.object_key(name, version))
+            .copy_source(source)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("CopyObject", e))?;
+        let copied = out.version_id().map(str::to_owned);
+        // S3 computes the copy's SHA-256: when LATEST was not pinned (a row the
+        // Python library wrote), this catches bytes that changed underneath.
+        let checksum = out.copy_object_result().and_then(|r| r.checksum_sha256());
+        let expected = hex::decode(&latest.sha256).ok().map(|d| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(d)
+        });
+        if let (Some(got), Some(want)) = (checksum, expected)
+            && got != want
+        {
+            self.undo_copy(name, version, copied).await?;
+            return Err(Error::Conflict(format!(
+                "LATEST of {name} changed while publishing; retry"
+            )));
+        }
+        Ok(copied)
+    }
+
+    /// Deletes the object version a failed publish created (the previous
+    /// version of that key, if any, becomes current again).
+    async fn undo_copy(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+        copy: Option<String>,
+    ) -> Result<()> {
+        let Some(version_id) = copy else {
+            return Ok(());
+        };
+        self.s3
+            .delete_object()
+            .bucket(&self.layout.bucket)
+            .key(self.layout.object_key(name, version))
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("DeleteObject", e))?;
+        Ok(())
+    }
+
+    /// The highest version number any row of the partition holds (deleted and
+    /// reclaimed rows included: numbers are never reused). One Query.
+    pub(super) async fn highest_version(&self, name: &ArtifactName) -> Result<u32> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.layout.table)
+            .key_condition_expression("#pk = :pk AND #sk < :latest")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", sv(name.as_str()))
+            .expression_attribute_values(":latest", sv(Version::LATEST))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .projection_expression("#pk, #sk")
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Query", e))?;
+        Ok(out
+            .items()
+            .first()
+            .and_then(|item| item.get(attr::SK))
+            .and_then(|sk| sk.as_s().ok())
+            .and_then(|sk| match Version::from_sort_key(sk) {
+                Ok(Version::Number(n)) => Some(n),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
+    /// Raises the LATEST row's counter to the highest existing version (rows
+    /// the Python library wrote carry no counter).
+    async fn sync_counter(&self, name: &ArtifactName) -> Result<()> {
+        let highest = self.highest_version(name).await?;
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #last_version = :highest")
+            .condition_expression("attribute_exists(#pk) AND (attribute_not_exists(#last_version) OR #last_version < :highest)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#last_version", attr::LAST_VERSION)
+            .expression_attribute_values(":highest", nv(highest))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // Already caught up by someone else, or LATEST gone (next step says 404).
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Soft-deletes a numbered version (SPEC 7.4, 7.5).
+    ///
+    /// Refused with 409 while an alias targets it: the alias partition is read
+    /// (catching aliases the Python library wrote), and the write is
+    /// conditional on the version row carrying no alias reference (catching a
+    /// concurrent alias move). A missing version is 404 and writes nothing.
+    /// AWS calls: Query, UpdateItem (2).
+    pub async fn delete_version(&self, name: &ArtifactName, version: Version) -> Result<()> {
+        if version.is_latest() {
+            return Err(Error::InvalidVersion(
+                "LATEST cannot be deleted; purge the artifact to remove it entirely".into(),
+            ));
+        }
+        let in_use = self.aliases_targeting(name, version).await?;
+        if !in_use.is_empty() {
+            return Err(version_in_use(name, version, in_use));
+        }
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, version)))
+            .update_expression("SET #is_deleted = :true, #deleted_at = :now")
+            .condition_expression(
+                "attribute_exists(#pk) AND #is_deleted = :false AND attribute_not_exists(#aliases)",
+            )
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+            .expression_attribute_names("#deleted_at", attr::DELETED_AT)
+            .expression_attribute_names("#aliases", attr::ALIASES)
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", sv(format_update_at(now())))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let old = match e.into_service_error() {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        c.item().map(VersionRow::from_item).transpose()?
+                    }
+                    _ => None,
+                };
+                let old = match old {
+                    Some(row) => Some(row),
+                    None => self.get_row(name, version).await?,
+                };
+                match old {
+                    Some(row) if row.is_live() && !row.aliases.is_empty() => Err(version_in_use(
+                        name,
+                        version,
+                        row.aliases.into_iter().collect(),
+                    )),
+                    _ => Err(Error::version_not_found(name, version)),
+                }
+            }
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Aliases whose primary or secondary is `version` (one Query per page).
+    pub(super) async fn aliases_targeting(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+    ) -> Result<Vec<String>> {
+        let rows = self.alias_rows(name).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| row.targets().any(|t| t == version))
+            .map(|row| row.alias.to_string())
+            .collect())
+    }
+
+    pub(super) async fn alias_rows(&self, name: &ArtifactName) -> Result<Vec<AliasRow>> {
+        self.query_all(&alias_pk(name))
+            .await?
+            .iter()
+            .map(|item| AliasRow::from_item(name, item))
+            .collect()
+    }
+
+    /// Artifact names, as the library lists them: the "directories" under the
+    /// store prefix. AWS calls: 1 per page (ListObjectsV2).
+    pub async fn list_artifact_names(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<ArtifactName>> {
+        let limit = page_size(limit)?;
+        let token = match cursor {
+            None => None,
+            Some(c) => Some(
+                super::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        Error::InvalidRequest("cursor is not one this listing returned".into())
+                    })?,
+            ),
+        };
+        let prefix = self.layout.store_prefix();
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.layout.bucket)
+            .prefix(&prefix)
+            .delimiter("/")
+            .max_keys(limit as i32)
+            .set_continuation_token(token)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e))
+                    == Some("InvalidArgument") =>
+            {
+                return Err(Error::InvalidRequest(
+                    "cursor is not one this listing returned".into(),
+                ));
+            }
+            Err(e) => return Err(Error::upstream("ListObjectsV2", e)),
+        };
+        let items = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .filter_map(|p| p.strip_suffix('/'))
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let next_cursor = out
+            .next_continuation_token()
+            .filter(|_| out.is_truncated() == Some(true))
+            .map(|t| super::URL_SAFE_NO_PAD.encode(t));
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Wipes an artifact: every row of its partitions, then every S3 object
+    /// version and delete marker under its prefix and its staged uploads.
+    /// Rows go first, so an interrupted purge never leaves a row pointing at
+    /// missing bytes; running it again finishes the job. 404 when nothing exists.
+    pub async fn purge_artifact(&self, name: &ArtifactName) -> Result<()> {
+        let mut keys: Vec<Item> = Vec::new();
+        for pk in [alias_pk(name), name.to_string()] {
+            for item in self.query_all(&pk).await? {
+                let (Some(pk), Some(sk)) = (item.get(attr::PK), item.get(attr::SK)) else {
+                    continue;
+                };
+                keys.push(HashMap::from([
+                    (attr::PK.to_owned(), pk.clone()),
+                    (attr::SK.to_owned(), sk.clone()),
+                ]));
+            }
+        }
+        let rows_deleted = !keys.is_empty();
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(super::invalid_sdk_input)
+                })
+                .collect::<Result<_>>()?;
+            for attempt in 0..MAX_ATTEMPTS {
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.layout.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.layout.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                super::backoff(attempt).await;
+            }
+        }
+        let mut objects_deleted = false;
+        for prefix in [
+            self.layout.artifact_prefix(name),
+            self.layout.staging_prefix(name),
+        ] {
+            objects_deleted |= self.delete_all_object_versions(&prefix, None).await? > 0;
+        }
+        if !rows_deleted && !objects_deleted {
+            return Err(Error::ArtifactNotFound {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Permanently deletes every object version and delete marker under
+    /// `prefix` (only keys equal to `exact`, when given). Returns how many.
+    pub(super) async fn delete_all_object_versions(
+        &self,
+        prefix: &str,
+        exact: Option<&str>,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let out = self
+                .s3
+                .list_object_versions()
+                .bucket(&self.layout.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("ListObjectVersions", e))?;
+            let ids: Vec<ObjectIdentifier> = out
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(
+                    out.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                )
+                .filter(|(key, _)| exact.is_none_or(|e| *key == Some(e)))
+                .filter_map(|(key, version)| {
+                    ObjectIdentifier::builder()
+                        .set_key(key.map(str::to_owned))
+                        .set_version_id(version.map(str::to_owned))
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if !ids.is_empty() {
+                deleted += ids.len();
+                let delete = Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| Error::Upstream {
+                        operation: "build request",
+                        source: Box::new(e),
+                    })?;
+                let result = self
+                    .s3
+                    .delete_objects()
+                    .bucket(&self.layout.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("DeleteObjects", e))?;
+                if let Some(failed) = result.errors().first() {
+                    return Err(Error::Upstream {
+                        operation: "DeleteObjects",
+                        source: format!("could not delete {:?}: {:?}", failed.key(), failed.code())
+                            .into(),
+                    });
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(deleted);
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            version_marker = out.next_version_id_marker().map(str::to_owned);
+        }
+    }
+}
+
+enum Reservation {
+    /// The LATEST row after taking the number in `last_version`.
+    Reserved(VersionRow),
+    /// LATEST unchanged since it was published as `last_version`.
+    Unchanged(VersionRow),
+    /// LATEST has no counter yet (written by the Python library).
+    CounterMissing,
+}
+
+pub(super) fn next_sort_key(key: Option<&HashMap<String, AttributeValue>>) -> Option<&str> {
+    key.and_then(|k| k.get(attr::SK))
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+pub(super) fn version_in_use(name: &ArtifactName, version: Version, aliases: Vec<String>) -> Error {
+    Error::VersionInUse {
+        name: name.to_string(),
+        version: version.to_string(),
+        aliases: aliases.join(", "),
+    }
+}

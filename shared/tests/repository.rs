@@ -1,0 +1,872 @@
+//! Repository behaviour against the emulator: every operation, its SPEC 6/7
+//! semantics, and its AWS round trips (SDK interceptor counts).
+
+use std::time::Duration;
+
+use shared::model::{AliasTarget, RetentionPolicy, UploadRequest};
+use shared::{AliasName, Error, Repository, Version, Weight};
+use test_support::{TestStore, name, put_bytes, sha256_hex};
+
+fn alias(s: &str) -> AliasName {
+    s.parse().unwrap()
+}
+
+fn to(version: u32) -> AliasTarget {
+    AliasTarget {
+        version: Version::Number(version),
+        secondary: None,
+    }
+}
+
+fn split(primary: u32, secondary: u32, weight: i64) -> AliasTarget {
+    AliasTarget {
+        version: Version::Number(primary),
+        secondary: Some((Version::Number(secondary), Weight::new(weight).unwrap())),
+    }
+}
+
+/// Runs `op` and returns its result with the AWS calls it made.
+async fn counted<T>(repo: &Repository, op: impl std::future::Future<Output = T>) -> (T, u64) {
+    let before = repo.calls();
+    let out = op.await;
+    (out, (repo.calls() - before).total())
+}
+
+#[tokio::test]
+async fn upload_commit_publish_get_round_trips_bytes_and_sha256() {
+    let store = TestStore::with_suffix(".bin").await;
+    let n = name("app");
+    let committed = store.upload(&n, b"build 1").await;
+    assert!(committed.changed);
+    assert_eq!(committed.artifact.version, Version::Latest);
+    assert_eq!(committed.artifact.sha256, sha256_hex(b"build 1"));
+    assert_eq!(committed.artifact.size, Some(7));
+    assert_eq!(
+        committed.artifact.s3uri,
+        format!(
+            "s3://{}/versioned-artifacts/app/LATEST.bin",
+            store.config.bucket
+        )
+    );
+
+    let published = store.repo.publish_version(&n, false).await.unwrap();
+    assert!(published.created);
+    assert_eq!(published.artifact.version, Version::Number(1));
+    assert!(published.artifact.s3uri.ends_with("/app/000001.bin"));
+
+    let v1 = store
+        .repo
+        .get_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.download(v1.download_url.as_deref().unwrap()).await,
+        b"build 1"
+    );
+    assert_eq!(v1.content_type.as_deref(), Some("application/octet-stream"));
+
+    // The S3 object carries the library's metadata keys.
+    let head = store
+        .s3
+        .head_object()
+        .bucket(&store.config.bucket)
+        .key("versioned-artifacts/app/000001.bin")
+        .send()
+        .await
+        .unwrap();
+    let meta = head.metadata().unwrap();
+    assert_eq!(meta.get("artifact_name").map(String::as_str), Some("app"));
+    assert_eq!(meta.get("artifact_sha256"), Some(&sha256_hex(b"build 1")));
+    assert!(
+        !meta.contains_key("upload_size"),
+        "internal staging metadata must not leak"
+    );
+}
+
+#[tokio::test]
+async fn user_metadata_and_content_type_given_at_upload_are_kept() {
+    let store = TestStore::new().await;
+    let n = name("cfg");
+    let ticket = store
+        .repo
+        .create_upload(
+            &n,
+            UploadRequest {
+                sha256: sha256_hex(b"{}"),
+                size: 2,
+                content_type: Some("application/json".into()),
+                metadata: [("git-sha".to_owned(), "abc123".to_owned())].into(),
+            },
+        )
+        .await
+        .unwrap();
+    put_bytes(&store.http, &ticket, b"{}").await;
+    let committed = store
+        .repo
+        .commit_upload(&n, &ticket.upload_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        committed
+            .artifact
+            .metadata
+            .get("git-sha")
+            .map(String::as_str),
+        Some("abc123")
+    );
+    store.repo.publish_version(&n, false).await.unwrap();
+    let v1 = store
+        .repo
+        .get_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    assert_eq!(v1.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        v1.metadata.get("git-sha").map(String::as_str),
+        Some("abc123")
+    );
+}
+
+#[tokio::test]
+async fn committing_the_same_content_changes_nothing_and_says_so() {
+    let store = TestStore::new().await;
+    let n = name("same");
+    let first = store.upload(&n, b"x").await;
+    let second = store.upload(&n, b"x").await;
+    assert!(!second.changed);
+    assert_eq!(second.artifact.update_at, first.artifact.update_at);
+}
+
+#[tokio::test]
+async fn a_second_commit_of_one_upload_returns_the_same_result() {
+    let store = TestStore::new().await;
+    let n = name("retry");
+    let ticket = store
+        .repo
+        .create_upload(
+            &n,
+            UploadRequest {
+                sha256: sha256_hex(b"r"),
+                size: 1,
+                content_type: None,
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    put_bytes(&store.http, &ticket, b"r").await;
+    let first = store
+        .repo
+        .commit_upload(&n, &ticket.upload_id)
+        .await
+        .unwrap();
+    let (again, calls) =
+        counted(&store.repo, store.repo.commit_upload(&n, &ticket.upload_id)).await;
+    assert_eq!(again.unwrap(), first);
+    assert!(calls <= 2, "retry took {calls} calls");
+    // An id that was never uploaded is 404.
+    let err = store
+        .repo
+        .commit_upload(&n, &"0".repeat(32))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UploadNotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn commit_refuses_a_staged_object_whose_size_differs_from_the_declaration() {
+    let store = TestStore::new().await;
+    let n = name("liar");
+    let ticket = store
+        .repo
+        .create_upload(
+            &n,
+            UploadRequest {
+                sha256: sha256_hex(b"abc"),
+                size: 3,
+                content_type: None,
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    // Bypass the URL: stage other bytes under the same key, no checksum.
+    store
+        .s3
+        .put_object()
+        .bucket(&store.config.bucket)
+        .key(format!(
+            "versioned-artifacts.uploads/liar/{}",
+            ticket.upload_id
+        ))
+        .body(b"abcd".to_vec().into())
+        .metadata("artifact_sha256", sha256_hex(b"abc"))
+        .metadata("upload_size", "3")
+        .send()
+        .await
+        .unwrap();
+    let err = store
+        .repo
+        .commit_upload(&n, &ticket.upload_id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UploadMismatch(_)), "{err:?}");
+    assert!(
+        store.raw_items().await.is_empty(),
+        "a refused commit writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn publishing_an_unchanged_latest_returns_the_newest_version_unless_forced() {
+    let store = TestStore::new().await;
+    let n = name("pub");
+    store.upload(&n, b"a").await;
+    let v1 = store.repo.publish_version(&n, false).await.unwrap();
+    let again = store.repo.publish_version(&n, false).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.artifact.version, v1.artifact.version);
+    let forced = store.repo.publish_version(&n, true).await.unwrap();
+    assert!(forced.created);
+    assert_eq!(forced.artifact.version, Version::Number(2));
+    // A new LATEST publishes a new version.
+    store.upload(&n, b"b").await;
+    let v3 = store.repo.publish_version(&n, false).await.unwrap();
+    assert_eq!(v3.artifact.version, Version::Number(3));
+    assert_eq!(v3.artifact.sha256, sha256_hex(b"b"));
+}
+
+#[tokio::test]
+async fn publishing_a_missing_artifact_is_not_found_and_writes_nothing() {
+    let store = TestStore::new().await;
+    let err = store
+        .repo
+        .publish_version(&name("ghost"), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ArtifactNotFound { .. }), "{err:?}");
+    assert!(store.raw_items().await.is_empty());
+}
+
+#[tokio::test]
+async fn list_versions_puts_latest_first_then_newest_and_hides_deleted() {
+    let store = TestStore::new().await;
+    let n = name("list");
+    for content in [b"1", b"2", b"3"] {
+        store.upload(&n, content).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    store
+        .repo
+        .delete_version(&n, Version::Number(2))
+        .await
+        .unwrap();
+    let page = store.repo.list_versions(&n, None, None).await.unwrap();
+    let versions: Vec<String> = page.items.iter().map(|a| a.version.to_string()).collect();
+    assert_eq!(versions, ["LATEST", "3", "1"]);
+
+    // Pages of one, following cursors, give the same sequence.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, calls) = counted(
+            &store.repo,
+            store.repo.list_versions(&n, Some(1), cursor.as_deref()),
+        )
+        .await;
+        let page = page.unwrap();
+        assert_eq!(calls, 1, "one call per page");
+        seen.extend(page.items.iter().map(|a| a.version.to_string()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["LATEST", "3", "1"]);
+    assert!(matches!(
+        store
+            .repo
+            .list_versions(&name("nothing"), None, None)
+            .await
+            .unwrap_err(),
+        Error::ArtifactNotFound { .. }
+    ));
+    assert!(matches!(
+        store
+            .repo
+            .list_versions(&n, None, Some("!!"))
+            .await
+            .unwrap_err(),
+        Error::InvalidRequest(_)
+    ));
+}
+
+#[tokio::test]
+async fn deleted_versions_are_hidden_from_get_and_cannot_become_alias_targets() {
+    let store = TestStore::new().await;
+    let n = name("hide");
+    store.upload(&n, b"a").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .delete_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .repo
+            .get_version(&n, Version::Number(1))
+            .await
+            .unwrap_err(),
+        Error::VersionNotFound { .. }
+    ));
+    assert!(matches!(
+        store
+            .repo
+            .put_alias(&n, &alias("prod"), to(1))
+            .await
+            .unwrap_err(),
+        Error::VersionNotFound { .. }
+    ));
+    assert!(matches!(
+        store
+            .repo
+            .delete_version(&n, Version::Number(1))
+            .await
+            .unwrap_err(),
+        Error::VersionNotFound { .. }
+    ));
+}
+
+#[tokio::test]
+async fn deleting_a_missing_version_is_not_found_and_creates_no_phantom_row() {
+    let store = TestStore::new().await;
+    let n = name("phantom");
+    store.upload(&n, b"a").await;
+    let before = store.raw_items().await;
+    let err = store
+        .repo
+        .delete_version(&n, Version::Number(7))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::VersionNotFound { .. }), "{err:?}");
+    let err = store
+        .repo
+        .delete_version(&name("nobody"), Version::Number(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::VersionNotFound { .. }), "{err:?}");
+    assert_eq!(store.raw_items().await, before);
+    assert!(matches!(
+        store
+            .repo
+            .delete_version(&n, Version::Latest)
+            .await
+            .unwrap_err(),
+        Error::InvalidVersion(_)
+    ));
+}
+
+#[tokio::test]
+async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
+    let store = TestStore::new().await;
+    let n = name("guarded");
+    for content in [b"1", b"2", b"3"] {
+        store.upload(&n, content).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), split(1, 2, 10))
+        .await
+        .unwrap();
+    for v in [1, 2] {
+        let err = store
+            .repo
+            .delete_version(&n, Version::Number(v))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::VersionInUse { .. }), "{err:?}");
+        assert!(store.repo.get_version(&n, Version::Number(v)).await.is_ok());
+    }
+    // Once the alias moves away, the old targets can go.
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), to(3))
+        .await
+        .unwrap();
+    store
+        .repo
+        .delete_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    store
+        .repo
+        .delete_version(&n, Version::Number(2))
+        .await
+        .unwrap();
+    let err = store
+        .repo
+        .delete_version(&n, Version::Number(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::VersionInUse { .. }), "{err:?}");
+    store.repo.delete_alias(&n, &alias("prod")).await.unwrap();
+    store
+        .repo
+        .delete_version(&n, Version::Number(3))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn version_numbers_are_never_reused_after_delete_and_reclaim() {
+    let store = TestStore::new().await;
+    let n = name("mono");
+    store.upload(&n, b"1").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store.upload(&n, b"2").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .delete_version(&n, Version::Number(2))
+        .await
+        .unwrap();
+    let report = store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
+    assert_eq!(report.reclaimed, [Version::Number(2)]);
+    store.upload(&n, b"3").await;
+    let next = store.repo.publish_version(&n, false).await.unwrap();
+    assert_eq!(next.artifact.version, Version::Number(3));
+}
+
+#[tokio::test]
+async fn reclaim_deletes_the_bytes_after_the_grace_period_and_keeps_a_tombstone() {
+    let store = TestStore::new().await;
+    let n = name("reclaim");
+    store.upload(&n, b"old").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .delete_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    let key = "versioned-artifacts/reclaim/000001";
+    // Within the grace period nothing is reclaimed.
+    let report = store
+        .repo
+        .reclaim(&n, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(report.reclaimed.is_empty());
+    let versions = store
+        .s3
+        .list_object_versions()
+        .bucket(&store.config.bucket)
+        .prefix(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.versions().len(), 1);
+    // After it, every object version of that key is gone; the row stays deleted.
+    let report = store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
+    assert_eq!(report.reclaimed, [Version::Number(1)]);
+    let versions = store
+        .s3
+        .list_object_versions()
+        .bucket(&store.config.bucket)
+        .prefix(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(versions.versions().is_empty() && versions.delete_markers().is_empty());
+    let rows = store.raw_items().await;
+    let tombstone = rows
+        .iter()
+        .find(|r| r.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("000001"))
+        .unwrap();
+    assert_eq!(
+        tombstone.get("is_deleted").and_then(|v| v.as_bool().ok()),
+        Some(&true)
+    );
+    assert!(tombstone.contains_key("reclaimed_at"));
+    // LATEST's bytes are untouched.
+    let latest = store.repo.get_version(&n, Version::Latest).await.unwrap();
+    assert_eq!(
+        store
+            .download(latest.download_url.as_deref().unwrap())
+            .await,
+        b"old"
+    );
+}
+
+#[tokio::test]
+async fn retention_keeps_latest_the_newest_n_and_alias_targets_and_supports_dry_run() {
+    let store = TestStore::new().await;
+    let n = name("keep");
+    for i in 1..=6u8 {
+        store.upload(&n, &[i]).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), to(1))
+        .await
+        .unwrap();
+    let policy = RetentionPolicy {
+        keep_last_n: 2,
+        older_than: Duration::ZERO,
+    };
+
+    let dry = store.repo.purge_versions(&n, policy, true).await.unwrap();
+    let would: Vec<String> = dry.deleted.iter().map(|a| a.version.to_string()).collect();
+    assert_eq!(would, ["4", "3", "2"]);
+    assert_eq!(
+        store
+            .repo
+            .list_versions(&n, None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        7,
+        "dry run writes nothing"
+    );
+
+    let real = store.repo.purge_versions(&n, policy, false).await.unwrap();
+    assert_eq!(real.deleted, dry.deleted);
+    let left: Vec<String> = store
+        .repo
+        .list_versions(&n, None, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|a| a.version.to_string())
+        .collect();
+    assert_eq!(left, ["LATEST", "6", "5", "1"]);
+
+    // Nothing is older than a day: nothing goes.
+    let young = RetentionPolicy {
+        keep_last_n: 0,
+        older_than: Duration::from_secs(86_400),
+    };
+    assert!(
+        store
+            .repo
+            .purge_versions(&n, young, false)
+            .await
+            .unwrap()
+            .deleted
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn aliases_put_get_list_delete_with_canary_split() {
+    let store = TestStore::new().await;
+    let n = name("aliased");
+    for content in [b"1", b"2"] {
+        store.upload(&n, content).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    let prod = store
+        .repo
+        .put_alias(&n, &alias("prod"), split(1, 2, 20))
+        .await
+        .unwrap();
+    assert_eq!(prod.secondary_version, Some(Version::Number(2)));
+    assert_eq!(prod.secondary_version_weight.map(Weight::get), Some(20));
+    assert!(prod.version_s3uri.ends_with("/aliased/000001"));
+    store
+        .repo
+        .put_alias(
+            &n,
+            &alias("dev-latest"),
+            AliasTarget {
+                version: Version::Latest,
+                secondary: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (got, calls) = counted(&store.repo, store.repo.get_alias(&n, &alias("prod"))).await;
+    assert_eq!(got.unwrap(), prod);
+    assert_eq!(calls, 1);
+    let listed = store.repo.list_aliases(&n, None, None).await.unwrap();
+    let names: Vec<String> = listed.items.iter().map(|a| a.alias.to_string()).collect();
+    assert_eq!(names, ["dev-latest", "prod"]);
+
+    assert!(matches!(
+        store
+            .repo
+            .put_alias(&n, &alias("bad"), split(1, 1, 5))
+            .await
+            .unwrap_err(),
+        Error::InvalidRequest(_)
+    ));
+    assert!(matches!(
+        store
+            .repo
+            .put_alias(&n, &alias("bad"), to(9))
+            .await
+            .unwrap_err(),
+        Error::VersionNotFound { .. }
+    ));
+    store.repo.delete_alias(&n, &alias("prod")).await.unwrap();
+    let before = store.raw_items().await;
+    assert!(matches!(
+        store
+            .repo
+            .delete_alias(&n, &alias("prod"))
+            .await
+            .unwrap_err(),
+        Error::AliasNotFound { .. }
+    ));
+    assert!(matches!(
+        store.repo.get_alias(&n, &alias("prod")).await.unwrap_err(),
+        Error::AliasNotFound { .. }
+    ));
+    assert_eq!(
+        store.raw_items().await,
+        before,
+        "a 404 delete writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn resolve_is_sticky_per_key_and_monotone_in_the_weight() {
+    let store = TestStore::new().await;
+    let n = name("canary");
+    for content in [b"stable", b"canary"] {
+        store.upload(&n, content).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    let keys: Vec<String> = (0..200).map(|i| format!("host-{i}")).collect();
+    let mut on_secondary_before: Vec<bool> = vec![false; keys.len()];
+    for weight in [0, 10, 25, 50, 99] {
+        store
+            .repo
+            .put_alias(&n, &alias("prod"), split(1, 2, weight))
+            .await
+            .unwrap();
+        let mut secondary = 0;
+        for (i, key) in keys.iter().enumerate() {
+            let first = store
+                .repo
+                .resolve_alias(&n, &alias("prod"), Some(key))
+                .await
+                .unwrap();
+            let again = store
+                .repo
+                .resolve_alias(&n, &alias("prod"), Some(key))
+                .await
+                .unwrap();
+            assert_eq!(first.version, again.version, "sticky for {key}");
+            let is_secondary = first.version == Version::Number(2);
+            assert!(
+                !on_secondary_before[i] || is_secondary,
+                "{key} moved back to primary at weight {weight}"
+            );
+            on_secondary_before[i] = is_secondary;
+            secondary += usize::from(is_secondary);
+        }
+        // Roughly the weight's share of keys (200 keys, generous bounds).
+        let share = secondary as f64 / keys.len() as f64 * 100.0;
+        assert!(
+            (share - weight as f64).abs() <= 15.0,
+            "weight {weight}: {share}% on secondary"
+        );
+    }
+    let (resolved, calls) = counted(
+        &store.repo,
+        store.repo.resolve_alias(&n, &alias("prod"), Some("x")),
+    )
+    .await;
+    let resolved = resolved.unwrap();
+    assert_eq!(calls, 1);
+    let expected = if resolved.version == Version::Number(2) {
+        &b"canary"[..]
+    } else {
+        &b"stable"[..]
+    };
+    assert_eq!(store.download(&resolved.download_url).await, expected);
+    assert_eq!(resolved.sha256, sha256_hex(expected));
+}
+
+#[tokio::test]
+async fn resolving_an_alias_of_latest_follows_new_commits() {
+    let store = TestStore::new().await;
+    let n = name("follow");
+    store.upload(&n, b"one").await;
+    store
+        .repo
+        .put_alias(
+            &n,
+            &alias("edge"),
+            AliasTarget {
+                version: Version::Latest,
+                secondary: None,
+            },
+        )
+        .await
+        .unwrap();
+    store.upload(&n, b"two").await;
+    let resolved = store
+        .repo
+        .resolve_alias(&n, &alias("edge"), None)
+        .await
+        .unwrap();
+    assert_eq!(resolved.version, Version::Latest);
+    assert_eq!(resolved.sha256, sha256_hex(b"two"));
+    assert_eq!(store.download(&resolved.download_url).await, b"two");
+}
+
+#[tokio::test]
+async fn list_artifact_names_pages_through_every_name() {
+    let store = TestStore::new().await;
+    for n in ["a1", "b2", "c3"] {
+        store.upload(&name(n), b"x").await;
+    }
+    let all = store.repo.list_artifact_names(None, None).await.unwrap();
+    assert_eq!(
+        all.items.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        ["a1", "b2", "c3"]
+    );
+    let first = store.repo.list_artifact_names(Some(2), None).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let rest = store
+        .repo
+        .list_artifact_names(Some(2), first.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        ["c3"]
+    );
+    assert_eq!(rest.next_cursor, None);
+}
+
+#[tokio::test]
+async fn purging_an_artifact_wipes_everything_and_numbering_starts_over() {
+    let store = TestStore::new().await;
+    let n = name("wipe");
+    let keep = name("keep");
+    store.upload(&keep, b"k").await;
+    for content in [b"1", b"2"] {
+        store.upload(&n, content).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), to(2))
+        .await
+        .unwrap();
+    store
+        .repo
+        .delete_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    store.repo.purge_artifact(&n).await.unwrap();
+
+    let rows = store.raw_items().await;
+    assert!(
+        rows.iter()
+            .all(|r| r.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("keep"))
+    );
+    let objects = store
+        .s3
+        .list_object_versions()
+        .bucket(&store.config.bucket)
+        .prefix("versioned-artifacts/wipe/")
+        .send()
+        .await
+        .unwrap();
+    assert!(objects.versions().is_empty() && objects.delete_markers().is_empty());
+    let names = store.repo.list_artifact_names(None, None).await.unwrap();
+    assert_eq!(names.items, [keep]);
+    assert!(matches!(
+        store.repo.purge_artifact(&n).await.unwrap_err(),
+        Error::ArtifactNotFound { .. }
+    ));
+
+    store.upload(&n, b"again").await;
+    assert_eq!(
+        store
+            .repo
+            .publish_version(&n, false)
+            .await
+            .unwrap()
+            .artifact
+            .version,
+        Version::Number(1)
+    );
+}
+
+#[tokio::test]
+async fn every_operation_stays_within_its_aws_call_budget() {
+    let store = TestStore::new().await;
+    let repo = &store.repo;
+    let n = name("budget");
+    let mut report = Vec::new();
+
+    let ticket = repo
+        .create_upload(
+            &n,
+            UploadRequest {
+                sha256: sha256_hex(b"v1"),
+                size: 2,
+                content_type: None,
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    put_bytes(&store.http, &ticket, b"v1").await;
+    let (r, c) = counted(repo, repo.commit_upload(&n, &ticket.upload_id)).await;
+    r.unwrap();
+    report.push(("commit", c, 5));
+    let (r, c) = counted(repo, repo.publish_version(&n, false)).await;
+    r.unwrap();
+    report.push(("publish", c, 3));
+    let (r, c) = counted(repo, repo.publish_version(&n, false)).await;
+    r.unwrap();
+    report.push(("publish (unchanged)", c, 3));
+    repo.publish_version(&n, true).await.unwrap();
+    let (r, c) = counted(repo, repo.get_version(&n, Version::Number(1))).await;
+    r.unwrap();
+    report.push(("get version", c, 1));
+    let (r, c) = counted(repo, repo.list_versions(&n, None, None)).await;
+    r.unwrap();
+    report.push(("list versions (1 page)", c, 1));
+    let (r, c) = counted(repo, repo.put_alias(&n, &alias("prod"), split(1, 2, 10))).await;
+    r.unwrap();
+    report.push(("put alias (create)", c, 3));
+    let (r, c) = counted(repo, repo.put_alias(&n, &alias("prod"), to(2))).await;
+    r.unwrap();
+    report.push(("put alias (move)", c, 3));
+    let (r, c) = counted(repo, repo.get_alias(&n, &alias("prod"))).await;
+    r.unwrap();
+    report.push(("get alias", c, 1));
+    let (r, c) = counted(repo, repo.resolve_alias(&n, &alias("prod"), None)).await;
+    r.unwrap();
+    report.push(("resolve alias", c, 1));
+    let (r, c) = counted(repo, repo.list_aliases(&n, None, None)).await;
+    r.unwrap();
+    report.push(("list aliases (1 page)", c, 1));
+    let (r, c) = counted(repo, repo.delete_version(&n, Version::Number(1))).await;
+    r.unwrap();
+    report.push(("delete version", c, 2));
+    let (r, c) = counted(repo, repo.delete_alias(&n, &alias("prod"))).await;
+    r.unwrap();
+    report.push(("delete alias", c, 2));
+    let (r, c) = counted(repo, repo.list_artifact_names(None, None)).await;
+    r.unwrap();
+    report.push(("list names (1 page)", c, 1));
+
+    for (op, calls, budget) in &report {
+        println!("{op:<24} {calls} AWS calls (budget {budget})");
+    }
+    for (op, calls, budget) in report {
+        assert!(calls <= budget, "{op}: {calls} AWS calls, budget {budget}");
+    }
+}

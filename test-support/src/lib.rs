@@ -1,0 +1,245 @@
+//! Test harness shared by every test crate.
+//!
+//! [`emulator`] starts the project's AWS emulator (`scripts/emulator.py`,
+//! moto from the project venv) once per test process on a free loopback
+//! port; it exits by itself when the test process does (its stdin closes).
+//! [`TestStore::new`] gives each test its own bucket and table on it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use sha2::{Digest, Sha256};
+use shared::model::{Committed, UploadRequest};
+use shared::{ArtifactName, Config, Repository};
+
+/// The workspace root (where `.venv/` and `scripts/` live).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The project venv's Python interpreter.
+pub fn venv_python() -> PathBuf {
+    workspace_root().join(".venv/bin/python")
+}
+
+/// A running emulator.
+pub struct Emulator {
+    pub endpoint: String,
+    /// Kept open for the life of the process: closing it stops the emulator.
+    _process: Mutex<(Child, ChildStdin, BufReader<ChildStdout>)>,
+}
+
+/// Starts the emulator on first use; later calls share it.
+pub fn emulator() -> &'static Emulator {
+    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+    EMULATOR.get_or_init(|| start_emulator().unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn start_emulator() -> Result<Emulator, String> {
+    let python = venv_python();
+    if !python.exists() {
+        return Err(format!(
+            "{} is missing: run `make venv` (make test does it)",
+            python.display()
+        ));
+    }
+    let mut child = Command::new(&python)
+        .arg(workspace_root().join("scripts/emulator.py"))
+        .arg("--until-stdin-closes")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    let stdin = child.stdin.take().ok_or("emulator stdin")?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("emulator stdout")?);
+    let mut line = String::new();
+    stdout
+        .read_line(&mut line)
+        .map_err(|e| format!("emulator did not start: {e}"))?;
+    let endpoint = line.trim().to_owned();
+    if !endpoint.starts_with("http://127.0.0.1:") {
+        return Err(format!(
+            "emulator printed {endpoint:?} instead of its address"
+        ));
+    }
+    Ok(Emulator {
+        endpoint,
+        _process: Mutex::new((child, stdin, stdout)),
+    })
+}
+
+/// SDK configuration pointing at the emulator with dummy credentials.
+pub async fn sdk_config() -> SdkConfig {
+    let endpoint = &emulator().endpoint;
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+/// A bootstrapped bucket + table of its own, and raw clients to inspect them.
+pub struct TestStore {
+    pub config: Config,
+    pub sdk: SdkConfig,
+    pub repo: Repository,
+    pub s3: aws_sdk_s3::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub http: reqwest::Client,
+}
+
+impl TestStore {
+    pub async fn new() -> Self {
+        Self::with_suffix("").await
+    }
+
+    pub async fn with_suffix(suffix: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let config = Config::from_lookup(|key| match key {
+            "BUCKET_NAME" => Some(format!("test-{}", &id[..16])),
+            "TABLE_NAME" => Some(format!("test-{}", &id[..16])),
+            "ARTIFACT_SUFFIX" => Some(suffix.to_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let sdk = sdk_config().await;
+        let repo = Repository::new(&sdk, &config);
+        repo.bootstrap()
+            .await
+            .unwrap_or_else(|e| panic!("bootstrap: {e:?}"));
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        Self {
+            config,
+            sdk,
+            repo,
+            s3,
+            ddb,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A second repository over the same store (another "Lambda instance").
+    pub fn another_repository(&self) -> Repository {
+        Repository::new(&self.sdk, &self.config)
+    }
+
+    /// The whole upload flow: declare, PUT the bytes to the presigned URL, commit.
+    pub async fn upload(&self, name: &ArtifactName, bytes: &[u8]) -> Committed {
+        upload_with(&self.repo, &self.http, name, bytes).await
+    }
+
+    /// Every raw item of the table, for "nothing else was written" checks.
+    pub async fn raw_items(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb
+                .scan()
+                .table_name(&self.config.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("scan: {e:?}"));
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return items,
+            }
+        }
+    }
+
+    /// Downloads a presigned URL.
+    pub async fn download(&self, url: &str) -> Vec<u8> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "GET {url}: {}",
+            response.status()
+        );
+        response
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"))
+            .to_vec()
+    }
+}
+
+/// Declares, PUTs and commits `bytes` through `repo`.
+pub async fn upload_with(
+    repo: &Repository,
+    http: &reqwest::Client,
+    name: &ArtifactName,
+    bytes: &[u8],
+) -> Committed {
+    let ticket = repo
+        .create_upload(
+            name,
+            UploadRequest {
+                sha256: sha256_hex(bytes),
+                size: bytes.len() as u64,
+                content_type: Some("application/octet-stream".into()),
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
+    put_bytes(http, &ticket, bytes).await;
+    repo.commit_upload(name, &ticket.upload_id)
+        .await
+        .unwrap_or_else(|e| panic!("commit: {e:?}"))
+}
+
+/// PUTs bytes to a presigned upload URL with its headers; returns the status.
+pub async fn put_bytes(
+    http: &reqwest::Client,
+    ticket: &shared::model::UploadTicket,
+    bytes: &[u8],
+) -> u16 {
+    let mut request = http.put(&ticket.url).body(bytes.to_vec());
+    for (k, v) in &ticket.headers {
+        request = request.header(k, v);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT upload: {e}"));
+    let status = response.status().as_u16();
+    assert!(
+        status < 300,
+        "PUT upload: {status} {}",
+        response.text().await.unwrap_or_default()
+    );
+    status
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn name(s: &str) -> ArtifactName {
+    s.parse().unwrap_or_else(|e| panic!("{e}"))
+}
