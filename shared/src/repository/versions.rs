@@ -84,12 +84,7 @@ impl Repository {
             let latest = match self.reserve_version(name, force).await? {
                 Reservation::Reserved(row) => row,
                 Reservation::Unchanged(row) => {
-                    let newest = row.last_version.and_then(|n| Version::number(n).ok());
-                    if let Some(newest) = newest
-                        && let Some(found) = self.get_row(name, newest).await?
-                        && found.is_live()
-                        && found.sha256 == row.sha256
-                    {
+                    if let Some(found) = self.published_as(name, &row).await? {
                         return Ok(Published {
                             artifact: found.to_artifact(&self.layout),
                             created: false,
@@ -163,6 +158,32 @@ impl Repository {
         Err(Error::Conflict(format!(
             "publishing {name} kept conflicting with other writers; retry"
         )))
+    }
+
+    /// The live version an unchanged LATEST was published as. A concurrent
+    /// publish may still be writing that row, so a missing row is awaited
+    /// (about two seconds) before it is taken as lost to a crash.
+    async fn published_as(
+        &self,
+        name: &ArtifactName,
+        latest: &VersionRow,
+    ) -> Result<Option<VersionRow>> {
+        let Some(newest) = latest.last_version.and_then(|n| Version::number(n).ok()) else {
+            return Ok(None);
+        };
+        for attempt in 0..PUBLISH_WAIT_ATTEMPTS {
+            match self.get_row(name, newest).await? {
+                Some(found) if found.is_live() && found.sha256 == latest.sha256 => {
+                    return Ok(Some(found));
+                }
+                Some(_) => return Ok(None),
+                None => {
+                    let pause = 10 * u64::from(attempt + 1);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Atomically takes the next version number, unless LATEST is unchanged.
@@ -629,6 +650,8 @@ impl Repository {
         }
     }
 }
+
+const PUBLISH_WAIT_ATTEMPTS: u32 = 20;
 
 enum Reservation {
     /// The LATEST row after taking the number in `last_version`.
