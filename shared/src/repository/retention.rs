@@ -57,7 +57,7 @@ impl Repository {
             .iter()
             .filter(|r| r.is_live() && !r.version.is_latest())
             .collect();
-        live.sort_by(|a, b| b.version.cmp(&a.version));
+        live.sort_by_key(|r| std::cmp::Reverse(r.version));
         let candidates: Vec<&VersionRow> = live
             .into_iter()
             .skip(policy.keep_last_n as usize)

@@ -1,0 +1,96 @@
+"""Drives `versioned` 1.0.1 (the Python library) against the emulator, for
+the interoperability test (shared/tests/interop.rs).
+
+    interop.py write ENDPOINT BUCKET TABLE   library writes, prints what it wrote
+    interop.py read  ENDPOINT BUCKET TABLE NAME
+                                             library reads NAME, prints all of it
+
+Output is one JSON document on stdout.
+"""
+
+import base64
+import json
+import os
+import sys
+import tempfile
+
+
+def configure(endpoint):
+    # boto3 needs path-style addressing against a loopback endpoint.
+    config = tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False)
+    config.write("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+    config.close()
+    os.environ.update(
+        AWS_CONFIG_FILE=config.name,
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+
+
+def repository(bucket, table):
+    from boto_session_manager import BotoSesManager
+    from versioned.api import s3_and_dynamodb_backend as backend
+
+    repo = backend.Repository(aws_region="us-east-1", s3_bucket=bucket, dynamodb_table_name=table)
+    return repo, BotoSesManager(region_name="us-east-1")
+
+
+def artifact(a):
+    return {"name": a.name, "version": a.version, "sha256": a.sha256, "s3uri": a.s3uri}
+
+
+def alias(a):
+    return {
+        "name": a.name,
+        "alias": a.alias,
+        "version": a.version,
+        "secondary_version": a.secondary_version,
+        "secondary_version_weight": a.secondary_version_weight,
+        "version_s3uri": a.version_s3uri,
+        "secondary_version_s3uri": a.secondary_version_s3uri,
+    }
+
+
+def write(repo, bsm):
+    name = "py-app"
+    repo.put_artifact(name=name, content=b"python one", bsm=bsm)
+    repo.publish_artifact_version(name=name, bsm=bsm)
+    repo.put_artifact(name=name, content=b"python two", bsm=bsm)
+    repo.publish_artifact_version(name=name, bsm=bsm)
+    repo.put_alias(name=name, alias="prod", version=1, bsm=bsm)
+    repo.put_alias(name=name, alias="canary", version=1, secondary_version=2, secondary_version_weight=20, bsm=bsm)
+    return read(repo, bsm, name)
+
+
+def read(repo, bsm, name):
+    versions = repo.list_artifact_versions(name=name, bsm=bsm)
+    return {
+        "names": sorted(repo.list_artifact_names(bsm=bsm)),
+        "versions": [artifact(v) for v in versions],
+        "get": {v.version: artifact(repo.get_artifact_version(name=name, version=v.version, bsm=bsm)) for v in versions},
+        "content": {
+            v.version: base64.b64encode(repo.get_artifact_version(name=name, version=v.version, bsm=bsm).get_content(bsm)).decode()
+            for v in versions
+        },
+        "aliases": sorted((alias(a) for a in repo.list_aliases(name=name, bsm=bsm)), key=lambda a: a["alias"]),
+        "get_alias": {a.alias: alias(repo.get_alias(name=name, alias=a.alias, bsm=bsm)) for a in repo.list_aliases(name=name, bsm=bsm)},
+    }
+
+
+def main():
+    command, endpoint, bucket, table = sys.argv[1:5]
+    configure(endpoint)
+    repo, bsm = repository(bucket, table)
+    if command == "write":
+        result = write(repo, bsm)
+    elif command == "read":
+        result = read(repo, bsm, sys.argv[5])
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
