@@ -9,9 +9,11 @@
 //! - [`repository`]: the [`Repository`] over S3 + DynamoDB.
 //! - [`calls`]: counts of AWS requests per client.
 
+pub mod api;
 pub mod calls;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod layout;
 pub mod model;
 pub mod names;

@@ -19,7 +19,11 @@ fn library(store: &TestStore, args: &[&str]) -> Value {
         .args(&args[1..])
         .output()
         .expect("run scripts/interop.py");
-    assert!(output.status.success(), "library failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "library failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("library output is JSON")
 }
 
@@ -37,31 +41,72 @@ async fn the_repository_reads_what_the_library_wrote() {
     assert_eq!(names.items, std::slice::from_ref(&n));
 
     let versions = store.repo.list_versions(&n, None, None).await.unwrap();
-    let ours: Vec<(String, String, String)> =
-        versions.items.iter().map(|a| (a.version.to_string(), a.sha256.clone(), a.s3uri.clone())).collect();
+    let ours: Vec<(String, String, String)> = versions
+        .items
+        .iter()
+        .map(|a| (a.version.to_string(), a.sha256.clone(), a.s3uri.clone()))
+        .collect();
     let theirs: Vec<(String, String, String)> = written["versions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| (v["version"].as_str().unwrap().into(), v["sha256"].as_str().unwrap().into(), v["s3uri"].as_str().unwrap().into()))
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap().into(),
+                v["sha256"].as_str().unwrap().into(),
+                v["s3uri"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(ours, theirs);
-    assert_eq!(ours.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(), ["LATEST", "2", "1"]);
+    assert_eq!(
+        ours.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
+        ["LATEST", "2", "1"]
+    );
 
-    for (version, content) in [(Version::Number(1), &b"python one"[..]), (Version::Number(2), b"python two"), (Version::Latest, b"python two")] {
+    for (version, content) in [
+        (Version::Number(1), &b"python one"[..]),
+        (Version::Number(2), b"python two"),
+        (Version::Latest, b"python two"),
+    ] {
         let artifact = store.repo.get_version(&n, version).await.unwrap();
         assert_eq!(artifact.sha256, sha256_hex(content));
-        assert_eq!(store.download(artifact.download_url.as_deref().unwrap()).await, content);
+        assert_eq!(
+            store
+                .download(artifact.download_url.as_deref().unwrap())
+                .await,
+            content
+        );
     }
 
     let canary = store.repo.get_alias(&n, &alias("canary")).await.unwrap();
     assert_eq!(canary.version, Version::Number(1));
     assert_eq!(canary.secondary_version, Some(Version::Number(2)));
-    assert_eq!(canary.secondary_version_weight, Some(Weight::new(20).unwrap()));
-    assert_eq!(canary.version_s3uri, written["get_alias"]["canary"]["version_s3uri"].as_str().unwrap());
-    let listed: Vec<String> = store.repo.list_aliases(&n, None, None).await.unwrap().items.iter().map(|a| a.alias.to_string()).collect();
+    assert_eq!(
+        canary.secondary_version_weight,
+        Some(Weight::new(20).unwrap())
+    );
+    assert_eq!(
+        canary.version_s3uri,
+        written["get_alias"]["canary"]["version_s3uri"]
+            .as_str()
+            .unwrap()
+    );
+    let listed: Vec<String> = store
+        .repo
+        .list_aliases(&n, None, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|a| a.alias.to_string())
+        .collect();
     assert_eq!(listed, ["canary", "prod"]);
-    let resolved = store.repo.resolve_alias(&n, &alias("prod"), None).await.unwrap();
+    let resolved = store
+        .repo
+        .resolve_alias(&n, &alias("prod"), None)
+        .await
+        .unwrap();
     assert_eq!(resolved.sha256, sha256_hex(b"python one"));
     assert_eq!(store.download(&resolved.download_url).await, b"python one");
 
@@ -70,7 +115,13 @@ async fn the_repository_reads_what_the_library_wrote() {
     store.upload(&n, b"rust three").await;
     let published = store.repo.publish_version(&n, false).await.unwrap();
     assert_eq!(published.artifact.version, Version::Number(3));
-    assert!(store.repo.delete_version(&n, Version::Number(1)).await.is_err());
+    assert!(
+        store
+            .repo
+            .delete_version(&n, Version::Number(1))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -81,9 +132,27 @@ async fn the_library_reads_what_the_repository_wrote() {
     store.repo.publish_version(&n, false).await.unwrap();
     store.upload(&n, b"rust two").await;
     store.repo.publish_version(&n, false).await.unwrap();
-    let prod = AliasTarget { version: Version::Number(1), secondary: Some((Version::Number(2), Weight::new(30).unwrap())) };
-    store.repo.put_alias(&n, &alias("prod"), prod).await.unwrap();
-    store.repo.put_alias(&n, &alias("edge"), AliasTarget { version: Version::Latest, secondary: None }).await.unwrap();
+    let prod = AliasTarget {
+        version: Version::Number(1),
+        secondary: Some((Version::Number(2), Weight::new(30).unwrap())),
+    };
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), prod)
+        .await
+        .unwrap();
+    store
+        .repo
+        .put_alias(
+            &n,
+            &alias("edge"),
+            AliasTarget {
+                version: Version::Latest,
+                secondary: None,
+            },
+        )
+        .await
+        .unwrap();
 
     let read = library(&store, &["read", "rs-app"]);
     assert_eq!(read["names"], serde_json::json!(["rs-app"]));
@@ -99,7 +168,12 @@ async fn the_library_reads_what_the_repository_wrote() {
         let content = base64::engine::general_purpose::STANDARD
             .decode(read["content"][mine.version.to_string()].as_str().unwrap())
             .unwrap();
-        assert_eq!(sha256_hex(&content), mine.sha256, "library downloads the bytes of {}", mine.version);
+        assert_eq!(
+            sha256_hex(&content),
+            mine.sha256,
+            "library downloads the bytes of {}",
+            mine.version
+        );
     }
     let lib_prod = &read["get_alias"]["prod"];
     assert_eq!(lib_prod["version"], "1");

@@ -1,0 +1,413 @@
+//! The API of SPEC 4: one handler per route, and the route table.
+//!
+//! Each handler is a plain async function over a `lambda_http::Request`
+//! (path parameters and query string as API Gateway delivers them). The
+//! Lambda functions (`functions/<operation>`) and the local server call these
+//! very functions; tests call them directly.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::http::{body, empty, error_response, json, paging, path, query, redirect};
+use crate::model::{AliasTarget, RetentionPolicy, UploadRequest};
+use crate::names::{AliasName, ArtifactName, Version, Weight};
+use crate::repository::Repository;
+
+/// Every operation, named as its function package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    ListArtifacts,
+    StartUpload,
+    CommitUpload,
+    ListVersions,
+    PublishVersion,
+    GetVersion,
+    GetVersionContent,
+    DeleteVersion,
+    PurgeArtifact,
+    ApplyRetention,
+    PutAlias,
+    ListAliases,
+    GetAlias,
+    DeleteAlias,
+    ResolveAlias,
+}
+
+/// One route: method, API Gateway path template, operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub operation: Operation,
+}
+
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/artifacts",
+        operation: Operation::ListArtifacts,
+    },
+    Route {
+        method: "POST",
+        path: "/artifacts/{name}/uploads",
+        operation: Operation::StartUpload,
+    },
+    Route {
+        method: "PUT",
+        path: "/artifacts/{name}",
+        operation: Operation::CommitUpload,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/versions",
+        operation: Operation::ListVersions,
+    },
+    Route {
+        method: "POST",
+        path: "/artifacts/{name}/versions",
+        operation: Operation::PublishVersion,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/versions/{version}",
+        operation: Operation::GetVersion,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/versions/{version}/content",
+        operation: Operation::GetVersionContent,
+    },
+    Route {
+        method: "DELETE",
+        path: "/artifacts/{name}/versions/{version}",
+        operation: Operation::DeleteVersion,
+    },
+    Route {
+        method: "DELETE",
+        path: "/artifacts/{name}",
+        operation: Operation::PurgeArtifact,
+    },
+    Route {
+        method: "POST",
+        path: "/artifacts/{name}/purge",
+        operation: Operation::ApplyRetention,
+    },
+    Route {
+        method: "PUT",
+        path: "/artifacts/{name}/aliases/{alias}",
+        operation: Operation::PutAlias,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/aliases",
+        operation: Operation::ListAliases,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/aliases/{alias}",
+        operation: Operation::GetAlias,
+    },
+    Route {
+        method: "DELETE",
+        path: "/artifacts/{name}/aliases/{alias}",
+        operation: Operation::DeleteAlias,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/aliases/{alias}/resolve",
+        operation: Operation::ResolveAlias,
+    },
+];
+
+impl Operation {
+    /// The function package (and binary, SAM id stem, event file stem).
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Self::ListArtifacts => "list-artifacts",
+            Self::StartUpload => "start-upload",
+            Self::CommitUpload => "commit-upload",
+            Self::ListVersions => "list-versions",
+            Self::PublishVersion => "publish-version",
+            Self::GetVersion => "get-version",
+            Self::GetVersionContent => "get-version-content",
+            Self::DeleteVersion => "delete-version",
+            Self::PurgeArtifact => "purge-artifact",
+            Self::ApplyRetention => "apply-retention",
+            Self::PutAlias => "put-alias",
+            Self::ListAliases => "list-aliases",
+            Self::GetAlias => "get-alias",
+            Self::DeleteAlias => "delete-alias",
+            Self::ResolveAlias => "resolve-alias",
+        }
+    }
+
+    pub fn route(self) -> Route {
+        ROUTES
+            .iter()
+            .copied()
+            .find(|r| r.operation == self)
+            .unwrap_or(ROUTES[0])
+    }
+
+    /// Runs this operation's handler. Never fails: errors become JSON bodies.
+    pub async fn handle(self, repo: &Repository, request: Request) -> Response<Body> {
+        let result = match self {
+            Self::ListArtifacts => list_artifacts(repo, &request).await,
+            Self::StartUpload => start_upload(repo, &request).await,
+            Self::CommitUpload => commit_upload(repo, &request).await,
+            Self::ListVersions => list_versions(repo, &request).await,
+            Self::PublishVersion => publish_version(repo, &request).await,
+            Self::GetVersion => get_version(repo, &request).await,
+            Self::GetVersionContent => get_version_content(repo, &request).await,
+            Self::DeleteVersion => delete_version(repo, &request).await,
+            Self::PurgeArtifact => purge_artifact(repo, &request).await,
+            Self::ApplyRetention => apply_retention(repo, &request).await,
+            Self::PutAlias => put_alias(repo, &request).await,
+            Self::ListAliases => list_aliases(repo, &request).await,
+            Self::GetAlias => get_alias(repo, &request).await,
+            Self::DeleteAlias => delete_alias(repo, &request).await,
+            Self::ResolveAlias => resolve_alias(repo, &request).await,
+        };
+        result.unwrap_or_else(|e| error_response(&e))
+    }
+}
+
+/// Matches a method and path against the route table: the operation and its
+/// path parameters, or why not (`Err(true)`: the path exists, the method not).
+pub fn match_route(
+    method: &Method,
+    path: &str,
+) -> std::result::Result<(Operation, BTreeMap<String, String>), bool> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let mut path_matched = false;
+    for route in ROUTES {
+        let pattern: Vec<&str> = route.path.split('/').collect();
+        if pattern.len() != segments.len() {
+            continue;
+        }
+        let mut params = BTreeMap::new();
+        let fits = pattern.iter().zip(&segments).all(|(p, s)| {
+            if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                params.insert(name.to_owned(), (*s).to_owned());
+                !s.is_empty()
+            } else {
+                p == s
+            }
+        });
+        if fits {
+            if route.method == method.as_str() {
+                return Ok((route.operation, params));
+            }
+            path_matched = true;
+        }
+    }
+    Err(path_matched)
+}
+
+pub async fn list_artifacts(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let (limit, cursor) = paging(request)?;
+    let page = repo.list_artifact_names(limit, cursor.as_deref()).await?;
+    Ok(json(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartUploadBody {
+    sha256: String,
+    size: u64,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let b: StartUploadBody = body(request)?;
+    let request = UploadRequest {
+        sha256: b.sha256,
+        size: b.size,
+        content_type: b.content_type,
+        metadata: b.metadata,
+    };
+    let ticket = repo.create_upload(&name, request).await?;
+    Ok(json(StatusCode::CREATED, &ticket))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitBody {
+    upload_id: String,
+}
+
+pub async fn commit_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let b: CommitBody = body(request)?;
+    let committed = repo.commit_upload(&name, &b.upload_id).await?;
+    Ok(json(StatusCode::OK, &committed))
+}
+
+pub async fn list_versions(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let (limit, cursor) = paging(request)?;
+    let page = repo.list_versions(&name, limit, cursor.as_deref()).await?;
+    Ok(json(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn publish_version(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let b: PublishBody = body(request)?;
+    let published = repo.publish_version(&name, b.force).await?;
+    let status = if published.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json(status, &published.artifact))
+}
+
+pub async fn get_version(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let version: Version = path(request, "version")?;
+    Ok(json(
+        StatusCode::OK,
+        &repo.get_version(&name, version).await?,
+    ))
+}
+
+pub async fn get_version_content(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let version: Version = path(request, "version")?;
+    let artifact = repo.get_version(&name, version).await?;
+    Ok(redirect(
+        artifact.download_url.as_deref().unwrap_or_default(),
+    ))
+}
+
+pub async fn delete_version(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let version: Version = path(request, "version")?;
+    repo.delete_version(&name, version).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn purge_artifact(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    repo.purge_artifact(&name).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionBody {
+    keep_last_n: Option<u32>,
+    purge_older_than_secs: Option<u64>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub async fn apply_retention(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let b: RetentionBody = body(request)?;
+    let defaults = RetentionPolicy::default();
+    let policy = RetentionPolicy {
+        keep_last_n: b.keep_last_n.unwrap_or(defaults.keep_last_n),
+        older_than: b
+            .purge_older_than_secs
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.older_than),
+    };
+    let report = repo.purge_versions(&name, policy, b.dry_run).await?;
+    Ok(json(StatusCode::OK, &report))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutAliasBody {
+    #[serde(default)]
+    version: Option<Version>,
+    #[serde(default)]
+    secondary_version: Option<Version>,
+    #[serde(default)]
+    secondary_version_weight: Option<Weight>,
+}
+
+pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    let b: PutAliasBody = body(request)?;
+    let secondary = match (b.secondary_version, b.secondary_version_weight) {
+        (Some(v), Some(w)) => Some((v, w)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(crate::Error::InvalidWeight(
+                "secondary_version needs a secondary_version_weight".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(crate::Error::InvalidWeight(
+                "secondary_version_weight needs a secondary_version".into(),
+            ));
+        }
+    };
+    let target = AliasTarget {
+        version: b.version.unwrap_or(Version::Latest),
+        secondary,
+    };
+    Ok(json(
+        StatusCode::OK,
+        &repo.put_alias(&name, &alias, target).await?,
+    ))
+}
+
+pub async fn list_aliases(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let (limit, cursor) = paging(request)?;
+    Ok(json(
+        StatusCode::OK,
+        &repo.list_aliases(&name, limit, cursor.as_deref()).await?,
+    ))
+}
+
+pub async fn get_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    Ok(json(StatusCode::OK, &repo.get_alias(&name, &alias).await?))
+}
+
+pub async fn delete_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    repo.delete_alias(&name, &alias).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn resolve_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    let key = query(request, "key");
+    Ok(json(
+        StatusCode::OK,
+        &repo.resolve_alias(&name, &alias, key.as_deref()).await?,
+    ))
+}
+
+/// Start-up shared by every function and the local server: tracing, config,
+/// SDK clients. A bad setting is reported here, before serving.
+pub async fn init() -> std::result::Result<Repository, crate::ConfigError> {
+    let config = crate::Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Ok(Repository::new(&sdk, &config))
+}
