@@ -7,12 +7,17 @@ PYTHON := $(VENV)/bin/python
 # Keep tool caches inside the project, not in $HOME.
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: test venv lint unit clean-venv
+.PHONY: test dev venv lint clean-venv
 
 ## make test: install what is missing, then formatting, lints and every test
 ## (unit, emulator integration, concurrency, Python interop).
 test: venv lint
 	cargo test --workspace --locked
+
+## make dev: from a fresh clone to the API on http://127.0.0.1:3000 over a
+## local emulator (Ctrl-C stops both).
+dev: venv
+	scripts/dev.sh
 
 lint:
 	cargo fmt --all -- --check

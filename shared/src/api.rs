@@ -411,3 +411,22 @@ pub async fn init() -> std::result::Result<Repository, crate::ConfigError> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     Ok(Repository::new(&sdk, &config))
 }
+
+/// The whole `main` of a Lambda function: tracing (the runtime's default
+/// subscriber: `AWS_LAMBDA_LOG_LEVEL`, `AWS_LAMBDA_LOG_FORMAT`), configuration
+/// and clients once per cold start, then the handler for every event.
+pub async fn serve(operation: Operation) -> std::result::Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let repo = match init().await {
+        Ok(repo) => repo,
+        Err(e) => {
+            eprintln!("{}: {e}", operation.function_name());
+            std::process::exit(1);
+        }
+    };
+    let repo = &repo;
+    lambda_http::run(lambda_http::service_fn(move |event: Request| async move {
+        Ok::<_, std::convert::Infallible>(operation.handle(repo, event).await)
+    }))
+    .await
+}

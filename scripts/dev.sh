@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make dev`: the local emulator on a free loopback port, then local-api on
+# LISTEN_ADDR (default 127.0.0.1:3000) against it. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --quiet -p local-api
+
+# The emulator lives as long as this script: it stops when its stdin closes.
+coproc EMULATOR { exec .venv/bin/python scripts/emulator.py --until-stdin-closes; }
+read -r endpoint <&"${EMULATOR[0]}"
+trap 'exec {EMULATOR[1]}>&-; wait' EXIT
+
+export AWS_ENDPOINT_URL="$endpoint"
+export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
+export BUCKET_NAME="${BUCKET_NAME:-versioned-artifacts-dev}"
+export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1:3000}"
+url="http://$LISTEN_ADDR"
+
+cat <<MSG
+emulator (S3 + DynamoDB): $endpoint
+API:                      $url
+
+Try:
+  curl -s $url/artifacts
+  printf 'hello' > /tmp/hello.txt
+  curl -s -X POST $url/artifacts/hello/uploads -H 'content-type: application/json' \\
+       -d '{"sha256": "'"\$(sha256sum /tmp/hello.txt | cut -d' ' -f1)"'", "size": 5}'
+(the README walks through the whole pipeline flow)
+
+MSG
+target/debug/local-api
