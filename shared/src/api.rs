@@ -333,23 +333,49 @@ pub async fn apply_retention(repo: &Repository, request: &Request) -> Result<Res
     Ok(json(StatusCode::OK, &report))
 }
 
+/// Read loosely, then validated field by field, so that each mistake gets
+/// its own error code (a weight of `1.5` is an `InvalidWeight`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutAliasBody {
     #[serde(default)]
-    version: Option<Version>,
+    version: Option<serde_json::Value>,
     #[serde(default)]
-    secondary_version: Option<Version>,
+    secondary_version: Option<serde_json::Value>,
     #[serde(default)]
-    secondary_version_weight: Option<Weight>,
+    secondary_version_weight: Option<serde_json::Value>,
+}
+
+fn version_field(field: &str, value: serde_json::Value) -> Result<Version> {
+    match value {
+        serde_json::Value::String(s) => s.parse(),
+        other => Err(crate::Error::InvalidVersion(format!(
+            "{field} must be a string like \"3\", not {other}"
+        ))),
+    }
+}
+
+fn weight_field(value: serde_json::Value) -> Result<Weight> {
+    match value.as_i64() {
+        Some(w) if value.is_i64() || value.is_u64() => Weight::new(w),
+        _ => Err(crate::Error::InvalidWeight(format!(
+            "secondary_version_weight must be an integer 0..=99, not {value}"
+        ))),
+    }
 }
 
 pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
     let b: PutAliasBody = body(request)?;
-    let secondary = match (b.secondary_version, b.secondary_version_weight) {
-        (Some(v), Some(w)) => Some((v, w)),
+    let version = match b.version {
+        None | Some(serde_json::Value::Null) => Version::Latest,
+        Some(v) => version_field("version", v)?,
+    };
+    let secondary_version = b.secondary_version.filter(|v| !v.is_null());
+    let weight = b.secondary_version_weight.filter(|v| !v.is_null());
+    let secondary = match (secondary_version, weight) {
+        (Some(v), Some(w)) => Some((version_field("secondary_version", v)?, weight_field(w)?)),
         (None, None) => None,
         (Some(_), None) => {
             return Err(crate::Error::InvalidWeight(
@@ -362,10 +388,7 @@ pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<
             ));
         }
     };
-    let target = AliasTarget {
-        version: b.version.unwrap_or(Version::Latest),
-        secondary,
-    };
+    let target = AliasTarget { version, secondary };
     Ok(json(
         StatusCode::OK,
         &repo.put_alias(&name, &alias, target).await?,

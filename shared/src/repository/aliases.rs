@@ -134,7 +134,9 @@ impl Repository {
             .expression_attribute_values(":pk", sv(&pk))
             .consistent_read(true)
             .limit(limit as i32)
-            .set_exclusive_start_key(decode_cursor(&pk, cursor)?)
+            .set_exclusive_start_key(decode_cursor(&pk, cursor, |sk| {
+                sk.parse::<AliasName>().is_ok()
+            })?)
             .send()
             .await
             .map_err(|e| Error::upstream("Query", e))?;

@@ -277,14 +277,19 @@ fn encode_cursor(sk: &str) -> String {
     URL_SAFE_NO_PAD.encode(sk)
 }
 
-fn decode_cursor(pk: &str, cursor: Option<&str>) -> Result<Option<Item>> {
+/// `valid_sk` tells whether a decoded sort key can belong to the listing.
+fn decode_cursor(
+    pk: &str,
+    cursor: Option<&str>,
+    valid_sk: fn(&str) -> bool,
+) -> Result<Option<Item>> {
     let Some(cursor) = cursor else {
         return Ok(None);
     };
     let invalid = || Error::InvalidRequest("cursor is not one this listing returned".into());
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let sk = String::from_utf8(bytes).map_err(|_| invalid())?;
-    if sk.is_empty() || sk.len() > 128 {
+    if !valid_sk(&sk) {
         return Err(invalid());
     }
     Ok(Some(crate::rows::key(pk, sk)))

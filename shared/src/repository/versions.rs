@@ -35,7 +35,9 @@ impl Repository {
         cursor: Option<&str>,
     ) -> Result<Page<Artifact>> {
         let limit = page_size(limit)?;
-        let start = decode_cursor(name.as_str(), cursor)?;
+        let start = decode_cursor(name.as_str(), cursor, |sk| {
+            Version::from_sort_key(sk).is_ok()
+        })?;
         let first_page = start.is_none();
         let out = self
             .ddb

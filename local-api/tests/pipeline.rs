@@ -1,0 +1,264 @@
+//! The whole pipeline flow over real HTTP: local server → handlers →
+//! emulator, bytes PUT to the presigned URL and downloaded back via /content.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use test_support::{TestStore, sha256_hex};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn start(store: &TestStore) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(local_api::serve(
+            listener,
+            Arc::new(store.another_repository()),
+        ));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self { base, http }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{}", self.base, path));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, value)
+    }
+
+    /// Start upload, PUT bytes, commit. Returns the commit body.
+    async fn upload(&self, name: &str, bytes: &[u8]) -> Value {
+        let declared = json!({"sha256": sha256_hex(bytes), "size": bytes.len()});
+        let (status, ticket) = self
+            .call(
+                "POST",
+                &format!("/artifacts/{name}/uploads"),
+                Some(declared),
+            )
+            .await;
+        assert_eq!(status, 201, "{ticket}");
+        let mut put = self
+            .http
+            .put(ticket["url"].as_str().unwrap())
+            .body(bytes.to_vec());
+        for (k, v) in ticket["headers"].as_object().unwrap() {
+            put = put.header(k, v.as_str().unwrap());
+        }
+        assert!(put.send().await.unwrap().status().is_success());
+        let commit = json!({"upload_id": ticket["upload_id"]});
+        let (status, committed) = self
+            .call("PUT", &format!("/artifacts/{name}"), Some(commit))
+            .await;
+        assert_eq!(status, 200, "{committed}");
+        committed
+    }
+
+    async fn download_content(&self, path: &str) -> Vec<u8> {
+        let response = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 302);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        self.http
+            .get(location)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_rolls_back() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+
+    let committed = api.upload("web", b"release 1").await;
+    assert_eq!(committed["changed"], true);
+    assert_eq!(committed["version"], "LATEST");
+    assert_eq!(
+        keys(&committed),
+        [
+            "changed",
+            "content_type",
+            "metadata",
+            "name",
+            "s3uri",
+            "sha256",
+            "size",
+            "update_at",
+            "version"
+        ]
+    );
+    let (status, v1) = api.call("POST", "/artifacts/web/versions", None).await;
+    assert_eq!((status, v1["version"].as_str()), (201, Some("1")));
+    let (status, same) = api
+        .call("POST", "/artifacts/web/versions", Some(json!({})))
+        .await;
+    assert_eq!((status, same["version"].as_str()), (200, Some("1")));
+
+    api.upload("web", b"release 2").await;
+    let (status, v2) = api
+        .call(
+            "POST",
+            "/artifacts/web/versions",
+            Some(json!({"force": false})),
+        )
+        .await;
+    assert_eq!((status, v2["version"].as_str()), (201, Some("2")));
+
+    let (status, got) = api.call("GET", "/artifacts/web/versions/1", None).await;
+    assert_eq!(status, 200);
+    assert!(got["download_url"].as_str().unwrap().starts_with("http"));
+    assert_eq!(
+        api.download_content("/artifacts/web/versions/1/content")
+            .await,
+        b"release 1"
+    );
+    assert_eq!(
+        api.download_content("/artifacts/web/versions/LATEST/content")
+            .await,
+        b"release 2"
+    );
+
+    let (status, prod) = api
+        .call(
+            "PUT",
+            "/artifacts/web/aliases/prod",
+            Some(json!({"version": "1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{prod}");
+    assert_eq!(
+        keys(&prod),
+        [
+            "alias",
+            "name",
+            "secondary_version",
+            "secondary_version_s3uri",
+            "secondary_version_weight",
+            "update_at",
+            "version",
+            "version_s3uri"
+        ]
+    );
+    let split = json!({"version": "1", "secondary_version": "2", "secondary_version_weight": 25});
+    let (status, canary) = api
+        .call("PUT", "/artifacts/web/aliases/prod", Some(split))
+        .await;
+    assert_eq!(
+        (status, canary["secondary_version_weight"].as_u64()),
+        (200, Some(25))
+    );
+    let (status, resolved) = api
+        .call(
+            "GET",
+            "/artifacts/web/aliases/prod/resolve?key=runner-7",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        keys(&resolved),
+        ["alias", "download_url", "name", "sha256", "version"]
+    );
+    let url = resolved["download_url"].as_str().unwrap();
+    let bytes = api
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha256_hex(&bytes), resolved["sha256"].as_str().unwrap());
+
+    // Version 2 is a canary target: it cannot be deleted.
+    let (status, err) = api.call("DELETE", "/artifacts/web/versions/2", None).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("VersionInUse"))
+    );
+    // Roll back: prod to 1 only; then 2 can go.
+    let (status, _) = api
+        .call(
+            "PUT",
+            "/artifacts/web/aliases/prod",
+            Some(json!({"version": "1"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = api.call("DELETE", "/artifacts/web/versions/2", None).await;
+    assert_eq!((status, body), (204, Value::Null));
+
+    let (status, page) = api
+        .call("GET", "/artifacts/web/versions?limit=10", None)
+        .await;
+    assert_eq!(status, 200);
+    let versions: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["LATEST", "1"]);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let (status, aliases) = api.call("GET", "/artifacts/web/aliases", None).await;
+    assert_eq!(
+        (status, aliases["items"].as_array().unwrap().len()),
+        (200, 1)
+    );
+    let (status, names) = api.call("GET", "/artifacts", None).await;
+    assert_eq!((status, names["items"].clone()), (200, json!(["web"])));
+
+    let policy = json!({"keep_last_n": 0, "purge_older_than_secs": 0, "dry_run": true});
+    let (status, report) = api.call("POST", "/artifacts/web/purge", Some(policy)).await;
+    assert_eq!(status, 200);
+    assert_eq!(keys(&report), ["deleted", "dry_run", "purge_time"]);
+    assert_eq!(report["deleted"], json!([]), "version 1 is prod's target");
+
+    let (status, _) = api
+        .call("DELETE", "/artifacts/web/aliases/prod", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api.call("DELETE", "/artifacts/web", None).await;
+    assert_eq!(status, 204);
+    let (status, err) = api.call("GET", "/artifacts/web/versions", None).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("ArtifactNotFound"))
+    );
+}

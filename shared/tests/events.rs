@@ -1,0 +1,202 @@
+//! Every `events/<function>.json` (the events `sam local invoke -e` takes)
+//! runs through its function's handler against a seeded store; each gives
+//! the status and response shape of SPEC 4. The route table, the functions
+//! and the event files must name the same things.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use shared::Version;
+use shared::api::{Operation, ROUTES};
+use shared::model::{AliasTarget, UploadRequest};
+use test_support::{TestStore, name, put_bytes, sha256_hex, workspace_root};
+
+/// Seeds `my-app`: versions 1 and 2, an unpublished LATEST, alias `prod` → 1.
+async fn seeded() -> TestStore {
+    let store = TestStore::new().await;
+    let n = name("my-app");
+    for content in [&b"one"[..], b"two"] {
+        store.upload(&n, content).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    store.upload(&n, b"three").await;
+    let prod = AliasTarget {
+        version: Version::Number(1),
+        secondary: None,
+    };
+    store
+        .repo
+        .put_alias(&n, &"prod".parse().unwrap(), prod)
+        .await
+        .unwrap();
+    store
+}
+
+/// The status and the top-level JSON keys each function answers with.
+fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
+    const ARTIFACT: &[&str] = &[
+        "content_type",
+        "metadata",
+        "name",
+        "s3uri",
+        "sha256",
+        "size",
+        "update_at",
+        "version",
+    ];
+    const ALIAS: &[&str] = &[
+        "alias",
+        "name",
+        "secondary_version",
+        "secondary_version_s3uri",
+        "secondary_version_weight",
+        "update_at",
+        "version",
+        "version_s3uri",
+    ];
+    const PAGE: &[&str] = &["items", "next_cursor"];
+    match operation {
+        Operation::ListArtifacts | Operation::ListVersions | Operation::ListAliases => (200, PAGE),
+        Operation::StartUpload => (
+            201,
+            &["expires_at", "headers", "method", "upload_id", "url"],
+        ),
+        Operation::CommitUpload => (
+            200,
+            &[
+                "changed",
+                "content_type",
+                "metadata",
+                "name",
+                "s3uri",
+                "sha256",
+                "size",
+                "update_at",
+                "version",
+            ],
+        ),
+        Operation::PublishVersion => (201, ARTIFACT),
+        Operation::GetVersion => (
+            200,
+            &[
+                "content_type",
+                "download_url",
+                "metadata",
+                "name",
+                "s3uri",
+                "sha256",
+                "size",
+                "update_at",
+                "version",
+            ],
+        ),
+        Operation::GetVersionContent => (302, &[]),
+        Operation::DeleteVersion | Operation::PurgeArtifact | Operation::DeleteAlias => (204, &[]),
+        Operation::ApplyRetention => (200, &["deleted", "dry_run", "purge_time"]),
+        Operation::PutAlias | Operation::GetAlias => (200, ALIAS),
+        Operation::ResolveAlias => (200, &["alias", "download_url", "name", "sha256", "version"]),
+    }
+}
+
+fn read_event(function: &str) -> String {
+    let path = workspace_root()
+        .join("events")
+        .join(format!("{function}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test]
+async fn every_event_file_runs_through_its_handler_with_the_documented_status_and_shape() {
+    for route in ROUTES {
+        let function = route.operation.function_name();
+        let store = seeded().await;
+        let mut text = read_event(function);
+        let event: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            event["routeKey"],
+            format!("{} {}", route.method, route.path),
+            "{function}"
+        );
+        if route.operation == Operation::CommitUpload {
+            // The event's upload id is an example: stage a real upload under a fresh one.
+            let ticket = store
+                .repo
+                .create_upload(
+                    &name("my-app"),
+                    UploadRequest {
+                        sha256: sha256_hex(b"four"),
+                        size: 4,
+                        content_type: None,
+                        metadata: Default::default(),
+                    },
+                )
+                .await
+                .unwrap();
+            put_bytes(&store.http, &ticket, b"four").await;
+            let example = event["body"].as_str().unwrap();
+            let example_id: Value = serde_json::from_str(example).unwrap();
+            text = text.replace(example_id["upload_id"].as_str().unwrap(), &ticket.upload_id);
+        }
+        let request =
+            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{function}: {e}"));
+        let response = route.operation.handle(&store.repo, request).await;
+        let (status, keys) = expected(route.operation);
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => t.as_bytes().to_vec(),
+            lambda_http::Body::Binary(b) => b.clone(),
+            _ => Vec::new(),
+        };
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{function}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if keys.is_empty() {
+            assert!(body.is_empty(), "{function} answers with an empty body");
+        } else {
+            let json: Value = serde_json::from_slice(&body).unwrap();
+            let got: Vec<&str> = json
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(got, keys, "{function} response shape");
+        }
+        if route.operation == Operation::GetVersionContent {
+            let location = response.headers()["location"].to_str().unwrap();
+            assert_eq!(store.download(location).await, b"one");
+        }
+    }
+}
+
+#[test]
+fn every_function_has_an_event_file_and_every_event_file_a_function() {
+    let functions: BTreeSet<String> = ROUTES
+        .iter()
+        .map(|r| r.operation.function_name().to_owned())
+        .collect();
+    let packages: BTreeSet<String> = std::fs::read_dir(workspace_root().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let events: BTreeSet<String> = std::fs::read_dir(workspace_root().join("events"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".json")
+                .to_owned()
+        })
+        .collect();
+    // Functions that are not HTTP routes (the scheduled job) have events too.
+    let api_packages: BTreeSet<String> = packages
+        .iter()
+        .filter(|p| functions.contains(*p))
+        .cloned()
+        .collect();
+    assert_eq!(api_packages, functions, "one package per route");
+    assert_eq!(events, packages, "one event file per function package");
+}
