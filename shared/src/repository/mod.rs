@@ -51,14 +51,24 @@ pub struct Repository {
 
 impl Repository {
     /// Builds both clients from one SDK configuration (one per cold start).
+    pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
+        Self::with_service_configs(sdk, sdk, config)
+    }
+
+    /// Builds the clients from one SDK configuration each, e.g. S3 and
+    /// DynamoDB served by different emulators.
     ///
     /// S3 emulators only speak path-style addressing, so path style is used
     /// whenever an endpoint override is configured (SPEC 5's `AWS_ENDPOINT_URL*`).
-    pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
+    pub fn with_service_configs(
+        s3_sdk: &SdkConfig,
+        dynamodb_sdk: &SdkConfig,
+        config: &Config,
+    ) -> Self {
         let calls = CallCounter::default();
         let s3_endpoint_overridden =
-            sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            s3_sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3 = aws_sdk_s3::config::Builder::from(s3_sdk)
             .force_path_style(s3_endpoint_overridden)
             // Checksums are declared by the client and verified by S3; the SDK
             // must not add its own (a presigned PUT would carry one of no bytes).
@@ -67,7 +77,7 @@ impl Repository {
             )
             .interceptor(calls.s3_interceptor())
             .build();
-        let ddb = aws_sdk_dynamodb::config::Builder::from(sdk)
+        let ddb = aws_sdk_dynamodb::config::Builder::from(dynamodb_sdk)
             .interceptor(calls.dynamodb_interceptor())
             .build();
         Self {
