@@ -19,6 +19,7 @@ pub mod model;
 pub mod names;
 pub mod repository;
 mod rows;
+pub mod scheduled;
 
 pub use config::{Config, ConfigError};
 pub use error::{Error, ErrorKind, Result};

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::model::{RetentionPolicy, RetentionReport};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{VersionRow, sv, version_key};
+use crate::rows::{VersionRow, key, sv, version_key};
 
 /// What one reclaim pass over an artifact did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,9 +30,9 @@ pub struct ReclaimReport {
 
 impl Repository {
     /// Soft-deletes numbered versions beyond the newest `keep_last_n` that are
-    /// also older than `older_than`. LATEST and every alias target are kept
-    /// (and do not count toward `keep_last_n`... only live, unprotected
-    /// versions are ranked). With `dry_run`, reports without writing.
+    /// also older than `older_than`. LATEST and every alias target are always
+    /// kept (alias targets count toward `keep_last_n` like any live version).
+    /// With `dry_run`, reports without writing.
     pub async fn purge_versions(
         &self,
         name: &ArtifactName,
@@ -41,7 +41,7 @@ impl Repository {
     ) -> Result<RetentionReport> {
         let purge_time = now();
         let rows = self.version_rows(name).await?;
-        if !rows.iter().any(|r| r.version.is_latest()) && rows.is_empty() {
+        if rows.is_empty() {
             return Err(Error::ArtifactNotFound {
                 name: name.to_string(),
             });
@@ -183,4 +183,57 @@ impl Repository {
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
+
+    /// Where the scheduled retention pass stopped (the last artifact it
+    /// finished), if it stopped early.
+    pub async fn retention_cursor(&self) -> Result<Option<ArtifactName>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetItem", e))?;
+        Ok(out
+            .item()
+            .and_then(|item| item.get(AFTER))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|s| s.parse().ok()))
+    }
+
+    /// Records where the next pass resumes; `None` clears it (pass complete).
+    pub async fn set_retention_cursor(&self, after: Option<&ArtifactName>) -> Result<()> {
+        match after {
+            Some(name) => {
+                let mut item = key(RETENTION_PK, RETENTION_SK);
+                item.insert(AFTER.into(), sv(name.as_str()));
+                item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now())));
+                self.ddb
+                    .put_item()
+                    .table_name(&self.layout.table)
+                    .set_item(Some(item))
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("PutItem", e))?;
+            }
+            None => {
+                self.ddb
+                    .delete_item()
+                    .table_name(&self.layout.table)
+                    .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("DeleteItem", e))?;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The scheduled job's bookkeeping lives in a partition of its own; artifact
+/// names cannot start with `_`, and alias partitions end in `-alias`.
+const RETENTION_PK: &str = "__scheduled-purge";
+const RETENTION_SK: &str = "cursor";
+const AFTER: &str = "after";

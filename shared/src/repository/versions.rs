@@ -517,6 +517,39 @@ impl Repository {
         Ok(Page { items, next_cursor })
     }
 
+    /// Up to `limit` artifact names that sort after `after` in S3's order, and
+    /// whether more follow. For passes that resume where they stopped.
+    pub async fn artifact_names_after(
+        &self,
+        after: Option<&ArtifactName>,
+        limit: u32,
+    ) -> Result<(Vec<ArtifactName>, bool)> {
+        let prefix = self.layout.store_prefix();
+        // Every key below `{prefix}/{name}/` sorts before `{prefix}/{name}0`
+        // ('0' follows '/'), so the listing starts at the next artifact.
+        let start_after = after.map(|name| format!("{prefix}{name}0"));
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.layout.bucket)
+            .prefix(&prefix)
+            .delimiter("/")
+            .max_keys(limit as i32)
+            .set_start_after(start_after)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("ListObjectsV2", e))?;
+        let names = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .filter_map(|p| p.strip_suffix('/'))
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        Ok((names, out.is_truncated() == Some(true)))
+    }
+
     /// Wipes an artifact: every row of its partitions, then every S3 object
     /// version and delete marker under its prefix and its staged uploads.
     /// Rows go first, so an interrupted purge never leaves a row pointing at
