@@ -3,15 +3,22 @@
 
 SHELL := /bin/bash
 VENV := .venv
-PYTHON := $(VENV)/bin/python
-# Keep tool caches inside the project, not in $HOME.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Keep tool caches (zig's among them) inside the project, not in $HOME.
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: test dev venv lint clean-venv
+# Lambda targets to build: x86_64 always, arm64 (what template.yaml deploys)
+# when its Rust target is installed.
+ARM64 := $(shell rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && echo yes)
 
-## make test: install what is missing, then formatting, lints and every test
-## (unit, emulator integration, concurrency, Python interop).
-test: venv lint
+.PHONY: test dev venv lint validate release clean-venv
+
+## make test: install what is missing, then formatting, lints, the SAM
+## template check, and every test (unit, emulator integration, concurrency,
+## Python interop, events, contract).
+test: venv lint validate
 	cargo test --workspace --locked
 
 ## make dev: from a fresh clone to the API on http://127.0.0.1:3000 over a
@@ -22,6 +29,13 @@ dev: venv
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+validate: venv
+	sam validate --lint
+
+## make release: every Lambda with cargo-lambda, checked to exist, with sizes.
+release: venv
+	scripts/release.sh
 
 venv: $(VENV)/.installed
 

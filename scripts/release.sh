@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Release-builds every Lambda function with cargo-lambda and fails when any
+# bootstrap binary is missing. x86_64 always; arm64 too when its Rust target
+# is installed (template.yaml deploys arm64; `sam build` cross-compiles).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=$(ls functions)
+targets=(x86-64)
+rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && targets+=(arm64)
+
+for target in "${targets[@]}"; do
+  start=$(date +%s)
+  cargo lambda build --release --locked "--$target" --lambda-dir "target/lambda-$target" \
+    $(printf -- '--package %s ' $packages)
+  echo "cargo lambda build --release --$target: $(( $(date +%s) - start ))s"
+  missing=0
+  for p in $packages; do
+    binary="target/lambda-$target/$p/bootstrap"
+    if [[ -f $binary ]]; then
+      printf '  %-22s %8s bytes\n' "$p" "$(stat -c%s "$binary")"
+    else
+      echo "  $p: MISSING $binary"; missing=1
+    fi
+  done
+  [[ $missing == 0 ]] || { echo "release build incomplete"; exit 1; }
+done
