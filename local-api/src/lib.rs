@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use lambda_http::http::{self, StatusCode};
 use lambda_http::{Body, RequestExt};
 use shared::Repository;
-use shared::api::match_route;
+use shared::api::{NoRoute, match_route};
 use shared::http::json_with_code;
 use tokio::net::TcpListener;
 
@@ -73,14 +73,16 @@ pub async fn handle(
 async fn dispatch(repo: &Repository, request: http::Request<Incoming>) -> http::Response<Body> {
     let (operation, raw_params) = match match_route(request.method(), request.uri().path()) {
         Ok(found) => found,
-        Err(true) => {
-            return json_with_code(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                "this path does not accept that method",
-            );
+        Err(NoRoute::MethodNotAllowed(allowed)) => {
+            let message = format!("this path accepts {}", allowed.join(", "));
+            let mut response =
+                json_with_code(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
+            if let Ok(value) = http::HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(http::header::ALLOW, value);
+            }
+            return response;
         }
-        Err(false) => {
+        Err(NoRoute::NotFound) => {
             return json_with_code(StatusCode::NOT_FOUND, "RouteNotFound", "no such route");
         }
     };

@@ -177,14 +177,23 @@ impl Operation {
     }
 }
 
+/// Why a request matches no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No route has this path.
+    NotFound,
+    /// The path exists with other methods (for the `Allow` header).
+    MethodNotAllowed(Vec<&'static str>),
+}
+
 /// Matches a method and path against the route table: the operation and its
-/// path parameters, or why not (`Err(true)`: the path exists, the method not).
+/// path parameters (still percent-encoded, as in the URL).
 pub fn match_route(
     method: &Method,
     path: &str,
-) -> std::result::Result<(Operation, BTreeMap<String, String>), bool> {
+) -> std::result::Result<(Operation, BTreeMap<String, String>), NoRoute> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    let mut path_matched = false;
+    let mut allowed = Vec::new();
     for route in ROUTES {
         let pattern: Vec<&str> = route.path.split('/').collect();
         if pattern.len() != segments.len() {
@@ -203,10 +212,14 @@ pub fn match_route(
             if route.method == method.as_str() {
                 return Ok((route.operation, params));
             }
-            path_matched = true;
+            allowed.push(route.method);
         }
     }
-    Err(path_matched)
+    if allowed.is_empty() {
+        Err(NoRoute::NotFound)
+    } else {
+        Err(NoRoute::MethodNotAllowed(allowed))
+    }
 }
 
 pub async fn list_artifacts(repo: &Repository, request: &Request) -> Result<Response<Body>> {
@@ -219,6 +232,7 @@ pub async fn list_artifacts(repo: &Repository, request: &Request) -> Result<Resp
 #[serde(deny_unknown_fields)]
 struct StartUploadBody {
     sha256: String,
+    #[serde(deserialize_with = "whole_number")]
     size: u64,
     #[serde(default)]
     content_type: Option<String>,
@@ -312,7 +326,9 @@ pub async fn purge_artifact(repo: &Repository, request: &Request) -> Result<Resp
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetentionBody {
+    #[serde(default, deserialize_with = "optional_whole_number")]
     keep_last_n: Option<u32>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
     purge_older_than_secs: Option<u64>,
     #[serde(default)]
     dry_run: bool,
@@ -356,12 +372,43 @@ fn version_field(field: &str, value: serde_json::Value) -> Result<Version> {
 }
 
 fn weight_field(value: serde_json::Value) -> Result<Weight> {
-    match value.as_i64() {
-        Some(w) if value.is_i64() || value.is_u64() => Weight::new(w),
-        _ => Err(crate::Error::InvalidWeight(format!(
+    match value.as_number().and_then(integer) {
+        Some(w) => Weight::new(w),
+        None => Err(crate::Error::InvalidWeight(format!(
             "secondary_version_weight must be an integer 0..=99, not {value}"
         ))),
     }
+}
+
+/// A JSON number that is an integer in JSON Schema's sense: `12` or `12.0`
+/// (OpenAPI 3.1 documents validate both), but not `12.5`.
+fn integer(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+fn whole_number<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let n = serde_json::Number::deserialize(d)?;
+    integer(&n)
+        .and_then(|i| T::try_from(i).ok())
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("{n} is not a non-negative integer in range"))
+        })
+}
+
+fn optional_whole_number<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    whole_number(d).map(Some)
 }
 
 pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {

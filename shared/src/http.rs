@@ -113,7 +113,8 @@ pub fn paging(request: &Request) -> Result<(Option<u32>, Option<String>), Error>
             Error::InvalidRequest(format!("limit {l:?} is not a positive integer"))
         })?),
     };
-    Ok((limit, query(request, "cursor")))
+    // `?cursor=` (empty) asks for the first page.
+    Ok((limit, query(request, "cursor").filter(|c| !c.is_empty())))
 }
 
 /// The JSON body as `T`; an empty body reads as `{}`. Unknown fields, wrong

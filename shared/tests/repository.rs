@@ -870,3 +870,24 @@ async fn every_operation_stays_within_its_aws_call_budget() {
         assert!(calls <= budget, "{op}: {calls} AWS calls, budget {budget}");
     }
 }
+
+#[tokio::test]
+async fn retention_ages_beyond_the_calendar_keep_everything_instead_of_failing() {
+    let store = TestStore::new().await;
+    let n = name("ancient");
+    store.upload(&n, b"a").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store.repo.publish_version(&n, true).await.unwrap();
+    let policy = RetentionPolicy {
+        keep_last_n: 0,
+        older_than: Duration::from_secs(u64::MAX),
+    };
+    let report = store.repo.purge_versions(&n, policy, false).await.unwrap();
+    assert!(report.deleted.is_empty());
+    let reclaimed = store
+        .repo
+        .reclaim(&n, Duration::from_secs(u64::MAX))
+        .await
+        .unwrap();
+    assert!(reclaimed.reclaimed.is_empty());
+}

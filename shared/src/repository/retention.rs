@@ -52,7 +52,10 @@ impl Repository {
             .iter()
             .flat_map(|a| a.targets().collect::<Vec<_>>())
             .collect();
-        let expire = purge_time - policy.older_than;
+        // Saturating: an age beyond the calendar keeps everything.
+        let expire =
+            purge_time.checked_sub(policy.older_than.try_into().unwrap_or(time::Duration::MAX));
+        let expire = expire.unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let mut live: Vec<&VersionRow> = rows
             .iter()
             .filter(|r| r.is_live() && !r.version.is_latest())
@@ -79,7 +82,9 @@ impl Repository {
 
     /// Deletes the S3 bytes of versions soft-deleted more than `grace` ago.
     pub async fn reclaim(&self, name: &ArtifactName, grace: Duration) -> Result<ReclaimReport> {
-        let cutoff = now() - grace;
+        let cutoff = now()
+            .checked_sub(grace.try_into().unwrap_or(time::Duration::MAX))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let mut report = ReclaimReport::default();
         for row in self.version_rows(name).await? {
             if row.is_live() || row.version.is_latest() || row.reclaimed_at.is_some() {
