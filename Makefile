@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # when its Rust target is installed.
 ARM64 := $(shell rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && echo yes)
 
-.PHONY: test dev venv lint validate release clean-venv
+.PHONY: test dev venv lint validate release stress clean-venv
 
 ## make test: install what is missing, then formatting, lints, the SAM
 ## template check, and every test (unit, emulator integration, concurrency,
@@ -32,6 +32,12 @@ lint:
 
 validate: venv
 	sam validate --lint
+
+## make stress: 64 parallel publishes and other races, a workload under
+## injected faults with an audit after it, and schemathesis's generated
+## requests against openapi.yaml (at least 5000).
+stress: venv
+	scripts/stress.sh
 
 ## make release: every Lambda with cargo-lambda, checked to exist, with sizes.
 release: venv

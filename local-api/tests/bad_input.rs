@@ -524,8 +524,9 @@ async fn snapshot(store: &TestStore) -> (Value, Vec<(String, String)>) {
     (json!(items), versions)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+/// A store with `app` versions 1 and 2 and `prod` = 1 + 5 % on 2, and a
+/// local server over it.
+async fn seeded_server() -> (TestStore, String) {
     let store = TestStore::new().await;
     let app = name("app");
     for content in [&b"1"[..], b"2"] {
@@ -541,13 +542,57 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .put_alias(&app, &"prod".parse().unwrap(), split)
         .await
         .unwrap();
-
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(local_api::serve(
         listener,
         Arc::new(store.another_repository()),
     ));
+    (store, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schema_valid_edge_inputs_are_accepted() {
+    let (_store, base) = seeded_server().await;
+    let http = reqwest::Client::new();
+    let cases = [
+        (
+            "POST",
+            "/artifacts/app/purge",
+            r#"{"keep_last_n": 4294967295.0, "purge_older_than_secs": 18446744073709551615, "dry_run": true}"#,
+        ),
+        (
+            "PUT",
+            "/artifacts/app/aliases/canary",
+            r#"{"version": "1", "secondary_version": "2", "secondary_version_weight": 10.0}"#,
+        ),
+        ("GET", "/artifacts/app/versions?cursor=", ""),
+        (
+            "POST",
+            "/artifacts/app/uploads",
+            r#"{"sha256": "AB00000000000000000000000000000000000000000000000000000000000000", "size": 0.0}"#,
+        ),
+    ];
+    for (method, path, body) in cases {
+        let response = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} {body}: {status} {}",
+            response.text().await.unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let (store, base) = seeded_server().await;
     let http = reqwest::Client::new();
 
     let before = snapshot(&store).await;

@@ -372,7 +372,11 @@ fn version_field(field: &str, value: serde_json::Value) -> Result<Version> {
 }
 
 fn weight_field(value: serde_json::Value) -> Result<Weight> {
-    match value.as_number().and_then(integer) {
+    match value
+        .as_number()
+        .and_then(integer)
+        .and_then(|w| i64::try_from(w).ok())
+    {
         Some(w) => Weight::new(w),
         None => Err(crate::Error::InvalidWeight(format!(
             "secondary_version_weight must be an integer 0..=99, not {value}"
@@ -382,18 +386,21 @@ fn weight_field(value: serde_json::Value) -> Result<Weight> {
 
 /// A JSON number that is an integer in JSON Schema's sense: `12` or `12.0`
 /// (OpenAPI 3.1 documents validate both), but not `12.5`.
-fn integer(n: &serde_json::Number) -> Option<i64> {
-    n.as_i64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .map(|f| f as i64)
-    })
+fn integer(n: &serde_json::Number) -> Option<i128> {
+    n.as_u64()
+        .map(i128::from)
+        .or_else(|| n.as_i64().map(i128::from))
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i128)
+        })
 }
 
 fn whole_number<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: TryFrom<i64>,
+    T: TryFrom<i128>,
 {
     let n = serde_json::Number::deserialize(d)?;
     integer(&n)
@@ -406,7 +413,7 @@ where
 fn optional_whole_number<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: TryFrom<i64>,
+    T: TryFrom<i128>,
 {
     whole_number(d).map(Some)
 }

@@ -141,19 +141,36 @@ impl Repository {
                         created: true,
                     });
                 }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    // Someone else (the Python library) already wrote this
-                    // number: restore their bytes, catch the counter up, retry.
-                    self.undo_copy(name, version, copy).await?;
-                    self.sync_counter(name).await?;
-                    force = true;
-                }
                 Err(e) => {
-                    let _ = self.undo_copy(name, version, copy).await;
-                    return Err(Error::upstream("PutItem", e));
+                    // The write may have landed with its answer lost (a retry
+                    // then trips the condition): look before undoing anything.
+                    let existing = match self.get_row(name, version).await {
+                        Ok(existing) => existing,
+                        // Cannot tell: keep the bytes (an orphan object is harmless).
+                        Err(_) => return Err(Error::upstream("PutItem", e)),
+                    };
+                    match existing {
+                        Some(row)
+                            if row.s3_version_id == copy
+                                && (copy.is_some() || row.sha256 == latest.sha256) =>
+                        {
+                            return Ok(Published {
+                                artifact: row.to_artifact(&self.layout),
+                                created: true,
+                            });
+                        }
+                        None => {
+                            self.undo_copy(name, version, copy).await?;
+                            return Err(Error::upstream("PutItem", e));
+                        }
+                        // Someone else (the Python library) wrote this number:
+                        // restore their bytes, catch the counter up, retry.
+                        Some(_) => {
+                            self.undo_copy(name, version, copy).await?;
+                            self.sync_counter(name).await?;
+                            force = true;
+                        }
+                    }
                 }
             }
         }
