@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # when its Rust target is installed.
 ARM64 := $(shell rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && echo yes)
 
-.PHONY: test dev venv lint validate release stress clean-venv
+.PHONY: test dev venv lint validate release stress bench clean-venv
 
 ## make test: install what is missing, then formatting, lints, the SAM
 ## template check, and every test (unit, emulator integration, concurrency,
@@ -38,6 +38,12 @@ validate: venv
 ## requests against openapi.yaml (at least 5000).
 stress: venv
 	scripts/stress.sh
+
+## make bench: this project and versioned 1.0.1 on one emulator, per
+## operation, cold starts, commit by size, resolve throughput -> BENCHMARKS.md.
+bench: venv release
+	cargo lambda build --release --locked --x86-64 --lambda-dir target/lambda-x86-64 --package local-api --package bench
+	target/lambda-x86-64/bench/bootstrap
 
 ## make release: every Lambda with cargo-lambda, checked to exist, with sizes.
 release: venv

@@ -11,6 +11,9 @@ Serves S3 and DynamoDB on loopback. Two things differ from plain `moto_server`:
   headers whose names contain `_` (WSGI cannot tell `_` from `-`), so moto
   would lose `x-amz-meta-artifact_sha256`, the very key `versioned` 1.0.1
   writes; S3 keeps it. The raw headers are handed to moto's metadata parser.
+* It counts the requests it serves: `GET /__emulator/requests` answers the
+  count so far (and is not counted), so benchmarks measure AWS calls per
+  operation the same way for this project and for the Python library.
 * It prints the bound address on its first line, then serves until its
   standard input closes, so a test harness that dies takes the emulator down.
 
@@ -44,9 +47,14 @@ class Serialised:
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
+        self.requests = 0
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/__emulator/requests":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [str(self.requests).encode()]
         with self.lock:
+            self.requests += 1
             _request.underscore_headers = environ.get("emulator.underscore_headers", [])
             # Drain the response inside the lock: moto builds it lazily sometimes.
             return [b"".join(self.app(environ, start_response))]
