@@ -261,31 +261,6 @@ fn library(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
         .collect()
 }
 
-/// Seeds what the sample events refer to: `my-app` 1, 2, LATEST, `prod` → 1.
-async fn seeded_store() -> TestStore {
-    let store = TestStore::new().await;
-    let n = name("my-app");
-    for content in [&b"one"[..], b"two"] {
-        store.upload(&n, content).await;
-        store
-            .repo
-            .publish_version(&n, false)
-            .await
-            .expect("publish");
-    }
-    store.upload(&n, b"three").await;
-    let prod = AliasTarget {
-        version: Version::Number(1),
-        secondary: None,
-    };
-    store
-        .repo
-        .put_alias(&n, &"prod".parse().expect("alias"), prod)
-        .await
-        .expect("alias");
-    store
-}
-
 struct ColdStart {
     init_ms: f64,
     first_answer_ms: f64,
@@ -294,7 +269,7 @@ struct ColdStart {
 }
 
 async fn cold_start(binary: &std::path::Path, function: &str) -> Option<ColdStart> {
-    let store = seeded_store().await;
+    let store = TestStore::with_sample_artifact().await;
     let event =
         std::fs::read_to_string(workspace_root().join(format!("events/{function}.json"))).ok()?;
     let api = runtime_api::start(event).await;
@@ -384,7 +359,7 @@ where
 }
 
 async fn throughput() -> (f64, f64, u64, f64, f64) {
-    let store = seeded_store().await;
+    let store = TestStore::with_sample_artifact().await;
     let n = name("my-app");
     let split = AliasTarget {
         version: Version::Number(1),

@@ -6,31 +6,9 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use shared::Version;
 use shared::api::{Operation, ROUTES};
-use shared::model::{AliasTarget, UploadRequest};
+use shared::model::UploadRequest;
 use test_support::{TestStore, name, put_bytes, sha256_hex, workspace_root};
-
-/// Seeds `my-app`: versions 1 and 2, an unpublished LATEST, alias `prod` → 1.
-async fn seeded() -> TestStore {
-    let store = TestStore::new().await;
-    let n = name("my-app");
-    for content in [&b"one"[..], b"two"] {
-        store.upload(&n, content).await;
-        store.repo.publish_version(&n, false).await.unwrap();
-    }
-    store.upload(&n, b"three").await;
-    let prod = AliasTarget {
-        version: Version::Number(1),
-        secondary: None,
-    };
-    store
-        .repo
-        .put_alias(&n, &"prod".parse().unwrap(), prod)
-        .await
-        .unwrap();
-    store
-}
 
 /// The status and the top-level JSON keys each function answers with.
 fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
@@ -109,7 +87,7 @@ fn read_event(function: &str) -> String {
 async fn every_event_file_runs_through_its_handler_with_the_documented_status_and_shape() {
     for route in ROUTES {
         let function = route.operation.function_name();
-        let store = seeded().await;
+        let store = TestStore::with_sample_artifact().await;
         let mut text = read_event(function);
         let event: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(

@@ -891,3 +891,51 @@ async fn retention_ages_beyond_the_calendar_keep_everything_instead_of_failing()
         .unwrap();
     assert!(reclaimed.reclaimed.is_empty());
 }
+
+#[tokio::test]
+async fn a_commit_retried_after_its_clean_up_failed_gives_the_first_answer() {
+    let store = TestStore::new().await;
+    let n = name("lost");
+    let ticket = store
+        .repo
+        .create_upload(
+            &n,
+            UploadRequest {
+                sha256: sha256_hex(b"v"),
+                size: 1,
+                content_type: None,
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    put_bytes(&store.http, &ticket, b"v").await;
+    let first = store
+        .repo
+        .commit_upload(&n, &ticket.upload_id)
+        .await
+        .unwrap();
+    assert!(first.changed);
+    // Put the staged object back, as if the first commit's clean-up had failed.
+    store
+        .s3
+        .put_object()
+        .bucket(&store.config.bucket)
+        .key(format!(
+            "versioned-artifacts.uploads/lost/{}",
+            ticket.upload_id
+        ))
+        .body(b"v".to_vec().into())
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .metadata("artifact_sha256", sha256_hex(b"v"))
+        .metadata("upload_size", "1")
+        .send()
+        .await
+        .unwrap();
+    let again = store
+        .repo
+        .commit_upload(&n, &ticket.upload_id)
+        .await
+        .unwrap();
+    assert_eq!(again, first, "same answer, changed included");
+}

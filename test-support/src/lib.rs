@@ -143,6 +143,34 @@ impl TestStore {
         upload_with(&self.repo, &self.http, name, bytes).await
     }
 
+    /// A store holding what the sample events (`events/*.json`) refer to:
+    /// `my-app` versions 1 ("one") and 2 ("two"), LATEST "three" unpublished,
+    /// alias `prod` → 1.
+    pub async fn with_sample_artifact() -> Self {
+        let store = Self::new().await;
+        let n = name("my-app");
+        for content in [&b"one"[..], b"two"] {
+            store.upload(&n, content).await;
+            store
+                .repo
+                .publish_version(&n, false)
+                .await
+                .unwrap_or_else(|e| panic!("publish: {e:?}"));
+        }
+        store.upload(&n, b"three").await;
+        let prod = shared::model::AliasTarget {
+            version: shared::Version::Number(1),
+            secondary: None,
+        };
+        let alias = "prod".parse().unwrap_or_else(|e| panic!("{e}"));
+        store
+            .repo
+            .put_alias(&n, &alias, prod)
+            .await
+            .unwrap_or_else(|e| panic!("put alias: {e:?}"));
+        store
+    }
+
     /// Every raw item of the table, for "nothing else was written" checks.
     pub async fn raw_items(
         &self,

@@ -137,7 +137,8 @@ impl Repository {
     /// Verifies a staged upload and makes it LATEST.
     ///
     /// AWS calls: HeadObject, GetItem, CopyObject, UpdateItem, DeleteObject (5);
-    /// 4 when the content equals LATEST already; a retry after success costs 2.
+    /// 4 when the content equals LATEST already; a retry after success costs 2
+    /// (3 when the staged object could not be deleted the first time).
     pub async fn commit_upload(&self, name: &ArtifactName, upload_id: &str) -> Result<Committed> {
         if !valid_upload_id(upload_id) {
             return Err(Error::InvalidRequest(
@@ -195,6 +196,17 @@ impl Repository {
         let staged_version = head.version_id().map(str::to_owned);
 
         let latest = self.get_row(name, Version::Latest).await?;
+        if let Some(row) = &latest
+            && row.is_live()
+            && row.upload_id.as_deref() == Some(upload_id)
+        {
+            // Committed already (only the answer or the clean-up was lost): same answer.
+            self.discard_staged(&staging_key, staged_version).await;
+            return Ok(Committed {
+                changed: row.upload_changed.unwrap_or(true),
+                artifact: row.to_artifact(&self.layout),
+            });
+        }
         let unchanged = latest
             .as_ref()
             .is_some_and(|row| row.is_live() && row.sha256 == declared_sha);
@@ -226,16 +238,25 @@ impl Repository {
             };
             self.write_latest(name, row).await?
         };
-        // The staged copy is no longer needed; a retry finds the commit on LATEST.
-        self.s3
+        self.discard_staged(&staging_key, staged_version).await;
+        Ok(committed)
+    }
+
+    /// Deletes a committed staged object. Best effort: the commit stands
+    /// either way, a retry recognises it, and the bucket's lifecycle rule
+    /// expires staged objects left behind after a day.
+    async fn discard_staged(&self, staging_key: &str, version: Option<String>) {
+        let deleted = self
+            .s3
             .delete_object()
             .bucket(&self.layout.bucket)
-            .key(&staging_key)
-            .set_version_id(staged_version)
+            .key(staging_key)
+            .set_version_id(version)
             .send()
-            .await
-            .map_err(|e| Error::upstream("DeleteObject", e))?;
-        Ok(committed)
+            .await;
+        if let Err(e) = deleted {
+            tracing::warn!(error = ?e, staging_key, "could not delete a committed staged upload");
+        }
     }
 
     /// A commit retried after it succeeded (the staged object is gone): same answer.

@@ -495,6 +495,34 @@ impl Repository {
                     })?,
             ),
         };
+        let (items, next_token) = self.list_names(limit, token, None).await?;
+        let next_cursor = next_token.map(|t| super::URL_SAFE_NO_PAD.encode(t));
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Up to `limit` artifact names that sort after `after` in S3's order, and
+    /// whether more follow. For passes that resume where they stopped.
+    pub async fn artifact_names_after(
+        &self,
+        after: Option<&ArtifactName>,
+        limit: u32,
+    ) -> Result<(Vec<ArtifactName>, bool)> {
+        // Every key below `{prefix}/{name}/` sorts before `{prefix}/{name}0`
+        // ('0' follows '/'), so the listing starts at the next artifact.
+        let prefix = self.layout.store_prefix();
+        let start_after = after.map(|name| format!("{prefix}{name}0"));
+        let (names, next_token) = self.list_names(limit, None, start_after).await?;
+        Ok((names, next_token.is_some()))
+    }
+
+    /// One page of artifact names, as the library sees them: the
+    /// "directories" right under the store prefix. One ListObjectsV2.
+    async fn list_names(
+        &self,
+        limit: u32,
+        token: Option<String>,
+        start_after: Option<String>,
+    ) -> Result<(Vec<ArtifactName>, Option<String>)> {
         let prefix = self.layout.store_prefix();
         let out = self
             .s3
@@ -504,6 +532,7 @@ impl Repository {
             .delimiter("/")
             .max_keys(limit as i32)
             .set_continuation_token(token)
+            .set_start_after(start_after)
             .send()
             .await;
         let out = match out {
@@ -519,43 +548,6 @@ impl Repository {
             }
             Err(e) => return Err(Error::upstream("ListObjectsV2", e)),
         };
-        let items = out
-            .common_prefixes()
-            .iter()
-            .filter_map(|p| p.prefix())
-            .filter_map(|p| p.strip_prefix(&prefix))
-            .filter_map(|p| p.strip_suffix('/'))
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        let next_cursor = out
-            .next_continuation_token()
-            .filter(|_| out.is_truncated() == Some(true))
-            .map(|t| super::URL_SAFE_NO_PAD.encode(t));
-        Ok(Page { items, next_cursor })
-    }
-
-    /// Up to `limit` artifact names that sort after `after` in S3's order, and
-    /// whether more follow. For passes that resume where they stopped.
-    pub async fn artifact_names_after(
-        &self,
-        after: Option<&ArtifactName>,
-        limit: u32,
-    ) -> Result<(Vec<ArtifactName>, bool)> {
-        let prefix = self.layout.store_prefix();
-        // Every key below `{prefix}/{name}/` sorts before `{prefix}/{name}0`
-        // ('0' follows '/'), so the listing starts at the next artifact.
-        let start_after = after.map(|name| format!("{prefix}{name}0"));
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.layout.bucket)
-            .prefix(&prefix)
-            .delimiter("/")
-            .max_keys(limit as i32)
-            .set_start_after(start_after)
-            .send()
-            .await
-            .map_err(|e| Error::upstream("ListObjectsV2", e))?;
         let names = out
             .common_prefixes()
             .iter()
@@ -564,7 +556,11 @@ impl Repository {
             .filter_map(|p| p.strip_suffix('/'))
             .filter_map(|p| p.parse().ok())
             .collect();
-        Ok((names, out.is_truncated() == Some(true)))
+        let next_token = out
+            .next_continuation_token()
+            .filter(|_| out.is_truncated() == Some(true))
+            .map(str::to_owned);
+        Ok((names, next_token))
     }
 
     /// Wipes an artifact: every row of its partitions, then every S3 object
