@@ -3,14 +3,14 @@
     bench_library.py ENDPOINT BUCKET TABLE ITERATIONS   -> JSON on stdout
     bench_library.py import                             -> import time and RSS
 
-For each operation: wall-clock milliseconds per call and the number of
-requests the emulator served during it (its /__emulator/requests counter),
-the same counter the Rust side reads.
+For each operation: wall-clock milliseconds per call, the number of requests
+the emulator served during it and the body bytes it received and sent (its
+/__emulator/requests and /__emulator/bytes counters, which the Rust side
+reads too).
 """
 
 import json
 import os
-import resource
 import sys
 import time
 import urllib.request
@@ -22,13 +22,26 @@ def emulator_requests(endpoint):
     return int(urllib.request.urlopen(endpoint + "/__emulator/requests").read())
 
 
+def peak_rss_kib():
+    # VmHWM, not ru_maxrss: the latter keeps the high-water mark of the
+    # process image before exec (here, the benchmark that spawned us).
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def emulator_bytes(endpoint):
+    return int(urllib.request.urlopen(endpoint + "/__emulator/bytes").read())
+
+
 def main_import():
     start = time.perf_counter()
     from versioned.api import s3_and_dynamodb_backend  # noqa: F401
 
     seconds = time.perf_counter() - start
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    json.dump({"import_ms": seconds * 1000, "peak_rss_kib": rss_kib}, sys.stdout)
+    json.dump({"import_ms": seconds * 1000, "peak_rss_kib": peak_rss_kib()}, sys.stdout)
 
 
 def main_bench(endpoint, bucket, table, iterations):
@@ -43,10 +56,12 @@ def main_bench(endpoint, bucket, table, iterations):
         for i in range(n):
             arg = setup(i)
             before = emulator_requests(endpoint)
+            bytes_before = emulator_bytes(endpoint)
             start = time.perf_counter()
             fn(i, arg)
             elapsed = (time.perf_counter() - start) * 1000
-            samples.append({"ms": elapsed, "calls": emulator_requests(endpoint) - before})
+            io = emulator_bytes(endpoint) - bytes_before
+            samples.append({"ms": elapsed, "calls": emulator_requests(endpoint) - before, "io": io})
         results[op] = samples
 
     def put(name, content):

@@ -11,8 +11,9 @@ Serves S3 and DynamoDB on loopback. Two things differ from plain `moto_server`:
   headers whose names contain `_` (WSGI cannot tell `_` from `-`), so moto
   would lose `x-amz-meta-artifact_sha256`, the very key `versioned` 1.0.1
   writes; S3 keeps it. The raw headers are handed to moto's metadata parser.
-* It counts the requests it serves: `GET /__emulator/requests` answers the
-  count so far (and is not counted), so benchmarks measure AWS calls per
+* It counts the requests it serves and the body bytes it receives and sends:
+  `GET /__emulator/requests` and `GET /__emulator/bytes` answer the totals
+  (and are not counted), so benchmarks measure AWS calls and data moved per
   operation the same way for this project and for the Python library.
 * It prints the bound address on its first line, then serves until its
   standard input closes, so a test harness that dies takes the emulator down.
@@ -48,16 +49,21 @@ class Serialised:
         self.app = app
         self.lock = threading.Lock()
         self.requests = 0
+        self.bytes = 0
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") == "/__emulator/requests":
+        counter = {"/__emulator/requests": "requests", "/__emulator/bytes": "bytes"}.get(environ.get("PATH_INFO"))
+        if counter:
             start_response("200 OK", [("Content-Type", "text/plain")])
-            return [str(self.requests).encode()]
+            return [str(getattr(self, counter)).encode()]
         with self.lock:
             self.requests += 1
+            self.bytes += int(environ.get("CONTENT_LENGTH") or 0)
             _request.underscore_headers = environ.get("emulator.underscore_headers", [])
             # Drain the response inside the lock: moto builds it lazily sometimes.
-            return [b"".join(self.app(environ, start_response))]
+            body = b"".join(self.app(environ, start_response))
+            self.bytes += len(body)
+            return [body]
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -308,6 +308,9 @@ async fn faults(tally: &mut Tally, rate: f64) {
                     let version = body["version"].as_str().unwrap_or("1").to_owned();
                     let (s, b) = api.call("GET", &format!("/artifacts/{name}/versions/{version}"), None).await;
                     log.record("get-version", s, &b);
+                    let path = format!("/artifacts/{name}/versions/{version}/content");
+                    let (s, b) = api.call("GET", &path, None).await;
+                    log.record("get-version-content", s, &b);
                     let alias = if round % 2 == 0 {
                         json!({"version": version})
                     } else {
