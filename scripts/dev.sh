@@ -29,4 +29,4 @@ Try:
 (the README walks through the whole pipeline flow)
 
 MSG
-target/debug/local-api
+"${CARGO_TARGET_DIR:-target}/debug/local-api"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 cargo build --quiet -p stress -p local-api
 status=0
-target/debug/stress || status=1
+"${CARGO_TARGET_DIR:-target}/debug/stress" || status=1
 
 # A local server over its own emulator, on free loopback ports.
 coproc EMULATOR { exec .venv/bin/python scripts/emulator.py --until-stdin-closes; }
@@ -15,7 +15,7 @@ read -r endpoint <&"${EMULATOR[0]}"
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
   BUCKET_NAME=stress-schemathesis LISTEN_ADDR="127.0.0.1:$port" RUST_LOG=warn \
-  target/debug/local-api > /dev/null &
+  "${CARGO_TARGET_DIR:-target}/debug/local-api" > /dev/null &
 server=$!
 trap 'kill $server 2>/dev/null; exec {EMULATOR[1]}>&-' EXIT
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/artifacts" && break; sleep 0.1; done
