@@ -146,14 +146,6 @@ impl Operation {
         }
     }
 
-    pub fn route(self) -> Route {
-        ROUTES
-            .iter()
-            .copied()
-            .find(|r| r.operation == self)
-            .unwrap_or(ROUTES[0])
-    }
-
     /// Runs this operation's handler. Never fails: errors become JSON bodies.
     pub async fn handle(self, repo: &Repository, request: Request) -> Response<Body> {
         let result = match self {

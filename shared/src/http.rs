@@ -27,17 +27,13 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 /// generic message: SDK text never reaches a client.
 pub fn error_response(error: &Error) -> Response<Body> {
     let status = status_of(error.kind());
-    let message = match error.kind() {
-        ErrorKind::Upstream | ErrorKind::Throttled => {
-            tracing::error!(error = ?error, "upstream failure");
-            error.to_string()
-        }
-        _ => {
-            tracing::info!(code = error.code(), %error, "request refused");
-            error.to_string()
-        }
-    };
-    json_with_code(status, error.code(), &message)
+    if status.is_server_error() {
+        tracing::error!(error = ?error, "upstream failure");
+    } else {
+        tracing::info!(code = error.code(), %error, "request refused");
+    }
+    // Display of upstream variants names the AWS operation, never SDK text.
+    json_with_code(status, error.code(), &error.to_string())
 }
 
 /// A plain error body for conditions outside the domain (unknown route…).
@@ -49,9 +45,9 @@ pub fn json_with_code(status: StatusCode, code: &str, message: &str) -> Response
 }
 
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => {
-            let mut response = Response::new(Body::Binary(bytes));
+    match serde_json::to_string(value) {
+        Ok(text) => {
+            let mut response = Response::new(Body::Text(text));
             *response.status_mut() = status;
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

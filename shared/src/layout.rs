@@ -6,7 +6,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use crate::config::Config;
-use crate::names::{AliasName, ArtifactName, Version};
+use crate::names::{ArtifactName, Version};
 
 /// DynamoDB attribute names. The first group is the library's; the rest are
 /// ours, which the library ignores (PynamoDB drops unknown attributes).
@@ -108,11 +108,6 @@ impl Layout {
 /// The alias partition of an artifact: `__{name}-alias`.
 pub fn alias_pk(name: &ArtifactName) -> String {
     format!("__{name}-alias")
-}
-
-/// Sort key of an alias row.
-pub fn alias_sk(alias: &AliasName) -> &str {
-    alias.as_str()
 }
 
 /// PynamoDB's `UTCDateTimeAttribute` format: `2025-06-27T17:00:07.000000+0000`.
