@@ -54,17 +54,18 @@ impl Config {
                 "TABLE_NAME {table:?} is not a valid DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"
             )));
         }
-        let prefix = get("S3_PREFIX").unwrap_or_else(|| Self::DEFAULT_PREFIX.into());
-        if prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
+        // Prefix and suffix are taken verbatim (no trimming): they are part of
+        // every key, and an empty prefix must not silently become the default.
+        let prefix = lookup("S3_PREFIX").unwrap_or_else(|| Self::DEFAULT_PREFIX.into());
+        if !valid_prefix(&prefix) {
             return Err(ConfigError(format!(
-                "S3_PREFIX {prefix:?} must not start or end with '/' nor contain '//'"
+                "S3_PREFIX {prefix:?} must be {PREFIX_RULE}"
             )));
         }
-        // The suffix is not trimmed away when it is only whitespace: keep it verbatim.
         let suffix = lookup("ARTIFACT_SUFFIX").unwrap_or_default();
-        if suffix.contains('/') {
+        if !valid_suffix(&suffix) {
             return Err(ConfigError(format!(
-                "ARTIFACT_SUFFIX {suffix:?} must not contain '/'"
+                "ARTIFACT_SUFFIX {suffix:?} must be {SUFFIX_RULE}"
             )));
         }
         let presign_secs = match get("PRESIGN_EXPIRES_SECS") {
@@ -86,6 +87,37 @@ impl Config {
             presign_expires: Duration::from_secs(presign_secs),
         })
     }
+}
+
+/// The `S3Prefix` and `ArtifactSuffix` rules of `template.yaml` (its
+/// `AllowedPattern`s); a contract test checks that both agree on examples.
+const PREFIX_RULE: &str = "1-512 characters: segments of A-Z a-z 0-9 ! - _ . ' ( ) \
+    separated by single '/', no leading or trailing '/', no segment of only dots";
+const SUFFIX_RULE: &str = "0-32 characters of A-Z a-z 0-9 . _ -";
+const MAX_PREFIX_LEN: usize = 512;
+const MAX_SUFFIX_LEN: usize = 32;
+
+/// S3's "safe" key characters, which need no escaping in URLs, XML or policy
+/// ARNs, except `*`: IAM resource ARNs and `StringLike` conditions read it as
+/// a wildcard, so a prefix holding one would widen every grant on the store.
+/// A segment of only dots (`.`, `..`) would be folded away by URL path
+/// normalisation, so it is refused.
+fn valid_prefix(prefix: &str) -> bool {
+    (1..=MAX_PREFIX_LEN).contains(&prefix.len())
+        && prefix.split('/').all(|segment| {
+            segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!-_.'()".contains(&b))
+                && segment.bytes().any(|b| b != b'.')
+        })
+}
+
+/// A file-name extension such as `.zip` or `.tar.gz`.
+fn valid_suffix(suffix: &str) -> bool {
+    suffix.len() <= MAX_SUFFIX_LEN
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn valid_bucket(b: &str) -> bool {
@@ -147,6 +179,75 @@ mod tests {
         for (vars, name) in cases {
             let err = config(vars).unwrap_err();
             assert!(err.to_string().contains(name), "{err} should name {name}");
+        }
+    }
+
+    fn prefix_ok(prefix: &str) -> bool {
+        config(&[("BUCKET_NAME", "ok-bucket"), ("S3_PREFIX", prefix)]).is_ok()
+    }
+
+    fn suffix_ok(suffix: &str) -> bool {
+        config(&[("BUCKET_NAME", "ok-bucket"), ("ARTIFACT_SUFFIX", suffix)]).is_ok()
+    }
+
+    #[test]
+    fn s3_prefix_takes_segments_of_safe_key_characters_separated_by_single_slashes() {
+        let long_segment = "a".repeat(MAX_PREFIX_LEN);
+        for good in [
+            "versioned-artifacts",
+            "a",
+            "team/ci/artifacts",
+            "A.b_c-d!e'f(g)",
+            ".hidden/..x/x..",
+            long_segment.as_str(),
+        ] {
+            assert!(prefix_ok(good), "{good:?} should be accepted");
+        }
+        let too_long = "a".repeat(MAX_PREFIX_LEN + 1);
+        for bad in [
+            "",
+            "/x",
+            "x/",
+            "a//b",
+            "a/./b",
+            "a/..",
+            "..",
+            "a/...",
+            "a*",
+            "a?b",
+            "a b",
+            " a",
+            "a\t",
+            "a%2f",
+            "a+b",
+            "a=b",
+            "a&b",
+            "a$b",
+            "a{b}",
+            "é",
+            too_long.as_str(),
+        ] {
+            assert!(!prefix_ok(bad), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn artifact_suffix_is_a_short_extension_of_safe_characters() {
+        for good in ["", ".zip", ".tar.gz", "-x_1", &"z".repeat(MAX_SUFFIX_LEN)] {
+            assert!(suffix_ok(good), "{good:?} should be accepted");
+        }
+        for bad in [
+            "a/b",
+            " ",
+            ".zip ",
+            "*",
+            "a?",
+            "(1)",
+            "%20",
+            "é",
+            &"z".repeat(MAX_SUFFIX_LEN + 1),
+        ] {
+            assert!(!suffix_ok(bad), "{bad:?} should be refused");
         }
     }
 }

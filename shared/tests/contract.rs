@@ -216,82 +216,221 @@ fn the_template_has_one_function_per_package_built_by_cargo_lambda_and_the_route
     );
 }
 
-/// What each function's operation calls, and so all the IAM actions it may
-/// hold (resources: the table, the bucket, or the store / staging prefixes).
-fn needs(package: &str) -> BTreeSet<(&'static str, &'static str)> {
-    const T: &str = "ArtifactTable.Arn";
-    const B: &str = "ArtifactBucket.Arn";
-    const STORE: &str = "${ArtifactBucket.Arn}/${S3Prefix}/*";
-    const STAGING: &str = "${ArtifactBucket.Arn}/${S3Prefix}.uploads/*";
-    let read_version = [
-        ("s3:GetObject", STORE),
-        ("s3:GetObjectVersion", STORE),
-        ("dynamodb:GetItem", T),
-    ];
-    let list: Vec<(&str, &str)> = match package {
-        "list-artifacts" => vec![("s3:ListBucket", B)],
-        "start-upload" => vec![("s3:PutObject", STAGING)],
-        "commit-upload" => vec![
-            ("dynamodb:GetItem", T),
-            ("dynamodb:Query", T),
-            ("dynamodb:UpdateItem", T),
-            ("s3:GetObject", STAGING),
-            ("s3:GetObjectVersion", STAGING),
-            ("s3:DeleteObjectVersion", STAGING),
-            ("s3:PutObject", STORE),
-        ],
-        "list-versions" | "list-aliases" => vec![("dynamodb:Query", T)],
-        "publish-version" => vec![
-            ("dynamodb:GetItem", T),
-            ("dynamodb:PutItem", T),
-            ("dynamodb:Query", T),
-            ("dynamodb:UpdateItem", T),
-            ("s3:GetObject", STORE),
-            ("s3:GetObjectVersion", STORE),
-            ("s3:PutObject", STORE),
-            ("s3:DeleteObjectVersion", STORE),
-        ],
-        "get-version" | "get-version-content" => read_version.to_vec(),
-        "delete-version" => vec![
-            ("dynamodb:GetItem", T),
-            ("dynamodb:Query", T),
-            ("dynamodb:UpdateItem", T),
-        ],
-        "purge-artifact" => vec![
-            ("dynamodb:BatchWriteItem", T),
-            ("dynamodb:Query", T),
-            ("s3:ListBucketVersions", B),
-            ("s3:DeleteObjectVersion", STORE),
-            ("s3:DeleteObjectVersion", STAGING),
-        ],
-        "apply-retention" => vec![("dynamodb:Query", T), ("dynamodb:UpdateItem", T)],
-        "put-alias" => vec![
-            ("dynamodb:BatchGetItem", T),
-            ("dynamodb:ConditionCheckItem", T),
-            ("dynamodb:PutItem", T),
-            ("dynamodb:UpdateItem", T),
-        ],
-        "get-alias" => vec![("dynamodb:GetItem", T)],
-        "delete-alias" => vec![
-            ("dynamodb:ConditionCheckItem", T),
-            ("dynamodb:DeleteItem", T),
-            ("dynamodb:GetItem", T),
-            ("dynamodb:UpdateItem", T),
-        ],
-        "resolve-alias" => [read_version.to_vec(), vec![("dynamodb:BatchGetItem", T)]].concat(),
-        "scheduled-purge" => vec![
-            ("dynamodb:DeleteItem", T),
-            ("dynamodb:GetItem", T),
-            ("dynamodb:PutItem", T),
-            ("dynamodb:Query", T),
-            ("dynamodb:UpdateItem", T),
-            ("s3:ListBucket", B),
-            ("s3:ListBucketVersions", B),
-            ("s3:DeleteObjectVersion", STORE),
-        ],
-        other => panic!("no IAM needs recorded for {other}"),
+/// The S3 keys a call acts on: the store (`{prefix}/…`) or the staged
+/// uploads beside it (`{prefix}.uploads/…`).
+#[derive(Debug, Clone, Copy)]
+enum Keys {
+    Store,
+    Staging,
+}
+
+impl Keys {
+    /// The object resource the template grants object actions on.
+    fn objects(self) -> &'static str {
+        match self {
+            Keys::Store => "${ArtifactBucket.Arn}/${S3Prefix}/*",
+            Keys::Staging => "${ArtifactBucket.Arn}/${S3Prefix}.uploads/*",
+        }
+    }
+
+    /// The `s3:prefix` a bucket-level grant is scoped to (`StringLike`).
+    fn prefix(self) -> &'static str {
+        match self {
+            Keys::Store => "${S3Prefix}/*",
+            Keys::Staging => "${S3Prefix}.uploads/*",
+        }
+    }
+}
+
+/// Which object version an S3 call addresses.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// Always a `versionId` (taken from a response of the same bucket).
+    Version,
+    /// The pinned `versionId` when the row has one (rows the library wrote
+    /// have none), else the current version.
+    PinnedOrCurrent,
+}
+
+/// One item of a `TransactWriteItems`.
+#[derive(Debug, Clone, Copy)]
+enum TxItem {
+    ConditionCheck,
+    Put,
+    Update,
+    Delete,
+}
+
+/// An AWS API call a function makes. DynamoDB calls all act on the table.
+/// A presigned URL counts as the call it signs: S3 authorizes it as the
+/// function's role when the client uses it.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    GetItem,
+    BatchGetItem,
+    Query,
+    PutItem,
+    UpdateItem,
+    DeleteItem,
+    BatchWriteItem,
+    TransactWriteItems(&'static [TxItem]),
+    ListObjectsV2(Keys),
+    ListObjectVersions(Keys),
+    HeadObject(Keys, At),
+    GetObject(Keys, At),
+    PutObject(Keys),
+    CopyObject { from: Keys, at: At, to: Keys },
+    DeleteObject(Keys, At),
+    DeleteObjects(Keys, At),
+}
+
+/// An IAM grant: action, resource, and the `s3:prefix` it is scoped to.
+type Grant = (String, String, Option<String>);
+
+const TABLE: &str = "ArtifactTable.Arn";
+const BUCKET: &str = "ArtifactBucket.Arn";
+
+/// The IAM actions one AWS call needs — the one place that knows them.
+///
+/// Reading a key that may be missing also needs `s3:ListBucket`: "If the
+/// object you request doesn't exist, the error that Amazon S3 returns depends
+/// on whether you also have the s3:ListBucket permission. If you have the
+/// s3:ListBucket permission on the bucket, Amazon S3 returns an HTTP status
+/// code 404 Not Found error. If you don't have the s3:ListBucket permission,
+/// Amazon S3 returns an HTTP status code 403 Forbidden error."
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html> and
+/// `API_GetObject.html`, "Permissions"). Without it a retried commit, or one
+/// with an unknown upload id, becomes a 502 instead of its answer or a 404.
+/// S3 evaluates that implicit check with the object key as `s3:prefix` (not
+/// spelled out in the API reference; Ceph RGW copied the behaviour in
+/// ceph/ceph#68577), so a grant scoped to the prefixes the function reads is
+/// enough. A copy reads
+/// its source like a GetObject (`s3:GetObject`, `s3:GetObjectVersion` with a
+/// `versionId`) and writes its destination (`s3:PutObject`, API_CopyObject).
+/// `TransactWriteItems` and `BatchWriteItem` need the action of each item
+/// (DynamoDB API permissions reference); `DeleteObjects` needs the delete
+/// action of each object (API_DeleteObjects).
+fn iam_actions(call: Call) -> Vec<Grant> {
+    let table = |action: &str| (format!("dynamodb:{action}"), TABLE.to_owned(), None);
+    let object = |action: &str, keys: Keys| (action.to_owned(), keys.objects().to_owned(), None);
+    let list = |action: &str, keys: Keys| {
+        (
+            action.to_owned(),
+            BUCKET.to_owned(),
+            Some(keys.prefix().to_owned()),
+        )
     };
-    list.into_iter().collect()
+    let versions = |keys: Keys, at: At, current: &str, version: &str| match at {
+        At::Version => vec![object(version, keys)],
+        At::PinnedOrCurrent => vec![object(current, keys), object(version, keys)],
+    };
+    let read = |keys: Keys, at: At| {
+        let mut grants = versions(keys, at, "s3:GetObject", "s3:GetObjectVersion");
+        grants.push(list("s3:ListBucket", keys));
+        grants
+    };
+    match call {
+        Call::GetItem => vec![table("GetItem")],
+        Call::BatchGetItem => vec![table("BatchGetItem")],
+        Call::Query => vec![table("Query")],
+        Call::PutItem => vec![table("PutItem")],
+        Call::UpdateItem => vec![table("UpdateItem")],
+        Call::DeleteItem => vec![table("DeleteItem")],
+        Call::BatchWriteItem => vec![table("BatchWriteItem")],
+        Call::TransactWriteItems(items) => items
+            .iter()
+            .map(|item| {
+                table(match item {
+                    TxItem::ConditionCheck => "ConditionCheckItem",
+                    TxItem::Put => "PutItem",
+                    TxItem::Update => "UpdateItem",
+                    TxItem::Delete => "DeleteItem",
+                })
+            })
+            .collect(),
+        Call::ListObjectsV2(keys) => vec![list("s3:ListBucket", keys)],
+        Call::ListObjectVersions(keys) => vec![list("s3:ListBucketVersions", keys)],
+        Call::HeadObject(keys, at) | Call::GetObject(keys, at) => read(keys, at),
+        Call::PutObject(keys) => vec![object("s3:PutObject", keys)],
+        Call::CopyObject { from, at, to } => {
+            let mut grants = read(from, at);
+            grants.push(object("s3:PutObject", to));
+            grants
+        }
+        Call::DeleteObject(keys, at) | Call::DeleteObjects(keys, at) => {
+            versions(keys, at, "s3:DeleteObject", "s3:DeleteObjectVersion")
+        }
+    }
+}
+
+/// The AWS calls each function makes (the `AWS calls:` of the repository
+/// methods its handler reaches). Its IAM grants are derived from these.
+fn calls(package: &str) -> Vec<Call> {
+    use Call::*;
+    use Keys::{Staging, Store};
+    // A presigned download of a version's bytes, pinned to its object version.
+    let download = GetObject(Store, At::PinnedOrCurrent);
+    match package {
+        "list-artifacts" => vec![ListObjectsV2(Store)],
+        "start-upload" => vec![PutObject(Staging)],
+        "commit-upload" => vec![
+            HeadObject(Staging, At::PinnedOrCurrent),
+            GetItem,
+            Query,
+            CopyObject {
+                from: Staging,
+                at: At::PinnedOrCurrent,
+                to: Store,
+            },
+            UpdateItem,
+            DeleteObject(Staging, At::Version),
+        ],
+        "list-versions" | "list-aliases" => vec![Query],
+        "publish-version" => vec![
+            UpdateItem,
+            GetItem,
+            Query,
+            CopyObject {
+                from: Store,
+                at: At::PinnedOrCurrent,
+                to: Store,
+            },
+            DeleteObject(Store, At::Version),
+            PutItem,
+        ],
+        "get-version" | "get-version-content" => vec![GetItem, download],
+        "delete-version" => vec![GetItem, Query, UpdateItem],
+        "purge-artifact" => vec![
+            Query,
+            BatchWriteItem,
+            ListObjectVersions(Store),
+            ListObjectVersions(Staging),
+            DeleteObjects(Store, At::Version),
+            DeleteObjects(Staging, At::Version),
+        ],
+        "apply-retention" => vec![Query, UpdateItem],
+        "put-alias" => vec![
+            BatchGetItem,
+            TransactWriteItems(&[TxItem::Put, TxItem::Update, TxItem::ConditionCheck]),
+        ],
+        "get-alias" => vec![GetItem],
+        "delete-alias" => vec![
+            GetItem,
+            TransactWriteItems(&[TxItem::Delete, TxItem::Update, TxItem::ConditionCheck]),
+        ],
+        "resolve-alias" => vec![BatchGetItem, GetItem, download],
+        "scheduled-purge" => vec![
+            GetItem,
+            PutItem,
+            DeleteItem,
+            ListObjectsV2(Store),
+            Query,
+            UpdateItem,
+            ListObjectVersions(Store),
+            DeleteObjects(Store, At::Version),
+        ],
+        other => panic!("no AWS calls recorded for {other}"),
+    }
 }
 
 /// Functions that only read: no write or delete action may appear.
@@ -305,36 +444,72 @@ const READ_ONLY: [&str; 7] = [
     "resolve-alias",
 ];
 
+/// Bucket-level actions: only ever granted scoped to the store's prefixes.
+const BUCKET_LEVEL: [&str; 2] = ["s3:ListBucket", "s3:ListBucketVersions"];
+
+/// What a function's inline policy statements grant, one entry per action,
+/// resource and `s3:prefix`.
+fn granted(package: &str, function: &Yaml) -> BTreeSet<Grant> {
+    let mut granted = BTreeSet::new();
+    for policy in function["Properties"]["Policies"].as_vec().unwrap() {
+        let statements = policy["Statement"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{package}: inline statements only"));
+        for statement in statements {
+            assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+            let resource = statement["Resource"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{package}: one resource per statement"));
+            assert!(
+                !resource.contains('*') || resource.ends_with("/*"),
+                "{package}: wildcard resource {resource}"
+            );
+            let prefixes: Vec<Option<String>> = match &statement["Condition"] {
+                Yaml::BadValue => vec![None],
+                condition => {
+                    let keys: Vec<&str> = condition
+                        .as_hash()
+                        .unwrap()
+                        .keys()
+                        .filter_map(Yaml::as_str)
+                        .collect();
+                    assert_eq!(keys, ["StringLike"], "{package}: only s3:prefix conditions");
+                    let like = condition["StringLike"].as_hash().unwrap();
+                    assert_eq!(like.len(), 1, "{package}: only s3:prefix conditions");
+                    condition["StringLike"]["s3:prefix"]
+                        .as_vec()
+                        .unwrap_or_else(|| panic!("{package}: s3:prefix is a list"))
+                        .iter()
+                        .map(|p| Some(p.as_str().unwrap().to_owned()))
+                        .collect()
+                }
+            };
+            for action in statement["Action"].as_vec().unwrap() {
+                let action = action.as_str().unwrap();
+                assert!(!action.contains('*'), "{package}: wildcard action {action}");
+                let bucket_level = BUCKET_LEVEL.contains(&action);
+                for prefix in &prefixes {
+                    assert_eq!(
+                        prefix.is_some(),
+                        bucket_level,
+                        "{package}: {action} must be scoped by s3:prefix exactly when it \
+                         acts on the bucket"
+                    );
+                    granted.insert((action.to_owned(), resource.to_owned(), prefix.clone()));
+                }
+            }
+        }
+    }
+    granted
+}
+
 #[test]
 fn every_function_holds_exactly_the_iam_actions_its_operation_needs() {
     let template = load("template.yaml");
     for package in function_packages() {
         let function = &template["Resources"][logical_id(&package).as_str()];
-        let mut granted = BTreeSet::new();
-        for policy in function["Properties"]["Policies"].as_vec().unwrap() {
-            let statements = policy["Statement"]
-                .as_vec()
-                .unwrap_or_else(|| panic!("{package}: inline statements only"));
-            for statement in statements {
-                assert_eq!(statement["Effect"].as_str(), Some("Allow"));
-                let resource = statement["Resource"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{package}: one resource per statement"));
-                assert!(
-                    !resource.contains('*') || resource.ends_with("/*"),
-                    "{package}: wildcard resource {resource}"
-                );
-                for action in statement["Action"].as_vec().unwrap() {
-                    let action = action.as_str().unwrap();
-                    assert!(!action.contains('*'), "{package}: wildcard action {action}");
-                    granted.insert((action.to_owned(), resource.to_owned()));
-                }
-            }
-        }
-        let needed: BTreeSet<(String, String)> = needs(&package)
-            .into_iter()
-            .map(|(a, r)| (a.to_owned(), r.to_owned()))
-            .collect();
+        let granted = granted(&package, function);
+        let needed: BTreeSet<Grant> = calls(&package).into_iter().flat_map(iam_actions).collect();
         let wider: Vec<_> = granted.difference(&needed).collect();
         let narrower: Vec<_> = needed.difference(&granted).collect();
         assert!(
@@ -343,7 +518,7 @@ fn every_function_holds_exactly_the_iam_actions_its_operation_needs() {
         );
         assert!(narrower.is_empty(), "{package} lacks: {narrower:?}");
         if READ_ONLY.contains(&package.as_str()) {
-            for (action, _) in &granted {
+            for (action, _, _) in &granted {
                 let read = ["Get", "List", "Query", "BatchGetItem"].iter().any(|verb| {
                     action
                         .split(':')
@@ -354,4 +529,337 @@ fn every_function_holds_exactly_the_iam_actions_its_operation_needs() {
             }
         }
     }
+}
+
+#[test]
+fn reading_a_key_that_may_be_missing_grants_list_bucket_on_its_prefix_only() {
+    // The rule itself, so that a change of the mapping cannot drop it.
+    for read in [
+        Call::HeadObject(Keys::Staging, At::PinnedOrCurrent),
+        Call::GetObject(Keys::Staging, At::Version),
+        Call::CopyObject {
+            from: Keys::Staging,
+            at: At::Version,
+            to: Keys::Store,
+        },
+    ] {
+        let lists: Vec<Grant> = iam_actions(read)
+            .into_iter()
+            .filter(|(action, _, _)| action == "s3:ListBucket")
+            .collect();
+        assert_eq!(
+            lists,
+            [(
+                "s3:ListBucket".to_owned(),
+                BUCKET.to_owned(),
+                Some("${S3Prefix}.uploads/*".to_owned())
+            )],
+            "{read:?}"
+        );
+    }
+    let template = load("template.yaml");
+    let commit = granted(
+        "commit-upload",
+        &template["Resources"]["CommitUploadFunction"],
+    );
+    assert!(commit.contains(&(
+        "s3:ListBucket".to_owned(),
+        BUCKET.to_owned(),
+        Some("${S3Prefix}.uploads/*".to_owned())
+    )));
+}
+
+/// Whether CloudFormation accepts `value` for a String parameter: its
+/// `MinLength`/`MaxLength` and its `AllowedPattern`, which must match the
+/// whole value.
+fn template_accepts(parameter: &Yaml, value: &str) -> bool {
+    let pattern = parameter["AllowedPattern"]
+        .as_str()
+        .expect("the parameter has an AllowedPattern");
+    let whole = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+    let length = value.chars().count() as i64;
+    parameter["MinLength"]
+        .as_i64()
+        .is_none_or(|min| length >= min)
+        && parameter["MaxLength"]
+            .as_i64()
+            .is_none_or(|max| length <= max)
+        && whole.is_match(value)
+}
+
+#[test]
+fn the_template_accepts_exactly_the_prefixes_and_suffixes_that_config_accepts() {
+    let template = load("template.yaml");
+    let config = |key: &str, value: &str| {
+        shared::config::Config::from_lookup(|k| match k {
+            "BUCKET_NAME" => Some("ok-bucket".to_owned()),
+            k if k == key => Some(value.to_owned()),
+            _ => None,
+        })
+        .is_ok()
+    };
+    let long = |n: usize| "a".repeat(n);
+    // (value, accepted): both sides must agree with each other and with this.
+    let prefixes: Vec<(String, bool)> = [
+        ("versioned-artifacts", true),
+        ("team/ci/artifacts", true),
+        ("A.b_c-d!e'f(g)", true),
+        (".hidden/..x", true),
+        ("", false),
+        ("/x", false),
+        ("x/", false),
+        ("a//b", false),
+        ("a/./b", false),
+        ("a/..", false),
+        ("a/...", false),
+        ("a*", false),
+        ("a?", false),
+        ("a b", false),
+        (" a", false),
+        ("a%2F", false),
+        ("a+b", false),
+        ("a$b", false),
+        ("é", false),
+    ]
+    .into_iter()
+    .map(|(v, ok)| (v.to_owned(), ok))
+    .chain([(long(512), true), (long(513), false)])
+    .collect();
+    let suffixes: Vec<(String, bool)> = [
+        ("", true),
+        (".zip", true),
+        (".tar.gz", true),
+        ("-x_1", true),
+        ("a/b", false),
+        (" ", false),
+        (".zip ", false),
+        ("*", false),
+        ("(1)", false),
+        ("%20", false),
+        ("é", false),
+    ]
+    .into_iter()
+    .map(|(v, ok)| (v.to_owned(), ok))
+    .chain([(long(32), true), (long(33), false)])
+    .collect();
+    for (name, variable, examples) in [
+        ("S3Prefix", "S3_PREFIX", &prefixes),
+        ("ArtifactSuffix", "ARTIFACT_SUFFIX", &suffixes),
+    ] {
+        let parameter = &template["Parameters"][name];
+        for (value, accepted) in examples {
+            let (in_template, in_config) =
+                (template_accepts(parameter, value), config(variable, value));
+            assert_eq!(in_template, *accepted, "template, {name} {value:?}");
+            assert_eq!(in_config, *accepted, "config, {variable} {value:?}");
+        }
+        let default = parameter["Default"].as_str().unwrap();
+        assert!(config(variable, default), "the default {name} is valid");
+    }
+}
+
+#[test]
+fn scheduled_retention_runs_never_overlap() {
+    // Runs share one resume cursor; a second concurrent run would purge the
+    // same artifacts and move the cursor under the first.
+    let template = load("template.yaml");
+    assert_eq!(
+        template["Resources"]["ScheduledPurgeFunction"]["Properties"]["ReservedConcurrentExecutions"]
+            .as_i64(),
+        Some(1)
+    );
+}
+
+#[test]
+fn every_resource_that_holds_data_is_retained_with_the_stack() {
+    let template = load("template.yaml");
+    let holds_data = [
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::DynamoDB::Table",
+        "AWS::Logs::LogGroup",
+    ];
+    let mut retained = BTreeSet::new();
+    for (id, resource) in template["Resources"].as_hash().unwrap() {
+        let id = id.as_str().unwrap();
+        if !holds_data.contains(&resource["Type"].as_str().unwrap()) {
+            continue;
+        }
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            assert_eq!(resource[policy].as_str(), Some("Retain"), "{id} {policy}");
+        }
+        retained.insert(id);
+    }
+    for id in [
+        "ArtifactBucket",
+        "ArtifactBucketPolicy",
+        "ArtifactTable",
+        "AccessLogBucket",
+        "AccessLogBucketPolicy",
+        "ApiAccessLogGroup",
+    ] {
+        assert!(retained.contains(id), "{id} is retained");
+    }
+}
+
+#[test]
+fn api_requests_and_object_access_are_logged_for_audit() {
+    let template = load("template.yaml");
+    let resources = &template["Resources"];
+
+    // The HTTP API: one JSON line per request into a log group with retention.
+    let access_log = &resources["ArtifactApi"]["Properties"]["AccessLogSettings"];
+    assert_eq!(
+        access_log["DestinationArn"].as_str(),
+        Some("ApiAccessLogGroup.Arn")
+    );
+    let format = access_log["Format"].as_str().unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(format).expect("the access log format is one JSON object");
+    let fields: BTreeSet<&str> = line
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for variable in [
+        "$context.requestId",
+        "$context.identity.userArn",
+        "$context.routeKey",
+        "$context.status",
+        "$context.responseLatency",
+    ] {
+        assert!(
+            fields.contains(variable),
+            "the access log records {variable}"
+        );
+    }
+    let group = &resources["ApiAccessLogGroup"];
+    assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+    assert_eq!(
+        group["Properties"]["RetentionInDays"].as_str(),
+        Some("AuditLogRetentionDays")
+    );
+
+    // The artifact bucket: S3 server access logs into a private log bucket.
+    let logging = &resources["ArtifactBucket"]["Properties"]["LoggingConfiguration"];
+    assert_eq!(
+        logging["DestinationBucketName"].as_str(),
+        Some("AccessLogBucket")
+    );
+    let log_prefix = logging["LogFilePrefix"].as_str().unwrap();
+    let logs = &resources["AccessLogBucket"];
+    assert_eq!(logs["Type"].as_str(), Some("AWS::S3::Bucket"));
+    let properties = &logs["Properties"];
+    assert_eq!(
+        properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            .as_str(),
+        Some("AES256"),
+        "log delivery supports SSE-S3 only"
+    );
+    for block in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            properties["PublicAccessBlockConfiguration"][block].as_bool(),
+            Some(true),
+            "{block}"
+        );
+    }
+    assert_eq!(
+        properties["OwnershipControls"]["Rules"][0]["ObjectOwnership"].as_str(),
+        Some("BucketOwnerEnforced")
+    );
+    let expiry = properties["LifecycleConfiguration"]["Rules"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["Status"].as_str() == Some("Enabled"))
+        .expect("an enabled lifecycle rule");
+    assert_eq!(
+        expiry["ExpirationInDays"].as_str(),
+        Some("AuditLogRetentionDays")
+    );
+    // With ACLs disabled (BucketOwnerEnforced) the logging service may only
+    // write through the bucket policy, and only for the artifact bucket.
+    let policy = &resources["AccessLogBucketPolicy"]["Properties"];
+    assert_eq!(policy["Bucket"].as_str(), Some("AccessLogBucket"));
+    let delivery = policy["PolicyDocument"]["Statement"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["Principal"]["Service"].as_str() == Some("logging.s3.amazonaws.com"))
+        .expect("a statement for logging.s3.amazonaws.com");
+    assert_eq!(delivery["Effect"].as_str(), Some("Allow"));
+    assert_eq!(delivery["Action"].as_str(), Some("s3:PutObject"));
+    assert_eq!(
+        delivery["Resource"].as_str(),
+        Some(format!("${{AccessLogBucket.Arn}}/{log_prefix}*").as_str())
+    );
+    assert_eq!(
+        delivery["Condition"]["ArnLike"]["aws:SourceArn"].as_str(),
+        Some("ArtifactBucket.Arn")
+    );
+    assert_eq!(
+        delivery["Condition"]["StringEquals"]["aws:SourceAccount"].as_str(),
+        Some("AWS::AccountId")
+    );
+}
+
+#[test]
+fn sam_build_does_not_hash_the_checkout_and_needs_no_beta_features() {
+    let text = std::fs::read_to_string(workspace_root().join("samconfig.toml")).unwrap();
+    let config: toml::Table = text.parse().unwrap();
+    let build = &config["default"]["build"]["parameters"];
+    // Every function has `CodeUri: .`: a cached build hashes the whole
+    // checkout (target/ and .venv/ included) once per function.
+    assert_eq!(build.get("cached").and_then(|v| v.as_bool()), Some(false));
+    // SAM CLI (requirements.txt) builds rust-cargolambda without beta features.
+    for (command, parameters) in config["default"].as_table().unwrap() {
+        assert!(
+            parameters
+                .get("parameters")
+                .and_then(|p| p.get("beta_features"))
+                .is_none(),
+            "{command} enables beta features"
+        );
+    }
+    let template = load("template.yaml");
+    for package in function_packages() {
+        assert_eq!(
+            template["Resources"][logical_id(&package).as_str()]["Properties"]["CodeUri"].as_str(),
+            Some("."),
+            "{package}: the reason the cache is off"
+        );
+    }
+}
+
+#[test]
+fn nothing_in_the_project_points_at_the_directory_beside_the_checkout() {
+    // The project documents its own contract (README, openapi.yaml): no
+    // tracked file may send the reader to the directory beside the checkout,
+    // which a clone does not have. (The needle is built so this file passes.)
+    let root = workspace_root();
+    let files = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(&root)
+        .output()
+        .expect("git ls-files");
+    assert!(files.status.success());
+    let needle = ["..", "shared"].join("/");
+    let mut offenders = Vec::new();
+    for path in files.stdout.split(|&b| b == 0).filter(|p| !p.is_empty()) {
+        let path = String::from_utf8_lossy(path).into_owned();
+        let Ok(bytes) = std::fs::read(root.join(&path)) else {
+            continue; // deleted in the work tree
+        };
+        if String::from_utf8_lossy(&bytes).contains(&needle) {
+            offenders.push(path);
+        }
+    }
+    assert!(offenders.is_empty(), "{needle} appears in {offenders:?}");
 }
