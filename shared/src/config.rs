@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::scheduled::RetentionSchedule;
+
 /// Settings shared by every function and the local server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -10,6 +12,8 @@ pub struct Config {
     pub prefix: String,
     pub suffix: String,
     pub presign_expires: Duration,
+    /// Retention defaults of the route and the schedule (`RETENTION_*`).
+    pub retention: RetentionSchedule,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -79,12 +83,14 @@ impl Config {
                 }
             },
         };
+        let retention = RetentionSchedule::from_lookup(&lookup)?;
         Ok(Self {
             bucket,
             table,
             prefix,
             suffix,
             presign_expires: Duration::from_secs(presign_secs),
+            retention,
         })
     }
 }

@@ -3,9 +3,13 @@
 //! soft-deleted longer than the grace period (tombstone rows stay).
 //!
 //! A pass watches its deadline: it stops cleanly before it, remembers the
-//! last artifact it finished, and the next pass resumes after it.
+//! last listing entry it finished, and the next pass resumes after it. An
+//! artifact whose retention fails is recorded and skipped; the next pass
+//! tries it first. Passes never overlap: each holds a lease on the job's
+//! bookkeeping row, or does nothing.
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -13,9 +17,11 @@ use crate::config::ConfigError;
 use crate::error::{Error, Result};
 use crate::model::RetentionPolicy;
 use crate::names::ArtifactName;
-use crate::repository::Repository;
+use crate::repository::{Repository, RetentionBookkeeping};
 
-/// The job's policy, from the environment (the SAM template's parameters).
+/// The deployment's retention parameters (the SAM template's), read into
+/// [`crate::Config`] at start: the schedule's policy, and the defaults of
+/// `POST /artifacts/{name}/purge`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionSchedule {
     pub policy: RetentionPolicy,
@@ -26,10 +32,6 @@ pub struct RetentionSchedule {
 const DAY: u64 = 24 * 60 * 60;
 
 impl RetentionSchedule {
-    pub fn from_env() -> std::result::Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> std::result::Result<Self, ConfigError> {
@@ -48,11 +50,15 @@ impl RetentionSchedule {
                     }),
             }
         };
+        let defaults = RetentionPolicy::default();
         Ok(Self {
             policy: RetentionPolicy {
-                keep_last_n: number("RETENTION_KEEP_LAST_N", 10)? as u32,
+                keep_last_n: number("RETENTION_KEEP_LAST_N", defaults.keep_last_n.into())? as u32,
                 older_than: Duration::from_secs(
-                    number("RETENTION_PURGE_OLDER_THAN_DAYS", 90)? * DAY,
+                    number(
+                        "RETENTION_PURGE_OLDER_THAN_DAYS",
+                        defaults.older_than.as_secs() / DAY,
+                    )? * DAY,
                 ),
             },
             reclaim_grace: Duration::from_secs(number("RETENTION_RECLAIM_GRACE_DAYS", 30)? * DAY),
@@ -66,56 +72,235 @@ pub struct RetentionSummary {
     pub artifacts_scanned: u64,
     pub versions_soft_deleted: u64,
     pub objects_reclaimed: u64,
-    /// The artifact the previous pass stopped after, if it stopped early.
+    /// The listing entry the previous pass stopped after, if it stopped
+    /// early (`name/` for an artifact; see `Repository::artifact_names_after`).
     pub resumed_from: Option<String>,
     /// Where this pass stopped, when the deadline came first.
     pub stopped_after: Option<String>,
     pub completed: bool,
+    /// Another pass held the lease: this one did nothing.
+    pub skipped: bool,
+    /// Artifacts that failed in an earlier pass, tried again first.
+    pub retried: Vec<String>,
+    /// Artifacts whose retention failed in this pass (the first
+    /// [`MAX_FAILED`]); the next pass tries them first.
+    pub failed: Vec<FailedArtifact>,
+    /// How many failed in all.
+    pub failed_total: u64,
+}
+
+/// One artifact the pass could not handle, with the error's stable code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedArtifact {
+    pub name: String,
+    pub code: &'static str,
 }
 
 /// Names are listed in pages of this many.
 const PAGE: u32 = 100;
 
-/// One pass over every artifact, stopping before `deadline` (after at least
-/// one artifact, so that every pass makes progress).
+/// At most this many failures are reported and kept for the next pass to
+/// retry first; the rest are retried when the listing reaches them again.
+pub const MAX_FAILED: usize = 100;
+
+/// How one pass runs.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    /// The pass stops before this (after at least one artifact).
+    pub deadline: Instant,
+    /// How long the pass holds the job's lease: until the invocation cannot
+    /// be running any more, so that no other pass overlaps it.
+    pub lease: Duration,
+    /// Entries per page of the names listing.
+    pub page_size: u32,
+    /// Who holds the lease (unique per pass).
+    pub owner: String,
+}
+
+impl Pass {
+    /// A pass that stops before `deadline`, holding the lease a safety
+    /// margin longer.
+    pub fn until(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            lease: deadline.saturating_duration_since(Instant::now()) + SAFETY_MARGIN,
+            page_size: PAGE,
+            owner: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    pub fn with_page_size(self, page_size: u32) -> Self {
+        Self {
+            page_size: page_size.max(1),
+            ..self
+        }
+    }
+}
+
+/// One pass over every artifact, stopping before `deadline`.
 pub async fn run_retention(
     repo: &Repository,
     schedule: RetentionSchedule,
     deadline: Instant,
 ) -> Result<RetentionSummary> {
-    let resumed_from = repo.retention_cursor().await?;
-    let mut summary = RetentionSummary {
-        resumed_from: resumed_from.as_ref().map(ToString::to_string),
-        ..Default::default()
+    run_pass(repo, schedule, Pass::until(deadline)).await
+}
+
+/// One pass: under the job's lease (skipped when another pass holds it),
+/// first the artifacts that failed last time, then every artifact from
+/// where the last pass stopped. An artifact that fails is recorded and the
+/// pass goes on. What the next pass needs is saved as the lease is released.
+pub async fn run_pass(
+    repo: &Repository,
+    schedule: RetentionSchedule,
+    pass: Pass,
+) -> Result<RetentionSummary> {
+    let until = SystemTime::now() + pass.lease;
+    let Some(previous) = repo.take_retention_lease(&pass.owner, until).await? else {
+        tracing::info!("another retention pass holds the lease; skipped");
+        return Ok(RetentionSummary {
+            skipped: true,
+            ..Default::default()
+        });
     };
-    let mut after: Option<ArtifactName> = resumed_from;
-    loop {
-        let (names, more) = repo.artifact_names_after(after.as_ref(), PAGE).await?;
-        for name in names {
-            if summary.artifacts_scanned > 0 && Instant::now() >= deadline {
-                repo.set_retention_cursor(after.as_ref()).await?;
-                summary.stopped_after = after.map(|a| a.to_string());
-                tracing::info!(
-                    ?summary,
-                    "retention pass stopped before its deadline; the next pass resumes"
-                );
-                return Ok(summary);
+    let mut run = Run {
+        repo,
+        schedule,
+        deadline: pass.deadline,
+        summary: RetentionSummary {
+            resumed_from: previous.after.clone(),
+            ..Default::default()
+        },
+        after: previous.after,
+        retry_later: Vec::new(),
+    };
+    let outcome = run.work(previous.failed, pass.page_size).await;
+    let mut summary = run.summary;
+    let next = RetentionBookkeeping {
+        after: match outcome {
+            Ok(Ending::Complete) => None,
+            Ok(Ending::Stopped) | Err(_) => run.after.clone(),
+        },
+        failed: run.retry_later,
+    };
+    let saved = repo.release_retention_lease(&pass.owner, &next).await;
+    let outcome = match outcome {
+        Ok(ending) => ending,
+        Err(e) => {
+            if let Err(release) = saved {
+                tracing::error!(error = ?release, "releasing the retention lease failed");
             }
-            if let Err(e) = retain(repo, schedule, &name, &mut summary).await {
-                // Keep the progress made so far; the next pass retries this one.
-                repo.set_retention_cursor(after.as_ref()).await?;
-                return Err(e);
-            }
-            after = Some(name);
+            return Err(e);
         }
-        if !more {
-            break;
+    };
+    if !saved? {
+        tracing::warn!(
+            owner = %pass.owner,
+            "the retention lease was no longer this pass's (expired and taken over, or \
+             already released by a retried request); its bookkeeping is left to the holder"
+        );
+    }
+    match outcome {
+        Ending::Complete => {
+            summary.completed = true;
+            tracing::info!(?summary, "retention pass complete");
+        }
+        Ending::Stopped => {
+            summary.stopped_after = next.after;
+            tracing::info!(
+                ?summary,
+                "retention pass stopped before its deadline; the next pass resumes"
+            );
         }
     }
-    repo.set_retention_cursor(None).await?;
-    summary.completed = true;
-    tracing::info!(?summary, "retention pass complete");
     Ok(summary)
+}
+
+/// How a pass's work ended (an error ends it too).
+enum Ending {
+    Complete,
+    Stopped,
+}
+
+/// One pass in progress.
+struct Run<'a> {
+    repo: &'a Repository,
+    schedule: RetentionSchedule,
+    deadline: Instant,
+    summary: RetentionSummary,
+    /// The last listing entry done.
+    after: Option<String>,
+    /// Names the next pass tries first.
+    retry_later: Vec<String>,
+}
+
+impl Run<'_> {
+    async fn work(&mut self, retry: Vec<String>, page_size: u32) -> Result<Ending> {
+        let mut retried = BTreeSet::new();
+        let mut retry = retry.into_iter();
+        while let Some(name) = retry.next() {
+            if self.out_of_time() {
+                // Not tried yet: they stay first in line.
+                self.retry_later = std::iter::once(name)
+                    .chain(retry)
+                    .chain(std::mem::take(&mut self.retry_later))
+                    .take(MAX_FAILED)
+                    .collect();
+                return Ok(Ending::Stopped);
+            }
+            // A name that no longer parses cannot be retried; the listing
+            // decides about it.
+            let Ok(name) = name.parse::<ArtifactName>() else {
+                continue;
+            };
+            self.summary.retried.push(name.to_string());
+            self.retain(&name).await;
+            retried.insert(name);
+        }
+        loop {
+            let (names, next) = self
+                .repo
+                .artifact_names_after(self.after.as_deref(), page_size)
+                .await?;
+            for name in names {
+                if retried.contains(&name) {
+                    continue;
+                }
+                if self.out_of_time() {
+                    return Ok(Ending::Stopped);
+                }
+                self.retain(&name).await;
+                self.after = Some(format!("{name}/"));
+            }
+            match next {
+                Some(last) => self.after = Some(last),
+                None => return Ok(Ending::Complete),
+            }
+        }
+    }
+
+    /// Every pass makes progress: it handles at least one artifact.
+    fn out_of_time(&self) -> bool {
+        self.summary.artifacts_scanned > 0 && Instant::now() >= self.deadline
+    }
+
+    /// Applies retention to one artifact; a failure is recorded, not fatal.
+    async fn retain(&mut self, name: &ArtifactName) {
+        self.summary.artifacts_scanned += 1;
+        if let Err(e) = retain(self.repo, self.schedule, name, &mut self.summary).await {
+            tracing::warn!(artifact = %name, code = e.code(), error = ?e, "retention of an artifact failed; the next pass retries it");
+            self.summary.failed_total += 1;
+            if self.summary.failed.len() < MAX_FAILED {
+                self.summary.failed.push(FailedArtifact {
+                    name: name.to_string(),
+                    code: e.code(),
+                });
+            }
+            if self.retry_later.len() < MAX_FAILED {
+                self.retry_later.push(name.to_string());
+            }
+        }
+    }
 }
 
 async fn retain(
@@ -124,7 +309,6 @@ async fn retain(
     name: &ArtifactName,
     summary: &mut RetentionSummary,
 ) -> Result<()> {
-    summary.artifacts_scanned += 1;
     match repo.purge_versions(name, schedule.policy, false).await {
         Ok(report) => summary.versions_soft_deleted += report.deleted.len() as u64,
         // Objects without rows (a purge interrupted, or foreign keys): nothing to retain.
@@ -142,18 +326,15 @@ const SAFETY_MARGIN: Duration = Duration::from_secs(20);
 /// The whole `main` of the `scheduled-purge` function.
 pub async fn serve() -> std::result::Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let setup = async {
-        let repo = crate::api::init().await?;
-        Ok::<_, ConfigError>((repo, RetentionSchedule::from_env()?))
-    };
-    let (repo, schedule) = match setup.await {
-        Ok(ready) => ready,
+    let repo = match crate::api::init().await {
+        Ok(repo) => repo,
         Err(e) => {
             eprintln!("scheduled-purge: {e}");
             std::process::exit(1);
         }
     };
     let repo = &repo;
+    let schedule = repo.retention();
     lambda_runtime::run(lambda_runtime::service_fn(move |event| {
         handle_event(repo, schedule, event)
     }))
@@ -161,7 +342,7 @@ pub async fn serve() -> std::result::Result<(), lambda_runtime::Error> {
 }
 
 /// The handler: one pass per EventBridge event, within the invocation's
-/// remaining time less a safety margin.
+/// remaining time less a safety margin, holding the lease for all of it.
 pub async fn handle_event(
     repo: &Repository,
     schedule: RetentionSchedule,
@@ -173,9 +354,13 @@ pub async fn handle_event(
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     let deadline = Instant::now() + remaining.saturating_sub(SAFETY_MARGIN);
+    let pass = Pass {
+        lease: remaining,
+        ..Pass::until(deadline)
+    };
     tracing::info!(source = %event.payload.source, detail_type = %event.payload.detail_type, "retention pass");
     // Logged in full; the invocation fails with the stable code only.
-    run_retention(repo, schedule, deadline).await.map_err(|e| {
+    run_pass(repo, schedule, pass).await.map_err(|e| {
         tracing::error!(error = ?e, "retention pass failed");
         lambda_runtime::Diagnostic {
             error_type: e.code().into(),

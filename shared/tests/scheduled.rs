@@ -1,14 +1,20 @@
-//! The scheduled retention job over 200 artifacts with an artificially short
-//! time budget: every pass stops early, the next resumes after it, each
-//! artifact is handled exactly once, and nothing protected is touched.
+//! The scheduled retention job: over 200 artifacts with an artificially
+//! short time budget every pass stops early, the next resumes after it, each
+//! artifact is handled exactly once, and nothing protected is touched; a
+//! failing artifact does not stop the job; stray entries do not stall it;
+//! passes never overlap. Also the retention route's defaults, which are the
+//! schedule's.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
+use lambda_http::RequestExt;
 use shared::model::{AliasTarget, RetentionPolicy};
-use shared::scheduled::{RetentionSchedule, handle_event, run_retention};
-use shared::{ArtifactName, Version};
+use shared::scheduled::{Pass, RetentionSchedule, handle_event, run_pass, run_retention};
+use shared::{ArtifactName, Config, Repository, Version};
 use test_support::{TestStore, name, upload_with, workspace_root};
 
 const ARTIFACTS: usize = 200;
@@ -19,7 +25,11 @@ fn artifact(i: usize) -> ArtifactName {
 
 /// Each artifact: versions 1..=3 of one upload; every 10th has `prod` → 1.
 async fn seed(store: &Arc<TestStore>) {
-    futures::stream::iter(0..ARTIFACTS)
+    seed_n(store, ARTIFACTS).await
+}
+
+async fn seed_n(store: &Arc<TestStore>, artifacts: usize) {
+    futures::stream::iter(0..artifacts)
         .for_each_concurrent(8, |i| {
             let store = store.clone();
             async move {
@@ -100,7 +110,7 @@ async fn a_short_budget_stops_early_and_the_next_pass_resumes_until_every_artifa
     assert_eq!(deleted, (ARTIFACTS * 2 - protected) as u64);
     assert_eq!(reclaimed, deleted);
     assert_eq!(
-        store.repo.retention_cursor().await.unwrap(),
+        store.repo.retention_bookkeeping().await.unwrap().after,
         None,
         "a complete pass clears its cursor"
     );
@@ -174,6 +184,8 @@ async fn the_eventbridge_event_file_runs_through_the_handler() {
         "versions_soft_deleted",
         "objects_reclaimed",
         "resumed_from",
+        "skipped",
+        "failed",
     ] {
         assert!(json.get(field).is_some(), "summary has {field}");
     }
@@ -195,4 +207,262 @@ fn the_schedule_reads_its_policy_from_the_environment_and_refuses_nonsense() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("RETENTION_RECLAIM_GRACE_DAYS"));
+}
+
+/// The live versions of an artifact, as listed.
+async fn live(repo: &Repository, n: &ArtifactName) -> Vec<String> {
+    repo.list_versions(n, None, None)
+        .await
+        .unwrap_or_else(|e| panic!("{n}: {e:?}"))
+        .items
+        .iter()
+        .map(|a| a.version.to_string())
+        .collect()
+}
+
+/// What `seed` leaves after retention keeping the newest version.
+fn retained(i: usize) -> &'static [&'static str] {
+    if i.is_multiple_of(10) {
+        &["LATEST", "3", "1"]
+    } else {
+        &["LATEST", "3"]
+    }
+}
+
+fn a_minute() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+/// Sets `update_at` of one version row, bypassing the repository.
+async fn write_update_at(store: &TestStore, n: &ArtifactName, version: u32, value: &str) {
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key("pk", AttributeValue::S(n.to_string()))
+        .key("sk", AttributeValue::S(Version::Number(version).sort_key()))
+        .update_expression("SET update_at = :v")
+        .expression_attribute_values(":v", AttributeValue::S(value.into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_artifact_that_fails_is_reported_the_pass_goes_on_and_the_next_pass_retries_it_first() {
+    // GIVEN 12 artifacts, the 6th with a malformed version row
+    let store = Arc::new(TestStore::new().await);
+    let total = 12;
+    seed_n(&store, total).await;
+    let broken = artifact(5);
+    write_update_at(&store, &broken, 2, "garbage").await;
+
+    // WHEN a pass runs: it completes, names the failed artifact, and
+    // purges the artifacts after it
+    let first = run_retention(&store.repo, immediate(), a_minute())
+        .await
+        .unwrap();
+    assert!(first.completed, "{first:?}");
+    assert_eq!(first.artifacts_scanned, total as u64);
+    let failed: Vec<&str> = first.failed.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(failed, [broken.as_str()]);
+    assert_eq!(
+        first.failed[0].code, "Internal",
+        "a malformed row is our bug"
+    );
+    assert_eq!(first.failed_total, 1);
+    for i in 6..total {
+        assert_eq!(live(&store.repo, &artifact(i)).await, retained(i));
+    }
+    assert_eq!(
+        store.repo.retention_bookkeeping().await.unwrap().failed,
+        [broken.to_string()],
+        "kept for the next pass"
+    );
+
+    // THEN the next pass tries it first (and not twice), still failing
+    let second = run_retention(&store.repo, immediate(), a_minute())
+        .await
+        .unwrap();
+    assert_eq!(second.retried, [broken.to_string()]);
+    assert_eq!(second.failed.len(), 1);
+    assert_eq!(second.artifacts_scanned, total as u64, "each exactly once");
+
+    // AND once the row is repaired, the retry succeeds and nothing is left
+    let valid = shared::layout::format_update_at(shared::layout::now());
+    write_update_at(&store, &broken, 2, &valid).await;
+    let third = run_retention(&store.repo, immediate(), a_minute())
+        .await
+        .unwrap();
+    assert_eq!(third.retried, [broken.to_string()]);
+    assert!(third.failed.is_empty(), "{third:?}");
+    assert_eq!(live(&store.repo, &broken).await, ["LATEST", "3"]);
+    let fourth = run_retention(&store.repo, immediate(), a_minute())
+        .await
+        .unwrap();
+    assert!(fourth.retried.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_without_a_valid_artifact_name_still_advance_the_pass() {
+    // GIVEN pages of entries that are no artifact (objects right under the
+    // prefix, "directories" whose names only the library allows) before and
+    // after the artifacts
+    let store = Arc::new(TestStore::new().await);
+    seed_n(&store, 3).await;
+    let prefix = &store.config.prefix;
+    let mut stray: Vec<String> = Vec::new();
+    for i in 0..3 {
+        stray.push(format!("{prefix}/.hidden-{i}/x"));
+        stray.push(format!("{prefix}/A-stray-{i}.txt"));
+        stray.push(format!("{prefix}/_x{i}/x"));
+        stray.push(format!("{prefix}/a..b{i}/x"));
+    }
+    stray.push(format!("{prefix}/zz-stray.txt"));
+    for key in &stray {
+        store
+            .s3
+            .put_object()
+            .bucket(&store.config.bucket)
+            .key(key)
+            .body(b"stray".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // WHEN a pass lists two entries per page
+    let pass = Pass::until(a_minute()).with_page_size(2);
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_pass(&store.repo, immediate(), pass),
+    )
+    .await
+    .expect("the pass re-lists the same page forever")
+    .unwrap();
+
+    // THEN it completes and purges every artifact
+    assert!(summary.completed, "{summary:?}");
+    assert_eq!(summary.artifacts_scanned, 3);
+    for i in 0..3 {
+        assert_eq!(live(&store.repo, &artifact(i)).await, retained(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_passes_started_together_exactly_one_runs_and_the_other_is_skipped() {
+    let store = Arc::new(TestStore::new().await);
+    seed_n(&store, 10).await;
+    let other = store.another_repository();
+    let (a, b) = tokio::join!(
+        run_retention(&store.repo, immediate(), a_minute()),
+        run_retention(&other, immediate(), a_minute()),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.skipped != b.skipped, "exactly one skipped: {a:?} {b:?}");
+    let (ran, skipped) = if a.skipped { (b, a) } else { (a, b) };
+    assert!(ran.completed);
+    assert_eq!(ran.artifacts_scanned, 10);
+    assert_eq!(skipped.artifacts_scanned, 0);
+    assert!(!skipped.completed);
+
+    let json = serde_json::to_value(&skipped).unwrap();
+    assert_eq!(json["skipped"], true);
+
+    let after = run_retention(&other, immediate(), a_minute())
+        .await
+        .unwrap();
+    assert!(!after.skipped, "the lease is released at the end of a pass");
+}
+
+#[tokio::test]
+async fn a_held_lease_skips_the_pass_until_it_expires_and_then_is_taken_over() {
+    let store = TestStore::new().await;
+    store.upload(&name("app"), b"x").await;
+    let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
+    assert!(
+        store
+            .repo
+            .take_retention_lease("crashed-pass", in_an_hour)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let summary = run_retention(&store.repo, immediate(), a_minute())
+        .await
+        .unwrap();
+    assert!(summary.skipped);
+    assert_eq!(summary.artifacts_scanned, 0);
+
+    // The crashed pass's lease runs out.
+    let a_second_ago = SystemTime::now() - Duration::from_secs(1);
+    store
+        .repo
+        .take_retention_lease("crashed-pass", a_second_ago)
+        .await
+        .unwrap()
+        .unwrap();
+    let summary = run_retention(&store.repo, immediate(), a_minute())
+        .await
+        .unwrap();
+    assert!(!summary.skipped, "an expired lease is taken over");
+    assert!(summary.completed);
+    assert_eq!(summary.artifacts_scanned, 1);
+}
+
+fn purge_request(n: &ArtifactName, body: &str) -> lambda_http::Request {
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(format!("/artifacts/{n}/purge"))
+        .body(lambda_http::Body::Text(body.into()))
+        .unwrap()
+        .with_path_parameters(HashMap::from([("name".to_string(), n.to_string())]))
+}
+
+async fn deleted_by_route(repo: &Repository, n: &ArtifactName) -> Vec<String> {
+    let response = shared::api::apply_retention(repo, &purge_request(n, "{}"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    body["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_retention_route_takes_its_defaults_from_the_deployments_retention_parameters() {
+    let store = TestStore::new().await;
+    let n = name("app");
+    store.upload(&n, b"x").await;
+    for _ in 0..3 {
+        store.repo.publish_version(&n, true).await.unwrap();
+    }
+
+    // Unset: 10 versions and 90 days, so nothing this young goes.
+    assert_eq!(store.repo.retention().policy, RetentionPolicy::default());
+    assert_eq!(
+        RetentionPolicy::default(),
+        RetentionPolicy {
+            keep_last_n: 10,
+            older_than: Duration::from_secs(90 * 86_400),
+        }
+    );
+    assert!(deleted_by_route(&store.repo, &n).await.is_empty());
+
+    // Keep 1, whatever its age: all but the newest go.
+    let config = Config::from_lookup(|k| match k {
+        "BUCKET_NAME" => Some(store.config.bucket.clone()),
+        "TABLE_NAME" => Some(store.config.table.clone()),
+        "RETENTION_KEEP_LAST_N" => Some("1".into()),
+        "RETENTION_PURGE_OLDER_THAN_DAYS" => Some("0".into()),
+        _ => None,
+    })
+    .unwrap();
+    let repo = Repository::new(&store.sdk, &config);
+    assert_eq!(deleted_by_route(&repo, &n).await.len(), 2);
+    assert_eq!(live(&repo, &n).await, ["LATEST", "3"]);
 }
