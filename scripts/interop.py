@@ -4,6 +4,10 @@ the interoperability test (shared/tests/interop.rs).
     interop.py write ENDPOINT BUCKET TABLE   library writes, prints what it wrote
     interop.py read  ENDPOINT BUCKET TABLE NAME
                                              library reads NAME, prints all of it
+    interop.py call  ENDPOINT BUCKET TABLE METHOD KWARGS_JSON
+                                             one library call, e.g. put_alias with
+                                             {"name": "a", "alias": "v1.0", "version": 1};
+                                             a "content" kwarg is text, sent as bytes
 
 Output is one JSON document on stdout.
 """
@@ -79,6 +83,19 @@ def read(repo, bsm, name):
     }
 
 
+def call(repo, bsm, method, kwargs):
+    if "content" in kwargs:
+        kwargs["content"] = kwargs["content"].encode()
+    result = getattr(repo, method)(bsm=bsm, **kwargs)
+    if result is None:
+        return None
+    if hasattr(result, "alias"):
+        return alias(result)
+    if hasattr(result, "sha256"):
+        return artifact(result)
+    return repr(result)
+
+
 def main():
     command, endpoint, bucket, table = sys.argv[1:5]
     configure(endpoint)
@@ -87,6 +104,8 @@ def main():
         result = write(repo, bsm)
     elif command == "read":
         result = read(repo, bsm, sys.argv[5])
+    elif command == "call":
+        result = call(repo, bsm, sys.argv[5], json.loads(sys.argv[6]))
     else:
         raise SystemExit(f"unknown command {command!r}")
     json.dump(result, sys.stdout)

@@ -41,7 +41,7 @@ fn cases() -> Vec<Case> {
     let long = "x".repeat(300);
     let big = format!(r#"{{"upload_id": "{}"}}"#, "a".repeat(100_000));
     let alias = "/artifacts/app/aliases/prod";
-    vec![
+    let mut cases = vec![
         // Malformed JSON and wrong types.
         case("POST", up, Some("{"), 400, "InvalidRequest"),
         case("POST", up, Some("[]"), 400, "InvalidRequest"),
@@ -440,7 +440,8 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "GET",
-            "/artifacts/app/aliases?cursor=MTIz",
+            // "a/b": no alias is named so (a cursor we never issued).
+            "/artifacts/app/aliases?cursor=YS9i",
             None,
             400,
             "InvalidRequest",
@@ -486,7 +487,38 @@ fn cases() -> Vec<Case> {
         ),
         case("PATCH", "/artifacts/app", None, 405, "MethodNotAllowed"),
         case("POST", "/artifacts", None, 405, "MethodNotAllowed"),
-    ]
+        // `..` anywhere in an artifact name (SPEC 4.4).
+        case(
+            "GET",
+            "/artifacts/a..b/versions",
+            None,
+            400,
+            "InvalidArtifactName",
+        ),
+        case(
+            "POST",
+            "/artifacts/app..x/uploads",
+            Some(&upload("")),
+            400,
+            "InvalidArtifactName",
+        ),
+    ];
+    // JSON that is not an object is never read as `{}`, on every route that
+    // takes a body (where `{}` alone would change the store).
+    let with_body = [
+        ("POST", up),
+        ("PUT", "/artifacts/app"),
+        ("POST", "/artifacts/app/versions"),
+        ("POST", "/artifacts/app/purge"),
+        ("PUT", alias),
+        ("PUT", "/artifacts/app/aliases/fresh"),
+    ];
+    for (method, path) in with_body {
+        for body in ["[]", "[1]", "\"x\"", "3", "true", "null", "[{}]"] {
+            cases.push(case(method, path, Some(body), 400, "InvalidRequest"));
+        }
+    }
+    cases
 }
 
 /// Every item and every object version of the store.

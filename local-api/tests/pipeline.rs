@@ -113,6 +113,7 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
         [
             "changed",
             "content_type",
+            "created_by",
             "metadata",
             "name",
             "s3uri",
@@ -166,6 +167,7 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
         [
             "alias",
             "name",
+            "revision",
             "secondary_version",
             "secondary_version_s3uri",
             "secondary_version_weight",

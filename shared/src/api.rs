@@ -12,9 +12,13 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 
+use crate::error::Error;
 use crate::error::Result;
-use crate::http::{body, empty, error_response, json, paging, path, query, redirect};
-use crate::model::{AliasTarget, RetentionPolicy, UploadRequest};
+use crate::http::{
+    actor, body, empty, error_response, json, paging, path, precondition, query, redirect,
+    with_etag,
+};
+use crate::model::{AliasTarget, ChangeRequest, RetentionPolicy, UploadRequest};
 use crate::names::{AliasName, ArtifactName, Version, Weight};
 use crate::repository::Repository;
 
@@ -36,6 +40,8 @@ pub enum Operation {
     GetAlias,
     DeleteAlias,
     ResolveAlias,
+    GetAliasHistory,
+    RollbackAlias,
 }
 
 /// One route: method, API Gateway path template, operation.
@@ -122,6 +128,16 @@ pub const ROUTES: &[Route] = &[
         path: "/artifacts/{name}/aliases/{alias}/resolve",
         operation: Operation::ResolveAlias,
     },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/aliases/{alias}/history",
+        operation: Operation::GetAliasHistory,
+    },
+    Route {
+        method: "POST",
+        path: "/artifacts/{name}/aliases/{alias}/rollback",
+        operation: Operation::RollbackAlias,
+    },
 ];
 
 impl Operation {
@@ -143,6 +159,8 @@ impl Operation {
             Self::GetAlias => "get-alias",
             Self::DeleteAlias => "delete-alias",
             Self::ResolveAlias => "resolve-alias",
+            Self::GetAliasHistory => "get-alias-history",
+            Self::RollbackAlias => "rollback-alias",
         }
     }
 
@@ -164,6 +182,8 @@ impl Operation {
             Self::GetAlias => get_alias(repo, &request).await,
             Self::DeleteAlias => delete_alias(repo, &request).await,
             Self::ResolveAlias => resolve_alias(repo, &request).await,
+            Self::GetAliasHistory => get_alias_history(repo, &request).await,
+            Self::RollbackAlias => rollback_alias(repo, &request).await,
         };
         result.unwrap_or_else(|e| error_response(&e))
     }
@@ -254,7 +274,9 @@ struct CommitBody {
 pub async fn commit_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let b: CommitBody = body(request)?;
-    let committed = repo.commit_upload(&name, &b.upload_id).await?;
+    let committed = repo
+        .commit_upload_as(&name, &b.upload_id, &actor(request))
+        .await?;
     Ok(json(StatusCode::OK, &committed))
 }
 
@@ -275,7 +297,9 @@ struct PublishBody {
 pub async fn publish_version(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let b: PublishBody = body(request)?;
-    let published = repo.publish_version(&name, b.force).await?;
+    let published = repo
+        .publish_version_as(&name, b.force, &actor(request))
+        .await?;
     let status = if published.created {
         StatusCode::CREATED
     } else {
@@ -329,7 +353,7 @@ struct RetentionBody {
 pub async fn apply_retention(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let b: RetentionBody = body(request)?;
-    let defaults = RetentionPolicy::default();
+    let defaults = repo.retention().policy;
     let policy = RetentionPolicy {
         keep_last_n: b.keep_last_n.unwrap_or(defaults.keep_last_n),
         older_than: b
@@ -352,12 +376,33 @@ struct PutAliasBody {
     secondary_version: Option<serde_json::Value>,
     #[serde(default)]
     secondary_version_weight: Option<serde_json::Value>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Longest `message` of an alias change.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// A change's who, why and on which condition, from the request.
+fn change_request(request: &Request, message: Option<String>) -> Result<ChangeRequest> {
+    if let Some(m) = &message
+        && (m.chars().count() > MAX_MESSAGE_CHARS || m.chars().any(char::is_control))
+    {
+        return Err(Error::InvalidRequest(format!(
+            "message must be at most {MAX_MESSAGE_CHARS} printable characters"
+        )));
+    }
+    Ok(ChangeRequest {
+        actor: actor(request),
+        message: message.filter(|m| !m.is_empty()),
+        precondition: precondition(request)?,
+    })
 }
 
 fn version_field(field: &str, value: serde_json::Value) -> Result<Version> {
     match value {
         serde_json::Value::String(s) => s.parse(),
-        other => Err(crate::Error::InvalidVersion(format!(
+        other => Err(Error::InvalidVersion(format!(
             "{field} must be a string like \"3\", not {other}"
         ))),
     }
@@ -435,10 +480,9 @@ pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<
         }
     };
     let target = AliasTarget { version, secondary };
-    Ok(json(
-        StatusCode::OK,
-        &repo.put_alias(&name, &alias, target).await?,
-    ))
+    let change = change_request(request, b.message)?;
+    let alias = repo.put_alias_as(&name, &alias, target, &change).await?;
+    Ok(with_etag(json(StatusCode::OK, &alias), alias.revision))
 }
 
 pub async fn list_aliases(repo: &Repository, request: &Request) -> Result<Response<Body>> {
@@ -450,17 +494,72 @@ pub async fn list_aliases(repo: &Repository, request: &Request) -> Result<Respon
     ))
 }
 
+/// `GET …/aliases/{alias}`, or with `?at=<RFC 3339>` as it was then.
 pub async fn get_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
-    Ok(json(StatusCode::OK, &repo.get_alias(&name, &alias).await?))
+    let found = match query(request, "at") {
+        None => repo.get_alias(&name, &alias).await?,
+        Some(at) => {
+            let at =
+                time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                        Error::InvalidRequest(format!(
+                            "at {at:?} is not an RFC 3339 time like 2026-11-21T17:00:00Z"
+                        ))
+                    })?;
+            repo.get_alias_at(&name, &alias, at).await?
+        }
+    };
+    Ok(with_etag(json(StatusCode::OK, &found), found.revision))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteAliasBody {
+    #[serde(default)]
+    message: Option<String>,
 }
 
 pub async fn delete_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
-    repo.delete_alias(&name, &alias).await?;
+    let b: DeleteAliasBody = body(request)?;
+    let change = change_request(request, b.message)?;
+    repo.delete_alias_as(&name, &alias, &change).await?;
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn get_alias_history(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    let (limit, cursor) = paging(request)?;
+    Ok(json(
+        StatusCode::OK,
+        &repo
+            .alias_history(&name, &alias, limit, cursor.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    to_revision: Option<u64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+pub async fn rollback_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    let b: RollbackBody = body(request)?;
+    let change = change_request(request, b.message)?;
+    let alias = repo
+        .rollback_alias(&name, &alias, b.to_revision, &change)
+        .await?;
+    Ok(with_etag(json(StatusCode::OK, &alias), alias.revision))
 }
 
 pub async fn resolve_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {

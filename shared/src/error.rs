@@ -28,6 +28,9 @@ pub enum ErrorKind {
     Throttled,
     /// AWS failed or answered something unexpected (502).
     Upstream,
+    /// A bug in this service: a malformed row, a request it built wrongly,
+    /// an impossible state (500, logged in full).
+    Internal,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +64,15 @@ pub enum Error {
         aliases: String,
     },
     #[error("{0}")]
-    Conflict(String),
+    ConcurrentModification(String),
+    #[error("alias {alias:?} of artifact {name:?} {detail}")]
+    AliasModified {
+        name: String,
+        alias: String,
+        detail: String,
+    },
+    #[error("{0}")]
+    TargetGone(String),
     #[error("upload verification failed: {0}")]
     UploadMismatch(String),
     #[error("too large: {0}")]
@@ -73,8 +84,15 @@ pub enum Error {
         source: BoxError,
     },
     #[error("AWS {operation} failed")]
-    Upstream {
+    UpstreamError {
         operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// Our own bug, never the caller's or AWS's; the detail goes to the log only.
+    #[error("internal error in {context}")]
+    Internal {
+        context: &'static str,
         #[source]
         source: BoxError,
     },
@@ -94,11 +112,14 @@ impl Error {
             Self::AliasNotFound { .. } => "AliasNotFound",
             Self::UploadNotFound { .. } => "UploadNotFound",
             Self::VersionInUse { .. } => "VersionInUse",
-            Self::Conflict(_) => "ConcurrentModification",
+            Self::ConcurrentModification(_) => "ConcurrentModification",
+            Self::AliasModified { .. } => "AliasModified",
+            Self::TargetGone(_) => "TargetGone",
             Self::UploadMismatch(_) => "UploadMismatch",
             Self::TooLarge(_) => "TooLarge",
             Self::Throttled { .. } => "Throttled",
-            Self::Upstream { .. } => "UpstreamError",
+            Self::UpstreamError { .. } => "UpstreamError",
+            Self::Internal { .. } => "Internal",
         }
     }
 
@@ -113,11 +134,14 @@ impl Error {
             | Self::VersionNotFound { .. }
             | Self::AliasNotFound { .. }
             | Self::UploadNotFound { .. } => ErrorKind::NotFound,
-            Self::VersionInUse { .. } | Self::Conflict(_) => ErrorKind::Conflict,
-            Self::UploadMismatch(_) => ErrorKind::PreconditionFailed,
+            Self::VersionInUse { .. } | Self::ConcurrentModification(_) | Self::TargetGone(_) => {
+                ErrorKind::Conflict
+            }
+            Self::UploadMismatch(_) | Self::AliasModified { .. } => ErrorKind::PreconditionFailed,
             Self::TooLarge(_) => ErrorKind::TooLarge,
             Self::Throttled { .. } => ErrorKind::Throttled,
-            Self::Upstream { .. } => ErrorKind::Upstream,
+            Self::UpstreamError { .. } => ErrorKind::Upstream,
+            Self::Internal { .. } => ErrorKind::Internal,
         }
     }
 
@@ -145,7 +169,15 @@ impl Error {
         if throttled {
             Self::Throttled { operation, source }
         } else {
-            Self::Upstream { operation, source }
+            Self::UpstreamError { operation, source }
+        }
+    }
+
+    /// A bug of ours (see [`ErrorKind::Internal`]).
+    pub fn internal(context: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Internal {
+            context,
+            source: source.into(),
         }
     }
 
@@ -158,3 +190,79 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant, built once (a new variant must be added here).
+    pub(crate) fn every_variant() -> Vec<Error> {
+        let s = String::new;
+        vec![
+            Error::InvalidArtifactName(s()),
+            Error::InvalidAliasName(s()),
+            Error::InvalidVersion(s()),
+            Error::InvalidWeight(s()),
+            Error::InvalidRequest(s()),
+            Error::ArtifactNotFound { name: s() },
+            Error::VersionNotFound {
+                name: s(),
+                version: s(),
+            },
+            Error::AliasNotFound {
+                name: s(),
+                alias: s(),
+            },
+            Error::UploadNotFound {
+                name: s(),
+                upload_id: s(),
+            },
+            Error::VersionInUse {
+                name: s(),
+                version: s(),
+                aliases: s(),
+            },
+            Error::ConcurrentModification(s()),
+            Error::AliasModified {
+                name: s(),
+                alias: s(),
+                detail: s(),
+            },
+            Error::TargetGone(s()),
+            Error::UploadMismatch(s()),
+            Error::TooLarge(s()),
+            Error::Throttled {
+                operation: "x",
+                source: "x".into(),
+            },
+            Error::UpstreamError {
+                operation: "x",
+                source: "x".into(),
+            },
+            Error::internal("x", "x"),
+        ]
+    }
+
+    #[test]
+    fn each_variant_is_named_as_its_code() {
+        for error in every_variant() {
+            let debug = format!("{error:?}");
+            let variant = debug
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default();
+            assert_eq!(variant, error.code(), "variant and code disagree");
+        }
+    }
+
+    #[test]
+    fn bugs_are_internal_500s_and_only_aws_failures_are_upstream() {
+        assert_eq!(Error::internal("x", "x").kind(), ErrorKind::Internal);
+        assert_eq!(
+            crate::http::status_of(ErrorKind::Internal).as_u16(),
+            500,
+            "a bug is a 500"
+        );
+        assert_eq!(crate::http::status_of(ErrorKind::Upstream).as_u16(), 502);
+    }
+}

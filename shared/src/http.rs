@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind};
+use crate::model::{LOCAL_ACTOR, Precondition};
 
 /// Request bodies are small JSON documents; anything bigger is refused.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -20,6 +21,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Throttled => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -27,7 +29,9 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 /// generic message: SDK text never reaches a client.
 pub fn error_response(error: &Error) -> Response<Body> {
     let status = status_of(error.kind());
-    if status.is_server_error() {
+    if error.kind() == ErrorKind::Internal {
+        tracing::error!(error = ?error, "internal error (a bug in this service)");
+    } else if status.is_server_error() {
         tracing::error!(error = ?error, "upstream failure");
     } else {
         tracing::info!(code = error.code(), %error, "request refused");
@@ -77,10 +81,7 @@ pub fn redirect(location: &str) -> Response<Body> {
             response.headers_mut().insert(header::LOCATION, value);
             response
         }
-        Err(_) => error_response(&Error::Upstream {
-            operation: "presign",
-            source: "invalid URL".into(),
-        }),
+        Err(e) => error_response(&Error::internal("redirect Location", e)),
     }
 }
 
@@ -132,5 +133,91 @@ pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T, Error> {
     } else {
         bytes
     };
-    serde_json::from_slice(bytes).map_err(|e| Error::InvalidRequest(format!("request body: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::InvalidRequest(format!("request body: {e}")))?;
+    // Only an object can be a request: `[]`, `null`, `"x"` and `3` are
+    // refused rather than read as `{}` by a lenient deserializer.
+    if !value.is_object() {
+        return Err(Error::InvalidRequest(format!(
+            "request body must be a JSON object, not {}",
+            json_kind(&value)
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| Error::InvalidRequest(format!("request body: {e}")))
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The caller's IAM identity, from the API Gateway request context (SPEC
+/// 4.2): `userArn`, else the caller id, else the account; `local` when the
+/// request carries no context (the local server).
+pub fn actor(request: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
+        return LOCAL_ACTOR.to_owned();
+    };
+    let iam = context.authorizer.as_ref().and_then(|a| a.iam.as_ref());
+    iam.and_then(|i| i.user_arn.clone())
+        .or_else(|| iam.and_then(|i| i.caller_id.clone()))
+        .or_else(|| iam.and_then(|i| i.account_id.clone()))
+        .or_else(|| context.account_id.clone())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "anonymous".to_owned())
+}
+
+/// `If-Match: "<revision>"` or `If-None-Match: *` (SPEC 4.2). A malformed
+/// header is a 400, never ignored.
+pub fn precondition(request: &Request) -> Result<Precondition, Error> {
+    let header = |name: header::HeaderName| -> Result<Option<String>, Error> {
+        request
+            .headers()
+            .get(&name)
+            .map(|v| {
+                v.to_str()
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|_| Error::InvalidRequest(format!("{name} must be printable ASCII")))
+            })
+            .transpose()
+    };
+    match (header(header::IF_MATCH)?, header(header::IF_NONE_MATCH)?) {
+        (Some(_), Some(_)) => Err(Error::InvalidRequest(
+            "send either If-Match or If-None-Match, not both".into(),
+        )),
+        (Some(tag), None) => {
+            let revision = tag
+                .strip_prefix("W/")
+                .unwrap_or(&tag)
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .filter(|t| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok());
+            revision.map(Precondition::Revision).ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "If-Match must be a revision in quotes, like \"3\", not {tag:?}"
+                ))
+            })
+        }
+        (None, Some(tag)) if tag == "*" => Ok(Precondition::Absent),
+        (None, Some(tag)) => Err(Error::InvalidRequest(format!(
+            "If-None-Match supports only *, not {tag:?}"
+        ))),
+        (None, None) => Ok(Precondition::None),
+    }
+}
+
+/// Adds `ETag: "<revision>"` to an alias response.
+pub fn with_etag(mut response: Response<Body>, revision: u64) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }

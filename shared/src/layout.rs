@@ -44,6 +44,19 @@ pub mod attr {
     pub const VERSION_S3_VERSION_ID: &str = "version_s3_version_id";
     pub const SECONDARY_SHA256: &str = "secondary_version_sha256";
     pub const SECONDARY_S3_VERSION_ID: &str = "secondary_version_s3_version_id";
+    /// On artifact rows: who committed or published it.
+    pub const CREATED_BY: &str = "created_by";
+    /// On soft-deleted rows: the request that deleted it (a retried delete
+    /// whose first answer was lost recognises its own write).
+    pub const DELETED_BY_REQUEST: &str = "deleted_by_request";
+    /// On alias rows and history entries: the request that wrote them.
+    pub const REQUEST_TOKEN: &str = "request_token";
+    /// On history entries.
+    pub const ALIAS: &str = "alias";
+    pub const ACTOR: &str = "actor";
+    pub const ACTION: &str = "action";
+    pub const MESSAGE: &str = "message";
+    pub const PREVIOUS: &str = "previous";
 }
 
 /// S3 object user-metadata keys the library reads and writes.
@@ -105,9 +118,44 @@ impl Layout {
     }
 }
 
+/// The `x-amz-copy-source` of an object (version): "The value must be
+/// URL-encoded" (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html>),
+/// so a key holding `+`, `%`, `?`, `#` or a space copies the right object.
+pub fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    // RFC 3986 unreserved characters stay; `/` separates key segments.
+    const KEY: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/');
+    const VALUE: &AsciiSet = &KEY.add(b'/');
+    let mut source = format!("{bucket}/{}", utf8_percent_encode(key, KEY));
+    if let Some(v) = version_id {
+        source.push_str(&format!("?versionId={}", utf8_percent_encode(v, VALUE)));
+    }
+    source
+}
+
 /// The alias partition of an artifact: `__{name}-alias`.
 pub fn alias_pk(name: &ArtifactName) -> String {
     format!("__{name}-alias")
+}
+
+/// The alias history partition of an artifact: `__{name}-history`.
+pub fn history_pk(name: &ArtifactName) -> String {
+    format!("__{name}-history")
+}
+
+/// A history entry's sort key: `{alias}/{revision:012}`, so one alias's
+/// entries sort by revision (alias names never contain `/`).
+pub fn history_sk(alias: &str, revision: u64) -> String {
+    format!("{}{revision:012}", history_sk_prefix(alias))
+}
+
+pub fn history_sk_prefix(alias: &str) -> String {
+    format!("{alias}/")
 }
 
 /// PynamoDB's `UTCDateTimeAttribute` format: `2025-06-27T17:00:07.000000+0000`.
@@ -169,6 +217,18 @@ mod tests {
         );
         assert_eq!(alias_pk(&name), "__my-app-alias");
         assert!(!l.staging_key(&name, "u1").starts_with(&l.store_prefix()));
+    }
+
+    #[test]
+    fn copy_sources_are_url_encoded() {
+        assert_eq!(
+            copy_source("b", "p/a b+c%d?e#f.zip", Some("v+1/2")),
+            "b/p/a%20b%2Bc%25d%3Fe%23f.zip?versionId=v%2B1%2F2"
+        );
+        assert_eq!(
+            copy_source("b", "versioned-artifacts/my-app/LATEST", None),
+            "b/versioned-artifacts/my-app/LATEST"
+        );
     }
 
     #[test]

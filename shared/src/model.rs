@@ -21,6 +21,9 @@ pub struct Artifact {
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub s3uri: String,
+    /// The identity that committed or published it; `null` for rows the
+    /// library wrote.
+    pub created_by: Option<String>,
     /// Present on single-version reads only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub download_url: Option<String>,
@@ -38,6 +41,123 @@ pub struct Alias {
     pub secondary_version_weight: Option<Weight>,
     pub version_s3uri: String,
     pub secondary_version_s3uri: Option<String>,
+    /// Counts the alias's changes (create, move, delete, rollback); the
+    /// `ETag` of every alias response. 0 for an alias the library wrote that
+    /// this service never changed.
+    pub revision: u64,
+}
+
+/// What an alias points at (the state a history entry records).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AliasState {
+    pub version: Version,
+    pub secondary_version: Option<Version>,
+    pub secondary_version_weight: Option<Weight>,
+}
+
+impl From<AliasTarget> for AliasState {
+    fn from(t: AliasTarget) -> Self {
+        Self {
+            version: t.version,
+            secondary_version: t.secondary.map(|(v, _)| v),
+            secondary_version_weight: t.secondary.map(|(_, w)| w),
+        }
+    }
+}
+
+impl AliasState {
+    pub fn target(&self) -> AliasTarget {
+        AliasTarget {
+            version: self.version,
+            secondary: self.secondary_version.zip(self.secondary_version_weight),
+        }
+    }
+}
+
+/// The kind of an alias change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AliasAction {
+    Create,
+    Move,
+    Delete,
+    Rollback,
+}
+
+impl AliasAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Move => "move",
+            Self::Delete => "delete",
+            Self::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Create, Self::Move, Self::Delete, Self::Rollback]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// One entry of an alias's history (SPEC 4.2): who changed it, when, how,
+/// what it points at afterwards (`null` targets after a delete) and before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AliasChange {
+    pub revision: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub action: AliasAction,
+    pub version: Option<Version>,
+    pub secondary_version: Option<Version>,
+    pub secondary_version_weight: Option<Weight>,
+    pub previous: Option<AliasState>,
+    pub message: Option<String>,
+}
+
+impl AliasChange {
+    /// The alias's targets right after this change (`None`: deleted).
+    pub fn state(&self) -> Option<AliasState> {
+        self.version.map(|version| AliasState {
+            version,
+            secondary_version: self.secondary_version,
+            secondary_version_weight: self.secondary_version_weight,
+        })
+    }
+}
+
+/// Who asks for a change, why, and on which condition (SPEC 4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRequest {
+    /// The caller's IAM identity (`local` on the local server).
+    pub actor: String,
+    pub message: Option<String>,
+    pub precondition: Precondition,
+}
+
+impl Default for ChangeRequest {
+    fn default() -> Self {
+        Self {
+            actor: LOCAL_ACTOR.to_owned(),
+            message: None,
+            precondition: Precondition::None,
+        }
+    }
+}
+
+/// The identity recorded for changes made without an API Gateway identity.
+pub const LOCAL_ACTOR: &str = "local";
+
+/// `If-Match` / `If-None-Match` of an alias change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// Only if the alias is at this revision (`If-Match: "<revision>"`).
+    Revision(u64),
+    /// Only if the alias does not exist (`If-None-Match: *`).
+    Absent,
 }
 
 /// Where an alias sends one request.

@@ -43,6 +43,8 @@ impl FromStr for ArtifactName {
             Some("may only contain A-Z a-z 0-9 . _ -")
         } else if !s.as_bytes()[0].is_ascii_alphanumeric() {
             Some("must start with a letter or digit")
+        } else if s.contains("..") {
+            Some("must not contain \"..\"")
         } else {
             None
         };
@@ -56,17 +58,57 @@ impl FromStr for ArtifactName {
     }
 }
 
-/// An alias name: 1–64 of `A-Z a-z 0-9 _ -`, starting with a letter, not `LATEST`.
+/// An alias name.
 ///
-/// Starting with a letter refuses all-digit names, which would read as versions.
+/// Two rules (SPEC 4.4): aliases this service *creates* follow the strict
+/// rule ([`AliasName::check_new`]: 1–64 of `A-Z a-z 0-9 _ -`, starting with a
+/// letter, not `LATEST`; starting with a letter refuses all-digit names, which
+/// would read as versions). The Python library allows more (it bans only
+/// `-`: `v1.0`, `1prod`, `a.b`), and what it wrote must stay usable, so
+/// parsing ([`FromStr`]) accepts any name that is a valid URL path segment:
+/// such aliases can be read, moved and deleted, never created here.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AliasName(String);
 
 impl AliasName {
     pub const MAX_LEN: usize = 64;
+    /// Longest name read back from the table (a DynamoDB sort key holds 1 KiB).
+    pub const MAX_STORED_LEN: usize = 1024;
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A sort key of an alias partition as it is, whatever wrote it: rows
+    /// must always be readable, even under names no URL can address.
+    pub(crate) fn stored(sk: &str) -> Self {
+        Self(sk.to_owned())
+    }
+
+    /// The rule for aliases this service creates.
+    pub fn check_new(&self) -> Result<(), Error> {
+        let s = self.0.as_str();
+        let reason = if s.len() > Self::MAX_LEN {
+            Some("must be at most 64 characters")
+        } else if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        {
+            Some("may only contain A-Z a-z 0-9 _ -")
+        } else if !s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+            Some("must start with a letter")
+        } else if s == Version::LATEST {
+            Some("is reserved")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidAliasName(format!(
+                "{:?} {reason} (new aliases; existing ones written by the library keep their names)",
+                truncated(s)
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -76,17 +118,12 @@ impl FromStr for AliasName {
     fn from_str(s: &str) -> Result<Self, Error> {
         let reason = if s.is_empty() {
             Some("must not be empty")
-        } else if s.len() > Self::MAX_LEN {
-            Some("must be at most 64 characters")
-        } else if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
-        {
-            Some("may only contain A-Z a-z 0-9 _ -")
-        } else if !s.as_bytes()[0].is_ascii_alphabetic() {
-            Some("must start with a letter")
-        } else if s == Version::LATEST {
-            Some("is reserved")
+        } else if s.len() > Self::MAX_STORED_LEN {
+            Some("must be at most 1024 bytes")
+        } else if s.contains('/') || s == "." || s == ".." {
+            Some("must be a single URL path segment")
+        } else if s.chars().any(char::is_control) {
+            Some("must not contain control characters")
         } else {
             None
         };
@@ -253,7 +290,8 @@ mod tests {
         }
         let long = "x".repeat(129);
         for bad in [
-            "", ".", "..", "../x", "a/b", "_x", "-x", ".x", "a b", "é", "a\0", &long,
+            "", ".", "..", "../x", "a/b", "_x", "-x", ".x", "a b", "é", "a\0", &long, "a..b",
+            "a..", "a...b",
         ] {
             assert!(
                 bad.parse::<ArtifactName>().is_err(),
@@ -263,17 +301,37 @@ mod tests {
     }
 
     #[test]
-    fn alias_names_allow_hyphens_and_refuse_digits_latest_and_punctuation() {
+    fn new_alias_names_allow_hyphens_and_refuse_digits_latest_and_punctuation() {
         for ok in ["prod", "blue-green", "canary_1", "P", &"a".repeat(64)] {
-            assert!(ok.parse::<AliasName>().is_ok(), "{ok} should be valid");
+            let alias: AliasName = ok.parse().unwrap();
+            assert!(alias.check_new().is_ok(), "{ok} should be valid");
         }
         let long = "a".repeat(65);
         for bad in [
-            "", "LATEST", "123", "1abc", "a b", "a.b", "a/b", "_a", "-a", &long,
+            "LATEST", "123", "1abc", "a b", "a.b", "_a", "-a", "v1.0", &long,
         ] {
+            let alias: AliasName = bad.parse().unwrap();
+            assert!(alias.check_new().is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn names_the_library_allows_parse_as_existing_aliases() {
+        for ok in [
+            "v1.0",
+            "1prod",
+            "a.b",
+            "LATEST",
+            "a b",
+            "caf\u{e9}",
+            &"a".repeat(65),
+        ] {
+            assert!(ok.parse::<AliasName>().is_ok(), "{ok:?} should be readable");
+        }
+        for bad in ["", "a/b", ".", "..", "a\nb", &"a".repeat(1025)] {
             assert!(
                 bad.parse::<AliasName>().is_err(),
-                "{bad:?} should be refused"
+                "{bad:?} is no path segment"
             );
         }
     }

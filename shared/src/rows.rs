@@ -6,8 +6,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::layout::{Layout, attr, parse_update_at};
-use crate::model::{Alias, Artifact};
+use crate::layout::{
+    Layout, alias_pk, attr, format_update_at, history_pk, history_sk, parse_update_at,
+};
+use crate::model::{Alias, AliasAction, AliasChange, AliasState, Artifact};
 use crate::names::{AliasName, ArtifactName, Version, Weight};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -30,6 +32,9 @@ pub struct VersionRow {
     pub last_version: Option<u32>,
     pub upload_id: Option<String>,
     pub upload_changed: Option<bool>,
+    pub created_by: Option<String>,
+    pub deleted_by_request: Option<String>,
+    pub published_sha256: Option<String>,
 }
 
 impl VersionRow {
@@ -68,6 +73,9 @@ impl VersionRow {
                 .get(attr::UPLOAD_CHANGED)
                 .and_then(|v| v.as_bool().ok())
                 .copied(),
+            created_by: s(item, attr::CREATED_BY).map(str::to_owned),
+            deleted_by_request: s(item, attr::DELETED_BY_REQUEST).map(str::to_owned),
+            published_sha256: s(item, attr::PUBLISHED_SHA256).map(str::to_owned),
         })
     }
 
@@ -81,6 +89,7 @@ impl VersionRow {
             content_type: self.content_type.clone(),
             metadata: self.metadata.clone(),
             s3uri: layout.s3uri(&self.name, self.version),
+            created_by: self.created_by.clone(),
             download_url: None,
         }
     }
@@ -111,12 +120,14 @@ pub struct AliasRow {
     pub secondary: Option<(TargetRef, Weight)>,
     /// Absent on rows the Python library wrote.
     pub revision: Option<u64>,
+    /// The request that wrote the row (absent on the library's rows).
+    pub token: Option<String>,
 }
 
 impl AliasRow {
     pub fn from_item(name: &ArtifactName, item: &Item) -> Result<Self> {
         let alias = s(item, attr::SK)
-            .and_then(|v| v.parse().ok())
+            .map(AliasName::stored)
             .ok_or_else(|| malformed(item, "sk"))?;
         let version = s(item, attr::VERSION)
             .and_then(|v| Version::from_sort_key(v).ok())
@@ -150,7 +161,49 @@ impl AliasRow {
             },
             secondary,
             revision: n(item, attr::REVISION),
+            token: s(item, attr::REQUEST_TOKEN).map(str::to_owned),
         })
+    }
+
+    /// The item, with the library's attributes and ours.
+    pub fn to_item(&self) -> Item {
+        let mut item = key(alias_pk(&self.name), self.alias.as_str());
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(self.update_at)));
+        item.insert(attr::VERSION.into(), sv(self.primary.version.sort_key()));
+        insert_target(
+            &mut item,
+            attr::VERSION_SHA256,
+            attr::VERSION_S3_VERSION_ID,
+            &self.primary,
+        );
+        if let Some((secondary, weight)) = &self.secondary {
+            item.insert(
+                attr::SECONDARY_VERSION.into(),
+                sv(secondary.version.sort_key()),
+            );
+            item.insert(attr::SECONDARY_VERSION_WEIGHT.into(), nv(weight.get()));
+            insert_target(
+                &mut item,
+                attr::SECONDARY_SHA256,
+                attr::SECONDARY_S3_VERSION_ID,
+                secondary,
+            );
+        }
+        if let Some(revision) = self.revision {
+            item.insert(attr::REVISION.into(), nv(revision));
+        }
+        if let Some(token) = &self.token {
+            item.insert(attr::REQUEST_TOKEN.into(), sv(token));
+        }
+        item
+    }
+
+    pub fn state(&self) -> AliasState {
+        AliasState {
+            version: self.primary.version,
+            secondary_version: self.secondary.as_ref().map(|(t, _)| t.version),
+            secondary_version_weight: self.secondary.as_ref().map(|(_, w)| *w),
+        }
     }
 
     pub fn to_alias(&self, layout: &Layout) -> Alias {
@@ -166,6 +219,7 @@ impl AliasRow {
                 .secondary
                 .as_ref()
                 .map(|(t, _)| layout.s3uri(&self.name, t.version)),
+            revision: self.revision.unwrap_or(0),
         }
     }
 
@@ -173,6 +227,119 @@ impl AliasRow {
     pub fn targets(&self) -> impl Iterator<Item = Version> + '_ {
         std::iter::once(self.primary.version).chain(self.secondary.as_ref().map(|(t, _)| t.version))
     }
+}
+
+fn insert_target(item: &mut Item, sha_attr: &str, vid_attr: &str, target: &TargetRef) {
+    if let Some(sha) = &target.sha256 {
+        item.insert(sha_attr.into(), sv(sha));
+    }
+    if let Some(vid) = &target.s3_version_id {
+        item.insert(vid_attr.into(), sv(vid));
+    }
+}
+
+/// One entry of the alias history partition (`pk = __{name}-history`,
+/// `sk = {alias}/{revision:012}`), written in the same transaction as the
+/// change it records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub name: ArtifactName,
+    pub alias: String,
+    pub change: AliasChange,
+    pub token: String,
+}
+
+impl HistoryRow {
+    pub fn to_item(&self) -> Item {
+        let c = &self.change;
+        let mut item = key(history_pk(&self.name), history_sk(&self.alias, c.revision));
+        item.insert(attr::ALIAS.into(), sv(&self.alias));
+        item.insert(attr::REVISION.into(), nv(c.revision));
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(c.at)));
+        item.insert(attr::ACTOR.into(), sv(&c.actor));
+        item.insert(attr::ACTION.into(), sv(c.action.as_str()));
+        item.insert(attr::REQUEST_TOKEN.into(), sv(&self.token));
+        if let Some(state) = c.state() {
+            item.extend(state_attributes(&state));
+        }
+        if let Some(previous) = &c.previous {
+            item.insert(
+                attr::PREVIOUS.into(),
+                AttributeValue::M(state_attributes(previous)),
+            );
+        }
+        if let Some(message) = &c.message {
+            item.insert(attr::MESSAGE.into(), sv(message));
+        }
+        item
+    }
+
+    pub fn from_item(name: &ArtifactName, item: &Item) -> Result<Self> {
+        let state = match state_from(item) {
+            Some(Ok(state)) => Some(state),
+            Some(Err(())) => return Err(malformed(item, "version")),
+            None => None,
+        };
+        let previous = match item.get(attr::PREVIOUS) {
+            Some(AttributeValue::M(m)) => Some(
+                state_from(m)
+                    .and_then(Result::ok)
+                    .ok_or_else(|| malformed(item, "previous"))?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
+            name: name.clone(),
+            alias: s(item, attr::ALIAS)
+                .ok_or_else(|| malformed(item, "alias"))?
+                .to_owned(),
+            token: s(item, attr::REQUEST_TOKEN).unwrap_or_default().to_owned(),
+            change: AliasChange {
+                revision: n(item, attr::REVISION).ok_or_else(|| malformed(item, "revision"))?,
+                at: time(item, attr::UPDATE_AT).ok_or_else(|| malformed(item, "update_at"))?,
+                actor: s(item, attr::ACTOR).unwrap_or_default().to_owned(),
+                action: s(item, attr::ACTION)
+                    .and_then(AliasAction::parse)
+                    .ok_or_else(|| malformed(item, "action"))?,
+                version: state.as_ref().map(|s| s.version),
+                secondary_version: state.as_ref().and_then(|s| s.secondary_version),
+                secondary_version_weight: state.as_ref().and_then(|s| s.secondary_version_weight),
+                previous,
+                message: s(item, attr::MESSAGE).map(str::to_owned),
+            },
+        })
+    }
+}
+
+fn state_attributes(state: &AliasState) -> Item {
+    let mut item = HashMap::from([(attr::VERSION.to_owned(), sv(state.version.sort_key()))]);
+    if let (Some(v), Some(w)) = (state.secondary_version, state.secondary_version_weight) {
+        item.insert(attr::SECONDARY_VERSION.into(), sv(v.sort_key()));
+        item.insert(attr::SECONDARY_VERSION_WEIGHT.into(), nv(w.get()));
+    }
+    item
+}
+
+/// The targets stored in `item`: `None` when it has none, `Some(Err)` when
+/// they are malformed.
+fn state_from(item: &Item) -> Option<std::result::Result<AliasState, ()>> {
+    let version = s(item, attr::VERSION)?;
+    Some((|| {
+        let version = Version::from_sort_key(version).map_err(|_| ())?;
+        let secondary_version = s(item, attr::SECONDARY_VERSION)
+            .map(Version::from_sort_key)
+            .transpose()
+            .map_err(|_| ())?;
+        let secondary_version_weight = n::<i64>(item, attr::SECONDARY_VERSION_WEIGHT)
+            .map(Weight::new)
+            .transpose()
+            .map_err(|_| ())?;
+        Ok(AliasState {
+            version,
+            secondary_version,
+            secondary_version_weight: secondary_version.and(secondary_version_weight),
+        })
+    })())
 }
 
 pub fn sv(v: impl Into<String>) -> AttributeValue {
@@ -210,8 +377,8 @@ fn time(item: &Item, name: &str) -> Option<OffsetDateTime> {
 fn malformed(item: &Item, field: &str) -> Error {
     let pk = s(item, attr::PK).unwrap_or("?");
     let sk = s(item, attr::SK).unwrap_or("?");
-    Error::Upstream {
-        operation: "decode row",
-        source: format!("row pk={pk:?} sk={sk:?} has a missing or malformed {field}").into(),
-    }
+    Error::internal(
+        "decode row",
+        format!("row pk={pk:?} sk={sk:?} has a missing or malformed {field}"),
+    )
 }

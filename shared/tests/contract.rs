@@ -96,17 +96,24 @@ fn every_error_code_is_documented() {
             version: String::new(),
             aliases: String::new(),
         },
-        Error::Conflict(String::new()),
+        Error::ConcurrentModification(String::new()),
+        Error::AliasModified {
+            name: String::new(),
+            alias: String::new(),
+            detail: String::new(),
+        },
+        Error::TargetGone(String::new()),
         Error::UploadMismatch(String::new()),
         Error::TooLarge(String::new()),
         Error::Throttled {
             operation: "x",
             source: boxed(),
         },
-        Error::Upstream {
+        Error::UpstreamError {
             operation: "x",
             source: boxed(),
         },
+        Error::internal("x", "x"),
     ];
     for error in &errors {
         assert!(
@@ -399,7 +406,14 @@ fn calls(package: &str) -> Vec<Call> {
             PutItem,
         ],
         "get-version" | "get-version-content" => vec![GetItem, download],
-        "delete-version" => vec![GetItem, Query, UpdateItem],
+        // Stale alias references are cleaned in a transaction that checks the
+        // alias rows and updates the version row.
+        "delete-version" => vec![
+            GetItem,
+            Query,
+            UpdateItem,
+            TransactWriteItems(&[TxItem::ConditionCheck, TxItem::Update]),
+        ],
         "purge-artifact" => vec![
             Query,
             BatchWriteItem,
@@ -408,15 +422,32 @@ fn calls(package: &str) -> Vec<Call> {
             DeleteObjects(Store, At::Version),
             DeleteObjects(Staging, At::Version),
         ],
-        "apply-retention" => vec![Query, UpdateItem],
-        "put-alias" => vec![
+        "apply-retention" => vec![
+            GetItem,
+            Query,
+            UpdateItem,
+            TransactWriteItems(&[TxItem::ConditionCheck, TxItem::Update]),
+        ],
+        // Alias changes: the alias row, its history entry and the version
+        // rows' references in one transaction; the history is queried for
+        // the last revision and read back to recognise a landed write.
+        "put-alias" | "rollback-alias" => vec![
             BatchGetItem,
+            GetItem,
+            Query,
             TransactWriteItems(&[TxItem::Put, TxItem::Update, TxItem::ConditionCheck]),
         ],
-        "get-alias" => vec![GetItem],
+        "get-alias" | "get-alias-history" => vec![GetItem, Query],
         "delete-alias" => vec![
+            BatchGetItem,
             GetItem,
-            TransactWriteItems(&[TxItem::Delete, TxItem::Update, TxItem::ConditionCheck]),
+            Query,
+            TransactWriteItems(&[
+                TxItem::Delete,
+                TxItem::Put,
+                TxItem::Update,
+                TxItem::ConditionCheck,
+            ]),
         ],
         "resolve-alias" => vec![BatchGetItem, GetItem, download],
         "scheduled-purge" => vec![
@@ -426,6 +457,7 @@ fn calls(package: &str) -> Vec<Call> {
             ListObjectsV2(Store),
             Query,
             UpdateItem,
+            TransactWriteItems(&[TxItem::ConditionCheck, TxItem::Update]),
             ListObjectVersions(Store),
             DeleteObjects(Store, At::Version),
         ],
@@ -434,7 +466,8 @@ fn calls(package: &str) -> Vec<Call> {
 }
 
 /// Functions that only read: no write or delete action may appear.
-const READ_ONLY: [&str; 7] = [
+const READ_ONLY: [&str; 8] = [
+    "get-alias-history",
     "list-artifacts",
     "list-versions",
     "get-version",

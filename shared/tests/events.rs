@@ -14,6 +14,7 @@ use test_support::{TestStore, name, put_bytes, sha256_hex, workspace_root};
 fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
     const ARTIFACT: &[&str] = &[
         "content_type",
+        "created_by",
         "metadata",
         "name",
         "s3uri",
@@ -25,6 +26,7 @@ fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
     const ALIAS: &[&str] = &[
         "alias",
         "name",
+        "revision",
         "secondary_version",
         "secondary_version_s3uri",
         "secondary_version_weight",
@@ -34,7 +36,10 @@ fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
     ];
     const PAGE: &[&str] = &["items", "next_cursor"];
     match operation {
-        Operation::ListArtifacts | Operation::ListVersions | Operation::ListAliases => (200, PAGE),
+        Operation::ListArtifacts
+        | Operation::ListVersions
+        | Operation::ListAliases
+        | Operation::GetAliasHistory => (200, PAGE),
         Operation::StartUpload => (
             201,
             &["expires_at", "headers", "method", "upload_id", "url"],
@@ -44,6 +49,7 @@ fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
             &[
                 "changed",
                 "content_type",
+                "created_by",
                 "metadata",
                 "name",
                 "s3uri",
@@ -58,6 +64,7 @@ fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
             200,
             &[
                 "content_type",
+                "created_by",
                 "download_url",
                 "metadata",
                 "name",
@@ -71,7 +78,7 @@ fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
         Operation::GetVersionContent => (302, &[]),
         Operation::DeleteVersion | Operation::PurgeArtifact | Operation::DeleteAlias => (204, &[]),
         Operation::ApplyRetention => (200, &["deleted", "dry_run", "purge_time"]),
-        Operation::PutAlias | Operation::GetAlias => (200, ALIAS),
+        Operation::PutAlias | Operation::GetAlias | Operation::RollbackAlias => (200, ALIAS),
         Operation::ResolveAlias => (200, &["alias", "download_url", "name", "sha256", "version"]),
     }
 }
@@ -141,6 +148,29 @@ async fn every_event_file_runs_through_its_handler_with_the_documented_status_an
                 .map(String::as_str)
                 .collect();
             assert_eq!(got, keys, "{function} response shape");
+        }
+        // The caller's identity comes from the event's IAM authorizer context.
+        let caller = event["requestContext"]["authorizer"]["iam"]["userArn"]
+            .as_str()
+            .unwrap();
+        match route.operation {
+            Operation::CommitUpload | Operation::PublishVersion => {
+                let json: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(json["created_by"], caller, "{function} records its caller");
+            }
+            Operation::PutAlias | Operation::RollbackAlias => {
+                let history = store
+                    .repo
+                    .alias_history(&name("my-app"), &"prod".parse().unwrap(), None, None)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    history.items[0].actor, caller,
+                    "{function} records its caller"
+                );
+                assert!(response.headers().contains_key("etag"), "{function} ETag");
+            }
+            _ => {}
         }
         if route.operation == Operation::GetVersionContent {
             let location = response.headers()["location"].to_str().unwrap();

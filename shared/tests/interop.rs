@@ -1,30 +1,14 @@
 //! Interoperability with the Python library `versioned` 1.0.1 (SPEC 3): on
 //! one emulator, bucket and table, each side reads what the other wrote.
 
-use std::process::Command;
-
 use base64::Engine;
 use serde_json::Value;
 use shared::model::AliasTarget;
 use shared::{AliasName, Version, Weight};
-use test_support::{TestStore, emulator, name, sha256_hex, venv_python, workspace_root};
+use test_support::{TestStore, name, sha256_hex};
 
 fn library(store: &TestStore, args: &[&str]) -> Value {
-    let output = Command::new(venv_python())
-        .arg(workspace_root().join("scripts/interop.py"))
-        .arg(args[0])
-        .arg(&emulator().endpoint)
-        .arg(&store.config.bucket)
-        .arg(&store.config.table)
-        .args(&args[1..])
-        .output()
-        .expect("run scripts/interop.py");
-    assert!(
-        output.status.success(),
-        "library failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("library output is JSON")
+    store.library(args)
 }
 
 fn alias(s: &str) -> AliasName {

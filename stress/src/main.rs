@@ -12,7 +12,7 @@
 //!
 //! Each section prints `N passed, N failed`; the process fails if any check did.
 
-mod proxy;
+use test_support::proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -271,7 +271,12 @@ async fn concurrency(tally: &mut Tally) {
 async fn faults(tally: &mut Tally, rate: f64) {
     let store = TestStore::new().await;
     let counts = Arc::new(proxy::FaultCounts::default());
-    let proxy_url = proxy::start(emulator().endpoint.clone(), rate, counts.clone()).await;
+    let proxy_url = proxy::start(
+        emulator().endpoint.clone(),
+        proxy::Faults::Random(rate),
+        counts.clone(),
+    )
+    .await;
     let faulty_sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&proxy_url)
         .region(aws_config::Region::new("us-east-1"))

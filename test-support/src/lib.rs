@@ -5,6 +5,8 @@
 //! port; it exits by itself when the test process does (its stdin closes).
 //! [`TestStore::new`] gives each test its own bucket and table on it.
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -131,6 +133,41 @@ impl TestStore {
             ddb,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// A repository over the same store whose AWS requests pass through
+    /// `endpoint` (a [`proxy`] in front of the emulator).
+    pub async fn repository_via(&self, endpoint: &str) -> Repository {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load()
+            .await;
+        Repository::new(&sdk, &self.config)
+    }
+
+    /// Runs one call of the Python library `versioned` 1.0.1 on this store
+    /// (`scripts/interop.py`): `library(&["call", "put_alias", r#"{...}"#])`.
+    pub fn library(&self, args: &[&str]) -> serde_json::Value {
+        let output = Command::new(venv_python())
+            .arg(workspace_root().join("scripts/interop.py"))
+            .arg(args[0])
+            .arg(&emulator().endpoint)
+            .arg(&self.config.bucket)
+            .arg(&self.config.table)
+            .args(&args[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("run scripts/interop.py: {e}"));
+        assert!(
+            output.status.success(),
+            "library failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("library output is not JSON: {e}"))
     }
 
     /// A second repository over the same store (another "Lambda instance").

@@ -1,10 +1,13 @@
-//! Aliases: named pointers to versions, with canary splits.
+//! Aliases: named pointers to versions, with canary splits, history,
+//! rollback and compare-and-swap (SPEC 4.2).
 //!
 //! A version row lists the aliases that target it (`aliases` string set), and
-//! every alias write updates those sets in the same DynamoDB transaction as
+//! every alias change updates those sets in the same DynamoDB transaction as
 //! the alias row, guarded by the alias row's revision. So an alias can never
 //! point at a deleted version, and a version can never be deleted while an
-//! alias points at it (SPEC 7.4), whatever the interleaving.
+//! alias points at it (SPEC 7.4), whatever the interleaving. The same
+//! transaction appends the change to the alias's history (`__{name}-history`,
+//! one entry per revision, never overwritten: SPEC 7.13).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -14,44 +17,391 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
 };
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use super::{
     MAX_ATTEMPTS, Repository, backoff, decode_cursor, encode_cursor, invalid_sdk_input, page_size,
 };
 use crate::error::{Error, Result};
-use crate::layout::{alias_pk, attr, format_update_at, now};
-use crate::model::{Alias, AliasTarget, Page, Resolved};
+use crate::layout::{alias_pk, attr, history_pk, history_sk, history_sk_prefix, now};
+use crate::model::{
+    Alias, AliasAction, AliasChange, AliasTarget, ChangeRequest, Page, Precondition, Resolved,
+};
 use crate::names::{AliasName, ArtifactName, Version};
-use crate::rows::{AliasRow, Item, TargetRef, VersionRow, key, nv, sv, version_key};
+use crate::rows::{AliasRow, HistoryRow, Item, TargetRef, VersionRow, key, nv, sv, version_key};
+
+/// What a change does to the alias row.
+#[derive(Debug, Clone, Copy)]
+enum Intent {
+    Put(AliasTarget),
+    Delete,
+    Rollback(AliasTarget),
+}
+
+impl Intent {
+    fn target(self) -> Option<AliasTarget> {
+        match self {
+            Self::Put(t) | Self::Rollback(t) => Some(t),
+            Self::Delete => None,
+        }
+    }
+}
 
 impl Repository {
-    /// Creates or moves an alias. Both targets must exist and be live, and
-    /// differ. AWS calls: BatchGetItem, TransactWriteItems (2), plus one
-    /// round of both per concurrent writer that got in first.
+    /// Creates or moves an alias as the local actor, unconditionally.
     pub async fn put_alias(
         &self,
         name: &ArtifactName,
         alias: &AliasName,
         target: AliasTarget,
     ) -> Result<Alias> {
-        if let Some((secondary, _)) = target.secondary
-            && secondary == target.version
+        self.put_alias_as(name, alias, target, &ChangeRequest::default())
+            .await
+    }
+
+    /// Creates or moves an alias. Both targets must exist and be live, and
+    /// differ; a new alias must follow the strict naming rule.
+    ///
+    /// AWS calls: BatchGetItem, TransactWriteItems (2); one more Query when
+    /// the alias row has no revision (new, or written by the library); plus
+    /// one round per concurrent writer that got in first.
+    pub async fn put_alias_as(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        target: AliasTarget,
+        change: &ChangeRequest,
+    ) -> Result<Alias> {
+        let row = self
+            .change_alias(name, alias, Intent::Put(target), change)
+            .await?;
+        row.map(|r| r.to_alias(&self.layout))
+            .ok_or_else(|| Error::internal("put alias", "a put left no alias row"))
+    }
+
+    /// Deletes an alias as the local actor, unconditionally.
+    pub async fn delete_alias(&self, name: &ArtifactName, alias: &AliasName) -> Result<()> {
+        self.delete_alias_as(name, alias, &ChangeRequest::default())
+            .await
+    }
+
+    /// Deletes an alias and its references; the history keeps the deletion.
+    /// 404 (nothing written) when absent. AWS calls: BatchGetItem,
+    /// TransactWriteItems (2), one Query for rows the library wrote.
+    pub async fn delete_alias_as(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        change: &ChangeRequest,
+    ) -> Result<()> {
+        self.change_alias(name, alias, Intent::Delete, change)
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves the alias back to the targets it had before its last change, or
+    /// to those of `to_revision`; recorded as a `rollback`. Undoing a delete
+    /// re-creates the alias. 404 when there is nothing to roll back to, 409
+    /// when a target has since been deleted.
+    ///
+    /// Without an explicit precondition, the rollback applies only if the
+    /// alias is still at the revision it undoes (a concurrent change makes it
+    /// look again), so it never undoes a change it did not see.
+    pub async fn rollback_alias(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        to_revision: Option<u64>,
+        change: &ChangeRequest,
+    ) -> Result<Alias> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (state, undone) = match to_revision {
+                None => {
+                    let last = self
+                        .history_page(name, alias, 1, None, false)
+                        .await?
+                        .0
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| nothing_to_roll_back(name, alias, "it has no history"))?;
+                    let state = last.change.previous.clone().ok_or_else(|| {
+                        nothing_to_roll_back(name, alias, "its last change created it")
+                    })?;
+                    (state, Some(last.change.revision))
+                }
+                Some(n) => {
+                    let entry = self.history_entry(name, alias, n).await?.ok_or_else(|| {
+                        nothing_to_roll_back(name, alias, &format!("it has no revision {n}"))
+                    })?;
+                    let state = entry.change.state().ok_or_else(|| {
+                        Error::TargetGone(format!(
+                            "revision {n} of alias {alias} of {name} deleted it; delete the alias instead"
+                        ))
+                    })?;
+                    (state, None)
+                }
+            };
+            let mut guarded = change.clone();
+            if let (Precondition::None, Some(revision)) = (change.precondition, undone) {
+                guarded.precondition = Precondition::Revision(revision);
+            }
+            match self
+                .change_alias(name, alias, Intent::Rollback(state.target()), &guarded)
+                .await
+            {
+                Ok(row) => {
+                    return row.map(|r| r.to_alias(&self.layout)).ok_or_else(|| {
+                        Error::internal("rollback", "a rollback left no alias row")
+                    });
+                }
+                // Someone changed the alias since we read its history: look again.
+                Err(Error::AliasModified { .. }) if change.precondition == Precondition::None => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::ConcurrentModification(format!(
+            "alias {alias} of {name} kept changing; retry"
+        )))
+    }
+
+    /// The alias's changes, newest first. AWS calls: 1 per page (2 on an
+    /// empty first page: is there such an alias at all?).
+    pub async fn alias_history(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AliasChange>> {
+        let limit = page_size(limit)?;
+        let prefix = history_sk_prefix(alias.as_str());
+        let start = decode_cursor(&history_pk(name), cursor, |sk| sk.contains('/'))?;
+        if let Some(start) = &start
+            && !start
+                .get(attr::SK)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk.starts_with(&prefix))
+        {
+            return Err(Error::InvalidRequest(
+                "cursor is not one this listing returned".into(),
+            ));
+        }
+        let first_page = start.is_none();
+        let (rows, next) = self.history_page(name, alias, limit, start, false).await?;
+        if first_page && rows.is_empty() {
+            // No history: an alias the library wrote is still an alias.
+            self.alias_row(name, alias).await?;
+        }
+        Ok(Page {
+            items: rows.into_iter().map(|r| r.change).collect(),
+            next_cursor: next.map(|sk| encode_cursor(&sk)),
+        })
+    }
+
+    /// The alias as it was at `at`: the state after the last change made at
+    /// or before that time. 404 when it did not exist then. An alias without
+    /// history (the library's) is known only from its row's `update_at`.
+    /// AWS calls: 1 Query per 1 000 changes; 1 GetItem without history.
+    pub async fn get_alias_at(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        at: OffsetDateTime,
+    ) -> Result<Alias> {
+        let not_then = || Error::AliasNotFound {
+            name: name.to_string(),
+            alias: format!("{alias} (at {at})"),
+        };
+        let mut start = None;
+        let mut found: Option<AliasChange> = None;
+        let mut any = false;
+        loop {
+            let (rows, next) = self
+                .history_page(name, alias, super::MAX_PAGE_SIZE, start, true)
+                .await?;
+            any |= !rows.is_empty();
+            for row in rows {
+                if row.change.at <= at {
+                    found = Some(row.change);
+                }
+            }
+            match next {
+                Some(sk) => start = Some(key(history_pk(name), sk)),
+                None => break,
+            }
+        }
+        if !any {
+            let row = self.alias_row(name, alias).await?;
+            return if row.update_at <= at {
+                Ok(row.to_alias(&self.layout))
+            } else {
+                Err(not_then())
+            };
+        }
+        let change = found.ok_or_else(not_then)?;
+        let state = change.state().ok_or_else(not_then)?;
+        Ok(Alias {
+            name: name.clone(),
+            alias: alias.clone(),
+            update_at: change.at,
+            version: state.version,
+            secondary_version: state.secondary_version,
+            secondary_version_weight: state.secondary_version_weight,
+            version_s3uri: self.layout.s3uri(name, state.version),
+            secondary_version_s3uri: state.secondary_version.map(|v| self.layout.s3uri(name, v)),
+            revision: change.revision,
+        })
+    }
+
+    /// One page of an alias's history rows, by revision (`ascending` or not).
+    async fn history_page(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        limit: u32,
+        start: Option<Item>,
+        ascending: bool,
+    ) -> Result<(Vec<HistoryRow>, Option<String>)> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.layout.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", sv(history_pk(name)))
+            .expression_attribute_values(":prefix", sv(history_sk_prefix(alias.as_str())))
+            .scan_index_forward(ascending)
+            .consistent_read(true)
+            .limit(limit as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Query", e))?;
+        let rows = out
+            .items()
+            .iter()
+            .map(|item| HistoryRow::from_item(name, item))
+            .collect::<Result<Vec<_>>>()?;
+        let next = super::versions::next_sort_key(out.last_evaluated_key()).map(str::to_owned);
+        Ok((rows, next))
+    }
+
+    async fn history_entry(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        revision: u64,
+    ) -> Result<Option<HistoryRow>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(
+                history_pk(name),
+                history_sk(alias.as_str(), revision),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetItem", e))?;
+        out.item()
+            .map(|item| HistoryRow::from_item(name, item))
+            .transpose()
+    }
+
+    /// Every alias change: one transaction writes the alias row (or deletes
+    /// it), appends the history entry of the new revision, and moves the
+    /// version rows' references. Preconditions are checked against what was
+    /// read and enforced by the write's condition on the revision.
+    async fn change_alias(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        intent: Intent,
+        change: &ChangeRequest,
+    ) -> Result<Option<AliasRow>> {
+        let target = intent.target();
+        if let Some(AliasTarget {
+            version,
+            secondary: Some((secondary, _)),
+        }) = target
+            && secondary == version
         {
             return Err(Error::InvalidRequest(format!(
                 "secondary_version must differ from version (both are {secondary})"
             )));
         }
-        let wanted: Vec<Version> = std::iter::once(target.version)
-            .chain(target.secondary.map(|(v, _)| v))
+        let wanted: Vec<Version> = target
+            .iter()
+            .flat_map(|t| std::iter::once(t.version).chain(t.secondary.map(|(v, _)| v)))
             .collect();
+        let request = uuid::Uuid::new_v4().simple().to_string();
         // Old targets whose rows vanished (artifact purged underneath): skip them.
         let mut gone: BTreeSet<Version> = BTreeSet::new();
         for attempt in 0..MAX_ATTEMPTS {
+            // One token per attempt: DynamoDB refuses a token reused with
+            // other parameters, and a retry by the SDK reuses the attempt's.
+            let token = format!("{request}-{attempt}");
             let (old, rows) = self.read_alias_and_versions(name, alias, &wanted).await?;
+            // Rows without a revision (new, or the library's) continue the
+            // sequence the history holds.
+            let logged = match old.as_ref().and_then(|o| o.revision) {
+                Some(_) => None,
+                None => Some(self.last_revision(name, alias).await?),
+            };
+            let current = match &old {
+                Some(o) => o.revision.unwrap_or(0),
+                None => logged.unwrap_or(0),
+            };
+            match change.precondition {
+                Precondition::Revision(r) if old.is_none() && matches!(intent, Intent::Put(_)) => {
+                    return Err(modified(
+                        name,
+                        alias,
+                        format!("does not exist (If-Match: \"{r}\")"),
+                    ));
+                }
+                Precondition::Revision(r) if r != current => {
+                    return Err(modified(
+                        name,
+                        alias,
+                        format!("is at revision {current}, not {r}"),
+                    ));
+                }
+                Precondition::Absent if old.is_some() => {
+                    return Err(modified(
+                        name,
+                        alias,
+                        "exists already (If-None-Match: *)".into(),
+                    ));
+                }
+                _ => {}
+            }
+            let action = match (intent, &old) {
+                (Intent::Put(_), None) => {
+                    alias.check_new()?;
+                    AliasAction::Create
+                }
+                (Intent::Put(_), Some(_)) => AliasAction::Move,
+                (Intent::Delete, None) => {
+                    return Err(Error::AliasNotFound {
+                        name: name.to_string(),
+                        alias: alias.to_string(),
+                    });
+                }
+                (Intent::Delete, Some(_)) => AliasAction::Delete,
+                (Intent::Rollback(_), _) => AliasAction::Rollback,
+            };
             let mut refs = Vec::with_capacity(wanted.len());
             for version in &wanted {
                 match rows.get(version) {
                     Some(row) if row.is_live() => refs.push(target_ref(row)),
+                    _ if matches!(intent, Intent::Rollback(_)) => {
+                        return Err(Error::TargetGone(format!(
+                            "cannot roll alias {alias} of {name} back: version {version} has since been deleted"
+                        )));
+                    }
                     _ if version.is_latest() => {
                         return Err(Error::ArtifactNotFound {
                             name: name.to_string(),
@@ -60,25 +410,49 @@ impl Repository {
                     _ => return Err(Error::version_not_found(name, version)),
                 }
             }
-            let secondary = target.secondary.map(|(_, w)| (refs[1].clone(), w));
-            let row = AliasRow {
+            let revision = match old.as_ref().and_then(|o| o.revision) {
+                Some(r) => r + 1,
+                None => logged.unwrap_or(0) + 1,
+            };
+            let at = now();
+            let new_row = target.map(|t| AliasRow {
                 name: name.clone(),
                 alias: alias.clone(),
-                update_at: now(),
+                update_at: at,
                 primary: refs[0].clone(),
-                secondary,
-                revision: Some(old.as_ref().and_then(|o| o.revision).unwrap_or(0) + 1),
+                secondary: t.secondary.map(|(_, w)| (refs[1].clone(), w)),
+                revision: Some(revision),
+                token: Some(token.clone()),
+            });
+            let history = HistoryRow {
+                name: name.clone(),
+                alias: alias.to_string(),
+                token: token.clone(),
+                change: AliasChange {
+                    revision,
+                    at,
+                    actor: change.actor.clone(),
+                    action,
+                    version: target.map(|t| t.version),
+                    secondary_version: target.and_then(|t| t.secondary).map(|(v, _)| v),
+                    secondary_version_weight: target.and_then(|t| t.secondary).map(|(_, w)| w),
+                    previous: old.as_ref().map(AliasRow::state),
+                    message: change.message.clone(),
+                },
             };
-            let old_targets: Vec<Version> = old
-                .iter()
-                .flat_map(|o| o.targets().collect::<Vec<_>>())
-                .collect();
-            let mut ops = vec![self.alias_write(&row, old.as_ref())?];
-            let mut op_versions = vec![None];
+            let mut ops = vec![
+                self.alias_write(name, alias, new_row.as_ref(), old.as_ref())?,
+                self.history_write(&history)?,
+            ];
+            let mut op_versions = vec![None, None];
             for version in &wanted {
                 ops.push(self.reference(name, alias, *version, true)?);
                 op_versions.push(Some(*version));
             }
+            let old_targets: Vec<Version> = old
+                .iter()
+                .flat_map(|o| o.targets().collect::<Vec<_>>())
+                .collect();
             for version in old_targets
                 .iter()
                 .filter(|v| !wanted.contains(v) && !v.is_latest() && !gone.contains(v))
@@ -86,12 +460,19 @@ impl Repository {
                 ops.push(self.reference(name, alias, *version, false)?);
                 op_versions.push(Some(*version));
             }
-            match self.transact(ops).await {
-                Ok(()) => return Ok(row.to_alias(&self.layout)),
+            match self.transact(ops, &token).await {
+                Ok(()) => return Ok(new_row),
                 Err(TransactFailure::Conditions(failed)) => {
+                    if failed.iter().any(|i| *i < 2)
+                        && self.landed(name, alias, revision, &token).await?
+                    {
+                        // Our write landed; only its answer was lost (the SDK
+                        // retried it): answer as the first attempt would have.
+                        return Ok(new_row);
+                    }
                     for index in failed {
                         match op_versions.get(index).copied().flatten() {
-                            // A new target was deleted meanwhile: the next read says 404.
+                            // A new target was deleted meanwhile: the next read says so.
                             Some(v) if wanted.contains(&v) => {}
                             Some(v) => {
                                 gone.insert(v);
@@ -102,13 +483,37 @@ impl Repository {
                     }
                 }
                 Err(TransactFailure::Contention) => {}
-                Err(TransactFailure::Other(e)) => return Err(e),
+                Err(TransactFailure::Failed(e)) => return Err(e),
             }
             backoff(attempt).await;
         }
-        Err(Error::Conflict(format!(
+        Err(Error::ConcurrentModification(format!(
             "alias {alias} of {name} kept changing; retry"
         )))
+    }
+
+    /// Whether the history entry of `revision` is the one this request wrote.
+    async fn landed(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        revision: u64,
+        token: &str,
+    ) -> Result<bool> {
+        Ok(self
+            .history_entry(name, alias, revision)
+            .await?
+            .is_some_and(|h| h.token == token))
+    }
+
+    /// The highest revision in the alias's history (0 when it has none).
+    async fn last_revision(&self, name: &ArtifactName, alias: &AliasName) -> Result<u64> {
+        Ok(self
+            .history_page(name, alias, 1, None, false)
+            .await?
+            .0
+            .first()
+            .map_or(0, |h| h.change.revision))
     }
 
     /// One alias. AWS calls: 1 (GetItem).
@@ -148,54 +553,6 @@ impl Repository {
         let next_cursor =
             super::versions::next_sort_key(out.last_evaluated_key()).map(encode_cursor);
         Ok(Page { items, next_cursor })
-    }
-
-    /// Deletes an alias and its references. 404 (nothing written) when absent.
-    /// AWS calls: GetItem, TransactWriteItems (2).
-    pub async fn delete_alias(&self, name: &ArtifactName, alias: &AliasName) -> Result<()> {
-        let mut gone: BTreeSet<Version> = BTreeSet::new();
-        for attempt in 0..MAX_ATTEMPTS {
-            let old = self.alias_row(name, alias).await?;
-            let (condition, names, values) = revision_condition(&old);
-            let mut ops = vec![
-                TransactWriteItem::builder()
-                    .delete(
-                        Delete::builder()
-                            .table_name(&self.layout.table)
-                            .set_key(Some(key(alias_pk(name), alias.as_str())))
-                            .condition_expression(condition)
-                            .set_expression_attribute_names(Some(names))
-                            .set_expression_attribute_values(Some(values))
-                            .build()
-                            .map_err(invalid_sdk_input)?,
-                    )
-                    .build(),
-            ];
-            let mut op_versions = vec![None];
-            for version in old
-                .targets()
-                .filter(|v| !v.is_latest() && !gone.contains(v))
-            {
-                ops.push(self.reference(name, alias, version, false)?);
-                op_versions.push(Some(version));
-            }
-            match self.transact(ops).await {
-                Ok(()) => return Ok(()),
-                Err(TransactFailure::Conditions(failed)) => {
-                    gone.extend(
-                        failed
-                            .into_iter()
-                            .filter_map(|i| op_versions.get(i).copied().flatten()),
-                    );
-                }
-                Err(TransactFailure::Contention) => {}
-                Err(TransactFailure::Other(e)) => return Err(e),
-            }
-            backoff(attempt).await;
-        }
-        Err(Error::Conflict(format!(
-            "alias {alias} of {name} kept changing; retry"
-        )))
     }
 
     /// Picks the version one request should get (SPEC 7.9).
@@ -347,33 +704,15 @@ impl Repository {
         })
     }
 
-    /// The alias row write, conditional on the row being as we read it.
-    fn alias_write(&self, row: &AliasRow, old: Option<&AliasRow>) -> Result<TransactWriteItem> {
-        let mut item = key(alias_pk(&row.name), row.alias.as_str());
-        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(row.update_at)));
-        item.insert(attr::VERSION.into(), sv(row.primary.version.sort_key()));
-        insert_target(
-            &mut item,
-            attr::VERSION_SHA256,
-            attr::VERSION_S3_VERSION_ID,
-            &row.primary,
-        );
-        if let Some((secondary, weight)) = &row.secondary {
-            item.insert(
-                attr::SECONDARY_VERSION.into(),
-                sv(secondary.version.sort_key()),
-            );
-            item.insert(attr::SECONDARY_VERSION_WEIGHT.into(), nv(weight.get()));
-            insert_target(
-                &mut item,
-                attr::SECONDARY_SHA256,
-                attr::SECONDARY_S3_VERSION_ID,
-                secondary,
-            );
-        }
-        if let Some(revision) = row.revision {
-            item.insert(attr::REVISION.into(), nv(revision));
-        }
+    /// The alias row put (or delete, when `row` is `None`), conditional on
+    /// the row being as we read it.
+    fn alias_write(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        row: Option<&AliasRow>,
+        old: Option<&AliasRow>,
+    ) -> Result<TransactWriteItem> {
         let (condition, names, values) = match old {
             Some(old) => revision_condition(old),
             None => (
@@ -382,16 +721,42 @@ impl Repository {
                 HashMap::new(),
             ),
         };
+        let values = (!values.is_empty()).then_some(values);
+        Ok(match row {
+            Some(row) => TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.layout.table)
+                        .set_item(Some(row.to_item()))
+                        .condition_expression(condition)
+                        .set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(values)
+                        .build()
+                        .map_err(invalid_sdk_input)?,
+                )
+                .build(),
+            None => TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.layout.table)
+                        .set_key(Some(key(alias_pk(name), alias.as_str())))
+                        .condition_expression(condition)
+                        .set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(values)
+                        .build()
+                        .map_err(invalid_sdk_input)?,
+                )
+                .build(),
+        })
+    }
+
+    /// The history entry of a change: never overwrites an existing revision.
+    fn history_write(&self, history: &HistoryRow) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.layout.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(if values.is_empty() {
-                None
-            } else {
-                Some(values)
-            })
+            .set_item(Some(history.to_item()))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
             .build()
             .map_err(invalid_sdk_input)?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -447,42 +812,46 @@ impl Repository {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    async fn transact(
+    /// One TransactWriteItems with an idempotency token, so that a retry
+    /// of a transaction whose answer was lost does not apply it twice
+    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>,
+    /// `ClientRequestToken`).
+    pub(super) async fn transact(
         &self,
         ops: Vec<TransactWriteItem>,
+        token: &str,
     ) -> std::result::Result<(), TransactFailure> {
         match self
             .ddb
             .transact_write_items()
             .set_transact_items(Some(ops))
+            .client_request_token(token)
             .send()
             .await
         {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
-                    let reasons = c.cancellation_reasons();
-                    let failed: Vec<usize> = reasons
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
-                        .map(|(i, _)| i)
-                        .collect();
-                    if failed.is_empty() {
-                        Err(TransactFailure::Contention)
-                    } else {
-                        Err(TransactFailure::Conditions(failed))
+                    let codes: Vec<Option<&str>> =
+                        c.cancellation_reasons().iter().map(|r| r.code()).collect();
+                    let failure = classify_cancellation(&codes);
+                    if let TransactFailure::Failed(e) = &failure {
+                        tracing::error!(error = ?e, reasons = ?c.cancellation_reasons(), "transaction cancelled");
                     }
+                    Err(failure)
                 }
                 TransactWriteItemsError::TransactionInProgressException(_) => {
                     Err(TransactFailure::Contention)
                 }
-                other => Err(TransactFailure::Other(Error::Upstream {
+                other @ TransactWriteItemsError::IdempotentParameterMismatchException(_) => Err(
+                    TransactFailure::Failed(Error::internal("TransactWriteItems", other)),
+                ),
+                other => Err(TransactFailure::Failed(Error::UpstreamError {
                     operation: "TransactWriteItems",
                     source: Box::new(other),
                 })),
             },
-            Err(e) => Err(TransactFailure::Other(Error::upstream(
+            Err(e) => Err(TransactFailure::Failed(Error::upstream(
                 "TransactWriteItems",
                 e,
             ))),
@@ -490,12 +859,53 @@ impl Repository {
     }
 }
 
-enum TransactFailure {
-    /// These operations' conditions failed.
+#[derive(Debug)]
+pub(super) enum TransactFailure {
+    /// These operations' conditions failed (someone else got in first).
     Conditions(Vec<usize>),
     /// Another transaction touched the same items; try again.
     Contention,
-    Other(Error),
+    /// Not a race: throttling (503), or our own bug such as an item over
+    /// 400 KB (500), or an AWS failure (502).
+    Failed(Error),
+}
+
+/// Why DynamoDB cancelled a transaction, from its per-item reasons
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>,
+/// `TransactionCanceledException`): only failed conditions and conflicts
+/// with other transactions are races worth retrying; throttling is a 503
+/// and a validation error (an item too large, a bad expression) is ours.
+pub(super) fn classify_cancellation(codes: &[Option<&str>]) -> TransactFailure {
+    let codes: Vec<&str> = codes.iter().map(|c| c.unwrap_or("None")).collect();
+    let reason = |wanted: &[&str]| codes.iter().any(|c| wanted.contains(c));
+    if reason(&[
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+    ]) {
+        return TransactFailure::Failed(Error::Throttled {
+            operation: "TransactWriteItems",
+            source: format!("cancellation reasons {codes:?}").into(),
+        });
+    }
+    let known = ["None", "ConditionalCheckFailed", "TransactionConflict"];
+    if let Some(other) = codes.iter().find(|c| !known.contains(c)) {
+        return TransactFailure::Failed(Error::internal(
+            "TransactWriteItems",
+            format!("cancelled for {other} (reasons {codes:?})"),
+        ));
+    }
+    let failed: Vec<usize> = codes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == "ConditionalCheckFailed")
+        .map(|(i, _)| i)
+        .collect();
+    if failed.is_empty() {
+        TransactFailure::Contention
+    } else {
+        TransactFailure::Conditions(failed)
+    }
 }
 
 /// Condition that the alias row is exactly as read. Rows the Python library
@@ -542,15 +952,6 @@ fn target_ref(row: &VersionRow) -> TargetRef {
     }
 }
 
-fn insert_target(item: &mut Item, sha_attr: &str, vid_attr: &str, target: &TargetRef) {
-    if let Some(sha) = &target.sha256 {
-        item.insert(sha_attr.into(), sv(sha));
-    }
-    if let Some(vid) = &target.s3_version_id {
-        item.insert(vid_attr.into(), sv(vid));
-    }
-}
-
 /// A stable bucket in 0..100 for one key of one alias.
 pub fn sticky_bucket(name: &ArtifactName, alias: &AliasName, key: &str) -> u8 {
     let digest = Sha256::new()
@@ -563,4 +964,58 @@ pub fn sticky_bucket(name: &ArtifactName, alias: &AliasName, key: &str) -> u8 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     (u64::from_be_bytes(first) % 100) as u8
+}
+
+fn modified(name: &ArtifactName, alias: &AliasName, detail: String) -> Error {
+    Error::AliasModified {
+        name: name.to_string(),
+        alias: alias.to_string(),
+        detail,
+    }
+}
+
+fn nothing_to_roll_back(name: &ArtifactName, alias: &AliasName, why: &str) -> Error {
+    Error::AliasNotFound {
+        name: name.to_string(),
+        alias: format!("{alias} (nothing to roll back to: {why})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn kind(codes: &[Option<&str>]) -> String {
+        match classify_cancellation(codes) {
+            TransactFailure::Conditions(i) => format!("conditions {i:?}"),
+            TransactFailure::Contention => "contention".into(),
+            TransactFailure::Failed(e) => format!("{:?}", e.kind()),
+        }
+    }
+
+    #[test]
+    fn only_failed_conditions_and_conflicts_are_retried_as_races() {
+        assert_eq!(
+            kind(&[Some("None"), Some("ConditionalCheckFailed")]),
+            "conditions [1]"
+        );
+        assert_eq!(kind(&[Some("TransactionConflict"), None]), "contention");
+        assert_eq!(
+            kind(&[Some("ThrottlingError"), Some("None")]),
+            format!("{:?}", ErrorKind::Throttled)
+        );
+        assert_eq!(
+            kind(&[Some("ProvisionedThroughputExceeded")]),
+            format!("{:?}", ErrorKind::Throttled)
+        );
+        assert_eq!(
+            kind(&[Some("ValidationError"), Some("ConditionalCheckFailed")]),
+            format!("{:?}", ErrorKind::Internal)
+        );
+        assert_eq!(
+            kind(&[Some("ItemCollectionSizeLimitExceeded")]),
+            format!("{:?}", ErrorKind::Internal)
+        );
+    }
 }

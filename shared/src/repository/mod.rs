@@ -30,8 +30,10 @@ use crate::error::{Error, Result};
 use crate::layout::{Layout, attr};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
+use crate::scheduled::RetentionSchedule;
 
-pub use retention::ReclaimReport;
+pub use retention::{ReclaimReport, RetentionBookkeeping};
+pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, metadata_limits};
 
 /// Page sizes accepted by the listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -46,6 +48,8 @@ pub struct Repository {
     ddb: aws_sdk_dynamodb::Client,
     layout: Layout,
     presign_expires: Duration,
+    /// The deployment's retention defaults (route and schedule alike).
+    retention: RetentionSchedule,
     calls: CallCounter,
 }
 
@@ -85,12 +89,18 @@ impl Repository {
             ddb: aws_sdk_dynamodb::Client::from_conf(ddb),
             layout: Layout::new(config),
             presign_expires: config.presign_expires,
+            retention: config.retention,
             calls,
         }
     }
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// The deployment's retention parameters (SPEC 4.4, 5).
+    pub fn retention(&self) -> RetentionSchedule {
+        self.retention
     }
 
     /// AWS requests sent by this repository so far.
@@ -179,7 +189,7 @@ impl Repository {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        Err(Error::Upstream {
+        Err(Error::UpstreamError {
             operation: "DescribeTable",
             source: format!("table {} did not become ACTIVE", self.layout.table).into(),
         })
@@ -231,10 +241,8 @@ impl Repository {
     }
 
     fn presigning(&self) -> Result<PresigningConfig> {
-        PresigningConfig::expires_in(self.presign_expires).map_err(|e| Error::Upstream {
-            operation: "presign",
-            source: Box::new(e),
-        })
+        PresigningConfig::expires_in(self.presign_expires)
+            .map_err(|e| Error::internal("presigning config", e))
     }
 
     /// Reads every row of a partition (all pages), strongly consistent.
@@ -264,10 +272,7 @@ impl Repository {
 }
 
 fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Upstream {
-        operation: "build request",
-        source: Box::new(e),
-    }
+    Error::internal("build request", e)
 }
 
 /// Validates a page size.

@@ -6,17 +6,18 @@
 //! tombstones so the numbers are never handed out again (SPEC 7.2, 7.8).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use time::OffsetDateTime;
 
 use super::Repository;
+use super::versions::SoftDelete;
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::model::{RetentionPolicy, RetentionReport};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{VersionRow, key, sv, version_key};
+use crate::rows::{AliasRow, Item, VersionRow, key, nv, sv, version_key};
 
 /// What one reclaim pass over an artifact did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,12 +47,8 @@ impl Repository {
                 name: name.to_string(),
             });
         }
-        let protected: BTreeSet<Version> = self
-            .alias_rows(name)
-            .await?
-            .iter()
-            .flat_map(|a| a.targets().collect::<Vec<_>>())
-            .collect();
+        let aliases = self.alias_rows(name).await?;
+        let protected = alias_targets(&aliases);
         // Saturating: an age beyond the calendar keeps everything.
         let expire =
             purge_time.checked_sub(policy.older_than.try_into().unwrap_or(time::Duration::MAX));
@@ -65,11 +62,17 @@ impl Repository {
             .into_iter()
             .skip(policy.keep_last_n as usize)
             .filter(|r| r.update_at < expire)
-            .filter(|r| r.aliases.is_empty() && !protected.contains(&r.version))
+            // References no alias row backs are stale: cleaned, not obeyed.
+            .filter(|r| !protected.contains(&r.version))
             .collect();
+        let token = uuid::Uuid::new_v4().simple().to_string();
         let mut deleted = Vec::new();
         for row in candidates {
-            if dry_run || self.soft_delete_unreferenced(name, row.version).await? {
+            if dry_run
+                || self
+                    .soft_delete_unaliased(name, row.version, &aliases, &token)
+                    .await?
+            {
                 deleted.push(row.to_artifact(&self.layout));
             }
         }
@@ -86,8 +89,15 @@ impl Repository {
             .checked_sub(grace.try_into().unwrap_or(time::Duration::MAX))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let mut report = ReclaimReport::default();
+        // The library lets an alias point at a soft-deleted version: its
+        // bytes stay while any alias row targets it.
+        let protected = alias_targets(&self.alias_rows(name).await?);
         for row in self.version_rows(name).await? {
-            if row.is_live() || row.version.is_latest() || row.reclaimed_at.is_some() {
+            if row.is_live()
+                || row.version.is_latest()
+                || row.reclaimed_at.is_some()
+                || protected.contains(&row.version)
+            {
                 continue;
             }
             match row.deleted_at {
@@ -117,41 +127,29 @@ impl Repository {
             .collect()
     }
 
-    /// Soft-deletes a version unless an alias references it meanwhile.
-    /// Returns whether it was deleted.
-    async fn soft_delete_unreferenced(
+    /// Soft-deletes a version unless an alias references it meanwhile,
+    /// cleaning references no alias row backs. Returns whether it was deleted.
+    async fn soft_delete_unaliased(
         &self,
         name: &ArtifactName,
         version: Version,
+        aliases: &[AliasRow],
+        token: &str,
     ) -> Result<bool> {
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, version)))
-            .update_expression("SET #is_deleted = :true, #deleted_at = :now")
-            .condition_expression(
-                "attribute_exists(#pk) AND #is_deleted = :false AND attribute_not_exists(#aliases)",
-            )
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_names("#deleted_at", attr::DELETED_AT)
-            .expression_attribute_names("#aliases", attr::ALIASES)
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":now", sv(format_update_at(now())))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+        for _ in 0..3 {
+            match self.soft_delete(name, version, token).await? {
+                SoftDelete::Deleted => return Ok(true),
+                SoftDelete::Missing => return Ok(false),
+                SoftDelete::Referenced(row) => {
+                    match self.clean_stale_references(name, &row, aliases).await {
+                        Ok(()) => {}
+                        Err(Error::VersionInUse { .. }) => return Ok(false),
+                        Err(e) => return Err(e),
+                    }
+                }
             }
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
+        Ok(false)
     }
 
     /// Sets a timestamp attribute on an existing soft-deleted row.
@@ -189,9 +187,110 @@ impl Repository {
         }
     }
 
-    /// Where the scheduled retention pass stopped (the last artifact it
-    /// finished), if it stopped early.
-    pub async fn retention_cursor(&self) -> Result<Option<ArtifactName>> {
+    /// Takes the scheduled job's lease until `until`, unless another pass
+    /// holds one that has not expired: `None` then. A retried request whose
+    /// first attempt landed finds its own lease and takes it again.
+    /// Returns where the previous pass left off. AWS calls: 1 (UpdateItem).
+    pub async fn take_retention_lease(
+        &self,
+        owner: &str,
+        until: SystemTime,
+    ) -> Result<Option<RetentionBookkeeping>> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
+            .update_expression("SET #owner = :owner, #until = :until, #update_at = :now")
+            .condition_expression(
+                "attribute_not_exists(#until) OR #until <= :clock OR #owner = :owner",
+            )
+            .expression_attribute_names("#owner", LEASE_OWNER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_values(":owner", sv(owner))
+            .expression_attribute_values(":until", nv(epoch_millis(until)))
+            .expression_attribute_values(":clock", nv(epoch_millis(SystemTime::now())))
+            .expression_attribute_values(":now", sv(format_update_at(now())))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(RetentionBookkeeping::from_item(
+                out.attributes().unwrap_or(&Default::default()),
+            ))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Records where the next pass resumes and what it retries, and releases
+    /// the lease, provided `owner` still holds it. Returns `false` when it no
+    /// longer did (it expired and another pass took it over, or a retried
+    /// request had already released it): the holder owns the bookkeeping then.
+    /// AWS calls: 1 (UpdateItem).
+    pub async fn release_retention_lease(
+        &self,
+        owner: &str,
+        state: &RetentionBookkeeping,
+    ) -> Result<bool> {
+        let mut set = vec!["#update_at = :now"];
+        let mut remove = vec!["#owner", "#until"];
+        let mut request = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", LEASE_OWNER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_names("#after", AFTER)
+            .expression_attribute_names("#failed", FAILED)
+            .expression_attribute_values(":owner", sv(owner))
+            .expression_attribute_values(":now", sv(format_update_at(now())));
+        match &state.after {
+            Some(after) => {
+                set.push("#after = :after");
+                request = request.expression_attribute_values(":after", sv(after));
+            }
+            None => remove.push("#after"),
+        }
+        if state.failed.is_empty() {
+            remove.push("#failed");
+        } else {
+            set.push("#failed = :failed");
+            let failed = state.failed.iter().map(sv).collect();
+            request = request.expression_attribute_values(":failed", AttributeValue::L(failed));
+        }
+        let out = request
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                set.join(", "),
+                remove.join(", ")
+            ))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// The scheduled job's bookkeeping as it stands (strongly consistent).
+    /// AWS calls: 1 (GetItem).
+    pub async fn retention_bookkeeping(&self) -> Result<RetentionBookkeeping> {
         let out = self
             .ddb
             .get_item()
@@ -201,40 +300,39 @@ impl Repository {
             .send()
             .await
             .map_err(|e| Error::upstream("GetItem", e))?;
-        Ok(out
-            .item()
-            .and_then(|item| item.get(AFTER))
-            .and_then(|v| v.as_s().ok())
-            .and_then(|s| s.parse().ok()))
+        Ok(RetentionBookkeeping::from_item(
+            out.item().unwrap_or(&Default::default()),
+        ))
     }
+}
 
-    /// Records where the next pass resumes; `None` clears it (pass complete).
-    pub async fn set_retention_cursor(&self, after: Option<&ArtifactName>) -> Result<()> {
-        match after {
-            Some(name) => {
-                let mut item = key(RETENTION_PK, RETENTION_SK);
-                item.insert(AFTER.into(), sv(name.as_str()));
-                item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now())));
-                self.ddb
-                    .put_item()
-                    .table_name(&self.layout.table)
-                    .set_item(Some(item))
-                    .send()
-                    .await
-                    .map_err(|e| Error::upstream("PutItem", e))?;
-            }
-            None => {
-                self.ddb
-                    .delete_item()
-                    .table_name(&self.layout.table)
-                    .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
-                    .send()
-                    .await
-                    .map_err(|e| Error::upstream("DeleteItem", e))?;
-            }
+/// What one scheduled pass leaves for the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionBookkeeping {
+    /// The entry of the names listing the last pass stopped after, relative
+    /// to the store prefix (`name/` for an artifact), when it stopped early.
+    pub after: Option<String>,
+    /// Artifacts whose retention failed, to be tried first by the next pass.
+    pub failed: Vec<String>,
+}
+
+impl RetentionBookkeeping {
+    /// Lenient: bookkeeping is advisory, and a value it cannot read means
+    /// only that a pass starts over or retries less.
+    fn from_item(item: &Item) -> Self {
+        Self {
+            after: item.get(AFTER).and_then(|v| v.as_s().ok()).cloned(),
+            failed: item
+                .get(FAILED)
+                .and_then(|v| v.as_l().ok())
+                .map(|list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+                .unwrap_or_default(),
         }
-        Ok(())
     }
+}
+
+fn epoch_millis(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
 }
 
 /// The scheduled job's bookkeeping lives in a partition of its own; artifact
@@ -242,3 +340,12 @@ impl Repository {
 const RETENTION_PK: &str = "__scheduled-purge";
 const RETENTION_SK: &str = "cursor";
 const AFTER: &str = "after";
+const FAILED: &str = "failed";
+/// The pass holding the lease, and until when (milliseconds since the epoch).
+const LEASE_OWNER: &str = "lease_owner";
+const LEASE_UNTIL: &str = "lease_until";
+
+/// Every version some alias row targets (primary or secondary).
+fn alias_targets(aliases: &[AliasRow]) -> BTreeSet<Version> {
+    aliases.iter().flat_map(|a| a.targets()).collect()
+}

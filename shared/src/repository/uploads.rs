@@ -15,17 +15,48 @@ use time::OffsetDateTime;
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, format_update_at, now};
-use crate::model::{Committed, UploadRequest, UploadTicket};
+use crate::model::{Committed, LOCAL_ACTOR, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{VersionRow, nv, sv, version_key};
 
 /// S3's single-PUT limit.
 pub const MAX_UPLOAD_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-/// S3 keeps at most 2 KiB of user metadata per object.
-const MAX_METADATA_BYTES: usize = 2048;
+
+/// The limits of upload metadata: one place that the code enforces and
+/// `openapi.yaml` states (a contract test keeps them equal).
+///
+/// S3 keeps at most 2 KiB of user-defined metadata per object, "measured by
+/// taking the sum of the number of bytes in the UTF-8 encoding of each key
+/// and value", inside a PUT request header of at most 8 KiB
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html#UserMetadata>).
+/// The service adds its own keys, so the caller's budget is what is left
+/// with the longest artifact name, the longest digest and size.
+pub mod metadata_limits {
+    use crate::names::ArtifactName;
+
+    /// S3's limit on user-defined metadata, keys and values together.
+    pub const S3_USER_METADATA_BYTES: usize = 2048;
+    /// What the service's own keys take at most.
+    pub const RESERVED_BYTES: usize = super::META_ARTIFACT_NAME.len()
+        + ArtifactName::MAX_LEN
+        + super::META_ARTIFACT_SHA256.len()
+        + 64
+        + super::META_UPLOAD_SIZE.len()
+        + 10; // "5368709120": the largest single-PUT size
+    /// The caller's budget: keys and values of `metadata`, in bytes.
+    pub const USER_BYTES: usize = S3_USER_METADATA_BYTES - RESERVED_BYTES;
+    /// Keys per upload: each is a signed `x-amz-meta-*` header of the PUT,
+    /// which must stay well inside S3's 8 KiB request-header limit.
+    pub const MAX_KEYS: usize = 16;
+    pub const MAX_KEY_LEN: usize = 64;
+}
+
 /// Staged-object metadata key holding the declared size (not copied to artifacts).
 const META_UPLOAD_SIZE: &str = "upload_size";
 const RESERVED_METADATA: [&str; 3] = [META_ARTIFACT_NAME, META_ARTIFACT_SHA256, META_UPLOAD_SIZE];
+/// What S3 records when the client declares no content type; signed all the
+/// same, so no content type is ever stored that was not validated here.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 impl UploadRequest {
     /// Checks the declaration before anything is signed.
@@ -49,16 +80,23 @@ impl UploadRequest {
                 "content_type must be 1-255 printable ASCII characters".into(),
             ));
         }
+        use metadata_limits::{MAX_KEY_LEN, MAX_KEYS, USER_BYTES};
+        if self.metadata.len() > MAX_KEYS {
+            return Err(Error::InvalidRequest(format!(
+                "metadata has {} keys; at most {MAX_KEYS}",
+                self.metadata.len()
+            )));
+        }
         let mut total = 0;
         for (k, v) in &self.metadata {
             if k.is_empty()
-                || k.len() > 128
+                || k.len() > MAX_KEY_LEN
                 || !k
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b))
             {
                 return Err(Error::InvalidRequest(format!(
-                    "metadata key {k:?} must be 1-128 of a-z 0-9 - _"
+                    "metadata key {k:?} must be 1-{MAX_KEY_LEN} of a-z 0-9 - _"
                 )));
             }
             if RESERVED_METADATA.contains(&k.as_str()) {
@@ -73,8 +111,10 @@ impl UploadRequest {
             }
             total += k.len() + v.len();
         }
-        if total > MAX_METADATA_BYTES - 200 {
-            return Err(Error::TooLarge("metadata exceeds 1848 bytes".into()));
+        if total > USER_BYTES {
+            return Err(Error::TooLarge(format!(
+                "metadata keys and values take {total} bytes; at most {USER_BYTES}"
+            )));
         }
         Ok(self)
     }
@@ -115,7 +155,12 @@ impl Repository {
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(STANDARD.encode(digest))
             .content_length(size)
-            .set_content_type(request.content_type.clone())
+            .content_type(
+                request
+                    .content_type
+                    .as_deref()
+                    .unwrap_or(DEFAULT_CONTENT_TYPE),
+            )
             .set_metadata(Some(metadata))
             .presigned(config)
             .await
@@ -140,6 +185,16 @@ impl Repository {
     /// 4 when the content equals LATEST already; a retry after success costs 2
     /// (3 when the staged object could not be deleted the first time).
     pub async fn commit_upload(&self, name: &ArtifactName, upload_id: &str) -> Result<Committed> {
+        self.commit_upload_as(name, upload_id, LOCAL_ACTOR).await
+    }
+
+    /// [`Self::commit_upload`], recording `actor` as LATEST's creator.
+    pub async fn commit_upload_as(
+        &self,
+        name: &ArtifactName,
+        upload_id: &str,
+        actor: &str,
+    ) -> Result<Committed> {
         if !valid_upload_id(upload_id) {
             return Err(Error::InvalidRequest(
                 "upload_id must be 32 lowercase hexadecimal characters".into(),
@@ -235,6 +290,7 @@ impl Repository {
                 s3_version_id: version_id.as_deref(),
                 upload_id,
                 last_version,
+                actor,
             };
             self.write_latest(name, row).await?
         };
@@ -288,10 +344,7 @@ impl Repository {
         let mut metadata = user_metadata.clone();
         metadata.insert(META_ARTIFACT_NAME.into(), name.to_string());
         metadata.insert(META_ARTIFACT_SHA256.into(), sha256.to_owned());
-        let source = match staged_version {
-            Some(v) => format!("{}/{}?versionId={}", self.layout.bucket, staging_key, v),
-            None => format!("{}/{}", self.layout.bucket, staging_key),
-        };
+        let source = crate::layout::copy_source(&self.layout.bucket, staging_key, staged_version);
         let out = self
             .s3
             .copy_object()
@@ -356,6 +409,10 @@ impl Repository {
             "#upload_id = :upload_id",
             "#changed = :true",
             "#last_version = if_not_exists(#last_version, :last_version)",
+            // A row this service wrote always has a publish marker (empty:
+            // never published); its absence means the library wrote LATEST.
+            "#published = if_not_exists(#published, :never)",
+            "#created_by = :actor",
         ];
         let mut remove = vec![];
         let mut update = self
@@ -380,7 +437,11 @@ impl Repository {
             .expression_attribute_values(":size", nv(new.size))
             .expression_attribute_values(":metadata", AttributeValue::M(metadata))
             .expression_attribute_values(":upload_id", sv(new.upload_id))
-            .expression_attribute_values(":last_version", nv(new.last_version));
+            .expression_attribute_values(":last_version", nv(new.last_version))
+            .expression_attribute_names("#published", attr::PUBLISHED_SHA256)
+            .expression_attribute_names("#created_by", attr::CREATED_BY)
+            .expression_attribute_values(":never", sv(""))
+            .expression_attribute_values(":actor", sv(new.actor));
         match new.content_type {
             Some(ct) => {
                 set.push("#content_type = :content_type");
@@ -428,4 +489,5 @@ struct NewLatest<'a> {
     upload_id: &'a str,
     /// Seed for the version counter when the row has none yet.
     last_version: u32,
+    actor: &'a str,
 }

@@ -3,15 +3,17 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, ConditionCheck, DeleteRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_s3::types::{ChecksumAlgorithm, Delete, ObjectIdentifier};
 use base64::Engine;
 
+use super::aliases::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository, decode_cursor, encode_cursor, page_size};
 use crate::error::{Error, Result};
-use crate::layout::{alias_pk, attr, format_update_at, now};
-use crate::model::{Artifact, Page, Published};
+use crate::layout::{alias_pk, attr, format_update_at, history_pk, now};
+use crate::model::{Artifact, LOCAL_ACTOR, Page, Published};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{AliasRow, Item, VersionRow, nv, sv, version_key};
 
@@ -81,9 +83,19 @@ impl Repository {
     /// AWS calls: UpdateItem, CopyObject, PutItem (3); unchanged: UpdateItem,
     /// GetItem (2). Rows written by the Python library cost one more Query.
     pub async fn publish_version(&self, name: &ArtifactName, force: bool) -> Result<Published> {
-        let mut force = force;
+        self.publish_version_as(name, force, LOCAL_ACTOR).await
+    }
+
+    /// [`Self::publish_version`], recording `actor` as the version's creator.
+    pub async fn publish_version_as(
+        &self,
+        name: &ArtifactName,
+        force: bool,
+        actor: &str,
+    ) -> Result<Published> {
+        let mut mode = if force { Mode::Force } else { Mode::IfChanged };
         for _ in 0..MAX_ATTEMPTS {
-            let latest = match self.reserve_version(name, force).await? {
+            let latest = match self.reserve_version(name, &mode).await? {
                 Reservation::Reserved(row) => row,
                 Reservation::Unchanged(row) => {
                     if let Some(found) = self.published_as(name, &row).await? {
@@ -93,7 +105,22 @@ impl Repository {
                         });
                     }
                     // The version LATEST was published as is gone: publish again.
-                    force = true;
+                    mode = Mode::Force;
+                    continue;
+                }
+                Reservation::MarkerMissing(row) => {
+                    // LATEST written by the library, which keeps no publish
+                    // marker: unchanged means equal to the newest live version.
+                    if let Some(newest) = self.newest_live_version(name).await?
+                        && newest.sha256 == row.sha256
+                    {
+                        return Ok(Published {
+                            artifact: newest.to_artifact(&self.layout),
+                            created: false,
+                        });
+                    }
+                    // Publish, unless a concurrent publish set the marker first.
+                    mode = Mode::FirstMarker(row.sha256);
                     continue;
                 }
                 Reservation::CounterMissing => {
@@ -121,6 +148,7 @@ impl Repository {
                 .map(|(k, v)| (k.clone(), sv(v)))
                 .collect();
             item.insert(attr::METADATA.into(), AttributeValue::M(metadata));
+            item.insert(attr::CREATED_BY.into(), sv(actor));
             if let Some(v) = &copy {
                 item.insert(attr::S3_VERSION_ID.into(), sv(v));
             }
@@ -168,13 +196,13 @@ impl Repository {
                         Some(_) => {
                             self.undo_copy(name, version, copy).await?;
                             self.sync_counter(name).await?;
-                            force = true;
+                            mode = Mode::Force;
                         }
                     }
                 }
             }
         }
-        Err(Error::Conflict(format!(
+        Err(Error::ConcurrentModification(format!(
             "publishing {name} kept conflicting with other writers; retry"
         )))
     }
@@ -205,15 +233,60 @@ impl Repository {
         Ok(None)
     }
 
-    /// Atomically takes the next version number, unless LATEST is unchanged.
-    async fn reserve_version(&self, name: &ArtifactName, force: bool) -> Result<Reservation> {
-        let mut condition = "attribute_exists(#last_version) AND #is_deleted = :false".to_owned();
-        if !force {
-            condition.push_str(" AND (attribute_not_exists(#published) OR #published <> #sha256)");
+    /// The newest numbered version that is not soft-deleted. One Query per
+    /// 100 rows from the newest (deleted rows are skipped by a filter).
+    async fn newest_live_version(&self, name: &ArtifactName) -> Result<Option<VersionRow>> {
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.layout.table)
+                .key_condition_expression("#pk = :pk AND #sk < :latest")
+                .filter_expression("#is_deleted = :false")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+                .expression_attribute_values(":pk", sv(name.as_str()))
+                .expression_attribute_values(":latest", sv(Version::LATEST))
+                .expression_attribute_values(":false", AttributeValue::Bool(false))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(100)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("Query", e))?;
+            if let Some(item) = out.items().first() {
+                return VersionRow::from_item(item).map(Some);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(None),
+            }
         }
-        let out = self
-            .ddb
-            .update_item()
+    }
+
+    /// Atomically takes the next version number, unless `mode` says LATEST
+    /// is unchanged.
+    async fn reserve_version(&self, name: &ArtifactName, mode: &Mode) -> Result<Reservation> {
+        let mut condition = "attribute_exists(#last_version) AND #is_deleted = :false".to_owned();
+        let mut seen = None;
+        match mode {
+            Mode::Force => {}
+            Mode::IfChanged => {
+                condition.push_str(" AND attribute_exists(#published) AND #published <> #sha256")
+            }
+            Mode::FirstMarker(sha256) => {
+                condition.push_str(" AND attribute_not_exists(#published) AND #sha256 = :seen");
+                seen = Some(sv(sha256));
+            }
+        }
+        let mut update = self.ddb.update_item();
+        if let Some(seen) = seen {
+            update = update.expression_attribute_values(":seen", seen);
+        }
+        let out = update
             .table_name(&self.layout.table)
             .set_key(Some(version_key(name, Version::Latest)))
             .update_expression("SET #last_version = #last_version + :one, #published = #sha256")
@@ -258,6 +331,9 @@ impl Repository {
                         name: name.to_string(),
                     }),
                     Some(row) if row.last_version.is_none() => Ok(Reservation::CounterMissing),
+                    Some(row) if row.published_sha256.is_none() => {
+                        Ok(Reservation::MarkerMissing(row))
+                    }
                     Some(row) => Ok(Reservation::Unchanged(row)),
                 }
             }
@@ -273,10 +349,8 @@ impl Repository {
         version: Version,
     ) -> Result<Option<String>> {
         let key = self.layout.object_key(name, Version::Latest);
-        let source = match &latest.s3_version_id {
-            Some(v) => format!("{}/{}?versionId={}", self.layout.bucket, key, v),
-            None => format!("{}/{}", self.layout.bucket, key),
-        };
+        let source =
+            crate::layout::copy_source(&self.layout.bucket, &key, latest.s3_version_id.as_deref());
         let out = self
             .s3
             .copy_object()
@@ -299,7 +373,7 @@ impl Repository {
             && got != want
         {
             self.undo_copy(name, version, copied).await?;
-            return Err(Error::Conflict(format!(
+            return Err(Error::ConcurrentModification(format!(
                 "LATEST of {name} changed while publishing; retry"
             )));
         }
@@ -393,7 +467,10 @@ impl Repository {
     /// Refused with 409 while an alias targets it: the alias partition is read
     /// (catching aliases the Python library wrote), and the write is
     /// conditional on the version row carrying no alias reference (catching a
-    /// concurrent alias move). A missing version is 404 and writes nothing.
+    /// concurrent alias move). References no alias row backs any more (left by
+    /// an interrupted purge, or by the library moving an alias) are cleaned,
+    /// not obeyed. A missing version is 404 and writes nothing; a delete
+    /// retried after its answer was lost answers as the first would have.
     /// AWS calls: Query, UpdateItem (2).
     pub async fn delete_version(&self, name: &ArtifactName, version: Version) -> Result<()> {
         if version.is_latest() {
@@ -401,31 +478,60 @@ impl Repository {
                 "LATEST cannot be deleted; purge the artifact to remove it entirely".into(),
             ));
         }
-        let in_use = self.aliases_targeting(name, version).await?;
-        if !in_use.is_empty() {
-            return Err(version_in_use(name, version, in_use));
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        for attempt in 0..MAX_ATTEMPTS {
+            let aliases = self.alias_rows(name).await?;
+            let in_use = targeting(&aliases, version);
+            if !in_use.is_empty() {
+                return Err(version_in_use(name, version, in_use));
+            }
+            match self.soft_delete(name, version, &token).await? {
+                SoftDelete::Deleted => return Ok(()),
+                SoftDelete::Missing => return Err(Error::version_not_found(name, version)),
+                SoftDelete::Referenced(row) => {
+                    self.clean_stale_references(name, &row, &aliases).await?;
+                }
+            }
+            super::backoff(attempt).await;
         }
+        Err(Error::ConcurrentModification(format!(
+            "version {version} of {name} kept being referenced; retry"
+        )))
+    }
+
+    /// Soft-deletes a live version that no alias references, marking the
+    /// write with `token` so that a retry of a write that landed knows it.
+    pub(super) async fn soft_delete(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+        token: &str,
+    ) -> Result<SoftDelete> {
         let out = self
             .ddb
             .update_item()
             .table_name(&self.layout.table)
             .set_key(Some(version_key(name, version)))
-            .update_expression("SET #is_deleted = :true, #deleted_at = :now")
+            .update_expression(
+                "SET #is_deleted = :true, #deleted_at = :now, #deleted_by_request = :token",
+            )
             .condition_expression(
                 "attribute_exists(#pk) AND #is_deleted = :false AND attribute_not_exists(#aliases)",
             )
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
             .expression_attribute_names("#deleted_at", attr::DELETED_AT)
+            .expression_attribute_names("#deleted_by_request", attr::DELETED_BY_REQUEST)
             .expression_attribute_names("#aliases", attr::ALIASES)
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", sv(format_update_at(now())))
+            .expression_attribute_values(":token", sv(token))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match out {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(SoftDelete::Deleted),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
@@ -440,31 +546,85 @@ impl Repository {
                     Some(row) => Some(row),
                     None => self.get_row(name, version).await?,
                 };
-                match old {
-                    Some(row) if row.is_live() && !row.aliases.is_empty() => Err(version_in_use(
-                        name,
-                        version,
-                        row.aliases.into_iter().collect(),
-                    )),
-                    _ => Err(Error::version_not_found(name, version)),
-                }
+                Ok(match old {
+                    Some(row)
+                        if row.is_deleted && row.deleted_by_request.as_deref() == Some(token) =>
+                    {
+                        SoftDelete::Deleted
+                    }
+                    Some(row) if row.is_live() && !row.aliases.is_empty() => {
+                        SoftDelete::Referenced(Box::new(row))
+                    }
+                    _ => SoftDelete::Missing,
+                })
             }
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
 
-    /// Aliases whose primary or secondary is `version` (one Query per page).
-    pub(super) async fn aliases_targeting(
+    /// Removes the references of `row` that no alias row backs (an
+    /// interrupted purge, the library moving or deleting an alias). Each
+    /// removal is conditional on the alias row still not targeting the
+    /// version, in one transaction, so a concurrent alias move is never
+    /// undone. 409 when a reference is real. AWS calls: TransactWriteItems.
+    pub(super) async fn clean_stale_references(
         &self,
         name: &ArtifactName,
-        version: Version,
-    ) -> Result<Vec<String>> {
-        let rows = self.alias_rows(name).await?;
-        Ok(rows
-            .into_iter()
-            .filter(|row| row.targets().any(|t| t == version))
-            .map(|row| row.alias.to_string())
-            .collect())
+        row: &VersionRow,
+        aliases: &[AliasRow],
+    ) -> Result<()> {
+        let real = targeting(aliases, row.version);
+        let stale: Vec<&String> = row
+            .aliases
+            .iter()
+            .filter(|a| !real.contains(a))
+            .take(99)
+            .collect();
+        if stale.is_empty() {
+            return Err(version_in_use(name, row.version, real));
+        }
+        let sort_key = sv(row.version.sort_key());
+        let mut ops = Vec::with_capacity(stale.len() + 1);
+        for alias in &stale {
+            let check = ConditionCheck::builder()
+                .table_name(&self.layout.table)
+                .set_key(Some(crate::rows::key(alias_pk(name), alias.as_str())))
+                .condition_expression(
+                    "attribute_not_exists(#pk) OR (#version <> :v AND (attribute_not_exists(#secondary) OR #secondary <> :v))",
+                )
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#version", attr::VERSION)
+                .expression_attribute_names("#secondary", attr::SECONDARY_VERSION)
+                .expression_attribute_values(":v", sort_key.clone())
+                .build()
+                .map_err(super::invalid_sdk_input)?;
+            ops.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        let update = Update::builder()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, row.version)))
+            .update_expression("DELETE #aliases :stale")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#aliases", attr::ALIASES)
+            .expression_attribute_values(
+                ":stale",
+                AttributeValue::Ss(stale.iter().map(|a| (*a).clone()).collect()),
+            )
+            .build()
+            .map_err(super::invalid_sdk_input)?;
+        ops.push(TransactWriteItem::builder().update(update).build());
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        match self.transact(ops, &token).await {
+            Ok(()) => {
+                tracing::info!(%name, version = %row.version, ?stale, "cleaned stale alias references");
+                Ok(())
+            }
+            // An alias moved onto the version meanwhile, or another writer
+            // touched it: the caller reads again.
+            Err(TransactFailure::Conditions(_) | TransactFailure::Contention) => Ok(()),
+            Err(TransactFailure::Failed(e)) => Err(e),
+        }
     }
 
     pub(super) async fn alias_rows(&self, name: &ArtifactName) -> Result<Vec<AliasRow>> {
@@ -495,34 +655,46 @@ impl Repository {
                     })?,
             ),
         };
-        let (items, next_token) = self.list_names(limit, token, None).await?;
+        let (items, next_token, _) = self.list_names(limit, token, None).await?;
         let next_cursor = next_token.map(|t| super::URL_SAFE_NO_PAD.encode(t));
         Ok(Page { items, next_cursor })
     }
 
-    /// Up to `limit` artifact names that sort after `after` in S3's order, and
-    /// whether more follow. For passes that resume where they stopped.
+    /// One page of at most `limit` entries of the store prefix, from the
+    /// entry after `after`: the valid artifact names among them, and, when
+    /// more follow, the page's last entry to resume after. For passes that
+    /// resume where they stopped.
+    ///
+    /// An entry is relative to the store prefix: `name/` for a "directory"
+    /// (an artifact's objects), or the key of an object right under the
+    /// prefix. The resume point is the page's last raw entry, valid name or
+    /// not, so that a page holding none still advances.
     pub async fn artifact_names_after(
         &self,
-        after: Option<&ArtifactName>,
+        after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<ArtifactName>, bool)> {
-        // Every key below `{prefix}/{name}/` sorts before `{prefix}/{name}0`
-        // ('0' follows '/'), so the listing starts at the next artifact.
+    ) -> Result<(Vec<ArtifactName>, Option<String>)> {
         let prefix = self.layout.store_prefix();
-        let start_after = after.map(|name| format!("{prefix}{name}0"));
-        let (names, next_token) = self.list_names(limit, None, start_after).await?;
-        Ok((names, next_token.is_some()))
+        let start_after = after.map(|entry| match entry.strip_suffix('/') {
+            // Every key below `{prefix}/{dir}/` sorts before `{prefix}/{dir}0`
+            // ('0' follows '/'), so the listing starts at the next entry.
+            Some(dir) => format!("{prefix}{dir}0"),
+            None => format!("{prefix}{entry}"),
+        });
+        let (names, next_token, last) = self.list_names(limit, None, start_after).await?;
+        Ok((names, next_token.and(last)))
     }
 
     /// One page of artifact names, as the library sees them: the
-    /// "directories" right under the store prefix. One ListObjectsV2.
+    /// "directories" right under the store prefix; the continuation token;
+    /// and the page's last entry (key or "directory", relative to the
+    /// prefix), valid name or not. One ListObjectsV2.
     async fn list_names(
         &self,
         limit: u32,
         token: Option<String>,
         start_after: Option<String>,
-    ) -> Result<(Vec<ArtifactName>, Option<String>)> {
+    ) -> Result<(Vec<ArtifactName>, Option<String>, Option<String>)> {
         let prefix = self.layout.store_prefix();
         let out = self
             .s3
@@ -560,7 +732,14 @@ impl Repository {
             .next_continuation_token()
             .filter(|_| out.is_truncated() == Some(true))
             .map(str::to_owned);
-        Ok((names, next_token))
+        // Keys and "directories" share the page, each in key order.
+        let last_key = out.contents().last().and_then(|o| o.key());
+        let last_dir = out.common_prefixes().last().and_then(|p| p.prefix());
+        let last = last_key
+            .max(last_dir)
+            .and_then(|entry| entry.strip_prefix(&prefix))
+            .map(str::to_owned);
+        Ok((names, next_token, last))
     }
 
     /// Wipes an artifact: every row of its partitions, then every S3 object
@@ -569,7 +748,7 @@ impl Repository {
     /// missing bytes; running it again finishes the job. 404 when nothing exists.
     pub async fn purge_artifact(&self, name: &ArtifactName) -> Result<()> {
         let mut keys: Vec<Item> = Vec::new();
-        for pk in [alias_pk(name), name.to_string()] {
+        for pk in [alias_pk(name), history_pk(name), name.to_string()] {
             for item in self.query_all(&pk).await? {
                 let (Some(pk), Some(sk)) = (item.get(attr::PK), item.get(attr::SK)) else {
                     continue;
@@ -670,10 +849,7 @@ impl Repository {
                     .set_objects(Some(ids))
                     .quiet(true)
                     .build()
-                    .map_err(|e| Error::Upstream {
-                        operation: "build request",
-                        source: Box::new(e),
-                    })?;
+                    .map_err(|e| Error::internal("build request", e))?;
                 let result = self
                     .s3
                     .delete_objects()
@@ -683,7 +859,7 @@ impl Repository {
                     .await
                     .map_err(|e| Error::upstream("DeleteObjects", e))?;
                 if let Some(failed) = result.errors().first() {
-                    return Err(Error::Upstream {
+                    return Err(Error::UpstreamError {
                         operation: "DeleteObjects",
                         source: format!("could not delete {:?}: {:?}", failed.key(), failed.code())
                             .into(),
@@ -708,6 +884,35 @@ enum Reservation {
     Unchanged(VersionRow),
     /// LATEST has no counter yet (written by the Python library).
     CounterMissing,
+    /// LATEST has no publish marker (written by the Python library).
+    MarkerMissing(VersionRow),
+}
+
+/// When a publish takes a number.
+enum Mode {
+    /// Only when LATEST changed since it was last published.
+    IfChanged,
+    /// Always (`force`).
+    Force,
+    /// When LATEST still holds these bytes and carries no marker yet.
+    FirstMarker(String),
+}
+
+/// Whether a soft delete happened, and why not.
+pub(super) enum SoftDelete {
+    Deleted,
+    /// No live row (never existed, already deleted, purged).
+    Missing,
+    /// The row still lists alias references.
+    Referenced(Box<VersionRow>),
+}
+
+/// The aliases (of `rows`) whose primary or secondary is `version`.
+pub(super) fn targeting(rows: &[AliasRow], version: Version) -> Vec<String> {
+    rows.iter()
+        .filter(|row| row.targets().any(|t| t == version))
+        .map(|row| row.alias.to_string())
+        .collect()
 }
 
 pub(super) fn next_sort_key(key: Option<&HashMap<String, AttributeValue>>) -> Option<&str> {

@@ -1,7 +1,8 @@
 //! A fault-injecting HTTP proxy between the repository's SDK clients and the
-//! emulator. At `rate`, a request meets one of: a 503, a 500, the connection
-//! dropped before forwarding, the connection dropped *after* forwarding (the
-//! write happened, its answer is lost), or a delay.
+//! emulator. A [`Faults`] plan decides per request: a 503, a 500, the
+//! connection dropped before forwarding, the connection dropped *after*
+//! forwarding (the write happened, its answer is lost), or a delay. `make
+//! stress` injects them at random; tests target one AWS operation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +41,66 @@ impl FaultCounts {
     }
 }
 
+/// A fault for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Status503,
+    Status500,
+    ResetBefore,
+    /// Forward, then drop the connection: the write lands, its answer is lost.
+    ResetAfter,
+    Delay,
+}
+
+/// Which requests meet which fault.
+#[derive(Clone)]
+pub enum Faults {
+    /// Each request, with probability `rate`, meets one of the five faults.
+    Random(f64),
+    /// The first `times` requests whose DynamoDB operation (`X-Amz-Target`,
+    /// e.g. `UpdateItem`) or S3 method is `operation` meet `fault`.
+    First {
+        operation: &'static str,
+        fault: Fault,
+        times: Arc<AtomicU64>,
+    },
+}
+
+impl Faults {
+    pub fn first(operation: &'static str, fault: Fault, times: u64) -> Self {
+        Self::First {
+            operation,
+            fault,
+            times: Arc::new(AtomicU64::new(times)),
+        }
+    }
+
+    fn pick(&self, operation: &str) -> Option<Fault> {
+        match self {
+            Self::Random(rate) => (rand::random::<f64>() < *rate).then(|| {
+                [
+                    Fault::Status503,
+                    Fault::Status500,
+                    Fault::ResetBefore,
+                    Fault::ResetAfter,
+                    Fault::Delay,
+                ][rand::random_range(0..5usize)]
+            }),
+            Self::First {
+                operation: wanted,
+                fault,
+                times,
+            } => (operation == *wanted
+                && times
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok())
+            .then_some(*fault),
+        }
+    }
+}
+
 /// Starts the proxy on a free loopback port; returns its URL.
-pub async fn start(upstream: String, rate: f64, counts: Arc<FaultCounts>) -> String {
+pub async fn start(upstream: String, faults: Faults, counts: Arc<FaultCounts>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind proxy");
@@ -55,12 +114,21 @@ pub async fn start(upstream: String, rate: f64, counts: Arc<FaultCounts>) -> Str
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (client, upstream, counts) = (client.clone(), upstream.clone(), counts.clone());
+            let (client, upstream, counts, faults) = (
+                client.clone(),
+                upstream.clone(),
+                counts.clone(),
+                faults.clone(),
+            );
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    let (client, upstream, counts) =
-                        (client.clone(), upstream.clone(), counts.clone());
-                    async move { handle(request, &client, &upstream, rate, &counts).await }
+                    let (client, upstream, counts, faults) = (
+                        client.clone(),
+                        upstream.clone(),
+                        counts.clone(),
+                        faults.clone(),
+                    );
+                    async move { handle(request, &client, &upstream, &faults, &counts).await }
                 });
                 // A service error closes the connection without an answer: the reset faults.
                 let _ = http1::Builder::new()
@@ -87,24 +155,31 @@ async fn handle(
     request: Request<Incoming>,
     client: &reqwest::Client,
     upstream: &str,
-    rate: f64,
+    faults: &Faults,
     counts: &FaultCounts,
 ) -> Result<Response<Full<Bytes>>, Reset> {
-    let fault = (rand::random::<f64>() < rate).then(|| rand::random_range(0..5u8));
+    let operation = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or_else(|| request.method().as_str())
+        .to_owned();
+    let fault = faults.pick(&operation);
     match fault {
-        Some(0) => {
+        Some(Fault::Status503) => {
             counts.status_503.fetch_add(1, Ordering::Relaxed);
             return Ok(status(StatusCode::SERVICE_UNAVAILABLE));
         }
-        Some(1) => {
+        Some(Fault::Status500) => {
             counts.status_500.fetch_add(1, Ordering::Relaxed);
             return Ok(status(StatusCode::INTERNAL_SERVER_ERROR));
         }
-        Some(2) => {
+        Some(Fault::ResetBefore) => {
             counts.reset_before.fetch_add(1, Ordering::Relaxed);
             return Err(Reset);
         }
-        Some(4) => {
+        Some(Fault::Delay) => {
             counts.delayed.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(rand::random_range(20..200))).await;
         }
@@ -128,7 +203,7 @@ async fn handle(
     let status_code = response.status();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.map_err(|_| Reset)?;
-    if fault == Some(3) {
+    if fault == Some(Fault::ResetAfter) {
         counts.reset_after.fetch_add(1, Ordering::Relaxed);
         return Err(Reset);
     }

@@ -1,0 +1,403 @@
+//! The defects found when the service was tried beside `versioned` 1.0.1,
+//! against AWS's documented behaviour and with hostile input — one test per
+//! fix, each failing without it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use shared::model::{AliasTarget, RetentionPolicy, UploadRequest};
+use shared::repository::{DEFAULT_CONTENT_TYPE, metadata_limits};
+use shared::{AliasName, ErrorKind, Version};
+use test_support::proxy::{self, Fault, FaultCounts, Faults};
+use test_support::{TestStore, emulator, name, put_bytes, sha256_hex};
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn alias(s: &str) -> AliasName {
+    s.parse().unwrap()
+}
+
+fn to(version: u32) -> AliasTarget {
+    AliasTarget {
+        version: Version::Number(version),
+        secondary: None,
+    }
+}
+
+fn keep(keep_last_n: u32) -> RetentionPolicy {
+    RetentionPolicy {
+        keep_last_n,
+        older_than: Duration::ZERO,
+    }
+}
+
+/// `app` with versions 1..=n of distinct bytes.
+async fn published(store: &TestStore, n: u32) -> shared::ArtifactName {
+    let app = name("app");
+    for i in 1..=n {
+        store.upload(&app, format!("build {i}").as_bytes()).await;
+        store.repo.publish_version(&app, false).await.unwrap();
+    }
+    app
+}
+
+fn call(store: &TestStore, method: &str, kwargs: serde_json::Value) -> serde_json::Value {
+    store.library(&["call", method, &kwargs.to_string()])
+}
+
+#[tokio::test]
+async fn aliases_named_as_only_the_library_allows_are_listed_protect_their_targets_and_can_be_moved_and_deleted()
+ {
+    let store = TestStore::new().await;
+    let app = published(&store, 3).await;
+    for library_name in ["v1.0", "1prod"] {
+        call(
+            &store,
+            "put_alias",
+            serde_json::json!({"name": "app", "alias": library_name, "version": 1}),
+        );
+    }
+
+    let listed = store.repo.list_aliases(&app, None, None).await.unwrap();
+    let names: Vec<&str> = listed.items.iter().map(|a| a.alias.as_str()).collect();
+    assert_eq!(names, ["1prod", "v1.0"]);
+    let refused = store.repo.delete_version(&app, Version::Number(1)).await;
+    assert_eq!(refused.unwrap_err().code(), "VersionInUse");
+    let report = store
+        .repo
+        .purge_versions(&app, keep(1), false)
+        .await
+        .unwrap();
+    let deleted: Vec<Version> = report.deleted.iter().map(|a| a.version).collect();
+    assert_eq!(
+        deleted,
+        [Version::Number(2)],
+        "1 is kept for its aliases, 3 is the newest"
+    );
+
+    assert_eq!(
+        store
+            .repo
+            .get_alias(&app, &alias("v1.0"))
+            .await
+            .unwrap()
+            .version,
+        Version::Number(1)
+    );
+    let moved = store.repo.put_alias(&app, &alias("v1.0"), to(3)).await;
+    assert_eq!(moved.unwrap().version, Version::Number(3));
+    store
+        .repo
+        .delete_alias(&app, &alias("1prod"))
+        .await
+        .unwrap();
+    store
+        .repo
+        .delete_version(&app, Version::Number(1))
+        .await
+        .unwrap();
+    // New aliases keep the strict rule.
+    let created = store.repo.put_alias(&app, &alias("v2.0"), to(3)).await;
+    assert_eq!(created.unwrap_err().code(), "InvalidAliasName");
+}
+
+#[tokio::test]
+async fn publishing_an_unchanged_latest_after_the_library_published_it_returns_the_newest_version()
+{
+    let store = TestStore::new().await;
+    let app = name("app");
+    call(
+        &store,
+        "put_artifact",
+        serde_json::json!({"name": "app", "content": "library build"}),
+    );
+    call(
+        &store,
+        "publish_artifact_version",
+        serde_json::json!({"name": "app"}),
+    );
+
+    let again = store.repo.publish_version(&app, false).await.unwrap();
+    assert!(!again.created, "an unchanged LATEST is not published again");
+    assert_eq!(again.artifact.version, Version::Number(1));
+    let versions = store.repo.list_versions(&app, None, None).await.unwrap();
+    assert_eq!(versions.items.len(), 2, "LATEST and 1 only");
+
+    call(
+        &store,
+        "put_artifact",
+        serde_json::json!({"name": "app", "content": "library build 2"}),
+    );
+    let next = store.repo.publish_version(&app, false).await.unwrap();
+    assert!(next.created);
+    assert_eq!(next.artifact.version, Version::Number(2));
+    let same = store.repo.publish_version(&app, false).await.unwrap();
+    assert_eq!(
+        (same.created, same.artifact.version),
+        (false, Version::Number(2))
+    );
+}
+
+#[tokio::test]
+async fn reclaim_keeps_the_bytes_of_a_deleted_version_that_a_library_alias_points_at() {
+    let store = TestStore::new().await;
+    let app = published(&store, 2).await;
+    // The library deletes a version its alias points at.
+    call(
+        &store,
+        "put_alias",
+        serde_json::json!({"name": "app", "alias": "prod", "version": 1}),
+    );
+    call(
+        &store,
+        "delete_artifact_version",
+        serde_json::json!({"name": "app", "version": 1}),
+    );
+
+    // The first pass starts the grace period of the library's deletion; the
+    // second would reclaim it.
+    for _ in 0..2 {
+        let report = store.repo.reclaim(&app, Duration::ZERO).await.unwrap();
+        assert!(report.reclaimed.is_empty(), "{:?}", report.reclaimed);
+    }
+    let key = store.repo.layout().object_key(&app, Version::Number(1));
+    let head = store
+        .s3
+        .head_object()
+        .bucket(&store.config.bucket)
+        .key(&key)
+        .send()
+        .await;
+    assert!(head.is_ok(), "the bytes of version 1 are still there");
+}
+
+#[tokio::test]
+async fn stale_alias_references_left_by_the_library_do_not_block_delete_or_retention() {
+    let store = TestStore::new().await;
+    let app = published(&store, 3).await;
+    store
+        .repo
+        .put_alias(&app, &alias("prod"), to(1))
+        .await
+        .unwrap();
+    store
+        .repo
+        .put_alias(&app, &alias("staging"), to(2))
+        .await
+        .unwrap();
+    // The library deletes and moves aliases without touching our references.
+    call(
+        &store,
+        "delete_alias",
+        serde_json::json!({"name": "app", "alias": "prod"}),
+    );
+    call(
+        &store,
+        "put_alias",
+        serde_json::json!({"name": "app", "alias": "staging", "version": 3}),
+    );
+
+    store
+        .repo
+        .delete_version(&app, Version::Number(1))
+        .await
+        .unwrap();
+    let report = store
+        .repo
+        .purge_versions(&app, keep(0), false)
+        .await
+        .unwrap();
+    let deleted: Vec<Version> = report.deleted.iter().map(|a| a.version).collect();
+    assert_eq!(deleted, [Version::Number(2)], "3 is staging's, for real");
+    let refused = store.repo.delete_version(&app, Version::Number(3)).await;
+    assert_eq!(refused.unwrap_err().code(), "VersionInUse");
+}
+
+#[tokio::test]
+async fn metadata_up_to_the_documented_budget_fits_s3s_2_kib_with_the_longest_name() {
+    let store = TestStore::new().await;
+    let longest = name(&"n".repeat(shared::ArtifactName::MAX_LEN));
+    let declare = |metadata: Vec<(String, String)>| UploadRequest {
+        sha256: sha256_hex(b"x"),
+        size: 1,
+        content_type: None,
+        metadata: metadata.into_iter().collect(),
+    };
+    let budget = metadata_limits::USER_BYTES;
+    let fits = vec![("k".to_owned(), "v".repeat(budget - 1))];
+    let ticket = store
+        .repo
+        .create_upload(&longest, declare(fits))
+        .await
+        .unwrap();
+    // What S3 counts: every x-amz-meta-* key (without the prefix) and value.
+    let stored: usize = ticket
+        .headers
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("x-amz-meta-").map(|k| k.len() + v.len()))
+        .sum();
+    assert!(
+        stored <= metadata_limits::S3_USER_METADATA_BYTES,
+        "{stored} bytes of user metadata would be refused by S3"
+    );
+    let over = vec![("k".to_owned(), "v".repeat(budget))];
+    let refused = store.repo.create_upload(&longest, declare(over)).await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::TooLarge);
+    let many: Vec<_> = (0..=metadata_limits::MAX_KEYS)
+        .map(|i| (format!("k{i}"), "v".into()))
+        .collect();
+    let refused = store.repo.create_upload(&longest, declare(many)).await;
+    assert_eq!(refused.unwrap_err().code(), "InvalidRequest");
+}
+
+#[test]
+fn openapi_states_the_metadata_limits_the_code_enforces() {
+    let root = test_support::workspace_root();
+    let text = std::fs::read_to_string(root.join("openapi.yaml")).unwrap();
+    let doc: Yaml = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    let schema = &doc["paths"]["/artifacts/{name}/uploads"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["properties"]["metadata"];
+    assert_eq!(
+        schema["maxProperties"].as_i64(),
+        Some(metadata_limits::MAX_KEYS as i64)
+    );
+    let budget = metadata_limits::USER_BYTES.to_string();
+    assert!(
+        schema["description"].as_str().unwrap().contains(&budget),
+        "the description states {budget} bytes"
+    );
+    assert!(
+        schema["additionalProperties"]["pattern"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{{0,{budget}}}"))
+    );
+    assert!(
+        schema["propertyNames"]["pattern"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{{1,{}}}", metadata_limits::MAX_KEY_LEN))
+    );
+}
+
+#[tokio::test]
+async fn an_upload_without_a_content_type_is_signed_over_the_default_one() {
+    let store = TestStore::new().await;
+    let app = name("app");
+    let ticket = store
+        .repo
+        .create_upload(
+            &app,
+            UploadRequest {
+                sha256: sha256_hex(b"bytes"),
+                size: 5,
+                content_type: None,
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ticket.headers.get("content-type").map(String::as_str),
+        Some(DEFAULT_CONTENT_TYPE)
+    );
+    let signed = ticket.url.contains("content-type") || ticket.url.contains("content-type%3B");
+    assert!(signed, "content-type is a signed header: {}", ticket.url);
+    put_bytes(&store.http, &ticket, b"bytes").await;
+    let committed = store
+        .repo
+        .commit_upload(&app, &ticket.upload_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        committed.artifact.content_type.as_deref(),
+        Some(DEFAULT_CONTENT_TYPE)
+    );
+}
+
+/// A repository whose first `operation` request lands but loses its answer
+/// (the SDK then retries it).
+async fn losing_first_answer_of(
+    store: &TestStore,
+    operation: &'static str,
+) -> (shared::Repository, Arc<FaultCounts>) {
+    let counts = Arc::new(FaultCounts::default());
+    let url = proxy::start(
+        emulator().endpoint.clone(),
+        Faults::first(operation, Fault::ResetAfter, 1),
+        counts.clone(),
+    )
+    .await;
+    (store.repository_via(&url).await, counts)
+}
+
+fn answers_lost(counts: &FaultCounts) -> u64 {
+    counts
+        .reset_after
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn a_version_delete_whose_answer_was_lost_answers_as_if_it_had_arrived() {
+    let store = TestStore::new().await;
+    let app = published(&store, 2).await;
+    let (repo, counts) = losing_first_answer_of(&store, "UpdateItem").await;
+    repo.delete_version(&app, Version::Number(1)).await.unwrap();
+    assert_eq!(answers_lost(&counts), 1, "the fault was injected");
+    let gone = store.repo.get_version(&app, Version::Number(1)).await;
+    assert_eq!(gone.unwrap_err().code(), "VersionNotFound");
+    // A real second delete is still a 404.
+    let again = store.repo.delete_version(&app, Version::Number(1)).await;
+    assert_eq!(again.unwrap_err().code(), "VersionNotFound");
+}
+
+#[tokio::test]
+async fn alias_changes_whose_answer_was_lost_apply_once_and_answer_as_if_it_had_arrived() {
+    let store = TestStore::new().await;
+    let app = published(&store, 2).await;
+    let prod = alias("prod");
+
+    let (repo, counts) = losing_first_answer_of(&store, "TransactWriteItems").await;
+    let put = repo.put_alias(&app, &prod, to(1)).await.unwrap();
+    assert_eq!(put.revision, 1);
+    assert_eq!(answers_lost(&counts), 1, "the fault was injected");
+    let (repo, counts) = losing_first_answer_of(&store, "TransactWriteItems").await;
+    repo.delete_alias(&app, &prod).await.unwrap();
+    assert_eq!(answers_lost(&counts), 1, "the fault was injected");
+
+    let history = store
+        .repo
+        .alias_history(&app, &prod, None, None)
+        .await
+        .unwrap();
+    let revisions: Vec<u64> = history.items.iter().map(|c| c.revision).collect();
+    assert_eq!(revisions, [2, 1], "each change recorded exactly once");
+}
+
+#[tokio::test]
+async fn a_malformed_row_is_an_internal_error_not_an_upstream_one() {
+    let store = TestStore::new().await;
+    let app = published(&store, 1).await;
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key("pk", AttributeValue::S("app".into()))
+        .key("sk", AttributeValue::S("000001".into()))
+        .update_expression("SET update_at = :bad")
+        .expression_attribute_values(":bad", AttributeValue::S("not a time".into()))
+        .send()
+        .await
+        .unwrap();
+    let error = store
+        .repo
+        .get_version(&app, Version::Number(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.code()),
+        (ErrorKind::Internal, "Internal")
+    );
+    let response = shared::http::error_response(&error);
+    assert_eq!(response.status().as_u16(), 500);
+}
