@@ -450,10 +450,10 @@ fn calls(package: &str) -> Vec<Call> {
             ]),
         ],
         "resolve-alias" => vec![BatchGetItem, GetItem, download],
+        // Its bookkeeping row (cursor, failures, lease) takes conditional
+        // UpdateItems only.
         "scheduled-purge" => vec![
             GetItem,
-            PutItem,
-            DeleteItem,
             ListObjectsV2(Store),
             Query,
             UpdateItem,

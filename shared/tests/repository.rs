@@ -843,7 +843,22 @@ async fn every_operation_stays_within_its_aws_call_budget() {
     report.push(("put alias (create)", c, 3));
     let (r, c) = counted(repo, repo.put_alias(&n, &alias("prod"), to(2))).await;
     r.unwrap();
-    report.push(("put alias (move)", c, 3));
+    report.push(("put alias (move)", c, 2));
+    let (r, c) = counted(repo, repo.alias_history(&n, &alias("prod"), None, None)).await;
+    r.unwrap();
+    report.push(("alias history (1 page)", c, 1));
+    let (r, c) = counted(
+        repo,
+        repo.get_alias_at(&n, &alias("prod"), shared::layout::now()),
+    )
+    .await;
+    r.unwrap();
+    report.push(("get alias at a time", c, 1));
+    let (prod, change) = (alias("prod"), Default::default());
+    let (r, c) = counted(repo, repo.rollback_alias(&n, &prod, None, &change)).await;
+    r.unwrap();
+    report.push(("rollback alias", c, 3));
+    repo.put_alias(&n, &alias("prod"), to(2)).await.unwrap();
     let (r, c) = counted(repo, repo.get_alias(&n, &alias("prod"))).await;
     r.unwrap();
     report.push(("get alias", c, 1));

@@ -208,9 +208,12 @@ impl Repository {
         alias: &AliasName,
         at: OffsetDateTime,
     ) -> Result<Alias> {
+        let when = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| at.to_string());
         let not_then = || Error::AliasNotFound {
             name: name.to_string(),
-            alias: format!("{alias} (at {at})"),
+            alias: format!("{alias} (as of {when})"),
         };
         let mut start = None;
         let mut found: Option<AliasChange> = None;
