@@ -516,4 +516,11 @@ async fn history_never_shows_in_listings_and_the_library_reads_aliases_and_versi
         .map(|v| v["version"].as_str().unwrap())
         .collect();
     assert_eq!(library_versions, ["LATEST", "2", "1"]);
+
+    // Purging the artifact removes its history with it.
+    store.repo.purge_artifact(&app).await.unwrap();
+    let gone = store.repo.alias_history(&app, &prod, None, None).await;
+    assert_eq!(gone.unwrap_err().code(), "AliasNotFound");
+    let leftovers = store.raw_items().await;
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
