@@ -469,7 +469,7 @@ async fn a_deleted_alias_comes_back_by_rollback_and_a_rollback_onto_a_deleted_ve
         )
         .await;
     assert_eq!(fresh.status, 200);
-    for bad in ["3", "\"x\"", "\"\"", "*"] {
+    for bad in ["3", "\"x\"", "\"\"", "W/\"4\"", "\"4\", \"5\""] {
         let answer = api
             .call(
                 "PUT",
@@ -483,7 +483,23 @@ async fn a_deleted_alias_comes_back_by_rollback_and_a_rollback_onto_a_deleted_ve
     let nothing = api
         .call("POST", "/artifacts/app/aliases/fresh/rollback", None, &[])
         .await;
-    assert_eq!(nothing.status, 404, "its only change created it");
+    assert_eq!(
+        (nothing.status, nothing.body["error"]["code"].as_str()),
+        (404, Some("NothingToRollBack")),
+        "its only change created it"
+    );
+    let must_exist = api
+        .call(
+            "PUT",
+            "/artifacts/app/aliases/other",
+            Some(put("3")),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(
+        must_exist.status, 412,
+        "If-Match: * needs an existing alias"
+    );
 }
 
 #[tokio::test]

@@ -73,6 +73,8 @@ pub enum Error {
     },
     #[error("{0}")]
     TargetGone(String),
+    #[error("{0}")]
+    NothingToRollBack(String),
     #[error("upload verification failed: {0}")]
     UploadMismatch(String),
     #[error("too large: {0}")]
@@ -115,6 +117,7 @@ impl Error {
             Self::ConcurrentModification(_) => "ConcurrentModification",
             Self::AliasModified { .. } => "AliasModified",
             Self::TargetGone(_) => "TargetGone",
+            Self::NothingToRollBack(_) => "NothingToRollBack",
             Self::UploadMismatch(_) => "UploadMismatch",
             Self::TooLarge(_) => "TooLarge",
             Self::Throttled { .. } => "Throttled",
@@ -133,7 +136,8 @@ impl Error {
             Self::ArtifactNotFound { .. }
             | Self::VersionNotFound { .. }
             | Self::AliasNotFound { .. }
-            | Self::UploadNotFound { .. } => ErrorKind::NotFound,
+            | Self::UploadNotFound { .. }
+            | Self::NothingToRollBack(_) => ErrorKind::NotFound,
             Self::VersionInUse { .. } | Self::ConcurrentModification(_) | Self::TargetGone(_) => {
                 ErrorKind::Conflict
             }
@@ -229,6 +233,7 @@ mod tests {
                 detail: s(),
             },
             Error::TargetGone(s()),
+            Error::NothingToRollBack(s()),
             Error::UploadMismatch(s()),
             Error::TooLarge(s()),
             Error::Throttled {

@@ -158,8 +158,9 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 }
 
 /// The caller's IAM identity, from the API Gateway request context (SPEC
-/// 4.2): `userArn`, else the caller id, else the account; `local` when the
-/// request carries no context (the local server).
+/// 4.2): `userArn`, else the caller id, else the caller's account; `local`
+/// when the request carries no context (the local server). The API's own
+/// account (`requestContext.accountId`) is not the caller's: never used.
 pub fn actor(request: &Request) -> String {
     use lambda_http::request::RequestContext;
     let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
@@ -169,7 +170,6 @@ pub fn actor(request: &Request) -> String {
     iam.and_then(|i| i.user_arn.clone())
         .or_else(|| iam.and_then(|i| i.caller_id.clone()))
         .or_else(|| iam.and_then(|i| i.account_id.clone()))
-        .or_else(|| context.account_id.clone())
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| "anonymous".to_owned())
 }
@@ -192,10 +192,10 @@ pub fn precondition(request: &Request) -> Result<Precondition, Error> {
         (Some(_), Some(_)) => Err(Error::InvalidRequest(
             "send either If-Match or If-None-Match, not both".into(),
         )),
+        (Some(tag), None) if tag == "*" => Ok(Precondition::Exists),
         (Some(tag), None) => {
+            // If-Match compares strongly: a weak tag (`W/"3"`) never matches.
             let revision = tag
-                .strip_prefix("W/")
-                .unwrap_or(&tag)
                 .strip_prefix('"')
                 .and_then(|t| t.strip_suffix('"'))
                 .filter(|t| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit()))

@@ -158,6 +158,8 @@ pub enum Precondition {
     Revision(u64),
     /// Only if the alias does not exist (`If-None-Match: *`).
     Absent,
+    /// Only if the alias exists (`If-Match: *`).
+    Exists,
 }
 
 /// Where an alias sends one request.
@@ -165,6 +167,8 @@ pub enum Precondition {
 pub struct Resolved {
     pub name: ArtifactName,
     pub alias: AliasName,
+    /// The alias's revision the pick was made from.
+    pub revision: u64,
     pub version: Version,
     pub sha256: String,
     pub download_url: String,

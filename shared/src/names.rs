@@ -72,8 +72,9 @@ pub struct AliasName(String);
 
 impl AliasName {
     pub const MAX_LEN: usize = 64;
-    /// Longest name read back from the table (a DynamoDB sort key holds 1 KiB).
-    pub const MAX_STORED_LEN: usize = 1024;
+    /// Longest name addressed through the API: a DynamoDB sort key holds
+    /// 1 KiB, and the history's keys add `/` and a 12-digit revision.
+    pub const MAX_STORED_LEN: usize = 1000;
 
     pub fn as_str(&self) -> &str {
         &self.0
@@ -119,7 +120,7 @@ impl FromStr for AliasName {
         let reason = if s.is_empty() {
             Some("must not be empty")
         } else if s.len() > Self::MAX_STORED_LEN {
-            Some("must be at most 1024 bytes")
+            Some("must be at most 1000 bytes")
         } else if s.contains('/') || s == "." || s == ".." {
             Some("must be a single URL path segment")
         } else if s.chars().any(char::is_control) {
@@ -328,7 +329,7 @@ mod tests {
         ] {
             assert!(ok.parse::<AliasName>().is_ok(), "{ok:?} should be readable");
         }
-        for bad in ["", "a/b", ".", "..", "a\nb", &"a".repeat(1025)] {
+        for bad in ["", "a/b", ".", "..", "a\nb", &"a".repeat(1001)] {
             assert!(
                 bad.parse::<AliasName>().is_err(),
                 "{bad:?} is no path segment"

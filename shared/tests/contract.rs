@@ -103,6 +103,7 @@ fn every_error_code_is_documented() {
             detail: String::new(),
         },
         Error::TargetGone(String::new()),
+        Error::NothingToRollBack(String::new()),
         Error::UploadMismatch(String::new()),
         Error::TooLarge(String::new()),
         Error::Throttled {
@@ -414,7 +415,9 @@ fn calls(package: &str) -> Vec<Call> {
             UpdateItem,
             TransactWriteItems(&[TxItem::ConditionCheck, TxItem::Update]),
         ],
+        // LATEST is deleted first (alias changes racing the purge then fail).
         "purge-artifact" => vec![
+            DeleteItem,
             Query,
             BatchWriteItem,
             ListObjectVersions(Store),

@@ -79,7 +79,17 @@ fn expected(operation: Operation) -> (u16, &'static [&'static str]) {
         Operation::DeleteVersion | Operation::PurgeArtifact | Operation::DeleteAlias => (204, &[]),
         Operation::ApplyRetention => (200, &["deleted", "dry_run", "purge_time"]),
         Operation::PutAlias | Operation::GetAlias | Operation::RollbackAlias => (200, ALIAS),
-        Operation::ResolveAlias => (200, &["alias", "download_url", "name", "sha256", "version"]),
+        Operation::ResolveAlias => (
+            200,
+            &[
+                "alias",
+                "download_url",
+                "name",
+                "revision",
+                "sha256",
+                "version",
+            ],
+        ),
     }
 }
 

@@ -401,3 +401,32 @@ async fn a_malformed_row_is_an_internal_error_not_an_upstream_one() {
     let response = shared::http::error_response(&error);
     assert_eq!(response.status().as_u16(), 500);
 }
+
+#[tokio::test]
+async fn an_alias_change_racing_a_purge_that_removed_latest_fails_and_writes_nothing() {
+    let store = TestStore::new().await;
+    let app = published(&store, 1).await;
+    store
+        .repo
+        .put_alias(&app, &alias("prod"), to(1))
+        .await
+        .unwrap();
+    // A purge deletes LATEST first, then reads and deletes the partitions.
+    store
+        .ddb
+        .delete_item()
+        .table_name(&store.config.table)
+        .key("pk", AttributeValue::S("app".into()))
+        .key("sk", AttributeValue::S("LATEST".into()))
+        .send()
+        .await
+        .unwrap();
+    let before = store.raw_items().await.len();
+    let moved = store.repo.put_alias(&app, &alias("staging"), to(1)).await;
+    assert_eq!(moved.unwrap_err().code(), "ArtifactNotFound");
+    let deleted = store.repo.delete_alias(&app, &alias("prod")).await;
+    assert_eq!(deleted.unwrap_err().code(), "ArtifactNotFound");
+    assert_eq!(store.raw_items().await.len(), before, "nothing written");
+    store.repo.purge_artifact(&app).await.unwrap();
+    assert!(store.raw_items().await.is_empty());
+}

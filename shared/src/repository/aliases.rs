@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
@@ -114,54 +113,51 @@ impl Repository {
         to_revision: Option<u64>,
         change: &ChangeRequest,
     ) -> Result<Alias> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (state, undone) = match to_revision {
-                None => {
-                    let last = self
-                        .history_page(name, alias, 1, None, false)
-                        .await?
-                        .0
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| nothing_to_roll_back(name, alias, "it has no history"))?;
-                    let state = last.change.previous.clone().ok_or_else(|| {
-                        nothing_to_roll_back(name, alias, "its last change created it")
-                    })?;
-                    (state, Some(last.change.revision))
-                }
-                Some(n) => {
-                    let entry = self.history_entry(name, alias, n).await?.ok_or_else(|| {
-                        nothing_to_roll_back(name, alias, &format!("it has no revision {n}"))
-                    })?;
-                    let state = entry.change.state().ok_or_else(|| {
-                        Error::TargetGone(format!(
-                            "revision {n} of alias {alias} of {name} deleted it; delete the alias instead"
-                        ))
-                    })?;
-                    (state, None)
-                }
-            };
-            let mut guarded = change.clone();
-            if let (Precondition::None, Some(revision)) = (change.precondition, undone) {
-                guarded.precondition = Precondition::Revision(revision);
+        let (state, undone) = match to_revision {
+            None => {
+                let last = self
+                    .last_change(name, alias)
+                    .await?
+                    .ok_or_else(|| nothing_to_roll_back(name, alias, "it has no history"))?;
+                let state = last.change.previous.clone().ok_or_else(|| {
+                    nothing_to_roll_back(name, alias, "its only change created it")
+                })?;
+                (state, Some(last.change.revision))
             }
-            match self
-                .change_alias(name, alias, Intent::Rollback(state.target()), &guarded)
-                .await
-            {
-                Ok(row) => {
-                    return row.map(|r| r.to_alias(&self.layout)).ok_or_else(|| {
-                        Error::internal("rollback", "a rollback left no alias row")
-                    });
-                }
-                // Someone changed the alias since we read its history: look again.
-                Err(Error::AliasModified { .. }) if change.precondition == Precondition::None => {}
-                Err(e) => return Err(e),
+            Some(n) => {
+                let entry = self.history_entry(name, alias, n).await?.ok_or_else(|| {
+                    nothing_to_roll_back(name, alias, &format!("it has no revision {n}"))
+                })?;
+                let state = entry.change.state().ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "revision {n} of alias {alias} deleted it: it has no targets to go back to"
+                    ))
+                })?;
+                (state, None)
             }
+        };
+        let mut guarded = change.clone();
+        if let (Precondition::None, Some(revision)) = (change.precondition, undone) {
+            guarded.precondition = Precondition::Revision(revision);
         }
-        Err(Error::ConcurrentModification(format!(
-            "alias {alias} of {name} kept changing; retry"
-        )))
+        match self
+            .change_alias(name, alias, Intent::Rollback(state.target()), &guarded)
+            .await
+        {
+            Ok(row) => row
+                .map(|r| r.to_alias(&self.layout))
+                .ok_or_else(|| Error::internal("rollback", "a rollback left no alias row")),
+            // Someone changed the alias after we read its history: undoing
+            // "the last change" now would undo a change the caller never saw.
+            Err(Error::AliasModified { detail, .. })
+                if change.precondition == Precondition::None =>
+            {
+                Err(Error::ConcurrentModification(format!(
+                    "alias {alias} of {name} changed while rolling back ({detail}); read its history and retry"
+                )))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The alias's changes, newest first. AWS calls: 1 per page (2 on an
@@ -347,11 +343,32 @@ impl Repository {
             // other parameters, and a retry by the SDK reuses the attempt's.
             let token = format!("{request}-{attempt}");
             let (old, rows) = self.read_alias_and_versions(name, alias, &wanted).await?;
+            let ours = |t: Option<&str>| t.is_some_and(|t| t.starts_with(&format!("{request}-")));
+            // An earlier attempt of this very request landed (its answer was
+            // lost, or DynamoDB reported it still in progress): answer as it.
+            if let Some(o) = &old
+                && ours(o.token.as_deref())
+                && target.is_some()
+            {
+                return Ok(Some(o.clone()));
+            }
             // Rows without a revision (new, or the library's) continue the
             // sequence the history holds.
+            let last = match old.as_ref().and_then(|o| o.revision) {
+                Some(_) => None,
+                None => self.last_change(name, alias).await?,
+            };
+            if old.is_none()
+                && matches!(intent, Intent::Delete)
+                && last
+                    .as_ref()
+                    .is_some_and(|h| h.change.action == AliasAction::Delete && ours(Some(&h.token)))
+            {
+                return Ok(None);
+            }
             let logged = match old.as_ref().and_then(|o| o.revision) {
                 Some(_) => None,
-                None => Some(self.last_revision(name, alias).await?),
+                None => Some(last.as_ref().map_or(0, |h| h.change.revision)),
             };
             let current = match &old {
                 Some(o) => o.revision.unwrap_or(0),
@@ -371,6 +388,9 @@ impl Repository {
                         alias,
                         format!("is at revision {current}, not {r}"),
                     ));
+                }
+                Precondition::Exists if old.is_none() => {
+                    return Err(modified(name, alias, "does not exist (If-Match: *)".into()));
                 }
                 Precondition::Absent if old.is_some() => {
                     return Err(modified(
@@ -448,6 +468,16 @@ impl Repository {
                 self.history_write(&history)?,
             ];
             let mut op_versions = vec![None, None];
+            // The artifact must still exist: a purge deletes LATEST before it
+            // reads the partitions, so a change racing it either lands before
+            // (and is purged) or fails here.
+            let latest_check = if wanted.contains(&Version::Latest) {
+                None
+            } else {
+                ops.push(self.reference(name, alias, Version::Latest, true)?);
+                op_versions.push(None);
+                Some(ops.len() - 1)
+            };
             for version in &wanted {
                 ops.push(self.reference(name, alias, *version, true)?);
                 op_versions.push(Some(*version));
@@ -466,6 +496,11 @@ impl Repository {
             match self.transact(ops, &token).await {
                 Ok(()) => return Ok(new_row),
                 Err(TransactFailure::Conditions(failed)) => {
+                    if latest_check.is_some_and(|i| failed.contains(&i)) {
+                        return Err(Error::ArtifactNotFound {
+                            name: name.to_string(),
+                        });
+                    }
                     if failed.iter().any(|i| *i < 2)
                         && self.landed(name, alias, revision, &token).await?
                     {
@@ -509,14 +544,18 @@ impl Repository {
             .is_some_and(|h| h.token == token))
     }
 
-    /// The highest revision in the alias's history (0 when it has none).
-    async fn last_revision(&self, name: &ArtifactName, alias: &AliasName) -> Result<u64> {
+    /// The newest entry of the alias's history.
+    async fn last_change(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+    ) -> Result<Option<HistoryRow>> {
         Ok(self
             .history_page(name, alias, 1, None, false)
             .await?
             .0
-            .first()
-            .map_or(0, |h| h.change.revision))
+            .into_iter()
+            .next())
     }
 
     /// One alias. AWS calls: 1 (GetItem).
@@ -618,6 +657,7 @@ impl Repository {
         Ok(Resolved {
             name: name.clone(),
             alias: alias.clone(),
+            revision: row.revision.unwrap_or(0),
             version: chosen.version,
             download_url: self
                 .download_url(name, chosen.version, s3_version_id.as_deref())
@@ -833,31 +873,25 @@ impl Repository {
             .await
         {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                TransactWriteItemsError::TransactionCanceledException(c) => {
+            Err(e) => Err(match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
                     let codes: Vec<Option<&str>> =
                         c.cancellation_reasons().iter().map(|r| r.code()).collect();
                     let failure = classify_cancellation(&codes);
-                    if let TransactFailure::Failed(e) = &failure {
-                        tracing::error!(error = ?e, reasons = ?c.cancellation_reasons(), "transaction cancelled");
+                    if let TransactFailure::Failed(error) = &failure {
+                        tracing::error!(error = ?error, reasons = ?c.cancellation_reasons(), "transaction cancelled");
                     }
-                    Err(failure)
+                    failure
                 }
-                TransactWriteItemsError::TransactionInProgressException(_) => {
-                    Err(TransactFailure::Contention)
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    TransactFailure::Contention
                 }
-                other @ TransactWriteItemsError::IdempotentParameterMismatchException(_) => Err(
-                    TransactFailure::Failed(Error::internal("TransactWriteItems", other)),
-                ),
-                other => Err(TransactFailure::Failed(Error::UpstreamError {
-                    operation: "TransactWriteItems",
-                    source: Box::new(other),
-                })),
-            },
-            Err(e) => Err(TransactFailure::Failed(Error::upstream(
-                "TransactWriteItems",
-                e,
-            ))),
+                Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
+                    TransactFailure::Failed(Error::internal("TransactWriteItems", e))
+                }
+                // Throttling of the request itself is a 503, like every call's.
+                _ => TransactFailure::Failed(Error::upstream("TransactWriteItems", e)),
+            }),
         }
     }
 }
@@ -927,11 +961,18 @@ fn revision_condition(
             values.insert(":rev".to_owned(), nv(revision));
             "#rev = :rev".to_owned()
         }
+        // The library rewrites the whole row on every change, `update_at`
+        // included: the row is as read iff its primary and time are.
         None => {
             names.insert("#pk".to_owned(), attr::PK.to_owned());
             names.insert("#version".to_owned(), attr::VERSION.to_owned());
+            names.insert("#update_at".to_owned(), attr::UPDATE_AT.to_owned());
             values.insert(":version".to_owned(), sv(old.primary.version.sort_key()));
-            "attribute_exists(#pk) AND attribute_not_exists(#rev) AND #version = :version"
+            values.insert(
+                ":update_at".to_owned(),
+                sv(crate::layout::format_update_at(old.update_at)),
+            );
+            "attribute_exists(#pk) AND attribute_not_exists(#rev) AND #version = :version AND #update_at = :update_at"
                 .to_owned()
         }
     };
@@ -978,10 +1019,9 @@ fn modified(name: &ArtifactName, alias: &AliasName, detail: String) -> Error {
 }
 
 fn nothing_to_roll_back(name: &ArtifactName, alias: &AliasName, why: &str) -> Error {
-    Error::AliasNotFound {
-        name: name.to_string(),
-        alias: format!("{alias} (nothing to roll back to: {why})"),
-    }
+    Error::NothingToRollBack(format!(
+        "alias {alias:?} of artifact {name:?} has nothing to roll back to: {why}"
+    ))
 }
 
 #[cfg(test)]

@@ -747,6 +747,19 @@ impl Repository {
     /// Rows go first, so an interrupted purge never leaves a row pointing at
     /// missing bytes; running it again finishes the job. 404 when nothing exists.
     pub async fn purge_artifact(&self, name: &ArtifactName) -> Result<()> {
+        // LATEST goes first: alias changes and publishes are conditional on
+        // it, so one racing the purge either landed before the partitions
+        // are read below (and is deleted with them) or fails.
+        let latest = self
+            .ddb
+            .delete_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("DeleteItem", e))?;
+        let latest_deleted = latest.attributes().is_some_and(|a| !a.is_empty());
         let mut keys: Vec<Item> = Vec::new();
         for pk in [alias_pk(name), history_pk(name), name.to_string()] {
             for item in self.query_all(&pk).await? {
@@ -759,7 +772,7 @@ impl Repository {
                 ]));
             }
         }
-        let rows_deleted = !keys.is_empty();
+        let rows_deleted = latest_deleted || !keys.is_empty();
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -788,6 +801,13 @@ impl Repository {
                     break;
                 }
                 super::backoff(attempt).await;
+            }
+            if !requests.is_empty() {
+                // Never delete bytes while rows that point at them remain.
+                return Err(Error::Throttled {
+                    operation: "BatchWriteItem",
+                    source: format!("{} deletes left unprocessed", requests.len()).into(),
+                });
             }
         }
         let mut objects_deleted = false;
