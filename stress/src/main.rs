@@ -1,27 +1,59 @@
 //! `make stress`: the API under parallel load and under injected faults.
 //!
 //! 1. concurrency — through the local server: 64 parallel publishes, 32
-//!    commits interleaved with 32 publishes, 32 parallel alias moves.
+//!    commits interleaved with 32 publishes, 32 parallel alias moves; then
+//!    rounds of 32 clients that read an alias (ETag) and all move it with
+//!    `If-Match` at the same moment (the last round mixes rollbacks in):
+//!    exactly one wins each round with the next revision, the others get 412
+//!    AliasModified and change nothing, and the history holds every winning
+//!    change, revisions consecutive, none lost or duplicated.
 //! 2. faults — the local server's repository talks to the emulator through a
 //!    proxy that injects 503s, 500s, connection resets (before and after the
-//!    request reached the emulator) and delays (`FAULT_RATE`, default 0.2). A
-//!    scripted workload of every operation runs; then the store is audited
-//!    directly: every request got its success or a clear JSON error, every
-//!    live version serves bytes matching its sha256, no alias points at a
-//!    missing version, no published number was overwritten.
+//!    request reached the emulator: a lost answer the SDK retries) and delays
+//!    (`FAULT_RATE`, default 0.2). Six pipelines, each alone on its artifact
+//!    and aliases, run every operation for 25 rounds, and each answer is
+//!    checked against what the answers before it make knowable
+//!    ([`pipeline`]): an upload's commit, a publish's number and sha256, a
+//!    move's or rollback's revision and targets, 204 for deleting what
+//!    existed and 404 for deleting it again, `If-Match` / `If-None-Match: *`
+//!    never failing against the request's own landed write. A clear 502/503
+//!    is accepted for any step and leaves both outcomes open; the run fails
+//!    if fewer than [`MIN_ANSWER_CHECKS`] answers were judged exactly. Then,
+//!    straight from the store: each alias's history holds one entry per
+//!    successful change at the revision its answer gave, consecutive, with
+//!    no extra entry beyond what unsure changes could add; every answer was
+//!    a success or a clear JSON error; each publish's answer is the row it
+//!    wrote; deleted versions are gone and the others live; every live
+//!    version serves bytes matching its sha256, no alias points at a missing
+//!    version, and the purged artifact is gone.
 //!
 //! Each section prints `N passed, N failed`; the process fails if any check did.
 
 use test_support::proxy;
 
-use std::collections::{BTreeMap, BTreeSet};
+mod pipeline;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use pipeline::Pipeline;
 
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shared::{Config, Repository};
 use test_support::{TestStore, emulator};
+
+/// Pipelines of the faults section, each with its own artifact.
+const PIPELINES: usize = 6;
+/// Rounds of every operation per pipeline.
+const ROUNDS: u32 = 25;
+/// Fewer answer checks than this means the audit judged too little (at the
+/// default rate about 1 000 are made; a 5xx answer is not judged).
+const MIN_ANSWER_CHECKS: u64 = 500;
+/// Likewise for history entries matched against the answers (about 250).
+const MIN_HISTORY_CHECKS: u64 = 120;
 
 /// Pass/fail bookkeeping of one section.
 #[derive(Default)]
@@ -54,6 +86,14 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// One answer of the local server.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    etag: Option<String>,
+    body: Value,
+}
+
 /// A client of the local server.
 #[derive(Clone)]
 struct Api {
@@ -77,6 +117,18 @@ impl Api {
 
     /// One call: status and JSON body (`Null` when empty, `{"unparsable": text}` when not JSON).
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let answer = self.send(method, path, body, &[]).await;
+        (answer.status, answer.body)
+    }
+
+    /// One call with extra headers (`If-Match`, ...): status, `ETag` and JSON body.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut request = self.http.request(
             method.parse().expect("method"),
             format!("{}{}", self.base, path),
@@ -86,17 +138,29 @@ impl Api {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         match request.send().await {
-            Err(e) => (0, json!({"transport": e.to_string()})),
+            Err(e) => Answer {
+                status: 0,
+                etag: None,
+                body: json!({"transport": e.to_string()}),
+            },
             Ok(response) => {
                 let status = response.status().as_u16();
+                let etag = response
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let text = response.text().await.unwrap_or_default();
-                let value = if text.is_empty() {
+                let body = if text.is_empty() {
                     Value::Null
                 } else {
                     serde_json::from_str(&text).unwrap_or_else(|_| json!({"unparsable": text}))
                 };
-                (status, value)
+                Answer { status, etag, body }
             }
         }
     }
@@ -266,6 +330,154 @@ async fn concurrency(tally: &mut Tally) {
     tally.check(requested.iter().any(|r| state(r) == state(&prod)), || {
         format!("final alias {prod} was never requested")
     });
+
+    if_match_moves(&api, tally).await;
+}
+
+/// Rounds of concurrent `If-Match` moves (SPEC 4.2, 7.13).
+const CAS_ROUNDS: u64 = 6;
+/// Clients per round.
+const CAS_CLIENTS: usize = 32;
+
+/// 32 clients read the alias (ETag), wait for each other, then all move it
+/// with `If-Match` at once, for several rounds (the last one mixes rollbacks
+/// in): exactly one wins each round, the others get 412 AliasModified and
+/// change nothing, and the history holds every winning change, revisions
+/// consecutive, none lost or duplicated.
+async fn if_match_moves(api: &Api, tally: &mut Tally) {
+    let path = "/artifacts/moves/aliases/cas";
+    let created = api
+        .send("PUT", path, Some(json!({"version": "1"})), &[])
+        .await;
+    tally.check(
+        created.status == 200 && created.etag.as_deref() == Some("\"1\""),
+        || {
+            format!(
+                "creating cas answered {} {:?} {}",
+                created.status, created.etag, created.body
+            )
+        },
+    );
+    // (revision, version, message) of each winning change, the creation first.
+    let mut winners = vec![(1, json!("1"), Value::Null)];
+    let mut losers = Vec::new();
+    for round in 0..CAS_ROUNDS {
+        let expected = round + 1;
+        let barrier = Arc::new(tokio::sync::Barrier::new(CAS_CLIENTS));
+        let clients = (0..CAS_CLIENTS).map(|i| {
+            let (api, barrier) = (api.clone(), barrier.clone());
+            async move {
+                let read = api.send("GET", path, None, &[]).await;
+                let etag = read.etag.clone().unwrap_or_default();
+                barrier.wait().await;
+                let message = format!("round {round} client {i}");
+                let version = (i % 4 + 1).to_string();
+                let answer = if round + 1 == CAS_ROUNDS && i % 2 == 1 {
+                    let body = json!({"message": message});
+                    api.send(
+                        "POST",
+                        &format!("{path}/rollback"),
+                        Some(body),
+                        &[("if-match", &etag)],
+                    )
+                    .await
+                } else {
+                    let body = json!({"version": version, "message": message});
+                    api.send("PUT", path, Some(body), &[("if-match", &etag)])
+                        .await
+                };
+                (read, answer, message)
+            }
+        });
+        let outcomes = join_all(clients).await;
+        let read_etags: BTreeSet<Option<String>> = outcomes
+            .iter()
+            .map(|(read, _, _)| read.etag.clone())
+            .collect();
+        let wanted = Some(format!("\"{expected}\""));
+        tally.check(read_etags == BTreeSet::from([wanted]), || {
+            format!(
+                "cas round {round}: the reads saw ETags {read_etags:?}, not only \"{expected}\""
+            )
+        });
+        let mut won = 0;
+        for (_, answer, message) in outcomes {
+            match (answer.status, answer.body["error"]["code"].as_str()) {
+                (200, _) => {
+                    won += 1;
+                    let revision = answer.body["revision"].as_u64().unwrap_or_default();
+                    tally.check(
+                        revision == expected + 1
+                            && answer.etag == Some(format!("\"{}\"", expected + 1)),
+                        || format!("cas round {round}: the winner got revision {revision} (ETag {:?}), not {}", answer.etag, expected + 1),
+                    );
+                    winners.push((revision, answer.body["version"].clone(), json!(message)));
+                }
+                (412, Some("AliasModified")) => losers.push(message),
+                (status, _) => tally.check(false, || {
+                    format!(
+                        "cas round {round}: {message} answered {status} {}",
+                        answer.body
+                    )
+                }),
+            }
+        }
+        tally.check(won == 1, || {
+            format!("cas round {round}: {won} clients won, not exactly one")
+        });
+    }
+
+    // The history: every winning change, consecutive, no loser's.
+    let (status, page) = api
+        .call("GET", &format!("{path}/history?limit=1000"), None)
+        .await;
+    let history: Vec<Value> = page["items"].as_array().cloned().unwrap_or_default();
+    let revisions: Vec<u64> = history
+        .iter()
+        .filter_map(|h| h["revision"].as_u64())
+        .collect();
+    let consecutive: Vec<u64> = (1..=CAS_ROUNDS + 1).rev().collect();
+    tally.check(status == 200 && revisions == consecutive, || {
+        format!("cas history revisions {revisions:?} (status {status}), not {consecutive:?}")
+    });
+    for (revision, version, message) in &winners {
+        let entry = history.iter().find(|h| h["revision"] == *revision);
+        tally.check(
+            entry.is_some_and(|e| e["version"] == *version && e["message"] == *message),
+            || format!("cas history lacks the winner's change {revision} ({version}, {message}): {entry:?}"),
+        );
+    }
+    let recorded: BTreeSet<&str> = history
+        .iter()
+        .filter_map(|h| h["message"].as_str())
+        .collect();
+    let leaked: Vec<&String> = losers
+        .iter()
+        .filter(|m| recorded.contains(m.as_str()))
+        .collect();
+    tally.check(
+        losers.len() == CAS_ROUNDS as usize * (CAS_CLIENTS - 1) && leaked.is_empty(),
+        || {
+            format!(
+                "cas: {} losers, of which {leaked:?} changed the history",
+                losers.len()
+            )
+        },
+    );
+    let now = api.send("GET", path, None, &[]).await;
+    let last = winners.last().map(|w| (w.0, w.1.clone()));
+    tally.check(
+        Some((
+            now.body["revision"].as_u64().unwrap_or_default(),
+            now.body["version"].clone(),
+        )) == last,
+        || {
+            format!(
+                "cas ends at {}, not at the last winner's {last:?}",
+                now.body
+            )
+        },
+    );
 }
 
 async fn faults(tally: &mut Tally, rate: f64) {
@@ -293,75 +505,62 @@ async fn faults(tally: &mut Tally, rate: f64) {
     .expect("config");
     let api = Api::start(Repository::new(&faulty_sdk, &config)).await;
     let log = Arc::new(Log::default());
-    let published: Arc<Mutex<BTreeMap<(String, String), String>>> = Default::default();
 
-    let workers = (0..6).map(|w| {
-        let (api, log, published) = (api.clone(), log.clone(), published.clone());
+    let workers = (0..PIPELINES).map(|w| {
+        let (api, log) = (api.clone(), log.clone());
+        let mut pipeline = Pipeline::new(api.clone(), log.clone(), format!("svc-{w}"));
         tokio::spawn(async move {
-            let name = format!("svc-{w}");
-            for round in 0..25u32 {
-                let bytes = format!("{name} round {round} ").repeat(1 + (round as usize * 37) % 200);
-                api.upload(&name, bytes.as_bytes(), &log).await;
-                let (status, body) = api.call("POST", &format!("/artifacts/{name}/versions"), None).await;
-                log.record("publish-version", status, &body);
-                if status == 201 || status == 200 {
-                    if let (Some(v), Some(sha)) = (body["version"].as_str(), body["sha256"].as_str())
-                        && let Ok(mut p) = published.lock()
-                    {
-                        p.insert((name.clone(), v.to_owned()), sha.to_owned());
-                    }
-                    let version = body["version"].as_str().unwrap_or("1").to_owned();
-                    let (s, b) = api.call("GET", &format!("/artifacts/{name}/versions/{version}"), None).await;
-                    log.record("get-version", s, &b);
-                    let path = format!("/artifacts/{name}/versions/{version}/content");
-                    let (s, b) = api.call("GET", &path, None).await;
-                    log.record("get-version-content", s, &b);
-                    let alias = if round % 2 == 0 {
-                        json!({"version": version})
-                    } else {
-                        let previous = version.parse::<u32>().unwrap_or(2).saturating_sub(1).max(1).to_string();
-                        json!({"version": previous, "secondary_version": version, "secondary_version_weight": 25})
-                    };
-                    let (s, b) = api.call("PUT", &format!("/artifacts/{name}/aliases/prod"), Some(alias)).await;
-                    log.record("put-alias", s, &b);
-                }
-                let (s, b) = api.call("GET", &format!("/artifacts/{name}/aliases/prod/resolve?key=k{round}"), None).await;
-                log.record("resolve-alias", s, &b);
-                let (s, b) = api.call("GET", &format!("/artifacts/{name}/aliases/prod"), None).await;
-                log.record("get-alias", s, &b);
-                if round % 3 == 2 {
-                    let old = (round / 2).max(1);
-                    let (s, b) = api.call("DELETE", &format!("/artifacts/{name}/versions/{old}"), None).await;
-                    log.record("delete-version", s, &b);
-                }
-                let (s, b) = api.call("GET", &format!("/artifacts/{name}/versions?limit=5"), None).await;
-                log.record("list-versions", s, &b);
-                let (s, b) = api.call("GET", &format!("/artifacts/{name}/aliases"), None).await;
-                log.record("list-aliases", s, &b);
-                if round % 5 == 4 {
-                    let policy = json!({"keep_last_n": 3, "purge_older_than_secs": 0, "dry_run": round % 10 == 4});
-                    let (s, b) = api.call("POST", &format!("/artifacts/{name}/purge"), Some(policy)).await;
-                    log.record("apply-retention", s, &b);
-                }
-                if round % 8 == 7 {
-                    let (s, b) = api.call("PUT", &format!("/artifacts/{name}/aliases/staging"), Some(json!({}))).await;
-                    log.record("put-alias", s, &b);
-                    let (s, b) = api.call("DELETE", &format!("/artifacts/{name}/aliases/staging"), None).await;
-                    log.record("delete-alias", s, &b);
-                }
+            for round in 0..ROUNDS {
+                pipeline.round(round).await;
             }
             let (s, b) = api.call("GET", "/artifacts", None).await;
             log.record("list-artifacts", s, &b);
-            if w == 0 {
-                let (s, b) = api.call("DELETE", &format!("/artifacts/{name}"), None).await;
-                log.record("purge-artifact", s, &b);
-            }
+            pipeline
         })
     });
+    let mut pipelines = Vec::new();
     for worker in join_all(workers).await {
-        tally.check(worker.is_ok(), || "a workload task panicked".into());
+        match worker {
+            Ok(pipeline) => pipelines.push(pipeline),
+            Err(_) => tally.check(false, || "a workload task panicked".into()),
+        }
     }
     println!("faults: {}", counts.summary());
+
+    // Each alias's history against the answers, straight from the store,
+    // before the purge of svc-0 removes its history.
+    let repo = &store.repo;
+    let mut history_checks = 0;
+    for pipeline in &mut pipelines {
+        history_checks += pipeline.audit_history(repo).await;
+    }
+    // The purge runs under faults too: svc-0 exists, so 204.
+    if let Some(first) = pipelines.first_mut() {
+        first.purge().await;
+    }
+    let mut checks: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut unsure = 0;
+    for pipeline in &mut pipelines {
+        for (step, n) in &pipeline.checks {
+            *checks.entry(step).or_default() += n;
+        }
+        unsure += pipeline.unsure_steps;
+        for failure in pipeline.failures.drain(..) {
+            tally.check(false, || failure);
+        }
+    }
+    let made: u64 = checks.values().sum();
+    println!(
+        "faults: {made} answer checks made, {history_checks} history entries and final states checked, {unsure} steps answered a clear 5xx (not judged); by step: {checks:?}"
+    );
+    tally.check(made >= MIN_ANSWER_CHECKS, || {
+        format!("only {made} answer checks were made, fewer than {MIN_ANSWER_CHECKS}")
+    });
+    tally.check(history_checks >= MIN_HISTORY_CHECKS, || {
+        format!(
+            "only {history_checks} history entries were checked, fewer than {MIN_HISTORY_CHECKS}"
+        )
+    });
 
     // Every request got its success or a clear error.
     let answers = log.answers.lock().map(|a| a.clone()).unwrap_or_default();
@@ -387,7 +586,6 @@ async fn faults(tally: &mut Tally, rate: f64) {
     }
 
     // The audit reads the emulator directly, without faults.
-    let repo = &store.repo;
     let mut names = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -412,7 +610,16 @@ async fn faults(tally: &mut Tally, rate: f64) {
     tally.check(!names.contains(&purged), || {
         "purged artifact svc-0 still listed".into()
     });
-    let published = published.lock().map(|p| p.clone()).unwrap_or_default();
+    let published: BTreeMap<(String, String), String> = pipelines
+        .iter()
+        .flat_map(|p| {
+            p.published
+                .iter()
+                .map(|(v, sha)| ((p.name.clone(), v.to_string()), sha.clone()))
+        })
+        .collect();
+    let rows = store.raw_items().await;
+    let mut live_by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for name in &names {
         let versions = match repo.list_versions(name, Some(1000), None).await {
             Ok(page) => page.items,
@@ -422,6 +629,7 @@ async fn faults(tally: &mut Tally, rate: f64) {
             }
         };
         let live: BTreeSet<String> = versions.iter().map(|a| a.version.to_string()).collect();
+        live_by_name.insert(name.to_string(), live.clone());
         for listed in &versions {
             // No version without bytes, no bytes without a matching sha256.
             let artifact = repo.get_version(name, listed.version).await;
@@ -467,7 +675,45 @@ async fn faults(tally: &mut Tally, rate: f64) {
             }
         }
     }
-    let rows = store.raw_items().await;
+    // Each publish's answer is the row it wrote; each delete's answer is
+    // what happened to the version (svc-0 is purged: nothing to compare).
+    let text = |row: &HashMap<String, AttributeValue>, key: &str| {
+        row.get(key)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let rows_by_key: BTreeMap<(String, String), &HashMap<String, AttributeValue>> = rows
+        .iter()
+        .map(|r| ((text(r, "pk"), text(r, "sk")), r))
+        .collect();
+    for pipeline in pipelines.iter().skip(1) {
+        let name = &pipeline.name;
+        let live = live_by_name.get(name).cloned().unwrap_or_default();
+        for (version, sha) in &pipeline.published {
+            let key = (name.clone(), format!("{version:06}"));
+            let row = rows_by_key.get(&key).map(|r| text(r, "sha256"));
+            tally.check(row.as_deref() == Some(sha.as_str()), || {
+                format!("audit: publish of {name} answered version {version} with {sha}, its row holds {row:?}")
+            });
+            let gone = pipeline.deleted.contains(version);
+            let kept =
+                !gone && !pipeline.maybe_deleted.contains(version) && !pipeline.retention_unsure;
+            if gone || kept {
+                tally.check(live.contains(&version.to_string()) == kept, || {
+                    format!(
+                        "audit: {name} version {version} answered as {}, but is {}live",
+                        if gone {
+                            "deleted"
+                        } else {
+                            "published and never deleted"
+                        },
+                        if kept { "not " } else { "" }
+                    )
+                });
+            }
+        }
+    }
     tally.check(
         !rows.iter().any(|r| {
             r.get("pk")
