@@ -44,12 +44,18 @@ pub enum Operation {
     RollbackAlias,
 }
 
-/// One route: method, API Gateway path template, operation.
+/// One route: method, API Gateway path template, operation, the function
+/// that serves it (package = binary = SAM logical id stem = event file stem)
+/// and its success status. The one table every other list (functions,
+/// events, template routes, IAM needs, OpenAPI operations) is checked
+/// against.
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
     pub operation: Operation,
+    pub function: &'static str,
+    pub success: u16,
 }
 
 pub const ROUTES: &[Route] = &[
@@ -57,111 +63,132 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/artifacts",
         operation: Operation::ListArtifacts,
+        function: "list-artifacts",
+        success: 200,
     },
     Route {
         method: "POST",
         path: "/artifacts/{name}/uploads",
         operation: Operation::StartUpload,
+        function: "start-upload",
+        success: 201,
     },
     Route {
         method: "PUT",
         path: "/artifacts/{name}",
         operation: Operation::CommitUpload,
+        function: "commit-upload",
+        success: 200,
     },
     Route {
         method: "GET",
         path: "/artifacts/{name}/versions",
         operation: Operation::ListVersions,
+        function: "list-versions",
+        success: 200,
     },
     Route {
         method: "POST",
         path: "/artifacts/{name}/versions",
         operation: Operation::PublishVersion,
+        function: "publish-version",
+        success: 201,
     },
     Route {
         method: "GET",
         path: "/artifacts/{name}/versions/{version}",
         operation: Operation::GetVersion,
+        function: "get-version",
+        success: 200,
     },
     Route {
         method: "GET",
         path: "/artifacts/{name}/versions/{version}/content",
         operation: Operation::GetVersionContent,
+        function: "get-version-content",
+        success: 302,
     },
     Route {
         method: "DELETE",
         path: "/artifacts/{name}/versions/{version}",
         operation: Operation::DeleteVersion,
+        function: "delete-version",
+        success: 204,
     },
     Route {
         method: "DELETE",
         path: "/artifacts/{name}",
         operation: Operation::PurgeArtifact,
+        function: "purge-artifact",
+        success: 204,
     },
     Route {
         method: "POST",
         path: "/artifacts/{name}/purge",
         operation: Operation::ApplyRetention,
+        function: "apply-retention",
+        success: 200,
     },
     Route {
         method: "PUT",
         path: "/artifacts/{name}/aliases/{alias}",
         operation: Operation::PutAlias,
+        function: "put-alias",
+        success: 200,
     },
     Route {
         method: "GET",
         path: "/artifacts/{name}/aliases",
         operation: Operation::ListAliases,
+        function: "list-aliases",
+        success: 200,
     },
     Route {
         method: "GET",
         path: "/artifacts/{name}/aliases/{alias}",
         operation: Operation::GetAlias,
+        function: "get-alias",
+        success: 200,
     },
     Route {
         method: "DELETE",
         path: "/artifacts/{name}/aliases/{alias}",
         operation: Operation::DeleteAlias,
+        function: "delete-alias",
+        success: 204,
     },
     Route {
         method: "GET",
         path: "/artifacts/{name}/aliases/{alias}/resolve",
         operation: Operation::ResolveAlias,
+        function: "resolve-alias",
+        success: 200,
     },
     Route {
         method: "GET",
         path: "/artifacts/{name}/aliases/{alias}/history",
         operation: Operation::GetAliasHistory,
+        function: "get-alias-history",
+        success: 200,
     },
     Route {
         method: "POST",
         path: "/artifacts/{name}/aliases/{alias}/rollback",
         operation: Operation::RollbackAlias,
+        function: "rollback-alias",
+        success: 200,
     },
 ];
 
 impl Operation {
     /// The function package (and binary, SAM id stem, event file stem).
     pub fn function_name(self) -> &'static str {
-        match self {
-            Self::ListArtifacts => "list-artifacts",
-            Self::StartUpload => "start-upload",
-            Self::CommitUpload => "commit-upload",
-            Self::ListVersions => "list-versions",
-            Self::PublishVersion => "publish-version",
-            Self::GetVersion => "get-version",
-            Self::GetVersionContent => "get-version-content",
-            Self::DeleteVersion => "delete-version",
-            Self::PurgeArtifact => "purge-artifact",
-            Self::ApplyRetention => "apply-retention",
-            Self::PutAlias => "put-alias",
-            Self::ListAliases => "list-aliases",
-            Self::GetAlias => "get-alias",
-            Self::DeleteAlias => "delete-alias",
-            Self::ResolveAlias => "resolve-alias",
-            Self::GetAliasHistory => "get-alias-history",
-            Self::RollbackAlias => "rollback-alias",
-        }
+        self.route().map_or("unrouted", |r| r.function)
+    }
+
+    /// This operation's row of [`ROUTES`].
+    pub fn route(self) -> Option<&'static Route> {
+        ROUTES.iter().find(|r| r.operation == self)
     }
 
     /// Runs this operation's handler. Never fails: errors become JSON bodies.
@@ -597,4 +624,20 @@ pub async fn serve(operation: Operation) -> std::result::Result<(), lambda_http:
         Ok::<_, std::convert::Infallible>(operation.handle(repo, event).await)
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_operation_and_each_function_has_exactly_one_route() {
+        let operations: std::collections::HashSet<_> = ROUTES.iter().map(|r| r.operation).collect();
+        let functions: std::collections::HashSet<_> = ROUTES.iter().map(|r| r.function).collect();
+        assert_eq!(operations.len(), ROUTES.len());
+        assert_eq!(functions.len(), ROUTES.len());
+        for route in ROUTES {
+            assert_eq!(route.operation.function_name(), route.function);
+        }
+    }
 }
