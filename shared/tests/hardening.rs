@@ -6,23 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use shared::model::{AliasTarget, RetentionPolicy, UploadRequest};
+use shared::model::{RetentionPolicy, UploadRequest};
 use shared::repository::{DEFAULT_CONTENT_TYPE, metadata_limits};
-use shared::{AliasName, ErrorKind, Version};
+use shared::{ErrorKind, Version};
 use test_support::proxy::{self, Fault, FaultCounts, Faults};
-use test_support::{TestStore, emulator, name, put_bytes, sha256_hex};
+use test_support::{TestStore, alias, emulator, name, put_bytes, sha256_hex, to};
 use yaml_rust2::{Yaml, YamlLoader};
-
-fn alias(s: &str) -> AliasName {
-    s.parse().unwrap()
-}
-
-fn to(version: u32) -> AliasTarget {
-    AliasTarget {
-        version: Version::Number(version),
-        secondary: None,
-    }
-}
 
 fn keep(keep_last_n: u32) -> RetentionPolicy {
     RetentionPolicy {

@@ -4,26 +4,8 @@
 use std::time::Duration;
 
 use shared::model::{AliasTarget, RetentionPolicy, UploadRequest};
-use shared::{AliasName, Error, Repository, Version, Weight};
-use test_support::{TestStore, name, put_bytes, sha256_hex};
-
-fn alias(s: &str) -> AliasName {
-    s.parse().unwrap()
-}
-
-fn to(version: u32) -> AliasTarget {
-    AliasTarget {
-        version: Version::Number(version),
-        secondary: None,
-    }
-}
-
-fn split(primary: u32, secondary: u32, weight: i64) -> AliasTarget {
-    AliasTarget {
-        version: Version::Number(primary),
-        secondary: Some((Version::Number(secondary), Weight::new(weight).unwrap())),
-    }
-}
+use shared::{Error, Repository, Version, Weight};
+use test_support::{TestStore, alias, name, put_bytes, sha256_hex, split, to};
 
 /// Runs `op` and returns its result with the AWS calls it made.
 async fn counted<T>(repo: &Repository, op: impl std::future::Future<Output = T>) -> (T, u64) {

@@ -308,3 +308,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn name(s: &str) -> ArtifactName {
     s.parse().unwrap_or_else(|e| panic!("{e}"))
 }
+
+pub fn alias(s: &str) -> shared::AliasName {
+    s.parse().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An alias target: `version` alone.
+pub fn to(version: u32) -> shared::model::AliasTarget {
+    shared::model::AliasTarget {
+        version: shared::Version::Number(version),
+        secondary: None,
+    }
+}
+
+/// An alias target: `primary`, with `weight` percent on `secondary`.
+pub fn split(primary: u32, secondary: u32, weight: i64) -> shared::model::AliasTarget {
+    shared::model::AliasTarget {
+        version: shared::Version::Number(primary),
+        secondary: Some((
+            shared::Version::Number(secondary),
+            shared::Weight::new(weight).unwrap_or_else(|e| panic!("{e}")),
+        )),
+    }
+}
