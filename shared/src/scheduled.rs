@@ -173,6 +173,7 @@ pub async fn run_pass(
         },
         after: previous.after,
         retry_later: Vec::new(),
+        failed_again: Vec::new(),
     };
     let outcome = run.work(previous.failed, pass.page_size).await;
     let mut summary = run.summary;
@@ -181,7 +182,13 @@ pub async fn run_pass(
             Ok(Ending::Complete) => None,
             Ok(Ending::Stopped) | Err(_) => run.after.clone(),
         },
-        failed: run.retry_later,
+        // Fresh failures first: a name that keeps failing must not crowd
+        // out the others.
+        failed: std::mem::take(&mut run.retry_later)
+            .into_iter()
+            .chain(std::mem::take(&mut run.failed_again))
+            .take(MAX_FAILED)
+            .collect(),
     };
     let saved = repo.release_retention_lease(&pass.owner, &next).await;
     let outcome = match outcome {
@@ -230,23 +237,25 @@ struct Run<'a> {
     summary: RetentionSummary,
     /// The last listing entry done.
     after: Option<String>,
-    /// Names the next pass tries first.
+    /// Names that failed in this pass's listing: the next pass tries them first.
     retry_later: Vec<String>,
+    /// Names that failed again when retried: after the fresh ones.
+    failed_again: Vec<String>,
 }
 
 impl Run<'_> {
     async fn work(&mut self, retry: Vec<String>, page_size: u32) -> Result<Ending> {
         let mut retried = BTreeSet::new();
         let mut retry = retry.into_iter();
+        // Retries get at most half of the time left, so that names that keep
+        // failing never starve the listing.
+        let now = Instant::now();
+        let retry_deadline = now + self.deadline.saturating_duration_since(now) / 2;
         while let Some(name) = retry.next() {
-            if self.out_of_time() {
-                // Not tried yet: they stay first in line.
-                self.retry_later = std::iter::once(name)
-                    .chain(retry)
-                    .chain(std::mem::take(&mut self.retry_later))
-                    .take(MAX_FAILED)
-                    .collect();
-                return Ok(Ending::Stopped);
+            if self.summary.artifacts_scanned > 0 && Instant::now() >= retry_deadline {
+                // Not tried yet: they stay in line, after this pass's fresh failures.
+                self.failed_again.extend(std::iter::once(name).chain(retry));
+                break;
             }
             // A name that no longer parses cannot be retried; the listing
             // decides about it.
@@ -254,7 +263,11 @@ impl Run<'_> {
                 continue;
             };
             self.summary.retried.push(name.to_string());
-            self.retain(&name).await;
+            if !self.retain(&name).await
+                && let Some(failed) = self.retry_later.pop()
+            {
+                self.failed_again.push(failed);
+            }
             retried.insert(name);
         }
         loop {
@@ -285,9 +298,11 @@ impl Run<'_> {
     }
 
     /// Applies retention to one artifact; a failure is recorded, not fatal.
-    async fn retain(&mut self, name: &ArtifactName) {
+    /// Returns whether it succeeded.
+    async fn retain(&mut self, name: &ArtifactName) -> bool {
         self.summary.artifacts_scanned += 1;
-        if let Err(e) = retain(self.repo, self.schedule, name, &mut self.summary).await {
+        let result = retain(self.repo, self.schedule, name, &mut self.summary).await;
+        if let Err(e) = &result {
             tracing::warn!(artifact = %name, code = e.code(), error = ?e, "retention of an artifact failed; the next pass retries it");
             self.summary.failed_total += 1;
             if self.summary.failed.len() < MAX_FAILED {
@@ -300,6 +315,7 @@ impl Run<'_> {
                 self.retry_later.push(name.to_string());
             }
         }
+        result.is_ok()
     }
 }
 

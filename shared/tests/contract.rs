@@ -692,11 +692,23 @@ fn the_template_accepts_exactly_the_prefixes_and_suffixes_that_config_accepts() 
 fn scheduled_retention_runs_never_overlap() {
     // Runs share one resume cursor; a second concurrent run would purge the
     // same artifacts and move the cursor under the first.
+    // The lease (shared/tests/scheduled.rs) keeps them apart; a reserved
+    // concurrency of 1 is an option, off by default because Lambda refuses
+    // reservations on accounts with little unreserved concurrency.
     let template = load("template.yaml");
+    let reserved = &template["Resources"]["ScheduledPurgeFunction"]["Properties"]["ReservedConcurrentExecutions"];
+    let choice = reserved.as_vec().expect("an !If on the parameter");
+    assert_eq!(choice[0].as_str(), Some("ReserveScheduledPurge"));
+    assert_eq!(choice[1].as_i64(), Some(1));
+    assert!(
+        template["Conditions"]["ReserveScheduledPurge"]
+            .as_vec()
+            .is_some(),
+        "the condition exists"
+    );
     assert_eq!(
-        template["Resources"]["ScheduledPurgeFunction"]["Properties"]["ReservedConcurrentExecutions"]
-            .as_i64(),
-        Some(1)
+        template["Parameters"]["ReserveScheduledPurgeConcurrency"]["Default"].as_str(),
+        Some("false")
     );
 }
 

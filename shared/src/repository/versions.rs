@@ -681,8 +681,13 @@ impl Repository {
             Some(dir) => format!("{prefix}{dir}0"),
             None => format!("{prefix}{entry}"),
         });
-        let (names, next_token, last) = self.list_names(limit, None, start_after).await?;
-        Ok((names, next_token.and(last)))
+        let (mut names, mut token, mut last) = self.list_names(limit, None, start_after).await?;
+        // S3 may answer a truncated page with no entry at all: follow its
+        // token rather than take it for the end of the listing.
+        while names.is_empty() && last.is_none() && token.is_some() {
+            (names, token, last) = self.list_names(limit, token, None).await?;
+        }
+        Ok((names, token.and(last)))
     }
 
     /// One page of artifact names, as the library sees them: the
