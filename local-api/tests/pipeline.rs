@@ -194,7 +194,14 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
     assert_eq!(status, 200);
     assert_eq!(
         keys(&resolved),
-        ["alias", "download_url", "name", "sha256", "version"]
+        [
+            "alias",
+            "download_url",
+            "name",
+            "revision",
+            "sha256",
+            "version"
+        ]
     );
     let url = resolved["download_url"].as_str().unwrap();
     let bytes = api
