@@ -1,14 +1,19 @@
-//! Counts the requests each SDK client actually transmits (retries included).
+//! Counts the requests each SDK client actually transmits (retries included),
+//! and records which AWS operations were called or presigned.
 //!
 //! AWS round trips are the physical cost of every operation, so the tests
-//! assert an upper bound per operation and the benchmarks report them.
+//! assert an upper bound per operation and the benchmarks report them. The
+//! operation names let the IAM contract test check each function's grants
+//! against the calls its handler really makes.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
@@ -40,6 +45,7 @@ impl std::ops::Sub for CallCount {
 pub struct CallCounter {
     s3: Arc<AtomicU64>,
     dynamodb: Arc<AtomicU64>,
+    operations: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl CallCounter {
@@ -50,17 +56,26 @@ impl CallCounter {
         }
     }
 
+    /// Every AWS operation sent or presigned so far (`HeadObject`,
+    /// `TransactWriteItems`, …).
+    pub fn operations(&self) -> BTreeSet<String> {
+        self.operations
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn s3_interceptor(&self) -> Counting {
-        Counting(self.s3.clone())
+        Counting(self.s3.clone(), self.operations.clone())
     }
 
     pub(crate) fn dynamodb_interceptor(&self) -> Counting {
-        Counting(self.dynamodb.clone())
+        Counting(self.dynamodb.clone(), self.operations.clone())
     }
 }
 
 #[derive(Debug)]
-pub(crate) struct Counting(Arc<AtomicU64>);
+pub(crate) struct Counting(Arc<AtomicU64>, Arc<Mutex<BTreeSet<String>>>);
 
 impl Intercept for Counting {
     fn name(&self) -> &'static str {
@@ -71,8 +86,11 @@ impl Intercept for Counting {
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if let (Some(metadata), Ok(mut operations)) = (cfg.load::<Metadata>(), self.1.lock()) {
+            operations.insert(metadata.name().to_owned());
+        }
         // Presigning runs the same pipeline but never transmits; its signature
         // goes into the query string instead of an Authorization header.
         if !context.request().uri().contains("X-Amz-Signature=") {

@@ -462,6 +462,36 @@ fn calls(package: &str) -> Vec<Call> {
     }
 }
 
+/// The list above is declared, so it is checked against what each handler
+/// really sends: every sample event runs through its handler on a repository
+/// that records the AWS operations it calls or presigns, and each must be one
+/// the function's grants are derived from. A call added to the code without
+/// its IAM would fail here, not as AccessDenied on AWS.
+#[tokio::test]
+async fn every_aws_call_a_handler_makes_is_one_its_iam_is_derived_from() {
+    for route in ROUTES {
+        let run = test_support::run_sample_event(route).await;
+        let declared: BTreeSet<String> = calls(route.function)
+            .iter()
+            .map(|call| {
+                format!("{call:?}")
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        let made = run.repo.operations();
+        assert!(!made.is_empty(), "{}: no AWS call recorded", route.function);
+        let undeclared: Vec<&String> = made.difference(&declared).collect();
+        assert!(
+            undeclared.is_empty(),
+            "{} calls {undeclared:?}, which its IAM is not derived from",
+            route.function
+        );
+    }
+}
+
 /// Functions that only read: no write or delete action may appear.
 const READ_ONLY: [&str; 8] = [
     "get-alias-history",

@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use shared::api::{Operation, ROUTES};
-use shared::model::UploadRequest;
-use test_support::{TestStore, name, put_bytes, sha256_hex, workspace_root};
+use test_support::{name, run_sample_event, workspace_root};
 
 /// The status and the top-level JSON keys each function answers with.
 /// The top-level keys of each operation's answer (its status is the route
@@ -83,54 +82,19 @@ fn expected_keys(operation: Operation) -> &'static [&'static str] {
     }
 }
 
-fn read_event(function: &str) -> String {
-    let path = workspace_root()
-        .join("events")
-        .join(format!("{function}.json"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[tokio::test]
 async fn every_event_file_runs_through_its_handler_with_the_documented_status_and_shape() {
     for route in ROUTES {
-        let function = route.operation.function_name();
-        let store = TestStore::with_sample_artifact().await;
-        let mut text = read_event(function);
-        let event: Value = serde_json::from_str(&text).unwrap();
+        let function = route.function;
+        let run = run_sample_event(route).await;
+        let (store, event, response) = (&run.store, &run.event, &run.response);
         assert_eq!(
             event["routeKey"],
             format!("{} {}", route.method, route.path),
             "{function}"
         );
-        if route.operation == Operation::CommitUpload {
-            // The event's upload id is an example: stage a real upload under a fresh one.
-            let ticket = store
-                .repo
-                .create_upload(
-                    &name("my-app"),
-                    UploadRequest {
-                        sha256: sha256_hex(b"four"),
-                        size: 4,
-                        content_type: None,
-                        metadata: Default::default(),
-                    },
-                )
-                .await
-                .unwrap();
-            put_bytes(&store.http, &ticket, b"four").await;
-            let example = event["body"].as_str().unwrap();
-            let example_id: Value = serde_json::from_str(example).unwrap();
-            text = text.replace(example_id["upload_id"].as_str().unwrap(), &ticket.upload_id);
-        }
-        let request =
-            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{function}: {e}"));
-        let response = route.operation.handle(&store.repo, request).await;
         let (status, keys) = (route.success, expected_keys(route.operation));
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => t.as_bytes().to_vec(),
-            lambda_http::Body::Binary(b) => b.clone(),
-            _ => Vec::new(),
-        };
+        let body = run.body();
         assert_eq!(
             response.status().as_u16(),
             status,

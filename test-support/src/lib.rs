@@ -253,6 +253,75 @@ impl TestStore {
     }
 }
 
+/// One sample event (`events/{function}.json`) run through its handler.
+pub struct SampleRun {
+    /// Seeded by [`TestStore::with_sample_artifact`].
+    pub store: TestStore,
+    pub event: serde_json::Value,
+    /// The repository the handler ran on: its call record holds only the
+    /// handler's AWS calls.
+    pub repo: Repository,
+    pub response: lambda_http::Response<lambda_http::Body>,
+}
+
+impl SampleRun {
+    /// The answer's body as bytes.
+    pub fn body(&self) -> Vec<u8> {
+        match self.response.body() {
+            lambda_http::Body::Text(t) => t.as_bytes().to_vec(),
+            lambda_http::Body::Binary(b) => b.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Runs the sample event of `route` through its handler against a store
+/// holding what the events refer to (the commit's upload is staged for real
+/// under a fresh id).
+pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
+    let store = TestStore::with_sample_artifact().await;
+    let path = workspace_root()
+        .join("events")
+        .join(format!("{}.json", route.function));
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let event: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", route.function));
+    if route.operation == shared::api::Operation::CommitUpload {
+        let ticket = store
+            .repo
+            .create_upload(
+                &name("my-app"),
+                UploadRequest {
+                    sha256: sha256_hex(b"four"),
+                    size: 4,
+                    content_type: None,
+                    metadata: Default::default(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
+        put_bytes(&store.http, &ticket, b"four").await;
+        let example: serde_json::Value = event["body"]
+            .as_str()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or_default();
+        if let Some(id) = example["upload_id"].as_str() {
+            text = text.replace(id, &ticket.upload_id);
+        }
+    }
+    let request =
+        lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", route.function));
+    let repo = store.another_repository();
+    let response = route.operation.handle(&repo, request).await;
+    SampleRun {
+        store,
+        event,
+        repo,
+        response,
+    }
+}
+
 /// Declares, PUTs and commits `bytes` through `repo`.
 pub async fn upload_with(
     repo: &Repository,

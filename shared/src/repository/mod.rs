@@ -108,6 +108,11 @@ impl Repository {
         self.calls.get()
     }
 
+    /// The AWS operations this repository has called or presigned so far.
+    pub fn operations(&self) -> std::collections::BTreeSet<String> {
+        self.calls.operations()
+    }
+
     /// Creates the bucket (versioning on) and the table when missing: the
     /// library's `bootstrap`. Idempotent.
     pub async fn bootstrap(&self) -> Result<()> {
