@@ -290,8 +290,15 @@ async fn an_upload_without_a_content_type_is_signed_over_the_default_one() {
         ticket.headers.get("content-type").map(String::as_str),
         Some(DEFAULT_CONTENT_TYPE)
     );
-    let signed = ticket.url.contains("content-type") || ticket.url.contains("content-type%3B");
-    assert!(signed, "content-type is a signed header: {}", ticket.url);
+    let signed_headers = ticket
+        .url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
+        .unwrap_or_default();
+    assert!(
+        signed_headers.split("%3B").any(|h| h == "content-type"),
+        "content-type is a signed header: {signed_headers}"
+    );
     put_bytes(&store.http, &ticket, b"bytes").await;
     let committed = store
         .repo
