@@ -46,6 +46,10 @@ pub mod attr {
     pub const SECONDARY_S3_VERSION_ID: &str = "secondary_version_s3_version_id";
     /// On artifact rows: who committed or published it.
     pub const CREATED_BY: &str = "created_by";
+    /// On artifact rows: where the bytes are. [`BYTES_BLOB`](super::BYTES_BLOB)
+    /// means the blob store (`{prefix}.blobs/{name}/{sha256}`); absent means
+    /// the library's key (rows the library or a previous release wrote).
+    pub const BYTES: &str = "bytes";
     /// On soft-deleted rows: the request that deleted it (a retried delete
     /// whose first answer was lost recognises its own write).
     pub const DELETED_BY_REQUEST: &str = "deleted_by_request";
@@ -58,6 +62,9 @@ pub mod attr {
     pub const MESSAGE: &str = "message";
     pub const PREVIOUS: &str = "previous";
 }
+
+/// The value of [`attr::BYTES`] on rows whose bytes are in the blob store.
+pub const BYTES_BLOB: &str = "blob";
 
 /// S3 object user-metadata keys the library reads and writes.
 pub const META_ARTIFACT_NAME: &str = "artifact_name";
@@ -105,6 +112,18 @@ impl Layout {
 
     pub fn s3uri(&self, name: &ArtifactName, version: Version) -> String {
         format!("s3://{}/{}", self.bucket, self.object_key(name, version))
+    }
+
+    /// `{prefix}.blobs/{name}/`: the blob store of one artifact. Beside the
+    /// store, never below `{prefix}/`, so the library never lists it.
+    pub fn blob_prefix(&self, name: &ArtifactName) -> String {
+        format!("{}.blobs/{}/", self.prefix, name)
+    }
+
+    /// `{prefix}.blobs/{name}/{sha256}`: the bytes whose SHA-256 is `sha256`
+    /// (lowercase hex).
+    pub fn blob_key(&self, name: &ArtifactName, sha256: &str) -> String {
+        format!("{}{}", self.blob_prefix(name), sha256)
     }
 
     /// Staged uploads sit beside the store, never below `{prefix}/`, so they
