@@ -280,6 +280,7 @@ struct StartUploadBody {
 }
 
 pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let request_ref = request;
     let name: ArtifactName = path(request, "name")?;
     let b: StartUploadBody = body(request)?;
     let request = UploadRequest {
@@ -288,8 +289,15 @@ pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Respon
         content_type: b.content_type,
         metadata: b.metadata,
     };
-    let ticket = repo.create_upload(&name, request).await?;
-    Ok(json(StatusCode::CREATED, &ticket))
+    let ticket = repo
+        .create_upload_as(&name, request, &actor(request_ref))
+        .await?;
+    let status = if ticket.exists {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json(status, &ticket))
 }
 
 #[derive(Deserialize)]

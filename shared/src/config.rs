@@ -12,6 +12,8 @@ pub struct Config {
     pub prefix: String,
     pub suffix: String,
     pub presign_expires: Duration,
+    /// How long a pending upload can be committed (`UPLOAD_EXPIRES_SECS`).
+    pub upload_expires: Duration,
     /// Retention defaults of the route and the schedule (`RETENTION_*`).
     pub retention: RetentionSchedule,
 }
@@ -27,6 +29,9 @@ impl Config {
     pub const DEFAULT_PRESIGN_SECS: u64 = 900;
     /// SigV4 presigned URLs live at most 7 days.
     pub const MAX_PRESIGN_SECS: u64 = 604_800;
+    pub const DEFAULT_UPLOAD_SECS: u64 = 86_400;
+    /// A week: S3's lifecycle rule aborts abandoned multipart uploads in days.
+    pub const MAX_UPLOAD_SECS: u64 = 604_800;
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -83,6 +88,17 @@ impl Config {
                 }
             },
         };
+        let upload_secs = match get("UPLOAD_EXPIRES_SECS") {
+            None => Self::DEFAULT_UPLOAD_SECS,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1..=Self::MAX_UPLOAD_SECS).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "UPLOAD_EXPIRES_SECS {v:?} must be an integer from 1 to 604800"
+                    )));
+                }
+            },
+        };
         let retention = RetentionSchedule::from_lookup(&lookup)?;
         Ok(Self {
             bucket,
@@ -90,6 +106,7 @@ impl Config {
             prefix,
             suffix,
             presign_expires: Duration::from_secs(presign_secs),
+            upload_expires: Duration::from_secs(upload_secs),
             retention,
         })
     }

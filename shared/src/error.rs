@@ -56,6 +56,12 @@ pub enum Error {
     )]
     UploadNotFound { name: String, upload_id: String },
     #[error(
+        "upload {upload_id:?} of artifact {name:?} was committed already and LATEST has changed since; start a new upload"
+    )]
+    UploadSuperseded { name: String, upload_id: String },
+    #[error("artifact {name:?} is being purged; retry once the purge has finished")]
+    ArtifactBeingPurged { name: String },
+    #[error(
         "version {version} of artifact {name:?} is the target of alias(es) {aliases}; move or delete them first"
     )]
     VersionInUse {
@@ -113,6 +119,8 @@ impl Error {
             Self::VersionNotFound { .. } => "VersionNotFound",
             Self::AliasNotFound { .. } => "AliasNotFound",
             Self::UploadNotFound { .. } => "UploadNotFound",
+            Self::UploadSuperseded { .. } => "UploadSuperseded",
+            Self::ArtifactBeingPurged { .. } => "ArtifactBeingPurged",
             Self::VersionInUse { .. } => "VersionInUse",
             Self::ConcurrentModification(_) => "ConcurrentModification",
             Self::AliasModified { .. } => "AliasModified",
@@ -138,9 +146,11 @@ impl Error {
             | Self::AliasNotFound { .. }
             | Self::UploadNotFound { .. }
             | Self::NothingToRollBack(_) => ErrorKind::NotFound,
-            Self::VersionInUse { .. } | Self::ConcurrentModification(_) | Self::TargetGone(_) => {
-                ErrorKind::Conflict
-            }
+            Self::VersionInUse { .. }
+            | Self::ConcurrentModification(_)
+            | Self::TargetGone(_)
+            | Self::UploadSuperseded { .. }
+            | Self::ArtifactBeingPurged { .. } => ErrorKind::Conflict,
             Self::UploadMismatch(_) | Self::AliasModified { .. } => ErrorKind::PreconditionFailed,
             Self::TooLarge(_) => ErrorKind::TooLarge,
             Self::Throttled { .. } => ErrorKind::Throttled,

@@ -34,9 +34,8 @@ pub mod attr {
     pub const LAST_VERSION: &str = "last_version";
     /// On LATEST: its sha256 when it was last published (SPEC 7.6).
     pub const PUBLISHED_SHA256: &str = "published_sha256";
-    /// On LATEST: the upload that produced it, and whether that commit changed it.
+    /// On LATEST: the upload last committed to it.
     pub const UPLOAD_ID: &str = "upload_id";
-    pub const UPLOAD_CHANGED: &str = "upload_changed";
     /// On alias rows: optimistic-lock counter, and the targets' sha256 and S3
     /// version ids so that resolve needs a single read.
     pub const REVISION: &str = "revision";
@@ -44,6 +43,19 @@ pub mod attr {
     pub const VERSION_S3_VERSION_ID: &str = "version_s3_version_id";
     pub const SECONDARY_SHA256: &str = "secondary_version_sha256";
     pub const SECONDARY_S3_VERSION_ID: &str = "secondary_version_s3_version_id";
+    /// On alias rows: [`BYTES`] of each target.
+    pub const VERSION_BYTES: &str = "version_bytes";
+    pub const SECONDARY_BYTES: &str = "secondary_version_bytes";
+    /// On LATEST: a random id given when the row is created (see `VersionRow::epoch`).
+    pub const EPOCH: &str = "epoch";
+    /// On pending-upload rows.
+    pub const STATE: &str = "state";
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const COMMITTED_AT: &str = "committed_at";
+    pub const CHANGED: &str = "changed";
+    /// On purge fences.
+    pub const PURGE_ID: &str = "purge_id";
+    pub const STARTED_AT: &str = "started_at";
     /// On artifact rows: who committed or published it.
     pub const CREATED_BY: &str = "created_by";
     /// On artifact rows: where the bytes are. [`BYTES_BLOB`](super::BYTES_BLOB)
@@ -161,6 +173,30 @@ pub fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String 
 pub fn alias_pk(name: &ArtifactName) -> String {
     format!("__{name}-alias")
 }
+
+/// The pending uploads of an artifact: `__{name}-upload`, sort key the upload id.
+pub fn upload_pk(name: &ArtifactName) -> String {
+    format!("__{name}-upload")
+}
+
+/// Blobs being deleted by reclaim: `__{name}-blob`, sort key the digest.
+/// While such an item exists, no upload of those bytes starts or commits.
+pub fn condemned_pk(name: &ArtifactName) -> String {
+    format!("__{name}-blob")
+}
+
+/// The purge fence of an artifact: `__{name}-purge` / `fence`. While it
+/// stands, no upload starts (so nothing new can be committed).
+pub fn fence_pk(name: &ArtifactName) -> String {
+    format!("__{name}-purge")
+}
+pub const FENCE_SK: &str = "fence";
+
+/// Every artifact this service committed: `__artifacts`, sort key `{name}/`
+/// (the S3 listing's order of the library's "directories", so the two
+/// listings merge in one order; names never start with `_`, so the
+/// partition never clashes with an artifact's).
+pub const REGISTRY_PK: &str = "__artifacts";
 
 /// The alias history partition of an artifact: `__{name}-history`.
 pub fn history_pk(name: &ArtifactName) -> String {

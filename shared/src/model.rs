@@ -196,13 +196,20 @@ pub struct Published {
     pub created: bool,
 }
 
-/// A presigned PUT the client sends its bytes to.
+/// A started upload: a presigned PUT of the declared bytes to send, or
+/// `exists` when the artifact holds them already (nothing to transfer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UploadTicket {
     pub upload_id: String,
-    pub url: String,
-    pub method: String,
-    pub headers: BTreeMap<String, String>,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exists: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
 }

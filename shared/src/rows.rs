@@ -25,16 +25,77 @@ pub struct VersionRow {
     pub size: Option<u64>,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
-    pub s3_version_id: Option<String>,
+    /// Where the bytes are.
+    pub location: Location,
     pub aliases: BTreeSet<String>,
     pub deleted_at: Option<OffsetDateTime>,
     pub reclaimed_at: Option<OffsetDateTime>,
     pub last_version: Option<u32>,
     pub upload_id: Option<String>,
-    pub upload_changed: Option<bool>,
     pub created_by: Option<String>,
     pub deleted_by_request: Option<String>,
     pub published_sha256: Option<String>,
+    /// On LATEST: changes whenever LATEST is created anew (after a purge), so
+    /// a publish that reserved its number before a purge cannot land after it.
+    pub epoch: Option<String>,
+}
+
+/// Where the bytes of a row are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The blob store: `{prefix}.blobs/{name}/{sha256}`; every S3 version of
+    /// that key holds exactly those bytes.
+    Blob,
+    /// The library's key of the row (`{prefix}/{name}/{LATEST|000042}`):
+    /// pinned to an S3 object version on rows a previous release wrote, the
+    /// key's current version on rows the library wrote.
+    Library { version_id: Option<String> },
+}
+
+impl Location {
+    fn decode(item: &Item, bytes_attr: &str, vid_attr: &str) -> Self {
+        if s(item, bytes_attr) == Some(crate::layout::BYTES_BLOB) {
+            Self::Blob
+        } else {
+            Self::Library {
+                version_id: s(item, vid_attr).map(str::to_owned),
+            }
+        }
+    }
+
+    fn encode(&self, item: &mut Item, bytes_attr: &str, vid_attr: &str) {
+        match self {
+            Self::Blob => {
+                item.insert(bytes_attr.into(), sv(crate::layout::BYTES_BLOB));
+            }
+            Self::Library {
+                version_id: Some(v),
+            } => {
+                item.insert(vid_attr.into(), sv(v));
+            }
+            Self::Library { version_id: None } => {}
+        }
+    }
+
+    /// The S3 key and object version that hold the bytes of `version` of
+    /// `name`, whose SHA-256 is `sha256`.
+    pub fn object(
+        &self,
+        layout: &Layout,
+        name: &ArtifactName,
+        version: Version,
+        sha256: &str,
+    ) -> (String, Option<String>) {
+        match self {
+            Self::Blob => (layout.blob_key(name, sha256), None),
+            Self::Library { version_id } => (layout.object_key(name, version), version_id.clone()),
+        }
+    }
+
+    /// Writes the location into a row's item.
+    pub fn encode_row(&self, item: &mut Item) {
+        self.encode(item, attr::BYTES, attr::S3_VERSION_ID);
+    }
 }
 
 impl VersionRow {
@@ -60,7 +121,7 @@ impl VersionRow {
                     .collect(),
                 _ => BTreeMap::new(),
             },
-            s3_version_id: s(item, attr::S3_VERSION_ID).map(str::to_owned),
+            location: Location::decode(item, attr::BYTES, attr::S3_VERSION_ID),
             aliases: match item.get(attr::ALIASES) {
                 Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
                 _ => BTreeSet::new(),
@@ -69,13 +130,10 @@ impl VersionRow {
             reclaimed_at: time(item, attr::RECLAIMED_AT),
             last_version: n(item, attr::LAST_VERSION),
             upload_id: s(item, attr::UPLOAD_ID).map(str::to_owned),
-            upload_changed: item
-                .get(attr::UPLOAD_CHANGED)
-                .and_then(|v| v.as_bool().ok())
-                .copied(),
             created_by: s(item, attr::CREATED_BY).map(str::to_owned),
             deleted_by_request: s(item, attr::DELETED_BY_REQUEST).map(str::to_owned),
             published_sha256: s(item, attr::PUBLISHED_SHA256).map(str::to_owned),
+            epoch: s(item, attr::EPOCH).map(str::to_owned),
         })
     }
 
@@ -107,7 +165,7 @@ pub struct TargetRef {
     /// Copied from the immutable version row when the alias was written;
     /// absent for LATEST (mutable) and for rows the Python library wrote.
     pub sha256: Option<String>,
-    pub s3_version_id: Option<String>,
+    pub location: Location,
 }
 
 /// A row of an alias partition (`pk = __{name}-alias`).
@@ -144,7 +202,11 @@ impl AliasRow {
                     TargetRef {
                         version,
                         sha256: s(item, attr::SECONDARY_SHA256).map(str::to_owned),
-                        s3_version_id: s(item, attr::SECONDARY_S3_VERSION_ID).map(str::to_owned),
+                        location: Location::decode(
+                            item,
+                            attr::SECONDARY_BYTES,
+                            attr::SECONDARY_S3_VERSION_ID,
+                        ),
                     },
                     weight,
                 ))
@@ -157,7 +219,7 @@ impl AliasRow {
             primary: TargetRef {
                 version,
                 sha256: s(item, attr::VERSION_SHA256).map(str::to_owned),
-                s3_version_id: s(item, attr::VERSION_S3_VERSION_ID).map(str::to_owned),
+                location: Location::decode(item, attr::VERSION_BYTES, attr::VERSION_S3_VERSION_ID),
             },
             secondary,
             revision: n(item, attr::REVISION),
@@ -172,8 +234,11 @@ impl AliasRow {
         item.insert(attr::VERSION.into(), sv(self.primary.version.sort_key()));
         insert_target(
             &mut item,
-            attr::VERSION_SHA256,
-            attr::VERSION_S3_VERSION_ID,
+            [
+                attr::VERSION_SHA256,
+                attr::VERSION_BYTES,
+                attr::VERSION_S3_VERSION_ID,
+            ],
             &self.primary,
         );
         if let Some((secondary, weight)) = &self.secondary {
@@ -184,8 +249,11 @@ impl AliasRow {
             item.insert(attr::SECONDARY_VERSION_WEIGHT.into(), nv(weight.get()));
             insert_target(
                 &mut item,
-                attr::SECONDARY_SHA256,
-                attr::SECONDARY_S3_VERSION_ID,
+                [
+                    attr::SECONDARY_SHA256,
+                    attr::SECONDARY_BYTES,
+                    attr::SECONDARY_S3_VERSION_ID,
+                ],
                 secondary,
             );
         }
@@ -229,13 +297,11 @@ impl AliasRow {
     }
 }
 
-fn insert_target(item: &mut Item, sha_attr: &str, vid_attr: &str, target: &TargetRef) {
-    if let Some(sha) = &target.sha256 {
-        item.insert(sha_attr.into(), sv(sha));
+fn insert_target(item: &mut Item, [sha, bytes, vid]: [&str; 3], target: &TargetRef) {
+    if let Some(hash) = &target.sha256 {
+        item.insert(sha.into(), sv(hash));
     }
-    if let Some(vid) = &target.s3_version_id {
-        item.insert(vid_attr.into(), sv(vid));
-    }
+    target.location.encode(item, bytes, vid);
 }
 
 /// One entry of the alias history partition (`pk = __{name}-history`,
@@ -309,6 +375,113 @@ impl HistoryRow {
             },
         })
     }
+}
+
+/// A pending (or finished) upload: `pk = __{name}-upload`, `sk = upload id`.
+/// Expired rows are deleted by DynamoDB's TTL on `expires_at`, eventually;
+/// expiry itself is enforced by conditions on `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRow {
+    pub name: ArtifactName,
+    pub upload_id: String,
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: String,
+    pub metadata: BTreeMap<String, String>,
+    pub actor: String,
+    pub state: UploadState,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub update_at: OffsetDateTime,
+    /// Set with `state = committed`: whether the commit changed LATEST.
+    pub changed: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    Pending,
+    Committed,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Committed => "committed",
+        }
+    }
+}
+
+impl UploadRow {
+    pub fn to_item(&self) -> Item {
+        let mut item = key(crate::layout::upload_pk(&self.name), &self.upload_id);
+        item.insert(attr::SHA256.into(), sv(&self.sha256));
+        item.insert(attr::SIZE.into(), nv(self.size));
+        item.insert(attr::CONTENT_TYPE.into(), sv(&self.content_type));
+        item.insert(attr::METADATA.into(), string_map(&self.metadata));
+        item.insert(attr::ACTOR.into(), sv(&self.actor));
+        item.insert(attr::STATE.into(), sv(self.state.as_str()));
+        item.insert(attr::EXPIRES_AT.into(), nv(self.expires_at));
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(self.update_at)));
+        if let Some(changed) = self.changed {
+            item.insert(attr::CHANGED.into(), AttributeValue::Bool(changed));
+        }
+        item
+    }
+
+    pub fn from_item(name: &ArtifactName, item: &Item) -> Result<Self> {
+        let state = match s(item, attr::STATE) {
+            Some("pending") => UploadState::Pending,
+            Some("committed") => UploadState::Committed,
+            _ => return Err(malformed(item, "state")),
+        };
+        Ok(Self {
+            name: name.clone(),
+            upload_id: s(item, attr::SK)
+                .ok_or_else(|| malformed(item, "sk"))?
+                .to_owned(),
+            sha256: s(item, attr::SHA256)
+                .ok_or_else(|| malformed(item, "sha256"))?
+                .to_owned(),
+            size: n(item, attr::SIZE).ok_or_else(|| malformed(item, "size"))?,
+            content_type: s(item, attr::CONTENT_TYPE).unwrap_or_default().to_owned(),
+            metadata: match item.get(attr::METADATA) {
+                Some(AttributeValue::M(m)) => m
+                    .iter()
+                    .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone())))
+                    .collect(),
+                _ => BTreeMap::new(),
+            },
+            actor: s(item, attr::ACTOR).unwrap_or_default().to_owned(),
+            state,
+            expires_at: n(item, attr::EXPIRES_AT).ok_or_else(|| malformed(item, "expires_at"))?,
+            update_at: time(item, attr::UPDATE_AT).ok_or_else(|| malformed(item, "update_at"))?,
+            changed: item
+                .get(attr::CHANGED)
+                .and_then(|v| v.as_bool().ok())
+                .copied(),
+        })
+    }
+
+    /// LATEST as this upload's commit made it.
+    pub fn to_artifact(&self, layout: &Layout) -> Artifact {
+        Artifact {
+            name: self.name.clone(),
+            version: Version::Latest,
+            update_at: self.update_at,
+            sha256: self.sha256.clone(),
+            size: Some(self.size),
+            content_type: Some(self.content_type.clone()),
+            metadata: self.metadata.clone(),
+            s3uri: layout.s3uri(&self.name, Version::Latest),
+            created_by: Some(self.actor.clone()),
+            download_url: None,
+        }
+    }
+}
+
+pub fn string_map(map: &BTreeMap<String, String>) -> AttributeValue {
+    AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), sv(v))).collect())
 }
 
 fn state_attributes(state: &AliasState) -> Item {

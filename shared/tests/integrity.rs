@@ -90,8 +90,9 @@ async fn put(
     bytes: &[u8],
     edit: impl Fn(&str, &str) -> String,
 ) -> (u16, String) {
-    let mut request = reqwest::Client::new().put(&ticket.url).body(bytes.to_vec());
-    for (k, v) in &ticket.headers {
+    let url = ticket.url.as_deref().expect("a URL to PUT to");
+    let mut request = reqwest::Client::new().put(url).body(bytes.to_vec());
+    for (k, v) in ticket.headers.iter().flatten() {
         request = request.header(k, edit(k, v));
     }
     let response = request.send().await.unwrap();
@@ -150,7 +151,7 @@ async fn s3_refuses_bytes_that_do_not_match_the_declared_sha256() {
         matches!(err, Error::UploadNotFound { .. } | Error::UploadMismatch(_)),
         "{err:?}"
     );
-    assert!(s.moto.raw_items().await.is_empty());
+    assert!(s.moto.items_besides_uploads().await.is_empty());
 }
 
 #[tokio::test]
@@ -187,13 +188,13 @@ async fn s3_refuses_an_expired_upload_url() {
 async fn commit_refuses_a_staged_object_whose_checksum_differs_from_the_declaration() {
     let s = split(900).await;
     let ticket = declare(&s.repo, b"good bytes").await;
-    // Someone with bucket access stages other bytes under the upload's key,
-    // claiming the declared sha256 in metadata.
+    // Someone with bucket access puts other bytes at the upload's blob
+    // key, claiming the declared sha256 in metadata.
     s.s3.put_object()
         .bucket(&s.bucket)
         .key(format!(
-            "versioned-artifacts.uploads/app/{}",
-            ticket.upload_id
+            "versioned-artifacts.blobs/app/{}",
+            sha256_hex(b"good bytes")
         ))
         .body(b"evil bytes".to_vec().into())
         .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
@@ -209,7 +210,7 @@ async fn commit_refuses_a_staged_object_whose_checksum_differs_from_the_declarat
         .unwrap_err();
     assert!(matches!(err, Error::UploadMismatch(_)), "{err:?}");
     assert!(
-        s.moto.raw_items().await.is_empty(),
+        s.moto.items_besides_uploads().await.is_empty(),
         "a refused commit writes nothing"
     );
 }

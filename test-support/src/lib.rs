@@ -209,6 +209,23 @@ impl TestStore {
     }
 
     /// Every raw item of the table, for "nothing else was written" checks.
+    /// Every item except pending-upload rows (which starting an upload
+    /// writes whatever happens next).
+    pub async fn items_besides_uploads(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.raw_items()
+            .await
+            .into_iter()
+            .filter(|item| {
+                !item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|pk| pk.ends_with("-upload") && pk.starts_with("__"))
+            })
+            .collect()
+    }
+
     pub async fn raw_items(
         &self,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
@@ -341,7 +358,9 @@ pub async fn upload_with(
         )
         .await
         .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
-    put_bytes(http, &ticket, bytes).await;
+    if !ticket.exists {
+        put_bytes(http, &ticket, bytes).await;
+    }
     repo.commit_upload(name, &ticket.upload_id)
         .await
         .unwrap_or_else(|e| panic!("commit: {e:?}"))
@@ -353,8 +372,12 @@ pub async fn put_bytes(
     ticket: &shared::model::UploadTicket,
     bytes: &[u8],
 ) -> u16 {
-    let mut request = http.put(&ticket.url).body(bytes.to_vec());
-    for (k, v) in &ticket.headers {
+    let url = ticket
+        .url
+        .as_deref()
+        .unwrap_or_else(|| panic!("the ticket has no URL: {ticket:?}"));
+    let mut request = http.put(url).body(bytes.to_vec());
+    for (k, v) in ticket.headers.iter().flatten() {
         request = request.header(k, v);
     }
     let response = request

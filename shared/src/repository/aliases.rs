@@ -27,7 +27,9 @@ use crate::model::{
     Alias, AliasAction, AliasChange, AliasTarget, ChangeRequest, Page, Precondition, Resolved,
 };
 use crate::names::{AliasName, ArtifactName, Version};
-use crate::rows::{AliasRow, HistoryRow, Item, TargetRef, VersionRow, key, nv, sv, version_key};
+use crate::rows::{
+    AliasRow, HistoryRow, Item, Location, TargetRef, VersionRow, key, nv, sv, version_key,
+};
 
 /// What a change does to the alias row.
 #[derive(Debug, Clone, Copy)]
@@ -638,7 +640,7 @@ impl Repository {
             Some((secondary, weight)) if bucket < weight.get() => secondary,
             _ => &row.primary,
         };
-        let (sha256, s3_version_id) = match (chosen.version, &chosen.sha256) {
+        let (sha256, location) = match (chosen.version, &chosen.sha256) {
             (Version::Latest, _) => {
                 let latest =
                     latest
@@ -646,12 +648,12 @@ impl Repository {
                         .ok_or_else(|| Error::ArtifactNotFound {
                             name: name.to_string(),
                         })?;
-                (latest.sha256, latest.s3_version_id)
+                (latest.sha256, latest.location)
             }
-            (_, Some(sha)) => (sha.clone(), chosen.s3_version_id.clone()),
+            (_, Some(sha)) => (sha.clone(), chosen.location.clone()),
             (version, None) => {
                 let target = self.get_live_row(name, version).await?;
-                (target.sha256, target.s3_version_id)
+                (target.sha256, target.location)
             }
         };
         Ok(Resolved {
@@ -660,7 +662,7 @@ impl Repository {
             revision: row.revision.unwrap_or(0),
             version: chosen.version,
             download_url: self
-                .download_url(name, chosen.version, s3_version_id.as_deref())
+                .download_url(name, chosen.version, &sha256, &location)
                 .await?,
             sha256,
         })
@@ -985,13 +987,13 @@ fn target_ref(row: &VersionRow) -> TargetRef {
         TargetRef {
             version: row.version,
             sha256: None,
-            s3_version_id: None,
+            location: Location::Library { version_id: None },
         }
     } else {
         TargetRef {
             version: row.version,
             sha256: Some(row.sha256.clone()),
-            s3_version_id: row.s3_version_id.clone(),
+            location: row.location.clone(),
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct Repository {
     ddb: aws_sdk_dynamodb::Client,
     layout: Layout,
     presign_expires: Duration,
+    upload_expires: Duration,
     /// The deployment's retention defaults (route and schedule alike).
     retention: RetentionSchedule,
     calls: CallCounter,
@@ -89,6 +90,7 @@ impl Repository {
             ddb: aws_sdk_dynamodb::Client::from_conf(ddb),
             layout: Layout::new(config),
             presign_expires: config.presign_expires,
+            upload_expires: config.upload_expires,
             retention: config.retention,
             calls,
         }
@@ -225,20 +227,22 @@ impl Repository {
         }
     }
 
-    /// A presigned GET of exactly the bytes of `row` (pinned to its S3 object
-    /// version when known, SPEC 7.3).
+    /// A presigned GET of exactly the bytes of version `version` of `name`,
+    /// whose SHA-256 is `sha256`, stored at `location` (SPEC 7.3).
     async fn download_url(
         &self,
         name: &ArtifactName,
         version: Version,
-        s3_version_id: Option<&str>,
+        sha256: &str,
+        location: &crate::rows::Location,
     ) -> Result<String> {
+        let (key, version_id) = location.object(&self.layout, name, version, sha256);
         let presigned = self
             .s3
             .get_object()
             .bucket(&self.layout.bucket)
-            .key(self.layout.object_key(name, version))
-            .set_version_id(s3_version_id.map(str::to_owned))
+            .key(key)
+            .set_version_id(version_id)
             .presigned(self.presigning()?)
             .await
             .map_err(|e| Error::upstream("presign GetObject", e))?;

@@ -14,10 +14,12 @@ use time::OffsetDateTime;
 use super::Repository;
 use super::versions::SoftDelete;
 use crate::error::{Error, Result};
-use crate::layout::{attr, format_update_at, now};
+use crate::layout::{attr, condemned_pk, format_update_at, now, upload_pk};
 use crate::model::{RetentionPolicy, RetentionReport};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{AliasRow, Item, VersionRow, key, nv, sv, version_key};
+use crate::rows::{
+    AliasRow, Item, Location, UploadRow, UploadState, VersionRow, key, nv, sv, version_key,
+};
 
 /// What one reclaim pass over an artifact did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +91,7 @@ impl Repository {
             .checked_sub(grace.try_into().unwrap_or(time::Duration::MAX))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let mut report = ReclaimReport::default();
+        let mut blobs = BTreeSet::new();
         // The library lets an alias point at a soft-deleted version: its
         // bytes stay while any alias row targets it.
         let protected = alias_targets(&self.alias_rows(name).await?);
@@ -107,8 +110,15 @@ impl Repository {
                     report.stamped.push(row.version);
                 }
                 Some(deleted_at) if deleted_at <= cutoff => {
-                    let key = self.layout.object_key(name, row.version);
-                    self.delete_all_object_versions(&key, Some(&key)).await?;
+                    if row.location == Location::Blob {
+                        // The blob may be shared; it goes below, once
+                        // nothing references it. The mirror deletes the
+                        // library's copy when it sees the tombstone.
+                        blobs.insert(row.sha256.clone());
+                    } else {
+                        let key = self.layout.object_key(name, row.version);
+                        self.delete_all_object_versions(&key, Some(&key)).await?;
+                    }
                     self.mark(name, row.version, attr::RECLAIMED_AT, now())
                         .await?;
                     report.reclaimed.push(row.version);
@@ -116,7 +126,82 @@ impl Repository {
                 Some(_) => {}
             }
         }
+        for sha256 in blobs {
+            self.delete_blob_if_unreferenced(name, &sha256).await?;
+        }
         Ok(report)
+    }
+
+    /// Deletes the blob of `sha256` unless a row, a publish or an upload
+    /// may still need it.
+    ///
+    /// A condemned item goes up first (uploads of these bytes cannot start
+    /// or commit while it stands, and a commit or publish that read the blob
+    /// before it was deleted fails: see `not_condemned`), then the
+    /// references are read again: anything that referenced the blob before
+    /// the item went up is seen then, and the deletion is called off.
+    async fn delete_blob_if_unreferenced(&self, name: &ArtifactName, sha256: &str) -> Result<()> {
+        if self.blob_referenced(name, sha256).await? {
+            return Ok(());
+        }
+        let condemned = key(condemned_pk(name), sha256);
+        let mut item = condemned.clone();
+        item.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
+        self.ddb
+            .put_item()
+            .table_name(&self.layout.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| Error::upstream("PutItem", e))?;
+        if self.blob_referenced(name, sha256).await? {
+            self.ddb
+                .delete_item()
+                .table_name(&self.layout.table)
+                .set_key(Some(condemned))
+                .send()
+                .await
+                .map_err(|e| Error::upstream("DeleteItem", e))?;
+            return Ok(());
+        }
+        let blob_key = self.layout.blob_key(name, sha256);
+        self.delete_all_object_versions(&blob_key, Some(&blob_key))
+            .await?;
+        // The item stays, stamped: a commit or publish that saw the blob
+        // before this moment must fail; uploads started from now on may
+        // bring the bytes back.
+        self.ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(condemned))
+            .update_expression("SET #deleted_at = :now")
+            .expression_attribute_names("#deleted_at", attr::DELETED_AT)
+            .expression_attribute_values(":now", nv(super::uploads::unix_millis(now())))
+            .send()
+            .await
+            .map_err(|e| Error::upstream("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Whether any row not yet reclaimed or a pending upload that can still
+    /// be committed holds `sha256`. Two consistent Queries.
+    async fn blob_referenced(&self, name: &ArtifactName, sha256: &str) -> Result<bool> {
+        let uploads_pk = upload_pk(name);
+        let (rows, uploads) = tokio::join!(self.version_rows(name), self.query_all(&uploads_pk));
+        // A publish in flight (number taken, row not written yet) is not
+        // seen here: its transaction fails if the blob was deleted after it
+        // took the number (see `not_condemned`).
+        let in_rows = rows?
+            .iter()
+            .any(|row| row.reclaimed_at.is_none() && row.sha256 == sha256);
+        let now_secs = now().unix_timestamp();
+        let in_uploads = uploads?
+            .iter()
+            .filter_map(|item| UploadRow::from_item(name, item).ok())
+            .any(|u| {
+                u.sha256 == sha256 && u.state == UploadState::Pending && u.expires_at > now_secs
+            });
+        Ok(in_rows || in_uploads)
     }
 
     async fn version_rows(&self, name: &ArtifactName) -> Result<Vec<VersionRow>> {

@@ -1,23 +1,33 @@
-//! Uploads: a presigned PUT bound to the declared bytes, then a verified commit.
+//! Uploads: a pending-upload row and a presigned PUT of exactly the declared
+//! bytes to their blob key, then a commit that only writes rows.
 //!
 //! Bytes never pass through the service. S3 itself refuses bytes whose SHA-256
 //! differs from the declared one (the signed `x-amz-checksum-sha256` header);
 //! the commit re-checks what S3 recorded before the upload becomes LATEST.
+//! Bytes the artifact already holds are not transferred again (`exists`).
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, MetadataDirective};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
 
-use super::Repository;
+use super::aliases::TransactFailure;
+use super::{MAX_ATTEMPTS, Repository};
 use crate::error::{Error, Result};
-use crate::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, format_update_at, now};
+use crate::layout::{
+    BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, REGISTRY_PK, attr,
+    condemned_pk, fence_pk, format_update_at, now, upload_pk,
+};
 use crate::model::{Committed, LOCAL_ACTOR, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{VersionRow, nv, sv, version_key};
+use crate::rows::{
+    Location, UploadRow, UploadState, VersionRow, key, nv, string_map, sv, version_key,
+};
 
 /// S3's single-PUT limit.
 pub const MAX_UPLOAD_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -120,49 +130,128 @@ impl UploadRequest {
     }
 }
 
-/// Upload ids are 32 lowercase hex characters (a v4 UUID, simple form).
-fn valid_upload_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+/// An upload id: 32 random lowercase hex characters, then the declared
+/// SHA-256 (64 more), so a commit knows the blob key before it reads a row
+/// and checks the blob and the rows in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadId(String);
+
+impl UploadId {
+    fn new(sha256: &str) -> Self {
+        Self(format!("{}{sha256}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// The declared SHA-256 (lowercase hex).
+    pub fn sha256(&self) -> &str {
+        &self.0[32..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for UploadId {
+    type Err = Error;
+
+    fn from_str(id: &str) -> Result<Self> {
+        let valid = id.len() == 96
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if valid {
+            Ok(Self(id.to_owned()))
+        } else {
+            Err(Error::InvalidRequest(
+                "upload_id must be the 96 lowercase hexadecimal characters start upload returned"
+                    .into(),
+            ))
+        }
+    }
 }
 
 impl Repository {
-    /// Signs a PUT of exactly the declared bytes to a staging key. No AWS call.
+    /// Starts an upload: [`Self::create_upload_as`] by the local actor.
     pub async fn create_upload(
         &self,
         name: &ArtifactName,
         request: UploadRequest,
     ) -> Result<UploadTicket> {
+        self.create_upload_as(name, request, LOCAL_ACTOR).await
+    }
+
+    /// Records a pending upload and, unless the artifact already holds the
+    /// bytes, signs a PUT of exactly them to their blob key.
+    ///
+    /// AWS calls: HeadObject ∥ TransactWriteItems (2, in one round trip). The
+    /// transaction fails while the artifact is being purged (409) or these
+    /// bytes are being reclaimed (409), so nothing can be committed that a
+    /// purge or reclaim would not see.
+    pub async fn create_upload_as(
+        &self,
+        name: &ArtifactName,
+        request: UploadRequest,
+        actor: &str,
+    ) -> Result<UploadTicket> {
         let request = request.validate()?;
-        let upload_id = uuid::Uuid::new_v4().simple().to_string();
+        let upload_id = UploadId::new(&request.sha256);
         let digest = hex::decode(&request.sha256)
             .map_err(|_| Error::InvalidRequest("sha256 must be hexadecimal".into()))?;
+        let size = i64::try_from(request.size)
+            .map_err(|_| Error::TooLarge(format!("size {} is too large", request.size)))?;
+        let content_type = request
+            .content_type
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
+        let now = now();
+        let expires_at = now + self.upload_expires;
+        let row = UploadRow {
+            name: name.clone(),
+            upload_id: upload_id.as_str().to_owned(),
+            sha256: request.sha256.clone(),
+            size: request.size,
+            content_type: content_type.clone(),
+            metadata: request.metadata.clone(),
+            actor: actor.to_owned(),
+            state: UploadState::Pending,
+            expires_at: expires_at.unix_timestamp(),
+            update_at: now,
+            changed: None,
+        };
+        let blob_key = self.layout.blob_key(name, &request.sha256);
+        let (held, recorded) = tokio::join!(
+            self.blob_holds(&blob_key, &digest, request.size),
+            self.record_upload(name, &row)
+        );
+        recorded?;
+        let exists = held?;
+        let expires_at = expires_at.replace_nanosecond(0).unwrap_or(expires_at);
+        if exists {
+            return Ok(UploadTicket {
+                upload_id: upload_id.as_str().to_owned(),
+                state: UploadState::Pending.as_str(),
+                exists: true,
+                url: None,
+                method: None,
+                headers: None,
+                expires_at,
+            });
+        }
         let mut metadata: HashMap<String, String> = request.metadata.clone().into_iter().collect();
         metadata.insert(META_ARTIFACT_NAME.into(), name.to_string());
         metadata.insert(META_ARTIFACT_SHA256.into(), request.sha256.clone());
         metadata.insert(META_UPLOAD_SIZE.into(), request.size.to_string());
-        let size = i64::try_from(request.size)
-            .map_err(|_| Error::TooLarge(format!("size {} is too large", request.size)))?;
-        let config = self.presigning()?;
-        let expires_at = OffsetDateTime::now_utc() + config.expires();
         let presigned = self
             .s3
             .put_object()
             .bucket(&self.layout.bucket)
-            .key(self.layout.staging_key(name, &upload_id))
+            .key(blob_key)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(STANDARD.encode(digest))
             .content_length(size)
-            .content_type(
-                request
-                    .content_type
-                    .as_deref()
-                    .unwrap_or(DEFAULT_CONTENT_TYPE),
-            )
+            .content_type(content_type)
             .set_metadata(Some(metadata))
-            .presigned(config)
+            .presigned(self.presigning()?)
             .await
             .map_err(|e| Error::upstream("presign PutObject", e))?;
         let headers = presigned
@@ -171,323 +260,433 @@ impl Repository {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
             .collect::<BTreeMap<_, _>>();
         Ok(UploadTicket {
-            upload_id,
-            url: presigned.uri().to_owned(),
-            method: presigned.method().to_owned(),
-            headers,
-            expires_at: expires_at.replace_nanosecond(0).unwrap_or(expires_at),
+            upload_id: upload_id.as_str().to_owned(),
+            state: UploadState::Pending.as_str(),
+            exists: false,
+            url: Some(presigned.uri().to_owned()),
+            method: Some(presigned.method().to_owned()),
+            headers: Some(headers),
+            expires_at,
         })
     }
 
-    /// Verifies a staged upload and makes it LATEST.
-    ///
-    /// AWS calls: HeadObject, GetItem, CopyObject, UpdateItem, DeleteObject (5);
-    /// 4 when the content equals LATEST already; a retry after success costs 2
-    /// (3 when the staged object could not be deleted the first time).
+    /// Whether S3 holds exactly these bytes at `key`: its recorded SHA-256
+    /// and length (S3 computed them when it accepted the PUT).
+    async fn blob_holds(&self, key: &str, digest: &[u8], size: u64) -> Result<bool> {
+        Ok(self
+            .head_blob(key)
+            .await?
+            .is_some_and(|head| blob_check(&head, digest, size).is_ok()))
+    }
+
+    /// HeadObject with the checksum; `None` when there is no such object.
+    async fn head_blob(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+        match self
+            .s3
+            .head_object()
+            .bucket(&self.layout.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(head)),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(e) => Err(Error::upstream("HeadObject", e)),
+        }
+    }
+
+    /// Writes the pending-upload row, unless a purge of the artifact or a
+    /// reclaim of these bytes is under way.
+    async fn record_upload(&self, name: &ArtifactName, row: &UploadRow) -> Result<()> {
+        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
+        let fence = ConditionCheck::builder()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(fence_pk(name), FENCE_SK)))
+            .condition_expression("attribute_not_exists(#pk) OR #started_at < :stale")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#started_at", attr::STARTED_AT)
+            .expression_attribute_values(":stale", nv(stale))
+            .build()
+            .map_err(super::invalid_sdk_input)?;
+        let ops = vec![
+            TransactWriteItem::builder().condition_check(fence).build(),
+            self.not_condemned(name, &row.sha256, None)?,
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.layout.table)
+                        .set_item(Some(row.to_item()))
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", attr::PK)
+                        .build()
+                        .map_err(super::invalid_sdk_input)?,
+                )
+                .build(),
+        ];
+        let token = &row.upload_id[..32];
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact(ops.clone(), token).await {
+                Ok(()) => return Ok(()),
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&0) => {
+                    return Err(Error::ArtifactBeingPurged {
+                        name: name.to_string(),
+                    });
+                }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {
+                    return Err(being_reclaimed(name));
+                }
+                // Our own earlier attempt landed (its answer was lost).
+                Err(TransactFailure::Conditions(_)) => return Ok(()),
+                Err(TransactFailure::Contention) => super::backoff(attempt).await,
+                Err(TransactFailure::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::ConcurrentModification(format!(
+            "starting an upload of {name} kept conflicting with other writers; retry"
+        )))
+    }
+
+    /// A transaction operation that holds only while retention is not
+    /// deleting the blob of `sha256`. With `read_at` (when the caller saw
+    /// the blob, or LATEST, that it builds on), it also fails if a deletion
+    /// finished after that moment: what the caller saw may be gone.
+    pub(super) fn not_condemned(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        read_at: Option<OffsetDateTime>,
+    ) -> Result<TransactWriteItem> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(condemned_pk(name), sha256)))
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#deleted_at", attr::DELETED_AT);
+        let check = match read_at {
+            None => check
+                .condition_expression("attribute_not_exists(#pk) OR attribute_exists(#deleted_at)"),
+            Some(t) => check
+                .condition_expression("attribute_not_exists(#pk) OR #deleted_at < :read_at")
+                // Clocks of different functions agree to well within this.
+                .expression_attribute_values(":read_at", nv(unix_millis(t - CLOCK_MARGIN))),
+        };
+        Ok(TransactWriteItem::builder()
+            .condition_check(check.build().map_err(super::invalid_sdk_input)?)
+            .build())
+    }
+
+    /// Verifies an upload's bytes and makes them LATEST.
     pub async fn commit_upload(&self, name: &ArtifactName, upload_id: &str) -> Result<Committed> {
         self.commit_upload_as(name, upload_id, LOCAL_ACTOR).await
     }
 
     /// [`Self::commit_upload`], recording `actor` as LATEST's creator.
+    ///
+    /// Round trip 1: HeadObject of the blob ∥ BatchGetItem of the upload row
+    /// and LATEST. Round trip 2: one TransactWriteItems — the upload row
+    /// `pending → committed` (so an upload is committed at most once), no
+    /// reclaim of the blob under way, LATEST pointed at the blob, the name
+    /// registered. AWS calls: 3 in 2 sequential round trips, whatever the
+    /// size. A retried commit answers as the first did (2 calls); an upload
+    /// committed before LATEST moved on is refused (409), an expired one 404.
     pub async fn commit_upload_as(
         &self,
         name: &ArtifactName,
         upload_id: &str,
         actor: &str,
     ) -> Result<Committed> {
-        if !valid_upload_id(upload_id) {
-            return Err(Error::InvalidRequest(
-                "upload_id must be 32 lowercase hexadecimal characters".into(),
-            ));
-        }
-        let staging_key = self.layout.staging_key(name, upload_id);
-        let head = self
-            .s3
-            .head_object()
-            .bucket(&self.layout.bucket)
-            .key(&staging_key)
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await;
-        let head = match head {
-            Ok(head) => head,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {
-                return self.already_committed(name, upload_id).await;
+        let id: UploadId = upload_id.parse()?;
+        let blob_key = self.layout.blob_key(name, id.sha256());
+        let digest = hex::decode(id.sha256()).map_err(|e| Error::internal("upload id", e))?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let read_at = now();
+            let (head, rows) =
+                tokio::join!(self.head_blob(&blob_key), self.upload_and_latest(name, &id));
+            let (upload, latest) = rows?;
+            let not_found = || Error::UploadNotFound {
+                name: name.to_string(),
+                upload_id: id.as_str().to_owned(),
+            };
+            let upload = upload.ok_or_else(not_found)?;
+            let latest = latest.filter(VersionRow::is_live);
+            if upload.state == UploadState::Committed {
+                return match latest {
+                    Some(row) if row.upload_id.as_deref() == Some(id.as_str()) => Ok(Committed {
+                        changed: upload.changed.unwrap_or(true),
+                        artifact: row.to_artifact(&self.layout),
+                    }),
+                    _ => Err(Error::UploadSuperseded {
+                        name: name.to_string(),
+                        upload_id: id.as_str().to_owned(),
+                    }),
+                };
             }
-            Err(e) => return Err(Error::upstream("HeadObject", e)),
-        };
-
-        // What the client declared when the URL was signed...
-        let mut metadata = head.metadata().cloned().unwrap_or_default();
-        let declared_sha = metadata.remove(META_ARTIFACT_SHA256).unwrap_or_default();
-        let declared_size = metadata
-            .remove(META_UPLOAD_SIZE)
-            .and_then(|s| s.parse::<i64>().ok());
-        metadata.remove(META_ARTIFACT_NAME);
-        // ...against what S3 recorded for the bytes it received.
-        let expected_checksum = hex::decode(&declared_sha).map(|d| STANDARD.encode(d)).ok();
-        match (head.checksum_sha256(), &expected_checksum) {
-            (Some(got), Some(want)) if got == want => {}
-            (None, _) => {
-                return Err(Error::UploadMismatch(
-                    "S3 recorded no SHA-256 checksum for the upload; PUT it with the returned headers".into(),
-                ));
+            let now = now();
+            if upload.expires_at <= now.unix_timestamp() {
+                return Err(not_found());
             }
-            _ => {
-                return Err(Error::UploadMismatch(
-                    "the uploaded bytes do not match the declared sha256".into(),
-                ));
-            }
-        }
-        if declared_size.is_none() || head.content_length() != declared_size {
-            return Err(Error::UploadMismatch(format!(
-                "uploaded {} bytes, declared {}",
-                head.content_length().unwrap_or(-1),
-                declared_size.map_or("nothing".into(), |s| s.to_string())
-            )));
-        }
-        let size = head.content_length().unwrap_or_default().max(0) as u64;
-        let content_type = head.content_type().map(str::to_owned);
-        let staged_version = head.version_id().map(str::to_owned);
-
-        let latest = self.get_row(name, Version::Latest).await?;
-        if let Some(row) = &latest
-            && row.is_live()
-            && row.upload_id.as_deref() == Some(upload_id)
-        {
-            // Committed already (only the answer or the clean-up was lost): same answer.
-            self.discard_staged(&staging_key, staged_version).await;
-            return Ok(Committed {
-                changed: row.upload_changed.unwrap_or(true),
-                artifact: row.to_artifact(&self.layout),
-            });
-        }
-        let unchanged = latest
-            .as_ref()
-            .is_some_and(|row| row.is_live() && row.sha256 == declared_sha);
-        let committed = if unchanged {
-            self.record_upload(name, upload_id).await?
-        } else {
-            let version_id = self
-                .copy_to_latest(
-                    name,
-                    &staging_key,
-                    staged_version.as_deref(),
-                    &declared_sha,
-                    &metadata,
-                    content_type.as_deref(),
+            let head = head?.ok_or_else(|| {
+                Error::UploadMismatch(
+                    "no bytes were uploaded for this upload; PUT them to the URL start upload returned"
+                        .into(),
                 )
-                .await?;
-            let last_version = match &latest {
-                Some(row) if row.last_version.is_none() => self.highest_version(name).await?,
+            })?;
+            blob_check(&head, &digest, upload.size)?;
+
+            let unchanged = latest
+                .as_ref()
+                .is_some_and(|row| row.sha256 == upload.sha256 && row.location == Location::Blob);
+            let seed = match &latest {
+                Some(row) if row.last_version.is_none() && !unchanged => {
+                    self.highest_version(name).await?
+                }
                 _ => 0,
             };
-            let row = NewLatest {
-                sha256: &declared_sha,
-                size,
-                content_type: content_type.as_deref(),
-                metadata: &metadata,
-                s3_version_id: version_id.as_deref(),
-                upload_id,
-                last_version,
-                actor,
-            };
-            self.write_latest(name, row).await?
-        };
-        self.discard_staged(&staging_key, staged_version).await;
-        Ok(committed)
-    }
-
-    /// Deletes a committed staged object. Best effort: the commit stands
-    /// either way, a retry recognises it, and the bucket's lifecycle rule
-    /// expires staged objects left behind after a day.
-    async fn discard_staged(&self, staging_key: &str, version: Option<String>) {
-        let deleted = self
-            .s3
-            .delete_object()
-            .bucket(&self.layout.bucket)
-            .key(staging_key)
-            .set_version_id(version)
-            .send()
-            .await;
-        if let Err(e) = deleted {
-            tracing::warn!(error = ?e, staging_key, "could not delete a committed staged upload");
-        }
-    }
-
-    /// A commit retried after it succeeded (the staged object is gone): same answer.
-    async fn already_committed(&self, name: &ArtifactName, upload_id: &str) -> Result<Committed> {
-        match self.get_row(name, Version::Latest).await? {
-            Some(row) if row.upload_id.as_deref() == Some(upload_id) && row.is_live() => {
-                Ok(Committed {
-                    changed: row.upload_changed.unwrap_or(true),
-                    artifact: row.to_artifact(&self.layout),
-                })
+            let ops = vec![
+                self.finish_upload(name, &id, !unchanged, now)?,
+                self.not_condemned(name, id.sha256(), Some(read_at))?,
+                self.latest_update(name, &upload, actor, unchanged, seed, now)?,
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.layout.table)
+                            .set_item(Some(key(REGISTRY_PK, format!("{name}/"))))
+                            .build()
+                            .map_err(super::invalid_sdk_input)?,
+                    )
+                    .build(),
+            ];
+            let token = format!("{}-{attempt}", &id.as_str()[..32]);
+            match self.transact(ops, &token).await {
+                Ok(()) => {
+                    let artifact = match (unchanged, latest) {
+                        (true, Some(row)) => row.to_artifact(&self.layout),
+                        _ => UploadRow {
+                            update_at: now,
+                            actor: actor.to_owned(),
+                            ..upload
+                        }
+                        .to_artifact(&self.layout),
+                    };
+                    return Ok(Committed {
+                        artifact,
+                        changed: !unchanged,
+                    });
+                }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {
+                    return Err(being_reclaimed(name));
+                }
+                // The upload was committed or expired meanwhile, or LATEST
+                // changed under an unchanged commit: read again.
+                Err(TransactFailure::Conditions(_)) => {}
+                Err(TransactFailure::Contention) => super::backoff(attempt).await,
+                Err(TransactFailure::Failed(e)) => return Err(e),
             }
-            _ => Err(Error::UploadNotFound {
-                name: name.to_string(),
-                upload_id: upload_id.to_owned(),
-            }),
         }
+        Err(Error::ConcurrentModification(format!(
+            "committing to {name} kept conflicting with other writers; retry"
+        )))
     }
 
-    /// Server-side copy of the verified staged version onto the LATEST key.
-    async fn copy_to_latest(
+    /// The upload row and LATEST, strongly consistent, in one BatchGetItem.
+    async fn upload_and_latest(
         &self,
         name: &ArtifactName,
-        staging_key: &str,
-        staged_version: Option<&str>,
-        sha256: &str,
-        user_metadata: &HashMap<String, String>,
-        content_type: Option<&str>,
-    ) -> Result<Option<String>> {
-        let mut metadata = user_metadata.clone();
-        metadata.insert(META_ARTIFACT_NAME.into(), name.to_string());
-        metadata.insert(META_ARTIFACT_SHA256.into(), sha256.to_owned());
-        let source = crate::layout::copy_source(&self.layout.bucket, staging_key, staged_version);
-        let out = self
-            .s3
-            .copy_object()
-            .bucket(&self.layout.bucket)
-            .key(self.layout.object_key(name, Version::Latest))
-            .copy_source(source)
-            .metadata_directive(MetadataDirective::Replace)
-            .set_metadata(Some(metadata))
-            .set_content_type(content_type.map(str::to_owned))
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .send()
-            .await
-            .map_err(|e| Error::upstream("CopyObject", e))?;
-        Ok(out.version_id().map(str::to_owned))
+        id: &UploadId,
+    ) -> Result<(Option<UploadRow>, Option<VersionRow>)> {
+        let keys = KeysAndAttributes::builder()
+            .keys(key(upload_pk(name), id.as_str()))
+            .keys(version_key(name, Version::Latest))
+            .consistent_read(true)
+            .build()
+            .map_err(super::invalid_sdk_input)?;
+        let mut request = Some(keys);
+        let (mut upload, mut latest) = (None, None);
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(keys) = request.take() else { break };
+            let out = self
+                .ddb
+                .batch_get_item()
+                .request_items(&self.layout.table, keys)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("BatchGetItem", e))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.layout.table))
+                .into_iter()
+                .flatten()
+            {
+                if item.get(attr::PK).and_then(|v| v.as_s().ok()) == Some(&upload_pk(name)) {
+                    upload = Some(UploadRow::from_item(name, item)?);
+                } else {
+                    latest = Some(VersionRow::from_item(item)?);
+                }
+            }
+            request = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.layout.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+            if request.is_some() {
+                super::backoff(attempt).await;
+            }
+        }
+        if request.is_some() {
+            return Err(Error::Throttled {
+                operation: "BatchGetItem",
+                source: "keys left unprocessed".into(),
+            });
+        }
+        Ok((upload, latest))
     }
 
-    /// Records that `upload_id` was committed without changing LATEST.
-    async fn record_upload(&self, name: &ArtifactName, upload_id: &str) -> Result<Committed> {
-        let out = self
-            .ddb
-            .update_item()
+    /// The upload row `pending → committed`, only while it has not expired.
+    fn finish_upload(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        changed: bool,
+        now: OffsetDateTime,
+    ) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression("SET #state = :committed, #changed = :changed, #update_at = :now")
+            .condition_expression("#state = :pending AND #expires_at > :now_secs")
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#changed", attr::CHANGED)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .expression_attribute_values(":committed", sv(UploadState::Committed.as_str()))
+            .expression_attribute_values(":pending", sv(UploadState::Pending.as_str()))
+            .expression_attribute_values(":changed", AttributeValue::Bool(changed))
+            .expression_attribute_values(":now", sv(format_update_at(now)))
+            .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
+            .build()
+            .map_err(super::invalid_sdk_input)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// LATEST pointed at the upload's blob; when it holds those bytes
+    /// already, only the upload is recorded (and only if that still holds).
+    /// Every attribute beyond the content (counter, publish marker, epoch)
+    /// is kept.
+    fn latest_update(
+        &self,
+        name: &ArtifactName,
+        upload: &UploadRow,
+        actor: &str,
+        unchanged: bool,
+        seed: u32,
+        now: OffsetDateTime,
+    ) -> Result<TransactWriteItem> {
+        let update = Update::builder()
             .table_name(&self.layout.table)
             .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression("SET #upload_id = :upload_id, #changed = :false")
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#upload_id", attr::UPLOAD_ID)
-            .expression_attribute_names("#changed", attr::UPLOAD_CHANGED)
-            .expression_attribute_values(":upload_id", sv(upload_id))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| Error::upstream("UpdateItem", e))?;
-        let row = out
-            .attributes()
-            .map(VersionRow::from_item)
-            .transpose()?
-            .ok_or_else(|| Error::ArtifactNotFound {
-                name: name.to_string(),
-            })?;
-        Ok(Committed {
-            artifact: row.to_artifact(&self.layout),
-            changed: false,
-        })
-    }
-
-    /// Points the LATEST row at new bytes, keeping every attribute the row has
-    /// beyond the content (version counter, publish marker).
-    async fn write_latest(&self, name: &ArtifactName, new: NewLatest<'_>) -> Result<Committed> {
-        let metadata = new
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), sv(v)))
-            .collect::<HashMap<_, _>>();
-        let mut set = vec![
-            "#sha256 = :sha256",
-            "#is_deleted = :false",
-            "#update_at = :now",
-            "#size = :size",
-            "#metadata = :metadata",
-            "#upload_id = :upload_id",
-            "#changed = :true",
-            "#last_version = if_not_exists(#last_version, :last_version)",
-            // A row this service wrote always has a publish marker (empty:
-            // never published); its absence means the library wrote LATEST.
-            "#published = if_not_exists(#published, :never)",
-            "#created_by = :actor",
-        ];
-        let mut remove = vec![];
-        let mut update = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, Version::Latest)))
             .expression_attribute_names("#sha256", attr::SHA256)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_names("#size", attr::SIZE)
-            .expression_attribute_names("#metadata", attr::METADATA)
-            .expression_attribute_names("#upload_id", attr::UPLOAD_ID)
-            .expression_attribute_names("#changed", attr::UPLOAD_CHANGED)
-            .expression_attribute_names("#last_version", attr::LAST_VERSION)
-            .expression_attribute_names("#content_type", attr::CONTENT_TYPE)
-            .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
-            .expression_attribute_values(":sha256", sv(new.sha256))
+            .expression_attribute_names("#bytes", attr::BYTES)
+            .expression_attribute_values(":upload_id", sv(&upload.upload_id))
+            .expression_attribute_values(":sha256", sv(&upload.sha256))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", sv(format_update_at(now())))
-            .expression_attribute_values(":size", nv(new.size))
-            .expression_attribute_values(":metadata", AttributeValue::M(metadata))
-            .expression_attribute_values(":upload_id", sv(new.upload_id))
-            .expression_attribute_values(":last_version", nv(new.last_version))
-            .expression_attribute_names("#published", attr::PUBLISHED_SHA256)
-            .expression_attribute_names("#created_by", attr::CREATED_BY)
-            .expression_attribute_values(":never", sv(""))
-            .expression_attribute_values(":actor", sv(new.actor));
-        match new.content_type {
-            Some(ct) => {
-                set.push("#content_type = :content_type");
-                update = update.expression_attribute_values(":content_type", sv(ct));
-            }
-            None => remove.push("#content_type"),
-        }
-        match new.s3_version_id {
-            Some(v) => {
-                set.push("#s3_version_id = :s3_version_id");
-                update = update.expression_attribute_values(":s3_version_id", sv(v));
-            }
-            None => remove.push("#s3_version_id"),
-        }
-        let mut expression = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        let out = update
-            .update_expression(expression)
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| Error::upstream("UpdateItem", e))?;
-        let row = out
-            .attributes()
-            .map(VersionRow::from_item)
-            .transpose()?
-            .ok_or_else(|| Error::ArtifactNotFound {
-                name: name.to_string(),
-            })?;
-        Ok(Committed {
-            artifact: row.to_artifact(&self.layout),
-            changed: true,
-        })
+            .expression_attribute_values(":blob", sv(BYTES_BLOB));
+        let update = if unchanged {
+            update
+                .update_expression("SET #upload_id = :upload_id")
+                .condition_expression(
+                    "#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob",
+                )
+        } else {
+            update
+                .update_expression(
+                    "SET #sha256 = :sha256, #is_deleted = :false, #bytes = :blob, \
+                     #update_at = :now, #size = :size, #content_type = :content_type, \
+                     #metadata = :metadata, #upload_id = :upload_id, \
+                     #created_by = :actor, \
+                     #last_version = if_not_exists(#last_version, :seed), \
+                     #published = if_not_exists(#published, :never), \
+                     #epoch = if_not_exists(#epoch, :epoch) \
+                     REMOVE #s3_version_id, #deleted_at",
+                )
+                .expression_attribute_names("#update_at", attr::UPDATE_AT)
+                .expression_attribute_names("#size", attr::SIZE)
+                .expression_attribute_names("#content_type", attr::CONTENT_TYPE)
+                .expression_attribute_names("#metadata", attr::METADATA)
+                .expression_attribute_names("#created_by", attr::CREATED_BY)
+                .expression_attribute_names("#last_version", attr::LAST_VERSION)
+                // A row this service wrote always has a publish marker (empty:
+                // never published); its absence means the library wrote LATEST.
+                .expression_attribute_names("#published", attr::PUBLISHED_SHA256)
+                .expression_attribute_names("#epoch", attr::EPOCH)
+                .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
+                .expression_attribute_names("#deleted_at", attr::DELETED_AT)
+                .expression_attribute_values(":now", sv(format_update_at(now)))
+                .expression_attribute_values(":size", nv(upload.size))
+                .expression_attribute_values(":content_type", sv(&upload.content_type))
+                .expression_attribute_values(":metadata", string_map(&upload.metadata))
+                .expression_attribute_values(":actor", sv(actor))
+                .expression_attribute_values(":seed", nv(seed))
+                .expression_attribute_values(":never", sv(""))
+                .expression_attribute_values(":epoch", sv(new_epoch()))
+        };
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(super::invalid_sdk_input)?)
+            .build())
     }
 }
 
-struct NewLatest<'a> {
-    sha256: &'a str,
+/// How far apart the clocks of two functions may be, at most.
+const CLOCK_MARGIN: time::Duration = time::Duration::seconds(1);
+
+pub(super) fn unix_millis(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000_000
+}
+
+/// A fresh LATEST epoch.
+pub(super) fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A purge that has not finished in this long is taken to have crashed: its
+/// fence no longer blocks uploads (a purge run again puts up its own).
+pub(super) const PURGE_FENCE_STALE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+fn being_reclaimed(name: &ArtifactName) -> Error {
+    Error::ConcurrentModification(format!(
+        "retention is deleting these bytes of {name} right now; start the upload again"
+    ))
+}
+
+/// Whether S3's record of a blob is exactly the declared bytes.
+fn blob_check(
+    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+    digest: &[u8],
     size: u64,
-    content_type: Option<&'a str>,
-    metadata: &'a HashMap<String, String>,
-    s3_version_id: Option<&'a str>,
-    upload_id: &'a str,
-    /// Seed for the version counter when the row has none yet.
-    last_version: u32,
-    actor: &'a str,
+) -> Result<()> {
+    match head.checksum_sha256() {
+        Some(got) if got == STANDARD.encode(digest) => {}
+        None => {
+            return Err(Error::UploadMismatch(
+                "S3 recorded no SHA-256 checksum for the upload; PUT it with the returned headers"
+                    .into(),
+            ));
+        }
+        _ => {
+            return Err(Error::UploadMismatch(
+                "the uploaded bytes do not match the declared sha256".into(),
+            ));
+        }
+    }
+    if head.content_length() != i64::try_from(size).ok() {
+        return Err(Error::UploadMismatch(format!(
+            "uploaded {} bytes, declared {size}",
+            head.content_length().unwrap_or(-1)
+        )));
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, DeleteRequest, ReturnValue,
+    AttributeValue, ConditionCheck, DeleteRequest, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_s3::types::{ChecksumAlgorithm, Delete, ObjectIdentifier};
@@ -12,10 +12,13 @@ use base64::Engine;
 use super::aliases::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository, decode_cursor, encode_cursor, page_size};
 use crate::error::{Error, Result};
-use crate::layout::{alias_pk, attr, format_update_at, history_pk, now};
+use crate::layout::{
+    FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, format_update_at, history_pk,
+    now, upload_pk,
+};
 use crate::model::{Artifact, LOCAL_ACTOR, Page, Published};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{AliasRow, Item, VersionRow, nv, sv, version_key};
+use crate::rows::{AliasRow, Item, Location, VersionRow, key, nv, string_map, sv, version_key};
 
 impl Repository {
     /// One live version with a presigned download URL. AWS calls: 1 (GetItem).
@@ -23,7 +26,7 @@ impl Repository {
         let row = self.get_live_row(name, version).await?;
         let mut artifact = row.to_artifact(&self.layout);
         artifact.download_url = Some(
-            self.download_url(name, version, row.s3_version_id.as_deref())
+            self.download_url(name, version, &row.sha256, &row.location)
                 .await?,
         );
         Ok(artifact)
@@ -95,6 +98,7 @@ impl Repository {
     ) -> Result<Published> {
         let mut mode = if force { Mode::Force } else { Mode::IfChanged };
         for _ in 0..MAX_ATTEMPTS {
+            let reserved_at = now();
             let latest = match self.reserve_version(name, &mode).await? {
                 Reservation::Reserved(row) => row,
                 Reservation::Unchanged(row) => {
@@ -130,76 +134,88 @@ impl Repository {
             };
             let number = latest.last_version.unwrap_or_default();
             let version = Version::number(number)?;
-            let copy = self.copy_latest_to(name, &latest, version).await?;
-            let now = format_update_at(now());
+            if latest.location != Location::Blob {
+                self.adopt_latest(name, &latest).await?;
+            }
             let mut item = version_key(name, version);
             item.insert(attr::SHA256.into(), sv(&latest.sha256));
             item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
-            item.insert(attr::UPDATE_AT.into(), sv(now));
+            item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now())));
             if let Some(size) = latest.size {
                 item.insert(attr::SIZE.into(), nv(size));
             }
             if let Some(ct) = &latest.content_type {
                 item.insert(attr::CONTENT_TYPE.into(), sv(ct));
             }
-            let metadata = latest
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), sv(v)))
-                .collect();
-            item.insert(attr::METADATA.into(), AttributeValue::M(metadata));
+            item.insert(attr::METADATA.into(), string_map(&latest.metadata));
             item.insert(attr::CREATED_BY.into(), sv(actor));
-            if let Some(v) = &copy {
-                item.insert(attr::S3_VERSION_ID.into(), sv(v));
-            }
-            let put = self
-                .ddb
-                .put_item()
+            Location::Blob.encode_row(&mut item);
+            let put = Put::builder()
                 .table_name(&self.layout.table)
                 .set_item(Some(item.clone()))
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", attr::PK)
-                .send()
-                .await;
-            match put {
-                Ok(_) => {
+                .build()
+                .map_err(super::invalid_sdk_input)?;
+            // LATEST must still be the one the number was taken from: a purge
+            // since then deleted it (or a new life re-created it with another
+            // epoch), and a version row written now would outlive the purge.
+            let same_latest = ConditionCheck::builder()
+                .table_name(&self.layout.table)
+                .set_key(Some(version_key(name, Version::Latest)))
+                .condition_expression("#epoch = :epoch")
+                .expression_attribute_names("#epoch", attr::EPOCH)
+                .expression_attribute_values(":epoch", sv(latest.epoch.clone().unwrap_or_default()))
+                .build()
+                .map_err(super::invalid_sdk_input)?;
+            let ops = vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder()
+                    .condition_check(same_latest)
+                    .build(),
+                self.not_condemned(name, &latest.sha256, Some(reserved_at))?,
+            ];
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let mut landed = self.transact(ops.clone(), &token).await;
+            // Another transaction on LATEST (a commit, another publish's
+            // check): the number is still ours, so try the same write again.
+            for attempt in 0..MAX_ATTEMPTS {
+                if !matches!(landed, Err(TransactFailure::Contention)) {
+                    break;
+                }
+                super::backoff(attempt).await;
+                landed = self.transact(ops.clone(), &token).await;
+            }
+            match landed {
+                Ok(()) => {
                     let row = VersionRow::from_item(&item)?;
                     return Ok(Published {
                         artifact: row.to_artifact(&self.layout),
                         created: true,
                     });
                 }
-                Err(e) => {
-                    // The write may have landed with its answer lost (a retry
-                    // then trips the condition): look before undoing anything.
-                    let existing = match self.get_row(name, version).await {
-                        Ok(existing) => existing,
-                        // Cannot tell: keep the bytes (an orphan object is harmless).
-                        Err(_) => return Err(Error::upstream("PutItem", e)),
-                    };
-                    match existing {
-                        Some(row)
-                            if row.s3_version_id == copy
-                                && (copy.is_some() || row.sha256 == latest.sha256) =>
-                        {
-                            return Ok(Published {
-                                artifact: row.to_artifact(&self.layout),
-                                created: true,
-                            });
-                        }
-                        None => {
-                            self.undo_copy(name, version, copy).await?;
-                            return Err(Error::upstream("PutItem", e));
-                        }
-                        // Someone else (the Python library) wrote this number:
-                        // restore their bytes, catch the counter up, retry.
-                        Some(_) => {
-                            self.undo_copy(name, version, copy).await?;
-                            self.sync_counter(name).await?;
-                            mode = Mode::Force;
-                        }
-                    }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {
+                    return Err(Error::ArtifactNotFound {
+                        name: name.to_string(),
+                    });
                 }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&2) => {
+                    return Err(Error::ConcurrentModification(format!(
+                        "retention deleted the bytes of LATEST of {name} while publishing; retry"
+                    )));
+                }
+                // Someone else (the Python library) wrote this number: catch
+                // the counter up and take the next one.
+                Err(TransactFailure::Conditions(_)) => {
+                    self.sync_counter(name).await?;
+                    mode = Mode::Force;
+                }
+                Err(TransactFailure::Contention) => {
+                    return Err(Error::ConcurrentModification(format!(
+                        "publishing {name} kept conflicting with other writers; retry"
+                    )));
+                }
+                Err(TransactFailure::Failed(e)) => return Err(e),
             }
         }
         Err(Error::ConcurrentModification(format!(
@@ -289,7 +305,12 @@ impl Repository {
         let out = update
             .table_name(&self.layout.table)
             .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression("SET #last_version = #last_version + :one, #published = #sha256")
+            .update_expression(
+                "SET #last_version = #last_version + :one, #published = #sha256, \
+                 #epoch = if_not_exists(#epoch, :epoch)",
+            )
+            .expression_attribute_names("#epoch", attr::EPOCH)
+            .expression_attribute_values(":epoch", sv(super::uploads::new_epoch()))
             .condition_expression(condition)
             .expression_attribute_names("#last_version", attr::LAST_VERSION)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
@@ -341,65 +362,89 @@ impl Repository {
         }
     }
 
-    /// Copies LATEST's recorded S3 object version to a version key.
-    async fn copy_latest_to(
-        &self,
-        name: &ArtifactName,
-        latest: &VersionRow,
-        version: Version,
-    ) -> Result<Option<String>> {
-        let key = self.layout.object_key(name, Version::Latest);
+    /// Brings the bytes of a LATEST the library (or a previous release)
+    /// wrote into the blob store, once: a server-side copy whose SHA-256 S3
+    /// computes and we compare with the row's (bytes that changed underneath
+    /// are refused), then LATEST is marked as stored there. The library
+    /// writes single PUTs (≤ 5 GiB), so one CopyObject always suffices.
+    /// AWS calls: CopyObject, UpdateItem (2).
+    async fn adopt_latest(&self, name: &ArtifactName, latest: &VersionRow) -> Result<()> {
+        let (source_key, source_version) =
+            latest
+                .location
+                .object(&self.layout, name, Version::Latest, &latest.sha256);
         let source =
-            crate::layout::copy_source(&self.layout.bucket, &key, latest.s3_version_id.as_deref());
+            crate::layout::copy_source(&self.layout.bucket, &source_key, source_version.as_deref());
+        let mut metadata = std::collections::HashMap::from([
+            (
+                crate::layout::META_ARTIFACT_NAME.to_owned(),
+                name.to_string(),
+            ),
+            (
+                crate::layout::META_ARTIFACT_SHA256.to_owned(),
+                latest.sha256.clone(),
+            ),
+        ]);
+        metadata.extend(latest.metadata.clone());
         let out = self
             .s3
             .copy_object()
             .bucket(&self.layout.bucket)
-            .key(self.layout.object_key(name, version))
+            .key(self.layout.blob_key(name, &latest.sha256))
             .copy_source(source)
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .set_metadata(Some(metadata))
+            .set_content_type(latest.content_type.clone())
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
             .await
             .map_err(|e| Error::upstream("CopyObject", e))?;
-        let copied = out.version_id().map(str::to_owned);
-        // S3 computes the copy's SHA-256: when LATEST was not pinned (a row the
-        // Python library wrote), this catches bytes that changed underneath.
         let checksum = out.copy_object_result().and_then(|r| r.checksum_sha256());
-        let expected = hex::decode(&latest.sha256).ok().map(|d| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(d)
-        });
-        if let (Some(got), Some(want)) = (checksum, expected)
-            && got != want
-        {
-            self.undo_copy(name, version, copied).await?;
+        let expected = hex::decode(&latest.sha256)
+            .ok()
+            .map(|d| base64::engine::general_purpose::STANDARD.encode(d));
+        if checksum.is_none() || checksum != expected.as_deref() {
+            // Other bytes now sit at the content-addressed key: remove them.
+            if let Some(v) = out.version_id() {
+                self.s3
+                    .delete_object()
+                    .bucket(&self.layout.bucket)
+                    .key(self.layout.blob_key(name, &latest.sha256))
+                    .version_id(v)
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("DeleteObject", e))?;
+            }
             return Err(Error::ConcurrentModification(format!(
                 "LATEST of {name} changed while publishing; retry"
             )));
         }
-        Ok(copied)
-    }
-
-    /// Deletes the object version a failed publish created (the previous
-    /// version of that key, if any, becomes current again).
-    async fn undo_copy(
-        &self,
-        name: &ArtifactName,
-        version: Version,
-        copy: Option<String>,
-    ) -> Result<()> {
-        let Some(version_id) = copy else {
-            return Ok(());
-        };
-        self.s3
-            .delete_object()
-            .bucket(&self.layout.bucket)
-            .key(self.layout.object_key(name, version))
-            .version_id(version_id)
+        let marked = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #bytes = :blob REMOVE #s3_version_id")
+            .condition_expression("#sha256 = :sha256 AND attribute_not_exists(#bytes)")
+            .expression_attribute_names("#bytes", attr::BYTES)
+            .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
+            .expression_attribute_names("#sha256", attr::SHA256)
+            .expression_attribute_values(":blob", sv(crate::layout::BYTES_BLOB))
+            .expression_attribute_values(":sha256", sv(&latest.sha256))
             .send()
-            .await
-            .map_err(|e| Error::upstream("DeleteObject", e))?;
-        Ok(())
+            .await;
+        match marked {
+            Ok(_) => Ok(()),
+            // LATEST changed since: the version still gets the bytes it was
+            // reserved with, which are now in the blob store.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
     }
 
     /// The highest version number any row of the partition holds (deleted and
@@ -635,15 +680,18 @@ impl Repository {
             .collect()
     }
 
-    /// Artifact names, as the library lists them: the "directories" under the
-    /// store prefix. AWS calls: 1 per page (ListObjectsV2).
+    /// Artifact names: those this service committed (the registry, written
+    /// in the commit's transaction, so a name is listed right after its
+    /// first commit whether or not the mirror runs) merged with those the
+    /// library wrote (the "directories" under the store prefix).
+    /// AWS calls: 2 per page (Query ∥ ListObjectsV2), one round trip.
     pub async fn list_artifact_names(
         &self,
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<Page<ArtifactName>> {
         let limit = page_size(limit)?;
-        let token = match cursor {
+        let mut after = match cursor {
             None => None,
             Some(c) => Some(
                 super::URL_SAFE_NO_PAD
@@ -655,21 +703,102 @@ impl Repository {
                     })?,
             ),
         };
-        let (items, next_token, _) = self.list_names(limit, token, None).await?;
-        let next_cursor = next_token.map(|t| super::URL_SAFE_NO_PAD.encode(t));
-        Ok(Page { items, next_cursor })
+        // A page can hold no valid name (keys the library never wrote):
+        // go on rather than answer an empty page with a cursor.
+        loop {
+            let (items, resume) = self.artifact_names_after(after.as_deref(), limit).await?;
+            if !items.is_empty() || resume.is_none() {
+                let next_cursor = resume.map(|t| super::URL_SAFE_NO_PAD.encode(t));
+                return Ok(Page { items, next_cursor });
+            }
+            after = resume;
+        }
     }
 
-    /// One page of at most `limit` entries of the store prefix, from the
-    /// entry after `after`: the valid artifact names among them, and, when
-    /// more follow, the page's last entry to resume after. For passes that
-    /// resume where they stopped.
+    /// One page of at most `limit` artifact names after the entry `after`,
+    /// and, when more follow, the entry to resume after. For passes that
+    /// resume where they stopped (the scheduled job).
     ///
-    /// An entry is relative to the store prefix: `name/` for a "directory"
-    /// (an artifact's objects), or the key of an object right under the
-    /// prefix. The resume point is the page's last raw entry, valid name or
-    /// not, so that a page holding none still advances.
+    /// Entries are in S3 key order relative to the store prefix: `name/`
+    /// for an artifact, or the key of a stray object right under the prefix.
+    /// The registry's sort keys are `name/` too, so both sides share one
+    /// order. Each side answers one page; only what is below the first
+    /// unfinished side's last entry is final, so that is where the page
+    /// ends (it may end on a stray key and hold no name, and still advance).
     pub async fn artifact_names_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<ArtifactName>, Option<String>)> {
+        let (library, registry) = tokio::join!(
+            self.library_names_after(after, limit),
+            self.registry_after(after, limit)
+        );
+        let ((library, library_more), (registry, registry_more)) = (library?, registry?);
+        let bound = [library_more, registry_more].into_iter().flatten().min();
+        let mut entries: Vec<String> = library
+            .into_iter()
+            .map(|n| format!("{n}/"))
+            .chain(registry)
+            .filter(|e| bound.as_ref().is_none_or(|b| e <= b))
+            .collect();
+        entries.sort();
+        entries.dedup();
+        let mut resume = bound;
+        if entries.len() > limit as usize {
+            entries.truncate(limit as usize);
+            resume = entries.last().cloned();
+        }
+        let names = entries
+            .iter()
+            .filter_map(|e| e.strip_suffix('/'))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        Ok((names, resume))
+    }
+
+    /// The registry's entries after `after`, and the last one when more follow.
+    async fn registry_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.layout.table)
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", sv(REGISTRY_PK));
+        let query = match after {
+            // DynamoDB refuses an empty string in a key condition.
+            None | Some("") => query.key_condition_expression("#pk = :pk"),
+            Some(after) => query
+                .key_condition_expression("#pk = :pk AND #sk > :after")
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":after", sv(after)),
+        };
+        let out = query
+            .consistent_read(true)
+            .limit(limit as i32)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Query", e))?;
+        let entries: Vec<String> = out
+            .items()
+            .iter()
+            .filter_map(|item| item.get(attr::SK)?.as_s().ok().cloned())
+            .collect();
+        let more = out
+            .last_evaluated_key()
+            .is_some_and(|k| !k.is_empty())
+            .then(|| entries.last().cloned())
+            .flatten();
+        Ok((entries, more))
+    }
+
+    /// The library's side: "directories" under the store prefix after
+    /// `after`, and the page's last raw entry when more follow.
+    async fn library_names_after(
         &self,
         after: Option<&str>,
         limit: u32,
@@ -747,14 +876,32 @@ impl Repository {
         Ok((names, next_token, last))
     }
 
-    /// Wipes an artifact: every row of its partitions, then every S3 object
-    /// version and delete marker under its prefix and its staged uploads.
-    /// Rows go first, so an interrupted purge never leaves a row pointing at
-    /// missing bytes; running it again finishes the job. 404 when nothing exists.
+    /// Wipes an artifact: its rows, pending uploads, history, blobs and the
+    /// library's objects (every object version and delete marker).
+    ///
+    /// A fence goes up first: while it stands no upload starts, so no commit
+    /// can land after the pending uploads are deleted (a commit needs its
+    /// upload row). LATEST goes next: publishes and alias changes are
+    /// conditional on it, so one racing the purge either landed before the
+    /// partitions are read (and is deleted with them) or fails. Bytes go only
+    /// after every row that could point at them. Running it again after an
+    /// interruption finishes the job. 404 when nothing exists.
     pub async fn purge_artifact(&self, name: &ArtifactName) -> Result<()> {
-        // LATEST goes first: alias changes and publishes are conditional on
-        // it, so one racing the purge either landed before the partitions
-        // are read below (and is deleted with them) or fails.
+        let purge_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut fence = key(fence_pk(name), FENCE_SK);
+        fence.insert(attr::PURGE_ID.into(), sv(&purge_id));
+        fence.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
+        self.ddb
+            .put_item()
+            .table_name(&self.layout.table)
+            .set_item(Some(fence))
+            .send()
+            .await
+            .map_err(|e| Error::upstream("PutItem", e))?;
+
+        let uploads = self.partition_keys(&upload_pk(name)).await?;
+        let mut found = !uploads.is_empty();
+        self.delete_keys(uploads).await?;
         let latest = self
             .ddb
             .delete_item()
@@ -764,20 +911,72 @@ impl Repository {
             .send()
             .await
             .map_err(|e| Error::upstream("DeleteItem", e))?;
-        let latest_deleted = latest.attributes().is_some_and(|a| !a.is_empty());
+        found |= latest.attributes().is_some_and(|a| !a.is_empty());
         let mut keys: Vec<Item> = Vec::new();
-        for pk in [alias_pk(name), history_pk(name), name.to_string()] {
-            for item in self.query_all(&pk).await? {
-                let (Some(pk), Some(sk)) = (item.get(attr::PK), item.get(attr::SK)) else {
-                    continue;
-                };
-                keys.push(HashMap::from([
+        for pk in [
+            alias_pk(name),
+            history_pk(name),
+            name.to_string(),
+            condemned_pk(name),
+        ] {
+            keys.extend(self.partition_keys(&pk).await?);
+        }
+        found |= !keys.is_empty();
+        keys.push(key(REGISTRY_PK, format!("{name}/")));
+        self.delete_keys(keys).await?;
+        for prefix in [
+            self.layout.artifact_prefix(name),
+            self.layout.blob_prefix(name),
+            self.layout.staging_prefix(name),
+        ] {
+            found |= self.delete_all_object_versions(&prefix, None).await? > 0;
+        }
+        let lowered = self
+            .ddb
+            .delete_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(fence_pk(name), FENCE_SK)))
+            .condition_expression("#purge_id = :mine")
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(":mine", sv(&purge_id))
+            .send()
+            .await;
+        match lowered {
+            Ok(_) => {}
+            // A concurrent purge put up its own fence; it lowers it.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(Error::upstream("DeleteItem", e)),
+        }
+        if !found {
+            return Err(Error::ArtifactNotFound {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The keys of every item of a partition (all pages, consistent).
+    async fn partition_keys(&self, pk: &str) -> Result<Vec<Item>> {
+        Ok(self
+            .query_all(pk)
+            .await?
+            .into_iter()
+            .filter_map(|item| {
+                let (pk, sk) = (item.get(attr::PK)?, item.get(attr::SK)?);
+                Some(HashMap::from([
                     (attr::PK.to_owned(), pk.clone()),
                     (attr::SK.to_owned(), sk.clone()),
-                ]));
-            }
-        }
-        let rows_deleted = latest_deleted || !keys.is_empty();
+                ]))
+            })
+            .collect())
+    }
+
+    /// Deletes items by key, 25 per BatchWriteItem, retrying unprocessed
+    /// ones; an error if some stay unprocessed (bytes must never be deleted
+    /// while rows that point at them remain).
+    async fn delete_keys(&self, keys: Vec<Item>) -> Result<()> {
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -808,24 +1007,11 @@ impl Repository {
                 super::backoff(attempt).await;
             }
             if !requests.is_empty() {
-                // Never delete bytes while rows that point at them remain.
                 return Err(Error::Throttled {
                     operation: "BatchWriteItem",
                     source: format!("{} deletes left unprocessed", requests.len()).into(),
                 });
             }
-        }
-        let mut objects_deleted = false;
-        for prefix in [
-            self.layout.artifact_prefix(name),
-            self.layout.staging_prefix(name),
-        ] {
-            objects_deleted |= self.delete_all_object_versions(&prefix, None).await? > 0;
-        }
-        if !rows_deleted && !objects_deleted {
-            return Err(Error::ArtifactNotFound {
-                name: name.to_string(),
-            });
         }
         Ok(())
     }
