@@ -159,7 +159,8 @@ pub struct Push {
 pub struct Pull {
     /// NAME (LATEST), NAME@VERSION or NAME:ALIAS
     pub reference: String,
-    /// Where to write (default: NAME in the current directory; - for stdout).
+    /// Where to write (default: NAME in the current directory; NAME inside
+    /// a directory; - for stdout).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
     /// Sticky key for resolving a canary alias.

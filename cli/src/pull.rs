@@ -68,10 +68,13 @@ pub async fn pull(
                 .into(),
         ));
     }
-    let target = o
+    let mut target = o
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(reference.name()));
+    if target.is_dir() {
+        target.push(reference.name());
+    }
 
     for _ in 0..=RENEWALS {
         let resolved = resolve(api, &reference, o.key.as_deref()).await?;

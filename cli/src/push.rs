@@ -30,7 +30,8 @@ pub async fn push(
     let size = std::fs::metadata(&o.file)
         .map_err(|e| Error::io(o.file.display(), e))?
         .len();
-    let plan = (size > o.multipart_threshold)
+    // A single PUT cannot exceed 5 GiB, whatever the threshold says.
+    let plan = (size > o.multipart_threshold.min(multipart::MAX_PART_SIZE))
         .then(|| Plan::new(size, o.part_size))
         .transpose()?;
     let digests = hash(&o.file, size, plan.map(|p| p.part_size), progress).await?;

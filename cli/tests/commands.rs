@@ -323,6 +323,16 @@ async fn errors_exit_with_the_documented_codes() {
         "Usage",
     );
     failed(&local.run(&["--json", "frobnicate"]).await, 2, "Usage");
+    failed(
+        &local.run(&["--json", "pull", "app", "-o", "-"]).await,
+        2,
+        "Usage",
+    );
+    failed(
+        &local.run(&["--json", "show", "app:prod"]).await,
+        2,
+        "Usage",
+    );
     let none = support::artifact(local.dir.path(), &["--json", "ls"], &[]).await;
     failed(&none, 2, "Usage");
     // 400 from the API: 1.

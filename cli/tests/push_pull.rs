@@ -80,6 +80,9 @@ async fn push_with_publish_and_alias_then_pull_through_the_alias() {
 
     local.run(&["pull", "app@2", "-o", "two"]).await.ok();
     assert_eq!(std::fs::read(local.path("two")).unwrap(), b"build two");
+    std::fs::create_dir(local.path("into")).unwrap();
+    local.run(&["pull", "app@2", "-o", "into"]).await.ok();
+    assert_eq!(std::fs::read(local.path("into/app")).unwrap(), b"build two");
 
     // To stdout: the bytes and nothing else.
     let run = local.run(&["pull", "app:staging", "-o", "-"]).await.ok();
