@@ -110,8 +110,7 @@ fn s3_failure(what: &str, status: StatusCode, body: &str) -> Error {
 }
 
 /// PUTs `len` bytes of `path` from `offset` to a presigned URL, streaming
-/// them from disk. Returns the answer's `ETag` (multipart completion may
-/// need it).
+/// them from disk.
 pub async fn put_range(
     http: &reqwest::Client,
     policy: Policy,
@@ -120,7 +119,7 @@ pub async fn put_range(
     offset: u64,
     len: u64,
     bar: &ProgressBar,
-) -> Result<Outcome<Option<String>>> {
+) -> Result<Outcome<()>> {
     let what = format!("upload of {}", path.display());
     let method = Method::from_bytes(target.method.as_bytes())
         .map_err(|_| Error::Protocol(format!("bad upload method {:?}", target.method)))?;
@@ -136,14 +135,9 @@ pub async fn put_range(
             Ok(response) => {
                 let status = response.status();
                 let after = retry_after(&response);
-                let etag = response
-                    .headers()
-                    .get(reqwest::header::ETAG)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
                 let body = response.text().await.unwrap_or_default();
                 if status.is_success() {
-                    return Attempt::Done(Outcome::Done(etag));
+                    return Attempt::Done(Outcome::Done(()));
                 }
                 undo(bar);
                 if is_expired(status, &body) {

@@ -6,84 +6,44 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::path::Path;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use support::Local;
+use support::{Local, forward, original_url, receive, redirect_urls, respond};
 
 /// Starts the corrupting proxy in front of `api`; returns its URL.
 async fn corrupting_proxy(api: String) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let me = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, me) = support::listener().await;
+    let http = reqwest::Client::new();
     let own = me.clone();
-    tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (http, api, me) = (http.clone(), api.clone(), own.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let (http, api, me) = (http.clone(), api.clone(), me.clone());
-                    async move { Ok::<_, Infallible>(answer(&http, &api, &me, request).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    support::serve(listener, move |request| {
+        let (http, api, me) = (http.clone(), api.clone(), own.clone());
+        async move {
+            let received = receive(request).await;
+            if let Some(url) = original_url(&received.path, "tampered") {
+                let mut bytes = http
+                    .get(url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+                    .to_vec();
+                match bytes.last_mut() {
+                    Some(last) => *last ^= 1,
+                    None => bytes.push(0),
+                }
+                return respond(200, bytes);
+            }
+            let (status, body) =
+                forward(&http, &format!("{api}{}", received.path), &received).await;
+            respond(
+                status,
+                redirect_urls(&body, &me, &[("download_url", "tampered")]),
+            )
         }
     });
     me
-}
-
-async fn answer(
-    http: &reqwest::Client,
-    api: &str,
-    me: &str,
-    request: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<Full<Bytes>> {
-    let path_and_query = request.uri().path_and_query().unwrap().as_str().to_owned();
-    if let Some(original) = path_and_query.strip_prefix("/tampered/") {
-        let url = String::from_utf8(hex::decode(original).unwrap()).unwrap();
-        let mut bytes = http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec();
-        match bytes.last_mut() {
-            Some(last) => *last ^= 1,
-            None => bytes.push(0),
-        }
-        return hyper::Response::new(Full::new(Bytes::from(bytes)));
-    }
-    let method = request.method().clone();
-    let body = request.into_body().collect().await.unwrap().to_bytes();
-    let forwarded = http
-        .request(method, format!("{api}{path_and_query}"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = forwarded.status();
-    let mut text = forwarded.text().await.unwrap();
-    if let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&text)
-        && let Some(url) = doc.get("download_url").and_then(|u| u.as_str())
-    {
-        doc["download_url"] = format!("{me}/tampered/{}", hex::encode(url)).into();
-        text = doc.to_string();
-    }
-    let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
-    *response.status_mut() = status;
-    response
 }
 
 fn entries(dir: &Path) -> BTreeSet<String> {

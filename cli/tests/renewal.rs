@@ -6,16 +6,10 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use support::Local;
+use support::{Local, forward, original_url, receive, redirect_urls, respond};
 
 const EXPIRED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Request has expired</Message><Expires>2026-01-01T00:00:00Z</Expires><ServerTime>2026-01-01T00:15:00Z</ServerTime></Error>";
 
@@ -28,89 +22,36 @@ struct Expiring {
 }
 
 async fn expiring_proxy(api: String, state: Arc<Expiring>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let me = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, me) = support::listener().await;
+    let http = reqwest::Client::new();
     let own = me.clone();
-    tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (http, api, me, state) = (http.clone(), api.clone(), own.clone(), state.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let (http, api, me, state) =
-                        (http.clone(), api.clone(), me.clone(), state.clone());
-                    async move { Ok::<_, Infallible>(answer(&http, &api, &me, &state, request).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    support::serve(listener, move |request| {
+        let (http, api, me, state) = (http.clone(), api.clone(), own.clone(), state.clone());
+        async move {
+            let received = receive(request).await;
+            for (prefix, used) in [
+                ("s3-up", &state.upload_used),
+                ("s3-down", &state.download_used),
+            ] {
+                if let Some(url) = original_url(&received.path, prefix) {
+                    if !used.swap(true, Ordering::SeqCst) {
+                        state.expired.fetch_add(1, Ordering::SeqCst);
+                        return respond(403, EXPIRED);
+                    }
+                    let (status, body) = forward(&http, &url, &received).await;
+                    return respond(status, body);
+                }
+            }
+            if received.method == hyper::Method::POST && received.path.ends_with("/uploads") {
+                state.starts.fetch_add(1, Ordering::SeqCst);
+            }
+            let (status, body) =
+                forward(&http, &format!("{api}{}", received.path), &received).await;
+            let fields = [("url", "s3-up"), ("download_url", "s3-down")];
+            respond(status, redirect_urls(&body, &me, &fields))
         }
     });
     me
-}
-
-async fn answer(
-    http: &reqwest::Client,
-    api: &str,
-    me: &str,
-    state: &Expiring,
-    request: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<Full<Bytes>> {
-    let path = request.uri().path_and_query().unwrap().as_str().to_owned();
-    let method = request.method().clone();
-    let headers = request.headers().clone();
-    let body = request.into_body().collect().await.unwrap().to_bytes();
-    let s3 = [
-        ("/s3-up/", &state.upload_used),
-        ("/s3-down/", &state.download_used),
-    ]
-    .into_iter()
-    .find_map(|(prefix, used)| {
-        path.strip_prefix(prefix)
-            .map(|rest| (rest.to_owned(), used))
-    });
-    let (url, is_s3) = match &s3 {
-        Some((hex_url, used)) => {
-            if !used.swap(true, Ordering::SeqCst) {
-                state.expired.fetch_add(1, Ordering::SeqCst);
-                let mut response = hyper::Response::new(Full::new(Bytes::from(EXPIRED)));
-                *response.status_mut() = hyper::StatusCode::FORBIDDEN;
-                return response;
-            }
-            (
-                String::from_utf8(hex::decode(hex_url).unwrap()).unwrap(),
-                true,
-            )
-        }
-        None => {
-            if method == hyper::Method::POST && path.ends_with("/uploads") {
-                state.starts.fetch_add(1, Ordering::SeqCst);
-            }
-            (format!("{api}{path}"), false)
-        }
-    };
-    let mut forward = http.request(method, url).body(body);
-    for (k, v) in &headers {
-        if k != hyper::header::HOST {
-            forward = forward.header(k, v);
-        }
-    }
-    let answered = forward.send().await.unwrap();
-    let status = answered.status();
-    let mut bytes = answered.bytes().await.unwrap();
-    if !is_s3 && let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-        for (field, prefix) in [("url", "s3-up"), ("download_url", "s3-down")] {
-            if let Some(u) = doc.get(field).and_then(|u| u.as_str()) {
-                doc[field] = format!("{me}/{prefix}/{}", hex::encode(u)).into();
-            }
-        }
-        bytes = Bytes::from(doc.to_string());
-    }
-    let mut response = hyper::Response::new(Full::new(bytes));
-    *response.status_mut() = status;
-    response
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

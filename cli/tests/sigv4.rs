@@ -5,16 +5,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 /// botocore's headers for this request, signed at `timestamp`.
@@ -136,36 +130,20 @@ struct Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_the_binary_sends_carry_a_signature_botocore_agrees_with() {
     // A server that records the request and answers an empty listing.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, api) = support::listener().await;
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let record = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let record = record.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    record.lock().unwrap().push(Seen {
-                        method: request.method().to_string(),
-                        path_and_query: request.uri().path_and_query().unwrap().to_string(),
-                        headers: request
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
-                            .collect(),
-                    });
-                    async {
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
-                            r#"{"items":[],"next_cursor":null}"#,
-                        ))))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    support::serve(listener, move |request| {
+        record.lock().unwrap().push(Seen {
+            method: request.method().to_string(),
+            path_and_query: request.uri().path_and_query().unwrap().to_string(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                .collect(),
+        });
+        async { support::respond(200, r#"{"items":[],"next_cursor":null}"#) }
     });
 
     let dir = tempfile::tempdir().unwrap();
