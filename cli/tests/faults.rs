@@ -72,3 +72,63 @@ async fn push_and_pull_succeed_through_an_api_that_fails_a_fifth_of_its_requests
     }
     eprintln!("{round} rounds; {}", counts.summary());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conditional_alias_move_whose_answer_was_lost_succeeds_once() {
+    let local = Local::start().await;
+    for content in [&b"one"[..], b"two"] {
+        let file = local.file("f", content);
+        local
+            .run(&["push", "app", file.to_str().unwrap(), "--publish"])
+            .await
+            .ok();
+    }
+    local.run(&["alias", "set", "app", "prod", "1"]).await.ok();
+    // The first PUT through the proxy moves the alias, then its answer is
+    // lost; the retry meets its own change (412).
+    let counts = Arc::new(FaultCounts::default());
+    let lossy = proxy::start(
+        local.api.clone(),
+        Faults::first("PUT", proxy::Fault::ResetAfter, 1),
+        counts.clone(),
+    )
+    .await;
+    let moved = local
+        .run_against(
+            &lossy,
+            &[
+                "--json",
+                "alias",
+                "set",
+                "app",
+                "prod",
+                "2",
+                "--if-revision",
+                "1",
+            ],
+        )
+        .await
+        .ok()
+        .json();
+    assert_eq!(counts.reset_after.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        (&moved["version"], &moved["revision"]),
+        (&"2".into(), &2.into())
+    );
+    let history = local
+        .run(&["--json", "history", "app", "prod"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        history["items"].as_array().unwrap().len(),
+        2,
+        "one change, recorded once"
+    );
+
+    // A move that really lost the race still fails with 4.
+    let run = local
+        .run(&["alias", "set", "app", "prod", "1", "--if-revision", "1"])
+        .await;
+    assert_eq!(run.code, 4, "{run:?}");
+}
