@@ -12,7 +12,7 @@ use crate::args::{self, parse_version};
 use crate::client::Api;
 use crate::commands::set_alias;
 use crate::error::{Error, Result};
-use crate::multipart::{self, Digests, Plan, Saved, StateDir};
+use crate::multipart::{self, Digests, MAX_PART_SIZE, Plan, Saved, StateDir};
 use crate::output::{Rendered, human_size};
 use crate::progress::Progress;
 use crate::transfer::{Outcome, Presigned, put_range};
@@ -31,7 +31,7 @@ pub async fn push(
         .map_err(|e| Error::io(o.file.display(), e))?
         .len();
     // A single PUT cannot exceed 5 GiB, whatever the threshold says.
-    let plan = (size > o.multipart_threshold.min(multipart::MAX_PART_SIZE))
+    let plan = (size > o.multipart_threshold.min(MAX_PART_SIZE))
         .then(|| Plan::new(size, o.part_size))
         .transpose()?;
     let digests = hash(&o.file, size, plan.map(|p| p.part_size), progress).await?;
@@ -50,74 +50,34 @@ pub async fn push(
         start["part_size"] = json!(plan.part_size);
     }
 
-    let mut transferred = false;
-    let upload_id;
-    let committed;
-    match plan {
-        None => {
-            let (id, sent) = single(api, name, &start, &o.file, size, progress).await?;
-            transferred = sent;
-            upload_id = id;
-            committed = commit(api, name, &upload_id).await?;
-        }
+    let in_parts = match plan {
         Some(plan) => {
-            let resumed = match &state {
-                Some(s) => resume(api, name, s.load(api_url, name, &sha256), &plan).await?,
-                None => None,
+            let job = Multipart {
+                api,
+                api_url,
+                name,
+                path: &o.file,
+                plan,
+                digests: &digests,
+                concurrency: o.concurrency as usize,
+                progress,
+                state: state.as_ref(),
             };
-            let (id, answer) = match resumed {
-                Some(found) => found,
-                None => {
-                    let answer = start_upload(api, name, &start).await?;
-                    (upload_id_of(&answer)?, answer)
-                }
-            };
-            upload_id = id;
-            committed = match answer.get("state").and_then(Value::as_str) {
-                Some("committed") => artifact_of_state(&answer)?,
-                Some("verifying") => wait_verified(api, name, &upload_id).await?,
-                _ if answer.get("exists").and_then(Value::as_bool) == Some(true) => {
-                    commit(api, name, &upload_id).await?
-                }
-                _ => {
-                    if let Some(s) = &state {
-                        let saved = Saved {
-                            upload_id: upload_id.clone(),
-                            part_size: plan.part_size,
-                        };
-                        s.save(api_url, name, &sha256, &saved);
-                    }
-                    let plan = server_plan(&answer, plan)?;
-                    let received: Vec<u64> = answer
-                        .get("parts_received")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                        .unwrap_or_default();
-                    let missing = multipart::missing_parts(plan.part_count, &received);
-                    let bar = progress.bytes(size, "upload");
-                    bar.set_position(size - missing.iter().map(|n| plan.range(*n).1).sum::<u64>());
-                    multipart::upload_parts(
-                        api,
-                        name,
-                        &upload_id,
-                        &plan,
-                        &digests,
-                        &o.file,
-                        &missing,
-                        o.concurrency as usize,
-                        &bar,
-                    )
-                    .await?;
-                    bar.finish_and_clear();
-                    transferred = !missing.is_empty();
-                    commit(api, name, &upload_id).await?
-                }
-            };
-            if let Some(s) = &state {
-                s.remove(api_url, name, &sha256);
-            }
+            job.run(&start).await?
         }
-    }
+        None => None,
+    };
+    let (upload_id, committed, transferred) = match in_parts {
+        Some(done) => done,
+        None => {
+            if let Some(fields) = start.as_object_mut() {
+                fields.remove("part_size");
+            }
+            let (id, sent) = single(api, name, &start, &o.file, size, progress).await?;
+            let committed = commit(api, name, &id).await?;
+            (id, committed, sent)
+        }
+    };
 
     let publish = o.publish || o.alias.is_some();
     let published = if publish {
@@ -179,6 +139,92 @@ pub async fn push(
         "alias": alias,
     });
     Ok(Rendered::new(json, text))
+}
+
+/// A push in parts: everything it needs, so its steps stay small.
+struct Multipart<'a> {
+    api: &'a Api,
+    api_url: &'a str,
+    name: &'a str,
+    path: &'a Path,
+    plan: Plan,
+    digests: &'a Digests,
+    concurrency: usize,
+    progress: Progress,
+    state: Option<&'a StateDir>,
+}
+
+impl Multipart<'_> {
+    /// Resumes the remembered upload of these bytes or starts one, sends the
+    /// parts not yet received, commits, and waits for the verification: the
+    /// upload id, the new LATEST, and whether bytes were sent. `None` when
+    /// the API does not offer multipart uploads (it refuses `part_size`) and
+    /// the file still fits one PUT.
+    async fn run(&self, start: &Value) -> Result<Option<(String, Value, bool)>> {
+        let (api, name) = (self.api, self.name);
+        let sha256 = self.digests.hex();
+        let saved = self.state.and_then(|s| s.load(self.api_url, name, &sha256));
+        let (upload_id, answer) = match resume(api, name, saved, &self.plan).await? {
+            Some(found) => found,
+            None => match start_upload(api, name, start).await {
+                Ok(answer) => (upload_id_of(&answer)?, answer),
+                Err(Error::Api {
+                    status: 400,
+                    message,
+                    ..
+                }) if message.contains("part_size") && self.plan.size <= MAX_PART_SIZE => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let mut transferred = false;
+        let committed = match answer.get("state").and_then(Value::as_str) {
+            Some("committed") => artifact_of_state(&answer)?,
+            Some("verifying") => wait_verified(api, name, &upload_id).await?,
+            _ if answer.get("exists").and_then(Value::as_bool) == Some(true) => {
+                commit(api, name, &upload_id).await?
+            }
+            _ => {
+                if let Some(s) = self.state {
+                    let saved = Saved {
+                        upload_id: upload_id.clone(),
+                        part_size: self.plan.part_size,
+                    };
+                    s.save(self.api_url, name, &sha256, &saved);
+                }
+                let plan = server_plan(&answer, self.plan)?;
+                let received: Vec<u64> = answer
+                    .get("parts_received")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                let missing = multipart::missing_parts(plan.part_count, &received);
+                let bar = self.progress.bytes(plan.size, "upload");
+                let pending: u64 = missing.iter().map(|n| plan.range(*n).1).sum();
+                bar.set_position(plan.size - pending);
+                multipart::upload_parts(
+                    api,
+                    name,
+                    &upload_id,
+                    &plan,
+                    self.digests,
+                    self.path,
+                    &missing,
+                    self.concurrency,
+                    &bar,
+                )
+                .await?;
+                bar.finish_and_clear();
+                transferred = !missing.is_empty();
+                commit(api, name, &upload_id).await?
+            }
+        };
+        if let Some(s) = self.state {
+            s.remove(self.api_url, name, &sha256);
+        }
+        Ok(Some((upload_id, committed, transferred)))
+    }
 }
 
 /// The one streaming pass over the file: its digest and the parts' digests.

@@ -130,3 +130,32 @@ async fn the_text_output_names_what_happened() {
         run.text()
     );
 }
+
+/// Above the multipart threshold push asks for an upload in parts; an API
+/// that does not offer them (it refuses `part_size`) gets one PUT instead.
+/// Either way the bytes come back identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_above_the_multipart_threshold_round_trips() {
+    let local = Local::start().await;
+    let content = bytes((6 << 20) + 7, 9);
+    let file = local.file("big.bin", &content);
+    let pushed = local
+        .run(&[
+            "--json",
+            "push",
+            "big",
+            file.to_str().unwrap(),
+            "--multipart-threshold",
+            "1MiB",
+            "--part-size",
+            "5MiB",
+            "--publish",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(pushed["latest"]["sha256"], sha256_hex(&content));
+    assert_eq!(pushed["published"]["version"], "1");
+    local.run(&["pull", "big@1", "-o", "big.out"]).await.ok();
+    assert_eq!(std::fs::read(local.path("big.out")).unwrap(), content);
+}
