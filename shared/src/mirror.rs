@@ -106,17 +106,12 @@ pub struct MirrorFailure {
 
 /// The handler: mirrors the batch's rows, and reports the first record that
 /// failed (`ReportBatchItemFailures`), so that Lambda retries from it on and
-/// the records before it are not done again. Off (`SEED_LAYOUT_MIRROR=off`):
-/// does nothing.
+/// the records before it are not done again.
 pub async fn handle_event(
     repo: &Repository,
     enabled: bool,
     event: lambda_runtime::LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, lambda_runtime::Diagnostic> {
-    let mut response = DynamoDbEventResponse::default();
-    if !enabled {
-        return Ok(response);
-    }
     let records: Vec<MirrorRecord> = event
         .payload
         .records
@@ -129,7 +124,30 @@ pub async fn handle_event(
             parsed
         })
         .collect();
-    let report = repo.mirror(&records).await;
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(failure) = handle_records(repo, enabled, &records).await.failure {
+        let mut item = DynamoDbBatchItemFailure::default();
+        item.item_identifier = Some(failure.sequence_number);
+        response.batch_item_failures.push(item);
+    }
+    Ok(response)
+}
+
+/// The handler's work on the records' keys, shared with the local poller:
+/// off (`SEED_LAYOUT_MIRROR=off`), nothing; on, [`Repository::mirror`],
+/// logged.
+pub async fn handle_records(
+    repo: &Repository,
+    enabled: bool,
+    records: &[MirrorRecord],
+) -> MirrorReport {
+    if !enabled {
+        return MirrorReport {
+            handled: records.len(),
+            ..MirrorReport::default()
+        };
+    }
+    let report = repo.mirror(records).await;
     tracing::info!(
         records = records.len(),
         handled = report.handled,
@@ -137,13 +155,10 @@ pub async fn handle_event(
         deleted = report.deleted,
         "mirror batch"
     );
-    if let Some(failure) = report.failure {
-        tracing::error!(sequence_number = %failure.sequence_number, code = failure.error.code(), error = ?failure.error, "mirror stopped at a record; Lambda retries from it");
-        let mut item = DynamoDbBatchItemFailure::default();
-        item.item_identifier = Some(failure.sequence_number);
-        response.batch_item_failures.push(item);
+    if let Some(failure) = &report.failure {
+        tracing::error!(sequence_number = %failure.sequence_number, code = failure.error.code(), error = ?failure.error, "mirror stopped at a record; it is retried from there");
     }
-    Ok(response)
+    report
 }
 
 /// Configuration, SDK configuration and repository, once per process.

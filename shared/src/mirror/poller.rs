@@ -20,7 +20,7 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, Shar
 
 use crate::error::{Error, Result};
 use crate::layout::attr;
-use crate::mirror::MirrorRecord;
+use crate::mirror::{MirrorRecord, handle_records};
 use crate::repository::Repository;
 
 /// Records asked for per poll (GetRecords' most is 1000).
@@ -137,14 +137,10 @@ impl StreamPoller {
             .enumerate()
             .filter_map(|(i, r)| mirror_record(r).map(|m| (i, m)))
             .collect();
-        let (handled, failure) = if enabled {
-            let batch: Vec<MirrorRecord> = taken.iter().map(|(_, m)| m.clone()).collect();
-            let report = repo.mirror(&batch).await;
-            let handled = taken.get(report.handled).map_or(records.len(), |(i, _)| *i);
-            (handled, report.failure.map(|f| f.error))
-        } else {
-            (records.len(), None)
-        };
+        let batch: Vec<MirrorRecord> = taken.iter().map(|(_, m)| m.clone()).collect();
+        let report = handle_records(repo, enabled, &batch).await;
+        let handled = taken.get(report.handled).map_or(records.len(), |(i, _)| *i);
+        let failure = report.failure.map(|f| f.error);
         let now = SystemTime::now();
         let lags = records[..handled]
             .iter()

@@ -122,7 +122,9 @@ impl Repository {
         }
         let mut report = MirrorReport::default();
         for (index, record, removed) in &keys {
-            match self.mirror_row(record, removed, plan).await {
+            // Boxed: the copy's nested futures are deep enough to overflow
+            // the compiler's layout query in a Lambda's `main` otherwise.
+            match Box::pin(self.mirror_row(record, removed, plan)).await {
                 Ok(Outcome::Unchanged) => {}
                 Ok(Outcome::Copied) => report.copied += 1,
                 Ok(Outcome::Deleted(n)) => report.deleted += n,
