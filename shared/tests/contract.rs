@@ -532,25 +532,30 @@ fn calls(package: &str) -> Vec<Call> {
 async fn every_aws_call_a_handler_makes_is_one_its_iam_is_derived_from() {
     for route in ROUTES {
         let run = test_support::run_sample_event(route).await;
-        let declared: BTreeSet<String> = calls(route.function)
-            .iter()
-            .map(|call| {
-                format!("{call:?}")
-                    .split(|c: char| !c.is_ascii_alphanumeric())
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
-        let made = run.repo.operations();
-        assert!(!made.is_empty(), "{}: no AWS call recorded", route.function);
-        let undeclared: Vec<&String> = made.difference(&declared).collect();
-        assert!(
-            undeclared.is_empty(),
-            "{} calls {undeclared:?}, which its IAM is not derived from",
-            route.function
-        );
+        assert_calls_declared(route.function, &run.repo);
     }
+}
+
+/// Every AWS operation `repo` called or presigned is one of the calls the
+/// IAM of `function` is derived from.
+fn assert_calls_declared(function: &str, repo: &shared::Repository) {
+    let declared: BTreeSet<String> = calls(function)
+        .iter()
+        .map(|call| {
+            format!("{call:?}")
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let made = repo.operations();
+    assert!(!made.is_empty(), "{function}: no AWS call recorded");
+    let undeclared: Vec<&String> = made.difference(&declared).collect();
+    assert!(
+        undeclared.is_empty(),
+        "{function} calls {undeclared:?}, which its IAM is not derived from"
+    );
 }
 
 /// The same check for the functions that are not routes: the stream's
@@ -579,23 +584,7 @@ async fn every_aws_call_a_non_http_handler_makes_is_one_its_iam_is_derived_from(
         ("mirror-seed-layout", &mirror.repo),
         ("scheduled-purge", &scheduled),
     ] {
-        let declared: BTreeSet<String> = calls(function)
-            .iter()
-            .map(|call| {
-                format!("{call:?}")
-                    .split(|c: char| !c.is_ascii_alphanumeric())
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
-        let made = repo.operations();
-        assert!(!made.is_empty(), "{function}: no AWS call recorded");
-        let undeclared: Vec<&String> = made.difference(&declared).collect();
-        assert!(
-            undeclared.is_empty(),
-            "{function} calls {undeclared:?}, which its IAM is not derived from"
-        );
+        assert_calls_declared(function, repo);
     }
     for operation in ["CopyObject", "DeleteObject", "GetItem", "HeadObject"] {
         assert!(

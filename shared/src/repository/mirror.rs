@@ -50,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::layout::{BYTES_BLOB, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, copy_source};
 use crate::mirror::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, VersionRow, version_key};
+use crate::rows::{Item, VersionRow};
 
 /// Copies of one key within one record: a row that keeps changing during
 /// copies is left to its own later records.
@@ -162,7 +162,7 @@ impl Repository {
             None => Outcome::Unchanged,
         };
         for _ in 0..MAX_ROUNDS {
-            let Some(item) = self.mirror_get(&name, version).await? else {
+            let Some(item) = self.get_version_item(&name, version).await? else {
                 // Purged, also while we copied: what we wrote goes too.
                 let mut deleted = 0;
                 if let Some(ours) = &written {
@@ -199,20 +199,6 @@ impl Repository {
             written = Some(self.mirror_copy(&name, &key, &row, plan).await?);
         }
         Ok(done(&written))
-    }
-
-    /// The row, strongly consistent, as stored.
-    async fn mirror_get(&self, name: &ArtifactName, version: Version) -> Result<Option<Item>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, version)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
-        Ok(out.item)
     }
 
     /// Deletes the key's current object when it holds one of `removed`.

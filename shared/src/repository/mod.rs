@@ -251,6 +251,16 @@ impl Repository {
 
     /// One version row, strongly consistent; `None` when absent.
     async fn get_row(&self, name: &ArtifactName, version: Version) -> Result<Option<VersionRow>> {
+        let item = self.get_version_item(name, version).await?;
+        item.as_ref().map(VersionRow::from_item).transpose()
+    }
+
+    /// One version row's item as stored, strongly consistent.
+    async fn get_version_item(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+    ) -> Result<Option<Item>> {
         let out = self
             .ddb
             .get_item()
@@ -260,7 +270,7 @@ impl Repository {
             .send()
             .await
             .map_err(|e| Error::upstream("GetItem", e))?;
-        out.item().map(VersionRow::from_item).transpose()
+        Ok(out.item)
     }
 
     /// One version row that readers may see (exists, not soft-deleted).
