@@ -630,7 +630,10 @@ impl Pipeline {
                 answer.status == 204 || (retried && answer.status == 404),
                 "204 (the artifact existed)",
             );
-            if !matches!(self.judge("purge-artifact", &answer, verdict), Outcome::Unsure) {
+            if !matches!(
+                self.judge("purge-artifact", &answer, verdict),
+                Outcome::Unsure
+            ) {
                 return;
             }
             retried = true;
