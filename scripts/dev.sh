@@ -21,11 +21,13 @@ cat <<MSG
 emulator (S3 + DynamoDB): $endpoint
 API:                      $url
 
-Try:
-  curl -s $url/artifacts
+Try (with the CLI: cargo install --locked --path cli):
+  export ARTIFACT_API_URL=$url
   printf 'hello' > /tmp/hello.txt
-  curl -s -X POST $url/artifacts/hello/uploads -H 'content-type: application/json' \\
-       -d '{"sha256": "'"\$(sha256sum /tmp/hello.txt | cut -d' ' -f1)"'", "size": 5}'
+  artifact push hello /tmp/hello.txt --publish --alias staging
+  artifact pull hello:staging -o /tmp/hello.out
+or the HTTP API itself:
+  curl -s $url/artifacts
 (the README walks through the whole pipeline flow)
 
 MSG

@@ -2,6 +2,9 @@
 # Release-builds every Lambda function with cargo-lambda and fails when any
 # bootstrap binary is missing. x86_64 always; arm64 too when its Rust target
 # is installed (template.yaml deploys arm64; `sam build` cross-compiles).
+# The `artifact` CLI is built in the same cargo-lambda run (same target and
+# toolchain, so it shares the functions' compiled dependencies) and copied to
+# target/cli/artifact-linux-<arch>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +15,7 @@ rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu &
 for target in "${targets[@]}"; do
   start=$(date +%s)
   cargo lambda build --release --locked "--$target" --lambda-dir "target/lambda-$target" \
-    $(printf -- '--package %s ' $packages)
+    $(printf -- '--package %s ' $packages) --package cli
   echo "cargo lambda build --release --$target: $(( $(date +%s) - start ))s"
   missing=0
   for p in $packages; do
@@ -23,5 +26,14 @@ for target in "${targets[@]}"; do
       echo "  $p: MISSING $binary"; missing=1
     fi
   done
+  cli="target/lambda-$target/artifact/bootstrap" arch=${target/-/_}
+  if [[ -f $cli ]]; then
+    # The x86_64 build must run here (arm64 cannot, on this host).
+    [[ $target != x86-64 ]] || "$cli" --version >/dev/null || { echo "  artifact: $cli does not run"; missing=1; }
+    mkdir -p target/cli && cp "$cli" "target/cli/artifact-linux-$arch"
+    printf '  %-22s %8s bytes  -> target/cli/artifact-linux-%s\n' artifact "$(stat -c%s "$cli")" "$arch"
+  else
+    echo "  artifact: MISSING $cli"; missing=1
+  fi
   [[ $missing == 0 ]] || { echo "release build incomplete"; exit 1; }
 done

@@ -1,9 +1,12 @@
 //! `local-api`: the whole API on `LISTEN_ADDR` (default 127.0.0.1:3000),
 //! against the S3 and DynamoDB that `AWS_ENDPOINT_URL` points at. Creates the
-//! bucket and table when missing.
+//! bucket and table when missing, and runs the mirror of the library's
+//! layout over the table's stream, as Lambda's event source mapping does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use shared::mirror::poller::StreamPoller;
 
 #[tokio::main]
 async fn main() {
@@ -19,8 +22,8 @@ async fn main() {
             "LISTEN_ADDR {addr:?} is not an address like 127.0.0.1:3000"
         ));
     };
-    let repo = match shared::api::init().await {
-        Ok(repo) => repo,
+    let (config, sdk, repo) = match shared::mirror::init().await {
+        Ok(started) => started,
         Err(e) => fail(&e.to_string()),
     };
     if let Err(e) = repo.bootstrap().await {
@@ -33,6 +36,21 @@ async fn main() {
         Ok(listener) => listener,
         Err(e) => fail(&format!("cannot listen on {addr}: {e}")),
     };
+    let poller = match StreamPoller::connect(&sdk, &config.table).await {
+        Ok(poller) => poller,
+        Err(e) => fail(&format!(
+            "cannot read the table's stream: {e} ({:?})",
+            std::error::Error::source(&e)
+        )),
+    };
+    let mirror = repo.clone();
+    tokio::spawn(async move { poller.run(&mirror, config.seed_layout_mirror).await });
+    let switch = if config.seed_layout_mirror {
+        "on"
+    } else {
+        "off"
+    };
+    println!("local-api mirror of the library's layout: {switch} (SEED_LAYOUT_MIRROR)");
     println!("local-api listening on http://{addr}");
     local_api::serve(listener, Arc::new(repo)).await;
 }

@@ -16,6 +16,10 @@ pub struct Config {
     pub upload_expires: Duration,
     /// Retention defaults of the route and the schedule (`RETENTION_*`).
     pub retention: RetentionSchedule,
+    /// `SEED_LAYOUT_MIRROR`: whether the stream-driven mirror keeps the
+    /// library's layout equal to the rows (SPEC 3.2). Off: its handler does
+    /// nothing, and each byte is stored once.
+    pub seed_layout_mirror: bool,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -100,6 +104,15 @@ impl Config {
             },
         };
         let retention = RetentionSchedule::from_lookup(&lookup)?;
+        let seed_layout_mirror = match get("SEED_LAYOUT_MIRROR").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "SEED_LAYOUT_MIRROR {other:?} must be on or off"
+                )));
+            }
+        };
         Ok(Self {
             bucket,
             table,
@@ -108,6 +121,7 @@ impl Config {
             presign_expires: Duration::from_secs(presign_secs),
             upload_expires: Duration::from_secs(upload_secs),
             retention,
+            seed_layout_mirror,
         })
     }
 }
@@ -171,6 +185,20 @@ mod tests {
         assert_eq!(c.prefix, "versioned-artifacts");
         assert_eq!(c.suffix, "");
         assert_eq!(c.presign_expires, Duration::from_secs(900));
+        assert!(c.seed_layout_mirror, "the mirror is on unless turned off");
+    }
+
+    #[test]
+    fn the_mirror_is_turned_on_or_off_and_nothing_else() {
+        let mirror = |v: &str| config(&[("BUCKET_NAME", "ok-bucket"), ("SEED_LAYOUT_MIRROR", v)]);
+        assert!(mirror("on").unwrap().seed_layout_mirror);
+        assert!(!mirror("off").unwrap().seed_layout_mirror);
+        assert!(!mirror(" off ").unwrap().seed_layout_mirror);
+        for bad in ["OFF", "false", "0", "yes"] {
+            let err = mirror(bad).unwrap_err().to_string();
+            assert!(err.contains("SEED_LAYOUT_MIRROR"), "{err}");
+            assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`model`]: what operations return (the JSON shapes of the API).
 //! - [`repository`]: the [`Repository`] over S3 + DynamoDB.
 //! - [`calls`]: counts of AWS requests per client.
+//! - [`mirror`]: the stream-driven mirror of the library's layout.
 
 pub mod api;
 pub mod calls;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod layout;
+pub mod mirror;
 pub mod model;
 pub mod names;
 pub mod repository;

@@ -194,6 +194,13 @@ fn the_template_has_one_function_per_package_built_by_cargo_lambda_and_the_route
                         Some("RetentionSchedule")
                     );
                 }
+                Some("DynamoDB") => {
+                    assert_eq!(package, "mirror-seed-layout");
+                    assert_eq!(
+                        event["Properties"]["Stream"].as_str(),
+                        Some("ArtifactTable.StreamArn")
+                    );
+                }
                 other => panic!("{package}: unexpected event type {other:?}"),
             }
         }
@@ -218,12 +225,14 @@ fn the_template_has_one_function_per_package_built_by_cargo_lambda_and_the_route
     );
 }
 
-/// The S3 keys a call acts on: the store (`{prefix}/…`) or the staged
-/// uploads beside it (`{prefix}.uploads/…`).
+/// The S3 keys a call acts on: the store (`{prefix}/…`, the library's
+/// layout), the staged uploads beside it (`{prefix}.uploads/…`) or the blob
+/// store (`{prefix}.blobs/…`).
 #[derive(Debug, Clone, Copy)]
 enum Keys {
     Store,
     Staging,
+    Blobs,
 }
 
 impl Keys {
@@ -232,6 +241,7 @@ impl Keys {
         match self {
             Keys::Store => "${ArtifactBucket.Arn}/${S3Prefix}/*",
             Keys::Staging => "${ArtifactBucket.Arn}/${S3Prefix}.uploads/*",
+            Keys::Blobs => "${ArtifactBucket.Arn}/${S3Prefix}.blobs/*",
         }
     }
 
@@ -240,6 +250,7 @@ impl Keys {
         match self {
             Keys::Store => "${S3Prefix}/*",
             Keys::Staging => "${S3Prefix}.uploads/*",
+            Keys::Blobs => "${S3Prefix}.blobs/*",
         }
     }
 }
@@ -252,6 +263,9 @@ enum At {
     /// The pinned `versionId` when the row has one (rows the library wrote
     /// have none), else the current version.
     PinnedOrCurrent,
+    /// Always the current version (a content-addressed blob: every version
+    /// holds the same bytes).
+    Current,
 }
 
 /// One item of a `TransactWriteItems`.
@@ -281,9 +295,24 @@ enum Call {
     HeadObject(Keys, At),
     GetObject(Keys, At),
     PutObject(Keys),
-    CopyObject { from: Keys, at: At, to: Keys },
+    CopyObject {
+        from: Keys,
+        at: At,
+        to: Keys,
+    },
     DeleteObject(Keys, At),
     DeleteObjects(Keys, At),
+    CreateMultipartUpload(Keys),
+    UploadPartCopy {
+        from: Keys,
+        at: At,
+        to: Keys,
+    },
+    CompleteMultipartUpload(Keys),
+    AbortMultipartUpload(Keys),
+    /// A stream event source mapping's on-failure destination: Lambda sends
+    /// to it with the function's role.
+    SendMessage(&'static str),
 }
 
 /// An IAM grant: action, resource, and the `s3:prefix` it is scoped to.
@@ -325,6 +354,7 @@ fn iam_actions(call: Call) -> Vec<Grant> {
     let versions = |keys: Keys, at: At, current: &str, version: &str| match at {
         At::Version => vec![object(version, keys)],
         At::PinnedOrCurrent => vec![object(current, keys), object(version, keys)],
+        At::Current => vec![object(current, keys)],
     };
     let read = |keys: Keys, at: At| {
         let mut grants = versions(keys, at, "s3:GetObject", "s3:GetObjectVersion");
@@ -354,11 +384,19 @@ fn iam_actions(call: Call) -> Vec<Grant> {
         Call::ListObjectVersions(keys) => vec![list("s3:ListBucketVersions", keys)],
         Call::HeadObject(keys, at) | Call::GetObject(keys, at) => read(keys, at),
         Call::PutObject(keys) => vec![object("s3:PutObject", keys)],
-        Call::CopyObject { from, at, to } => {
+        // A part copy reads its source and writes its upload, which
+        // CreateMultipartUpload and CompleteMultipartUpload authorize as
+        // s3:PutObject (API_UploadPartCopy, API_CreateMultipartUpload).
+        Call::CopyObject { from, at, to } | Call::UploadPartCopy { from, at, to } => {
             let mut grants = read(from, at);
             grants.push(object("s3:PutObject", to));
             grants
         }
+        Call::CreateMultipartUpload(keys) | Call::CompleteMultipartUpload(keys) => {
+            vec![object("s3:PutObject", keys)]
+        }
+        Call::AbortMultipartUpload(keys) => vec![object("s3:AbortMultipartUpload", keys)],
+        Call::SendMessage(queue) => vec![("sqs:SendMessage".to_owned(), queue.to_owned(), None)],
         Call::DeleteObject(keys, at) | Call::DeleteObjects(keys, at) => {
             versions(keys, at, "s3:DeleteObject", "s3:DeleteObjectVersion")
         }
@@ -369,7 +407,7 @@ fn iam_actions(call: Call) -> Vec<Grant> {
 /// methods its handler reaches). Its IAM grants are derived from these.
 fn calls(package: &str) -> Vec<Call> {
     use Call::*;
-    use Keys::{Staging, Store};
+    use Keys::{Blobs, Staging, Store};
     // A presigned download of a version's bytes, pinned to its object version.
     let download = GetObject(Store, At::PinnedOrCurrent);
     match package {
@@ -458,6 +496,29 @@ fn calls(package: &str) -> Vec<Call> {
             ListObjectVersions(Store),
             DeleteObjects(Store, At::Version),
         ],
+        // Rows are re-read; a blob is copied to the library key (in parts
+        // above 5 GiB); purged and reclaimed rows lose their library
+        // objects, version by version.
+        "mirror-seed-layout" => vec![
+            GetItem,
+            HeadObject(Store, At::PinnedOrCurrent),
+            CopyObject {
+                from: Blobs,
+                at: At::Current,
+                to: Store,
+            },
+            CreateMultipartUpload(Store),
+            UploadPartCopy {
+                from: Blobs,
+                at: At::Current,
+                to: Store,
+            },
+            CompleteMultipartUpload(Store),
+            AbortMultipartUpload(Store),
+            ListObjectVersions(Store),
+            DeleteObject(Store, At::Version),
+            SendMessage("MirrorFailuresQueue.Arn"),
+        ],
         other => panic!("no AWS calls recorded for {other}"),
     }
 }
@@ -471,25 +532,139 @@ fn calls(package: &str) -> Vec<Call> {
 async fn every_aws_call_a_handler_makes_is_one_its_iam_is_derived_from() {
     for route in ROUTES {
         let run = test_support::run_sample_event(route).await;
-        let declared: BTreeSet<String> = calls(route.function)
-            .iter()
-            .map(|call| {
-                format!("{call:?}")
-                    .split(|c: char| !c.is_ascii_alphanumeric())
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
-        let made = run.repo.operations();
-        assert!(!made.is_empty(), "{}: no AWS call recorded", route.function);
-        let undeclared: Vec<&String> = made.difference(&declared).collect();
+        assert_calls_declared(route.function, &run.repo);
+    }
+}
+
+/// Every AWS operation `repo` called or presigned is one of the calls the
+/// IAM of `function` is derived from.
+fn assert_calls_declared(function: &str, repo: &shared::Repository) {
+    let declared: BTreeSet<String> = calls(function)
+        .iter()
+        .map(|call| {
+            format!("{call:?}")
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let made = repo.operations();
+    assert!(!made.is_empty(), "{function}: no AWS call recorded");
+    let undeclared: Vec<&String> = made.difference(&declared).collect();
+    assert!(
+        undeclared.is_empty(),
+        "{function} calls {undeclared:?}, which its IAM is not derived from"
+    );
+}
+
+/// The same check for the functions that are not routes: the stream's
+/// mirror (its sample event copies a blob and deletes a purged row's
+/// object) and the schedule's retention pass.
+#[tokio::test]
+async fn every_aws_call_a_non_http_handler_makes_is_one_its_iam_is_derived_from() {
+    let mirror = test_support::run_mirror_sample_event().await;
+    let scheduled = {
+        let store = test_support::TestStore::with_sample_artifact().await;
+        let repo = store.another_repository();
+        let text =
+            std::fs::read_to_string(workspace_root().join("events/scheduled-purge.json")).unwrap();
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = (std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let event = lambda_runtime::LambdaEvent::new(serde_json::from_str(&text).unwrap(), context);
+        shared::scheduled::handle_event(&repo, repo.retention(), event)
+            .await
+            .unwrap();
+        repo
+    };
+    for (function, repo) in [
+        ("mirror-seed-layout", &mirror.repo),
+        ("scheduled-purge", &scheduled),
+    ] {
+        assert_calls_declared(function, repo);
+    }
+    for operation in ["CopyObject", "DeleteObject", "GetItem", "HeadObject"] {
         assert!(
-            undeclared.is_empty(),
-            "{} calls {undeclared:?}, which its IAM is not derived from",
-            route.function
+            mirror.repo.operations().contains(operation),
+            "the mirror's sample event exercises {operation}"
         );
     }
+}
+
+#[test]
+fn the_table_streams_both_images_to_the_mirror_and_expires_uploads_by_ttl() {
+    let template = load("template.yaml");
+    let table = &template["Resources"]["ArtifactTable"]["Properties"];
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"].as_str(),
+        Some("NEW_AND_OLD_IMAGES")
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some("expires_at")
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["Enabled"].as_bool(),
+        Some(true)
+    );
+    let function = &template["Resources"]["MirrorSeedLayoutFunction"]["Properties"];
+    assert_eq!(
+        function["Environment"]["Variables"]["SEED_LAYOUT_MIRROR"].as_str(),
+        Some("SeedLayoutMirror")
+    );
+    let parameter = &template["Parameters"]["SeedLayoutMirror"];
+    assert_eq!(parameter["Default"].as_str(), Some("on"));
+    let allowed: Vec<&str> = parameter["AllowedValues"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(allowed, ["on", "off"]);
+    for value in allowed {
+        let config = shared::config::Config::from_lookup(|k| match k {
+            "BUCKET_NAME" => Some("ok-bucket".to_owned()),
+            "SEED_LAYOUT_MIRROR" => Some(value.to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.seed_layout_mirror, value == "on");
+    }
+    let stream = &function["Events"]["Stream"]["Properties"];
+    // Retried until done, in order per item, a failing record isolated and
+    // reported by itself, given up on into a queue rather than blocking.
+    assert_eq!(stream["StartingPosition"].as_str(), Some("TRIM_HORIZON"));
+    assert_eq!(stream["ParallelizationFactor"].as_i64(), Some(1));
+    assert_eq!(stream["MaximumBatchingWindowInSeconds"].as_i64(), Some(0));
+    assert_eq!(stream["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    assert!(
+        stream["MaximumRetryAttempts"]
+            .as_i64()
+            .is_some_and(|n| n > 0)
+    );
+    assert!(
+        stream["MaximumRecordAgeInSeconds"]
+            .as_i64()
+            .is_some_and(|n| n > 0)
+    );
+    assert_eq!(
+        stream["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert_eq!(
+        stream["DestinationConfig"]["OnFailure"]["Destination"].as_str(),
+        Some("MirrorFailuresQueue.Arn")
+    );
+    let enabled = stream["Enabled"].as_vec().expect("an !If on the parameter");
+    assert_eq!(enabled[0].as_str(), Some("MirrorOn"));
+    assert_eq!(enabled[1].as_bool(), Some(true));
+    assert_eq!(enabled[2].as_bool(), Some(false));
+    let condition = template["Conditions"]["MirrorOn"].as_vec().unwrap();
+    assert_eq!(condition[0].as_str(), Some("SeedLayoutMirror"));
+    assert_eq!(condition[1].as_str(), Some("on"));
 }
 
 /// Functions that only read: no write or delete action may appear.

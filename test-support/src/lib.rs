@@ -14,6 +14,7 @@ use std::sync::{Mutex, OnceLock};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use sha2::{Digest, Sha256};
+use shared::mirror::poller::StreamPoller;
 use shared::model::{Committed, UploadRequest};
 use shared::{ArtifactName, Config, Repository};
 
@@ -98,6 +99,9 @@ pub struct TestStore {
     pub s3: aws_sdk_s3::Client,
     pub ddb: aws_sdk_dynamodb::Client,
     pub http: reqwest::Client,
+    /// The mirror's position on the table's stream, and the repository it
+    /// runs on (not `repo`, whose call counts the tests read).
+    mirror: tokio::sync::Mutex<Option<(StreamPoller, Repository)>>,
 }
 
 impl TestStore {
@@ -106,12 +110,20 @@ impl TestStore {
     }
 
     pub async fn with_suffix(suffix: &str) -> Self {
+        Self::with_settings(&[("ARTIFACT_SUFFIX", suffix)]).await
+    }
+
+    /// A store configured by these environment settings (SPEC 5) on top of
+    /// its own bucket and table, e.g. `[("SEED_LAYOUT_MIRROR", "off")]`.
+    pub async fn with_settings(settings: &[(&str, &str)]) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let config = Config::from_lookup(|key| match key {
             "BUCKET_NAME" => Some(format!("test-{}", &id[..16])),
             "TABLE_NAME" => Some(format!("test-{}", &id[..16])),
-            "ARTIFACT_SUFFIX" => Some(suffix.to_owned()),
-            _ => None,
+            _ => settings
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned()),
         })
         .unwrap_or_else(|e| panic!("{e}"));
         let sdk = sdk_config().await;
@@ -132,7 +144,92 @@ impl TestStore {
             s3,
             ddb,
             http: reqwest::Client::new(),
+            mirror: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Runs the mirror's handler over every record of the table's stream not
+    /// yet handled (as the local server's poller does), then returns each
+    /// record's lag. The mirror's switch is the store's `SEED_LAYOUT_MIRROR`.
+    /// Panics when a record keeps failing.
+    pub async fn drain_mirror(&self) -> Vec<std::time::Duration> {
+        let mut slot = self.mirror.lock().await;
+        if slot.is_none() {
+            let poller = StreamPoller::connect(&self.sdk, &self.config.table)
+                .await
+                .unwrap_or_else(|e| panic!("stream: {e:?}"));
+            *slot = Some((poller, self.another_repository()));
+        }
+        let Some((poller, repo)) = slot.as_mut() else {
+            unreachable!("set above")
+        };
+        let (mut lags, mut failures) = (Vec::new(), 0);
+        loop {
+            let failure = match poller.poll(repo, self.config.seed_layout_mirror).await {
+                Ok(poll) => {
+                    lags.extend(poll.lags);
+                    match poll.failure {
+                        None if poll.records == 0 => return lags,
+                        None => continue,
+                        Some(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            failures += 1;
+            assert!(failures < 20, "the mirror keeps failing: {failure:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Writes a row whose bytes are in the blob store, as a commit or a
+    /// publish of this service does: the blob (PUT with its SHA-256, which
+    /// S3 checks) at `{prefix}.blobs/{name}/{sha256}`, then the row with
+    /// `bytes = "blob"`. Returns the sha256.
+    pub async fn put_blob_row(
+        &self,
+        name: &ArtifactName,
+        version: shared::Version,
+        content: &[u8],
+        metadata: &[(&str, &str)],
+    ) -> String {
+        use aws_sdk_dynamodb::types::AttributeValue as V;
+        use base64::Engine;
+        use shared::layout::{BYTES_BLOB, attr, format_update_at, now};
+        let sha256 = sha256_hex(content);
+        let layout = self.repo.layout();
+        self.s3
+            .put_object()
+            .bucket(&self.config.bucket)
+            .key(layout.blob_key(name, &sha256))
+            .checksum_sha256(
+                base64::engine::general_purpose::STANDARD.encode(Sha256::digest(content)),
+            )
+            .body(content.to_vec().into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put blob: {e:?}"));
+        let s = |v: &str| V::S(v.to_owned());
+        let metadata = metadata
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), s(v)))
+            .collect();
+        self.ddb
+            .put_item()
+            .table_name(&self.config.table)
+            .item(attr::PK, s(name.as_str()))
+            .item(attr::SK, s(&version.sort_key()))
+            .item(attr::SHA256, s(&sha256))
+            .item(attr::IS_DELETED, V::Bool(false))
+            .item(attr::UPDATE_AT, s(&format_update_at(now())))
+            .item(attr::SIZE, V::N(content.len().to_string()))
+            .item(attr::CONTENT_TYPE, s("text/plain"))
+            .item(attr::METADATA, V::M(metadata))
+            .item(attr::BYTES, s(BYTES_BLOB))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put row: {e:?}"));
+        sha256
     }
 
     /// A repository over the same store whose AWS requests pass through
@@ -421,5 +518,56 @@ pub fn split(primary: u32, secondary: u32, weight: i64) -> shared::model::AliasT
             shared::Version::Number(secondary),
             shared::Weight::new(weight).unwrap_or_else(|e| panic!("{e}")),
         )),
+    }
+}
+
+/// The mirror's sample event (`events/mirror-seed-layout.json`) run through
+/// its handler (mirror on).
+pub struct MirrorSampleRun {
+    /// Holds what the event refers to: `my-app` LATEST "three" in the blob
+    /// store (no library object yet), and the library object `old-app`
+    /// LATEST "gone" whose row the event's REMOVE deleted.
+    pub store: TestStore,
+    /// The repository the handler ran on: its call record holds only the
+    /// handler's AWS calls.
+    pub repo: Repository,
+    /// The handler's answer, as Lambda reads it.
+    pub response: serde_json::Value,
+}
+
+pub async fn run_mirror_sample_event() -> MirrorSampleRun {
+    let store = TestStore::new().await;
+    let layout = store.repo.layout();
+    store
+        .put_blob_row(
+            &name("my-app"),
+            shared::Version::Latest,
+            b"three",
+            &[("build", "42")],
+        )
+        .await;
+    store
+        .s3
+        .put_object()
+        .bucket(&store.config.bucket)
+        .key(layout.object_key(&name("old-app"), shared::Version::Latest))
+        .metadata(shared::layout::META_ARTIFACT_NAME, "old-app")
+        .metadata(shared::layout::META_ARTIFACT_SHA256, sha256_hex(b"gone"))
+        .body(b"gone".to_vec().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put library object: {e:?}"));
+    let path = workspace_root().join("events/mirror-seed-layout.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let payload = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let repo = store.another_repository();
+    let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+    let response = shared::mirror::handle_event(&repo, true, event)
+        .await
+        .unwrap_or_else(|e| panic!("handler: {e:?}"));
+    MirrorSampleRun {
+        store,
+        repo,
+        response: serde_json::to_value(&response).unwrap_or_else(|e| panic!("{e}")),
     }
 }

@@ -6,6 +6,7 @@
 //! retention (`retention.rs`). Each documents its AWS round trips.
 
 mod aliases;
+mod mirror;
 mod retention;
 mod uploads;
 mod versions;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{
@@ -116,7 +118,9 @@ impl Repository {
     }
 
     /// Creates the bucket (versioning on) and the table when missing: the
-    /// library's `bootstrap`. Idempotent.
+    /// library's `bootstrap`, plus the table's stream (the mirror's input;
+    /// added to a table that lacks it) and TTL on `expires_at` (SPEC 3.3).
+    /// Idempotent.
     pub async fn bootstrap(&self) -> Result<()> {
         let bucket = &self.layout.bucket;
         let region = self.s3.config().region().map(|r| r.as_ref().to_owned());
@@ -169,6 +173,7 @@ impl Repository {
             .key_schema(key(attr::SK, KeyType::Range).map_err(invalid_sdk_input)?)
             .attribute_definitions(def(attr::PK).map_err(invalid_sdk_input)?)
             .attribute_definitions(def(attr::SK).map_err(invalid_sdk_input)?)
+            .stream_specification(stream()?)
             .send()
             .await;
         match created {
@@ -191,8 +196,21 @@ impl Repository {
                 .table()
                 .and_then(|t| t.table_status())
                 .is_some_and(|s| *s == aws_sdk_dynamodb::types::TableStatus::Active);
-            if active {
-                return Ok(());
+            let streamed = table
+                .table()
+                .and_then(|t| t.stream_specification())
+                .is_some_and(|s| s.stream_enabled());
+            if active && !streamed {
+                // A table made before the mirror: add the stream, wait again.
+                self.ddb
+                    .update_table()
+                    .table_name(&self.layout.table)
+                    .stream_specification(stream()?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("UpdateTable", e))?;
+            } else if active {
+                return self.enable_ttl().await;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -202,8 +220,49 @@ impl Repository {
         })
     }
 
+    /// TTL on `expires_at`; enabling it again is refused as a
+    /// ValidationException ("TimeToLive is already enabled"), which is fine.
+    async fn enable_ttl(&self) -> Result<()> {
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name(TTL_ATTRIBUTE)
+            .enabled(true)
+            .build()
+            .map_err(invalid_sdk_input)?;
+        match self
+            .ddb
+            .update_time_to_live()
+            .table_name(&self.layout.table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error().is_some_and(|e| {
+                    e.meta().code() == Some("ValidationException")
+                        && e.meta()
+                            .message()
+                            .is_some_and(|m| m.contains("already enabled"))
+                }) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::upstream("UpdateTimeToLive", e)),
+        }
+    }
+
     /// One version row, strongly consistent; `None` when absent.
     async fn get_row(&self, name: &ArtifactName, version: Version) -> Result<Option<VersionRow>> {
+        let item = self.get_version_item(name, version).await?;
+        item.as_ref().map(VersionRow::from_item).transpose()
+    }
+
+    /// One version row's item as stored, strongly consistent.
+    async fn get_version_item(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+    ) -> Result<Option<Item>> {
         let out = self
             .ddb
             .get_item()
@@ -213,7 +272,7 @@ impl Repository {
             .send()
             .await
             .map_err(|e| Error::upstream("GetItem", e))?;
-        out.item().map(VersionRow::from_item).transpose()
+        Ok(out.item)
     }
 
     /// One version row that readers may see (exists, not soft-deleted).
@@ -278,6 +337,21 @@ impl Repository {
             }
         }
     }
+}
+
+/// The attribute DynamoDB's TTL expires items by (epoch seconds): pending
+/// uploads. TTL only garbage-collects; expiry itself is enforced by
+/// conditions on it (moto never expires items).
+const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// The table's stream: both images, so that a REMOVE tells the mirror
+/// what the row held (SPEC 3.3).
+fn stream() -> Result<StreamSpecification> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+        .map_err(invalid_sdk_input)
 }
 
 fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {

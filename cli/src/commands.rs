@@ -1,0 +1,394 @@
+//! The commands that are one API call (or one listing): publish, listings,
+//! show, aliases, rollback, history, resolve, rm, retention, purge.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::args::{AliasCommand, Command, Reference, parse_reference, parse_version};
+use crate::client::Api;
+use crate::error::{Error, Result};
+use crate::output::{Rendered, alias_targets, field, short_digest, size_field, table};
+
+/// `POST …/versions`: the version, and whether it is new (201) rather than
+/// the newest one because LATEST was unchanged (200).
+pub async fn publish_version(api: &Api, name: &str, force: bool) -> Result<(Value, bool)> {
+    let body = if force {
+        json!({"force": true})
+    } else {
+        json!({})
+    };
+    let answer = api
+        .call(
+            Method::POST,
+            &["artifacts", name, "versions"],
+            &[],
+            Some(&body),
+            &[],
+        )
+        .await?;
+    Ok((answer.body, answer.status == 201))
+}
+
+fn if_match(revision: Option<u64>) -> Vec<(&'static str, String)> {
+    revision
+        .map(|r| ("if-match", format!("\"{r}\"")))
+        .into_iter()
+        .collect()
+}
+
+/// `PUT …/aliases/{alias}` with `body`, conditional on `if_revision`.
+///
+/// A conditional move whose answer was lost and was retried meets its own
+/// change: 412. When the alias is then exactly one revision further and
+/// points where this call asked, that change was this call's (or one
+/// identical to it), and it answers as the first attempt would have.
+pub async fn set_alias(
+    api: &Api,
+    name: &str,
+    alias: &str,
+    body: &Value,
+    if_revision: Option<u64>,
+) -> Result<Value> {
+    let segments = ["artifacts", name, "aliases", alias];
+    match api
+        .call(
+            Method::PUT,
+            &segments,
+            &[],
+            Some(body),
+            &if_match(if_revision),
+        )
+        .await
+    {
+        Ok(answer) => Ok(answer.body),
+        Err(e @ Error::Api { status: 412, .. }) => {
+            let Some(expected) = if_revision else {
+                return Err(e);
+            };
+            let now = api.get(&segments, &[]).await?.body;
+            let same = |k: &str| now.get(k) == body.get(k).or(Some(&Value::Null));
+            let landed = now.get("revision").and_then(Value::as_u64) == Some(expected + 1)
+                && same("version")
+                && same("secondary_version")
+                && same("secondary_version_weight");
+            if landed { Ok(now) } else { Err(e) }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn version_arg(s: &str) -> Result<String> {
+    parse_version(s).map_err(Error::Usage)
+}
+
+fn versions_table(items: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|v| {
+            vec![
+                field(v, "version"),
+                size_field(v),
+                short_digest(v),
+                field(v, "update_at"),
+                field(v, "created_by"),
+            ]
+        })
+        .collect();
+    table(&["VERSION", "SIZE", "SHA256", "UPDATED", "BY"], &rows)
+}
+
+fn artifact_details(a: &Value) -> String {
+    let mut lines = vec![
+        format!("name:         {}", field(a, "name")),
+        format!("version:      {}", field(a, "version")),
+        format!("sha256:       {}", field(a, "sha256")),
+        format!("size:         {}", size_field(a)),
+        format!("content type: {}", field(a, "content_type")),
+        format!("updated:      {}", field(a, "update_at")),
+        format!("created by:   {}", field(a, "created_by")),
+        format!("s3uri:        {}", field(a, "s3uri")),
+    ];
+    if let Some(meta) = a.get("metadata").and_then(Value::as_object) {
+        for (k, v) in meta {
+            lines.push(format!("meta {k}: {}", v.as_str().unwrap_or_default()));
+        }
+    }
+    if a.get("download_url").is_some() {
+        lines.push(format!("download url: {}", field(a, "download_url")));
+    }
+    lines.join("\n")
+}
+
+fn alias_details(a: &Value) -> String {
+    format!(
+        "{}:{} -> {} (revision {}, updated {})",
+        field(a, "name"),
+        field(a, "alias"),
+        alias_targets(a),
+        field(a, "revision"),
+        field(a, "update_at")
+    )
+}
+
+fn items(items: Vec<Value>) -> Value {
+    json!({"items": items})
+}
+
+/// Runs every command that is not push, pull or completions.
+pub async fn run(api: &Api, command: &Command) -> Result<Rendered> {
+    match command {
+        Command::Publish { name, force } => {
+            let (artifact, created) = publish_version(api, name, *force).await?;
+            let text = format!(
+                "published {name}@{}{}",
+                field(&artifact, "version"),
+                if created {
+                    String::new()
+                } else {
+                    " (LATEST unchanged: this is the newest version; --force publishes anyway)"
+                        .into()
+                }
+            );
+            let mut json = artifact;
+            json["created"] = json!(created);
+            Ok(Rendered::new(json, text))
+        }
+        Command::Ls { name: None } => {
+            let names = api.list_all(&["artifacts"]).await?;
+            let text = names
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(Rendered::new(items(names), text))
+        }
+        Command::Ls { name: Some(name) } | Command::Versions { name } => {
+            let versions = api.list_all(&["artifacts", name, "versions"]).await?;
+            let text = versions_table(&versions);
+            Ok(Rendered::new(items(versions), text))
+        }
+        Command::Show { reference } => {
+            let (name, version) = match parse_reference(reference).map_err(Error::Usage)? {
+                Reference::Version(n, v) => (n, v),
+                Reference::Alias(..) => {
+                    return Err(Error::Usage(
+                        "show takes NAME or NAME@VERSION; for an alias use `alias get` or `resolve`"
+                            .into(),
+                    ));
+                }
+            };
+            let artifact = api
+                .get(&["artifacts", &name, "versions", &version], &[])
+                .await?
+                .body;
+            let text = artifact_details(&artifact);
+            Ok(Rendered::new(artifact, text))
+        }
+        Command::Alias(c) => alias(api, c).await,
+        Command::Rollback {
+            name,
+            alias,
+            to_revision,
+            if_revision,
+            message,
+        } => {
+            let mut body = json!({});
+            if let Some(r) = to_revision {
+                body["to_revision"] = json!(r);
+            }
+            if let Some(m) = message {
+                body["message"] = json!(m);
+            }
+            let rolled = api
+                .call(
+                    Method::POST,
+                    &["artifacts", name, "aliases", alias, "rollback"],
+                    &[],
+                    Some(&body),
+                    &if_match(*if_revision),
+                )
+                .await?
+                .body;
+            let text = format!("rolled back {}", alias_details(&rolled));
+            Ok(Rendered::new(rolled, text))
+        }
+        Command::History { name, alias } => {
+            let changes = api
+                .list_all(&["artifacts", name, "aliases", alias, "history"])
+                .await?;
+            let rows: Vec<Vec<String>> = changes
+                .iter()
+                .map(|c| {
+                    vec![
+                        field(c, "revision"),
+                        field(c, "at"),
+                        field(c, "action"),
+                        alias_targets(c),
+                        c.get("previous")
+                            .filter(|p| !p.is_null())
+                            .map_or_else(|| "-".into(), alias_targets),
+                        field(c, "actor"),
+                        field(c, "message"),
+                    ]
+                })
+                .collect();
+            let text = table(
+                &["REV", "AT", "ACTION", "TARGET", "BEFORE", "BY", "MESSAGE"],
+                &rows,
+            );
+            Ok(Rendered::new(items(changes), text))
+        }
+        Command::Resolve { name, alias, key } => {
+            let query: Vec<(&str, &str)> = key.as_deref().map(|k| ("key", k)).into_iter().collect();
+            let resolved = api
+                .get(&["artifacts", name, "aliases", alias, "resolve"], &query)
+                .await?
+                .body;
+            let text = format!(
+                "{name}:{alias} -> {} (sha256 {}, alias revision {})",
+                field(&resolved, "version"),
+                field(&resolved, "sha256"),
+                field(&resolved, "revision")
+            );
+            Ok(Rendered::new(resolved, text))
+        }
+        Command::Rm { name, version } => {
+            let version = version_arg(version)?;
+            api.call(
+                Method::DELETE,
+                &["artifacts", name, "versions", &version],
+                &[],
+                None,
+                &[],
+            )
+            .await?;
+            Ok(Rendered::new(
+                json!({"deleted": true, "name": name, "version": version}),
+                format!("deleted {name}@{version}"),
+            ))
+        }
+        Command::Retention {
+            name,
+            keep,
+            older_than,
+            dry_run,
+        } => {
+            let mut body = json!({"dry_run": dry_run});
+            if let Some(k) = keep {
+                body["keep_last_n"] = json!(k);
+            }
+            if let Some(s) = older_than {
+                body["purge_older_than_secs"] = json!(s);
+            }
+            let report = api
+                .call(
+                    Method::POST,
+                    &["artifacts", name, "purge"],
+                    &[],
+                    Some(&body),
+                    &[],
+                )
+                .await?
+                .body;
+            let deleted = report
+                .get("deleted")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let verb = if *dry_run { "would delete" } else { "deleted" };
+            let mut text = format!("{name}: {verb} {} version(s)", deleted.len());
+            if !deleted.is_empty() {
+                text.push('\n');
+                text.push_str(&versions_table(&deleted));
+            }
+            Ok(Rendered::new(report, text))
+        }
+        Command::Purge { name, yes } => {
+            if !yes {
+                return Err(Error::Usage(format!(
+                    "purging {name} deletes every version, alias, history entry and byte; pass --yes"
+                )));
+            }
+            api.call(Method::DELETE, &["artifacts", name], &[], None, &[])
+                .await?;
+            Ok(Rendered::new(
+                json!({"purged": true, "name": name}),
+                format!("purged {name}"),
+            ))
+        }
+        Command::Push(_) | Command::Pull(_) | Command::Completions { .. } => Err(Error::Protocol(
+            "push, pull and completions are not single calls".into(),
+        )),
+    }
+}
+
+async fn alias(api: &Api, command: &AliasCommand) -> Result<Rendered> {
+    match command {
+        AliasCommand::Set {
+            name,
+            alias,
+            version,
+            canary,
+            weight,
+            if_revision,
+            message,
+        } => {
+            let mut body = json!({"version": version_arg(version)?});
+            if let (Some(c), Some(w)) = (canary, weight) {
+                body["secondary_version"] = json!(version_arg(c)?);
+                body["secondary_version_weight"] = json!(w);
+            }
+            if let Some(m) = message {
+                body["message"] = json!(m);
+            }
+            let set = set_alias(api, name, alias, &body, *if_revision).await?;
+            let text = alias_details(&set);
+            Ok(Rendered::new(set, text))
+        }
+        AliasCommand::Get { name, alias, at } => {
+            let query: Vec<(&str, &str)> = at.as_deref().map(|t| ("at", t)).into_iter().collect();
+            let found = api
+                .get(&["artifacts", name, "aliases", alias], &query)
+                .await?
+                .body;
+            let text = alias_details(&found);
+            Ok(Rendered::new(found, text))
+        }
+        AliasCommand::Ls { name } => {
+            let aliases = api.list_all(&["artifacts", name, "aliases"]).await?;
+            let rows: Vec<Vec<String>> = aliases
+                .iter()
+                .map(|a| {
+                    vec![
+                        field(a, "alias"),
+                        alias_targets(a),
+                        field(a, "revision"),
+                        field(a, "update_at"),
+                    ]
+                })
+                .collect();
+            let text = table(&["ALIAS", "TARGET", "REV", "UPDATED"], &rows);
+            Ok(Rendered::new(items(aliases), text))
+        }
+        AliasCommand::Rm {
+            name,
+            alias,
+            if_revision,
+            message,
+        } => {
+            let body = message.as_ref().map(|m| json!({"message": m}));
+            api.call(
+                Method::DELETE,
+                &["artifacts", name, "aliases", alias],
+                &[],
+                body.as_ref(),
+                &if_match(*if_revision),
+            )
+            .await?;
+            Ok(Rendered::new(
+                json!({"deleted": true, "name": name, "alias": alias}),
+                format!("deleted alias {name}:{alias}"),
+            ))
+        }
+    }
+}

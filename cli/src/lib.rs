@@ -1,0 +1,121 @@
+//! The `artifact` command-line client (SPEC 8): every command over the HTTP
+//! API, bytes only through the presigned URLs the API hands out.
+//!
+//! `main` only calls [`run`]; the modules are public so tests can reach the
+//! pieces that are checked on their own (SigV4 signing with a fixed time,
+//! part planning, digests, resume sets).
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod multipart;
+pub mod output;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod retry;
+pub mod sign;
+pub mod transfer;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::{CommandFactory, Parser};
+
+use crate::args::{Cli, Command};
+use crate::client::{Api, Settings};
+use crate::error::{Error, exit};
+use crate::output::Rendered;
+use crate::progress::Progress;
+
+/// Parses `args`, runs the command, prints its result or error, and returns
+/// the process exit code.
+pub async fn run(args: Vec<OsString>) -> i32 {
+    let wants_json = args.iter().skip(1).any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e, wants_json),
+    };
+    if let Command::Completions { shell } = cli.command {
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "artifact", &mut std::io::stdout());
+        return exit::OK;
+    }
+    match execute(&cli).await {
+        Ok(rendered) => {
+            let mut stdout = std::io::stdout();
+            let printed = if cli.global.json {
+                writeln!(stdout, "{}", rendered.json)
+            } else if rendered.text.is_empty() {
+                Ok(())
+            } else {
+                writeln!(stdout, "{}", rendered.text)
+            };
+            if printed.is_err() {
+                return exit::ERROR;
+            }
+            exit::OK
+        }
+        Err(e) => report(&e, cli.global.json),
+    }
+}
+
+async fn execute(cli: &Cli) -> Result<Rendered, Error> {
+    let g = &cli.global;
+    let Some(api_url) = g.api.clone() else {
+        return Err(Error::Usage(
+            "no API: pass --api URL or set ARTIFACT_API_URL".into(),
+        ));
+    };
+    let settings = Settings {
+        api: api_url.clone(),
+        sign: if g.no_sign {
+            Some(false)
+        } else if g.sign {
+            Some(true)
+        } else {
+            None
+        },
+        region: g.region.clone(),
+        retries: g.retries,
+    };
+    let api = Api::new(&settings).await?;
+    let progress = Progress::new(g.quiet);
+    match &cli.command {
+        Command::Push(p) => push::push(&api, &api_url, progress, p).await,
+        Command::Pull(p) => pull::pull(&api, progress, g.json, p).await,
+        other => commands::run(&api, other).await,
+    }
+}
+
+/// `error: <code>: <message>` on stderr; with `--json` also the error
+/// document on stdout.
+fn report(e: &Error, json: bool) -> i32 {
+    eprintln!("error: {e}");
+    if json {
+        println!("{}", e.to_json());
+    }
+    e.exit_code()
+}
+
+/// clap's verdict: help and version print and succeed; anything else is a
+/// usage error (exit 2) reported like every other error, on one line.
+fn usage_error(e: clap::Error, json: bool) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return exit::OK;
+    }
+    // clap's first paragraph ("error: …" and its indented details), on one line.
+    let rendered = e.render().to_string();
+    let first: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let first = first.join(" ");
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
+    let message = format!("{first} (see artifact --help)");
+    report(&Error::Usage(message), json)
+}

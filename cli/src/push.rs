@@ -1,0 +1,420 @@
+//! `artifact push`: hash in one pass, start the upload, transfer (skipped
+//! when the artifact already holds the bytes; one PUT, or parts above the
+//! threshold), commit, then optionally publish and move an alias.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use crate::args::{self, parse_version};
+use crate::client::Api;
+use crate::commands::set_alias;
+use crate::error::{Error, Result};
+use crate::multipart::{self, Digests, MAX_PART_SIZE, Plan, Saved, StateDir};
+use crate::output::{Rendered, human_size};
+use crate::progress::Progress;
+use crate::transfer::{Outcome, Presigned, put_range};
+
+/// How often an expired single-PUT URL is renewed before giving up.
+const RENEWALS: u32 = 3;
+
+pub async fn push(
+    api: &Api,
+    api_url: &str,
+    progress: Progress,
+    o: &args::Push,
+) -> Result<Rendered> {
+    let name = o.name.as_str();
+    let size = std::fs::metadata(&o.file)
+        .map_err(|e| Error::io(o.file.display(), e))?
+        .len();
+    // A single PUT cannot exceed 5 GiB, whatever the threshold says.
+    let plan = (size > o.multipart_threshold.min(MAX_PART_SIZE))
+        .then(|| Plan::new(size, o.part_size))
+        .transpose()?;
+    let digests = hash(&o.file, size, plan.map(|p| p.part_size), progress).await?;
+    let sha256 = digests.hex();
+
+    let state = StateDir::from_env();
+    let mut start = json!({"sha256": sha256, "size": size});
+    if let Some(t) = &o.content_type {
+        start["content_type"] = json!(t);
+    }
+    if !o.meta.is_empty() {
+        let meta: Map<String, Value> = o.meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        start["metadata"] = Value::Object(meta);
+    }
+    if let Some(plan) = &plan {
+        start["part_size"] = json!(plan.part_size);
+    }
+
+    let in_parts = match plan {
+        Some(plan) => {
+            let job = Multipart {
+                api,
+                api_url,
+                name,
+                path: &o.file,
+                plan,
+                digests: &digests,
+                concurrency: o.concurrency as usize,
+                progress,
+                state: state.as_ref(),
+            };
+            job.run(&start).await?
+        }
+        None => None,
+    };
+    let (upload_id, committed, transferred) = match in_parts {
+        Some(done) => done,
+        None => {
+            if let Some(fields) = start.as_object_mut() {
+                fields.remove("part_size");
+            }
+            let (id, sent) = single(api, name, &start, &o.file, size, progress).await?;
+            let committed = commit(api, name, &id).await?;
+            (id, committed, sent)
+        }
+    };
+
+    let publish = o.publish || o.alias.is_some();
+    let published = if publish {
+        Some(crate::commands::publish_version(api, name, false).await?)
+    } else {
+        None
+    };
+    let alias = match (&o.alias, &published) {
+        (Some(alias), Some((published, _))) => {
+            let version = published
+                .get("version")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::Protocol(format!("publish answered {published}")))
+                .and_then(|v| parse_version(v).map_err(Error::Protocol))?;
+            let body = json!({"version": version});
+            Some(set_alias(api, name, alias, &body, o.if_revision).await?)
+        }
+        _ => None,
+    };
+
+    let changed = committed.get("changed").and_then(Value::as_bool);
+    let mut text = format!(
+        "pushed {name} LATEST: {} sha256 {sha256}{}{}",
+        human_size(size),
+        match changed {
+            Some(false) => " (unchanged)",
+            _ => "",
+        },
+        if transferred {
+            ""
+        } else {
+            " (bytes already stored: nothing transferred)"
+        },
+    );
+    if let Some((p, created)) = &published {
+        text.push_str(&format!(
+            "\npublished {name}@{}{}",
+            crate::output::field(p, "version"),
+            if *created {
+                ""
+            } else {
+                " (LATEST unchanged: the newest version)"
+            }
+        ));
+    }
+    if let Some(a) = &alias {
+        text.push_str(&format!(
+            "\nalias {name}:{} -> {} (revision {})",
+            crate::output::field(a, "alias"),
+            crate::output::alias_targets(a),
+            crate::output::field(a, "revision"),
+        ));
+    }
+    let json = json!({
+        "upload_id": upload_id,
+        "transferred": transferred,
+        "latest": committed,
+        "published": published.map(|(p, _)| p),
+        "alias": alias,
+    });
+    Ok(Rendered::new(json, text))
+}
+
+/// A push in parts: everything it needs, so its steps stay small.
+struct Multipart<'a> {
+    api: &'a Api,
+    api_url: &'a str,
+    name: &'a str,
+    path: &'a Path,
+    plan: Plan,
+    digests: &'a Digests,
+    concurrency: usize,
+    progress: Progress,
+    state: Option<&'a StateDir>,
+}
+
+impl Multipart<'_> {
+    /// Resumes the remembered upload of these bytes or starts one, sends the
+    /// parts not yet received, commits, and waits for the verification: the
+    /// upload id, the new LATEST, and whether bytes were sent. `None` when
+    /// the API does not offer multipart uploads (it refuses `part_size`) and
+    /// the file still fits one PUT.
+    async fn run(&self, start: &Value) -> Result<Option<(String, Value, bool)>> {
+        let (api, name) = (self.api, self.name);
+        let sha256 = self.digests.hex();
+        let saved = self.state.and_then(|s| s.load(self.api_url, name, &sha256));
+        let (upload_id, answer) = match resume(api, name, saved, &self.plan).await? {
+            Some(found) => found,
+            None => match start_upload(api, name, start).await {
+                Ok(answer) => (upload_id_of(&answer)?, answer),
+                Err(Error::Api {
+                    status: 400,
+                    message,
+                    ..
+                }) if message.contains("part_size") && self.plan.size <= MAX_PART_SIZE => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let mut transferred = false;
+        let committed = match answer.get("state").and_then(Value::as_str) {
+            Some("committed") => artifact_of_state(&answer)?,
+            Some("verifying") => wait_verified(api, name, &upload_id).await?,
+            _ if answer.get("exists").and_then(Value::as_bool) == Some(true) => {
+                commit(api, name, &upload_id).await?
+            }
+            _ => {
+                if let Some(s) = self.state {
+                    let saved = Saved {
+                        upload_id: upload_id.clone(),
+                        part_size: self.plan.part_size,
+                    };
+                    s.save(self.api_url, name, &sha256, &saved);
+                }
+                let plan = server_plan(&answer, self.plan)?;
+                let received: Vec<u64> = answer
+                    .get("parts_received")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                let missing = multipart::missing_parts(plan.part_count, &received);
+                let bar = self.progress.bytes(plan.size, "upload");
+                let pending: u64 = missing.iter().map(|n| plan.range(*n).1).sum();
+                bar.set_position(plan.size - pending);
+                multipart::upload_parts(
+                    api,
+                    name,
+                    &upload_id,
+                    &plan,
+                    self.digests,
+                    self.path,
+                    &missing,
+                    self.concurrency,
+                    &bar,
+                )
+                .await?;
+                bar.finish_and_clear();
+                transferred = !missing.is_empty();
+                commit(api, name, &upload_id).await?
+            }
+        };
+        if let Some(s) = self.state {
+            s.remove(self.api_url, name, &sha256);
+        }
+        Ok(Some((upload_id, committed, transferred)))
+    }
+}
+
+/// The one streaming pass over the file: its digest and the parts' digests.
+async fn hash(
+    path: &Path,
+    size: u64,
+    part_size: Option<u64>,
+    progress: Progress,
+) -> Result<Digests> {
+    let bar = progress.bytes(size, "hash");
+    let path_buf = path.to_path_buf();
+    let bar_in = bar.clone();
+    let digests = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path_buf).map_err(|e| Error::io(path_buf.display(), e))?;
+        multipart::digest(file, part_size, |n| bar_in.inc(n))
+            .map_err(|e| Error::io(path_buf.display(), e))
+    })
+    .await
+    .map_err(|e| Error::Io(format!("hashing stopped: {e}")))??;
+    bar.finish_and_clear();
+    if digests.size != size {
+        return Err(Error::Io(format!(
+            "{} changed while it was read ({size} bytes, then {})",
+            path.display(),
+            digests.size
+        )));
+    }
+    Ok(digests)
+}
+
+async fn start_upload(api: &Api, name: &str, body: &Value) -> Result<Value> {
+    Ok(api
+        .call(
+            Method::POST,
+            &["artifacts", name, "uploads"],
+            &[],
+            Some(body),
+            &[],
+        )
+        .await?
+        .body)
+}
+
+fn upload_id_of(answer: &Value) -> Result<String> {
+    answer
+        .get("upload_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Error::Protocol(format!("start upload answered without upload_id: {answer}"))
+        })
+}
+
+/// Start, then one PUT of the whole file (renewing an expired URL by
+/// starting again). Returns the upload id and whether bytes were sent.
+async fn single(
+    api: &Api,
+    name: &str,
+    start: &Value,
+    path: &Path,
+    size: u64,
+    progress: Progress,
+) -> Result<(String, bool)> {
+    for _ in 0..=RENEWALS {
+        let answer = start_upload(api, name, start).await?;
+        let upload_id = upload_id_of(&answer)?;
+        if answer.get("exists").and_then(Value::as_bool) == Some(true) {
+            return Ok((upload_id, false));
+        }
+        let target = Presigned::from_json(&answer)?;
+        let bar = progress.bytes(size, "upload");
+        let outcome = put_range(&api.http, api.policy, &target, path, 0, size, &bar).await?;
+        bar.finish_and_clear();
+        if outcome != Outcome::Expired {
+            return Ok((upload_id, true));
+        }
+    }
+    Err(Error::Connection(
+        "the presigned upload URL kept expiring before the upload finished".into(),
+    ))
+}
+
+/// `PUT /artifacts/{name}`: 200 with the new LATEST (single PUT, or bytes
+/// that existed), 202 while a multipart upload is verified.
+async fn commit(api: &Api, name: &str, upload_id: &str) -> Result<Value> {
+    let answer = api
+        .call(
+            Method::PUT,
+            &["artifacts", name],
+            &[],
+            Some(&json!({"upload_id": upload_id})),
+            &[],
+        )
+        .await?;
+    if answer.status == 202 {
+        return wait_verified(api, name, upload_id).await;
+    }
+    Ok(answer.body)
+}
+
+/// Polls `GET …/uploads/{id}` until the verifier committed the upload (its
+/// artifact) or refused it (an integrity failure).
+async fn wait_verified(api: &Api, name: &str, upload_id: &str) -> Result<Value> {
+    let mut wait = Duration::from_millis(500);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2 * 3600);
+    loop {
+        let state = api
+            .get(&["artifacts", name, "uploads", upload_id], &[])
+            .await?
+            .body;
+        match state.get("state").and_then(Value::as_str) {
+            Some("committed") => return artifact_of_state(&state),
+            Some("failed") => {
+                return Err(Error::Integrity(format!(
+                    "upload {upload_id} failed verification: {}",
+                    state
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no reason given")
+                )));
+            }
+            _ if std::time::Instant::now() > deadline => {
+                return Err(Error::Connection(format!(
+                    "upload {upload_id} is still being verified after 2 hours"
+                )));
+            }
+            _ => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn artifact_of_state(state: &Value) -> Result<Value> {
+    state
+        .get("artifact")
+        .cloned()
+        .ok_or_else(|| Error::Protocol(format!("a committed upload without artifact: {state}")))
+}
+
+/// A remembered upload that can go on: its state (with `parts_received`)
+/// when it is still pending, verifying or committed; `None` when it is gone
+/// or failed, or was cut differently.
+async fn resume(
+    api: &Api,
+    name: &str,
+    saved: Option<Saved>,
+    plan: &Plan,
+) -> Result<Option<(String, Value)>> {
+    let Some(saved) = saved.filter(|s| s.part_size == plan.part_size) else {
+        return Ok(None);
+    };
+    match api
+        .get(&["artifacts", name, "uploads", &saved.upload_id], &[])
+        .await
+    {
+        Ok(answer) => match answer.body.get("state").and_then(Value::as_str) {
+            Some("pending" | "verifying" | "committed") => {
+                let mut body = answer.body;
+                if body.get("multipart").is_none() {
+                    body["multipart"] =
+                        json!({"part_size": plan.part_size, "part_count": plan.part_count});
+                }
+                Ok(Some((saved.upload_id, body)))
+            }
+            _ => Ok(None),
+        },
+        Err(Error::Api {
+            status: 404 | 409, ..
+        }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The plan the server answered (`multipart: {part_size, part_count}`),
+/// which must be the one the digests were computed for.
+fn server_plan(answer: &Value, ours: Plan) -> Result<Plan> {
+    let Some(m) = answer.get("multipart") else {
+        return Err(Error::Protocol(format!(
+            "start upload answered neither url, exists nor multipart: {answer}"
+        )));
+    };
+    let part_size = m.get("part_size").and_then(Value::as_u64);
+    let part_count = m.get("part_count").and_then(Value::as_u64);
+    if part_size != Some(ours.part_size) || part_count != Some(u64::from(ours.part_count)) {
+        return Err(Error::Protocol(format!(
+            "the API cut the upload into {m}, not the {} parts of {} bytes asked for",
+            ours.part_count, ours.part_size
+        )));
+    }
+    Ok(ours)
+}

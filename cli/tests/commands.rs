@@ -1,0 +1,386 @@
+//! Every command with `--json` prints one document of the documented shape;
+//! errors exit with the documented codes and say `error: <code>: <message>`.
+
+mod support;
+
+use serde_json::Value;
+use support::{Local, Run};
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+const ARTIFACT: &[&str] = &[
+    "content_type",
+    "created_by",
+    "metadata",
+    "name",
+    "s3uri",
+    "sha256",
+    "size",
+    "update_at",
+    "version",
+];
+const ALIAS: &[&str] = &[
+    "alias",
+    "name",
+    "revision",
+    "secondary_version",
+    "secondary_version_s3uri",
+    "secondary_version_weight",
+    "update_at",
+    "version",
+    "version_s3uri",
+];
+
+fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
+    let mut all = [base, extra].concat();
+    all.sort_unstable();
+    all
+}
+
+/// An error run: its exit code, one `error: CODE: …` line on stderr, and
+/// with `--json` the error document on stdout.
+fn failed(run: &Run, code: i32, error_code: &str) {
+    assert_eq!(run.code, code, "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", run.stderr);
+    assert!(
+        lines[0].starts_with(&format!("error: {error_code}: ")),
+        "{:?}",
+        run.stderr
+    );
+    let doc = run.json();
+    assert_eq!(doc["error"]["code"], error_code, "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_prints_one_json_document_of_its_documented_shape() {
+    let local = Local::start().await;
+    let one = local.file("one", b"one");
+    let two = local.file("two", b"two");
+    let pushed = local
+        .run(&["--json", "push", "app", one.to_str().unwrap()])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        keys(&pushed),
+        ["alias", "latest", "published", "transferred", "upload_id"]
+    );
+    assert_eq!(keys(&pushed["latest"]), with(ARTIFACT, &["changed"]));
+
+    let published = local.run(&["--json", "publish", "app"]).await.ok().json();
+    assert_eq!(keys(&published), with(ARTIFACT, &["created"]));
+    assert_eq!(
+        (&published["version"], &published["created"]),
+        (&"1".into(), &true.into())
+    );
+    let again = local.run(&["--json", "publish", "app"]).await.ok().json();
+    assert_eq!(
+        (&again["version"], &again["created"]),
+        (&"1".into(), &false.into())
+    );
+    let forced = local
+        .run(&["--json", "publish", "app", "--force"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        (&forced["version"], &forced["created"]),
+        (&"2".into(), &true.into())
+    );
+    local
+        .run(&["push", "app", two.to_str().unwrap(), "--publish"])
+        .await
+        .ok();
+
+    let names = local.run(&["--json", "ls"]).await.ok().json();
+    assert_eq!(names, serde_json::json!({"items": ["app"]}));
+    for listing in [&["--json", "ls", "app"][..], &["--json", "versions", "app"]] {
+        let versions = local.run(listing).await.ok().json();
+        let items = versions["items"].as_array().unwrap();
+        let numbers: Vec<&str> = items
+            .iter()
+            .map(|v| v["version"].as_str().unwrap())
+            .collect();
+        assert_eq!(numbers, ["LATEST", "3", "2", "1"]);
+        assert_eq!(keys(&items[0]), ARTIFACT);
+    }
+    let shown = local.run(&["--json", "show", "app@2"]).await.ok().json();
+    assert_eq!(keys(&shown), with(ARTIFACT, &["download_url"]));
+    let latest = local.run(&["--json", "show", "app"]).await.ok().json();
+    assert_eq!(latest["version"], "LATEST");
+
+    let set = local
+        .run(&["--json", "alias", "set", "app", "prod", "1", "-m", "first"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(keys(&set), ALIAS);
+    let canary = local
+        .run(&[
+            "--json",
+            "alias",
+            "set",
+            "app",
+            "prod",
+            "1",
+            "--canary",
+            "3",
+            "--weight",
+            "20",
+            "--if-revision",
+            "1",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        (
+            &canary["revision"],
+            &canary["secondary_version"],
+            &canary["secondary_version_weight"]
+        ),
+        (&2.into(), &"3".into(), &20.into())
+    );
+    let got = local
+        .run(&["--json", "alias", "get", "app", "prod"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(got, canary);
+    let listed = local
+        .run(&["--json", "alias", "ls", "app"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(keys(&listed["items"][0]), ALIAS);
+
+    let resolved = local
+        .run(&["--json", "resolve", "app", "prod", "--key", "runner-1"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        keys(&resolved),
+        [
+            "alias",
+            "download_url",
+            "name",
+            "revision",
+            "sha256",
+            "version"
+        ]
+    );
+    let rolled = local
+        .run(&["--json", "rollback", "app", "prod", "-m", "too slow"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(keys(&rolled), ALIAS);
+    assert_eq!(
+        (&rolled["revision"], &rolled["secondary_version"]),
+        (&3.into(), &Value::Null)
+    );
+    let history = local
+        .run(&["--json", "history", "app", "prod"])
+        .await
+        .ok()
+        .json();
+    let entries = history["items"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["rollback", "move", "create"]);
+    assert_eq!(entries[2]["message"], "first");
+
+    let removed = local.run(&["--json", "rm", "app", "2"]).await.ok().json();
+    assert_eq!(
+        removed,
+        serde_json::json!({"deleted": true, "name": "app", "version": "2"})
+    );
+    let dry = local
+        .run(&[
+            "--json",
+            "retention",
+            "app",
+            "--keep",
+            "0",
+            "--older-than",
+            "0",
+            "--dry-run",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(keys(&dry), ["deleted", "dry_run", "purge_time"]);
+    assert_eq!(dry["dry_run"], true);
+    // Version 1 is prod's target and 2 is deleted: only 3 goes.
+    let deleted: Vec<&str> = dry["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, ["3"]);
+    let kept = local.run(&["--json", "ls", "app"]).await.ok().json();
+    assert_eq!(
+        kept["items"].as_array().unwrap().len(),
+        3,
+        "a dry run deletes nothing"
+    );
+
+    let alias_rm = local
+        .run(&["--json", "alias", "rm", "app", "prod"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        alias_rm,
+        serde_json::json!({"deleted": true, "name": "app", "alias": "prod"})
+    );
+    let purged = local
+        .run(&["--json", "purge", "app", "--yes"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(purged, serde_json::json!({"purged": true, "name": "app"}));
+    let names = local.run(&["--json", "ls"]).await.ok().json();
+    assert_eq!(names, serde_json::json!({"items": []}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_exit_with_the_documented_codes() {
+    let local = Local::start().await;
+    let file = local.file("f", b"bytes");
+    local
+        .run(&["push", "app", file.to_str().unwrap(), "--alias", "prod"])
+        .await
+        .ok();
+
+    // 404: 3.
+    failed(
+        &local.run(&["--json", "show", "nope"]).await,
+        3,
+        "ArtifactNotFound",
+    );
+    failed(
+        &local.run(&["--json", "pull", "app@7"]).await,
+        3,
+        "VersionNotFound",
+    );
+    failed(
+        &local.run(&["--json", "alias", "get", "app", "dev"]).await,
+        3,
+        "AliasNotFound",
+    );
+    assert!(!local.path("app").exists());
+    // 409 and 412: 4.
+    failed(
+        &local.run(&["--json", "rm", "app", "1"]).await,
+        4,
+        "VersionInUse",
+    );
+    failed(
+        &local
+            .run(&[
+                "--json",
+                "alias",
+                "set",
+                "app",
+                "prod",
+                "LATEST",
+                "--if-revision",
+                "7",
+            ])
+            .await,
+        4,
+        "AliasModified",
+    );
+    // Usage: 2, before any request.
+    failed(&local.run(&["--json", "purge", "app"]).await, 2, "Usage");
+    failed(
+        &local.run(&["--json", "rm", "app", "one"]).await,
+        2,
+        "Usage",
+    );
+    failed(&local.run(&["--json", "push", "app"]).await, 2, "Usage");
+    failed(
+        &local
+            .run(&["--json", "alias", "set", "a", "b", "1", "--weight", "5"])
+            .await,
+        2,
+        "Usage",
+    );
+    failed(&local.run(&["--json", "frobnicate"]).await, 2, "Usage");
+    failed(
+        &local.run(&["--json", "pull", "app", "-o", "-"]).await,
+        2,
+        "Usage",
+    );
+    failed(
+        &local.run(&["--json", "show", "app:prod"]).await,
+        2,
+        "Usage",
+    );
+    let none = support::artifact(local.dir.path(), &["--json", "ls"], &[]).await;
+    failed(&none, 2, "Usage");
+    // 400 from the API: 1.
+    failed(
+        &local.run(&["--json", "ls", "bad..name"]).await,
+        1,
+        "InvalidArtifactName",
+    );
+    // An unreachable API: 1, after the retries.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    failed(
+        &local
+            .run_against(&gone, &["--json", "--retries", "1", "ls"])
+            .await,
+        1,
+        "ConnectionError",
+    );
+
+    // Still there after all that: purge refused without --yes.
+    local.run(&["show", "app@1"]).await.ok();
+    // Without --json: the line on stderr, nothing on stdout.
+    let run = local.run(&["show", "nope"]).await;
+    assert_eq!((run.code, run.stdout.len()), (3, 0));
+    assert!(
+        run.stderr.starts_with("error: ArtifactNotFound: "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn help_documents_the_exit_codes_and_completions_are_generated() {
+    let local = Local::start().await;
+    let help = local.run(&["--help"]).await.ok().text();
+    for line in [
+        "3  not found",
+        "4  conflict or precondition failed",
+        "5  integrity failure",
+    ] {
+        assert!(help.contains(line), "{help}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let script = local.run(&["completions", shell]).await.ok().text();
+        assert!(
+            script.contains("artifact") && script.contains("rollback"),
+            "{shell}"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Retries: with 20 % of API requests meeting an injected fault (503, 500,
+//! a connection reset before or after the server acted, a delay), pushes
+//! and pulls still succeed with the right bytes.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use support::{Local, bytes, sha256_hex};
+use test_support::proxy::{self, FaultCounts, Faults};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn push_and_pull_succeed_through_an_api_that_fails_a_fifth_of_its_requests() {
+    let local = Local::start().await;
+    let counts = Arc::new(FaultCounts::default());
+    let faulty = proxy::start(local.api.clone(), Faults::Random(0.2), counts.clone()).await;
+    let failures = || {
+        [
+            &counts.status_503,
+            &counts.status_500,
+            &counts.reset_before,
+            &counts.reset_after,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum::<u64>()
+    };
+    // Rounds until the retries met enough faults to mean something.
+    let mut round = 0;
+    while failures() < 5 {
+        assert!(round < 40, "too few faults injected: {}", counts.summary());
+        let content = bytes(10_000 + round, round as u8);
+        let file = local.file(&format!("in-{round}"), &content);
+        let pushed = local
+            .run_against(
+                &faulty,
+                &[
+                    "--json",
+                    "--retries",
+                    "8",
+                    "push",
+                    "app",
+                    file.to_str().unwrap(),
+                    "--publish",
+                ],
+            )
+            .await
+            .ok()
+            .json();
+        assert_eq!(pushed["latest"]["sha256"], sha256_hex(&content));
+        let version = pushed["published"]["version"].as_str().unwrap().to_owned();
+        assert_eq!(pushed["published"]["sha256"], sha256_hex(&content));
+
+        let out = format!("out-{round}");
+        local
+            .run_against(
+                &faulty,
+                &[
+                    "--retries",
+                    "8",
+                    "pull",
+                    &format!("app@{version}"),
+                    "-o",
+                    &out,
+                ],
+            )
+            .await
+            .ok();
+        assert_eq!(std::fs::read(local.path(&out)).unwrap(), content);
+        round += 1;
+    }
+    eprintln!("{round} rounds; {}", counts.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conditional_alias_move_whose_answer_was_lost_succeeds_once() {
+    let local = Local::start().await;
+    for content in [&b"one"[..], b"two"] {
+        let file = local.file("f", content);
+        local
+            .run(&["push", "app", file.to_str().unwrap(), "--publish"])
+            .await
+            .ok();
+    }
+    local.run(&["alias", "set", "app", "prod", "1"]).await.ok();
+    // The first PUT through the proxy moves the alias, then its answer is
+    // lost; the retry meets its own change (412).
+    let counts = Arc::new(FaultCounts::default());
+    let lossy = proxy::start(
+        local.api.clone(),
+        Faults::first("PUT", proxy::Fault::ResetAfter, 1),
+        counts.clone(),
+    )
+    .await;
+    let moved = local
+        .run_against(
+            &lossy,
+            &[
+                "--json",
+                "alias",
+                "set",
+                "app",
+                "prod",
+                "2",
+                "--if-revision",
+                "1",
+            ],
+        )
+        .await
+        .ok()
+        .json();
+    assert_eq!(counts.reset_after.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        (&moved["version"], &moved["revision"]),
+        (&"2".into(), &2.into())
+    );
+    let history = local
+        .run(&["--json", "history", "app", "prod"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        history["items"].as_array().unwrap().len(),
+        2,
+        "one change, recorded once"
+    );
+
+    // A move that really lost the race still fails with 4.
+    let run = local
+        .run(&["alias", "set", "app", "prod", "1", "--if-revision", "1"])
+        .await;
+    assert_eq!(run.code, 4, "{run:?}");
+}

@@ -1,0 +1,245 @@
+//! The `mirror-seed-layout` function: keeps the library's layout (its S3
+//! keys, SPEC 3.2) equal to the rows, driven by the table's stream.
+//!
+//! Lambda's event source mapping hands it batches of stream records, in
+//! order per item; locally [`poller`] reads the emulator's stream and runs
+//! the same handler. The handler takes only the *keys* of the records (and,
+//! for a REMOVE, the sha256 the row held): it re-reads each row, so it is
+//! idempotent and indifferent to duplicate or phantom records (design
+//! §1a, §4.3). The work itself is [`Repository::mirror`].
+
+#[cfg(feature = "poller")]
+pub mod poller;
+
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde_json::Value;
+
+use crate::config::{Config, ConfigError};
+use crate::error::Error;
+use crate::layout::attr;
+use crate::repository::Repository;
+
+/// One stream record as the mirror needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRecord {
+    /// The row's `pk`, verbatim (our own partitions start with `__`).
+    pub name: String,
+    /// The row's `sk`.
+    pub sort_key: String,
+    /// For a REMOVE: the `sha256` of the row's old image.
+    pub removed_sha256: Option<String>,
+    /// The stream's sequence number: what a failure is reported by.
+    pub sequence_number: String,
+}
+
+impl MirrorRecord {
+    /// The record's keys, from a Lambda DynamoDB stream event; `None` when
+    /// it has no string `pk`/`sk` (not a row of this table's shape).
+    pub fn from_event_record(record: &EventRecord) -> Option<Self> {
+        let keys = serde_json::to_value(&record.change.keys).ok()?;
+        let removed_sha256 = if record.event_name == "REMOVE" {
+            let old = serde_json::to_value(&record.change.old_image).ok()?;
+            string(&old, attr::SHA256)
+        } else {
+            None
+        };
+        Some(Self {
+            name: string(&keys, attr::PK)?,
+            sort_key: string(&keys, attr::SK)?,
+            removed_sha256,
+            sequence_number: record.change.sequence_number.clone()?,
+        })
+    }
+}
+
+/// A string attribute of an item in DynamoDB JSON (`{"pk": {"S": "x"}}`).
+fn string(item: &Value, name: &str) -> Option<String> {
+    item.get(name)?.get("S")?.as_str().map(str::to_owned)
+}
+
+/// How a blob is copied to a library key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyPlan {
+    /// Larger blobs are copied in parts: one CopyObject copies at most 5 GiB
+    /// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/CopyingObjectsMPUapi.html>).
+    pub single_copy_max: u64,
+    /// Size of each UploadPartCopy (raised when the object would need more
+    /// than S3's 10 000 parts).
+    pub part_size: u64,
+    /// Parts copied at once.
+    pub parallel_parts: usize,
+}
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+impl Default for CopyPlan {
+    fn default() -> Self {
+        Self {
+            single_copy_max: 5 * GIB,
+            part_size: GIB / 2,
+            parallel_parts: 8,
+        }
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Default)]
+pub struct MirrorReport {
+    /// Records fully handled: every record before the failing one (all of
+    /// them when nothing failed).
+    pub handled: usize,
+    /// Library objects written (copies of blobs).
+    pub copied: usize,
+    /// Library object versions deleted (purged rows, reclaimed versions).
+    pub deleted: usize,
+    /// The first record that failed, and why; nothing after it was done.
+    pub failure: Option<MirrorFailure>,
+}
+
+/// The record a batch stopped at.
+#[derive(Debug)]
+pub struct MirrorFailure {
+    pub sequence_number: String,
+    pub error: Error,
+}
+
+/// The handler: mirrors the batch's rows, and reports the first record that
+/// failed (`ReportBatchItemFailures`), so that Lambda retries from it on and
+/// the records before it are not done again.
+pub async fn handle_event(
+    repo: &Repository,
+    enabled: bool,
+    event: lambda_runtime::LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, lambda_runtime::Diagnostic> {
+    let records: Vec<MirrorRecord> = event
+        .payload
+        .records
+        .iter()
+        .filter_map(|record| {
+            let parsed = MirrorRecord::from_event_record(record);
+            if parsed.is_none() {
+                tracing::warn!(event_id = %record.event_id, "stream record without pk/sk or sequence number; skipped");
+            }
+            parsed
+        })
+        .collect();
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(failure) = handle_records(repo, enabled, &records).await.failure {
+        let mut item = DynamoDbBatchItemFailure::default();
+        item.item_identifier = Some(failure.sequence_number);
+        response.batch_item_failures.push(item);
+    }
+    Ok(response)
+}
+
+/// The handler's work on the records' keys, shared with the local poller:
+/// off (`SEED_LAYOUT_MIRROR=off`), nothing; on, [`Repository::mirror`],
+/// logged.
+pub async fn handle_records(
+    repo: &Repository,
+    enabled: bool,
+    records: &[MirrorRecord],
+) -> MirrorReport {
+    if !enabled {
+        return MirrorReport {
+            handled: records.len(),
+            ..MirrorReport::default()
+        };
+    }
+    let report = repo.mirror(records).await;
+    tracing::info!(
+        records = records.len(),
+        handled = report.handled,
+        copied = report.copied,
+        deleted = report.deleted,
+        "mirror batch"
+    );
+    if let Some(failure) = &report.failure {
+        tracing::error!(sequence_number = %failure.sequence_number, code = failure.error.code(), error = ?failure.error, "mirror stopped at a record; it is retried from there");
+    }
+    report
+}
+
+/// Configuration, SDK configuration and repository, once per process.
+pub async fn init() -> Result<(Config, aws_config::SdkConfig, Repository), ConfigError> {
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let repo = Repository::new(&sdk, &config);
+    Ok((config, sdk, repo))
+}
+
+/// The whole `main` of the `mirror-seed-layout` function.
+pub async fn serve() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let (config, _, repo) = match init().await {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("mirror-seed-layout: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (repo, enabled) = (&repo, config.seed_layout_mirror);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| {
+        handle_event(repo, enabled, event)
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_give_their_keys_and_a_remove_the_sha256_it_held() {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "Records": [
+                {
+                    "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": 1_700_000_000.0,
+                        "Keys": {"pk": {"S": "app"}, "sk": {"S": "LATEST"}},
+                        "NewImage": {"pk": {"S": "app"}, "sk": {"S": "LATEST"}, "sha256": {"S": "new"}},
+                        "SequenceNumber": "100", "SizeBytes": 10,
+                        "StreamViewType": "NEW_AND_OLD_IMAGES"
+                    }
+                },
+                {
+                    "eventID": "2", "eventName": "REMOVE", "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": 1_700_000_001.0,
+                        "Keys": {"pk": {"S": "app"}, "sk": {"S": "000001"}},
+                        "OldImage": {"pk": {"S": "app"}, "sk": {"S": "000001"}, "sha256": {"S": "old"}},
+                        "SequenceNumber": "200", "SizeBytes": 10,
+                        "StreamViewType": "NEW_AND_OLD_IMAGES"
+                    }
+                }
+            ]
+        }))
+        .unwrap();
+        let records: Vec<MirrorRecord> = event
+            .records
+            .iter()
+            .filter_map(MirrorRecord::from_event_record)
+            .collect();
+        assert_eq!(
+            records,
+            [
+                MirrorRecord {
+                    name: "app".into(),
+                    sort_key: "LATEST".into(),
+                    removed_sha256: None,
+                    sequence_number: "100".into(),
+                },
+                MirrorRecord {
+                    name: "app".into(),
+                    sort_key: "000001".into(),
+                    removed_sha256: Some("old".into()),
+                    sequence_number: "200".into(),
+                },
+            ]
+        );
+    }
+}

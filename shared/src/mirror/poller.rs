@@ -1,0 +1,217 @@
+//! The local stand-in for Lambda's DynamoDB event source mapping: reads the
+//! table's stream and runs the mirror over it, with the mapping's semantics
+//! (records in order; a failed record is retried, from it on, after a
+//! backoff; records before it are not redone).
+//!
+//! Every poll asks for a fresh iterator, `AFTER_SEQUENCE_NUMBER` the last
+//! record handled (`TRIM_HORIZON` the first time), then GetRecords once:
+//! it never follows `NextShardIterator`, because moto restores a cancelled
+//! transaction's table from a deep copy, stream included, and an iterator
+//! taken before then returns phantom records and nothing after them
+//! (design §1a). Two calls per poll.
+//!
+//! The emulator's stream has one shard; the poller reads the newest shard
+//! (on AWS, Lambda's own mapping reads the stream instead).
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
+
+use crate::error::{Error, Result};
+use crate::layout::attr;
+use crate::mirror::{MirrorRecord, handle_records};
+use crate::repository::Repository;
+
+/// Records asked for per poll (GetRecords' most is 1000).
+const RECORDS_PER_POLL: i32 = 100;
+
+/// How often the stream is read when it has nothing new.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The longest pause after a failure.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The position of one consumer on one table's stream.
+#[derive(Debug, Clone)]
+pub struct StreamPoller {
+    streams: aws_sdk_dynamodbstreams::Client,
+    stream_arn: String,
+    shard_id: String,
+    /// The last record handled; `None`: start at the oldest (`TRIM_HORIZON`).
+    last: Option<String>,
+}
+
+/// What one poll did.
+#[derive(Debug, Default)]
+pub struct Poll {
+    /// Records the stream returned.
+    pub records: usize,
+    /// Of which handled (the position moved past them).
+    pub handled: usize,
+    /// For each handled record: from its change (`ApproximateCreationDateTime`,
+    /// second precision on AWS) to the end of the handler.
+    pub lags: Vec<Duration>,
+    /// The record the mirror stopped at, and why: the next poll retries it.
+    pub failure: Option<Error>,
+}
+
+impl StreamPoller {
+    /// Finds the table's stream and its shard (DescribeTable, DescribeStream).
+    pub async fn connect(sdk: &SdkConfig, table: &str) -> Result<Self> {
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let described = ddb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("DescribeTable", e))?;
+        let stream_arn = described
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .ok_or_else(|| Error::UpstreamError {
+                operation: "DescribeTable",
+                source: format!("table {table} has no stream (bootstrap adds one)").into(),
+            })?
+            .to_owned();
+        let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+        let stream = streams
+            .describe_stream()
+            .stream_arn(&stream_arn)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("DescribeStream", e))?;
+        let shard_id = stream
+            .stream_description()
+            .and_then(|d| d.shards().last())
+            .and_then(|s| s.shard_id())
+            .ok_or_else(|| Error::UpstreamError {
+                operation: "DescribeStream",
+                source: format!("stream {stream_arn} has no shard").into(),
+            })?
+            .to_owned();
+        Ok(Self {
+            streams,
+            stream_arn,
+            shard_id,
+            last: None,
+        })
+    }
+
+    /// Reads the records after the last one handled and runs the mirror's
+    /// handler over them (nothing when `enabled` is false, as the function
+    /// does when `SEED_LAYOUT_MIRROR=off`). A failing record is reported in
+    /// [`Poll::failure`] and retried by the next poll.
+    pub async fn poll(&mut self, repo: &Repository, enabled: bool) -> Result<Poll> {
+        let iterator = match &self.last {
+            None => self
+                .streams
+                .get_shard_iterator()
+                .shard_iterator_type(ShardIteratorType::TrimHorizon),
+            Some(last) => self
+                .streams
+                .get_shard_iterator()
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(last),
+        }
+        .stream_arn(&self.stream_arn)
+        .shard_id(&self.shard_id)
+        .send()
+        .await
+        .map_err(|e| Error::upstream("GetShardIterator", e))?;
+        let Some(iterator) = iterator.shard_iterator() else {
+            return Ok(Poll::default()); // the shard is closed and read
+        };
+        let out = self
+            .streams
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(RECORDS_PER_POLL)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetRecords", e))?;
+        let records = out.records();
+        // Each record the mirror takes, with its index among `records`.
+        let taken: Vec<(usize, MirrorRecord)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| mirror_record(r).map(|m| (i, m)))
+            .collect();
+        let batch: Vec<MirrorRecord> = taken.iter().map(|(_, m)| m.clone()).collect();
+        let report = handle_records(repo, enabled, &batch).await;
+        let handled = taken.get(report.handled).map_or(records.len(), |(i, _)| *i);
+        let failure = report.failure.map(|f| f.error);
+        let now = SystemTime::now();
+        let lags = records[..handled]
+            .iter()
+            .filter_map(|r| r.dynamodb()?.approximate_creation_date_time())
+            .filter_map(|t| SystemTime::try_from(*t).ok())
+            .map(|t| now.duration_since(t).unwrap_or_default())
+            .collect();
+        if let Some(last) = handled
+            .checked_sub(1)
+            .and_then(|i| records[i].dynamodb()?.sequence_number())
+        {
+            self.last = Some(last.to_owned());
+        }
+        Ok(Poll {
+            records: records.len(),
+            handled,
+            lags,
+            failure,
+        })
+    }
+
+    /// Polls every [`POLL_INTERVAL`] until the task is dropped, logging each
+    /// batch's lag; after a failure the same position is retried after a
+    /// growing pause.
+    pub async fn run(mut self, repo: &Repository, enabled: bool) {
+        let mut backoff = POLL_INTERVAL;
+        loop {
+            let failed = match self.poll(repo, enabled).await {
+                Ok(poll) => {
+                    if let Some(max) = poll.lags.iter().max() {
+                        tracing::info!(
+                            records = poll.handled,
+                            max_lag_ms = max.as_millis() as u64,
+                            "mirror lag"
+                        );
+                    }
+                    if let Some(e) = &poll.failure {
+                        tracing::warn!(code = e.code(), error = ?e, "mirror record failed; retrying it");
+                    }
+                    poll.failure.is_some()
+                }
+                Err(e) => {
+                    tracing::warn!(code = e.code(), error = ?e, "reading the stream failed; retrying");
+                    true
+                }
+            };
+            backoff = if failed {
+                (backoff * 2).min(MAX_BACKOFF)
+            } else {
+                POLL_INTERVAL
+            };
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+/// A stream record's keys (and a REMOVE's old sha256); `None` when it has
+/// no string `pk`/`sk` or no sequence number.
+fn mirror_record(record: &Record) -> Option<MirrorRecord> {
+    let change = record.dynamodb()?;
+    let string = |item: Option<&std::collections::HashMap<String, AttributeValue>>, name: &str| {
+        item?.get(name)?.as_s().ok().cloned()
+    };
+    let removed_sha256 = match record.event_name() {
+        Some(OperationType::Remove) => string(change.old_image(), attr::SHA256),
+        _ => None,
+    };
+    Some(MirrorRecord {
+        name: string(change.keys(), attr::PK)?,
+        sort_key: string(change.keys(), attr::SK)?,
+        removed_sha256,
+        sequence_number: change.sequence_number()?.to_owned(),
+    })
+}

@@ -1,0 +1,600 @@
+//! The mirror of the library's layout (SPEC 3.2, 7.14): rows whose bytes
+//! are in the blob store become readable by `versioned` 1.0.1 at its own
+//! keys; purged and reclaimed rows lose the objects the mirror wrote; the
+//! library's own writes are never overwritten. Rows are written as
+//! fixtures (blob + row with `bytes = "blob"`); the mirror runs over the
+//! table's stream (`drain_mirror`) or over synthetic batches.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use shared::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, format_update_at, now};
+use shared::mirror::{CopyPlan, MirrorRecord};
+use shared::{ArtifactName, Repository, Version};
+use test_support::{TestStore, name, sha256_hex};
+
+/// The bytes `versioned` reads from the library key of `name`@`version`
+/// (`get_content`), `None` when it has no such version.
+fn library_content(store: &TestStore, name: &ArtifactName, version: &str) -> Option<Vec<u8>> {
+    let read = store.library(&["read", name.as_str()]);
+    read["content"][version]
+        .as_str()
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap())
+}
+
+/// The library key's current object: its bytes and user metadata.
+async fn library_object(
+    store: &TestStore,
+    name: &ArtifactName,
+    version: Version,
+) -> Option<(Vec<u8>, std::collections::HashMap<String, String>, String)> {
+    let key = store.repo.layout().object_key(name, version);
+    let out = store
+        .s3
+        .get_object()
+        .bucket(&store.config.bucket)
+        .key(&key)
+        .send()
+        .await;
+    match out {
+        Ok(out) => {
+            let metadata = out.metadata().cloned().unwrap_or_default();
+            let content_type = out.content_type().unwrap_or_default().to_owned();
+            let bytes = out.body.collect().await.unwrap().into_bytes().to_vec();
+            Some((bytes, metadata, content_type))
+        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+        Err(e) => panic!("GetObject {key}: {e:?}"),
+    }
+}
+
+/// How many object versions the library key has.
+async fn object_versions(store: &TestStore, name: &ArtifactName, version: Version) -> usize {
+    let key = store.repo.layout().object_key(name, version);
+    let out = store
+        .s3
+        .list_object_versions()
+        .bucket(&store.config.bucket)
+        .prefix(&key)
+        .send()
+        .await
+        .unwrap();
+    out.versions()
+        .iter()
+        .filter(|v| v.key() == Some(key.as_str()))
+        .count()
+}
+
+/// What the library writes (a PUT of its own, with its metadata), without
+/// its row: the first half of `put_artifact`.
+async fn library_put_object(store: &TestStore, name: &ArtifactName, content: &[u8]) {
+    store
+        .s3
+        .put_object()
+        .bucket(&store.config.bucket)
+        .key(store.repo.layout().object_key(name, Version::Latest))
+        .metadata(META_ARTIFACT_NAME, name.as_str())
+        .metadata(META_ARTIFACT_SHA256, sha256_hex(content))
+        .body(content.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+fn record(name: &ArtifactName, version: Version, sequence: u32) -> MirrorRecord {
+    MirrorRecord {
+        name: name.to_string(),
+        sort_key: version.sort_key(),
+        removed_sha256: None,
+        sequence_number: sequence.to_string(),
+    }
+}
+
+fn removed(name: &ArtifactName, version: Version, sequence: u32, sha256: &str) -> MirrorRecord {
+    MirrorRecord {
+        removed_sha256: Some(sha256.to_owned()),
+        ..record(name, version, sequence)
+    }
+}
+
+async fn delete_row(store: &TestStore, name: &ArtifactName, version: Version) {
+    store
+        .ddb
+        .delete_item()
+        .table_name(&store.config.table)
+        .key(attr::PK, AttributeValue::S(name.to_string()))
+        .key(attr::SK, AttributeValue::S(version.sort_key()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_blob_row_becomes_readable_by_the_library_with_its_metadata_once_the_stream_is_drained() {
+    let store = TestStore::new().await;
+    let n = name("mirrored");
+    let sha = store
+        .put_blob_row(&n, Version::Latest, b"hello mirror", &[("build", "42")])
+        .await;
+    assert_eq!(library_object(&store, &n, Version::Latest).await, None);
+
+    let lags = store.drain_mirror().await;
+    assert!(!lags.is_empty(), "the lag of each record is measured");
+    assert!(
+        lags.iter().all(|l| *l < Duration::from_secs(60)),
+        "{lags:?}"
+    );
+
+    let (bytes, metadata, content_type) = library_object(&store, &n, Version::Latest)
+        .await
+        .expect("the library key holds the blob");
+    assert_eq!(bytes, b"hello mirror");
+    assert_eq!(metadata[META_ARTIFACT_NAME], "mirrored");
+    assert_eq!(metadata[META_ARTIFACT_SHA256], sha);
+    assert_eq!(metadata["build"], "42", "the row's user metadata");
+    assert_eq!(content_type, "text/plain", "the row's content type");
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"hello mirror"[..]),
+        "versioned get_content reads it"
+    );
+}
+
+#[tokio::test]
+async fn numbered_versions_are_mirrored_to_their_zero_padded_keys_with_the_suffix() {
+    let store = TestStore::with_suffix(".txt").await;
+    let n = name("numbered");
+    store
+        .put_blob_row(&n, Version::Number(7), b"seven", &[])
+        .await;
+    store.drain_mirror().await;
+    let key = store.repo.layout().object_key(&n, Version::Number(7));
+    assert!(key.ends_with("/numbered/000007.txt"), "{key}");
+    let (bytes, _, _) = library_object(&store, &n, Version::Number(7))
+        .await
+        .unwrap();
+    assert_eq!(bytes, b"seven");
+}
+
+#[tokio::test]
+async fn two_latest_rows_in_quick_succession_leave_the_library_latest_at_the_second() {
+    let store = TestStore::new().await;
+    let n = name("quick");
+    store.put_blob_row(&n, Version::Latest, b"first", &[]).await;
+    store
+        .put_blob_row(&n, Version::Latest, b"second", &[])
+        .await;
+    store.drain_mirror().await;
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"second"[..])
+    );
+
+    // One batch per record, the first handled after the second row landed:
+    // each reads the row as it is now.
+    store.put_blob_row(&n, Version::Latest, b"third", &[]).await;
+    let report = store
+        .another_repository()
+        .mirror(&[record(&n, Version::Latest, 1)])
+        .await;
+    assert!(report.failure.is_none());
+    store
+        .put_blob_row(&n, Version::Latest, b"fourth", &[])
+        .await;
+    store.drain_mirror().await;
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"fourth"[..])
+    );
+}
+
+#[tokio::test]
+async fn the_same_batch_applied_twice_copies_once_and_fails_nothing() {
+    let store = TestStore::new().await;
+    let n = name("twice");
+    store.put_blob_row(&n, Version::Latest, b"once", &[]).await;
+    let batch = [
+        record(&n, Version::Latest, 1),
+        record(&n, Version::Latest, 2),
+    ];
+    let repo = store.another_repository();
+    let first = repo.mirror(&batch).await;
+    assert!(first.failure.is_none(), "{:?}", first.failure);
+    assert_eq!((first.handled, first.copied), (2, 1));
+    let again = repo.mirror(&batch).await;
+    assert!(again.failure.is_none(), "{:?}", again.failure);
+    assert_eq!((again.handled, again.copied), (2, 0), "nothing to do again");
+    store.drain_mirror().await; // the stream's own records: still nothing new
+    assert_eq!(object_versions(&store, &n, Version::Latest).await, 1);
+}
+
+#[tokio::test]
+async fn a_library_put_artifact_after_ours_is_not_overwritten() {
+    let store = TestStore::new().await;
+    let n = name("shared-app");
+    store.put_blob_row(&n, Version::Latest, b"ours", &[]).await;
+    store.drain_mirror().await;
+    store.library(&[
+        "call",
+        "put_artifact",
+        r#"{"name": "shared-app", "content": "theirs"}"#,
+    ]);
+    store.drain_mirror().await;
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"theirs"[..])
+    );
+    let ours = store.repo.get_version(&n, Version::Latest).await.unwrap();
+    assert_eq!(
+        ours.sha256,
+        sha256_hex(b"theirs"),
+        "the row is the library's"
+    );
+}
+
+#[tokio::test]
+async fn a_library_write_that_landed_before_its_row_is_not_overwritten() {
+    // The library PUTs the object, then writes its row: between the two,
+    // the row is still ours and the key holds newer, other bytes.
+    let store = TestStore::new().await;
+    let n = name("racing");
+    store.put_blob_row(&n, Version::Latest, b"ours", &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // S3 times have 1 s precision
+    library_put_object(&store, &n, b"theirs").await;
+    let report = store
+        .another_repository()
+        .mirror(&[record(&n, Version::Latest, 1)])
+        .await;
+    assert!(report.failure.is_none());
+    assert_eq!(report.copied, 0);
+    let (bytes, _, _) = library_object(&store, &n, Version::Latest).await.unwrap();
+    assert_eq!(bytes, b"theirs");
+}
+
+#[tokio::test]
+async fn a_library_object_older_than_the_row_is_replaced() {
+    let store = TestStore::new().await;
+    let n = name("stale");
+    library_put_object(&store, &n, b"old").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    store.put_blob_row(&n, Version::Latest, b"new", &[]).await;
+    store.drain_mirror().await;
+    let (bytes, _, _) = library_object(&store, &n, Version::Latest).await.unwrap();
+    assert_eq!(bytes, b"new");
+}
+
+#[tokio::test]
+async fn purged_rows_lose_the_library_objects_the_mirror_wrote_but_not_a_newer_library_write() {
+    let store = TestStore::new().await;
+    let (gone, kept) = (name("gone-app"), name("kept-app"));
+    store
+        .put_blob_row(&gone, Version::Latest, b"mine", &[])
+        .await;
+    store
+        .put_blob_row(&kept, Version::Latest, b"mine", &[])
+        .await;
+    store.drain_mirror().await;
+    assert!(
+        library_object(&store, &gone, Version::Latest)
+            .await
+            .is_some()
+    );
+
+    // Since our copy, the library wrote kept-app (its object; its row not yet).
+    library_put_object(&store, &kept, b"theirs").await;
+    delete_row(&store, &gone, Version::Latest).await;
+    delete_row(&store, &kept, Version::Latest).await;
+    store.drain_mirror().await;
+
+    assert_eq!(library_object(&store, &gone, Version::Latest).await, None);
+    assert_eq!(object_versions(&store, &gone, Version::Latest).await, 0);
+    let (bytes, _, _) = library_object(&store, &kept, Version::Latest)
+        .await
+        .expect("the library's write survives");
+    assert_eq!(bytes, b"theirs");
+}
+
+#[tokio::test]
+async fn a_remove_later_in_the_batch_than_another_record_of_its_key_still_deletes() {
+    let store = TestStore::new().await;
+    let n = name("merged");
+    let sha = store.put_blob_row(&n, Version::Latest, b"mine", &[]).await;
+    store.drain_mirror().await;
+    delete_row(&store, &n, Version::Latest).await;
+    let report = store
+        .another_repository()
+        .mirror(&[
+            record(&n, Version::Latest, 1),
+            removed(&n, Version::Latest, 2, &sha),
+        ])
+        .await;
+    assert!(report.failure.is_none());
+    assert_eq!(report.deleted, 1);
+    assert_eq!(library_object(&store, &n, Version::Latest).await, None);
+}
+
+#[tokio::test]
+async fn a_reclaimed_version_loses_its_library_objects_and_a_soft_deleted_one_keeps_them() {
+    let store = TestStore::new().await;
+    let n = name("reclaimed");
+    store
+        .put_blob_row(&n, Version::Number(1), b"one", &[])
+        .await;
+    store
+        .put_blob_row(&n, Version::Number(2), b"two", &[])
+        .await;
+    store.drain_mirror().await;
+    let at = format_update_at(now());
+    for (version, reclaimed) in [(1, true), (2, false)] {
+        store
+            .ddb
+            .update_item()
+            .table_name(&store.config.table)
+            .key(attr::PK, AttributeValue::S(n.to_string()))
+            .key(
+                attr::SK,
+                AttributeValue::S(Version::Number(version).sort_key()),
+            )
+            .update_expression(if reclaimed {
+                "SET is_deleted = :t, deleted_at = :at, reclaimed_at = :at"
+            } else {
+                "SET is_deleted = :t, deleted_at = :at"
+            })
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":at", AttributeValue::S(at.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    store.drain_mirror().await;
+    assert_eq!(object_versions(&store, &n, Version::Number(1)).await, 0);
+    assert_eq!(object_versions(&store, &n, Version::Number(2)).await, 1);
+}
+
+#[tokio::test]
+async fn rows_the_library_wrote_and_our_own_partitions_are_left_alone() {
+    let store = TestStore::new().await;
+    store.library(&[
+        "call",
+        "put_artifact",
+        r#"{"name": "py-only", "content": "python"}"#,
+    ]);
+    let n = name("py-only");
+    assert_eq!(object_versions(&store, &n, Version::Latest).await, 1);
+    let repo = store.another_repository();
+    let report = repo
+        .mirror(&[
+            record(&n, Version::Latest, 1),
+            MirrorRecord {
+                name: "__py-only-alias".into(),
+                sort_key: "prod".into(),
+                removed_sha256: None,
+                sequence_number: "2".into(),
+            },
+        ])
+        .await;
+    assert!(report.failure.is_none());
+    assert_eq!((report.copied, report.deleted), (0, 0));
+    assert_eq!(object_versions(&store, &n, Version::Latest).await, 1);
+    let operations = repo.operations();
+    assert_eq!(
+        operations.into_iter().collect::<Vec<_>>(),
+        ["GetItem"],
+        "one read of the library's row, none of ours"
+    );
+}
+
+#[tokio::test]
+async fn with_the_mirror_off_nothing_is_written_to_the_library_keys() {
+    let store = TestStore::with_settings(&[("SEED_LAYOUT_MIRROR", "off")]).await;
+    assert!(!store.config.seed_layout_mirror);
+    let n = name("unmirrored");
+    store
+        .put_blob_row(&n, Version::Latest, b"blob only", &[])
+        .await;
+    store.drain_mirror().await;
+    let listed = store
+        .s3
+        .list_objects_v2()
+        .bucket(&store.config.bucket)
+        .prefix(store.repo.layout().store_prefix())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "{:?}", listed.contents());
+
+    // The handler itself does nothing either.
+    let text = std::fs::read_to_string(
+        test_support::workspace_root().join("events/mirror-seed-layout.json"),
+    )
+    .unwrap();
+    let repo = store.another_repository();
+    let event = lambda_runtime::LambdaEvent::new(
+        serde_json::from_str(&text).unwrap(),
+        lambda_runtime::Context::default(),
+    );
+    let response = shared::mirror::handle_event(&repo, false, event)
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert!(repo.operations().is_empty(), "no AWS call at all");
+}
+
+#[tokio::test]
+async fn a_failing_record_is_reported_by_its_sequence_number_and_nothing_after_it_is_done() {
+    let store = TestStore::new().await;
+    let (broken, fine) = (name("broken"), name("fine"));
+    let sha = store
+        .put_blob_row(&broken, Version::Latest, b"lost", &[])
+        .await;
+    store
+        .s3
+        .delete_object()
+        .bucket(&store.config.bucket)
+        .key(store.repo.layout().blob_key(&broken, &sha))
+        .send()
+        .await
+        .unwrap();
+    store
+        .put_blob_row(&fine, Version::Latest, b"fine", &[])
+        .await;
+    let report = store
+        .another_repository()
+        .mirror(&[
+            record(&fine, Version::Number(1), 10),
+            record(&broken, Version::Latest, 11),
+            record(&fine, Version::Latest, 12),
+        ])
+        .await;
+    let failure = report.failure.expect("the copy of a missing blob fails");
+    assert_eq!(failure.sequence_number, "11");
+    assert_eq!(report.handled, 1, "the records before it");
+    assert_eq!(library_object(&store, &fine, Version::Latest).await, None);
+}
+
+#[tokio::test]
+async fn the_stream_event_file_runs_through_the_handler() {
+    let run = test_support::run_mirror_sample_event().await;
+    assert_eq!(run.response, serde_json::json!({"batchItemFailures": []}));
+    let store = &run.store;
+    let (bytes, metadata, content_type) = library_object(store, &name("my-app"), Version::Latest)
+        .await
+        .expect("my-app LATEST mirrored");
+    assert_eq!(bytes, b"three");
+    assert_eq!(metadata["build"], "42");
+    assert_eq!(content_type, "text/plain");
+    assert_eq!(
+        library_content(store, &name("my-app"), "LATEST").as_deref(),
+        Some(&b"three"[..])
+    );
+    assert_eq!(
+        library_object(store, &name("old-app"), Version::Latest).await,
+        None,
+        "the purged row's library object is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_blob_larger_than_one_copy_allows_is_copied_in_parallel_parts() {
+    let store = TestStore::new().await;
+    let n = name("large");
+    // moto, like S3, wants parts of at least 5 MiB (but the last).
+    let content: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sha = store
+        .put_blob_row(&n, Version::Latest, &content, &[("build", "7")])
+        .await;
+    let plan = CopyPlan {
+        single_copy_max: 1024 * 1024,
+        part_size: 5 * 1024 * 1024,
+        parallel_parts: 2,
+    };
+    let repo = store.another_repository();
+    let report = repo
+        .mirror_with(&[record(&n, Version::Latest, 1)], &plan)
+        .await;
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert_eq!(report.copied, 1);
+    for operation in [
+        "CreateMultipartUpload",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+    ] {
+        assert!(repo.operations().contains(operation), "{operation}");
+    }
+    assert!(!repo.operations().contains("CopyObject"));
+    let (bytes, metadata, content_type) =
+        library_object(&store, &n, Version::Latest).await.unwrap();
+    assert!(bytes == content, "the parts add up to the blob");
+    assert_eq!(metadata[META_ARTIFACT_SHA256], sha);
+    assert_eq!(metadata["build"], "7");
+    assert_eq!(content_type, "text/plain");
+}
+
+#[tokio::test]
+async fn bootstrap_gives_an_existing_table_its_stream_and_ttl_and_can_run_again() {
+    let store = TestStore::new().await;
+    let table = format!("{}-old", store.config.table);
+    let key = |name: &str, t| {
+        aws_sdk_dynamodb::types::KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let def = |name: &str| {
+        aws_sdk_dynamodb::types::AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    store
+        .ddb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .key_schema(key("pk", aws_sdk_dynamodb::types::KeyType::Hash))
+        .key_schema(key("sk", aws_sdk_dynamodb::types::KeyType::Range))
+        .attribute_definitions(def("pk"))
+        .attribute_definitions(def("sk"))
+        .send()
+        .await
+        .unwrap();
+    let config = shared::Config::from_lookup(|k| match k {
+        "BUCKET_NAME" => Some(store.config.bucket.clone()),
+        "TABLE_NAME" => Some(table.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let repo = Repository::new(&store.sdk, &config);
+    for _ in 0..2 {
+        repo.bootstrap().await.unwrap();
+        let described = store
+            .ddb
+            .describe_table()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap();
+        let stream = described.table().unwrap().stream_specification().unwrap();
+        assert!(stream.stream_enabled());
+        assert_eq!(
+            stream.stream_view_type(),
+            Some(&aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+        );
+        let ttl = store
+            .ddb
+            .describe_time_to_live()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap();
+        let ttl = ttl.time_to_live_description().unwrap();
+        assert_eq!(ttl.attribute_name(), Some("expires_at"));
+        assert_eq!(
+            ttl.time_to_live_status(),
+            Some(&aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_new_store_has_a_stream_of_both_images() {
+    let store = TestStore::new().await;
+    let n = name("streamed");
+    store.put_blob_row(&n, Version::Latest, b"a", &[]).await;
+    let described = store
+        .ddb
+        .describe_table()
+        .table_name(&store.config.table)
+        .send()
+        .await
+        .unwrap();
+    let table = described.table().unwrap();
+    assert!(table.latest_stream_arn().is_some());
+    assert_eq!(
+        table.stream_specification().unwrap().stream_view_type(),
+        Some(&aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+    );
+}
