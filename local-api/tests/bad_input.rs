@@ -180,9 +180,24 @@ fn cases() -> Vec<Case> {
         case(
             "PUT",
             "/artifacts/app",
-            Some(&format!(r#"{{"upload_id": "{}"}}"#, "0".repeat(32))),
+            Some(&format!(r#"{{"upload_id": "{}"}}"#, "0".repeat(96))),
             404,
             "UploadNotFound",
+        ),
+        // Not an id start upload can return: too short, upper case.
+        case(
+            "PUT",
+            "/artifacts/app",
+            Some(&format!(r#"{{"upload_id": "{}"}}"#, "0".repeat(32))),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "PUT",
+            "/artifacts/app",
+            Some(&format!(r#"{{"upload_id": "{}"}}"#, "A".repeat(96))),
+            400,
+            "InvalidRequest",
         ),
         case("PUT", "/artifacts/app", Some(&big), 413, "TooLarge"),
         // Publish.

@@ -521,7 +521,7 @@ async fn history_never_shows_in_listings_and_the_library_reads_aliases_and_versi
     let names = store.repo.list_artifact_names(None, None).await.unwrap();
     assert_eq!(names.items, std::slice::from_ref(&app));
 
-    let library = store.library(&["read", "app"]);
+    let library = store.library_after_mirror(&["read", "app"]).await;
     assert_eq!(library["names"], json!(["app"]));
     assert_eq!(library["aliases"].as_array().unwrap().len(), 1);
     assert_eq!(library["aliases"][0]["version"], "1");

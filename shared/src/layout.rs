@@ -50,6 +50,8 @@ pub mod attr {
     pub const EPOCH: &str = "epoch";
     /// On pending-upload rows.
     pub const STATE: &str = "state";
+    /// Epoch seconds: the table's TTL attribute (pending uploads). TTL only
+    /// garbage-collects; expiry itself is enforced by conditions on it.
     pub const EXPIRES_AT: &str = "expires_at";
     pub const COMMITTED_AT: &str = "committed_at";
     pub const CHANGED: &str = "changed";
@@ -136,16 +138,6 @@ impl Layout {
     /// (lowercase hex).
     pub fn blob_key(&self, name: &ArtifactName, sha256: &str) -> String {
         format!("{}{}", self.blob_prefix(name), sha256)
-    }
-
-    /// Staged uploads sit beside the store, never below `{prefix}/`, so they
-    /// never show up as artifacts.
-    pub fn staging_prefix(&self, name: &ArtifactName) -> String {
-        format!("{}.uploads/{}/", self.prefix, name)
-    }
-
-    pub fn staging_key(&self, name: &ArtifactName, upload_id: &str) -> String {
-        format!("{}{}", self.staging_prefix(name), upload_id)
     }
 }
 
@@ -271,7 +263,7 @@ mod tests {
             "s3://bkt/versioned-artifacts/my-app/000003.zip"
         );
         assert_eq!(alias_pk(&name), "__my-app-alias");
-        assert!(!l.staging_key(&name, "u1").starts_with(&l.store_prefix()));
+        assert!(!l.blob_key(&name, "ab").starts_with(&l.store_prefix()));
     }
 
     #[test]

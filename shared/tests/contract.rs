@@ -226,12 +226,10 @@ fn the_template_has_one_function_per_package_built_by_cargo_lambda_and_the_route
 }
 
 /// The S3 keys a call acts on: the store (`{prefix}/…`, the library's
-/// layout), the staged uploads beside it (`{prefix}.uploads/…`) or the blob
-/// store (`{prefix}.blobs/…`).
+/// layout) or the blob store beside it (`{prefix}.blobs/…`).
 #[derive(Debug, Clone, Copy)]
 enum Keys {
     Store,
-    Staging,
     Blobs,
 }
 
@@ -240,7 +238,6 @@ impl Keys {
     fn objects(self) -> &'static str {
         match self {
             Keys::Store => "${ArtifactBucket.Arn}/${S3Prefix}/*",
-            Keys::Staging => "${ArtifactBucket.Arn}/${S3Prefix}.uploads/*",
             Keys::Blobs => "${ArtifactBucket.Arn}/${S3Prefix}.blobs/*",
         }
     }
@@ -249,7 +246,6 @@ impl Keys {
     fn prefix(self) -> &'static str {
         match self {
             Keys::Store => "${S3Prefix}/*",
-            Keys::Staging => "${S3Prefix}.uploads/*",
             Keys::Blobs => "${S3Prefix}.blobs/*",
         }
     }
@@ -407,61 +403,97 @@ fn iam_actions(call: Call) -> Vec<Grant> {
 /// methods its handler reaches). Its IAM grants are derived from these.
 fn calls(package: &str) -> Vec<Call> {
     use Call::*;
-    use Keys::{Blobs, Staging, Store};
-    // A presigned download of a version's bytes, pinned to its object version.
-    let download = GetObject(Store, At::PinnedOrCurrent);
+    use Keys::{Blobs, Store};
+    use TxItem::{ConditionCheck, Delete, Put, Update};
+    // A presigned download: the blob (every version of its key holds the
+    // same bytes), or the library's key for rows the library or the
+    // previous release wrote (pinned to an object version when recorded).
+    let download = [
+        GetObject(Blobs, At::Current),
+        GetObject(Store, At::PinnedOrCurrent),
+    ];
+    // Adopting a LATEST whose bytes are at the library's key into the blob
+    // store: one copy (the library writes single PUTs, at most 5 GiB), other
+    // bytes found there removed again, then LATEST is marked.
+    let adopt = [
+        CopyObject {
+            from: Store,
+            at: At::PinnedOrCurrent,
+            to: Blobs,
+        },
+        DeleteObject(Blobs, At::Version),
+        UpdateItem,
+    ];
+    // Reclaim: the library's objects of rows without a blob; a blob behind
+    // its condemned item (put, taken down when still referenced, stamped).
+    let reclaim = [
+        Query,
+        UpdateItem,
+        TransactWriteItems(&[ConditionCheck, Update]),
+        PutItem,
+        DeleteItem,
+        ListObjectVersions(Store),
+        DeleteObjects(Store, At::Version),
+        ListObjectVersions(Blobs),
+        DeleteObjects(Blobs, At::Version),
+    ];
     match package {
-        "list-artifacts" => vec![ListObjectsV2(Store)],
-        "start-upload" => vec![PutObject(Staging)],
+        // The registry of names beside the library's listing.
+        "list-artifacts" => vec![Query, ListObjectsV2(Store)],
+        // Does the artifact hold the bytes? ∥ the pending-upload row, behind
+        // the purge fence and the blob's condemned item; the PUT it signs.
+        "start-upload" => vec![
+            HeadObject(Blobs, At::Current),
+            TransactWriteItems(&[ConditionCheck, Put]),
+            PutObject(Blobs),
+        ],
+        // The blob ∥ the upload and LATEST rows, then one transaction: the
+        // upload committed, LATEST, the registry entry, the blob not
+        // condemned.
         "commit-upload" => vec![
-            HeadObject(Staging, At::PinnedOrCurrent),
-            GetItem,
-            Query,
-            CopyObject {
-                from: Staging,
-                at: At::PinnedOrCurrent,
-                to: Store,
-            },
-            UpdateItem,
-            DeleteObject(Staging, At::Version),
+            HeadObject(Blobs, At::Current),
+            BatchGetItem,
+            TransactWriteItems(&[Update, ConditionCheck, Put]),
         ],
         "list-versions" | "list-aliases" => vec![Query],
-        "publish-version" => vec![
-            UpdateItem,
-            GetItem,
-            Query,
-            CopyObject {
-                from: Store,
-                at: At::PinnedOrCurrent,
-                to: Store,
-            },
-            DeleteObject(Store, At::Version),
-            PutItem,
-        ],
-        "get-version" | "get-version-content" => vec![GetItem, download],
+        // The number, then the version row with LATEST unchanged and the
+        // blob not condemned; unchanged LATEST reads the version it was
+        // published as (or the newest, for the library's rows).
+        "publish-version" => [
+            vec![
+                UpdateItem,
+                GetItem,
+                Query,
+                TransactWriteItems(&[Put, ConditionCheck]),
+            ],
+            adopt.to_vec(),
+        ]
+        .concat(),
+        "get-version" | "get-version-content" => [vec![GetItem], download.to_vec()].concat(),
         // Stale alias references are cleaned in a transaction that checks the
         // alias rows and updates the version row.
         "delete-version" => vec![
             GetItem,
             Query,
             UpdateItem,
-            TransactWriteItems(&[TxItem::ConditionCheck, TxItem::Update]),
+            TransactWriteItems(&[ConditionCheck, Update]),
         ],
-        // LATEST is deleted first (alias changes racing the purge then fail).
+        // The fence first, then LATEST, the partitions, the bytes.
         "purge-artifact" => vec![
+            PutItem,
             DeleteItem,
             Query,
             BatchWriteItem,
             ListObjectVersions(Store),
-            ListObjectVersions(Staging),
+            ListObjectVersions(Blobs),
             DeleteObjects(Store, At::Version),
-            DeleteObjects(Staging, At::Version),
+            DeleteObjects(Blobs, At::Version),
         ],
         "apply-retention" => vec![
             GetItem,
             Query,
             UpdateItem,
-            TransactWriteItems(&[TxItem::ConditionCheck, TxItem::Update]),
+            TransactWriteItems(&[ConditionCheck, Update]),
         ],
         // Alias changes: the alias row, its history entry and the version
         // rows' references in one transaction; the history is queried for
@@ -470,32 +502,20 @@ fn calls(package: &str) -> Vec<Call> {
             BatchGetItem,
             GetItem,
             Query,
-            TransactWriteItems(&[TxItem::Put, TxItem::Update, TxItem::ConditionCheck]),
+            TransactWriteItems(&[Put, Update, ConditionCheck]),
         ],
         "get-alias" | "get-alias-history" => vec![GetItem, Query],
         "delete-alias" => vec![
             BatchGetItem,
             GetItem,
             Query,
-            TransactWriteItems(&[
-                TxItem::Delete,
-                TxItem::Put,
-                TxItem::Update,
-                TxItem::ConditionCheck,
-            ]),
+            TransactWriteItems(&[Delete, Put, Update, ConditionCheck]),
         ],
-        "resolve-alias" => vec![BatchGetItem, GetItem, download],
-        // Its bookkeeping row (cursor, failures, lease) takes conditional
-        // UpdateItems only.
-        "scheduled-purge" => vec![
-            GetItem,
-            ListObjectsV2(Store),
-            Query,
-            UpdateItem,
-            TransactWriteItems(&[TxItem::ConditionCheck, TxItem::Update]),
-            ListObjectVersions(Store),
-            DeleteObjects(Store, At::Version),
-        ],
+        "resolve-alias" => [vec![BatchGetItem, GetItem], download.to_vec()].concat(),
+        // Names from the registry and the library's listing; its
+        // bookkeeping row (cursor, failures, lease) takes conditional
+        // UpdateItems only; retention, then reclaim.
+        "scheduled-purge" => [vec![GetItem, ListObjectsV2(Store)], reclaim.to_vec()].concat(),
         // Rows are re-read; a blob is copied to the library key (in parts
         // above 5 GiB); purged and reclaimed rows lose their library
         // objects, version by version.
@@ -770,10 +790,10 @@ fn every_function_holds_exactly_the_iam_actions_its_operation_needs() {
 fn reading_a_key_that_may_be_missing_grants_list_bucket_on_its_prefix_only() {
     // The rule itself, so that a change of the mapping cannot drop it.
     for read in [
-        Call::HeadObject(Keys::Staging, At::PinnedOrCurrent),
-        Call::GetObject(Keys::Staging, At::Version),
+        Call::HeadObject(Keys::Blobs, At::Current),
+        Call::GetObject(Keys::Blobs, At::Version),
         Call::CopyObject {
-            from: Keys::Staging,
+            from: Keys::Blobs,
             at: At::Version,
             to: Keys::Store,
         },
@@ -787,7 +807,7 @@ fn reading_a_key_that_may_be_missing_grants_list_bucket_on_its_prefix_only() {
             [(
                 "s3:ListBucket".to_owned(),
                 BUCKET.to_owned(),
-                Some("${S3Prefix}.uploads/*".to_owned())
+                Some("${S3Prefix}.blobs/*".to_owned())
             )],
             "{read:?}"
         );
@@ -800,7 +820,7 @@ fn reading_a_key_that_may_be_missing_grants_list_bucket_on_its_prefix_only() {
     assert!(commit.contains(&(
         "s3:ListBucket".to_owned(),
         BUCKET.to_owned(),
-        Some("${S3Prefix}.uploads/*".to_owned())
+        Some("${S3Prefix}.blobs/*".to_owned())
     )));
 }
 
@@ -1109,4 +1129,48 @@ fn nothing_in_the_project_points_at_the_directory_beside_the_checkout() {
         }
     }
     assert!(offenders.is_empty(), "{needle} appears in {offenders:?}");
+}
+
+/// Lifecycle rules never delete bytes a row references (SPEC 3.1, issue 9):
+/// no expiration of current or noncurrent versions outside the previous
+/// release's staging prefix, and an incomplete multipart upload is aborted
+/// only after the longest life a pending upload can be given.
+#[test]
+fn lifecycle_rules_never_delete_referenced_bytes_and_abort_only_dead_uploads() {
+    let template = load("template.yaml");
+    let rules =
+        template["Resources"]["ArtifactBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+            .as_vec()
+            .unwrap();
+    let upload_life = template["Parameters"]["UploadExpiresSecs"]["MaxValue"]
+        .as_i64()
+        .unwrap();
+    let mut aborts = 0;
+    for rule in rules {
+        let id = rule["Id"].as_str().unwrap();
+        let prefix = rule["Prefix"].as_str();
+        let expires = !rule["ExpirationInDays"].is_badvalue()
+            || !rule["ExpirationDate"].is_badvalue()
+            || !rule["NoncurrentVersionExpiration"].is_badvalue()
+            || !rule["NoncurrentVersionExpirationInDays"].is_badvalue();
+        if expires {
+            assert_eq!(
+                prefix,
+                Some("${S3Prefix}.uploads/"),
+                "{id} expires objects outside the legacy staging prefix"
+            );
+        }
+        if let Some(days) = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].as_i64() {
+            aborts += 1;
+            assert!(
+                days * 86_400 >= upload_life,
+                "{id} aborts uploads that may still be committed"
+            );
+        }
+    }
+    assert_eq!(aborts, 1, "abandoned multipart uploads are aborted");
+    assert_eq!(
+        template["Globals"]["Function"]["Environment"]["Variables"]["UPLOAD_EXPIRES_SECS"].as_str(),
+        Some("UploadExpiresSecs")
+    );
 }

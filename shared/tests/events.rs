@@ -41,7 +41,14 @@ fn expected_keys(operation: Operation) -> &'static [&'static str] {
         | Operation::ListVersions
         | Operation::ListAliases
         | Operation::GetAliasHistory => PAGE,
-        Operation::StartUpload => &["expires_at", "headers", "method", "upload_id", "url"],
+        Operation::StartUpload => &[
+            "expires_at",
+            "headers",
+            "method",
+            "state",
+            "upload_id",
+            "url",
+        ],
         Operation::CommitUpload => &[
             "changed",
             "content_type",

@@ -2,14 +2,9 @@
 //! one emulator, bucket and table, each side reads what the other wrote.
 
 use base64::Engine;
-use serde_json::Value;
 use shared::model::AliasTarget;
 use shared::{AliasName, Version, Weight};
 use test_support::{TestStore, name, sha256_hex};
-
-fn library(store: &TestStore, args: &[&str]) -> Value {
-    store.library(args)
-}
 
 fn alias(s: &str) -> AliasName {
     s.parse().unwrap()
@@ -18,7 +13,7 @@ fn alias(s: &str) -> AliasName {
 #[tokio::test]
 async fn the_repository_reads_what_the_library_wrote() {
     let store = TestStore::new().await;
-    let written = library(&store, &["write"]);
+    let written = store.library(&["write"]);
     let n = name("py-app");
 
     let names = store.repo.list_artifact_names(None, None).await.unwrap();
@@ -138,7 +133,7 @@ async fn the_library_reads_what_the_repository_wrote() {
         .await
         .unwrap();
 
-    let read = library(&store, &["read", "rs-app"]);
+    let read = store.library_after_mirror(&["read", "rs-app"]).await;
     assert_eq!(read["names"], serde_json::json!(["rs-app"]));
     let ours = store.repo.list_versions(&n, None, None).await.unwrap();
     let theirs = read["versions"].as_array().unwrap();

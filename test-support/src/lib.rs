@@ -267,6 +267,14 @@ impl TestStore {
             .unwrap_or_else(|e| panic!("library output is not JSON: {e}"))
     }
 
+    /// [`Self::library`] once the mirror has caught up with every change so
+    /// far (SPEC 7.14: what is written here becomes readable by the library
+    /// within the mirror's lag).
+    pub async fn library_after_mirror(&self, args: &[&str]) -> serde_json::Value {
+        self.drain_mirror().await;
+        self.library(args)
+    }
+
     /// A second repository over the same store (another "Lambda instance").
     pub fn another_repository(&self) -> Repository {
         Repository::new(&self.sdk, &self.config)

@@ -224,7 +224,7 @@ impl Repository {
     /// ValidationException ("TimeToLive is already enabled"), which is fine.
     async fn enable_ttl(&self) -> Result<()> {
         let ttl = TimeToLiveSpecification::builder()
-            .attribute_name(TTL_ATTRIBUTE)
+            .attribute_name(crate::layout::attr::EXPIRES_AT)
             .enabled(true)
             .build()
             .map_err(invalid_sdk_input)?;
@@ -338,11 +338,6 @@ impl Repository {
         }
     }
 }
-
-/// The attribute DynamoDB's TTL expires items by (epoch seconds): pending
-/// uploads. TTL only garbage-collects; expiry itself is enforced by
-/// conditions on it (moto never expires items).
-const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// The table's stream: both images, so that a REMOVE tells the mirror
 /// what the row held (SPEC 3.3).

@@ -927,7 +927,6 @@ impl Repository {
         for prefix in [
             self.layout.artifact_prefix(name),
             self.layout.blob_prefix(name),
-            self.layout.staging_prefix(name),
         ] {
             found |= self.delete_all_object_versions(&prefix, None).await? > 0;
         }
