@@ -1,7 +1,11 @@
 //! `make stress`: the API under parallel load and under injected faults.
 //!
 //! 1. concurrency — through the local server: 64 parallel publishes, 32
-//!    commits interleaved with 32 publishes, 32 parallel alias moves; then
+//!    commits interleaved with 32 publishes (every version serves its
+//!    bytes), purges racing commits, publishes and alias moves (never a row
+//!    without bytes), parallel replays of a superseded and of the newest
+//!    upload (refused / answered as before, LATEST never rolls back), 32
+//!    parallel alias moves; then
 //!    rounds of 32 clients that read an alias (ETag) and all move it with
 //!    `If-Match` at the same moment (the last round mixes rollbacks in):
 //!    exactly one wins each round with the next revision, the others get 412
@@ -167,6 +171,15 @@ impl Api {
 
     /// Start, PUT (retrying the PUT itself a few times), commit.
     async fn upload(&self, name: &str, bytes: &[u8], log: &Log) -> Option<Value> {
+        let upload_id = self.stage(name, bytes, log).await?;
+        let (status, committed) = self.commit(name, &upload_id).await;
+        log.record("commit-upload", status, &committed);
+        (status == 200).then_some(committed)
+    }
+
+    /// Start an upload and PUT its bytes unless the artifact holds them;
+    /// the upload id to commit.
+    async fn stage(&self, name: &str, bytes: &[u8], log: &Log) -> Option<String> {
         let declared = json!({"sha256": sha256_hex(bytes), "size": bytes.len()});
         let (status, ticket) = self
             .call(
@@ -176,29 +189,71 @@ impl Api {
             )
             .await;
         log.record("start-upload", status, &ticket);
-        if status != 201 {
+        // 200: the artifact holds these bytes already, nothing to send.
+        let exists = status == 200 && ticket["exists"] == json!(true);
+        if status != 201 && !exists {
             return None;
         }
-        let mut stored = false;
+        let mut stored = exists;
         for _ in 0..5 {
+            if stored {
+                break;
+            }
             let mut put = self.http.put(ticket["url"].as_str()?).body(bytes.to_vec());
             for (k, v) in ticket["headers"].as_object()? {
                 put = put.header(k, v.as_str()?);
             }
             if put.send().await.is_ok_and(|r| r.status().is_success()) {
                 stored = true;
-                break;
             }
         }
-        if !stored {
-            return None;
-        }
-        let commit = json!({"upload_id": ticket["upload_id"]});
-        let (status, committed) = self
-            .call("PUT", &format!("/artifacts/{name}"), Some(commit))
+        stored.then(|| ticket["upload_id"].as_str().map(str::to_owned))?
+    }
+
+    async fn commit(&self, name: &str, upload_id: &str) -> (u16, Value) {
+        self.call(
+            "PUT",
+            &format!("/artifacts/{name}"),
+            Some(json!({"upload_id": upload_id})),
+        )
+        .await
+    }
+
+    /// Every live version of `name` serves bytes matching its sha256;
+    /// the versions that do not.
+    async fn torn_versions(&self, name: &str) -> Vec<String> {
+        let (_, page) = self
+            .call("GET", &format!("/artifacts/{name}/versions?limit=1000"), None)
             .await;
-        log.record("commit-upload", status, &committed);
-        (status == 200).then_some(committed)
+        let mut torn = Vec::new();
+        for item in page["items"].as_array().into_iter().flatten() {
+            let version = item["version"].as_str().unwrap_or_default();
+            let (status, got) = self
+                .call("GET", &format!("/artifacts/{name}/versions/{version}"), None)
+                .await;
+            if status == 404 {
+                continue; // purged since the listing
+            }
+            let bytes = match got["download_url"].as_str() {
+                Some(url) => match self.http.get(url).send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.ok().map(|b| b.to_vec()),
+                    _ => None,
+                },
+                None => None,
+            };
+            let matches = bytes.is_some_and(|b| got["sha256"].as_str() == Some(&sha256_hex(&b)));
+            if !matches {
+                // A purge may have removed row and bytes between the two
+                // reads: only a row still there without its bytes is torn.
+                let (again, _) = self
+                    .call("GET", &format!("/artifacts/{name}/versions/{version}"), None)
+                    .await;
+                if again != 404 {
+                    torn.push(version.to_owned());
+                }
+            }
+        }
+        torn
     }
 }
 
@@ -270,27 +325,13 @@ async fn concurrency(tally: &mut Tally) {
         }));
     }
     join_all(tasks).await;
-    let (_, page) = api
-        .call("GET", "/artifacts/torn/versions?limit=1000", None)
-        .await;
-    for item in page["items"].as_array().into_iter().flatten() {
-        let version = item["version"].as_str().unwrap_or_default();
-        let (_, got) = api
-            .call("GET", &format!("/artifacts/torn/versions/{version}"), None)
-            .await;
-        let bytes = match got["download_url"].as_str() {
-            Some(url) => api.http.get(url).send().await.ok().map(|r| r.bytes()),
-            None => None,
-        };
-        let bytes = match bytes {
-            Some(fut) => fut.await.map(|b| b.to_vec()).unwrap_or_default(),
-            None => Vec::new(),
-        };
-        tally.check(
-            got["sha256"].as_str() == Some(sha256_hex(&bytes).as_str()),
-            || format!("torn version {version} serves bytes that do not match its sha256"),
-        );
-    }
+    let torn = api.torn_versions("torn").await;
+    tally.check(torn.is_empty(), || {
+        format!("torn versions {torn:?} serve bytes that do not match their sha256")
+    });
+
+    purges_racing_writers(&api, tally).await;
+    replayed_uploads(&api, tally).await;
 
     // 32 parallel alias moves → the final alias is one of the requested states.
     for i in 0..4 {
@@ -332,6 +373,103 @@ async fn concurrency(tally: &mut Tally) {
     });
 
     if_match_moves(&api, tally).await;
+}
+
+/// Rounds in which a purge races commits, publishes and alias moves.
+const PURGE_ROUNDS: usize = 8;
+
+/// A purge racing writers either wins or they win cleanly, never a row
+/// without bytes (SPEC 7.10): each round seeds an artifact, then purges it
+/// while 4 clients commit new bytes, 4 publish and 4 move an alias; after
+/// the round every live version serves its bytes, and a purge that
+/// answered 204 after every writer finished leaves nothing.
+async fn purges_racing_writers(api: &Api, tally: &mut Tally) {
+    for round in 0..PURGE_ROUNDS {
+        let name = format!("wipe-{round}");
+        let log = Log::default();
+        api.upload(&name, b"seed", &log).await;
+        api.call("POST", &format!("/artifacts/{name}/versions"), None)
+            .await;
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let (api, name) = (api.clone(), name.clone());
+            tasks.push(tokio::spawn(async move {
+                let log = Log::default();
+                api.upload(&name, format!("round {round} build {i}").as_bytes(), &log)
+                    .await;
+                api.call("POST", &format!("/artifacts/{name}/versions"), None)
+                    .await;
+                api.call(
+                    "PUT",
+                    &format!("/artifacts/{name}/aliases/prod"),
+                    Some(json!({"version": "1"})),
+                )
+                .await;
+            }));
+        }
+        let (purger, purge_name) = (api.clone(), name.clone());
+        let purge = tokio::spawn(async move {
+            purger
+                .call("DELETE", &format!("/artifacts/{purge_name}"), None)
+                .await
+                .0
+        });
+        join_all(tasks).await;
+        let purged = purge.await.unwrap_or(0);
+        tally.check(purged == 204 || purged == 409, || {
+            format!("{name}: purge racing writers answered {purged}")
+        });
+        let torn = api.torn_versions(&name).await;
+        tally.check(torn.is_empty(), || {
+            format!("{name}: versions {torn:?} lost their bytes to a racing purge")
+        });
+        // Whatever survived, the artifact can be purged for good afterwards.
+        let (again, _) = api
+            .call("DELETE", &format!("/artifacts/{name}"), None)
+            .await;
+        let (listed, _) = api
+            .call("GET", &format!("/artifacts/{name}/versions"), None)
+            .await;
+        tally.check((again == 204 || again == 404) && listed == 404, || {
+            format!("{name}: purge after the race answered {again}, then versions {listed}")
+        });
+    }
+}
+
+/// Replays of old uploads (SPEC 7.11): two uploads committed in turn, then
+/// 16 parallel commits of each again: the newer one answers as it did, the
+/// superseded one is refused every time, and LATEST stays the newer bytes.
+async fn replayed_uploads(api: &Api, tally: &mut Tally) {
+    let log = Log::default();
+    let (Some(old), Some(new)) = (
+        api.stage("replay", b"old build", &log).await,
+        api.stage("replay", b"new build", &log).await,
+    ) else {
+        tally.check(false, || "replay: uploads could not be staged".into());
+        return;
+    };
+    let (first_old, _) = api.commit("replay", &old).await;
+    let (first_new, _) = api.commit("replay", &new).await;
+    tally.check(first_old == 200 && first_new == 200, || {
+        format!("replay: first commits answered {first_old}, {first_new}")
+    });
+    let replays = (0..32).map(|i| {
+        let api = api.clone();
+        let id = if i % 2 == 0 { old.clone() } else { new.clone() };
+        async move { (i % 2 == 0, api.commit("replay", &id).await) }
+    });
+    for (is_old, (status, body)) in join_all(replays).await {
+        let want = if is_old { 409 } else { 200 };
+        tally.check(status == want, || {
+            format!("replay of the {} upload answered {status} {body}", if is_old { "superseded" } else { "newest" })
+        });
+    }
+    let (_, latest) = api
+        .call("GET", "/artifacts/replay/versions/LATEST", None)
+        .await;
+    tally.check(latest["sha256"] == sha256_hex(b"new build"), || {
+        format!("replay: LATEST rolled back to {}", latest["sha256"])
+    });
 }
 
 /// Rounds of concurrent `If-Match` moves (SPEC 4.2, 7.13).
