@@ -2,6 +2,7 @@
 //! bytes the artifact holds transfer nothing, an upload is committed at most
 //! once, and a purge racing writers never leaves a row without bytes.
 
+use base64::Engine;
 use futures::future::join_all;
 use shared::model::{Artifact, UploadRequest};
 use shared::{ArtifactName, Error, Repository, Version};
@@ -234,4 +235,45 @@ async fn a_purge_racing_commits_publishes_and_alias_moves_never_leaves_a_row_wit
         .flatten()
         .collect();
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Racing commits of different uploads (SPEC 7.3, 7.14): 16 uploads
+/// committed at once. LATEST is one of them and serves its recorded bytes,
+/// every commit either landed or was refused with a clear conflict, and the
+/// library's `get_content` of LATEST returns the same bytes once the mirror
+/// has caught up.
+#[tokio::test]
+async fn racing_commits_leave_latest_serving_its_bytes_and_the_library_reading_the_same() {
+    let store = TestStore::new().await;
+    let n = name("racing");
+    let contents: Vec<Vec<u8>> = (0..16)
+        .map(|i| format!("build {i} ").repeat(i + 1).into_bytes())
+        .collect();
+    let mut ids = Vec::new();
+    for bytes in &contents {
+        let ticket = store.repo.create_upload(&n, declare(bytes)).await.unwrap();
+        put_bytes(&store.http, &ticket, bytes).await;
+        ids.push(ticket.upload_id);
+    }
+    let commits = ids.iter().map(|id| {
+        let (repo, n) = (store.another_repository(), n.clone());
+        async move { repo.commit_upload(&n, id).await }
+    });
+    for result in join_all(commits).await {
+        match result {
+            Ok(_) | Err(Error::UploadSuperseded { .. } | Error::ConcurrentModification(_)) => {}
+            Err(e) => panic!("a racing commit failed unclearly: {e:?}"),
+        }
+    }
+    let latest = store.repo.get_version(&n, Version::Latest).await.unwrap();
+    let bytes = store
+        .download(latest.download_url.as_deref().unwrap())
+        .await;
+    assert_eq!(sha256_hex(&bytes), latest.sha256);
+    assert!(contents.contains(&bytes));
+    let read = store.library_after_mirror(&["read", "racing"]).await;
+    let library = base64::engine::general_purpose::STANDARD
+        .decode(read["content"]["LATEST"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(library, bytes, "the library reads LATEST's bytes");
 }

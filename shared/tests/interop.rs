@@ -161,3 +161,183 @@ async fn the_library_reads_what_the_repository_wrote() {
     assert_eq!(read["get_alias"]["edge"]["version"], "LATEST");
     assert_eq!(read["aliases"].as_array().unwrap().len(), 2);
 }
+
+/// The library and the service writing the same artifact in turn (SPEC
+/// 7.14): each write is read back by the other side with the bytes and the
+/// numbering of both, the library's LATEST is adopted into the blob store
+/// when the service publishes it, and the library reads the service's
+/// writes once the mirror has caught up.
+#[tokio::test]
+async fn the_library_and_the_service_writing_in_turn_read_each_others_writes() {
+    let store = TestStore::new().await;
+    let n = name("mixed");
+    let call = |method: &str, kwargs: serde_json::Value| {
+        store.library(&["call", method, &kwargs.to_string()])
+    };
+    // 1: the service.
+    store.upload(&n, b"service one").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store.drain_mirror().await;
+    // 2: the library, on top of what it reads of ours.
+    call(
+        "put_artifact",
+        serde_json::json!({"name": "mixed", "content": "library two"}),
+    );
+    let published = call(
+        "publish_artifact_version",
+        serde_json::json!({"name": "mixed"}),
+    );
+    assert_eq!(published["version"], "2", "the library numbers after ours");
+    // 3: the service publishes the library's LATEST unchanged (the newest
+    // version), then commits and publishes its own bytes.
+    let again = store.repo.publish_version(&n, false).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.artifact.version, Version::Number(2));
+    call(
+        "put_artifact",
+        serde_json::json!({"name": "mixed", "content": "library three"}),
+    );
+    // A LATEST the library wrote is adopted when the service publishes it.
+    let adopted = store.repo.publish_version(&n, false).await.unwrap();
+    assert_eq!(adopted.artifact.version, Version::Number(3));
+    assert_eq!(adopted.artifact.sha256, sha256_hex(b"library three"));
+    store.upload(&n, b"service four").await;
+    let four = store.repo.publish_version(&n, false).await.unwrap();
+    assert_eq!(four.artifact.version, Version::Number(4));
+
+    let expected: [(&str, &[u8]); 5] = [
+        ("LATEST", b"service four"),
+        ("4", b"service four"),
+        ("3", b"library three"),
+        ("2", b"library two"),
+        ("1", b"service one"),
+    ];
+    // The service serves every version's bytes...
+    for (version, bytes) in expected {
+        let got = store
+            .repo
+            .get_version(&n, version.parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.download(got.download_url.as_deref().unwrap()).await,
+            bytes,
+            "service reads {version}"
+        );
+    }
+    // ...and so does the library once the mirror has caught up.
+    let read = store.library_after_mirror(&["read", "mixed"]).await;
+    for (version, bytes) in expected {
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(read["content"][version].as_str().unwrap())
+            .unwrap();
+        assert_eq!(content, bytes, "library reads {version}");
+    }
+}
+
+/// Rows the previous release wrote: bytes at the library's keys, pinned by
+/// S3 object version (`s3_version_id`), no blob. They read, publish (the
+/// LATEST is adopted into the blob store from the pinned version, not from
+/// whatever the key holds now) and delete.
+#[tokio::test]
+async fn rows_the_previous_release_wrote_read_publish_and_delete() {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let store = TestStore::new().await;
+    let n = name("legacy");
+    let layout = store.repo.layout();
+    let put = |version: Version, bytes: &'static [u8]| {
+        let s3 = store.s3.clone();
+        let bucket = store.config.bucket.clone();
+        let key = layout.object_key(&n, version);
+        async move {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .metadata("artifact_name", "legacy")
+                .metadata("artifact_sha256", sha256_hex(bytes))
+                .body(bytes.to_vec().into())
+                .send()
+                .await
+                .unwrap()
+                .version_id()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let row = |version: Version, bytes: &[u8], s3_version: &str| {
+        let mut item = std::collections::HashMap::from([
+            ("pk".to_owned(), Av::S("legacy".into())),
+            ("sk".to_owned(), Av::S(version.sort_key())),
+            ("sha256".to_owned(), Av::S(sha256_hex(bytes))),
+            ("is_deleted".to_owned(), Av::Bool(false)),
+            (
+                "update_at".to_owned(),
+                Av::S("2026-01-02T03:04:05.000000+0000".into()),
+            ),
+            ("size".to_owned(), Av::N(bytes.len().to_string())),
+            ("s3_version_id".to_owned(), Av::S(s3_version.to_owned())),
+        ]);
+        if version.is_latest() {
+            item.insert("last_version".into(), Av::N("1".into()));
+        }
+        item
+    };
+    let v1 = put(Version::Number(1), b"release one").await;
+    let latest = put(Version::Latest, b"release two").await;
+    // The key moved on after the row was written (a racing commit of the
+    // previous release): the row's pinned version is no longer current.
+    put(Version::Latest, b"someone else").await;
+    for item in [
+        row(Version::Number(1), b"release one", &v1),
+        row(Version::Latest, b"release two", &latest),
+    ] {
+        store
+            .ddb
+            .put_item()
+            .table_name(&store.config.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    for (version, bytes) in [
+        (Version::Number(1), &b"release one"[..]),
+        (Version::Latest, b"release two"),
+    ] {
+        let got = store.repo.get_version(&n, version).await.unwrap();
+        assert_eq!(
+            store.download(got.download_url.as_deref().unwrap()).await,
+            bytes,
+            "reads {version}"
+        );
+    }
+    let published = store.repo.publish_version(&n, false).await.unwrap();
+    assert_eq!(published.artifact.version, Version::Number(2));
+    assert_eq!(published.artifact.sha256, sha256_hex(b"release two"));
+    let two = store
+        .repo
+        .get_version(&n, Version::Number(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.download(two.download_url.as_deref().unwrap()).await,
+        b"release two",
+        "the pinned bytes were adopted, not the key's current ones"
+    );
+    store
+        .repo
+        .delete_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    let live: Vec<Version> = store
+        .repo
+        .list_versions(&n, None, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|a| a.version)
+        .collect();
+    assert_eq!(live, [Version::Latest, Version::Number(2)]);
+}

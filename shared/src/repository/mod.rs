@@ -7,6 +7,9 @@
 
 mod aliases;
 mod mirror;
+mod names;
+mod publish;
+mod purge;
 mod retention;
 mod uploads;
 mod versions;

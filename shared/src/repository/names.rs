@@ -1,0 +1,208 @@
+//! Artifact names: the registry merged with the library's listing.
+
+use base64::Engine;
+
+use super::{Repository, page_size};
+use crate::error::{Error, Result};
+use crate::layout::{REGISTRY_PK, attr};
+use crate::model::Page;
+use crate::names::ArtifactName;
+use crate::rows::sv;
+
+impl Repository {
+    /// Artifact names: those this service committed (the registry, written
+    /// in the commit's transaction, so a name is listed right after its
+    /// first commit whether or not the mirror runs) merged with those the
+    /// library wrote (the "directories" under the store prefix).
+    /// AWS calls: 2 per page (Query ∥ ListObjectsV2), one round trip.
+    pub async fn list_artifact_names(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<ArtifactName>> {
+        let limit = page_size(limit)?;
+        let mut after = match cursor {
+            None => None,
+            Some(c) => Some(
+                super::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        Error::InvalidRequest("cursor is not one this listing returned".into())
+                    })?,
+            ),
+        };
+        // A page can hold no valid name (keys the library never wrote):
+        // go on rather than answer an empty page with a cursor.
+        loop {
+            let (items, resume) = self.artifact_names_after(after.as_deref(), limit).await?;
+            if !items.is_empty() || resume.is_none() {
+                let next_cursor = resume.map(|t| super::URL_SAFE_NO_PAD.encode(t));
+                return Ok(Page { items, next_cursor });
+            }
+            after = resume;
+        }
+    }
+
+    /// One page of at most `limit` artifact names after the entry `after`,
+    /// and, when more follow, the entry to resume after. For passes that
+    /// resume where they stopped (the scheduled job).
+    ///
+    /// Entries are in S3 key order relative to the store prefix: `name/`
+    /// for an artifact, or the key of a stray object right under the prefix.
+    /// The registry's sort keys are `name/` too, so both sides share one
+    /// order. Each side answers one page; only what is below the first
+    /// unfinished side's last entry is final, so that is where the page
+    /// ends (it may end on a stray key and hold no name, and still advance).
+    pub async fn artifact_names_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<ArtifactName>, Option<String>)> {
+        let (library, registry) = tokio::join!(
+            self.library_names_after(after, limit),
+            self.registry_after(after, limit)
+        );
+        let ((library, library_more), (registry, registry_more)) = (library?, registry?);
+        let bound = [library_more, registry_more].into_iter().flatten().min();
+        let mut entries: Vec<String> = library
+            .into_iter()
+            .map(|n| format!("{n}/"))
+            .chain(registry)
+            .filter(|e| bound.as_ref().is_none_or(|b| e <= b))
+            .collect();
+        entries.sort();
+        entries.dedup();
+        let mut resume = bound;
+        if entries.len() > limit as usize {
+            entries.truncate(limit as usize);
+            resume = entries.last().cloned();
+        }
+        let names = entries
+            .iter()
+            .filter_map(|e| e.strip_suffix('/'))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        Ok((names, resume))
+    }
+
+    /// The registry's entries after `after`, and the last one when more follow.
+    async fn registry_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.layout.table)
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", sv(REGISTRY_PK));
+        let query = match after {
+            // DynamoDB refuses an empty string in a key condition.
+            None | Some("") => query.key_condition_expression("#pk = :pk"),
+            Some(after) => query
+                .key_condition_expression("#pk = :pk AND #sk > :after")
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":after", sv(after)),
+        };
+        let out = query
+            .consistent_read(true)
+            .limit(limit as i32)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Query", e))?;
+        let entries: Vec<String> = out
+            .items()
+            .iter()
+            .filter_map(|item| item.get(attr::SK)?.as_s().ok().cloned())
+            .collect();
+        let more = out
+            .last_evaluated_key()
+            .is_some_and(|k| !k.is_empty())
+            .then(|| entries.last().cloned())
+            .flatten();
+        Ok((entries, more))
+    }
+
+    /// The library's side: "directories" under the store prefix after
+    /// `after`, and the page's last raw entry when more follow.
+    async fn library_names_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<ArtifactName>, Option<String>)> {
+        let prefix = self.layout.store_prefix();
+        let start_after = after.map(|entry| match entry.strip_suffix('/') {
+            // Every key below `{prefix}/{dir}/` sorts before `{prefix}/{dir}0`
+            // ('0' follows '/'), so the listing starts at the next entry.
+            Some(dir) => format!("{prefix}{dir}0"),
+            None => format!("{prefix}{entry}"),
+        });
+        let (mut names, mut token, mut last) = self.list_names(limit, None, start_after).await?;
+        // S3 may answer a truncated page with no entry at all: follow its
+        // token rather than take it for the end of the listing.
+        while names.is_empty() && last.is_none() && token.is_some() {
+            (names, token, last) = self.list_names(limit, token, None).await?;
+        }
+        Ok((names, token.and(last)))
+    }
+
+    /// One page of artifact names, as the library sees them: the
+    /// "directories" right under the store prefix; the continuation token;
+    /// and the page's last entry (key or "directory", relative to the
+    /// prefix), valid name or not. One ListObjectsV2.
+    async fn list_names(
+        &self,
+        limit: u32,
+        token: Option<String>,
+        start_after: Option<String>,
+    ) -> Result<(Vec<ArtifactName>, Option<String>, Option<String>)> {
+        let prefix = self.layout.store_prefix();
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.layout.bucket)
+            .prefix(&prefix)
+            .delimiter("/")
+            .max_keys(limit as i32)
+            .set_continuation_token(token)
+            .set_start_after(start_after)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e))
+                    == Some("InvalidArgument") =>
+            {
+                return Err(Error::InvalidRequest(
+                    "cursor is not one this listing returned".into(),
+                ));
+            }
+            Err(e) => return Err(Error::upstream("ListObjectsV2", e)),
+        };
+        let names = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .filter_map(|p| p.strip_suffix('/'))
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let next_token = out
+            .next_continuation_token()
+            .filter(|_| out.is_truncated() == Some(true))
+            .map(str::to_owned);
+        // Keys and "directories" share the page, each in key order.
+        let last_key = out.contents().last().and_then(|o| o.key());
+        let last_dir = out.common_prefixes().last().and_then(|p| p.prefix());
+        let last = last_key
+            .max(last_dir)
+            .and_then(|entry| entry.strip_prefix(&prefix))
+            .map(str::to_owned);
+        Ok((names, next_token, last))
+    }
+}

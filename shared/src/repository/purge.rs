@@ -1,0 +1,224 @@
+//! Purge: the whole artifact, behind a fence.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, WriteRequest};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+
+use super::{MAX_ATTEMPTS, Repository};
+use crate::error::{Error, Result};
+use crate::layout::{
+    FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, upload_pk,
+};
+use crate::names::{ArtifactName, Version};
+use crate::rows::{Item, key, nv, sv, version_key};
+
+impl Repository {
+    /// Wipes an artifact: its rows, pending uploads, history, blobs and the
+    /// library's objects (every object version and delete marker).
+    ///
+    /// A fence goes up first: while it stands no upload starts, so no commit
+    /// can land after the pending uploads are deleted (a commit needs its
+    /// upload row). LATEST goes next: publishes and alias changes are
+    /// conditional on it, so one racing the purge either landed before the
+    /// partitions are read (and is deleted with them) or fails. Bytes go only
+    /// after every row that could point at them. Running it again after an
+    /// interruption finishes the job. 404 when nothing exists.
+    pub async fn purge_artifact(&self, name: &ArtifactName) -> Result<()> {
+        let purge_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut fence = key(fence_pk(name), FENCE_SK);
+        fence.insert(attr::PURGE_ID.into(), sv(&purge_id));
+        fence.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
+        self.ddb
+            .put_item()
+            .table_name(&self.layout.table)
+            .set_item(Some(fence))
+            .send()
+            .await
+            .map_err(|e| Error::upstream("PutItem", e))?;
+
+        let uploads = self.partition_keys(&upload_pk(name)).await?;
+        let mut found = !uploads.is_empty();
+        self.delete_keys(uploads).await?;
+        let latest = self
+            .ddb
+            .delete_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("DeleteItem", e))?;
+        found |= latest.attributes().is_some_and(|a| !a.is_empty());
+        let mut keys: Vec<Item> = Vec::new();
+        for pk in [
+            alias_pk(name),
+            history_pk(name),
+            name.to_string(),
+            condemned_pk(name),
+        ] {
+            keys.extend(self.partition_keys(&pk).await?);
+        }
+        found |= !keys.is_empty();
+        keys.push(key(REGISTRY_PK, format!("{name}/")));
+        self.delete_keys(keys).await?;
+        for prefix in [
+            self.layout.artifact_prefix(name),
+            self.layout.blob_prefix(name),
+        ] {
+            found |= self.delete_all_object_versions(&prefix, None).await? > 0;
+        }
+        let lowered = self
+            .ddb
+            .delete_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(fence_pk(name), FENCE_SK)))
+            .condition_expression("#purge_id = :mine")
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(":mine", sv(&purge_id))
+            .send()
+            .await;
+        match lowered {
+            Ok(_) => {}
+            // A concurrent purge put up its own fence; it lowers it.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(Error::upstream("DeleteItem", e)),
+        }
+        if !found {
+            return Err(Error::ArtifactNotFound {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The keys of every item of a partition (all pages, consistent).
+    async fn partition_keys(&self, pk: &str) -> Result<Vec<Item>> {
+        Ok(self
+            .query_all(pk)
+            .await?
+            .into_iter()
+            .filter_map(|item| {
+                let (pk, sk) = (item.get(attr::PK)?, item.get(attr::SK)?);
+                Some(HashMap::from([
+                    (attr::PK.to_owned(), pk.clone()),
+                    (attr::SK.to_owned(), sk.clone()),
+                ]))
+            })
+            .collect())
+    }
+
+    /// Deletes items by key, 25 per BatchWriteItem, retrying unprocessed
+    /// ones; an error if some stay unprocessed (bytes must never be deleted
+    /// while rows that point at them remain).
+    async fn delete_keys(&self, keys: Vec<Item>) -> Result<()> {
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(super::invalid_sdk_input)
+                })
+                .collect::<Result<_>>()?;
+            for attempt in 0..MAX_ATTEMPTS {
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.layout.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.layout.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                super::backoff(attempt).await;
+            }
+            if !requests.is_empty() {
+                return Err(Error::Throttled {
+                    operation: "BatchWriteItem",
+                    source: format!("{} deletes left unprocessed", requests.len()).into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Permanently deletes every object version and delete marker under
+    /// `prefix` (only keys equal to `exact`, when given). Returns how many.
+    pub(super) async fn delete_all_object_versions(
+        &self,
+        prefix: &str,
+        exact: Option<&str>,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let out = self
+                .s3
+                .list_object_versions()
+                .bucket(&self.layout.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("ListObjectVersions", e))?;
+            let ids: Vec<ObjectIdentifier> = out
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(
+                    out.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                )
+                .filter(|(key, _)| exact.is_none_or(|e| *key == Some(e)))
+                .filter_map(|(key, version)| {
+                    ObjectIdentifier::builder()
+                        .set_key(key.map(str::to_owned))
+                        .set_version_id(version.map(str::to_owned))
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if !ids.is_empty() {
+                deleted += ids.len();
+                let delete = Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| Error::internal("build request", e))?;
+                let result = self
+                    .s3
+                    .delete_objects()
+                    .bucket(&self.layout.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("DeleteObjects", e))?;
+                if let Some(failed) = result.errors().first() {
+                    return Err(Error::UpstreamError {
+                        operation: "DeleteObjects",
+                        source: format!("could not delete {:?}: {:?}", failed.key(), failed.code())
+                            .into(),
+                    });
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(deleted);
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            version_marker = out.next_version_id_marker().map(str::to_owned);
+        }
+    }
+}
