@@ -259,6 +259,42 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
     assert_eq!(keys(&report), ["deleted", "dry_run", "purge_time"]);
     assert_eq!(report["deleted"], json!([]), "version 1 is prod's target");
 
+    // Bytes the artifact holds again (a rebuild of release 1): nothing to
+    // transfer, the commit makes them LATEST, a retried commit answers the same.
+    let declared = json!({"sha256": sha256_hex(b"release 1"), "size": 9});
+    let (status, ticket) = api
+        .call("POST", "/artifacts/web/uploads", Some(declared))
+        .await;
+    assert_eq!(status, 200, "{ticket}");
+    assert_eq!(
+        keys(&ticket),
+        ["exists", "expires_at", "state", "upload_id"]
+    );
+    assert_eq!(
+        (ticket["exists"].as_bool(), ticket["state"].as_str()),
+        (Some(true), Some("pending"))
+    );
+    let commit = json!({"upload_id": ticket["upload_id"]});
+    let (status, first) = api
+        .call("PUT", "/artifacts/web", Some(commit.clone()))
+        .await;
+    assert_eq!(
+        (status, first["sha256"].as_str()),
+        (200, Some(sha256_hex(b"release 1").as_str()))
+    );
+    assert_eq!(first["changed"], true);
+    let (status, retried) = api.call("PUT", "/artifacts/web", Some(commit)).await;
+    assert_eq!(
+        (status, &retried),
+        (200, &first),
+        "a retried commit answers as the first"
+    );
+    assert_eq!(
+        api.download_content("/artifacts/web/versions/LATEST/content")
+            .await,
+        b"release 1"
+    );
+
     let (status, _) = api
         .call("DELETE", "/artifacts/web/aliases/prod", None)
         .await;

@@ -598,3 +598,29 @@ async fn a_new_store_has_a_stream_of_both_images() {
         Some(&aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
     );
 }
+
+/// Each commit's copy to the library's LATEST key replaces the previous
+/// one: the noncurrent versions are deleted (the bucket has no
+/// noncurrent-version expiration), while published versions keep theirs.
+#[tokio::test]
+async fn the_library_latest_key_keeps_one_version_across_commits() {
+    let store = TestStore::new().await;
+    let n = name("pruned");
+    for build in ["one", "two", "three"] {
+        store.upload(&n, build.as_bytes()).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+        store.drain_mirror().await;
+    }
+    assert_eq!(object_versions(&store, &n, Version::Latest).await, 1);
+    assert_eq!(library_content(&store, &n, "LATEST").unwrap(), b"three");
+    for (version, bytes) in [(1, "one"), (2, "two"), (3, "three")] {
+        assert_eq!(
+            object_versions(&store, &n, Version::Number(version)).await,
+            1
+        );
+        assert_eq!(
+            library_content(&store, &n, &version.to_string()).unwrap(),
+            bytes.as_bytes()
+        );
+    }
+}

@@ -29,6 +29,8 @@
 //! CompleteMultipartUpload; AbortMultipartUpload on failure) followed by
 //! GetItem + HeadObject again. Absent row: HeadObject, DeleteObject. A
 //! reclaimed row: ListObjectVersions, HeadObject and DeleteObject per version.
+//! After a copy to the LATEST key: ListObjectVersions, and DeleteObject per
+//! noncurrent version (every commit would otherwise leave a copy behind).
 //!
 //! Residual windows (documented, not closed): S3's `LastModified` has
 //! one-second precision, so a library write in the same second as the row's
@@ -148,6 +150,25 @@ impl Repository {
         removed: &BTreeSet<&str>,
         plan: &CopyPlan,
     ) -> Result<Outcome> {
+        let outcome = self.mirror_key(record, removed, plan).await?;
+        if matches!(outcome, Outcome::Copied)
+            && let Ok(name) = record.name.parse::<ArtifactName>()
+            && record.sort_key == Version::Latest.sort_key()
+        {
+            let key = self.layout.object_key(&name, Version::Latest);
+            let pruned = self.prune_noncurrent(&key).await?;
+            tracing::debug!(%key, pruned, "noncurrent library LATEST objects deleted");
+        }
+        Ok(outcome)
+    }
+
+    /// Makes the library key of one row equal to the row.
+    async fn mirror_key(
+        &self,
+        record: &MirrorRecord,
+        removed: &BTreeSet<&str>,
+        plan: &CopyPlan,
+    ) -> Result<Outcome> {
         let (Ok(name), Ok(version)) = (
             record.name.parse::<ArtifactName>(),
             Version::from_sort_key(&record.sort_key),
@@ -218,6 +239,48 @@ impl Repository {
 
     /// Deletes every version of `key` whose `artifact_sha256` is `sha256`.
     async fn mirror_delete_holding(&self, key: &str, sha256: &str) -> Result<usize> {
+        let versions: Vec<String> = self
+            .key_versions(key)
+            .await?
+            .into_iter()
+            .map(|(version, _)| version)
+            .collect();
+        let mut deleted = 0;
+        for version in versions {
+            let holds = self
+                .mirror_head(key, Some(&version))
+                .await?
+                .is_some_and(|h| h.sha256.as_deref() == Some(sha256));
+            if holds {
+                self.mirror_delete(key, Some(&version)).await?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(%key, %sha256, deleted, "reclaimed version: library objects deleted");
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the noncurrent versions of the library's LATEST key after a
+    /// copy to it. No row references them: the LATEST row is a blob row (it
+    /// was just mirrored), version rows reference their own keys, and the
+    /// library reads only the current object. Without this every commit
+    /// would leave a full copy behind (the bucket has no noncurrent-version
+    /// expiration: it could delete bytes rows of the previous release pin).
+    async fn prune_noncurrent(&self, key: &str) -> Result<usize> {
+        let mut deleted = 0;
+        for (version, current) in self.key_versions(key).await? {
+            if !current {
+                self.mirror_delete(key, Some(&version)).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Every version of exactly `key`, with whether it is the current one.
+    async fn key_versions(&self, key: &str) -> Result<Vec<(String, bool)>> {
         let mut versions = Vec::new();
         let (mut key_marker, mut version_marker) = (None, None);
         loop {
@@ -235,7 +298,10 @@ impl Repository {
                 out.versions()
                     .iter()
                     .filter(|v| v.key() == Some(key))
-                    .filter_map(|v| v.version_id().map(str::to_owned)),
+                    .filter_map(|v| {
+                        let id = v.version_id()?.to_owned();
+                        Some((id, v.is_latest() == Some(true)))
+                    }),
             );
             if out.is_truncated() != Some(true) {
                 break;
@@ -243,21 +309,7 @@ impl Repository {
             key_marker = out.next_key_marker().map(str::to_owned);
             version_marker = out.next_version_id_marker().map(str::to_owned);
         }
-        let mut deleted = 0;
-        for version in versions {
-            let holds = self
-                .mirror_head(key, Some(&version))
-                .await?
-                .is_some_and(|h| h.sha256.as_deref() == Some(sha256));
-            if holds {
-                self.mirror_delete(key, Some(&version)).await?;
-                deleted += 1;
-            }
-        }
-        if deleted > 0 {
-            tracing::info!(%key, %sha256, deleted, "reclaimed version: library objects deleted");
-        }
-        Ok(deleted)
+        Ok(versions)
     }
 
     /// The key's current object (or one version of it); `None` when absent.

@@ -28,6 +28,9 @@ impl Repository {
                     .decode(c)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
+                    // Entries are S3 keys this listing returned: never
+                    // control characters (S3 refuses them in StartAfter).
+                    .filter(|after| !after.chars().any(char::is_control))
                     .ok_or_else(|| {
                         Error::InvalidRequest("cursor is not one this listing returned".into())
                     })?,
