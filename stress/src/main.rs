@@ -223,13 +223,21 @@ impl Api {
     /// the versions that do not.
     async fn torn_versions(&self, name: &str) -> Vec<String> {
         let (_, page) = self
-            .call("GET", &format!("/artifacts/{name}/versions?limit=1000"), None)
+            .call(
+                "GET",
+                &format!("/artifacts/{name}/versions?limit=1000"),
+                None,
+            )
             .await;
         let mut torn = Vec::new();
         for item in page["items"].as_array().into_iter().flatten() {
             let version = item["version"].as_str().unwrap_or_default();
             let (status, got) = self
-                .call("GET", &format!("/artifacts/{name}/versions/{version}"), None)
+                .call(
+                    "GET",
+                    &format!("/artifacts/{name}/versions/{version}"),
+                    None,
+                )
                 .await;
             if status == 404 {
                 continue; // purged since the listing
@@ -246,7 +254,11 @@ impl Api {
                 // A purge may have removed row and bytes between the two
                 // reads: only a row still there without its bytes is torn.
                 let (again, _) = self
-                    .call("GET", &format!("/artifacts/{name}/versions/{version}"), None)
+                    .call(
+                        "GET",
+                        &format!("/artifacts/{name}/versions/{version}"),
+                        None,
+                    )
                     .await;
                 if again != 404 {
                     torn.push(version.to_owned());
@@ -461,7 +473,10 @@ async fn replayed_uploads(api: &Api, tally: &mut Tally) {
     for (is_old, (status, body)) in join_all(replays).await {
         let want = if is_old { 409 } else { 200 };
         tally.check(status == want, || {
-            format!("replay of the {} upload answered {status} {body}", if is_old { "superseded" } else { "newest" })
+            format!(
+                "replay of the {} upload answered {status} {body}",
+                if is_old { "superseded" } else { "newest" }
+            )
         });
     }
     let (_, latest) = api
