@@ -8,6 +8,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
+# Where cargo builds (and cargo-lambda puts the Lambda binaries): the
+# environment's CARGO_TARGET_DIR when set, else target/.
+export CARGO_TARGET_DIR ?= target
 
 # Lambda targets to build: x86_64 always, arm64 (what template.yaml deploys)
 # when its Rust target is installed.
@@ -40,10 +43,11 @@ stress: venv
 	scripts/stress.sh
 
 ## make bench: this project and versioned 1.0.1 on one emulator, per
-## operation, cold starts, commit by size, resolve throughput -> BENCHMARKS.md.
+## operation (the library in three session configurations), commit and
+## publish by size, mirror lag, cold starts, resolve throughput -> BENCHMARKS.md.
 bench: venv release
-	cargo lambda build --release --locked --x86-64 --lambda-dir target/lambda-x86-64 --package local-api --package bench
-	target/lambda-x86-64/bench/bootstrap
+	cargo lambda build --release --locked --x86-64 --lambda-dir $(CARGO_TARGET_DIR)/lambda-x86-64 --package local-api --package bench
+	$(CARGO_TARGET_DIR)/lambda-x86-64/bench/bootstrap
 
 ## make release: every Lambda with cargo-lambda, checked to exist, with sizes.
 release: venv

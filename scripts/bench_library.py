@@ -7,6 +7,25 @@ For each operation: wall-clock milliseconds per call, the number of requests
 the emulator served during it and the body bytes it received and sent (its
 /__emulator/requests and /__emulator/bytes counters, which the Rust side
 reads too).
+
+Every operation is measured in three ways of holding AWS sessions, in one
+process against one store (each on artifacts of its own):
+
+- "reused": `repo.bootstrap(bsm)` once, then every call without `bsm`. The
+  bootstrap binds s3pathlib and the library's PynamoDB models to that one
+  session for good, so the S3 client and the DynamoDB connection are built
+  once and reused by every call;
+- "bsm": one `BotoSesManager` passed as `bsm=` to every call. Its S3 client
+  is reused, but `use_boto_session` (pynamodb_session_manager) drops the
+  model's DynamoDB connection on entry and on exit of every call that
+  touches DynamoDB, so each such call builds a new botocore client;
+- "per call": a new `BotoSesManager` (built as scripts/interop.py builds it)
+  for every call, passed as `bsm=`, inside the timed region: a new boto3
+  session and new clients each call.
+
+The output is {"configs": {config: {op: [samples]}}, "sizes": {op: [samples]}};
+"sizes" (put_artifact, then publish_artifact_version, at 1 KiB .. 1 GiB, each
+size on artifacts of its own) runs in the "reused" configuration.
 """
 
 import json
@@ -16,6 +35,12 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# Above this a sample of a size is not repeated (the benchmark says so).
+SLOW_SAMPLE_SECONDS = 120
 
 
 def emulator_requests(endpoint):
@@ -45,64 +70,98 @@ def main_import():
 
 
 def main_bench(endpoint, bucket, table, iterations):
+    from boto_session_manager import BotoSesManager
     from interop import configure, repository
 
     configure(endpoint)
     repo, bsm = repository(bucket, table)
-    results = {}
+    # Binds s3pathlib and the PynamoDB models to `bsm` for every later call
+    # made without one (the "reused" configuration).
+    repo.bootstrap(bsm)
 
-    def measure(op, fn, setup=lambda i: None, n=iterations):
+    configs = {
+        "reused": lambda: None,
+        "bsm": lambda: bsm,
+        # As interop.repository() builds it.
+        "per call": lambda: BotoSesManager(region_name="us-east-1"),
+    }
+
+    def measure(results, op, fn, session, setup=lambda i: None, n=iterations, slow_stop=False):
         samples = []
         for i in range(n):
             arg = setup(i)
             before = emulator_requests(endpoint)
             bytes_before = emulator_bytes(endpoint)
             start = time.perf_counter()
-            fn(i, arg)
+            fn(i, arg, session())
             elapsed = (time.perf_counter() - start) * 1000
             io = emulator_bytes(endpoint) - bytes_before
             samples.append({"ms": elapsed, "calls": emulator_requests(endpoint) - before, "io": io})
+            if slow_stop and elapsed > SLOW_SAMPLE_SECONDS * 1000:
+                break
         results[op] = samples
 
-    def put(name, content):
-        return repo.put_artifact(name=name, content=content, bsm=bsm)
+    # Untimed setup goes through the reused clients.
+    def put(name, content, b=None):
+        return repo.put_artifact(name=name, content=content, bsm=b)
 
-    measure("commit 1 KiB", lambda i, _: put("lib-small", os.urandom(1024)))
-    measure("commit 1 MiB", lambda i, _: put("lib-big", os.urandom(1024 * 1024)))
-    measure("publish", lambda i, _: repo.publish_artifact_version(name="lib-pub", bsm=bsm),
-            setup=lambda i: put("lib-pub", os.urandom(64)))
-    measure("get version", lambda i, _: repo.get_artifact_version(name="lib-pub", version=1, bsm=bsm))
-    for i in range(50):
-        put("lib-list", os.urandom(32))
-        repo.publish_artifact_version(name="lib-list", bsm=bsm)
-    measure("list 50 versions", lambda i, _: repo.list_artifact_versions(name="lib-list", bsm=bsm))
-    measure("put alias", lambda i, _: repo.put_alias(name="lib-list", alias="prod", version=i % 50 + 1,
-                                                     secondary_version=(i + 1) % 50 + 1,
-                                                     secondary_version_weight=10, bsm=bsm))
-    measure("get alias", lambda i, _: repo.get_alias(name="lib-list", alias="prod", bsm=bsm))
-    measure("resolve alias", lambda i, _: repo.get_alias(name="lib-list", alias="prod", bsm=bsm).random_artifact())
+    def publish(name, b=None):
+        return repo.publish_artifact_version(name=name, bsm=b)
 
-    def fresh_version(i):
-        put("lib-del", os.urandom(64))
-        return repo.publish_artifact_version(name="lib-del", bsm=bsm).version
+    out = {"configs": {}, "sizes": {}}
+    for tag, session in configs.items():
+        results = out["configs"][tag] = {}
+        t = tag.replace(" ", "-")
 
-    measure("delete version", lambda i, v: repo.delete_artifact_version(name="lib-del", version=v, bsm=bsm),
-            setup=fresh_version)
+        def m(op, fn, **kw):
+            measure(results, op, fn, session, **kw)
 
-    def fifty_versions(i):
-        name = f"lib-purge-{i}"
-        for _ in range(50):
-            put(name, os.urandom(32))
-            repo.publish_artifact_version(name=name, bsm=bsm)
-        return name
+        m("commit 1 KiB", lambda i, _, b: put(f"lib-small-{t}", os.urandom(KIB), b))
+        m("commit 1 MiB", lambda i, _, b: put(f"lib-big-{t}", os.urandom(MIB), b))
+        m("publish", lambda i, _, b: publish(f"lib-pub-{t}", b),
+          setup=lambda i: put(f"lib-pub-{t}", os.urandom(64)))
+        m("get version", lambda i, _, b: repo.get_artifact_version(name=f"lib-pub-{t}", version=1, bsm=b))
+        for i in range(50):
+            put(f"lib-list-{t}", os.urandom(32))
+            publish(f"lib-list-{t}")
+        m("list 50 versions", lambda i, _, b: repo.list_artifact_versions(name=f"lib-list-{t}", bsm=b))
+        m("put alias", lambda i, _, b: repo.put_alias(name=f"lib-list-{t}", alias="prod", version=i % 50 + 1,
+                                                      secondary_version=(i + 1) % 50 + 1,
+                                                      secondary_version_weight=10, bsm=b))
+        m("get alias", lambda i, _, b: repo.get_alias(name=f"lib-list-{t}", alias="prod", bsm=b))
+        m("resolve alias",
+          lambda i, _, b: repo.get_alias(name=f"lib-list-{t}", alias="prod", bsm=b).random_artifact())
 
-    measure("purge 50 keeping 10",
-            lambda i, name: repo.purge_artifact_versions(name=name, keep_last_n=10, purge_older_than_secs=0, bsm=bsm),
-            setup=fifty_versions, n=3)
-    for label, size, n in [("commit 64 MiB", 64, 3), ("commit 256 MiB", 256, 2)]:
-        content = os.urandom(1024 * 1024) * size
-        measure(label, lambda i, _: put(f"lib-huge-{size}-{i}", content), n=n)
-    json.dump(results, sys.stdout)
+        def fresh_version(i):
+            put(f"lib-del-{t}", os.urandom(64))
+            return publish(f"lib-del-{t}").version
+
+        m("delete version", lambda i, v, b: repo.delete_artifact_version(name=f"lib-del-{t}", version=v, bsm=b),
+          setup=fresh_version)
+
+        def fifty_versions(i):
+            name = f"lib-purge-{t}-{i}"
+            for _ in range(50):
+                put(name, os.urandom(32))
+                publish(name)
+            return name
+
+        m("purge 50 keeping 10",
+          lambda i, name, b: repo.purge_artifact_versions(name=name, keep_last_n=10, purge_older_than_secs=0, bsm=b),
+          setup=fifty_versions, n=3)
+
+    # Sizes: each sample its own artifact; put_artifact, then publish it.
+    for label, size, n in [("1 KiB", KIB, 10), ("1 MiB", MIB, 10), ("64 MiB", 64 * MIB, 3),
+                           ("256 MiB", 256 * MIB, 2), ("1 GiB", 1024 * MIB, 2)]:
+        content = os.urandom(min(size, MIB)) * max(1, size // MIB)
+        slug = label.replace(" ", "")
+        measure(out["sizes"], f"put {label}", lambda i, _, b: put(f"lib-size-{slug}-{i}", content, b),
+                configs["reused"], n=n, slow_stop=True)
+        done = len(out["sizes"][f"put {label}"])
+        measure(out["sizes"], f"publish {label}", lambda i, _, b: publish(f"lib-size-{slug}-{i}", b),
+                configs["reused"], n=done, slow_stop=True)
+        del content
+    json.dump(out, sys.stdout)
 
 
 if __name__ == "__main__":
