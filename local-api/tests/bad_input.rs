@@ -455,6 +455,13 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "GET",
+            "/artifacts/app/versions?sha256=abc",
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "GET",
             // "\"\x08C": a control character, never a key the listing
             // returned (schemathesis found S3 refusing it: a 502).
             "/artifacts?cursor=IghD",

@@ -19,7 +19,7 @@ use crate::http::{
     with_etag,
 };
 use crate::model::{AliasTarget, ChangeRequest, RetentionPolicy, UploadRequest};
-use crate::names::{AliasName, ArtifactName, Version, Weight};
+use crate::names::{AliasName, ArtifactName, Sha256, Version, Weight};
 use crate::repository::Repository;
 
 /// Every operation, named as its function package.
@@ -318,7 +318,10 @@ pub async fn commit_upload(repo: &Repository, request: &Request) -> Result<Respo
 pub async fn list_versions(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let (limit, cursor) = paging(request)?;
-    let page = repo.list_versions(&name, limit, cursor.as_deref()).await?;
+    let content: Option<Sha256> = query(request, "sha256").map(|d| d.parse()).transpose()?;
+    let page = repo
+        .list_versions_holding(&name, limit, cursor.as_deref(), content.as_ref())
+        .await?;
     Ok(json(StatusCode::OK, &page))
 }
 

@@ -25,5 +25,5 @@ pub mod scheduled;
 
 pub use config::{Config, ConfigError};
 pub use error::{Error, ErrorKind, Result};
-pub use names::{AliasName, ArtifactName, Version, Weight};
+pub use names::{AliasName, ArtifactName, Sha256, Version, Weight};
 pub use repository::Repository;

@@ -248,6 +248,50 @@ impl<'de> Deserialize<'de> for Weight {
     }
 }
 
+/// A SHA-256 digest as 64 lowercase hexadecimal characters (uppercase input
+/// is accepted and lowercased): the identity of an artifact's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256(String);
+
+impl Sha256 {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 32 bytes of the digest.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // Parsing guarantees 64 hex digits.
+        for (i, pair) in self.0.as_bytes().chunks(2).enumerate() {
+            out[i] = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
+        }
+        out
+    }
+}
+
+fn hex_value(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => 0,
+    }
+}
+
+impl FromStr for Sha256 {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(s.to_ascii_lowercase()))
+        } else {
+            Err(Error::InvalidRequest(format!(
+                "sha256 {:?} is not 64 hexadecimal characters",
+                truncated(s)
+            )))
+        }
+    }
+}
+
 macro_rules! string_serde {
     ($t:ty) => {
         impl fmt::Display for $t {
@@ -270,6 +314,7 @@ macro_rules! string_serde {
 }
 string_serde!(ArtifactName);
 string_serde!(AliasName);
+string_serde!(Sha256);
 
 /// Keeps error messages short when the input is huge.
 fn truncated(s: &str) -> String {
@@ -283,6 +328,16 @@ fn truncated(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_are_64_hex_digits_lowercased() {
+        let d: Sha256 = "AB".repeat(32).parse().unwrap();
+        assert_eq!(d.as_str(), "ab".repeat(32));
+        assert_eq!(d.to_bytes(), [0xab; 32]);
+        for bad in ["", "ab", &"g".repeat(64), &"a".repeat(65)] {
+            assert!(bad.parse::<Sha256>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn artifact_names_follow_the_charset_and_length_rules() {

@@ -137,6 +137,35 @@ impl VersionRow {
         })
     }
 
+    /// The attributes [`Self::to_artifact`] reads: listings ask for these only.
+    pub const ARTIFACT_ATTRIBUTES: [&'static str; 10] = [
+        attr::PK,
+        attr::SK,
+        attr::SHA256,
+        attr::UPDATE_AT,
+        attr::SIZE,
+        attr::CONTENT_TYPE,
+        attr::METADATA,
+        attr::BYTES,
+        attr::S3_VERSION_ID,
+        attr::CREATED_BY,
+    ];
+
+    /// [`Self::ARTIFACT_ATTRIBUTES`] as a projection expression over
+    /// placeholder names (`size` is a reserved word), with those names.
+    pub fn artifact_projection() -> (String, HashMap<String, String>) {
+        let names: HashMap<String, String> = Self::ARTIFACT_ATTRIBUTES
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("#a{i}"), (*a).to_owned()))
+            .collect();
+        let expression = (0..Self::ARTIFACT_ATTRIBUTES.len())
+            .map(|i| format!("#a{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (expression, names)
+    }
+
     pub fn to_artifact(&self, layout: &Layout) -> Artifact {
         Artifact {
             name: self.name.clone(),

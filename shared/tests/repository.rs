@@ -283,6 +283,47 @@ async fn list_versions_puts_latest_first_then_newest_and_hides_deleted() {
 }
 
 #[tokio::test]
+async fn listing_versions_by_content_answers_only_the_versions_holding_those_bytes() {
+    let store = TestStore::new().await;
+    let n = name("by-content");
+    for content in [b"build a", b"build b", b"build a"] {
+        store.upload(&n, content).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    let a: shared::Sha256 = sha256_hex(b"build a").to_uppercase().parse().unwrap();
+    let page = store
+        .repo
+        .list_versions_holding(&n, None, None, Some(&a))
+        .await
+        .unwrap();
+    let versions: Vec<String> = page.items.iter().map(|a| a.version.to_string()).collect();
+    assert_eq!(versions, ["LATEST", "3", "1"]);
+    // Every field of an artifact is there (the listing reads a projection).
+    let full = store
+        .repo
+        .get_version(&n, Version::Number(3))
+        .await
+        .unwrap();
+    let listed = &page.items[1];
+    assert_eq!(
+        serde_json::to_value(listed).unwrap(),
+        serde_json::to_value(shared::model::Artifact {
+            download_url: None,
+            ..full
+        })
+        .unwrap()
+    );
+    // No version holds these bytes: an empty page, not a missing artifact.
+    let none: shared::Sha256 = sha256_hex(b"never uploaded").parse().unwrap();
+    let page = store
+        .repo
+        .list_versions_holding(&n, None, None, Some(&none))
+        .await
+        .unwrap();
+    assert!(page.items.is_empty() && page.next_cursor.is_none());
+}
+
+#[tokio::test]
 async fn deleted_versions_are_hidden_from_get_and_cannot_become_alias_targets() {
     let store = TestStore::new().await;
     let n = name("hide");

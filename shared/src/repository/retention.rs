@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use time::OffsetDateTime;
 
+use futures::StreamExt;
+
 use super::Repository;
 use super::versions::SoftDelete;
 use crate::error::{Error, Result};
@@ -31,6 +33,10 @@ pub struct ReclaimReport {
     pub stamped: Vec<Version>,
 }
 
+/// Soft deletes of one retention run in flight at once (well below
+/// DynamoDB's per-partition write capacity of 1 000 writes per second).
+const PARALLEL_SOFT_DELETES: usize = 16;
+
 impl Repository {
     /// Soft-deletes numbered versions beyond the newest `keep_last_n` that are
     /// also older than `older_than`. LATEST and every alias target are always
@@ -43,13 +49,13 @@ impl Repository {
         dry_run: bool,
     ) -> Result<RetentionReport> {
         let purge_time = now();
-        let rows = self.version_rows(name).await?;
+        let (rows, aliases) = tokio::join!(self.version_rows(name), self.alias_rows(name));
+        let (rows, aliases) = (rows?, aliases?);
         if rows.is_empty() {
             return Err(Error::ArtifactNotFound {
                 name: name.to_string(),
             });
         }
-        let aliases = self.alias_rows(name).await?;
         let protected = alias_targets(&aliases);
         // Saturating: an age beyond the calendar keeps everything.
         let expire =
@@ -68,13 +74,25 @@ impl Repository {
             .filter(|r| !protected.contains(&r.version))
             .collect();
         let token = uuid::Uuid::new_v4().simple().to_string();
+        // Each soft delete is conditional on its own row, so they can go in
+        // parallel; the report keeps the candidates' order (newest first).
+        let (aliases, token) = (&aliases, &token);
+        let versions: Vec<Version> = candidates.iter().map(|row| row.version).collect();
+        let outcomes: Vec<Result<bool>> = futures::stream::iter(versions)
+            .map(|version| async move {
+                if dry_run {
+                    Ok(true)
+                } else {
+                    self.soft_delete_unaliased(name, version, aliases, token)
+                        .await
+                }
+            })
+            .buffered(PARALLEL_SOFT_DELETES)
+            .collect()
+            .await;
         let mut deleted = Vec::new();
-        for row in candidates {
-            if dry_run
-                || self
-                    .soft_delete_unaliased(name, row.version, &aliases, &token)
-                    .await?
-            {
+        for (row, outcome) in candidates.iter().zip(outcomes) {
+            if outcome? {
                 deleted.push(row.to_artifact(&self.layout));
             }
         }

@@ -448,7 +448,7 @@ impl Repository {
             let ops = vec![
                 self.finish_upload(name, &id, !unchanged, now)?,
                 self.not_condemned(name, id.sha256(), Some(read_at))?,
-                self.latest_update(name, &upload, actor, unchanged, seed, now)?,
+                self.latest_update(name, &upload, actor, latest.as_ref(), unchanged, seed, now)?,
                 TransactWriteItem::builder()
                     .put(
                         Put::builder()
@@ -572,14 +572,21 @@ impl Repository {
     }
 
     /// LATEST pointed at the upload's blob; when it holds those bytes
-    /// already, only the upload is recorded (and only if that still holds).
-    /// Every attribute beyond the content (counter, publish marker, epoch)
-    /// is kept.
+    /// already (`unchanged`), only the upload is recorded (and only if that
+    /// still holds). `latest` is LATEST as read in this attempt (when live):
+    /// bookkeeping it already holds (`last_version`, the publish marker, the
+    /// epoch) is kept by leaving it alone rather than re-asserted with
+    /// `if_not_exists`, and attributes it lacks are not removed, so the usual
+    /// update is plain assignments (cheaper to evaluate; what it leaves alone
+    /// no writer removes: only a purge deletes LATEST, and then the row's
+    /// condition on the pending upload fails).
+    #[allow(clippy::too_many_arguments)]
     fn latest_update(
         &self,
         name: &ArtifactName,
         upload: &UploadRow,
         actor: &str,
+        latest: Option<&VersionRow>,
         unchanged: bool,
         seed: u32,
         now: OffsetDateTime,
@@ -602,37 +609,62 @@ impl Repository {
                     "#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob",
                 )
         } else {
-            update
-                .update_expression(
-                    "SET #sha256 = :sha256, #is_deleted = :false, #bytes = :blob, \
-                     #update_at = :now, #size = :size, #content_type = :content_type, \
-                     #metadata = :metadata, #upload_id = :upload_id, \
-                     #created_by = :actor, \
-                     #last_version = if_not_exists(#last_version, :seed), \
-                     #published = if_not_exists(#published, :never), \
-                     #epoch = if_not_exists(#epoch, :epoch) \
-                     REMOVE #s3_version_id, #deleted_at",
-                )
+            let mut set = vec![
+                "#sha256 = :sha256",
+                "#is_deleted = :false",
+                "#bytes = :blob",
+                "#update_at = :now",
+                "#size = :size",
+                "#content_type = :content_type",
+                "#metadata = :metadata",
+                "#upload_id = :upload_id",
+                "#created_by = :actor",
+            ];
+            let mut remove = Vec::new();
+            let mut update = update
                 .expression_attribute_names("#update_at", attr::UPDATE_AT)
                 .expression_attribute_names("#size", attr::SIZE)
                 .expression_attribute_names("#content_type", attr::CONTENT_TYPE)
                 .expression_attribute_names("#metadata", attr::METADATA)
                 .expression_attribute_names("#created_by", attr::CREATED_BY)
-                .expression_attribute_names("#last_version", attr::LAST_VERSION)
-                // A row this service wrote always has a publish marker (empty:
-                // never published); its absence means the library wrote LATEST.
-                .expression_attribute_names("#published", attr::PUBLISHED_SHA256)
-                .expression_attribute_names("#epoch", attr::EPOCH)
-                .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
-                .expression_attribute_names("#deleted_at", attr::DELETED_AT)
                 .expression_attribute_values(":now", sv(format_update_at(now)))
                 .expression_attribute_values(":size", nv(upload.size))
                 .expression_attribute_values(":content_type", sv(&upload.content_type))
                 .expression_attribute_values(":metadata", string_map(&upload.metadata))
-                .expression_attribute_values(":actor", sv(actor))
-                .expression_attribute_values(":seed", nv(seed))
-                .expression_attribute_values(":never", sv(""))
-                .expression_attribute_values(":epoch", sv(new_epoch()))
+                .expression_attribute_values(":actor", sv(actor));
+            if latest.is_none_or(|row| row.last_version.is_none()) {
+                set.push("#last_version = if_not_exists(#last_version, :seed)");
+                update = update
+                    .expression_attribute_names("#last_version", attr::LAST_VERSION)
+                    .expression_attribute_values(":seed", nv(seed));
+            }
+            // A row this service wrote always has a publish marker (empty:
+            // never published); its absence means the library wrote LATEST.
+            if latest.is_none_or(|row| row.published_sha256.is_none()) {
+                set.push("#published = if_not_exists(#published, :never)");
+                update = update
+                    .expression_attribute_names("#published", attr::PUBLISHED_SHA256)
+                    .expression_attribute_values(":never", sv(""));
+            }
+            if latest.is_none_or(|row| row.epoch.is_none()) {
+                set.push("#epoch = if_not_exists(#epoch, :epoch)");
+                update = update
+                    .expression_attribute_names("#epoch", attr::EPOCH)
+                    .expression_attribute_values(":epoch", sv(new_epoch()));
+            }
+            if latest.is_none_or(|row| row.location != Location::Library { version_id: None }) {
+                remove.push("#s3_version_id");
+                update = update.expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID);
+            }
+            if latest.is_none_or(|row| row.deleted_at.is_some()) {
+                remove.push("#deleted_at");
+                update = update.expression_attribute_names("#deleted_at", attr::DELETED_AT);
+            }
+            let mut expression = format!("SET {}", set.join(", "));
+            if !remove.is_empty() {
+                expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+            }
+            update.update_expression(expression)
         };
         Ok(TransactWriteItem::builder()
             .update(update.build().map_err(super::invalid_sdk_input)?)

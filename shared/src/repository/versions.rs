@@ -11,7 +11,7 @@ use super::{MAX_ATTEMPTS, Repository, decode_cursor, encode_cursor, page_size};
 use crate::error::{Error, Result};
 use crate::layout::{alias_pk, attr, format_update_at, now};
 use crate::model::{Artifact, Page};
-use crate::names::{ArtifactName, Version};
+use crate::names::{ArtifactName, Sha256, Version};
 use crate::rows::{AliasRow, VersionRow, sv, version_key};
 
 impl Repository {
@@ -33,21 +33,48 @@ impl Repository {
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<Page<Artifact>> {
+        self.list_versions_holding(name, limit, cursor, None).await
+    }
+
+    /// [`Self::list_versions`], only those whose bytes are `content` when
+    /// given (`?sha256=`): which versions are this build? A page may then hold
+    /// fewer than `limit` items while `next_cursor` says more may follow.
+    /// Only the attributes an [`Artifact`] shows are read back
+    /// ([`VersionRow::ARTIFACT_ATTRIBUTES`]). AWS calls: 1 per page.
+    pub async fn list_versions_holding(
+        &self,
+        name: &ArtifactName,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        content: Option<&Sha256>,
+    ) -> Result<Page<Artifact>> {
         let limit = page_size(limit)?;
         let start = decode_cursor(name.as_str(), cursor, |sk| {
             Version::from_sort_key(sk).is_ok()
         })?;
         let first_page = start.is_none();
-        let out = self
+        let (projection, projected) = VersionRow::artifact_projection();
+        let query = self
             .ddb
             .query()
             .table_name(&self.layout.table)
             .key_condition_expression("#pk = :pk")
-            .filter_expression("#is_deleted = :false")
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
             .expression_attribute_values(":pk", sv(name.as_str()))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .projection_expression(projection);
+        let query = projected
+            .into_iter()
+            .fold(query, |q, (k, v)| q.expression_attribute_names(k, v));
+        let query = match content {
+            None => query.filter_expression("#is_deleted = :false"),
+            Some(digest) => query
+                .filter_expression("#is_deleted = :false AND #sha256 = :sha256")
+                .expression_attribute_names("#sha256", attr::SHA256)
+                .expression_attribute_values(":sha256", sv(digest.as_str())),
+        };
+        let out = query
             .scan_index_forward(false)
             .consistent_read(true)
             .limit(limit as i32)
@@ -61,7 +88,8 @@ impl Repository {
             .map(|item| VersionRow::from_item(item).map(|row| row.to_artifact(&self.layout)))
             .collect::<Result<Vec<_>>>()?;
         let next_cursor = next_sort_key(out.last_evaluated_key()).map(encode_cursor);
-        if first_page && items.is_empty() && next_cursor.is_none() {
+        // With a content filter, no match is an empty page, not a missing artifact.
+        if first_page && content.is_none() && items.is_empty() && next_cursor.is_none() {
             return Err(Error::ArtifactNotFound {
                 name: name.to_string(),
             });
