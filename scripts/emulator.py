@@ -29,6 +29,8 @@ Serves S3 and DynamoDB on loopback. Two things differ from plain `moto_server`:
   transaction took 100 ms more right after a 1 GiB upload, and benchmarks
   by size measured the emulator's memory release). The emulator collects
   right after such a request instead, before it releases the lock.
+* ListParts answers with S3's root element (`ListPartsResult`; moto says
+  `ListPartsResponse`, which the Rust SDK refuses).
 * It prints the bound address on its first line, then serves until its
   standard input closes, so a test harness that dies takes the emulator down.
 
@@ -129,6 +131,15 @@ def _transact_write_items_with_snapshots(self, transact_items):
 DynamoDBBackend.transact_write_items = _transact_write_items_with_snapshots
 
 
+def _list_parts_result(body):
+    """moto names ListParts' root element `ListPartsResponse`; S3 (and so
+    every SDK that checks it) says `ListPartsResult`
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListParts.html)."""
+    return body.replace(b"<ListPartsResponse", b"<ListPartsResult", 1).replace(
+        b"</ListPartsResponse>", b"</ListPartsResult>", 1
+    )
+
+
 # Bodies above this are freed by the request that carried them (see above).
 # A full collection costs tens of milliseconds whatever was freed, which a
 # transfer of this size dwarfs; smaller bodies cost little to free later.
@@ -152,8 +163,16 @@ class Serialised:
             self.bytes += int(environ.get("CONTENT_LENGTH") or 0)
             _request.underscore_headers = environ.get("emulator.underscore_headers", [])
             # Drain the response inside the lock: moto builds it lazily sometimes.
-            body = b"".join(self.app(environ, start_response))
+            answer = []
+            body = b"".join(self.app(environ, lambda *args: answer.append(args)))
+            status, headers, *exc_info = answer[-1]
+            if b"<ListPartsResponse" in body[:200]:
+                body = _list_parts_result(body)
+                headers = [
+                    (k, str(len(body)) if k.lower() == "content-length" else v) for k, v in headers
+                ]
             self.bytes += len(body)
+            start_response(status, headers, *exc_info)
             if int(environ.get("CONTENT_LENGTH") or 0) > LARGE_BODY:
                 gc.collect()
             return [body]

@@ -141,6 +141,7 @@ async fn stage(
         size: bytes.len() as u64,
         content_type: None,
         metadata: Default::default(),
+        part_size: None,
     };
     let ticket = repo.create_upload(n, request).await.expect("create upload");
     put_bytes(http, &ticket, bytes).await;

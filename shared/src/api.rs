@@ -18,15 +18,19 @@ use crate::http::{
     actor, body, empty, error_response, json, paging, path, precondition, query, redirect,
     with_etag,
 };
-use crate::model::{AliasTarget, ChangeRequest, RetentionPolicy, UploadRequest};
+use crate::model::{
+    AliasTarget, ChangeRequest, CommitOutcome, PartRequest, RetentionPolicy, UploadRequest,
+};
 use crate::names::{AliasName, ArtifactName, Sha256, Version, Weight};
-use crate::repository::Repository;
+use crate::repository::{Repository, UploadId, Verifier};
 
 /// Every operation, named as its function package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     ListArtifacts,
     StartUpload,
+    GetUpload,
+    GetUploadParts,
     CommitUpload,
     ListVersions,
     PublishVersion,
@@ -72,6 +76,20 @@ pub const ROUTES: &[Route] = &[
         operation: Operation::StartUpload,
         function: "start-upload",
         success: 201,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/uploads/{upload_id}",
+        operation: Operation::GetUpload,
+        function: "get-upload",
+        success: 200,
+    },
+    Route {
+        method: "POST",
+        path: "/artifacts/{name}/uploads/{upload_id}/parts",
+        operation: Operation::GetUploadParts,
+        function: "get-upload-parts",
+        success: 200,
     },
     Route {
         method: "PUT",
@@ -196,6 +214,8 @@ impl Operation {
         let result = match self {
             Self::ListArtifacts => list_artifacts(repo, &request).await,
             Self::StartUpload => start_upload(repo, &request).await,
+            Self::GetUpload => get_upload(repo, &request).await,
+            Self::GetUploadParts => get_upload_parts(repo, &request).await,
             Self::CommitUpload => commit_upload(repo, &request).await,
             Self::ListVersions => list_versions(repo, &request).await,
             Self::PublishVersion => publish_version(repo, &request).await,
@@ -277,6 +297,8 @@ struct StartUploadBody {
     content_type: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    part_size: Option<u64>,
 }
 
 pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
@@ -288,6 +310,7 @@ pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Respon
         size: b.size,
         content_type: b.content_type,
         metadata: b.metadata,
+        part_size: b.part_size,
     };
     let ticket = repo
         .create_upload_as(&name, request, &actor(request_ref))
@@ -309,10 +332,67 @@ struct CommitBody {
 pub async fn commit_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let b: CommitBody = body(request)?;
-    let committed = repo
-        .commit_upload_as(&name, &b.upload_id, &actor(request))
-        .await?;
-    Ok(json(StatusCode::OK, &committed))
+    let outcome = repo.commit_as(&name, &b.upload_id, &actor(request)).await?;
+    let status = match outcome {
+        CommitOutcome::Committed(_) => StatusCode::OK,
+        CommitOutcome::Verifying { .. } => StatusCode::ACCEPTED,
+    };
+    Ok(json(status, &outcome))
+}
+
+pub async fn get_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let upload_id: UploadId = path(request, "upload_id")?;
+    Ok(json(
+        StatusCode::OK,
+        &repo.upload_state(&name, upload_id.as_str()).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartsBody {
+    parts: Vec<PartBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartBody {
+    #[serde(deserialize_with = "whole_number")]
+    number: u64,
+    sha256: String,
+}
+
+pub async fn get_upload_parts(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let upload_id: UploadId = path(request, "upload_id")?;
+    let b: PartsBody = body(request)?;
+    let parts = b
+        .parts
+        .into_iter()
+        .map(|p| {
+            let number = u32::try_from(p.number)
+                .ok()
+                .filter(|n| *n >= 1 && u64::from(*n) <= crate::repository::MAX_PARTS)
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "part number {} is outside 1..={}",
+                        p.number,
+                        crate::repository::MAX_PARTS
+                    ))
+                })?;
+            Ok(PartRequest {
+                number,
+                sha256: p.sha256.parse()?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(json(
+        StatusCode::OK,
+        &repo
+            .upload_part_urls(&name, upload_id.as_str(), &parts)
+            .await?,
+    ))
 }
 
 pub async fn list_versions(repo: &Repository, request: &Request) -> Result<Response<Body>> {
@@ -615,7 +695,16 @@ pub async fn resolve_alias(repo: &Repository, request: &Request) -> Result<Respo
 pub async fn init() -> std::result::Result<Repository, crate::ConfigError> {
     let config = crate::Config::from_env()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Ok(Repository::new(&sdk, &config))
+    let repo = Repository::new(&sdk, &config);
+    // Deployed, committed multipart uploads are verified by `verify-upload`;
+    // without it (the local server), by a task of this process.
+    Ok(match config.verify_function {
+        Some(function) => repo.with_verifier(Verifier::Lambda {
+            client: aws_sdk_lambda::Client::new(&sdk),
+            function,
+        }),
+        None => repo,
+    })
 }
 
 /// The whole `main` of a Lambda function: tracing (the runtime's default

@@ -20,6 +20,13 @@ pub struct Config {
     /// library's layout equal to the rows (SPEC 3.2). Off: its handler does
     /// nothing, and each byte is stored once.
     pub seed_layout_mirror: bool,
+    /// Bytes one `verify-upload` invocation hashes at most before it
+    /// checkpoints and chains (`VERIFY_BUDGET_BYTES`; its deadline stops it
+    /// earlier). Unlimited by default.
+    pub verify_budget_bytes: u64,
+    /// `VERIFY_FUNCTION_NAME`: the `verify-upload` function to invoke after
+    /// a multipart commit; unset (the local server): verified in process.
+    pub verify_function: Option<String>,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -113,6 +120,17 @@ impl Config {
                 )));
             }
         };
+        let verify_budget_bytes = match get("VERIFY_BUDGET_BYTES") {
+            None => u64::MAX,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "VERIFY_BUDGET_BYTES {v:?} must be a positive integer"
+                    )));
+                }
+            },
+        };
         Ok(Self {
             bucket,
             table,
@@ -122,6 +140,8 @@ impl Config {
             upload_expires: Duration::from_secs(upload_secs),
             retention,
             seed_layout_mirror,
+            verify_budget_bytes,
+            verify_function: get("VERIFY_FUNCTION_NAME"),
         })
     }
 }

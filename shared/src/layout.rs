@@ -54,6 +54,17 @@ pub mod attr {
     /// garbage-collects; expiry itself is enforced by conditions on it.
     pub const EXPIRES_AT: &str = "expires_at";
     pub const COMMITTED_AT: &str = "committed_at";
+    /// On multipart upload rows: S3's upload id and the cut of the bytes.
+    pub const S3_UPLOAD_ID: &str = "s3_upload_id";
+    pub const PART_SIZE: &str = "part_size";
+    pub const PART_COUNT: &str = "part_count";
+    /// On verifying upload rows: the object version being verified, and
+    /// the verification's checkpoint (bytes hashed, SHA-256 state).
+    pub const BLOB_VERSION: &str = "blob_version_id";
+    pub const VERIFIED_BYTES: &str = "verified_bytes";
+    pub const HASH_STATE: &str = "hash_state";
+    /// On failed upload rows.
+    pub const REASON: &str = "reason";
     pub const CHANGED: &str = "changed";
     /// On purge fences.
     pub const PURGE_ID: &str = "purge_id";

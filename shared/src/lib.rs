@@ -22,8 +22,9 @@ pub mod names;
 pub mod repository;
 mod rows;
 pub mod scheduled;
+pub mod verifier;
 
 pub use config::{Config, ConfigError};
 pub use error::{Error, ErrorKind, Result};
 pub use names::{AliasName, ArtifactName, Sha256, Version, Weight};
-pub use repository::Repository;
+pub use repository::{Repository, Verifier, VerifyStep};

@@ -210,6 +210,9 @@ pub struct UploadTicket {
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
+    /// A multipart upload: ask the parts route for each part's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartPlan>,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
@@ -230,6 +233,88 @@ pub struct UploadRequest {
     pub size: u64,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// Asks for a multipart upload with parts of this size (≥ 5 MiB); a
+    /// size above 5 GiB gets one whatever this says.
+    pub part_size: Option<u64>,
+}
+
+/// How a multipart upload is cut: every part `part_size` bytes, the last
+/// one the remainder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MultipartPlan {
+    pub part_size: u64,
+    pub part_count: u32,
+}
+
+/// One part the client is about to send, with its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRequest {
+    pub number: u32,
+    pub sha256: crate::names::Sha256,
+}
+
+/// A presigned UploadPart, bound to the part's declared SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartUrl {
+    pub number: u32,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The answer of the parts route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartUrls {
+    pub parts: Vec<PartUrl>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// A part S3 holds for a multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartReceived {
+    pub number: u32,
+    pub size: u64,
+    /// The part's SHA-256 as S3 recorded it (hex); S3 checked it against
+    /// the signed header. `null` where the store does not report it.
+    pub sha256: Option<String>,
+}
+
+/// An upload's state (`GET …/uploads/{upload_id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadStatus {
+    pub upload_id: String,
+    pub state: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartPlan>,
+    /// Multipart, pending: the numbers of the parts S3 holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts_received: Option<Vec<u32>>,
+    /// Multipart, pending: those parts with their sizes and checksums.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<PartReceived>>,
+    /// Verifying: how many bytes have been hashed so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_bytes: Option<u64>,
+    /// Committed: LATEST as the commit made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
+    /// Failed: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a commit answers: LATEST (single PUT, 200), or a multipart upload
+/// handed to `verify-upload` (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum CommitOutcome {
+    Committed(Committed),
+    Verifying {
+        upload_id: String,
+        state: &'static str,
+    },
 }
 
 /// Retention policy: keep the newest `keep_last_n` numbered versions, and

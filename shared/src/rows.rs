@@ -424,20 +424,54 @@ pub struct UploadRow {
     pub update_at: OffsetDateTime,
     /// Set with `state = committed`: whether the commit changed LATEST.
     pub changed: Option<bool>,
+    /// A multipart upload: S3's upload id and how the bytes are cut.
+    pub multipart: Option<MultipartUpload>,
+    /// Verifying (and after): the S3 object version of the blob key that
+    /// is being verified; only it can become LATEST's bytes.
+    pub blob_version: Option<String>,
+    /// Verifying: bytes hashed so far and the hash state after them.
+    pub verified_bytes: u64,
+    pub hash_state: Option<Vec<u8>>,
+    /// Failed: why.
+    pub reason: Option<String>,
+}
+
+/// The S3 side of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartUpload {
+    pub s3_upload_id: String,
+    pub plan: crate::model::MultipartPlan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadState {
     Pending,
+    /// Multipart only: completed in S3, its SHA-256 being computed.
+    Verifying,
     Committed,
+    /// Multipart only: the bytes were not the declared ones.
+    Failed,
 }
 
 impl UploadState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Verifying => "verifying",
             Self::Committed => "committed",
+            Self::Failed => "failed",
         }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Verifying,
+            Self::Committed,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
     }
 }
 
@@ -455,14 +489,46 @@ impl UploadRow {
         if let Some(changed) = self.changed {
             item.insert(attr::CHANGED.into(), AttributeValue::Bool(changed));
         }
+        if let Some(mp) = &self.multipart {
+            item.insert(attr::S3_UPLOAD_ID.into(), sv(&mp.s3_upload_id));
+            item.insert(attr::PART_SIZE.into(), nv(mp.plan.part_size));
+            item.insert(attr::PART_COUNT.into(), nv(mp.plan.part_count));
+        }
+        if let Some(v) = &self.blob_version {
+            item.insert(attr::BLOB_VERSION.into(), sv(v));
+        }
+        if self.verified_bytes > 0 {
+            item.insert(attr::VERIFIED_BYTES.into(), nv(self.verified_bytes));
+        }
+        if let Some(h) = &self.hash_state {
+            item.insert(
+                attr::HASH_STATE.into(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(h.clone())),
+            );
+        }
+        if let Some(r) = &self.reason {
+            item.insert(attr::REASON.into(), sv(r));
+        }
         item
     }
 
     pub fn from_item(name: &ArtifactName, item: &Item) -> Result<Self> {
-        let state = match s(item, attr::STATE) {
-            Some("pending") => UploadState::Pending,
-            Some("committed") => UploadState::Committed,
-            _ => return Err(malformed(item, "state")),
+        let state = s(item, attr::STATE)
+            .and_then(UploadState::parse)
+            .ok_or_else(|| malformed(item, "state"))?;
+        let multipart = match (
+            s(item, attr::S3_UPLOAD_ID),
+            n(item, attr::PART_SIZE),
+            n(item, attr::PART_COUNT),
+        ) {
+            (Some(id), Some(part_size), Some(part_count)) => Some(MultipartUpload {
+                s3_upload_id: id.to_owned(),
+                plan: crate::model::MultipartPlan {
+                    part_size,
+                    part_count,
+                },
+            }),
+            _ => None,
         };
         Ok(Self {
             name: name.clone(),
@@ -489,6 +555,14 @@ impl UploadRow {
                 .get(attr::CHANGED)
                 .and_then(|v| v.as_bool().ok())
                 .copied(),
+            multipart,
+            blob_version: s(item, attr::BLOB_VERSION).map(str::to_owned),
+            verified_bytes: n(item, attr::VERIFIED_BYTES).unwrap_or(0),
+            hash_state: item
+                .get(attr::HASH_STATE)
+                .and_then(|v| v.as_b().ok())
+                .map(|b| b.as_ref().to_vec()),
+            reason: s(item, attr::REASON).map(str::to_owned),
         })
     }
 

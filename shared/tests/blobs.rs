@@ -14,6 +14,7 @@ fn declare(bytes: &[u8]) -> UploadRequest {
         size: bytes.len() as u64,
         content_type: None,
         metadata: Default::default(),
+        part_size: None,
     }
 }
 

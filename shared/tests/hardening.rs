@@ -215,6 +215,7 @@ async fn metadata_up_to_the_documented_budget_fits_s3s_2_kib_with_the_longest_na
         size: 1,
         content_type: None,
         metadata: metadata.into_iter().collect(),
+        part_size: None,
     };
     let budget = metadata_limits::USER_BYTES;
     let fits = vec![("k".to_owned(), "v".repeat(budget - 1))];
@@ -287,6 +288,7 @@ async fn an_upload_without_a_content_type_is_signed_over_the_default_one() {
                 size: 5,
                 content_type: None,
                 metadata: Default::default(),
+                part_size: None,
             },
         )
         .await

@@ -80,6 +80,7 @@ async fn declare(repo: &Repository, bytes: &[u8]) -> UploadTicket {
         size: bytes.len() as u64,
         content_type: None,
         metadata: Default::default(),
+        part_size: None,
     };
     repo.create_upload(&name("app"), request).await.unwrap()
 }

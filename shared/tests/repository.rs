@@ -77,6 +77,7 @@ async fn user_metadata_and_content_type_given_at_upload_are_kept() {
                 size: 2,
                 content_type: Some("application/json".into()),
                 metadata: [("git-sha".to_owned(), "abc123".to_owned())].into(),
+                part_size: None,
             },
         )
         .await
@@ -131,6 +132,7 @@ async fn a_second_commit_of_one_upload_returns_the_same_result() {
                 size: 1,
                 content_type: None,
                 metadata: Default::default(),
+                part_size: None,
             },
         )
         .await
@@ -167,6 +169,7 @@ async fn commit_refuses_a_staged_object_whose_size_differs_from_the_declaration(
                 size: 3,
                 content_type: None,
                 metadata: Default::default(),
+                part_size: None,
             },
         )
         .await
@@ -862,6 +865,7 @@ async fn every_operation_stays_within_its_aws_call_budget() {
         size: 2,
         content_type: None,
         metadata: Default::default(),
+        part_size: None,
     };
     let (ticket, c) = counted(repo, repo.create_upload(&n, request)).await;
     let ticket = ticket.unwrap();

@@ -419,6 +419,7 @@ pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
                     size: 4,
                     content_type: None,
                     metadata: Default::default(),
+                    part_size: None,
                 },
             )
             .await
@@ -459,6 +460,7 @@ pub async fn upload_with(
                 size: bytes.len() as u64,
                 content_type: Some("application/octet-stream".into()),
                 metadata: Default::default(),
+                part_size: None,
             },
         )
         .await
@@ -496,6 +498,34 @@ pub async fn put_bytes(
         response.text().await.unwrap_or_default()
     );
     status
+}
+
+/// PUTs one part to its presigned UploadPart URL with its headers; returns
+/// the status and the body (S3's error, when refused).
+pub async fn put_part(
+    http: &reqwest::Client,
+    part: &shared::model::PartUrl,
+    bytes: &[u8],
+) -> (u16, String) {
+    let mut request = http.put(&part.url).body(bytes.to_vec());
+    for (k, v) in &part.headers {
+        request = request.header(k, v);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT part {}: {e}", part.number));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// `bytes` cut as `plan` cuts them: (part number, the part's bytes).
+pub fn parts_of<'a>(bytes: &'a [u8], plan: &shared::model::MultipartPlan) -> Vec<(u32, &'a [u8])> {
+    bytes
+        .chunks(plan.part_size as usize)
+        .enumerate()
+        .map(|(i, chunk)| (i as u32 + 1, chunk))
+        .collect()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -7,11 +7,13 @@
 
 mod aliases;
 mod mirror;
+mod multipart;
 mod names;
 mod publish;
 mod purge;
 mod retention;
 mod uploads;
+mod verify;
 mod versions;
 
 use std::time::Duration;
@@ -37,8 +39,13 @@ use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
 use crate::scheduled::RetentionSchedule;
 
+pub use multipart::{
+    DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
+    MIN_PART_SIZE, plan as multipart_plan,
+};
 pub use retention::{ReclaimReport, RetentionBookkeeping};
-pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, metadata_limits};
+pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, UploadId, metadata_limits};
+pub use verify::{Verifier, VerifyRequest, VerifyStep};
 
 /// Page sizes accepted by the listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -57,6 +64,10 @@ pub struct Repository {
     /// The deployment's retention defaults (route and schedule alike).
     retention: RetentionSchedule,
     calls: CallCounter,
+    /// Who verifies committed multipart uploads.
+    verifier: Verifier,
+    /// Bytes one verification step hashes at most (`VERIFY_BUDGET_BYTES`).
+    verify_budget_bytes: u64,
 }
 
 impl Repository {
@@ -98,6 +109,8 @@ impl Repository {
             upload_expires: config.upload_expires,
             retention: config.retention,
             calls,
+            verifier: Verifier::default(),
+            verify_budget_bytes: config.verify_budget_bytes,
         }
     }
 
@@ -350,6 +363,17 @@ fn stream() -> Result<StreamSpecification> {
         .stream_view_type(StreamViewType::NewAndOldImages)
         .build()
         .map_err(invalid_sdk_input)
+}
+
+/// Whether a single-item write failed on its condition.
+fn condition_failed<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        R,
+    >,
+) -> bool {
+    e.as_service_error()
+        .is_some_and(|e| e.is_conditional_check_failed_exception())
 }
 
 fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {

@@ -216,8 +216,11 @@ impl Repository {
         let in_uploads = uploads?
             .iter()
             .filter_map(|item| UploadRow::from_item(name, item).ok())
+            // A verifying upload will commit these bytes when they check out.
             .any(|u| {
-                u.sha256 == sha256 && u.state == UploadState::Pending && u.expires_at > now_secs
+                u.sha256 == sha256
+                    && matches!(u.state, UploadState::Pending | UploadState::Verifying)
+                    && u.expires_at > now_secs
             });
         Ok(in_rows || in_uploads)
     }

@@ -23,10 +23,11 @@ use crate::layout::{
     BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, REGISTRY_PK, attr,
     condemned_pk, fence_pk, format_update_at, now, upload_pk,
 };
-use crate::model::{Committed, LOCAL_ACTOR, UploadRequest, UploadTicket};
+use crate::model::{CommitOutcome, Committed, LOCAL_ACTOR, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{
-    Location, UploadRow, UploadState, VersionRow, key, nv, string_map, sv, version_key,
+    Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, string_map, sv,
+    version_key,
 };
 
 /// S3's single-PUT limit.
@@ -52,7 +53,7 @@ pub mod metadata_limits {
         + super::META_ARTIFACT_SHA256.len()
         + 64
         + super::META_UPLOAD_SIZE.len()
-        + 10; // "5368709120": the largest single-PUT size
+        + 14; // "53687091200000": the largest multipart size
     /// The caller's budget: keys and values of `metadata`, in bytes.
     pub const USER_BYTES: usize = S3_USER_METADATA_BYTES - RESERVED_BYTES;
     /// Keys per upload: each is a signed `x-amz-meta-*` header of the PUT,
@@ -76,12 +77,6 @@ impl UploadRequest {
             return Err(Error::InvalidRequest(
                 "sha256 must be 64 hexadecimal characters".into(),
             ));
-        }
-        if self.size > MAX_UPLOAD_SIZE {
-            return Err(Error::TooLarge(format!(
-                "size {} exceeds the 5 GiB single-upload limit",
-                self.size
-            )));
         }
         if let Some(ct) = &self.content_type
             && (ct.is_empty() || ct.len() > 255 || !ct.bytes().all(|b| (0x20..0x7f).contains(&b)))
@@ -194,6 +189,7 @@ impl Repository {
         actor: &str,
     ) -> Result<UploadTicket> {
         let request = request.validate()?;
+        let plan = super::multipart::plan(request.size, request.part_size)?;
         let upload_id = UploadId::new(&request.sha256);
         let digest = hex::decode(&request.sha256)
             .map_err(|_| Error::InvalidRequest("sha256 must be hexadecimal".into()))?;
@@ -217,15 +213,60 @@ impl Repository {
             expires_at: expires_at.unix_timestamp(),
             update_at: now,
             changed: None,
+            multipart: None,
+            blob_version: None,
+            verified_bytes: 0,
+            hash_state: None,
+            reason: None,
         };
         let blob_key = self.layout.blob_key(name, &request.sha256);
+        let mut metadata: HashMap<String, String> = request.metadata.clone().into_iter().collect();
+        metadata.insert(META_ARTIFACT_NAME.into(), name.to_string());
+        metadata.insert(META_ARTIFACT_SHA256.into(), request.sha256.clone());
+        metadata.insert(META_UPLOAD_SIZE.into(), request.size.to_string());
+        let expires_at_secs = expires_at.replace_nanosecond(0).unwrap_or(expires_at);
+        if let Some(plan) = plan {
+            // RT 1: is the blob there ∥ the S3 side of the upload; RT 2:
+            // the row (∥ giving the S3 side up when the bytes are there).
+            let (held, created) = tokio::join!(
+                self.blob_holds(&blob_key, &digest, request.size),
+                self.create_multipart(&blob_key, &content_type, metadata)
+            );
+            let (exists, s3_upload_id) = (held?, created?);
+            let mut row = row;
+            if !exists {
+                row.multipart = Some(MultipartUpload {
+                    s3_upload_id: s3_upload_id.clone(),
+                    plan,
+                });
+            }
+            let (recorded, aborted) = tokio::join!(self.record_upload(name, &row), async {
+                if exists {
+                    self.abort_multipart(&blob_key, &s3_upload_id).await
+                } else {
+                    Ok(())
+                }
+            });
+            recorded?;
+            aborted?;
+            return Ok(UploadTicket {
+                upload_id: upload_id.as_str().to_owned(),
+                state: UploadState::Pending.as_str(),
+                exists,
+                url: None,
+                method: None,
+                headers: None,
+                multipart: (!exists).then_some(plan),
+                expires_at: expires_at_secs,
+            });
+        }
         let (held, recorded) = tokio::join!(
             self.blob_holds(&blob_key, &digest, request.size),
             self.record_upload(name, &row)
         );
         recorded?;
         let exists = held?;
-        let expires_at = expires_at.replace_nanosecond(0).unwrap_or(expires_at);
+        let expires_at = expires_at_secs;
         if exists {
             return Ok(UploadTicket {
                 upload_id: upload_id.as_str().to_owned(),
@@ -234,13 +275,10 @@ impl Repository {
                 url: None,
                 method: None,
                 headers: None,
+                multipart: None,
                 expires_at,
             });
         }
-        let mut metadata: HashMap<String, String> = request.metadata.clone().into_iter().collect();
-        metadata.insert(META_ARTIFACT_NAME.into(), name.to_string());
-        metadata.insert(META_ARTIFACT_SHA256.into(), request.sha256.clone());
-        metadata.insert(META_UPLOAD_SIZE.into(), request.size.to_string());
         let presigned = self
             .s3
             .put_object()
@@ -266,6 +304,7 @@ impl Repository {
             url: Some(presigned.uri().to_owned()),
             method: Some(presigned.method().to_owned()),
             headers: Some(headers),
+            multipart: None,
             expires_at,
         })
     }
@@ -383,21 +422,41 @@ impl Repository {
         self.commit_upload_as(name, upload_id, LOCAL_ACTOR).await
     }
 
-    /// [`Self::commit_upload`], recording `actor` as LATEST's creator.
-    ///
-    /// Round trip 1: HeadObject of the blob ∥ BatchGetItem of the upload row
-    /// and LATEST. Round trip 2: one TransactWriteItems — the upload row
-    /// `pending → committed` (so an upload is committed at most once), no
-    /// reclaim of the blob under way, LATEST pointed at the blob, the name
-    /// registered. AWS calls: 3 in 2 sequential round trips, whatever the
-    /// size. A retried commit answers as the first did (2 calls); an upload
-    /// committed before LATEST moved on is refused (409), an expired one 404.
+    /// [`Self::commit_as`] of a single-PUT upload; a multipart upload,
+    /// handed to verification, is a conflict here (its state tells the rest).
     pub async fn commit_upload_as(
         &self,
         name: &ArtifactName,
         upload_id: &str,
         actor: &str,
     ) -> Result<Committed> {
+        match self.commit_as(name, upload_id, actor).await? {
+            CommitOutcome::Committed(committed) => Ok(committed),
+            CommitOutcome::Verifying { upload_id, .. } => Err(Error::ConcurrentModification(
+                format!("upload {upload_id} of {name} is being verified; ask its state"),
+            )),
+        }
+    }
+
+    /// Commits an upload, recording `actor` as LATEST's creator.
+    ///
+    /// Single PUT — round trip 1: HeadObject of the blob ∥ BatchGetItem of
+    /// the upload row and LATEST. Round trip 2: one TransactWriteItems — the
+    /// upload row `pending → committed` (so an upload is committed at most
+    /// once), no reclaim of the blob under way, LATEST pointed at the blob,
+    /// the name registered. AWS calls: 3 in 2 sequential round trips,
+    /// whatever the size. A retried commit answers as the first did (2
+    /// calls); an upload committed before LATEST moved on is refused (409),
+    /// an expired one 404.
+    ///
+    /// Multipart: after the same first round trip, see
+    /// `multipart.rs` (`commit_multipart`): 202 `verifying`.
+    pub async fn commit_as(
+        &self,
+        name: &ArtifactName,
+        upload_id: &str,
+        actor: &str,
+    ) -> Result<CommitOutcome> {
         let id: UploadId = upload_id.parse()?;
         let blob_key = self.layout.blob_key(name, id.sha256());
         let digest = hex::decode(id.sha256()).map_err(|e| Error::internal("upload id", e))?;
@@ -406,27 +465,36 @@ impl Repository {
             let (head, rows) =
                 tokio::join!(self.head_blob(&blob_key), self.upload_and_latest(name, &id));
             let (upload, latest) = rows?;
-            let not_found = || Error::UploadNotFound {
-                name: name.to_string(),
-                upload_id: id.as_str().to_owned(),
-            };
-            let upload = upload.ok_or_else(not_found)?;
+            let upload = upload.ok_or_else(|| super::multipart::upload_not_found(name, &id))?;
             let latest = latest.filter(VersionRow::is_live);
-            if upload.state == UploadState::Committed {
-                return match latest {
-                    Some(row) if row.upload_id.as_deref() == Some(id.as_str()) => Ok(Committed {
-                        changed: upload.changed.unwrap_or(true),
-                        artifact: row.to_artifact(&self.layout),
-                    }),
-                    _ => Err(Error::UploadSuperseded {
-                        name: name.to_string(),
+            match upload.state {
+                UploadState::Pending => {}
+                UploadState::Committed => {
+                    return Ok(CommitOutcome::Committed(
+                        self.as_committed(name, &id, &upload, latest)?,
+                    ));
+                }
+                UploadState::Verifying => {
+                    return Ok(CommitOutcome::Verifying {
                         upload_id: id.as_str().to_owned(),
-                    }),
-                };
+                        state: UploadState::Verifying.as_str(),
+                    });
+                }
+                UploadState::Failed => {
+                    return Err(Error::UploadMismatch(format!(
+                        "verification failed: {}",
+                        upload
+                            .reason
+                            .as_deref()
+                            .unwrap_or("the bytes are not the declared ones")
+                    )));
+                }
             }
-            let now = now();
-            if upload.expires_at <= now.unix_timestamp() {
-                return Err(not_found());
+            if upload.expires_at <= now().unix_timestamp() {
+                return Err(super::multipart::upload_not_found(name, &id));
+            }
+            if upload.multipart.is_some() {
+                return self.commit_multipart(name, &id, upload, head?).await;
             }
             let head = head?.ok_or_else(|| {
                 Error::UploadMismatch(
@@ -435,60 +503,145 @@ impl Repository {
                 )
             })?;
             blob_check(&head, &digest, upload.size)?;
-
-            let unchanged = latest
-                .as_ref()
-                .is_some_and(|row| row.sha256 == upload.sha256 && row.location == Location::Blob);
-            let seed = match &latest {
-                Some(row) if row.last_version.is_none() && !unchanged => {
-                    self.highest_version(name).await?
-                }
-                _ => 0,
-            };
-            let ops = vec![
-                self.finish_upload(name, &id, !unchanged, now)?,
-                self.not_condemned(name, id.sha256(), Some(read_at))?,
-                self.latest_update(name, &upload, actor, latest.as_ref(), unchanged, seed, now)?,
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.layout.table)
-                            .set_item(Some(key(REGISTRY_PK, format!("{name}/"))))
-                            .build()
-                            .map_err(super::invalid_sdk_input)?,
-                    )
-                    .build(),
-            ];
-            let token = format!("{}-{attempt}", &id.as_str()[..32]);
-            match self.transact(ops, &token).await {
-                Ok(()) => {
-                    let artifact = match (unchanged, latest) {
-                        (true, Some(row)) => row.to_artifact(&self.layout),
-                        _ => UploadRow {
-                            update_at: now,
-                            actor: actor.to_owned(),
-                            ..upload
-                        }
-                        .to_artifact(&self.layout),
-                    };
-                    return Ok(Committed {
-                        artifact,
-                        changed: !unchanged,
-                    });
-                }
-                Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {
-                    return Err(being_reclaimed(name));
-                }
-                // The upload was committed or expired meanwhile, or LATEST
-                // changed under an unchanged commit: read again.
-                Err(TransactFailure::Conditions(_)) => {}
-                Err(TransactFailure::Contention) => super::backoff(attempt).await,
-                Err(TransactFailure::Failed(e)) => return Err(e),
+            let from = UploadState::Pending;
+            if let Some(committed) = self
+                .try_commit(name, &id, upload, latest, read_at, actor, from, attempt)
+                .await?
+            {
+                return Ok(CommitOutcome::Committed(committed));
             }
         }
         Err(Error::ConcurrentModification(format!(
             "committing to {name} kept conflicting with other writers; retry"
         )))
+    }
+
+    /// The answer to a commit of an upload that is committed already: the
+    /// first commit's, while LATEST is still its; superseded (409) after.
+    fn as_committed(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        upload: &UploadRow,
+        latest: Option<VersionRow>,
+    ) -> Result<Committed> {
+        match latest {
+            Some(row) if row.upload_id.as_deref() == Some(id.as_str()) => Ok(Committed {
+                changed: upload.changed.unwrap_or(true),
+                artifact: row.to_artifact(&self.layout),
+            }),
+            _ => Err(Error::UploadSuperseded {
+                name: name.to_string(),
+                upload_id: id.as_str().to_owned(),
+            }),
+        }
+    }
+
+    /// Commits a multipart upload whose bytes `verify-upload` found to be
+    /// the declared ones: the same transaction as a single PUT's commit,
+    /// from `verifying`. `None` when the upload is gone (purged) or no
+    /// longer verifying.
+    pub(super) async fn commit_verified(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+    ) -> Result<Option<Committed>> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let read_at = now();
+            let (upload, latest) = self.upload_and_latest(name, id).await?;
+            let Some(upload) = upload else {
+                return Ok(None);
+            };
+            let latest = latest.filter(VersionRow::is_live);
+            match upload.state {
+                UploadState::Verifying => {}
+                UploadState::Committed => {
+                    return self.as_committed(name, id, &upload, latest).map(Some);
+                }
+                _ => return Ok(None),
+            }
+            let actor = upload.actor.clone();
+            let from = UploadState::Verifying;
+            if let Some(committed) = self
+                .try_commit(name, id, upload, latest, read_at, &actor, from, attempt)
+                .await?
+            {
+                return Ok(Some(committed));
+            }
+        }
+        Err(Error::ConcurrentModification(format!(
+            "committing to {name} kept conflicting with other writers"
+        )))
+    }
+
+    /// One attempt at the commit transaction of an upload in state `from`
+    /// whose bytes were checked: `None` when a concurrent writer won (read
+    /// again and retry).
+    #[allow(clippy::too_many_arguments)]
+    async fn try_commit(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        upload: UploadRow,
+        latest: Option<VersionRow>,
+        read_at: OffsetDateTime,
+        actor: &str,
+        from: UploadState,
+        attempt: u32,
+    ) -> Result<Option<Committed>> {
+        let now = now();
+        let unchanged = latest
+            .as_ref()
+            .is_some_and(|row| row.sha256 == upload.sha256 && row.location == Location::Blob);
+        let seed = match &latest {
+            Some(row) if row.last_version.is_none() && !unchanged => {
+                self.highest_version(name).await?
+            }
+            _ => 0,
+        };
+        let ops = vec![
+            self.finish_upload(name, id, from, !unchanged, now)?,
+            self.not_condemned(name, id.sha256(), Some(read_at))?,
+            self.latest_update(name, &upload, actor, latest.as_ref(), unchanged, seed, now)?,
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.layout.table)
+                        .set_item(Some(key(REGISTRY_PK, format!("{name}/"))))
+                        .build()
+                        .map_err(super::invalid_sdk_input)?,
+                )
+                .build(),
+        ];
+        let token = format!("{}-{attempt}", &id.as_str()[..32]);
+        match self.transact(ops, &token).await {
+            Ok(()) => {
+                let artifact = match (unchanged, latest) {
+                    (true, Some(row)) => row.to_artifact(&self.layout),
+                    _ => UploadRow {
+                        update_at: now,
+                        actor: actor.to_owned(),
+                        ..upload
+                    }
+                    .to_artifact(&self.layout),
+                };
+                Ok(Some(Committed {
+                    artifact,
+                    changed: !unchanged,
+                }))
+            }
+            Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {
+                Err(being_reclaimed(name))
+            }
+            // The upload was committed or expired meanwhile, or LATEST
+            // changed under an unchanged commit: read again.
+            Err(TransactFailure::Conditions(_)) => Ok(None),
+            Err(TransactFailure::Contention) => {
+                super::backoff(attempt).await;
+                Ok(None)
+            }
+            Err(TransactFailure::Failed(e)) => Err(e),
+        }
     }
 
     /// The upload row and LATEST, strongly consistent, in one BatchGetItem.
@@ -544,11 +697,13 @@ impl Repository {
         Ok((upload, latest))
     }
 
-    /// The upload row `pending → committed`, only while it has not expired.
+    /// The upload row `from → committed`; a pending one only while it has
+    /// not expired (a verifying one was checked when verification began).
     fn finish_upload(
         &self,
         name: &ArtifactName,
         id: &UploadId,
+        from: UploadState,
         changed: bool,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
@@ -556,18 +711,22 @@ impl Repository {
             .table_name(&self.layout.table)
             .set_key(Some(key(upload_pk(name), id.as_str())))
             .update_expression("SET #state = :committed, #changed = :changed, #update_at = :now")
-            .condition_expression("#state = :pending AND #expires_at > :now_secs")
             .expression_attribute_names("#state", attr::STATE)
             .expression_attribute_names("#changed", attr::CHANGED)
             .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
             .expression_attribute_values(":committed", sv(UploadState::Committed.as_str()))
-            .expression_attribute_values(":pending", sv(UploadState::Pending.as_str()))
+            .expression_attribute_values(":from", sv(from.as_str()))
             .expression_attribute_values(":changed", AttributeValue::Bool(changed))
-            .expression_attribute_values(":now", sv(format_update_at(now)))
-            .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
-            .build()
-            .map_err(super::invalid_sdk_input)?;
+            .expression_attribute_values(":now", sv(format_update_at(now)));
+        let update = if from == UploadState::Pending {
+            update
+                .condition_expression("#state = :from AND #expires_at > :now_secs")
+                .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+                .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
+        } else {
+            update.condition_expression("#state = :from")
+        };
+        let update = update.build().map_err(super::invalid_sdk_input)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 

@@ -1,0 +1,561 @@
+//! Multipart uploads (SPEC 4.1): uploads of any size, each part bound to its
+//! own SHA-256, resumable, verified end to end before they become LATEST.
+//!
+//! S3 checks every part against the `x-amz-checksum-sha256` its presigned URL
+//! was signed over, but for a multipart object it records only a composite
+//! SHA-256 (of the parts' digests), never the whole object's
+//! (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity-upload.html>).
+//! So the commit completes the upload and hands it to `verify-upload`
+//! (`verify.rs`), which hashes the object itself and only then writes LATEST.
+//!
+//! The upload targets the blob key. It is completed only onto an empty key
+//! (`If-None-Match: *`, and a HeadObject just before): a key that already
+//! holds bytes keeps them, and the verification is of that object instead.
+//! So unverified bytes never become the current object under a key that a
+//! row reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::Repository;
+use crate::error::{Error, Result};
+use crate::layout::{attr, format_update_at, now, upload_pk};
+use crate::model::{
+    CommitOutcome, MultipartPlan, PartReceived, PartRequest, PartUrl, PartUrls, UploadStatus,
+};
+use crate::names::ArtifactName;
+use crate::rows::{UploadRow, UploadState, key, nv, sv};
+
+use super::uploads::UploadId;
+
+/// S3's smallest part (every part but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's largest part.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's most parts per upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// The part size chosen when the client names none.
+pub const DEFAULT_PART_SIZE: u64 = 64 * 1024 * 1024;
+/// Parts per call of the parts route.
+pub const MAX_PARTS_PER_REQUEST: usize = 1000;
+/// The largest upload: S3's most parts of its largest size.
+pub const MAX_MULTIPART_SIZE: u64 = MAX_PARTS * MAX_PART_SIZE;
+
+const MIB: u64 = 1024 * 1024;
+
+/// How an upload of `size` bytes is cut: `None` for a single PUT (≤ 5 GiB
+/// and no part size asked for). Without a part size, parts of 64 MiB, or
+/// more when 10 000 of them would not hold `size`.
+pub fn plan(size: u64, part_size: Option<u64>) -> Result<Option<MultipartPlan>> {
+    if size > MAX_MULTIPART_SIZE {
+        return Err(Error::TooLarge(format!(
+            "size {size} exceeds S3's largest object ({MAX_MULTIPART_SIZE} bytes: \
+             {MAX_PARTS} parts of 5 GiB)"
+        )));
+    }
+    let part_size = match part_size {
+        None if size <= super::MAX_UPLOAD_SIZE => return Ok(None),
+        None => DEFAULT_PART_SIZE.max(size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB),
+        Some(p) if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&p) => {
+            return Err(Error::InvalidRequest(format!(
+                "part_size {p} must be between {MIN_PART_SIZE} (5 MiB) and {MAX_PART_SIZE} (5 GiB)"
+            )));
+        }
+        Some(p) => p,
+    };
+    let part_count = size.div_ceil(part_size).max(1);
+    if part_count > MAX_PARTS {
+        return Err(Error::InvalidRequest(format!(
+            "part_size {part_size} cuts {size} bytes into {part_count} parts; S3 takes at most \
+             {MAX_PARTS}: use at least {}",
+            size.div_ceil(MAX_PARTS)
+        )));
+    }
+    Ok(Some(MultipartPlan {
+        part_size,
+        part_count: part_count as u32,
+    }))
+}
+
+impl MultipartPlan {
+    /// The length of part `number` (1-based): `part_size`, the last one the rest.
+    pub fn part_length(&self, number: u32, size: u64) -> u64 {
+        if number < self.part_count {
+            self.part_size
+        } else {
+            size - self.part_size * u64::from(self.part_count - 1)
+        }
+    }
+}
+
+/// A part as S3 lists it, with what completing the upload needs.
+struct ListedPart {
+    number: u32,
+    size: u64,
+    etag: Option<String>,
+    checksum_sha256: Option<String>,
+}
+
+impl Repository {
+    /// Starts the S3 side of a multipart upload of `row` at its blob key:
+    /// CreateMultipartUpload with SHA-256 part checksums, the content type
+    /// and the library's metadata. Returns S3's upload id.
+    pub(super) async fn create_multipart(
+        &self,
+        blob_key: &str,
+        content_type: &str,
+        metadata: HashMap<String, String>,
+    ) -> Result<String> {
+        let out = self
+            .s3
+            .create_multipart_upload()
+            .bucket(&self.layout.bucket)
+            .key(blob_key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .content_type(content_type)
+            .set_metadata(Some(metadata))
+            .send()
+            .await
+            .map_err(|e| Error::upstream("CreateMultipartUpload", e))?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| {
+            Error::internal(
+                "CreateMultipartUpload",
+                "S3 answered no upload id".to_owned(),
+            )
+        })
+    }
+
+    /// Abandons the S3 side of a multipart upload (nothing was sent yet).
+    pub(super) async fn abort_multipart(&self, blob_key: &str, s3_upload_id: &str) -> Result<()> {
+        match self
+            .s3
+            .abort_multipart_upload()
+            .bucket(&self.layout.bucket)
+            .key(blob_key)
+            .upload_id(s3_upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_upload()) => Ok(()),
+            Err(e) => Err(Error::upstream("AbortMultipartUpload", e)),
+        }
+    }
+
+    /// The pending-upload row, strongly consistent; 404 when there is none.
+    pub(super) async fn upload_row(&self, name: &ArtifactName, id: &UploadId) -> Result<UploadRow> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetItem", e))?;
+        match out.item() {
+            Some(item) => UploadRow::from_item(name, item),
+            None => Err(upload_not_found(name, id)),
+        }
+    }
+
+    /// Presigned UploadPart URLs for `parts` of a pending multipart upload,
+    /// each signed over the part's `x-amz-checksum-sha256` and length, so S3
+    /// refuses any other bytes. Asking again (resuming) is allowed until the
+    /// upload expires. AWS calls: 1 (GetItem); presigning is local.
+    pub async fn upload_part_urls(
+        &self,
+        name: &ArtifactName,
+        upload_id: &str,
+        parts: &[PartRequest],
+    ) -> Result<PartUrls> {
+        let id: UploadId = upload_id.parse()?;
+        if parts.is_empty() || parts.len() > MAX_PARTS_PER_REQUEST {
+            return Err(Error::InvalidRequest(format!(
+                "parts must list 1 to {MAX_PARTS_PER_REQUEST} parts; it lists {}",
+                parts.len()
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        for part in parts {
+            if !seen.insert(part.number) {
+                return Err(Error::InvalidRequest(format!(
+                    "part {} is listed twice",
+                    part.number
+                )));
+            }
+        }
+        let upload = self.upload_row(name, &id).await?;
+        let Some(mp) = &upload.multipart else {
+            return Err(Error::InvalidRequest(format!(
+                "upload {upload_id} is a single PUT: it has no parts (PUT the bytes to its url)"
+            )));
+        };
+        if let Some(out_of_range) = parts
+            .iter()
+            .find(|p| p.number == 0 || p.number > mp.plan.part_count)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "part {} is out of range: this upload has parts 1 to {}",
+                out_of_range.number, mp.plan.part_count
+            )));
+        }
+        let now = now();
+        if upload.state != UploadState::Pending || upload.expires_at <= now.unix_timestamp() {
+            return Err(not_pending(name, &id, &upload));
+        }
+        let blob_key = self.layout.blob_key(name, &upload.sha256);
+        let presigning = self.presigning()?;
+        let mut urls = Vec::with_capacity(parts.len());
+        for part in parts {
+            let length = mp.plan.part_length(part.number, upload.size);
+            let presigned = self
+                .s3
+                .upload_part()
+                .bucket(&self.layout.bucket)
+                .key(&blob_key)
+                .upload_id(&mp.s3_upload_id)
+                .part_number(part.number as i32)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .checksum_sha256(STANDARD.encode(part.sha256.to_bytes()))
+                .content_length(length as i64)
+                .presigned(presigning.clone())
+                .await
+                .map_err(|e| Error::upstream("presign UploadPart", e))?;
+            urls.push(PartUrl {
+                number: part.number,
+                url: presigned.uri().to_owned(),
+                headers: presigned
+                    .headers()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+                    .collect::<BTreeMap<_, _>>(),
+            });
+        }
+        let expires = time::OffsetDateTime::from_unix_timestamp(upload.expires_at)
+            .map_err(|e| Error::internal("upload expiry", e))?;
+        Ok(PartUrls {
+            parts: urls,
+            expires_at: expires.min(now + self.presign_expires),
+        })
+    }
+
+    /// An upload's state: pending (with the parts S3 holds, for a multipart
+    /// upload), verifying, committed (with LATEST as it made it) or failed
+    /// (with the reason). AWS calls: GetItem, then ListParts per 1 000 parts
+    /// of a pending multipart upload.
+    pub async fn upload_state(&self, name: &ArtifactName, upload_id: &str) -> Result<UploadStatus> {
+        let id: UploadId = upload_id.parse()?;
+        let upload = self.upload_row(name, &id).await?;
+        let expires_at = time::OffsetDateTime::from_unix_timestamp(upload.expires_at)
+            .map_err(|e| Error::internal("upload expiry", e))?;
+        if upload.state == UploadState::Pending && upload.expires_at <= now().unix_timestamp() {
+            return Err(upload_not_found(name, &id));
+        }
+        let mut status = UploadStatus {
+            upload_id: id.as_str().to_owned(),
+            state: upload.state.as_str(),
+            expires_at,
+            multipart: upload.multipart.as_ref().map(|mp| mp.plan),
+            parts_received: None,
+            parts: None,
+            verified_bytes: None,
+            artifact: None,
+            reason: None,
+        };
+        match upload.state {
+            UploadState::Pending => {
+                if let Some(mp) = &upload.multipart {
+                    let blob_key = self.layout.blob_key(name, &upload.sha256);
+                    let parts = self
+                        .list_parts(&blob_key, &mp.s3_upload_id)
+                        .await?
+                        .unwrap_or_default();
+                    status.parts_received = Some(parts.iter().map(|p| p.number).collect());
+                    status.parts = Some(
+                        parts
+                            .into_iter()
+                            .map(|p| PartReceived {
+                                number: p.number,
+                                size: p.size,
+                                sha256: p
+                                    .checksum_sha256
+                                    .and_then(|c| STANDARD.decode(c).ok())
+                                    .map(hex::encode),
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            UploadState::Verifying => status.verified_bytes = Some(upload.verified_bytes),
+            UploadState::Committed => status.artifact = Some(upload.to_artifact(&self.layout)),
+            UploadState::Failed => status.reason = upload.reason.clone(),
+        }
+        Ok(status)
+    }
+
+    /// Every part S3 holds for the upload, by number; `None` when S3 knows
+    /// no such upload (completed or aborted).
+    async fn list_parts(
+        &self,
+        blob_key: &str,
+        s3_upload_id: &str,
+    ) -> Result<Option<Vec<ListedPart>>> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = match self
+                .s3
+                .list_parts()
+                .bucket(&self.layout.bucket)
+                .key(blob_key)
+                .upload_id(s3_upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.meta().code() == Some("NoSuchUpload")) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(Error::upstream("ListParts", e)),
+            };
+            for p in out.parts() {
+                parts.push(ListedPart {
+                    number: p.part_number().unwrap_or_default().max(0) as u32,
+                    size: p.size().unwrap_or_default().max(0) as u64,
+                    etag: p.e_tag().map(str::to_owned),
+                    checksum_sha256: p.checksum_sha256().map(str::to_owned),
+                });
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.number);
+        Ok(Some(parts))
+    }
+
+    /// Commits a pending multipart upload: every part must be there with
+    /// its length; the upload is completed onto the blob key (unless the key
+    /// holds bytes already: then those are verified instead), recorded as
+    /// `verifying`, and handed to `verify-upload`. A retried commit answers
+    /// the same. AWS calls: ListParts per 1 000 parts, CompleteMultipartUpload
+    /// (or AbortMultipartUpload), UpdateItem, and the verifier's Invoke.
+    pub(super) async fn commit_multipart(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        upload: UploadRow,
+        head: Option<HeadObjectOutput>,
+    ) -> Result<CommitOutcome> {
+        let Some(mp) = &upload.multipart else {
+            return Err(Error::internal(
+                "commit",
+                "not a multipart upload".to_owned(),
+            ));
+        };
+        let blob_key = self.layout.blob_key(name, &upload.sha256);
+        let version = match self.list_parts(&blob_key, &mp.s3_upload_id).await? {
+            Some(parts) => {
+                check_parts(&parts, &mp.plan, upload.size)?;
+                match head.and_then(|h| h.version_id().map(str::to_owned)) {
+                    // The key holds bytes already: keep them, verify them.
+                    Some(existing) => {
+                        self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
+                        existing
+                    }
+                    None => self.complete(&blob_key, &mp.s3_upload_id, &parts).await?,
+                }
+            }
+            // Completed by an earlier attempt whose answer was lost (or
+            // aborted): what the key holds now is what gets verified.
+            None => match head.and_then(|h| h.version_id().map(str::to_owned)) {
+                Some(existing) => existing,
+                None => return Err(upload_not_found(name, id)),
+            },
+        };
+        self.start_verifying(name, id, &version).await?;
+        self.request_verification(name, id).await?;
+        Ok(CommitOutcome::Verifying {
+            upload_id: id.as_str().to_owned(),
+            state: UploadState::Verifying.as_str(),
+        })
+    }
+
+    /// CompleteMultipartUpload onto an empty key only (`If-None-Match: *`:
+    /// on AWS a key that gained an object meanwhile refuses it with 412).
+    /// Returns the new object version.
+    async fn complete(
+        &self,
+        blob_key: &str,
+        s3_upload_id: &str,
+        parts: &[ListedPart],
+    ) -> Result<String> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.number as i32)
+                            .set_e_tag(p.etag.clone())
+                            .set_checksum_sha256(p.checksum_sha256.clone())
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let out = self
+            .s3
+            .complete_multipart_upload()
+            .bucket(&self.layout.bucket)
+            .key(blob_key)
+            .upload_id(s3_upload_id)
+            .multipart_upload(completed)
+            .if_none_match("*")
+            .send()
+            .await;
+        match out {
+            Ok(out) => out.version_id().map(str::to_owned).ok_or_else(|| {
+                Error::internal(
+                    "CompleteMultipartUpload",
+                    "no object version: is versioning on?".to_owned(),
+                )
+            }),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                Err(Error::ConcurrentModification(
+                    "another upload of these bytes completed meanwhile; commit again".into(),
+                ))
+            }
+            Err(e) => Err(Error::upstream("CompleteMultipartUpload", e)),
+        }
+    }
+
+    /// The upload row `pending → verifying` of object version `version`
+    /// (idempotent: a retry finds it verifying that version already). The
+    /// upload's lifetime starts again: verification may take long.
+    async fn start_verifying(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        version: &str,
+    ) -> Result<()> {
+        let now = now();
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression(
+                "SET #state = :verifying, #blob_version = :version, #verified = :zero, \
+                 #expires_at = :expires, #update_at = :now REMOVE #hash_state",
+            )
+            .condition_expression(
+                "(#state = :pending AND #expires_at > :now_secs) OR \
+                 (#state = :verifying AND #blob_version = :version)",
+            )
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#blob_version", attr::BLOB_VERSION)
+            .expression_attribute_names("#verified", attr::VERIFIED_BYTES)
+            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_names("#hash_state", attr::HASH_STATE)
+            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
+            .expression_attribute_values(":pending", sv(UploadState::Pending.as_str()))
+            .expression_attribute_values(":version", sv(version))
+            .expression_attribute_values(":zero", nv(0))
+            .expression_attribute_values(
+                ":expires",
+                nv((now + self.upload_expires).unix_timestamp()),
+            )
+            .expression_attribute_values(":now", sv(format_update_at(now)))
+            .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if super::condition_failed(&e) => Err(Error::ConcurrentModification(format!(
+                "upload {} of {name} changed state meanwhile; ask its state",
+                id.as_str()
+            ))),
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
+    }
+}
+
+/// Every part 1..=count is there, each of its planned length.
+fn check_parts(parts: &[ListedPart], plan: &MultipartPlan, size: u64) -> Result<()> {
+    let by_number: BTreeMap<u32, u64> = parts.iter().map(|p| (p.number, p.size)).collect();
+    let missing: Vec<u32> = (1..=plan.part_count)
+        .filter(|n| !by_number.contains_key(n))
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+        return Err(Error::UploadMismatch(format!(
+            "{} of {} parts have not arrived (parts {}{}); upload them, then commit again",
+            missing.len(),
+            plan.part_count,
+            shown.join(", "),
+            if missing.len() > 20 { ", …" } else { "" }
+        )));
+    }
+    for (number, got) in by_number {
+        let want = plan.part_length(number, size);
+        if number > plan.part_count || got != want {
+            return Err(Error::UploadMismatch(format!(
+                "part {number} holds {got} bytes; the upload declared {want}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn upload_not_found(name: &ArtifactName, id: &UploadId) -> Error {
+    Error::UploadNotFound {
+        name: name.to_string(),
+        upload_id: id.as_str().to_owned(),
+    }
+}
+
+fn not_pending(name: &ArtifactName, id: &UploadId, upload: &UploadRow) -> Error {
+    match upload.state {
+        UploadState::Pending => upload_not_found(name, id),
+        state => Error::ConcurrentModification(format!(
+            "upload {} of {name} is {}: its parts can no longer be sent",
+            id.as_str(),
+            state.as_str()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_are_cut_into_at_most_ten_thousand_parts() {
+        assert_eq!(plan(1024, None).unwrap(), None);
+        let p = plan(5 * MIB * 3 + 1, Some(5 * MIB)).unwrap().unwrap();
+        assert_eq!((p.part_size, p.part_count), (5 * MIB, 4));
+        assert_eq!(p.part_length(4, 5 * MIB * 3 + 1), 1);
+        let big = 6 * 1024 * MIB;
+        let p = plan(big, None).unwrap().unwrap();
+        assert_eq!((p.part_size, p.part_count), (DEFAULT_PART_SIZE, 96));
+        let p = plan(MAX_MULTIPART_SIZE, None).unwrap().unwrap();
+        assert!(u64::from(p.part_count) <= MAX_PARTS);
+        assert!(plan(MAX_MULTIPART_SIZE + 1, None).is_err());
+        assert!(plan(100, Some(5 * MIB - 1)).is_err());
+        assert!(plan(100, Some(MAX_PART_SIZE + 1)).is_err());
+        assert!(plan(MAX_PARTS * 5 * MIB + 1, Some(5 * MIB)).is_err());
+        assert_eq!(plan(0, Some(5 * MIB)).unwrap().unwrap().part_count, 1);
+    }
+}

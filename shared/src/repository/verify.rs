@@ -1,0 +1,370 @@
+//! `verify-upload`: the whole-object SHA-256 of a completed multipart upload,
+//! computed from S3 (bytes never pass through an API request), checkpointed
+//! across invocations, then the same commit as a single PUT's — or `failed`,
+//! with the bytes deleted and LATEST untouched.
+//!
+//! Ranged GETs of the pinned object version run in parallel and feed one
+//! SHA-256 in order. An invocation stops before its deadline (or after
+//! `VERIFY_BUDGET_BYTES`), saves the hash state and the offset on the upload
+//! row (conditional on the offset it started from, so of two duplicate
+//! invocations only one moves on) and asks for the next invocation.
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
+use sha2::{Digest, Sha256};
+
+use super::Repository;
+use super::uploads::UploadId;
+use crate::error::{Error, Result};
+use crate::layout::{attr, format_update_at, now, upload_pk};
+use crate::model::Committed;
+use crate::names::ArtifactName;
+use crate::rows::{UploadRow, UploadState, key, nv, sv};
+
+/// Bytes per ranged GET.
+pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;
+/// Ranged GETs in flight.
+pub const PARALLEL_RANGES: usize = 4;
+/// Tag stored beside the hash state: a state of another format restarts.
+const HASH_STATE_FORMAT: &[u8] = b"sha2-0.11/Sha256:";
+
+/// Who runs the verification after a multipart commit.
+#[derive(Debug, Clone, Default)]
+pub enum Verifier {
+    /// A task of this process (the local server, tests): one step after
+    /// the other until done.
+    #[default]
+    InProcess,
+    /// Nobody: the caller runs [`Repository::verify_upload_step`] itself
+    /// (tests of checkpointing).
+    Deferred,
+    /// The `verify-upload` Lambda function, invoked asynchronously.
+    Lambda {
+        client: aws_sdk_lambda::Client,
+        function: String,
+    },
+}
+
+/// What one verification step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyStep {
+    /// Checkpointed after this many bytes; another step must follow.
+    Continue { verified_bytes: u64 },
+    /// The bytes are the declared ones: committed as LATEST.
+    Committed(Committed),
+    /// The bytes are not the declared ones: the upload failed.
+    Failed { reason: String },
+    /// Nothing to do: the upload is not being verified (any more), or
+    /// another invocation moved it on.
+    Idle,
+}
+
+/// The event `verify-upload` is invoked with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyRequest {
+    pub name: String,
+    pub upload_id: String,
+}
+
+impl Repository {
+    /// Who runs verifications for this repository.
+    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
+    /// Asks for the verification of a committed multipart upload to run (or
+    /// go on): an asynchronous Lambda invocation, or a task of this process.
+    pub async fn request_verification(&self, name: &ArtifactName, id: &UploadId) -> Result<()> {
+        match &self.verifier {
+            Verifier::Deferred => Ok(()),
+            Verifier::InProcess => {
+                let (repo, name, id) = (self.clone(), name.clone(), id.as_str().to_owned());
+                tokio::spawn(async move {
+                    loop {
+                        match repo.verify_upload_step(&name, &id, None).await {
+                            Ok(VerifyStep::Continue { .. }) => continue,
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::error!(error = %e, source = ?std::error::Error::source(&e),
+                                    "verification of upload {id} of {name} failed");
+                                break;
+                            }
+                        }
+                    }
+                });
+                Ok(())
+            }
+            Verifier::Lambda { client, function } => {
+                let payload = serde_json::to_vec(&VerifyRequest {
+                    name: name.to_string(),
+                    upload_id: id.as_str().to_owned(),
+                })
+                .map_err(|e| Error::internal("verify request", e))?;
+                client
+                    .invoke()
+                    .function_name(function)
+                    .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+                    .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("Invoke", e))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// One invocation's worth of verification of `upload_id`: hashes from
+    /// the checkpoint until the object's end, `deadline`, or the byte
+    /// budget, whichever comes first. Idempotent: a duplicate or late
+    /// invocation finds nothing to do. On [`VerifyStep::Continue`] the
+    /// caller asks for the next step ([`Self::request_verification`]).
+    pub async fn verify_upload_step(
+        &self,
+        name: &ArtifactName,
+        upload_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<VerifyStep> {
+        let id: UploadId = upload_id.parse()?;
+        let upload = match self.upload_row(name, &id).await {
+            Ok(upload) => upload,
+            // Purged meanwhile: nothing to verify.
+            Err(Error::UploadNotFound { .. }) => return Ok(VerifyStep::Idle),
+            Err(e) => return Err(e),
+        };
+        if upload.state != UploadState::Verifying {
+            return Ok(VerifyStep::Idle);
+        }
+        let Some(version) = upload.blob_version.clone() else {
+            return Err(Error::internal(
+                "verify",
+                "no object version to verify".to_owned(),
+            ));
+        };
+        let (mut hasher, start) = restore(&upload);
+        let stop = upload
+            .size
+            .min(start.saturating_add(self.verify_budget_bytes.max(RANGE_BYTES)));
+        let blob_key = self.layout.blob_key(name, &upload.sha256);
+        let ranges = (start..stop)
+            .step_by(RANGE_BYTES as usize)
+            .map(|from| (from, (from + RANGE_BYTES).min(stop)));
+        let mut chunks = Box::pin(
+            futures::stream::iter(ranges)
+                .take_while(|_| {
+                    let in_time = deadline.is_none_or(|d| Instant::now() < d);
+                    async move { in_time }
+                })
+                .map(|(from, to)| self.get_range(&blob_key, &version, from, to))
+                .buffered(PARALLEL_RANGES),
+        );
+        let mut offset = start;
+        let mut short = false;
+        while let Some(chunk) = chunks.next().await {
+            let (expected, bytes) = chunk?;
+            hasher.update(&bytes);
+            offset += bytes.len() as u64;
+            if (bytes.len() as u64) < expected {
+                short = true;
+                break;
+            }
+        }
+        drop(chunks);
+        if offset < upload.size && !short {
+            return self.checkpoint(name, &id, &upload, offset, &hasher).await;
+        }
+        let digest = hex::encode(hasher.finalize());
+        if !short && digest == upload.sha256 {
+            return Ok(match self.commit_verified(name, &id).await? {
+                Some(committed) => VerifyStep::Committed(committed),
+                None => VerifyStep::Idle,
+            });
+        }
+        let reason = if short {
+            format!(
+                "the object holds fewer bytes than the {} declared",
+                upload.size
+            )
+        } else {
+            format!(
+                "the uploaded bytes have SHA-256 {digest}, not the declared {}",
+                upload.sha256
+            )
+        };
+        self.fail_upload(name, &id, &version, &reason).await
+    }
+
+    /// `[from, to)` of object version `version`: the expected length and
+    /// the bytes S3 sent (fewer when the object is shorter).
+    async fn get_range(
+        &self,
+        key: &str,
+        version: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(u64, Vec<u8>)> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&self.layout.bucket)
+            .key(key)
+            .version_id(version)
+            .range(format!("bytes={from}-{}", to - 1))
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok((to - from, Vec::new()));
+            }
+            Err(e) => return Err(Error::upstream("GetObject", e)),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::UpstreamError {
+                operation: "GetObject body",
+                source: Box::new(e),
+            })?
+            .into_bytes();
+        Ok((to - from, bytes.to_vec()))
+    }
+
+    /// Saves the progress (conditional on the offset this step started
+    /// from); whoever runs the steps asks for the next one.
+    async fn checkpoint(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        upload: &UploadRow,
+        offset: u64,
+        hasher: &Sha256,
+    ) -> Result<VerifyStep> {
+        let mut state = HASH_STATE_FORMAT.to_vec();
+        state.extend_from_slice(&hasher.serialize());
+        let now = now();
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression(
+                "SET #verified = :offset, #hash_state = :state, #expires_at = :expires, \
+                 #update_at = :now",
+            )
+            .condition_expression("#state = :verifying AND #verified = :from")
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#verified", attr::VERIFIED_BYTES)
+            .expression_attribute_names("#hash_state", attr::HASH_STATE)
+            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
+            .expression_attribute_values(":offset", nv(offset))
+            .expression_attribute_values(":from", nv(upload.verified_bytes))
+            .expression_attribute_values(
+                ":state",
+                aws_sdk_dynamodb::types::AttributeValue::B(
+                    aws_sdk_dynamodb::primitives::Blob::new(state),
+                ),
+            )
+            .expression_attribute_values(
+                ":expires",
+                nv((now + self.upload_expires).unix_timestamp()),
+            )
+            .expression_attribute_values(":now", sv(format_update_at(now)))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(VerifyStep::Continue {
+                verified_bytes: offset,
+            }),
+            Err(e) if super::condition_failed(&e) => Ok(VerifyStep::Idle),
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// The upload `verifying → failed` with `reason`, then the object
+    /// version deleted: bytes that are not their key's SHA-256 are garbage
+    /// in a content-addressed store, and no row references them.
+    async fn fail_upload(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        version: &str,
+        reason: &str,
+    ) -> Result<VerifyStep> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression(
+                "SET #state = :failed, #reason = :reason, #update_at = :now REMOVE #hash_state",
+            )
+            .condition_expression("#state = :verifying AND #blob_version = :version")
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#reason", attr::REASON)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_names("#hash_state", attr::HASH_STATE)
+            .expression_attribute_names("#blob_version", attr::BLOB_VERSION)
+            .expression_attribute_values(":failed", sv(UploadState::Failed.as_str()))
+            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
+            .expression_attribute_values(":version", sv(version))
+            .expression_attribute_values(":reason", sv(reason))
+            .expression_attribute_values(":now", sv(format_update_at(now())))
+            .send()
+            .await;
+        match out {
+            Ok(_) => {}
+            Err(e) if super::condition_failed(&e) => return Ok(VerifyStep::Idle),
+            Err(e) => return Err(Error::upstream("UpdateItem", e)),
+        }
+        self.s3
+            .delete_object()
+            .bucket(&self.layout.bucket)
+            .key(self.layout.blob_key(name, id.sha256()))
+            .version_id(version)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("DeleteObject", e))?;
+        Ok(VerifyStep::Failed {
+            reason: reason.to_owned(),
+        })
+    }
+}
+
+/// The hasher and offset to go on from: the row's checkpoint, or the start
+/// when there is none (or it is of another format).
+fn restore(upload: &UploadRow) -> (Sha256, u64) {
+    let restored = upload.hash_state.as_deref().and_then(|state| {
+        let state = state.strip_prefix(HASH_STATE_FORMAT)?;
+        let state = SerializedState::<Sha256>::try_from(state).ok()?;
+        Sha256::deserialize(&state).ok()
+    });
+    match restored {
+        Some(hasher) if upload.verified_bytes > 0 => (hasher, upload.verified_bytes),
+        _ => (Sha256::new(), 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_state_saved_midway_goes_on_to_the_digest_of_the_whole() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut first = Sha256::new();
+        first.update(&data[..640]);
+        let mut saved = HASH_STATE_FORMAT.to_vec();
+        saved.extend_from_slice(&first.serialize());
+        let row_state = saved.strip_prefix(HASH_STATE_FORMAT).unwrap();
+        let mut resumed =
+            Sha256::deserialize(&SerializedState::<Sha256>::try_from(row_state).unwrap()).unwrap();
+        resumed.update(&data[640..]);
+        assert_eq!(resumed.finalize(), Sha256::digest(&data));
+    }
+}
