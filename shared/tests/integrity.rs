@@ -1,14 +1,20 @@
 //! The S3 integrity guarantees of the upload flow, against an S3 emulator
 //! that enforces them like S3 does (`s3s-fs`: it verifies SigV4 signatures,
 //! presigned expiry and `x-amz-checksum-sha256`; moto does not). DynamoDB is
-//! still moto's.
+//! still moto's. `s3s-fs` runs behind test-support's `ChecksumS3`, which adds
+//! AWS's checks of multipart part checksums that `s3s-fs` lacks (tested at
+//! the end).
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use shared::model::{UploadRequest, UploadTicket};
 use shared::{Config, Error, Repository, Version};
+use test_support::checksum_s3::LocalS3;
 use test_support::{TestStore, name, sha256_hex};
 
 /// A moto table plus an s3s-fs bucket, and a repository over both.
@@ -17,39 +23,12 @@ struct Split {
     repo: Repository,
     s3: aws_sdk_s3::Client,
     bucket: String,
-    _root: tempfile::TempDir,
+    _s3s: LocalS3,
 }
 
 async fn split(presign_secs: u64) -> Split {
     let moto = TestStore::new().await;
-    let root = tempfile::tempdir().unwrap();
-    let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single("test", "test"));
-    let service = builder.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = service.clone();
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
-    let s3_sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
+    let s3s = LocalS3::checksum_enforcing().await;
     let bucket = moto.config.bucket.clone();
     let config = Config::from_lookup(|key| match key {
         "BUCKET_NAME" => Some(bucket.clone()),
@@ -58,20 +37,27 @@ async fn split(presign_secs: u64) -> Split {
         _ => None,
     })
     .unwrap();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&s3_sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = computing_checksums(&s3s);
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let repo = Repository::with_service_configs(&s3_sdk, &moto.sdk, &config);
+    let repo = Repository::with_service_configs(&s3s.sdk, &moto.sdk, &config);
     Split {
         moto,
         repo,
         s3,
         bucket,
-        _root: root,
+        _s3s: s3s,
     }
+}
+
+/// A client of `s3` with the SDK's default checksum behaviour: it computes
+/// the checksum a request names (`LocalS3::s3`, like the repository's
+/// client, computes none).
+fn computing_checksums(s3: &LocalS3) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&s3.sdk)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 async fn declare(repo: &Repository, bytes: &[u8]) -> UploadTicket {
@@ -159,11 +145,7 @@ async fn s3_refuses_bytes_that_do_not_match_the_declared_sha256() {
 async fn s3_refuses_a_declared_checksum_swapped_for_that_of_other_bytes() {
     let s = split(900).await;
     let ticket = declare(&s.repo, b"good bytes").await;
-    let evil = {
-        use base64::Engine;
-        let digest = hex::decode(sha256_hex(b"evil bytes")).unwrap();
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    };
+    let evil = sha256_base64(b"evil bytes");
     let swap = |k: &str, v: &str| {
         if k == "x-amz-checksum-sha256" {
             evil.clone()
@@ -198,7 +180,7 @@ async fn commit_refuses_a_staged_object_whose_checksum_differs_from_the_declarat
             sha256_hex(b"good bytes")
         ))
         .body(b"evil bytes".to_vec().into())
-        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
         .metadata("artifact_sha256", sha256_hex(b"good bytes"))
         .metadata("upload_size", "10")
         .send()
@@ -214,4 +196,243 @@ async fn commit_refuses_a_staged_object_whose_checksum_differs_from_the_declarat
         s.moto.items_besides_uploads().await.is_empty(),
         "a refused commit writes nothing"
     );
+}
+
+fn sha256_base64(bytes: &[u8]) -> String {
+    STANDARD.encode(hex::decode(sha256_hex(bytes)).unwrap())
+}
+
+// Multipart uploads. s3s-fs checks no part checksum; `ChecksumS3` checks
+// them as AWS does (its doc cites the pages). Parts here are small: only
+// CompleteMultipartUpload enforces the 5 MiB minimum, and not on the last
+// (here the only) part.
+
+const PART: &[u8] = b"the part's bytes";
+const OTHER: &[u8] = b"other part bytes";
+
+/// A multipart upload created with ChecksumAlgorithm SHA256 in a bucket of
+/// its own S3.
+struct Multipart {
+    s3: LocalS3,
+    bucket: String,
+    key: String,
+    upload_id: String,
+}
+
+impl Multipart {
+    async fn start(s3: LocalS3) -> Self {
+        let bucket = "parts".to_owned();
+        let key = "blobs/part-test".to_owned();
+        s3.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let created = s3
+            .s3
+            .create_multipart_upload()
+            .bucket(&bucket)
+            .key(&key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .unwrap();
+        let upload_id = created.upload_id().unwrap().to_owned();
+        Self {
+            s3,
+            bucket,
+            key,
+            upload_id,
+        }
+    }
+
+    /// A presigned UploadPart of part 1, signed for `bytes`' SHA-256 and
+    /// length: its URL and the headers to send with it.
+    async fn presign_part(&self, bytes: &[u8]) -> (String, Vec<(String, String)>) {
+        let presigned = self
+            .s3
+            .s3
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(1)
+            .checksum_sha256(sha256_base64(bytes))
+            .content_length(bytes.len() as i64)
+            .presigned(PresigningConfig::expires_in(Duration::from_secs(900)).unwrap())
+            .await
+            .unwrap();
+        let headers = presigned
+            .headers()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        (presigned.uri().to_owned(), headers)
+    }
+
+    /// The parts ListParts reports: number and ChecksumSHA256.
+    async fn listed(&self) -> Vec<(Option<i32>, Option<String>)> {
+        let listed = self
+            .s3
+            .s3
+            .list_parts()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+            .unwrap();
+        listed
+            .parts()
+            .iter()
+            .map(|p| (p.part_number(), p.checksum_sha256().map(str::to_owned)))
+            .collect()
+    }
+
+    /// CompleteMultipartUpload naming part 1 with `etag` and `sha256`.
+    async fn complete(&self, etag: &str, sha256: String) -> Result<(), aws_sdk_s3::Error> {
+        let part = CompletedPart::builder()
+            .part_number(1)
+            .e_tag(etag)
+            .checksum_sha256(sha256)
+            .build();
+        self.s3
+            .s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().parts(part).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(aws_sdk_s3::Error::from)
+    }
+}
+
+/// PUTs `body` to a presigned URL with `headers`, `edit` applied to their
+/// values; returns the status, the body and the ETag.
+async fn put_part(
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    edit: impl Fn(&str, &str) -> String,
+) -> (u16, String, Option<String>) {
+    let mut request = reqwest::Client::new().put(url).body(body.to_vec());
+    for (k, v) in headers {
+        request = request.header(k, edit(k, v));
+    }
+    let response = request.send().await.unwrap();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (
+        response.status().as_u16(),
+        response.text().await.unwrap_or_default(),
+        etag,
+    )
+}
+
+#[tokio::test]
+async fn s3_accepts_a_presigned_part_of_the_signed_bytes_and_lists_its_sha256() {
+    let mpu = Multipart::start(LocalS3::checksum_enforcing().await).await;
+    let (url, headers) = mpu.presign_part(PART).await;
+    assert!(
+        headers.iter().any(|(k, _)| k == "x-amz-checksum-sha256"),
+        "{headers:?}"
+    );
+    let (status, body, _) = put_part(&url, &headers, PART, unchanged).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mpu.listed().await, [(Some(1), Some(sha256_base64(PART)))]);
+}
+
+#[tokio::test]
+async fn s3_refuses_a_presigned_part_of_other_bytes_and_stores_nothing() {
+    let mpu = Multipart::start(LocalS3::checksum_enforcing().await).await;
+    let (url, headers) = mpu.presign_part(PART).await;
+    assert_eq!(OTHER.len(), PART.len());
+    let (status, body, _) = put_part(&url, &headers, OTHER, unchanged).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("BadDigest"), "{body}");
+    assert_eq!(mpu.listed().await, []);
+}
+
+/// Why `ChecksumS3` exists: the same request as above, on bare s3s-fs.
+#[tokio::test]
+async fn bare_s3s_fs_accepts_a_part_of_other_bytes_than_its_sha256_and_lists_no_sha256() {
+    let mpu = Multipart::start(LocalS3::plain_s3s_fs().await).await;
+    let (url, headers) = mpu.presign_part(PART).await;
+    let (status, body, _) = put_part(&url, &headers, OTHER, unchanged).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mpu.listed().await, [(Some(1), None)]);
+}
+
+/// The SigV4 signature covers `x-amz-checksum-sha256`: s3s refuses this
+/// before `ChecksumS3` sees it (bare s3s-fs refuses it too), and it is
+/// what stops bytes that do match their (swapped) checksum.
+#[tokio::test]
+async fn s3_refuses_a_presigned_part_whose_sha256_header_was_swapped_for_that_of_other_bytes() {
+    let mpu = Multipart::start(LocalS3::checksum_enforcing().await).await;
+    let (url, headers) = mpu.presign_part(PART).await;
+    let other = sha256_base64(OTHER);
+    let swap = |k: &str, v: &str| {
+        if k == "x-amz-checksum-sha256" {
+            other.clone()
+        } else {
+            v.to_owned()
+        }
+    };
+    let (status, body, _) = put_part(&url, &headers, OTHER, swap).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("SignatureDoesNotMatch"), "{body}");
+    assert_eq!(mpu.listed().await, []);
+}
+
+#[tokio::test]
+async fn s3_refuses_to_complete_with_a_part_sha256_other_than_the_uploaded_one() {
+    let mpu = Multipart::start(LocalS3::checksum_enforcing().await).await;
+    let (url, headers) = mpu.presign_part(PART).await;
+    let (status, body, etag) = put_part(&url, &headers, PART, unchanged).await;
+    assert_eq!(status, 200, "{body}");
+    let etag = etag.unwrap();
+    let err = mpu.complete(&etag, sha256_base64(OTHER)).await.unwrap_err();
+    assert_eq!(err.code(), Some("InvalidPart"), "{err:?}");
+    mpu.complete(&etag, sha256_base64(PART)).await.unwrap();
+    let object = mpu
+        .s3
+        .s3
+        .get_object()
+        .bucket(&mpu.bucket)
+        .key(&mpu.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(&object.body.collect().await.unwrap().into_bytes()[..], PART);
+}
+
+/// A part streamed by the SDK carries its SHA-256 in the trailer of an
+/// `aws-chunked` body (`x-amz-trailer`), not in a header: checked and
+/// listed the same way.
+#[tokio::test]
+async fn s3_lists_the_sha256_of_a_part_whose_checksum_came_in_a_trailer() {
+    let mpu = Multipart::start(LocalS3::checksum_enforcing().await).await;
+    let sdk_s3 = computing_checksums(&mpu.s3);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), PART).unwrap();
+    let uploaded = sdk_s3
+        .upload_part()
+        .bucket(&mpu.bucket)
+        .key(&mpu.key)
+        .upload_id(&mpu.upload_id)
+        .part_number(1)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        // A file body is streamed, with the checksum trailing it.
+        .body(
+            aws_sdk_s3::primitives::ByteStream::from_path(file.path())
+                .await
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.checksum_sha256(), Some(&*sha256_base64(PART)));
+    assert_eq!(mpu.listed().await, [(Some(1), Some(sha256_base64(PART)))]);
 }

@@ -4,7 +4,11 @@
 //! moto from the project venv) once per test process on a free loopback
 //! port; it exits by itself when the test process does (its stdin closes).
 //! [`TestStore::new`] gives each test its own bucket and table on it.
+//! With the `s3s` feature, [`checksum_s3`] serves an in-process S3
+//! (`s3s-fs`) that checks part checksums like AWS.
 
+#[cfg(feature = "s3s")]
+pub mod checksum_s3;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
@@ -78,14 +82,23 @@ fn start_emulator() -> Result<Emulator, String> {
     })
 }
 
+/// The dummy credentials every test client signs with (and the in-process
+/// S3 of [`checksum_s3`] accepts).
+pub const ACCESS_KEY: &str = "test";
+pub const SECRET_KEY: &str = "test";
+
 /// SDK configuration pointing at the emulator with dummy credentials.
 pub async fn sdk_config() -> SdkConfig {
-    let endpoint = &emulator().endpoint;
+    sdk_config_at(&emulator().endpoint).await
+}
+
+/// SDK configuration pointing at `endpoint` with the dummy credentials.
+pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "test",
+            ACCESS_KEY, SECRET_KEY, None, None, "test",
         ))
         .load()
         .await
@@ -235,15 +248,7 @@ impl TestStore {
     /// A repository over the same store whose AWS requests pass through
     /// `endpoint` (a [`proxy`] in front of the emulator).
     pub async fn repository_via(&self, endpoint: &str) -> Repository {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .load()
-            .await;
-        Repository::new(&sdk, &self.config)
+        Repository::new(&sdk_config_at(endpoint).await, &self.config)
     }
 
     /// Runs one call of the Python library `versioned` 1.0.1 on this store
