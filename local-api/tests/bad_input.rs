@@ -39,9 +39,128 @@ fn cases() -> Vec<Case> {
     let up = "/artifacts/app/uploads";
     let upload = |extra: &str| format!(r#"{{"sha256": "{sha}", "size": 1{extra}}}"#);
     let long = "x".repeat(300);
-    let big = format!(r#"{{"upload_id": "{}"}}"#, "a".repeat(100_000));
+    let big = format!(
+        r#"{{"upload_id": "{}"}}"#,
+        "a".repeat(shared::http::MAX_BODY_BYTES)
+    );
     let alias = "/artifacts/app/aliases/prod";
+    let unknown = format!("/artifacts/app/uploads/{}{sha}", "0".repeat(32));
+    let parts = format!("{unknown}/parts");
+    let part = |number: &str, digest: &str| {
+        format!(r#"{{"parts": [{{"number": {number}, "sha256": "{digest}"}}]}}"#)
+    };
+    let thousand_and_one = format!(
+        r#"{{"parts": [{}]}}"#,
+        (1..=1001)
+            .map(|n| format!(r#"{{"number": {n}, "sha256": "{sha}"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let mut cases = vec![
+        // Multipart: part sizes outside S3's limits, part numbers outside
+        // 1..=10000, duplicates, malformed digests, too many parts, unknown
+        // or malformed upload ids.
+        case(
+            "POST",
+            up,
+            Some(&upload(r#", "part_size": 1"#)),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            up,
+            Some(&upload(r#", "part_size": 5368709121"#)),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            up,
+            Some(&upload(r#", "part_size": 5.5"#)),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            up,
+            Some(&format!(r#"{{"sha256": "{sha}", "size": 53687091200001}}"#)),
+            413,
+            "TooLarge",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&part("0", &sha)),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&part("10001", &sha)),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&part("1", "abc")),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(r#"{"parts": []}"#),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&format!(
+                r#"{{"parts": [{{"number": 1, "sha256": "{sha}"}}, {{"number": 1, "sha256": "{sha}"}}]}}"#
+            )),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&thousand_and_one),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&part("1", &sha)),
+            404,
+            "UploadNotFound",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(r#"{"parts": [], "x": 1}"#),
+            400,
+            "InvalidRequest",
+        ),
+        case("GET", &unknown, None, 404, "UploadNotFound"),
+        case(
+            "GET",
+            "/artifacts/app/uploads/nope",
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            "/artifacts/app/uploads/nope/parts",
+            Some(&part("1", &sha)),
+            400,
+            "InvalidRequest",
+        ),
         // Malformed JSON and wrong types.
         case("POST", up, Some("{"), 400, "InvalidRequest"),
         case("POST", up, Some("[]"), 400, "InvalidRequest"),
@@ -102,13 +221,6 @@ fn cases() -> Vec<Case> {
             Some(&upload(r#", "metadata": {"Bad Key": "v"}"#)),
             400,
             "InvalidRequest",
-        ),
-        case(
-            "POST",
-            up,
-            Some(&format!(r#"{{"sha256": "{sha}", "size": 6000000000}}"#)),
-            413,
-            "TooLarge",
         ),
         // Artifact names.
         case(

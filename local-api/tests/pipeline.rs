@@ -307,3 +307,96 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
         (404, Some("ArtifactNotFound"))
     );
 }
+
+/// SPEC 4.1 multipart over HTTP: start with 5 MiB parts, ask for the parts'
+/// URLs, PUT the parts in parallel (last first), commit (202 verifying),
+/// follow the upload's state to committed, download the same bytes.
+#[tokio::test]
+async fn a_multipart_upload_over_http_verifies_and_becomes_latest() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let part_size = 5 * 1024 * 1024;
+    let content: Vec<u8> = (0..2 * part_size + 4321)
+        .map(|i| (i * 13 % 256) as u8)
+        .collect();
+    let declared = json!({
+        "sha256": sha256_hex(&content), "size": content.len(), "part_size": part_size,
+    });
+    let (status, ticket) = api
+        .call("POST", "/artifacts/dataset/uploads", Some(declared))
+        .await;
+    assert_eq!(status, 201, "{ticket}");
+    assert_eq!(
+        ticket["multipart"],
+        json!({"part_size": part_size, "part_count": 3})
+    );
+    assert!(ticket.get("url").is_none());
+    let id = ticket["upload_id"].as_str().unwrap();
+    let chunks: Vec<&[u8]> = content.chunks(part_size).collect();
+    let parts: Vec<Value> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| json!({"number": i + 1, "sha256": sha256_hex(c)}))
+        .collect();
+    let (status, urls) = api
+        .call(
+            "POST",
+            &format!("/artifacts/dataset/uploads/{id}/parts"),
+            Some(json!({"parts": parts})),
+        )
+        .await;
+    assert_eq!(status, 200, "{urls}");
+    let sends = urls["parts"].as_array().unwrap().iter().rev().map(|part| {
+        let number = part["number"].as_u64().unwrap() as usize;
+        let mut put = api
+            .http
+            .put(part["url"].as_str().unwrap())
+            .body(chunks[number - 1].to_vec());
+        for (k, v) in part["headers"].as_object().unwrap() {
+            put = put.header(k, v.as_str().unwrap());
+        }
+        put.send()
+    });
+    for sent in futures::future::join_all(sends).await {
+        assert!(sent.unwrap().status().is_success());
+    }
+    let (status, state) = api
+        .call("GET", &format!("/artifacts/dataset/uploads/{id}"), None)
+        .await;
+    assert_eq!(
+        (status, &state["parts_received"]),
+        (200, &json!([1, 2, 3])),
+        "{state}"
+    );
+
+    let commit = json!({"upload_id": id});
+    let (status, first) = api
+        .call("PUT", "/artifacts/dataset", Some(commit.clone()))
+        .await;
+    assert_eq!(
+        (status, &first),
+        (202, &json!({"upload_id": id, "state": "verifying"}))
+    );
+    let mut state = Value::Null;
+    for _ in 0..600 {
+        (_, state) = api
+            .call("GET", &format!("/artifacts/dataset/uploads/{id}"), None)
+            .await;
+        if state["state"] != "verifying" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state["state"], "committed", "{state}");
+    assert_eq!(state["artifact"]["sha256"], sha256_hex(&content));
+    let (status, again) = api.call("PUT", "/artifacts/dataset", Some(commit)).await;
+    assert_eq!(
+        (status, &again["sha256"]),
+        (200, &json!(sha256_hex(&content)))
+    );
+    assert_eq!(
+        api.download_content("/artifacts/dataset/versions/LATEST/content")
+            .await,
+        content
+    );
+}

@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, ErrorKind};
 use crate::model::{LOCAL_ACTOR, Precondition};
 
-/// Request bodies are small JSON documents; anything bigger is refused.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Request bodies are small JSON documents (the largest: 1 000 parts of a
+/// multipart upload, under 100 KB); anything bigger is refused.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {

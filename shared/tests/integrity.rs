@@ -436,3 +436,75 @@ async fn s3_lists_the_sha256_of_a_part_whose_checksum_came_in_a_trailer() {
     assert_eq!(uploaded.checksum_sha256(), Some(&*sha256_base64(PART)));
     assert_eq!(mpu.listed().await, [(Some(1), Some(sha256_base64(PART)))]);
 }
+
+/// The whole multipart flow on a checksum-enforcing S3: the parts route's
+/// URLs bind each part's bytes (other bytes are refused by S3 itself, the
+/// part is not stored, and the upload cannot be committed without it), the
+/// right parts complete, and verification commits exactly these bytes.
+#[tokio::test]
+async fn a_part_of_other_bytes_than_the_parts_route_signed_for_is_refused_by_s3() {
+    let s = split(900).await;
+    let repo = s.repo.clone().with_verifier(shared::Verifier::Deferred);
+    let n = name("parts");
+    let content: Vec<u8> = (0..5 * 1024 * 1024 + 3).map(|i| (i % 251) as u8).collect();
+    let ticket = repo
+        .create_upload(
+            &n,
+            UploadRequest {
+                sha256: sha256_hex(&content),
+                size: content.len() as u64,
+                content_type: None,
+                metadata: Default::default(),
+                part_size: Some(5 * 1024 * 1024),
+            },
+        )
+        .await
+        .unwrap();
+    let plan = ticket.multipart.unwrap();
+    let parts = test_support::parts_of(&content, &plan);
+    let requests: Vec<shared::model::PartRequest> = parts
+        .iter()
+        .map(|(number, bytes)| shared::model::PartRequest {
+            number: *number,
+            sha256: sha256_hex(bytes).parse().unwrap(),
+        })
+        .collect();
+    let urls = repo
+        .upload_part_urls(&n, &ticket.upload_id, &requests)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    // Part 2 with other bytes of its length: refused.
+    let (status, body) = test_support::put_part(&http, &urls.parts[1], b"xyz").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("BadDigest"), "{body}");
+    match repo.commit_as(&n, &ticket.upload_id, "ci").await {
+        Err(Error::UploadMismatch(m)) => assert!(m.contains("parts 1, 2"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // The right bytes: accepted, listed with S3's SHA-256 of them.
+    for (url, (_, bytes)) in urls.parts.iter().zip(&parts) {
+        let (status, body) = test_support::put_part(&http, url, bytes).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let state = repo.upload_state(&n, &ticket.upload_id).await.unwrap();
+    let listed: Vec<Option<String>> = state.parts.unwrap().into_iter().map(|p| p.sha256).collect();
+    let declared: Vec<Option<String>> = parts.iter().map(|(_, b)| Some(sha256_hex(b))).collect();
+    assert_eq!(listed, declared);
+    repo.commit_as(&n, &ticket.upload_id, "ci").await.unwrap();
+    let step = repo
+        .verify_upload_step(&n, &ticket.upload_id, None)
+        .await
+        .unwrap();
+    assert!(matches!(step, shared::VerifyStep::Committed(_)), "{step:?}");
+    let latest = repo.get_version(&n, Version::Latest).await.unwrap();
+    let downloaded = http
+        .get(latest.download_url.unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(downloaded.as_ref(), content.as_slice());
+}

@@ -367,19 +367,19 @@ impl Repository {
         let version = match self.list_parts(&blob_key, &mp.s3_upload_id).await? {
             Some(parts) => {
                 check_parts(&parts, &mp.plan, upload.size)?;
-                match head.and_then(|h| h.version_id().map(str::to_owned)) {
+                match head {
                     // The key holds bytes already: keep them, verify them.
                     Some(existing) => {
                         self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
-                        existing
+                        object_version(existing.version_id())
                     }
                     None => self.complete(&blob_key, &mp.s3_upload_id, &parts).await?,
                 }
             }
             // Completed by an earlier attempt whose answer was lost (or
             // aborted): what the key holds now is what gets verified.
-            None => match head.and_then(|h| h.version_id().map(str::to_owned)) {
-                Some(existing) => existing,
+            None => match head {
+                Some(existing) => object_version(existing.version_id()),
                 None => return Err(upload_not_found(name, id)),
             },
         };
@@ -425,12 +425,7 @@ impl Repository {
             .send()
             .await;
         match out {
-            Ok(out) => out.version_id().map(str::to_owned).ok_or_else(|| {
-                Error::internal(
-                    "CompleteMultipartUpload",
-                    "no object version: is versioning on?".to_owned(),
-                )
-            }),
+            Ok(out) => Ok(object_version(out.version_id())),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
                 Err(Error::ConcurrentModification(
                     "another upload of these bytes completed meanwhile; commit again".into(),
@@ -490,6 +485,20 @@ impl Repository {
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
+}
+
+/// S3's name of an object version: its id, or `null` (the one version of
+/// a key in a bucket without versioning, e.g. a test double of S3).
+pub(super) const NULL_VERSION: &str = "null";
+
+fn object_version(id: Option<&str>) -> String {
+    id.unwrap_or(NULL_VERSION).to_owned()
+}
+
+/// The `versionId` to send for `version`: none for the null version (the
+/// key's one object where versioning is off).
+pub(super) fn version_param(version: &str) -> Option<String> {
+    (version != NULL_VERSION).then(|| version.to_owned())
 }
 
 /// Every part 1..=count is there, each of its planned length.

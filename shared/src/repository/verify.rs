@@ -16,6 +16,7 @@ use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest, Sha256};
 
 use super::Repository;
+use super::multipart::version_param;
 use super::uploads::UploadId;
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now, upload_pk};
@@ -210,7 +211,7 @@ impl Repository {
             .get_object()
             .bucket(&self.layout.bucket)
             .key(key)
-            .version_id(version)
+            .set_version_id(version_param(version))
             .range(format!("bytes={from}-{}", to - 1))
             .send()
             .await;
@@ -326,7 +327,7 @@ impl Repository {
             .delete_object()
             .bucket(&self.layout.bucket)
             .key(self.layout.blob_key(name, id.sha256()))
-            .version_id(version)
+            .set_version_id(version_param(version))
             .send()
             .await
             .map_err(|e| Error::upstream("DeleteObject", e))?;
