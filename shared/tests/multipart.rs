@@ -376,3 +376,32 @@ async fn a_multipart_start_of_bytes_the_artifact_holds_answers_exists() {
     assert_eq!(committed.artifact.sha256, sha256_hex(&content));
     assert_eq!(latest_bytes(&store, &n).await, content);
 }
+
+#[tokio::test]
+async fn purging_an_artifact_aborts_its_multipart_uploads_in_progress() {
+    let store = TestStore::new().await;
+    let n = name("purged-midway");
+    store.upload(&n, b"v1").await;
+    let content = bytes(5 * MIB + 5, 8);
+    let (id, plan) = start(&store.repo, &n, &content, sha256_hex(&content)).await;
+    send_parts(&store, &n, &id, &content, &plan, &[1]).await;
+    let in_progress = || async {
+        store
+            .s3
+            .list_multipart_uploads()
+            .bucket(&store.config.bucket)
+            .prefix(store.repo.layout().blob_prefix(&n))
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .len()
+    };
+    assert_eq!(in_progress().await, 1);
+    store.repo.purge_artifact(&n).await.unwrap();
+    assert_eq!(in_progress().await, 0);
+    assert!(matches!(
+        store.repo.commit_as(&n, &id, "ci").await,
+        Err(Error::UploadNotFound { .. })
+    ));
+}

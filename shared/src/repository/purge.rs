@@ -62,6 +62,11 @@ impl Repository {
         found |= !keys.is_empty();
         keys.push(key(REGISTRY_PK, format!("{name}/")));
         self.delete_keys(keys).await?;
+        // Multipart uploads in progress go before the blobs: none can then
+        // complete onto a blob key after the bytes are gone (its upload
+        // row is gone too, so no row would ever reference what it left).
+        self.abort_multipart_uploads(&self.layout.blob_prefix(name))
+            .await?;
         for prefix in [
             self.layout.artifact_prefix(name),
             self.layout.blob_prefix(name),
@@ -92,6 +97,36 @@ impl Repository {
             });
         }
         Ok(())
+    }
+
+    /// Aborts every multipart upload in progress under `prefix`.
+    async fn abort_multipart_uploads(&self, prefix: &str) -> Result<()> {
+        let (mut key_marker, mut upload_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .s3
+                .list_multipart_uploads()
+                .bucket(&self.layout.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(upload_marker.clone())
+                .send()
+                .await
+                .map_err(|e| Error::upstream("ListMultipartUploads", e))?;
+            for upload in out.uploads() {
+                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                    self.abort_multipart(key, id).await?;
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(());
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            upload_marker = out.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     /// The keys of every item of a partition (all pages, consistent).
