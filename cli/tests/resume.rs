@@ -1,0 +1,107 @@
+//! A multipart push interrupted midway resumes: run again with the same
+//! file, it finds its upload (remembered in `ARTIFACT_STATE_DIR`, its state
+//! asked from the API) and sends only the parts S3 has not received.
+//!
+//! A proxy in front of the local API points each part's presigned URL at
+//! itself and counts the part PUTs; in the first run it lets two parts
+//! through and refuses the rest as S3 refuses a request (a 4xx the CLI does
+//! not retry), which ends the push as a killed process would.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use support::{Local, forward, original_url, receive, respond};
+
+#[derive(Default)]
+struct Parts {
+    /// Part PUTs let through before the rest are refused (`u64::MAX`: all).
+    allowed: AtomicU64,
+    sent: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Points `parts[].url` of a parts answer at `{me}/s3-part/{hex}`.
+fn redirect_parts(body: &bytes::Bytes, me: &str) -> bytes::Bytes {
+    let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
+        return body.clone();
+    };
+    if let Some(parts) = doc.get_mut("parts").and_then(Value::as_array_mut) {
+        for part in parts {
+            if let Some(url) = part.get("url").and_then(Value::as_str) {
+                part["url"] = format!("{me}/s3-part/{}", hex::encode(url)).into();
+            }
+        }
+    }
+    bytes::Bytes::from(doc.to_string())
+}
+
+async fn parts_proxy(api: String, parts: Arc<Parts>) -> String {
+    let (listener, me) = support::listener().await;
+    let http = reqwest::Client::new();
+    let own = me.clone();
+    support::serve(listener, move |request| {
+        let (http, api, me, parts) = (http.clone(), api.clone(), own.clone(), parts.clone());
+        async move {
+            let received = receive(request).await;
+            if let Some(url) = original_url(&received.path, "s3-part") {
+                if parts.sent.load(Ordering::SeqCst) >= parts.allowed.load(Ordering::SeqCst) {
+                    parts.refused.fetch_add(1, Ordering::SeqCst);
+                    return respond(400, "<Error><Code>InvalidRequest</Code></Error>");
+                }
+                let (status, body) = forward(&http, &url, &received).await;
+                parts.sent.fetch_add(1, Ordering::SeqCst);
+                return respond(status, body);
+            }
+            let (status, body) =
+                forward(&http, &format!("{api}{}", received.path), &received).await;
+            respond(status, redirect_parts(&body, &me))
+        }
+    });
+    me
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_multipart_push_resumes_sending_only_the_missing_parts() {
+    let local = Local::start().await;
+    let parts = Arc::new(Parts::default());
+    let proxy = parts_proxy(local.api.clone(), parts.clone()).await;
+    // 5 parts of 5 MiB (the last one shorter).
+    let content = support::bytes(4 * (5 << 20) + 1000, 4);
+    let file = local.file("model.bin", &content);
+    let push = [
+        "--json",
+        "push",
+        "model",
+        file.to_str().unwrap(),
+        "--multipart-threshold",
+        "1MiB",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "--retries",
+        "0",
+    ];
+
+    parts.allowed.store(2, Ordering::SeqCst);
+    let first = local.run_against(&proxy, &push).await;
+    assert_ne!(
+        first.code,
+        0,
+        "the first push must be cut off: {}",
+        first.text()
+    );
+    assert_eq!(parts.sent.load(Ordering::SeqCst), 2);
+
+    parts.allowed.store(u64::MAX, Ordering::SeqCst);
+    let second = local.run_against(&proxy, &push).await.ok().json();
+    assert_eq!(second["latest"]["sha256"], support::sha256_hex(&content));
+    // Only the 3 parts the first run did not send went out again.
+    assert_eq!(parts.sent.load(Ordering::SeqCst), 5);
+
+    local.run(&["pull", "model", "-o", "model.out"]).await.ok();
+    assert_eq!(std::fs::read(local.path("model.out")).unwrap(), content);
+}
