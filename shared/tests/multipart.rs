@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use shared::model::{CommitOutcome, MultipartPlan, PartRequest, UploadRequest, UploadStatus};
 use shared::{ArtifactName, Error, Repository, Sha256, Verifier, VerifyStep, Version};
@@ -298,6 +299,10 @@ async fn parts_requests_out_of_bounds_or_for_other_uploads_are_refused_and_chang
             .upload_part_urls(&n, &single.upload_id, &[part(1)])
             .await,
     );
+    // Its state has no parts either.
+    let state = store.repo.upload_state(&n, &single.upload_id).await.unwrap();
+    assert_eq!(state.state, "pending");
+    assert!(state.multipart.is_none() && state.parts_received.is_none());
     // Unknown uploads are 404.
     let unknown = format!("{}{}", "0".repeat(32), sha256_hex(b"x"));
     assert!(matches!(
@@ -335,12 +340,23 @@ async fn parts_requests_out_of_bounds_or_for_other_uploads_are_refused_and_chang
 
 #[tokio::test]
 async fn an_expired_multipart_upload_is_not_found() {
-    let store = TestStore::with_settings(&[("UPLOAD_EXPIRES_SECS", "1")]).await;
+    let store = TestStore::new().await;
     let n = name("late");
     let content = bytes(5 * MIB + 1, 6);
     let (id, plan) = start(&store.repo, &n, &content, sha256_hex(&content)).await;
     send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Its lifetime ends (the TTL has not removed the row yet).
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key("pk", AttributeValue::S(format!("__{n}-upload")))
+        .key("sk", AttributeValue::S(id.clone()))
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(":past", AttributeValue::N("1000".into()))
+        .send()
+        .await
+        .unwrap();
     let part = [PartRequest {
         number: 1,
         sha256: digest(b"x"),
@@ -404,4 +420,34 @@ async fn purging_an_artifact_aborts_its_multipart_uploads_in_progress() {
         store.repo.commit_as(&n, &id, "ci").await,
         Err(Error::UploadNotFound { .. })
     ));
+}
+
+#[tokio::test]
+async fn racing_commits_of_one_multipart_upload_all_answer_and_commit_it_once() {
+    let store = TestStore::new().await;
+    let n = name("raced");
+    let content = bytes(5 * MIB + 77, 9);
+    let (id, plan) = start(&store.repo, &n, &content, sha256_hex(&content)).await;
+    send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
+    let commits = join_all((0..6).map(|_| store.repo.commit_as(&n, &id, "ci"))).await;
+    for commit in commits {
+        assert!(
+            matches!(
+                commit,
+                Ok(CommitOutcome::Verifying { .. } | CommitOutcome::Committed(_))
+            ),
+            "{commit:?}"
+        );
+    }
+    assert_eq!(settled(&store.repo, &n, &id).await.state, "committed");
+    assert_eq!(latest_bytes(&store, &n).await, content);
+    let versions = store
+        .s3
+        .list_object_versions()
+        .bucket(&store.config.bucket)
+        .prefix(store.repo.layout().blob_key(&n, &sha256_hex(&content)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.versions().len(), 1, "completed once");
 }

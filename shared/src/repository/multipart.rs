@@ -373,7 +373,14 @@ impl Repository {
                         self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
                         object_version(existing.version_id())
                     }
-                    None => self.complete(&blob_key, &mp.s3_upload_id, &parts).await?,
+                    None => match self.complete(&blob_key, &mp.s3_upload_id, &parts).await? {
+                        Some(version) => version,
+                        // A concurrent commit of this upload completed it.
+                        None => match self.head_blob(&blob_key).await? {
+                            Some(existing) => object_version(existing.version_id()),
+                            None => return Err(upload_not_found(name, id)),
+                        },
+                    },
                 }
             }
             // Completed by an earlier attempt whose answer was lost (or
@@ -393,13 +400,14 @@ impl Repository {
 
     /// CompleteMultipartUpload onto an empty key only (`If-None-Match: *`:
     /// on AWS a key that gained an object meanwhile refuses it with 412).
-    /// Returns the new object version.
+    /// Returns the new object version; `None` when S3 no longer knows the
+    /// upload (a concurrent commit completed it).
     async fn complete(
         &self,
         blob_key: &str,
         s3_upload_id: &str,
         parts: &[ListedPart],
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -425,7 +433,13 @@ impl Repository {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(object_version(out.version_id())),
+            Ok(out) => Ok(Some(object_version(out.version_id()))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.meta().code() == Some("NoSuchUpload")) =>
+            {
+                Ok(None)
+            }
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
                 Err(Error::ConcurrentModification(
                     "another upload of these bytes completed meanwhile; commit again".into(),

@@ -319,7 +319,7 @@ impl Repository {
     }
 
     /// HeadObject with the checksum; `None` when there is no such object.
-    async fn head_blob(
+    pub(super) async fn head_blob(
         &self,
         key: &str,
     ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {

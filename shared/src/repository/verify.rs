@@ -185,7 +185,7 @@ impl Repository {
         }
         let reason = if short {
             format!(
-                "the object holds fewer bytes than the {} declared",
+                "the uploaded object holds fewer bytes than the {} declared, or is gone",
                 upload.size
             )
         } else {
@@ -217,7 +217,11 @@ impl Repository {
             .await;
         let out = match out {
             Ok(out) => out,
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+            // Past the end of a shorter object, or the object is gone.
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 416)) =>
+            {
                 return Ok((to - from, Vec::new()));
             }
             Err(e) => return Err(Error::upstream("GetObject", e)),
@@ -287,9 +291,11 @@ impl Repository {
         }
     }
 
-    /// The upload `verifying → failed` with `reason`, then the object
-    /// version deleted: bytes that are not their key's SHA-256 are garbage
-    /// in a content-addressed store, and no row references them.
+    /// The object version deleted (bytes that are not their key's SHA-256
+    /// are garbage in a content-addressed store, and no row references
+    /// them), then the upload `verifying → failed` with `reason`. In this
+    /// order, an interruption between the two leaves the upload verifying:
+    /// the next attempt finds the object gone and fails it then.
     async fn fail_upload(
         &self,
         name: &ArtifactName,
@@ -297,6 +303,14 @@ impl Repository {
         version: &str,
         reason: &str,
     ) -> Result<VerifyStep> {
+        self.s3
+            .delete_object()
+            .bucket(&self.layout.bucket)
+            .key(self.layout.blob_key(name, id.sha256()))
+            .set_version_id(version_param(version))
+            .send()
+            .await
+            .map_err(|e| Error::upstream("DeleteObject", e))?;
         let out = self
             .ddb
             .update_item()
@@ -323,14 +337,6 @@ impl Repository {
             Err(e) if super::condition_failed(&e) => return Ok(VerifyStep::Idle),
             Err(e) => return Err(Error::upstream("UpdateItem", e)),
         }
-        self.s3
-            .delete_object()
-            .bucket(&self.layout.bucket)
-            .key(self.layout.blob_key(name, id.sha256()))
-            .set_version_id(version_param(version))
-            .send()
-            .await
-            .map_err(|e| Error::upstream("DeleteObject", e))?;
         Ok(VerifyStep::Failed {
             reason: reason.to_owned(),
         })
