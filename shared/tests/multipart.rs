@@ -182,7 +182,7 @@ async fn a_wrong_whole_object_digest_fails_the_upload_deletes_its_bytes_and_leav
     // A retried commit answers the same failure, every time.
     for _ in 0..2 {
         match store.repo.commit_as(&n, &id, "ci").await {
-            Err(Error::UploadMismatch(reason)) => assert!(reason.contains("verification failed")),
+            Err(Error::UploadMismatch(reason)) => assert!(reason.contains("not the declared")),
             other => panic!("{other:?}"),
         }
     }
@@ -300,7 +300,11 @@ async fn parts_requests_out_of_bounds_or_for_other_uploads_are_refused_and_chang
             .await,
     );
     // Its state has no parts either.
-    let state = store.repo.upload_state(&n, &single.upload_id).await.unwrap();
+    let state = store
+        .repo
+        .upload_state(&n, &single.upload_id)
+        .await
+        .unwrap();
     assert_eq!(state.state, "pending");
     assert!(state.multipart.is_none() && state.parts_received.is_none());
     // Unknown uploads are 404.

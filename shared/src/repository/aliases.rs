@@ -1022,7 +1022,7 @@ fn modified(name: &ArtifactName, alias: &AliasName, detail: String) -> Error {
 
 fn nothing_to_roll_back(name: &ArtifactName, alias: &AliasName, why: &str) -> Error {
     Error::NothingToRollBack(format!(
-        "alias {alias:?} of artifact {name:?} has nothing to roll back to: {why}"
+        "alias \"{alias}\" of artifact \"{name}\" has nothing to roll back to: {why}"
     ))
 }
 
