@@ -444,8 +444,8 @@ impl Repository {
     /// the upload row and LATEST. Round trip 2: one TransactWriteItems — the
     /// upload row `pending → committed` (so an upload is committed at most
     /// once), no reclaim of the blob under way, LATEST pointed at the blob,
-    /// the name registered. AWS calls: 3 in 2 sequential round trips,
-    /// whatever the size. A retried commit answers as the first did (2
+    /// the name registered (by the first commit). AWS calls: 3 in 2
+    /// sequential round trips, whatever the size. A retried commit answers as the first did (2
     /// calls); an upload committed before LATEST moved on is refused (409),
     /// an expired one 404.
     ///
@@ -599,20 +599,29 @@ impl Repository {
             }
             _ => 0,
         };
-        let ops = vec![
+        let mut ops = vec![
             self.finish_upload(name, id, from, !unchanged, now)?,
             self.not_condemned(name, id.sha256(), Some(read_at))?,
             self.latest_update(name, &upload, actor, latest.as_ref(), unchanged, seed, now)?,
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.layout.table)
-                        .set_item(Some(key(REGISTRY_PK, format!("{name}/"))))
-                        .build()
-                        .map_err(super::invalid_sdk_input)?,
-                )
-                .build(),
         ];
+        // The name is registered by the commit that created LATEST (or the
+        // first one over a LATEST the library wrote); a purge removes both.
+        if latest
+            .as_ref()
+            .is_none_or(|row| row.location != Location::Blob)
+        {
+            ops.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.layout.table)
+                            .set_item(Some(key(REGISTRY_PK, format!("{name}/"))))
+                            .build()
+                            .map_err(super::invalid_sdk_input)?,
+                    )
+                    .build(),
+            );
+        }
         let token = format!("{}-{attempt}", &id.as_str()[..32]);
         match self.transact(ops, &token).await {
             Ok(()) => {
