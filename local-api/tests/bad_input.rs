@@ -39,8 +39,19 @@ fn cases() -> Vec<Case> {
     let up = "/artifacts/app/uploads";
     let upload = |extra: &str| format!(r#"{{"sha256": "{sha}", "size": 1{extra}}}"#);
     let long = "x".repeat(300);
-    let big = format!(r#"{{"upload_id": "{}"}}"#, "a".repeat(100_000));
+    let big = format!(r#"{{"upload_id": "{}"}}"#, "a".repeat(300_000));
     let alias = "/artifacts/app/aliases/prod";
+    let unknown = format!("/artifacts/app/uploads/{}", "0".repeat(96));
+    let parts = format!("{unknown}/parts");
+    let part =
+        |number: &str| format!(r#"{{"parts": [{{"number": {number}, "sha256": "{sha}"}}]}}"#);
+    let too_many = format!(
+        r#"{{"parts": [{}]}}"#,
+        (1..=1001)
+            .map(|n| format!(r#"{{"number": {n}, "sha256": "{sha}"}}"#))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut cases = vec![
         // Malformed JSON and wrong types.
         case("POST", up, Some("{"), 400, "InvalidRequest"),
@@ -103,13 +114,109 @@ fn cases() -> Vec<Case> {
             400,
             "InvalidRequest",
         ),
+        // Above 10 000 parts of 5 GiB (S3's largest object).
         case(
             "POST",
             up,
-            Some(&format!(r#"{{"sha256": "{sha}", "size": 6000000000}}"#)),
+            Some(&format!(r#"{{"sha256": "{sha}", "size": 53687091200001}}"#)),
             413,
             "TooLarge",
         ),
+        // Part sizes outside S3's limits, or too small for 10 000 parts.
+        case(
+            "POST",
+            up,
+            Some(&upload(r#", "part_size": 5242879"#)),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            up,
+            Some(&upload(r#", "part_size": 5368709121"#)),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            up,
+            Some(&upload(r#", "part_size": "5242880""#)),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            up,
+            Some(&format!(
+                r#"{{"sha256": "{sha}", "size": 52433920000, "part_size": 5242880}}"#
+            )),
+            400,
+            "InvalidRequest",
+        ),
+        // Upload state and parts.
+        case("GET", &unknown, None, 404, "UploadNotFound"),
+        case(
+            "GET",
+            "/artifacts/app/uploads/nope",
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case("POST", &parts, Some(&part("1")), 404, "UploadNotFound"),
+        case(
+            "POST",
+            &format!("/artifacts/app/uploads/{}/parts", "A".repeat(96)),
+            Some(&part("1")),
+            400,
+            "InvalidRequest",
+        ),
+        case("POST", &parts, Some("{}"), 400, "InvalidRequest"),
+        case(
+            "POST",
+            &parts,
+            Some(r#"{"parts": []}"#),
+            400,
+            "InvalidRequest",
+        ),
+        case("POST", &parts, Some(&part("0")), 400, "InvalidRequest"),
+        case("POST", &parts, Some(&part("10001")), 400, "InvalidRequest"),
+        case("POST", &parts, Some(&part("1.5")), 400, "InvalidRequest"),
+        case("POST", &parts, Some(&part(r#""1""#)), 400, "InvalidRequest"),
+        case(
+            "POST",
+            &parts,
+            Some(r#"{"parts": [{"number": 1, "sha256": "abc"}]}"#),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&format!(
+                r#"{{"parts": [{{"number": 1, "sha256": "{sha}", "size": 1}}]}}"#
+            )),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&format!(
+                r#"{{"parts": [{{"number": 1, "sha256": "{sha}"}}], "more": true}}"#
+            )),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "POST",
+            &parts,
+            Some(&format!(
+                r#"{{"parts": [{{"number": 2, "sha256": "{sha}"}}, {{"number": 2, "sha256": "{sha}"}}]}}"#
+            )),
+            400,
+            "InvalidRequest",
+        ),
+        case("POST", &parts, Some(&too_many), 400, "InvalidRequest"),
         // Artifact names.
         case(
             "POST",
@@ -538,6 +645,7 @@ fn cases() -> Vec<Case> {
     // takes a body (where `{}` alone would change the store).
     let with_body = [
         ("POST", up),
+        ("POST", parts.as_str()),
         ("PUT", "/artifacts/app"),
         ("POST", "/artifacts/app/versions"),
         ("POST", "/artifacts/app/purge"),

@@ -307,3 +307,139 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
         (404, Some("ArtifactNotFound"))
     );
 }
+
+/// A multipart upload over HTTP, as a client drives it: start with a part
+/// size, ask for the parts' URLs, send them, see which arrived, commit
+/// (202), follow the upload until the service verified it, download it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multipart_upload_is_sent_in_parts_verified_and_becomes_latest() {
+    const MIB: usize = 1024 * 1024;
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let content: Vec<u8> = (0..5 * MIB + 1000).map(|i| (i % 251) as u8).collect();
+    let declared = json!({
+        "sha256": sha256_hex(&content),
+        "size": content.len(),
+        "part_size": 5 * MIB,
+        "content_type": "application/x-tar",
+    });
+    let (status, ticket) = api
+        .call("POST", "/artifacts/model/uploads", Some(declared))
+        .await;
+    assert_eq!(status, 201, "{ticket}");
+    assert_eq!(
+        keys(&ticket),
+        ["expires_at", "multipart", "state", "upload_id"]
+    );
+    assert_eq!(
+        ticket["multipart"],
+        json!({"part_size": 5 * MIB, "part_count": 2})
+    );
+    let id = ticket["upload_id"].as_str().unwrap();
+    let upload = format!("/artifacts/model/uploads/{id}");
+
+    let parts: Vec<&[u8]> = content.chunks(5 * MIB).collect();
+    let asked: Vec<Value> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| json!({"number": i + 1, "sha256": sha256_hex(part)}))
+        .collect();
+    let (status, urls) = api
+        .call(
+            "POST",
+            &format!("{upload}/parts"),
+            Some(json!({"parts": asked})),
+        )
+        .await;
+    assert_eq!(status, 200, "{urls}");
+    assert_eq!(keys(&urls), ["expires_at", "parts"]);
+    // Part 2 first; then the state shows what arrived.
+    for url in urls["parts"].as_array().unwrap().iter().rev() {
+        let number = url["number"].as_u64().unwrap() as usize;
+        let mut put = api
+            .http
+            .put(url["url"].as_str().unwrap())
+            .body(parts[number - 1].to_vec());
+        for (k, v) in url["headers"].as_object().unwrap() {
+            put = put.header(k, v.as_str().unwrap());
+        }
+        assert!(put.send().await.unwrap().status().is_success());
+        if number == 2 {
+            let (status, state) = api.call("GET", &upload, None).await;
+            assert_eq!(status, 200, "{state}");
+            assert_eq!(state["state"], "pending");
+            assert_eq!(state["parts_received"], json!([2]));
+            assert_eq!(state["parts"][0]["size"], 1000);
+        }
+    }
+
+    let commit = json!({"upload_id": id});
+    let (status, verifying) = api
+        .call("PUT", "/artifacts/model", Some(commit.clone()))
+        .await;
+    assert_eq!(status, 202, "{verifying}");
+    assert_eq!(verifying, json!({"upload_id": id, "state": "verifying"}));
+    let mut state = Value::Null;
+    for _ in 0..600 {
+        let (status, answer) = api.call("GET", &upload, None).await;
+        assert_eq!(status, 200, "{answer}");
+        state = answer;
+        if state["state"] != "verifying" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state["state"], "committed", "{state}");
+    assert_eq!(state["artifact"]["sha256"], sha256_hex(&content));
+    assert_eq!(state["artifact"]["content_type"], "application/x-tar");
+    let (status, retried) = api.call("PUT", "/artifacts/model", Some(commit)).await;
+    assert_eq!(
+        status, 200,
+        "a committed upload answers as committed: {retried}"
+    );
+    assert_eq!(
+        api.download_content("/artifacts/model/versions/LATEST/content")
+            .await,
+        content
+    );
+}
+
+/// The parts route takes the 1 000 parts a call may ask for, even
+/// pretty-printed (the request body limit leaves room for them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_parts_fit_in_one_parts_request() {
+    const MIB: u64 = 1024 * 1024;
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let declared = json!({
+        "sha256": sha256_hex(b"declared only"),
+        "size": 1000 * 5 * MIB,
+        "part_size": 5 * MIB,
+    });
+    let (status, ticket) = api
+        .call("POST", "/artifacts/huge/uploads", Some(declared))
+        .await;
+    assert_eq!(status, 201, "{ticket}");
+    assert_eq!(ticket["multipart"]["part_count"], 1000);
+    let asked: Vec<Value> = (1..=1000u32)
+        .map(|n| json!({"number": n, "sha256": sha256_hex(&n.to_be_bytes())}))
+        .collect();
+    let body = serde_json::to_string_pretty(&json!({"parts": asked})).unwrap();
+    assert!(body.len() > 100_000, "{} bytes", body.len());
+    let response = api
+        .http
+        .post(format!(
+            "{}/artifacts/huge/uploads/{}/parts",
+            api.base,
+            ticket["upload_id"].as_str().unwrap()
+        ))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["parts"].as_array().unwrap().len(), 1000);
+}

@@ -150,17 +150,23 @@ async fn parts_sent_in_parallel_in_any_order_become_latest_once_verified() {
 #[tokio::test]
 async fn a_wrong_whole_object_digest_fails_the_upload_deletes_its_bytes_and_leaves_latest_alone() {
     let store = TestStore::new().await;
+    // The verification runs here, step by step: the in-process task marks
+    // the upload failed before it deletes the bytes, so a poll of the state
+    // could look at the bucket between the two.
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
     let n = name("liar");
     store.upload(&n, b"the good build").await;
     let content = bytes(5 * MIB + 10, 2);
     // Every part is right; the whole-object digest declared is another's.
     let declared = sha256_hex(b"not these bytes");
-    let (id, plan) = start(&store.repo, &n, &content, declared.clone()).await;
+    let (id, plan) = start(&repo, &n, &content, declared.clone()).await;
     send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
 
-    let first = store.repo.commit_as(&n, &id, "ci").await.unwrap();
+    let first = repo.commit_as(&n, &id, "ci").await.unwrap();
     assert!(matches!(first, CommitOutcome::Verifying { .. }));
-    let status = settled(&store.repo, &n, &id).await;
+    let step = repo.verify_upload_step(&n, &id, None).await.unwrap();
+    assert!(matches!(step, VerifyStep::Failed { .. }), "{step:?}");
+    let status = repo.upload_state(&n, &id).await.unwrap();
     assert_eq!(status.state, "failed");
     assert!(status.reason.unwrap().contains(&sha256_hex(&content)));
 
@@ -335,12 +341,14 @@ async fn parts_requests_out_of_bounds_or_for_other_uploads_are_refused_and_chang
 
 #[tokio::test]
 async fn an_expired_multipart_upload_is_not_found() {
-    let store = TestStore::with_settings(&[("UPLOAD_EXPIRES_SECS", "1")]).await;
+    // `expires_at` is in whole seconds: an upload given 3 s lives more than
+    // 2 s, time enough to send its parts (with 1 s it could expire at once).
+    let store = TestStore::with_settings(&[("UPLOAD_EXPIRES_SECS", "3")]).await;
     let n = name("late");
     let content = bytes(5 * MIB + 1, 6);
     let (id, plan) = start(&store.repo, &n, &content, sha256_hex(&content)).await;
     send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let part = [PartRequest {
         number: 1,
         sha256: digest(b"x"),
