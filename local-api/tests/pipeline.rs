@@ -400,3 +400,41 @@ async fn a_multipart_upload_over_http_verifies_and_becomes_latest() {
         content
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_parts_fit_in_one_parts_request() {
+    const MIB: u64 = 1024 * 1024;
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let declared = json!({
+        "sha256": sha256_hex(b"declared only"),
+        "size": 1000 * 5 * MIB,
+        "part_size": 5 * MIB,
+    });
+    let (status, ticket) = api
+        .call("POST", "/artifacts/huge/uploads", Some(declared))
+        .await;
+    assert_eq!(status, 201, "{ticket}");
+    assert_eq!(ticket["multipart"]["part_count"], 1000);
+    let asked: Vec<Value> = (1..=1000u32)
+        .map(|n| json!({"number": n, "sha256": sha256_hex(&n.to_be_bytes())}))
+        .collect();
+    let body = serde_json::to_string_pretty(&json!({"parts": asked})).unwrap();
+    assert!(body.len() > 100_000, "{} bytes", body.len());
+    let response = api
+        .http
+        .post(format!(
+            "{}/artifacts/huge/uploads/{}/parts",
+            api.base,
+            ticket["upload_id"].as_str().unwrap()
+        ))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["parts"].as_array().unwrap().len(), 1000);
+}

@@ -49,6 +49,16 @@ fn expected_keys(operation: Operation) -> &'static [&'static str] {
             "upload_id",
             "url",
         ],
+        // A multipart upload in progress.
+        Operation::GetUpload => &[
+            "expires_at",
+            "multipart",
+            "parts",
+            "parts_received",
+            "state",
+            "upload_id",
+        ],
+        Operation::GetUploadParts => &["expires_at", "parts"],
         Operation::CommitUpload => &[
             "changed",
             "content_type",
@@ -147,7 +157,69 @@ async fn every_event_file_runs_through_its_handler_with_the_documented_status_an
             let location = response.headers()["location"].to_str().unwrap();
             assert_eq!(store.download(location).await, b"one");
         }
+        if route.operation == Operation::GetUpload {
+            let json: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["state"], "pending");
+            assert_eq!(json["parts_received"], serde_json::json!([1]));
+            assert_eq!(json["parts"][0]["size"], 4);
+        }
+        if route.operation == Operation::GetUploadParts {
+            // The URL takes the part it was asked for (that it refuses any
+            // other bytes is checked against s3s-fs, in integrity.rs).
+            let json: Value = serde_json::from_slice(&body).unwrap();
+            let part = shared::model::PartUrl {
+                number: 1,
+                url: json["parts"][0]["url"].as_str().unwrap().to_owned(),
+                headers: serde_json::from_value(json["parts"][0]["headers"].clone()).unwrap(),
+            };
+            let (status, answer) = test_support::put_part(&store.http, &part, b"four").await;
+            assert!(status < 300, "{function}: the part: {status} {answer}");
+        }
     }
+}
+
+/// `verify-upload`'s event (`{"name", "upload_id"}`, as commit-upload
+/// invokes it) runs through its handler on a real multipart upload that was
+/// committed and waits for its verification: it hashes the object, finds
+/// the declared SHA-256 and makes it LATEST.
+#[tokio::test]
+async fn the_verify_upload_event_verifies_and_commits_its_upload() {
+    let run = test_support::run_verify_sample_event().await;
+    let committed = match &run.step {
+        shared::VerifyStep::Committed(c) => c,
+        other => panic!("verify-upload: {other:?}"),
+    };
+    assert_eq!(committed.artifact.sha256, test_support::sha256_hex(b"four"));
+    assert!(committed.changed);
+    let n = name(&run.request.name);
+    let status = run
+        .store
+        .repo
+        .upload_state(&n, &run.request.upload_id)
+        .await
+        .unwrap();
+    assert_eq!(status.state, "committed");
+    assert_eq!(
+        status.artifact.unwrap().sha256,
+        test_support::sha256_hex(b"four")
+    );
+    let latest = run
+        .store
+        .repo
+        .get_version(&n, shared::Version::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        run.store
+            .download(latest.download_url.as_deref().unwrap())
+            .await,
+        b"four"
+    );
+    // A duplicate delivery of the same event finds nothing to do.
+    let again = shared::verifier::handle(&run.repo, &run.request, None)
+        .await
+        .unwrap();
+    assert_eq!(again, shared::VerifyStep::Idle);
 }
 
 #[test]

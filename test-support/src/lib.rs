@@ -403,9 +403,12 @@ impl SampleRun {
 }
 
 /// Runs the sample event of `route` through its handler against a store
-/// holding what the events refer to (the commit's upload is staged for real
-/// under a fresh id).
+/// holding what the events refer to. The uploads the upload routes name are
+/// staged for real under fresh ids: the commit's, a single PUT of "four";
+/// the upload state's, a multipart upload of "four" whose one part arrived;
+/// the parts route's, a multipart upload of "four" with no part yet.
 pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
+    use shared::api::Operation;
     let store = TestStore::with_sample_artifact().await;
     let path = workspace_root()
         .join("events")
@@ -414,29 +417,46 @@ pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let event: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", route.function));
-    if route.operation == shared::api::Operation::CommitUpload {
-        let ticket = store
-            .repo
-            .create_upload(
-                &name("my-app"),
-                UploadRequest {
-                    sha256: sha256_hex(b"four"),
-                    size: 4,
-                    content_type: None,
-                    metadata: Default::default(),
-                    part_size: None,
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
-        put_bytes(&store.http, &ticket, b"four").await;
-        let example: serde_json::Value = event["body"]
+    let example_id = match route.operation {
+        Operation::CommitUpload => event["body"]
             .as_str()
-            .and_then(|b| serde_json::from_str(b).ok())
-            .unwrap_or_default();
-        if let Some(id) = example["upload_id"].as_str() {
-            text = text.replace(id, &ticket.upload_id);
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .and_then(|body| body["upload_id"].as_str().map(str::to_owned)),
+        Operation::GetUpload | Operation::GetUploadParts => event["pathParameters"]["upload_id"]
+            .as_str()
+            .map(str::to_owned),
+        _ => None,
+    };
+    let n = name("my-app");
+    let staged = match route.operation {
+        Operation::CommitUpload => {
+            let ticket = store
+                .repo
+                .create_upload(
+                    &n,
+                    UploadRequest {
+                        sha256: sha256_hex(b"four"),
+                        size: 4,
+                        content_type: None,
+                        metadata: Default::default(),
+                        part_size: None,
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
+            put_bytes(&store.http, &ticket, b"four").await;
+            Some(ticket.upload_id)
         }
+        Operation::GetUpload => {
+            let (id, plan) = start_multipart(&store.repo, &n, b"four").await;
+            send_parts(&store.repo, &store.http, &n, &id, b"four", &plan).await;
+            Some(id)
+        }
+        Operation::GetUploadParts => Some(start_multipart(&store.repo, &n, b"four").await.0),
+        _ => None,
+    };
+    if let (Some(example), Some(id)) = (example_id, staged) {
+        text = text.replace(&example, &id);
     }
     let request =
         lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", route.function));
@@ -447,6 +467,64 @@ pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
         event,
         repo,
         response,
+    }
+}
+
+/// Starts a multipart upload of `bytes` (parts of S3's smallest size, 5 MiB)
+/// as a new LATEST of `name`: its id and plan.
+pub async fn start_multipart(
+    repo: &Repository,
+    name: &ArtifactName,
+    bytes: &[u8],
+) -> (String, shared::model::MultipartPlan) {
+    let ticket = repo
+        .create_upload(
+            name,
+            UploadRequest {
+                sha256: sha256_hex(bytes),
+                size: bytes.len() as u64,
+                content_type: Some("application/octet-stream".into()),
+                metadata: Default::default(),
+                part_size: Some(shared::repository::MIN_PART_SIZE),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
+    let plan = ticket
+        .multipart
+        .unwrap_or_else(|| panic!("not a multipart ticket: {ticket:?}"));
+    (ticket.upload_id, plan)
+}
+
+/// Asks `repo` for the URLs of every part of `bytes` and PUTs them.
+pub async fn send_parts(
+    repo: &Repository,
+    http: &reqwest::Client,
+    name: &ArtifactName,
+    upload_id: &str,
+    bytes: &[u8],
+    plan: &shared::model::MultipartPlan,
+) {
+    let parts = parts_of(bytes, plan);
+    let requests: Vec<shared::model::PartRequest> = parts
+        .iter()
+        .map(|(number, part)| shared::model::PartRequest {
+            number: *number,
+            sha256: sha256_hex(part).parse().unwrap_or_else(|e| panic!("{e:?}")),
+        })
+        .collect();
+    let urls = repo
+        .upload_part_urls(name, upload_id, &requests)
+        .await
+        .unwrap_or_else(|e| panic!("upload_part_urls: {e:?}"));
+    for url in &urls.parts {
+        let part = parts
+            .iter()
+            .find(|(number, _)| *number == url.number)
+            .map(|(_, part)| *part)
+            .unwrap_or_else(|| panic!("no part {}", url.number));
+        let (status, body) = put_part(http, url, part).await;
+        assert!(status < 300, "part {} refused: {status} {body}", url.number);
     }
 }
 
@@ -612,5 +690,56 @@ pub async fn run_mirror_sample_event() -> MirrorSampleRun {
         store,
         repo,
         response: serde_json::to_value(&response).unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+/// The sample event of `verify-upload` (`events/verify-upload.json`) run
+/// through its handler.
+pub struct VerifySampleRun {
+    /// Seeded by [`TestStore::with_sample_artifact`], plus the multipart
+    /// upload of "four" the event names (under a fresh id), committed and
+    /// waiting for its verification.
+    pub store: TestStore,
+    /// The event as run (the fresh upload id in it).
+    pub request: shared::repository::VerifyRequest,
+    /// The repository the handler ran on (no verifier of its own: it
+    /// would ask for the next step, it does not run it): its call record
+    /// holds only the handler's AWS calls.
+    pub repo: Repository,
+    pub step: shared::VerifyStep,
+}
+
+pub async fn run_verify_sample_event() -> VerifySampleRun {
+    use shared::Verifier;
+    let store = TestStore::with_sample_artifact().await;
+    let n = name("my-app");
+    let repo = store.another_repository().with_verifier(Verifier::Deferred);
+    let (id, plan) = start_multipart(&repo, &n, b"four").await;
+    send_parts(&repo, &store.http, &n, &id, b"four", &plan).await;
+    let outcome = repo
+        .commit_as(&n, &id, "ci")
+        .await
+        .unwrap_or_else(|e| panic!("commit: {e:?}"));
+    assert!(
+        matches!(outcome, shared::model::CommitOutcome::Verifying { .. }),
+        "{outcome:?}"
+    );
+    let path = workspace_root().join("events/verify-upload.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let example: shared::repository::VerifyRequest =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let request: shared::repository::VerifyRequest =
+        serde_json::from_str(&text.replace(&example.upload_id, &id))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let repo = store.another_repository().with_verifier(Verifier::Deferred);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let step = shared::verifier::handle(&repo, &request, Some(deadline))
+        .await
+        .unwrap_or_else(|e| panic!("handler: {e:?}"));
+    VerifySampleRun {
+        store,
+        request,
+        repo,
+        step,
     }
 }

@@ -385,10 +385,17 @@ impl Repository {
             }
             // Completed by an earlier attempt whose answer was lost (or
             // aborted): what the key holds now is what gets verified.
-            None => match head {
-                Some(existing) => object_version(existing.version_id()),
-                None => return Err(upload_not_found(name, id)),
-            },
+            // (HEAD again: the one read with the row may predate it.)
+            None => {
+                let head = match head {
+                    Some(head) => Some(head),
+                    None => self.head_blob(&blob_key).await?,
+                };
+                match head {
+                    Some(existing) => object_version(existing.version_id()),
+                    None => return Err(upload_not_found(name, id)),
+                }
+            }
         };
         self.start_verifying(name, id, &version).await?;
         self.request_verification(name, id).await?;

@@ -11,7 +11,7 @@ use crate::layout::{
     FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, upload_pk,
 };
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, key, nv, sv, version_key};
+use crate::rows::{Item, UploadRow, key, nv, sv, version_key};
 
 impl Repository {
     /// Wipes an artifact: its rows, pending uploads, history, blobs and the
@@ -37,9 +37,24 @@ impl Repository {
             .await
             .map_err(|e| Error::upstream("PutItem", e))?;
 
-        let uploads = self.partition_keys(&upload_pk(name)).await?;
+        let upload_items = self.query_all(&upload_pk(name)).await?;
+        // The S3 side of multipart uploads in progress, aborted after their
+        // rows are gone (no commit can complete them then) and before the
+        // blobs go: none can complete onto a blob key afterwards.
+        let multiparts: Vec<(String, String)> = upload_items
+            .iter()
+            .filter_map(|item| UploadRow::from_item(name, item).ok())
+            .filter_map(|u| {
+                let mp = u.multipart?;
+                Some((self.layout.blob_key(name, &u.sha256), mp.s3_upload_id))
+            })
+            .collect();
+        let uploads = keys_of(upload_items);
         let mut found = !uploads.is_empty();
         self.delete_keys(uploads).await?;
+        for (blob_key, s3_upload_id) in &multiparts {
+            self.abort_multipart(blob_key, s3_upload_id).await?;
+        }
         let latest = self
             .ddb
             .delete_item()
@@ -62,11 +77,6 @@ impl Repository {
         found |= !keys.is_empty();
         keys.push(key(REGISTRY_PK, format!("{name}/")));
         self.delete_keys(keys).await?;
-        // Multipart uploads in progress go before the blobs: none can then
-        // complete onto a blob key after the bytes are gone (its upload
-        // row is gone too, so no row would ever reference what it left).
-        self.abort_multipart_uploads(&self.layout.blob_prefix(name))
-            .await?;
         for prefix in [
             self.layout.artifact_prefix(name),
             self.layout.blob_prefix(name),
@@ -99,50 +109,9 @@ impl Repository {
         Ok(())
     }
 
-    /// Aborts every multipart upload in progress under `prefix`.
-    async fn abort_multipart_uploads(&self, prefix: &str) -> Result<()> {
-        let (mut key_marker, mut upload_marker) = (None::<String>, None::<String>);
-        loop {
-            let out = self
-                .s3
-                .list_multipart_uploads()
-                .bucket(&self.layout.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.clone())
-                .set_upload_id_marker(upload_marker.clone())
-                .send()
-                .await
-                .map_err(|e| Error::upstream("ListMultipartUploads", e))?;
-            for upload in out.uploads() {
-                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-                    self.abort_multipart(key, id).await?;
-                }
-            }
-            if out.is_truncated() != Some(true) {
-                return Ok(());
-            }
-            key_marker = out.next_key_marker().map(str::to_owned);
-            upload_marker = out.next_upload_id_marker().map(str::to_owned);
-            if key_marker.is_none() {
-                return Ok(());
-            }
-        }
-    }
-
     /// The keys of every item of a partition (all pages, consistent).
     async fn partition_keys(&self, pk: &str) -> Result<Vec<Item>> {
-        Ok(self
-            .query_all(pk)
-            .await?
-            .into_iter()
-            .filter_map(|item| {
-                let (pk, sk) = (item.get(attr::PK)?, item.get(attr::SK)?);
-                Some(HashMap::from([
-                    (attr::PK.to_owned(), pk.clone()),
-                    (attr::SK.to_owned(), sk.clone()),
-                ]))
-            })
-            .collect())
+        Ok(keys_of(self.query_all(pk).await?))
     }
 
     /// Deletes items by key, 25 per BatchWriteItem, retrying unprocessed
@@ -256,4 +225,18 @@ impl Repository {
             version_marker = out.next_version_id_marker().map(str::to_owned);
         }
     }
+}
+
+/// The keys (`pk`, `sk`) of `items`.
+fn keys_of(items: Vec<Item>) -> Vec<Item> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let (pk, sk) = (item.get(attr::PK)?, item.get(attr::SK)?);
+            Some(HashMap::from([
+                (attr::PK.to_owned(), pk.clone()),
+                (attr::SK.to_owned(), sk.clone()),
+            ]))
+        })
+        .collect()
 }
