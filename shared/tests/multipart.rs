@@ -137,6 +137,8 @@ async fn parts_sent_in_parallel_in_any_order_become_latest_once_verified() {
     let latest = store.repo.get_version(&n, Version::Latest).await.unwrap();
     assert_eq!(latest.metadata.get("build").map(String::as_str), Some("42"));
     assert_eq!(latest.content_type.as_deref(), Some("application/x-tar"));
+    // The committer, not whoever started the upload, created LATEST.
+    assert_eq!(latest.created_by.as_deref(), Some("ci"));
 
     // A retried commit answers as a committed upload does, and publishing
     // works as for any LATEST.
@@ -454,4 +456,43 @@ async fn racing_commits_of_one_multipart_upload_all_answer_and_commit_it_once() 
         .await
         .unwrap();
     assert_eq!(versions.versions().len(), 1, "completed once");
+}
+
+#[tokio::test]
+async fn a_retried_commit_restarts_a_verification_that_stopped() {
+    let store = TestStore::new().await;
+    // Nobody runs the verification this commit asks for (as if every
+    // invocation had failed).
+    let stalled = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("stalled");
+    let content = bytes(5 * MIB + 3, 10);
+    let (id, plan) = start(&stalled, &n, &content, sha256_hex(&content)).await;
+    send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
+    stalled.commit_as(&n, &id, "ci").await.unwrap();
+    // A retry while it may still be running asks for nothing more.
+    stalled.commit_as(&n, &id, "ci").await.unwrap();
+    assert_eq!(
+        store.repo.upload_state(&n, &id).await.unwrap().state,
+        "verifying"
+    );
+    // No checkpoint for an hour: a retried commit (on a repository whose
+    // verifier runs) asks for the verification again.
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key("pk", AttributeValue::S(format!("__{n}-upload")))
+        .key("sk", AttributeValue::S(id.clone()))
+        .update_expression("SET update_at = :then")
+        .expression_attribute_values(
+            ":then",
+            AttributeValue::S("2020-01-01T00:00:00.000000+0000".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let retried = store.repo.commit_as(&n, &id, "ci").await.unwrap();
+    assert!(matches!(retried, CommitOutcome::Verifying { .. }));
+    assert_eq!(settled(&store.repo, &n, &id).await.state, "committed");
+    assert_eq!(latest_bytes(&store, &n).await, content);
 }

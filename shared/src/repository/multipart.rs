@@ -356,6 +356,7 @@ impl Repository {
         id: &UploadId,
         upload: UploadRow,
         head: Option<HeadObjectOutput>,
+        actor: &str,
     ) -> Result<CommitOutcome> {
         let Some(mp) = &upload.multipart else {
             return Err(Error::internal(
@@ -397,7 +398,7 @@ impl Repository {
                 }
             }
         };
-        self.start_verifying(name, id, &version).await?;
+        self.start_verifying(name, id, &version, actor).await?;
         self.request_verification(name, id).await?;
         Ok(CommitOutcome::Verifying {
             upload_id: id.as_str().to_owned(),
@@ -459,11 +460,14 @@ impl Repository {
     /// The upload row `pending → verifying` of object version `version`
     /// (idempotent: a retry finds it verifying that version already). The
     /// upload's lifetime starts again: verification may take long.
+    /// `actor` (the committer) becomes the upload's actor: the verified
+    /// commit records it as LATEST's creator, as a single PUT's commit does.
     async fn start_verifying(
         &self,
         name: &ArtifactName,
         id: &UploadId,
         version: &str,
+        actor: &str,
     ) -> Result<()> {
         let now = now();
         let out = self
@@ -473,7 +477,7 @@ impl Repository {
             .set_key(Some(key(upload_pk(name), id.as_str())))
             .update_expression(
                 "SET #state = :verifying, #blob_version = :version, #verified = :zero, \
-                 #expires_at = :expires, #update_at = :now REMOVE #hash_state",
+                 #expires_at = :expires, #update_at = :now, #actor = :actor REMOVE #hash_state",
             )
             .condition_expression(
                 "(#state = :pending AND #expires_at > :now_secs) OR \
@@ -485,6 +489,8 @@ impl Repository {
             .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
             .expression_attribute_names("#update_at", attr::UPDATE_AT)
             .expression_attribute_names("#hash_state", attr::HASH_STATE)
+            .expression_attribute_names("#actor", attr::ACTOR)
+            .expression_attribute_values(":actor", sv(actor))
             .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
             .expression_attribute_values(":pending", sv(UploadState::Pending.as_str()))
             .expression_attribute_values(":version", sv(version))

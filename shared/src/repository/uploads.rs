@@ -475,6 +475,12 @@ impl Repository {
                     ));
                 }
                 UploadState::Verifying => {
+                    // No checkpoint for longer than an invocation can run:
+                    // its invocations gave up (they went to the on-failure
+                    // destination). Ask again; duplicates are harmless.
+                    if now() - upload.update_at > VERIFY_STALLED {
+                        self.request_verification(name, &id).await?;
+                    }
                     return Ok(CommitOutcome::Verifying {
                         upload_id: id.as_str().to_owned(),
                         state: UploadState::Verifying.as_str(),
@@ -494,7 +500,7 @@ impl Repository {
                 return Err(super::multipart::upload_not_found(name, &id));
             }
             if upload.multipart.is_some() {
-                return self.commit_multipart(name, &id, upload, head?).await;
+                return self.commit_multipart(name, &id, upload, head?, actor).await;
             }
             let head = head?.ok_or_else(|| {
                 Error::UploadMismatch(
@@ -839,6 +845,10 @@ impl Repository {
             .build())
     }
 }
+
+/// A verification that has not checkpointed for this long has stopped (a
+/// `verify-upload` invocation runs at most 15 minutes).
+const VERIFY_STALLED: time::Duration = time::Duration::minutes(16);
 
 /// How far apart the clocks of two functions may be, at most.
 const CLOCK_MARGIN: time::Duration = time::Duration::seconds(1);
