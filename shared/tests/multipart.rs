@@ -496,3 +496,40 @@ async fn a_retried_commit_restarts_a_verification_that_stopped() {
     assert_eq!(settled(&store.repo, &n, &id).await.state, "committed");
     assert_eq!(latest_bytes(&store, &n).await, content);
 }
+
+/// The AWS calls of each multipart step (the README's budgets): start 3
+/// (HeadObject ∥ CreateMultipartUpload, then TransactWriteItems), parts 1
+/// (GetItem; presigning is local), state 2 (GetItem, ListParts), commit 5
+/// (HeadObject ∥ BatchGetItem, ListParts, CompleteMultipartUpload,
+/// UpdateItem; then the verifier's Invoke), whatever the size and the
+/// number of parts up to 1 000.
+#[tokio::test]
+async fn multipart_steps_make_a_fixed_number_of_aws_calls() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let calls = || repo.calls().total();
+    let n = name("budget");
+    let content = bytes(2 * 5 * MIB + 1, 11);
+    let before = calls();
+    let (id, plan) = start(&repo, &n, &content, sha256_hex(&content)).await;
+    assert_eq!(calls() - before, 3, "start");
+    let before = calls();
+    let parts: Vec<PartRequest> = parts_of(&content, &plan)
+        .into_iter()
+        .map(|(number, part)| PartRequest {
+            number,
+            sha256: digest(part),
+        })
+        .collect();
+    let urls = repo.upload_part_urls(&n, &id, &parts).await.unwrap();
+    assert_eq!(calls() - before, 1, "parts");
+    for (url, (_, part)) in urls.parts.iter().zip(parts_of(&content, &plan)) {
+        assert_eq!(put_part(&store.http, url, part).await.0, 200);
+    }
+    let before = calls();
+    repo.upload_state(&n, &id).await.unwrap();
+    assert_eq!(calls() - before, 2, "state");
+    let before = calls();
+    repo.commit_as(&n, &id, "ci").await.unwrap();
+    assert_eq!(calls() - before, 5, "commit");
+}
