@@ -44,7 +44,9 @@ stress: venv
 
 ## make bench: this project and versioned 1.0.1 on one emulator, per
 ## operation (the library in three session configurations), commit and
-## publish by size, mirror lag, cold starts, resolve throughput -> BENCHMARKS.md.
+## publish by size, mirror lag, cold starts, resolve throughput, multipart upload
+## time by parallelism, verification throughput, CLI push/pull throughput and
+## peak RSS -> BENCHMARKS.md.
 bench: venv release
 	cargo lambda build --release --locked --x86-64 --lambda-dir $(CARGO_TARGET_DIR)/lambda-x86-64 --package local-api --package bench
 	$(CARGO_TARGET_DIR)/lambda-x86-64/bench/bootstrap

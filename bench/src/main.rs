@@ -11,9 +11,14 @@
 //!   first poll of a local Lambda Runtime API and to its first answer, with
 //!   peak RSS; beside it the library's import time and RSS;
 //! - resolve throughput of the local server under load, beside the
-//!   emulator's own ceiling for the request resolve makes.
+//!   emulator's own ceiling for the request resolve makes;
+//! - multipart upload time by parallelism (64 MiB and 1 GiB), verification
+//!   throughput (1 GiB), and the `artifact` CLI's push and pull throughput
+//!   and peak RSS (`transfers.rs`), each beside the emulator's own ceiling
+//!   for the same bytes: one plain PUT or GET.
 
 mod runtime_api;
+mod transfers;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -450,14 +455,7 @@ async fn cold_start(binary: &std::path::Path, function: &str) -> Option<ColdStar
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let peak_rss_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let peak_rss_kib = vm_hwm_kib(child.id()).unwrap_or(0);
     let _ = child.kill();
     let _ = child.wait();
     Some(ColdStart {
@@ -466,6 +464,54 @@ async fn cold_start(binary: &std::path::Path, function: &str) -> Option<ColdStar
         peak_rss_kib,
         answer: timeline.answer.unwrap_or_default(),
     })
+}
+
+/// The peak RSS of process `pid` (VmHWM of `/proc/<pid>/status`, KiB);
+/// `None` when there is no such line (no /proc, or the process has exited).
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The release `local-api` (`make bench` builds it) over `store` on a free
+/// loopback port, with `env` besides: the process and its base URL once it
+/// answers; `None` when the binary is missing or does not answer.
+async fn start_local_api(
+    store: &TestStore,
+    env: &[(&str, &str)],
+) -> Option<(std::process::Child, String)> {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        listener.local_addr().ok()?.port()
+    };
+    let mut server = Command::new(target_dir().join("lambda-x86-64/local-api/bootstrap"))
+        .env("AWS_ENDPOINT_URL", &emulator().endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("BUCKET_NAME", &store.config.bucket)
+        .env("TABLE_NAME", &store.config.table)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{base}/artifacts")).send().await.is_ok() {
+            return Some((server, base));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    None
 }
 
 /// `concurrency` loops issuing `request` for `seconds`: requests/s, median ms, errors.
@@ -519,30 +565,10 @@ async fn throughput() -> (f64, f64, u64, f64, f64) {
         .put_alias(&n, &"prod".parse().expect("alias"), split)
         .await
         .expect("alias");
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        listener.local_addr().expect("address").port()
-    };
-    let mut server = Command::new(target_dir().join("lambda-x86-64/local-api/bootstrap"))
-        .env("AWS_ENDPOINT_URL", &emulator().endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("BUCKET_NAME", &store.config.bucket)
-        .env("TABLE_NAME", &store.config.table)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
+    let (mut server, base) = start_local_api(&store, &[])
+        .await
         .expect("start the release local-api (make bench builds it)");
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http.get(format!("{base}/artifacts")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (api_rps, api_ms, api_errors) = load(16, 8, move || {
         let (http, base) = (http.clone(), base.clone());
@@ -1022,6 +1048,9 @@ async fn main() {
          ({:.0} %) shows how much the server itself costs on top.\n",
         api_rps / emulator_rps * 100.0
     );
+    md.push_str(&transfers::multipart().await);
+    md.push_str(&transfers::verification().await);
+    md.push_str(&transfers::cli().await);
     let _ = writeln!(
         md,
         "_Bench run took {:.0} s._",

@@ -45,7 +45,7 @@ pub use multipart::{
 };
 pub use retention::{ReclaimReport, RetentionBookkeeping};
 pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, UploadId, metadata_limits};
-pub use verify::{Verifier, VerifyRequest, VerifyStep};
+pub use verify::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, VerifyStep};
 
 /// Page sizes accepted by the listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
