@@ -1,12 +1,13 @@
 """Benchmarks `versioned` 1.0.1 on the emulator, operation by operation.
 
-    bench_library.py ENDPOINT BUCKET TABLE ITERATIONS   -> JSON on stdout
+    bench_library.py ENDPOINT BUCKET TABLE ITERATIONS [quick]   -> JSON on stdout
+    ("quick": the reused configuration only, no sizes)
     bench_library.py import                             -> import time and RSS
 
 For each operation: wall-clock milliseconds per call, the number of requests
-the emulator served during it and the body bytes it received and sent (its
-/__emulator/requests and /__emulator/bytes counters, which the Rust side
-reads too).
+the emulator served during it, the body bytes it received and sent, and the
+milliseconds it spent applying them (its /__emulator/requests, /bytes and
+/busy counters, which the Rust side reads too).
 
 Every operation is measured in three ways of holding AWS sessions, in one
 process against one store (each on artifacts of its own):
@@ -57,6 +58,10 @@ def peak_rss_kib():
     return 0
 
 
+def emulator_busy_us(endpoint):
+    return int(urllib.request.urlopen(endpoint + "/__emulator/busy").read())
+
+
 def emulator_bytes(endpoint):
     return int(urllib.request.urlopen(endpoint + "/__emulator/bytes").read())
 
@@ -69,7 +74,7 @@ def main_import():
     json.dump({"import_ms": seconds * 1000, "peak_rss_kib": peak_rss_kib()}, sys.stdout)
 
 
-def main_bench(endpoint, bucket, table, iterations):
+def main_bench(endpoint, bucket, table, iterations, mode="full"):
     from boto_session_manager import BotoSesManager
     from interop import configure, repository
 
@@ -92,11 +97,14 @@ def main_bench(endpoint, bucket, table, iterations):
             arg = setup(i)
             before = emulator_requests(endpoint)
             bytes_before = emulator_bytes(endpoint)
+            busy_before = emulator_busy_us(endpoint)
             start = time.perf_counter()
             fn(i, arg, session())
             elapsed = (time.perf_counter() - start) * 1000
+            busy = (emulator_busy_us(endpoint) - busy_before) / 1000
             io = emulator_bytes(endpoint) - bytes_before
-            samples.append({"ms": elapsed, "calls": emulator_requests(endpoint) - before, "io": io})
+            samples.append({"ms": elapsed, "calls": emulator_requests(endpoint) - before, "io": io,
+                            "emulator_ms": busy})
             if slow_stop and elapsed > SLOW_SAMPLE_SECONDS * 1000:
                 break
         results[op] = samples
@@ -109,6 +117,8 @@ def main_bench(endpoint, bucket, table, iterations):
         return repo.publish_artifact_version(name=name, bsm=b)
 
     out = {"configs": {}, "sizes": {}}
+    if mode == "quick":
+        configs = {"reused": configs["reused"]}
     for tag, session in configs.items():
         results = out["configs"][tag] = {}
         t = tag.replace(" ", "-")
@@ -152,7 +162,7 @@ def main_bench(endpoint, bucket, table, iterations):
 
     # Sizes: each sample its own artifact; put_artifact, then publish it.
     for label, size, n in [("1 KiB", KIB, 10), ("1 MiB", MIB, 10), ("64 MiB", 64 * MIB, 3),
-                           ("256 MiB", 256 * MIB, 2), ("1 GiB", 1024 * MIB, 2)]:
+                           ("256 MiB", 256 * MIB, 2), ("1 GiB", 1024 * MIB, 2)][: 0 if mode == "quick" else None]:
         content = os.urandom(min(size, MIB)) * max(1, size // MIB)
         slug = label.replace(" ", "")
         measure(out["sizes"], f"put {label}", lambda i, _, b: put(f"lib-size-{slug}-{i}", content, b),
@@ -168,4 +178,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "import":
         main_import()
     else:
-        main_bench(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        main_bench(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), *sys.argv[5:6])

@@ -11,10 +11,14 @@ Serves S3 and DynamoDB on loopback. Two things differ from plain `moto_server`:
   headers whose names contain `_` (WSGI cannot tell `_` from `-`), so moto
   would lose `x-amz-meta-artifact_sha256`, the very key `versioned` 1.0.1
   writes; S3 keeps it. The raw headers are handed to moto's metadata parser.
-* It counts the requests it serves and the body bytes it receives and sends:
-  `GET /__emulator/requests` and `GET /__emulator/bytes` answer the totals
-  (and are not counted), so benchmarks measure AWS calls and data moved per
-  operation the same way for this project and for the Python library.
+* It counts the requests it serves, the body bytes it receives and sends,
+  and the time it spends applying requests: `GET /__emulator/requests`,
+  `GET /__emulator/bytes` and `GET /__emulator/busy` (microseconds) answer
+  the totals (and are not counted), so benchmarks measure AWS calls, data
+  moved and the emulator's own work per operation the same way for this
+  project and for the Python library. `EMULATOR_TIMINGS=FILE` writes each
+  request's operation and milliseconds to FILE; `EMULATOR_PROFILE=DIR`
+  profiles the emulator per operation (cProfile, written to DIR at exit).
 * A transaction snapshots only what it can change. moto deep-copies the whole
   table (every item and every stream record) once per item of every
   TransactWriteItems, to restore it if the transaction is cancelled: with the
@@ -40,8 +44,10 @@ Usage: emulator.py [--port N] [--until-stdin-closes]
 import argparse
 import copy
 import gc
+import os
 import sys
 import threading
+import time
 from collections import defaultdict
 
 import moto.dynamodb.models
@@ -146,25 +152,58 @@ def _list_parts_result(body):
 LARGE_BODY = 32 << 20
 
 
+# `EMULATOR_TIMINGS=FILE`: one line per request, its operation and the
+# milliseconds it held the lock (to see where an operation's time goes).
+TIMINGS = open(os.environ["EMULATOR_TIMINGS"], "a", buffering=1) if os.environ.get("EMULATOR_TIMINGS") else None
+
+
+def _operation(environ):
+    """`rs Query`, `py UpdateItem`, `rs S3 PUT x-id`: the client (the Rust
+    SDK, botocore, else `http`: presigned URLs), then the operation."""
+    agent = environ.get("HTTP_USER_AGENT", "")
+    client = "rs" if "aws-sdk-rust" in agent else "py" if "Botocore" in agent else "http"
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return f"{client} {target.rsplit('.', 1)[-1]}"
+    query = environ.get("QUERY_STRING", "")
+    return f"{client} S3 {environ.get('REQUEST_METHOD')} {query.split('=')[0]}".strip()
+
+
+PROFILES = {} if os.environ.get("EMULATOR_PROFILE") else None
+
+
 class Serialised:
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
         self.requests = 0
         self.bytes = 0
+        # Microseconds spent applying requests (inside the lock).
+        self.busy_us = 0
 
     def __call__(self, environ, start_response):
-        counter = {"/__emulator/requests": "requests", "/__emulator/bytes": "bytes"}.get(environ.get("PATH_INFO"))
+        counter = {
+            "/__emulator/requests": "requests",
+            "/__emulator/bytes": "bytes",
+            "/__emulator/busy": "busy_us",
+        }.get(environ.get("PATH_INFO"))
         if counter:
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [str(getattr(self, counter)).encode()]
         with self.lock:
+            started = time.perf_counter()
             self.requests += 1
             self.bytes += int(environ.get("CONTENT_LENGTH") or 0)
             _request.underscore_headers = environ.get("emulator.underscore_headers", [])
             # Drain the response inside the lock: moto builds it lazily sometimes.
             answer = []
+            if PROFILES is not None:
+                import cProfile
+                prof = PROFILES.setdefault(_operation(environ), cProfile.Profile())
+                prof.enable()
             body = b"".join(self.app(environ, lambda *args: answer.append(args)))
+            if PROFILES is not None:
+                prof.disable()
             status, headers, *exc_info = answer[-1]
             if b"<ListPartsResponse" in body[:200]:
                 body = _list_parts_result(body)
@@ -175,6 +214,10 @@ class Serialised:
             start_response(status, headers, *exc_info)
             if int(environ.get("CONTENT_LENGTH") or 0) > LARGE_BODY:
                 gc.collect()
+            elapsed = time.perf_counter() - started
+            self.busy_us += int(elapsed * 1e6)
+            if TIMINGS:
+                TIMINGS.write(f"{_operation(environ)}\t{elapsed * 1000:.3f}\n")
             return [body]
 
 
@@ -203,6 +246,10 @@ def main():
         threading.Thread(target=server.serve_forever, daemon=True).start()
         sys.stdin.read()
         server.shutdown()
+        if PROFILES:
+            import pstats
+            for op, prof in PROFILES.items():
+                prof.dump_stats(os.path.join(os.environ["EMULATOR_PROFILE"], op.replace(" ", "_") + ".prof"))
     else:
         server.serve_forever()
 

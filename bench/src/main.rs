@@ -38,6 +38,8 @@ struct Sample {
     calls: u64,
     /// Body bytes the emulator received and sent during the call.
     io: u64,
+    /// Milliseconds the emulator spent applying the call's requests.
+    emulator_ms: f64,
 }
 
 fn median_io(samples: &[Sample]) -> f64 {
@@ -67,6 +69,45 @@ fn median_ms(samples: &[Sample]) -> f64 {
 
 fn p95_ms(samples: &[Sample]) -> f64 {
     quantile(samples.iter().map(|s| s.ms).collect(), 0.95)
+}
+
+fn median_emulator_ms(samples: &[Sample]) -> f64 {
+    quantile(samples.iter().map(|s| s.emulator_ms).collect(), 0.5)
+}
+
+/// Per operation, the median time the emulator spent applying the
+/// operation's requests against the rest (client, transport, waits), for
+/// this project and the library's reused configuration.
+fn time_split(md: &mut String, rust: &Results, reused: Option<&Results>) {
+    let _ = writeln!(md, "### Where the time goes\n");
+    let _ = writeln!(
+        md,
+        "The same samples split in two: *emulator* is the time the emulator spent applying the operation's requests \
+         (its `/__emulator/busy` counter: moto's own work, one request at a time), *rest* is the median latency minus that \
+         (the client building, signing and parsing requests, loopback transport, HTTP handling outside moto). \
+         On AWS the first part is the service's work, whose cost grows with round trips and items touched, not with moto's \
+         per-attribute Python; the second part is this process or the library's.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| operation | this project calls | emulator ms | rest ms | emulator ms per call | library calls | emulator ms | rest ms | emulator ms per call |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (op, o) in rust {
+        let Some(l) = reused.and_then(|r| r.get(op)) else {
+            continue;
+        };
+        let cells = |s: &[Sample]| {
+            let (calls, emu) = (median_calls(s), median_emulator_ms(s));
+            format!(
+                "{calls} | {emu:.1} | {:.1} | {:.2}",
+                (median_ms(s) - emu).max(0.0),
+                emu / calls.max(1.0)
+            )
+        };
+        let _ = writeln!(md, "| {op} | {} | {} |", cells(o), cells(l));
+    }
+    let _ = writeln!(md);
 }
 
 fn median_calls(samples: &[Sample]) -> f64 {
@@ -169,15 +210,19 @@ impl Measure<'_> {
     async fn time<F: std::future::Future>(&mut self, op: &str, f: F) {
         let before = emulator_requests(self.http).await;
         let bytes_before = emulator_bytes(self.http).await;
+        let busy_before = emulator_counter(self.http, "busy").await;
         let start = Instant::now();
         f.await;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let emulator_ms = (emulator_counter(self.http, "busy").await - busy_before) as f64 / 1000.0;
         let io = emulator_bytes(self.http).await - bytes_before;
         let calls = emulator_requests(self.http).await - before;
-        self.results
-            .entry(op.to_owned())
-            .or_default()
-            .push(Sample { ms, calls, io });
+        self.results.entry(op.to_owned()).or_default().push(Sample {
+            ms,
+            calls,
+            io,
+            emulator_ms,
+        });
     }
 }
 
@@ -380,6 +425,7 @@ fn parse_results(json: &serde_json::Value) -> Results {
                     ms: s["ms"].as_f64().unwrap_or(f64::NAN),
                     calls: s["calls"].as_u64().unwrap_or(0),
                     io: s["io"].as_u64().unwrap_or(0),
+                    emulator_ms: s["emulator_ms"].as_f64().unwrap_or(f64::NAN),
                 })
                 .collect();
             (op.clone(), samples)
@@ -387,7 +433,36 @@ fn parse_results(json: &serde_json::Value) -> Results {
         .collect()
 }
 
+/// `BENCH_QUICK=1`: the per-operation comparison only (this project against
+/// the library's reused configuration), printed, BENCHMARKS.md untouched.
+/// For iterating on one operation's cost.
+async fn quick(iterations: usize) {
+    let rust = ours(iterations).await;
+    let lib = library_with(iterations, "quick");
+    let reused = &lib.configs["reused"];
+    println!("| operation | ours median ms | calls | library median ms | calls | ratio |");
+    for (op, samples) in &rust {
+        let Some(theirs) = reused.get(op) else {
+            continue;
+        };
+        let (a, b) = (median_ms(samples), median_ms(theirs));
+        println!(
+            "| {op} | {a:.1} | {} | {b:.1} | {} | {:.2} |",
+            median_calls(samples),
+            median_calls(theirs),
+            a / b
+        );
+    }
+    let mut md = String::new();
+    time_split(&mut md, &rust, Some(reused));
+    println!("{md}");
+}
+
 fn library(iterations: usize) -> Library {
+    library_with(iterations, "full")
+}
+
+fn library_with(iterations: usize, mode: &str) -> Library {
     // The library writes into a store of its own on the same emulator.
     let runtime = tokio::runtime::Handle::current();
     let store = tokio::task::block_in_place(|| runtime.block_on(TestStore::new()));
@@ -398,6 +473,7 @@ fn library(iterations: usize) -> Library {
             &store.config.bucket,
             &store.config.table,
             &iterations.to_string(),
+            mode,
         ])
         .stderr(Stdio::inherit())
         .output()
@@ -650,6 +726,9 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
+    if std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1") {
+        return quick(iterations).await;
+    }
     let lambda_dir = target_dir().join("lambda-x86-64");
     let mut md = String::new();
     let started = Instant::now();
@@ -816,6 +895,8 @@ async fn main() {
          always finds LATEST changed here; an unchanged LATEST costs UpdateItem, then GetItem (2 round trips). \"resolve alias\" for the library \
          is `get_alias` + `random_artifact`; it has no download URL to sign. Purge's round trips depend on the versions purged.\n"
     );
+
+    time_split(&mut md, &rust, lib.configs.get("reused"));
 
     let _ = writeln!(md, "## Commit and publish latency by artifact size\n");
     let _ = writeln!(

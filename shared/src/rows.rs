@@ -103,6 +103,12 @@ impl VersionRow {
         let name = s(item, attr::PK)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| malformed(item, "pk"))?;
+        Self::of_artifact(name, item)
+    }
+
+    /// A row of `name`'s partition read without its key's `pk` (a
+    /// projection: [`Self::ARTIFACT_ATTRIBUTES`]).
+    pub fn of_artifact(name: ArtifactName, item: &Item) -> Result<Self> {
         let version = s(item, attr::SK)
             .and_then(|v| Version::from_sort_key(v).ok())
             .ok_or_else(|| malformed(item, "sk"))?;
@@ -137,17 +143,16 @@ impl VersionRow {
         })
     }
 
-    /// The attributes [`Self::to_artifact`] reads: listings ask for these only.
-    pub const ARTIFACT_ATTRIBUTES: [&'static str; 10] = [
-        attr::PK,
+    /// The attributes [`Self::to_artifact`] reads besides the name (the
+    /// partition key, which the reader knows): listings ask for these only
+    /// (decoded by [`Self::of_artifact`]; every attribute read back costs).
+    pub const ARTIFACT_ATTRIBUTES: [&'static str; 7] = [
         attr::SK,
         attr::SHA256,
         attr::UPDATE_AT,
         attr::SIZE,
         attr::CONTENT_TYPE,
         attr::METADATA,
-        attr::BYTES,
-        attr::S3_VERSION_ID,
         attr::CREATED_BY,
     ];
 
@@ -580,6 +585,16 @@ impl UploadRow {
             created_by: Some(self.actor.clone()),
             download_url: None,
         }
+    }
+}
+
+/// Sets a version row's user metadata; none is no attribute (an absent
+/// attribute reads as no metadata, and costs nothing to store or read back).
+pub fn set_metadata(item: &mut Item, metadata: &BTreeMap<String, String>) {
+    if metadata.is_empty() {
+        item.remove(attr::METADATA);
+    } else {
+        item.insert(attr::METADATA.into(), string_map(metadata));
     }
 }
 

@@ -234,3 +234,76 @@ async fn parallel_alias_moves_end_in_one_requested_state_with_consistent_referen
         }
     }
 }
+
+/// A commit writes LATEST back whole (a conditional Put of the row it read):
+/// what publishes change on LATEST meanwhile (the version counter) must
+/// never be overwritten by a stale copy, with alias moves onto LATEST (which
+/// check LATEST in their transactions) racing too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn commits_racing_publishes_and_alias_moves_keep_latests_counter() {
+    let store = Arc::new(TestStore::new().await);
+    let n = name("counter");
+    store.upload(&n, b"seed").await;
+    for round in 0..4 {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (repo, http, n2) = (store.another_repository(), store.http.clone(), n.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = format!("round {round} build {i}");
+                upload_with(&repo, &http, &n2, body.as_bytes()).await;
+            }));
+            let (repo, n2) = (store.another_repository(), n.clone());
+            tasks.push(tokio::spawn(async move {
+                repo.publish_version(&n2, true).await.unwrap();
+            }));
+        }
+        // Alias moves onto LATEST and back, racing the commits.
+        let (repo, n2) = (store.another_repository(), n.clone());
+        tasks.push(tokio::spawn(async move {
+            let latest = AliasTarget {
+                version: Version::Latest,
+                secondary: None,
+            };
+            repo.put_alias(&n2, &alias(&format!("edge{round}")), latest)
+                .await
+                .unwrap();
+        }));
+        for t in join_all(tasks).await {
+            t.unwrap();
+        }
+        let items = store.raw_items().await;
+        let partition =
+            |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+                item.get("pk").and_then(|v| v.as_s().ok()) == Some(&n.to_string())
+            };
+        let highest = items
+            .iter()
+            .filter(|i| partition(i))
+            .filter_map(|i| i.get("sk")?.as_s().ok()?.parse::<u32>().ok())
+            .max()
+            .unwrap();
+        let latest = items
+            .iter()
+            .find(|i| {
+                partition(i)
+                    && i.get("sk").and_then(|v| v.as_s().ok()) == Some(&"LATEST".to_owned())
+            })
+            .unwrap();
+        let counter: u32 = latest["last_version"].as_n().unwrap().parse().unwrap();
+        assert_eq!(
+            counter, highest,
+            "round {round}: LATEST's counter lost a publish"
+        );
+        assert_eq!(
+            latest["sha256"].as_s().unwrap(),
+            &store
+                .repo
+                .get_version(&n, Version::Latest)
+                .await
+                .unwrap()
+                .sha256
+        );
+    }
+    let next = store.repo.publish_version(&n, true).await.unwrap();
+    assert_eq!(next.artifact.version, Version::Number(4 * 8 + 1));
+}

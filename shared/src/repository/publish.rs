@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::model::{LOCAL_ACTOR, Published};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Location, VersionRow, nv, string_map, sv, version_key};
+use crate::rows::{Location, VersionRow, nv, set_metadata, sv, version_key};
 
 impl Repository {
     /// Publishes LATEST as the next version (SPEC 7.1, 7.2, 7.6).
@@ -92,7 +92,7 @@ impl Repository {
             if let Some(ct) = &latest.content_type {
                 item.insert(attr::CONTENT_TYPE.into(), sv(ct));
             }
-            item.insert(attr::METADATA.into(), string_map(&latest.metadata));
+            set_metadata(&mut item, &latest.metadata);
             item.insert(attr::CREATED_BY.into(), sv(actor));
             Location::Blob.encode_row(&mut item);
             let put = Put::builder()

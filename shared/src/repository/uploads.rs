@@ -26,7 +26,7 @@ use crate::layout::{
 use crate::model::{CommitOutcome, Committed, LOCAL_ACTOR, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{
-    Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, string_map, sv,
+    Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, set_metadata, sv,
     version_key,
 };
 
@@ -461,12 +461,14 @@ impl Repository {
         let blob_key = self.layout.blob_key(name, id.sha256());
         let digest = hex::decode(id.sha256()).map_err(|e| Error::internal("upload id", e))?;
         for attempt in 0..MAX_ATTEMPTS {
-            let read_at = now();
-            let (head, rows) =
+            let (head, read) =
                 tokio::join!(self.head_blob(&blob_key), self.upload_and_latest(name, &id));
-            let (upload, latest) = rows?;
-            let upload = upload.ok_or_else(|| super::multipart::upload_not_found(name, &id))?;
-            let latest = latest.filter(VersionRow::is_live);
+            let read = read?;
+            let upload = read
+                .upload()
+                .cloned()
+                .ok_or_else(|| super::multipart::upload_not_found(name, &id))?;
+            let latest = read.live_latest().cloned();
             match upload.state {
                 UploadState::Pending => {}
                 UploadState::Committed => {
@@ -511,7 +513,7 @@ impl Repository {
             blob_check(&head, &digest, upload.size)?;
             let from = UploadState::Pending;
             if let Some(committed) = self
-                .try_commit(name, &id, upload, latest, read_at, actor, from, attempt)
+                .try_commit(name, &id, read, actor, from, attempt)
                 .await?
             {
                 return Ok(CommitOutcome::Committed(committed));
@@ -553,23 +555,22 @@ impl Repository {
         id: &UploadId,
     ) -> Result<Option<Committed>> {
         for attempt in 0..MAX_ATTEMPTS {
-            let read_at = now();
-            let (upload, latest) = self.upload_and_latest(name, id).await?;
-            let Some(upload) = upload else {
+            let read = self.upload_and_latest(name, id).await?;
+            let Some(upload) = read.upload() else {
                 return Ok(None);
             };
-            let latest = latest.filter(VersionRow::is_live);
             match upload.state {
                 UploadState::Verifying => {}
                 UploadState::Committed => {
-                    return self.as_committed(name, id, &upload, latest).map(Some);
+                    let latest = read.live_latest().cloned();
+                    return self.as_committed(name, id, upload, latest).map(Some);
                 }
                 _ => return Ok(None),
             }
             let actor = upload.actor.clone();
             let from = UploadState::Verifying;
             if let Some(committed) = self
-                .try_commit(name, id, upload, latest, read_at, &actor, from, attempt)
+                .try_commit(name, id, read, &actor, from, attempt)
                 .await?
             {
                 return Ok(Some(committed));
@@ -583,19 +584,22 @@ impl Repository {
     /// One attempt at the commit transaction of an upload in state `from`
     /// whose bytes were checked: `None` when a concurrent writer won (read
     /// again and retry).
-    #[allow(clippy::too_many_arguments)]
     async fn try_commit(
         &self,
         name: &ArtifactName,
         id: &UploadId,
-        upload: UploadRow,
-        latest: Option<VersionRow>,
-        read_at: OffsetDateTime,
+        read: CommitRead,
         actor: &str,
         from: UploadState,
         attempt: u32,
     ) -> Result<Option<Committed>> {
         let now = now();
+        let latest = read.live_latest().cloned();
+        let read_at = read.at;
+        let latest_item = read.latest.map(|(_, item)| item);
+        let Some((upload, upload_item)) = read.upload else {
+            return Err(Error::internal("commit", "no upload row to commit"));
+        };
         let unchanged = latest
             .as_ref()
             .is_some_and(|row| row.sha256 == upload.sha256 && row.location == Location::Blob);
@@ -606,9 +610,13 @@ impl Repository {
             _ => 0,
         };
         let mut ops = vec![
-            self.finish_upload(name, id, from, !unchanged, now)?,
+            self.finish_upload(upload_item, from, !unchanged, now)?,
             self.not_condemned(name, id.sha256(), Some(read_at))?,
-            self.latest_update(name, &upload, actor, latest.as_ref(), unchanged, seed, now)?,
+            if unchanged {
+                self.latest_unchanged(name, &upload)?
+            } else {
+                self.latest_put(&upload, actor, latest_item, seed, now)?
+            },
         ];
         // The name is registered by the commit that created LATEST (or the
         // first one over a LATEST the library wrote); a purge removes both.
@@ -659,12 +667,9 @@ impl Repository {
         }
     }
 
-    /// The upload row and LATEST, strongly consistent, in one BatchGetItem.
-    async fn upload_and_latest(
-        &self,
-        name: &ArtifactName,
-        id: &UploadId,
-    ) -> Result<(Option<UploadRow>, Option<VersionRow>)> {
+    /// The upload row and LATEST, strongly consistent, in one BatchGetItem,
+    /// with the items as read (the commit writes them back whole).
+    async fn upload_and_latest(&self, name: &ArtifactName, id: &UploadId) -> Result<CommitRead> {
         let keys = KeysAndAttributes::builder()
             .keys(key(upload_pk(name), id.as_str()))
             .keys(version_key(name, Version::Latest))
@@ -672,7 +677,11 @@ impl Repository {
             .build()
             .map_err(super::invalid_sdk_input)?;
         let mut request = Some(keys);
-        let (mut upload, mut latest) = (None, None);
+        let mut read = CommitRead {
+            at: now(),
+            upload: None,
+            latest: None,
+        };
         for attempt in 0..MAX_ATTEMPTS {
             let Some(keys) = request.take() else { break };
             let out = self
@@ -689,9 +698,9 @@ impl Repository {
                 .flatten()
             {
                 if item.get(attr::PK).and_then(|v| v.as_s().ok()) == Some(&upload_pk(name)) {
-                    upload = Some(UploadRow::from_item(name, item)?);
+                    read.upload = Some((UploadRow::from_item(name, item)?, item.clone()));
                 } else {
-                    latest = Some(VersionRow::from_item(item)?);
+                    read.latest = Some((VersionRow::from_item(item)?, item.clone()));
                 }
             }
             request = out
@@ -709,65 +718,52 @@ impl Repository {
                 source: "keys left unprocessed".into(),
             });
         }
-        Ok((upload, latest))
+        Ok(read)
     }
 
-    /// The upload row `from → committed`; a pending one only while it has
-    /// not expired (a verifying one was checked when verification began).
+    /// The upload row `from → committed`, written back whole as it was read
+    /// (a Put: DynamoDB evaluates no update expression); a pending one only
+    /// while it has not expired (a verifying one was checked when
+    /// verification began). The condition on the state also fails when the
+    /// row is gone (a purge), so the Put never recreates it.
     fn finish_upload(
         &self,
-        name: &ArtifactName,
-        id: &UploadId,
+        mut item: Item,
         from: UploadState,
         changed: bool,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
-        let update = Update::builder()
+        item.insert(attr::STATE.into(), sv(UploadState::Committed.as_str()));
+        item.insert(attr::CHANGED.into(), AttributeValue::Bool(changed));
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now)));
+        let put = Put::builder()
             .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression("SET #state = :committed, #changed = :changed, #update_at = :now")
+            .set_item(Some(item))
             .expression_attribute_names("#state", attr::STATE)
-            .expression_attribute_names("#changed", attr::CHANGED)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_values(":committed", sv(UploadState::Committed.as_str()))
-            .expression_attribute_values(":from", sv(from.as_str()))
-            .expression_attribute_values(":changed", AttributeValue::Bool(changed))
-            .expression_attribute_values(":now", sv(format_update_at(now)));
-        let update = if from == UploadState::Pending {
-            update
-                .condition_expression("#state = :from AND #expires_at > :now_secs")
+            .expression_attribute_values(":from", sv(from.as_str()));
+        let put = if from == UploadState::Pending {
+            put.condition_expression("#state = :from AND #expires_at > :now_secs")
                 .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
                 .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
         } else {
-            update.condition_expression("#state = :from")
+            put.condition_expression("#state = :from")
         };
-        let update = update.build().map_err(super::invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().update(update).build())
+        let put = put.build().map_err(super::invalid_sdk_input)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// LATEST pointed at the upload's blob; when it holds those bytes
-    /// already (`unchanged`), only the upload is recorded (and only if that
-    /// still holds). `latest` is LATEST as read in this attempt (when live):
-    /// bookkeeping it already holds (`last_version`, the publish marker, the
-    /// epoch) is kept by leaving it alone rather than re-asserted with
-    /// `if_not_exists`, and attributes it lacks are not removed, so the usual
-    /// update is plain assignments (cheaper to evaluate; what it leaves alone
-    /// no writer removes: only a purge deletes LATEST, and then the row's
-    /// condition on the pending upload fails).
-    #[allow(clippy::too_many_arguments)]
-    fn latest_update(
+    /// LATEST holds the upload's bytes already: only the upload is recorded
+    /// on it, and only if that still holds.
+    fn latest_unchanged(
         &self,
         name: &ArtifactName,
         upload: &UploadRow,
-        actor: &str,
-        latest: Option<&VersionRow>,
-        unchanged: bool,
-        seed: u32,
-        now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
         let update = Update::builder()
             .table_name(&self.layout.table)
             .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #upload_id = :upload_id")
+            .condition_expression("#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob")
             .expression_attribute_names("#upload_id", attr::UPLOAD_ID)
             .expression_attribute_names("#sha256", attr::SHA256)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
@@ -775,74 +771,107 @@ impl Repository {
             .expression_attribute_values(":upload_id", sv(&upload.upload_id))
             .expression_attribute_values(":sha256", sv(&upload.sha256))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":blob", sv(BYTES_BLOB));
-        let update = if unchanged {
-            update
-                .update_expression("SET #upload_id = :upload_id")
-                .condition_expression(
-                    "#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob",
-                )
-        } else {
-            let mut set = vec![
-                "#sha256 = :sha256",
-                "#is_deleted = :false",
-                "#bytes = :blob",
-                "#update_at = :now",
-                "#size = :size",
-                "#content_type = :content_type",
-                "#metadata = :metadata",
-                "#upload_id = :upload_id",
-                "#created_by = :actor",
-            ];
-            let mut remove = Vec::new();
-            let mut update = update
-                .expression_attribute_names("#update_at", attr::UPDATE_AT)
-                .expression_attribute_names("#size", attr::SIZE)
-                .expression_attribute_names("#content_type", attr::CONTENT_TYPE)
-                .expression_attribute_names("#metadata", attr::METADATA)
-                .expression_attribute_names("#created_by", attr::CREATED_BY)
-                .expression_attribute_values(":now", sv(format_update_at(now)))
-                .expression_attribute_values(":size", nv(upload.size))
-                .expression_attribute_values(":content_type", sv(&upload.content_type))
-                .expression_attribute_values(":metadata", string_map(&upload.metadata))
-                .expression_attribute_values(":actor", sv(actor));
-            if latest.is_none_or(|row| row.last_version.is_none()) {
-                set.push("#last_version = if_not_exists(#last_version, :seed)");
-                update = update
-                    .expression_attribute_names("#last_version", attr::LAST_VERSION)
-                    .expression_attribute_values(":seed", nv(seed));
+            .expression_attribute_values(":blob", sv(BYTES_BLOB))
+            .build()
+            .map_err(super::invalid_sdk_input)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// LATEST pointed at the upload's blob: the row as read (`latest`, absent
+    /// when there is none) written back whole with the upload's content (a
+    /// Put: DynamoDB evaluates no update expression, and the row's other
+    /// attributes are kept as they were). Bookkeeping it lacks is added: the
+    /// version counter (from `seed`), the publish marker (empty: never
+    /// published), the epoch.
+    ///
+    /// Concurrent commits overwrite each other's content (the last one wins,
+    /// as with any write of LATEST), but nothing else a writer changed since
+    /// the read may be lost, so the Put is conditional on what other writers
+    /// change being as read: the row's existence (a purge deletes it, a
+    /// first commit creates it), the version counter and publish marker
+    /// (publish), the epoch (publish after a purge). Alias moves only check
+    /// LATEST, adoption only swaps the location of the same bytes (which
+    /// the commit replaces). The library rewrites the whole row, which drops the
+    /// bookkeeping, so its writes fail the condition too, unless the row
+    /// read was the library's as well (then the last write wins, as above).
+    fn latest_put(
+        &self,
+        upload: &UploadRow,
+        actor: &str,
+        latest: Option<Item>,
+        seed: u32,
+        now: OffsetDateTime,
+    ) -> Result<TransactWriteItem> {
+        const GUARDED: [&str; 3] = [attr::LAST_VERSION, attr::PUBLISHED_SHA256, attr::EPOCH];
+        let mut put = Put::builder()
+            .table_name(&self.layout.table)
+            .expression_attribute_names("#pk", attr::PK);
+        let mut condition = Vec::new();
+        let mut item = match latest {
+            Some(item) => {
+                condition.push("attribute_exists(#pk)".to_owned());
+                for (i, name) in GUARDED.iter().enumerate() {
+                    put = put.expression_attribute_names(format!("#g{i}"), *name);
+                    match item.get(*name) {
+                        Some(value) => {
+                            condition.push(format!("#g{i} = :g{i}"));
+                            put = put.expression_attribute_values(format!(":g{i}"), value.clone());
+                        }
+                        None => condition.push(format!("attribute_not_exists(#g{i})")),
+                    }
+                }
+                item
             }
-            // A row this service wrote always has a publish marker (empty:
-            // never published); its absence means the library wrote LATEST.
-            if latest.is_none_or(|row| row.published_sha256.is_none()) {
-                set.push("#published = if_not_exists(#published, :never)");
-                update = update
-                    .expression_attribute_names("#published", attr::PUBLISHED_SHA256)
-                    .expression_attribute_values(":never", sv(""));
+            None => {
+                condition.push("attribute_not_exists(#pk)".to_owned());
+                version_key(&upload.name, Version::Latest)
             }
-            if latest.is_none_or(|row| row.epoch.is_none()) {
-                set.push("#epoch = if_not_exists(#epoch, :epoch)");
-                update = update
-                    .expression_attribute_names("#epoch", attr::EPOCH)
-                    .expression_attribute_values(":epoch", sv(new_epoch()));
-            }
-            if latest.is_none_or(|row| row.location != Location::Library { version_id: None }) {
-                remove.push("#s3_version_id");
-                update = update.expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID);
-            }
-            if latest.is_none_or(|row| row.deleted_at.is_some()) {
-                remove.push("#deleted_at");
-                update = update.expression_attribute_names("#deleted_at", attr::DELETED_AT);
-            }
-            let mut expression = format!("SET {}", set.join(", "));
-            if !remove.is_empty() {
-                expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-            }
-            update.update_expression(expression)
         };
-        Ok(TransactWriteItem::builder()
-            .update(update.build().map_err(super::invalid_sdk_input)?)
-            .build())
+        item.insert(attr::SHA256.into(), sv(&upload.sha256));
+        item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
+        Location::Blob.encode_row(&mut item);
+        item.remove(attr::S3_VERSION_ID);
+        item.remove(attr::DELETED_AT);
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now)));
+        item.insert(attr::SIZE.into(), nv(upload.size));
+        item.insert(attr::CONTENT_TYPE.into(), sv(&upload.content_type));
+        set_metadata(&mut item, &upload.metadata);
+        item.insert(attr::UPLOAD_ID.into(), sv(&upload.upload_id));
+        item.insert(attr::CREATED_BY.into(), sv(actor));
+        item.entry(attr::LAST_VERSION.into())
+            .or_insert_with(|| nv(seed));
+        item.entry(attr::PUBLISHED_SHA256.into())
+            .or_insert_with(|| sv(""));
+        item.entry(attr::EPOCH.into())
+            .or_insert_with(|| sv(new_epoch()));
+        let put = put
+            .set_item(Some(item))
+            .condition_expression(condition.join(" AND "))
+            .build()
+            .map_err(super::invalid_sdk_input)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+/// What a commit read in its first round trip: the upload row and LATEST
+/// (each decoded, and the item as read), and when.
+struct CommitRead {
+    at: OffsetDateTime,
+    upload: Option<(UploadRow, Item)>,
+    latest: Option<(VersionRow, Item)>,
+}
+
+impl CommitRead {
+    fn upload(&self) -> Option<&UploadRow> {
+        self.upload.as_ref().map(|(row, _)| row)
+    }
+
+    /// LATEST when it is live.
+    fn live_latest(&self) -> Option<&VersionRow> {
+        self.latest
+            .as_ref()
+            .map(|(row, _)| row)
+            .filter(|row| row.is_live())
     }
 }
 

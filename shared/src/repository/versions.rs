@@ -85,7 +85,9 @@ impl Repository {
         let items = out
             .items()
             .iter()
-            .map(|item| VersionRow::from_item(item).map(|row| row.to_artifact(&self.layout)))
+            .map(|item| {
+                VersionRow::of_artifact(name.clone(), item).map(|row| row.to_artifact(&self.layout))
+            })
             .collect::<Result<Vec<_>>>()?;
         let next_cursor = next_sort_key(out.last_evaluated_key()).map(encode_cursor);
         // With a content filter, no match is an empty page, not a missing artifact.
