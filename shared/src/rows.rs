@@ -143,6 +143,40 @@ impl VersionRow {
         })
     }
 
+    /// LATEST as a commit writes it: `read` (LATEST's item as read, or just
+    /// its key when there is none) with the upload's content, pointing at
+    /// its blob; the rest of the row is kept, and the bookkeeping it lacks
+    /// added (the version counter from `seed`, the publish marker empty:
+    /// never published, a fresh epoch).
+    pub fn committed_latest(
+        mut read: Item,
+        upload: &UploadRow,
+        actor: &str,
+        seed: u32,
+        now: OffsetDateTime,
+        epoch: impl FnOnce() -> String,
+    ) -> Item {
+        let item = &mut read;
+        item.insert(attr::SHA256.into(), sv(&upload.sha256));
+        item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
+        Location::Blob.encode_row(item);
+        item.remove(attr::S3_VERSION_ID);
+        item.remove(attr::DELETED_AT);
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now)));
+        item.insert(attr::SIZE.into(), nv(upload.size));
+        item.insert(attr::CONTENT_TYPE.into(), sv(&upload.content_type));
+        set_metadata(item, &upload.metadata);
+        item.insert(attr::UPLOAD_ID.into(), sv(&upload.upload_id));
+        item.insert(attr::CREATED_BY.into(), sv(actor));
+        item.entry(attr::LAST_VERSION.into())
+            .or_insert_with(|| nv(seed));
+        item.entry(attr::PUBLISHED_SHA256.into())
+            .or_insert_with(|| sv(""));
+        item.entry(attr::EPOCH.into())
+            .or_insert_with(|| sv(epoch()));
+        read
+    }
+
     /// The attributes [`Self::to_artifact`] reads besides the name (the
     /// partition key, which the reader knows): listings ask for these only
     /// (decoded by [`Self::of_artifact`]; every attribute read back costs).
@@ -514,6 +548,15 @@ impl UploadRow {
         if let Some(r) = &self.reason {
             item.insert(attr::REASON.into(), sv(r));
         }
+        item
+    }
+
+    /// The upload row as read, now committed (`changed`: whether LATEST
+    /// changed), everything else kept.
+    pub fn committed_item(mut item: Item, changed: bool, now: OffsetDateTime) -> Item {
+        item.insert(attr::STATE.into(), sv(UploadState::Committed.as_str()));
+        item.insert(attr::CHANGED.into(), AttributeValue::Bool(changed));
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now)));
         item
     }
 

@@ -21,13 +21,12 @@ use super::{MAX_ATTEMPTS, Repository};
 use crate::error::{Error, Result};
 use crate::layout::{
     BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, REGISTRY_PK, attr,
-    condemned_pk, fence_pk, format_update_at, now, upload_pk,
+    condemned_pk, fence_pk, now, upload_pk,
 };
 use crate::model::{CommitOutcome, Committed, LOCAL_ACTOR, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{
-    Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, set_metadata, sv,
-    version_key,
+    Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, sv, version_key,
 };
 
 /// S3's single-PUT limit.
@@ -728,17 +727,14 @@ impl Repository {
     /// row is gone (a purge), so the Put never recreates it.
     fn finish_upload(
         &self,
-        mut item: Item,
+        item: Item,
         from: UploadState,
         changed: bool,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
-        item.insert(attr::STATE.into(), sv(UploadState::Committed.as_str()));
-        item.insert(attr::CHANGED.into(), AttributeValue::Bool(changed));
-        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now)));
         let put = Put::builder()
             .table_name(&self.layout.table)
-            .set_item(Some(item))
+            .set_item(Some(UploadRow::committed_item(item, changed, now)))
             .expression_attribute_names("#state", attr::STATE)
             .expression_attribute_values(":from", sv(from.as_str()));
         let put = if from == UploadState::Pending {
@@ -807,7 +803,7 @@ impl Repository {
             .table_name(&self.layout.table)
             .expression_attribute_names("#pk", attr::PK);
         let mut condition = Vec::new();
-        let mut item = match latest {
+        let item = match latest {
             Some(item) => {
                 condition.push("attribute_exists(#pk)".to_owned());
                 for (i, name) in GUARDED.iter().enumerate() {
@@ -827,23 +823,7 @@ impl Repository {
                 version_key(&upload.name, Version::Latest)
             }
         };
-        item.insert(attr::SHA256.into(), sv(&upload.sha256));
-        item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
-        Location::Blob.encode_row(&mut item);
-        item.remove(attr::S3_VERSION_ID);
-        item.remove(attr::DELETED_AT);
-        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now)));
-        item.insert(attr::SIZE.into(), nv(upload.size));
-        item.insert(attr::CONTENT_TYPE.into(), sv(&upload.content_type));
-        set_metadata(&mut item, &upload.metadata);
-        item.insert(attr::UPLOAD_ID.into(), sv(&upload.upload_id));
-        item.insert(attr::CREATED_BY.into(), sv(actor));
-        item.entry(attr::LAST_VERSION.into())
-            .or_insert_with(|| nv(seed));
-        item.entry(attr::PUBLISHED_SHA256.into())
-            .or_insert_with(|| sv(""));
-        item.entry(attr::EPOCH.into())
-            .or_insert_with(|| sv(new_epoch()));
+        let item = VersionRow::committed_latest(item, upload, actor, seed, now, new_epoch);
         let put = put
             .set_item(Some(item))
             .condition_expression(condition.join(" AND "))
