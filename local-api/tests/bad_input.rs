@@ -589,6 +589,23 @@ fn cases() -> Vec<Case> {
             400,
             "InvalidRequest",
         ),
+        // Cursors decoding to sort keys over DynamoDB's 1 024 bytes ("a/a"
+        // + 1 200 × "a", "aaa" is "YWFh"): a 400 here, not DynamoDB's
+        // ValidationException (a 502).
+        case(
+            "GET",
+            &format!("{alias}/history?cursor=YS9h{}", "YWFh".repeat(400)),
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "GET",
+            &format!("/artifacts?cursor={}", "YWFh".repeat(400)),
+            None,
+            400,
+            "InvalidRequest",
+        ),
         // Retention.
         case(
             "POST",

@@ -53,7 +53,13 @@ pub mod attr {
     /// Epoch seconds: the table's TTL attribute (pending uploads). TTL only
     /// garbage-collects; expiry itself is enforced by conditions on it.
     pub const EXPIRES_AT: &str = "expires_at";
+    /// On multipart upload rows: when it was committed (handed to
+    /// verification); on LATEST: when a commit last recorded an upload on
+    /// it without changing its bytes. In the `update_at` format.
     pub const COMMITTED_AT: &str = "committed_at";
+    /// On verifying upload rows: the object verified is the one this
+    /// upload's own CompleteMultipartUpload created.
+    pub const BLOB_OWNED: &str = "blob_owned";
     /// On multipart upload rows: S3's upload id and the cut of the bytes.
     pub const S3_UPLOAD_ID: &str = "s3_upload_id";
     pub const PART_SIZE: &str = "part_size";
@@ -78,6 +84,9 @@ pub mod attr {
     /// On soft-deleted rows: the request that deleted it (a retried delete
     /// whose first answer was lost recognises its own write).
     pub const DELETED_BY_REQUEST: &str = "deleted_by_request";
+    /// On LATEST: the publish request that took the number in
+    /// `last_version` (a reservation whose answer was lost recognises itself).
+    pub const RESERVE_TOKEN: &str = "reserve_token";
     /// On alias rows and history entries: the request that wrote them.
     pub const REQUEST_TOKEN: &str = "request_token";
     /// On history entries.
@@ -186,6 +195,16 @@ pub fn upload_pk(name: &ArtifactName) -> String {
 /// While such an item exists, no upload of those bytes starts or commits.
 pub fn condemned_pk(name: &ArtifactName) -> String {
     format!("__{name}-blob")
+}
+
+/// Blobs whose SHA-256 the service computed itself (multipart uploads,
+/// which S3 records only a composite checksum of): `__{name}-verified`,
+/// sort key the digest, with the object version and size verified. Written
+/// with the commit that verified them, deleted before reclaim or purge
+/// deletes the blob; start upload and commit take such a blob as holding
+/// its digest's bytes.
+pub fn verified_pk(name: &ArtifactName) -> String {
+    format!("__{name}-verified")
 }
 
 /// The purge fence of an artifact: `__{name}-purge` / `fence`. While it

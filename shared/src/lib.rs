@@ -11,6 +11,7 @@
 //! - [`mirror`]: the stream-driven mirror of the library's layout.
 
 pub mod api;
+pub mod blob_rules;
 pub mod calls;
 pub mod config;
 pub mod error;

@@ -471,8 +471,18 @@ pub struct UploadRow {
     /// Verifying: bytes hashed so far and the hash state after them.
     pub verified_bytes: u64,
     pub hash_state: Option<Vec<u8>>,
-    /// Failed: why.
+    /// Failed or superseded: why.
     pub reason: Option<String>,
+    /// Multipart, once committed (handed to verification): when, in the
+    /// `update_at` format, so that it compares with LATEST's `update_at`
+    /// as DynamoDB compares strings. A verification only commits over a
+    /// LATEST older than this (commits are ordered by commit, not by the
+    /// end of their verification).
+    pub committed_at: Option<String>,
+    /// Verifying: whether `blob_version` is the object this upload's own
+    /// CompleteMultipartUpload created (only then may a failed
+    /// verification delete it).
+    pub blob_owned: bool,
 }
 
 /// The S3 side of a multipart upload.
@@ -490,6 +500,9 @@ pub enum UploadState {
     Committed,
     /// Multipart only: the bytes were not the declared ones.
     Failed,
+    /// Multipart only: verified after a later commit made LATEST: never
+    /// made LATEST (SPEC 7.11).
+    Superseded,
 }
 
 impl UploadState {
@@ -499,6 +512,7 @@ impl UploadState {
             Self::Verifying => "verifying",
             Self::Committed => "committed",
             Self::Failed => "failed",
+            Self::Superseded => "superseded",
         }
     }
 
@@ -508,6 +522,7 @@ impl UploadState {
             Self::Verifying,
             Self::Committed,
             Self::Failed,
+            Self::Superseded,
         ]
         .into_iter()
         .find(|state| state.as_str() == s)
@@ -547,6 +562,12 @@ impl UploadRow {
         }
         if let Some(r) = &self.reason {
             item.insert(attr::REASON.into(), sv(r));
+        }
+        if let Some(at) = &self.committed_at {
+            item.insert(attr::COMMITTED_AT.into(), sv(at));
+        }
+        if self.blob_owned {
+            item.insert(attr::BLOB_OWNED.into(), AttributeValue::Bool(true));
         }
         item
     }
@@ -611,6 +632,8 @@ impl UploadRow {
                 .and_then(|v| v.as_b().ok())
                 .map(|b| b.as_ref().to_vec()),
             reason: s(item, attr::REASON).map(str::to_owned),
+            committed_at: s(item, attr::COMMITTED_AT).map(str::to_owned),
+            blob_owned: matches!(item.get(attr::BLOB_OWNED), Some(AttributeValue::Bool(true))),
         })
     }
 
@@ -629,6 +652,29 @@ impl UploadRow {
             download_url: None,
         }
     }
+}
+
+/// The verified-blob row of `sha256` (see [`crate::layout::verified_pk`]).
+pub fn verified_blob_item(
+    name: &ArtifactName,
+    sha256: &str,
+    blob: &crate::blob_rules::VerifiedBlob,
+    upload_id: &str,
+    now: OffsetDateTime,
+) -> Item {
+    let mut item = key(crate::layout::verified_pk(name), sha256);
+    item.insert(attr::BLOB_VERSION.into(), sv(&blob.version));
+    item.insert(attr::SIZE.into(), nv(blob.size));
+    item.insert(attr::UPLOAD_ID.into(), sv(upload_id));
+    item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now)));
+    item
+}
+
+pub fn verified_blob(item: &Item) -> Option<crate::blob_rules::VerifiedBlob> {
+    Some(crate::blob_rules::VerifiedBlob {
+        version: s(item, attr::BLOB_VERSION)?.to_owned(),
+        size: n(item, attr::SIZE)?,
+    })
 }
 
 /// Sets a version row's user metadata; none is no attribute (an absent

@@ -39,6 +39,9 @@ pub async fn handle(
         VerifyStep::Failed { reason } => {
             tracing::warn!(%name, upload_id = id.as_str(), %reason, "verification failed");
         }
+        VerifyStep::Superseded { reason } => {
+            tracing::info!(%name, upload_id = id.as_str(), %reason, "verified, superseded");
+        }
         VerifyStep::Idle => {
             tracing::info!(%name, upload_id = id.as_str(), "nothing to verify (done or moved on)");
         }

@@ -2,7 +2,11 @@
 //! emulator. A [`Faults`] plan decides per request: a 503, a 500, the
 //! connection dropped before forwarding, the connection dropped *after*
 //! forwarding (the write happened, its answer is lost), or a delay. `make
-//! stress` injects them at random; tests target one AWS operation.
+//! stress` injects them at random; tests target one AWS operation, or
+//! program a [`Plan`]: rules matching an operation and a key (a substring of
+//! the request's path or body, e.g. a DynamoDB partition key or an S3 key),
+//! each holding the request at a [`Gate`] until released, dropping it after
+//! forwarding, or answering 500, a given number of times.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +68,127 @@ pub enum Faults {
         fault: Fault,
         times: Arc<AtomicU64>,
     },
+    /// Programmable rules, changed while requests flow.
+    Plan(Arc<Plan>),
+}
+
+/// What a [`Rule`] does to a request it matches.
+#[derive(Clone)]
+pub enum Action {
+    /// One of the plain faults (reset after forwarding = a lost answer).
+    Fault(Fault),
+    /// Wait at the gate until it opens, then forward.
+    HoldBefore(Arc<Gate>),
+    /// Forward, then wait at the gate before answering (the write landed,
+    /// its answer is late).
+    HoldAfter(Arc<Gate>),
+}
+
+/// A request rule: operation (`X-Amz-Target` suffix such as
+/// `TransactWriteItems`, or the S3 HTTP method), an optional substring of
+/// the path or body, what to do, and how many more requests it applies to.
+pub struct Rule {
+    pub operation: String,
+    pub key: Option<String>,
+    pub action: Action,
+    remaining: AtomicU64,
+    /// How many requests this rule acted on.
+    pub hits: AtomicU64,
+}
+
+impl Rule {
+    pub fn new(operation: &str, key: Option<&str>, action: Action, times: u64) -> Self {
+        Self {
+            operation: operation.to_owned(),
+            key: key.map(str::to_owned),
+            action,
+            remaining: AtomicU64::new(times),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self, operation: &[&str], path: &str, body: &[u8]) -> Option<Action> {
+        if !operation.contains(&self.operation.as_str()) {
+            return None;
+        }
+        if let Some(key) = &self.key {
+            let in_body = body.windows(key.len().max(1)).any(|w| w == key.as_bytes());
+            if !path.contains(key.as_str()) && !in_body {
+                return None;
+            }
+        }
+        self.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()?;
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        Some(self.action.clone())
+    }
+}
+
+/// Rules tried in order; the first that matches acts.
+#[derive(Default)]
+pub struct Plan {
+    rules: std::sync::Mutex<Vec<Arc<Rule>>>,
+}
+
+impl Plan {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Adds a rule; the returned handle tells how often it acted.
+    pub fn add(&self, rule: Rule) -> Arc<Rule> {
+        let rule = Arc::new(rule);
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.push(rule.clone());
+        }
+        rule
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.clear();
+        }
+    }
+
+    fn take(&self, operation: &[&str], path: &str, body: &[u8]) -> Option<Action> {
+        let rules = self.rules.lock().ok()?.clone();
+        rules.iter().find_map(|r| r.take(operation, path, body))
+    }
+}
+
+/// Where held requests wait: [`Gate::arrived`] resolves when a request got
+/// there, [`Gate::open`] lets every held request (and later ones) through.
+pub struct Gate {
+    arrivals: tokio::sync::Semaphore,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            arrivals: tokio::sync::Semaphore::new(0),
+            open: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    /// Waits until one more request is held here (at most 30 s: panics then).
+    pub async fn arrived(&self) {
+        match tokio::time::timeout(Duration::from_secs(30), self.arrivals.acquire()).await {
+            Ok(Ok(permit)) => permit.forget(),
+            _ => panic!("no request reached the gate within 30 s"),
+        }
+    }
+
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        self.arrivals.add_permits(1);
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|open| *open).await;
+    }
 }
 
 impl Faults {
@@ -77,6 +202,7 @@ impl Faults {
 
     fn pick(&self, operation: &str) -> Option<Fault> {
         match self {
+            Self::Plan(_) => None,
             Self::Random(rate) => (rand::random::<f64>() < *rate).then(|| {
                 [
                     Fault::Status503,
@@ -165,7 +291,30 @@ async fn handle(
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or_else(|| request.method().as_str())
         .to_owned();
-    let fault = faults.pick(&operation);
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map_err(|_| Reset)?.to_bytes();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let planned = match faults {
+        Faults::Plan(plan) => plan.take(
+            &[
+                &operation,
+                s3_operation(&parts.method, &path, &parts.headers),
+            ],
+            &path,
+            &body,
+        ),
+        _ => None,
+    };
+    let fault = match &planned {
+        Some(Action::Fault(fault)) => Some(*fault),
+        Some(_) => None,
+        None => faults.pick(&operation),
+    };
     match fault {
         Some(Fault::Status503) => {
             counts.status_503.fetch_add(1, Ordering::Relaxed);
@@ -185,13 +334,9 @@ async fn handle(
         }
         _ => {}
     }
-    let (parts, body) = request.into_parts();
-    let body = body.collect().await.map_err(|_| Reset)?.to_bytes();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    if let Some(Action::HoldBefore(gate)) = &planned {
+        gate.pass().await;
+    }
     let mut forward = client
         .request(parts.method.clone(), format!("{upstream}{path}"))
         .body(body);
@@ -203,6 +348,9 @@ async fn handle(
     let status_code = response.status();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.map_err(|_| Reset)?;
+    if let Some(Action::HoldAfter(gate)) = &planned {
+        gate.pass().await;
+    }
     if fault == Some(Fault::ResetAfter) {
         counts.reset_after.fetch_add(1, Ordering::Relaxed);
         return Err(Reset);
@@ -216,6 +364,35 @@ async fn handle(
         }
     }
     Ok(answer)
+}
+
+/// The S3 operation of a request (rules may name it instead of the method).
+fn s3_operation(method: &hyper::Method, path: &str, headers: &hyper::HeaderMap) -> &'static str {
+    let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let has = |param: &str| {
+        query
+            .split('&')
+            .any(|p| p == param || p.starts_with(&format!("{param}=")))
+    };
+    match *method {
+        hyper::Method::PUT if headers.contains_key("x-amz-copy-source") && has("partNumber") => {
+            "UploadPartCopy"
+        }
+        hyper::Method::PUT if headers.contains_key("x-amz-copy-source") => "CopyObject",
+        hyper::Method::PUT if has("partNumber") => "UploadPart",
+        hyper::Method::PUT => "PutObject",
+        hyper::Method::POST if has("uploads") => "CreateMultipartUpload",
+        hyper::Method::POST if has("uploadId") => "CompleteMultipartUpload",
+        hyper::Method::POST if has("delete") => "DeleteObjects",
+        hyper::Method::DELETE if has("uploadId") => "AbortMultipartUpload",
+        hyper::Method::DELETE => "DeleteObject",
+        hyper::Method::HEAD => "HeadObject",
+        hyper::Method::GET if has("versions") => "ListObjectVersions",
+        hyper::Method::GET if has("uploadId") => "ListParts",
+        hyper::Method::GET if has("list-type") => "ListObjectsV2",
+        hyper::Method::GET => "GetObject",
+        _ => "",
+    }
 }
 
 fn status(code: StatusCode) -> Response<Full<Bytes>> {

@@ -866,6 +866,7 @@ impl Repository {
         ops: Vec<TransactWriteItem>,
         token: &str,
     ) -> std::result::Result<(), TransactFailure> {
+        let token = request_token(token, &ops);
         match self
             .ddb
             .transact_write_items()
@@ -896,6 +897,22 @@ impl Repository {
             }),
         }
     }
+}
+
+/// The `ClientRequestToken` of a transaction: the caller's token (one per
+/// logical write, kept across its retries) bound to the very items sent. On
+/// AWS a token reused within ten minutes with other items is refused
+/// (`IdempotentParameterMismatchException`,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html#DDB-TransactWriteItems-request-ClientRequestToken>),
+/// e.g. two racing commits of one upload, each with its own timestamps. So
+/// one token names one set of items: a retry of the same items (the SDK's
+/// after a lost answer, or ours after contention) repeats it, anything else
+/// gets another. At most 36 characters, as DynamoDB requires.
+pub(super) fn request_token(token: &str, ops: &[TransactWriteItem]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(token.as_bytes());
+    hasher.update(format!("{ops:?}").as_bytes());
+    hex::encode(hasher.finalize())[..36].to_owned()
 }
 
 #[derive(Debug)]
@@ -1028,6 +1045,40 @@ fn nothing_to_roll_back(name: &ArtifactName, alias: &AliasName, why: &str) -> Er
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_request_token_names_one_set_of_items() {
+        use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+        let put = |at: &str| {
+            let put = Put::builder()
+                .table_name("t")
+                .item("pk", AttributeValue::S("app".into()))
+                .item("update_at", AttributeValue::S(at.into()))
+                .build()
+                .unwrap();
+            vec![TransactWriteItem::builder().put(put).build()]
+        };
+        let (first, second) = (
+            put("2026-12-05T07:00:00.000001+0000"),
+            put("2026-12-05T07:00:00.000002+0000"),
+        );
+        // Two commits of one upload: one caller token, other items.
+        let upload = "0123456789abcdef0123456789abcdef-0";
+        assert_ne!(
+            super::request_token(upload, &first),
+            super::request_token(upload, &second)
+        );
+        // A retry of the same items (cloned) repeats the token.
+        assert_eq!(
+            super::request_token(upload, &first),
+            super::request_token(upload, &first.clone())
+        );
+        assert_ne!(
+            super::request_token(upload, &first),
+            super::request_token("another write", &first)
+        );
+        assert_eq!(super::request_token(upload, &first).len(), 36);
+    }
+
     use super::*;
     use crate::error::ErrorKind;
 

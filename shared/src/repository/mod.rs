@@ -397,6 +397,9 @@ fn encode_cursor(sk: &str) -> String {
     URL_SAFE_NO_PAD.encode(sk)
 }
 
+/// DynamoDB's longest sort key.
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+
 /// `valid_sk` tells whether a decoded sort key can belong to the listing.
 fn decode_cursor(
     pk: &str,
@@ -409,7 +412,10 @@ fn decode_cursor(
     let invalid = || Error::InvalidRequest("cursor is not one this listing returned".into());
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let sk = String::from_utf8(bytes).map_err(|_| invalid())?;
-    if !valid_sk(&sk) {
+    // DynamoDB refuses a sort key over 1 024 bytes with a ValidationException
+    // (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html#limits-partition-sort-keys>):
+    // no cursor of ours is that long, so refuse it here (400), not there (502).
+    if sk.is_empty() || sk.len() > MAX_SORT_KEY_BYTES || !valid_sk(&sk) {
         return Err(invalid());
     }
     Ok(Some(crate::rows::key(pk, sk)))

@@ -31,6 +31,7 @@ use crate::names::ArtifactName;
 use crate::rows::{UploadRow, UploadState, key, nv, sv};
 
 use super::uploads::UploadId;
+use crate::blob_rules::{self, OnOccupied};
 
 /// S3's smallest part (every part but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -293,7 +294,7 @@ impl Repository {
             }
             UploadState::Verifying => status.verified_bytes = Some(upload.verified_bytes),
             UploadState::Committed => status.artifact = Some(upload.to_artifact(&self.layout)),
-            UploadState::Failed => status.reason = upload.reason.clone(),
+            UploadState::Failed | UploadState::Superseded => status.reason = upload.reason.clone(),
         }
         Ok(status)
     }
@@ -345,11 +346,16 @@ impl Repository {
     }
 
     /// Commits a pending multipart upload: every part must be there with
-    /// its length; the upload is completed onto the blob key (unless the key
-    /// holds bytes already: then those are verified instead), recorded as
-    /// `verifying`, and handed to `verify-upload`. A retried commit answers
-    /// the same. AWS calls: ListParts per 1 000 parts, CompleteMultipartUpload
-    /// (or AbortMultipartUpload), UpdateItem, and the verifier's Invoke.
+    /// its length; the upload is completed onto the blob key and recorded
+    /// as `verifying` (then handed to `verify-upload`). A key that already
+    /// holds an object is judged by the blob rules (`on_occupied`): the
+    /// declared bytes (verified or checked by S3) → `None`, the caller
+    /// commits the rows at once; an object another live upload wrote → 409,
+    /// commit again later (the parts are kept); otherwise that object is
+    /// verified, deletable by the verification only if this upload wrote
+    /// it. A retried commit answers the same. AWS calls: ListParts per 1 000
+    /// parts, CompleteMultipartUpload (or AbortMultipartUpload), UpdateItem,
+    /// and the verifier's Invoke.
     pub(super) async fn commit_multipart(
         &self,
         name: &ArtifactName,
@@ -357,7 +363,7 @@ impl Repository {
         upload: UploadRow,
         head: Option<HeadObjectOutput>,
         actor: &str,
-    ) -> Result<CommitOutcome> {
+    ) -> Result<Option<CommitOutcome>> {
         let Some(mp) = &upload.multipart else {
             return Err(Error::internal(
                 "commit",
@@ -365,45 +371,101 @@ impl Repository {
             ));
         };
         let blob_key = self.layout.blob_key(name, &upload.sha256);
-        let version = match self.list_parts(&blob_key, &mp.s3_upload_id).await? {
-            Some(parts) => {
-                check_parts(&parts, &mp.plan, upload.size)?;
-                match head {
-                    // The key holds bytes already: keep them, verify them.
-                    Some(existing) => {
-                        self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
-                        object_version(existing.version_id())
+        let parts = self.list_parts(&blob_key, &mp.s3_upload_id).await?;
+        if let Some(parts) = &parts {
+            check_parts(parts, &mp.plan, upload.size)?;
+        }
+        let head = match (&parts, head) {
+            (Some(parts), None) => {
+                match self.complete(&blob_key, &mp.s3_upload_id, parts).await? {
+                    Some(version) => {
+                        return self
+                            .hand_to_verification(name, id, &version, true, actor)
+                            .await;
                     }
-                    None => match self.complete(&blob_key, &mp.s3_upload_id, &parts).await? {
-                        Some(version) => version,
-                        // A concurrent commit of this upload completed it.
-                        None => match self.head_blob(&blob_key).await? {
-                            Some(existing) => object_version(existing.version_id()),
-                            None => return Err(upload_not_found(name, id)),
-                        },
-                    },
-                }
-            }
-            // Completed by an earlier attempt whose answer was lost (or
-            // aborted): what the key holds now is what gets verified.
-            // (HEAD again: the one read with the row may predate it.)
-            None => {
-                let head = match head {
-                    Some(head) => Some(head),
+                    // A concurrent commit of this upload completed it.
                     None => self.head_blob(&blob_key).await?,
-                };
-                match head {
-                    Some(existing) => object_version(existing.version_id()),
-                    None => return Err(upload_not_found(name, id)),
                 }
             }
+            (Some(_), Some(head)) => Some(head),
+            // Completed by an earlier attempt whose answer was lost (or
+            // aborted): what the key holds now is judged. (HEAD again: the
+            // one read with the row may predate it.)
+            (None, _) => self.head_blob(&blob_key).await?,
         };
-        self.start_verifying(name, id, &version, actor).await?;
+        let Some(head) = head else {
+            return Err(upload_not_found(name, id));
+        };
+        let object = super::uploads::stored_object(&head);
+        let version = object.version.clone();
+        let verified = if object.checksum_is(&upload.sha256) {
+            None
+        } else {
+            self.verified_blob(name, &upload.sha256).await?
+        };
+        let stored = blob_rules::stored(
+            Some(&object),
+            verified.as_ref(),
+            &upload.sha256,
+            upload.size,
+        );
+        let writer_alive = match &stored {
+            blob_rules::Stored::Unverified {
+                writer: Some(writer),
+                ..
+            } if writer != id.nonce() => self.upload_alive(name, writer, &upload.sha256).await?,
+            _ => false,
+        };
+        match blob_rules::on_occupied(stored, id.nonce(), writer_alive) {
+            OnOccupied::CommitRows => {
+                if parts.is_some() {
+                    self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
+                }
+                Ok(None)
+            }
+            OnOccupied::Refuse(e) | OnOccupied::Wait(e) => Err(e),
+            OnOccupied::Verify { owned } => {
+                if parts.is_some() && !owned {
+                    self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
+                }
+                self.hand_to_verification(name, id, &version, owned, actor)
+                    .await
+            }
+        }
+    }
+
+    /// Records the upload as verifying `version` and asks for its verification.
+    async fn hand_to_verification(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        version: &str,
+        owned: bool,
+        actor: &str,
+    ) -> Result<Option<CommitOutcome>> {
+        self.start_verifying(name, id, version, owned, actor)
+            .await?;
         self.request_verification(name, id).await?;
-        Ok(CommitOutcome::Verifying {
+        Ok(Some(CommitOutcome::Verifying {
             upload_id: id.as_str().to_owned(),
             state: UploadState::Verifying.as_str(),
-        })
+        }))
+    }
+
+    /// Whether the upload whose nonce is `writer` (of the same bytes) may
+    /// still verify, and so delete, the object it wrote. One GetItem.
+    async fn upload_alive(&self, name: &ArtifactName, writer: &str, sha256: &str) -> Result<bool> {
+        let Ok(id) = format!("{writer}{sha256}").parse::<UploadId>() else {
+            return Ok(false);
+        };
+        match self.upload_row(name, &id).await {
+            Ok(row) => Ok(
+                matches!(row.state, UploadState::Pending | UploadState::Verifying)
+                    && row.expires_at > now().unix_timestamp(),
+            ),
+            Err(Error::UploadNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// CompleteMultipartUpload onto an empty key only (`If-None-Match: *`:
@@ -441,7 +503,7 @@ impl Repository {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(Some(object_version(out.version_id()))),
+            Ok(out) => Ok(Some(out.version_id().unwrap_or(NULL_VERSION).to_owned())),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.meta().code() == Some("NoSuchUpload")) =>
@@ -467,6 +529,7 @@ impl Repository {
         name: &ArtifactName,
         id: &UploadId,
         version: &str,
+        owned: bool,
         actor: &str,
     ) -> Result<()> {
         let now = now();
@@ -477,7 +540,14 @@ impl Repository {
             .set_key(Some(key(upload_pk(name), id.as_str())))
             .update_expression(
                 "SET #state = :verifying, #blob_version = :version, #verified = :zero, \
-                 #expires_at = :expires, #update_at = :now, #actor = :actor REMOVE #hash_state",
+                 #expires_at = :expires, #update_at = :now, #actor = :actor, #owned = :owned, \
+                 #committed_at = if_not_exists(#committed_at, :now) REMOVE #hash_state",
+            )
+            .expression_attribute_names("#owned", attr::BLOB_OWNED)
+            .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
+            .expression_attribute_values(
+                ":owned",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(owned),
             )
             .condition_expression(
                 "(#state = :pending AND #expires_at > :now_secs) OR \
@@ -517,10 +587,6 @@ impl Repository {
 /// S3's name of an object version: its id, or `null` (the one version of
 /// a key in a bucket without versioning, e.g. a test double of S3).
 pub(super) const NULL_VERSION: &str = "null";
-
-fn object_version(id: Option<&str>) -> String {
-    id.unwrap_or(NULL_VERSION).to_owned()
-}
 
 /// The `versionId` to send for `version`: none for the null version (the
 /// key's one object where versioning is off).

@@ -31,6 +31,8 @@ impl Repository {
                     // Entries are S3 keys this listing returned: never
                     // control characters (S3 refuses them in StartAfter).
                     .filter(|after| !after.chars().any(char::is_control))
+                    // Also a DynamoDB sort-key bound: at most 1 024 bytes.
+                    .filter(|after| after.len() <= super::MAX_SORT_KEY_BYTES)
                     .ok_or_else(|| {
                         Error::InvalidRequest("cursor is not one this listing returned".into())
                     })?,

@@ -149,6 +149,17 @@ impl Repository {
                         "retention deleted the bytes of LATEST of {name} while publishing; retry"
                     )));
                 }
+                // Our own write, landed (its answer lost; emulators ignore
+                // the request token that makes AWS answer the retry).
+                Err(TransactFailure::Conditions(failed))
+                    if failed == [0] && self.publish_landed(name, version, &item).await? =>
+                {
+                    let row = VersionRow::from_item(&item)?;
+                    return Ok(Published {
+                        artifact: row.to_artifact(&self.layout),
+                        created: true,
+                    });
+                }
                 // Someone else (the Python library) wrote this number: catch
                 // the counter up and take the next one.
                 Err(TransactFailure::Conditions(_)) => {
@@ -166,6 +177,22 @@ impl Repository {
         Err(Error::ConcurrentModification(format!(
             "publishing {name} kept conflicting with other writers; retry"
         )))
+    }
+
+    /// Whether the row of `version` is `item`, as this publish wrote it (its
+    /// microsecond timestamp, bytes and creator).
+    async fn publish_landed(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+        item: &crate::rows::Item,
+    ) -> Result<bool> {
+        let Some(stored) = self.get_version_item(name, version).await? else {
+            return Ok(false);
+        };
+        Ok([attr::UPDATE_AT, attr::SHA256, attr::CREATED_BY]
+            .iter()
+            .all(|a| stored.get(*a) == item.get(*a)))
     }
 
     /// The live version an unchanged LATEST was published as. A concurrent
@@ -243,6 +270,11 @@ impl Repository {
                 seen = Some(sv(sha256));
             }
         }
+        // The reservation carries its own token: when its answer is lost and
+        // the SDK sends it again, the retry fails this clause and finds the
+        // number it took (rather than taking another, or none).
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        condition.push_str(" AND (attribute_not_exists(#token) OR #token <> :token)");
         let mut update = self.ddb.update_item();
         if let Some(seen) = seen {
             update = update.expression_attribute_values(":seen", seen);
@@ -252,8 +284,10 @@ impl Repository {
             .set_key(Some(version_key(name, Version::Latest)))
             .update_expression(
                 "SET #last_version = #last_version + :one, #published = #sha256, \
-                 #epoch = if_not_exists(#epoch, :epoch)",
+                 #epoch = if_not_exists(#epoch, :epoch), #token = :token",
             )
+            .expression_attribute_names("#token", attr::RESERVE_TOKEN)
+            .expression_attribute_values(":token", sv(&token))
             .expression_attribute_names("#epoch", attr::EPOCH)
             .expression_attribute_values(":epoch", sv(super::uploads::new_epoch()))
             .condition_expression(condition)
@@ -285,10 +319,17 @@ impl Repository {
                     }
                     _ => None,
                 }) {
-                    Some(item) => Some(VersionRow::from_item(&item)?),
+                    Some(item) => Some(item),
                     // Emulators that do not return the old item: read it.
-                    None => self.get_row(name, Version::Latest).await?,
+                    None => self.get_version_item(name, Version::Latest).await?,
                 };
+                // Our own reservation, landed: its answer was lost.
+                if let Some(item) = &old
+                    && item.get(attr::RESERVE_TOKEN).and_then(|t| t.as_s().ok()) == Some(&token)
+                {
+                    return VersionRow::from_item(item).map(Reservation::Reserved);
+                }
+                let old = old.as_ref().map(VersionRow::from_item).transpose()?;
                 match old {
                     None => Err(Error::ArtifactNotFound {
                         name: name.to_string(),
@@ -308,16 +349,53 @@ impl Repository {
     }
 
     /// Brings the bytes of a LATEST the library (or a previous release)
-    /// wrote into the blob store, once: a server-side copy whose SHA-256 S3
-    /// computes and we compare with the row's (bytes that changed underneath
-    /// are refused), then LATEST is marked as stored there. The library
-    /// writes single PUTs (≤ 5 GiB), so one CopyObject always suffices.
-    /// AWS calls: CopyObject, UpdateItem (2).
+    /// wrote into the blob store, once, then marks LATEST as stored there.
+    ///
+    /// When the blob key already holds those bytes (checked by S3 or
+    /// verified), nothing is copied. Otherwise the library key's current
+    /// object version is pinned (HeadObject) and copied, onto an empty
+    /// blob key only (`If-None-Match: *`): while the library is between its
+    /// S3 PUT and its row PUT, that object may be other bytes, and a copy
+    /// never replaces bytes that rows serve. S3 computes the copy's SHA-256;
+    /// other bytes than the row's are deleted again (the version this copy
+    /// created, under a key no row served) and the publish is refused. The
+    /// library writes single PUTs (≤ 5 GiB), so one CopyObject suffices.
+    /// AWS calls: HeadObject (+ GetItem for a multipart blob), and when the
+    /// bytes are not there HeadObject, CopyObject; then UpdateItem.
     async fn adopt_latest(&self, name: &ArtifactName, latest: &VersionRow) -> Result<()> {
+        let size = latest.size.unwrap_or_default();
+        let (stored, _) = self.stored_blob(name, &latest.sha256, size).await?;
+        let held = match stored {
+            crate::blob_rules::Stored::Holds => true,
+            // The row has no size (an old library row): S3's checksum says it.
+            crate::blob_rules::Stored::Contradicts(_) => latest.size.is_none(),
+            _ => false,
+        };
+        if !held {
+            self.copy_into_blob_store(name, latest).await?;
+        }
+        self.mark_adopted(name, latest).await
+    }
+
+    /// The copy of [`Self::adopt_latest`].
+    async fn copy_into_blob_store(&self, name: &ArtifactName, latest: &VersionRow) -> Result<()> {
         let (source_key, source_version) =
             latest
                 .location
                 .object(&self.layout, name, Version::Latest, &latest.sha256);
+        let source_version = match source_version {
+            Some(v) => Some(v),
+            None => self
+                .s3
+                .head_object()
+                .bucket(&self.layout.bucket)
+                .key(&source_key)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("HeadObject", e))?
+                .version_id()
+                .map(str::to_owned),
+        };
         let source =
             crate::layout::copy_source(&self.layout.bucket, &source_key, source_version.as_deref());
         let mut metadata = std::collections::HashMap::from([
@@ -337,13 +415,24 @@ impl Repository {
             .bucket(&self.layout.bucket)
             .key(self.layout.blob_key(name, &latest.sha256))
             .copy_source(source)
+            .if_none_match("*")
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
             .set_metadata(Some(metadata))
             .set_content_type(latest.content_type.clone())
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
-            .await
-            .map_err(|e| Error::upstream("CopyObject", e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // The key gained an object meanwhile (another adoption, an
+            // upload): judged again by the next attempt.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                return Err(Error::ConcurrentModification(format!(
+                    "the bytes of LATEST of {name} arrived meanwhile; retry"
+                )));
+            }
+            Err(e) => return Err(Error::upstream("CopyObject", e)),
+        };
         let checksum = out.copy_object_result().and_then(|r| r.checksum_sha256());
         let expected = hex::decode(&latest.sha256)
             .ok()
@@ -364,6 +453,11 @@ impl Repository {
                 "LATEST of {name} changed while publishing; retry"
             )));
         }
+        Ok(())
+    }
+
+    /// LATEST marked as stored in the blob store (unless it changed since).
+    async fn mark_adopted(&self, name: &ArtifactName, latest: &VersionRow) -> Result<()> {
         let marked = self
             .ddb
             .update_item()

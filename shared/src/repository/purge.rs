@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
+use super::uploads::PURGE_FENCE_STALE;
 use super::{MAX_ATTEMPTS, Repository};
 use crate::error::{Error, Result};
 use crate::layout::{
     FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, upload_pk,
+    verified_pk,
 };
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, UploadRow, key, nv, sv, version_key};
@@ -17,25 +19,27 @@ impl Repository {
     /// Wipes an artifact: its rows, pending uploads, history, blobs and the
     /// library's objects (every object version and delete marker).
     ///
-    /// A fence goes up first: while it stands no upload starts, so no commit
-    /// can land after the pending uploads are deleted (a commit needs its
-    /// upload row). LATEST goes next: publishes and alias changes are
-    /// conditional on it, so one racing the purge either landed before the
-    /// partitions are read (and is deleted with them) or fails. Bytes go only
-    /// after every row that could point at them. Running it again after an
-    /// interruption finishes the job. 404 when nothing exists.
+    /// Nothing is written when nothing exists (404): the partitions and
+    /// prefixes are looked at first, in one round trip. Then a fence goes
+    /// up, taken like a lease: purges of one artifact exclude each other
+    /// (a second one is refused, 409, while the first renews its fence
+    /// before every step; a fence not renewed for `PURGE_FENCE_STALE` is a
+    /// crashed purge's, and is taken over). While it stands no upload
+    /// starts, so no commit can land after the pending uploads are deleted
+    /// (a commit needs its upload row). LATEST goes next: publishes and
+    /// alias changes are conditional on it, so one racing the purge either
+    /// landed before the partitions are read (and is deleted with them) or
+    /// fails. Bytes go only after every row that could point at them. The
+    /// fence comes down only by the purge that holds it, at its end.
+    /// Running it again after an interruption finishes the job.
     pub async fn purge_artifact(&self, name: &ArtifactName) -> Result<()> {
+        if !self.artifact_exists_anywhere(name).await? {
+            return Err(Error::ArtifactNotFound {
+                name: name.to_string(),
+            });
+        }
         let purge_id = uuid::Uuid::new_v4().simple().to_string();
-        let mut fence = key(fence_pk(name), FENCE_SK);
-        fence.insert(attr::PURGE_ID.into(), sv(&purge_id));
-        fence.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
-        self.ddb
-            .put_item()
-            .table_name(&self.layout.table)
-            .set_item(Some(fence))
-            .send()
-            .await
-            .map_err(|e| Error::upstream("PutItem", e))?;
+        self.take_fence(name, &purge_id).await?;
 
         let upload_items = self.query_all(&upload_pk(name)).await?;
         // The S3 side of multipart uploads in progress, aborted after their
@@ -49,39 +53,37 @@ impl Repository {
                 Some((self.layout.blob_key(name, &u.sha256), mp.s3_upload_id))
             })
             .collect();
-        let uploads = keys_of(upload_items);
-        let mut found = !uploads.is_empty();
-        self.delete_keys(uploads).await?;
+        self.delete_keys(keys_of(upload_items)).await?;
         for (blob_key, s3_upload_id) in &multiparts {
             self.abort_multipart(blob_key, s3_upload_id).await?;
         }
-        let latest = self
-            .ddb
+        self.renew_fence(name, &purge_id).await?;
+        self.ddb
             .delete_item()
             .table_name(&self.layout.table)
             .set_key(Some(version_key(name, Version::Latest)))
-            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| Error::upstream("DeleteItem", e))?;
-        found |= latest.attributes().is_some_and(|a| !a.is_empty());
         let mut keys: Vec<Item> = Vec::new();
         for pk in [
             alias_pk(name),
             history_pk(name),
             name.to_string(),
             condemned_pk(name),
+            verified_pk(name),
         ] {
+            self.renew_fence(name, &purge_id).await?;
             keys.extend(self.partition_keys(&pk).await?);
         }
-        found |= !keys.is_empty();
         keys.push(key(REGISTRY_PK, format!("{name}/")));
         self.delete_keys(keys).await?;
         for prefix in [
             self.layout.artifact_prefix(name),
             self.layout.blob_prefix(name),
         ] {
-            found |= self.delete_all_object_versions(&prefix, None).await? > 0;
+            self.delete_all_object_versions(&prefix, None, Some((name, &purge_id)))
+                .await?;
         }
         let lowered = self
             .ddb
@@ -94,19 +96,135 @@ impl Repository {
             .send()
             .await;
         match lowered {
-            Ok(_) => {}
-            // A concurrent purge put up its own fence; it lowers it.
+            Ok(_) => Ok(()),
+            // Already lowered by this request (its answer was lost), or taken
+            // over after we stalled: the holder lowers it.
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(Error::upstream("DeleteItem", e)),
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::upstream("DeleteItem", e)),
         }
-        if !found {
-            return Err(Error::ArtifactNotFound {
+    }
+
+    /// Whether anything of the artifact exists: a row of any of its
+    /// partitions, or an object under its prefixes. One round trip.
+    async fn artifact_exists_anywhere(&self, name: &ArtifactName) -> Result<bool> {
+        let partitions = [
+            name.to_string(),
+            upload_pk(name),
+            alias_pk(name),
+            history_pk(name),
+            condemned_pk(name),
+            verified_pk(name),
+        ];
+        let prefixes = [
+            self.layout.artifact_prefix(name),
+            self.layout.blob_prefix(name),
+        ];
+        let rows = futures::future::join_all(partitions.iter().map(|pk| self.any_row(pk)));
+        let objects = futures::future::join_all(prefixes.iter().map(|p| self.any_object(p)));
+        let (rows, objects) = tokio::join!(rows, objects);
+        for found in rows.into_iter().chain(objects) {
+            if found? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn any_row(&self, pk: &str) -> Result<bool> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.layout.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", sv(pk))
+            .projection_expression("#pk")
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Query", e))?;
+        Ok(!out.items().is_empty())
+    }
+
+    async fn any_object(&self, prefix: &str) -> Result<bool> {
+        let out = self
+            .s3
+            .list_object_versions()
+            .bucket(&self.layout.bucket)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("ListObjectVersions", e))?;
+        Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
+    }
+
+    /// Puts the purge fence up as `purge_id`'s, unless another purge holds
+    /// it (renewed within `PURGE_FENCE_STALE`): 409 then. A retry of this
+    /// request finds its own fence and goes on.
+    async fn take_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+        let mut fence = key(fence_pk(name), FENCE_SK);
+        fence.insert(attr::PURGE_ID.into(), sv(purge_id));
+        fence.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
+        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
+        let out = self
+            .ddb
+            .put_item()
+            .table_name(&self.layout.table)
+            .set_item(Some(fence))
+            .condition_expression(
+                "attribute_not_exists(#pk) OR #started_at < :stale OR #purge_id = :mine",
+            )
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#started_at", attr::STARTED_AT)
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(":stale", nv(stale))
+            .expression_attribute_values(":mine", sv(purge_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(Error::ArtifactBeingPurged {
+                    name: name.to_string(),
+                })
+            }
+            Err(e) => Err(Error::upstream("PutItem", e)),
+        }
+    }
+
+    /// Renews the fence `purge_id` holds; when another purge took it over
+    /// (this one stalled past `PURGE_FENCE_STALE`), this one stops: 409.
+    pub(super) async fn renew_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(fence_pk(name), FENCE_SK)))
+            .update_expression("SET #started_at = :now")
+            .condition_expression("#purge_id = :mine")
+            .expression_attribute_names("#started_at", attr::STARTED_AT)
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(":now", nv(now().unix_timestamp()))
+            .expression_attribute_values(":mine", sv(purge_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if super::condition_failed(&e) => Err(Error::ArtifactBeingPurged {
                 name: name.to_string(),
-            });
+            }),
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
-        Ok(())
     }
 
     /// The keys of every item of a partition (all pages, consistent).
@@ -159,14 +277,19 @@ impl Repository {
 
     /// Permanently deletes every object version and delete marker under
     /// `prefix` (only keys equal to `exact`, when given). Returns how many.
+    /// With `fence` (a purge's), the fence is renewed before every page.
     pub(super) async fn delete_all_object_versions(
         &self,
         prefix: &str,
         exact: Option<&str>,
+        fence: Option<(&ArtifactName, &str)>,
     ) -> Result<usize> {
         let mut deleted = 0;
         let (mut key_marker, mut version_marker) = (None, None);
         loop {
+            if let Some((name, purge_id)) = fence {
+                self.renew_fence(name, purge_id).await?;
+            }
             let out = self
                 .s3
                 .list_object_versions()

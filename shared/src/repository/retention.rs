@@ -5,7 +5,7 @@
 //! have been soft-deleted longer than a grace period; their rows stay as
 //! tombstones so the numbers are never handed out again (SPEC 7.2, 7.8).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -16,7 +16,7 @@ use futures::StreamExt;
 use super::Repository;
 use super::versions::SoftDelete;
 use crate::error::{Error, Result};
-use crate::layout::{attr, condemned_pk, format_update_at, now, upload_pk};
+use crate::layout::{attr, condemned_pk, format_update_at, now, upload_pk, verified_pk};
 use crate::model::{RetentionPolicy, RetentionReport};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{
@@ -104,12 +104,35 @@ impl Repository {
     }
 
     /// Deletes the S3 bytes of versions soft-deleted more than `grace` ago.
+    ///
+    /// Resumable from any step: a blob's deletion starts by putting up its
+    /// condemned item (stamped with this pass's id), then marks the rows
+    /// reclaimed, then either lifts the item (still referenced) or deletes
+    /// the verified-blob row and the bytes and stamps the item `deleted_at`.
+    /// A condemned item without `deleted_at` is therefore always a deletion
+    /// under way or interrupted: every pass starts by finishing those it
+    /// finds, so no interruption blocks those bytes for longer than until
+    /// the next pass (SPEC 7.16).
     pub async fn reclaim(&self, name: &ArtifactName, grace: Duration) -> Result<ReclaimReport> {
         let cutoff = now()
             .checked_sub(grace.try_into().unwrap_or(time::Duration::MAX))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let pass = uuid::Uuid::new_v4().simple().to_string();
         let mut report = ReclaimReport::default();
-        let mut blobs = BTreeSet::new();
+        for item in self.query_all(&condemned_pk(name)).await? {
+            if item.contains_key(attr::DELETED_AT) {
+                continue;
+            }
+            let (Some(sha256), owner) = (
+                item.get(attr::SK).and_then(|v| v.as_s().ok()),
+                item.get(attr::PURGE_ID).and_then(|v| v.as_s().ok()),
+            ) else {
+                continue;
+            };
+            let owner = owner.cloned().unwrap_or_default();
+            self.finish_blob_deletion(name, sha256, &owner).await?;
+        }
+        let mut blobs: BTreeMap<String, Vec<Version>> = BTreeMap::new();
         // The library lets an alias point at a soft-deleted version: its
         // bytes stay while any alias row targets it.
         let protected = alias_targets(&self.alias_rows(name).await?);
@@ -132,39 +155,39 @@ impl Repository {
                         // The blob may be shared; it goes below, once
                         // nothing references it. The mirror deletes the
                         // library's copy when it sees the tombstone.
-                        blobs.insert(row.sha256.clone());
+                        blobs
+                            .entry(row.sha256.clone())
+                            .or_default()
+                            .push(row.version);
                     } else {
                         let key = self.layout.object_key(name, row.version);
-                        self.delete_all_object_versions(&key, Some(&key)).await?;
+                        self.delete_all_object_versions(&key, Some(&key), None)
+                            .await?;
+                        self.mark(name, row.version, attr::RECLAIMED_AT, now())
+                            .await?;
+                        report.reclaimed.push(row.version);
                     }
-                    self.mark(name, row.version, attr::RECLAIMED_AT, now())
-                        .await?;
-                    report.reclaimed.push(row.version);
                 }
                 Some(_) => {}
             }
         }
-        for sha256 in blobs {
-            self.delete_blob_if_unreferenced(name, &sha256).await?;
+        for (sha256, versions) in blobs {
+            self.condemn(name, &sha256, &pass).await?;
+            for version in versions {
+                self.mark(name, version, attr::RECLAIMED_AT, now()).await?;
+                report.reclaimed.push(version);
+            }
+            self.finish_blob_deletion(name, &sha256, &pass).await?;
         }
         Ok(report)
     }
 
-    /// Deletes the blob of `sha256` unless a row, a publish or an upload
-    /// may still need it.
-    ///
-    /// A condemned item goes up first (uploads of these bytes cannot start
-    /// or commit while it stands, and a commit or publish that read the blob
-    /// before it was deleted fails: see `not_condemned`), then the
-    /// references are read again: anything that referenced the blob before
-    /// the item went up is seen then, and the deletion is called off.
-    async fn delete_blob_if_unreferenced(&self, name: &ArtifactName, sha256: &str) -> Result<()> {
-        if self.blob_referenced(name, sha256).await? {
-            return Ok(());
-        }
-        let condemned = key(condemned_pk(name), sha256);
-        let mut item = condemned.clone();
+    /// Puts up the condemned item of `sha256` for pass `pass`: from now on
+    /// no upload of those bytes starts or commits (see `not_condemned`).
+    async fn condemn(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<()> {
+        let mut item = key(condemned_pk(name), sha256);
         item.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
+        item.insert(attr::PURGE_ID.into(), sv(pass));
         self.ddb
             .put_item()
             .table_name(&self.layout.table)
@@ -172,18 +195,59 @@ impl Repository {
             .send()
             .await
             .map_err(|e| Error::upstream("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Ends the deletion of the blob of `sha256` that pass `owner` condemned:
+    /// lifted when a row, a publish or an upload still needs it; otherwise
+    /// the verified-blob row, then the bytes, then the item stamped.
+    ///
+    /// Anything that referenced the blob before the condemned item went up
+    /// is seen by the reference check (uploads and commits of those bytes
+    /// cannot start while it stands, and a commit or publish that read the
+    /// blob before it was deleted fails: see `not_condemned`).
+    async fn finish_blob_deletion(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        owner: &str,
+    ) -> Result<()> {
+        let condemned = key(condemned_pk(name), sha256);
         if self.blob_referenced(name, sha256).await? {
-            self.ddb
+            // Lifted only if it is still this pass's (another pass that
+            // condemned it since decides for itself).
+            let out = self
+                .ddb
                 .delete_item()
                 .table_name(&self.layout.table)
                 .set_key(Some(condemned))
+                .condition_expression("#owner = :owner AND attribute_not_exists(#deleted_at)")
+                .expression_attribute_names("#owner", attr::PURGE_ID)
+                .expression_attribute_names("#deleted_at", attr::DELETED_AT)
+                .expression_attribute_values(":owner", sv(owner))
                 .send()
-                .await
-                .map_err(|e| Error::upstream("DeleteItem", e))?;
-            return Ok(());
+                .await;
+            return match out {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(Error::upstream("DeleteItem", e)),
+            };
         }
+        // The verified record first: it must never outlive the bytes.
+        self.ddb
+            .delete_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(verified_pk(name), sha256)))
+            .send()
+            .await
+            .map_err(|e| Error::upstream("DeleteItem", e))?;
         let blob_key = self.layout.blob_key(name, sha256);
-        self.delete_all_object_versions(&blob_key, Some(&blob_key))
+        self.delete_all_object_versions(&blob_key, Some(&blob_key), None)
             .await?;
         // The item stays, stamped: a commit or publish that saw the blob
         // before this moment must fail; uploads started from now on may

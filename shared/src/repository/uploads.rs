@@ -16,12 +16,15 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
 
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+
 use super::aliases::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository};
+use crate::blob_rules::{Stored, StoredObject, VerifiedBlob, stored};
 use crate::error::{Error, Result};
 use crate::layout::{
     BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, REGISTRY_PK, attr,
-    condemned_pk, fence_pk, now, upload_pk,
+    condemned_pk, fence_pk, now, upload_pk, verified_pk,
 };
 use crate::model::{CommitOutcome, Committed, LOCAL_ACTOR, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, Version};
@@ -52,7 +55,9 @@ pub mod metadata_limits {
         + super::META_ARTIFACT_SHA256.len()
         + 64
         + super::META_UPLOAD_SIZE.len()
-        + 14; // "53687091200000": the largest multipart size
+        + 14 // "53687091200000": the largest multipart size
+        + super::META_UPLOAD_ID.len()
+        + 32;
     /// The caller's budget: keys and values of `metadata`, in bytes.
     pub const USER_BYTES: usize = S3_USER_METADATA_BYTES - RESERVED_BYTES;
     /// Keys per upload: each is a signed `x-amz-meta-*` header of the PUT,
@@ -63,7 +68,16 @@ pub mod metadata_limits {
 
 /// Staged-object metadata key holding the declared size (not copied to artifacts).
 const META_UPLOAD_SIZE: &str = "upload_size";
-const RESERVED_METADATA: [&str; 3] = [META_ARTIFACT_NAME, META_ARTIFACT_SHA256, META_UPLOAD_SIZE];
+/// Staged-object metadata key naming the upload that wrote the object (the
+/// random half of its id): a verification recognises the object its own
+/// upload created by it, and deletes no other (SPEC 7.15).
+pub(super) const META_UPLOAD_ID: &str = "upload_id";
+const RESERVED_METADATA: [&str; 4] = [
+    META_ARTIFACT_NAME,
+    META_ARTIFACT_SHA256,
+    META_UPLOAD_SIZE,
+    META_UPLOAD_ID,
+];
 /// What S3 records when the client declares no content type; signed all the
 /// same, so no content type is ever stored that was not validated here.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -138,6 +152,12 @@ impl UploadId {
     /// The declared SHA-256 (lowercase hex).
     pub fn sha256(&self) -> &str {
         &self.0[32..]
+    }
+
+    /// The random half: what the objects this upload writes carry as
+    /// [`META_UPLOAD_ID`].
+    pub fn nonce(&self) -> &str {
+        &self.0[..32]
     }
 
     pub fn as_str(&self) -> &str {
@@ -217,21 +237,36 @@ impl Repository {
             verified_bytes: 0,
             hash_state: None,
             reason: None,
+            committed_at: None,
+            blob_owned: false,
         };
         let blob_key = self.layout.blob_key(name, &request.sha256);
         let mut metadata: HashMap<String, String> = request.metadata.clone().into_iter().collect();
         metadata.insert(META_ARTIFACT_NAME.into(), name.to_string());
         metadata.insert(META_ARTIFACT_SHA256.into(), request.sha256.clone());
         metadata.insert(META_UPLOAD_SIZE.into(), request.size.to_string());
+        metadata.insert(META_UPLOAD_ID.into(), upload_id.nonce().to_owned());
         let expires_at_secs = expires_at.replace_nanosecond(0).unwrap_or(expires_at);
         if let Some(plan) = plan {
             // RT 1: is the blob there ∥ the S3 side of the upload; RT 2:
             // the row (∥ giving the S3 side up when the bytes are there).
-            let (held, created) = tokio::join!(
-                self.blob_holds(&blob_key, &digest, request.size),
+            let (stored, created) = tokio::join!(
+                self.stored_blob(name, &request.sha256, request.size),
                 self.create_multipart(&blob_key, &content_type, metadata)
             );
-            let (exists, s3_upload_id) = (held?, created?);
+            let s3_upload_id = created?;
+            let exists = match stored.map(|(stored, _)| stored) {
+                Ok(Stored::Holds) => true,
+                Ok(Stored::Absent | Stored::Unverified { .. }) => false,
+                Ok(Stored::Contradicts(e)) => {
+                    self.abort_multipart(&blob_key, &s3_upload_id).await?;
+                    return Err(e);
+                }
+                Err(e) => {
+                    self.abort_multipart(&blob_key, &s3_upload_id).await?;
+                    return Err(e);
+                }
+            };
             let mut row = row;
             if !exists {
                 row.multipart = Some(MultipartUpload {
@@ -246,7 +281,13 @@ impl Repository {
                     Ok(())
                 }
             });
-            recorded?;
+            if let Err(e) = recorded {
+                // No row names the S3 upload: nothing else would abort it.
+                if !exists {
+                    self.abort_multipart(&blob_key, &s3_upload_id).await?;
+                }
+                return Err(e);
+            }
             aborted?;
             return Ok(UploadTicket {
                 upload_id: upload_id.as_str().to_owned(),
@@ -259,12 +300,27 @@ impl Repository {
                 expires_at: expires_at_secs,
             });
         }
-        let (held, recorded) = tokio::join!(
-            self.blob_holds(&blob_key, &digest, request.size),
+        let (stored, recorded) = tokio::join!(
+            self.stored_blob(name, &request.sha256, request.size),
             self.record_upload(name, &row)
         );
         recorded?;
-        let exists = held?;
+        let exists = match stored?.0 {
+            Stored::Holds => true,
+            Stored::Absent | Stored::Unverified { .. } => false,
+            Stored::Contradicts(e) => {
+                // The declaration is refused: the row written beside the
+                // check goes too (a retry of this delete is harmless).
+                self.ddb
+                    .delete_item()
+                    .table_name(&self.layout.table)
+                    .set_key(Some(key(upload_pk(name), upload_id.as_str())))
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("DeleteItem", e))?;
+                return Err(e);
+            }
+        };
         let expires_at = expires_at_secs;
         if exists {
             return Ok(UploadTicket {
@@ -308,13 +364,44 @@ impl Repository {
         })
     }
 
-    /// Whether S3 holds exactly these bytes at `key`: its recorded SHA-256
-    /// and length (S3 computed them when it accepted the PUT).
-    async fn blob_holds(&self, key: &str, digest: &[u8], size: u64) -> Result<bool> {
-        Ok(self
-            .head_blob(key)
-            .await?
-            .is_some_and(|head| blob_check(&head, digest, size).is_ok()))
+    /// What the blob key of `sha256` holds, judged against a declaration
+    /// of `size` bytes ([`stored`]), and S3's record of it. One HeadObject;
+    /// a GetItem of the verified-blob row only when S3 recorded no
+    /// whole-object SHA-256 (a multipart object).
+    pub(super) async fn stored_blob(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        size: u64,
+    ) -> Result<(Stored, Option<HeadObjectOutput>)> {
+        let head = self.head_blob(&self.layout.blob_key(name, sha256)).await?;
+        let facts = head.as_ref().map(stored_object);
+        let verified = match &facts {
+            Some(object) if !object.checksum_is(sha256) => self.verified_blob(name, sha256).await?,
+            _ => None,
+        };
+        Ok((
+            stored(facts.as_ref(), verified.as_ref(), sha256, size),
+            head,
+        ))
+    }
+
+    /// The verified-blob row of `sha256` (strongly consistent).
+    pub(super) async fn verified_blob(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+    ) -> Result<Option<VerifiedBlob>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(verified_pk(name), sha256)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetItem", e))?;
+        Ok(out.item().and_then(crate::rows::verified_blob))
     }
 
     /// HeadObject with the checksum; `None` when there is no such object.
@@ -496,20 +583,45 @@ impl Repository {
                             .unwrap_or("the bytes are not the declared ones")
                     )));
                 }
+                UploadState::Superseded => {
+                    return Err(Error::UploadSuperseded {
+                        name: name.to_string(),
+                        upload_id: id.as_str().to_owned(),
+                    });
+                }
             }
             if upload.expires_at <= now().unix_timestamp() {
                 return Err(super::multipart::upload_not_found(name, &id));
             }
+            let head = head?;
             if upload.multipart.is_some() {
-                return self.commit_multipart(name, &id, upload, head?, actor).await;
+                // `None`: the key holds the declared bytes (verified or
+                // checked by S3): committed below as a single PUT's are.
+                if let Some(verifying) = self
+                    .commit_multipart(name, &id, upload.clone(), head, actor)
+                    .await?
+                {
+                    return Ok(verifying);
+                }
+            } else {
+                let head = head.ok_or_else(|| {
+                    Error::UploadMismatch(
+                        "no bytes were uploaded for this upload; PUT them to the URL start upload returned"
+                            .into(),
+                    )
+                })?;
+                if let Err(e) = blob_check(&head, &digest, upload.size) {
+                    // A multipart blob the service verified holds them too.
+                    let facts = stored_object(&head);
+                    let verified = self.verified_blob(name, id.sha256()).await?;
+                    if !matches!(
+                        stored(Some(&facts), verified.as_ref(), id.sha256(), upload.size),
+                        Stored::Holds
+                    ) {
+                        return Err(e);
+                    }
+                }
             }
-            let head = head?.ok_or_else(|| {
-                Error::UploadMismatch(
-                    "no bytes were uploaded for this upload; PUT them to the URL start upload returned"
-                        .into(),
-                )
-            })?;
-            blob_check(&head, &digest, upload.size)?;
             let from = UploadState::Pending;
             if let Some(committed) = self
                 .try_commit(name, &id, read, actor, from, attempt)
@@ -546,25 +658,41 @@ impl Repository {
 
     /// Commits a multipart upload whose bytes `verify-upload` found to be
     /// the declared ones: the same transaction as a single PUT's commit,
-    /// from `verifying`. `None` when the upload is gone (purged) or no
-    /// longer verifying.
+    /// from `verifying`, plus the verified-blob row; only over a LATEST
+    /// older than the upload's commit (else it ends `superseded`).
     pub(super) async fn commit_verified(
         &self,
         name: &ArtifactName,
         id: &UploadId,
-    ) -> Result<Option<Committed>> {
+    ) -> Result<VerifiedCommit> {
         for attempt in 0..MAX_ATTEMPTS {
             let read = self.upload_and_latest(name, id).await?;
             let Some(upload) = read.upload() else {
-                return Ok(None);
+                return Ok(VerifiedCommit::Gone);
             };
             match upload.state {
                 UploadState::Verifying => {}
                 UploadState::Committed => {
                     let latest = read.live_latest().cloned();
-                    return self.as_committed(name, id, upload, latest).map(Some);
+                    return self
+                        .as_committed(name, id, upload, latest)
+                        .map(VerifiedCommit::Committed);
                 }
-                _ => return Ok(None),
+                _ => return Ok(VerifiedCommit::Gone),
+            }
+            let latest_item = read.latest.as_ref().map(|(_, item)| item);
+            let at = |a: &str| {
+                latest_item
+                    .and_then(|i| i.get(a))
+                    .and_then(|v| v.as_s().ok())
+            };
+            let committed_at = upload.committed_at.clone().unwrap_or_default();
+            if !crate::blob_rules::verification_may_commit(
+                &committed_at,
+                at(attr::UPDATE_AT).map(String::as_str),
+                at(attr::COMMITTED_AT).map(String::as_str),
+            ) {
+                return self.supersede(name, id).await;
             }
             let actor = upload.actor.clone();
             let from = UploadState::Verifying;
@@ -572,12 +700,44 @@ impl Repository {
                 .try_commit(name, id, read, &actor, from, attempt)
                 .await?
             {
-                return Ok(Some(committed));
+                return Ok(VerifiedCommit::Committed(committed));
             }
         }
         Err(Error::ConcurrentModification(format!(
             "committing to {name} kept conflicting with other writers"
         )))
+    }
+
+    /// The upload `verifying → superseded`: a later commit made LATEST.
+    async fn supersede(&self, name: &ArtifactName, id: &UploadId) -> Result<VerifiedCommit> {
+        let reason = "a later commit made LATEST before this upload was verified";
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression(
+                "SET #state = :superseded, #reason = :reason, #update_at = :now REMOVE #hash_state",
+            )
+            .condition_expression("#state = :verifying")
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#reason", attr::REASON)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_names("#hash_state", attr::HASH_STATE)
+            .expression_attribute_values(":superseded", sv(UploadState::Superseded.as_str()))
+            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
+            .expression_attribute_values(":reason", sv(reason))
+            .expression_attribute_values(":now", sv(crate::layout::format_update_at(now())))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(VerifiedCommit::Superseded {
+                reason: reason.to_owned(),
+            }),
+            // Moved on meanwhile (or purged): another step answers for it.
+            Err(e) if super::condition_failed(&e) => Ok(VerifiedCommit::Gone),
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
     }
 
     /// One attempt at the commit transaction of an upload in state `from`
@@ -608,15 +768,42 @@ impl Repository {
             }
             _ => 0,
         };
+        // A verification commits only over a LATEST older than its commit
+        // (checked on the read; this keeps it so until the write).
+        let before = match from {
+            UploadState::Verifying => upload.committed_at.clone(),
+            _ => None,
+        };
         let mut ops = vec![
             self.finish_upload(upload_item, from, !unchanged, now)?,
             self.not_condemned(name, id.sha256(), Some(read_at))?,
             if unchanged {
-                self.latest_unchanged(name, &upload)?
+                self.latest_unchanged(name, &upload, before.as_deref(), now)?
             } else {
-                self.latest_put(&upload, actor, latest_item, seed, now)?
+                self.latest_put(&upload, actor, latest_item, seed, before.as_deref(), now)?
             },
         ];
+        if from == UploadState::Verifying
+            && let Some(version) = &upload.blob_version
+        {
+            let blob = VerifiedBlob {
+                version: version.clone(),
+                size: upload.size,
+            };
+            let item =
+                crate::rows::verified_blob_item(name, &upload.sha256, &blob, id.as_str(), now);
+            ops.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.layout.table)
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(super::invalid_sdk_input)?,
+                    )
+                    .build(),
+            );
+        }
         // The name is registered by the commit that created LATEST (or the
         // first one over a LATEST the library wrote); a purge removes both.
         if latest
@@ -754,12 +941,27 @@ impl Repository {
         &self,
         name: &ArtifactName,
         upload: &UploadRow,
+        before: Option<&str>,
+        now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
-        let update = Update::builder()
+        let mut condition =
+            "#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob".to_owned();
+        let mut update = Update::builder();
+        if let Some(before) = before {
+            condition.push_str(OLDER_THAN_COMMIT);
+            update = update
+                .expression_attribute_names("#update_at", attr::UPDATE_AT)
+                .expression_attribute_values(":before", sv(before));
+        }
+        let update = update
             .table_name(&self.layout.table)
             .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression("SET #upload_id = :upload_id")
-            .condition_expression("#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob")
+            // The commit is recorded on LATEST: a verification of an
+            // upload committed before it can no longer make LATEST.
+            .update_expression("SET #upload_id = :upload_id, #committed_at = :now")
+            .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
+            .expression_attribute_values(":now", sv(crate::layout::format_update_at(now)))
+            .condition_expression(condition)
             .expression_attribute_names("#upload_id", attr::UPLOAD_ID)
             .expression_attribute_names("#sha256", attr::SHA256)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
@@ -796,6 +998,7 @@ impl Repository {
         actor: &str,
         latest: Option<Item>,
         seed: u32,
+        before: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
         const GUARDED: [&str; 3] = [attr::LAST_VERSION, attr::PUBLISHED_SHA256, attr::EPOCH];
@@ -803,6 +1006,13 @@ impl Repository {
             .table_name(&self.layout.table)
             .expression_attribute_names("#pk", attr::PK);
         let mut condition = Vec::new();
+        if let (Some(before), Some(_)) = (before, &latest) {
+            condition.push(format!("attribute_exists(#pk){OLDER_THAN_COMMIT}"));
+            put = put
+                .expression_attribute_names("#update_at", attr::UPDATE_AT)
+                .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
+                .expression_attribute_values(":before", sv(before));
+        }
         let item = match latest {
             Some(item) => {
                 condition.push("attribute_exists(#pk)".to_owned());
@@ -831,6 +1041,22 @@ impl Repository {
             .map_err(super::invalid_sdk_input)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
+}
+
+/// LATEST written before the commit `:before` (both in the `update_at`
+/// format); `#update_at`, `#committed_at` name the attributes.
+const OLDER_THAN_COMMIT: &str = " AND #update_at < :before AND \
+     (attribute_not_exists(#committed_at) OR #committed_at < :before)";
+
+/// What a verified commit did.
+pub(super) enum VerifiedCommit {
+    Committed(Committed),
+    /// A later commit made LATEST first: this upload never will.
+    Superseded {
+        reason: String,
+    },
+    /// The upload is gone (purged) or no longer verifying.
+    Gone,
 }
 
 /// What a commit read in its first round trip: the upload row and LATEST
@@ -871,14 +1097,30 @@ pub(super) fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// A purge that has not finished in this long is taken to have crashed: its
-/// fence no longer blocks uploads (a purge run again puts up its own).
-pub(super) const PURGE_FENCE_STALE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// A purge fence not renewed for this long is taken to be a crashed purge's:
+/// it no longer blocks uploads, and another purge may take it over. A
+/// running purge renews it before every step (each well under a second;
+/// twice the purge function's 15 s timeout, so a purge that timed out
+/// stops blocking soon after).
+pub(super) const PURGE_FENCE_STALE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn being_reclaimed(name: &ArtifactName) -> Error {
     Error::ConcurrentModification(format!(
         "retention is deleting these bytes of {name} right now; start the upload again"
     ))
+}
+
+/// The facts of S3's record of an object that the blob rules judge.
+pub(super) fn stored_object(head: &HeadObjectOutput) -> StoredObject {
+    StoredObject {
+        size: head.content_length().unwrap_or(-1).max(0) as u64,
+        checksum_sha256: head.checksum_sha256().map(str::to_owned),
+        version: head
+            .version_id()
+            .unwrap_or(super::multipart::NULL_VERSION)
+            .to_owned(),
+        writer: head.metadata().and_then(|m| m.get(META_UPLOAD_ID)).cloned(),
+    }
 }
 
 /// Whether S3's record of a blob is exactly the declared bytes.

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::Repository;
 use super::multipart::version_param;
-use super::uploads::UploadId;
+use super::uploads::{UploadId, VerifiedCommit};
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now, upload_pk};
 use crate::model::Committed;
@@ -57,6 +57,9 @@ pub enum VerifyStep {
     Committed(Committed),
     /// The bytes are not the declared ones: the upload failed.
     Failed { reason: String },
+    /// The bytes are the declared ones, but a later commit made LATEST
+    /// first: the upload never becomes LATEST (SPEC 7.11).
+    Superseded { reason: String },
     /// Nothing to do: the upload is not being verified (any more), or
     /// another invocation moved it on.
     Idle,
@@ -179,8 +182,9 @@ impl Repository {
         let digest = hex::encode(hasher.finalize());
         if !short && digest == upload.sha256 {
             return Ok(match self.commit_verified(name, &id).await? {
-                Some(committed) => VerifyStep::Committed(committed),
-                None => VerifyStep::Idle,
+                VerifiedCommit::Committed(committed) => VerifyStep::Committed(committed),
+                VerifiedCommit::Superseded { reason } => VerifyStep::Superseded { reason },
+                VerifiedCommit::Gone => VerifyStep::Idle,
             });
         }
         let reason = if short {
@@ -194,7 +198,8 @@ impl Repository {
                 upload.sha256
             )
         };
-        self.fail_upload(name, &id, &version, &reason).await
+        self.fail_upload(name, &id, &version, upload.blob_owned, &reason)
+            .await
     }
 
     /// `[from, to)` of object version `version`: the expected length and
@@ -260,7 +265,12 @@ impl Repository {
                 "SET #verified = :offset, #hash_state = :state, #expires_at = :expires, \
                  #update_at = :now",
             )
-            .condition_expression("#state = :verifying AND #verified = :from")
+            // Or this very checkpoint, landed already: the SDK retries a
+            // write whose answer was lost, and that retry must go on too.
+            .condition_expression(
+                "#state = :verifying AND (#verified = :from OR \
+                 (#verified = :offset AND #hash_state = :state))",
+            )
             .expression_attribute_names("#state", attr::STATE)
             .expression_attribute_names("#verified", attr::VERIFIED_BYTES)
             .expression_attribute_names("#hash_state", attr::HASH_STATE)
@@ -291,9 +301,11 @@ impl Repository {
         }
     }
 
-    /// The object version deleted (bytes that are not their key's SHA-256
-    /// are garbage in a content-addressed store, and no row references
-    /// them), then the upload `verifying → failed` with `reason`. In this
+    /// The object version deleted when this upload wrote it (`owned`: bytes
+    /// that are not their key's SHA-256 are garbage in a content-addressed
+    /// store, and no row references an unverified object), then the upload
+    /// `verifying → failed` with `reason`. An object another upload (or
+    /// nobody known) wrote is never deleted here (SPEC 7.15). In this
     /// order, an interruption between the two leaves the upload verifying:
     /// the next attempt finds the object gone and fails it then.
     async fn fail_upload(
@@ -301,16 +313,19 @@ impl Repository {
         name: &ArtifactName,
         id: &UploadId,
         version: &str,
+        owned: bool,
         reason: &str,
     ) -> Result<VerifyStep> {
-        self.s3
-            .delete_object()
-            .bucket(&self.layout.bucket)
-            .key(self.layout.blob_key(name, id.sha256()))
-            .set_version_id(version_param(version))
-            .send()
-            .await
-            .map_err(|e| Error::upstream("DeleteObject", e))?;
+        if owned {
+            self.s3
+                .delete_object()
+                .bucket(&self.layout.bucket)
+                .key(self.layout.blob_key(name, id.sha256()))
+                .set_version_id(version_param(version))
+                .send()
+                .await
+                .map_err(|e| Error::upstream("DeleteObject", e))?;
+        }
         let out = self
             .ddb
             .update_item()

@@ -1,0 +1,254 @@
+//! Decisions about the bytes under a blob key, as pure functions over what
+//! was read (no AWS types): what a start upload or a commit may take the
+//! key to hold, what a multipart commit does when the key is occupied, and
+//! when a verification may make its upload LATEST. The I/O around them is
+//! in `repository/uploads.rs`, `multipart.rs` and `verify.rs`.
+//!
+//! The rules (README, "How it stays correct"):
+//! - The key holds a digest's bytes only when S3 says so (the whole-object
+//!   SHA-256 it checked on a single PUT), or when a verification of the
+//!   very object version recorded so (the verified-blob row).
+//! - A declaration that contradicts bytes known to be stored is refused
+//!   before anything is transferred.
+//! - A verification only ever deletes the object version its own upload's
+//!   CompleteMultipartUpload created, never another (SPEC 7.15).
+//! - A verification commits only over a LATEST older than its own commit.
+
+use crate::error::Error;
+
+/// S3's record of the object under a blob key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub size: u64,
+    /// The checksum S3 recorded (base64): the whole object's SHA-256 for a
+    /// single PUT, a composite (`…-N`) for a multipart object.
+    pub checksum_sha256: Option<String>,
+    /// Its version id (`null` without versioning).
+    pub version: String,
+    /// The upload that wrote it (the nonce in its metadata), if any.
+    pub writer: Option<String>,
+}
+
+impl StoredObject {
+    /// Whether S3 checked this object's whole SHA-256 to be `sha256` (hex).
+    pub fn checksum_is(&self, sha256: &str) -> bool {
+        use base64::Engine;
+        let Ok(digest) = hex::decode(sha256) else {
+            return false;
+        };
+        self.checksum_sha256.as_deref()
+            == Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode(digest)
+                    .as_str(),
+            )
+    }
+}
+
+/// A verified-blob row: this object version was hashed by the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBlob {
+    pub version: String,
+    pub size: u64,
+}
+
+/// What the blob key holds, for a declaration of `(sha256, size)`.
+#[derive(Debug)]
+pub enum Stored {
+    /// Nothing.
+    Absent,
+    /// Exactly the declared bytes.
+    Holds,
+    /// Bytes known to be `sha256`'s, of another size: the declaration is false.
+    Contradicts(Error),
+    /// An object nobody has checked yet (a multipart upload completed and
+    /// not yet verified, or left by a crash).
+    Unverified {
+        version: String,
+        writer: Option<String>,
+    },
+}
+
+pub fn stored(
+    object: Option<&StoredObject>,
+    verified: Option<&VerifiedBlob>,
+    sha256: &str,
+    size: u64,
+) -> Stored {
+    let Some(object) = object else {
+        return Stored::Absent;
+    };
+    let known = object.checksum_is(sha256)
+        || verified.is_some_and(|v| v.version == object.version && v.size == object.size);
+    match (known, object.size == size) {
+        (true, true) => Stored::Holds,
+        (true, false) => Stored::Contradicts(Error::InvalidRequest(format!(
+            "the artifact holds the bytes of sha256 {sha256}: they are {} bytes long, not the \
+             {size} declared",
+            object.size
+        ))),
+        (false, _) => Stored::Unverified {
+            version: object.version.clone(),
+            writer: object.writer.clone(),
+        },
+    }
+}
+
+/// What a multipart commit does when the blob key already holds an object.
+#[derive(Debug)]
+pub enum OnOccupied {
+    /// The key holds the declared bytes: give the parts up, write the rows.
+    CommitRows,
+    Refuse(Error),
+    /// Verify that object; `owned`: this upload wrote it (so a failed
+    /// verification may delete it).
+    Verify {
+        owned: bool,
+    },
+    /// Another live upload wrote it and is verifying it: commit again later.
+    Wait(Error),
+}
+
+/// `own` is this upload's nonce; `writer_alive` whether the upload that
+/// wrote an unverified object may still verify (and delete) it.
+pub fn on_occupied(stored: Stored, own: &str, writer_alive: bool) -> OnOccupied {
+    match stored {
+        Stored::Holds => OnOccupied::CommitRows,
+        Stored::Contradicts(e) => OnOccupied::Refuse(e),
+        Stored::Unverified { writer, .. } if writer.as_deref() == Some(own) => {
+            OnOccupied::Verify { owned: true }
+        }
+        Stored::Unverified { .. } if writer_alive => {
+            OnOccupied::Wait(Error::ConcurrentModification(
+                "another upload of these bytes is being verified; commit again once it has ended \
+             (its parts are kept)"
+                    .into(),
+            ))
+        }
+        // Nobody will check it but us; not ours, so never deleted by us.
+        Stored::Unverified { .. } | Stored::Absent => OnOccupied::Verify { owned: false },
+    }
+}
+
+/// Whether a verification of an upload committed at `committed_at` may make
+/// it LATEST over a LATEST last written at `latest_update_at` (and last
+/// recorded an unchanged commit at `latest_committed_at`). All in the
+/// `update_at` format, which sorts as time does. No LATEST: yes.
+pub fn verification_may_commit(
+    committed_at: &str,
+    latest_update_at: Option<&str>,
+    latest_committed_at: Option<&str>,
+) -> bool {
+    latest_update_at.is_none_or(|t| t < committed_at)
+        && latest_committed_at.is_none_or(|t| t < committed_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; // "hello"
+
+    fn object(checksum: Option<&str>, size: u64, writer: Option<&str>) -> StoredObject {
+        StoredObject {
+            size,
+            checksum_sha256: checksum.map(str::to_owned),
+            version: "v1".into(),
+            writer: writer.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn what_a_blob_key_holds_for_a_declaration() {
+        let full = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
+        let verified = VerifiedBlob {
+            version: "v1".into(),
+            size: 5,
+        };
+        let stale = VerifiedBlob {
+            version: "v0".into(),
+            size: 5,
+        };
+        let cases: Vec<(Option<StoredObject>, Option<&VerifiedBlob>, u64, &str)> = vec![
+            (None, None, 5, "absent"),
+            (Some(object(Some(full), 5, None)), None, 5, "holds"),
+            // Known bytes, a false size: refused before any transfer.
+            (Some(object(Some(full), 5, None)), None, 1, "contradicts"),
+            (
+                Some(object(Some("abc-2"), 5, None)),
+                Some(&verified),
+                5,
+                "holds",
+            ),
+            (
+                Some(object(Some("abc-2"), 5, None)),
+                Some(&verified),
+                1,
+                "contradicts",
+            ),
+            // A verified row of another object version says nothing of this one.
+            (
+                Some(object(Some("abc-2"), 5, None)),
+                Some(&stale),
+                5,
+                "unverified",
+            ),
+            // An unverified object proves nothing, whatever its size.
+            (Some(object(Some("abc-2"), 7, None)), None, 5, "unverified"),
+            (Some(object(None, 5, None)), None, 5, "unverified"),
+        ];
+        for (object, verified, size, want) in cases {
+            let got = match stored(object.as_ref(), verified, SHA, size) {
+                Stored::Absent => "absent",
+                Stored::Holds => "holds",
+                Stored::Contradicts(_) => "contradicts",
+                Stored::Unverified { .. } => "unverified",
+            };
+            assert_eq!(got, want, "{object:?} {verified:?} size {size}");
+        }
+    }
+
+    #[test]
+    fn an_occupied_key_is_verified_deleted_or_waited_for_by_who_wrote_it() {
+        let unverified = |writer: Option<&str>| Stored::Unverified {
+            version: "v1".into(),
+            writer: writer.map(str::to_owned),
+        };
+        let show = |o: OnOccupied| match o {
+            OnOccupied::CommitRows => "commit rows",
+            OnOccupied::Refuse(_) => "refuse",
+            OnOccupied::Verify { owned: true } => "verify, may delete",
+            OnOccupied::Verify { owned: false } => "verify, never delete",
+            OnOccupied::Wait(_) => "wait",
+        };
+        let cases = [
+            (Stored::Holds, false, "commit rows"),
+            (
+                Stored::Contradicts(Error::InvalidRequest(String::new())),
+                false,
+                "refuse",
+            ),
+            (unverified(Some("mine")), true, "verify, may delete"),
+            (unverified(Some("theirs")), true, "wait"),
+            (unverified(Some("theirs")), false, "verify, never delete"),
+            (unverified(None), false, "verify, never delete"),
+        ];
+        for (stored, alive, want) in cases {
+            let shown = format!("{stored:?} alive={alive}");
+            assert_eq!(show(on_occupied(stored, "mine", alive)), want, "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_verification_commits_only_over_an_older_latest() {
+        let t = |s: &str| format!("2026-12-05T07:00:0{s}.000000+0000");
+        let (before, at, after) = (t("1"), t("2"), t("3"));
+        assert!(verification_may_commit(&at, None, None));
+        assert!(verification_may_commit(&at, Some(&before), None));
+        assert!(!verification_may_commit(&at, Some(&after), None));
+        assert!(!verification_may_commit(&at, Some(&at), None));
+        // A later commit of the bytes LATEST already held counts too.
+        assert!(!verification_may_commit(&at, Some(&before), Some(&after)));
+        assert!(verification_may_commit(&at, Some(&before), Some(&before)));
+    }
+}

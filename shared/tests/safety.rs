@@ -1,0 +1,467 @@
+//! Data safety under interleavings no earlier test exercised (issue 18):
+//! one test per defect, each failing without its fix. Delays, holds and
+//! lost answers go through the programmable proxy (`test_support::proxy`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::model::{CommitOutcome, UploadRequest};
+use shared::{Error, Repository, Verifier, VerifyStep, Version};
+use test_support::proxy::{self, Action, Fault, FaultCounts, Faults, Gate, Plan, Rule};
+use test_support::{TestStore, emulator, name, send_parts, sha256_hex, start_multipart};
+
+const MIB: usize = 1024 * 1024;
+
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A repository over `store` whose AWS requests pass through a proxy
+/// following `plan`.
+async fn through(store: &TestStore, plan: &Arc<Plan>) -> Repository {
+    let url = proxy::start(
+        emulator().endpoint.clone(),
+        Faults::Plan(plan.clone()),
+        Arc::new(FaultCounts::default()),
+    )
+    .await;
+    store.repository_via(&url).await
+}
+
+fn declare(content: &[u8], size: usize, part_size: Option<u64>) -> UploadRequest {
+    UploadRequest {
+        sha256: sha256_hex(content),
+        size: size as u64,
+        content_type: None,
+        metadata: Default::default(),
+        part_size,
+    }
+}
+
+async fn served(store: &TestStore, n: &shared::ArtifactName, version: Version) -> Vec<u8> {
+    let artifact = store.repo.get_version(n, version).await.unwrap();
+    store
+        .download(artifact.download_url.as_deref().unwrap())
+        .await
+}
+
+/// Runs verification steps of `id` until it ends.
+async fn verify(repo: &Repository, n: &shared::ArtifactName, id: &str) -> VerifyStep {
+    loop {
+        match repo.verify_upload_step(n, id, None).await.unwrap() {
+            VerifyStep::Continue { .. } => continue,
+            step => return step,
+        }
+    }
+}
+
+// Item 1: a declaration of held bytes with a wrong size is refused before
+// any transfer (it used to get a multipart ticket whose verification then
+// deleted the held object version: every version holding it 404ed).
+#[tokio::test]
+async fn a_multipart_declaration_contradicting_held_bytes_is_refused_and_deletes_nothing() {
+    let store = TestStore::new().await;
+    let n = name("held");
+    let content = b"the bytes every version serves".to_vec();
+    store.upload(&n, &content).await;
+    store.repo.publish_version(&n, false).await.unwrap();
+
+    for part_size in [Some(5 * MIB as u64), None] {
+        let refused = store
+            .repo
+            .create_upload(&n, declare(&content, 1, part_size))
+            .await;
+        assert!(
+            matches!(refused, Err(Error::InvalidRequest(ref m)) if m.contains("not the 1 declared")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(served(&store, &n, Version::Number(1)).await, content);
+    assert_eq!(served(&store, &n, Version::Latest).await, content);
+    let uploads = store
+        .s3
+        .list_multipart_uploads()
+        .bucket(&store.config.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "no S3 upload left behind");
+}
+
+// Item 1: a garbage multipart upload of X completed first no longer makes a
+// correct upload of X fail (the correct one used to verify the garbage and
+// delete it); a verification deletes only the object its own upload made.
+#[tokio::test]
+async fn a_garbage_upload_of_the_same_bytes_neither_fails_a_correct_one_nor_loses_its_object() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("twins");
+    let good = bytes(5 * MIB + 17, 1);
+    let garbage = bytes(5 * MIB + 17, 2);
+    // The garbage upload declares the good bytes' digest, sends its own.
+    let bad = repo
+        .create_upload(&n, declare(&good, good.len(), Some(5 * MIB as u64)))
+        .await
+        .unwrap();
+    let plan = bad.multipart.unwrap();
+    send_parts(&repo, &store.http, &n, &bad.upload_id, &garbage, &plan).await;
+    let (right, right_plan) = start_multipart(&repo, &n, &good).await;
+    send_parts(&repo, &store.http, &n, &right, &good, &right_plan).await;
+    assert!(matches!(
+        repo.commit_as(&n, &bad.upload_id, "mallory").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    // The key holds the garbage, which a live upload is verifying: wait.
+    let early = repo.commit_as(&n, &right, "ci").await;
+    assert!(
+        matches!(early, Err(Error::ConcurrentModification(ref m)) if m.contains("being verified")),
+        "{early:?}"
+    );
+    assert!(matches!(
+        verify(&repo, &n, &bad.upload_id).await,
+        VerifyStep::Failed { .. }
+    ));
+    // Its parts were kept: the correct upload completes and verifies now.
+    assert!(matches!(
+        repo.commit_as(&n, &right, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    assert!(matches!(
+        verify(&repo, &n, &right).await,
+        VerifyStep::Committed(_)
+    ));
+    assert_eq!(served(&store, &n, Version::Latest).await, good);
+}
+
+// Item 2: a verification that ends after a newer commit finishes as
+// `superseded` (it used to make its upload LATEST, rolling the newer one back).
+#[tokio::test]
+async fn a_verification_ending_after_a_newer_commit_never_rolls_latest_back() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("ordered");
+    let old = bytes(5 * MIB + 3, 3);
+    let (u1, plan) = start_multipart(&repo, &n, &old).await;
+    send_parts(&repo, &store.http, &n, &u1, &old, &plan).await;
+    assert!(matches!(
+        repo.commit_as(&n, &u1, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    let newer = store
+        .repo
+        .create_upload(&n, declare(b"committed after u1", 18, None))
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &newer, b"committed after u1").await;
+    store
+        .repo
+        .commit_upload(&n, &newer.upload_id)
+        .await
+        .unwrap();
+    let step = verify(&repo, &n, &u1).await;
+    assert!(matches!(step, VerifyStep::Superseded { .. }), "{step:?}");
+    assert_eq!(
+        served(&store, &n, Version::Latest).await,
+        b"committed after u1"
+    );
+    let state = repo.upload_state(&n, &u1).await.unwrap();
+    assert_eq!(state.state, "superseded");
+    assert!(state.reason.is_some());
+    assert!(matches!(
+        repo.commit_as(&n, &u1, "ci").await,
+        Err(Error::UploadSuperseded { .. })
+    ));
+    // The newer upload's retried commit still answers as it first did.
+    let again = store.repo.commit_upload(&n, &newer.upload_id).await;
+    assert!(again.is_ok(), "{again:?}");
+}
+
+// Item 3: bytes stored in parts are recognised by `exists` once verified
+// (a re-push used to transfer them all again), until purge removes them.
+#[tokio::test]
+async fn verified_multipart_bytes_are_recognised_by_start_upload_until_purged() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("large");
+    let content = bytes(5 * MIB + 99, 4);
+    let (id, plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
+    repo.commit_as(&n, &id, "ci").await.unwrap();
+    assert!(matches!(
+        verify(&repo, &n, &id).await,
+        VerifyStep::Committed(_)
+    ));
+    store.upload(&n, b"something else").await;
+
+    for part_size in [Some(5 * MIB as u64), None] {
+        let ticket = repo
+            .create_upload(&n, declare(&content, content.len(), part_size))
+            .await
+            .unwrap();
+        assert!(ticket.exists, "{ticket:?}");
+        assert!(ticket.url.is_none() && ticket.multipart.is_none());
+        let committed = repo.commit_upload(&n, &ticket.upload_id).await.unwrap();
+        assert_eq!(committed.artifact.sha256, sha256_hex(&content));
+    }
+    assert_eq!(served(&store, &n, Version::Latest).await, content);
+
+    store.repo.purge_artifact(&n).await.unwrap();
+    let ticket = repo
+        .create_upload(&n, declare(&content, content.len(), None))
+        .await
+        .unwrap();
+    assert!(!ticket.exists, "purge removed the bytes and their record");
+}
+
+// Item 4: purges of one artifact exclude each other, and the fence stays
+// up until the running one ends (the second used to overwrite the fence and
+// lower it while the first was still deleting).
+#[tokio::test]
+async fn a_second_purge_is_refused_while_the_first_runs_and_uploads_wait_for_it() {
+    let store = TestStore::new().await;
+    let n = name("doomed");
+    store.upload(&n, b"bytes").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "DeleteItem",
+        Some("LATEST"),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = through(&store, &plan).await;
+    let first = tokio::spawn({
+        let n = n.clone();
+        async move { slow.purge_artifact(&n).await }
+    });
+    gate.arrived().await;
+
+    let second = store.repo.purge_artifact(&n).await;
+    assert!(
+        matches!(second, Err(Error::ArtifactBeingPurged { .. })),
+        "{second:?}"
+    );
+    let upload = store
+        .repo
+        .create_upload(&n, declare(b"new life", 8, None))
+        .await;
+    assert!(
+        matches!(upload, Err(Error::ArtifactBeingPurged { .. })),
+        "{upload:?}"
+    );
+    gate.open();
+    first.await.unwrap().unwrap();
+    // Once it has ended, the name starts a new life.
+    store.upload(&n, b"new life").await;
+    assert_eq!(served(&store, &n, Version::Latest).await, b"new life");
+}
+
+// Item 7: publishing a LATEST the library wrote, while the library is
+// between its S3 PUT and its row PUT, copies nothing over the blob that
+// versions serve (the copy used to replace it until a later DeleteObject).
+#[tokio::test]
+async fn adopting_a_library_latest_never_copies_over_bytes_versions_serve() {
+    let store = TestStore::new().await;
+    let n = name("shared-app");
+    let content = b"build one".to_vec();
+    store.upload(&n, &content).await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "shared-app", "content": "build one"}).to_string(),
+    ]);
+    // The library's next write has reached S3, not yet its row.
+    store
+        .s3
+        .put_object()
+        .bucket(&store.config.bucket)
+        .key(store.repo.layout().object_key(&n, Version::Latest))
+        .body(b"build two, half written".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let plan = Plan::new();
+    let copies = plan.add(Rule::new(
+        "CopyObject",
+        None,
+        Action::Fault(Fault::Delay),
+        u64::MAX,
+    ));
+    let repo = through(&store, &plan).await;
+    let published = repo.publish_version(&n, true).await.unwrap();
+    assert_eq!(published.artifact.version, Version::Number(2));
+    assert_eq!(copies.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    for version in [Version::Number(1), Version::Number(2)] {
+        assert_eq!(served(&store, &n, version).await, content);
+    }
+}
+
+// Item 8: a reclaim interrupted after it condemned a blob is finished by
+// the next pass (the condemned item used to block those bytes for ever).
+#[tokio::test]
+async fn a_reclaim_interrupted_after_condemning_a_blob_is_finished_by_the_next_pass() {
+    let store = TestStore::new().await;
+    let n = name("reclaimed");
+    store.upload(&n, b"old bytes").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store.upload(&n, b"new bytes").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .delete_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "ListObjectVersions",
+        Some(&sha256_hex(b"old bytes")),
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    let faulty = through(&store, &plan).await;
+    assert!(faulty.reclaim(&n, Duration::ZERO).await.is_err());
+    let blocked = store
+        .repo
+        .create_upload(&n, declare(b"old bytes", 9, None))
+        .await;
+    assert!(blocked.is_err(), "the deletion is under way: {blocked:?}");
+
+    store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
+    let ticket = store
+        .repo
+        .create_upload(&n, declare(b"old bytes", 9, None))
+        .await
+        .unwrap();
+    assert!(!ticket.exists, "the bytes were deleted, and may come back");
+    assert_eq!(served(&store, &n, Version::Number(2)).await, b"new bytes");
+}
+
+// Item 9: a publish whose number reservation (or version write) lost its
+// answer takes exactly one number (it used to skip one, or take two).
+#[tokio::test]
+async fn publishes_whose_answers_were_lost_take_consecutive_numbers() {
+    let store = TestStore::new().await;
+    let n = name("numbered");
+    for (round, force, lost) in [
+        (1, false, "UpdateItem"),
+        (2, true, "UpdateItem"),
+        (3, false, "TransactWriteItems"),
+        (4, true, "TransactWriteItems"),
+    ] {
+        store.upload(&n, format!("build {round}").as_bytes()).await;
+        let plan = Plan::new();
+        let rule = plan.add(Rule::new(
+            lost,
+            Some(n.as_str()),
+            Action::Fault(Fault::ResetAfter),
+            1,
+        ));
+        let repo = through(&store, &plan).await;
+        let published = repo.publish_version(&n, force).await.unwrap();
+        assert_eq!(rule.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(published.artifact.version, Version::Number(round), "{lost}");
+        assert!(published.created);
+    }
+    let versions: Vec<Version> = store
+        .repo
+        .list_versions(&n, None, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.version)
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            Version::Latest,
+            Version::Number(4),
+            Version::Number(3),
+            Version::Number(2),
+            Version::Number(1)
+        ]
+    );
+}
+
+// Item 10: a verification checkpoint whose answer was lost goes on (the
+// retried write used to fail on its own first write and stop: idle).
+#[tokio::test]
+async fn a_checkpoint_whose_answer_was_lost_goes_on() {
+    let store = TestStore::with_settings(&[("VERIFY_BUDGET_BYTES", "1")]).await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("checkpointed");
+    let content = bytes(2 * 5 * MIB + 5, 5);
+    let (id, plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
+    repo.commit_as(&n, &id, "ci").await.unwrap();
+    let faults = Plan::new();
+    let lost = faults.add(Rule::new(
+        "UpdateItem",
+        Some(&id),
+        Action::Fault(Fault::ResetAfter),
+        1,
+    ));
+    let lossy = through(&store, &faults)
+        .await
+        .with_verifier(Verifier::Deferred);
+    let step = lossy.verify_upload_step(&n, &id, None).await.unwrap();
+    assert_eq!(lost.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        step,
+        VerifyStep::Continue {
+            verified_bytes: 8 * MIB as u64
+        }
+    );
+    assert!(matches!(
+        verify(&repo, &n, &id).await,
+        VerifyStep::Committed(_)
+    ));
+}
+
+// Item 13: purging what does not exist writes nothing; a failed upload-row
+// write aborts the S3 multipart upload it started.
+#[tokio::test]
+async fn purging_a_missing_artifact_writes_nothing() {
+    let store = TestStore::new().await;
+    let repo = store.another_repository();
+    let missing = repo.purge_artifact(&name("never-was")).await;
+    assert!(matches!(missing, Err(Error::ArtifactNotFound { .. })));
+    let written: Vec<String> = repo
+        .operations()
+        .into_iter()
+        .filter(|op| !["Query", "ListObjectVersions"].contains(&op.as_str()))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+    assert!(store.raw_items().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_multipart_start_whose_row_cannot_be_written_leaves_no_s3_upload() {
+    let store = TestStore::new().await;
+    let n = name("orphan");
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        Some("orphan"),
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    let faulty = through(&store, &plan).await;
+    let content = bytes(100, 6);
+    let failed = faulty
+        .create_upload(&n, declare(&content, content.len(), Some(5 * MIB as u64)))
+        .await;
+    assert!(failed.is_err());
+    let uploads = store
+        .s3
+        .list_multipart_uploads()
+        .bucket(&store.config.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+}
