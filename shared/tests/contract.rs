@@ -444,6 +444,11 @@ fn calls(package: &str) -> Vec<Call> {
     // store: one copy (the library writes single PUTs, at most 5 GiB), other
     // bytes found there removed again, then LATEST is marked.
     let adopt = [
+        // Does the blob store hold the bytes already (a multipart blob: its
+        // verified record)? Else the library's current object, pinned.
+        HeadObject(Blobs, At::Current),
+        HeadObject(Store, At::Current),
+        GetItem,
         CopyObject {
             from: Store,
             at: At::PinnedOrCurrent,
@@ -474,6 +479,8 @@ fn calls(package: &str) -> Vec<Call> {
         // there.
         "start-upload" => vec![
             HeadObject(Blobs, At::Current),
+            // The verified record of a multipart blob.
+            GetItem,
             TransactWriteItems(&[ConditionCheck, Put]),
             PutObject(Blobs),
             CreateMultipartUpload(Blobs),
@@ -492,6 +499,9 @@ fn calls(package: &str) -> Vec<Call> {
         "commit-upload" => vec![
             HeadObject(Blobs, At::Current),
             BatchGetItem,
+            // The verified record of a multipart blob; the upload that
+            // wrote an unverified one.
+            GetItem,
             Query,
             TransactWriteItems(&[Update, ConditionCheck, Put]),
             ListParts(Blobs),
@@ -526,6 +536,8 @@ fn calls(package: &str) -> Vec<Call> {
         // The fence first, then LATEST, the partitions, the bytes.
         "purge-artifact" => vec![
             PutItem,
+            // The fence, renewed before every step.
+            UpdateItem,
             DeleteItem,
             Query,
             BatchWriteItem,
