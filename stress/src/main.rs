@@ -840,6 +840,20 @@ async fn faults(tally: &mut Tally, rate: f64) {
         .iter()
         .map(|r| ((text(r, "pk"), text(r, "sk")), r))
         .collect();
+    // Numbers are consecutive from 1 (SPEC 7.1, 7.2, 7.5): every row ever
+    // written stays (soft-deleted and reclaimed rows as tombstones), so a
+    // gap is a number a publish skipped (a lost answer taken twice).
+    for name in &names {
+        let numbers: Vec<u32> = rows_by_key
+            .keys()
+            .filter(|(pk, _)| pk == name.as_str())
+            .filter_map(|(_, sk)| sk.parse::<u32>().ok())
+            .collect();
+        let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
+        tally.check(numbers == expected, || {
+            format!("audit: {name} version numbers {numbers:?} are not consecutive from 1")
+        });
+    }
     for pipeline in pipelines.iter().skip(1) {
         let name = &pipeline.name;
         let live = live_by_name.get(name).cloned().unwrap_or_default();
