@@ -573,8 +573,14 @@ fn calls(package: &str) -> Vec<Call> {
         "resolve-alias" => [vec![BatchGetItem, GetItem], download.to_vec()].concat(),
         // Names from the registry and the library's listing; its
         // bookkeeping row (cursor, failures, lease) takes conditional
-        // UpdateItems only; retention, then reclaim.
-        "scheduled-purge" => [vec![GetItem, ListObjectsV2(Store)], reclaim.to_vec()].concat(),
+        // UpdateItems only; retention, then reclaim. Runs Lambda gives up
+        // on go to the queue.
+        "scheduled-purge" => [
+            vec![GetItem, ListObjectsV2(Store)],
+            reclaim.to_vec(),
+            vec![SendMessage("ScheduledPurgeFailuresQueue.Arn")],
+        ]
+        .concat(),
         // Rows are re-read; a blob is copied to the library key (in parts
         // above 5 GiB); purged and reclaimed rows lose their library
         // objects, version by version.
@@ -1001,56 +1007,88 @@ const READ_ONLY: [&str; 9] = [
 /// Bucket-level actions: only ever granted scoped to the store's prefixes.
 const BUCKET_LEVEL: [&str; 2] = ["s3:ListBucket", "s3:ListBucketVersions"];
 
+/// The statements a function's handler acts with: its SAM `Policies`, or,
+/// for a function with its own role (`Role: !GetAtt XRole.Arn`), that role's
+/// policy named `data` (the role's `runtime` policy is what Lambda itself
+/// does with the role, checked on its own).
+fn data_statements<'a>(package: &str, template: &'a Yaml) -> Vec<&'a Yaml> {
+    let function = &template["Resources"][logical_id(package).as_str()]["Properties"];
+    if let Some(role) = function["Role"].as_str() {
+        let role = role.strip_suffix(".Arn").expect("Role: !GetAtt <role>.Arn");
+        assert!(
+            function["Policies"].is_badvalue(),
+            "{package}: Role and Policies"
+        );
+        let policies = template["Resources"][role]["Properties"]["Policies"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{package}: {role} has inline policies"));
+        let data = policies
+            .iter()
+            .find(|p| p["PolicyName"].as_str() == Some("data"))
+            .unwrap_or_else(|| panic!("{package}: {role} has a `data` policy"));
+        return data["PolicyDocument"]["Statement"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .collect();
+    }
+    function["Policies"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|policy| {
+            policy["Statement"]
+                .as_vec()
+                .unwrap_or_else(|| panic!("{package}: inline statements only"))
+        })
+        .collect()
+}
+
 /// What a function's inline policy statements grant, one entry per action,
 /// resource and `s3:prefix`.
-fn granted(package: &str, function: &Yaml) -> BTreeSet<Grant> {
+fn granted(package: &str, template: &Yaml) -> BTreeSet<Grant> {
     let mut granted = BTreeSet::new();
-    for policy in function["Properties"]["Policies"].as_vec().unwrap() {
-        let statements = policy["Statement"]
-            .as_vec()
-            .unwrap_or_else(|| panic!("{package}: inline statements only"));
-        for statement in statements {
-            assert_eq!(statement["Effect"].as_str(), Some("Allow"));
-            let resource = statement["Resource"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{package}: one resource per statement"));
-            assert!(
-                !resource.contains('*') || resource.ends_with("/*"),
-                "{package}: wildcard resource {resource}"
-            );
-            let prefixes: Vec<Option<String>> = match &statement["Condition"] {
-                Yaml::BadValue => vec![None],
-                condition => {
-                    let keys: Vec<&str> = condition
-                        .as_hash()
-                        .unwrap()
-                        .keys()
-                        .filter_map(Yaml::as_str)
-                        .collect();
-                    assert_eq!(keys, ["StringLike"], "{package}: only s3:prefix conditions");
-                    let like = condition["StringLike"].as_hash().unwrap();
-                    assert_eq!(like.len(), 1, "{package}: only s3:prefix conditions");
-                    condition["StringLike"]["s3:prefix"]
-                        .as_vec()
-                        .unwrap_or_else(|| panic!("{package}: s3:prefix is a list"))
-                        .iter()
-                        .map(|p| Some(p.as_str().unwrap().to_owned()))
-                        .collect()
-                }
-            };
-            for action in statement["Action"].as_vec().unwrap() {
-                let action = action.as_str().unwrap();
-                assert!(!action.contains('*'), "{package}: wildcard action {action}");
-                let bucket_level = BUCKET_LEVEL.contains(&action);
-                for prefix in &prefixes {
-                    assert_eq!(
-                        prefix.is_some(),
-                        bucket_level,
-                        "{package}: {action} must be scoped by s3:prefix exactly when it \
-                         acts on the bucket"
-                    );
-                    granted.insert((action.to_owned(), resource.to_owned(), prefix.clone()));
-                }
+    for statement in data_statements(package, template) {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+        let resource = statement["Resource"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{package}: one resource per statement"));
+        assert!(
+            !resource.contains('*') || resource.ends_with("/*"),
+            "{package}: wildcard resource {resource}"
+        );
+        let prefixes: Vec<Option<String>> = match &statement["Condition"] {
+            Yaml::BadValue => vec![None],
+            condition => {
+                let keys: Vec<&str> = condition
+                    .as_hash()
+                    .unwrap()
+                    .keys()
+                    .filter_map(Yaml::as_str)
+                    .collect();
+                assert_eq!(keys, ["StringLike"], "{package}: only s3:prefix conditions");
+                let like = condition["StringLike"].as_hash().unwrap();
+                assert_eq!(like.len(), 1, "{package}: only s3:prefix conditions");
+                condition["StringLike"]["s3:prefix"]
+                    .as_vec()
+                    .unwrap_or_else(|| panic!("{package}: s3:prefix is a list"))
+                    .iter()
+                    .map(|p| Some(p.as_str().unwrap().to_owned()))
+                    .collect()
+            }
+        };
+        for action in statement["Action"].as_vec().unwrap() {
+            let action = action.as_str().unwrap();
+            assert!(!action.contains('*'), "{package}: wildcard action {action}");
+            let bucket_level = BUCKET_LEVEL.contains(&action);
+            for prefix in &prefixes {
+                assert_eq!(
+                    prefix.is_some(),
+                    bucket_level,
+                    "{package}: {action} must be scoped by s3:prefix exactly when it \
+                     acts on the bucket"
+                );
+                granted.insert((action.to_owned(), resource.to_owned(), prefix.clone()));
             }
         }
     }
@@ -1061,8 +1099,7 @@ fn granted(package: &str, function: &Yaml) -> BTreeSet<Grant> {
 fn every_function_holds_exactly_the_iam_actions_its_operation_needs() {
     let template = load("template.yaml");
     for package in function_packages() {
-        let function = &template["Resources"][logical_id(&package).as_str()];
-        let granted = granted(&package, function);
+        let granted = granted(&package, &template);
         let needed: BTreeSet<Grant> = calls(&package).into_iter().flat_map(iam_actions).collect();
         let wider: Vec<_> = granted.difference(&needed).collect();
         let narrower: Vec<_> = needed.difference(&granted).collect();
@@ -1112,10 +1149,7 @@ fn reading_a_key_that_may_be_missing_grants_list_bucket_on_its_prefix_only() {
         );
     }
     let template = load("template.yaml");
-    let commit = granted(
-        "commit-upload",
-        &template["Resources"]["CommitUploadFunction"],
-    );
+    let commit = granted("commit-upload", &template);
     assert!(commit.contains(&(
         "s3:ListBucket".to_owned(),
         BUCKET.to_owned(),
@@ -1239,16 +1273,22 @@ fn scheduled_retention_runs_never_overlap() {
 #[test]
 fn every_resource_that_holds_data_is_retained_with_the_stack() {
     let template = load("template.yaml");
+    // Failure queues hold the only record of work given up on. The
+    // functions' own log groups are operational logs with a retention, not
+    // the audit trail (ApiAccessLogGroup): they go with the stack.
     let holds_data = [
         "AWS::S3::Bucket",
         "AWS::S3::BucketPolicy",
         "AWS::DynamoDB::Table",
         "AWS::Logs::LogGroup",
+        "AWS::SQS::Queue",
     ];
     let mut retained = BTreeSet::new();
     for (id, resource) in template["Resources"].as_hash().unwrap() {
         let id = id.as_str().unwrap();
-        if !holds_data.contains(&resource["Type"].as_str().unwrap()) {
+        if !holds_data.contains(&resource["Type"].as_str().unwrap())
+            || id.ends_with("FunctionLogGroup")
+        {
             continue;
         }
         for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
@@ -1263,6 +1303,9 @@ fn every_resource_that_holds_data_is_retained_with_the_stack() {
         "AccessLogBucket",
         "AccessLogBucketPolicy",
         "ApiAccessLogGroup",
+        "MirrorFailuresQueue",
+        "VerifyFailuresQueue",
+        "ScheduledPurgeFailuresQueue",
     ] {
         assert!(retained.contains(id), "{id} is retained");
     }
@@ -1340,6 +1383,12 @@ fn api_requests_and_object_access_are_logged_for_audit() {
         properties["OwnershipControls"]["Rules"][0]["ObjectOwnership"].as_str(),
         Some("BucketOwnerEnforced")
     );
+    // A log object overwritten or deleted stays as a noncurrent version
+    // for as long as the logs are kept.
+    assert_eq!(
+        properties["VersioningConfiguration"]["Status"].as_str(),
+        Some("Enabled")
+    );
     let expiry = properties["LifecycleConfiguration"]["Rules"]
         .as_vec()
         .unwrap()
@@ -1348,6 +1397,10 @@ fn api_requests_and_object_access_are_logged_for_audit() {
         .expect("an enabled lifecycle rule");
     assert_eq!(
         expiry["ExpirationInDays"].as_str(),
+        Some("AuditLogRetentionDays")
+    );
+    assert_eq!(
+        expiry["NoncurrentVersionExpiration"]["NoncurrentDays"].as_str(),
         Some("AuditLogRetentionDays")
     );
     // With ACLs disabled (BucketOwnerEnforced) the logging service may only
@@ -1509,4 +1562,514 @@ fn lifecycle_rules_never_delete_referenced_bytes_and_abort_only_dead_uploads() {
         }
     }
     assert_eq!(aborts, 1, "abandoned multipart uploads are aborted");
+}
+
+// ---- Production operations (issue 24): logs, alarms, protected blobs,
+// throttling, failure destinations, scoped roles.
+
+/// The logical ids of the resources of one type.
+fn resources_of<'a>(template: &'a Yaml, kind: &str) -> Vec<(&'a str, &'a Yaml)> {
+    template["Resources"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(id, r)| (id.as_str().unwrap(), r))
+        .collect()
+}
+
+/// Whether `id` is `!Ref`ed or `!GetAtt`ed by a value (tags are dropped by
+/// the YAML loader: `!Ref X` reads as `X`, `!GetAtt X.Arn` as `X.Arn`).
+fn names(value: &Yaml, id: &str) -> bool {
+    value
+        .as_str()
+        .is_some_and(|v| v == id || v.strip_prefix(id).is_some_and(|rest| rest.starts_with('.')))
+}
+
+#[test]
+fn every_function_logs_to_its_own_log_group_with_retention_and_report_lines() {
+    let template = load("template.yaml");
+    let global = &template["Globals"]["Function"]["LoggingConfig"];
+    // START/REPORT (duration, memory) are system logs at INFO; a system log
+    // level needs the JSON format.
+    assert_eq!(global["SystemLogLevel"].as_str(), Some("INFO"));
+    assert_eq!(global["LogFormat"].as_str(), Some("JSON"));
+    assert_eq!(global["ApplicationLogLevel"].as_str(), Some("LogLevel"));
+    let retention = &template["Parameters"]["FunctionLogRetentionDays"];
+    assert_eq!(retention["Type"].as_str(), Some("Number"));
+    assert!(
+        retention["AllowedValues"]
+            .as_vec()
+            .is_some_and(|v| !v.is_empty())
+    );
+    let mut groups = BTreeSet::new();
+    for package in function_packages() {
+        let id = logical_id(&package);
+        let config = &template["Resources"][id.as_str()]["Properties"]["LoggingConfig"];
+        let group = config["LogGroup"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{package} names its log group"));
+        assert_eq!(group, format!("{id}LogGroup"), "{package}");
+        let resource = &template["Resources"][group];
+        assert_eq!(resource["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+        assert_eq!(
+            resource["Properties"]["RetentionInDays"].as_str(),
+            Some("FunctionLogRetentionDays"),
+            "{group} keeps logs for the parameter's days"
+        );
+        // Unnamed: no clash with an /aws/lambda/<name> group a previous
+        // release left behind.
+        assert!(resource["Properties"]["LogGroupName"].is_badvalue());
+        assert!(groups.insert(group.to_owned()), "{group} is one function's");
+    }
+    // And every log group of the stack has a retention.
+    for (id, group) in resources_of(&template, "AWS::Logs::LogGroup") {
+        assert!(
+            !group["Properties"]["RetentionInDays"].is_badvalue(),
+            "{id} has a retention"
+        );
+    }
+}
+
+/// The alarm watching `metric` of `namespace` with the dimension `name` =
+/// a reference to `target`, if any.
+fn alarm_on<'a>(
+    template: &'a Yaml,
+    namespace: &str,
+    metric: &str,
+    dimension: &str,
+    target: &str,
+) -> Option<(&'a str, &'a Yaml)> {
+    resources_of(template, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .find(|(_, alarm)| {
+            let p = &alarm["Properties"];
+            p["Namespace"].as_str() == Some(namespace)
+                && p["MetricName"].as_str() == Some(metric)
+                && p["Dimensions"].as_vec().is_some_and(|ds| {
+                    ds.iter().any(|d| {
+                        d["Name"].as_str() == Some(dimension) && names(&d["Value"], target)
+                    })
+                })
+        })
+}
+
+#[test]
+fn every_alarm_notifies_the_topic_and_every_queue_and_function_has_alarms() {
+    let template = load("template.yaml");
+    let resources = &template["Resources"];
+    // The topic, and an optional e-mail subscription by parameter.
+    assert_eq!(
+        resources["AlarmTopic"]["Type"].as_str(),
+        Some("AWS::SNS::Topic")
+    );
+    let subscription = &resources["AlarmEmailSubscription"];
+    assert_eq!(subscription["Condition"].as_str(), Some("HasAlarmEmail"));
+    assert_eq!(
+        subscription["Properties"]["Protocol"].as_str(),
+        Some("email")
+    );
+    assert_eq!(
+        subscription["Properties"]["Endpoint"].as_str(),
+        Some("AlarmEmail")
+    );
+    assert_eq!(
+        template["Parameters"]["AlarmEmail"]["Default"].as_str(),
+        Some("")
+    );
+    let alarms = resources_of(&template, "AWS::CloudWatch::Alarm");
+    assert!(!alarms.is_empty());
+    for (id, alarm) in &alarms {
+        let actions = alarm["Properties"]["AlarmActions"].as_vec().unwrap();
+        assert!(
+            actions.iter().any(|a| a.as_str() == Some("AlarmTopic")),
+            "{id} notifies the topic"
+        );
+        assert!(
+            alarm["Properties"]["AlarmDescription"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{id} says what it means"
+        );
+        // Quiet periods (no invocations, an empty queue) are not alarms.
+        assert_eq!(
+            alarm["Properties"]["TreatMissingData"].as_str(),
+            Some("notBreaching"),
+            "{id}"
+        );
+    }
+    // Every queue: one message is worth an alarm.
+    let queues = resources_of(&template, "AWS::SQS::Queue");
+    assert_eq!(
+        queues.len(),
+        3,
+        "mirror, verify and scheduled-purge failures"
+    );
+    for (queue, _) in &queues {
+        let (id, alarm) = alarm_on(
+            &template,
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "QueueName",
+            &format!("{queue}.QueueName"),
+        )
+        .unwrap_or_else(|| panic!("{queue} has an alarm"));
+        assert_eq!(alarm["Properties"]["Threshold"].as_i64(), Some(1), "{id}");
+        assert_eq!(
+            alarm["Properties"]["ComparisonOperator"].as_str(),
+            Some("GreaterThanOrEqualToThreshold")
+        );
+    }
+    // Every function: errors and throttles.
+    for package in function_packages() {
+        let function = logical_id(&package);
+        for metric in ["Errors", "Throttles"] {
+            let (id, alarm) = alarm_on(&template, "AWS/Lambda", metric, "FunctionName", &function)
+                .unwrap_or_else(|| panic!("{package} has a {metric} alarm"));
+            assert_eq!(
+                alarm["Properties"]["Statistic"].as_str(),
+                Some("Sum"),
+                "{id}"
+            );
+            assert_eq!(alarm["Properties"]["Threshold"].as_i64(), Some(1), "{id}");
+        }
+    }
+    // The mirror's lag behind the stream, well before the mapping gives up.
+    let (_, age) = alarm_on(
+        &template,
+        "AWS/Lambda",
+        "IteratorAge",
+        "FunctionName",
+        "MirrorSeedLayoutFunction",
+    )
+    .expect("an IteratorAge alarm on the mirror");
+    let threshold_ms = age["Properties"]["Threshold"].as_i64().unwrap();
+    let give_up_s = resources["MirrorSeedLayoutFunction"]["Properties"]["Events"]["Stream"]
+        ["Properties"]["MaximumRecordAgeInSeconds"]
+        .as_i64()
+        .unwrap();
+    assert!(threshold_ms > 0 && threshold_ms < give_up_s * 1000);
+    assert_eq!(age["Properties"]["Statistic"].as_str(), Some("Maximum"));
+}
+
+/// The scheduled job's `failed_total` is one WARN line per failed artifact;
+/// the metric filter counts those lines, so its phrase must be the one the
+/// code logs.
+#[test]
+fn scheduled_retention_failures_are_counted_from_the_jobs_log_and_alarmed() {
+    let template = load("template.yaml");
+    let filters = resources_of(&template, "AWS::Logs::MetricFilter");
+    let (_, filter) = filters
+        .iter()
+        .find(|(_, f)| {
+            f["Properties"]["LogGroupName"].as_str() == Some("ScheduledPurgeFunctionLogGroup")
+        })
+        .expect("a metric filter on scheduled-purge's log group");
+    let pattern = filter["Properties"]["FilterPattern"].as_str().unwrap();
+    let phrase = pattern
+        .strip_prefix('"')
+        .and_then(|p| p.strip_suffix('"'))
+        .expect("a quoted phrase: a substring of the line, JSON or text");
+    let source = std::fs::read_to_string(workspace_root().join("shared/src/scheduled.rs")).unwrap();
+    let logged: Vec<&str> = source
+        .lines()
+        .filter(|l| l.contains("tracing::warn!") && l.contains(phrase))
+        .collect();
+    assert_eq!(
+        logged.len(),
+        1,
+        "scheduled.rs warns {phrase:?} once per failed artifact"
+    );
+    let counted = source
+        .lines()
+        .skip_while(|l| !l.contains(logged[0]))
+        .take(3)
+        .any(|l| l.contains("failed_total += 1"));
+    assert!(counted, "the same branch counts failed_total");
+    let transform = &filter["Properties"]["MetricTransformations"][0];
+    assert_eq!(transform["MetricValue"].as_str(), Some("1"));
+    let (namespace, metric) = (
+        transform["MetricNamespace"].as_str().unwrap(),
+        transform["MetricName"].as_str().unwrap(),
+    );
+    let alarm = resources_of(&template, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .find(|(_, a)| {
+            a["Properties"]["Namespace"].as_str() == Some(namespace)
+                && a["Properties"]["MetricName"].as_str() == Some(metric)
+        })
+        .expect("an alarm on the counted failures");
+    assert_eq!(alarm.1["Properties"]["Statistic"].as_str(), Some("Sum"));
+    assert_eq!(alarm.1["Properties"]["Threshold"].as_i64(), Some(1));
+}
+
+#[test]
+fn scheduled_purge_runs_given_up_on_land_in_a_retained_queue() {
+    let template = load("template.yaml");
+    let invoke =
+        &template["Resources"]["ScheduledPurgeFunction"]["Properties"]["EventInvokeConfig"];
+    let failure = &invoke["DestinationConfig"]["OnFailure"];
+    assert_eq!(failure["Type"].as_str(), Some("SQS"));
+    assert_eq!(
+        failure["Destination"].as_str(),
+        Some("ScheduledPurgeFailuresQueue.Arn")
+    );
+    assert!(invoke["MaximumRetryAttempts"].as_i64().is_some());
+    // The grant is derived from the calls (every_function_holds_exactly…).
+    assert!(
+        calls("scheduled-purge")
+            .iter()
+            .any(|c| matches!(c, Call::SendMessage("ScheduledPurgeFailuresQueue.Arn")))
+    );
+}
+
+/// Actions that change or remove what a blob key serves.
+const BLOB_WRITES: [&str; 5] = [
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+    "s3:RestoreObject",
+];
+
+#[test]
+fn only_the_roles_of_functions_that_write_blobs_may_write_or_delete_them() {
+    let template = load("template.yaml");
+    let statements = template["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]
+        ["Statement"]
+        .as_vec()
+        .unwrap();
+    let deny = statements
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("DenyBlobWritesExceptTheFunctions"))
+        .expect("the blob-prefix deny");
+    assert_eq!(deny["Effect"].as_str(), Some("Deny"));
+    assert_eq!(deny["Principal"].as_str(), Some("*"));
+    assert_eq!(
+        deny["Resource"].as_str(),
+        Some(Keys::Blobs.objects()),
+        "the whole blob prefix, nothing else"
+    );
+    let denied: BTreeSet<&str> = deny["Action"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    for action in BLOB_WRITES {
+        assert!(denied.contains(action), "{action} is denied");
+    }
+    for action in &denied {
+        assert!(
+            !action.contains("Get") && !action.contains("List"),
+            "reads stay allowed: {action}"
+        );
+    }
+    // The exception: exactly the roles of the functions granted a write or
+    // delete under the blob prefix, and the optional break-glass role.
+    let condition = deny["Condition"].as_hash().unwrap();
+    assert_eq!(condition.len(), 1);
+    let excepted = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+        .as_vec()
+        .expect("ArnNotEquals on aws:PrincipalArn");
+    let mut roles = BTreeSet::new();
+    let mut break_glass = 0;
+    for arn in excepted {
+        match arn {
+            Yaml::String(role) => {
+                roles.insert(
+                    role.strip_suffix("Role.Arn")
+                        .expect("a function role")
+                        .to_owned(),
+                );
+            }
+            Yaml::Array(choice) => {
+                assert_eq!(choice[0].as_str(), Some("HasBlobBreakGlassRole"));
+                assert_eq!(choice[1].as_str(), Some("BlobBreakGlassRoleArn"));
+                assert_eq!(choice[2].as_str(), Some("AWS::NoValue"));
+                break_glass += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(break_glass, 1, "the break-glass role, when one is given");
+    assert_eq!(
+        template["Parameters"]["BlobBreakGlassRoleArn"]["Default"].as_str(),
+        Some("")
+    );
+    let writers: BTreeSet<String> = function_packages()
+        .into_iter()
+        .filter(|package| {
+            calls(package)
+                .into_iter()
+                .flat_map(iam_actions)
+                .any(|(action, resource, _)| {
+                    resource == Keys::Blobs.objects() && BLOB_WRITES.contains(&action.as_str())
+                })
+        })
+        .map(|package| logical_id(&package))
+        .collect();
+    assert!(writers.contains("StartUploadFunction"));
+    assert_eq!(
+        roles, writers,
+        "excepted roles = functions that write blobs"
+    );
+    // The roles are SAM's generated ones (`<Function>Role`), which exist
+    // only for functions without a `Role` of their own.
+    for function in &roles {
+        assert!(
+            template["Resources"][function.as_str()]["Properties"]["Role"].is_badvalue(),
+            "{function}"
+        );
+    }
+}
+
+#[test]
+fn the_api_throttles_every_route_and_verify_concurrency_is_optional() {
+    let template = load("template.yaml");
+    let settings = &template["Resources"]["ArtifactApi"]["Properties"]["DefaultRouteSettings"];
+    assert_eq!(
+        settings["ThrottlingRateLimit"].as_str(),
+        Some("ApiThrottlingRateLimit")
+    );
+    assert_eq!(
+        settings["ThrottlingBurstLimit"].as_str(),
+        Some("ApiThrottlingBurstLimit")
+    );
+    for parameter in ["ApiThrottlingRateLimit", "ApiThrottlingBurstLimit"] {
+        let p = &template["Parameters"][parameter];
+        assert_eq!(p["Type"].as_str(), Some("Number"), "{parameter}");
+        assert!(p["Default"].as_i64().is_some_and(|d| d >= 1), "{parameter}");
+    }
+    // Off (0) by default, as the scheduled job's reservation: Lambda
+    // refuses reservations on accounts with little unreserved concurrency.
+    let reserved = &template["Resources"]["VerifyUploadFunction"]["Properties"]["ReservedConcurrentExecutions"];
+    let choice = reserved.as_vec().expect("an !If on the parameter");
+    assert_eq!(choice[0].as_str(), Some("ReserveVerifyUpload"));
+    assert_eq!(choice[1].as_str(), Some("VerifyUploadReservedConcurrency"));
+    assert_eq!(choice[2].as_str(), Some("AWS::NoValue"));
+    let condition = &template["Conditions"]["ReserveVerifyUpload"];
+    assert_eq!(
+        condition[0][0].as_str(),
+        Some("VerifyUploadReservedConcurrency"),
+        "!Not [!Equals [parameter, 0]]"
+    );
+    assert_eq!(condition[0][1].as_i64(), Some(0));
+    assert_eq!(
+        template["Parameters"]["VerifyUploadReservedConcurrency"]["Default"].as_i64(),
+        Some(0)
+    );
+}
+
+#[test]
+fn presigned_urls_may_not_outlive_a_role_session() {
+    // URLs signed with a role's temporary credentials die with the session
+    // (at most 12 hours); the template refuses longer lifetimes. The code
+    // accepts up to SigV4's 7 days, for long-term keys (local use).
+    let template = load("template.yaml");
+    let parameter = &template["Parameters"]["PresignExpiresSecs"];
+    let max = parameter["MaxValue"].as_i64().unwrap();
+    assert_eq!(max, 43_200);
+    let config = shared::config::Config::from_lookup(|k| match k {
+        "BUCKET_NAME" => Some("ok-bucket".to_owned()),
+        "PRESIGN_EXPIRES_SECS" => Some(max.to_string()),
+        _ => None,
+    });
+    assert!(
+        config.is_ok(),
+        "the functions accept the template's longest"
+    );
+    let default = parameter["Default"].as_i64().unwrap();
+    assert_eq!(default as u64, shared::config::Config::DEFAULT_PRESIGN_SECS);
+}
+
+#[test]
+fn the_mirror_reads_only_this_tables_stream_with_a_role_of_its_own() {
+    let template = load("template.yaml");
+    let function = &template["Resources"]["MirrorSeedLayoutFunction"]["Properties"];
+    assert_eq!(
+        function["Role"].as_str(),
+        Some("MirrorSeedLayoutFunctionRole.Arn")
+    );
+    let role = &template["Resources"]["MirrorSeedLayoutFunctionRole"]["Properties"];
+    assert!(role["ManagedPolicyArns"].is_badvalue(), "no managed policy");
+    assert_eq!(
+        role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"].as_str(),
+        Some("lambda.amazonaws.com")
+    );
+    let runtime = role["Policies"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|p| p["PolicyName"].as_str() == Some("runtime"))
+        .expect("a runtime policy");
+    let mut grants = BTreeSet::new();
+    for statement in runtime["PolicyDocument"]["Statement"].as_vec().unwrap() {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+        assert!(statement["Condition"].is_badvalue());
+        let resource = statement["Resource"].as_str().unwrap();
+        for action in statement["Action"].as_vec().unwrap() {
+            grants.insert((action.as_str().unwrap().to_owned(), resource.to_owned()));
+        }
+    }
+    let expected: BTreeSet<(String, String)> = [
+        ("dynamodb:DescribeStream", "ArtifactTable.StreamArn"),
+        ("dynamodb:GetRecords", "ArtifactTable.StreamArn"),
+        ("dynamodb:GetShardIterator", "ArtifactTable.StreamArn"),
+        ("dynamodb:ListStreams", "ArtifactTable.StreamArn"),
+        (
+            "logs:CreateLogStream",
+            "MirrorSeedLayoutFunctionLogGroup.Arn",
+        ),
+        ("logs:PutLogEvents", "MirrorSeedLayoutFunctionLogGroup.Arn"),
+        // X-Ray's write actions take no resource but "*".
+        ("xray:PutTelemetryRecords", "*"),
+        ("xray:PutTraceSegments", "*"),
+    ]
+    .into_iter()
+    .map(|(a, r)| (a.to_owned(), r.to_owned()))
+    .collect();
+    assert_eq!(grants, expected);
+}
+
+/// What SAM generates, not what the template says: the roles it creates and
+/// the AWS managed policies it attaches (scripts/sam_transform.py runs the
+/// SAM translator offline).
+#[test]
+fn sam_attaches_no_managed_policy_beyond_logging_and_tracing() {
+    let output = std::process::Command::new(test_support::venv_python())
+        .arg(workspace_root().join("scripts/sam_transform.py"))
+        .arg(workspace_root().join("template.yaml"))
+        .output()
+        .expect("the venv's python (make venv)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let transformed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // SAM's defaults for a generated role: CloudWatch Logs writes and X-Ray
+    // segments (README, "Deploy": what they hold and why they stay).
+    let allowed = [
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    ];
+    let mut roles = 0;
+    for (id, resource) in transformed["Resources"].as_object().unwrap() {
+        if resource["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        roles += 1;
+        let attached: Vec<&str> = resource["Properties"]["ManagedPolicyArns"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        for arn in &attached {
+            assert!(allowed.contains(arn), "{id} gets {arn}");
+        }
+        if id == "MirrorSeedLayoutFunctionRole" {
+            assert!(attached.is_empty(), "{id}: {attached:?}");
+        }
+    }
+    assert_eq!(roles, function_packages().len(), "one role per function");
 }
