@@ -14,11 +14,23 @@ pub mod poller;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
 use crate::layout::attr;
 use crate::repository::Repository;
+
+/// The user-metadata key the mirror writes on every copy it makes to a
+/// library key (`x-amz-meta-seed_layout_mirror`); its value is the sort key
+/// of the row the copy was made for (`LATEST`, `000042`). An object whose
+/// marker names its own key is the mirror's: it may replace or delete it.
+/// Any other object is the library's (the library's publish copies LATEST's
+/// metadata to the version key, so a marker naming another key is not
+/// ours). `versioned` 1.0.1 reads only `artifact_name`, `artifact_sha256`
+/// and hands the rest of the user metadata through, so the key is invisible
+/// to it but as one more metadata entry.
+pub const META_MIRRORED_FOR: &str = "seed_layout_mirror";
 
 /// One stream record as the mirror needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +41,9 @@ pub struct MirrorRecord {
     pub sort_key: String,
     /// For a REMOVE: the `sha256` of the row's old image.
     pub removed_sha256: Option<String>,
+    /// For a REMOVE: when the row was removed (the record's
+    /// `ApproximateCreationDateTime`, whole seconds); `None` when unknown.
+    pub removed_at: Option<OffsetDateTime>,
     /// The stream's sequence number: what a failure is reported by.
     pub sequence_number: String,
 }
@@ -38,16 +53,22 @@ impl MirrorRecord {
     /// it has no string `pk`/`sk` (not a row of this table's shape).
     pub fn from_event_record(record: &EventRecord) -> Option<Self> {
         let keys = serde_json::to_value(&record.change.keys).ok()?;
-        let removed_sha256 = if record.event_name == "REMOVE" {
+        let (removed_sha256, removed_at) = if record.event_name == "REMOVE" {
             let old = serde_json::to_value(&record.change.old_image).ok()?;
-            string(&old, attr::SHA256)
+            // Absent from the event, the time decodes as the epoch: unknown.
+            let at = record.change.approximate_creation_date_time.timestamp();
+            let at = (at > 0)
+                .then(|| OffsetDateTime::from_unix_timestamp(at).ok())
+                .flatten();
+            (string(&old, attr::SHA256), at)
         } else {
-            None
+            (None, None)
         };
         Some(Self {
             name: string(&keys, attr::PK)?,
             sort_key: string(&keys, attr::SK)?,
             removed_sha256,
+            removed_at,
             sequence_number: record.change.sequence_number.clone()?,
         })
     }
@@ -195,7 +216,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_give_their_keys_and_a_remove_the_sha256_it_held() {
+    fn records_give_their_keys_and_a_remove_the_sha256_it_held_and_when() {
         let event: Event = serde_json::from_value(serde_json::json!({
             "Records": [
                 {
@@ -235,12 +256,14 @@ mod tests {
                     name: "app".into(),
                     sort_key: "LATEST".into(),
                     removed_sha256: None,
+                    removed_at: None,
                     sequence_number: "100".into(),
                 },
                 MirrorRecord {
                     name: "app".into(),
                     sort_key: "000001".into(),
                     removed_sha256: Some("old".into()),
+                    removed_at: OffsetDateTime::from_unix_timestamp(1_700_000_001).ok(),
                     sequence_number: "200".into(),
                 },
             ]

@@ -5,14 +5,32 @@
 //! fixtures (blob + row with `bytes = "blob"`); the mirror runs over the
 //! table's stream (`drain_mirror`) or over synthetic batches.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use shared::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, format_update_at, now};
-use shared::mirror::{CopyPlan, MirrorRecord};
+use shared::mirror::{CopyPlan, META_MIRRORED_FOR, MirrorRecord};
 use shared::{ArtifactName, Repository, Version};
-use test_support::{TestStore, name, sha256_hex};
+use test_support::proxy::{self, Action, Fault, FaultCounts, Faults, Gate, Plan, Recorded, Rule};
+use test_support::{TestStore, emulator, name, sha256_hex};
+
+/// A repository over `store` whose AWS requests pass through a proxy
+/// following `plan`.
+async fn through(store: &TestStore, plan: &Arc<Plan>) -> Repository {
+    let url = proxy::start(
+        emulator().endpoint.clone(),
+        Faults::Plan(plan.clone()),
+        Arc::new(FaultCounts::default()),
+    )
+    .await;
+    store.repository_via(&url).await
+}
+
+/// S3's `LastModified` has whole seconds: a pause that puts two writes in
+/// different seconds.
+const NEXT_SECOND: Duration = Duration::from_millis(1100);
 
 /// The bytes `versioned` reads from the library key of `name`@`version`
 /// (`get_content`), `None` when it has no such version.
@@ -67,8 +85,8 @@ async fn object_versions(store: &TestStore, name: &ArtifactName, version: Versio
 }
 
 /// What the library writes (a PUT of its own, with its metadata), without
-/// its row: the first half of `put_artifact`.
-async fn library_put_object(store: &TestStore, name: &ArtifactName, content: &[u8]) {
+/// its row: the first half of `put_artifact`. Returns the object's version.
+async fn library_put_object(store: &TestStore, name: &ArtifactName, content: &[u8]) -> String {
     store
         .s3
         .put_object()
@@ -79,7 +97,23 @@ async fn library_put_object(store: &TestStore, name: &ArtifactName, content: &[u
         .body(content.to_vec().into())
         .send()
         .await
-        .unwrap();
+        .unwrap()
+        .version_id
+        .expect("the bucket is versioned")
+}
+
+/// The version id of the library key's current object.
+async fn current_version(store: &TestStore, name: &ArtifactName, version: Version) -> String {
+    store
+        .s3
+        .head_object()
+        .bucket(&store.config.bucket)
+        .key(store.repo.layout().object_key(name, version))
+        .send()
+        .await
+        .unwrap()
+        .version_id
+        .unwrap()
 }
 
 fn record(name: &ArtifactName, version: Version, sequence: u32) -> MirrorRecord {
@@ -87,6 +121,7 @@ fn record(name: &ArtifactName, version: Version, sequence: u32) -> MirrorRecord 
         name: name.to_string(),
         sort_key: version.sort_key(),
         removed_sha256: None,
+        removed_at: None,
         sequence_number: sequence.to_string(),
     }
 }
@@ -240,7 +275,7 @@ async fn a_library_write_that_landed_before_its_row_is_not_overwritten() {
     let store = TestStore::new().await;
     let n = name("racing");
     store.put_blob_row(&n, Version::Latest, b"ours", &[]).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // S3 times have 1 s precision
+    tokio::time::sleep(NEXT_SECOND).await; // S3 times have 1 s precision
     library_put_object(&store, &n, b"theirs").await;
     let report = store
         .another_repository()
@@ -253,15 +288,245 @@ async fn a_library_write_that_landed_before_its_row_is_not_overwritten() {
 }
 
 #[tokio::test]
-async fn a_library_object_older_than_the_row_is_replaced() {
+async fn a_library_object_older_than_the_row_is_replaced_but_its_version_kept() {
     let store = TestStore::new().await;
     let n = name("stale");
     library_put_object(&store, &n, b"old").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(NEXT_SECOND).await;
     store.put_blob_row(&n, Version::Latest, b"new", &[]).await;
     store.drain_mirror().await;
-    let (bytes, _, _) = library_object(&store, &n, Version::Latest).await.unwrap();
+    let (bytes, metadata, _) = library_object(&store, &n, Version::Latest).await.unwrap();
     assert_eq!(bytes, b"new");
+    // Issue 18 item 5: the mirror prunes only versions it wrote itself;
+    // the library's displaced object stays (noncurrent), never deleted.
+    assert_eq!(object_versions(&store, &n, Version::Latest).await, 2);
+    assert_eq!(metadata[META_MIRRORED_FOR], "LATEST", "our copy says so");
+}
+
+// Issue 18 item 5: a library `put_artifact` landing while the mirror's copy
+// is on its way. The copy is conditional on the object the mirror read (S3
+// refuses it; the emulator ignores the condition); once it landed anyway,
+// the mirror sees a version it did not write beneath its own and withdraws
+// its copy; and it never prunes the library's version. It used to prune it
+// as a noncurrent LATEST: the library's bytes were gone and its row
+// pointed at ours.
+#[tokio::test]
+async fn a_library_write_landing_during_the_mirror_copy_survives_and_stays_current() {
+    let store = TestStore::new().await;
+    let n = name("contended");
+    store
+        .put_blob_row(&n, Version::Latest, b"ours one", &[])
+        .await;
+    store.drain_mirror().await;
+    store
+        .put_blob_row(&n, Version::Latest, b"ours two", &[])
+        .await;
+
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "CopyObject",
+        Some(n.as_str()),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let repo = through(&store, &plan).await;
+    let batch = [record(&n, Version::Latest, 1)];
+    let mirror = tokio::spawn(async move { repo.mirror(&batch).await });
+    gate.arrived().await;
+    store.library(&[
+        "call",
+        "put_artifact",
+        r#"{"name": "contended", "content": "theirs"}"#,
+    ]);
+    gate.open();
+    let report = mirror.await.unwrap();
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"theirs"[..]),
+        "the library reads what it wrote"
+    );
+    let (_, metadata, _) = library_object(&store, &n, Version::Latest).await.unwrap();
+    assert!(!metadata.contains_key(META_MIRRORED_FOR));
+    store.drain_mirror().await; // the library's own row changes nothing
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"theirs"[..])
+    );
+}
+
+// Issue 18 item 5: a copy is made only over what the mirror read: on an
+// empty key `If-None-Match: *`, over an object `If-Match` its ETag (S3
+// refuses the copy when another write landed since).
+#[tokio::test]
+async fn copies_are_conditional_on_what_the_mirror_read() {
+    let store = TestStore::new().await;
+    let n = name("conditional");
+    store.put_blob_row(&n, Version::Latest, b"one", &[]).await;
+    let plan = Plan::new();
+    let recorded = Recorded::new();
+    plan.add(Rule::new(
+        "CopyObject",
+        Some(n.as_str()),
+        Action::Record(recorded.clone()),
+        u64::MAX,
+    ));
+    let repo = through(&store, &plan).await;
+    let report = repo.mirror(&[record(&n, Version::Latest, 1)]).await;
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    let first_copy = store
+        .s3
+        .head_object()
+        .bucket(&store.config.bucket)
+        .key(store.repo.layout().object_key(&n, Version::Latest))
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap();
+    store.put_blob_row(&n, Version::Latest, b"two", &[]).await;
+    let report = repo.mirror(&[record(&n, Version::Latest, 2)]).await;
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+
+    let headers = recorded.headers();
+    let header =
+        |i: usize, name: &str| headers[i].get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(headers.len(), 2);
+    assert_eq!(header(0, "if-none-match").as_deref(), Some("*"));
+    assert_eq!(header(0, "if-match"), None);
+    assert_eq!(header(1, "if-match"), Some(first_copy));
+    assert_eq!(header(1, "if-none-match"), None);
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"two"[..])
+    );
+}
+
+// Issue 18 item 5, where the emulator enforces the condition (it does on
+// CompleteMultipartUpload): a library write landing while a large copy is
+// completed makes S3 refuse the completion; the mirror aborts it and,
+// judging again, leaves the library's newer object alone. The completion
+// used to land over it and the prune then deleted the library's version.
+#[tokio::test]
+async fn a_library_write_landing_during_a_multipart_copy_gets_the_copy_refused() {
+    let store = TestStore::new().await;
+    let n = name("contended-large");
+    let content: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    store.put_blob_row(&n, Version::Latest, &content, &[]).await;
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "CompleteMultipartUpload",
+        Some(n.as_str()),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let repo = through(&store, &plan).await;
+    let copy_plan = CopyPlan {
+        single_copy_max: 1024 * 1024,
+        part_size: 5 * 1024 * 1024,
+        parallel_parts: 2,
+    };
+    let batch = [record(&n, Version::Latest, 1)];
+    let mirror = tokio::spawn(async move {
+        let report = repo.mirror_with(&batch, &copy_plan).await;
+        (report, repo.operations())
+    });
+    gate.arrived().await;
+    store.library(&[
+        "call",
+        "put_artifact",
+        r#"{"name": "contended-large", "content": "theirs"}"#,
+    ]);
+    gate.open();
+    let (report, operations) = mirror.await.unwrap();
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert_eq!(report.copied, 0, "the copy was refused");
+    assert!(
+        operations.contains("AbortMultipartUpload"),
+        "{operations:?}"
+    );
+    assert!(
+        !operations.contains("DeleteObject"),
+        "refused, not withdrawn: {operations:?}"
+    );
+
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"theirs"[..])
+    );
+    assert_eq!(object_versions(&store, &n, Version::Latest).await, 1);
+    let uploads = store
+        .s3
+        .list_multipart_uploads()
+        .bucket(&store.config.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "the refused copy was aborted");
+}
+
+// Issue 18 item 6: the mirror recognises its own copy from the object (its
+// marker), not from the memory of one invocation. A commit lands while the
+// mirror's copy of the previous content is on its way; the invocation dies
+// after the copy landed (its next read fails), and the retried batch finds
+// a copy newer than the row. It used to take that copy for a library write
+// and leave it: the library read the old bytes for ever.
+#[tokio::test]
+async fn a_retried_batch_recognises_its_own_stale_copy_and_replaces_it() {
+    let store = TestStore::new().await;
+    let n = name("retried");
+    store.put_blob_row(&n, Version::Latest, b"first", &[]).await;
+
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "CopyObject",
+        Some(n.as_str()),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let repo = through(&store, &plan).await;
+    let batch = [record(&n, Version::Latest, 1)];
+    let first = tokio::spawn(async move { repo.mirror(&batch).await });
+    gate.arrived().await;
+    store
+        .put_blob_row(&n, Version::Latest, b"second", &[])
+        .await;
+    tokio::time::sleep(NEXT_SECOND).await; // the copy lands after the row's second
+    plan.add(Rule::new(
+        "GetItem",
+        Some(n.as_str()),
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    gate.open();
+    let report = first.await.unwrap();
+    assert!(
+        report.failure.is_some(),
+        "the invocation fails after its copy"
+    );
+    plan.clear();
+    let (bytes, _, _) = library_object(&store, &n, Version::Latest).await.unwrap();
+    assert_eq!(bytes, b"first", "the stale copy landed");
+
+    // Lambda retries the batch: a new invocation, no memory of the copy.
+    let again = store
+        .another_repository()
+        .mirror(&[record(&n, Version::Latest, 1)])
+        .await;
+    assert!(again.failure.is_none(), "{:?}", again.failure);
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"second"[..])
+    );
+    assert_eq!(
+        object_versions(&store, &n, Version::Latest).await,
+        1,
+        "the stale copy was ours: pruned"
+    );
 }
 
 #[tokio::test]
@@ -293,6 +558,55 @@ async fn purged_rows_lose_the_library_objects_the_mirror_wrote_but_not_a_newer_l
         .await
         .expect("the library's write survives");
     assert_eq!(bytes, b"theirs");
+}
+
+// Issue 18 item 13: a REMOVE handled late deletes the mirror's own copies,
+// and an object it did not write only when it holds the removed row's
+// sha256 and was written before the removal. The library writes its object
+// before its row: the same bytes written anew after a purge, their row not
+// yet there, used to be deleted by the purge's late REMOVE.
+#[tokio::test]
+async fn a_late_remove_spares_a_library_write_made_after_the_removal() {
+    let store = TestStore::new().await;
+    let (reborn, legacy) = (name("reborn"), name("legacy"));
+    // An object of a previous release (no marker) for a row purged later.
+    library_put_object(&store, &legacy, b"legacy").await;
+    store
+        .put_blob_row(&legacy, Version::Latest, b"legacy", &[])
+        .await;
+    store
+        .put_blob_row(&reborn, Version::Latest, b"same bytes", &[])
+        .await;
+    store.drain_mirror().await;
+    tokio::time::sleep(NEXT_SECOND).await;
+    delete_row(&store, &reborn, Version::Latest).await;
+    delete_row(&store, &legacy, Version::Latest).await;
+    tokio::time::sleep(NEXT_SECOND).await;
+    // The library's put_artifact of the same bytes: its object has landed,
+    // its row is on its way, when the mirror handles the purge.
+    let theirs = library_put_object(&store, &reborn, b"same bytes").await;
+    store.drain_mirror().await;
+
+    assert_eq!(
+        current_version(&store, &reborn, Version::Latest).await,
+        theirs,
+        "the library's write survives the late REMOVE"
+    );
+    let (bytes, metadata, _) = library_object(&store, &reborn, Version::Latest)
+        .await
+        .unwrap();
+    assert_eq!(bytes, b"same bytes");
+    assert!(!metadata.contains_key(META_MIRRORED_FOR));
+    assert_eq!(
+        object_versions(&store, &reborn, Version::Latest).await,
+        1,
+        "our copy went, the library's object stayed"
+    );
+    assert_eq!(
+        object_versions(&store, &legacy, Version::Latest).await,
+        0,
+        "an object of the removed bytes, older than the removal, goes"
+    );
 }
 
 #[tokio::test]
@@ -370,6 +684,7 @@ async fn rows_the_library_wrote_and_our_own_partitions_are_left_alone() {
                 name: "__py-only-alias".into(),
                 sort_key: "prod".into(),
                 removed_sha256: None,
+                removed_at: None,
                 sequence_number: "2".into(),
             },
         ])

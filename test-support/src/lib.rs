@@ -646,8 +646,8 @@ pub fn split(primary: u32, secondary: u32, weight: i64) -> shared::model::AliasT
 /// its handler (mirror on).
 pub struct MirrorSampleRun {
     /// Holds what the event refers to: `my-app` LATEST "three" in the blob
-    /// store (no library object yet), and the library object `old-app`
-    /// LATEST "gone" whose row the event's REMOVE deleted.
+    /// store (no library object yet), and the mirror's copy at `old-app`
+    /// LATEST ("gone") whose row the event's REMOVE deleted.
     pub store: TestStore,
     /// The repository the handler ran on: its call record holds only the
     /// handler's AWS calls.
@@ -674,6 +674,8 @@ pub async fn run_mirror_sample_event() -> MirrorSampleRun {
         .key(layout.object_key(&name("old-app"), shared::Version::Latest))
         .metadata(shared::layout::META_ARTIFACT_NAME, "old-app")
         .metadata(shared::layout::META_ARTIFACT_SHA256, sha256_hex(b"gone"))
+        // The mirror's copy (the removed row was a blob row): its marker.
+        .metadata(shared::mirror::META_MIRRORED_FOR, "LATEST")
         .body(b"gone".to_vec().into())
         .send()
         .await

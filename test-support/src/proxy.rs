@@ -6,7 +6,8 @@
 //! program a [`Plan`]: rules matching an operation and a key (a substring of
 //! the request's path or body, e.g. a DynamoDB partition key or an S3 key),
 //! each holding the request at a [`Gate`] until released, dropping it after
-//! forwarding, or answering 500, a given number of times.
+//! forwarding, answering 500, or recording its headers, a given number of
+//! times.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +83,26 @@ pub enum Action {
     /// Forward, then wait at the gate before answering (the write landed,
     /// its answer is late).
     HoldAfter(Arc<Gate>),
+    /// Forward unchanged, keeping the request's headers (e.g. to see the
+    /// conditions a write was sent with).
+    Record(Arc<Recorded>),
+}
+
+/// The headers of the requests an [`Action::Record`] rule matched, in order.
+#[derive(Default)]
+pub struct Recorded {
+    headers: std::sync::Mutex<Vec<hyper::HeaderMap>>,
+}
+
+impl Recorded {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The headers of each request recorded so far.
+    pub fn headers(&self) -> Vec<hyper::HeaderMap> {
+        self.headers.lock().map(|h| h.clone()).unwrap_or_default()
+    }
 }
 
 /// A request rule: operation (`X-Amz-Target` suffix such as
@@ -336,6 +357,11 @@ async fn handle(
     }
     if let Some(Action::HoldBefore(gate)) = &planned {
         gate.pass().await;
+    }
+    if let Some(Action::Record(recorded)) = &planned
+        && let Ok(mut headers) = recorded.headers.lock()
+    {
+        headers.push(parts.headers.clone());
     }
     let mut forward = client
         .request(parts.method.clone(), format!("{upstream}{path}"))

@@ -197,21 +197,27 @@ impl StreamPoller {
     }
 }
 
-/// A stream record's keys (and a REMOVE's old sha256); `None` when it has
+/// A stream record's keys (and a REMOVE's old sha256 and time); `None` when it has
 /// no string `pk`/`sk` or no sequence number.
 fn mirror_record(record: &Record) -> Option<MirrorRecord> {
     let change = record.dynamodb()?;
     let string = |item: Option<&std::collections::HashMap<String, AttributeValue>>, name: &str| {
         item?.get(name)?.as_s().ok().cloned()
     };
-    let removed_sha256 = match record.event_name() {
-        Some(OperationType::Remove) => string(change.old_image(), attr::SHA256),
-        _ => None,
+    let (removed_sha256, removed_at) = match record.event_name() {
+        Some(OperationType::Remove) => (
+            string(change.old_image(), attr::SHA256),
+            change
+                .approximate_creation_date_time()
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+        ),
+        _ => (None, None),
     };
     Some(MirrorRecord {
         name: string(change.keys(), attr::PK)?,
         sort_key: string(change.keys(), attr::SK)?,
         removed_sha256,
+        removed_at,
         sequence_number: change.sequence_number()?.to_owned(),
     })
 }

@@ -2,42 +2,87 @@
 //! batch names, make `{prefix}/{name}/{LATEST|000042}{suffix}` hold what the
 //! row says, exactly as `versioned` 1.0.1 would have written it (its user
 //! metadata `artifact_name`, `artifact_sha256`, the row's user metadata and
-//! content type).
+//! content type), plus one marker of our own.
 //!
 //! It acts on the row as it is *now* (one consistent GetItem per key), never
 //! on the record's images, so a batch applied twice, records out of date,
 //! or the emulator's phantom records (design §1a) change nothing.
 //!
-//! - Row absent (a purge): the library key's current object is deleted (by
-//!   its VersionId) when it holds a sha256 the batch's REMOVE records held,
-//!   so that a library write since then survives.
+//! # Whose object is it
+//!
+//! Every copy the mirror makes carries the user metadata
+//! [`META_MIRRORED_FOR`] = the sort key it was made for. That marker, read
+//! from the object itself, is the only thing that makes an object version
+//! the mirror's: not the memory of one invocation (a retried batch must
+//! still recognise its own copy), not the bytes (the library may write the
+//! same bytes). The library never writes the marker, and its publish copies
+//! LATEST's metadata to the version key, where a marker saying `LATEST` is
+//! not ours. The rules:
+//!
+//! 1. The mirror deletes an object version only when it carries our marker,
+//!    or when a purge or reclaim rule (below) says that the row owning it
+//!    is gone.
+//! 2. The mirror makes a new current object only over what it read: a copy
+//!    is conditional on the destination (`If-Match` its ETag, or
+//!    `If-None-Match: *` when the key was empty; S3 general purpose buckets
+//!    honour both on CopyObject and CompleteMultipartUpload, answering 412,
+//!    or 409 to a racing write:
+//!    <https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html>;
+//!    `If-Match` needs `s3:GetObject` beside `s3:PutObject`, which the
+//!    mirror holds). A refused copy is judged again from the start. The
+//!    version it displaces stays (noncurrent) unless it is ours.
+//! 3. After a copy, the key's versions are listed: a version right beneath
+//!    ours that is neither what the key held when read nor ours was written
+//!    while we copied (where S3 ignores the condition, e.g. the emulator):
+//!    our copy is withdrawn (deleted by its version id), which makes that
+//!    write current again.
+//!
+//! # Per row
+//!
+//! - Row absent (a purge) and the batch holds its REMOVE (or this call
+//!   copied to the key): every version of the key carrying our marker is
+//!   deleted; the current object without it is deleted only when it holds
+//!   exactly the sha256 of a REMOVE of this batch *and* was written before
+//!   that removal: its `LastModified` second is earlier than the REMOVE's
+//!   `ApproximateCreationDateTime` second (both are whole seconds, so an
+//!   object of the removal's own second is kept). The library writes its
+//!   object before its row: an object it PUT after the purge, whose row is
+//!   still on its way, survives a late REMOVE even when it holds the same
+//!   bytes. A REMOVE of unknown time deletes only our own copies.
 //! - Row without `bytes=blob` (written by the library or a previous
 //!   release): its bytes already are at the library key; nothing to do.
 //! - Soft-deleted: left as it is (the library hides it by `is_deleted`);
 //!   once reclaimed (`reclaimed_at`), the key's versions holding its sha256
 //!   are deleted.
-//! - Live: the key already holds the row's sha256 → nothing. It holds other
-//!   bytes written after the row (`LastModified > update_at`) → a newer
-//!   library write (the library writes S3 before its row): left alone.
-//!   Otherwise the blob is copied to the key (CopyObject, or a multipart
-//!   copy above 5 GiB), then the row is read again: if it changed during the
-//!   copy, the new content is copied too (our own copy, however late it
-//!   landed, is never mistaken for a library write).
+//! - Live: the key already holds the row's sha256 → nothing. It holds
+//!   other bytes in an object of ours → replaced. Other bytes not ours,
+//!   written after the row (`LastModified > update_at`) → a newer library
+//!   write (the library writes S3 before its row): left alone. Otherwise
+//!   the blob is copied to the key (CopyObject, or a multipart copy above
+//!   5 GiB), then the row is read again: if it changed during the copy, the
+//!   new content is copied too.
+//! - After a copy to the LATEST key, its noncurrent versions carrying our
+//!   marker are deleted (every commit would otherwise leave a copy behind);
+//!   the library's stay.
 //!
 //! AWS calls per key: GetItem; for a live blob row HeadObject, and when it
 //! differs CopyObject (or CreateMultipartUpload, UploadPartCopy per part,
-//! CompleteMultipartUpload; AbortMultipartUpload on failure) followed by
-//! GetItem + HeadObject again. Absent row: HeadObject, DeleteObject. A
-//! reclaimed row: ListObjectVersions, HeadObject and DeleteObject per version.
-//! After a copy to the LATEST key: ListObjectVersions, and DeleteObject per
-//! noncurrent version (every commit would otherwise leave a copy behind).
+//! CompleteMultipartUpload; AbortMultipartUpload on failure), then
+//! ListObjectVersions (HeadObject of the version beneath ours when it is
+//! not the one read, and on LATEST of each noncurrent version, DeleteObject
+//! of ours), then GetItem + HeadObject again. Absent row:
+//! ListObjectVersions, HeadObject and maybe DeleteObject per version. A
+//! reclaimed row: ListObjectVersions, HeadObject and DeleteObject per
+//! version.
 //!
 //! Residual windows (documented, not closed): S3's `LastModified` has
 //! one-second precision, so a library write in the same second as the row's
-//! `update_at` is overwritten; real S3 would close it with a conditional
-//! copy (`If-Match`), which moto ignores (design §1d).
+//! `update_at`, or landing between the mirror's HeadObject and a copy the
+//! emulator does not make conditional, can be replaced (it stays as a
+//! noncurrent version: never deleted). Copies written before the marker
+//! existed are not recognised as ours: they are left, not pruned.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective,
@@ -50,7 +95,7 @@ use time::OffsetDateTime;
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::layout::{BYTES_BLOB, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, copy_source};
-use crate::mirror::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport};
+use crate::mirror::{CopyPlan, META_MIRRORED_FOR, MirrorFailure, MirrorRecord, MirrorReport};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow};
 
@@ -73,26 +118,45 @@ enum Outcome {
 #[derive(Debug)]
 struct Head {
     version_id: Option<String>,
+    e_tag: Option<String>,
     sha256: Option<String>,
     last_modified: Option<OffsetDateTime>,
+    /// Our marker's value: the sort key the mirror copied it for.
+    mirrored_for: Option<String>,
 }
 
-/// A copy this record made.
-#[derive(Debug)]
-struct Written {
-    version_id: Option<String>,
-    sha256: String,
-}
-
-impl Written {
-    /// Whether `head` is this copy (its version; by content when the
-    /// bucket gives no version ids).
-    fn is(&self, head: &Head) -> bool {
-        match (&self.version_id, &head.version_id) {
-            (Some(ours), Some(theirs)) => ours == theirs,
-            _ => head.sha256.as_deref() == Some(self.sha256.as_str()),
-        }
+impl Head {
+    /// Whether the mirror wrote this object for the key of `sort_key`.
+    fn ours(&self, sort_key: &str) -> bool {
+        self.mirrored_for.as_deref() == Some(sort_key)
     }
+}
+
+/// A REMOVE of the row: the sha256 it held and when it went.
+#[derive(Debug, Clone, Copy)]
+struct Removal<'a> {
+    sha256: &'a str,
+    at: Option<OffsetDateTime>,
+}
+
+impl Removal<'_> {
+    /// Whether `head` is an object this removal takes away: exactly its
+    /// bytes, written in an earlier second than the removal (whole seconds
+    /// on both sides: an object of the same second is kept).
+    fn takes(&self, head: &Head) -> bool {
+        head.sha256.as_deref() == Some(self.sha256)
+            && matches!((head.last_modified, self.at),
+                (Some(written), Some(removed)) if written.unix_timestamp() < removed.unix_timestamp())
+    }
+}
+
+/// What a conditional copy did.
+#[derive(Debug)]
+enum Copied {
+    /// It landed: the version it created (`None` without versioning).
+    Landed(Option<String>),
+    /// S3 refused it: the key changed since it was read.
+    Refused,
 }
 
 impl Repository {
@@ -106,27 +170,30 @@ impl Repository {
 
     /// [`Self::mirror`] with the given copy sizes (tests use tiny parts).
     pub async fn mirror_with(&self, records: &[MirrorRecord], plan: &CopyPlan) -> MirrorReport {
-        // Each key at its first record, with the sha256s its REMOVEs held.
-        let mut keys: Vec<(usize, &MirrorRecord, BTreeSet<&str>)> = Vec::new();
+        // Each key at its first record, with the REMOVEs the batch holds of it.
+        let mut keys: Vec<(usize, &MirrorRecord, Vec<Removal>)> = Vec::new();
         let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
         for (index, record) in records.iter().enumerate() {
             if record.name.starts_with("__") {
                 continue; // our own partitions: aliases, history, uploads, …
             }
-            let removed = record.removed_sha256.as_deref();
+            let removal = record.removed_sha256.as_deref().map(|sha256| Removal {
+                sha256,
+                at: record.removed_at,
+            });
             match seen.get(&(record.name.as_str(), record.sort_key.as_str())) {
-                Some(&at) => keys[at].2.extend(removed),
+                Some(&at) => keys[at].2.extend(removal),
                 None => {
                     seen.insert((&record.name, &record.sort_key), keys.len());
-                    keys.push((index, record, removed.into_iter().collect()));
+                    keys.push((index, record, removal.into_iter().collect()));
                 }
             }
         }
         let mut report = MirrorReport::default();
-        for (index, record, removed) in &keys {
+        for (index, record, removals) in &keys {
             // Boxed: the copy's nested futures are deep enough to overflow
             // the compiler's layout query in a Lambda's `main` otherwise.
-            match Box::pin(self.mirror_row(record, removed, plan)).await {
+            match Box::pin(self.mirror_key(record, removals, plan)).await {
                 Ok(Outcome::Unchanged) => {}
                 Ok(Outcome::Copied) => report.copied += 1,
                 Ok(Outcome::Deleted(n)) => report.deleted += n,
@@ -144,29 +211,11 @@ impl Repository {
         report
     }
 
-    async fn mirror_row(
-        &self,
-        record: &MirrorRecord,
-        removed: &BTreeSet<&str>,
-        plan: &CopyPlan,
-    ) -> Result<Outcome> {
-        let outcome = self.mirror_key(record, removed, plan).await?;
-        if matches!(outcome, Outcome::Copied)
-            && let Ok(name) = record.name.parse::<ArtifactName>()
-            && record.sort_key == Version::Latest.sort_key()
-        {
-            let key = self.layout.object_key(&name, Version::Latest);
-            let pruned = self.prune_noncurrent(&key).await?;
-            tracing::debug!(%key, pruned, "noncurrent library LATEST objects deleted");
-        }
-        Ok(outcome)
-    }
-
     /// Makes the library key of one row equal to the row.
     async fn mirror_key(
         &self,
         record: &MirrorRecord,
-        removed: &BTreeSet<&str>,
+        removals: &[Removal<'_>],
         plan: &CopyPlan,
     ) -> Result<Outcome> {
         let (Ok(name), Ok(version)) = (
@@ -177,76 +226,151 @@ impl Repository {
             return Ok(Outcome::Unchanged);
         };
         let key = self.layout.object_key(&name, version);
-        let mut written: Option<Written> = None;
-        let done = |written: &Option<Written>| match written {
-            Some(_) => Outcome::Copied,
-            None => Outcome::Unchanged,
+        let sort_key = version.sort_key();
+        // Whether a copy of ours landed (and stayed) during this call.
+        let mut copied = false;
+        let done = |copied: bool| match copied {
+            true => Outcome::Copied,
+            false => Outcome::Unchanged,
         };
         for _ in 0..MAX_ROUNDS {
             let Some(item) = self.get_version_item(&name, version).await? else {
                 // Purged, also while we copied: what we wrote goes too.
-                let mut deleted = 0;
-                if let Some(ours) = &written {
-                    self.mirror_delete(&key, ours.version_id.as_deref()).await?;
-                    deleted += 1;
-                }
-                deleted += self.mirror_remove(&key, removed).await?;
+                let deleted = if removals.is_empty() && !copied {
+                    0
+                } else {
+                    self.mirror_remove(&key, &sort_key, removals).await?
+                };
                 return Ok(match deleted {
                     0 => Outcome::Unchanged,
                     n => Outcome::Deleted(n),
                 });
             };
             if !in_blob_store(&item) {
-                return Ok(done(&written));
+                return Ok(done(copied));
             }
             let row = VersionRow::from_item(&item)?;
             if row.is_deleted {
                 if row.reclaimed_at.is_none() {
-                    return Ok(done(&written));
+                    return Ok(done(copied));
                 }
                 let deleted = self.mirror_delete_holding(&key, &row.sha256).await?;
                 return Ok(Outcome::Deleted(deleted));
             }
-            if let Some(head) = self.mirror_head(&key, None).await? {
+            let head = self.mirror_head(&key, None).await?;
+            if let Some(head) = &head {
                 if head.sha256.as_deref() == Some(row.sha256.as_str()) {
-                    return Ok(done(&written));
+                    return Ok(done(copied));
                 }
-                let ours = written.as_ref().is_some_and(|w| w.is(&head));
-                if !ours && head.last_modified.is_some_and(|t| t > row.update_at) {
+                if !head.ours(&sort_key) && head.last_modified.is_some_and(|t| t > row.update_at) {
                     tracing::info!(%key, row_sha256 = %row.sha256, object_sha256 = ?head.sha256, "a library write newer than the row; left alone");
-                    return Ok(done(&written));
+                    return Ok(done(copied));
                 }
             }
-            written = Some(self.mirror_copy(&name, &key, &row, plan).await?);
+            match self
+                .mirror_copy(&name, &key, &row, head.as_ref(), plan)
+                .await?
+            {
+                Copied::Refused => {
+                    tracing::info!(%key, "the key changed since it was read (conditional copy refused); judged again");
+                }
+                Copied::Landed(ours) => {
+                    copied |= self
+                        .settle(
+                            &key,
+                            &sort_key,
+                            head.as_ref(),
+                            row.update_at,
+                            ours.as_deref(),
+                            version == Version::Latest,
+                        )
+                        .await?;
+                }
+            }
         }
-        Ok(done(&written))
+        Ok(done(copied))
     }
 
-    /// Deletes the key's current object when it holds one of `removed`.
-    async fn mirror_remove(&self, key: &str, removed: &BTreeSet<&str>) -> Result<usize> {
-        if removed.is_empty() {
-            return Ok(0);
+    /// After our copy (version `ours`) of a row written at `row_written`
+    /// landed on `key`: withdraws it when another writer's version landed
+    /// while we copied (rule 3); otherwise, on the LATEST key (`prune`),
+    /// deletes the noncurrent versions that are ours. Whether our copy
+    /// stays.
+    async fn settle(
+        &self,
+        key: &str,
+        sort_key: &str,
+        read: Option<&Head>,
+        row_written: OffsetDateTime,
+        ours: Option<&str>,
+        prune: bool,
+    ) -> Result<bool> {
+        let Some(ours) = ours else {
+            return Ok(true); // no versioning: nothing to tell apart
+        };
+        let versions = self.key_versions(key).await?;
+        if let [(newest, _), (beneath, _), ..] = versions.as_slice()
+            && newest == ours
+            && read.is_none_or(|h| h.version_id.as_deref() != Some(beneath.as_str()))
+            && self
+                .mirror_head(key, Some(beneath))
+                .await?
+                .is_some_and(|h| landed_meanwhile(&h, sort_key, read, row_written))
+        {
+            tracing::warn!(%key, version_id = %beneath, "another writer's object landed during our copy; our copy withdrawn");
+            self.mirror_delete(key, Some(ours)).await?;
+            return Ok(false);
         }
-        match self.mirror_head(key, None).await? {
-            Some(head) if head.sha256.as_deref().is_some_and(|s| removed.contains(s)) => {
-                self.mirror_delete(key, head.version_id.as_deref()).await?;
-                tracing::info!(%key, sha256 = ?head.sha256, "purged row: library object deleted");
-                Ok(1)
+        if prune {
+            let mut pruned = 0;
+            for (version, current) in &versions {
+                if *current {
+                    continue;
+                }
+                let mine = version == ours
+                    || self
+                        .mirror_head(key, Some(version))
+                        .await?
+                        .is_some_and(|h| h.ours(sort_key));
+                if mine {
+                    self.mirror_delete(key, Some(version)).await?;
+                    pruned += 1;
+                }
             }
-            _ => Ok(0),
+            tracing::debug!(%key, pruned, "noncurrent copies of ours deleted from the library LATEST key");
         }
+        Ok(true)
+    }
+
+    /// The row is gone: deletes every version of `key` that is ours, and the
+    /// current one when one of `removals` takes it (see the module doc).
+    async fn mirror_remove(
+        &self,
+        key: &str,
+        sort_key: &str,
+        removals: &[Removal<'_>],
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        for (version, current) in self.key_versions(key).await? {
+            let Some(head) = self.mirror_head(key, Some(&version)).await? else {
+                continue;
+            };
+            let ours = head.ours(sort_key);
+            if ours || (current && removals.iter().any(|r| r.takes(&head))) {
+                self.mirror_delete(key, Some(&version)).await?;
+                tracing::info!(%key, sha256 = ?head.sha256, ours, "purged row: library object deleted");
+                deleted += 1;
+            } else if current {
+                tracing::info!(%key, sha256 = ?head.sha256, "purged row: the key holds a library write it does not own; left alone");
+            }
+        }
+        Ok(deleted)
     }
 
     /// Deletes every version of `key` whose `artifact_sha256` is `sha256`.
     async fn mirror_delete_holding(&self, key: &str, sha256: &str) -> Result<usize> {
-        let versions: Vec<String> = self
-            .key_versions(key)
-            .await?
-            .into_iter()
-            .map(|(version, _)| version)
-            .collect();
         let mut deleted = 0;
-        for version in versions {
+        for (version, _) in self.key_versions(key).await? {
             let holds = self
                 .mirror_head(key, Some(&version))
                 .await?
@@ -262,24 +386,8 @@ impl Repository {
         Ok(deleted)
     }
 
-    /// Deletes the noncurrent versions of the library's LATEST key after a
-    /// copy to it. No row references them: the LATEST row is a blob row (it
-    /// was just mirrored), version rows reference their own keys, and the
-    /// library reads only the current object. Without this every commit
-    /// would leave a full copy behind (the bucket has no noncurrent-version
-    /// expiration: it could delete bytes rows of the previous release pin).
-    async fn prune_noncurrent(&self, key: &str) -> Result<usize> {
-        let mut deleted = 0;
-        for (version, current) in self.key_versions(key).await? {
-            if !current {
-                self.mirror_delete(key, Some(&version)).await?;
-                deleted += 1;
-            }
-        }
-        Ok(deleted)
-    }
-
-    /// Every version of exactly `key`, with whether it is the current one.
+    /// Every version of exactly `key`, newest first, with whether it is the
+    /// current one.
     async fn key_versions(&self, key: &str) -> Result<Vec<(String, bool)>> {
         let mut versions = Vec::new();
         let (mut key_marker, mut version_marker) = (None, None);
@@ -323,16 +431,18 @@ impl Repository {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(Some(Head {
-                sha256: out
-                    .metadata()
-                    .and_then(|m| m.get(META_ARTIFACT_SHA256))
-                    .cloned(),
-                last_modified: out
-                    .last_modified()
-                    .and_then(|t| OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()),
-                version_id: out.version_id,
-            })),
+            Ok(out) => {
+                let metadata = |k: &str| out.metadata().and_then(|m| m.get(k)).cloned();
+                Ok(Some(Head {
+                    sha256: metadata(META_ARTIFACT_SHA256),
+                    mirrored_for: metadata(META_MIRRORED_FOR),
+                    last_modified: out
+                        .last_modified()
+                        .and_then(|t| OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()),
+                    e_tag: out.e_tag().map(str::to_owned),
+                    version_id: out.version_id,
+                }))
+            }
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(e) => Err(Error::upstream("HeadObject", e)),
         }
@@ -351,20 +461,23 @@ impl Repository {
     }
 
     /// Copies the row's blob (its current version: every version of a
-    /// content-addressed key holds the same bytes) to the library key.
+    /// content-addressed key holds the same bytes) to the library key, on
+    /// condition that the key still holds what was `read` (rule 2).
     async fn mirror_copy(
         &self,
         name: &ArtifactName,
         key: &str,
         row: &VersionRow,
+        read: Option<&Head>,
         plan: &CopyPlan,
-    ) -> Result<Written> {
+    ) -> Result<Copied> {
         let blob = self.layout.blob_key(name, &row.sha256);
         let source = copy_source(&self.layout.bucket, &blob, None);
         let metadata = library_metadata(name, row);
+        let condition = Condition::on(read);
         let size = row.size.unwrap_or(0);
-        let version_id = if size > plan.single_copy_max {
-            self.mirror_copy_in_parts(key, &source, size, metadata, row, plan)
+        let copied = if size > plan.single_copy_max {
+            self.mirror_copy_in_parts(key, &source, size, metadata, row, &condition, plan)
                 .await?
         } else {
             let out = self
@@ -373,13 +486,21 @@ impl Repository {
                 .bucket(&self.layout.bucket)
                 .key(key)
                 .copy_source(&source)
+                .set_if_match(condition.if_match.clone())
+                .set_if_none_match(condition.if_none_match.clone())
                 .metadata_directive(MetadataDirective::Replace)
                 .set_metadata(Some(metadata))
                 .set_content_type(row.content_type.clone())
                 .checksum_algorithm(ChecksumAlgorithm::Sha256)
                 .send()
-                .await
-                .map_err(|e| Error::upstream("CopyObject", e))?;
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) if refused(e.raw_response().map(|r| r.status().as_u16())) => {
+                    return Ok(Copied::Refused);
+                }
+                Err(e) => return Err(Error::upstream("CopyObject", e)),
+            };
             // S3 computed the copy's SHA-256: it must be the row's (a
             // composite `…-N` value of a multipart source cannot be compared).
             let computed = out
@@ -398,19 +519,20 @@ impl Repository {
                     ),
                 ));
             }
-            out.version_id
+            Copied::Landed(out.version_id)
         };
-        tracing::info!(%key, sha256 = %row.sha256, size, "blob copied to the library key");
-        Ok(Written {
-            version_id,
-            sha256: row.sha256.clone(),
-        })
+        if matches!(copied, Copied::Landed(_)) {
+            tracing::info!(%key, sha256 = %row.sha256, size, "blob copied to the library key");
+        }
+        Ok(copied)
     }
 
     /// A copy larger than one CopyObject allows: parts copied in parallel,
-    /// the upload aborted when any fails. No checksum algorithm: S3 would
-    /// then require each part's checksum on completion, and a composite
-    /// checksum says nothing about the whole object's SHA-256 anyway.
+    /// the upload aborted when any fails (or the completion is refused by
+    /// its condition). No checksum algorithm: S3 would then require each
+    /// part's checksum on completion, and a composite checksum says nothing
+    /// about the whole object's SHA-256 anyway.
+    #[allow(clippy::too_many_arguments)]
     async fn mirror_copy_in_parts(
         &self,
         key: &str,
@@ -418,8 +540,9 @@ impl Repository {
         size: u64,
         metadata: HashMap<String, String>,
         row: &VersionRow,
+        condition: &Condition,
         plan: &CopyPlan,
-    ) -> Result<Option<String>> {
+    ) -> Result<Copied> {
         let part_size = plan.part_size.max(size.div_ceil(MAX_PARTS)).max(1);
         let upload = self
             .s3
@@ -477,18 +600,25 @@ impl Repository {
                 .bucket(&self.layout.bucket)
                 .key(key)
                 .upload_id(&upload_id)
+                .set_if_match(condition.if_match.clone())
+                .set_if_none_match(condition.if_none_match.clone())
                 .multipart_upload(
                     CompletedMultipartUpload::builder()
                         .set_parts(Some(parts))
                         .build(),
                 )
                 .send()
-                .await
-                .map_err(|e| Error::upstream("CompleteMultipartUpload", e))?;
-            Ok(out.version_id)
+                .await;
+            match out {
+                Ok(out) => Ok(Copied::Landed(out.version_id)),
+                Err(e) if refused(e.raw_response().map(|r| r.status().as_u16())) => {
+                    Ok(Copied::Refused)
+                }
+                Err(e) => Err(Error::upstream("CompleteMultipartUpload", e)),
+            }
         }
         .await;
-        if copied.is_err() {
+        if !matches!(copied, Ok(Copied::Landed(_))) {
             let aborted = self
                 .s3
                 .abort_multipart_upload()
@@ -505,6 +635,55 @@ impl Repository {
     }
 }
 
+/// The condition a copy is made on: the destination still holds the object
+/// read (its ETag), or still nothing.
+#[derive(Debug, Default)]
+struct Condition {
+    if_match: Option<String>,
+    if_none_match: Option<String>,
+}
+
+impl Condition {
+    fn on(read: Option<&Head>) -> Self {
+        match read {
+            Some(head) => Self {
+                if_match: head.e_tag.clone(),
+                if_none_match: None,
+            },
+            None => Self {
+                if_match: None,
+                if_none_match: Some("*".to_owned()),
+            },
+        }
+    }
+}
+
+/// Whether `beneath`, the version right under our fresh copy and not the
+/// one read before copying, is another writer's object that landed while
+/// we copied. Ours never is. When the key held an object, any other version
+/// there is new. When it held none, a version beneath may also be an old
+/// one under a delete marker (which the listing of versions does not
+/// place): only one written no earlier than the row's second counts.
+fn landed_meanwhile(
+    beneath: &Head,
+    sort_key: &str,
+    read: Option<&Head>,
+    row_written: OffsetDateTime,
+) -> bool {
+    !beneath.ours(sort_key)
+        && (read.is_some()
+            || beneath
+                .last_modified
+                .is_some_and(|t| t.unix_timestamp() >= row_written.unix_timestamp()))
+}
+
+/// Whether S3 refused a conditional write because the key changed: 412
+/// Precondition Failed, or 409 ConditionalRequestConflict (a write racing
+/// ours).
+fn refused(status: Option<u16>) -> bool {
+    matches!(status, Some(412 | 409))
+}
+
 /// Whether the row's bytes are in the blob store (`bytes = "blob"`); rows
 /// the library or a previous release wrote have them at the library key.
 // Read here until `VersionRow` decodes where its bytes are (rows.rs).
@@ -515,7 +694,8 @@ fn in_blob_store(item: &Item) -> bool {
 }
 
 /// The user metadata `versioned` 1.0.1 writes: the row's own, then
-/// `artifact_name` and `artifact_sha256` (ours win: the library reads them).
+/// `artifact_name` and `artifact_sha256` (ours win: the library reads them),
+/// and our marker (the sort key the copy is made for).
 fn library_metadata(name: &ArtifactName, row: &VersionRow) -> HashMap<String, String> {
     let mut metadata: HashMap<String, String> = row
         .metadata
@@ -524,5 +704,6 @@ fn library_metadata(name: &ArtifactName, row: &VersionRow) -> HashMap<String, St
         .collect();
     metadata.insert(META_ARTIFACT_NAME.to_owned(), name.to_string());
     metadata.insert(META_ARTIFACT_SHA256.to_owned(), row.sha256.clone());
+    metadata.insert(META_MIRRORED_FOR.to_owned(), row.version.sort_key());
     metadata
 }
