@@ -16,7 +16,7 @@ export CARGO_TARGET_DIR ?= target
 # when its Rust target is installed.
 ARM64 := $(shell rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && echo yes)
 
-.PHONY: test dev venv lint validate release stress bench clean-venv
+.PHONY: test dev venv lint validate release stress bench smoke clean-venv
 
 ## make test: install what is missing, then formatting, lints, the SAM
 ## template check, and every test (unit, emulator integration, concurrency,
@@ -50,6 +50,15 @@ stress: venv
 bench: venv release
 	cargo lambda build --release --locked --x86-64 --lambda-dir $(CARGO_TARGET_DIR)/lambda-x86-64 --package local-api --package bench
 	$(CARGO_TARGET_DIR)/lambda-x86-64/bench/bootstrap
+
+## make smoke STACK=<name>: after `sam deploy`, checks the deployed stack
+## with your AWS credentials: `artifact doctor` against its API (404s, not
+## 403s, for missing keys under the functions' roles; checksums enforced;
+## presigned URLs through the blob-prefix deny; purge), a direct write under
+## the blob prefix refused, no alarm firing.
+smoke: venv
+	@test -n "$(STACK)" || { echo "usage: make smoke STACK=<stack name>"; exit 2; }
+	$(VENV)/bin/python scripts/smoke.py "$(STACK)"
 
 ## make release: every Lambda with cargo-lambda, checked to exist, with sizes.
 release: venv

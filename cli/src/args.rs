@@ -121,6 +121,16 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Check a deployment: a scratch artifact pushed, published, downloaded
+    /// and purged, and the 404s, checksums and permissions each step assumes.
+    Doctor {
+        /// The scratch artifact (must not exist; default doctor-<random>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Leave the scratch artifact in place (no purge).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }

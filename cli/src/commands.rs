@@ -316,7 +316,10 @@ pub async fn run(api: &Api, command: &Command) -> Result<Rendered> {
                 format!("purged {name}"),
             ))
         }
-        Command::Push(_) | Command::Pull(_) | Command::Completions { .. } => Err(Error::Protocol(
+        Command::Push(_)
+        | Command::Pull(_)
+        | Command::Doctor { .. }
+        | Command::Completions { .. } => Err(Error::Protocol(
             "push, pull and completions are not single calls".into(),
         )),
     }

@@ -8,6 +8,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod doctor;
 pub mod error;
 pub mod multipart;
 pub mod output;
@@ -43,7 +44,7 @@ pub async fn run(args: Vec<OsString>) -> i32 {
         return exit::OK;
     }
     match execute(&cli).await {
-        Ok(rendered) => {
+        Ok((rendered, healthy)) => {
             let mut stdout = std::io::stdout();
             let printed = if cli.global.json {
                 writeln!(stdout, "{}", rendered.json)
@@ -52,7 +53,7 @@ pub async fn run(args: Vec<OsString>) -> i32 {
             } else {
                 writeln!(stdout, "{}", rendered.text)
             };
-            if printed.is_err() {
+            if printed.is_err() || !healthy {
                 return exit::ERROR;
             }
             exit::OK
@@ -61,7 +62,9 @@ pub async fn run(args: Vec<OsString>) -> i32 {
     }
 }
 
-async fn execute(cli: &Cli) -> Result<Rendered, Error> {
+/// The command's output, and whether it succeeded (`doctor` prints its
+/// report and fails when a check failed).
+async fn execute(cli: &Cli) -> Result<(Rendered, bool), Error> {
     let g = &cli.global;
     let Some(api_url) = g.api.clone() else {
         return Err(Error::Usage(
@@ -82,11 +85,18 @@ async fn execute(cli: &Cli) -> Result<Rendered, Error> {
     };
     let api = Api::new(&settings).await?;
     let progress = Progress::new(g.quiet);
-    match &cli.command {
+    let rendered = match &cli.command {
         Command::Push(p) => push::push(&api, &api_url, progress, p).await,
         Command::Pull(p) => pull::pull(&api, progress, g.json, p).await,
+        Command::Doctor { name, keep } => {
+            let name = name
+                .clone()
+                .unwrap_or_else(|| format!("doctor-{:016x}", fastrand::u64(..)));
+            return doctor::doctor(&api, &name, *keep).await;
+        }
         other => commands::run(&api, other).await,
-    }
+    }?;
+    Ok((rendered, true))
 }
 
 /// `error: <code>: <message>` on stderr; with `--json` also the error
