@@ -468,6 +468,46 @@ async fn a_library_write_landing_during_a_multipart_copy_gets_the_copy_refused()
     assert!(uploads.uploads().is_empty(), "the refused copy was aborted");
 }
 
+// Issue 18 item 5, the window S3's condition cannot close: the library PUTs
+// its object, a commit of ours lands (a row newer than that object), the
+// mirror copies over the library's object, and then the library's row
+// lands. The library's version was kept (never pruned); the library's row
+// gives it back: our copy is withdrawn. The library used to read our bytes
+// under its row's sha256, its own bytes deleted.
+#[tokio::test]
+async fn a_library_row_landing_after_our_copy_gets_its_object_back() {
+    let store = TestStore::new().await;
+    let n = name("overtaken");
+    let theirs = library_put_object(&store, &n, b"theirs").await;
+    tokio::time::sleep(NEXT_SECOND).await;
+    store.put_blob_row(&n, Version::Latest, b"ours", &[]).await;
+    store.drain_mirror().await;
+    let (bytes, _, _) = library_object(&store, &n, Version::Latest).await.unwrap();
+    assert_eq!(bytes, b"ours", "our row was the newer: copied");
+
+    // The second half of the library's put_artifact: its row.
+    store
+        .ddb
+        .put_item()
+        .table_name(&store.config.table)
+        .item(attr::PK, AttributeValue::S(n.to_string()))
+        .item(attr::SK, AttributeValue::S(Version::Latest.sort_key()))
+        .item(attr::SHA256, AttributeValue::S(sha256_hex(b"theirs")))
+        .item(attr::IS_DELETED, AttributeValue::Bool(false))
+        .item(attr::UPDATE_AT, AttributeValue::S(format_update_at(now())))
+        .send()
+        .await
+        .unwrap();
+    store.drain_mirror().await;
+
+    assert_eq!(current_version(&store, &n, Version::Latest).await, theirs);
+    assert_eq!(
+        library_content(&store, &n, "LATEST").as_deref(),
+        Some(&b"theirs"[..])
+    );
+    assert_eq!(object_versions(&store, &n, Version::Latest).await, 1);
+}
+
 // Issue 18 item 6: the mirror recognises its own copy from the object (its
 // marker), not from the memory of one invocation. A commit lands while the
 // mirror's copy of the previous content is on its way; the invocation dies
@@ -695,8 +735,8 @@ async fn rows_the_library_wrote_and_our_own_partitions_are_left_alone() {
     let operations = repo.operations();
     assert_eq!(
         operations.into_iter().collect::<Vec<_>>(),
-        ["GetItem"],
-        "one read of the library's row, none of ours"
+        ["GetItem", "HeadObject"],
+        "one read of the library's row and of its object, none of ours"
     );
 }
 

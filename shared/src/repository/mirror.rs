@@ -50,7 +50,10 @@
 //!   still on its way, survives a late REMOVE even when it holds the same
 //!   bytes. A REMOVE of unknown time deletes only our own copies.
 //! - Row without `bytes=blob` (written by the library or a previous
-//!   release): its bytes already are at the library key; nothing to do.
+//!   release): its bytes already are at the library key. Only when a copy
+//!   of ours holding other bytes is current, right above the library's
+//!   object of the row's sha256 (our copy landed between the library's S3
+//!   PUT and its row PUT), is ours withdrawn, making theirs current again.
 //! - Soft-deleted: left as it is (the library hides it by `is_deleted`);
 //!   once reclaimed (`reclaimed_at`), the key's versions holding its sha256
 //!   are deleted.
@@ -73,14 +76,15 @@
 //! of ours), then GetItem + HeadObject again. Absent row:
 //! ListObjectVersions, HeadObject and maybe DeleteObject per version. A
 //! reclaimed row: ListObjectVersions, HeadObject and DeleteObject per
-//! version.
+//! version. A library row: HeadObject (when it is a copy of ours of other
+//! bytes: ListObjectVersions, HeadObject, maybe DeleteObject).
 //!
 //! Residual windows (documented, not closed): S3's `LastModified` has
 //! one-second precision, so a library write in the same second as the row's
-//! `update_at`, or landing between the mirror's HeadObject and a copy the
-//! emulator does not make conditional, can be replaced (it stays as a
-//! noncurrent version: never deleted). Copies written before the marker
-//! existed are not recognised as ours: they are left, not pruned.
+//! `update_at` can be replaced; it stays as a noncurrent version (never
+//! deleted) and becomes current again when the library's row arrives.
+//! Copies written before the marker existed are not recognised as ours:
+//! they are left, not pruned.
 
 use std::collections::HashMap;
 
@@ -247,7 +251,13 @@ impl Repository {
                 });
             };
             if !in_blob_store(&item) {
-                return Ok(done(copied));
+                let sha256 = item.get(attr::SHA256).and_then(|v| v.as_s().ok());
+                return Ok(match sha256 {
+                    Some(sha256) if self.yield_to_library(&key, &sort_key, sha256).await? => {
+                        Outcome::Deleted(1)
+                    }
+                    _ => done(copied),
+                });
             }
             let row = VersionRow::from_item(&item)?;
             if row.is_deleted {
@@ -340,6 +350,37 @@ impl Repository {
             tracing::debug!(%key, pruned, "noncurrent copies of ours deleted from the library LATEST key");
         }
         Ok(true)
+    }
+
+    /// A row the library wrote, holding `sha256`: its bytes are its own
+    /// object at the key. When a copy of ours is current and the version
+    /// right beneath it is the library's object of these bytes (our copy
+    /// landed between the library's S3 PUT and its row PUT, over an object
+    /// older than the row we copied for), our copy is withdrawn: the
+    /// library's object is current again. Whether it was.
+    async fn yield_to_library(&self, key: &str, sort_key: &str, sha256: &str) -> Result<bool> {
+        let Some(head) = self.mirror_head(key, None).await? else {
+            return Ok(false);
+        };
+        let (true, Some(ours)) = (head.ours(sort_key), head.version_id.as_deref()) else {
+            return Ok(false); // the library's own object (or no versions)
+        };
+        if head.sha256.as_deref() == Some(sha256) {
+            return Ok(false);
+        }
+        let versions = self.key_versions(key).await?;
+        if let [(newest, _), (beneath, _), ..] = versions.as_slice()
+            && newest == ours
+            && self
+                .mirror_head(key, Some(beneath))
+                .await?
+                .is_some_and(|h| !h.ours(sort_key) && h.sha256.as_deref() == Some(sha256))
+        {
+            self.mirror_delete(key, Some(ours)).await?;
+            tracing::warn!(%key, %sha256, version_id = %beneath, "the library's row names its object beneath our copy; our copy withdrawn");
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// The row is gone: deletes every version of `key` that is ours, and the
