@@ -369,7 +369,8 @@ async fn a_multipart_upload_over_http_verifies_and_becomes_latest() {
         "{state}"
     );
 
-    let commit = json!({"upload_id": id});
+    // One request for the pipeline: verified, then published and aliased.
+    let commit = json!({"upload_id": id, "publish": true, "alias": {"name": "prod"}});
     let (status, first) = api
         .call("PUT", "/artifacts/dataset", Some(commit.clone()))
         .await;
@@ -389,6 +390,24 @@ async fn a_multipart_upload_over_http_verifies_and_becomes_latest() {
     }
     assert_eq!(state["state"], "committed", "{state}");
     assert_eq!(state["artifact"]["sha256"], sha256_hex(&content));
+    // The verification ran the pipeline after its commit (the state shows
+    // it once done).
+    for _ in 0..600 {
+        if state.get("published").is_some() || state.get("pipeline_error").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        (_, state) = api
+            .call("GET", &format!("/artifacts/dataset/uploads/{id}"), None)
+            .await;
+    }
+    assert_eq!(state["published"]["version"], "1", "{state}");
+    assert_eq!(state["published"]["sha256"], sha256_hex(&content));
+    assert_eq!(
+        (&state["alias"]["alias"], &state["alias"]["version"]),
+        (&json!("prod"), &json!("1")),
+        "{state}"
+    );
     let (status, again) = api.call("PUT", "/artifacts/dataset", Some(commit)).await;
     assert_eq!(
         (status, &again["sha256"]),
@@ -399,6 +418,170 @@ async fn a_multipart_upload_over_http_verifies_and_becomes_latest() {
             .await,
         content
     );
+}
+
+/// SPEC 4.1 (v3): commit + publish + alias move in one request; an
+/// unchanged push in one request; alias preconditions refused before
+/// anything is written.
+#[tokio::test]
+async fn a_commit_publishes_and_moves_an_alias_in_one_request_and_an_unchanged_push_is_one_request()
+{
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let start = |bytes: &[u8], extra: Value| {
+        let mut body = json!({"sha256": sha256_hex(bytes), "size": bytes.len()});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    // Start + PUT, then the commit that does the rest.
+    let sent = |bytes: &'static [u8]| {
+        let api = &api;
+        async move {
+            let (status, ticket) = api
+                .call(
+                    "POST",
+                    "/artifacts/web/uploads",
+                    Some(start(bytes, json!({"commit": true}))),
+                )
+                .await;
+            assert_eq!(status, 201, "{ticket}");
+            let mut put = api
+                .http
+                .put(ticket["url"].as_str().unwrap())
+                .body(bytes.to_vec());
+            for (k, v) in ticket["headers"].as_object().unwrap() {
+                put = put.header(k, v.as_str().unwrap());
+            }
+            assert!(put.send().await.unwrap().status().is_success());
+            ticket["upload_id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    let id = sent(b"build 1").await;
+    let body = json!({"upload_id": id, "publish": true,
+                      "alias": {"name": "prod", "message": "first release"}});
+    let (status, done) = api.call("PUT", "/artifacts/web", Some(body)).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (&done["version"], &done["changed"]),
+        (&json!("LATEST"), &json!(true))
+    );
+    assert_eq!(done["sha256"], sha256_hex(b"build 1"));
+    assert_eq!(
+        (&done["published"]["version"], &done["published"]["created"]),
+        (&json!("1"), &json!(true))
+    );
+    assert_eq!(
+        (&done["alias"]["version"], &done["alias"]["revision"]),
+        (&json!("1"), &json!(1))
+    );
+
+    // A canary: prod keeps 1, 10 % go to the new version.
+    let id = sent(b"build 2").await;
+    let body = json!({"upload_id": id, "publish": true,
+                      "alias": {"name": "prod", "weight": 10, "if_revision": 1}});
+    let (status, canary) = api.call("PUT", "/artifacts/web", Some(body)).await;
+    assert_eq!(status, 200, "{canary}");
+    assert_eq!(
+        (
+            &canary["alias"]["version"],
+            &canary["alias"]["secondary_version"],
+            &canary["alias"]["secondary_version_weight"]
+        ),
+        (&json!("1"), &json!("2"), &json!(10))
+    );
+
+    // A stale If-Match: refused before the commit (LATEST is still build 2).
+    let id = sent(b"build 3").await;
+    let body = json!({"upload_id": id, "publish": true,
+                      "alias": {"name": "prod", "if_revision": 1}});
+    let (status, refused) = api.call("PUT", "/artifacts/web", Some(body)).await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (412, &json!("AliasModified"))
+    );
+    let (_, latest) = api
+        .call("GET", "/artifacts/web/versions/LATEST", None)
+        .await;
+    assert_eq!(latest["sha256"], sha256_hex(b"build 2"));
+
+    // Bytes the artifact holds: one request commits, publishes, promotes.
+    let body = start(
+        b"build 2",
+        json!({"commit": true, "publish": true, "alias": {"name": "prod"}}),
+    );
+    let (status, once) = api.call("POST", "/artifacts/web/uploads", Some(body)).await;
+    assert_eq!(status, 200, "{once}");
+    assert_eq!(
+        (&once["state"], &once["exists"], &once["changed"]),
+        (&json!("committed"), &json!(true), &json!(false))
+    );
+    assert_eq!(
+        (&once["published"]["version"], &once["published"]["created"]),
+        (&json!("2"), &json!(false))
+    );
+    assert_eq!(
+        (
+            &once["alias"]["version"],
+            &once["alias"]["secondary_version"]
+        ),
+        (&json!("2"), &Value::Null)
+    );
+    let (_, history) = api
+        .call("GET", "/artifacts/web/aliases/prod/history", None)
+        .await;
+    let revisions: Vec<&Value> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["revision"])
+        .collect();
+    assert_eq!(revisions, [&json!(3), &json!(2), &json!(1)]);
+    assert_eq!(history["items"][2]["message"], "first release");
+
+    // Bad combinations are 400s and change nothing.
+    for (path, body) in [
+        (
+            "/artifacts/web",
+            json!({"upload_id": id, "alias": {"name": "prod"}}),
+        ),
+        ("/artifacts/web", json!({"upload_id": id, "force": true})),
+        (
+            "/artifacts/web",
+            json!({"upload_id": id, "publish": true, "alias": {"name": "prod", "weight": 100}}),
+        ),
+        (
+            "/artifacts/web",
+            json!({"upload_id": id, "publish": true, "alias": {"name": "prod", "extra": 1}}),
+        ),
+        (
+            "/artifacts/web",
+            json!({"upload_id": id, "publish": true, "alias": {"name": "LATEST"}}),
+        ),
+        (
+            "/artifacts/web/uploads",
+            start(b"x", json!({"publish": true})),
+        ),
+    ] {
+        let (status, error) = api
+            .call(
+                if path.ends_with("uploads") {
+                    "POST"
+                } else {
+                    "PUT"
+                },
+                path,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{body} → {error}");
+    }
+    let (_, latest) = api
+        .call("GET", "/artifacts/web/versions/LATEST", None)
+        .await;
+    assert_eq!(latest["sha256"], sha256_hex(b"build 2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -19,10 +19,10 @@ use crate::http::{
     with_etag,
 };
 use crate::model::{
-    AliasTarget, ChangeRequest, CommitOutcome, PartRequest, RetentionPolicy, UploadRequest,
+    AliasMove, AliasTarget, ChangeRequest, PartRequest, Pipeline, RetentionPolicy, UploadRequest,
 };
 use crate::names::{AliasName, ArtifactName, Sha256, Version, Weight};
-use crate::repository::{Repository, UploadId, Verifier};
+use crate::repository::{PipelineOutcome, Repository, StartOutcome, UploadId, Verifier};
 
 /// Every operation, named as its function package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -299,12 +299,86 @@ struct StartUploadBody {
     metadata: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "optional_whole_number")]
     part_size: Option<u64>,
+    /// Commit at once when the artifact holds the bytes (SPEC 4.1, v3).
+    #[serde(default)]
+    commit: bool,
+    #[serde(default)]
+    publish: bool,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    alias: Option<AliasMoveBody>,
+}
+
+/// The pipeline fields of a commit (and of a start upload with `commit`).
+struct PipelineBody {
+    publish: bool,
+    force: bool,
+    alias: Option<AliasMoveBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliasMoveBody {
+    name: String,
+    #[serde(default)]
+    weight: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    if_revision: Option<u64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl PipelineBody {
+    /// Parsed into core values; a force or an alias without publish is a 400.
+    fn parse(self) -> Result<Pipeline> {
+        if self.force && !self.publish {
+            return Err(Error::InvalidRequest("force needs publish: true".into()));
+        }
+        let alias = match self.alias {
+            None => None,
+            Some(a) => {
+                let message = a.message.filter(|m| !m.is_empty());
+                check_message(message.as_deref())?;
+                Some(AliasMove {
+                    name: a.name.parse()?,
+                    weight: match a.weight.filter(|w| !w.is_null()) {
+                        Some(w) => Some(weight_field(w)?),
+                        None => None,
+                    },
+                    if_revision: a.if_revision,
+                    message,
+                })
+            }
+        };
+        if alias.is_some() && !self.publish {
+            return Err(Error::InvalidRequest(
+                "alias needs publish: true (the alias moves to the version published)".into(),
+            ));
+        }
+        Ok(Pipeline {
+            publish: self.publish,
+            force: self.force,
+            alias,
+        })
+    }
 }
 
 pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let request_ref = request;
     let name: ArtifactName = path(request, "name")?;
     let b: StartUploadBody = body(request)?;
+    let pipeline = PipelineBody {
+        publish: b.publish,
+        force: b.force,
+        alias: b.alias,
+    }
+    .parse()?;
+    if !b.commit && !pipeline.is_empty() {
+        return Err(Error::InvalidRequest(
+            "publish and alias at start upload need commit: true".into(),
+        ));
+    }
     let request = UploadRequest {
         sha256: b.sha256,
         size: b.size,
@@ -312,6 +386,16 @@ pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Respon
         metadata: b.metadata,
         part_size: b.part_size,
     };
+    if b.commit {
+        let outcome = repo
+            .start_and_commit(&name, request, &actor(request_ref), &pipeline)
+            .await?;
+        let status = match outcome {
+            StartOutcome::Committed { .. } => StatusCode::OK,
+            StartOutcome::Ticket(_) => StatusCode::CREATED,
+        };
+        return Ok(json(status, &outcome));
+    }
     let ticket = repo
         .create_upload_as(&name, request, &actor(request_ref))
         .await?;
@@ -327,15 +411,29 @@ pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Respon
 #[serde(deny_unknown_fields)]
 struct CommitBody {
     upload_id: String,
+    #[serde(default)]
+    publish: bool,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    alias: Option<AliasMoveBody>,
 }
 
 pub async fn commit_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let b: CommitBody = body(request)?;
-    let outcome = repo.commit_as(&name, &b.upload_id, &actor(request)).await?;
+    let pipeline = PipelineBody {
+        publish: b.publish,
+        force: b.force,
+        alias: b.alias,
+    }
+    .parse()?;
+    let outcome = repo
+        .commit_pipeline(&name, &b.upload_id, &actor(request), &pipeline)
+        .await?;
     let status = match outcome {
-        CommitOutcome::Committed(_) => StatusCode::OK,
-        CommitOutcome::Verifying { .. } => StatusCode::ACCEPTED,
+        PipelineOutcome::Committed(_) => StatusCode::OK,
+        PipelineOutcome::Verifying { .. } => StatusCode::ACCEPTED,
     };
     Ok(json(status, &outcome))
 }
@@ -502,14 +600,19 @@ struct PutAliasBody {
 pub const MAX_MESSAGE_CHARS: usize = 1024;
 
 /// A change's who, why and on which condition, from the request.
-fn change_request(request: &Request, message: Option<String>) -> Result<ChangeRequest> {
-    if let Some(m) = &message
+fn check_message(message: Option<&str>) -> Result<()> {
+    if let Some(m) = message
         && (m.chars().count() > MAX_MESSAGE_CHARS || m.chars().any(char::is_control))
     {
         return Err(Error::InvalidRequest(format!(
             "message must be at most {MAX_MESSAGE_CHARS} printable characters"
         )));
     }
+    Ok(())
+}
+
+fn change_request(request: &Request, message: Option<String>) -> Result<ChangeRequest> {
+    check_message(message.as_deref())?;
     Ok(ChangeRequest {
         actor: actor(request),
         message: message.filter(|m| !m.is_empty()),

@@ -60,6 +60,10 @@ pub mod attr {
     /// On verifying upload rows: the object verified is the one this
     /// upload's own CompleteMultipartUpload created.
     pub const BLOB_OWNED: &str = "blob_owned";
+    /// On multipart upload rows committed with a pipeline: the pipeline,
+    /// and what it did once verified.
+    pub const PIPELINE: &str = "pipeline";
+    pub const PIPELINE_RESULT: &str = "pipeline_result";
     /// On multipart upload rows: S3's upload id and the cut of the bytes.
     pub const S3_UPLOAD_ID: &str = "s3_upload_id";
     pub const PART_SIZE: &str = "part_size";

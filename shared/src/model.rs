@@ -300,9 +300,110 @@ pub struct UploadStatus {
     /// Committed: LATEST as the commit made it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact: Option<Artifact>,
-    /// Failed: why.
+    /// Failed or superseded: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Committed with `publish` (SPEC 4.1, one request for a pipeline): the
+    /// version published once the upload was verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<serde_json::Value>,
+    /// Committed with `alias`: the alias as it was moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<serde_json::Value>,
+    /// Committed, but its publish or alias move was refused: why (the
+    /// commit stands; retry the publish or the move on its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline_error: Option<serde_json::Value>,
+}
+
+/// What a commit does besides making LATEST (SPEC 4.1, one request for a
+/// pipeline): publish it (`force`: also when unchanged), then move an alias
+/// to the new version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pipeline {
+    pub publish: bool,
+    pub force: bool,
+    pub alias: Option<AliasMove>,
+}
+
+/// The alias move of a [`Pipeline`]: the alias points at the new version
+/// alone, or with `weight`, keeps its primary and sends `weight` percent to
+/// the new version (a canary); `if_revision` as `If-Match`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasMove {
+    pub name: AliasName,
+    pub weight: Option<Weight>,
+    pub if_revision: Option<u64>,
+    pub message: Option<String>,
+}
+
+impl Pipeline {
+    pub fn is_empty(&self) -> bool {
+        !self.publish && self.alias.is_none()
+    }
+
+    /// As stored on a multipart upload's row (its verification runs it).
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "publish": self.publish,
+            "force": self.force,
+            "alias": self.alias.as_ref().map(|a| serde_json::json!({
+                "name": a.name.as_str(),
+                "weight": a.weight.map(Weight::get),
+                "if_revision": a.if_revision,
+                "message": a.message,
+            })),
+        })
+        .to_string()
+    }
+
+    /// Read back from [`Self::to_json`]; `None` when it is not one.
+    pub fn from_json(text: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let alias = match v.get("alias") {
+            Some(a) if a.is_object() => Some(AliasMove {
+                name: a.get("name")?.as_str()?.parse().ok()?,
+                weight: match a.get("weight").and_then(serde_json::Value::as_i64) {
+                    Some(w) => Some(Weight::new(w).ok()?),
+                    None => None,
+                },
+                if_revision: a.get("if_revision").and_then(serde_json::Value::as_u64),
+                message: a
+                    .get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+            }),
+            _ => None,
+        };
+        Some(Self {
+            publish: v.get("publish")?.as_bool()?,
+            force: v
+                .get("force")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            alias,
+        })
+    }
+}
+
+/// A published version as a pipeline answers it: the Artifact, and whether
+/// the publish created it (false: LATEST was unchanged, the newest version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedArtifact {
+    #[serde(flatten)]
+    pub artifact: Artifact,
+    pub created: bool,
+}
+
+/// A commit with its pipeline, answered together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineCommitted {
+    #[serde(flatten)]
+    pub committed: Committed,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<PublishedArtifact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<Alias>,
 }
 
 /// What a commit answers: LATEST (single PUT, 200), or a multipart upload

@@ -483,6 +483,11 @@ pub struct UploadRow {
     /// CompleteMultipartUpload created (only then may a failed
     /// verification delete it).
     pub blob_owned: bool,
+    /// Multipart committed with a pipeline (publish, alias move): what to
+    /// do once verified (`Pipeline::to_json`), and what it did (JSON:
+    /// `{"published", "alias"}` or `{"error"}`).
+    pub pipeline: Option<String>,
+    pub pipeline_result: Option<String>,
 }
 
 /// The S3 side of a multipart upload.
@@ -569,6 +574,12 @@ impl UploadRow {
         if self.blob_owned {
             item.insert(attr::BLOB_OWNED.into(), AttributeValue::Bool(true));
         }
+        if let Some(p) = &self.pipeline {
+            item.insert(attr::PIPELINE.into(), sv(p));
+        }
+        if let Some(p) = &self.pipeline_result {
+            item.insert(attr::PIPELINE_RESULT.into(), sv(p));
+        }
         item
     }
 
@@ -634,6 +645,8 @@ impl UploadRow {
             reason: s(item, attr::REASON).map(str::to_owned),
             committed_at: s(item, attr::COMMITTED_AT).map(str::to_owned),
             blob_owned: matches!(item.get(attr::BLOB_OWNED), Some(AttributeValue::Bool(true))),
+            pipeline: s(item, attr::PIPELINE).map(str::to_owned),
+            pipeline_result: s(item, attr::PIPELINE_RESULT).map(str::to_owned),
         })
     }
 

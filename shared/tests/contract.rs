@@ -470,6 +470,40 @@ fn calls(package: &str) -> Vec<Call> {
         ListObjectVersions(Blobs),
         DeleteObjects(Blobs, At::Version),
     ];
+    // Publishing LATEST: the number, the version row (LATEST unchanged, the
+    // blob not condemned); unchanged LATEST reads the version it was
+    // published as (or the newest, for the library's rows).
+    let publish = [
+        vec![
+            UpdateItem,
+            GetItem,
+            Query,
+            TransactWriteItems(&[Put, ConditionCheck]),
+        ],
+        adopt.to_vec(),
+    ]
+    .concat();
+    // Alias changes: the alias row, its history entry and the version
+    // rows' references in one transaction; the history is queried for the
+    // last revision and read back to recognise a landed write.
+    let alias_change = [
+        BatchGetItem,
+        GetItem,
+        Query,
+        TransactWriteItems(&[Put, Update, ConditionCheck]),
+    ];
+    // The one-request pipeline (SPEC 4.1): after a commit, a publish and an
+    // alias move.
+    let pipeline = [publish.clone(), alias_change.to_vec()].concat();
+    // A single PUT's commit: the blob ∥ the upload and LATEST rows, then one
+    // transaction; onto a LATEST the library wrote, the highest version first.
+    let commit = [
+        HeadObject(Blobs, At::Current),
+        BatchGetItem,
+        GetItem,
+        Query,
+        TransactWriteItems(&[Update, ConditionCheck, Put]),
+    ];
     match package {
         // The registry of names beside the library's listing.
         "list-artifacts" => vec![Query, ListObjectsV2(Store)],
@@ -477,15 +511,22 @@ fn calls(package: &str) -> Vec<Call> {
         // the purge fence and the blob's condemned item; the PUT it signs.
         // Multipart: the S3 side of the upload, given up when the bytes are
         // there.
-        "start-upload" => vec![
-            HeadObject(Blobs, At::Current),
-            // The verified record of a multipart blob.
-            GetItem,
-            TransactWriteItems(&[ConditionCheck, Put]),
-            PutObject(Blobs),
-            CreateMultipartUpload(Blobs),
-            AbortMultipartUpload(Blobs),
-        ],
+        // With `commit`, bytes the artifact holds are committed at once, then
+        // published and aliased.
+        "start-upload" => [
+            vec![
+                HeadObject(Blobs, At::Current),
+                // The verified record of a multipart blob.
+                GetItem,
+                TransactWriteItems(&[ConditionCheck, Put]),
+                PutObject(Blobs),
+                CreateMultipartUpload(Blobs),
+                AbortMultipartUpload(Blobs),
+            ],
+            commit.to_vec(),
+            pipeline.clone(),
+        ]
+        .concat(),
         // The upload row; a pending multipart upload's parts.
         "get-upload" => vec![GetItem, ListParts(Blobs)],
         // The upload row; the parts it signs.
@@ -496,34 +537,25 @@ fn calls(package: &str) -> Vec<Call> {
         // highest version first. Multipart: the parts, the upload completed
         // (or given up when the key holds the bytes already), the row
         // `verifying`, and verify-upload invoked.
-        "commit-upload" => vec![
-            HeadObject(Blobs, At::Current),
-            BatchGetItem,
-            // The verified record of a multipart blob; the upload that
-            // wrote an unverified one.
-            GetItem,
-            Query,
-            TransactWriteItems(&[Update, ConditionCheck, Put]),
-            ListParts(Blobs),
-            CompleteMultipartUpload(Blobs),
-            AbortMultipartUpload(Blobs),
-            UpdateItem,
-            Invoke(VERIFY_FUNCTION_ARN),
-        ],
+        // (GetItem: the verified record of a multipart blob; the upload
+        // that wrote an unverified one.) Then the pipeline, when asked.
+        "commit-upload" => [
+            commit.to_vec(),
+            vec![
+                ListParts(Blobs),
+                CompleteMultipartUpload(Blobs),
+                AbortMultipartUpload(Blobs),
+                UpdateItem,
+                Invoke(VERIFY_FUNCTION_ARN),
+            ],
+            pipeline.clone(),
+        ]
+        .concat(),
         "list-versions" | "list-aliases" => vec![Query],
         // The number, then the version row with LATEST unchanged and the
         // blob not condemned; unchanged LATEST reads the version it was
         // published as (or the newest, for the library's rows).
-        "publish-version" => [
-            vec![
-                UpdateItem,
-                GetItem,
-                Query,
-                TransactWriteItems(&[Put, ConditionCheck]),
-            ],
-            adopt.to_vec(),
-        ]
-        .concat(),
+        "publish-version" => publish.clone(),
         "get-version" | "get-version-content" => [vec![GetItem], download.to_vec()].concat(),
         // Stale alias references are cleaned in a transaction that checks the
         // alias rows and updates the version row.
@@ -557,12 +589,7 @@ fn calls(package: &str) -> Vec<Call> {
         // Alias changes: the alias row, its history entry and the version
         // rows' references in one transaction; the history is queried for
         // the last revision and read back to recognise a landed write.
-        "put-alias" | "rollback-alias" => vec![
-            BatchGetItem,
-            GetItem,
-            Query,
-            TransactWriteItems(&[Put, Update, ConditionCheck]),
-        ],
+        "put-alias" | "rollback-alias" => alias_change.to_vec(),
         "get-alias" | "get-alias-history" => vec![GetItem, Query],
         "delete-alias" => vec![
             BatchGetItem,
@@ -609,17 +636,22 @@ fn calls(package: &str) -> Vec<Call> {
         // end commit's own reads and transaction, or the upload failed
         // (UpdateItem) and that object version deleted. Invocations given
         // up on go to the queue.
-        "verify-upload" => vec![
-            GetItem,
-            GetObject(Blobs, At::Version),
-            UpdateItem,
-            Invoke(VERIFY_FUNCTION_ARN),
-            BatchGetItem,
-            Query,
-            TransactWriteItems(&[Update, ConditionCheck, Put]),
-            DeleteObject(Blobs, At::Version),
-            SendMessage("VerifyFailuresQueue.Arn"),
-        ],
+        // Then the pipeline the upload was committed with.
+        "verify-upload" => [
+            vec![
+                GetItem,
+                GetObject(Blobs, At::Version),
+                UpdateItem,
+                Invoke(VERIFY_FUNCTION_ARN),
+                BatchGetItem,
+                Query,
+                TransactWriteItems(&[Update, ConditionCheck, Put]),
+                DeleteObject(Blobs, At::Version),
+                SendMessage("VerifyFailuresQueue.Arn"),
+            ],
+            pipeline,
+        ]
+        .concat(),
         other => panic!("no AWS calls recorded for {other}"),
     }
 }

@@ -59,12 +59,16 @@ fn expected_keys(operation: Operation) -> &'static [&'static str] {
             "upload_id",
         ],
         Operation::GetUploadParts => &["expires_at", "parts"],
+        // With the pipeline the sample asks for: the version published
+        // and the alias moved (SPEC 4.1, one request).
         Operation::CommitUpload => &[
+            "alias",
             "changed",
             "content_type",
             "created_by",
             "metadata",
             "name",
+            "published",
             "s3uri",
             "sha256",
             "size",

@@ -9,6 +9,7 @@ mod aliases;
 mod mirror;
 mod multipart;
 mod names;
+mod pipeline;
 mod publish;
 mod purge;
 mod retention;
@@ -43,6 +44,7 @@ pub use multipart::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
     MIN_PART_SIZE, plan as multipart_plan,
 };
+pub use pipeline::{PipelineOutcome, StartOutcome};
 pub use retention::{ReclaimReport, RetentionBookkeeping};
 pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, UploadId, metadata_limits};
 pub use verify::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, VerifyStep};

@@ -25,7 +25,8 @@ use super::Repository;
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now, upload_pk};
 use crate::model::{
-    CommitOutcome, MultipartPlan, PartReceived, PartRequest, PartUrl, PartUrls, UploadStatus,
+    CommitOutcome, MultipartPlan, PartReceived, PartRequest, PartUrl, PartUrls, Pipeline,
+    UploadStatus,
 };
 use crate::names::ArtifactName;
 use crate::rows::{UploadRow, UploadState, key, nv, sv};
@@ -267,6 +268,9 @@ impl Repository {
             verified_bytes: None,
             artifact: None,
             reason: None,
+            published: None,
+            alias: None,
+            pipeline_error: None,
         };
         match upload.state {
             UploadState::Pending => {
@@ -293,7 +297,18 @@ impl Repository {
                 }
             }
             UploadState::Verifying => status.verified_bytes = Some(upload.verified_bytes),
-            UploadState::Committed => status.artifact = Some(upload.to_artifact(&self.layout)),
+            UploadState::Committed => {
+                status.artifact = Some(upload.to_artifact(&self.layout));
+                let result: Option<serde_json::Value> = upload
+                    .pipeline_result
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok());
+                if let Some(result) = result {
+                    status.published = result.get("published").filter(|v| !v.is_null()).cloned();
+                    status.alias = result.get("alias").filter(|v| !v.is_null()).cloned();
+                    status.pipeline_error = result.get("error").cloned();
+                }
+            }
             UploadState::Failed | UploadState::Superseded => status.reason = upload.reason.clone(),
         }
         Ok(status)
@@ -363,7 +378,9 @@ impl Repository {
         upload: UploadRow,
         head: Option<HeadObjectOutput>,
         actor: &str,
+        pipeline: Option<&Pipeline>,
     ) -> Result<Option<CommitOutcome>> {
+        let hand_over = Handover { actor, pipeline };
         let Some(mp) = &upload.multipart else {
             return Err(Error::internal(
                 "commit",
@@ -380,7 +397,7 @@ impl Repository {
                 match self.complete(&blob_key, &mp.s3_upload_id, parts).await? {
                     Some(version) => {
                         return self
-                            .hand_to_verification(name, id, &version, true, actor)
+                            .hand_to_verification(name, id, &version, true, &hand_over)
                             .await;
                     }
                     // A concurrent commit of this upload completed it.
@@ -428,7 +445,7 @@ impl Repository {
                 if parts.is_some() && !owned {
                     self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
                 }
-                self.hand_to_verification(name, id, &version, owned, actor)
+                self.hand_to_verification(name, id, &version, owned, &hand_over)
                     .await
             }
         }
@@ -441,9 +458,9 @@ impl Repository {
         id: &UploadId,
         version: &str,
         owned: bool,
-        actor: &str,
+        hand_over: &Handover<'_>,
     ) -> Result<Option<CommitOutcome>> {
-        self.start_verifying(name, id, version, owned, actor)
+        self.start_verifying(name, id, version, owned, hand_over)
             .await?;
         self.request_verification(name, id).await?;
         Ok(Some(CommitOutcome::Verifying {
@@ -530,19 +547,26 @@ impl Repository {
         id: &UploadId,
         version: &str,
         owned: bool,
-        actor: &str,
+        hand_over: &Handover<'_>,
     ) -> Result<()> {
         let now = now();
-        let out = self
-            .ddb
-            .update_item()
+        let actor = hand_over.actor;
+        let mut update = self.ddb.update_item();
+        let mut set_pipeline = "";
+        if let Some(pipeline) = hand_over.pipeline.filter(|p| !p.is_empty()) {
+            set_pipeline = ", #pipeline = :pipeline";
+            update = update
+                .expression_attribute_names("#pipeline", attr::PIPELINE)
+                .expression_attribute_values(":pipeline", sv(pipeline.to_json()));
+        }
+        let out = update
             .table_name(&self.layout.table)
             .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression(
+            .update_expression(format!(
                 "SET #state = :verifying, #blob_version = :version, #verified = :zero, \
                  #expires_at = :expires, #update_at = :now, #actor = :actor, #owned = :owned, \
-                 #committed_at = if_not_exists(#committed_at, :now) REMOVE #hash_state",
-            )
+                 #committed_at = if_not_exists(#committed_at, :now){set_pipeline} REMOVE #hash_state",
+            ))
             .expression_attribute_names("#owned", attr::BLOB_OWNED)
             .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
             .expression_attribute_values(
@@ -582,6 +606,13 @@ impl Repository {
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
+}
+
+/// Who hands an upload to verification, and what its verification does
+/// once the upload is committed.
+pub(super) struct Handover<'a> {
+    pub actor: &'a str,
+    pub pipeline: Option<&'a Pipeline>,
 }
 
 /// S3's name of an object version: its id, or `null` (the one version of

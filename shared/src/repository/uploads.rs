@@ -72,11 +72,14 @@ const META_UPLOAD_SIZE: &str = "upload_size";
 /// random half of its id): a verification recognises the object its own
 /// upload created by it, and deletes no other (SPEC 7.15).
 pub(super) const META_UPLOAD_ID: &str = "upload_id";
-const RESERVED_METADATA: [&str; 4] = [
+const RESERVED_METADATA: [&str; 5] = [
     META_ARTIFACT_NAME,
     META_ARTIFACT_SHA256,
     META_UPLOAD_SIZE,
     META_UPLOAD_ID,
+    // The mirror's marker of its own copies: a user key of that name would
+    // make a library object look like the mirror's.
+    crate::mirror::META_MIRRORED_FOR,
 ];
 /// What S3 records when the client declares no content type; signed all the
 /// same, so no content type is ever stored that was not validated here.
@@ -239,6 +242,8 @@ impl Repository {
             reason: None,
             committed_at: None,
             blob_owned: false,
+            pipeline: None,
+            pipeline_result: None,
         };
         let blob_key = self.layout.blob_key(name, &request.sha256);
         let mut metadata: HashMap<String, String> = request.metadata.clone().into_iter().collect();
@@ -543,6 +548,18 @@ impl Repository {
         upload_id: &str,
         actor: &str,
     ) -> Result<CommitOutcome> {
+        self.commit_with(name, upload_id, actor, None).await
+    }
+
+    /// [`Self::commit_as`]; a multipart upload handed to verification
+    /// carries `pipeline` (its verification runs it once committed).
+    pub(super) async fn commit_with(
+        &self,
+        name: &ArtifactName,
+        upload_id: &str,
+        actor: &str,
+        pipeline: Option<&crate::model::Pipeline>,
+    ) -> Result<CommitOutcome> {
         let id: UploadId = upload_id.parse()?;
         let blob_key = self.layout.blob_key(name, id.sha256());
         let digest = hex::decode(id.sha256()).map_err(|e| Error::internal("upload id", e))?;
@@ -598,7 +615,7 @@ impl Repository {
                 // `None`: the key holds the declared bytes (verified or
                 // checked by S3): committed below as a single PUT's are.
                 if let Some(verifying) = self
-                    .commit_multipart(name, &id, upload.clone(), head, actor)
+                    .commit_multipart(name, &id, upload.clone(), head, actor, pipeline)
                     .await?
                 {
                     return Ok(verifying);

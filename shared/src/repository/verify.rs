@@ -138,6 +138,10 @@ impl Repository {
             Err(Error::UploadNotFound { .. }) => return Ok(VerifyStep::Idle),
             Err(e) => return Err(e),
         };
+        if upload.state == UploadState::Committed {
+            // Committed by an earlier step whose pipeline did not finish.
+            self.pipeline_of(name, &id, &upload).await?;
+        }
         if upload.state != UploadState::Verifying {
             return Ok(VerifyStep::Idle);
         }
@@ -182,7 +186,10 @@ impl Repository {
         let digest = hex::encode(hasher.finalize());
         if !short && digest == upload.sha256 {
             return Ok(match self.commit_verified(name, &id).await? {
-                VerifiedCommit::Committed(committed) => VerifyStep::Committed(committed),
+                VerifiedCommit::Committed(committed) => {
+                    self.pipeline_of(name, &id, &upload).await?;
+                    VerifyStep::Committed(committed)
+                }
                 VerifiedCommit::Superseded { reason } => VerifyStep::Superseded { reason },
                 VerifiedCommit::Gone => VerifyStep::Idle,
             });
@@ -200,6 +207,26 @@ impl Repository {
         };
         self.fail_upload(name, &id, &version, upload.blob_owned, &reason)
             .await
+    }
+
+    /// Runs the pipeline a committed upload carries, unless it ran.
+    async fn pipeline_of(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        upload: &UploadRow,
+    ) -> Result<()> {
+        let pipeline = upload
+            .pipeline
+            .as_deref()
+            .and_then(crate::model::Pipeline::from_json);
+        match pipeline {
+            Some(pipeline) if upload.pipeline_result.is_none() => {
+                self.finish_pipeline(name, id, &upload.actor, &pipeline)
+                    .await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `[from, to)` of object version `version`: the expected length and
