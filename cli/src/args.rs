@@ -154,6 +154,10 @@ pub struct Push {
     /// Move the alias only if it is at this revision.
     #[arg(long, requires = "alias")]
     pub if_revision: Option<u64>,
+    /// A canary: the alias keeps its version and sends this percent (0-99)
+    /// to the new one.
+    #[arg(long, requires = "alias", value_parser = clap::value_parser!(u8).range(0..=99))]
+    pub weight: Option<u8>,
     /// Parts uploaded in parallel (multipart).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: u32,

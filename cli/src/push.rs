@@ -1,6 +1,9 @@
 //! `artifact push`: hash in one pass, start the upload, transfer (skipped
 //! when the artifact already holds the bytes; one PUT, or parts above the
-//! threshold), commit, then optionally publish and move an alias.
+//! threshold), commit, optionally publishing and moving an alias in the same
+//! request (SPEC 4.1): a push is start + PUT + commit, 3 requests with or
+//! without `--publish --alias`; a push of bytes the artifact holds is the
+//! start alone, which commits them at once.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,9 +11,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use crate::args::{self, parse_version};
+use crate::args;
 use crate::client::Api;
-use crate::commands::set_alias;
 use crate::error::{Error, Result};
 use crate::multipart::{self, Digests, MAX_PART_SIZE, Plan, Saved, StateDir};
 use crate::output::{Rendered, human_size};
@@ -49,6 +51,12 @@ pub async fn push(
     if let Some(plan) = &plan {
         start["part_size"] = json!(plan.part_size);
     }
+    let pipeline = pipeline_of(o);
+    // Bytes the artifact holds are committed (published, aliased) at once.
+    if let (Some(s), Some(p)) = (start.as_object_mut(), pipeline.as_object()) {
+        s.insert("commit".into(), json!(true));
+        s.extend(p.clone());
+    }
 
     let in_parts = match plan {
         Some(plan) => {
@@ -62,41 +70,36 @@ pub async fn push(
                 concurrency: o.concurrency as usize,
                 progress,
                 state: state.as_ref(),
+                pipeline: &pipeline,
             };
             job.run(&start).await?
         }
         None => None,
     };
-    let (upload_id, committed, transferred) = match in_parts {
+    let (upload_id, done, transferred) = match in_parts {
         Some(done) => done,
         None => {
             if let Some(fields) = start.as_object_mut() {
                 fields.remove("part_size");
             }
-            let (id, sent) = single(api, name, &start, &o.file, size, progress).await?;
-            let committed = commit(api, name, &id).await?;
-            (id, committed, sent)
+            match single(api, name, &start, &o.file, size, progress).await? {
+                Single::Committed(id, answer) => (id, Done::of_commit(answer), false),
+                Single::Sent(id, sent) => {
+                    let done = commit(api, name, &id, &pipeline, progress).await?;
+                    (id, done, sent)
+                }
+            }
         }
     };
-
-    let publish = o.publish || o.alias.is_some();
-    let published = if publish {
-        Some(crate::commands::publish_version(api, name, false).await?)
-    } else {
-        None
-    };
-    let alias = match (&o.alias, &published) {
-        (Some(alias), Some((published, _))) => {
-            let version = published
-                .get("version")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::Protocol(format!("publish answered {published}")))
-                .and_then(|v| parse_version(v).map_err(Error::Protocol))?;
-            let body = json!({"version": version});
-            Some(set_alias(api, name, alias, &body, o.if_revision).await?)
-        }
-        _ => None,
-    };
+    let Done {
+        latest: committed,
+        published,
+        alias,
+    } = done;
+    let published = published.map(|p| {
+        let created = p.get("created").and_then(Value::as_bool).unwrap_or(true);
+        (p, created)
+    });
 
     let changed = committed.get("changed").and_then(Value::as_bool);
     let mut text = format!(
@@ -152,6 +155,8 @@ struct Multipart<'a> {
     concurrency: usize,
     progress: Progress,
     state: Option<&'a StateDir>,
+    /// The commit's `publish` and `alias` (an empty object for none).
+    pipeline: &'a Value,
 }
 
 impl Multipart<'_> {
@@ -160,7 +165,7 @@ impl Multipart<'_> {
     /// upload id, the new LATEST, and whether bytes were sent. `None` when
     /// the API does not offer multipart uploads (it refuses `part_size`) and
     /// the file still fits one PUT.
-    async fn run(&self, start: &Value) -> Result<Option<(String, Value, bool)>> {
+    async fn run(&self, start: &Value) -> Result<Option<(String, Done, bool)>> {
         let (api, name) = (self.api, self.name);
         let sha256 = self.digests.hex();
         let saved = self.state.and_then(|s| s.load(self.api_url, name, &sha256));
@@ -180,10 +185,18 @@ impl Multipart<'_> {
         };
         let mut transferred = false;
         let committed = match answer.get("state").and_then(Value::as_str) {
-            Some("committed") => artifact_of_state(&answer)?,
-            Some("verifying") => wait_verified(api, name, &upload_id).await?,
+            // Committed at once by the start (bytes the artifact held).
+            Some("committed") if answer.get("artifact").is_none() => Done::of_commit(answer),
+            // A resumed upload: its verification ran the pipeline, or a
+            // commit again does.
+            Some("committed") => {
+                commit(api, name, &upload_id, self.pipeline, self.progress).await?
+            }
+            Some("verifying") => {
+                wait_verified(api, name, &upload_id, self.pipeline, self.progress).await?
+            }
             _ if answer.get("exists").and_then(Value::as_bool) == Some(true) => {
-                commit(api, name, &upload_id).await?
+                commit(api, name, &upload_id, self.pipeline, self.progress).await?
             }
             _ => {
                 if let Some(s) = self.state {
@@ -217,7 +230,7 @@ impl Multipart<'_> {
                 .await?;
                 bar.finish_and_clear();
                 transferred = !missing.is_empty();
-                commit(api, name, &upload_id).await?
+                commit(api, name, &upload_id, self.pipeline, self.progress).await?
             }
         };
         if let Some(s) = self.state {
@@ -278,8 +291,16 @@ fn upload_id_of(answer: &Value) -> Result<String> {
         })
 }
 
+/// What a single-PUT push's start led to.
+enum Single {
+    /// The artifact held the bytes: committed by the start itself.
+    Committed(String, Value),
+    /// Sent (or not, `false`): commit next.
+    Sent(String, bool),
+}
+
 /// Start, then one PUT of the whole file (renewing an expired URL by
-/// starting again). Returns the upload id and whether bytes were sent.
+/// starting again).
 async fn single(
     api: &Api,
     name: &str,
@@ -287,19 +308,22 @@ async fn single(
     path: &Path,
     size: u64,
     progress: Progress,
-) -> Result<(String, bool)> {
+) -> Result<Single> {
     for _ in 0..=RENEWALS {
         let answer = start_upload(api, name, start).await?;
         let upload_id = upload_id_of(&answer)?;
+        if answer.get("state").and_then(Value::as_str) == Some("committed") {
+            return Ok(Single::Committed(upload_id, answer));
+        }
         if answer.get("exists").and_then(Value::as_bool) == Some(true) {
-            return Ok((upload_id, false));
+            return Ok(Single::Sent(upload_id, false));
         }
         let target = Presigned::from_json(&answer)?;
         let bar = progress.bytes(size, "upload");
         let outcome = put_range(&api.http, api.policy, &target, path, 0, size, &bar).await?;
         bar.finish_and_clear();
         if outcome != Outcome::Expired {
-            return Ok((upload_id, true));
+            return Ok(Single::Sent(upload_id, true));
         }
     }
     Err(Error::Connection(
@@ -307,36 +331,147 @@ async fn single(
     ))
 }
 
-/// `PUT /artifacts/{name}`: 200 with the new LATEST (single PUT, or bytes
-/// that existed), 202 while a multipart upload is verified.
-async fn commit(api: &Api, name: &str, upload_id: &str) -> Result<Value> {
+/// The commit's `publish`/`alias` fields for `o` (an empty object for none).
+fn pipeline_of(o: &args::Push) -> Value {
+    let mut pipeline = json!({});
+    if o.publish || o.alias.is_some() {
+        pipeline["publish"] = json!(true);
+    }
+    if let Some(alias) = &o.alias {
+        let mut a = json!({"name": alias});
+        if let Some(r) = o.if_revision {
+            a["if_revision"] = json!(r);
+        }
+        if let Some(w) = o.weight {
+            a["weight"] = json!(w);
+        }
+        pipeline["alias"] = a;
+    }
+    pipeline
+}
+
+/// What a push ended with: LATEST, and the version and alias it asked for.
+struct Done {
+    latest: Value,
+    published: Option<Value>,
+    alias: Option<Value>,
+}
+
+impl Done {
+    /// From a commit's answer (LATEST with `published` and `alias`).
+    fn of_commit(mut answer: Value) -> Self {
+        let mut take = |key: &str| {
+            answer
+                .as_object_mut()
+                .and_then(|o| o.remove(key))
+                .filter(|v| !v.is_null())
+        };
+        let (published, alias) = (take("published"), take("alias"));
+        for key in ["upload_id", "state", "exists"] {
+            take(key);
+        }
+        Self {
+            latest: answer,
+            published,
+            alias,
+        }
+    }
+}
+
+/// `PUT /artifacts/{name}` with the pipeline: 200 with the new LATEST (and
+/// the version and alias), 202 while a multipart upload is verified.
+async fn commit(
+    api: &Api,
+    name: &str,
+    upload_id: &str,
+    pipeline: &Value,
+    progress: Progress,
+) -> Result<Done> {
+    let mut body = json!({"upload_id": upload_id});
+    if let (Some(b), Some(p)) = (body.as_object_mut(), pipeline.as_object()) {
+        b.extend(p.clone());
+    }
     let answer = api
-        .call(
-            Method::PUT,
-            &["artifacts", name],
-            &[],
-            Some(&json!({"upload_id": upload_id})),
-            &[],
-        )
+        .call(Method::PUT, &["artifacts", name], &[], Some(&body), &[])
         .await?;
     if answer.status == 202 {
-        return wait_verified(api, name, upload_id).await;
+        return wait_verified(api, name, upload_id, pipeline, progress).await;
     }
-    Ok(answer.body)
+    Ok(Done::of_commit(answer.body))
 }
 
 /// Polls `GET …/uploads/{id}` until the verifier committed the upload (its
-/// artifact) or refused it (an integrity failure).
-async fn wait_verified(api: &Api, name: &str, upload_id: &str) -> Result<Value> {
+/// artifact, and the version and alias its pipeline made) or refused it (an
+/// integrity failure), showing the bytes verified so far.
+async fn wait_verified(
+    api: &Api,
+    name: &str,
+    upload_id: &str,
+    pipeline: &Value,
+    progress: Progress,
+) -> Result<Done> {
     let mut wait = Duration::from_millis(500);
     let deadline = std::time::Instant::now() + Duration::from_secs(2 * 3600);
+    let wants_pipeline = pipeline.get("publish").is_some();
+    let mut bar = None;
     loop {
         let state = api
             .get(&["artifacts", name, "uploads", upload_id], &[])
             .await?
             .body;
+        if let Some(verified) = state.get("verified_bytes").and_then(Value::as_u64) {
+            let size = state
+                .pointer("/multipart/part_size")
+                .and_then(Value::as_u64)
+                .zip(
+                    state
+                        .pointer("/multipart/part_count")
+                        .and_then(Value::as_u64),
+                )
+                .map(|(s, c)| s * c)
+                .unwrap_or(verified);
+            let b = bar.get_or_insert_with(|| progress.bytes(size, "verify"));
+            b.set_position(verified.min(size));
+        }
         match state.get("state").and_then(Value::as_str) {
-            Some("committed") => return artifact_of_state(&state),
+            Some("committed") if wants_pipeline && state.get("pipeline_error").is_some() => {
+                let error = &state["pipeline_error"];
+                return Err(Error::Api {
+                    status: 409,
+                    code: error["code"].as_str().unwrap_or("PipelineError").to_owned(),
+                    message: format!(
+                        "committed, but {}",
+                        error["message"]
+                            .as_str()
+                            .unwrap_or("the publish or alias move failed")
+                    ),
+                });
+            }
+            // The verification commits first, then runs the pipeline.
+            Some("committed") if wants_pipeline && state.get("published").is_none() => {}
+            Some("committed") => {
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                return Ok(Done {
+                    latest: artifact_of_state(&state)?,
+                    published: state.get("published").cloned(),
+                    alias: state.get("alias").cloned(),
+                });
+            }
+            Some("superseded") => {
+                return Err(Error::Api {
+                    status: 409,
+                    code: "UploadSuperseded".into(),
+                    message: format!(
+                        "upload {upload_id} was verified after a newer commit: {}",
+                        state
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("it never becomes LATEST")
+                    ),
+                });
+            }
             Some("failed") => {
                 return Err(Error::Integrity(format!(
                     "upload {upload_id} failed verification: {}",

@@ -159,3 +159,70 @@ async fn a_file_above_the_multipart_threshold_round_trips() {
     local.run(&["pull", "big@1", "-o", "big.out"]).await.ok();
     assert_eq!(std::fs::read(local.path("big.out")).unwrap(), content);
 }
+
+/// SPEC 4.1 (v3) as a pipeline feels it: `push --publish --alias` is start +
+/// S3 PUT + commit (2 API requests), and a push of bytes the artifact holds
+/// is 1 API request, both with the version and the alias in the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn push_publish_alias_takes_two_api_requests_and_an_unchanged_push_one() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use test_support::proxy::{self, FaultCounts, Faults, Plan};
+    let local = Local::start().await;
+    let counts = Arc::new(FaultCounts::default());
+    let counted = proxy::start(local.api.clone(), Faults::Plan(Plan::new()), counts.clone()).await;
+    let requests = || counts.forwarded.swap(0, Ordering::SeqCst);
+    let file = local.file("build.bin", b"build one");
+    let args = [
+        "--json",
+        "push",
+        "app",
+        file.to_str().unwrap(),
+        "--publish",
+        "--alias",
+        "prod",
+    ];
+    let pushed = local.run_against(&counted, &args).await.ok().json();
+    assert_eq!(requests(), 2, "start and commit (the bytes go to S3)");
+    assert_eq!(pushed["transferred"], true);
+    assert_eq!(pushed["published"]["version"], "1");
+    assert_eq!(pushed["alias"]["version"], "1");
+    assert_eq!(pushed["latest"]["sha256"], sha256_hex(b"build one"));
+
+    let again = local.run_against(&counted, &args).await.ok().json();
+    assert_eq!(requests(), 1, "the start commits, publishes and aliases");
+    assert_eq!(again["transferred"], false);
+    assert_eq!(again["published"]["version"], "1");
+    assert_eq!(again["alias"]["version"], "1");
+
+    // A canary in the same request: prod keeps 1, 25 % go to 2.
+    let file = local.file("build2.bin", b"build two");
+    let canary = local
+        .run_against(
+            &counted,
+            &[
+                "--json",
+                "push",
+                "app",
+                file.to_str().unwrap(),
+                "--alias",
+                "prod",
+                "--weight",
+                "25",
+                "--if-revision",
+                "2",
+            ],
+        )
+        .await
+        .ok()
+        .json();
+    assert_eq!(requests(), 2);
+    assert_eq!(
+        (
+            &canary["alias"]["version"],
+            &canary["alias"]["secondary_version"]
+        ),
+        (&serde_json::json!("1"), &serde_json::json!("2"))
+    );
+    assert_eq!(canary["alias"]["secondary_version_weight"], 25);
+}
