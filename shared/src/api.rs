@@ -46,6 +46,10 @@ pub enum Operation {
     ResolveAlias,
     GetAliasHistory,
     RollbackAlias,
+    StartRollout,
+    ListRollouts,
+    GetRollout,
+    ControlRollout,
 }
 
 /// One route: method, API Gateway path template, operation, the function
@@ -196,6 +200,36 @@ pub const ROUTES: &[Route] = &[
         function: "rollback-alias",
         success: 200,
     },
+    Route {
+        method: "POST",
+        path: "/artifacts/{name}/aliases/{alias}/rollouts",
+        operation: Operation::StartRollout,
+        function: "start-rollout",
+        success: 201,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/aliases/{alias}/rollouts",
+        operation: Operation::ListRollouts,
+        function: "list-rollouts",
+        success: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/artifacts/{name}/aliases/{alias}/rollouts/{id}",
+        operation: Operation::GetRollout,
+        function: "get-rollout",
+        success: 200,
+    },
+    // One route for pause, resume, abort and promote: each is a change of
+    // the same rollout item with the same calls and the same IAM.
+    Route {
+        method: "POST",
+        path: "/artifacts/{name}/aliases/{alias}/rollouts/{id}/{action}",
+        operation: Operation::ControlRollout,
+        function: "control-rollout",
+        success: 200,
+    },
 ];
 
 impl Operation {
@@ -231,6 +265,10 @@ impl Operation {
             Self::ResolveAlias => resolve_alias(repo, &request).await,
             Self::GetAliasHistory => get_alias_history(repo, &request).await,
             Self::RollbackAlias => rollback_alias(repo, &request).await,
+            Self::StartRollout => start_rollout(repo, &request).await,
+            Self::ListRollouts => list_rollouts(repo, &request).await,
+            Self::GetRollout => get_rollout(repo, &request).await,
+            Self::ControlRollout => control_rollout(repo, &request).await,
         };
         result.unwrap_or_else(|e| error_response(&e))
     }
@@ -594,6 +632,9 @@ struct PutAliasBody {
     secondary_version_weight: Option<serde_json::Value>,
     #[serde(default)]
     message: Option<String>,
+    /// Cancels the rollout holding the alias (SPEC 10.1).
+    #[serde(default)]
+    cancel_rollout: bool,
 }
 
 /// Longest `message` of an alias change.
@@ -611,12 +652,17 @@ fn check_message(message: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn change_request(request: &Request, message: Option<String>) -> Result<ChangeRequest> {
+fn change_request(
+    request: &Request,
+    message: Option<String>,
+    cancel_rollout: bool,
+) -> Result<ChangeRequest> {
     check_message(message.as_deref())?;
     Ok(ChangeRequest {
         actor: actor(request),
         message: message.filter(|m| !m.is_empty()),
         precondition: precondition(request)?,
+        cancel_rollout,
     })
 }
 
@@ -701,7 +747,7 @@ pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<
         }
     };
     let target = AliasTarget { version, secondary };
-    let change = change_request(request, b.message)?;
+    let change = change_request(request, b.message, b.cancel_rollout)?;
     let alias = repo.put_alias_as(&name, &alias, target, &change).await?;
     Ok(with_etag(json(StatusCode::OK, &alias), alias.revision))
 }
@@ -740,13 +786,15 @@ pub async fn get_alias(repo: &Repository, request: &Request) -> Result<Response<
 struct DeleteAliasBody {
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    cancel_rollout: bool,
 }
 
 pub async fn delete_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
     let b: DeleteAliasBody = body(request)?;
-    let change = change_request(request, b.message)?;
+    let change = change_request(request, b.message, b.cancel_rollout)?;
     repo.delete_alias_as(&name, &alias, &change).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -770,13 +818,15 @@ struct RollbackBody {
     to_revision: Option<u64>,
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    cancel_rollout: bool,
 }
 
 pub async fn rollback_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
     let b: RollbackBody = body(request)?;
-    let change = change_request(request, b.message)?;
+    let change = change_request(request, b.message, b.cancel_rollout)?;
     let alias = repo
         .rollback_alias(&name, &alias, b.to_revision, &change)
         .await?;
@@ -791,6 +841,157 @@ pub async fn resolve_alias(repo: &Repository, request: &Request) -> Result<Respo
         StatusCode::OK,
         &repo.resolve_alias(&name, &alias, key.as_deref()).await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRolloutBody {
+    version: serde_json::Value,
+    #[serde(default)]
+    steps: Option<Vec<StepBody>>,
+    #[serde(default)]
+    preset: Option<String>,
+    #[serde(default)]
+    alarms: Vec<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepBody {
+    weight: serde_json::Value,
+    #[serde(default)]
+    hold: Option<String>,
+}
+
+/// `POST …/rollouts`: a plan (`steps` or `preset`), alarms, the version.
+pub async fn start_rollout(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    use crate::rollout;
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    let b: StartRolloutBody = body(request)?;
+    let version = version_field("version", b.version)?;
+    let steps = match (b.steps, b.preset) {
+        (Some(steps), None) => rollout::plan(
+            steps
+                .into_iter()
+                .map(|s| {
+                    let weight = s
+                        .weight
+                        .as_number()
+                        .and_then(integer)
+                        .and_then(|w| u8::try_from(w).ok())
+                        .filter(|w| (1..=100).contains(w))
+                        .ok_or_else(|| {
+                            Error::InvalidWeight(format!(
+                                "a step's weight is an integer 1..=100, not {}",
+                                s.weight
+                            ))
+                        })?;
+                    let hold = s.hold.as_deref().map(rollout::parse_hold).transpose()?;
+                    Ok(rollout::Step { weight, hold })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )?,
+        (None, Some(preset)) => rollout::preset(&preset)?,
+        _ => {
+            return Err(Error::InvalidRequest(
+                "give either steps or a preset (e.g. \"canary-10-5m\")".into(),
+            ));
+        }
+    };
+    if b.alarms.len() > rollout::MAX_ALARMS {
+        return Err(Error::InvalidRequest(format!(
+            "a rollout watches at most {} alarms",
+            rollout::MAX_ALARMS
+        )));
+    }
+    let prefix = repo.rollout_alarm_prefix();
+    let mut alarms = b
+        .alarms
+        .iter()
+        .map(|a| rollout::alarm_name(a, prefix))
+        .collect::<Result<Vec<_>>>()?;
+    alarms.dedup();
+    let message = b.message.filter(|m| !m.is_empty());
+    check_message(message.as_deref())?;
+    let started = repo
+        .start_rollout(
+            &name,
+            &alias,
+            crate::model::RolloutRequest {
+                version,
+                steps,
+                alarms,
+                message,
+            },
+            &actor(request),
+        )
+        .await?;
+    Ok(with_etag(json(StatusCode::CREATED, &started), started.revision))
+}
+
+/// `GET …/rollouts[?state=active]`, newest first.
+pub async fn list_rollouts(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    let (limit, cursor) = paging(request)?;
+    let state = query(request, "state")
+        .map(|s| crate::rollout::RolloutState::parse(&s))
+        .transpose()?;
+    Ok(json(
+        StatusCode::OK,
+        &repo
+            .list_rollouts(&name, &alias, state, limit, cursor.as_deref())
+            .await?,
+    ))
+}
+
+fn rollout_id(request: &Request) -> Result<String> {
+    let id: RolloutIdParam = path(request, "id")?;
+    Ok(id.0)
+}
+
+/// A rollout id from the path, checked.
+struct RolloutIdParam(String);
+
+impl std::str::FromStr for RolloutIdParam {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        crate::repository::check_rollout_id(s)?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+pub async fn get_rollout(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    let id = rollout_id(request)?;
+    let rollout = repo.get_rollout(&name, &alias, &id).await?;
+    Ok(json(StatusCode::OK, &rollout))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlRolloutBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// `POST …/rollouts/{id}/pause|resume|abort|promote`.
+pub async fn control_rollout(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let alias: AliasName = path(request, "alias")?;
+    let id = rollout_id(request)?;
+    let action: crate::rollout::RolloutAction = path(request, "action")?;
+    let b: ControlRolloutBody = body(request)?;
+    let message = b.message.filter(|m| !m.is_empty());
+    check_message(message.as_deref())?;
+    let rollout = repo
+        .act_on_rollout(&name, &alias, &id, action, &actor(request), message)
+        .await?;
+    Ok(json(StatusCode::OK, &rollout))
 }
 
 /// Start-up shared by every function and the local server: tracing, config,

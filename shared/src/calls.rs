@@ -72,6 +72,12 @@ impl CallCounter {
     pub(crate) fn dynamodb_interceptor(&self) -> Counting {
         Counting(self.dynamodb.clone(), self.operations.clone())
     }
+
+    /// For the other services' clients (CloudWatch, EventBridge): their
+    /// operations are recorded (the IAM contract reads them), not counted.
+    pub(crate) fn recording_interceptor(&self) -> Counting {
+        Counting(Arc::default(), self.operations.clone())
+    }
 }
 
 #[derive(Debug)]

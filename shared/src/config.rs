@@ -27,6 +27,12 @@ pub struct Config {
     /// `VERIFY_FUNCTION_NAME`: the `verify-upload` function to invoke after
     /// a multipart commit; unset (the local server): verified in process.
     pub verify_function: Option<String>,
+    /// `ROLLOUT_ALARM_PREFIX`: rollouts may watch only alarms whose names
+    /// start with it (the driver's IAM reads only those). Empty: any.
+    pub rollout_alarm_prefix: String,
+    /// `EVENT_BUS_NAME`: the EventBridge bus that events of changes go to
+    /// (SPEC 10.2); unset: the account's default bus.
+    pub event_bus: Option<String>,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -142,6 +148,8 @@ impl Config {
             seed_layout_mirror,
             verify_budget_bytes,
             verify_function: get("VERIFY_FUNCTION_NAME"),
+            rollout_alarm_prefix: get("ROLLOUT_ALARM_PREFIX").unwrap_or_default(),
+            event_bus: get("EVENT_BUS_NAME").filter(|b| b != "default"),
         })
     }
 }

@@ -69,6 +69,22 @@ pub enum Error {
         version: String,
         aliases: String,
     },
+    #[error("rollout {id:?} of alias {alias:?} of artifact {name:?} not found")]
+    RolloutNotFound {
+        name: String,
+        alias: String,
+        id: String,
+    },
+    #[error(
+        "alias {alias:?} of artifact {name:?} is being rolled out by rollout {id:?}; abort or promote it, or send cancel_rollout: true to cancel it with this change"
+    )]
+    RolloutInProgress {
+        name: String,
+        alias: String,
+        id: String,
+    },
+    #[error("{0}")]
+    RolloutConflict(String),
     #[error("{0}")]
     ConcurrentModification(String),
     #[error("alias {alias:?} of artifact {name:?} {detail}")]
@@ -122,6 +138,9 @@ impl Error {
             Self::UploadSuperseded { .. } => "UploadSuperseded",
             Self::ArtifactBeingPurged { .. } => "ArtifactBeingPurged",
             Self::VersionInUse { .. } => "VersionInUse",
+            Self::RolloutNotFound { .. } => "RolloutNotFound",
+            Self::RolloutInProgress { .. } => "RolloutInProgress",
+            Self::RolloutConflict(_) => "RolloutConflict",
             Self::ConcurrentModification(_) => "ConcurrentModification",
             Self::AliasModified { .. } => "AliasModified",
             Self::TargetGone(_) => "TargetGone",
@@ -145,8 +164,11 @@ impl Error {
             | Self::VersionNotFound { .. }
             | Self::AliasNotFound { .. }
             | Self::UploadNotFound { .. }
+            | Self::RolloutNotFound { .. }
             | Self::NothingToRollBack(_) => ErrorKind::NotFound,
             Self::VersionInUse { .. }
+            | Self::RolloutInProgress { .. }
+            | Self::RolloutConflict(_)
             | Self::ConcurrentModification(_)
             | Self::TargetGone(_)
             | Self::UploadSuperseded { .. }
@@ -236,6 +258,17 @@ mod tests {
                 version: s(),
                 aliases: s(),
             },
+            Error::RolloutNotFound {
+                name: s(),
+                alias: s(),
+                id: s(),
+            },
+            Error::RolloutInProgress {
+                name: s(),
+                alias: s(),
+                id: s(),
+            },
+            Error::RolloutConflict(s()),
             Error::ConcurrentModification(s()),
             Error::AliasModified {
                 name: s(),

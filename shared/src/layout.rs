@@ -99,6 +99,17 @@ pub mod attr {
     pub const ACTION: &str = "action";
     pub const MESSAGE: &str = "message";
     pub const PREVIOUS: &str = "previous";
+    /// On alias rows: the rollout that holds the alias (SPEC 10.1).
+    pub const ROLLOUT: &str = "rollout";
+    /// On rollout items (and `ALIAS`, `VERSION`, `STATE`, `REVISION`,
+    /// `MESSAGE`, `REASON`, `UPDATE_AT`, `STARTED_AT`).
+    pub const ROLLOUT_ID: &str = "rollout_id";
+    pub const FROM: &str = "from";
+    pub const STEPS: &str = "steps";
+    pub const STEP: &str = "step";
+    pub const NEXT_STEP_AT: &str = "next_step_at";
+    pub const ALARMS: &str = "alarms";
+    pub const STARTED_BY: &str = "started_by";
 }
 
 /// The value of [`attr::BYTES`] on rows whose bytes are in the blob store.
@@ -238,6 +249,18 @@ pub fn history_sk(alias: &str, revision: u64) -> String {
 pub fn history_sk_prefix(alias: &str) -> String {
     format!("{alias}/")
 }
+
+/// The rollouts of an artifact's aliases: `__{name}-rollout`, sort key
+/// `{alias}/{id}` (ids sort by start time).
+pub fn rollout_pk(name: &ArtifactName) -> String {
+    format!("__{name}-rollout")
+}
+
+/// Every rollout that holds an alias, for the driver: `__rollouts`, sort
+/// key `{name}/{alias}`, written and deleted in the transactions that start
+/// and end a rollout (a leftover of a purged artifact is dropped by the
+/// driver).
+pub const ROLLOUTS_PK: &str = "__rollouts";
 
 /// PynamoDB's `UTCDateTimeAttribute` format: `2025-06-27T17:00:07.000000+0000`.
 const PYNAMODB_FORMAT: &[FormatItem<'static>] =

@@ -21,6 +21,7 @@ pub mod mirror;
 pub mod model;
 pub mod names;
 pub mod repository;
+pub mod rollout;
 mod rows;
 pub mod scheduled;
 pub mod verifier;

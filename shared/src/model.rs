@@ -135,6 +135,9 @@ pub struct ChangeRequest {
     pub actor: String,
     pub message: Option<String>,
     pub precondition: Precondition,
+    /// Cancels the rollout holding the alias, if any (SPEC 10.1): without
+    /// it, a change to an alias being rolled out is refused.
+    pub cancel_rollout: bool,
 }
 
 impl Default for ChangeRequest {
@@ -143,6 +146,7 @@ impl Default for ChangeRequest {
             actor: LOCAL_ACTOR.to_owned(),
             message: None,
             precondition: Precondition::None,
+            cancel_rollout: false,
         }
     }
 }
@@ -440,4 +444,47 @@ impl Default for RetentionPolicy {
 pub struct AliasTarget {
     pub version: Version,
     pub secondary: Option<(Version, Weight)>,
+}
+
+/// A rollout as the API shows it (SPEC 10.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rollout {
+    pub id: String,
+    pub name: ArtifactName,
+    pub alias: AliasName,
+    /// The version rolled out.
+    pub version: Version,
+    /// The alias before the rollout (where an abort takes it back).
+    pub from: AliasState,
+    pub state: crate::rollout::RolloutState,
+    /// The step applied last, from 1.
+    pub step: usize,
+    /// The new version's share of the traffic now, in percent.
+    pub weight: u8,
+    pub steps: Vec<crate::rollout::Step>,
+    /// When the driver takes the next step (active rollouts only).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_step_at: Option<OffsetDateTime>,
+    pub alarms: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The alias's revision after the rollout's last change of it.
+    pub revision: u64,
+    pub started_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub update_at: OffsetDateTime,
+}
+
+/// A rollout to start: the new version, the plan, the alarms that abort it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutRequest {
+    pub version: Version,
+    pub steps: Vec<crate::rollout::Step>,
+    /// Alarm names.
+    pub alarms: Vec<String>,
+    pub message: Option<String>,
 }

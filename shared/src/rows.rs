@@ -248,6 +248,9 @@ pub struct AliasRow {
     pub revision: Option<u64>,
     /// The request that wrote the row (absent on the library's rows).
     pub token: Option<String>,
+    /// The rollout that holds the alias (SPEC 10.1): only it moves the
+    /// alias until it ends.
+    pub rollout: Option<String>,
 }
 
 impl AliasRow {
@@ -292,6 +295,7 @@ impl AliasRow {
             secondary,
             revision: n(item, attr::REVISION),
             token: s(item, attr::REQUEST_TOKEN).map(str::to_owned),
+            rollout: s(item, attr::ROLLOUT).map(str::to_owned),
         })
     }
 
@@ -330,6 +334,9 @@ impl AliasRow {
         }
         if let Some(token) = &self.token {
             item.insert(attr::REQUEST_TOKEN.into(), sv(token));
+        }
+        if let Some(rollout) = &self.rollout {
+            item.insert(attr::ROLLOUT.into(), sv(rollout));
         }
         item
     }
@@ -774,4 +781,162 @@ fn malformed(item: &Item, field: &str) -> Error {
         "decode row",
         format!("row pk={pk:?} sk={sk:?} has a missing or malformed {field}"),
     )
+}
+
+/// A rollout (`pk = __{name}-rollout`, `sk = {alias}/{id}`), SPEC 10.1.
+/// Its plan is stored as the JSON the API shows; the driver rewrites only
+/// `state`, `step`, `next_step_at`, `revision`, `reason`, `update_at`, each
+/// time conditional on what it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutRow {
+    pub name: ArtifactName,
+    pub alias: AliasName,
+    pub id: String,
+    /// The new version.
+    pub version: Version,
+    /// The alias before the rollout: where an abort takes it back.
+    pub from: AliasState,
+    pub steps: Vec<crate::rollout::Step>,
+    pub alarms: Vec<String>,
+    pub state: crate::rollout::RolloutState,
+    /// The step applied last (0-based).
+    pub step: usize,
+    /// When the next step is due (active rollouts only).
+    pub next_step_at: Option<OffsetDateTime>,
+    /// The alias's revision after the rollout's last change of it.
+    pub revision: u64,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub started_by: String,
+    pub started_at: OffsetDateTime,
+    pub update_at: OffsetDateTime,
+}
+
+impl RolloutRow {
+    pub fn sort_key(alias: &AliasName, id: &str) -> String {
+        format!("{alias}/{id}")
+    }
+
+    pub fn to_item(&self) -> Item {
+        let mut item = key(
+            crate::layout::rollout_pk(&self.name),
+            Self::sort_key(&self.alias, &self.id),
+        );
+        item.insert(attr::ROLLOUT_ID.into(), sv(&self.id));
+        item.insert(attr::ALIAS.into(), sv(self.alias.as_str()));
+        item.insert(attr::VERSION.into(), sv(self.version.sort_key()));
+        item.insert(
+            attr::FROM.into(),
+            AttributeValue::M(state_attributes(&self.from)),
+        );
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|s| serde_json::json!({"weight": s.weight, "hold_secs": s.hold.map(|h| h.as_secs())}))
+            .collect();
+        item.insert(
+            attr::STEPS.into(),
+            sv(serde_json::Value::Array(steps).to_string()),
+        );
+        item.insert(
+            attr::ALARMS.into(),
+            AttributeValue::L(self.alarms.iter().map(sv).collect()),
+        );
+        item.insert(attr::STATE.into(), sv(self.state.as_str()));
+        item.insert(attr::STEP.into(), nv(self.step));
+        if let Some(at) = self.next_step_at {
+            item.insert(attr::NEXT_STEP_AT.into(), sv(format_update_at(at)));
+        }
+        item.insert(attr::REVISION.into(), nv(self.revision));
+        if let Some(reason) = &self.reason {
+            item.insert(attr::REASON.into(), sv(reason));
+        }
+        if let Some(message) = &self.message {
+            item.insert(attr::MESSAGE.into(), sv(message));
+        }
+        item.insert(attr::STARTED_BY.into(), sv(&self.started_by));
+        item.insert(
+            attr::STARTED_AT.into(),
+            sv(format_update_at(self.started_at)),
+        );
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(self.update_at)));
+        item
+    }
+
+    pub fn from_item(name: &ArtifactName, item: &Item) -> Result<Self> {
+        let steps: Vec<serde_json::Value> = s(item, attr::STEPS)
+            .and_then(|t| serde_json::from_str(t).ok())
+            .ok_or_else(|| malformed(item, "steps"))?;
+        let steps = steps
+            .iter()
+            .map(|v| {
+                Some(crate::rollout::Step {
+                    weight: u8::try_from(v.get("weight")?.as_u64()?).ok()?,
+                    hold: v
+                        .get("hold_secs")
+                        .and_then(serde_json::Value::as_u64)
+                        .map(std::time::Duration::from_secs),
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed(item, "steps"))?;
+        let from = match item.get(attr::FROM) {
+            Some(AttributeValue::M(m)) => state_from(m).and_then(|r| r.ok()),
+            _ => None,
+        }
+        .ok_or_else(|| malformed(item, "from"))?;
+        Ok(Self {
+            name: name.clone(),
+            alias: s(item, attr::ALIAS)
+                .map(AliasName::stored)
+                .ok_or_else(|| malformed(item, "alias"))?,
+            id: s(item, attr::ROLLOUT_ID)
+                .ok_or_else(|| malformed(item, "rollout_id"))?
+                .to_owned(),
+            version: s(item, attr::VERSION)
+                .and_then(|v| Version::from_sort_key(v).ok())
+                .ok_or_else(|| malformed(item, "version"))?,
+            from,
+            steps,
+            alarms: match item.get(attr::ALARMS) {
+                Some(AttributeValue::L(l)) => l.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+                _ => Vec::new(),
+            },
+            state: s(item, attr::STATE)
+                .and_then(|v| crate::rollout::RolloutState::parse(v).ok())
+                .ok_or_else(|| malformed(item, "state"))?,
+            step: n(item, attr::STEP).ok_or_else(|| malformed(item, "step"))?,
+            next_step_at: time(item, attr::NEXT_STEP_AT),
+            revision: n(item, attr::REVISION).ok_or_else(|| malformed(item, "revision"))?,
+            reason: s(item, attr::REASON).map(str::to_owned),
+            message: s(item, attr::MESSAGE).map(str::to_owned),
+            started_by: s(item, attr::STARTED_BY).unwrap_or_default().to_owned(),
+            started_at: time(item, attr::STARTED_AT)
+                .ok_or_else(|| malformed(item, "started_at"))?,
+            update_at: time(item, attr::UPDATE_AT).ok_or_else(|| malformed(item, "update_at"))?,
+        })
+    }
+
+    /// The API's shape (SPEC 10.1).
+    pub fn to_rollout(&self) -> crate::model::Rollout {
+        crate::model::Rollout {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            alias: self.alias.clone(),
+            version: self.version,
+            from: self.from.clone(),
+            state: self.state,
+            step: self.step + 1,
+            weight: self.steps.get(self.step).map_or(100, |s| s.weight),
+            steps: self.steps.clone(),
+            next_step_at: self.next_step_at,
+            alarms: self.alarms.clone(),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            revision: self.revision,
+            started_by: self.started_by.clone(),
+            started_at: self.started_at,
+            update_at: self.update_at,
+        }
+    }
 }

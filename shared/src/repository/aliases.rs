@@ -31,9 +31,27 @@ use crate::rows::{
     AliasRow, HistoryRow, Item, Location, TargetRef, VersionRow, key, nv, sv, version_key,
 };
 
+/// How a change relates to the rollout that may hold the alias.
+pub(super) enum Link<'a> {
+    /// A change of a person or a pipeline.
+    Ordinary,
+    /// A change made by rollout `id` (its start, a step, its end): the
+    /// alias must be held by it (`holds_before`) or by none, is held by it
+    /// afterwards or not (`holds_after`), and `items(new revision)` are
+    /// written in the same transaction (the rollout's own items, each
+    /// conditional on the rollout being as read).
+    Rollout {
+        id: &'a str,
+        holds_before: bool,
+        holds_after: bool,
+        #[allow(clippy::type_complexity)]
+        items: &'a (dyn Fn(u64) -> Result<Vec<TransactWriteItem>> + Send + Sync),
+    },
+}
+
 /// What a change does to the alias row.
 #[derive(Debug, Clone, Copy)]
-enum Intent {
+pub(super) enum Intent {
     Put(AliasTarget),
     Delete,
     Rollback(AliasTarget),
@@ -322,6 +340,21 @@ impl Repository {
         intent: Intent,
         change: &ChangeRequest,
     ) -> Result<Option<AliasRow>> {
+        self.change_alias_linked(name, alias, intent, change, &Link::Ordinary)
+            .await
+    }
+
+    /// [`Self::change_alias`], made by a rollout or not (`link`): a change
+    /// that is not the rollout's own is refused while a rollout holds the
+    /// alias, or cancels it in the same transaction when asked to.
+    pub(super) async fn change_alias_linked(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        intent: Intent,
+        change: &ChangeRequest,
+        link: &Link<'_>,
+    ) -> Result<Option<AliasRow>> {
         let target = intent.target();
         if let Some(AliasTarget {
             version,
@@ -439,6 +472,35 @@ impl Repository {
                 Some(r) => r + 1,
                 None => logged.unwrap_or(0) + 1,
             };
+            let held = old.as_ref().and_then(|o| o.rollout.as_deref());
+            let (holder, linked) = match link {
+                Link::Ordinary => match held {
+                    None => (None, Vec::new()),
+                    Some(id) if change.cancel_rollout => {
+                        (None, self.cancel_rollout_items(name, alias, id, &change.actor)?)
+                    }
+                    Some(id) => {
+                        return Err(Error::RolloutInProgress {
+                            name: name.to_string(),
+                            alias: alias.to_string(),
+                            id: id.to_owned(),
+                        });
+                    }
+                },
+                Link::Rollout {
+                    id,
+                    holds_before,
+                    holds_after,
+                    items,
+                } => {
+                    if held.is_some() != *holds_before || held.is_some_and(|h| h != *id) {
+                        return Err(Error::RolloutConflict(format!(
+                            "alias {alias} of {name} is no longer as rollout {id} left it"
+                        )));
+                    }
+                    (holds_after.then(|| (*id).to_owned()), items(revision)?)
+                }
+            };
             let at = now();
             let new_row = target.map(|t| AliasRow {
                 name: name.clone(),
@@ -448,6 +510,7 @@ impl Repository {
                 secondary: t.secondary.map(|(_, w)| (refs[1].clone(), w)),
                 revision: Some(revision),
                 token: Some(token.clone()),
+                rollout: holder.clone(),
             });
             let history = HistoryRow {
                 name: name.clone(),
@@ -495,6 +558,8 @@ impl Repository {
                 ops.push(self.reference(name, alias, *version, false)?);
                 op_versions.push(Some(*version));
             }
+            let linked_from = ops.len();
+            ops.extend(linked);
             match self.transact(ops, &token).await {
                 Ok(()) => return Ok(new_row),
                 Err(TransactFailure::Conditions(failed)) => {
@@ -502,6 +567,13 @@ impl Repository {
                         return Err(Error::ArtifactNotFound {
                             name: name.to_string(),
                         });
+                    }
+                    if failed.iter().all(|i| *i >= linked_from) {
+                        // Only the rollout's own item refused: it moved on
+                        // (paused, ended, stepped by another driver).
+                        return Err(Error::RolloutConflict(format!(
+                            "the rollout of alias {alias} of {name} changed meanwhile; read it again"
+                        )));
                     }
                     if failed.iter().any(|i| *i < 2)
                         && self.landed(name, alias, revision, &token).await?
@@ -669,6 +741,20 @@ impl Repository {
     }
 
     async fn alias_row(&self, name: &ArtifactName, alias: &AliasName) -> Result<AliasRow> {
+        self.find_alias_row(name, alias)
+            .await?
+            .ok_or_else(|| Error::AliasNotFound {
+                name: name.to_string(),
+                alias: alias.to_string(),
+            })
+    }
+
+    /// The alias row, `None` when absent. AWS calls: 1 (GetItem).
+    pub(super) async fn find_alias_row(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+    ) -> Result<Option<AliasRow>> {
         let out = self
             .ddb
             .get_item()
@@ -678,13 +764,9 @@ impl Repository {
             .send()
             .await
             .map_err(|e| Error::upstream("GetItem", e))?;
-        match out.item() {
-            Some(item) => AliasRow::from_item(name, item),
-            None => Err(Error::AliasNotFound {
-                name: name.to_string(),
-                alias: alias.to_string(),
-            }),
-        }
+        out.item()
+            .map(|item| AliasRow::from_item(name, item))
+            .transpose()
     }
 
     /// The alias row (if any) and the rows of `versions`, in one read.

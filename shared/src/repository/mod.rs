@@ -13,6 +13,7 @@ mod pipeline;
 mod publish;
 mod purge;
 mod retention;
+mod rollouts;
 mod uploads;
 mod verify;
 mod versions;
@@ -46,6 +47,7 @@ pub use multipart::{
 };
 pub use pipeline::{PipelineOutcome, StartOutcome};
 pub use retention::{ReclaimReport, RetentionBookkeeping};
+pub use rollouts::{Driven, check_rollout_id};
 pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, UploadId, metadata_limits};
 pub use verify::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, VerifyStep};
 
@@ -70,6 +72,8 @@ pub struct Repository {
     verifier: Verifier,
     /// Bytes one verification step hashes at most (`VERIFY_BUDGET_BYTES`).
     verify_budget_bytes: u64,
+    /// Rollouts watch only alarms named with this prefix.
+    rollout_alarm_prefix: String,
 }
 
 impl Repository {
@@ -113,7 +117,33 @@ impl Repository {
             calls,
             verifier: Verifier::default(),
             verify_budget_bytes: config.verify_budget_bytes,
+            rollout_alarm_prefix: config.rollout_alarm_prefix.clone(),
         }
+    }
+
+    /// `ROLLOUT_ALARM_PREFIX` (empty: any alarm).
+    pub fn rollout_alarm_prefix(&self) -> &str {
+        &self.rollout_alarm_prefix
+    }
+
+    /// A CloudWatch client for the rollout driver's alarm reads, its calls
+    /// recorded with this repository's.
+    pub fn alarms_client(&self, sdk: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+        aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(sdk)
+                .interceptor(self.calls.recording_interceptor())
+                .build(),
+        )
+    }
+
+    /// An EventBridge client for the events of changes, its calls recorded
+    /// with this repository's.
+    pub fn events_client(&self, sdk: &SdkConfig) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(sdk)
+                .interceptor(self.calls.recording_interceptor())
+                .build(),
+        )
     }
 
     pub fn layout(&self) -> &Layout {

@@ -196,6 +196,7 @@ impl Repository {
                     precondition: m
                         .if_revision
                         .map_or(Precondition::None, Precondition::Revision),
+                    cancel_rollout: false,
                 };
                 Some(self.put_alias_as(name, &m.name, target, &change).await?)
             }

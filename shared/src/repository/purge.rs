@@ -9,7 +9,7 @@ use super::uploads::PURGE_FENCE_STALE;
 use super::{MAX_ATTEMPTS, Repository};
 use crate::error::{Error, Result};
 use crate::layout::{
-    FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, upload_pk,
+    FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, rollout_pk, upload_pk,
     verified_pk,
 };
 use crate::names::{ArtifactName, Version};
@@ -72,6 +72,7 @@ impl Repository {
             name.to_string(),
             condemned_pk(name),
             verified_pk(name),
+            rollout_pk(name),
         ] {
             self.renew_fence(name, &purge_id).await?;
             keys.extend(self.partition_keys(&pk).await?);

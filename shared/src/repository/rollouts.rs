@@ -1,0 +1,699 @@
+//! Progressive rollouts (SPEC 10.1): an alias moved to a new version in
+//! weighted steps, by its starter, a person, or the driver.
+//!
+//! A rollout holds its alias: the alias row names it (`rollout`), so every
+//! other change of the alias is refused (409 `RolloutInProgress`) unless it
+//! cancels the rollout in the same transaction. Every move a rollout makes
+//! (start, step, completion, abort) is an ordinary alias change — alias
+//! row, history entry, version references in one transaction — that also
+//! writes the rollout's own item, conditional on the item being as read,
+//! and is conditional on the alias revision the rollout last left: two
+//! drivers, or a driver and a person, never both apply a step. The
+//! registry item (`__rollouts`, `{name}/{alias}`) lets the driver find the
+//! rollouts that hold an alias without a scan; it is written and deleted in
+//! those same transactions.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use time::OffsetDateTime;
+
+use super::aliases::{Intent, Link};
+use super::{Repository, decode_cursor, encode_cursor, invalid_sdk_input, page_size};
+use crate::error::{Error, Result};
+use crate::layout::{ROLLOUTS_PK, attr, format_update_at, now, rollout_pk};
+use crate::model::{AliasTarget, ChangeRequest, Page, Precondition, Rollout, RolloutRequest};
+use crate::names::{AliasName, ArtifactName, Weight};
+use crate::rollout::{AlarmState, Decision, RolloutAction, RolloutState, decide};
+use crate::rows::{AliasRow, Item, RolloutRow, key, sv};
+
+/// A manual action re-reads the rollout this many times when a driver
+/// step lands in between.
+const ACTION_ATTEMPTS: u32 = 5;
+
+/// What one driver visit of a rollout did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Driven {
+    /// Nothing due.
+    Waiting,
+    /// Moved to step `step` (1-based).
+    Stepped { step: usize },
+    Completed,
+    Aborted { reason: String },
+    /// Another writer (a second driver, a person) changed it first.
+    Lost,
+    /// The rollout is gone (its artifact purged) or over: its registry
+    /// entry was dropped.
+    Forgotten,
+}
+
+/// A rollout id: 16 lowercase hex digits (start time in milliseconds, then
+/// randomness), so that an alias's rollouts sort by start.
+pub fn check_rollout_id(id: &str) -> Result<()> {
+    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "rollout id {id:?} is not 16 lowercase hex digits"
+        )))
+    }
+}
+
+fn new_rollout_id(at: OffsetDateTime) -> String {
+    let ms = (at.unix_timestamp_nanos() / 1_000_000) as u64;
+    format!(
+        "{:011x}{:05x}",
+        ms & 0xfff_ffff_ffff,
+        rand::random_range(0..0x10_0000u32)
+    )
+}
+
+/// How a rollout changes its alias.
+#[derive(Debug, Clone)]
+enum Transition {
+    /// Apply step `k` (0-based, below the last).
+    Step(usize),
+    /// The new version alone.
+    Complete,
+    /// Back to where the alias was.
+    Abort(String),
+}
+
+impl Repository {
+    /// Starts rolling `alias` out to `request.version`: the first step is
+    /// applied at once (the alias keeps its version as primary and sends
+    /// the step's weight to the new one). The alias must exist, point at
+    /// one version only, and not be held by another rollout.
+    ///
+    /// AWS calls: GetItem, then an alias change (BatchGetItem,
+    /// TransactWriteItems; Query for rows without a revision).
+    pub async fn start_rollout(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        request: RolloutRequest,
+        actor: &str,
+    ) -> Result<Rollout> {
+        if request.version.is_latest() {
+            return Err(Error::InvalidVersion(
+                "a rollout moves an alias to a published version, not LATEST".into(),
+            ));
+        }
+        let current = self.alias_row_of(name, alias).await?;
+        if let Some(id) = &current.rollout {
+            return Err(Error::RolloutInProgress {
+                name: name.to_string(),
+                alias: alias.to_string(),
+                id: id.clone(),
+            });
+        }
+        if current.secondary.is_some() {
+            return Err(Error::RolloutConflict(format!(
+                "alias {alias} of {name} splits traffic already; point it at one version before rolling out"
+            )));
+        }
+        if current.primary.version == request.version {
+            return Err(Error::RolloutConflict(format!(
+                "alias {alias} of {name} points at version {} already",
+                request.version
+            )));
+        }
+        let at = now();
+        let id = new_rollout_id(at);
+        let row = RolloutRow {
+            name: name.clone(),
+            alias: alias.clone(),
+            id: id.clone(),
+            version: request.version,
+            from: current.state(),
+            steps: request.steps,
+            alarms: request.alarms,
+            state: RolloutState::Active,
+            step: 0,
+            next_step_at: None,
+            revision: 0,
+            reason: None,
+            message: request.message.clone(),
+            started_by: actor.to_owned(),
+            started_at: at,
+            update_at: at,
+        };
+        let first = if row.steps.len() == 1 {
+            Transition::Complete
+        } else {
+            Transition::Step(0)
+        };
+        let change = ChangeRequest {
+            actor: actor.to_owned(),
+            message: Some(match &request.message {
+                Some(m) => format!("{m} ({})", describe(&row, &first)),
+                None => describe(&row, &first),
+            }),
+            precondition: Precondition::Revision(current.revision.unwrap_or(0)),
+            cancel_rollout: false,
+        };
+        match self.apply(&row, first, &change, true).await {
+            Ok(row) => Ok(row.to_rollout()),
+            Err(Error::AliasModified { .. }) => Err(Error::ConcurrentModification(format!(
+                "alias {alias} of {name} changed while the rollout started; retry"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One rollout. AWS calls: 1 (GetItem).
+    pub async fn get_rollout(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        id: &str,
+    ) -> Result<Rollout> {
+        Ok(self.rollout_row(name, alias, id).await?.to_rollout())
+    }
+
+    /// An alias's rollouts, newest first, optionally only those in `state`.
+    /// AWS calls: 1 per page (Query).
+    pub async fn list_rollouts(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        state: Option<RolloutState>,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Rollout>> {
+        let limit = page_size(limit)?;
+        let pk = rollout_pk(name);
+        let prefix = format!("{alias}/");
+        let start = decode_cursor(&pk, cursor, |sk| sk.contains('/'))?;
+        if start.as_ref().is_some_and(|s| {
+            !s.get(attr::SK)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk.starts_with(&prefix))
+        }) {
+            return Err(Error::InvalidRequest(
+                "cursor is not one this listing returned".into(),
+            ));
+        }
+        let mut query = self
+            .ddb
+            .query()
+            .table_name(&self.layout.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", sv(&pk))
+            .expression_attribute_values(":prefix", sv(&prefix))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(limit as i32)
+            .set_exclusive_start_key(start);
+        if let Some(state) = state {
+            query = query
+                .filter_expression("#state = :state")
+                .expression_attribute_names("#state", attr::STATE)
+                .expression_attribute_values(":state", sv(state.as_str()));
+        }
+        let out = query
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Query", e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(|item| RolloutRow::from_item(name, item).map(|r| r.to_rollout()))
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor =
+            super::versions::next_sort_key(out.last_evaluated_key()).map(encode_cursor);
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Pause, resume, abort or promote a rollout, as `actor`. Abort takes
+    /// the alias back to where it was; promote jumps to 100 %. Resuming
+    /// restarts the current step's hold.
+    ///
+    /// AWS calls: GetItem; UpdateItem (pause, resume) or an alias change
+    /// (abort, promote); again when a driver step landed in between.
+    pub async fn act_on_rollout(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        id: &str,
+        action: RolloutAction,
+        actor: &str,
+        message: Option<String>,
+    ) -> Result<Rollout> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let row = self.rollout_row(name, alias, id).await?;
+            if !row.state.is_live() {
+                return Err(Error::RolloutConflict(format!(
+                    "rollout {id} of alias {alias} of {name} is {} already",
+                    row.state.as_str()
+                )));
+            }
+            let result = match action {
+                RolloutAction::Pause | RolloutAction::Resume => {
+                    self.pause_or_resume(&row, action == RolloutAction::Pause)
+                        .await
+                }
+                RolloutAction::Abort | RolloutAction::Promote => {
+                    let why = message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                    let transition = if action == RolloutAction::Abort {
+                        Transition::Abort(format!("aborted by {actor}{why}"))
+                    } else {
+                        Transition::Complete
+                    };
+                    let change = ChangeRequest {
+                        actor: actor.to_owned(),
+                        message: Some(match &message {
+                            Some(m) => format!("{m} ({})", describe(&row, &transition)),
+                            None => describe(&row, &transition),
+                        }),
+                        precondition: Precondition::Revision(row.revision),
+                        cancel_rollout: false,
+                    };
+                    self.apply(&row, transition, &change, false).await
+                }
+            };
+            match result {
+                Ok(row) => return Ok(row.to_rollout()),
+                Err(Error::RolloutConflict(_) | Error::AliasModified { .. })
+                    if attempt < ACTION_ATTEMPTS => {}
+                Err(Error::AliasModified { detail, .. }) => {
+                    return Err(Error::ConcurrentModification(format!(
+                        "alias {alias} of {name} keeps changing ({detail}); retry"
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The rollouts that hold an alias (the driver's work list):
+    /// (artifact, alias, rollout id). AWS calls: 1 Query per 1 MB.
+    pub async fn held_rollouts(&self) -> Result<Vec<(ArtifactName, AliasName, String)>> {
+        let items = self.query_all(ROLLOUTS_PK).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let sk = item.get(attr::SK)?.as_s().ok()?;
+                let (name, alias) = sk.split_once('/')?;
+                let id = item.get(attr::ROLLOUT_ID)?.as_s().ok()?;
+                Some((name.parse().ok()?, AliasName::stored(alias), id.clone()))
+            })
+            .collect())
+    }
+
+    /// A rollout's item, `None` when it does not exist. AWS calls: 1.
+    pub async fn find_rollout(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        id: &str,
+    ) -> Result<Option<RolloutRow>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(rollout_pk(name), RolloutRow::sort_key(alias, id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetItem", e))?;
+        out.item()
+            .map(|item| RolloutRow::from_item(name, item))
+            .transpose()
+    }
+
+    async fn rollout_row(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        id: &str,
+    ) -> Result<RolloutRow> {
+        self.find_rollout(name, alias, id)
+            .await?
+            .ok_or_else(|| Error::RolloutNotFound {
+                name: name.to_string(),
+                alias: alias.to_string(),
+                id: id.to_owned(),
+            })
+    }
+
+    /// The driver's visit of one rollout of its work list: drops the entry
+    /// of a rollout that is gone or over, otherwise does what [`decide`]
+    /// says for the alarm states read (`alarms`, by name) at `now`.
+    ///
+    /// AWS calls: GetItem; an alias change when a step is due or an alarm
+    /// fires; DeleteItem for a stale entry.
+    pub async fn drive_rollout(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        id: &str,
+        alarms: &HashMap<String, AlarmState>,
+        at: OffsetDateTime,
+    ) -> Result<Driven> {
+        let Some(row) = self.find_rollout(name, alias, id).await? else {
+            self.forget_rollout(name, alias, id).await?;
+            return Ok(Driven::Forgotten);
+        };
+        if !row.state.is_live() {
+            self.forget_rollout(name, alias, id).await?;
+            return Ok(Driven::Forgotten);
+        }
+        let states: Vec<(String, AlarmState)> = row
+            .alarms
+            .iter()
+            .map(|a| (a.clone(), alarms.get(a).copied().unwrap_or(AlarmState::Missing)))
+            .collect();
+        let transition = match decide(row.state, row.step, &row.steps, row.next_step_at, &states, at)
+        {
+            Decision::Wait => return Ok(Driven::Waiting),
+            Decision::Advance { step } => Transition::Step(step),
+            Decision::Complete => Transition::Complete,
+            Decision::Abort { reason } => Transition::Abort(reason),
+        };
+        let change = ChangeRequest {
+            actor: format!("rollout:{id}"),
+            message: Some(describe(&row, &transition)),
+            precondition: Precondition::Revision(row.revision),
+            cancel_rollout: false,
+        };
+        match self.apply(&row, transition, &change, false).await {
+            Ok(after) => Ok(match after.state {
+                RolloutState::Completed => Driven::Completed,
+                RolloutState::Aborted => Driven::Aborted {
+                    reason: after.reason.unwrap_or_default(),
+                },
+                _ => Driven::Stepped {
+                    step: after.step + 1,
+                },
+            }),
+            Err(Error::RolloutConflict(_) | Error::AliasModified { .. }) => {
+                // Another writer got in first, or the alias was rewritten
+                // by something that does not know rollouts (the library):
+                // then the rollout cannot go on, and ends without moving it.
+                let alias_row = self.find_alias_row(name, alias).await?;
+                if alias_row.is_some_and(|a| a.rollout.as_deref() == Some(id)) {
+                    return Ok(Driven::Lost);
+                }
+                let reason = "the alias was changed outside this rollout".to_owned();
+                match self.end_orphaned(&row, &reason).await {
+                    Ok(()) => Ok(Driven::Aborted { reason }),
+                    Err(Error::RolloutConflict(_)) => Ok(Driven::Lost),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `transition` to the alias and the rollout item in one
+    /// transaction; `start`: the item is new.
+    async fn apply(
+        &self,
+        row: &RolloutRow,
+        transition: Transition,
+        change: &ChangeRequest,
+        start: bool,
+    ) -> Result<RolloutRow> {
+        let at = now();
+        let mut next = row.clone();
+        next.update_at = at;
+        let intent = match &transition {
+            Transition::Step(k) => {
+                let weight = row.steps.get(*k).map_or(100, |s| s.weight);
+                next.step = *k;
+                next.next_step_at = row
+                    .steps
+                    .get(*k)
+                    .and_then(|s| s.hold)
+                    .map(|h| at + h);
+                Intent::Put(AliasTarget {
+                    version: row.from.version,
+                    secondary: Some((row.version, Weight::new(i64::from(weight))?)),
+                })
+            }
+            Transition::Complete => {
+                next.step = row.steps.len().saturating_sub(1);
+                next.state = RolloutState::Completed;
+                next.next_step_at = None;
+                Intent::Put(AliasTarget {
+                    version: row.version,
+                    secondary: None,
+                })
+            }
+            Transition::Abort(reason) => {
+                next.state = RolloutState::Aborted;
+                next.next_step_at = None;
+                next.reason = Some(reason.clone());
+                Intent::Rollback(row.from.target())
+            }
+        };
+        let live = next.state.is_live();
+        let items = |revision: u64| -> Result<Vec<TransactWriteItem>> {
+            let mut written = next.clone();
+            written.revision = revision;
+            let mut items = vec![self.rollout_put(&written, (!start).then_some(row))?];
+            items.push(if live {
+                self.registry_put(&written)?
+            } else {
+                self.registry_delete(&row.name, &row.alias, &row.id)?
+            });
+            Ok(items)
+        };
+        let link = Link::Rollout {
+            id: &row.id,
+            holds_before: !start,
+            holds_after: live,
+            items: &items,
+        };
+        let alias = self
+            .change_alias_linked(&row.name, &row.alias, intent, change, &link)
+            .await?
+            .ok_or_else(|| Error::internal("rollout", "a rollout's change left no alias row"))?;
+        next.revision = alias.revision.unwrap_or(0);
+        Ok(next)
+    }
+
+    /// Pause or resume: the rollout item only (the alias does not move).
+    async fn pause_or_resume(&self, row: &RolloutRow, pause: bool) -> Result<RolloutRow> {
+        let (from, to) = if pause {
+            (RolloutState::Active, RolloutState::Paused)
+        } else {
+            (RolloutState::Paused, RolloutState::Active)
+        };
+        if row.state != from {
+            return Err(Error::RolloutConflict(format!(
+                "rollout {} is {}, not {}",
+                row.id,
+                row.state.as_str(),
+                from.as_str()
+            )));
+        }
+        let at = now();
+        let mut next = row.clone();
+        next.state = to;
+        next.update_at = at;
+        next.next_step_at = if pause {
+            None
+        } else {
+            row.steps.get(row.step).and_then(|s| s.hold).map(|h| at + h)
+        };
+        let put = self.rollout_put(&next, Some(row))?;
+        let Some(put) = put.put else {
+            return Err(Error::internal("rollout", "a rollout write is a Put"));
+        };
+        let result = self
+            .ddb
+            .put_item()
+            .table_name(&self.layout.table)
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(next),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(Error::RolloutConflict(format!(
+                    "rollout {} changed meanwhile; read it again",
+                    row.id
+                )))
+            }
+            Err(e) => Err(Error::upstream("PutItem", e)),
+        }
+    }
+
+    /// Ends a rollout whose alias it no longer holds, without touching the
+    /// alias.
+    async fn end_orphaned(&self, row: &RolloutRow, reason: &str) -> Result<()> {
+        let mut next = row.clone();
+        next.state = RolloutState::Aborted;
+        next.next_step_at = None;
+        next.reason = Some(reason.to_owned());
+        next.update_at = now();
+        let ops = vec![
+            self.rollout_put(&next, Some(row))?,
+            self.registry_delete(&row.name, &row.alias, &row.id)?,
+        ];
+        let token = format!("orphan-{}-{}", row.id, format_update_at(row.update_at));
+        match self.transact(ops, &token).await {
+            Ok(()) => Ok(()),
+            Err(super::aliases::TransactFailure::Conditions(_))
+            | Err(super::aliases::TransactFailure::Contention) => Err(Error::RolloutConflict(
+                format!("rollout {} changed meanwhile", row.id),
+            )),
+            Err(super::aliases::TransactFailure::Failed(e)) => Err(e),
+        }
+    }
+
+    /// The items that cancel rollout `id` with a change made by hand
+    /// (`cancel_rollout`): it ends `aborted`, its registry entry goes.
+    pub(super) fn cancel_rollout_items(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        id: &str,
+        actor: &str,
+    ) -> Result<Vec<TransactWriteItem>> {
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(rollout_pk(name), RolloutRow::sort_key(alias, id))))
+            .update_expression(
+                "SET #state = :aborted, #reason = :reason, #update_at = :at REMOVE #next",
+            )
+            .condition_expression("#state IN (:active, :paused)")
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#reason", attr::REASON)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_names("#next", attr::NEXT_STEP_AT)
+            .expression_attribute_values(":aborted", sv(RolloutState::Aborted.as_str()))
+            .expression_attribute_values(":active", sv(RolloutState::Active.as_str()))
+            .expression_attribute_values(":paused", sv(RolloutState::Paused.as_str()))
+            .expression_attribute_values(
+                ":reason",
+                sv(format!("cancelled by {actor}, who changed the alias by hand")),
+            )
+            .expression_attribute_values(":at", sv(format_update_at(now())))
+            .build()
+            .map_err(invalid_sdk_input)?;
+        Ok(vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.registry_delete(name, alias, id)?,
+        ])
+    }
+
+    /// The rollout item written whole; over `read`, only if it is still
+    /// exactly as read (its state and last write), else only if new.
+    fn rollout_put(&self, row: &RolloutRow, read: Option<&RolloutRow>) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.layout.table)
+            .set_item(Some(row.to_item()))
+            .expression_attribute_names("#pk", attr::PK);
+        let put = match read {
+            None => put.condition_expression("attribute_not_exists(#pk)"),
+            Some(read) => put
+                .condition_expression(
+                    "attribute_exists(#pk) AND #state = :read_state AND #update_at = :read_at",
+                )
+                .expression_attribute_names("#state", attr::STATE)
+                .expression_attribute_names("#update_at", attr::UPDATE_AT)
+                .expression_attribute_values(":read_state", sv(read.state.as_str()))
+                .expression_attribute_values(":read_at", sv(format_update_at(read.update_at))),
+        };
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(invalid_sdk_input)?)
+            .build())
+    }
+
+    fn registry_put(&self, row: &RolloutRow) -> Result<TransactWriteItem> {
+        let mut item: Item = key(ROLLOUTS_PK, format!("{}/{}", row.name, row.alias));
+        item.insert(attr::ROLLOUT_ID.into(), sv(&row.id));
+        let put = Put::builder()
+            .table_name(&self.layout.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(invalid_sdk_input)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn registry_delete(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        id: &str,
+    ) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(ROLLOUTS_PK, format!("{name}/{alias}"))))
+            .condition_expression("attribute_not_exists(#pk) OR #rid = :id")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#rid", attr::ROLLOUT_ID)
+            .expression_attribute_values(":id", sv(id))
+            .build()
+            .map_err(invalid_sdk_input)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Drops the registry entry of rollout `id` (if it is still its).
+    async fn forget_rollout(&self, name: &ArtifactName, alias: &AliasName, id: &str) -> Result<()> {
+        let result = self
+            .ddb
+            .delete_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(ROLLOUTS_PK, format!("{name}/{alias}"))))
+            .condition_expression("#rid = :id")
+            .expression_attribute_names("#rid", attr::ROLLOUT_ID)
+            .expression_attribute_values(":id", AttributeValue::S(id.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::upstream("DeleteItem", e)),
+        }
+    }
+
+    async fn alias_row_of(&self, name: &ArtifactName, alias: &AliasName) -> Result<AliasRow> {
+        self.find_alias_row(name, alias)
+            .await?
+            .ok_or_else(|| Error::AliasNotFound {
+                name: name.to_string(),
+                alias: alias.to_string(),
+            })
+    }
+}
+
+/// The history message of a rollout's change.
+fn describe(row: &RolloutRow, transition: &Transition) -> String {
+    let of = row.steps.len();
+    match transition {
+        Transition::Step(k) => format!(
+            "rollout {}: step {} of {of}, {}% to version {}",
+            row.id,
+            k + 1,
+            row.steps.get(*k).map_or(100, |s| s.weight),
+            row.version
+        ),
+        Transition::Complete => format!(
+            "rollout {}: completed, version {} alone",
+            row.id, row.version
+        ),
+        Transition::Abort(reason) => format!(
+            "rollout {}: aborted ({reason}), back to version {}",
+            row.id, row.from.version
+        ),
+    }
+}
