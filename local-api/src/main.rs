@@ -45,6 +45,44 @@ async fn main() {
     };
     let mirror = repo.clone();
     tokio::spawn(async move { poller.run(&mirror, config.seed_layout_mirror).await });
+    // The rollout driver on a short period (the deployment's schedule runs
+    // it every minute), and the events of changes from the same stream.
+    let period = match shared::rollout_driver::local_period(|k| std::env::var(k).ok()) {
+        Ok(period) => period,
+        Err(e) => fail(&e.to_string()),
+    };
+    let driver = shared::rollout_driver::Driver::new(repo.clone(), &sdk);
+    tokio::spawn(driver.run(period));
+    let sink = match std::env::var("EVENTS_SINK").ok().filter(|v| !v.is_empty()) {
+        None => Some(shared::events::eventbridge_sink(&repo, &sdk, &config)),
+        Some(v) if v == "off" => None,
+        Some(v) => match v.strip_prefix("file:") {
+            Some(path) => Some(shared::events::Sink::File(path.into())),
+            None => fail(&format!(
+                "EVENTS_SINK {v:?} must be file:PATH or off (unset: EventBridge at AWS_ENDPOINT_URL)"
+            )),
+        },
+    };
+    let events = match &sink {
+        None => "off".to_owned(),
+        Some(shared::events::Sink::File(path)) => format!("to {}", path.display()),
+        Some(_) => format!(
+            "to EventBridge bus {}",
+            config.event_bus.as_deref().unwrap_or("default")
+        ),
+    };
+    if let Some(sink) = sink {
+        match StreamPoller::connect(&sdk, &config.table).await {
+            Ok(poller) => {
+                tokio::spawn(poller.run_events(sink));
+            }
+            Err(e) => fail(&format!("cannot read the table's stream: {e}")),
+        }
+    }
+    println!(
+        "local-api rollout driver: every {} ms (ROLLOUT_DRIVER_PERIOD_MS); events: {events} (EVENTS_SINK)",
+        period.as_millis()
+    );
     let switch = if config.seed_layout_mirror {
         "on"
     } else {

@@ -90,6 +90,17 @@ fn every_error_code_is_documented() {
             version: String::new(),
             aliases: String::new(),
         },
+        Error::RolloutNotFound {
+            name: String::new(),
+            alias: String::new(),
+            id: String::new(),
+        },
+        Error::RolloutInProgress {
+            name: String::new(),
+            alias: String::new(),
+            id: String::new(),
+        },
+        Error::RolloutConflict(String::new()),
         Error::ConcurrentModification(String::new()),
         Error::AliasModified {
             name: String::new(),
@@ -193,14 +204,19 @@ fn the_template_has_one_function_per_package_built_by_cargo_lambda_and_the_route
                     ));
                 }
                 Some("Schedule") => {
-                    assert_eq!(package, "scheduled-purge");
-                    assert_eq!(
-                        event["Properties"]["Schedule"].as_str(),
-                        Some("RetentionSchedule")
-                    );
+                    let schedule = match package.as_str() {
+                        "scheduled-purge" => "RetentionSchedule",
+                        // Every minute: the driver's period (SPEC 10.1).
+                        "rollout-driver" => "rate(1 minute)",
+                        other => panic!("{other} is not scheduled"),
+                    };
+                    assert_eq!(event["Properties"]["Schedule"].as_str(), Some(schedule));
                 }
                 Some("DynamoDB") => {
-                    assert_eq!(package, "mirror-seed-layout");
+                    assert!(
+                        ["mirror-seed-layout", "publish-events"].contains(&package.as_str()),
+                        "{package} reads the stream"
+                    );
                     assert_eq!(
                         event["Properties"]["Stream"].as_str(),
                         Some("ArtifactTable.StreamArn")
@@ -320,7 +336,17 @@ enum Call {
     SendMessage(&'static str),
     /// An invocation of a function of the stack, by its ARN.
     Invoke(&'static str),
+    /// CloudWatch alarm states (the rollout driver), of the alarms the
+    /// deployment lets rollouts watch.
+    DescribeAlarms,
+    /// Events onto the deployment's bus.
+    PutEvents,
 }
+
+/// The alarms rollouts may watch: those named with the deployment's prefix.
+const ALARMS: &str = "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${RolloutAlarmPrefix}*";
+/// The bus events go to.
+const BUS: &str = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}";
 
 /// The name `verify-upload` is deployed under (`FunctionName`): a name, not
 /// a reference, so that its own policy can name it (it invokes itself).
@@ -421,6 +447,15 @@ fn iam_actions(call: Call) -> Vec<Grant> {
             function.to_owned(),
             None,
         )],
+        // DescribeAlarms authorizes each alarm it answers by its ARN
+        // (Service Authorization Reference, Amazon CloudWatch: resource
+        // type `alarm`); PutEvents the bus it puts on (`event-bus`).
+        Call::DescribeAlarms => vec![(
+            "cloudwatch:DescribeAlarms".to_owned(),
+            ALARMS.to_owned(),
+            None,
+        )],
+        Call::PutEvents => vec![("events:PutEvents".to_owned(), BUS.to_owned(), None)],
         Call::DeleteObject(keys, at) | Call::DeleteObjects(keys, at) => {
             versions(keys, at, "s3:DeleteObject", "s3:DeleteObjectVersion")
         }
@@ -491,6 +526,23 @@ fn calls(package: &str) -> Vec<Call> {
         GetItem,
         Query,
         TransactWriteItems(&[Put, Update, ConditionCheck]),
+    ];
+    // A change by hand may cancel the rollout holding the alias (SPEC
+    // 10.1): its item updated, its registry entry deleted, in the same
+    // transaction.
+    let alias_change_cancelling = [
+        BatchGetItem,
+        GetItem,
+        Query,
+        TransactWriteItems(&[Put, Update, ConditionCheck, Delete]),
+    ];
+    // A rollout's own alias changes: its item and its registry entry
+    // written (or deleted) with the alias.
+    let rollout_change = [
+        GetItem,
+        BatchGetItem,
+        Query,
+        TransactWriteItems(&[Put, Update, ConditionCheck, Delete]),
     ];
     // The one-request pipeline (SPEC 4.1): after a commit, a publish and an
     // alias move.
@@ -589,14 +641,27 @@ fn calls(package: &str) -> Vec<Call> {
         // Alias changes: the alias row, its history entry and the version
         // rows' references in one transaction; the history is queried for
         // the last revision and read back to recognise a landed write.
-        "put-alias" | "rollback-alias" => alias_change.to_vec(),
+        "put-alias" | "rollback-alias" => alias_change_cancelling.to_vec(),
+        // The alias row, then the rollout's first change.
+        "start-rollout" => rollout_change.to_vec(),
+        "list-rollouts" => vec![Query],
+        "get-rollout" => vec![GetItem],
+        // Pause and resume rewrite the rollout item alone; abort and
+        // promote are rollout changes.
+        "control-rollout" => [rollout_change.to_vec(), vec![PutItem]].concat(),
+        // The registry of held aliases, each rollout, the alarms; then the
+        // due changes; entries of rollouts gone (purged) or over dropped.
+        // A failed pass is the next minute's to retry: no queue.
+        "rollout-driver" => [
+            rollout_change.to_vec(),
+            vec![DescribeAlarms, DeleteItem],
+        ]
+        .concat(),
+        // Events from the records' images: no read; batches given up on
+        // go to the queue.
+        "publish-events" => vec![PutEvents, SendMessage("EventsFailuresQueue.Arn")],
         "get-alias" | "get-alias-history" => vec![GetItem, Query],
-        "delete-alias" => vec![
-            BatchGetItem,
-            GetItem,
-            Query,
-            TransactWriteItems(&[Delete, Put, Update, ConditionCheck]),
-        ],
+        "delete-alias" => alias_change_cancelling.to_vec(),
         "resolve-alias" => [vec![BatchGetItem, GetItem], download.to_vec()].concat(),
         // Names from the registry and the library's listing; its
         // bookkeeping row (cursor, failures, lease) takes conditional
@@ -715,13 +780,53 @@ async fn every_aws_call_a_non_http_handler_makes_is_one_its_iam_is_derived_from(
             .unwrap();
         repo
     };
+    // The driver's sample pass finds the sample rollout, whose alarm does
+    // not exist: it aborts it.
+    let driver = {
+        let store = test_support::TestStore::with_sample_artifact().await;
+        test_support::start_sample_rollout(&store.repo).await;
+        let repo = store.another_repository();
+        let driver = shared::rollout_driver::Driver::new(repo.clone(), &store.sdk);
+        let text =
+            std::fs::read_to_string(workspace_root().join("events/rollout-driver.json")).unwrap();
+        let event = lambda_runtime::LambdaEvent::new(
+            serde_json::from_str(&text).unwrap(),
+            lambda_runtime::Context::default(),
+        );
+        let report = shared::rollout_driver::handle_event(&driver, event)
+            .await
+            .unwrap();
+        assert_eq!(report.aborted, 1, "{report:?}");
+        repo
+    };
+    // The events' sample batch onto the emulator's default bus.
+    let events = {
+        let store = test_support::TestStore::new().await;
+        let repo = store.another_repository();
+        let sink = shared::events::eventbridge_sink(&repo, &store.sdk, &store.config);
+        let text =
+            std::fs::read_to_string(workspace_root().join("events/publish-events.json")).unwrap();
+        let event = lambda_runtime::LambdaEvent::new(
+            serde_json::from_str(&text).unwrap(),
+            lambda_runtime::Context::default(),
+        );
+        let response = shared::events::handle_event(&sink, event).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        repo
+    };
     for (function, repo) in [
         ("mirror-seed-layout", &mirror.repo),
         ("scheduled-purge", &scheduled),
         ("verify-upload", &verify.repo),
+        ("rollout-driver", &driver),
+        ("publish-events", &events),
     ] {
         assert_calls_declared(function, repo);
     }
+    for operation in ["DescribeAlarms", "TransactWriteItems", "Query"] {
+        assert!(driver.operations().contains(operation), "{operation}");
+    }
+    assert!(events.operations().contains("PutEvents"));
     for operation in ["BatchGetItem", "GetItem", "GetObject", "TransactWriteItems"] {
         assert!(
             verify.repo.operations().contains(operation),
@@ -1024,8 +1129,10 @@ fn the_table_streams_both_images_to_the_mirror_and_expires_uploads_by_ttl() {
 }
 
 /// Functions that only read: no write or delete action may appear.
-const READ_ONLY: [&str; 9] = [
+const READ_ONLY: [&str; 11] = [
     "get-upload",
+    "list-rollouts",
+    "get-rollout",
     "get-alias-history",
     "list-artifacts",
     "list-versions",
@@ -1086,7 +1193,7 @@ fn granted(package: &str, template: &Yaml) -> BTreeSet<Grant> {
             .as_str()
             .unwrap_or_else(|| panic!("{package}: one resource per statement"));
         assert!(
-            !resource.contains('*') || resource.ends_with("/*"),
+            !resource.contains('*') || resource.ends_with("/*") || resource == ALARMS,
             "{package}: wildcard resource {resource}"
         );
         let prefixes: Vec<Option<String>> = match &statement["Condition"] {
@@ -1734,8 +1841,8 @@ fn every_alarm_notifies_the_topic_and_every_queue_and_function_has_alarms() {
     let queues = resources_of(&template, "AWS::SQS::Queue");
     assert_eq!(
         queues.len(),
-        3,
-        "mirror, verify and scheduled-purge failures"
+        4,
+        "mirror, verify, scheduled-purge and events failures"
     );
     for (queue, _) in &queues {
         let (id, alarm) = alarm_on(

@@ -36,11 +36,31 @@ fn expected_keys(operation: Operation) -> &'static [&'static str] {
         "version_s3uri",
     ];
     const PAGE: &[&str] = &["items", "next_cursor"];
+    const ROLLOUT: &[&str] = &[
+        "alarms",
+        "alias",
+        "from",
+        "id",
+        "message",
+        "name",
+        "next_step_at",
+        "revision",
+        "started_at",
+        "started_by",
+        "state",
+        "step",
+        "steps",
+        "update_at",
+        "version",
+        "weight",
+    ];
     match operation {
         Operation::ListArtifacts
         | Operation::ListVersions
         | Operation::ListAliases
-        | Operation::GetAliasHistory => PAGE,
+        | Operation::GetAliasHistory
+        | Operation::ListRollouts => PAGE,
+        Operation::StartRollout | Operation::GetRollout | Operation::ControlRollout => ROLLOUT,
         Operation::StartUpload => &[
             "expires_at",
             "headers",

@@ -115,6 +115,8 @@ pub struct TestStore {
     /// The mirror's position on the table's stream, and the repository it
     /// runs on (not `repo`, whose call counts the tests read).
     mirror: tokio::sync::Mutex<Option<(StreamPoller, Repository)>>,
+    /// The events' position on the stream, and the events so far.
+    events: tokio::sync::Mutex<Option<(StreamPoller, shared::events::Sink)>>,
 }
 
 impl TestStore {
@@ -158,7 +160,68 @@ impl TestStore {
             ddb,
             http: reqwest::Client::new(),
             mirror: tokio::sync::Mutex::new(None),
+            events: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Runs the events' handler (SPEC 10.2) over every record of the
+    /// table's stream not yet handled, into memory, and returns every event
+    /// published so far, in order. Panics when a record keeps failing.
+    pub async fn drain_events(&self) -> Vec<shared::events::ChangeEvent> {
+        let mut slot = self.events.lock().await;
+        if slot.is_none() {
+            let poller = StreamPoller::connect(&self.sdk, &self.config.table)
+                .await
+                .unwrap_or_else(|e| panic!("stream: {e:?}"));
+            *slot = Some((poller, shared::events::Sink::Memory(Default::default())));
+        }
+        let Some((poller, sink)) = slot.as_mut() else {
+            unreachable!("set above")
+        };
+        let mut failures = 0;
+        loop {
+            match poller.poll_events(sink).await {
+                Ok(poll) if poll.failure.is_none() && poll.records == 0 => break,
+                Ok(poll) if poll.failure.is_none() => continue,
+                Ok(poll) => panic!("events failed: {:?}", poll.failure),
+                Err(e) => {
+                    failures += 1;
+                    assert!(failures < 20, "the stream keeps failing: {e:?}");
+                }
+            }
+        }
+        match sink {
+            shared::events::Sink::Memory(kept) => kept.lock().map(|k| k.clone()).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Creates (or updates) the CloudWatch alarm `name` on the emulator
+    /// and sets its state: `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub async fn alarm(&self, name: &str, state: &str) {
+        use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(&self.sdk);
+        cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("Test")
+            .metric_name("Errors")
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put alarm: {e:?}"));
+        cloudwatch
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(StateValue::from(state))
+            .state_reason("set by a test")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("set alarm state: {e:?}"));
     }
 
     /// Runs the mirror's handler over every record of the table's stream not
@@ -458,6 +521,17 @@ pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
     if let (Some(example), Some(id)) = (example_id, staged) {
         text = text.replace(&example, &id);
     }
+    // The rollout routes act on a rollout of `prod` to version 2 (10 % for
+    // five minutes), started under a fresh id.
+    if matches!(
+        route.operation,
+        Operation::ListRollouts | Operation::GetRollout | Operation::ControlRollout
+    ) {
+        let rollout = start_sample_rollout(&store.repo).await;
+        if let Some(example) = event["pathParameters"]["id"].as_str() {
+            text = text.replace(example, &rollout.id);
+        }
+    }
     let request =
         lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", route.function));
     let repo = store.another_repository();
@@ -468,6 +542,25 @@ pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
         repo,
         response,
     }
+}
+
+/// Starts rolling `prod` of `my-app` out to version 2 (10 % for five
+/// minutes, then 100 %), watching `my-app-errors`, as `ci`.
+pub async fn start_sample_rollout(repo: &Repository) -> shared::model::Rollout {
+    let steps = shared::rollout::preset("canary-10-5m").unwrap_or_else(|e| panic!("{e}"));
+    repo.start_rollout(
+        &name("my-app"),
+        &alias("prod"),
+        shared::model::RolloutRequest {
+            version: shared::Version::Number(2),
+            steps,
+            alarms: vec!["my-app-errors".into()],
+            message: Some("release 2".into()),
+        },
+        "ci",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("start rollout: {e:?}"))
 }
 
 /// Starts a multipart upload of `bytes` (parts of S3's smallest size, 5 MiB)

@@ -103,6 +103,36 @@ impl StreamPoller {
     /// does when `SEED_LAYOUT_MIRROR=off`). A failing record is reported in
     /// [`Poll::failure`] and retried by the next poll.
     pub async fn poll(&mut self, repo: &Repository, enabled: bool) -> Result<Poll> {
+        let records = self.read().await?;
+        // Each record the mirror takes, with its index among `records`.
+        let taken: Vec<(usize, MirrorRecord)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| mirror_record(r).map(|m| (i, m)))
+            .collect();
+        let batch: Vec<MirrorRecord> = taken.iter().map(|(_, m)| m.clone()).collect();
+        let report = handle_records(repo, enabled, &batch).await;
+        let handled = taken.get(report.handled).map_or(records.len(), |(i, _)| *i);
+        Ok(self.advance(&records, handled, report.failure.map(|f| f.error)))
+    }
+
+    /// The same position-keeping over the events' handler (SPEC 10.2):
+    /// the records after the last one handled, published to `sink`.
+    pub async fn poll_events(&mut self, sink: &crate::events::Sink) -> Result<Poll> {
+        let records = self.read().await?;
+        let taken: Vec<(usize, crate::events::Change)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| change(r).map(|c| (i, c)))
+            .collect();
+        let batch: Vec<crate::events::Change> = taken.iter().map(|(_, c)| c.clone()).collect();
+        let report = crate::events::publish(sink, &batch).await;
+        let handled = taken.get(report.handled).map_or(records.len(), |(i, _)| *i);
+        Ok(self.advance(&records, handled, report.failure.map(|(_, e)| e)))
+    }
+
+    /// The records after the last one handled (two calls).
+    async fn read(&mut self) -> Result<Vec<Record>> {
         let iterator = match &self.last {
             None => self
                 .streams
@@ -120,7 +150,7 @@ impl StreamPoller {
         .await
         .map_err(|e| Error::upstream("GetShardIterator", e))?;
         let Some(iterator) = iterator.shard_iterator() else {
-            return Ok(Poll::default()); // the shard is closed and read
+            return Ok(Vec::new()); // the shard is closed and read
         };
         let out = self
             .streams
@@ -130,17 +160,11 @@ impl StreamPoller {
             .send()
             .await
             .map_err(|e| Error::upstream("GetRecords", e))?;
-        let records = out.records();
-        // Each record the mirror takes, with its index among `records`.
-        let taken: Vec<(usize, MirrorRecord)> = records
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| mirror_record(r).map(|m| (i, m)))
-            .collect();
-        let batch: Vec<MirrorRecord> = taken.iter().map(|(_, m)| m.clone()).collect();
-        let report = handle_records(repo, enabled, &batch).await;
-        let handled = taken.get(report.handled).map_or(records.len(), |(i, _)| *i);
-        let failure = report.failure.map(|f| f.error);
+        Ok(out.records().to_vec())
+    }
+
+    /// Moves past the first `handled` records.
+    fn advance(&mut self, records: &[Record], handled: usize, failure: Option<Error>) -> Poll {
         let now = SystemTime::now();
         let lags = records[..handled]
             .iter()
@@ -154,12 +178,38 @@ impl StreamPoller {
         {
             self.last = Some(last.to_owned());
         }
-        Ok(Poll {
+        Poll {
             records: records.len(),
             handled,
             lags,
             failure,
-        })
+        }
+    }
+
+    /// Publishes events every [`POLL_INTERVAL`] until the task is dropped;
+    /// after a failure the same position is retried after a growing pause.
+    pub async fn run_events(mut self, sink: crate::events::Sink) {
+        let mut backoff = POLL_INTERVAL;
+        loop {
+            let failed = match self.poll_events(&sink).await {
+                Ok(poll) => {
+                    if let Some(e) = &poll.failure {
+                        tracing::warn!(code = e.code(), error = ?e, "event record failed; retrying it");
+                    }
+                    poll.failure.is_some()
+                }
+                Err(e) => {
+                    tracing::warn!(code = e.code(), error = ?e, "reading the stream failed; retrying");
+                    true
+                }
+            };
+            backoff = if failed {
+                (backoff * 2).min(MAX_BACKOFF)
+            } else {
+                POLL_INTERVAL
+            };
+            tokio::time::sleep(backoff).await;
+        }
     }
 
     /// Polls every [`POLL_INTERVAL`] until the task is dropped, logging each
@@ -220,4 +270,51 @@ fn mirror_record(record: &Record) -> Option<MirrorRecord> {
         removed_at,
         sequence_number: change.sequence_number()?.to_owned(),
     })
+}
+
+/// A stream record as the events' handler reads it: its images in
+/// DynamoDB JSON.
+fn change(record: &Record) -> Option<crate::events::Change> {
+    let data = record.dynamodb()?;
+    let image = |item: Option<&std::collections::HashMap<String, AttributeValue>>| {
+        item.filter(|i| !i.is_empty()).map(|i| {
+            i.iter()
+                .map(|(k, v)| (k.clone(), dynamodb_json(v)))
+                .collect::<serde_json::Map<_, _>>()
+        })
+    };
+    let keys = data.keys()?;
+    let kind = match record.event_name()? {
+        OperationType::Insert => crate::events::ChangeKind::Insert,
+        OperationType::Modify => crate::events::ChangeKind::Modify,
+        OperationType::Remove => crate::events::ChangeKind::Remove,
+        _ => return None,
+    };
+    Some(crate::events::Change {
+        kind,
+        pk: keys.get(attr::PK)?.as_s().ok()?.clone(),
+        sk: keys.get(attr::SK)?.as_s().ok()?.clone(),
+        old: image(data.old_image()),
+        new: image(data.new_image()),
+        sequence: data.sequence_number()?.to_owned(),
+    })
+}
+
+/// An attribute value in DynamoDB JSON, as Lambda's stream events carry it.
+fn dynamodb_json(value: &AttributeValue) -> serde_json::Value {
+    use serde_json::json;
+    match value {
+        AttributeValue::S(s) => json!({"S": s}),
+        AttributeValue::N(n) => json!({"N": n}),
+        AttributeValue::Bool(b) => json!({"BOOL": b}),
+        AttributeValue::Null(b) => json!({"NULL": b}),
+        AttributeValue::Ss(v) => json!({"SS": v}),
+        AttributeValue::Ns(v) => json!({"NS": v}),
+        AttributeValue::L(v) => json!({"L": v.iter().map(dynamodb_json).collect::<Vec<_>>()}),
+        AttributeValue::M(m) => json!({"M": m
+            .iter()
+            .map(|(k, v)| (k.clone(), dynamodb_json(v)))
+            .collect::<serde_json::Map<_, _>>()}),
+        _ => serde_json::Value::Null,
+    }
 }

@@ -1,0 +1,231 @@
+//! The `rollout-driver` function (SPEC 10.1): one pass over every rollout
+//! that holds an alias — read the alarms they watch (CloudWatch
+//! `DescribeAlarms`), then abort, step, complete or leave each as
+//! [`crate::rollout::decide`] says. Deployed, an EventBridge schedule runs a
+//! pass every minute; `local-api` runs the same pass on a short period.
+//!
+//! Passes may overlap (a slow pass and the next, or two local servers):
+//! every write is conditional on what its pass read, so one of them applies
+//! a step and the other finds it applied.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::repository::{Driven, Repository};
+use crate::rollout::AlarmState;
+
+/// DescribeAlarms takes at most 100 names per call.
+const NAMES_PER_CALL: usize = 100;
+
+/// The repository and the alarm reader.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    pub repo: Repository,
+    alarms: aws_sdk_cloudwatch::Client,
+}
+
+/// What one pass did; also the Lambda's JSON result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PassReport {
+    pub rollouts: usize,
+    pub stepped: usize,
+    pub completed: usize,
+    pub aborted: usize,
+    /// Changed first by someone else (another pass, a person).
+    pub lost: usize,
+    /// Entries of rollouts that are over or gone, dropped.
+    pub forgotten: usize,
+    /// Rollouts whose visit failed (logged; the next pass tries again).
+    pub failed: usize,
+}
+
+impl Driver {
+    /// A driver over `repo`, reading alarms with `sdk`'s CloudWatch.
+    pub fn new(repo: Repository, sdk: &aws_config::SdkConfig) -> Self {
+        let alarms = repo.alarms_client(sdk);
+        Self { repo, alarms }
+    }
+
+    /// One pass over every held alias. AWS calls: Query (the registry),
+    /// DescribeAlarms per 100 alarm names, then per rollout GetItem and,
+    /// when it moves, an alias change.
+    pub async fn pass(&self) -> Result<PassReport> {
+        let held = self.repo.held_rollouts().await?;
+        let mut report = PassReport {
+            rollouts: held.len(),
+            ..PassReport::default()
+        };
+        if held.is_empty() {
+            return Ok(report);
+        }
+        let mut rows = Vec::with_capacity(held.len());
+        for (name, alias, id) in &held {
+            rows.push(self.repo.find_rollout(name, alias, id).await);
+        }
+        let mut names: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref))
+            .flat_map(|r| r.alarms.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        let states = self.alarm_states(&names).await?;
+        let at = crate::layout::now();
+        for (name, alias, id) in &held {
+            match self.repo.drive_rollout(name, alias, id, &states, at).await {
+                Ok(Driven::Waiting) => {}
+                Ok(Driven::Stepped { step }) => {
+                    report.stepped += 1;
+                    tracing::info!(%name, %alias, rollout = %id, step, "rollout stepped");
+                }
+                Ok(Driven::Completed) => {
+                    report.completed += 1;
+                    tracing::info!(%name, %alias, rollout = %id, "rollout completed");
+                }
+                Ok(Driven::Aborted { reason }) => {
+                    report.aborted += 1;
+                    tracing::warn!(%name, %alias, rollout = %id, %reason, "rollout aborted");
+                }
+                Ok(Driven::Lost) => report.lost += 1,
+                Ok(Driven::Forgotten) => report.forgotten += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::error!(%name, %alias, rollout = %id, code = e.code(), error = ?e, "rollout visit failed; the next pass retries it");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The state of each named alarm; names DescribeAlarms does not know
+    /// are absent (the rule treats them as missing).
+    async fn alarm_states(&self, names: &[String]) -> Result<HashMap<String, AlarmState>> {
+        let mut states = HashMap::new();
+        for chunk in names.chunks(NAMES_PER_CALL) {
+            let mut token = None;
+            loop {
+                let out = self
+                    .alarms
+                    .describe_alarms()
+                    .set_alarm_names(Some(chunk.to_vec()))
+                    .alarm_types(AlarmType::MetricAlarm)
+                    .alarm_types(AlarmType::CompositeAlarm)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("DescribeAlarms", e))?;
+                let metric = out
+                    .metric_alarms()
+                    .iter()
+                    .map(|a| (a.alarm_name(), a.state_value()));
+                let composite = out
+                    .composite_alarms()
+                    .iter()
+                    .map(|a| (a.alarm_name(), a.state_value()));
+                for (name, state) in metric.chain(composite) {
+                    if let Some(name) = name {
+                        states.insert(name.to_owned(), alarm_state(state));
+                    }
+                }
+                token = out.next_token().map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    /// Passes every `period` until the task is dropped (the local server's
+    /// stand-in for the schedule).
+    pub async fn run(self, period: Duration) {
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(code = e.code(), error = ?e, "rollout pass failed; retrying");
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+}
+
+fn alarm_state(state: Option<&StateValue>) -> AlarmState {
+    match state {
+        Some(StateValue::Alarm) => AlarmState::Alarm,
+        Some(StateValue::Ok) => AlarmState::Ok,
+        _ => AlarmState::InsufficientData,
+    }
+}
+
+/// The handler: one pass per scheduled event.
+pub async fn handle_event(
+    driver: &Driver,
+    event: lambda_runtime::LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent>,
+) -> std::result::Result<PassReport, lambda_runtime::Diagnostic> {
+    tracing::info!(source = %event.payload.source, detail_type = %event.payload.detail_type, "rollout pass");
+    driver.pass().await.map_err(|e| {
+        tracing::error!(error = ?e, "rollout pass failed");
+        lambda_runtime::Diagnostic {
+            error_type: e.code().into(),
+            error_message: e.to_string(),
+        }
+    })
+}
+
+/// The local server's period between passes: `ROLLOUT_DRIVER_PERIOD_MS`,
+/// 1 000 by default.
+pub fn local_period(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> std::result::Result<Duration, crate::ConfigError> {
+    match lookup("ROLLOUT_DRIVER_PERIOD_MS").map(|v| v.trim().to_owned()) {
+        None => Ok(Duration::from_secs(1)),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| (10..=3_600_000).contains(ms))
+            .map(Duration::from_millis)
+            .ok_or_else(|| {
+                crate::ConfigError(format!(
+                    "ROLLOUT_DRIVER_PERIOD_MS {v:?} must be an integer from 10 to 3600000"
+                ))
+            }),
+    }
+}
+
+/// The whole `main` of the `rollout-driver` function.
+pub async fn serve() -> std::result::Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let (_, sdk, repo) = match crate::mirror::init().await {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("rollout-driver: {e}");
+            std::process::exit(1);
+        }
+    };
+    let driver = Driver::new(repo, &sdk);
+    let driver = &driver;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| {
+        handle_event(driver, event)
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_local_period_is_a_second_unless_configured() {
+        assert_eq!(
+            super::local_period(|_| None).unwrap(),
+            std::time::Duration::from_secs(1)
+        );
+        assert_eq!(
+            super::local_period(|_| Some("250".into())).unwrap(),
+            std::time::Duration::from_millis(250)
+        );
+        assert!(super::local_period(|_| Some("0".into())).is_err());
+        assert!(super::local_period(|_| Some("1s".into())).is_err());
+    }
+}
