@@ -929,7 +929,10 @@ pub async fn start_rollout(repo: &Repository, request: &Request) -> Result<Respo
             &actor(request),
         )
         .await?;
-    Ok(with_etag(json(StatusCode::CREATED, &started), started.revision))
+    Ok(with_etag(
+        json(StatusCode::CREATED, &started),
+        started.revision,
+    ))
 }
 
 /// `GET …/rollouts[?state=active]`, newest first.

@@ -139,7 +139,10 @@ pub fn events_of(change: &Change) -> Vec<ChangeEvent> {
     };
     if let Some(rest) = change.pk.strip_prefix("__") {
         if let Some(name) = rest.strip_suffix("-history") {
-            return alias_changed(name, change).map(|(id, d)| event("Alias Changed", id, d)).into_iter().collect();
+            return alias_changed(name, change)
+                .map(|(id, d)| event("Alias Changed", id, d))
+                .into_iter()
+                .collect();
         }
         if let Some(name) = rest.strip_suffix("-rollout") {
             return rollout_event(name, change)
@@ -179,7 +182,9 @@ pub fn events_of(change: &Change) -> Vec<ChangeEvent> {
                 Some(u) => (upload != before).then(|| u.to_owned()),
                 // The library's commits carry no upload id.
                 None => (sha != sha_before).then(|| {
-                    s(new, attr::UPDATE_AT).unwrap_or(&change.sequence).to_owned()
+                    s(new, attr::UPDATE_AT)
+                        .unwrap_or(&change.sequence)
+                        .to_owned()
                 }),
             };
             committed
@@ -356,7 +361,10 @@ pub async fn publish(sink: &Sink, changes: &[Change]) -> PublishReport {
 }
 
 /// Puts one batch; on failure, the position of the first event refused.
-async fn put(sink: &Sink, batch: &[(usize, ChangeEvent)]) -> std::result::Result<(), (usize, Error)> {
+async fn put(
+    sink: &Sink,
+    batch: &[(usize, ChangeEvent)],
+) -> std::result::Result<(), (usize, Error)> {
     match sink {
         Sink::Memory(kept) => {
             let mut kept = kept
@@ -369,7 +377,9 @@ async fn put(sink: &Sink, batch: &[(usize, ChangeEvent)]) -> std::result::Result
             use std::io::Write;
             let mut lines = String::new();
             for (_, e) in batch {
-                lines.push_str(&serde_json::to_string(e).map_err(|e| (0, Error::internal("events", e)))?);
+                lines.push_str(
+                    &serde_json::to_string(e).map_err(|e| (0, Error::internal("events", e)))?,
+                );
                 lines.push('\n');
             }
             std::fs::OpenOptions::new()
@@ -446,7 +456,11 @@ pub async fn handle_event(
         item.item_identifier = Some(sequence);
         response.batch_item_failures.push(item);
     }
-    tracing::info!(records = changes.len(), published = report.published, "events batch");
+    tracing::info!(
+        records = changes.len(),
+        published = report.published,
+        "events batch"
+    );
     Ok(response)
 }
 
@@ -484,7 +498,13 @@ pub async fn serve() -> std::result::Result<(), lambda_runtime::Error> {
 mod tests {
     use super::*;
 
-    fn change(kind: ChangeKind, pk: &str, sk: &str, old: Option<Value>, new: Option<Value>) -> Change {
+    fn change(
+        kind: ChangeKind,
+        pk: &str,
+        sk: &str,
+        old: Option<Value>,
+        new: Option<Value>,
+    ) -> Change {
         let map = |v: Option<Value>| v.and_then(|v| v.as_object().cloned());
         Change {
             kind,
@@ -499,7 +519,13 @@ mod tests {
     #[test]
     fn bookkeeping_changes_give_no_event_and_a_publish_gives_one() {
         let row = json!({"sha256": {"S": "ab"}, "is_deleted": {"BOOL": false}, "update_at": {"S": "t"}, "size": {"N": "3"}});
-        let published = events_of(&change(ChangeKind::Insert, "app", "000002", None, Some(row.clone())));
+        let published = events_of(&change(
+            ChangeKind::Insert,
+            "app",
+            "000002",
+            None,
+            Some(row.clone()),
+        ));
         assert_eq!(published.len(), 1);
         assert_eq!(published[0].detail_type, "Version Published");
         assert_eq!(published[0].detail["version"], "2");
@@ -507,29 +533,84 @@ mod tests {
         // The alias reference added to the row: nothing.
         let mut referenced = row.clone();
         referenced["aliases"] = json!({"SS": ["prod"]});
-        assert!(events_of(&change(ChangeKind::Modify, "app", "000002", Some(row.clone()), Some(referenced))).is_empty());
+        assert!(
+            events_of(&change(
+                ChangeKind::Modify,
+                "app",
+                "000002",
+                Some(row.clone()),
+                Some(referenced)
+            ))
+            .is_empty()
+        );
         let mut gone = row.clone();
         gone["is_deleted"] = json!({"BOOL": true});
-        let deleted = events_of(&change(ChangeKind::Modify, "app", "000002", Some(row), Some(gone)));
+        let deleted = events_of(&change(
+            ChangeKind::Modify,
+            "app",
+            "000002",
+            Some(row),
+            Some(gone),
+        ));
         assert_eq!(deleted[0].detail_type, "Version Deleted");
-        assert!(events_of(&change(ChangeKind::Insert, "__rollouts", "app/prod", None, Some(json!({})))).is_empty());
-        assert!(events_of(&change(ChangeKind::Insert, "__app-upload", "u", None, Some(json!({})))).is_empty());
+        assert!(
+            events_of(&change(
+                ChangeKind::Insert,
+                "__rollouts",
+                "app/prod",
+                None,
+                Some(json!({}))
+            ))
+            .is_empty()
+        );
+        assert!(
+            events_of(&change(
+                ChangeKind::Insert,
+                "__app-upload",
+                "u",
+                None,
+                Some(json!({}))
+            ))
+            .is_empty()
+        );
     }
 
     #[test]
     fn a_publish_touching_latest_is_no_upload_but_a_new_upload_is() {
-        let latest = json!({"sha256": {"S": "ab"}, "upload_id": {"S": "u1"}, "last_version": {"N": "1"}});
+        let latest =
+            json!({"sha256": {"S": "ab"}, "upload_id": {"S": "u1"}, "last_version": {"N": "1"}});
         let mut published = latest.clone();
         published["last_version"] = json!({"N": "2"});
-        assert!(events_of(&change(ChangeKind::Modify, "app", "LATEST", Some(latest.clone()), Some(published))).is_empty());
+        assert!(
+            events_of(&change(
+                ChangeKind::Modify,
+                "app",
+                "LATEST",
+                Some(latest.clone()),
+                Some(published)
+            ))
+            .is_empty()
+        );
         let mut next = latest.clone();
         next["upload_id"] = json!({"S": "u2"});
         next["sha256"] = json!({"S": "cd"});
-        let committed = events_of(&change(ChangeKind::Modify, "app", "LATEST", Some(latest.clone()), Some(next)));
+        let committed = events_of(&change(
+            ChangeKind::Modify,
+            "app",
+            "LATEST",
+            Some(latest.clone()),
+            Some(next),
+        ));
         assert_eq!(committed[0].detail_type, "Upload Committed");
         assert_eq!(committed[0].id(), "app/LATEST/u2");
         assert_eq!(committed[0].detail["changed"], true);
-        let purged = events_of(&change(ChangeKind::Remove, "app", "LATEST", Some(latest), None));
+        let purged = events_of(&change(
+            ChangeKind::Remove,
+            "app",
+            "LATEST",
+            Some(latest),
+            None,
+        ));
         assert_eq!(purged[0].detail_type, "Artifact Purged");
     }
 
@@ -541,19 +622,43 @@ mod tests {
                    "steps": {"S": "[{\"weight\":10,\"hold_secs\":60},{\"weight\":100}]"},
                    "from": {"M": {"version": {"S": "000001"}}}, "revision": {"N": "3"}})
         };
-        let start = events_of(&change(ChangeKind::Insert, "__app-rollout", "prod/r1", None, Some(item("active", 0))));
+        let start = events_of(&change(
+            ChangeKind::Insert,
+            "__app-rollout",
+            "prod/r1",
+            None,
+            Some(item("active", 0)),
+        ));
         assert_eq!(start[0].detail_type, "Rollout Step");
         assert_eq!(start[0].detail["weight"], 10);
         assert_eq!(start[0].detail["from_version"], "1");
-        let paused = events_of(&change(ChangeKind::Modify, "__app-rollout", "prod/r1", Some(item("active", 0)), Some(item("paused", 0))));
+        let paused = events_of(&change(
+            ChangeKind::Modify,
+            "__app-rollout",
+            "prod/r1",
+            Some(item("active", 0)),
+            Some(item("paused", 0)),
+        ));
         assert!(paused.is_empty());
-        let aborted = events_of(&change(ChangeKind::Modify, "__app-rollout", "prod/r1", Some(item("active", 0)), Some(item("aborted", 0))));
+        let aborted = events_of(&change(
+            ChangeKind::Modify,
+            "__app-rollout",
+            "prod/r1",
+            Some(item("active", 0)),
+            Some(item("aborted", 0)),
+        ));
         assert_eq!(aborted[0].detail_type, "Rollout Aborted");
         assert_eq!(aborted[0].id(), "app/prod/rollout/r1/aborted");
         let entry = json!({"alias": {"S": "prod"}, "revision": {"N": "2"}, "action": {"S": "move"},
                            "actor": {"S": "ci"}, "update_at": {"S": "t"}, "version": {"S": "000002"},
                            "previous": {"M": {"version": {"S": "000001"}}}});
-        let changed = events_of(&change(ChangeKind::Insert, "__app-history", "prod/000000000002", None, Some(entry)));
+        let changed = events_of(&change(
+            ChangeKind::Insert,
+            "__app-history",
+            "prod/000000000002",
+            None,
+            Some(entry),
+        ));
         assert_eq!(changed[0].detail_type, "Alias Changed");
         assert_eq!(changed[0].detail["after"]["version"], "2");
         assert_eq!(changed[0].detail["previous"]["version"], "1");

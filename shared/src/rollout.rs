@@ -68,9 +68,9 @@ pub fn parse_hold(text: &str) -> Result<Duration> {
 pub fn format_hold(hold: Duration) -> String {
     let s = hold.as_secs();
     match s {
-        _ if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
-        _ if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
-        _ if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
         _ => format!("{s}s"),
     }
 }
@@ -180,7 +180,7 @@ pub fn preset(name: &str) -> Result<Vec<Step>> {
 pub fn alarm_name(text: &str, prefix: &str) -> Result<String> {
     let name = match text.strip_prefix("arn:") {
         Some(rest) => {
-            let fields: Vec<&str> = rest.splitn(6, ':').collect();
+            let fields: Vec<&str> = rest.splitn(5, ':').collect();
             match fields.as_slice() {
                 [_, "cloudwatch", _, _, alarm] => alarm
                     .strip_prefix("alarm:")
@@ -318,7 +318,9 @@ pub fn decide(
             }
             AlarmState::Missing => {
                 return Decision::Abort {
-                    reason: format!("alarm {name} does not exist (it cannot vouch for the rollout)"),
+                    reason: format!(
+                        "alarm {name} does not exist (it cannot vouch for the rollout)"
+                    ),
                 };
             }
             AlarmState::Ok | AlarmState::InsufficientData => {}
@@ -353,7 +355,18 @@ mod tests {
         assert_eq!(parse_hold("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_hold("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_hold("7d").unwrap(), MAX_HOLD);
-        for bad in ["0s", "8d", "169h", "5", "m", "1.5m", "-1m", "5 m", "", "99999999s"] {
+        for bad in [
+            "0s",
+            "8d",
+            "169h",
+            "5",
+            "m",
+            "1.5m",
+            "-1m",
+            "5 m",
+            "",
+            "99999999s",
+        ] {
             assert!(parse_hold(bad).is_err(), "{bad}");
         }
         assert_eq!(format_hold(Duration::from_secs(300)), "5m");
@@ -387,7 +400,13 @@ mod tests {
         assert_eq!(linear[8], step(90, Some(60)));
         assert_eq!(preset("linear-30-every-2h").unwrap().len(), 4);
         assert_eq!(preset("all-at-once").unwrap(), [step(100, None)]);
-        for bad in ["canary-0-5m", "canary-100-5m", "canary-10", "linear-10-1m", "blue-green"] {
+        for bad in [
+            "canary-0-5m",
+            "canary-100-5m",
+            "canary-10",
+            "linear-10-1m",
+            "blue-green",
+        ] {
             assert!(preset(bad).is_err(), "{bad}");
         }
     }
@@ -395,7 +414,11 @@ mod tests {
     #[test]
     fn alarms_are_named_by_arn_or_name_within_the_configured_prefix() {
         assert_eq!(
-            alarm_name("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:app-errors", "").unwrap(),
+            alarm_name(
+                "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:app-errors",
+                ""
+            )
+            .unwrap(),
             "app-errors"
         );
         assert_eq!(alarm_name("app-errors", "app-").unwrap(), "app-errors");
@@ -418,7 +441,10 @@ mod tests {
             decide(active, 0, &steps, earlier, &ok, now),
             Decision::Advance { step: 1 }
         );
-        assert_eq!(decide(active, 1, &steps, earlier, &ok, now), Decision::Complete);
+        assert_eq!(
+            decide(active, 1, &steps, earlier, &ok, now),
+            Decision::Complete
+        );
         assert!(matches!(
             decide(active, 0, &steps, later, &alarm, now),
             Decision::Abort { reason } if reason.contains("alarm a is in ALARM")
@@ -432,9 +458,15 @@ mod tests {
             Decision::Wait
         );
         let quiet = [("a".to_owned(), AlarmState::InsufficientData)];
-        assert_eq!(decide(active, 0, &steps, earlier, &quiet, now), Decision::Advance { step: 1 });
+        assert_eq!(
+            decide(active, 0, &steps, earlier, &quiet, now),
+            Decision::Advance { step: 1 }
+        );
         let gone = [("a".to_owned(), AlarmState::Missing)];
-        assert!(matches!(decide(active, 0, &steps, later, &gone, now), Decision::Abort { .. }));
+        assert!(matches!(
+            decide(active, 0, &steps, later, &gone, now),
+            Decision::Abort { .. }
+        ));
         assert_eq!(
             decide(RolloutState::Aborted, 0, &steps, earlier, &alarm, now),
             Decision::Wait

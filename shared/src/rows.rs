@@ -899,7 +899,9 @@ impl RolloutRow {
             from,
             steps,
             alarms: match item.get(attr::ALARMS) {
-                Some(AttributeValue::L(l)) => l.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+                Some(AttributeValue::L(l)) => {
+                    l.iter().filter_map(|v| v.as_s().ok().cloned()).collect()
+                }
                 _ => Vec::new(),
             },
             state: s(item, attr::STATE)

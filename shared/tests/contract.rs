@@ -346,7 +346,8 @@ enum Call {
 /// The alarms rollouts may watch: those named with the deployment's prefix.
 const ALARMS: &str = "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${RolloutAlarmPrefix}*";
 /// The bus events go to.
-const BUS: &str = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}";
+const BUS: &str =
+    "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}";
 
 /// The name `verify-upload` is deployed under (`FunctionName`): a name, not
 /// a reference, so that its own policy can name it (it invokes itself).
@@ -652,11 +653,7 @@ fn calls(package: &str) -> Vec<Call> {
         // The registry of held aliases, each rollout, the alarms; then the
         // due changes; entries of rollouts gone (purged) or over dropped.
         // A failed pass is the next minute's to retry: no queue.
-        "rollout-driver" => [
-            rollout_change.to_vec(),
-            vec![DescribeAlarms, DeleteItem],
-        ]
-        .concat(),
+        "rollout-driver" => [rollout_change.to_vec(), vec![DescribeAlarms, DeleteItem]].concat(),
         // Events from the records' images: no read; batches given up on
         // go to the queue.
         "publish-events" => vec![PutEvents, SendMessage("EventsFailuresQueue.Arn")],

@@ -191,7 +191,9 @@ impl TestStore {
             }
         }
         match sink {
-            shared::events::Sink::Memory(kept) => kept.lock().map(|k| k.clone()).unwrap_or_default(),
+            shared::events::Sink::Memory(kept) => {
+                kept.lock().map(|k| k.clone()).unwrap_or_default()
+            }
             _ => Vec::new(),
         }
     }

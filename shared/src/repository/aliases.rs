@@ -476,9 +476,10 @@ impl Repository {
             let (holder, linked) = match link {
                 Link::Ordinary => match held {
                     None => (None, Vec::new()),
-                    Some(id) if change.cancel_rollout => {
-                        (None, self.cancel_rollout_items(name, alias, id, &change.actor)?)
-                    }
+                    Some(id) if change.cancel_rollout => (
+                        None,
+                        self.cancel_rollout_items(name, alias, id, &change.actor)?,
+                    ),
                     Some(id) => {
                         return Err(Error::RolloutInProgress {
                             name: name.to_string(),

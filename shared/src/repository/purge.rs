@@ -9,8 +9,8 @@ use super::uploads::PURGE_FENCE_STALE;
 use super::{MAX_ATTEMPTS, Repository};
 use crate::error::{Error, Result};
 use crate::layout::{
-    FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, rollout_pk, upload_pk,
-    verified_pk,
+    FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, rollout_pk,
+    upload_pk, verified_pk,
 };
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, UploadRow, key, nv, sv, version_key};

@@ -37,9 +37,13 @@ pub enum Driven {
     /// Nothing due.
     Waiting,
     /// Moved to step `step` (1-based).
-    Stepped { step: usize },
+    Stepped {
+        step: usize,
+    },
     Completed,
-    Aborted { reason: String },
+    Aborted {
+        reason: String,
+    },
     /// Another writer (a second driver, a person) changed it first.
     Lost,
     /// The rollout is gone (its artifact purged) or over: its registry
@@ -50,7 +54,11 @@ pub enum Driven {
 /// A rollout id: 16 lowercase hex digits (start time in milliseconds, then
 /// randomness), so that an alias's rollouts sort by start.
 pub fn check_rollout_id(id: &str) -> Result<()> {
-    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(Error::InvalidRequest(format!(
@@ -258,7 +266,10 @@ impl Repository {
                         .await
                 }
                 RolloutAction::Abort | RolloutAction::Promote => {
-                    let why = message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                    let why = message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default();
                     let transition = if action == RolloutAction::Abort {
                         Transition::Abort(format!("aborted by {actor}{why}"))
                     } else {
@@ -366,10 +377,21 @@ impl Repository {
         let states: Vec<(String, AlarmState)> = row
             .alarms
             .iter()
-            .map(|a| (a.clone(), alarms.get(a).copied().unwrap_or(AlarmState::Missing)))
+            .map(|a| {
+                (
+                    a.clone(),
+                    alarms.get(a).copied().unwrap_or(AlarmState::Missing),
+                )
+            })
             .collect();
-        let transition = match decide(row.state, row.step, &row.steps, row.next_step_at, &states, at)
-        {
+        let transition = match decide(
+            row.state,
+            row.step,
+            &row.steps,
+            row.next_step_at,
+            &states,
+            at,
+        ) {
             Decision::Wait => return Ok(Driven::Waiting),
             Decision::Advance { step } => Transition::Step(step),
             Decision::Complete => Transition::Complete,
@@ -426,11 +448,7 @@ impl Repository {
             Transition::Step(k) => {
                 let weight = row.steps.get(*k).map_or(100, |s| s.weight);
                 next.step = *k;
-                next.next_step_at = row
-                    .steps
-                    .get(*k)
-                    .and_then(|s| s.hold)
-                    .map(|h| at + h);
+                next.next_step_at = row.steps.get(*k).and_then(|s| s.hold).map(|h| at + h);
                 Intent::Put(AliasTarget {
                     version: row.from.version,
                     secondary: Some((row.version, Weight::new(i64::from(weight))?)),
@@ -579,7 +597,9 @@ impl Repository {
             .expression_attribute_values(":paused", sv(RolloutState::Paused.as_str()))
             .expression_attribute_values(
                 ":reason",
-                sv(format!("cancelled by {actor}, who changed the alias by hand")),
+                sv(format!(
+                    "cancelled by {actor}, who changed the alias by hand"
+                )),
             )
             .expression_attribute_values(":at", sv(format_update_at(now())))
             .build()
@@ -592,7 +612,11 @@ impl Repository {
 
     /// The rollout item written whole; over `read`, only if it is still
     /// exactly as read (its state and last write), else only if new.
-    fn rollout_put(&self, row: &RolloutRow, read: Option<&RolloutRow>) -> Result<TransactWriteItem> {
+    fn rollout_put(
+        &self,
+        row: &RolloutRow,
+        read: Option<&RolloutRow>,
+    ) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.layout.table)
             .set_item(Some(row.to_item()))

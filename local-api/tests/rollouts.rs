@@ -1,0 +1,556 @@
+//! Progressive rollouts (SPEC 10.1) over HTTP through the local server,
+//! driven by the same driver the deployment runs (here every 200 ms),
+//! against the emulator's CloudWatch alarms; and the events of a
+//! push–publish–rollout–abort story (SPEC 10.2).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shared::rollout_driver::Driver;
+use test_support::{TestStore, alias, name, to};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// The local server over `store`, and (with `period`) its driver.
+    async fn start(store: &TestStore, period: Option<Duration>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(local_api::serve(
+            listener,
+            Arc::new(store.another_repository()),
+        ));
+        if let Some(period) = period {
+            tokio::spawn(Driver::new(store.another_repository(), &store.sdk).run(period));
+        }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{}", self.base, path));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, body)
+    }
+
+    async fn start_rollout(&self, body: Value) -> Value {
+        let (status, rollout) = self
+            .call("POST", "/artifacts/app/aliases/prod/rollouts", Some(body))
+            .await;
+        assert_eq!(status, 201, "{rollout}");
+        rollout
+    }
+
+    async fn rollout(&self, id: &str) -> Value {
+        let (status, rollout) = self
+            .call(
+                "GET",
+                &format!("/artifacts/app/aliases/prod/rollouts/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{rollout}");
+        rollout
+    }
+
+    /// Polls the rollout until `done` says so (at most 20 s).
+    async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let rollout = self.rollout(id).await;
+            if done(&rollout) {
+                return rollout;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "rollout stuck: {rollout}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn alias(&self) -> Value {
+        self.call("GET", "/artifacts/app/aliases/prod", None)
+            .await
+            .1
+    }
+
+    /// The alias's history, oldest first.
+    async fn history(&self) -> Vec<Value> {
+        let (status, page) = self
+            .call(
+                "GET",
+                "/artifacts/app/aliases/prod/history?limit=1000",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let mut items = page["items"].as_array().unwrap().clone();
+        items.reverse();
+        items
+    }
+}
+
+/// `app` versions 1 and 2, `prod` → 1.
+async fn store_with_release() -> TestStore {
+    let store = TestStore::new().await;
+    let app = name("app");
+    for content in [&b"one"[..], b"two"] {
+        store.upload(&app, content).await;
+        store.repo.publish_version(&app, false).await.unwrap();
+    }
+    store
+        .repo
+        .put_alias(&app, &alias("prod"), to(1))
+        .await
+        .unwrap();
+    store
+}
+
+/// Alarms are the emulator's, shared by every test: each test has its own.
+const ALARM_ARN: &str = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:three-step-errors";
+
+/// History is gapless: revisions 1, 2, 3, … in order.
+fn assert_gapless(history: &[Value]) {
+    let revisions: Vec<u64> = history
+        .iter()
+        .map(|h| h["revision"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=history.len() as u64).collect();
+    assert_eq!(revisions, expected, "history is gapless");
+}
+
+#[tokio::test]
+async fn a_three_step_rollout_completes_while_its_alarm_stays_ok() {
+    let store = store_with_release().await;
+    store.alarm("three-step-errors", "OK").await;
+    let api = Api::start(&store, Some(Duration::from_millis(200))).await;
+    let rollout = api
+        .start_rollout(json!({
+            "version": "2",
+            "steps": [{"weight": 10, "hold": "1s"}, {"weight": 50, "hold": "1s"}, {"weight": 100}],
+            "alarms": [ALARM_ARN],
+            "message": "release 2",
+        }))
+        .await;
+    // The first step is applied at once.
+    assert_eq!(rollout["state"], "active");
+    assert_eq!(rollout["step"], 1);
+    assert_eq!(rollout["weight"], 10);
+    assert_eq!(rollout["alarms"], json!(["three-step-errors"]));
+    let alias = api.alias().await;
+    assert_eq!(alias["version"], "1");
+    assert_eq!(alias["secondary_version"], "2");
+    assert_eq!(alias["secondary_version_weight"], 10);
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    let (_, active) = api
+        .call(
+            "GET",
+            "/artifacts/app/aliases/prod/rollouts?state=active",
+            None,
+        )
+        .await;
+    assert_eq!(active["items"][0]["id"], id.as_str());
+
+    let done = api.until(&id, |r| r["state"] == "completed").await;
+    assert_eq!(done["weight"], 100);
+    assert_eq!(done["next_step_at"], Value::Null);
+    let alias = api.alias().await;
+    assert_eq!(alias["version"], "2");
+    assert_eq!(alias["secondary_version"], Value::Null);
+    assert_eq!(alias["revision"], done["revision"]);
+
+    let history = api.history().await;
+    assert_gapless(&history);
+    let story: Vec<(String, Value, Value)> = history
+        .iter()
+        .map(|h| {
+            (
+                h["actor"].as_str().unwrap().to_owned(),
+                h["version"].clone(),
+                h["secondary_version_weight"].clone(),
+            )
+        })
+        .collect();
+    let driver = format!("rollout:{id}");
+    assert_eq!(
+        story,
+        [
+            ("local".to_owned(), json!("1"), Value::Null),
+            ("local".to_owned(), json!("1"), json!(10)),
+            (driver.clone(), json!("1"), json!(50)),
+            (driver, json!("2"), Value::Null),
+        ]
+    );
+    assert!(
+        history[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("release 2")
+    );
+    // Rollback works on a rollout's change as on any other.
+    let (status, back) = api
+        .call(
+            "POST",
+            "/artifacts/app/aliases/prod/rollback",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["secondary_version_weight"], 50);
+    let (_, active) = api
+        .call(
+            "GET",
+            "/artifacts/app/aliases/prod/rollouts?state=active",
+            None,
+        )
+        .await;
+    assert_eq!(active["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_rollout_aborts_back_to_where_it_was_when_its_alarm_fires_mid_way() {
+    let store = store_with_release().await;
+    store.alarm("abort-errors", "OK").await;
+    let api = Api::start(&store, Some(Duration::from_millis(200))).await;
+    let rollout = api
+        .start_rollout(json!({
+            "version": "2",
+            "steps": [{"weight": 10, "hold": "1s"}, {"weight": 50, "hold": "1h"}, {"weight": 100}],
+            "alarms": ["abort-errors"],
+        }))
+        .await;
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    api.until(&id, |r| r["step"] == 2).await;
+    assert_eq!(api.alias().await["secondary_version_weight"], 50);
+
+    store.alarm("abort-errors", "ALARM").await;
+    let aborted = api.until(&id, |r| r["state"] == "aborted").await;
+    assert!(
+        aborted["reason"].as_str().unwrap().contains("abort-errors"),
+        "{aborted}"
+    );
+    let alias = api.alias().await;
+    assert_eq!(alias["version"], "1");
+    assert_eq!(alias["secondary_version"], Value::Null);
+    let history = api.history().await;
+    assert_gapless(&history);
+    assert_eq!(history.len(), 4, "create, 10 %, 50 %, abort");
+    let abort = &history[3];
+    assert_eq!(abort["action"], "rollback");
+    assert_eq!(abort["actor"], format!("rollout:{id}"));
+    assert!(abort["message"].as_str().unwrap().contains("abort-errors"));
+    // Over: the target version is no alias's any more and may go.
+    let (status, _) = api.call("DELETE", "/artifacts/app/versions/2", None).await;
+    assert_eq!(status, 204);
+    // Acting on a finished rollout is a conflict.
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/artifacts/app/aliases/prod/rollouts/{id}/promote"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("RolloutConflict"))
+    );
+}
+
+#[tokio::test]
+async fn changes_racing_a_rollout_are_refused_or_cancel_it_and_a_deleted_target_is_impossible() {
+    let store = store_with_release().await;
+    // No driver: the rollout stays at its first step.
+    let api = Api::start(&store, None).await;
+    let rollout = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-5m"}))
+        .await;
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    // A manual move: 409 naming the rollout.
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/artifacts/app/aliases/prod",
+            Some(json!({"version": "1"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "RolloutInProgress");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&id));
+    // A second rollout: 409 too.
+    let (status, body) = api
+        .call(
+            "POST",
+            "/artifacts/app/aliases/prod/rollouts",
+            Some(json!({"version": "2", "preset": "all-at-once"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("RolloutInProgress"))
+    );
+    // Rollback and delete too.
+    for (method, path) in [
+        ("POST", "/artifacts/app/aliases/prod/rollback"),
+        ("DELETE", "/artifacts/app/aliases/prod"),
+    ] {
+        let (status, body) = api.call(method, path, None).await;
+        assert_eq!(status, 409, "{method} {path}: {body}");
+    }
+    // The version being rolled out cannot be deleted.
+    let (status, body) = api.call("DELETE", "/artifacts/app/versions/2", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("VersionInUse"))
+    );
+    // Pause and resume change the rollout only.
+    let before = api.alias().await["revision"].clone();
+    for action in ["pause", "resume"] {
+        let (status, body) = api
+            .call(
+                "POST",
+                &format!("/artifacts/app/aliases/prod/rollouts/{id}/{action}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(api.alias().await["revision"], before);
+    // A move that cancels it explicitly.
+    let (status, moved) = api
+        .call(
+            "PUT",
+            "/artifacts/app/aliases/prod",
+            Some(json!({"version": "1", "cancel_rollout": true, "message": "hotfix"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    let cancelled = api.rollout(&id).await;
+    assert_eq!(cancelled["state"], "aborted");
+    assert!(
+        cancelled["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled by local")
+    );
+    assert_gapless(&api.history().await);
+    // Bad input is a 400 with a clear code.
+    for bad in [
+        json!({"version": "2"}),
+        json!({"version": "2", "preset": "canary-10-5m", "steps": [{"weight": 10, "hold": "1m"}]}),
+        json!({"version": "2", "steps": [{"weight": 10}]}),
+        json!({"version": "2", "steps": [{"weight": 10, "hold": "8d"}]}),
+        json!({"version": "2", "steps": [{"weight": 50, "hold": "1m"}, {"weight": 20, "hold": "1m"}]}),
+        json!({"version": "2", "preset": "canary-10-5m", "alarms": ["arn:aws:sns:us-east-1:1:t"]}),
+        json!({"version": 2, "preset": "canary-10-5m"}),
+    ] {
+        let (status, body) = api
+            .call(
+                "POST",
+                "/artifacts/app/aliases/prod/rollouts",
+                Some(bad.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, _) = api
+        .call(
+            "GET",
+            "/artifacts/app/aliases/prod/rollouts/not-an-id",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/artifacts/app/aliases/prod/rollouts/{id}/jump"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_purge_during_a_rollout_wipes_it_and_the_driver_forgets_it() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let rollout = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-1s"}))
+        .await;
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    let (status, _) = api.call("DELETE", "/artifacts/app", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .call(
+            "GET",
+            &format!("/artifacts/app/aliases/prod/rollouts/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let driver = Driver::new(store.another_repository(), &store.sdk);
+    let report = driver.pass().await.unwrap();
+    assert_eq!(report.forgotten, 1, "{report:?}");
+    assert!(store.repo.held_rollouts().await.unwrap().is_empty());
+    // Nothing of the artifact came back.
+    let (status, _) = api.call("GET", "/artifacts/app/aliases/prod", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn two_drivers_at_once_never_apply_a_step_twice() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let rollout = api
+        .start_rollout(json!({
+            "version": "2",
+            "steps": [
+                {"weight": 10, "hold": "1s"}, {"weight": 20, "hold": "1s"},
+                {"weight": 30, "hold": "1s"}, {"weight": 100}
+            ],
+        }))
+        .await;
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    let (a, b) = (
+        Driver::new(store.another_repository(), &store.sdk),
+        Driver::new(store.another_repository(), &store.sdk),
+    );
+    let started = Instant::now();
+    let (mut applied, mut lost) = (0, 0);
+    while api.rollout(&id).await["state"] != "completed" {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let (ra, rb) = tokio::join!(a.pass(), b.pass());
+        for report in [ra.unwrap(), rb.unwrap()] {
+            applied += report.stepped + report.completed;
+            lost += report.lost;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(applied, 3, "steps 2, 3 and the completion, once each");
+    let history = api.history().await;
+    assert_gapless(&history);
+    let weights: Vec<Value> = history
+        .iter()
+        .map(|h| h["secondary_version_weight"].clone())
+        .collect();
+    assert_eq!(
+        weights,
+        [Value::Null, json!(10), json!(20), json!(30), Value::Null]
+    );
+    eprintln!("passes that found a step taken by the other: {lost}");
+}
+
+/// Events for push, publish, alias, push, publish, rollout, alarm, abort:
+/// exactly the expected sequence once duplicates (same id, same detail)
+/// are dropped.
+#[tokio::test]
+async fn a_push_publish_rollout_abort_story_gives_its_events_in_order() {
+    let store = TestStore::new().await;
+    let app = name("app");
+    store.alarm("story-errors", "OK").await;
+    store.upload(&app, b"one").await;
+    store.repo.publish_version(&app, false).await.unwrap();
+    store
+        .repo
+        .put_alias(&app, &alias("prod"), to(1))
+        .await
+        .unwrap();
+    let first = store.drain_events().await;
+    store.upload(&app, b"two").await;
+    store.repo.publish_version(&app, false).await.unwrap();
+    let rollout = store
+        .repo
+        .start_rollout(
+            &app,
+            &alias("prod"),
+            shared::model::RolloutRequest {
+                version: shared::Version::Number(2),
+                steps: shared::rollout::preset("canary-25-1h").unwrap(),
+                alarms: vec!["story-errors".into()],
+                message: None,
+            },
+            "ci",
+        )
+        .await
+        .unwrap();
+    store.alarm("story-errors", "ALARM").await;
+    let report = Driver::new(store.another_repository(), &store.sdk)
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(report.aborted, 1);
+    let events = store.drain_events().await;
+    // Draining again (a redelivery) adds nothing new.
+    assert_eq!(store.drain_events().await, events);
+    assert!(events.starts_with(&first));
+
+    let mut seen: std::collections::HashMap<String, Value> = Default::default();
+    let mut story = Vec::new();
+    for event in &events {
+        assert_eq!(event.source, "versioned-artifacts");
+        match seen.get(event.id()) {
+            Some(detail) => assert_eq!(detail, &event.detail, "a duplicate is the same event"),
+            None => {
+                seen.insert(event.id().to_owned(), event.detail.clone());
+                story.push(event);
+            }
+        }
+    }
+    let types: Vec<&str> = story.iter().map(|e| e.detail_type).collect();
+    assert_eq!(
+        types,
+        [
+            "Upload Committed",
+            "Version Published",
+            "Alias Changed",
+            "Upload Committed",
+            "Version Published",
+            "Alias Changed",
+            "Rollout Step",
+            "Alias Changed",
+            "Rollout Aborted",
+        ]
+    );
+    assert_eq!(story[1].detail["version"], "1");
+    assert_eq!(story[4].detail["version"], "2");
+    assert_eq!(story[6].detail["rollout"], rollout.id.as_str());
+    assert_eq!(story[6].detail["weight"], 25);
+    assert_eq!(story[7].detail["action"], "rollback");
+    assert_eq!(story[7].detail["actor"], format!("rollout:{}", rollout.id));
+    assert_eq!(story[7].detail["after"]["version"], "1");
+    assert!(
+        story[8].detail["reason"]
+            .as_str()
+            .unwrap()
+            .contains("story-errors")
+    );
+    for event in &story {
+        assert_eq!(event.detail["name"], "app");
+        assert!(event.detail["sequence"].is_string());
+    }
+    // A purge is an event too.
+    store.repo.purge_artifact(&app).await.unwrap();
+    let after = store.drain_events().await;
+    assert_eq!(after.last().map(|e| e.detail_type), Some("Artifact Purged"));
+}
