@@ -92,6 +92,9 @@ pub enum Command {
     },
     /// An alias's changes, newest first.
     History { name: String, alias: String },
+    /// Progressive rollouts: start, status, pause, resume, abort, promote.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Pick a version by the alias's weights (sticky per --key).
     Resolve {
         name: String,
@@ -218,6 +221,79 @@ pub enum AliasCommand {
         #[arg(long, short)]
         message: Option<String>,
     },
+}
+
+/// `artifact rollout …` (SPEC 10.1). Without ID, the alias's rollout in
+/// progress (active or paused).
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Move ALIAS of NAME to VERSION in steps, aborting on any --alarm in ALARM.
+    Start {
+        name: String,
+        alias: String,
+        version: String,
+        /// Steps as WEIGHT%:HOLD, e.g. 10%:5m,50%:10m,100% (holds 1s to 7d).
+        #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
+        steps: Option<String>,
+        /// canary-<percent>-<hold>, linear-<percent>-every-<hold>, all-at-once.
+        #[arg(long)]
+        preset: Option<String>,
+        /// A CloudWatch alarm (ARN or name) that aborts the rollout; repeatable.
+        #[arg(long = "alarm")]
+        alarms: Vec<String>,
+        #[arg(long, short)]
+        message: Option<String>,
+        /// Follow it to the end: exit 0 when completed, 4 when aborted.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a rollout (with --wait, follow it to the end).
+    Status {
+        name: String,
+        alias: String,
+        id: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Hold the current step (alarms still abort it).
+    Pause(RolloutAction),
+    /// Go on (the current step's hold starts again).
+    Resume(RolloutAction),
+    /// Take the alias back to where it was.
+    Abort(RolloutAction),
+    /// Jump to 100 %: the new version alone.
+    Promote(RolloutAction),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutAction {
+    pub name: String,
+    pub alias: String,
+    pub id: Option<String>,
+    #[arg(long, short)]
+    pub message: Option<String>,
+}
+
+/// `10%:5m,50%:10m,100%` as the API's steps.
+pub fn parse_steps(text: &str) -> Result<serde_json::Value, String> {
+    let steps = text
+        .split(',')
+        .map(|step| {
+            let (weight, hold) = match step.trim().split_once(':') {
+                Some((w, h)) => (w, Some(h)),
+                None => (step.trim(), None),
+            };
+            let weight: u8 = weight
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| format!("step {step:?} is not WEIGHT%[:HOLD], e.g. 10%:5m"))?;
+            Ok(match hold {
+                Some(hold) => serde_json::json!({"weight": weight, "hold": hold}),
+                None => serde_json::json!({"weight": weight}),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(serde_json::Value::Array(steps))
 }
 
 /// What `pull` and `show` name.

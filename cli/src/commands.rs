@@ -318,6 +318,7 @@ pub async fn run(api: &Api, command: &Command) -> Result<Rendered> {
         }
         Command::Push(_)
         | Command::Pull(_)
+        | Command::Rollout(_)
         | Command::Doctor { .. }
         | Command::Completions { .. } => Err(Error::Protocol(
             "push, pull and completions are not single calls".into(),

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod retry;
+pub mod rollout;
 pub mod sign;
 pub mod transfer;
 
@@ -94,6 +95,7 @@ async fn execute(cli: &Cli) -> Result<(Rendered, bool), Error> {
                 .unwrap_or_else(|| format!("doctor-{:016x}", fastrand::u64(..)));
             return doctor::doctor(&api, &name, *keep).await;
         }
+        Command::Rollout(r) => rollout::run(&api, g.quiet, r).await,
         other => commands::run(&api, other).await,
     }?;
     Ok((rendered, true))
