@@ -18,7 +18,7 @@ export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1:3000}"
 url="http://$LISTEN_ADDR"
 
 cat <<MSG
-emulator (S3 + DynamoDB): $endpoint
+emulator (S3, DynamoDB, CloudWatch, EventBridge): $endpoint
 API:                      $url
 
 Try (with the CLI: cargo install --locked --path cli):

@@ -1,6 +1,8 @@
 """Local AWS emulator (moto) for tests and `make dev`.
 
-Serves S3 and DynamoDB on loopback. Two things differ from plain `moto_server`:
+Serves S3 and DynamoDB on loopback (and every other service moto has on the
+same endpoint: the rollout tests use its CloudWatch alarms, the events its
+EventBridge). Two things differ from plain `moto_server`:
 
 * Each request is applied under one lock. moto only locks request dispatch, so
   two parallel conditional writes can interleave inside moto and both succeed,
