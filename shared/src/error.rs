@@ -69,6 +69,10 @@ pub enum Error {
         version: String,
         aliases: String,
     },
+    #[error(
+        "version {version} of artifact {name:?} is archived: it cannot become an alias's target (set its status to active first)"
+    )]
+    VersionArchived { name: String, version: String },
     #[error("{0}")]
     ConcurrentModification(String),
     #[error("alias {alias:?} of artifact {name:?} {detail}")]
@@ -122,6 +126,7 @@ impl Error {
             Self::UploadSuperseded { .. } => "UploadSuperseded",
             Self::ArtifactBeingPurged { .. } => "ArtifactBeingPurged",
             Self::VersionInUse { .. } => "VersionInUse",
+            Self::VersionArchived { .. } => "VersionArchived",
             Self::ConcurrentModification(_) => "ConcurrentModification",
             Self::AliasModified { .. } => "AliasModified",
             Self::TargetGone(_) => "TargetGone",
@@ -147,6 +152,7 @@ impl Error {
             | Self::UploadNotFound { .. }
             | Self::NothingToRollBack(_) => ErrorKind::NotFound,
             Self::VersionInUse { .. }
+            | Self::VersionArchived { .. }
             | Self::ConcurrentModification(_)
             | Self::TargetGone(_)
             | Self::UploadSuperseded { .. }
@@ -235,6 +241,10 @@ mod tests {
                 name: s(),
                 version: s(),
                 aliases: s(),
+            },
+            Error::VersionArchived {
+                name: s(),
+                version: s(),
             },
             Error::ConcurrentModification(s()),
             Error::AliasModified {

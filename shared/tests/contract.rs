@@ -320,6 +320,9 @@ enum Call {
     SendMessage(&'static str),
     /// An invocation of a function of the stack, by its ARN.
     Invoke(&'static str),
+    /// A Query of one of the table's indexes, by name (the recorded
+    /// operation is `Query`).
+    QueryIndex(&'static str),
 }
 
 /// The name `verify-upload` is deployed under (`FunctionName`): a name, not
@@ -378,6 +381,11 @@ fn iam_actions(call: Call) -> Vec<Grant> {
         Call::GetItem => vec![table("GetItem")],
         Call::BatchGetItem => vec![table("BatchGetItem")],
         Call::Query => vec![table("Query")],
+        Call::QueryIndex(index) => vec![(
+            "dynamodb:Query".to_owned(),
+            format!("${{ArtifactTable.Arn}}/index/{index}"),
+            None,
+        )],
         Call::PutItem => vec![table("PutItem")],
         Call::UpdateItem => vec![table("UpdateItem")],
         Call::DeleteItem => vec![table("DeleteItem")],
@@ -590,6 +598,12 @@ fn calls(package: &str) -> Vec<Call> {
         // rows' references in one transaction; the history is queried for
         // the last revision and read back to recognise a landed write.
         "put-alias" | "rollback-alias" => alias_change.to_vec(),
+        // The row's status and its history entry in one transaction, then
+        // the row read back.
+        "set-version-status" => vec![GetItem, TransactWriteItems(&[Update, Put])],
+        // One index Query per page (by content the table's by-sha256 index,
+        // by metadata an index partition), then the rows, read back.
+        "search-versions" => vec![Query, QueryIndex("by-sha256"), BatchGetItem],
         "get-alias" | "get-alias-history" => vec![GetItem, Query],
         "delete-alias" => vec![
             BatchGetItem,

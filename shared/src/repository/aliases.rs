@@ -419,8 +419,20 @@ impl Repository {
                 (Intent::Rollback(_), _) => AliasAction::Rollback,
             };
             let mut refs = Vec::with_capacity(wanted.len());
+            // An archived version is never a new target (SPEC 10.3); one the
+            // alias already points at may stay.
+            let current: BTreeSet<Version> = old.iter().flat_map(|o| o.targets()).collect();
             for version in &wanted {
                 match rows.get(version) {
+                    Some(row)
+                        if row.status == Some(crate::model::VersionStatus::Archived)
+                            && !current.contains(version) =>
+                    {
+                        return Err(Error::VersionArchived {
+                            name: name.to_string(),
+                            version: version.to_string(),
+                        });
+                    }
                     Some(row) if row.is_live() => refs.push(target_ref(row)),
                     _ if matches!(intent, Intent::Rollback(_)) => {
                         return Err(Error::TargetGone(format!(
@@ -714,7 +726,7 @@ impl Repository {
     }
 
     /// Strongly consistent BatchGetItem, re-asking for unprocessed keys.
-    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
+    pub(super) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
         let mut found = Vec::new();
         let mut pending = keys;
         for attempt in 0..MAX_ATTEMPTS {

@@ -113,13 +113,32 @@ impl Repository {
                 .expression_attribute_values(":epoch", sv(latest.epoch.clone().unwrap_or_default()))
                 .build()
                 .map_err(super::invalid_sdk_input)?;
-            let ops = vec![
+            let mut ops = vec![
                 TransactWriteItem::builder().put(put).build(),
                 TransactWriteItem::builder()
                     .condition_check(same_latest)
                     .build(),
                 self.not_condemned(name, &latest.sha256, Some(reserved_at))?,
             ];
+            // The search index by metadata, in the same transaction as the
+            // row it indexes (SPEC 10.3): search never misses a version.
+            for (key, value) in &latest.metadata {
+                let entry = crate::rows::key(
+                    crate::layout::meta_index_pk(key, value),
+                    format!("{name}/{}", version.sort_key()),
+                );
+                ops.push(
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&self.layout.table)
+                                .set_item(Some(entry))
+                                .build()
+                                .map_err(super::invalid_sdk_input)?,
+                        )
+                        .build(),
+                );
+            }
             let token = uuid::Uuid::new_v4().simple().to_string();
             let mut landed = self.transact(ops.clone(), &token).await;
             // Another transaction on LATEST (a commit, another publish's

@@ -1066,6 +1066,8 @@ const OLDER_THAN_COMMIT: &str = " AND #update_at < :before AND \
      (attribute_not_exists(#committed_at) OR #committed_at < :before)";
 
 /// What a verified commit did.
+// One per request or step, moved once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum VerifiedCommit {
     Committed(Committed),
     /// A later commit made LATEST first: this upload never will.
