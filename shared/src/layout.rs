@@ -95,6 +95,10 @@ pub mod attr {
     /// active), and why (SPEC 10.3).
     pub const STATUS: &str = "status";
     pub const STATUS_MESSAGE: &str = "status_message";
+    /// On alias rows: the status of a target when not active (copied from
+    /// the version row; a status change refreshes it), so resolve can warn.
+    pub const VERSION_STATUS: &str = "version_status";
+    pub const SECONDARY_STATUS: &str = "secondary_version_status";
     /// On alias rows and history entries: the request that wrote them.
     pub const REQUEST_TOKEN: &str = "request_token";
     /// On history entries.

@@ -230,6 +230,10 @@ pub struct Resolved {
     pub version: Version,
     pub sha256: String,
     pub download_url: String,
+    /// The picked version is deprecated (or archived): still served, with
+    /// this warning (SPEC 10.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// One page of a listing; `next_cursor` is opaque and `null` on the last page.

@@ -245,6 +245,9 @@ pub struct TargetRef {
     /// absent for LATEST (mutable) and for rows the Python library wrote.
     pub sha256: Option<String>,
     pub location: Location,
+    /// The version's status when the alias was written (or since refreshed
+    /// by a status change): resolve warns of a deprecated one.
+    pub status: Option<crate::model::VersionStatus>,
 }
 
 /// A row of an alias partition (`pk = __{name}-alias`).
@@ -286,6 +289,7 @@ impl AliasRow {
                             attr::SECONDARY_BYTES,
                             attr::SECONDARY_S3_VERSION_ID,
                         ),
+                        status: s(item, attr::SECONDARY_STATUS).and_then(|v| v.parse().ok()),
                     },
                     weight,
                 ))
@@ -299,6 +303,7 @@ impl AliasRow {
                 version,
                 sha256: s(item, attr::VERSION_SHA256).map(str::to_owned),
                 location: Location::decode(item, attr::VERSION_BYTES, attr::VERSION_S3_VERSION_ID),
+                status: s(item, attr::VERSION_STATUS).and_then(|v| v.parse().ok()),
             },
             secondary,
             revision: n(item, attr::REVISION),
@@ -320,7 +325,13 @@ impl AliasRow {
             ],
             &self.primary,
         );
+        if let Some(status) = self.primary.status {
+            item.insert(attr::VERSION_STATUS.into(), sv(status.as_str()));
+        }
         if let Some((secondary, weight)) = &self.secondary {
+            if let Some(status) = secondary.status {
+                item.insert(attr::SECONDARY_STATUS.into(), sv(status.as_str()));
+            }
             item.insert(
                 attr::SECONDARY_VERSION.into(),
                 sv(secondary.version.sort_key()),

@@ -1149,6 +1149,20 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
         .await
         .unwrap();
     assert_eq!(deprecated.status, Some(VersionStatus::Deprecated));
+    // prod points at v1: its resolve warns (and still serves v1).
+    let resolved = store
+        .repo
+        .resolve_alias(&api, &alias("prod"), None)
+        .await
+        .unwrap();
+    assert_eq!(resolved.version, v1);
+    assert!(
+        resolved
+            .warning
+            .as_deref()
+            .is_some_and(|w| w.contains("deprecated")),
+        "{resolved:?}"
+    );
     let again = store
         .repo
         .set_version_status(&api, v1, VersionStatus::Archived, &change)

@@ -668,6 +668,16 @@ impl Repository {
                 (target.sha256, target.location)
             }
         };
+        let warning = chosen
+            .status
+            .filter(|s| *s != crate::model::VersionStatus::Active)
+            .map(|s| {
+                format!(
+                    "version {} of {name} is {}: move {alias} to a newer version",
+                    chosen.version,
+                    s.as_str()
+                )
+            });
         Ok(Resolved {
             name: name.clone(),
             alias: alias.clone(),
@@ -677,6 +687,7 @@ impl Repository {
                 .download_url(name, chosen.version, &sha256, &location)
                 .await?,
             sha256,
+            warning,
         })
     }
 
@@ -1017,12 +1028,14 @@ fn target_ref(row: &VersionRow) -> TargetRef {
             version: row.version,
             sha256: None,
             location: Location::Library { version_id: None },
+            status: None,
         }
     } else {
         TargetRef {
             version: row.version,
             sha256: Some(row.sha256.clone()),
             location: row.location.clone(),
+            status: row.status,
         }
     }
 }

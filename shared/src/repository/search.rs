@@ -218,9 +218,74 @@ impl Repository {
                 Err(TransactFailure::Failed(e)) => return Err(e),
             }
         }
-        self.get_live_row(name, version)
+        let row = self.get_live_row(name, version).await?;
+        for alias in &row.aliases {
+            self.refresh_target_status(name, alias, version, status)
+                .await?;
+        }
+        Ok(row.to_artifact(&self.layout))
+    }
+
+    /// Copies a version's new status onto an alias row that targets it
+    /// (resolve reads only the alias row), conditional on the alias's
+    /// revision as read; a move meanwhile read the status itself. AWS
+    /// calls: GetItem, UpdateItem per alias.
+    async fn refresh_target_status(
+        &self,
+        name: &ArtifactName,
+        alias: &str,
+        version: Version,
+        status: VersionStatus,
+    ) -> Result<()> {
+        let Some(item) = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(crate::layout::alias_pk(name), alias)))
+            .consistent_read(true)
+            .send()
             .await
-            .map(|row| row.to_artifact(&self.layout))
+            .map_err(|e| Error::upstream("GetItem", e))?
+            .item
+        else {
+            return Ok(());
+        };
+        let row = crate::rows::AliasRow::from_item(name, &item)?;
+        let slot = if row.primary.version == version {
+            attr::VERSION_STATUS
+        } else if row
+            .secondary
+            .as_ref()
+            .is_some_and(|(t, _)| t.version == version)
+        {
+            attr::SECONDARY_STATUS
+        } else {
+            return Ok(());
+        };
+        let Some(revision) = row.revision else {
+            return Ok(());
+        };
+        let update = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(crate::layout::alias_pk(name), alias)))
+            .condition_expression("#revision = :revision")
+            .expression_attribute_names("#revision", attr::REVISION)
+            .expression_attribute_names("#slot", slot)
+            .expression_attribute_values(":revision", crate::rows::nv(revision));
+        let update = match status {
+            VersionStatus::Active => update.update_expression("REMOVE #slot"),
+            s => update
+                .update_expression("SET #slot = :status")
+                .expression_attribute_values(":status", sv(s.as_str())),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            // Moved meanwhile: the move copied the status it read.
+            Err(e) if super::condition_failed(&e) => Ok(()),
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
     }
 }
 
