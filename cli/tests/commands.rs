@@ -451,6 +451,18 @@ async fn search_deprecate_and_archive_from_the_command_line() {
         .json();
     assert_eq!(deprecated["status"], "deprecated");
     assert_eq!(deprecated["status_message"], "retrained");
+    let out = local.path("pulled");
+    let pulled = local
+        .run(&["pull", "fraud@1", "-o", out.to_str().unwrap()])
+        .await;
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    assert!(
+        pulled
+            .stderr
+            .contains("warning: fraud@1 is deprecated: retrained"),
+        "{}",
+        pulled.stderr
+    );
     local.run(&["archive", "fraud@1"]).await.ok();
     let refused = local.run(&["alias", "set", "fraud", "prod", "1"]).await;
     assert_eq!(refused.code, 4, "{}", refused.stderr);
