@@ -425,15 +425,14 @@ fn stream() -> Result<StreamSpecification> {
         .map_err(invalid_sdk_input)
 }
 
-/// Whether a single-item write failed on its condition.
-fn condition_failed<R>(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
-        R,
-    >,
-) -> bool {
+/// Whether a single-item write (PutItem, UpdateItem, DeleteItem) failed on
+/// its condition: the one place that reads DynamoDB's error code for it.
+fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
     e.as_service_error()
-        .is_some_and(|e| e.is_conditional_check_failed_exception())
+        .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
 }
 
 fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {

@@ -328,10 +328,7 @@ impl Repository {
                         name: name.to_string(),
                     })
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if super::condition_failed(&e) => {
                 let old = match e.as_service_error().and_then(|e| match e {
                     aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
                         c.item().cloned()
@@ -495,12 +492,7 @@ impl Repository {
             Ok(_) => Ok(()),
             // LATEST changed since: the version still gets the bytes it was
             // reserved with, which are now in the blob store.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if super::condition_failed(&e) => Ok(()),
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
@@ -555,12 +547,7 @@ impl Repository {
         match out {
             Ok(_) => Ok(()),
             // Already caught up by someone else, or LATEST gone (next step says 404).
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if super::condition_failed(&e) => Ok(()),
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }

@@ -116,12 +116,7 @@ impl Repository {
             Ok(_) => Ok(()),
             // Already lowered by this request (its answer was lost), or taken
             // over after we stalled: the holder lowers it.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if super::condition_failed(&e) => Ok(()),
             Err(e) => Err(Error::upstream("DeleteItem", e)),
         }
     }
@@ -207,14 +202,9 @@ impl Repository {
             .await;
         match out {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(Error::ArtifactBeingPurged {
-                    name: name.to_string(),
-                })
-            }
+            Err(e) if super::condition_failed(&e) => Err(Error::ArtifactBeingPurged {
+                name: name.to_string(),
+            }),
             Err(e) => Err(Error::upstream("PutItem", e)),
         }
     }

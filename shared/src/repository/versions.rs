@@ -196,10 +196,7 @@ impl Repository {
             .await;
         match out {
             Ok(_) => Ok(SoftDelete::Deleted),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if super::condition_failed(&e) => {
                 let old = match e.into_service_error() {
                     aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
                         c.item().map(VersionRow::from_item).transpose()?
