@@ -489,5 +489,8 @@ async fn a_presigned_put_of_other_bytes_is_refused_and_cannot_be_committed() {
     assert_eq!(response.status().as_u16(), 400);
     assert!(response.text().await.unwrap().contains("BadDigest"));
     let commit = store.repo.commit_upload(&n, &ticket.upload_id).await;
-    assert!(matches!(commit, Err(Error::UploadMismatch(_))), "{commit:?}");
+    assert!(
+        matches!(commit, Err(Error::UploadMismatch(_))),
+        "{commit:?}"
+    );
 }
