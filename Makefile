@@ -16,7 +16,7 @@ export CARGO_TARGET_DIR ?= target
 # when its Rust target is installed.
 ARM64 := $(shell rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && echo yes)
 
-.PHONY: test dev venv lint validate release stress bench smoke clean-venv
+.PHONY: test dev venv lint validate release stress check bench smoke clean-venv
 
 ## make test: install what is missing, then formatting, lints, the SAM
 ## template check, and every test (unit, emulator integration, concurrency,
@@ -41,6 +41,13 @@ validate: venv
 ## requests against openapi.yaml (at least 5000).
 stress: venv
 	scripts/stress.sh
+
+## make check [SEED=n] [DURATION=s] [WORKERS=n]: the randomized race-and-
+## fault checker (docs/checker.md); a violation prints its seed, a history
+## excerpt and the command that replays it.
+check: venv
+	cargo build --quiet -p stress
+	SEED=$(SEED) DURATION=$(DURATION) WORKERS=$(WORKERS) RUNS=$(RUNS) "$(CARGO_TARGET_DIR)/debug/stress" --check
 
 ## make bench: this project and versioned 1.0.1 on one emulator, per
 ## operation (the library in three session configurations), commit and

@@ -35,6 +35,12 @@ EventBridge). Two things differ from plain `moto_server`:
   transaction took 100 ms more right after a 1 GiB upload, and benchmarks
   by size measured the emulator's memory release). The emulator collects
   right after such a request instead, before it releases the lock.
+* PUTs of objects and parts are checked against their declared
+  `x-amz-checksum-sha256`, as S3 does: other bytes are refused with 400
+  `BadDigest` and nothing is stored (moto stores whatever arrives and
+  reports the declared checksum as if it were the bytes'). Presigned URLs
+  signed over the checksum thus refuse other bytes here as on AWS
+  (https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity-upload.html).
 * ListParts answers with S3's root element (`ListPartsResult`; moto says
   `ListPartsResponse`, which the Rust SDK refuses).
 * It prints the bound address on its first line, then serves until its
@@ -44,7 +50,10 @@ Usage: emulator.py [--port N] [--until-stdin-closes]
 """
 
 import argparse
+import base64
 import copy
+import hashlib
+import io
 import gc
 import os
 import sys
@@ -192,6 +201,10 @@ class Serialised:
         if counter:
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [str(getattr(self, counter)).encode()]
+        refused = _bad_digest(environ)
+        if refused:
+            start_response("400 Bad Request", [("Content-Type", "application/xml")])
+            return [refused]
         with self.lock:
             started = time.perf_counter()
             self.requests += 1
@@ -221,6 +234,32 @@ class Serialised:
             if TIMINGS:
                 TIMINGS.write(f"{_operation(environ)}\t{elapsed * 1000:.3f}\n")
             return [body]
+
+
+def _bad_digest(environ):
+    """S3's check of a PUT's declared SHA-256 (object or part): the error
+    body when the bytes are other ones, else None (the body is put back for
+    moto to read)."""
+    declared = environ.get("HTTP_X_AMZ_CHECKSUM_SHA256")
+    if (
+        environ.get("REQUEST_METHOD") != "PUT"
+        or not declared
+        or environ.get("HTTP_X_AMZ_COPY_SOURCE")
+        or "aws-chunked" in environ.get("HTTP_CONTENT_ENCODING", "")
+        or environ.get("HTTP_X_AMZ_CONTENT_SHA256", "").startswith("STREAMING")
+    ):
+        return None
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    got = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    if got == declared:
+        return None
+    return (
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>BadDigest</Code>"
+        "<Message>The SHA256 you specified did not match the calculated checksum.</Message>"
+        "</Error>"
+    ).encode()
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -104,6 +104,33 @@ pub enum Command {
     },
     /// Soft-delete a version.
     Rm { name: String, version: String },
+    /// Versions across artifacts by content (--sha256 FILE or DIGEST) or by
+    /// metadata (--meta k=v, repeatable, ANDed).
+    Search {
+        /// A file (hashed here) or a SHA-256 in hexadecimal.
+        #[arg(long, conflicts_with = "meta")]
+        sha256: Option<String>,
+        #[arg(long = "meta", value_parser = parse_key_value)]
+        meta: Vec<(String, String)>,
+    },
+    /// Mark NAME@VERSION deprecated (it still resolves, with a warning).
+    Deprecate {
+        reference: String,
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Mark NAME@VERSION archived (no new alias may point at it).
+    Archive {
+        reference: String,
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Mark NAME@VERSION active again.
+    Reactivate {
+        reference: String,
+        #[arg(long, short)]
+        message: Option<String>,
+    },
     /// Apply retention to NAME now.
     Retention {
         name: String,

@@ -293,10 +293,20 @@ impl Api {
 
     /// Every item of a paginated listing, following `next_cursor` to the end.
     pub async fn list_all(&self, segments: &[&str]) -> Result<Vec<Value>> {
+        self.list_all_with(segments, &[]).await
+    }
+
+    /// [`Self::list_all`] with query parameters of the listing's own.
+    pub async fn list_all_with(
+        &self,
+        segments: &[&str],
+        params: &[(&str, &str)],
+    ) -> Result<Vec<Value>> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let mut query = vec![("limit", "1000")];
+            query.extend_from_slice(params);
             if let Some(c) = &cursor {
                 query.push(("cursor", c));
             }

@@ -267,6 +267,90 @@ pub async fn run(api: &Api, command: &Command) -> Result<Rendered> {
                 format!("deleted {name}@{version}"),
             ))
         }
+        Command::Search { sha256, meta } => {
+            let mut query: Vec<(String, String)> = Vec::new();
+            match sha256 {
+                Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    query.push(("sha256".into(), s.to_ascii_lowercase()));
+                }
+                Some(path) => {
+                    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                    let digests = crate::multipart::digest(file, None, |_| {})
+                        .map_err(|e| Error::io(path, e))?;
+                    query.push(("sha256".into(), digests.hex()));
+                }
+                None if meta.is_empty() => {
+                    return Err(Error::Usage("search needs --sha256 or --meta k=v".into()));
+                }
+                None => {}
+            }
+            query.extend(meta.iter().map(|(k, v)| (format!("meta.{k}"), v.clone())));
+            let pairs: Vec<(&str, &str)> = query
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let hits = api.list_all_with(&["search"], &pairs).await?;
+            let text = hits
+                .iter()
+                .map(|h| {
+                    let aliases = h["aliases"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "{}@{}\t{}{}",
+                        field(h, "name"),
+                        field(h, "version"),
+                        field(h, "sha256"),
+                        if aliases.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\t{aliases}")
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(Rendered::new(items(hits), text))
+        }
+        Command::Deprecate { reference, message }
+        | Command::Archive { reference, message }
+        | Command::Reactivate { reference, message } => {
+            let status = match command {
+                Command::Deprecate { .. } => "deprecated",
+                Command::Archive { .. } => "archived",
+                _ => "active",
+            };
+            let (name, version) = match parse_reference(reference).map_err(Error::Usage)? {
+                Reference::Version(n, v) if v != "LATEST" => (n, v),
+                _ => {
+                    return Err(Error::Usage(
+                        "give a published version: NAME@VERSION".into(),
+                    ));
+                }
+            };
+            let mut body = json!({"status": status});
+            if let Some(m) = message {
+                body["message"] = json!(m);
+            }
+            let artifact = api
+                .call(
+                    Method::PATCH,
+                    &["artifacts", &name, "versions", &version],
+                    &[],
+                    Some(&body),
+                    &[],
+                )
+                .await?
+                .body;
+            let text = format!("{name}@{version} is {status}");
+            Ok(Rendered::new(artifact, text))
+        }
         Command::Retention {
             name,
             keep,

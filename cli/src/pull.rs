@@ -46,6 +46,26 @@ async fn resolve(api: &Api, reference: &Reference, key: Option<&str>) -> Result<
             .map(str::to_owned)
             .ok_or_else(|| Error::Protocol(format!("the API answered without {k}: {body}")))
     };
+    // A deprecated (or archived) version is served, with a warning (SPEC 10.3).
+    let warning = body
+        .get("warning")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let warning = warning.or_else(|| {
+        let status = body.get("status").and_then(Value::as_str)?;
+        Some(format!(
+            "{}@{} is {status}{}",
+            reference.name(),
+            body.get("version").and_then(Value::as_str).unwrap_or("?"),
+            body.get("status_message")
+                .and_then(Value::as_str)
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ))
+    });
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
     Ok(Resolved {
         name: reference.name().to_owned(),
         version: text("version")?,

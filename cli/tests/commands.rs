@@ -384,3 +384,96 @@ async fn help_documents_the_exit_codes_and_completions_are_generated() {
         );
     }
 }
+
+/// SPEC 10.3 from the CLI: search by file or digest and by metadata, and
+/// version status (deprecate, archive: no new alias may take it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_deprecate_and_archive_from_the_command_line() {
+    let local = Local::start().await;
+    let file = local.file("model.bin", b"model weights");
+    for name in ["fraud", "churn"] {
+        local
+            .run(&[
+                "push",
+                name,
+                file.to_str().unwrap(),
+                "--meta",
+                "team=ml",
+                "--meta",
+                &format!("model={name}"),
+                "--publish",
+            ])
+            .await
+            .ok();
+    }
+    let by_file = local
+        .run(&["--json", "search", "--sha256", file.to_str().unwrap()])
+        .await
+        .ok()
+        .json();
+    let mut hits: Vec<String> = by_file["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            format!(
+                "{}@{}",
+                h["name"].as_str().unwrap(),
+                h["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    hits.sort();
+    assert_eq!(hits, ["churn@1", "churn@LATEST", "fraud@1", "fraud@LATEST"]);
+    let by_meta = local
+        .run(&[
+            "--json",
+            "search",
+            "--meta",
+            "team=ml",
+            "--meta",
+            "model=fraud",
+        ])
+        .await
+        .ok()
+        .json();
+    let hits = by_meta["items"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{by_meta}");
+    assert_eq!(
+        (hits[0]["name"].as_str(), hits[0]["version"].as_str()),
+        (Some("fraud"), Some("1"))
+    );
+
+    let deprecated = local
+        .run(&["--json", "deprecate", "fraud@1", "-m", "retrained"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(deprecated["status"], "deprecated");
+    assert_eq!(deprecated["status_message"], "retrained");
+    let out = local.path("pulled");
+    let pulled = local
+        .run(&["pull", "fraud@1", "-o", out.to_str().unwrap()])
+        .await;
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    assert!(
+        pulled
+            .stderr
+            .contains("warning: fraud@1 is deprecated: retrained"),
+        "{}",
+        pulled.stderr
+    );
+    local.run(&["archive", "fraud@1"]).await.ok();
+    let refused = local.run(&["alias", "set", "fraud", "prod", "1"]).await;
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("VersionArchived"),
+        "{}",
+        refused.stderr
+    );
+    local.run(&["reactivate", "fraud@1"]).await.ok();
+    local
+        .run(&["alias", "set", "fraud", "prod", "1"])
+        .await
+        .ok();
+}

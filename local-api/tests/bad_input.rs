@@ -606,6 +606,53 @@ fn cases() -> Vec<Case> {
             400,
             "InvalidRequest",
         ),
+        // Search and version status (SPEC 10.3).
+        case("GET", "/search", None, 400, "InvalidRequest"),
+        case("GET", "/search?sha256=abc", None, 400, "InvalidRequest"),
+        case("GET", "/search?meta.BAD=1", None, 400, "InvalidRequest"),
+        case("GET", "/search?name=app", None, 400, "InvalidRequest"),
+        case(
+            "GET",
+            &format!("/search?sha256={sha}&meta.team=ml"),
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "GET",
+            "/search?meta.team=ml&cursor=YQ",
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "PATCH",
+            "/artifacts/app/versions/1",
+            Some(r#"{"status": "gone"}"#),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "PATCH",
+            "/artifacts/app/versions/LATEST",
+            Some(r#"{"status": "deprecated"}"#),
+            400,
+            "InvalidVersion",
+        ),
+        case(
+            "PATCH",
+            "/artifacts/app/versions/1",
+            Some(r#"{"status": "deprecated", "why": "x"}"#),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "PATCH",
+            "/artifacts/app/versions/999",
+            Some(r#"{"status": "deprecated"}"#),
+            404,
+            "VersionNotFound",
+        ),
         // Retention.
         case(
             "POST",

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -19,10 +19,13 @@ use crate::http::{
     with_etag,
 };
 use crate::model::{
-    AliasMove, AliasTarget, ChangeRequest, PartRequest, Pipeline, RetentionPolicy, UploadRequest,
+    AliasMove, AliasTarget, ChangeRequest, PartRequest, Pipeline, RetentionPolicy, SearchQuery,
+    UploadRequest, VersionStatus,
 };
 use crate::names::{AliasName, ArtifactName, Sha256, Version, Weight};
-use crate::repository::{PipelineOutcome, Repository, StartOutcome, UploadId, Verifier};
+use crate::repository::{
+    PipelineOutcome, Repository, StartOutcome, StatusChange, UploadId, Verifier,
+};
 
 /// Every operation, named as its function package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +53,8 @@ pub enum Operation {
     ListRollouts,
     GetRollout,
     ControlRollout,
+    SetVersionStatus,
+    SearchVersions,
 }
 
 /// One route: method, API Gateway path template, operation, the function
@@ -230,6 +235,20 @@ pub const ROUTES: &[Route] = &[
         function: "control-rollout",
         success: 200,
     },
+    Route {
+        method: "PATCH",
+        path: "/artifacts/{name}/versions/{version}",
+        operation: Operation::SetVersionStatus,
+        function: "set-version-status",
+        success: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/search",
+        operation: Operation::SearchVersions,
+        function: "search-versions",
+        success: 200,
+    },
 ];
 
 impl Operation {
@@ -269,6 +288,8 @@ impl Operation {
             Self::ListRollouts => list_rollouts(repo, &request).await,
             Self::GetRollout => get_rollout(repo, &request).await,
             Self::ControlRollout => control_rollout(repo, &request).await,
+            Self::SetVersionStatus => set_version_status(repo, &request).await,
+            Self::SearchVersions => search_versions(repo, &request).await,
         };
         result.unwrap_or_else(|e| error_response(&e))
     }
@@ -535,10 +556,113 @@ pub async fn list_versions(repo: &Repository, request: &Request) -> Result<Respo
     let name: ArtifactName = path(request, "name")?;
     let (limit, cursor) = paging(request)?;
     let content: Option<Sha256> = query(request, "sha256").map(|d| d.parse()).transpose()?;
+    let metadata = meta_terms(request)?;
     let page = repo
-        .list_versions_holding(&name, limit, cursor.as_deref(), content.as_ref())
+        .list_versions_matching(&name, limit, cursor.as_deref(), content.as_ref(), &metadata)
         .await?;
     Ok(json(StatusCode::OK, &page))
+}
+
+/// The `?meta.KEY=VALUE` terms of a request (exact match, ANDed): keys as
+/// uploads take them, at most `MAX_SEARCH_TERMS`, each key once.
+fn meta_terms(request: &Request) -> Result<BTreeMap<String, String>> {
+    let params = request.query_string_parameters();
+    let mut terms = BTreeMap::new();
+    for (key, value) in params.iter() {
+        let Some(k) = key.strip_prefix("meta.") else {
+            continue;
+        };
+        let valid = !k.is_empty()
+            && k.len() <= crate::repository::metadata_limits::MAX_KEY_LEN
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b));
+        if !valid {
+            return Err(Error::InvalidRequest(format!(
+                "meta.{k}: metadata keys are 1-64 of a-z 0-9 - _"
+            )));
+        }
+        if value.len() > 1024 || value.chars().any(char::is_control) {
+            return Err(Error::InvalidRequest(format!(
+                "meta.{k}: the value must be at most 1024 printable characters"
+            )));
+        }
+        if terms.insert(k.to_owned(), value.to_owned()).is_some() {
+            return Err(Error::InvalidRequest(format!("meta.{k} is given twice")));
+        }
+    }
+    if terms.len() > crate::repository::MAX_SEARCH_TERMS {
+        return Err(Error::InvalidRequest(format!(
+            "at most {} meta. terms",
+            crate::repository::MAX_SEARCH_TERMS
+        )));
+    }
+    Ok(terms)
+}
+
+/// `GET /search?sha256=…` or `?meta.k=v[&meta.k2=v2]` (SPEC 10.3).
+pub async fn search_versions(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let (limit, cursor) = paging(request)?;
+    let content: Option<Sha256> = query(request, "sha256").map(|d| d.parse()).transpose()?;
+    let metadata = meta_terms(request)?;
+    if let Some(unknown) = request
+        .query_string_parameters()
+        .iter()
+        .map(|(k, _)| k)
+        .find(|k| !k.starts_with("meta.") && !["sha256", "limit", "cursor"].contains(k))
+    {
+        return Err(Error::InvalidRequest(format!(
+            "unknown search parameter {unknown:?}: use sha256= or meta.KEY=VALUE"
+        )));
+    }
+    let search = match (content, metadata.is_empty()) {
+        (Some(digest), true) => SearchQuery::Sha256(digest),
+        (None, false) => SearchQuery::Metadata(metadata),
+        (Some(_), false) => {
+            return Err(Error::InvalidRequest(
+                "search by sha256= or by meta.KEY=VALUE, not both".into(),
+            ));
+        }
+        (None, true) => {
+            return Err(Error::InvalidRequest(
+                "search needs sha256= or at least one meta.KEY=VALUE".into(),
+            ));
+        }
+    };
+    let page = repo.search(&search, limit, cursor.as_deref()).await?;
+    Ok(json(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    expected_status: Option<String>,
+}
+
+/// `PATCH /artifacts/{name}/versions/{version}`: the version's status.
+pub async fn set_version_status(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let name: ArtifactName = path(request, "name")?;
+    let version: Version = path(request, "version")?;
+    let b: StatusBody = body(request)?;
+    let status: VersionStatus = b.status.parse()?;
+    let expected = b
+        .expected_status
+        .map(|s| s.parse::<VersionStatus>())
+        .transpose()?;
+    let message = b.message.filter(|m| !m.is_empty());
+    check_message(message.as_deref())?;
+    let change = StatusChange {
+        actor: actor(request),
+        message,
+        expected,
+    };
+    let artifact = repo
+        .set_version_status(&name, version, status, &change)
+        .await?;
+    Ok(json(StatusCode::OK, &artifact))
 }
 
 #[derive(Deserialize)]

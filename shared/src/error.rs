@@ -85,6 +85,10 @@ pub enum Error {
     },
     #[error("{0}")]
     RolloutConflict(String),
+    #[error(
+        "version {version} of artifact {name:?} is archived: it cannot become an alias's target (set its status to active first)"
+    )]
+    VersionArchived { name: String, version: String },
     #[error("{0}")]
     ConcurrentModification(String),
     #[error("alias {alias:?} of artifact {name:?} {detail}")]
@@ -141,6 +145,7 @@ impl Error {
             Self::RolloutNotFound { .. } => "RolloutNotFound",
             Self::RolloutInProgress { .. } => "RolloutInProgress",
             Self::RolloutConflict(_) => "RolloutConflict",
+            Self::VersionArchived { .. } => "VersionArchived",
             Self::ConcurrentModification(_) => "ConcurrentModification",
             Self::AliasModified { .. } => "AliasModified",
             Self::TargetGone(_) => "TargetGone",
@@ -169,6 +174,7 @@ impl Error {
             Self::VersionInUse { .. }
             | Self::RolloutInProgress { .. }
             | Self::RolloutConflict(_)
+            | Self::VersionArchived { .. }
             | Self::ConcurrentModification(_)
             | Self::TargetGone(_)
             | Self::UploadSuperseded { .. }
@@ -269,6 +275,10 @@ mod tests {
                 id: s(),
             },
             Error::RolloutConflict(s()),
+            Error::VersionArchived {
+                name: s(),
+                version: s(),
+            },
             Error::ConcurrentModification(s()),
             Error::AliasModified {
                 name: s(),

@@ -91,6 +91,14 @@ pub mod attr {
     /// On LATEST: the publish request that took the number in
     /// `last_version` (a reservation whose answer was lost recognises itself).
     pub const RESERVE_TOKEN: &str = "reserve_token";
+    /// On numbered version rows: `deprecated` or `archived` (absent:
+    /// active), and why (SPEC 10.3).
+    pub const STATUS: &str = "status";
+    pub const STATUS_MESSAGE: &str = "status_message";
+    /// On alias rows: the status of a target when not active (copied from
+    /// the version row; a status change refreshes it), so resolve can warn.
+    pub const VERSION_STATUS: &str = "version_status";
+    pub const SECONDARY_STATUS: &str = "secondary_version_status";
     /// On alias rows and history entries: the request that wrote them.
     pub const REQUEST_TOKEN: &str = "request_token";
     /// On history entries.
@@ -221,6 +229,25 @@ pub fn condemned_pk(name: &ArtifactName) -> String {
 pub fn verified_pk(name: &ArtifactName) -> String {
     format!("__{name}-verified")
 }
+
+/// The status changes of an artifact's versions (SPEC 10.3):
+/// `__{name}-status`, sort key `{version:06}/{update_at}`.
+pub fn status_pk(name: &ArtifactName) -> String {
+    format!("__{name}-status")
+}
+
+/// The search index of versions by one metadata entry, across artifacts
+/// (SPEC 10.3): `__meta/{key}={value}`, sort key `{name}/{version:06}`,
+/// written in the publish's transaction. Names cannot contain `/`, so this
+/// partition is no artifact's. Entries of versions deleted since are
+/// dropped when read (the rows are read back).
+pub fn meta_index_pk(key: &str, value: &str) -> String {
+    format!("__meta/{key}={value}")
+}
+
+/// The global secondary index of rows by `sha256` (hash) and `pk` (range):
+/// search by content across artifacts, library-written rows included.
+pub const SHA256_INDEX: &str = "by-sha256";
 
 /// The purge fence of an artifact: `__{name}-purge` / `fence`. While it
 /// stands, no upload starts (so nothing new can be committed).

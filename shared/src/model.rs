@@ -27,6 +27,64 @@ pub struct Artifact {
     /// Present on single-version reads only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub download_url: Option<String>,
+    /// `deprecated` or `archived` (SPEC 10.3); absent while active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<VersionStatus>,
+    /// Why the status was set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+}
+
+/// A version's status (SPEC 10.3, as CodeArtifact's Published / Unlisted /
+/// Archived): deprecated versions still resolve, with a warning; archived
+/// ones cannot become the target of a new alias move or rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionStatus {
+    Active,
+    Deprecated,
+    Archived,
+}
+
+impl VersionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Deprecated => "deprecated",
+            Self::Archived => "archived",
+        }
+    }
+}
+
+impl std::str::FromStr for VersionStatus {
+    type Err = crate::error::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Active, Self::Deprecated, Self::Archived]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                crate::error::Error::InvalidRequest(format!(
+                    "status {s:?} is not active, deprecated or archived"
+                ))
+            })
+    }
+}
+
+/// A search across artifacts (SPEC 10.3): by content, or by metadata
+/// (exact match, keys ANDed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchQuery {
+    Sha256(crate::names::Sha256),
+    Metadata(BTreeMap<String, String>),
+}
+
+/// One hit of a search: the version, and the aliases pointing at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    pub artifact: Artifact,
+    pub aliases: Vec<String>,
 }
 
 /// A named pointer to one version, optionally splitting traffic with a second.
@@ -176,6 +234,10 @@ pub struct Resolved {
     pub version: Version,
     pub sha256: String,
     pub download_url: String,
+    /// The picked version is deprecated (or archived): still served, with
+    /// this warning (SPEC 10.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// One page of a listing; `next_cursor` is opaque and `null` on the last page.
@@ -414,6 +476,8 @@ pub struct PipelineCommitted {
 /// handed to `verify-upload` (202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
+// One per request or step, moved once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum CommitOutcome {
     Committed(Committed),
     Verifying {

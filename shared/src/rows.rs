@@ -38,6 +38,9 @@ pub struct VersionRow {
     /// On LATEST: changes whenever LATEST is created anew (after a purge), so
     /// a publish that reserved its number before a purge cannot land after it.
     pub epoch: Option<String>,
+    /// Numbered versions: deprecated or archived (absent: active), and why.
+    pub status: Option<crate::model::VersionStatus>,
+    pub status_message: Option<String>,
 }
 
 /// Where the bytes of a row are.
@@ -140,6 +143,10 @@ impl VersionRow {
             deleted_by_request: s(item, attr::DELETED_BY_REQUEST).map(str::to_owned),
             published_sha256: s(item, attr::PUBLISHED_SHA256).map(str::to_owned),
             epoch: s(item, attr::EPOCH).map(str::to_owned),
+            status: s(item, attr::STATUS)
+                .and_then(|v| v.parse().ok())
+                .filter(|v| *v != crate::model::VersionStatus::Active),
+            status_message: s(item, attr::STATUS_MESSAGE).map(str::to_owned),
         })
     }
 
@@ -180,7 +187,7 @@ impl VersionRow {
     /// The attributes [`Self::to_artifact`] reads besides the name (the
     /// partition key, which the reader knows): listings ask for these only
     /// (decoded by [`Self::of_artifact`]; every attribute read back costs).
-    pub const ARTIFACT_ATTRIBUTES: [&'static str; 7] = [
+    pub const ARTIFACT_ATTRIBUTES: [&'static str; 9] = [
         attr::SK,
         attr::SHA256,
         attr::UPDATE_AT,
@@ -188,6 +195,8 @@ impl VersionRow {
         attr::CONTENT_TYPE,
         attr::METADATA,
         attr::CREATED_BY,
+        attr::STATUS,
+        attr::STATUS_MESSAGE,
     ];
 
     /// [`Self::ARTIFACT_ATTRIBUTES`] as a projection expression over
@@ -217,6 +226,8 @@ impl VersionRow {
             s3uri: layout.s3uri(&self.name, self.version),
             created_by: self.created_by.clone(),
             download_url: None,
+            status: self.status,
+            status_message: self.status.and(self.status_message.clone()),
         }
     }
 
@@ -234,6 +245,9 @@ pub struct TargetRef {
     /// absent for LATEST (mutable) and for rows the Python library wrote.
     pub sha256: Option<String>,
     pub location: Location,
+    /// The version's status when the alias was written (or since refreshed
+    /// by a status change): resolve warns of a deprecated one.
+    pub status: Option<crate::model::VersionStatus>,
 }
 
 /// A row of an alias partition (`pk = __{name}-alias`).
@@ -278,6 +292,7 @@ impl AliasRow {
                             attr::SECONDARY_BYTES,
                             attr::SECONDARY_S3_VERSION_ID,
                         ),
+                        status: s(item, attr::SECONDARY_STATUS).and_then(|v| v.parse().ok()),
                     },
                     weight,
                 ))
@@ -291,6 +306,7 @@ impl AliasRow {
                 version,
                 sha256: s(item, attr::VERSION_SHA256).map(str::to_owned),
                 location: Location::decode(item, attr::VERSION_BYTES, attr::VERSION_S3_VERSION_ID),
+                status: s(item, attr::VERSION_STATUS).and_then(|v| v.parse().ok()),
             },
             secondary,
             revision: n(item, attr::REVISION),
@@ -313,7 +329,13 @@ impl AliasRow {
             ],
             &self.primary,
         );
+        if let Some(status) = self.primary.status {
+            item.insert(attr::VERSION_STATUS.into(), sv(status.as_str()));
+        }
         if let Some((secondary, weight)) = &self.secondary {
+            if let Some(status) = secondary.status {
+                item.insert(attr::SECONDARY_STATUS.into(), sv(status.as_str()));
+            }
             item.insert(
                 attr::SECONDARY_VERSION.into(),
                 sv(secondary.version.sort_key()),
@@ -670,6 +692,8 @@ impl UploadRow {
             s3uri: layout.s3uri(&self.name, Version::Latest),
             created_by: Some(self.actor.clone()),
             download_url: None,
+            status: None,
+            status_message: None,
         }
     }
 }

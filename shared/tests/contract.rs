@@ -341,6 +341,9 @@ enum Call {
     DescribeAlarms,
     /// Events onto the deployment's bus.
     PutEvents,
+    /// A Query of one of the table's indexes, by name (the recorded
+    /// operation is `Query`).
+    QueryIndex(&'static str),
 }
 
 /// The alarms rollouts may watch: those named with the deployment's prefix.
@@ -405,6 +408,11 @@ fn iam_actions(call: Call) -> Vec<Grant> {
         Call::GetItem => vec![table("GetItem")],
         Call::BatchGetItem => vec![table("BatchGetItem")],
         Call::Query => vec![table("Query")],
+        Call::QueryIndex(index) => vec![(
+            "dynamodb:Query".to_owned(),
+            format!("${{ArtifactTable.Arn}}/index/{index}"),
+            None,
+        )],
         Call::PutItem => vec![table("PutItem")],
         Call::UpdateItem => vec![table("UpdateItem")],
         Call::DeleteItem => vec![table("DeleteItem")],
@@ -657,6 +665,13 @@ fn calls(package: &str) -> Vec<Call> {
         // Events from the records' images: no read; batches given up on
         // go to the queue.
         "publish-events" => vec![PutEvents, SendMessage("EventsFailuresQueue.Arn")],
+        // The row's status and its history entry in one transaction, then
+        // the row read back.
+        // The aliases targeting the version get its status (resolve warns).
+        "set-version-status" => vec![GetItem, TransactWriteItems(&[Update, Put]), UpdateItem],
+        // One index Query per page (by content the table's by-sha256 index,
+        // by metadata an index partition), then the rows, read back.
+        "search-versions" => vec![Query, QueryIndex("by-sha256"), BatchGetItem],
         "get-alias" | "get-alias-history" => vec![GetItem, Query],
         "delete-alias" => alias_change_cancelling.to_vec(),
         "resolve-alias" => [vec![BatchGetItem, GetItem], download.to_vec()].concat(),

@@ -955,3 +955,250 @@ async fn retention_ages_beyond_the_calendar_keep_everything_instead_of_failing()
         .unwrap();
     assert!(reclaimed.reclaimed.is_empty());
 }
+
+/// Uploads `content` with user metadata `meta` and publishes it.
+async fn publish_with(
+    store: &TestStore,
+    n: &shared::ArtifactName,
+    content: &[u8],
+    meta: &[(&str, &str)],
+) -> Version {
+    let ticket = store
+        .repo
+        .create_upload(
+            n,
+            UploadRequest {
+                sha256: sha256_hex(content),
+                size: content.len() as u64,
+                content_type: None,
+                metadata: meta
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                part_size: None,
+            },
+        )
+        .await
+        .unwrap();
+    if !ticket.exists {
+        put_bytes(&store.http, &ticket, content).await;
+    }
+    store
+        .repo
+        .commit_upload(n, &ticket.upload_id)
+        .await
+        .unwrap();
+    store
+        .repo
+        .publish_version(n, true)
+        .await
+        .unwrap()
+        .artifact
+        .version
+}
+
+/// SPEC 10.3: search by bytes and by metadata across artifacts returns
+/// exactly the live versions (library-written ones included for bytes),
+/// one index Query + one BatchGetItem per page.
+#[tokio::test]
+async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_calls() {
+    use shared::model::{SearchQuery, VersionStatus};
+    let store = TestStore::new().await;
+    let (api, web) = (name("api"), name("web"));
+    let model = b"the model".to_vec();
+    let v1 = publish_with(&store, &api, &model, &[("team", "ml"), ("commit", "4f2a")]).await;
+    let v2 = publish_with(
+        &store,
+        &api,
+        b"other",
+        &[("team", "ml"), ("commit", "9c1d")],
+    )
+    .await;
+    let w1 = publish_with(&store, &web, &model, &[("team", "web"), ("commit", "4f2a")]).await;
+    store
+        .repo
+        .put_alias(&api, &alias("prod"), to(1))
+        .await
+        .unwrap();
+    // The library writes the same bytes under a third name.
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "lib", "content": "the model"}).to_string(),
+    ]);
+
+    let by_bytes = SearchQuery::Sha256(sha256_hex(&model).parse().unwrap());
+    let (page, calls) = counted(&store.repo, store.repo.search(&by_bytes, None, None)).await;
+    let page = page.unwrap();
+    assert_eq!(calls, 2, "one Query of the index, one BatchGetItem");
+    let mut found: Vec<(String, String, Vec<String>)> = page
+        .items
+        .iter()
+        .map(|h| {
+            (
+                h.artifact.name.to_string(),
+                h.artifact.version.to_string(),
+                h.aliases.clone(),
+            )
+        })
+        .collect();
+    found.sort();
+    let s = |v: &str| v.to_owned();
+    assert_eq!(
+        found,
+        [
+            (s("api"), v1.to_string(), vec![s("prod")]),
+            (s("lib"), s("LATEST"), vec![]),
+            (s("web"), w1.to_string(), vec![]),
+            (s("web"), s("LATEST"), vec![]),
+        ]
+    );
+
+    let by_meta = |terms: &[(&str, &str)]| {
+        SearchQuery::Metadata(terms.iter().map(|(k, v)| (s(k), s(v))).collect())
+    };
+    let versions = |page: shared::model::Page<shared::model::SearchHit>| -> Vec<String> {
+        page.items
+            .iter()
+            .map(|h| format!("{}@{}", h.artifact.name, h.artifact.version))
+            .collect()
+    };
+    let (ml, calls) = counted(
+        &store.repo,
+        store.repo.search(&by_meta(&[("team", "ml")]), None, None),
+    )
+    .await;
+    assert_eq!(calls, 2);
+    assert_eq!(
+        versions(ml.unwrap()),
+        [format!("api@{v1}"), format!("api@{v2}")]
+    );
+    let both = store
+        .repo
+        .search(&by_meta(&[("commit", "4f2a"), ("team", "web")]), None, None)
+        .await
+        .unwrap();
+    assert_eq!(versions(both), [format!("web@{w1}")]);
+    // Paged: one hit per page, a cursor that goes on, the same hits.
+    let first = store
+        .repo
+        .search(&by_meta(&[("commit", "4f2a")]), Some(1), None)
+        .await
+        .unwrap();
+    let rest = store
+        .repo
+        .search(
+            &by_meta(&[("commit", "4f2a")]),
+            Some(1),
+            first.next_cursor.as_deref(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        [versions(first), versions(rest)].concat(),
+        [format!("api@{v1}"), format!("web@{w1}")]
+    );
+    // Listing one artifact's versions by metadata.
+    let listed = store
+        .repo
+        .list_versions_matching(
+            &api,
+            None,
+            None,
+            None,
+            &[(s("commit"), s("9c1d"))].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+    let listed: Vec<Version> = listed.items.iter().map(|a| a.version).collect();
+    assert_eq!(
+        listed,
+        [Version::Latest, v2],
+        "LATEST first, as every listing"
+    );
+
+    // A deleted version, and a purged artifact, are never answered.
+    store.repo.delete_version(&api, v2).await.unwrap();
+    let ml = store
+        .repo
+        .search(&by_meta(&[("team", "ml")]), None, None)
+        .await
+        .unwrap();
+    assert_eq!(versions(ml), [format!("api@{v1}")]);
+    store.repo.purge_artifact(&web).await.unwrap();
+    let after = store.repo.search(&by_bytes, None, None).await.unwrap();
+    assert!(after.items.iter().all(|h| h.artifact.name != web));
+    assert!(
+        store
+            .raw_items()
+            .await
+            .iter()
+            .all(|i| !i["sk"].as_s().unwrap().starts_with("web/")),
+        "the purge removed web's metadata index entries"
+    );
+
+    // Status: deprecated shows on reads; archived cannot become a target.
+    let change = shared::repository::StatusChange {
+        actor: "release".into(),
+        message: Some("CVE: use a newer build".into()),
+        expected: Some(VersionStatus::Active),
+    };
+    let deprecated = store
+        .repo
+        .set_version_status(&api, v1, VersionStatus::Deprecated, &change)
+        .await
+        .unwrap();
+    assert_eq!(deprecated.status, Some(VersionStatus::Deprecated));
+    // prod points at v1: its resolve warns (and still serves v1).
+    let resolved = store
+        .repo
+        .resolve_alias(&api, &alias("prod"), None)
+        .await
+        .unwrap();
+    assert_eq!(resolved.version, v1);
+    assert!(
+        resolved
+            .warning
+            .as_deref()
+            .is_some_and(|w| w.contains("deprecated")),
+        "{resolved:?}"
+    );
+    let again = store
+        .repo
+        .set_version_status(&api, v1, VersionStatus::Archived, &change)
+        .await;
+    assert!(
+        matches!(again, Err(Error::ConcurrentModification(_))),
+        "{again:?}"
+    );
+    let archive = shared::repository::StatusChange {
+        expected: None,
+        ..change
+    };
+    store
+        .repo
+        .set_version_status(&api, v1, VersionStatus::Archived, &archive)
+        .await
+        .unwrap();
+    let got = store.repo.get_version(&api, v1).await.unwrap();
+    assert_eq!(got.status, Some(VersionStatus::Archived));
+    // prod already points at v1: it may stay (a message-only move works),
+    // but no other alias may take it.
+    let staging = store.repo.put_alias(&api, &alias("staging"), to(1)).await;
+    assert!(
+        matches!(staging, Err(Error::VersionArchived { .. })),
+        "{staging:?}"
+    );
+    store
+        .repo
+        .put_alias(&api, &alias("prod"), to(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .repo
+            .set_version_status(&api, Version::Number(99), VersionStatus::Active, &archive)
+            .await,
+        Err(Error::VersionNotFound { .. })
+    ));
+}

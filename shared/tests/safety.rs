@@ -465,3 +465,32 @@ async fn a_multipart_start_whose_row_cannot_be_written_leaves_no_s3_upload() {
         .unwrap();
     assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
 }
+
+// The emulator checks a PUT's declared SHA-256 as S3 does (moto alone
+// stored any bytes and reported the declared checksum): a presigned upload
+// of other bytes is refused, and nothing can be committed from it.
+#[tokio::test]
+async fn a_presigned_put_of_other_bytes_is_refused_and_cannot_be_committed() {
+    let store = TestStore::new().await;
+    let n = name("honest");
+    let ticket = store
+        .repo
+        .create_upload(&n, declare(b"declared bytes", 14, None))
+        .await
+        .unwrap();
+    let mut put = store
+        .http
+        .put(ticket.url.as_deref().unwrap())
+        .body(b"sent otherwise".to_vec());
+    for (k, v) in ticket.headers.iter().flatten() {
+        put = put.header(k, v);
+    }
+    let response = put.send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().await.unwrap().contains("BadDigest"));
+    let commit = store.repo.commit_upload(&n, &ticket.upload_id).await;
+    assert!(
+        matches!(commit, Err(Error::UploadMismatch(_))),
+        "{commit:?}"
+    );
+}

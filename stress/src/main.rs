@@ -31,10 +31,14 @@
 //!    version serves bytes matching its sha256, no alias points at a missing
 //!    version, and the purged artifact is gone.
 //!
+//! 3. check — the randomized checker ([`check`], `make check`), bounded:
+//!    seeds 1 and 2 and one fresh seed, 40 s each.
+//!
 //! Each section prints `N passed, N failed`; the process fails if any check did.
 
 use test_support::proxy;
 
+mod check;
 mod pipeline;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -891,8 +895,51 @@ async fn faults(tally: &mut Tally, rate: f64) {
     );
 }
 
+/// Seeds the bounded check inside `make stress` always runs (beside one
+/// fresh seed, printed).
+const CHECK_SEEDS: [u64; 2] = [1, 2];
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+        .unwrap_or(7)
+}
+
+/// `stress --check` (`make check`): `SEED` (default fresh), `DURATION`
+/// seconds (60), `WORKERS` (8), `CRASH_RATE` (0.1), `RUNS` (1: seeds SEED,
+/// SEED+1, …; stops at the first violation), `LIBRARY` (1). The number of
+/// runs with a violation.
+async fn check_main() -> usize {
+    let first = env_or("SEED", fresh_seed());
+    let runs: u64 = env_or("RUNS", 1);
+    for seed in first..first + runs {
+        let options = check::Options {
+            seed,
+            duration: std::time::Duration::from_secs(env_or("DURATION", 60)),
+            workers: env_or("WORKERS", 8),
+            crash_rate: env_or("CRASH_RATE", 0.1),
+            library: env_or("LIBRARY", 1) == 1,
+        };
+        if check::run(&options).await.violations > 0 {
+            return 1;
+        }
+    }
+    0
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--check") {
+        std::process::exit(i32::from(check_main().await > 0));
+    }
     let rate: f64 = std::env::var("FAULT_RATE")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -908,6 +955,39 @@ async fn main() {
     faults(&mut tally, rate).await;
     tally.report(&format!("faults (rate {rate})"));
     failed += tally.failed.len();
+
+    // The randomized checker, bounded: fixed seeds and one fresh one.
+    let duration = std::time::Duration::from_secs(env_or("CHECK_DURATION", 40));
+    let mut tally = Tally::default();
+    for seed in CHECK_SEEDS.into_iter().chain([fresh_seed()]) {
+        let options = check::Options {
+            seed,
+            duration,
+            workers: 8,
+            crash_rate: 0.1,
+            library: true,
+        };
+        let report = check::run(&options).await;
+        tally.check(report.violations == 0, || {
+            format!(
+                "check seed {seed}: {} violations; replay: {}",
+                report.violations,
+                options.replay_command()
+            )
+        });
+    }
+    tally.report("check (randomized, bounded)");
+    // On the code of this commit the checker finds defects reported in
+    // docs/checker.md and not yet fixed: until they are, its violations are
+    // printed above but fail the build only with CHECK_GATE=1.
+    if env_or("CHECK_GATE", 0) == 1 {
+        failed += tally.failed.len();
+    } else if !tally.failed.is_empty() {
+        println!(
+            "check: {} run(s) found violations (not failing the build: CHECK_GATE=1 makes them fail it)",
+            tally.failed.len()
+        );
+    }
 
     if failed > 0 {
         std::process::exit(1);

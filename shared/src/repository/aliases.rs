@@ -452,8 +452,20 @@ impl Repository {
                 (Intent::Rollback(_), _) => AliasAction::Rollback,
             };
             let mut refs = Vec::with_capacity(wanted.len());
+            // An archived version is never a new target (SPEC 10.3); one the
+            // alias already points at may stay.
+            let current: BTreeSet<Version> = old.iter().flat_map(|o| o.targets()).collect();
             for version in &wanted {
                 match rows.get(version) {
+                    Some(row)
+                        if row.status == Some(crate::model::VersionStatus::Archived)
+                            && !current.contains(version) =>
+                    {
+                        return Err(Error::VersionArchived {
+                            name: name.to_string(),
+                            version: version.to_string(),
+                        });
+                    }
                     Some(row) if row.is_live() => refs.push(target_ref(row)),
                     _ if matches!(intent, Intent::Rollback(_)) => {
                         return Err(Error::TargetGone(format!(
@@ -729,6 +741,16 @@ impl Repository {
                 (target.sha256, target.location)
             }
         };
+        let warning = chosen
+            .status
+            .filter(|s| *s != crate::model::VersionStatus::Active)
+            .map(|s| {
+                format!(
+                    "version {} of {name} is {}: move {alias} to a newer version",
+                    chosen.version,
+                    s.as_str()
+                )
+            });
         Ok(Resolved {
             name: name.clone(),
             alias: alias.clone(),
@@ -738,6 +760,7 @@ impl Repository {
                 .download_url(name, chosen.version, &sha256, &location)
                 .await?,
             sha256,
+            warning,
         })
     }
 
@@ -797,7 +820,7 @@ impl Repository {
     }
 
     /// Strongly consistent BatchGetItem, re-asking for unprocessed keys.
-    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
+    pub(super) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
         let mut found = Vec::new();
         let mut pending = keys;
         for attempt in 0..MAX_ATTEMPTS {
@@ -1088,12 +1111,14 @@ fn target_ref(row: &VersionRow) -> TargetRef {
             version: row.version,
             sha256: None,
             location: Location::Library { version_id: None },
+            status: None,
         }
     } else {
         TargetRef {
             version: row.version,
             sha256: Some(row.sha256.clone()),
             location: row.location.clone(),
+            status: row.status,
         }
     }
 }

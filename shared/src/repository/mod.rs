@@ -14,6 +14,7 @@ mod publish;
 mod purge;
 mod retention;
 mod rollouts;
+mod search;
 mod uploads;
 mod verify;
 mod versions;
@@ -48,6 +49,7 @@ pub use multipart::{
 pub use pipeline::{PipelineOutcome, StartOutcome};
 pub use retention::{ReclaimReport, RetentionBookkeeping};
 pub use rollouts::{Driven, check_rollout_id};
+pub use search::{MAX_SEARCH_TERMS, StatusChange};
 pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, UploadId, metadata_limits};
 pub use verify::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, VerifyStep};
 
@@ -221,6 +223,8 @@ impl Repository {
             .key_schema(key(attr::SK, KeyType::Range).map_err(invalid_sdk_input)?)
             .attribute_definitions(def(attr::PK).map_err(invalid_sdk_input)?)
             .attribute_definitions(def(attr::SK).map_err(invalid_sdk_input)?)
+            .attribute_definitions(def(attr::SHA256).map_err(invalid_sdk_input)?)
+            .global_secondary_indexes(sha256_index()?)
             .stream_specification(stream()?)
             .send()
             .await;
@@ -248,7 +252,38 @@ impl Repository {
                 .table()
                 .and_then(|t| t.stream_specification())
                 .is_some_and(|s| s.stream_enabled());
-            if active && !streamed {
+            let indexed = table.table().is_some_and(|t| {
+                t.global_secondary_indexes()
+                    .iter()
+                    .any(|i| i.index_name() == Some(crate::layout::SHA256_INDEX))
+            });
+            if active && !indexed {
+                // A table made before search: add the index, wait again.
+                let create = aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
+                    .index_name(crate::layout::SHA256_INDEX)
+                    .key_schema(key(attr::SHA256, KeyType::Hash).map_err(invalid_sdk_input)?)
+                    .key_schema(key(attr::PK, KeyType::Range).map_err(invalid_sdk_input)?)
+                    .projection(
+                        aws_sdk_dynamodb::types::Projection::builder()
+                            .projection_type(aws_sdk_dynamodb::types::ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build()
+                    .map_err(invalid_sdk_input)?;
+                self.ddb
+                    .update_table()
+                    .table_name(&self.layout.table)
+                    .attribute_definitions(def(attr::SHA256).map_err(invalid_sdk_input)?)
+                    .attribute_definitions(def(attr::PK).map_err(invalid_sdk_input)?)
+                    .global_secondary_index_updates(
+                        aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
+                            .create(create)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| Error::upstream("UpdateTable", e))?;
+            } else if active && !streamed {
                 // A table made before the mirror: add the stream, wait again.
                 self.ddb
                     .update_table()
@@ -387,6 +422,29 @@ impl Repository {
     }
 }
 
+/// Rows by `sha256` (search by content across artifacts, SPEC 10.3): keys
+/// only; a search reads the rows themselves back, strongly consistent.
+fn sha256_index() -> Result<aws_sdk_dynamodb::types::GlobalSecondaryIndex> {
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(invalid_sdk_input)
+    };
+    aws_sdk_dynamodb::types::GlobalSecondaryIndex::builder()
+        .index_name(crate::layout::SHA256_INDEX)
+        .key_schema(key(attr::SHA256, KeyType::Hash)?)
+        .key_schema(key(attr::PK, KeyType::Range)?)
+        .projection(
+            aws_sdk_dynamodb::types::Projection::builder()
+                .projection_type(aws_sdk_dynamodb::types::ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(invalid_sdk_input)
+}
+
 /// The table's stream: both images, so that a REMOVE tells the mirror
 /// what the row held (SPEC 3.3).
 fn stream() -> Result<StreamSpecification> {
@@ -397,15 +455,14 @@ fn stream() -> Result<StreamSpecification> {
         .map_err(invalid_sdk_input)
 }
 
-/// Whether a single-item write failed on its condition.
-fn condition_failed<R>(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
-        R,
-    >,
-) -> bool {
+/// Whether a single-item write (PutItem, UpdateItem, DeleteItem) failed on
+/// its condition: the one place that reads DynamoDB's error code for it.
+fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
     e.as_service_error()
-        .is_some_and(|e| e.is_conditional_check_failed_exception())
+        .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
 }
 
 fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {

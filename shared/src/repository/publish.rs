@@ -113,13 +113,32 @@ impl Repository {
                 .expression_attribute_values(":epoch", sv(latest.epoch.clone().unwrap_or_default()))
                 .build()
                 .map_err(super::invalid_sdk_input)?;
-            let ops = vec![
+            let mut ops = vec![
                 TransactWriteItem::builder().put(put).build(),
                 TransactWriteItem::builder()
                     .condition_check(same_latest)
                     .build(),
                 self.not_condemned(name, &latest.sha256, Some(reserved_at))?,
             ];
+            // The search index by metadata, in the same transaction as the
+            // row it indexes (SPEC 10.3): search never misses a version.
+            for (key, value) in &latest.metadata {
+                let entry = crate::rows::key(
+                    crate::layout::meta_index_pk(key, value),
+                    format!("{name}/{}", version.sort_key()),
+                );
+                ops.push(
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&self.layout.table)
+                                .set_item(Some(entry))
+                                .build()
+                                .map_err(super::invalid_sdk_input)?,
+                        )
+                        .build(),
+                );
+            }
             let token = uuid::Uuid::new_v4().simple().to_string();
             let mut landed = self.transact(ops.clone(), &token).await;
             // Another transaction on LATEST (a commit, another publish's
@@ -309,10 +328,7 @@ impl Repository {
                         name: name.to_string(),
                     })
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if super::condition_failed(&e) => {
                 let old = match e.as_service_error().and_then(|e| match e {
                     aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
                         c.item().cloned()
@@ -476,12 +492,7 @@ impl Repository {
             Ok(_) => Ok(()),
             // LATEST changed since: the version still gets the bytes it was
             // reserved with, which are now in the blob store.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if super::condition_failed(&e) => Ok(()),
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
@@ -536,12 +547,7 @@ impl Repository {
         match out {
             Ok(_) => Ok(()),
             // Already caught up by someone else, or LATEST gone (next step says 404).
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if super::condition_failed(&e) => Ok(()),
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }

@@ -10,10 +10,10 @@ use super::{MAX_ATTEMPTS, Repository};
 use crate::error::{Error, Result};
 use crate::layout::{
     FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, rollout_pk,
-    upload_pk, verified_pk,
+    status_pk, upload_pk, verified_pk,
 };
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, UploadRow, key, nv, sv, version_key};
+use crate::rows::{Item, UploadRow, VersionRow, key, nv, sv, version_key};
 
 impl Repository {
     /// Wipes an artifact: its rows, pending uploads, history, blobs and the
@@ -69,14 +69,31 @@ impl Repository {
         for pk in [
             alias_pk(name),
             history_pk(name),
-            name.to_string(),
             condemned_pk(name),
             verified_pk(name),
             rollout_pk(name),
+            status_pk(name),
         ] {
             self.renew_fence(name, &purge_id).await?;
             keys.extend(self.partition_keys(&pk).await?);
         }
+        // The version rows, and their entries in the metadata index.
+        let rows = self.query_all(name.as_str()).await?;
+        for row in rows
+            .iter()
+            .filter_map(|item| VersionRow::from_item(item).ok())
+        {
+            if row.version.is_latest() {
+                continue;
+            }
+            let sk = format!("{name}/{}", row.version.sort_key());
+            keys.extend(
+                row.metadata
+                    .iter()
+                    .map(|(k, v)| key(crate::layout::meta_index_pk(k, v), sk.clone())),
+            );
+        }
+        keys.extend(keys_of(rows));
         keys.push(key(REGISTRY_PK, format!("{name}/")));
         self.delete_keys(keys).await?;
         for prefix in [
@@ -100,12 +117,7 @@ impl Repository {
             Ok(_) => Ok(()),
             // Already lowered by this request (its answer was lost), or taken
             // over after we stalled: the holder lowers it.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if super::condition_failed(&e) => Ok(()),
             Err(e) => Err(Error::upstream("DeleteItem", e)),
         }
     }
@@ -191,14 +203,9 @@ impl Repository {
             .await;
         match out {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(Error::ArtifactBeingPurged {
-                    name: name.to_string(),
-                })
-            }
+            Err(e) if super::condition_failed(&e) => Err(Error::ArtifactBeingPurged {
+                name: name.to_string(),
+            }),
             Err(e) => Err(Error::upstream("PutItem", e)),
         }
     }

@@ -229,12 +229,7 @@ impl Repository {
                 .await;
             return match out {
                 Ok(_) => Ok(()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    Ok(())
-                }
+                Err(e) if super::condition_failed(&e) => Ok(()),
                 Err(e) => Err(Error::upstream("DeleteItem", e)),
             };
         }
@@ -347,12 +342,7 @@ impl Repository {
         match out {
             Ok(_) => Ok(()),
             // Purged meanwhile: nothing left to mark.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if super::condition_failed(&e) => Ok(()),
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
@@ -389,12 +379,7 @@ impl Repository {
             Ok(out) => Ok(Some(RetentionBookkeeping::from_item(
                 out.attributes().unwrap_or(&Default::default()),
             ))),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
+            Err(e) if super::condition_failed(&e) => Ok(None),
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
@@ -448,12 +433,7 @@ impl Repository {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if super::condition_failed(&e) => Ok(false),
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }

@@ -703,12 +703,15 @@ impl Repository {
                     .and_then(|i| i.get(a))
                     .and_then(|v| v.as_s().ok())
             };
-            let committed_at = upload.committed_at.clone().unwrap_or_default();
-            if !crate::blob_rules::verification_may_commit(
-                &committed_at,
-                at(attr::UPDATE_AT).map(String::as_str),
-                at(attr::COMMITTED_AT).map(String::as_str),
-            ) {
+            // (An upload handed over by a release before commits were
+            // ordered carries no commit time: it commits as it used to.)
+            if let Some(committed_at) = &upload.committed_at
+                && !crate::blob_rules::verification_may_commit(
+                    committed_at,
+                    at(attr::UPDATE_AT).map(String::as_str),
+                    at(attr::COMMITTED_AT).map(String::as_str),
+                )
+            {
                 return self.supersede(name, id).await;
             }
             let actor = upload.actor.clone();
@@ -1066,6 +1069,8 @@ const OLDER_THAN_COMMIT: &str = " AND #update_at < :before AND \
      (attribute_not_exists(#committed_at) OR #committed_at < :before)";
 
 /// What a verified commit did.
+// One per request or step, moved once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum VerifiedCommit {
     Committed(Committed),
     /// A later commit made LATEST first: this upload never will.

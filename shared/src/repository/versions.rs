@@ -1,6 +1,6 @@
 //! Versions: read, list, soft-delete.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
@@ -48,6 +48,21 @@ impl Repository {
         cursor: Option<&str>,
         content: Option<&Sha256>,
     ) -> Result<Page<Artifact>> {
+        self.list_versions_matching(name, limit, cursor, content, &BTreeMap::new())
+            .await
+    }
+
+    /// [`Self::list_versions_holding`], also only those whose user metadata
+    /// holds every `metadata` entry (`?meta.k=v`, SPEC 10.3). AWS calls: 1
+    /// per page.
+    pub async fn list_versions_matching(
+        &self,
+        name: &ArtifactName,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        content: Option<&Sha256>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Page<Artifact>> {
         let limit = page_size(limit)?;
         let start = decode_cursor(name.as_str(), cursor, |sk| {
             Version::from_sort_key(sk).is_ok()
@@ -67,13 +82,25 @@ impl Repository {
         let query = projected
             .into_iter()
             .fold(query, |q, (k, v)| q.expression_attribute_names(k, v));
-        let query = match content {
-            None => query.filter_expression("#is_deleted = :false"),
-            Some(digest) => query
-                .filter_expression("#is_deleted = :false AND #sha256 = :sha256")
-                .expression_attribute_names("#sha256", attr::SHA256)
-                .expression_attribute_values(":sha256", sv(digest.as_str())),
+        let mut filter = vec!["#is_deleted = :false".to_owned()];
+        let mut query = match content {
+            None => query,
+            Some(digest) => {
+                filter.push("#sha256 = :sha256".to_owned());
+                query
+                    .expression_attribute_names("#sha256", attr::SHA256)
+                    .expression_attribute_values(":sha256", sv(digest.as_str()))
+            }
         };
+        for (i, (k, v)) in metadata.iter().enumerate() {
+            filter.push(format!("#metadata.#mk{i} = :mv{i}"));
+            query = query
+                .expression_attribute_names("#metadata", attr::METADATA)
+                .expression_attribute_names(format!("#mk{i}"), k)
+                .expression_attribute_values(format!(":mv{i}"), sv(v));
+        }
+        let filtered = content.is_some() || !metadata.is_empty();
+        let query = query.filter_expression(filter.join(" AND "));
         let out = query
             .scan_index_forward(false)
             .consistent_read(true)
@@ -91,7 +118,7 @@ impl Repository {
             .collect::<Result<Vec<_>>>()?;
         let next_cursor = next_sort_key(out.last_evaluated_key()).map(encode_cursor);
         // With a content filter, no match is an empty page, not a missing artifact.
-        if first_page && content.is_none() && items.is_empty() && next_cursor.is_none() {
+        if first_page && !filtered && items.is_empty() && next_cursor.is_none() {
             return Err(Error::ArtifactNotFound {
                 name: name.to_string(),
             });
@@ -169,10 +196,7 @@ impl Repository {
             .await;
         match out {
             Ok(_) => Ok(SoftDelete::Deleted),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if super::condition_failed(&e) => {
                 let old = match e.into_service_error() {
                     aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
                         c.item().map(VersionRow::from_item).transpose()?
