@@ -117,6 +117,14 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The answer an earlier run of the same request gave, replayed (a
+    /// retried one-request pipeline answers as its first attempt did).
+    #[error("{message}")]
+    Replayed {
+        code: &'static str,
+        kind: ErrorKind,
+        message: String,
+    },
     /// Our own bug, never the caller's or AWS's; the detail goes to the log only.
     #[error("internal error in {context}")]
     Internal {
@@ -155,6 +163,7 @@ impl Error {
             Self::Throttled { .. } => "Throttled",
             Self::UpstreamError { .. } => "UpstreamError",
             Self::Internal { .. } => "Internal",
+            Self::Replayed { code, .. } => code,
         }
     }
 
@@ -184,7 +193,37 @@ impl Error {
             Self::Throttled { .. } => ErrorKind::Throttled,
             Self::UpstreamError { .. } => ErrorKind::Upstream,
             Self::Internal { .. } => ErrorKind::Internal,
+            Self::Replayed { kind, .. } => *kind,
         }
+    }
+
+    /// An answer stored by [`Self::to_stored`], as an error again.
+    pub fn from_stored(stored: &serde_json::Value) -> Option<Self> {
+        let code = stored.get("code")?.as_str()?;
+        let kind = match stored.get("kind")?.as_str()? {
+            "Invalid" => ErrorKind::Invalid,
+            "NotFound" => ErrorKind::NotFound,
+            "Conflict" => ErrorKind::Conflict,
+            "PreconditionFailed" => ErrorKind::PreconditionFailed,
+            "TooLarge" => ErrorKind::TooLarge,
+            _ => return None,
+        };
+        let code = STORABLE_CODES.iter().find(|c| **c == code)?;
+        Some(Self::Replayed {
+            code,
+            kind,
+            message: stored.get("message")?.as_str()?.to_owned(),
+        })
+    }
+
+    /// The caller's error as stored for a replay; `None` for a transient
+    /// one (throttled, upstream, internal), which a retry must try again.
+    pub fn to_stored(&self) -> Option<serde_json::Value> {
+        let kind = match self.kind() {
+            ErrorKind::Throttled | ErrorKind::Upstream | ErrorKind::Internal => return None,
+            kind => format!("{kind:?}"),
+        };
+        Some(serde_json::json!({"code": self.code(), "kind": kind, "message": self.to_string()}))
     }
 
     /// Wraps an SDK failure, telling throttling apart from other failures.
@@ -232,6 +271,32 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The codes of the errors a stored answer may carry (the caller's errors).
+const STORABLE_CODES: &[&str] = &[
+    "InvalidArtifactName",
+    "InvalidAliasName",
+    "InvalidVersion",
+    "InvalidWeight",
+    "InvalidRequest",
+    "ArtifactNotFound",
+    "VersionNotFound",
+    "AliasNotFound",
+    "UploadNotFound",
+    "UploadSuperseded",
+    "ArtifactBeingPurged",
+    "VersionInUse",
+    "RolloutNotFound",
+    "RolloutInProgress",
+    "RolloutConflict",
+    "VersionArchived",
+    "ConcurrentModification",
+    "AliasModified",
+    "TargetGone",
+    "NothingToRollBack",
+    "UploadMismatch",
+    "TooLarge",
+];
 
 #[cfg(test)]
 mod tests {
@@ -311,6 +376,30 @@ mod tests {
                 .unwrap_or_default();
             assert_eq!(variant, error.code(), "variant and code disagree");
         }
+    }
+
+    #[test]
+    fn every_callers_error_replays_as_itself_and_transient_ones_are_not_stored() {
+        for error in every_variant() {
+            match error.to_stored() {
+                Some(stored) => {
+                    let replayed = Error::from_stored(&stored).expect("a stored error replays");
+                    assert_eq!(replayed.code(), error.code());
+                    assert_eq!(replayed.kind(), error.kind());
+                    assert_eq!(replayed.to_string(), error.to_string());
+                }
+                None => assert!(matches!(
+                    error.kind(),
+                    ErrorKind::Throttled | ErrorKind::Upstream | ErrorKind::Internal
+                )),
+            }
+        }
+        assert!(
+            Error::from_stored(
+                &serde_json::json!({"code": "Nope", "kind": "Conflict", "message": ""})
+            )
+            .is_none()
+        );
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub mod attr {
     /// and what it did once verified.
     pub const PIPELINE: &str = "pipeline";
     pub const PIPELINE_RESULT: &str = "pipeline_result";
+    /// On upload rows whose pipeline runs: the run's token and when it took
+    /// it (unix seconds). One run at a time; a claim older than a lease is
+    /// taken over, and a run that follows any earlier one is idempotent.
+    pub const PIPELINE_CLAIM: &str = "pipeline_claim";
+    pub const PIPELINE_CLAIMED_AT: &str = "pipeline_claimed_at";
     /// On multipart upload rows: S3's upload id and the cut of the bytes.
     pub const S3_UPLOAD_ID: &str = "s3_upload_id";
     pub const PART_SIZE: &str = "part_size";

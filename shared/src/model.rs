@@ -466,10 +466,12 @@ pub struct PublishedArtifact {
 pub struct PipelineCommitted {
     #[serde(flatten)]
     pub committed: Committed,
+    /// A [`PublishedArtifact`], as answered (or replayed from the upload).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub published: Option<PublishedArtifact>,
+    pub published: Option<serde_json::Value>,
+    /// An [`Alias`], as answered (or replayed from the upload).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alias: Option<Alias>,
+    pub alias: Option<serde_json::Value>,
 }
 
 /// What a commit answers: LATEST (single PUT, 200), or a multipart upload

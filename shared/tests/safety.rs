@@ -494,3 +494,170 @@ async fn a_presigned_put_of_other_bytes_is_refused_and_cannot_be_committed() {
         "{commit:?}"
     );
 }
+
+/// A commit with a pipeline: publish (forced) and move `prod` at
+/// `if_revision`.
+fn forced_release(if_revision: Option<u64>) -> shared::model::Pipeline {
+    shared::model::Pipeline {
+        publish: true,
+        force: true,
+        alias: Some(shared::model::AliasMove {
+            name: "prod".parse().unwrap(),
+            weight: None,
+            if_revision,
+            message: None,
+        }),
+    }
+}
+
+/// Uploads `content` (a single PUT, not committed): its upload id.
+async fn staged(store: &TestStore, n: &shared::ArtifactName, content: &[u8]) -> String {
+    let ticket = store
+        .repo
+        .create_upload(n, declare(content, content.len(), None))
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &ticket, content).await;
+    ticket.upload_id
+}
+
+async fn numbered(store: &TestStore, n: &shared::ArtifactName) -> Vec<Version> {
+    store
+        .repo
+        .list_versions(n, None, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.version)
+        .filter(|v| *v != Version::Latest)
+        .collect()
+}
+
+// Review defect 1: a one-request commit retried after its answer was lost
+// (or sent twice at once) runs its pipeline once and answers as the first
+// attempt did. It used to run the pipeline again: a forced publish made a
+// second version, and the alias move at `if_revision` answered 412.
+#[tokio::test]
+async fn a_retried_one_request_commit_runs_its_pipeline_once_and_answers_the_same() {
+    let store = TestStore::new().await;
+    let n = name("pipeline-once");
+    store.upload(&n, b"release 1").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    let prod: shared::AliasName = "prod".parse().unwrap();
+    let before = store
+        .repo
+        .put_alias(
+            &n,
+            &prod,
+            shared::model::AliasTarget {
+                version: Version::Number(1),
+                secondary: None,
+            },
+        )
+        .await
+        .unwrap();
+
+    let id = staged(&store, &n, b"release 2").await;
+    let pipeline = forced_release(Some(before.revision));
+    let first = store
+        .repo
+        .commit_pipeline(&n, &id, "ci", &pipeline)
+        .await
+        .unwrap();
+    let retried = store
+        .repo
+        .commit_pipeline(&n, &id, "ci", &pipeline)
+        .await
+        .unwrap();
+    let answer = |o: &shared::repository::PipelineOutcome| serde_json::to_value(o).unwrap();
+    assert_eq!(answer(&retried), answer(&first));
+    assert_eq!(answer(&first)["published"]["version"], "2");
+    assert_eq!(
+        answer(&first)["alias"]["revision"],
+        serde_json::json!(before.revision + 1)
+    );
+    assert_eq!(
+        numbered(&store, &n).await,
+        [Version::Number(2), Version::Number(1)]
+    );
+
+    // Two at once: one run, both answered with it.
+    let id = staged(&store, &n, b"release 3").await;
+    let pipeline = forced_release(None);
+    let (a, b) = tokio::join!(
+        store.repo.commit_pipeline(&n, &id, "ci", &pipeline),
+        store.repo.commit_pipeline(&n, &id, "ci", &pipeline)
+    );
+    assert_eq!(answer(&a.unwrap()), answer(&b.unwrap()));
+    assert_eq!(
+        numbered(&store, &n).await,
+        [Version::Number(3), Version::Number(2), Version::Number(1)]
+    );
+    let history = store
+        .repo
+        .alias_history(&n, &prod, None, None)
+        .await
+        .unwrap();
+    assert_eq!(history.items.len(), 3, "create, release 2, release 3");
+}
+
+// Review defect 2: a verification whose pipeline was cut short (its
+// publish failed) and is resumed after a newer commit never publishes the
+// newer writer's LATEST as its own: it records UploadSuperseded. It used to
+// publish whatever LATEST was.
+#[tokio::test]
+async fn a_resumed_verification_pipeline_never_publishes_another_writers_latest() {
+    let store = TestStore::new().await;
+    let n = name("pipeline-own");
+    let content = bytes(5 * MIB + 11, 7);
+    let (u1, parts) = start_multipart(&store.repo, &n, &content).await;
+    send_parts(&store.repo, &store.http, &n, &u1, &content, &parts).await;
+    let deferred = store.repo.clone().with_verifier(Verifier::Deferred);
+    let pipeline = shared::model::Pipeline {
+        publish: true,
+        force: false,
+        alias: None,
+    };
+    assert!(matches!(
+        deferred
+            .commit_pipeline(&n, &u1, "ci", &pipeline)
+            .await
+            .unwrap(),
+        shared::repository::PipelineOutcome::Verifying { .. }
+    ));
+    // The verification commits u1, then every publish attempt fails.
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "UpdateItem",
+        Some("last_version"),
+        Action::Fault(Fault::Status500),
+        1000,
+    ));
+    let failing = through(&store, &plan)
+        .await
+        .with_verifier(Verifier::Deferred);
+    let cut = loop {
+        match failing.verify_upload_step(&n, &u1, None).await {
+            Ok(VerifyStep::Continue { .. }) => continue,
+            other => break other,
+        }
+    };
+    assert!(cut.is_err(), "the publish failed: {cut:?}");
+    assert_eq!(
+        deferred.upload_state(&n, &u1).await.unwrap().state,
+        "committed"
+    );
+
+    // A newer writer commits; then the verification is retried.
+    let newer = staged(&store, &n, b"a newer writer's LATEST").await;
+    store.repo.commit_upload(&n, &newer).await.unwrap();
+    let step = verify(&deferred, &n, &u1).await;
+    assert!(matches!(step, VerifyStep::Idle), "{step:?}");
+    assert!(numbered(&store, &n).await.is_empty(), "nothing published");
+    let state = deferred.upload_state(&n, &u1).await.unwrap();
+    let error = state
+        .pipeline_error
+        .expect("the pipeline's refusal is recorded");
+    assert_eq!(error["code"], "UploadSuperseded", "{error}");
+}

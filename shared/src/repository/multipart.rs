@@ -150,6 +150,18 @@ impl Repository {
 
     /// The pending-upload row, strongly consistent; 404 when there is none.
     pub(super) async fn upload_row(&self, name: &ArtifactName, id: &UploadId) -> Result<UploadRow> {
+        match self.upload_item(name, id).await? {
+            Some(item) => UploadRow::from_item(name, &item),
+            None => Err(upload_not_found(name, id)),
+        }
+    }
+
+    /// The upload row's item as stored, strongly consistent.
+    pub(super) async fn upload_item(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+    ) -> Result<Option<crate::rows::Item>> {
         let out = self
             .ddb
             .get_item()
@@ -159,10 +171,7 @@ impl Repository {
             .send()
             .await
             .map_err(|e| Error::upstream("GetItem", e))?;
-        match out.item() {
-            Some(item) => UploadRow::from_item(name, item),
-            None => Err(upload_not_found(name, id)),
-        }
+        Ok(out.item().cloned())
     }
 
     /// Presigned UploadPart URLs for `parts` of a pending multipart upload,

@@ -22,7 +22,9 @@ use crate::model::{
     PublishedArtifact, UploadRequest, UploadTicket,
 };
 use crate::names::ArtifactName;
-use crate::rows::{key, sv};
+use crate::rows::{key, nv, sv};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 /// What a commit with a pipeline answers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -64,7 +66,18 @@ impl Repository {
         actor: &str,
         pipeline: &Pipeline,
     ) -> Result<PipelineOutcome> {
-        self.check_pipeline(name, pipeline).await?;
+        if let Err(refused) = self.check_pipeline(name, pipeline).await {
+            // A retry of a commit whose pipeline ran (or runs): the alias
+            // moved since is its own doing; the recorded answer is given.
+            let id: UploadId = upload_id.parse()?;
+            let ran = self
+                .upload_item(name, &id)
+                .await?
+                .is_some_and(|item| item.contains_key(attr::PIPELINE_CLAIM));
+            if !ran {
+                return Err(refused);
+            }
+        }
         match self
             .commit_with(name, upload_id, actor, Some(pipeline))
             .await?
@@ -73,7 +86,8 @@ impl Repository {
                 Ok(PipelineOutcome::Verifying { upload_id, state })
             }
             CommitOutcome::Committed(committed) => {
-                let (published, alias) = self.run_pipeline(name, actor, pipeline).await?;
+                let id: UploadId = upload_id.parse()?;
+                let (published, alias) = self.run_pipeline_once(name, &id, actor, pipeline).await?;
                 Ok(PipelineOutcome::Committed(Box::new(PipelineCommitted {
                     committed,
                     published,
@@ -102,7 +116,8 @@ impl Repository {
             .await?
         {
             CommitOutcome::Committed(committed) => {
-                let (published, alias) = self.run_pipeline(name, actor, pipeline).await?;
+                let id: UploadId = ticket.upload_id.parse()?;
+                let (published, alias) = self.run_pipeline_once(name, &id, actor, pipeline).await?;
                 Ok(StartOutcome::Committed {
                     upload_id: ticket.upload_id,
                     state: "committed",
@@ -155,102 +170,303 @@ impl Repository {
         }
     }
 
-    /// The publish and the alias move of `pipeline`, after its commit.
-    pub(super) async fn run_pipeline(
-        &self,
-        name: &ArtifactName,
-        actor: &str,
-        pipeline: &Pipeline,
-    ) -> Result<(Option<PublishedArtifact>, Option<Alias>)> {
-        if !pipeline.publish {
-            return Ok((None, None));
-        }
-        let published = self.publish_version_as(name, pipeline.force, actor).await?;
-        let version = published.artifact.version;
-        let alias = match &pipeline.alias {
-            None => None,
-            Some(m) => {
-                let target = match m.weight {
-                    None => AliasTarget {
-                        version,
-                        secondary: None,
-                    },
-                    Some(weight) => {
-                        let current = self.get_alias(name, &m.name).await?;
-                        if current.version == version {
-                            AliasTarget {
-                                version,
-                                secondary: None,
-                            }
-                        } else {
-                            AliasTarget {
-                                version: current.version,
-                                secondary: Some((version, weight)),
-                            }
-                        }
-                    }
-                };
-                let change = ChangeRequest {
-                    actor: actor.to_owned(),
-                    message: m.message.clone(),
-                    precondition: m
-                        .if_revision
-                        .map_or(Precondition::None, Precondition::Revision),
-                    cancel_rollout: false,
-                };
-                Some(self.put_alias_as(name, &m.name, target, &change).await?)
-            }
-        };
-        Ok((
-            Some(PublishedArtifact {
-                artifact: published.artifact,
-                created: published.created,
-            }),
-            alias,
-        ))
-    }
-
-    /// The pipeline a verified multipart upload carries, run once: its
-    /// outcome recorded on the upload row (the version and alias, or the
-    /// refusal). Upstream failures are returned (the step is retried).
-    pub(super) async fn finish_pipeline(
+    /// Runs the pipeline of committed upload `id` once, whoever asks (the
+    /// commit, its retries, each verification invocation): the first run
+    /// claims it on the upload row, the others wait for and answer what it
+    /// recorded (errors included). A run cut short (its claim older than
+    /// [`CLAIM_LEASE_SECS`], or released after an AWS failure) is taken
+    /// over idempotently: the publish does not force (it finds the version
+    /// an earlier run published) and an alias already at the target is
+    /// not moved again. AWS calls: UpdateItem (claim), the pipeline's,
+    /// UpdateItem (record).
+    pub(super) async fn run_pipeline_once(
         &self,
         name: &ArtifactName,
         id: &UploadId,
         actor: &str,
         pipeline: &Pipeline,
-    ) -> Result<()> {
-        let result = match self.run_pipeline(name, actor, pipeline).await {
-            Ok((published, alias)) => serde_json::json!({"published": published, "alias": alias}),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    crate::error::ErrorKind::Throttled
-                        | crate::error::ErrorKind::Upstream
-                        | crate::error::ErrorKind::Internal
-                ) =>
-            {
-                return Err(e);
+    ) -> Result<PipelineAnswer> {
+        if !pipeline.publish {
+            return Ok((None, None));
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut waits = 0;
+        let takeover = loop {
+            match self.claim_pipeline(name, id, &token, pipeline).await? {
+                Claim::Ours { takeover } => break takeover,
+                Claim::Done(stored) => return replay(&stored),
+                Claim::Running if waits < CLAIM_WAITS => {
+                    waits += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(waits)))
+                        .await;
+                }
+                Claim::Running => {
+                    return Err(Error::ConcurrentModification(format!(
+                        "the pipeline of upload {} is running in another request; retry for its answer",
+                        id.as_str()
+                    )));
+                }
             }
-            Err(e) => serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
         };
+        let outcome = self.run_pipeline(name, actor, pipeline, id, takeover).await;
+        let stored = match &outcome {
+            Ok((published, alias)) => serde_json::json!({"published": published, "alias": alias}),
+            Err(e) => match e.to_stored() {
+                Some(error) => serde_json::json!({ "error": error }),
+                None => {
+                    // Transient: the next run takes over at once (and idempotently).
+                    let _ = self.release_pipeline(name, id, &token).await;
+                    return outcome;
+                }
+            },
+        };
+        if self.record_pipeline(name, id, &token, &stored).await? {
+            return outcome;
+        }
+        // Taken over meanwhile: the answer is what the run that recorded said.
+        match self.upload_row(name, id).await {
+            Ok(row) => match row.pipeline_result.as_deref().map(serde_json::from_str) {
+                Some(Ok(recorded)) => replay(&recorded),
+                _ => outcome,
+            },
+            Err(_) => outcome,
+        }
+    }
+
+    /// Takes the pipeline run of upload `id` (see [`Self::run_pipeline_once`]).
+    async fn claim_pipeline(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        token: &str,
+        pipeline: &Pipeline,
+    ) -> Result<Claim> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression(
+                "SET #claim = :token, #claimed_at = :now, #pipeline = if_not_exists(#pipeline, :pipeline)",
+            )
+            .condition_expression(
+                "attribute_exists(#pk) AND attribute_not_exists(#result) AND \
+                 (attribute_not_exists(#claim) OR #claimed_at < :stale OR #claim = :token)",
+            )
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
+            .expression_attribute_names("#claimed_at", attr::PIPELINE_CLAIMED_AT)
+            .expression_attribute_names("#pipeline", attr::PIPELINE)
+            .expression_attribute_names("#result", attr::PIPELINE_RESULT)
+            .expression_attribute_values(":token", sv(token))
+            .expression_attribute_values(":now", nv(now))
+            .expression_attribute_values(":stale", nv(now - CLAIM_LEASE_SECS))
+            .expression_attribute_values(":pipeline", sv(pipeline.to_json()))
+            .return_values(ReturnValue::UpdatedOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match out {
+            Ok(out) => {
+                let before = out
+                    .attributes()
+                    .and_then(|a| a.get(attr::PIPELINE_CLAIM))
+                    .and_then(|c| c.as_s().ok());
+                // Another run's claim before ours (not our own lost answer).
+                let takeover = before.is_some_and(|c| c != token);
+                return Ok(Claim::Ours { takeover });
+            }
+            Err(e) if super::condition_failed(&e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                _ => None,
+            },
+            Err(e) => return Err(Error::upstream("UpdateItem", e)),
+        };
+        // Emulators that do not return the old item: read it.
+        let old = match old {
+            Some(old) => Some(old),
+            None => self.upload_item(name, id).await?,
+        };
+        let Some(old) = old else {
+            return Err(super::multipart::upload_not_found(name, id));
+        };
+        if let Some(stored) = old.get(attr::PIPELINE_RESULT).and_then(|r| r.as_s().ok()) {
+            let stored = serde_json::from_str(stored)
+                .map_err(|e| Error::internal("stored pipeline result", e))?;
+            return Ok(Claim::Done(stored));
+        }
+        if old.get(attr::PIPELINE_CLAIM).and_then(|c| c.as_s().ok()) == Some(&token.to_owned()) {
+            return Ok(Claim::Ours { takeover: false });
+        }
+        Ok(Claim::Running)
+    }
+
+    /// Records what the run holding `token` did; false when another run
+    /// took over and recorded first (or the upload was purged).
+    async fn record_pipeline(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        token: &str,
+        stored: &serde_json::Value,
+    ) -> Result<bool> {
         let out = self
             .ddb
             .update_item()
             .table_name(&self.layout.table)
             .set_key(Some(key(upload_pk(name), id.as_str())))
             .update_expression("SET #result = :result")
-            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#result)")
-            .expression_attribute_names("#pk", attr::PK)
+            .condition_expression("#claim = :token AND attribute_not_exists(#result)")
+            .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
             .expression_attribute_names("#result", attr::PIPELINE_RESULT)
-            .expression_attribute_values(":result", sv(result.to_string()))
+            .expression_attribute_values(":token", sv(token))
+            .expression_attribute_values(":result", sv(stored.to_string()))
             .send()
             .await;
         match out {
-            Ok(_) => Ok(()),
-            // Recorded by another run, or purged meanwhile.
-            Err(e) if super::condition_failed(&e) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if super::condition_failed(&e) => Ok(false),
             Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
+
+    /// Lets the next run take over at once (its claim time in the past).
+    async fn release_pipeline(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        token: &str,
+    ) -> Result<()> {
+        self.ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression("SET #claimed_at = :zero")
+            .condition_expression("#claim = :token")
+            .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
+            .expression_attribute_names("#claimed_at", attr::PIPELINE_CLAIMED_AT)
+            .expression_attribute_values(":token", sv(token))
+            .expression_attribute_values(":zero", nv(0))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::upstream("UpdateItem", e))
+    }
+
+    /// The publish and the alias move of `pipeline`, after the commit of
+    /// upload `id`; `takeover`: an earlier run may have done part of it.
+    async fn run_pipeline(
+        &self,
+        name: &ArtifactName,
+        actor: &str,
+        pipeline: &Pipeline,
+        id: &UploadId,
+        takeover: bool,
+    ) -> Result<PipelineAnswer> {
+        let force = pipeline.force && !takeover;
+        let published = self
+            .publish_version_of(name, force, actor, Some(id.as_str()))
+            .await?;
+        let version = published.artifact.version;
+        let alias = match &pipeline.alias {
+            None => None,
+            Some(m) => {
+                let current = match (m.weight.is_some() || takeover)
+                    .then_some(())
+                    .map(|()| self.get_alias(name, &m.name))
+                {
+                    None => None,
+                    Some(read) => match read.await {
+                        Ok(current) => Some(current),
+                        Err(Error::AliasNotFound { .. }) if m.weight.is_none() => None,
+                        Err(e) => return Err(e),
+                    },
+                };
+                let target = pipeline_target(version, m.weight, current.as_ref());
+                let already = current.filter(|c| {
+                    takeover
+                        && c.version == target.version
+                        && c.secondary_version.zip(c.secondary_version_weight) == target.secondary
+                });
+                match already {
+                    Some(current) => Some(current),
+                    None => {
+                        let change = ChangeRequest {
+                            actor: actor.to_owned(),
+                            message: m.message.clone(),
+                            precondition: m
+                                .if_revision
+                                .map_or(Precondition::None, Precondition::Revision),
+                            cancel_rollout: false,
+                        };
+                        Some(self.put_alias_as(name, &m.name, target, &change).await?)
+                    }
+                }
+            }
+        };
+        let published = PublishedArtifact {
+            artifact: published.artifact,
+            created: published.created,
+        };
+        Ok((
+            Some(to_value(&published)?),
+            alias.as_ref().map(to_value).transpose()?,
+        ))
+    }
+}
+
+/// The published version and the alias, as answered.
+pub(super) type PipelineAnswer = (Option<serde_json::Value>, Option<serde_json::Value>);
+
+/// How long a pipeline run may hold its claim before another takes over:
+/// well beyond any function's timeout on the request path.
+const CLAIM_LEASE_SECS: i64 = 60;
+
+/// How many times (100 ms, 200 ms, …) a second request waits for a run in
+/// progress before answering 409 (retry).
+const CLAIM_WAITS: u64 = 8;
+
+enum Claim {
+    Ours { takeover: bool },
+    Done(serde_json::Value),
+    Running,
+}
+
+/// Where the alias of a pipeline points once moved to `version`: at it
+/// alone, or (with `weight`) keeping the current primary and sending
+/// `weight` to it; an alias already at `version` is not split with itself.
+fn pipeline_target(
+    version: crate::names::Version,
+    weight: Option<crate::names::Weight>,
+    current: Option<&Alias>,
+) -> AliasTarget {
+    match (weight, current) {
+        (Some(weight), Some(current)) if current.version != version => AliasTarget {
+            version: current.version,
+            secondary: Some((version, weight)),
+        },
+        _ => AliasTarget {
+            version,
+            secondary: None,
+        },
+    }
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::internal("pipeline answer", e))
+}
+
+/// A recorded answer, given again.
+fn replay(stored: &serde_json::Value) -> Result<PipelineAnswer> {
+    if let Some(error) = stored.get("error") {
+        return Err(Error::from_stored(error).unwrap_or_else(|| {
+            Error::ConcurrentModification(format!(
+                "the pipeline failed earlier: {}",
+                error.get("message").and_then(|m| m.as_str()).unwrap_or("")
+            ))
+        }));
+    }
+    let field = |k: &str| stored.get(k).filter(|v| !v.is_null()).cloned();
+    Ok((field("published"), field("alias")))
 }

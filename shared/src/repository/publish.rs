@@ -41,10 +41,23 @@ impl Repository {
         force: bool,
         actor: &str,
     ) -> Result<Published> {
+        self.publish_version_of(name, force, actor, None).await
+    }
+
+    /// [`Self::publish_version_as`]; with `upload`, only while LATEST is
+    /// still that upload's commit (a pipeline publishes what it committed,
+    /// never a later writer's LATEST): else 409 UploadSuperseded.
+    pub(super) async fn publish_version_of(
+        &self,
+        name: &ArtifactName,
+        force: bool,
+        actor: &str,
+        upload: Option<&str>,
+    ) -> Result<Published> {
         let mut mode = if force { Mode::Force } else { Mode::IfChanged };
         for _ in 0..MAX_ATTEMPTS {
             let reserved_at = now();
-            let latest = match self.reserve_version(name, &mode).await? {
+            let latest = match self.reserve_version(name, &mode, upload).await? {
                 Reservation::Reserved(row) => row,
                 Reservation::Unchanged(row) => {
                     if let Some(found) = self.published_as(name, &row).await? {
@@ -276,9 +289,21 @@ impl Repository {
 
     /// Atomically takes the next version number, unless `mode` says LATEST
     /// is unchanged.
-    async fn reserve_version(&self, name: &ArtifactName, mode: &Mode) -> Result<Reservation> {
+    async fn reserve_version(
+        &self,
+        name: &ArtifactName,
+        mode: &Mode,
+        upload: Option<&str>,
+    ) -> Result<Reservation> {
         let mut condition = "attribute_exists(#last_version) AND #is_deleted = :false".to_owned();
         let mut seen = None;
+        let mut update = self.ddb.update_item();
+        if let Some(upload) = upload {
+            condition.push_str(" AND #upload_id = :upload_id");
+            update = update
+                .expression_attribute_names("#upload_id", attr::UPLOAD_ID)
+                .expression_attribute_values(":upload_id", sv(upload));
+        }
         match mode {
             Mode::Force => {}
             Mode::IfChanged => {
@@ -294,7 +319,6 @@ impl Repository {
         // number it took (rather than taking another, or none).
         let token = uuid::Uuid::new_v4().simple().to_string();
         condition.push_str(" AND (attribute_not_exists(#token) OR #token <> :token)");
-        let mut update = self.ddb.update_item();
         if let Some(seen) = seen {
             update = update.expression_attribute_values(":seen", seen);
         }
@@ -344,6 +368,17 @@ impl Repository {
                     && item.get(attr::RESERVE_TOKEN).and_then(|t| t.as_s().ok()) == Some(&token)
                 {
                     return VersionRow::from_item(item).map(Reservation::Reserved);
+                }
+                if let Some(upload) = upload
+                    && old.as_ref().is_some_and(|item| {
+                        item.get(attr::UPLOAD_ID).and_then(|u| u.as_s().ok())
+                            != Some(&upload.to_owned())
+                    })
+                {
+                    return Err(Error::UploadSuperseded {
+                        name: name.to_string(),
+                        upload_id: upload.to_owned(),
+                    });
                 }
                 let old = old.as_ref().map(VersionRow::from_item).transpose()?;
                 match old {

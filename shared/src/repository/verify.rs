@@ -224,8 +224,15 @@ impl Repository {
             .and_then(crate::model::Pipeline::from_json);
         match pipeline {
             Some(pipeline) if upload.pipeline_result.is_none() => {
-                self.finish_pipeline(name, id, &upload.actor, &pipeline)
+                match self
+                    .run_pipeline_once(name, id, &upload.actor, &pipeline)
                     .await
+                {
+                    // Recorded on the upload row (its state shows it).
+                    Ok(_) => Ok(()),
+                    Err(e) if e.to_stored().is_some() => Ok(()),
+                    Err(e) => Err(e),
+                }
             }
             _ => Ok(()),
         }
