@@ -625,6 +625,16 @@ fn cases() -> Vec<Case> {
             400,
             "InvalidRequest",
         ),
+        // A by-sha256 cursor whose artifact name is longer than the index's
+        // range key allows (1024 bytes) is refused, not sent to DynamoDB.
+        case(
+            "GET",
+            // base64url of 1025 × "a", "\n", "x".
+            &format!("/search?sha256={sha}&cursor={}YWEKeA", "YWFh".repeat(341)),
+            None,
+            400,
+            "InvalidRequest",
+        ),
         case(
             "PATCH",
             "/artifacts/app/versions/1",

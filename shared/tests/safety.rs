@@ -661,3 +661,121 @@ async fn a_resumed_verification_pipeline_never_publishes_another_writers_latest(
         .expect("the pipeline's refusal is recorded");
     assert_eq!(error["code"], "UploadSuperseded", "{error}");
 }
+
+fn status_change(
+    expected: Option<shared::model::VersionStatus>,
+) -> shared::repository::StatusChange {
+    shared::repository::StatusChange {
+        actor: "ops".into(),
+        message: None,
+        expected,
+    }
+}
+
+// Review defect 3: an alias move racing an archive of its new target is
+// refused (VersionArchived) when the archive lands first. The status was
+// only checked on the move's read: the move landed on an archived version.
+#[tokio::test]
+async fn an_alias_move_racing_an_archive_of_its_target_is_refused() {
+    use shared::model::VersionStatus;
+    let store = TestStore::new().await;
+    let n = name("archive-race");
+    for build in [b"build 1".as_slice(), b"build 2"] {
+        store.upload(&n, build).await;
+        store.repo.publish_version(&n, false).await.unwrap();
+    }
+    let prod: shared::AliasName = "prod".parse().unwrap();
+    let at = |version| shared::model::AliasTarget {
+        version,
+        secondary: None,
+    };
+    store
+        .repo
+        .put_alias(&n, &prod, at(Version::Number(1)))
+        .await
+        .unwrap();
+    // The move has read version 2 (active) and waits before its transaction.
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        Some("prod"),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let repo = through(&store, &plan).await;
+    let mv = tokio::spawn({
+        let n = n.clone();
+        let prod = prod.clone();
+        async move { repo.put_alias(&n, &prod, at(Version::Number(2))).await }
+    });
+    gate.arrived().await;
+    store
+        .repo
+        .set_version_status(
+            &n,
+            Version::Number(2),
+            VersionStatus::Archived,
+            &status_change(None),
+        )
+        .await
+        .unwrap();
+    gate.open();
+    let moved = mv.await.unwrap();
+    assert!(
+        matches!(moved, Err(Error::VersionArchived { .. })),
+        "{moved:?}"
+    );
+    let alias = store.repo.get_alias(&n, &prod).await.unwrap();
+    assert_eq!(alias.version, Version::Number(1));
+}
+
+// Review defect 4: a status change whose answer was lost is retried with
+// the same `expected_status`: it succeeds (the version is at the status
+// asked for) and refreshes the aliases. The retry used to answer 409, and
+// the alias rows kept the old status (resolve gave no warning).
+#[tokio::test]
+async fn a_status_change_retried_after_a_lost_answer_succeeds_and_refreshes_aliases() {
+    use shared::model::VersionStatus;
+    let store = TestStore::new().await;
+    let n = name("status-retry");
+    store.upload(&n, b"build 1").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    let prod: shared::AliasName = "prod".parse().unwrap();
+    store
+        .repo
+        .put_alias(
+            &n,
+            &prod,
+            shared::model::AliasTarget {
+                version: Version::Number(1),
+                secondary: None,
+            },
+        )
+        .await
+        .unwrap();
+    // The transaction lands; its answer is lost every time the SDK sends it.
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        Some("deprecated"),
+        Action::Fault(Fault::ResetAfter),
+        100,
+    ));
+    let repo = through(&store, &plan).await;
+    let change = status_change(Some(VersionStatus::Active));
+    let lost = repo
+        .set_version_status(&n, Version::Number(1), VersionStatus::Deprecated, &change)
+        .await;
+    assert!(lost.is_err(), "every answer was lost: {lost:?}");
+    let retried = store
+        .repo
+        .set_version_status(&n, Version::Number(1), VersionStatus::Deprecated, &change)
+        .await;
+    assert!(retried.is_ok(), "{retried:?}");
+    let resolved = store.repo.resolve_alias(&n, &prod, None).await.unwrap();
+    assert!(
+        serde_json::to_value(&resolved).unwrap()["warning"].is_string(),
+        "resolve warns of the deprecated target: {resolved:?}"
+    );
+}

@@ -557,7 +557,10 @@ impl Repository {
                 Some(ops.len() - 1)
             };
             for version in &wanted {
-                ops.push(self.reference(name, alias, *version, true)?);
+                // A new target must still not be archived when the move
+                // lands (a status change racing it: SPEC 10.3).
+                let refuse_archived = !current.contains(version);
+                ops.push(self.reference_target(name, alias, *version, refuse_archived)?);
                 op_versions.push(Some(*version));
             }
             let old_targets: Vec<Version> = old
@@ -923,12 +926,46 @@ impl Repository {
         version: Version,
         add: bool,
     ) -> Result<TransactWriteItem> {
+        self.reference_with(name, alias, version, add, false)
+    }
+
+    /// [`Self::reference`] adding a target; `refuse_archived`: only while
+    /// the version is not archived.
+    fn reference_target(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        version: Version,
+        refuse_archived: bool,
+    ) -> Result<TransactWriteItem> {
+        self.reference_with(name, alias, version, true, refuse_archived)
+    }
+
+    fn reference_with(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        version: Version,
+        add: bool,
+        refuse_archived: bool,
+    ) -> Result<TransactWriteItem> {
         let key = version_key(name, version);
-        let names = HashMap::from([
+        let mut names = HashMap::from([
             ("#pk".to_owned(), attr::PK.to_owned()),
             ("#is_deleted".to_owned(), attr::IS_DELETED.to_owned()),
         ]);
-        let live = "attribute_exists(#pk) AND #is_deleted = :false";
+        let mut values = HashMap::from([(":false".to_owned(), AttributeValue::Bool(false))]);
+        let live = if refuse_archived && !version.is_latest() {
+            names.insert("#status".to_owned(), attr::STATUS.to_owned());
+            values.insert(
+                ":archived".to_owned(),
+                AttributeValue::S(crate::model::VersionStatus::Archived.as_str().to_owned()),
+            );
+            "attribute_exists(#pk) AND #is_deleted = :false AND \
+             (attribute_not_exists(#status) OR #status <> :archived)"
+        } else {
+            "attribute_exists(#pk) AND #is_deleted = :false"
+        };
         if version.is_latest() {
             let check = ConditionCheck::builder()
                 .table_name(&self.layout.table)
@@ -946,7 +983,7 @@ impl Repository {
                 .update_expression("ADD #aliases :alias")
                 .condition_expression(live)
                 .set_expression_attribute_names(Some(names))
-                .expression_attribute_values(":false", AttributeValue::Bool(false))
+                .set_expression_attribute_values(Some(values))
         } else {
             Update::builder()
                 .update_expression("DELETE #aliases :alias")

@@ -129,8 +129,10 @@ impl Repository {
 
     /// Sets a numbered version's status (SPEC 10.3), recorded in the
     /// artifact's status history in the same transaction; with `expected`,
-    /// only if the status is that (412 otherwise). AWS calls:
-    /// TransactWriteItems, then GetItem for the answer.
+    /// only if the status is that (409 otherwise; a version at the status
+    /// asked for already is a success, so a retry after a lost answer is
+    /// one). The alias rows targeting it are refreshed every time. AWS
+    /// calls: TransactWriteItems, then GetItem for the answer.
     pub async fn set_version_status(
         &self,
         name: &ArtifactName,
@@ -206,6 +208,15 @@ impl Repository {
                 Ok(()) => break,
                 Err(TransactFailure::Conditions(_)) => {
                     return Err(match self.get_row(name, version).await? {
+                        // At the status asked for already: this request's
+                        // own write whose answer was lost (or the same
+                        // change by another): the aliases are refreshed.
+                        Some(row)
+                            if row.is_live()
+                                && row.status.unwrap_or(VersionStatus::Active) == status =>
+                        {
+                            break;
+                        }
                         Some(row) if row.is_live() => Error::ConcurrentModification(format!(
                             "version {version} of {name} is {}, not {} (expected_status)",
                             row.status.unwrap_or(VersionStatus::Active).as_str(),
@@ -328,6 +339,9 @@ fn decode_search_cursor(
     if pk.is_empty()
         || sk.is_empty()
         || pk.len() > 2048
+        // In the by-sha256 index `pk` is the range key: at most 1024 bytes
+        // (a longer one made DynamoDB refuse the query: a 502).
+        || (matches!(query, SearchQuery::Sha256(_)) && pk.len() > super::MAX_SORT_KEY_BYTES)
         || sk.len() > super::MAX_SORT_KEY_BYTES
         || partition.is_some_and(|p| p != pk)
     {
