@@ -779,3 +779,61 @@ async fn a_status_change_retried_after_a_lost_answer_succeeds_and_refreshes_alia
         "resolve warns of the deprecated target: {resolved:?}"
     );
 }
+
+// Review defect 8: a purge that stalled past its fence's lease (writers
+// then take the fence for a crashed purge's and commit) stops at its next
+// renewal instead of deleting what they wrote. Renewal used to check only
+// that the fence was still its own.
+#[tokio::test]
+async fn a_purge_whose_fence_lapsed_stops_before_deleting_a_later_commit() {
+    let store = TestStore::new().await;
+    let n = name("lapsed");
+    store.upload(&n, b"before the purge").await;
+    let fence = shared::layout::fence_pk(&n);
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "PutItem",
+        Some(&fence),
+        Action::HoldAfter(gate.clone()),
+        1,
+    ));
+    let repo = through(&store, &plan).await;
+    let purge = tokio::spawn({
+        let n = n.clone();
+        async move { repo.purge_artifact(&n).await }
+    });
+    // The fence is up; the purge stalls past its lease.
+    gate.arrived().await;
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(fence.clone()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::FENCE_SK.into()),
+        )
+        .update_expression("SET started_at = :long_ago")
+        .expression_attribute_values(
+            ":long_ago",
+            aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    store.upload(&n, b"committed after the lease lapsed").await;
+    gate.open();
+    let purged = purge.await.unwrap();
+    assert!(
+        matches!(purged, Err(Error::ArtifactBeingPurged { .. })),
+        "{purged:?}"
+    );
+    assert_eq!(
+        served(&store, &n, Version::Latest).await,
+        b"committed after the lease lapsed"
+    );
+}

@@ -210,18 +210,22 @@ impl Repository {
         }
     }
 
-    /// Renews the fence `purge_id` holds; when another purge took it over
-    /// (this one stalled past `PURGE_FENCE_STALE`), this one stops: 409.
+    /// Renews the fence `purge_id` holds; when it lapsed (this purge
+    /// stalled past `PURGE_FENCE_STALE`: writers and other purges take a
+    /// lapsed fence for a crashed purge's and go on) or another purge took
+    /// it over, this one stops: 409 (a later purge finishes the job).
     pub(super) async fn renew_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
         let out = self
             .ddb
             .update_item()
             .table_name(&self.layout.table)
             .set_key(Some(key(fence_pk(name), FENCE_SK)))
             .update_expression("SET #started_at = :now")
-            .condition_expression("#purge_id = :mine")
+            .condition_expression("#purge_id = :mine AND #started_at >= :stale")
             .expression_attribute_names("#started_at", attr::STARTED_AT)
             .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(":stale", nv(stale))
             .expression_attribute_values(":now", nv(now().unix_timestamp()))
             .expression_attribute_values(":mine", sv(purge_id))
             .send()
