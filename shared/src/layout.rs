@@ -83,6 +83,9 @@ pub mod attr {
     pub const CHANGED: &str = "changed";
     /// On purge fences.
     pub const PURGE_ID: &str = "purge_id";
+    /// On condemned items: the `deleted_at` of the blob's previous deletion
+    /// while a new one is under way (0: none), restored when it is lifted.
+    pub const PRIOR_DELETED_AT: &str = "prior_deleted_at";
     pub const STARTED_AT: &str = "started_at";
     /// On artifact rows: who committed or published it.
     pub const CREATED_BY: &str = "created_by";

@@ -837,3 +837,90 @@ async fn a_purge_whose_fence_lapsed_stops_before_deleting_a_later_commit() {
         b"committed after the lease lapsed"
     );
 }
+
+// Review defect 5: a reclaim never condemns bytes a live row still holds
+// (it used to condemn first and lift after checking: interrupted between
+// the two, the live bytes could be neither uploaded nor published until
+// the next pass); and a condemned item left by a release that did not name
+// its pass is lifted by any pass (it used to stay for ever).
+#[tokio::test]
+async fn a_reclaim_never_blocks_bytes_live_rows_hold() {
+    let store = TestStore::new().await;
+    let n = name("live-bytes");
+    let held = b"bytes LATEST holds again";
+    store.upload(&n, held).await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store.upload(&n, b"another build").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store.upload(&n, held).await;
+    store
+        .repo
+        .delete_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    // Whatever would lift a condemned item fails.
+    let plan = Plan::new();
+    let condemned = shared::layout::condemned_pk(&n);
+    for operation in ["DeleteItem", "UpdateItem"] {
+        plan.add(Rule::new(
+            operation,
+            Some(&condemned),
+            Action::Fault(Fault::Status500),
+            u64::MAX,
+        ));
+    }
+    let faulty = through(&store, &plan).await;
+    let report = faulty.reclaim(&n, Duration::ZERO).await;
+    assert!(report.is_ok(), "{report:?}");
+    let published = store.repo.publish_version(&n, true).await;
+    assert!(
+        published.is_ok(),
+        "LATEST's bytes are not blocked: {published:?}"
+    );
+    let ticket = store
+        .repo
+        .create_upload(&n, declare(held, held.len(), None))
+        .await
+        .unwrap();
+    assert!(ticket.exists);
+
+    // An owner-less condemned item (an earlier release's) on live bytes.
+    let sha = sha256_hex(b"another build");
+    store
+        .ddb
+        .put_item()
+        .table_name(&store.config.table)
+        .item(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(condemned.clone()),
+        )
+        .item(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(sha.clone()),
+        )
+        .item(
+            "started_at",
+            aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        store
+            .repo
+            .create_upload(&n, declare(b"another build", 13, None))
+            .await
+            .is_err(),
+        "blocked while the item stands"
+    );
+    store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
+    let ticket = store
+        .repo
+        .create_upload(&n, declare(b"another build", 13, None))
+        .await;
+    assert!(ticket.is_ok_and(|t| t.exists), "lifted by the next pass");
+    assert_eq!(
+        served(&store, &n, Version::Number(2)).await,
+        b"another build"
+    );
+}

@@ -172,22 +172,51 @@ impl Repository {
             }
         }
         for (sha256, versions) in blobs {
-            self.condemn(name, &sha256, &pass).await?;
+            // Bytes a live row or an upload holds are not condemned at all
+            // (a condemned item blocks their uploads and publishes until
+            // lifted); the reclaimed rows' share of them is accounted.
+            let referenced = self.blob_referenced(name, &sha256, &versions).await?;
+            if !referenced {
+                self.condemn(name, &sha256, &pass).await?;
+            }
             for version in versions {
                 self.mark(name, version, attr::RECLAIMED_AT, now()).await?;
                 report.reclaimed.push(version);
             }
-            self.finish_blob_deletion(name, &sha256, &pass).await?;
+            if !referenced {
+                self.finish_blob_deletion(name, &sha256, &pass).await?;
+            }
         }
         Ok(report)
     }
 
     /// Puts up the condemned item of `sha256` for pass `pass`: from now on
     /// no upload of those bytes starts or commits (see `not_condemned`).
+    /// The stamp of an earlier deletion of those bytes is kept aside (and
+    /// restored if this one is lifted): a commit that read the blob before
+    /// that deletion must still fail.
     async fn condemn(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<()> {
-        let mut item = key(condemned_pk(name), sha256);
+        let at = key(condemned_pk(name), sha256);
+        let prior = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(at.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetItem", e))?
+            .item
+            .and_then(|old| {
+                old.get(attr::DELETED_AT)
+                    .or_else(|| old.get(attr::PRIOR_DELETED_AT))
+                    .cloned()
+            })
+            .unwrap_or_else(|| nv(0));
+        let mut item = at;
         item.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
         item.insert(attr::PURGE_ID.into(), sv(pass));
+        item.insert(attr::PRIOR_DELETED_AT.into(), prior);
         self.ddb
             .put_item()
             .table_name(&self.layout.table)
@@ -213,24 +242,36 @@ impl Repository {
         owner: &str,
     ) -> Result<()> {
         let condemned = key(condemned_pk(name), sha256);
-        if self.blob_referenced(name, sha256).await? {
+        if self.blob_referenced(name, sha256, &[]).await? {
             // Lifted only if it is still this pass's (another pass that
-            // condemned it since decides for itself).
+            // condemned it since decides for itself); an item a release
+            // before passes were named left has no owner: any pass lifts
+            // it. Lifting restores the earlier deletion's stamp (0: none,
+            // which checks as no deletion at all).
             let out = self
                 .ddb
-                .delete_item()
+                .update_item()
                 .table_name(&self.layout.table)
                 .set_key(Some(condemned))
-                .condition_expression("#owner = :owner AND attribute_not_exists(#deleted_at)")
+                .update_expression(
+                    "SET #deleted_at = if_not_exists(#prior, :zero) REMOVE #owner, #prior",
+                )
+                .condition_expression(
+                    "(#owner = :owner OR attribute_not_exists(#owner)) \
+                     AND attribute_exists(#pk) AND attribute_not_exists(#deleted_at)",
+                )
+                .expression_attribute_names("#pk", attr::PK)
                 .expression_attribute_names("#owner", attr::PURGE_ID)
+                .expression_attribute_names("#prior", attr::PRIOR_DELETED_AT)
                 .expression_attribute_names("#deleted_at", attr::DELETED_AT)
                 .expression_attribute_values(":owner", sv(owner))
+                .expression_attribute_values(":zero", nv(0))
                 .send()
                 .await;
             return match out {
                 Ok(_) => Ok(()),
                 Err(e) if super::condition_failed(&e) => Ok(()),
-                Err(e) => Err(Error::upstream("DeleteItem", e)),
+                Err(e) => Err(Error::upstream("UpdateItem", e)),
             };
         }
         // The verified record first: it must never outlive the bytes.
@@ -260,17 +301,23 @@ impl Repository {
         Ok(())
     }
 
-    /// Whether any row not yet reclaimed or a pending upload that can still
-    /// be committed holds `sha256`. Two consistent Queries.
-    async fn blob_referenced(&self, name: &ArtifactName, sha256: &str) -> Result<bool> {
+    /// Whether any row not yet reclaimed (besides the rows `reclaiming`)
+    /// or a pending upload that can still be committed holds `sha256`. Two
+    /// consistent Queries.
+    async fn blob_referenced(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        reclaiming: &[Version],
+    ) -> Result<bool> {
         let uploads_pk = upload_pk(name);
         let (rows, uploads) = tokio::join!(self.version_rows(name), self.query_all(&uploads_pk));
         // A publish in flight (number taken, row not written yet) is not
         // seen here: its transaction fails if the blob was deleted after it
         // took the number (see `not_condemned`).
-        let in_rows = rows?
-            .iter()
-            .any(|row| row.reclaimed_at.is_none() && row.sha256 == sha256);
+        let in_rows = rows?.iter().any(|row| {
+            row.reclaimed_at.is_none() && row.sha256 == sha256 && !reclaiming.contains(&row.version)
+        });
         let now_secs = now().unix_timestamp();
         let in_uploads = uploads?
             .iter()
