@@ -107,11 +107,19 @@ pub enum OnOccupied {
     },
     /// Another live upload wrote it and is verifying it: commit again later.
     Wait(Error),
+    /// An unverified object nobody will verify (its writer is gone, or
+    /// unknown) holds the key, and this upload still has its parts: they
+    /// are completed over that object (which no row references: rows only
+    /// reference checked bytes) and verified as this upload's own. Giving
+    /// the parts up to verify that object instead would fail every later
+    /// upload of these bytes for ever when it is garbage.
+    CompleteOver,
 }
 
 /// `own` is this upload's nonce; `writer_alive` whether the upload that
-/// wrote an unverified object may still verify (and delete) it.
-pub fn on_occupied(stored: Stored, own: &str, writer_alive: bool) -> OnOccupied {
+/// wrote an unverified object may still verify (and delete) it; `has_parts`
+/// whether this upload's parts are still in S3.
+pub fn on_occupied(stored: Stored, own: &str, writer_alive: bool, has_parts: bool) -> OnOccupied {
     match stored {
         Stored::Holds => OnOccupied::CommitRows,
         Stored::Contradicts(e) => OnOccupied::Refuse(e),
@@ -125,6 +133,7 @@ pub fn on_occupied(stored: Stored, own: &str, writer_alive: bool) -> OnOccupied 
                     .into(),
             ))
         }
+        Stored::Unverified { .. } if has_parts => OnOccupied::CompleteOver,
         // Nobody will check it but us; not ours, so never deleted by us.
         Stored::Unverified { .. } | Stored::Absent => OnOccupied::Verify { owned: false },
     }
@@ -220,22 +229,48 @@ mod tests {
             OnOccupied::Verify { owned: true } => "verify, may delete",
             OnOccupied::Verify { owned: false } => "verify, never delete",
             OnOccupied::Wait(_) => "wait",
+            OnOccupied::CompleteOver => "complete own parts over it, verify",
         };
+        // (what the key holds, its writer alive, this upload has parts)
         let cases = [
-            (Stored::Holds, false, "commit rows"),
+            (Stored::Holds, false, true, "commit rows"),
+            (Stored::Holds, false, false, "commit rows"),
             (
                 Stored::Contradicts(Error::InvalidRequest(String::new())),
                 false,
+                true,
                 "refuse",
             ),
-            (unverified(Some("mine")), true, "verify, may delete"),
-            (unverified(Some("theirs")), true, "wait"),
-            (unverified(Some("theirs")), false, "verify, never delete"),
-            (unverified(None), false, "verify, never delete"),
+            (unverified(Some("mine")), true, false, "verify, may delete"),
+            (unverified(Some("mine")), false, false, "verify, may delete"),
+            (unverified(Some("theirs")), true, true, "wait"),
+            (
+                unverified(Some("theirs")),
+                false,
+                true,
+                "complete own parts over it, verify",
+            ),
+            (
+                unverified(None),
+                false,
+                true,
+                "complete own parts over it, verify",
+            ),
+            (
+                unverified(Some("theirs")),
+                false,
+                false,
+                "verify, never delete",
+            ),
+            (unverified(None), false, false, "verify, never delete"),
         ];
-        for (stored, alive, want) in cases {
-            let shown = format!("{stored:?} alive={alive}");
-            assert_eq!(show(on_occupied(stored, "mine", alive)), want, "{shown}");
+        for (stored, alive, parts, want) in cases {
+            let shown = format!("{stored:?} alive={alive} parts={parts}");
+            assert_eq!(
+                show(on_occupied(stored, "mine", alive, parts)),
+                want,
+                "{shown}"
+            );
         }
     }
 

@@ -924,3 +924,52 @@ async fn a_reclaim_never_blocks_bytes_live_rows_hold() {
         b"another build"
     );
 }
+
+// Review defect 6: an abandoned upload left unverified garbage at the blob
+// key (committed, never verified, its row gone). A later multipart upload
+// of the right bytes completes its own parts over it and is verified; it
+// used to give its parts up, verify the garbage, fail, and so would every
+// later upload of those bytes.
+#[tokio::test]
+async fn an_abandoned_unverified_object_does_not_block_later_uploads_of_its_bytes() {
+    let store = TestStore::new().await;
+    let deferred = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("abandoned");
+    let content = bytes(5 * MIB + 5, 9);
+    let garbage = bytes(5 * MIB + 5, 10);
+    let (abandoned, parts) = start_multipart(&deferred, &n, &content).await;
+    send_parts(&deferred, &store.http, &n, &abandoned, &garbage, &parts).await;
+    assert!(matches!(
+        deferred.commit_as(&n, &abandoned, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    // Its verification never runs; its row goes (expired, cleaned up).
+    store
+        .ddb
+        .delete_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::upload_pk(&n)),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(abandoned))
+        .send()
+        .await
+        .unwrap();
+
+    let (id, parts) = start_multipart(&deferred, &n, &content).await;
+    send_parts(&deferred, &store.http, &n, &id, &content, &parts).await;
+    assert!(matches!(
+        deferred.commit_as(&n, &id, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    let step = verify(&deferred, &n, &id).await;
+    assert!(matches!(step, VerifyStep::Committed(_)), "{step:?}");
+    assert_eq!(served(&store, &n, Version::Latest).await, content);
+    // From now on the bytes are known: a push of them transfers nothing.
+    let again = deferred
+        .create_upload(&n, declare(&content, content.len(), Some(5 * MIB as u64)))
+        .await
+        .unwrap();
+    assert!(again.exists);
+}

@@ -403,7 +403,10 @@ impl Repository {
         }
         let head = match (&parts, head) {
             (Some(parts), None) => {
-                match self.complete(&blob_key, &mp.s3_upload_id, parts).await? {
+                match self
+                    .complete(&blob_key, &mp.s3_upload_id, parts, Over::Nothing)
+                    .await?
+                {
                     Some(version) => {
                         return self
                             .hand_to_verification(name, id, &version, true, &hand_over)
@@ -442,7 +445,7 @@ impl Repository {
             } if writer != id.nonce() => self.upload_alive(name, writer, &upload.sha256).await?,
             _ => false,
         };
-        match blob_rules::on_occupied(stored, id.nonce(), writer_alive) {
+        match blob_rules::on_occupied(stored, id.nonce(), writer_alive, parts.is_some()) {
             OnOccupied::CommitRows => {
                 if parts.is_some() {
                     self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
@@ -450,6 +453,22 @@ impl Repository {
                 Ok(None)
             }
             OnOccupied::Refuse(e) | OnOccupied::Wait(e) => Err(e),
+            OnOccupied::CompleteOver => {
+                let parts = parts.as_deref().unwrap_or_default();
+                let over = Over::Object(head.e_tag().unwrap_or_default().to_owned());
+                match self
+                    .complete(&blob_key, &mp.s3_upload_id, parts, over)
+                    .await?
+                {
+                    Some(version) => {
+                        self.hand_to_verification(name, id, &version, true, &hand_over)
+                            .await
+                    }
+                    None => Err(Error::ConcurrentModification(
+                        "this upload was completed meanwhile; commit again".into(),
+                    )),
+                }
+            }
             OnOccupied::Verify { owned } => {
                 if parts.is_some() && !owned {
                     self.abort_multipart(&blob_key, &mp.s3_upload_id).await?;
@@ -494,8 +513,10 @@ impl Repository {
         }
     }
 
-    /// CompleteMultipartUpload onto an empty key only (`If-None-Match: *`:
-    /// on AWS a key that gained an object meanwhile refuses it with 412).
+    /// CompleteMultipartUpload onto an empty key (`If-None-Match: *`), or
+    /// over exactly the object judged (`If-Match: its ETag`): on AWS a key
+    /// that changed meanwhile refuses it with 412 (conditional writes:
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
     /// Returns the new object version; `None` when S3 no longer knows the
     /// upload (a concurrent commit completed it).
     async fn complete(
@@ -503,6 +524,7 @@ impl Repository {
         blob_key: &str,
         s3_upload_id: &str,
         parts: &[ListedPart],
+        over: Over,
     ) -> Result<Option<String>> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
@@ -524,10 +546,13 @@ impl Repository {
             .bucket(&self.layout.bucket)
             .key(blob_key)
             .upload_id(s3_upload_id)
-            .multipart_upload(completed)
-            .if_none_match("*")
-            .send()
-            .await;
+            .multipart_upload(completed);
+        let out = match over {
+            Over::Nothing => out.if_none_match("*"),
+            Over::Object(etag) => out.if_match(etag),
+        }
+        .send()
+        .await;
         match out {
             Ok(out) => Ok(Some(out.version_id().unwrap_or(NULL_VERSION).to_owned())),
             Err(e)
@@ -700,4 +725,11 @@ mod tests {
         assert!(plan(MAX_PARTS * 5 * MIB + 1, Some(5 * MIB)).is_err());
         assert_eq!(plan(0, Some(5 * MIB)).unwrap().unwrap().part_count, 1);
     }
+}
+
+/// What a CompleteMultipartUpload may replace at the blob key.
+enum Over {
+    Nothing,
+    /// The object with this ETag (an unverified one nobody will verify).
+    Object(String),
 }
