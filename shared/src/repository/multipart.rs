@@ -704,6 +704,13 @@ fn not_pending(name: &ArtifactName, id: &UploadId, upload: &UploadRow) -> Error 
     }
 }
 
+/// What a CompleteMultipartUpload may replace at the blob key.
+enum Over {
+    Nothing,
+    /// The object with this ETag (an unverified one nobody will verify).
+    Object(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -725,11 +732,4 @@ mod tests {
         assert!(plan(MAX_PARTS * 5 * MIB + 1, Some(5 * MIB)).is_err());
         assert_eq!(plan(0, Some(5 * MIB)).unwrap().unwrap().part_count, 1);
     }
-}
-
-/// What a CompleteMultipartUpload may replace at the blob key.
-enum Over {
-    Nothing,
-    /// The object with this ETag (an unverified one nobody will verify).
-    Object(String),
 }

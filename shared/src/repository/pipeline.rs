@@ -197,8 +197,7 @@ impl Repository {
                 Claim::Done(stored) => return replay(&stored),
                 Claim::Running if waits < CLAIM_WAITS => {
                     waits += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(waits)))
-                        .await;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * waits)).await;
                 }
                 Claim::Running => {
                     return Err(Error::ConcurrentModification(format!(

@@ -1,33 +1,36 @@
 //! Publish: LATEST becomes the next immutable version, by writing rows.
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use base64::Engine;
 
+use super::Repository;
 use super::aliases::TransactFailure;
-use super::{MAX_ATTEMPTS, Repository};
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::model::{LOCAL_ACTOR, Published};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Location, VersionRow, nv, set_metadata, sv, version_key};
 
+/// Publishes of one artifact racing each other take turns (each attempt
+/// reads LATEST and takes the next number only if nobody did meanwhile):
+/// enough attempts, with jittered backoff, for 64 at once.
+const PUBLISH_ATTEMPTS: u32 = 256;
+
 impl Repository {
     /// Publishes LATEST as the next version (SPEC 7.1, 7.2, 7.6).
     ///
-    /// The number comes from an atomic increment of a counter on the LATEST
-    /// row, in the same write that reads LATEST's sha256 and blob, so
-    /// parallel publishes get distinct consecutive numbers; the version row
-    /// then references the same blob (no byte is copied), written in a
-    /// transaction that checks LATEST was not replaced meanwhile and the
-    /// blob not reclaimed. Unchanged LATEST returns the newest version
-    /// unless `force`.
+    /// LATEST is read (strongly consistent), a pure decision ([`decide`])
+    /// says whether it is unchanged or which number it takes, and one
+    /// transaction writes the version row (referencing the same blob: no
+    /// byte is copied) together with the counter on LATEST, conditional on
+    /// LATEST being exactly as read and the blob not reclaimed. Parallel
+    /// publishes get distinct consecutive numbers (the losers read again),
+    /// and no interruption can leave a number taken without its row.
+    /// Unchanged LATEST returns the newest version unless `force`.
     ///
-    /// AWS calls: UpdateItem, TransactWriteItems (2, sequential); unchanged:
-    /// UpdateItem, GetItem (2). Rows written by the Python library cost one
+    /// AWS calls: GetItem, TransactWriteItems (2, sequential); unchanged:
+    /// GetItem, GetItem (2). Rows written by the Python library cost one
     /// more Query; a LATEST whose bytes are at the library's key is adopted
     /// first (CopyObject, UpdateItem), once.
     pub async fn publish_version(&self, name: &ArtifactName, force: bool) -> Result<Published> {
@@ -55,12 +58,32 @@ impl Repository {
         upload: Option<&str>,
     ) -> Result<Published> {
         let mut mode = if force { Mode::Force } else { Mode::IfChanged };
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..PUBLISH_ATTEMPTS {
+            if attempt > 0 {
+                super::backoff(attempt).await;
+            }
             let reserved_at = now();
-            let latest = match self.reserve_version(name, &mode, upload).await? {
-                Reservation::Reserved(row) => row,
-                Reservation::Unchanged(row) => {
-                    if let Some(found) = self.published_as(name, &row).await? {
+            let Some(latest_item) = self.get_version_item(name, Version::Latest).await? else {
+                return Err(Error::ArtifactNotFound {
+                    name: name.to_string(),
+                });
+            };
+            let latest = VersionRow::from_item(&latest_item)?;
+            let number = match decide(&latest, &mode, upload) {
+                Decision::NotFound => {
+                    return Err(Error::ArtifactNotFound {
+                        name: name.to_string(),
+                    });
+                }
+                Decision::Superseded => {
+                    return Err(Error::UploadSuperseded {
+                        name: name.to_string(),
+                        upload_id: upload.unwrap_or_default().to_owned(),
+                    });
+                }
+                Decision::Number(number) => number,
+                Decision::Unchanged => {
+                    if let Some(found) = self.published_as(name, &latest).await? {
                         return Ok(Published {
                             artifact: found.to_artifact(&self.layout),
                             created: false,
@@ -70,11 +93,11 @@ impl Repository {
                     mode = Mode::Force;
                     continue;
                 }
-                Reservation::MarkerMissing(row) => {
+                Decision::MarkerMissing => {
                     // LATEST written by the library, which keeps no publish
                     // marker: unchanged means equal to the newest live version.
                     if let Some(newest) = self.newest_live_version(name).await?
-                        && newest.sha256 == row.sha256
+                        && newest.sha256 == latest.sha256
                     {
                         return Ok(Published {
                             artifact: newest.to_artifact(&self.layout),
@@ -82,19 +105,20 @@ impl Repository {
                         });
                     }
                     // Publish, unless a concurrent publish set the marker first.
-                    mode = Mode::FirstMarker(row.sha256);
+                    mode = Mode::FirstMarker(latest.sha256);
                     continue;
                 }
-                Reservation::CounterMissing => {
+                Decision::CounterMissing => {
                     self.sync_counter(name).await?;
                     continue;
                 }
             };
-            let number = latest.last_version.unwrap_or_default();
-            let version = Version::number(number)?;
             if latest.location != Location::Blob {
+                // Changes LATEST (its location): read it again after.
                 self.adopt_latest(name, &latest).await?;
+                continue;
             }
+            let version = Version::number(number)?;
             let mut item = version_key(name, version);
             item.insert(attr::SHA256.into(), sv(&latest.sha256));
             item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
@@ -115,22 +139,14 @@ impl Repository {
                 .expression_attribute_names("#pk", attr::PK)
                 .build()
                 .map_err(super::invalid_sdk_input)?;
-            // LATEST must still be the one the number was taken from: a purge
-            // since then deleted it (or a new life re-created it with another
-            // epoch), and a version row written now would outlive the purge.
-            let same_latest = ConditionCheck::builder()
-                .table_name(&self.layout.table)
-                .set_key(Some(version_key(name, Version::Latest)))
-                .condition_expression("#epoch = :epoch")
-                .expression_attribute_names("#epoch", attr::EPOCH)
-                .expression_attribute_values(":epoch", sv(latest.epoch.clone().unwrap_or_default()))
-                .build()
-                .map_err(super::invalid_sdk_input)?;
+            // The number is taken in the same transaction that writes its
+            // row, from LATEST exactly as read (counter, bytes, marker,
+            // epoch): a publish interrupted anywhere leaves no gap, and a
+            // purge or commit since the read makes it read again.
+            let take_number = self.take_number(&latest_item, &latest, number)?;
             let mut ops = vec![
                 TransactWriteItem::builder().put(put).build(),
-                TransactWriteItem::builder()
-                    .condition_check(same_latest)
-                    .build(),
+                TransactWriteItem::builder().update(take_number).build(),
                 self.not_condemned(name, &latest.sha256, Some(reserved_at))?,
             ];
             // The search index by metadata, in the same transaction as the
@@ -153,17 +169,7 @@ impl Repository {
                 );
             }
             let token = uuid::Uuid::new_v4().simple().to_string();
-            let mut landed = self.transact(ops.clone(), &token).await;
-            // Another transaction on LATEST (a commit, another publish's
-            // check): the number is still ours, so try the same write again.
-            for attempt in 0..MAX_ATTEMPTS {
-                if !matches!(landed, Err(TransactFailure::Contention)) {
-                    break;
-                }
-                super::backoff(attempt).await;
-                landed = self.transact(ops.clone(), &token).await;
-            }
-            match landed {
+            match self.transact(ops, &token).await {
                 Ok(()) => {
                     let row = VersionRow::from_item(&item)?;
                     return Ok(Published {
@@ -171,20 +177,11 @@ impl Repository {
                         created: true,
                     });
                 }
-                Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {
-                    return Err(Error::ArtifactNotFound {
-                        name: name.to_string(),
-                    });
-                }
-                Err(TransactFailure::Conditions(failed)) if failed.contains(&2) => {
-                    return Err(Error::ConcurrentModification(format!(
-                        "retention deleted the bytes of LATEST of {name} while publishing; retry"
-                    )));
-                }
                 // Our own write, landed (its answer lost; emulators ignore
                 // the request token that makes AWS answer the retry).
                 Err(TransactFailure::Conditions(failed))
-                    if failed == [0] && self.publish_landed(name, version, &item).await? =>
+                    if (failed.contains(&0) || failed.contains(&1))
+                        && self.publish_landed(name, version, &item).await? =>
                 {
                     let row = VersionRow::from_item(&item)?;
                     return Ok(Published {
@@ -192,17 +189,18 @@ impl Repository {
                         created: true,
                     });
                 }
-                // Someone else (the Python library) wrote this number: catch
-                // the counter up and take the next one.
-                Err(TransactFailure::Conditions(_)) => {
-                    self.sync_counter(name).await?;
-                    mode = Mode::Force;
-                }
-                Err(TransactFailure::Contention) => {
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&2) => {
                     return Err(Error::ConcurrentModification(format!(
-                        "publishing {name} kept conflicting with other writers; retry"
+                        "retention deleted the bytes of LATEST of {name} while publishing; retry"
                     )));
                 }
+                // LATEST changed since it was read (a commit, another
+                // publish, a purge): read it again.
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {}
+                // Someone else (the Python library) wrote this number: catch
+                // the counter up and take the next one.
+                Err(TransactFailure::Conditions(_)) => self.sync_counter(name).await?,
+                Err(TransactFailure::Contention) => {}
                 Err(TransactFailure::Failed(e)) => return Err(e),
             }
         }
@@ -287,116 +285,54 @@ impl Repository {
         }
     }
 
-    /// Atomically takes the next version number, unless `mode` says LATEST
-    /// is unchanged.
-    async fn reserve_version(
+    /// The update of LATEST that takes `number`: only while LATEST is
+    /// exactly as read (counter, bytes, publish marker, epoch, upload), in
+    /// the transaction that writes the version row.
+    fn take_number(
         &self,
-        name: &ArtifactName,
-        mode: &Mode,
-        upload: Option<&str>,
-    ) -> Result<Reservation> {
-        let mut condition = "attribute_exists(#last_version) AND #is_deleted = :false".to_owned();
-        let mut seen = None;
-        let mut update = self.ddb.update_item();
-        if let Some(upload) = upload {
-            condition.push_str(" AND #upload_id = :upload_id");
-            update = update
-                .expression_attribute_names("#upload_id", attr::UPLOAD_ID)
-                .expression_attribute_values(":upload_id", sv(upload));
-        }
-        match mode {
-            Mode::Force => {}
-            Mode::IfChanged => {
-                condition.push_str(" AND attribute_exists(#published) AND #published <> #sha256")
-            }
-            Mode::FirstMarker(sha256) => {
-                condition.push_str(" AND attribute_not_exists(#published) AND #sha256 = :seen");
-                seen = Some(sv(sha256));
-            }
-        }
-        // The reservation carries its own token: when its answer is lost and
-        // the SDK sends it again, the retry fails this clause and finds the
-        // number it took (rather than taking another, or none).
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        condition.push_str(" AND (attribute_not_exists(#token) OR #token <> :token)");
-        if let Some(seen) = seen {
-            update = update.expression_attribute_values(":seen", seen);
-        }
-        let out = update
+        item: &crate::rows::Item,
+        latest: &VersionRow,
+        number: u32,
+    ) -> Result<Update> {
+        let mut update = Update::builder()
             .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression(
-                "SET #last_version = #last_version + :one, #published = #sha256, \
-                 #epoch = if_not_exists(#epoch, :epoch), #token = :token",
-            )
-            .expression_attribute_names("#token", attr::RESERVE_TOKEN)
-            .expression_attribute_values(":token", sv(&token))
-            .expression_attribute_names("#epoch", attr::EPOCH)
-            .expression_attribute_values(":epoch", sv(super::uploads::new_epoch()))
-            .condition_expression(condition)
-            .expression_attribute_names("#last_version", attr::LAST_VERSION)
-            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_names("#published", attr::PUBLISHED_SHA256)
-            .expression_attribute_names("#sha256", attr::SHA256)
-            .expression_attribute_values(":one", nv(1))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match out {
-            Ok(out) => {
-                let row = out.attributes().map(VersionRow::from_item).transpose()?;
-                row.map(Reservation::Reserved)
-                    .ok_or_else(|| Error::ArtifactNotFound {
-                        name: name.to_string(),
-                    })
+            .set_key(Some(version_key(&latest.name, Version::Latest)));
+        let mut condition = vec![
+            "#is_deleted = :false".to_owned(),
+            "#last_version = :read_number".to_owned(),
+        ];
+        for (alias, attribute) in [
+            ("sha256", attr::SHA256),
+            ("published", attr::PUBLISHED_SHA256),
+            ("epoch", attr::EPOCH),
+            ("upload_id", attr::UPLOAD_ID),
+        ] {
+            update = update.expression_attribute_names(format!("#{alias}"), attribute);
+            match item.get(attribute) {
+                Some(value) => {
+                    condition.push(format!("#{alias} = :read_{alias}"));
+                    update =
+                        update.expression_attribute_values(format!(":read_{alias}"), value.clone());
+                }
+                None => condition.push(format!("attribute_not_exists(#{alias})")),
             }
-            Err(e) if super::condition_failed(&e) => {
-                let old = match e.as_service_error().and_then(|e| match e {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        c.item().cloned()
-                    }
-                    _ => None,
-                }) {
-                    Some(item) => Some(item),
-                    // Emulators that do not return the old item: read it.
-                    None => self.get_version_item(name, Version::Latest).await?,
-                };
-                // Our own reservation, landed: its answer was lost.
-                if let Some(item) = &old
-                    && item.get(attr::RESERVE_TOKEN).and_then(|t| t.as_s().ok()) == Some(&token)
-                {
-                    return VersionRow::from_item(item).map(Reservation::Reserved);
-                }
-                if let Some(upload) = upload
-                    && old.as_ref().is_some_and(|item| {
-                        item.get(attr::UPLOAD_ID).and_then(|u| u.as_s().ok())
-                            != Some(&upload.to_owned())
-                    })
-                {
-                    return Err(Error::UploadSuperseded {
-                        name: name.to_string(),
-                        upload_id: upload.to_owned(),
-                    });
-                }
-                let old = old.as_ref().map(VersionRow::from_item).transpose()?;
-                match old {
-                    None => Err(Error::ArtifactNotFound {
-                        name: name.to_string(),
-                    }),
-                    Some(row) if row.is_deleted => Err(Error::ArtifactNotFound {
-                        name: name.to_string(),
-                    }),
-                    Some(row) if row.last_version.is_none() => Ok(Reservation::CounterMissing),
-                    Some(row) if row.published_sha256.is_none() => {
-                        Ok(Reservation::MarkerMissing(row))
-                    }
-                    Some(row) => Ok(Reservation::Unchanged(row)),
-                }
-            }
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
+        let epoch = latest
+            .epoch
+            .clone()
+            .unwrap_or_else(super::uploads::new_epoch);
+        update
+            .update_expression("SET #last_version = :number, #published = :sha256, #epoch = :epoch")
+            .condition_expression(condition.join(" AND "))
+            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+            .expression_attribute_names("#last_version", attr::LAST_VERSION)
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":read_number", nv(number - 1))
+            .expression_attribute_values(":number", nv(number))
+            .expression_attribute_values(":sha256", sv(&latest.sha256))
+            .expression_attribute_values(":epoch", sv(epoch))
+            .build()
+            .map_err(super::invalid_sdk_input)
     }
 
     /// Brings the bytes of a LATEST the library (or a previous release)
@@ -590,15 +526,52 @@ impl Repository {
 
 const PUBLISH_WAIT_ATTEMPTS: u32 = 20;
 
-enum Reservation {
-    /// The LATEST row after taking the number in `last_version`.
-    Reserved(VersionRow),
+/// What a publish does with LATEST as read (a pure decision).
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    /// Take this number (the counter + 1).
+    Number(u32),
     /// LATEST unchanged since it was published as `last_version`.
-    Unchanged(VersionRow),
+    Unchanged,
     /// LATEST has no counter yet (written by the Python library).
     CounterMissing,
     /// LATEST has no publish marker (written by the Python library).
-    MarkerMissing(VersionRow),
+    MarkerMissing,
+    /// LATEST is a tombstone: the artifact is purged.
+    NotFound,
+    /// LATEST is no longer the commit of the upload asked for.
+    Superseded,
+}
+
+fn decide(latest: &VersionRow, mode: &Mode, upload: Option<&str>) -> Decision {
+    if latest.is_deleted {
+        return Decision::NotFound;
+    }
+    if upload.is_some_and(|u| latest.upload_id.as_deref() != Some(u)) {
+        return Decision::Superseded;
+    }
+    let Some(last) = latest.last_version else {
+        return Decision::CounterMissing;
+    };
+    let next = Decision::Number(last.saturating_add(1));
+    let published = latest.published_sha256.as_deref();
+    match mode {
+        Mode::Force => next,
+        Mode::IfChanged => match published {
+            None => Decision::MarkerMissing,
+            Some(p) if p == latest.sha256 => Decision::Unchanged,
+            Some(_) => next,
+        },
+        Mode::FirstMarker(seen) => match published {
+            // Checked against the newest version: publish these bytes.
+            None if *seen == latest.sha256 => next,
+            // LATEST changed since: judge it again.
+            None => Decision::MarkerMissing,
+            // A concurrent publish set the marker first.
+            Some(p) if p == latest.sha256 => Decision::Unchanged,
+            Some(_) => next,
+        },
+    }
 }
 
 /// When a publish takes a number.
@@ -609,4 +582,103 @@ enum Mode {
     Force,
     /// When LATEST still holds these bytes and carries no marker yet.
     FirstMarker(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latest(last: Option<u32>, sha: &str, published: Option<&str>) -> VersionRow {
+        let mut item = version_key(&"app".parse().expect("a name"), Version::Latest);
+        item.insert(attr::SHA256.into(), sv(sha));
+        item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now())));
+        if let Some(n) = last {
+            item.insert(attr::LAST_VERSION.into(), nv(n));
+        }
+        if let Some(p) = published {
+            item.insert(attr::PUBLISHED_SHA256.into(), sv(p));
+        }
+        item.insert(attr::UPLOAD_ID.into(), sv("u1"));
+        VersionRow::from_item(&item).expect("a LATEST row")
+    }
+
+    #[test]
+    fn a_publish_decides_from_latest_as_read() {
+        let first_marker = Mode::FirstMarker("a".into());
+        let cases: [(VersionRow, &Mode, Option<&str>, Decision); 11] = [
+            (
+                latest(Some(3), "a", Some("b")),
+                &Mode::IfChanged,
+                None,
+                Decision::Number(4),
+            ),
+            (
+                latest(Some(3), "a", Some("a")),
+                &Mode::IfChanged,
+                None,
+                Decision::Unchanged,
+            ),
+            (
+                latest(Some(3), "a", Some("a")),
+                &Mode::Force,
+                None,
+                Decision::Number(4),
+            ),
+            (
+                latest(Some(0), "a", Some("a")),
+                &Mode::Force,
+                None,
+                Decision::Number(1),
+            ),
+            (
+                latest(None, "a", None),
+                &Mode::Force,
+                None,
+                Decision::CounterMissing,
+            ),
+            (
+                latest(Some(3), "a", None),
+                &Mode::IfChanged,
+                None,
+                Decision::MarkerMissing,
+            ),
+            (
+                latest(Some(3), "a", None),
+                &first_marker,
+                None,
+                Decision::Number(4),
+            ),
+            (
+                latest(Some(3), "c", None),
+                &first_marker,
+                None,
+                Decision::MarkerMissing,
+            ),
+            (
+                latest(Some(3), "a", Some("a")),
+                &first_marker,
+                None,
+                Decision::Unchanged,
+            ),
+            (
+                latest(Some(3), "a", Some("a")),
+                &Mode::Force,
+                Some("u1"),
+                Decision::Number(4),
+            ),
+            (
+                latest(Some(3), "a", Some("a")),
+                &Mode::Force,
+                Some("u2"),
+                Decision::Superseded,
+            ),
+        ];
+        for (row, mode, upload, want) in cases {
+            assert_eq!(decide(&row, mode, upload), want, "{row:?} {upload:?}");
+        }
+        let mut purged = latest(Some(3), "a", Some("a"));
+        purged.is_deleted = true;
+        assert_eq!(decide(&purged, &Mode::Force, None), Decision::NotFound);
+    }
 }
