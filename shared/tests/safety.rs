@@ -995,3 +995,45 @@ async fn an_interrupted_publish_leaves_no_gap_in_the_numbers() {
     assert_eq!(published.artifact.version, Version::Number(1));
     assert_eq!(numbered(&store, &n).await, [Version::Number(1)]);
 }
+
+// Checker findings 4 and 6 (issue 19; SPEC 7.8): bytes no row references
+// at all (a LATEST replaced before it was published, an upload that went
+// away) are deleted by reclaim after the grace period; bytes a live row or
+// a pending upload holds stay. Reclaim used to start from soft-deleted
+// rows only, so these stayed for ever.
+#[tokio::test]
+async fn reclaim_deletes_bytes_no_row_references_and_keeps_the_rest() {
+    let store = TestStore::new().await;
+    let n = name("unreferenced");
+    store.upload(&n, b"replaced before it was published").await;
+    store.upload(&n, b"published").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    let pending = staged(&store, &n, b"sent, not committed yet").await;
+
+    let report = store
+        .repo
+        .reclaim(&n, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        report.unreferenced.is_empty(),
+        "within the grace: {report:?}"
+    );
+    let report = store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        report.unreferenced,
+        [sha256_hex(b"replaced before it was published")]
+    );
+    let again = store
+        .repo
+        .create_upload(&n, declare(b"replaced before it was published", 32, None))
+        .await
+        .unwrap();
+    assert!(!again.exists, "its bytes are gone");
+    assert_eq!(served(&store, &n, Version::Number(1)).await, b"published");
+    store.repo.commit_upload(&n, &pending).await.unwrap();
+    assert_eq!(
+        served(&store, &n, Version::Latest).await,
+        b"sent, not committed yet"
+    );
+}

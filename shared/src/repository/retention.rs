@@ -31,6 +31,9 @@ pub struct ReclaimReport {
     /// Soft-deleted rows without a deletion time (the Python library's), now
     /// stamped so that their grace period starts.
     pub stamped: Vec<Version>,
+    /// Blobs no row referenced at all (LATESTs replaced before they were
+    /// published, failed or expired uploads), deleted: their sha256.
+    pub unreferenced: Vec<String>,
 }
 
 /// Soft deletes of one retention run in flight at once (well below
@@ -187,7 +190,76 @@ impl Repository {
                 self.finish_blob_deletion(name, &sha256, &pass).await?;
             }
         }
+        report.unreferenced = self.sweep_unreferenced(name, cutoff, &pass).await?;
         Ok(report)
+    }
+
+    /// Deletes the blobs of `name` that no row (not yet reclaimed) and no
+    /// live upload references, written before `cutoff` (SPEC 7.8: bytes no
+    /// live row references go after the grace period, not only those of
+    /// soft-deleted versions). Each goes as a reclaimed version's blob does
+    /// (condemned, references checked again, deleted or lifted). AWS calls:
+    /// two Queries, one ListObjectsV2 per 1 000 blobs, then per blob
+    /// deleted those of [`Self::finish_blob_deletion`].
+    async fn sweep_unreferenced(
+        &self,
+        name: &ArtifactName,
+        cutoff: OffsetDateTime,
+        pass: &str,
+    ) -> Result<Vec<String>> {
+        let uploads_pk = upload_pk(name);
+        let (rows, uploads) = tokio::join!(self.version_rows(name), self.query_all(&uploads_pk));
+        let now_secs = now().unix_timestamp();
+        let mut held: BTreeSet<String> = rows?
+            .into_iter()
+            .filter(|row| row.reclaimed_at.is_none())
+            .map(|row| row.sha256)
+            .collect();
+        held.extend(
+            uploads?
+                .iter()
+                .filter_map(|item| UploadRow::from_item(name, item).ok())
+                .filter(|u| {
+                    matches!(u.state, UploadState::Pending | UploadState::Verifying)
+                        && u.expires_at > now_secs
+                })
+                .map(|u| u.sha256),
+        );
+        let prefix = self.layout.blob_prefix(name);
+        let mut swept = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.layout.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("ListObjectsV2", e))?;
+            for object in page.contents() {
+                let Some(sha256) = object
+                    .key()
+                    .and_then(|k| k.strip_prefix(&prefix))
+                    .filter(|s| s.parse::<crate::names::Sha256>().is_ok())
+                else {
+                    continue;
+                };
+                let written = object.last_modified().map_or(i64::MAX, |t| t.secs());
+                if held.contains(sha256) || written > cutoff.unix_timestamp() {
+                    continue;
+                }
+                self.condemn(name, sha256, pass).await?;
+                if self.finish_blob_deletion(name, sha256, pass).await? {
+                    swept.push(sha256.to_owned());
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(swept),
+            }
+        }
     }
 
     /// Puts up the condemned item of `sha256` for pass `pass`: from now on
@@ -240,7 +312,7 @@ impl Repository {
         name: &ArtifactName,
         sha256: &str,
         owner: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let condemned = key(condemned_pk(name), sha256);
         if self.blob_referenced(name, sha256, &[]).await? {
             // Lifted only if it is still this pass's (another pass that
@@ -269,8 +341,8 @@ impl Repository {
                 .send()
                 .await;
             return match out {
-                Ok(_) => Ok(()),
-                Err(e) if super::condition_failed(&e) => Ok(()),
+                Ok(_) => Ok(false),
+                Err(e) if super::condition_failed(&e) => Ok(false),
                 Err(e) => Err(Error::upstream("UpdateItem", e)),
             };
         }
@@ -298,7 +370,7 @@ impl Repository {
             .send()
             .await
             .map_err(|e| Error::upstream("UpdateItem", e))?;
-        Ok(())
+        Ok(true)
     }
 
     /// Whether any row not yet reclaimed (besides the rows `reclaiming`)
