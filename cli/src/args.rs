@@ -104,14 +104,19 @@ pub enum Command {
     },
     /// Soft-delete a version.
     Rm { name: String, version: String },
-    /// Versions across artifacts by content (--sha256 FILE or DIGEST) or by
-    /// metadata (--meta k=v, repeatable, ANDed).
+    /// Versions across artifacts by content (--sha256 FILE or DIGEST), by
+    /// metadata (--meta k=v, repeatable, ANDed), or by a query (--query
+    /// "meta.team='ml' AND (name='fraud' OR meta.tier IN ('a','b'))").
     Search {
         /// A file (hashed here) or a SHA-256 in hexadecimal.
-        #[arg(long, conflicts_with = "meta")]
+        #[arg(long, conflicts_with_all = ["meta", "query"])]
         sha256: Option<String>,
-        #[arg(long = "meta", value_parser = parse_key_value)]
+        #[arg(long = "meta", value_parser = parse_key_value, conflicts_with = "query")]
         meta: Vec<(String, String)>,
+        /// Terms name='…', sha256='…', meta.KEY='…', FIELD IN ('…',…),
+        /// combined with AND, OR and parentheses.
+        #[arg(long)]
+        query: Option<String>,
     },
     /// Mark NAME@VERSION deprecated (it still resolves, with a warning).
     Deprecate {

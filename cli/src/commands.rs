@@ -267,9 +267,16 @@ pub async fn run(api: &Api, command: &Command) -> Result<Rendered> {
                 format!("deleted {name}@{version}"),
             ))
         }
-        Command::Search { sha256, meta } => {
+        Command::Search {
+            sha256,
+            meta,
+            query: expression,
+        } => {
             let mut query: Vec<(String, String)> = Vec::new();
             match sha256 {
+                None if expression.is_some() => {
+                    query.push(("q".into(), expression.clone().unwrap_or_default()));
+                }
                 Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
                     query.push(("sha256".into(), s.to_ascii_lowercase()));
                 }
@@ -280,7 +287,9 @@ pub async fn run(api: &Api, command: &Command) -> Result<Rendered> {
                     query.push(("sha256".into(), digests.hex()));
                 }
                 None if meta.is_empty() => {
-                    return Err(Error::Usage("search needs --sha256 or --meta k=v".into()));
+                    return Err(Error::Usage(
+                        "search needs --sha256, --meta k=v or --query".into(),
+                    ));
                 }
                 None => {}
             }

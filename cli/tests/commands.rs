@@ -443,6 +443,29 @@ async fn search_deprecate_and_archive_from_the_command_line() {
         (hits[0]["name"].as_str(), hits[0]["version"].as_str()),
         (Some("fraud"), Some("1"))
     );
+    let by_query = local
+        .run(&[
+            "--json",
+            "search",
+            "--query",
+            "meta.team='ml' AND (name='churn' OR meta.model IN ('fraud','x'))",
+        ])
+        .await
+        .ok()
+        .json();
+    let hits: Vec<String> = by_query["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            format!(
+                "{}@{}",
+                h["name"].as_str().unwrap(),
+                h["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(hits, ["churn@1", "fraud@1"], "{by_query}");
 
     let deprecated = local
         .run(&["--json", "deprecate", "fraud@1", "-m", "retrained"])

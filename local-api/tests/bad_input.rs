@@ -613,6 +613,27 @@ fn cases() -> Vec<Case> {
         case("GET", "/search?name=app", None, 400, "InvalidRequest"),
         case(
             "GET",
+            "/search?q=meta.team%3Dml",
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "GET",
+            "/search?q=owner%3D%27x%27",
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "GET",
+            "/search?q=name%3D%27a%27&meta.team=ml",
+            None,
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "GET",
             &format!("/search?sha256={sha}&meta.team=ml"),
             None,
             400,

@@ -602,6 +602,23 @@ fn meta_terms(request: &Request) -> Result<BTreeMap<String, String>> {
 /// `GET /search?sha256=…` or `?meta.k=v[&meta.k2=v2]` (SPEC 10.3).
 pub async fn search_versions(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let (limit, cursor) = paging(request)?;
+    if let Some(q) = query(request, "q") {
+        if let Some(other) = request
+            .query_string_parameters()
+            .iter()
+            .map(|(k, _)| k)
+            .find(|k| !["q", "limit", "cursor"].contains(k))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "q= is the whole search: {other:?} cannot be added to it"
+            )));
+        }
+        let parsed = crate::query::parse(&q)?;
+        let page = repo
+            .search_expression(&parsed, limit, cursor.as_deref())
+            .await?;
+        return Ok(json(StatusCode::OK, &page));
+    }
     let content: Option<Sha256> = query(request, "sha256").map(|d| d.parse()).transpose()?;
     let metadata = meta_terms(request)?;
     if let Some(unknown) = request
@@ -611,7 +628,7 @@ pub async fn search_versions(repo: &Repository, request: &Request) -> Result<Res
         .find(|k| !k.starts_with("meta.") && !["sha256", "limit", "cursor"].contains(k))
     {
         return Err(Error::InvalidRequest(format!(
-            "unknown search parameter {unknown:?}: use sha256= or meta.KEY=VALUE"
+            "unknown search parameter {unknown:?}: use sha256=, meta.KEY=VALUE or q="
         )));
     }
     let search = match (content, metadata.is_empty()) {

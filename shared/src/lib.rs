@@ -21,6 +21,7 @@ pub mod layout;
 pub mod mirror;
 pub mod model;
 pub mod names;
+pub mod query;
 pub mod repository;
 pub mod rollout;
 pub mod rollout_driver;

@@ -1202,3 +1202,72 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
         Err(Error::VersionNotFound { .. })
     ));
 }
+
+/// SPEC 10.3, the query form: `q=` terms combined with AND, OR, IN and
+/// parentheses, each term one index query, AND/OR as set operations;
+/// live versions only, ordered by name then newest first, paged.
+#[tokio::test]
+async fn search_by_query_combines_terms_as_sets_and_pages() {
+    let store = TestStore::new().await;
+    let (fraud, churn, web) = (name("fraud"), name("churn"), name("web"));
+    let f1 = publish_with(&store, &fraud, b"f1", &[("team", "ml"), ("tier", "c")]).await;
+    let f2 = publish_with(&store, &fraud, b"f2", &[("team", "ml"), ("tier", "c")]).await;
+    let c1 = publish_with(&store, &churn, b"c1", &[("team", "ml"), ("tier", "a")]).await;
+    let c2 = publish_with(&store, &churn, b"c2", &[("team", "ml"), ("tier", "z")]).await;
+    let w1 = publish_with(&store, &web, b"w1", &[("team", "web"), ("tier", "b")]).await;
+    store.repo.delete_version(&fraud, f1).await.unwrap();
+
+    let ask = |q: &str| shared::query::parse(q).unwrap();
+    let found = |page: shared::model::Page<shared::model::SearchHit>| -> Vec<String> {
+        page.items
+            .iter()
+            .map(|h| format!("{}@{}", h.artifact.name, h.artifact.version))
+            .collect()
+    };
+    let q = ask("meta.team='ml' AND (name='fraud' OR meta.tier IN ('a','b'))");
+    let page = store.repo.search_expression(&q, None, None).await.unwrap();
+    // fraud@f1 is deleted; churn@c2 is tier z; web@w1 is not team ml.
+    assert_eq!(found(page), [format!("churn@{c1}"), format!("fraud@{f2}")]);
+
+    let q = ask("meta.tier='b' OR name='churn'");
+    let page = store.repo.search_expression(&q, None, None).await.unwrap();
+    assert_eq!(
+        found(page),
+        [
+            "churn@LATEST".to_owned(),
+            format!("churn@{c2}"),
+            format!("churn@{c1}"),
+            format!("web@{w1}"),
+        ]
+    );
+
+    // Paged: two at a time, every match once, in order.
+    let q = ask("meta.team='ml'");
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .repo
+            .search_expression(&q, Some(2), cursor.as_deref())
+            .await
+            .unwrap();
+        cursor = page.next_cursor.clone();
+        all.extend(found(page));
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        all,
+        [
+            format!("churn@{c2}"),
+            format!("churn@{c1}"),
+            format!("fraud@{f2}")
+        ]
+    );
+    let bad = store.repo.search_expression(&q, None, Some("%%")).await;
+    assert!(
+        matches!(bad, Err(shared::Error::InvalidRequest(_))),
+        "{bad:?}"
+    );
+}

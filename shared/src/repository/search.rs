@@ -127,6 +127,151 @@ impl Repository {
         Ok(Page { items, next_cursor })
     }
 
+    /// Versions (and LATEST) across artifacts matching a parsed `q=` query
+    /// (`crate::query`): each distinct term is one index query (all its
+    /// pages, at most `MAX_TERM_MATCHES` entries, else 400), AND/OR/IN are
+    /// set operations on their results; matches ordered by name, newest
+    /// version first, paged by a cursor naming the last one answered, live
+    /// rows only (read back as [`Self::search`] does). AWS calls: one Query
+    /// per term and page of its index, BatchGetItem per 100 rows answered.
+    pub async fn search_expression(
+        &self,
+        query: &crate::query::Query,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<SearchHit>> {
+        let limit = page_size(limit)? as usize;
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let text = URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .filter(|t| t.len() <= 2048);
+                let pair = text.as_deref().and_then(|t| t.split_once('\n'));
+                match pair {
+                    Some((n, sk)) => Some((n.to_owned(), sk.to_owned())),
+                    None => {
+                        return Err(Error::InvalidRequest(
+                            "cursor is not one this search returned".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        let mut found: BTreeMap<&crate::query::Term, std::collections::BTreeSet<(String, String)>> =
+            BTreeMap::new();
+        for term in query.terms() {
+            found.insert(term, self.term_matches(term).await?);
+        }
+        let matched = query.evaluate(&|t| found.get(t).cloned().unwrap_or_default());
+        // Name ascending, newest version first.
+        let mut ordered: Vec<(String, String)> = matched.into_iter().collect();
+        ordered.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+        let start = match &after {
+            None => 0,
+            Some((n, sk)) => ordered
+                .iter()
+                .position(|(on, osk)| on > n || (on == n && osk < sk))
+                .unwrap_or(ordered.len()),
+        };
+        let page: Vec<(String, String)> = ordered.iter().skip(start).take(limit).cloned().collect();
+        let more = ordered.len() > start + page.len();
+        let mut keys = Vec::new();
+        for (n, sk) in &page {
+            let (Ok(name), Ok(version)) = (n.parse::<ArtifactName>(), Version::from_sort_key(sk))
+            else {
+                continue;
+            };
+            keys.push(version_key(&name, version));
+        }
+        let mut rows: BTreeMap<(String, String), VersionRow> = BTreeMap::new();
+        for chunk in keys.chunks(100) {
+            for item in self.batch_get(chunk.to_vec()).await? {
+                let row = VersionRow::from_item(&item)?;
+                rows.insert((row.name.to_string(), row.version.sort_key()), row);
+            }
+        }
+        let items = page
+            .iter()
+            .filter_map(|k| rows.remove(k))
+            .filter(VersionRow::is_live)
+            .map(|row| SearchHit {
+                aliases: row.aliases.iter().cloned().collect(),
+                artifact: row.to_artifact(&self.layout),
+            })
+            .collect();
+        let next_cursor = more
+            .then(|| page.last())
+            .flatten()
+            .map(|(n, sk)| URL_SAFE_NO_PAD.encode(format!("{n}\n{sk}")));
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The (name, version sort key) entries one term's index holds.
+    async fn term_matches(
+        &self,
+        term: &crate::query::Term,
+    ) -> Result<std::collections::BTreeSet<(String, String)>> {
+        use crate::query::{MAX_TERM_MATCHES, Term};
+        let mut out = std::collections::BTreeSet::new();
+        let mut start = None;
+        loop {
+            let request = match term {
+                Term::Sha256(digest) => self
+                    .ddb
+                    .query()
+                    .index_name(SHA256_INDEX)
+                    .key_condition_expression("#k = :v")
+                    .expression_attribute_names("#k", attr::SHA256)
+                    .expression_attribute_values(":v", sv(digest.as_str())),
+                Term::Meta { key, value } => self
+                    .ddb
+                    .query()
+                    .key_condition_expression("#k = :v")
+                    .expression_attribute_names("#k", attr::PK)
+                    .expression_attribute_values(":v", sv(meta_index_pk(key, value)))
+                    .consistent_read(true),
+                Term::Name(name) => self
+                    .ddb
+                    .query()
+                    .key_condition_expression("#k = :v")
+                    .expression_attribute_names("#k", attr::PK)
+                    .expression_attribute_values(":v", sv(name.as_str()))
+                    .consistent_read(true),
+            };
+            let page = request
+                .table_name(&self.layout.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Error::upstream("Query", e))?;
+            for item in page.items() {
+                let text = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
+                let entry = match term {
+                    Term::Meta { .. } => text(attr::SK).and_then(|sk| {
+                        sk.split_once('/')
+                            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    }),
+                    _ => text(attr::PK).zip(text(attr::SK)),
+                };
+                if let Some(entry) = entry {
+                    out.insert(entry);
+                }
+            }
+            if out.len() > MAX_TERM_MATCHES {
+                return Err(Error::InvalidRequest(format!(
+                    "q: a term matches more than {MAX_TERM_MATCHES} versions; narrow it"
+                )));
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// Sets a numbered version's status (SPEC 10.3), recorded in the
     /// artifact's status history in the same transaction; with `expected`,
     /// only if the status is that (409 otherwise; a version at the status
