@@ -1,5 +1,5 @@
 """Drives `versioned` 1.0.1 (the Python library) against the emulator, for
-the interoperability test (shared/tests/interop.rs).
+the interoperability test (shared/tests/it/interop.rs).
 
     interop.py write ENDPOINT BUCKET TABLE   library writes, prints what it wrote
     interop.py read  ENDPOINT BUCKET TABLE NAME
