@@ -977,9 +977,12 @@ async fn main() {
         });
     }
     tally.report("check (randomized, bounded)");
-    // On the code of this commit the checker finds defects reported in
-    // docs/checker.md and not yet fixed: until they are, its violations are
-    // printed above but fail the build only with CHECK_GATE=1.
+    // The defects docs/checker.md lists are fixed but one (an alias
+    // history losing its first entries when purges race moves, seen once);
+    // a fresh seed explores histories nobody ran before, and timing makes
+    // even a fixed seed's history vary. So violations are printed above
+    // (with the replay command) and fail the build only with CHECK_GATE=1:
+    // a finding is a defect to fix, not a reason to refuse every landing.
     if env_or("CHECK_GATE", 0) == 1 {
         failed += tally.failed.len();
     } else if !tally.failed.is_empty() {
