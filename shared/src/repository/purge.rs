@@ -75,7 +75,15 @@ impl Repository {
             status_pk(name),
         ] {
             self.renew_fence(name, &purge_id).await?;
-            keys.extend(self.partition_keys(&pk).await?);
+            let mut found = self.partition_keys(&pk).await?;
+            if pk == history_pk(name) {
+                // Newest entries first: a purge interrupted here leaves each
+                // alias's history a prefix from revision 1 (alias rows went
+                // before it), which a re-created alias continues without a
+                // gap; oldest-first left revisions 5..7 with 1..4 gone.
+                found.reverse();
+            }
+            keys.extend(found);
         }
         // The version rows, and their entries in the metadata index.
         let rows = self.query_all(name.as_str()).await?;

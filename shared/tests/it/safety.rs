@@ -1037,3 +1037,75 @@ async fn reclaim_deletes_bytes_no_row_references_and_keeps_the_rest() {
         b"sent, not committed yet"
     );
 }
+
+// Checker finding 3 (issue 19): a purge interrupted while deleting an
+// alias's history left its newest entries (oldest went first), so the
+// alias re-created afterwards continued a history without its beginning.
+// Newest go first now: what an interruption leaves is a prefix from 1.
+#[tokio::test]
+async fn a_purge_interrupted_in_an_alias_history_leaves_it_gapless_from_one() {
+    let store = TestStore::new().await;
+    let n = name("history-purge");
+    store.upload(&n, b"build").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    let prod: shared::AliasName = "prod".parse().unwrap();
+    let to_one = shared::model::AliasTarget {
+        version: Version::Number(1),
+        secondary: None,
+    };
+    for _ in 0..30 {
+        store.repo.put_alias(&n, &prod, to_one).await.unwrap();
+    }
+    // The first batch of deletions (the alias row and 24 entries) lands,
+    // then every later one fails: the purge stops half-way.
+    let plan = Plan::new();
+    let history = format!("__{n}-history");
+    plan.add(Rule::new(
+        "BatchWriteItem",
+        Some(&history),
+        Action::Record(test_support::proxy::Recorded::new()),
+        1,
+    ));
+    plan.add(Rule::new(
+        "BatchWriteItem",
+        Some(&history),
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    let interrupted = through(&store, &plan).await;
+    assert!(interrupted.purge_artifact(&n).await.is_err());
+    // Its fence lapses; a pipeline brings the artifact back and re-creates
+    // the alias, continuing the history that is left.
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::fence_pk(&n)),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::FENCE_SK.into()),
+        )
+        .update_expression("SET started_at = :long_ago")
+        .expression_attribute_values(
+            ":long_ago",
+            aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    store.upload(&n, b"build again").await;
+    let alias = store.repo.put_alias(&n, &prod, to_one).await.unwrap();
+    let entries = store
+        .repo
+        .alias_history(&n, &prod, Some(100), None)
+        .await
+        .unwrap()
+        .items;
+    let mut revisions: Vec<u64> = entries.iter().map(|e| e.revision).collect();
+    revisions.sort_unstable();
+    let gapless: Vec<u64> = (1..=alias.revision).collect();
+    assert_eq!(revisions, gapless);
+}
