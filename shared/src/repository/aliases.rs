@@ -11,13 +11,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::tx::{TransactFailure, Tx};
 use super::{
     MAX_ATTEMPTS, Repository, backoff, decode_cursor, encode_cursor, invalid_sdk_input, page_size,
 };
@@ -541,27 +541,29 @@ impl Repository {
                     message: change.message.clone(),
                 },
             };
-            let mut ops = vec![
+            let mut tx = Tx::new();
+            tx.push(
+                Member::Alias,
                 self.alias_write(name, alias, new_row.as_ref(), old.as_ref())?,
-                self.history_write(&history)?,
-            ];
-            let mut op_versions = vec![None, None];
+            );
+            tx.push(Member::History, self.history_write(&history)?);
             // The artifact must still exist: a purge deletes LATEST before it
             // reads the partitions, so a change racing it either lands before
             // (and is purged) or fails here.
-            let latest_check = if wanted.contains(&Version::Latest) {
-                None
-            } else {
-                ops.push(self.reference(name, alias, Version::Latest, true)?);
-                op_versions.push(None);
-                Some(ops.len() - 1)
-            };
+            if !wanted.contains(&Version::Latest) {
+                tx.push(
+                    Member::Latest,
+                    self.reference(name, alias, Version::Latest, true)?,
+                );
+            }
             for version in &wanted {
                 // A new target must still not be archived when the move
                 // lands (a status change racing it: SPEC 10.3).
                 let refuse_archived = !current.contains(version);
-                ops.push(self.reference_target(name, alias, *version, refuse_archived)?);
-                op_versions.push(Some(*version));
+                tx.push(
+                    Member::Target(*version),
+                    self.reference_target(name, alias, *version, refuse_archived)?,
+                );
             }
             let old_targets: Vec<Version> = old
                 .iter()
@@ -571,42 +573,45 @@ impl Repository {
                 .iter()
                 .filter(|v| !wanted.contains(v) && !v.is_latest() && !gone.contains(v))
             {
-                ops.push(self.reference(name, alias, *version, false)?);
-                op_versions.push(Some(*version));
+                tx.push(
+                    Member::Released(*version),
+                    self.reference(name, alias, *version, false)?,
+                );
             }
-            let linked_from = ops.len();
-            ops.extend(linked);
-            match self.transact(ops, &token).await {
+            for item in linked {
+                tx.push(Member::Rollout, item);
+            }
+            match self.transact_tx(&tx, &token).await {
                 Ok(()) => return Ok(new_row),
                 Err(TransactFailure::Conditions(failed)) => {
-                    if latest_check.is_some_and(|i| failed.contains(&i)) {
+                    if failed.contains(&Member::Latest) {
                         return Err(Error::ArtifactNotFound {
                             name: name.to_string(),
                         });
                     }
-                    if failed.iter().all(|i| *i >= linked_from) {
+                    if failed.iter().all(|m| *m == Member::Rollout) {
                         // Only the rollout's own item refused: it moved on
                         // (paused, ended, stepped by another driver).
                         return Err(Error::RolloutConflict(format!(
                             "the rollout of alias {alias} of {name} changed meanwhile; read it again"
                         )));
                     }
-                    if failed.iter().any(|i| *i < 2)
+                    if failed
+                        .iter()
+                        .any(|m| matches!(m, Member::Alias | Member::History))
                         && self.landed(name, alias, revision, &token).await?
                     {
                         // Our write landed; only its answer was lost (the SDK
                         // retried it): answer as the first attempt would have.
                         return Ok(new_row);
                     }
-                    for index in failed {
-                        match op_versions.get(index).copied().flatten() {
-                            // A new target was deleted meanwhile: the next read says so.
-                            Some(v) if wanted.contains(&v) => {}
-                            Some(v) => {
-                                gone.insert(v);
-                            }
-                            // The alias moved under us: read again.
-                            None => {}
+                    for member in failed {
+                        // A version the alias let go of was deleted
+                        // meanwhile (nothing to release); a new target
+                        // deleted or archived meanwhile, or the alias moved
+                        // under us: the next read says so.
+                        if let Member::Released(v) = member {
+                            gone.insert(v);
                         }
                     }
                 }
@@ -999,112 +1004,6 @@ impl Repository {
             .map_err(invalid_sdk_input)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
-
-    /// One TransactWriteItems with an idempotency token, so that a retry
-    /// of a transaction whose answer was lost does not apply it twice
-    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>,
-    /// `ClientRequestToken`).
-    pub(super) async fn transact(
-        &self,
-        ops: Vec<TransactWriteItem>,
-        token: &str,
-    ) -> std::result::Result<(), TransactFailure> {
-        let token = request_token(token, &ops);
-        match self
-            .ddb
-            .transact_write_items()
-            .set_transact_items(Some(ops))
-            .client_request_token(token)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    let codes: Vec<Option<&str>> =
-                        c.cancellation_reasons().iter().map(|r| r.code()).collect();
-                    let failure = classify_cancellation(&codes);
-                    if let TransactFailure::Failed(error) = &failure {
-                        tracing::error!(error = ?error, reasons = ?c.cancellation_reasons(), "transaction cancelled");
-                    }
-                    failure
-                }
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
-                    TransactFailure::Contention
-                }
-                Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
-                    TransactFailure::Failed(Error::internal("TransactWriteItems", e))
-                }
-                // Throttling of the request itself is a 503, like every call's.
-                _ => TransactFailure::Failed(Error::upstream("TransactWriteItems", e)),
-            }),
-        }
-    }
-}
-
-/// The `ClientRequestToken` of a transaction: the caller's token (one per
-/// logical write, kept across its retries) bound to the very items sent. On
-/// AWS a token reused within ten minutes with other items is refused
-/// (`IdempotentParameterMismatchException`,
-/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html#DDB-TransactWriteItems-request-ClientRequestToken>),
-/// e.g. two racing commits of one upload, each with its own timestamps. So
-/// one token names one set of items: a retry of the same items (the SDK's
-/// after a lost answer, or ours after contention) repeats it, anything else
-/// gets another. At most 36 characters, as DynamoDB requires.
-pub(super) fn request_token(token: &str, ops: &[TransactWriteItem]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(token.as_bytes());
-    hasher.update(format!("{ops:?}").as_bytes());
-    hex::encode(hasher.finalize())[..36].to_owned()
-}
-
-#[derive(Debug)]
-pub(super) enum TransactFailure {
-    /// These operations' conditions failed (someone else got in first).
-    Conditions(Vec<usize>),
-    /// Another transaction touched the same items; try again.
-    Contention,
-    /// Not a race: throttling (503), or our own bug such as an item over
-    /// 400 KB (500), or an AWS failure (502).
-    Failed(Error),
-}
-
-/// Why DynamoDB cancelled a transaction, from its per-item reasons
-/// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>,
-/// `TransactionCanceledException`): only failed conditions and conflicts
-/// with other transactions are races worth retrying; throttling is a 503
-/// and a validation error (an item too large, a bad expression) is ours.
-pub(super) fn classify_cancellation(codes: &[Option<&str>]) -> TransactFailure {
-    let codes: Vec<&str> = codes.iter().map(|c| c.unwrap_or("None")).collect();
-    let reason = |wanted: &[&str]| codes.iter().any(|c| wanted.contains(c));
-    if reason(&[
-        "ThrottlingError",
-        "ProvisionedThroughputExceeded",
-        "RequestLimitExceeded",
-    ]) {
-        return TransactFailure::Failed(Error::Throttled {
-            operation: "TransactWriteItems",
-            source: format!("cancellation reasons {codes:?}").into(),
-        });
-    }
-    let known = ["None", "ConditionalCheckFailed", "TransactionConflict"];
-    if let Some(other) = codes.iter().find(|c| !known.contains(c)) {
-        return TransactFailure::Failed(Error::internal(
-            "TransactWriteItems",
-            format!("cancelled for {other} (reasons {codes:?})"),
-        ));
-    }
-    let failed: Vec<usize> = codes
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c == "ConditionalCheckFailed")
-        .map(|(i, _)| i)
-        .collect();
-    if failed.is_empty() {
-        TransactFailure::Contention
-    } else {
-        TransactFailure::Conditions(failed)
-    }
 }
 
 /// Condition that the alias row is exactly as read. Rows the Python library
@@ -1182,81 +1081,25 @@ fn modified(name: &ArtifactName, alias: &AliasName, detail: String) -> Error {
     }
 }
 
+/// The members of an alias change's transaction, by what their refusal means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    /// The alias row, as read.
+    Alias,
+    /// The history entry of the new revision.
+    History,
+    /// LATEST exists (the artifact is not being purged).
+    Latest,
+    /// A version the alias will point at: live (and not archived if new).
+    Target(Version),
+    /// A version the alias lets go of.
+    Released(Version),
+    /// The rollout item a driver's step or a cancellation writes.
+    Rollout,
+}
+
 fn nothing_to_roll_back(name: &ArtifactName, alias: &AliasName, why: &str) -> Error {
     Error::NothingToRollBack(format!(
         "alias \"{alias}\" of artifact \"{name}\" has nothing to roll back to: {why}"
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_request_token_names_one_set_of_items() {
-        use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-        let put = |at: &str| {
-            let put = Put::builder()
-                .table_name("t")
-                .item("pk", AttributeValue::S("app".into()))
-                .item("update_at", AttributeValue::S(at.into()))
-                .build()
-                .unwrap();
-            vec![TransactWriteItem::builder().put(put).build()]
-        };
-        let (first, second) = (
-            put("2026-12-05T07:00:00.000001+0000"),
-            put("2026-12-05T07:00:00.000002+0000"),
-        );
-        // Two commits of one upload: one caller token, other items.
-        let upload = "0123456789abcdef0123456789abcdef-0";
-        assert_ne!(
-            super::request_token(upload, &first),
-            super::request_token(upload, &second)
-        );
-        // A retry of the same items (cloned) repeats the token.
-        assert_eq!(
-            super::request_token(upload, &first),
-            super::request_token(upload, &first.clone())
-        );
-        assert_ne!(
-            super::request_token(upload, &first),
-            super::request_token("another write", &first)
-        );
-        assert_eq!(super::request_token(upload, &first).len(), 36);
-    }
-
-    use super::*;
-    use crate::error::ErrorKind;
-
-    fn kind(codes: &[Option<&str>]) -> String {
-        match classify_cancellation(codes) {
-            TransactFailure::Conditions(i) => format!("conditions {i:?}"),
-            TransactFailure::Contention => "contention".into(),
-            TransactFailure::Failed(e) => format!("{:?}", e.kind()),
-        }
-    }
-
-    #[test]
-    fn only_failed_conditions_and_conflicts_are_retried_as_races() {
-        assert_eq!(
-            kind(&[Some("None"), Some("ConditionalCheckFailed")]),
-            "conditions [1]"
-        );
-        assert_eq!(kind(&[Some("TransactionConflict"), None]), "contention");
-        assert_eq!(
-            kind(&[Some("ThrottlingError"), Some("None")]),
-            format!("{:?}", ErrorKind::Throttled)
-        );
-        assert_eq!(
-            kind(&[Some("ProvisionedThroughputExceeded")]),
-            format!("{:?}", ErrorKind::Throttled)
-        );
-        assert_eq!(
-            kind(&[Some("ValidationError"), Some("ConditionalCheckFailed")]),
-            format!("{:?}", ErrorKind::Internal)
-        );
-        assert_eq!(
-            kind(&[Some("ItemCollectionSizeLimitExceeded")]),
-            format!("{:?}", ErrorKind::Internal)
-        );
-    }
 }

@@ -15,6 +15,7 @@ mod purge;
 mod retention;
 mod rollouts;
 mod search;
+mod tx;
 mod uploads;
 mod verify;
 mod versions;

@@ -5,7 +5,7 @@ use aws_sdk_s3::types::ChecksumAlgorithm;
 use base64::Engine;
 
 use super::Repository;
-use super::aliases::TransactFailure;
+use super::tx::{TransactFailure, Tx};
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::model::{LOCAL_ACTOR, Published};
@@ -144,11 +144,16 @@ impl Repository {
             // epoch): a publish interrupted anywhere leaves no gap, and a
             // purge or commit since the read makes it read again.
             let take_number = self.take_number(&latest_item, &latest, number)?;
-            let mut ops = vec![
-                TransactWriteItem::builder().put(put).build(),
+            let mut tx = Tx::new();
+            tx.push(Member::Row, TransactWriteItem::builder().put(put).build());
+            tx.push(
+                Member::Number,
                 TransactWriteItem::builder().update(take_number).build(),
+            );
+            tx.push(
+                Member::Bytes,
                 self.not_condemned(name, &latest.sha256, Some(reserved_at))?,
-            ];
+            );
             // The search index by metadata, in the same transaction as the
             // row it indexes (SPEC 10.3): search never misses a version.
             for (key, value) in &latest.metadata {
@@ -156,7 +161,8 @@ impl Repository {
                     crate::layout::meta_index_pk(key, value),
                     format!("{name}/{}", version.sort_key()),
                 );
-                ops.push(
+                tx.push(
+                    Member::Index,
                     TransactWriteItem::builder()
                         .put(
                             Put::builder()
@@ -169,7 +175,7 @@ impl Repository {
                 );
             }
             let token = uuid::Uuid::new_v4().simple().to_string();
-            match self.transact(ops, &token).await {
+            match self.transact_tx(&tx, &token).await {
                 Ok(()) => {
                     let row = VersionRow::from_item(&item)?;
                     return Ok(Published {
@@ -180,7 +186,7 @@ impl Repository {
                 // Our own write, landed (its answer lost; emulators ignore
                 // the request token that makes AWS answer the retry).
                 Err(TransactFailure::Conditions(failed))
-                    if (failed.contains(&0) || failed.contains(&1))
+                    if (failed.contains(&Member::Row) || failed.contains(&Member::Number))
                         && self.publish_landed(name, version, &item).await? =>
                 {
                     let row = VersionRow::from_item(&item)?;
@@ -189,14 +195,14 @@ impl Repository {
                         created: true,
                     });
                 }
-                Err(TransactFailure::Conditions(failed)) if failed.contains(&2) => {
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Member::Bytes) => {
                     return Err(Error::ConcurrentModification(format!(
                         "retention deleted the bytes of LATEST of {name} while publishing; retry"
                     )));
                 }
                 // LATEST changed since it was read (a commit, another
                 // publish, a purge): read it again.
-                Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {}
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Member::Number) => {}
                 // Someone else (the Python library) wrote this number: catch
                 // the counter up and take the next one.
                 Err(TransactFailure::Conditions(_)) => self.sync_counter(name).await?,
@@ -525,6 +531,19 @@ impl Repository {
 }
 
 const PUBLISH_WAIT_ATTEMPTS: u32 = 20;
+
+/// The members of a publish's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    /// The version row (a number nobody wrote yet).
+    Row,
+    /// The counter on LATEST, taken from LATEST exactly as read.
+    Number,
+    /// LATEST's bytes not being reclaimed.
+    Bytes,
+    /// An entry of the metadata index.
+    Index,
+}
 
 /// What a publish does with LATEST as read (a pure decision).
 #[derive(Debug, PartialEq, Eq)]

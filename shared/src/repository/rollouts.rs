@@ -564,11 +564,12 @@ impl Repository {
         let token = format!("orphan-{}-{}", row.id, format_update_at(row.update_at));
         match self.transact(ops, &token).await {
             Ok(()) => Ok(()),
-            Err(super::aliases::TransactFailure::Conditions(_))
-            | Err(super::aliases::TransactFailure::Contention) => Err(Error::RolloutConflict(
-                format!("rollout {} changed meanwhile", row.id),
-            )),
-            Err(super::aliases::TransactFailure::Failed(e)) => Err(e),
+            Err(super::tx::TransactFailure::Conditions(_))
+            | Err(super::tx::TransactFailure::Contention) => Err(Error::RolloutConflict(format!(
+                "rollout {} changed meanwhile",
+                row.id
+            ))),
+            Err(super::tx::TransactFailure::Failed(e)) => Err(e),
         }
     }
 

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::aliases::TransactFailure;
+use super::tx::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository, page_size};
 use crate::error::{Error, Result};
 use crate::layout::{SHA256_INDEX, attr, format_update_at, meta_index_pk, now, status_pk};

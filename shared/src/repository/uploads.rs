@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 
-use super::aliases::TransactFailure;
+use super::tx::{TransactFailure, Tx};
 use super::{MAX_ATTEMPTS, Repository};
 use crate::blob_rules::{Stored, StoredObject, VerifiedBlob, stored};
 use crate::error::{Error, Result};
@@ -442,9 +442,14 @@ impl Repository {
             .expression_attribute_values(":stale", nv(stale))
             .build()
             .map_err(super::invalid_sdk_input)?;
-        let ops = vec![
+        let mut tx = Tx::new();
+        tx.push(
+            Start::Fence,
             TransactWriteItem::builder().condition_check(fence).build(),
-            self.not_condemned(name, &row.sha256, None)?,
+        );
+        tx.push(Start::Bytes, self.not_condemned(name, &row.sha256, None)?);
+        tx.push(
+            Start::Row,
             TransactWriteItem::builder()
                 .put(
                     Put::builder()
@@ -456,17 +461,17 @@ impl Repository {
                         .map_err(super::invalid_sdk_input)?,
                 )
                 .build(),
-        ];
+        );
         let token = &row.upload_id[..32];
         for attempt in 0..MAX_ATTEMPTS {
-            match self.transact(ops.clone(), token).await {
+            match self.transact_tx(&tx, token).await {
                 Ok(()) => return Ok(()),
-                Err(TransactFailure::Conditions(failed)) if failed.contains(&0) => {
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Start::Fence) => {
                     return Err(Error::ArtifactBeingPurged {
                         name: name.to_string(),
                     });
                 }
-                Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Start::Bytes) => {
                     return Err(being_reclaimed(name));
                 }
                 // Our own earlier attempt landed (its answer was lost).
@@ -794,15 +799,23 @@ impl Repository {
             UploadState::Verifying => upload.committed_at.clone(),
             _ => None,
         };
-        let mut ops = vec![
+        let mut tx = Tx::new();
+        tx.push(
+            Commit::Upload,
             self.finish_upload(upload_item, from, !unchanged, now)?,
+        );
+        tx.push(
+            Commit::Bytes,
             self.not_condemned(name, id.sha256(), Some(read_at))?,
+        );
+        tx.push(
+            Commit::Latest,
             if unchanged {
                 self.latest_unchanged(name, &upload, before.as_deref(), now)?
             } else {
                 self.latest_put(&upload, actor, latest_item, seed, before.as_deref(), now)?
             },
-        ];
+        );
         if from == UploadState::Verifying
             && let Some(version) = &upload.blob_version
         {
@@ -812,7 +825,8 @@ impl Repository {
             };
             let item =
                 crate::rows::verified_blob_item(name, &upload.sha256, &blob, id.as_str(), now);
-            ops.push(
+            tx.push(
+                Commit::Verified,
                 TransactWriteItem::builder()
                     .put(
                         Put::builder()
@@ -830,7 +844,8 @@ impl Repository {
             .as_ref()
             .is_none_or(|row| row.location != Location::Blob)
         {
-            ops.push(
+            tx.push(
+                Commit::Registry,
                 TransactWriteItem::builder()
                     .put(
                         Put::builder()
@@ -843,7 +858,7 @@ impl Repository {
             );
         }
         let token = format!("{}-{attempt}", &id.as_str()[..32]);
-        match self.transact(ops, &token).await {
+        match self.transact_tx(&tx, &token).await {
             Ok(()) => {
                 let artifact = match (unchanged, latest) {
                     (true, Some(row)) => row.to_artifact(&self.layout),
@@ -859,7 +874,7 @@ impl Repository {
                     changed: !unchanged,
                 }))
             }
-            Err(TransactFailure::Conditions(failed)) if failed.contains(&1) => {
+            Err(TransactFailure::Conditions(failed)) if failed.contains(&Commit::Bytes) => {
                 Err(being_reclaimed(name))
             }
             // The upload was committed or expired meanwhile, or LATEST
@@ -1172,4 +1187,30 @@ fn blob_check(
         )));
     }
     Ok(())
+}
+
+/// The members of a start upload's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// No purge of the artifact under way.
+    Fence,
+    /// The bytes not being reclaimed.
+    Bytes,
+    /// The upload row, new.
+    Row,
+}
+
+/// The members of a commit's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// The upload row, in the state read.
+    Upload,
+    /// The bytes not reclaimed since they were read.
+    Bytes,
+    /// LATEST, as read.
+    Latest,
+    /// The verified-blob row (a verified multipart upload).
+    Verified,
+    /// The name's registry entry.
+    Registry,
 }

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::aliases::TransactFailure;
+use super::tx::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository, decode_cursor, encode_cursor, page_size};
 use crate::error::{Error, Result};
 use crate::layout::{alias_pk, attr, format_update_at, now};
