@@ -54,6 +54,10 @@ pub struct Global {
     /// Retries of a request after a connection error, 429 or 5xx.
     #[arg(long, global = true, default_value_t = 5)]
     pub retries: u32,
+    /// Act as this principal ARN on the local server (its x-artifact-caller
+    /// header); a deployed API ignores it and uses your SigV4 identity.
+    #[arg(long, env = "ARTIFACT_CALLER", global = true)]
+    pub caller: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +108,10 @@ pub enum Command {
     },
     /// Soft-delete a version.
     Rm { name: String, version: String },
+    /// Permission targets (who may do what to which names): show them,
+    /// replace them from a JSON file, or list their changes.
+    #[command(subcommand)]
+    Access(AccessCommand),
     /// Versions across artifacts by content (--sha256 FILE or DIGEST), by
     /// metadata (--meta k=v, repeatable, ANDed), or by a query (--query
     /// "meta.team='ml' AND (name='fraud' OR meta.tier IN ('a','b'))").
@@ -464,4 +472,19 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// The permission targets and their revision.
+    Get,
+    /// Replace them with FILE's document (`{"targets": [...]}`), only if they
+    /// are still at --if-revision when given.
+    Set {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        if_revision: Option<u64>,
+    },
+    /// Every change of the targets, newest first.
+    History,
 }

@@ -21,6 +21,9 @@ pub struct Settings {
     pub sign: Option<bool>,
     pub region: Option<String>,
     pub retries: u32,
+    /// The caller the local server acts as (its `x-artifact-caller`
+    /// header; a deployed API ignores it and uses the SigV4 identity).
+    pub caller: Option<String>,
 }
 
 /// Signs requests with credentials from the standard AWS chain.
@@ -37,6 +40,7 @@ pub struct Api {
     signer: Option<Signer>,
     pub http: reqwest::Client,
     pub policy: Policy,
+    caller: Option<String>,
 }
 
 /// A successful answer.
@@ -171,6 +175,7 @@ impl Api {
             signer,
             http,
             policy: Policy::new(settings.retries),
+            caller: settings.caller.clone(),
         })
     }
 
@@ -210,6 +215,9 @@ impl Api {
             .collect();
         if !body.is_empty() {
             base_headers.push(("content-type".into(), "application/json".into()));
+        }
+        if let Some(caller) = &self.caller {
+            base_headers.push(("x-artifact-caller".into(), caller.clone()));
         }
         let what = format!("{method} {url}");
         retrying(self.policy, || async {

@@ -267,6 +267,7 @@ pub async fn run(api: &Api, command: &Command) -> Result<Rendered> {
                 format!("deleted {name}@{version}"),
             ))
         }
+        Command::Access(access) => access_command(api, access).await,
         Command::Search {
             sha256,
             meta,
@@ -486,6 +487,91 @@ async fn alias(api: &Api, command: &AliasCommand) -> Result<Rendered> {
                 json!({"deleted": true, "name": name, "alias": alias}),
                 format!("deleted alias {name}:{alias}"),
             ))
+        }
+    }
+}
+
+/// `artifact access get|set|history` (SPEC 10.4).
+async fn access_command(api: &Api, command: &crate::args::AccessCommand) -> Result<Rendered> {
+    use crate::args::AccessCommand;
+    let describe = |doc: &Value| {
+        let targets = doc["targets"].as_array().cloned().unwrap_or_default();
+        let mut text = format!(
+            "permission targets at revision {}{}",
+            doc["revision"],
+            if targets.is_empty() {
+                " (none: every caller may do everything)"
+            } else {
+                ""
+            }
+        );
+        for t in &targets {
+            let list = |k: &str| {
+                t[k].as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default()
+            };
+            text.push_str(&format!(
+                "\n{} -> {} on {}{}{}",
+                list("principals"),
+                list("actions"),
+                list("names"),
+                if t["exclude"].is_array() {
+                    format!(" except {}", list("exclude"))
+                } else {
+                    String::new()
+                },
+                if t["aliases"].is_array() {
+                    format!(" (promote: {})", list("aliases"))
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        text
+    };
+    match command {
+        AccessCommand::Get => {
+            let answer = api.call(Method::GET, &["access"], &[], None, &[]).await?;
+            let text = describe(&answer.body);
+            Ok(Rendered::new(answer.body, text))
+        }
+        AccessCommand::Set { file, if_revision } => {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
+            let document: Value = serde_json::from_str(&text).map_err(|e| {
+                Error::Usage(format!("{}: not a JSON document: {e}", file.display()))
+            })?;
+            let headers: Vec<(&str, String)> = if_revision
+                .map(|r| vec![("if-match", format!("\"{r}\""))])
+                .unwrap_or_default();
+            let answer = api
+                .call(Method::PUT, &["access"], &[], Some(&document), &headers)
+                .await?;
+            let text = describe(&answer.body);
+            Ok(Rendered::new(answer.body, text))
+        }
+        AccessCommand::History => {
+            let changes = api.list_all_with(&["access", "history"], &[]).await?;
+            let text = changes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}\t{}\t{}\t{} targets (was {})",
+                        c["revision"],
+                        field(c, "at"),
+                        field(c, "actor"),
+                        c["targets"]["targets"].as_array().map_or(0, Vec::len),
+                        c["previous"]["targets"].as_array().map_or(0, Vec::len)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(Rendered::new(items(changes), text))
         }
     }
 }

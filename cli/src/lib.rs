@@ -83,6 +83,7 @@ async fn execute(cli: &Cli) -> Result<(Rendered, bool), Error> {
         },
         region: g.region.clone(),
         retries: g.retries,
+        caller: g.caller.clone(),
     };
     let api = Api::new(&settings).await?;
     let progress = Progress::new(g.quiet);

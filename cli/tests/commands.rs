@@ -500,3 +500,91 @@ async fn search_deprecate_and_archive_from_the_command_line() {
         .await
         .ok();
 }
+
+/// SPEC 10.4 from the CLI: `access set` from a file (refused when it would
+/// lock the caller out), `access get`, `access history`, and `--caller`
+/// acting as another principal on the local server (403: exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_targets_are_managed_and_enforced_from_the_command_line() {
+    let local = Local::start().await;
+    let file = local.file("app.bin", b"team a build");
+    local
+        .run(&[
+            "--caller",
+            "arn:aws:iam::1:role/team-a-ci",
+            "push",
+            "team-a.app",
+            file.to_str().unwrap(),
+        ])
+        .await
+        .ok();
+    let admin = "arn:aws:iam::1:role/platform";
+    let doc = local.file(
+        "targets.json",
+        serde_json::json!({"targets": [
+            {"principals": [admin], "names": ["*"], "actions": ["admin"]},
+            {"principals": ["arn:aws:iam::1:role/team-a-*"], "names": ["team-a.*"], "actions": ["read", "write"]}
+        ]})
+        .to_string()
+        .as_bytes(),
+    );
+    let locked_out = local
+        .run(&[
+            "--caller",
+            "arn:aws:iam::1:role/team-a-ci",
+            "access",
+            "set",
+            doc.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(locked_out.code, 1, "{}", locked_out.stderr);
+    assert!(
+        locked_out.stderr.contains("lock you out"),
+        "{}",
+        locked_out.stderr
+    );
+    let set = local
+        .run(&[
+            "--json",
+            "--caller",
+            admin,
+            "access",
+            "set",
+            doc.to_str().unwrap(),
+            "--if-revision",
+            "0",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(set["revision"], 1);
+    let shown = local
+        .run(&["--caller", admin, "access", "get"])
+        .await
+        .ok()
+        .text();
+    assert!(shown.contains("team-a.*"), "{shown}");
+
+    let team = ["--caller", "arn:aws:sts::1:assumed-role/team-a-ci/build-9"];
+    local
+        .run(
+            &[
+                &team[..],
+                &["push", "team-a.app", file.to_str().unwrap(), "--publish"],
+            ]
+            .concat(),
+        )
+        .await
+        .ok();
+    let denied = local
+        .run(&[&team[..], &["push", "team-b.app", file.to_str().unwrap()]].concat())
+        .await;
+    assert_eq!(denied.code, 1, "{}", denied.stderr);
+    assert!(denied.stderr.contains("AccessDenied"), "{}", denied.stderr);
+    let history = local
+        .run(&["--json", "--caller", admin, "access", "history"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(history["items"][0]["actor"], admin);
+}

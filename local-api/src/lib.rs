@@ -130,8 +130,20 @@ async fn dispatch(repo: &Repository, request: http::Request<Incoming>) -> http::
             Err(_) => Body::Binary(bytes.to_vec()),
         }
     };
-    let request = http::Request::from_parts(parts, body)
+    // SPEC 10.4: here alone (never on Lambda) the caller is taken from a
+    // header, so tests and `make dev` can act as several principals.
+    let caller = parts
+        .headers
+        .get(shared::http::CALLER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| shared::http::Caller(v.to_owned()));
+    let mut request = http::Request::from_parts(parts, body)
         .with_path_parameters(params)
         .with_query_string_parameters(query);
+    if let Some(caller) = caller {
+        request.extensions_mut().insert(caller);
+    }
     operation.handle(repo, request).await
 }

@@ -611,6 +611,38 @@ fn cases() -> Vec<Case> {
         case("GET", "/search?sha256=abc", None, 400, "InvalidRequest"),
         case("GET", "/search?meta.BAD=1", None, 400, "InvalidRequest"),
         case("GET", "/search?name=app", None, 400, "InvalidRequest"),
+        // Permission targets (SPEC 10.4): malformed documents.
+        case("PUT", "/access", Some("[]"), 400, "InvalidRequest"),
+        case(
+            "PUT",
+            "/access",
+            Some(r#"{"targets": [{"principals": ["*"], "names": ["*"], "actions": ["fly"]}]}"#),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "PUT",
+            "/access",
+            Some(r#"{"targets": [{"principals": [], "names": ["*"], "actions": ["admin"]}]}"#),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "PUT",
+            "/access",
+            Some(
+                r#"{"targets": [{"principals": ["someone-else"], "names": ["*"], "actions": ["admin"]}]}"#,
+            ),
+            400,
+            "InvalidRequest",
+        ),
+        case(
+            "GET",
+            "/access/history?cursor=YQ",
+            None,
+            400,
+            "InvalidRequest",
+        ),
         case(
             "GET",
             "/search?q=meta.team%3Dml",

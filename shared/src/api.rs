@@ -12,6 +12,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 
+use crate::access::{Action, Need, Targets};
 use crate::error::Error;
 use crate::error::Result;
 use crate::http::{
@@ -55,6 +56,9 @@ pub enum Operation {
     ControlRollout,
     SetVersionStatus,
     SearchVersions,
+    GetAccess,
+    PutAccess,
+    GetAccessHistory,
 }
 
 /// One route: method, API Gateway path template, operation, the function
@@ -249,6 +253,28 @@ pub const ROUTES: &[Route] = &[
         function: "search-versions",
         success: 200,
     },
+    // Access control (SPEC 10.4): the permission targets, one document.
+    Route {
+        method: "GET",
+        path: "/access",
+        operation: Operation::GetAccess,
+        function: "get-access",
+        success: 200,
+    },
+    Route {
+        method: "PUT",
+        path: "/access",
+        operation: Operation::PutAccess,
+        function: "put-access",
+        success: 200,
+    },
+    Route {
+        method: "GET",
+        path: "/access/history",
+        operation: Operation::GetAccessHistory,
+        function: "get-access-history",
+        success: 200,
+    },
 ];
 
 impl Operation {
@@ -262,8 +288,89 @@ impl Operation {
         ROUTES.iter().find(|r| r.operation == self)
     }
 
-    /// Runs this operation's handler. Never fails: errors become JSON bodies.
-    pub async fn handle(self, repo: &Repository, request: Request) -> Response<Body> {
+    /// What a request to this operation needs (SPEC 10.4): the action on
+    /// the name in its path (none for the listings, which show only what
+    /// the caller may read, and for the targets themselves), and `promote`
+    /// on the alias it moves, including a pipeline's alias in a body.
+    pub fn needs(self, request: &Request) -> Vec<(Action, Option<String>, Option<String>)> {
+        let param = |k: &str| request.path_parameters().first(k).map(str::to_owned);
+        let name = param("name");
+        let on = |action| vec![(action, name.clone(), None)];
+        match self {
+            Self::ListArtifacts | Self::SearchVersions => Vec::new(),
+            Self::GetUpload
+            | Self::ListVersions
+            | Self::GetVersion
+            | Self::GetVersionContent
+            | Self::ListAliases
+            | Self::GetAlias
+            | Self::ResolveAlias
+            | Self::GetAliasHistory
+            | Self::ListRollouts
+            | Self::GetRollout => on(Action::Read),
+            Self::StartUpload
+            | Self::GetUploadParts
+            | Self::CommitUpload
+            | Self::PublishVersion => {
+                let mut needs = on(Action::Write);
+                // A one-request pipeline moving an alias promotes it too.
+                let body: Option<serde_json::Value> = match request.body() {
+                    Body::Text(t) => serde_json::from_str(t).ok(),
+                    Body::Binary(b) => serde_json::from_slice(b).ok(),
+                    _ => None,
+                };
+                if let Some(alias) = body
+                    .as_ref()
+                    .and_then(|b| b.get("alias"))
+                    .and_then(|a| a.get("name"))
+                    .and_then(serde_json::Value::as_str)
+                {
+                    needs.push((Action::Promote, name.clone(), Some(alias.to_owned())));
+                }
+                needs
+            }
+            Self::DeleteVersion | Self::ApplyRetention | Self::SetVersionStatus => {
+                on(Action::Delete)
+            }
+            Self::PurgeArtifact => on(Action::Admin),
+            Self::PutAlias
+            | Self::DeleteAlias
+            | Self::RollbackAlias
+            | Self::StartRollout
+            | Self::ControlRollout => vec![(Action::Promote, name.clone(), param("alias"))],
+            Self::GetAccess | Self::PutAccess | Self::GetAccessHistory => {
+                vec![(Action::Admin, None, None)]
+            }
+        }
+    }
+
+    /// The caller and the targets, if every need is granted; 403 if not.
+    async fn authorize(self, repo: &Repository, request: &Request) -> Result<Grant> {
+        let caller = actor(request);
+        let targets = repo.access_targets().await?.targets;
+        for (action, name, alias) in self.needs(request) {
+            let need = Need {
+                action,
+                name: name.as_deref(),
+                alias: alias.as_deref(),
+            };
+            crate::access::decide(&targets, &caller, &need).map_err(Error::AccessDenied)?;
+        }
+        Ok(Grant {
+            caller,
+            targets: std::sync::Arc::new(targets),
+        })
+    }
+
+    /// Runs this operation's handler, once the caller is authorised (SPEC
+    /// 10.4: every route, one place). Never fails: errors become JSON bodies.
+    pub async fn handle(self, repo: &Repository, mut request: Request) -> Response<Body> {
+        match self.authorize(repo, &request).await {
+            Ok(grant) => {
+                request.extensions_mut().insert(grant);
+            }
+            Err(e) => return error_response(&e),
+        }
         let result = match self {
             Self::ListArtifacts => list_artifacts(repo, &request).await,
             Self::StartUpload => start_upload(repo, &request).await,
@@ -290,6 +397,9 @@ impl Operation {
             Self::ControlRollout => control_rollout(repo, &request).await,
             Self::SetVersionStatus => set_version_status(repo, &request).await,
             Self::SearchVersions => search_versions(repo, &request).await,
+            Self::GetAccess => get_access(repo, &request).await,
+            Self::PutAccess => put_access(repo, &request).await,
+            Self::GetAccessHistory => get_access_history(repo, &request).await,
         };
         result.unwrap_or_else(|e| error_response(&e))
     }
@@ -342,7 +452,77 @@ pub fn match_route(
 
 pub async fn list_artifacts(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let (limit, cursor) = paging(request)?;
-    let page = repo.list_artifact_names(limit, cursor.as_deref()).await?;
+    let mut page = repo.list_artifact_names(limit, cursor.as_deref()).await?;
+    page.items.retain(|n| readable(request, n.as_str()));
+    Ok(json(StatusCode::OK, &page))
+}
+
+/// What an authorised request carries: the caller and the targets read for
+/// it (listings show only names the caller may read).
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub caller: String,
+    pub targets: std::sync::Arc<Targets>,
+}
+
+/// Whether the request's caller may read `name` (a request that was not
+/// authorised, as in tests calling a handler directly: yes).
+fn readable(request: &Request, name: &str) -> bool {
+    request.extensions().get::<Grant>().is_none_or(|g| {
+        let need = Need {
+            action: Action::Read,
+            name: Some(name),
+            alias: None,
+        };
+        crate::access::decide(&g.targets, &g.caller, &need).is_ok()
+    })
+}
+
+/// `GET /access`: the permission targets and their revision (`ETag`).
+pub async fn get_access(repo: &Repository, _request: &Request) -> Result<Response<Body>> {
+    let document = repo.access_targets().await?;
+    Ok(with_etag(
+        json(StatusCode::OK, &document),
+        document.revision,
+    ))
+}
+
+/// `PUT /access`: replaces the permission targets (`If-Match` on their
+/// revision). A document that would leave the caller unable to manage
+/// them is refused (400), so nobody locks themselves out.
+pub async fn put_access(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let targets: Targets = body(request)?;
+    let caller = actor(request);
+    let manage = Need {
+        action: Action::Admin,
+        name: None,
+        alias: None,
+    };
+    if let Err(why) = crate::access::decide(&targets, &caller, &manage) {
+        return Err(Error::InvalidRequest(format!(
+            "these targets would lock you out ({why}); keep a target granting you admin on names [\"*\"]"
+        )));
+    }
+    let expected = match precondition(request)? {
+        crate::model::Precondition::Revision(r) => Some(r),
+        crate::model::Precondition::None => None,
+        _ => {
+            return Err(Error::InvalidRequest(
+                "PUT /access takes If-Match: \"<revision>\" only".into(),
+            ));
+        }
+    };
+    let document = repo.put_access_targets(&targets, &caller, expected).await?;
+    Ok(with_etag(
+        json(StatusCode::OK, &document),
+        document.revision,
+    ))
+}
+
+/// `GET /access/history`: every change of the targets, newest first.
+pub async fn get_access_history(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    let (limit, cursor) = paging(request)?;
+    let page = repo.access_history(limit, cursor.as_deref()).await?;
     Ok(json(StatusCode::OK, &page))
 }
 
@@ -614,9 +794,11 @@ pub async fn search_versions(repo: &Repository, request: &Request) -> Result<Res
             )));
         }
         let parsed = crate::query::parse(&q)?;
-        let page = repo
+        let mut page = repo
             .search_expression(&parsed, limit, cursor.as_deref())
             .await?;
+        page.items
+            .retain(|h| readable(request, h.artifact.name.as_str()));
         return Ok(json(StatusCode::OK, &page));
     }
     let content: Option<Sha256> = query(request, "sha256").map(|d| d.parse()).transpose()?;
@@ -645,7 +827,9 @@ pub async fn search_versions(repo: &Repository, request: &Request) -> Result<Res
             ));
         }
     };
-    let page = repo.search(&search, limit, cursor.as_deref()).await?;
+    let mut page = repo.search(&search, limit, cursor.as_deref()).await?;
+    page.items
+        .retain(|h| readable(request, h.artifact.name.as_str()));
     Ok(json(StatusCode::OK, &page))
 }
 
@@ -1186,6 +1370,64 @@ mod tests {
         assert_eq!(functions.len(), ROUTES.len());
         for route in ROUTES {
             assert_eq!(route.operation.function_name(), route.function);
+        }
+    }
+
+    #[test]
+    fn every_route_needs_a_permission_but_the_listings_which_filter() {
+        use lambda_http::RequestExt;
+        for route in ROUTES {
+            let params: std::collections::HashMap<String, String> = [
+                ("name", "app"),
+                ("alias", "prod"),
+                ("version", "1"),
+                ("upload_id", "u"),
+                ("id", "r"),
+                ("action", "pause"),
+            ]
+            .into_iter()
+            .filter(|(k, _)| route.path.contains(&format!("{{{k}}}")))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            let request = lambda_http::http::Request::builder()
+                .body(Body::Text(r#"{"alias": {"name": "prod"}}"#.into()))
+                .expect("a request")
+                .with_path_parameters(params);
+            let needs = route.operation.needs(&request);
+            let actions: Vec<Action> = needs.iter().map(|(a, _, _)| *a).collect();
+            let want: &[Action] = match route.operation {
+                Operation::ListArtifacts | Operation::SearchVersions => &[],
+                Operation::StartUpload
+                | Operation::GetUploadParts
+                | Operation::CommitUpload
+                | Operation::PublishVersion => &[Action::Write, Action::Promote],
+                Operation::DeleteVersion
+                | Operation::ApplyRetention
+                | Operation::SetVersionStatus => &[Action::Delete],
+                Operation::PurgeArtifact
+                | Operation::GetAccess
+                | Operation::PutAccess
+                | Operation::GetAccessHistory => &[Action::Admin],
+                Operation::PutAlias
+                | Operation::DeleteAlias
+                | Operation::RollbackAlias
+                | Operation::StartRollout
+                | Operation::ControlRollout => &[Action::Promote],
+                _ => &[Action::Read],
+            };
+            assert_eq!(actions, want, "{}", route.function);
+            for (action, name, alias) in needs {
+                let on_name = route.path.contains("{name}");
+                assert_eq!(name.is_some(), on_name, "{}: the name", route.function);
+                if action == Action::Promote {
+                    assert_eq!(
+                        alias.as_deref(),
+                        Some("prod"),
+                        "{}: the alias",
+                        route.function
+                    );
+                }
+            }
         }
     }
 

@@ -16,6 +16,8 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub enum ErrorKind {
     /// Malformed or invalid input (400).
     Invalid,
+    /// No permission target grants the caller this (403).
+    Forbidden,
     /// The thing does not exist (404).
     NotFound,
     /// The request conflicts with the current state (409).
@@ -91,6 +93,8 @@ pub enum Error {
     VersionArchived { name: String, version: String },
     #[error("{0}")]
     ConcurrentModification(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
     #[error("alias {alias:?} of artifact {name:?} {detail}")]
     AliasModified {
         name: String,
@@ -155,6 +159,7 @@ impl Error {
             Self::RolloutConflict(_) => "RolloutConflict",
             Self::VersionArchived { .. } => "VersionArchived",
             Self::ConcurrentModification(_) => "ConcurrentModification",
+            Self::AccessDenied(_) => "AccessDenied",
             Self::AliasModified { .. } => "AliasModified",
             Self::TargetGone(_) => "TargetGone",
             Self::NothingToRollBack(_) => "NothingToRollBack",
@@ -189,6 +194,7 @@ impl Error {
             | Self::UploadSuperseded { .. }
             | Self::ArtifactBeingPurged { .. } => ErrorKind::Conflict,
             Self::UploadMismatch(_) | Self::AliasModified { .. } => ErrorKind::PreconditionFailed,
+            Self::AccessDenied(_) => ErrorKind::Forbidden,
             Self::TooLarge(_) => ErrorKind::TooLarge,
             Self::Throttled { .. } => ErrorKind::Throttled,
             Self::UpstreamError { .. } => ErrorKind::Upstream,
@@ -202,6 +208,7 @@ impl Error {
         let code = stored.get("code")?.as_str()?;
         let kind = match stored.get("kind")?.as_str()? {
             "Invalid" => ErrorKind::Invalid,
+            "Forbidden" => ErrorKind::Forbidden,
             "NotFound" => ErrorKind::NotFound,
             "Conflict" => ErrorKind::Conflict,
             "PreconditionFailed" => ErrorKind::PreconditionFailed,
@@ -291,6 +298,7 @@ const STORABLE_CODES: &[&str] = &[
     "RolloutConflict",
     "VersionArchived",
     "ConcurrentModification",
+    "AccessDenied",
     "AliasModified",
     "TargetGone",
     "NothingToRollBack",
@@ -345,6 +353,7 @@ mod tests {
                 version: s(),
             },
             Error::ConcurrentModification(s()),
+            Error::AccessDenied(s()),
             Error::AliasModified {
                 name: s(),
                 alias: s(),

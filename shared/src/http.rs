@@ -16,6 +16,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -158,12 +159,26 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The caller the local server read from its `x-artifact-caller` header
+/// (SPEC 10.4: only `local-api` takes the caller from a header, so tests
+/// and `make dev` can act as several principals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+/// The header `local-api` (only it) takes the caller from.
+pub const CALLER_HEADER: &str = "x-artifact-caller";
+
 /// The caller's IAM identity, from the API Gateway request context (SPEC
 /// 4.2): `userArn`, else the caller id, else the caller's account; `local`
 /// when the request carries no context (the local server). The API's own
 /// account (`requestContext.accountId`) is not the caller's: never used.
 pub fn actor(request: &Request) -> String {
     use lambda_http::request::RequestContext;
+    // Only the local server puts a caller here (from its documented
+    // header); a Lambda's request never carries one.
+    if let Some(Caller(caller)) = request.extensions().get::<Caller>() {
+        return caller.clone();
+    }
     let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
         return LOCAL_ACTOR.to_owned();
     };

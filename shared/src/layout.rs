@@ -115,6 +115,9 @@ pub mod attr {
     pub const ACTION: &str = "action";
     pub const MESSAGE: &str = "message";
     pub const PREVIOUS: &str = "previous";
+    /// On the permission targets' item and its history entries: the JSON
+    /// document.
+    pub const DOCUMENT: &str = "document";
     /// On alias rows: the rollout that holds the alias (SPEC 10.1).
     pub const ROLLOUT: &str = "rollout";
     /// On rollout items (and `ALIAS`, `VERSION`, `STATE`, `REVISION`,
@@ -269,6 +272,13 @@ pub const FENCE_SK: &str = "fence";
 /// listings merge in one order; names never start with `_`, so the
 /// partition never clashes with an artifact's).
 pub const REGISTRY_PK: &str = "__artifacts";
+
+/// The permission targets (SPEC 10.4): one item, `__access` / `targets`,
+/// holding the whole document and its revision; each change an entry of
+/// `__access-history` (sort key: the revision, 12 digits).
+pub const ACCESS_PK: &str = "__access";
+pub const ACCESS_SK: &str = "targets";
+pub const ACCESS_HISTORY_PK: &str = "__access-history";
 
 /// The alias history partition of an artifact: `__{name}-history`.
 pub fn history_pk(name: &ArtifactName) -> String {

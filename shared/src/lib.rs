@@ -10,6 +10,7 @@
 //! - [`calls`]: counts of AWS requests per client.
 //! - [`mirror`]: the stream-driven mirror of the library's layout.
 
+pub mod access;
 pub mod api;
 pub mod blob_rules;
 pub mod calls;

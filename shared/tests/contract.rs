@@ -474,6 +474,17 @@ fn iam_actions(call: Call) -> Vec<Grant> {
 /// The AWS calls each function makes (the `AWS calls:` of the repository
 /// methods its handler reaches). Its IAM grants are derived from these.
 fn calls(package: &str) -> Vec<Call> {
+    let mut calls = operation_calls(package);
+    // Every route reads the permission targets first (SPEC 10.4).
+    if shared::api::ROUTES.iter().any(|r| r.function == package)
+        && !calls.iter().any(|c| matches!(c, Call::GetItem))
+    {
+        calls.push(Call::GetItem);
+    }
+    calls
+}
+
+fn operation_calls(package: &str) -> Vec<Call> {
     use Call::*;
     use Keys::{Blobs, Store};
     use TxItem::{ConditionCheck, Delete, Put, Update};
@@ -672,6 +683,11 @@ fn calls(package: &str) -> Vec<Call> {
         // One index Query per page (by content the table's by-sha256 index,
         // by metadata an index partition), then the rows, read back.
         "search-versions" => vec![Query, QueryIndex("by-sha256"), BatchGetItem],
+        // The targets' item (read by every route), replaced with its
+        // history entry in one transaction; the history queried.
+        "get-access" => vec![GetItem],
+        "put-access" => vec![GetItem, TransactWriteItems(&[Put])],
+        "get-access-history" => vec![GetItem, Query],
         "get-alias" | "get-alias-history" => vec![GetItem, Query],
         "delete-alias" => alias_change_cancelling.to_vec(),
         "resolve-alias" => [vec![BatchGetItem, GetItem], download.to_vec()].concat(),
@@ -1141,7 +1157,9 @@ fn the_table_streams_both_images_to_the_mirror_and_expires_uploads_by_ttl() {
 }
 
 /// Functions that only read: no write or delete action may appear.
-const READ_ONLY: [&str; 11] = [
+const READ_ONLY: [&str; 13] = [
+    "get-access",
+    "get-access-history",
     "get-upload",
     "list-rollouts",
     "get-rollout",

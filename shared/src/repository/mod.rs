@@ -5,6 +5,7 @@
 //! uploads (`uploads.rs`), versions (`versions.rs`), aliases (`aliases.rs`),
 //! retention (`retention.rs`). Each documents its AWS round trips.
 
+mod access;
 mod aliases;
 mod mirror;
 mod multipart;
@@ -43,6 +44,7 @@ use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
 use crate::scheduled::RetentionSchedule;
 
+pub use access::{AccessChange, AccessDocument};
 pub use multipart::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
     MIN_PART_SIZE, plan as multipart_plan,

@@ -125,7 +125,10 @@ fn expected_keys(operation: Operation) -> &'static [&'static str] {
             "update_at",
             "version",
         ],
-        Operation::SearchVersions => PAGE,
+        Operation::SearchVersions | Operation::GetAccessHistory => PAGE,
+        Operation::GetAccess | Operation::PutAccess => {
+            &["revision", "targets", "update_at", "updated_by"]
+        }
         Operation::ResolveAlias => &[
             "alias",
             "download_url",

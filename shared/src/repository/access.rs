@@ -1,0 +1,216 @@
+//! The permission targets (SPEC 10.4): read on every request, replaced as
+//! one document with its history entry in one transaction.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use serde::Serialize;
+
+use super::tx::{TransactFailure, Tx};
+use super::{Repository, decode_cursor, encode_cursor, page_size};
+use crate::access::Targets;
+use crate::error::{Error, Result};
+use crate::layout::{ACCESS_HISTORY_PK, ACCESS_PK, ACCESS_SK, attr, format_update_at, now};
+use crate::model::Page;
+use crate::rows::{key, nv, sv};
+
+/// The targets as stored: the document, its revision (0: never set) and
+/// who set it when.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AccessDocument {
+    #[serde(flatten)]
+    pub targets: Targets,
+    pub revision: u64,
+    pub update_at: Option<String>,
+    pub updated_by: Option<String>,
+}
+
+/// One change of the targets: who, when, before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessChange {
+    pub revision: u64,
+    pub at: String,
+    pub actor: String,
+    pub targets: Targets,
+    pub previous: Targets,
+}
+
+fn document_of(item: &crate::rows::Item) -> Result<Targets> {
+    let text = item
+        .get(attr::DOCUMENT)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| Error::internal("access targets", "no document".to_owned()))?;
+    serde_json::from_str(text).map_err(|e| Error::internal("access targets", e))
+}
+
+impl Repository {
+    /// The permission targets, strongly consistent. One GetItem.
+    pub async fn access_targets(&self) -> Result<AccessDocument> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(ACCESS_PK, ACCESS_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("GetItem", e))?;
+        let Some(item) = out.item() else {
+            return Ok(AccessDocument::default());
+        };
+        let s = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
+        Ok(AccessDocument {
+            targets: document_of(item)?,
+            revision: item
+                .get(attr::REVISION)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            update_at: s(attr::UPDATE_AT),
+            updated_by: s(attr::ACTOR),
+        })
+    }
+
+    /// Replaces the targets with `targets`, recording the change; with
+    /// `expected`, only if they are at that revision (412 otherwise). One
+    /// GetItem, one TransactWriteItems.
+    pub async fn put_access_targets(
+        &self,
+        targets: &Targets,
+        actor: &str,
+        expected: Option<u64>,
+    ) -> Result<AccessDocument> {
+        targets.validate()?;
+        let current = self.access_targets().await?;
+        if let Some(r) = expected
+            && r != current.revision
+        {
+            return Err(Error::AliasModified {
+                name: "access".into(),
+                alias: "targets".into(),
+                detail: format!("are at revision {}, not {r}", current.revision),
+            });
+        }
+        let revision = current.revision + 1;
+        let at = format_update_at(now());
+        let document = serde_json::to_string(targets).map_err(|e| Error::internal("access", e))?;
+        let mut item = key(ACCESS_PK, ACCESS_SK);
+        item.insert(attr::DOCUMENT.into(), sv(&document));
+        item.insert(attr::REVISION.into(), nv(revision));
+        item.insert(attr::UPDATE_AT.into(), sv(&at));
+        item.insert(attr::ACTOR.into(), sv(actor));
+        let put = Put::builder()
+            .table_name(&self.layout.table)
+            .set_item(Some(item));
+        let put = if current.revision == 0 {
+            put.condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", attr::PK)
+        } else {
+            put.condition_expression("#revision = :read")
+                .expression_attribute_names("#revision", attr::REVISION)
+                .expression_attribute_values(":read", nv(current.revision))
+        }
+        .build()
+        .map_err(super::invalid_sdk_input)?;
+        let mut entry = key(ACCESS_HISTORY_PK, format!("{revision:012}"));
+        entry.insert(attr::DOCUMENT.into(), sv(&document));
+        entry.insert(
+            attr::PREVIOUS.into(),
+            sv(serde_json::to_string(&current.targets)
+                .map_err(|e| Error::internal("access", e))?),
+        );
+        entry.insert(attr::UPDATE_AT.into(), sv(&at));
+        entry.insert(attr::ACTOR.into(), sv(actor));
+        entry.insert(attr::REVISION.into(), nv(revision));
+        let history = Put::builder()
+            .table_name(&self.layout.table)
+            .set_item(Some(entry))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .build()
+            .map_err(super::invalid_sdk_input)?;
+        let mut tx = Tx::new();
+        tx.push((), TransactWriteItem::builder().put(put).build());
+        tx.push((), TransactWriteItem::builder().put(history).build());
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        match self.transact_tx(&tx, &token).await {
+            Ok(()) => Ok(AccessDocument {
+                targets: targets.clone(),
+                revision,
+                update_at: Some(at),
+                updated_by: Some(actor.to_owned()),
+            }),
+            Err(TransactFailure::Conditions(_) | TransactFailure::Contention) => {
+                let now = self.access_targets().await?;
+                // Our own write, landed (its answer lost).
+                if now.revision == revision
+                    && now.updated_by.as_deref() == Some(actor)
+                    && now.update_at.as_deref() == Some(at.as_str())
+                {
+                    return Ok(now);
+                }
+                Err(Error::AliasModified {
+                    name: "access".into(),
+                    alias: "targets".into(),
+                    detail: format!(
+                        "changed meanwhile (now at revision {}); read them again",
+                        now.revision
+                    ),
+                })
+            }
+            Err(TransactFailure::Failed(e)) => Err(e),
+        }
+    }
+
+    /// The changes of the targets, newest first. One Query per page.
+    pub async fn access_history(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AccessChange>> {
+        let limit = page_size(limit)?;
+        let start = decode_cursor(ACCESS_HISTORY_PK, cursor, |sk| {
+            sk.len() == 12 && sk.bytes().all(|b| b.is_ascii_digit())
+        })?;
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.layout.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", AttributeValue::S(ACCESS_HISTORY_PK.to_owned()))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(limit as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Query", e))?;
+        let mut items = Vec::new();
+        for item in out.items() {
+            let s = |a: &str| {
+                item.get(a)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let previous = serde_json::from_str(&s(attr::PREVIOUS))
+                .map_err(|e| Error::internal("access history", e))?;
+            items.push(AccessChange {
+                revision: item
+                    .get(attr::REVISION)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                at: s(attr::UPDATE_AT),
+                actor: s(attr::ACTOR),
+                targets: document_of(item)?,
+                previous,
+            });
+        }
+        let next_cursor = out
+            .last_evaluated_key()
+            .and_then(|k| k.get(attr::SK))
+            .and_then(|v| v.as_s().ok())
+            .map(|sk| encode_cursor(sk));
+        Ok(Page { items, next_cursor })
+    }
+}
