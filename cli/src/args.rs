@@ -477,7 +477,30 @@ mod tests {
 #[derive(Debug, Subcommand)]
 pub enum AccessCommand {
     /// The permission targets and their revision.
+    #[command(visible_alias = "ls")]
     Get,
+    /// Add a target: PRINCIPAL (ARN pattern) may do ACTIONs on NAME
+    /// patterns (promote: on --alias patterns only, when given).
+    Grant {
+        #[arg(long)]
+        principal: String,
+        #[arg(long = "action", required = true, value_parser = ["read", "write", "delete", "promote", "admin"])]
+        actions: Vec<String>,
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        #[arg(long = "exclude")]
+        exclude: Vec<String>,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+    },
+    /// Remove the targets of PRINCIPAL (exactly as granted), or only those
+    /// on --name patterns.
+    Revoke {
+        #[arg(long)]
+        principal: String,
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
     /// Replace them with FILE's document (`{"targets": [...]}`), only if they
     /// are still at --if-revision when given.
     Set {

@@ -555,6 +555,33 @@ async fn access_command(api: &Api, command: &crate::args::AccessCommand) -> Resu
             let text = describe(&answer.body);
             Ok(Rendered::new(answer.body, text))
         }
+        AccessCommand::Grant {
+            principal,
+            actions,
+            names,
+            exclude,
+            aliases,
+        } => {
+            let mut target = json!({"principals": [principal], "names": names, "actions": actions});
+            if !exclude.is_empty() {
+                target["exclude"] = json!(exclude);
+            }
+            if !aliases.is_empty() {
+                target["aliases"] = json!(aliases);
+            }
+            let answer = edit_targets(api, |targets| targets.push(target.clone())).await?;
+            let text = describe(&answer);
+            Ok(Rendered::new(answer, text))
+        }
+        AccessCommand::Revoke { principal, names } => {
+            let matches = |t: &Value| {
+                t["principals"] == json!([principal])
+                    && (names.is_empty() || t["names"] == json!(names))
+            };
+            let answer = edit_targets(api, |targets| targets.retain(|t| !matches(t))).await?;
+            let text = describe(&answer);
+            Ok(Rendered::new(answer, text))
+        }
         AccessCommand::History => {
             let changes = api.list_all_with(&["access", "history"], &[]).await?;
             let text = changes
@@ -574,4 +601,26 @@ async fn access_command(api: &Api, command: &crate::args::AccessCommand) -> Resu
             Ok(Rendered::new(items(changes), text))
         }
     }
+}
+
+/// Reads the targets, changes them with `edit`, and writes them back only
+/// if nobody changed them meanwhile (If-Match on the revision read).
+async fn edit_targets(api: &Api, edit: impl Fn(&mut Vec<Value>)) -> Result<Value> {
+    let current = api.call(Method::GET, &["access"], &[], None, &[]).await?;
+    let mut targets = current.body["targets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    edit(&mut targets);
+    let revision = current.body["revision"].as_u64().unwrap_or(0);
+    let answer = api
+        .call(
+            Method::PUT,
+            &["access"],
+            &[],
+            Some(&json!({ "targets": targets })),
+            &[("if-match", format!("\"{revision}\""))],
+        )
+        .await?;
+    Ok(answer.body)
 }

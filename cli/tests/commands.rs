@@ -581,10 +581,57 @@ async fn access_targets_are_managed_and_enforced_from_the_command_line() {
         .await;
     assert_eq!(denied.code, 1, "{}", denied.stderr);
     assert!(denied.stderr.contains("AccessDenied"), "{}", denied.stderr);
+    // grant and revoke edit the document (If-Match on the revision read).
+    let reader = [
+        "--caller",
+        "arn:aws:iam::1:role/dashboards",
+        "versions",
+        "team-a.app",
+    ];
+    assert_eq!(
+        local.run(&reader).await.code,
+        1,
+        "no target for the reader yet"
+    );
+    local
+        .run(&[
+            "--caller",
+            admin,
+            "access",
+            "grant",
+            "--principal",
+            "arn:aws:iam::1:role/dashboards",
+            "--action",
+            "read",
+            "--name",
+            "*",
+        ])
+        .await
+        .ok();
+    assert_eq!(local.run(&reader).await.code, 0, "granted");
+    let ls = local
+        .run(&["--caller", admin, "access", "ls"])
+        .await
+        .ok()
+        .text();
+    assert!(ls.contains("dashboards -> read on *"), "{ls}");
+    local
+        .run(&[
+            "--caller",
+            admin,
+            "access",
+            "revoke",
+            "--principal",
+            "arn:aws:iam::1:role/dashboards",
+        ])
+        .await
+        .ok();
+    assert_eq!(local.run(&reader).await.code, 1, "revoked");
     let history = local
         .run(&["--json", "--caller", admin, "access", "history"])
         .await
         .ok()
         .json();
     assert_eq!(history["items"][0]["actor"], admin);
+    assert_eq!(history["items"][0]["revision"], 3);
 }
