@@ -510,4 +510,17 @@ pub enum AccessCommand {
     },
     /// Every change of the targets, newest first.
     History,
+    /// Whether the targets let PRINCIPAL do ACTION on NAME (and ALIAS), as
+    /// every route decides. Exit 0: allowed; 1 (AccessDenied, the reason):
+    /// denied.
+    Test {
+        #[arg(long)]
+        principal: String,
+        #[arg(long, value_parser = ["read", "write", "delete", "promote", "admin"])]
+        action: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        alias: Option<String>,
+    },
 }

@@ -582,6 +582,39 @@ async fn access_command(api: &Api, command: &crate::args::AccessCommand) -> Resu
             let text = describe(&answer);
             Ok(Rendered::new(answer, text))
         }
+        AccessCommand::Test {
+            principal,
+            action,
+            name,
+            alias,
+        } => {
+            let mut query = vec![
+                ("principal", principal.as_str()),
+                ("action", action.as_str()),
+            ];
+            if let Some(n) = name {
+                query.push(("name", n));
+            }
+            if let Some(a) = alias {
+                query.push(("alias", a));
+            }
+            let answer = api
+                .call(Method::GET, &["access"], &query, None, &[])
+                .await?;
+            if answer.body["allowed"] == json!(true) {
+                let text = format!("allowed: {principal} may {action}");
+                Ok(Rendered::new(answer.body, text))
+            } else {
+                Err(Error::Api {
+                    status: 403,
+                    code: "AccessDenied".into(),
+                    message: answer.body["reason"]
+                        .as_str()
+                        .unwrap_or("denied")
+                        .to_owned(),
+                })
+            }
+        }
         AccessCommand::History => {
             let changes = api.list_all_with(&["access", "history"], &[]).await?;
             let text = changes

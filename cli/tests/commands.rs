@@ -609,6 +609,45 @@ async fn access_targets_are_managed_and_enforced_from_the_command_line() {
         .await
         .ok();
     assert_eq!(local.run(&reader).await.code, 0, "granted");
+    let test = |alias: &'static str| {
+        [
+            "--caller",
+            admin,
+            "access",
+            "test",
+            "--principal",
+            "arn:aws:sts::1:assumed-role/dashboards/s",
+            "--action",
+            "promote",
+            "--name",
+            "team-a.app",
+            "--alias",
+            alias,
+        ]
+    };
+    let denied = local.run(&test("prod")).await;
+    assert_eq!(denied.code, 1);
+    assert!(
+        denied.stderr.contains("may not promote"),
+        "{}",
+        denied.stderr
+    );
+    let allowed = local
+        .run(&[
+            "--caller",
+            admin,
+            "access",
+            "test",
+            "--principal",
+            "arn:aws:iam::1:role/dashboards",
+            "--action",
+            "read",
+            "--name",
+            "team-a.app",
+        ])
+        .await
+        .ok();
+    assert!(allowed.text().contains("allowed"));
     let ls = local
         .run(&["--caller", admin, "access", "ls"])
         .await

@@ -478,9 +478,52 @@ fn readable(request: &Request, name: &str) -> bool {
     })
 }
 
-/// `GET /access`: the permission targets and their revision (`ETag`).
-pub async fn get_access(repo: &Repository, _request: &Request) -> Result<Response<Body>> {
+/// `GET /access`: the permission targets and their revision (`ETag`); with
+/// `?principal=ARN&action=A&name=N[&alias=X]`, whether they let that
+/// principal do that (`{"allowed", "reason"}`), as every route would decide.
+pub async fn get_access(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let document = repo.access_targets().await?;
+    if let Some(principal) = query(request, "principal") {
+        let action: Action = match query(request, "action") {
+            Some(a) => {
+                serde_json::from_value(serde_json::Value::String(a.clone())).map_err(|_| {
+                    Error::InvalidRequest(format!(
+                        "action {a:?} is not read, write, delete, promote or admin"
+                    ))
+                })?
+            }
+            None => return Err(Error::InvalidRequest("a test needs action=".into())),
+        };
+        let name = query(request, "name");
+        if let Some(n) = &name {
+            n.parse::<ArtifactName>()?;
+        }
+        let alias = query(request, "alias");
+        let need = Need {
+            action,
+            name: name.as_deref(),
+            alias: alias.as_deref(),
+        };
+        let decision = crate::access::decide(&document.targets, &principal, &need);
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "allowed": decision.is_ok(),
+                "reason": decision.err(),
+                "revision": document.revision,
+            }),
+        ));
+    }
+    if let Some(other) = request
+        .query_string_parameters()
+        .iter()
+        .map(|(k, _)| k)
+        .find(|k| !["principal", "action", "name", "alias"].contains(k))
+    {
+        return Err(Error::InvalidRequest(format!(
+            "unknown parameter {other:?}: a test takes principal, action, name, alias"
+        )));
+    }
     Ok(with_etag(
         json(StatusCode::OK, &document),
         document.revision,
