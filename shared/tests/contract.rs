@@ -2083,11 +2083,11 @@ fn only_the_roles_of_functions_that_write_blobs_may_write_or_delete_them() {
         roles, writers,
         "excepted roles = functions that write blobs"
     );
-    // The roles are SAM's generated ones (`<Function>Role`), which exist
-    // only for functions without a `Role` of their own.
+    // Each excepted role is the writer's own (`<Function>Role`).
     for function in &roles {
-        assert!(
-            template["Resources"][function.as_str()]["Properties"]["Role"].is_badvalue(),
+        assert_eq!(
+            template["Resources"][function.as_str()]["Properties"]["Role"].as_str(),
+            Some(format!("{function}Role.Arn").as_str()),
             "{function}"
         );
     }
@@ -2205,7 +2205,7 @@ fn the_mirror_reads_only_this_tables_stream_with_a_role_of_its_own() {
 /// the AWS managed policies it attaches (scripts/sam_transform.py runs the
 /// SAM translator offline).
 #[test]
-fn sam_attaches_no_managed_policy_beyond_logging_and_tracing() {
+fn sam_attaches_no_managed_policy_to_any_role() {
     let output = std::process::Command::new(test_support::venv_python())
         .arg(workspace_root().join("scripts/sam_transform.py"))
         .arg(workspace_root().join("template.yaml"))
@@ -2217,12 +2217,8 @@ fn sam_attaches_no_managed_policy_beyond_logging_and_tracing() {
         String::from_utf8_lossy(&output.stderr)
     );
     let transformed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    // SAM's defaults for a generated role: CloudWatch Logs writes and X-Ray
-    // segments (README, "Deploy": what they hold and why they stay).
-    let allowed = [
-        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-    ];
+    // Every function has its own role, so SAM generates none and attaches
+    // no AWSLambdaBasicExecutionRole / AWSXrayWriteOnlyAccess (resources "*").
     let mut roles = 0;
     for (id, resource) in transformed["Resources"].as_object().unwrap() {
         if resource["Type"] != "AWS::IAM::Role" {
@@ -2233,12 +2229,80 @@ fn sam_attaches_no_managed_policy_beyond_logging_and_tracing() {
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
             .unwrap_or_default();
-        for arn in &attached {
-            assert!(allowed.contains(arn), "{id} gets {arn}");
-        }
-        if id == "MirrorSeedLayoutFunctionRole" {
-            assert!(attached.is_empty(), "{id}: {attached:?}");
-        }
+        assert!(attached.is_empty(), "{id}: {attached:?}");
     }
     assert_eq!(roles, function_packages().len(), "one role per function");
+}
+
+/// Every function runs with a role of its own whose `runtime` policy (what
+/// Lambda does with the role, beside the handler's `data` policy) writes
+/// only that function's log group, and X-Ray segments only when tracing is
+/// on: X-Ray's write actions accept no resource but "*", the one wildcard.
+#[test]
+fn every_function_has_its_own_role_writing_only_its_own_log_group() {
+    let template = load("template.yaml");
+    let tracing = template["Globals"]["Function"]["Tracing"].as_str() == Some("Active");
+    for package in function_packages() {
+        let id = logical_id(&package);
+        let function = &template["Resources"][id.as_str()]["Properties"];
+        let role_id = format!("{id}Role");
+        assert_eq!(
+            function["Role"].as_str(),
+            Some(format!("{role_id}.Arn").as_str()),
+            "{package}: a role of its own"
+        );
+        assert!(function["Policies"].is_badvalue(), "{package}: Policies");
+        let role = &template["Resources"][role_id.as_str()];
+        assert_eq!(role["Type"].as_str(), Some("AWS::IAM::Role"), "{role_id}");
+        let role = &role["Properties"];
+        assert!(role["ManagedPolicyArns"].is_badvalue(), "{role_id}");
+        assert_eq!(
+            role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"].as_str(),
+            Some("lambda.amazonaws.com"),
+            "{role_id}"
+        );
+        let runtime = role["Policies"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{role_id}: inline policies"))
+            .iter()
+            .find(|p| p["PolicyName"].as_str() == Some("runtime"))
+            .unwrap_or_else(|| panic!("{role_id}: a runtime policy"));
+        let log_group = format!("{id}LogGroup.Arn");
+        let (mut logs, mut xray) = (BTreeSet::new(), BTreeSet::new());
+        for statement in runtime["PolicyDocument"]["Statement"].as_vec().unwrap() {
+            assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{role_id}");
+            let resource = statement["Resource"].as_str().unwrap();
+            for action in statement["Action"].as_vec().unwrap() {
+                let action = action.as_str().unwrap();
+                if action.starts_with("logs:") {
+                    assert_eq!(resource, log_group, "{role_id}: {action}");
+                    logs.insert(action);
+                } else if action.starts_with("xray:") {
+                    assert_eq!(resource, "*", "{role_id}: {action}");
+                    xray.insert(action);
+                } else {
+                    // Only an event-source mapping's reads (this table's
+                    // stream) besides logs and tracing.
+                    assert_eq!(resource, "ArtifactTable.StreamArn", "{role_id}: {action}");
+                }
+            }
+        }
+        assert_eq!(
+            logs,
+            BTreeSet::from(["logs:CreateLogStream", "logs:PutLogEvents"]),
+            "{role_id}"
+        );
+        let expected_xray = if tracing {
+            BTreeSet::from(["xray:PutTelemetryRecords", "xray:PutTraceSegments"])
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(xray, expected_xray, "{role_id}");
+        // The function's log group is the one its logging config names.
+        assert_eq!(
+            function["LoggingConfig"]["LogGroup"].as_str(),
+            Some(format!("{id}LogGroup").as_str()),
+            "{package}"
+        );
+    }
 }
