@@ -96,8 +96,9 @@ pub mod attr {
     /// On soft-deleted rows: the request that deleted it (a retried delete
     /// whose first answer was lost recognises its own write).
     pub const DELETED_BY_REQUEST: &str = "deleted_by_request";
-    /// On LATEST: the publish request that took the number in
-    /// `last_version` (a reservation whose answer was lost recognises itself).
+    /// On version rows: the publish attempt that wrote the row (a write
+    /// whose answer was lost recognises itself by it). LATEST rows of
+    /// earlier releases may still carry one; nothing reads it there.
     pub const RESERVE_TOKEN: &str = "reserve_token";
     /// On numbered version rows: `deprecated` or `archived` (absent:
     /// active), and why (SPEC 10.3).

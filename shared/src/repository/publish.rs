@@ -131,6 +131,11 @@ impl Repository {
             }
             set_metadata(&mut item, &latest.metadata);
             item.insert(attr::CREATED_BY.into(), sv(actor));
+            // This attempt's own mark: a write whose answer was lost is
+            // recognised by it (timestamps of parallel publishes by one
+            // actor of the same bytes can coincide to the microsecond).
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            item.insert(attr::RESERVE_TOKEN.into(), sv(&token));
             Location::Blob.encode_row(&mut item);
             let put = Put::builder()
                 .table_name(&self.layout.table)
@@ -174,7 +179,6 @@ impl Repository {
                         .build(),
                 );
             }
-            let token = uuid::Uuid::new_v4().simple().to_string();
             match self.transact_tx(&tx, &token).await {
                 Ok(()) => {
                     let row = VersionRow::from_item(&item)?;
@@ -226,9 +230,14 @@ impl Repository {
         let Some(stored) = self.get_version_item(name, version).await? else {
             return Ok(false);
         };
-        Ok([attr::UPDATE_AT, attr::SHA256, attr::CREATED_BY]
-            .iter()
-            .all(|a| stored.get(*a) == item.get(*a)))
+        Ok([
+            attr::RESERVE_TOKEN,
+            attr::UPDATE_AT,
+            attr::SHA256,
+            attr::CREATED_BY,
+        ]
+        .iter()
+        .all(|a| stored.get(*a) == item.get(*a)))
     }
 
     /// The live version an unchanged LATEST was published as. A concurrent
