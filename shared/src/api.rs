@@ -371,37 +371,46 @@ impl Operation {
             }
             Err(e) => return error_response(&e),
         }
-        let result = match self {
-            Self::ListArtifacts => list_artifacts(repo, &request).await,
-            Self::StartUpload => start_upload(repo, &request).await,
-            Self::GetUpload => get_upload(repo, &request).await,
-            Self::GetUploadParts => get_upload_parts(repo, &request).await,
-            Self::CommitUpload => commit_upload(repo, &request).await,
-            Self::ListVersions => list_versions(repo, &request).await,
-            Self::PublishVersion => publish_version(repo, &request).await,
-            Self::GetVersion => get_version(repo, &request).await,
-            Self::GetVersionContent => get_version_content(repo, &request).await,
-            Self::DeleteVersion => delete_version(repo, &request).await,
-            Self::PurgeArtifact => purge_artifact(repo, &request).await,
-            Self::ApplyRetention => apply_retention(repo, &request).await,
-            Self::PutAlias => put_alias(repo, &request).await,
-            Self::ListAliases => list_aliases(repo, &request).await,
-            Self::GetAlias => get_alias(repo, &request).await,
-            Self::DeleteAlias => delete_alias(repo, &request).await,
-            Self::ResolveAlias => resolve_alias(repo, &request).await,
-            Self::GetAliasHistory => get_alias_history(repo, &request).await,
-            Self::RollbackAlias => rollback_alias(repo, &request).await,
-            Self::StartRollout => start_rollout(repo, &request).await,
-            Self::ListRollouts => list_rollouts(repo, &request).await,
-            Self::GetRollout => get_rollout(repo, &request).await,
-            Self::ControlRollout => control_rollout(repo, &request).await,
-            Self::SetVersionStatus => set_version_status(repo, &request).await,
-            Self::SearchVersions => search_versions(repo, &request).await,
-            Self::GetAccess => get_access(repo, &request).await,
-            Self::PutAccess => put_access(repo, &request).await,
-            Self::GetAccessHistory => get_access_history(repo, &request).await,
-        };
-        result.unwrap_or_else(|e| error_response(&e))
+        // On the heap: the handlers' futures together are large, and a
+        // caller polling several requests (the checker, a test) would
+        // otherwise hold them all on its stack.
+        Box::pin(self.dispatch(repo, &request))
+            .await
+            .unwrap_or_else(|e| error_response(&e))
+    }
+
+    /// This operation's handler.
+    async fn dispatch(self, repo: &Repository, request: &Request) -> Result<Response<Body>> {
+        match self {
+            Self::ListArtifacts => list_artifacts(repo, request).await,
+            Self::StartUpload => start_upload(repo, request).await,
+            Self::GetUpload => get_upload(repo, request).await,
+            Self::GetUploadParts => get_upload_parts(repo, request).await,
+            Self::CommitUpload => commit_upload(repo, request).await,
+            Self::ListVersions => list_versions(repo, request).await,
+            Self::PublishVersion => publish_version(repo, request).await,
+            Self::GetVersion => get_version(repo, request).await,
+            Self::GetVersionContent => get_version_content(repo, request).await,
+            Self::DeleteVersion => delete_version(repo, request).await,
+            Self::PurgeArtifact => purge_artifact(repo, request).await,
+            Self::ApplyRetention => apply_retention(repo, request).await,
+            Self::PutAlias => put_alias(repo, request).await,
+            Self::ListAliases => list_aliases(repo, request).await,
+            Self::GetAlias => get_alias(repo, request).await,
+            Self::DeleteAlias => delete_alias(repo, request).await,
+            Self::ResolveAlias => resolve_alias(repo, request).await,
+            Self::GetAliasHistory => get_alias_history(repo, request).await,
+            Self::RollbackAlias => rollback_alias(repo, request).await,
+            Self::StartRollout => start_rollout(repo, request).await,
+            Self::ListRollouts => list_rollouts(repo, request).await,
+            Self::GetRollout => get_rollout(repo, request).await,
+            Self::ControlRollout => control_rollout(repo, request).await,
+            Self::SetVersionStatus => set_version_status(repo, request).await,
+            Self::SearchVersions => search_versions(repo, request).await,
+            Self::GetAccess => get_access(repo, request).await,
+            Self::PutAccess => put_access(repo, request).await,
+            Self::GetAccessHistory => get_access_history(repo, request).await,
+        }
     }
 }
 

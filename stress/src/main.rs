@@ -935,8 +935,24 @@ async fn check_main() -> usize {
     0
 }
 
-#[tokio::main]
-async fn main() {
+// Debug builds keep large futures on the stack, and the checker polls many
+// handlers (abandoned ones included) on each worker: 8 MiB per worker
+// thread instead of tokio's 2 (a seed-1 run overflowed once).
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("stress: no runtime: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run() {
     if std::env::args().any(|a| a == "--check") {
         std::process::exit(i32::from(check_main().await > 0));
     }
