@@ -492,7 +492,13 @@ fn readable(request: &Request, name: &str) -> bool {
 /// principal do that (`{"allowed", "reason"}`), as every route would decide.
 pub async fn get_access(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let document = repo.access_targets().await?;
-    if let Some(principal) = query(request, "principal") {
+    let testing = ["principal", "action", "name", "alias"]
+        .iter()
+        .any(|k| query(request, k).is_some());
+    if testing {
+        let principal = query(request, "principal")
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| Error::InvalidRequest("a test needs principal=".into()))?;
         let action: Action = match query(request, "action") {
             Some(a) => {
                 serde_json::from_value(serde_json::Value::String(a.clone())).map_err(|_| {
@@ -508,6 +514,19 @@ pub async fn get_access(repo: &Repository, request: &Request) -> Result<Response
             n.parse::<ArtifactName>()?;
         }
         let alias = query(request, "alias");
+        if alias
+            .as_ref()
+            .is_some_and(|a| a.is_empty() || a.len() > 1000)
+        {
+            return Err(Error::InvalidRequest(
+                "alias= must be 1 to 1000 characters".into(),
+            ));
+        }
+        if principal.len() > 2048 {
+            return Err(Error::InvalidRequest(
+                "principal= is at most 2048 characters".into(),
+            ));
+        }
         let need = Need {
             action,
             name: name.as_deref(),
