@@ -301,3 +301,170 @@ async fn no_route_lets_a_caller_act_on_a_name_no_target_grants() {
         "nothing changed"
     );
 }
+
+/// A name cannot be smuggled past a pattern: percent-encoding, case, dot
+/// segments, names in query expressions, and cursors issued for another
+/// name or caller all end in a refusal (or an answer that leaves the name
+/// out), never in another team's bytes or a change to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encoded_names_case_dot_segments_queries_and_cursors_smuggle_no_name_past_a_pattern() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    for artifact in ["team-a.app", "team-a.zzz", "team-b.app", "team-b.web"] {
+        store.upload(&name(artifact), artifact.as_bytes()).await;
+        store
+            .repo
+            .publish_version(&name(artifact), false)
+            .await
+            .unwrap();
+    }
+    let (status, body) = api.call(ADMIN, "PUT", "/access", Some(targets())).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The name as the route decodes it is the one matched: an encoded
+    // `team-b.app` is team B's, and refused.
+    for path in [
+        "/artifacts/%74eam-b.app/versions/1",
+        "/artifacts/team%2Db.app/versions/1",
+        "/artifacts/team-b%2Eapp/versions/1",
+    ] {
+        let (status, answer) = api.call(TEAM_A, "GET", path, None).await;
+        assert_eq!(status, 403, "GET {path}: {answer}");
+        assert_eq!(answer["error"]["code"], "AccessDenied", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("team-b.app"),
+            "the refusal names the decoded name: {answer}"
+        );
+    }
+    // An encoded name in a write is refused and changes nothing.
+    let (status, answer) = api
+        .call(
+            TEAM_A,
+            "PUT",
+            "/artifacts/%74eam-b.app/aliases/staging",
+            Some(json!({"version": "1"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    // Case: `TEAM-A.app` is another name than `team-a.app`, and no pattern of
+    // team A's matches it.
+    let (status, answer) = api
+        .call(
+            TEAM_A,
+            "POST",
+            "/artifacts/TEAM-A.app/versions",
+            Some(json!({"force": true})),
+        )
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    // Dot segments and encoded slashes: no route takes them as a name team A
+    // holds, and none answers with team B's data.
+    for path in [
+        "/artifacts/team-a.app%2F..%2Fteam-b.app/versions/1",
+        "/artifacts/team-a.app/%2E%2E/team-b.app/versions/1",
+        "/artifacts/team-a.app/..%2Fteam-b.app/versions/1",
+        "/artifacts/..%2Fteam-b.app/versions/1",
+    ] {
+        let (status, answer) = api.call(TEAM_A, "GET", path, None).await;
+        assert!(
+            [400, 403, 404].contains(&status),
+            "GET {path}: {status} {answer}"
+        );
+        assert!(
+            !answer.to_string().contains(&sha256_hex(b"team-b.app")),
+            "GET {path} answered team B's version: {answer}"
+        );
+    }
+    // Names in a query expression: team B's matches are left out.
+    for q in [
+        "name='team-b.app'",
+        "name='team-a.app' OR name='team-b.app'",
+        "name IN ('team-b.app','team-b.web')",
+    ] {
+        let (status, found) = api
+            .call(TEAM_A, "GET", &format!("/search?q={}", urlencode(q)), None)
+            .await;
+        assert_eq!(status, 200, "{q}: {found}");
+        assert!(
+            !found.to_string().contains("team-b"),
+            "{q} shows team B's: {found}"
+        );
+    }
+    // Cursors: one the admin was issued, resumed by team A, lists only what
+    // team A may read; a version cursor of team B's artifact, sent to team
+    // A's listing, never lists team B's versions.
+    let (status, page) = api.call(ADMIN, "GET", "/artifacts?limit=1", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"], json!(["team-a.app"]));
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (status, rest) = api
+        .call(
+            TEAM_A,
+            "GET",
+            &format!("/artifacts?cursor={}", urlencode(&cursor)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(rest["items"], json!(["team-a.zzz"]));
+    let (status, page) = api
+        .call(ADMIN, "GET", "/artifacts/team-b.app/versions?limit=1", None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (status, answer) = api
+        .call(
+            TEAM_A,
+            "GET",
+            &format!(
+                "/artifacts/team-a.app/versions?cursor={}",
+                urlencode(&cursor)
+            ),
+            None,
+        )
+        .await;
+    assert!(
+        !answer.to_string().contains("team-b"),
+        "{status}: a cursor of team B's listed its versions: {answer}"
+    );
+    let (status, answer) = api
+        .call(
+            TEAM_A,
+            "GET",
+            &format!(
+                "/artifacts/team-b.app/versions?cursor={}",
+                urlencode(&cursor)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{answer}");
+
+    // Nothing of team B's changed.
+    let aliases = store
+        .repo
+        .list_aliases(&name("team-b.app"), None, None)
+        .await
+        .unwrap();
+    assert!(aliases.items.is_empty(), "{aliases:?}");
+    let versions = store
+        .repo
+        .list_versions(&name("team-b.app"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(versions.items.len(), 2, "LATEST and 1");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
