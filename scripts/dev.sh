@@ -14,6 +14,8 @@ trap 'exec {EMULATOR[1]}>&-; wait' EXIT
 export AWS_ENDPOINT_URL="$endpoint"
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
 export BUCKET_NAME="${BUCKET_NAME:-versioned-artifacts-dev}"
+# The emulator's account: targets naming `tag:KEY=VALUE` look its roles up.
+export ACCOUNT_ID="${ACCOUNT_ID:-123456789012}"
 export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1:3000}"
 url="http://$LISTEN_ADDR"
 

@@ -468,3 +468,151 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Targets naming `tag:KEY=VALUE` match this account's roles (and their
+/// sessions) and users by their IAM tags, looked up in IAM: a tagged role's
+/// CI session writes its team's names, another team's role does not, a
+/// same-named role of another account borrows nothing, and a principal IAM
+/// does not know is refused, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn principal_tags_grant_to_this_accounts_tagged_roles_and_users() {
+    const ACCOUNT: &str = "123456789012"; // the emulator's account
+    let store = TestStore::with_settings(&[("ACCOUNT_ID", ACCOUNT)]).await;
+    let iam = aws_sdk_iam::Client::new(&store.sdk);
+    // IAM is one namespace for every test on the emulator.
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"codebuild.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    for (role, team) in [("payments-ci", "payments"), ("search-ci", "search")] {
+        iam.create_role()
+            .role_name(format!("{role}-{id}"))
+            .path("/ci/")
+            .assume_role_policy_document(trust)
+            .tags(tag("team", team))
+            .tags(tag("cost-center", "42"))
+            .send()
+            .await
+            .unwrap();
+    }
+    iam.create_user()
+        .user_name(format!("alice-{id}"))
+        .tags(tag("Team", "payments"))
+        .send()
+        .await
+        .unwrap();
+    let payments_session = format!("arn:aws:sts::{ACCOUNT}:assumed-role/payments-ci-{id}/build-1");
+    let search_session = format!("arn:aws:sts::{ACCOUNT}:assumed-role/search-ci-{id}/build-1");
+    let alice = format!("arn:aws:iam::{ACCOUNT}:user/alice-{id}");
+    let foreign = format!("arn:aws:sts::999999999999:assumed-role/payments-ci-{id}/build-1");
+    let ghost = format!("arn:aws:sts::{ACCOUNT}:assumed-role/ghost-{id}/build-1");
+
+    // Before any target names a tag, nobody's tags are looked up.
+    let repo = store.another_repository();
+    let plain = repo.access_targets().await.unwrap().targets;
+    let caller = repo.caller(&payments_session, &plain).await.unwrap();
+    assert!(caller.tags.is_empty());
+    assert!(
+        !repo.operations().contains("ListRoleTags"),
+        "{:?}",
+        repo.operations()
+    );
+
+    let api = Api::start(&store).await;
+    store.upload(&name("payments.app"), b"payments v1").await;
+    store
+        .repo
+        .publish_version(&name("payments.app"), false)
+        .await
+        .unwrap();
+    let targets = json!({"targets": [
+        {"principals": [ADMIN], "names": ["*"], "actions": ["admin"]},
+        {"principals": ["tag:team=payments"], "names": ["payments.*"], "actions": ["read", "write"]}
+    ]});
+    let (status, body) = api.call(ADMIN, "PUT", "/access", Some(targets)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let publish = |caller: String| {
+        let api = &api;
+        async move {
+            api.call(
+                &caller,
+                "POST",
+                "/artifacts/payments.app/versions",
+                Some(json!({"force": true})),
+            )
+            .await
+        }
+    };
+    let (status, body) = publish(payments_session.clone()).await;
+    assert_eq!(status, 201, "the payments role's session: {body}");
+    for (who, caller) in [
+        ("another team's role", search_session.clone()),
+        ("a same-named role of another account", foreign.clone()),
+        ("a role IAM does not know", ghost.clone()),
+    ] {
+        let (status, body) = publish(caller).await;
+        assert_eq!(status, 403, "{who}: {body}");
+        assert_eq!(body["error"]["code"], "AccessDenied", "{who}: {body}");
+    }
+    // A user, its tag key in another case (IAM keys are case-insensitive).
+    let (status, body) = api
+        .call(&alice, "GET", "/artifacts/payments.app/versions/1", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The test route answers as the routes decide, tags included.
+    for (principal, want) in [(&payments_session, true), (&search_session, false)] {
+        let (status, body) = api
+            .call(
+                ADMIN,
+                "GET",
+                &format!(
+                    "/access?principal={}&action=write&name=payments.app",
+                    urlencode(principal)
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["allowed"], want, "{principal}: {body}");
+    }
+    // Listings follow the tags too.
+    let (_, listed) = api.call(&search_session, "GET", "/artifacts", None).await;
+    assert_eq!(listed["items"], json!([]));
+    let (_, listed) = api.call(&payments_session, "GET", "/artifacts", None).await;
+    assert_eq!(listed["items"], json!(["payments.app"]));
+
+    // A repository looks a caller's tags up once, then answers from memory
+    // until they are a minute old; a new one (another Lambda instance) sees
+    // a changed tag at once.
+    let tagged = repo.access_targets().await.unwrap().targets;
+    assert!(tagged.names_tags());
+    let caller = repo.caller(&payments_session, &tagged).await.unwrap();
+    assert_eq!(
+        caller.tags.get("team").map(String::as_str),
+        Some("payments")
+    );
+    iam.untag_role()
+        .role_name(format!("payments-ci-{id}"))
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let cached = repo.caller(&payments_session, &tagged).await.unwrap();
+    assert_eq!(cached.tags, caller.tags);
+    let fresh = store
+        .another_repository()
+        .caller(&payments_session, &tagged)
+        .await
+        .unwrap();
+    assert_eq!(fresh.tags.get("team"), None, "{fresh:?}");
+    assert_eq!(
+        fresh.tags.get("cost-center").map(String::as_str),
+        Some("42")
+    );
+}

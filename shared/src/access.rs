@@ -9,9 +9,14 @@
 //! only on aliases matching `aliases` (default: every alias). Patterns are
 //! globs: `*` any run of characters, `?` one. An IAM assumed-role session
 //! (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`) also matches as its
-//! role (`arn:aws:iam::ACCOUNT:role/ROLE`). With no target at all every
-//! caller may do everything (a deployment stays open until its first
-//! target); once one exists, what no target grants is denied.
+//! role (`arn:aws:iam::ACCOUNT:role/ROLE`). A principal pattern
+//! `tag:KEY=VALUE` matches a caller whose IAM role or user carries tag KEY
+//! with a value matching VALUE (the tags are looked up by the repository,
+//! in the deployment's own account only: [`tag_subject`]). With no target
+//! at all every caller may do everything (a deployment stays open until its
+//! first target); once one exists, what no target grants is denied.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,11 +50,83 @@ impl Action {
     }
 }
 
+/// A principal's IAM tags, key to value.
+pub type Tags = BTreeMap<String, String>;
+
+/// Who asks: the caller's ARN, and the tags of its IAM role or user (empty
+/// when no target names a tag, or the principal has none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub arn: String,
+    pub tags: Tags,
+}
+
+impl Caller {
+    /// A caller known by its ARN alone.
+    pub fn new(arn: impl Into<String>) -> Self {
+        Self {
+            arn: arn.into(),
+            tags: Tags::new(),
+        }
+    }
+}
+
+/// The prefix of a principal pattern that names a tag: `tag:KEY=VALUE`.
+pub const TAG_PREFIX: &str = "tag:";
+
+/// The IAM entity whose tags a caller carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagSubject {
+    /// A role, by name (`ListRoleTags`).
+    Role(String),
+    /// A user, by name (`ListUserTags`).
+    User(String),
+}
+
+/// Whose tags `caller` carries, if its ARN is a role, an assumed-role
+/// session or a user of `account` (the deployment's own: IAM names are
+/// unique per account only, so a same-named role of another account must
+/// not borrow ours). A path (`role/ci/build`) ends in the name.
+pub fn tag_subject(caller: &str, account: &str) -> Option<TagSubject> {
+    let rest = caller.strip_prefix("arn:")?;
+    let [_partition, service, "", owner, resource] = rest.splitn(5, ':').collect::<Vec<_>>()[..]
+    else {
+        return None;
+    };
+    if owner != account || account.is_empty() {
+        return None;
+    }
+    let last = |path: &str| {
+        path.rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+    };
+    match service {
+        "iam" => {
+            if let Some(path) = resource.strip_prefix("role/") {
+                last(path).map(TagSubject::Role)
+            } else if let Some(path) = resource.strip_prefix("user/") {
+                last(path).map(TagSubject::User)
+            } else {
+                None
+            }
+        }
+        "sts" => {
+            let session = resource.strip_prefix("assumed-role/")?;
+            let (role, _) = session.split_once('/')?;
+            (!role.is_empty()).then(|| TagSubject::Role(role.to_owned()))
+        }
+        _ => None,
+    }
+}
+
 /// One permission target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// IAM principal ARN patterns (`local-api`: the caller header's value).
+    /// IAM principal ARN patterns (`local-api`: the caller header's value),
+    /// or principal tags, `tag:KEY=VALUE` (VALUE a pattern).
     pub principals: Vec<String>,
     /// Artifact name patterns.
     pub names: Vec<String>,
@@ -104,6 +181,16 @@ impl Targets {
                     )));
                 }
             }
+            if let Some(bad) = t.principals.iter().find(|p| {
+                p.strip_prefix(TAG_PREFIX).is_some_and(|tag| {
+                    tag.split_once('=')
+                        .is_none_or(|(key, _)| key.is_empty() || key.len() > 128)
+                })
+            }) {
+                return Err(Error::InvalidRequest(format!(
+                    "targets[{i}].principals: {bad:?} names a tag as tag:KEY=VALUE, KEY 1 to 128 characters"
+                )));
+            }
             if t.actions.is_empty() {
                 return Err(Error::InvalidRequest(format!(
                     "targets[{i}].actions must list at least one of read, write, delete, promote, admin"
@@ -121,6 +208,15 @@ impl Targets {
         }
         Ok(())
     }
+
+    /// Whether any target names a principal tag (only then are a caller's
+    /// tags looked up).
+    pub fn names_tags(&self) -> bool {
+        self.targets
+            .iter()
+            .flat_map(|t| &t.principals)
+            .any(|p| p.starts_with(TAG_PREFIX))
+    }
 }
 
 /// What a request needs: an action, on a name (none: the targets
@@ -134,15 +230,27 @@ pub struct Need<'a> {
 
 /// Whether `caller` may do what `need` says, and if not, why (the 403's
 /// message).
-pub fn decide(targets: &Targets, caller: &str, need: &Need<'_>) -> std::result::Result<(), String> {
+pub fn decide(
+    targets: &Targets,
+    caller: &Caller,
+    need: &Need<'_>,
+) -> std::result::Result<(), String> {
     if targets.targets.is_empty() {
         return Ok(());
     }
-    let principals = principal_forms(caller);
+    let principals = principal_forms(&caller.arn);
+    let matches = |pattern: &str| match pattern.strip_prefix(TAG_PREFIX) {
+        // IAM tag keys are case-insensitive (aws:PrincipalTag), values not.
+        Some(tag) => tag.split_once('=').is_some_and(|(key, value)| {
+            caller
+                .tags
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case(key) && glob(value, v))
+        }),
+        None => principals.iter().any(|c| glob(pattern, c)),
+    };
     let grants = |t: &Target| {
-        t.principals
-            .iter()
-            .any(|p| principals.iter().any(|c| glob(p, c)))
+        t.principals.iter().any(|p| matches(p))
             && t.actions
                 .iter()
                 .any(|a| *a == need.action || *a == Action::Admin)
@@ -172,7 +280,8 @@ pub fn decide(targets: &Targets, caller: &str, need: &Need<'_>) -> std::result::
         (Some(name), _) => format!("{name:?}"),
     };
     Err(format!(
-        "{caller} may not {} {on}: no permission target grants it",
+        "{} may not {} {on}: no permission target grants it",
+        caller.arn,
         need.action.as_str()
     ))
 }
@@ -332,12 +441,23 @@ mod tests {
             ("anonymous", need(Read, Some("team-a.app"), None), false),
         ];
         for (caller, need, want) in cases {
-            let got = decide(&targets, caller, &need);
+            let got = decide(&targets, &Caller::new(caller), &need);
             assert_eq!(got.is_ok(), want, "{caller} {need:?}: {got:?}");
         }
         // No target at all: open.
-        assert!(decide(&Targets::default(), "anyone", &need(Admin, None, None)).is_ok());
-        let denied = decide(&targets, team_a, &need(Write, Some("team-b.app"), None));
+        assert!(
+            decide(
+                &Targets::default(),
+                &Caller::new("anyone"),
+                &need(Admin, None, None)
+            )
+            .is_ok()
+        );
+        let denied = decide(
+            &targets,
+            &Caller::new(team_a),
+            &need(Write, Some("team-b.app"), None),
+        );
         assert!(denied.is_err_and(|m| m.contains("may not write \"team-b.app\"")));
     }
 
@@ -352,6 +472,8 @@ mod tests {
             r#"{"targets": [{"principals": ["*"], "names": ["*"], "actions": []}]}"#,
             r#"{"targets": [{"principals": ["*"], "names": [""], "actions": ["read"]}]}"#,
             r#"{"targets": [{"principals": ["*"], "names": ["*"], "actions": ["read"], "aliases": []}]}"#,
+            r#"{"targets": [{"principals": ["tag:team"], "names": ["*"], "actions": ["read"]}]}"#,
+            r#"{"targets": [{"principals": ["tag:=a"], "names": ["*"], "actions": ["read"]}]}"#,
         ] {
             let doc: Targets = serde_json::from_str(bad).expect("parses");
             assert!(doc.validate().is_err(), "{bad}");
@@ -365,5 +487,85 @@ mod tests {
                 "{unparsable}"
             );
         }
+    }
+
+    #[test]
+    fn principal_tags_grant_to_whoever_carries_them() {
+        use Action::*;
+        let targets = Targets {
+            targets: vec![
+                target(&["tag:team=payments"], &["payments.*"], &[Read, Write]),
+                target(&["tag:tier=gold-*"], &["*"], &[Read]),
+            ],
+        };
+        assert!(targets.names_tags());
+        assert!(targets.validate().is_ok());
+        let with = |tags: &[(&str, &str)]| Caller {
+            arn: "arn:aws:sts::1:assumed-role/ci/build".into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let write = Need {
+            action: Write,
+            name: Some("payments.api"),
+            alias: None,
+        };
+        let read_other = Need {
+            action: Read,
+            name: Some("search.index"),
+            alias: None,
+        };
+        for (caller, need, want) in [
+            (with(&[("team", "payments")]), &write, true),
+            (with(&[("Team", "payments")]), &write, true),
+            (with(&[("team", "Payments")]), &write, false),
+            (with(&[("team", "search")]), &write, false),
+            (with(&[]), &write, false),
+            (with(&[("team", "payments")]), &read_other, false),
+            (with(&[("tier", "gold-eu")]), &read_other, true),
+            (with(&[("tier", "silver")]), &read_other, false),
+        ] {
+            assert_eq!(
+                decide(&targets, &caller, need).is_ok(),
+                want,
+                "{caller:?} {need:?}"
+            );
+        }
+        // A tag pattern is never an ARN pattern: an ARN spelled like one
+        // matches nothing.
+        let arn_like = Caller::new("tag:team=payments");
+        assert!(decide(&targets, &arn_like, &write).is_err());
+        let plain = Targets {
+            targets: vec![target(&["arn:aws:iam::1:role/*"], &["*"], &[Read])],
+        };
+        assert!(!plain.names_tags());
+    }
+
+    #[test]
+    fn tags_are_looked_up_for_roles_sessions_and_users_of_this_account_only() {
+        let role = |n: &str| Some(TagSubject::Role(n.to_owned()));
+        for (caller, want) in [
+            ("arn:aws:iam::111:role/ci", role("ci")),
+            ("arn:aws:iam::111:role/teams/a/ci", role("ci")),
+            ("arn:aws:sts::111:assumed-role/ci/build-7", role("ci")),
+            ("arn:aws-cn:sts::111:assumed-role/ci/build-7", role("ci")),
+            (
+                "arn:aws:iam::111:user/ops/alice",
+                Some(TagSubject::User("alice".into())),
+            ),
+            ("arn:aws:sts::222:assumed-role/ci/build-7", None),
+            ("arn:aws:iam::222:role/ci", None),
+            ("arn:aws:iam::111:root", None),
+            ("arn:aws:iam::111:role/", None),
+            ("arn:aws:sts::111:federated-user/bob", None),
+            ("arn:aws:s3:::111", None),
+            ("local", None),
+            ("tag:team=payments", None),
+        ] {
+            assert_eq!(tag_subject(caller, "111"), want, "{caller}");
+        }
+        assert_eq!(tag_subject("arn:aws:iam:::role/ci", ""), None);
     }
 }

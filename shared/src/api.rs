@@ -346,8 +346,8 @@ impl Operation {
 
     /// The caller and the targets, if every need is granted; 403 if not.
     async fn authorize(self, repo: &Repository, request: &Request) -> Result<Grant> {
-        let caller = actor(request);
         let targets = repo.access_targets().await?.targets;
+        let caller = repo.caller(&actor(request), &targets).await?;
         for (action, name, alias) in self.needs(request) {
             let need = Need {
                 action,
@@ -470,7 +470,7 @@ pub async fn list_artifacts(repo: &Repository, request: &Request) -> Result<Resp
 /// it (listings show only names the caller may read).
 #[derive(Debug, Clone)]
 pub struct Grant {
-    pub caller: String,
+    pub caller: crate::access::Caller,
     pub targets: std::sync::Arc<Targets>,
 }
 
@@ -532,6 +532,7 @@ pub async fn get_access(repo: &Repository, request: &Request) -> Result<Response
             name: name.as_deref(),
             alias: alias.as_deref(),
         };
+        let principal = repo.caller(&principal, &document.targets).await?;
         let decision = crate::access::decide(&document.targets, &principal, &need);
         return Ok(json(
             StatusCode::OK,
@@ -569,7 +570,8 @@ pub async fn put_access(repo: &Repository, request: &Request) -> Result<Response
         name: None,
         alias: None,
     };
-    if let Err(why) = crate::access::decide(&targets, &caller, &manage) {
+    let as_caller = repo.caller(&caller, &targets).await?;
+    if let Err(why) = crate::access::decide(&targets, &as_caller, &manage) {
         return Err(Error::InvalidRequest(format!(
             "these targets would lock you out ({why}); keep a target granting you admin on names [\"*\"]"
         )));

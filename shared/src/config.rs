@@ -33,6 +33,10 @@ pub struct Config {
     /// `EVENT_BUS_NAME`: the EventBridge bus that events of changes go to
     /// (SPEC 10.2); unset: the account's default bus.
     pub event_bus: Option<String>,
+    /// `ACCOUNT_ID`: the deployment's AWS account. Callers of this account
+    /// carry their IAM role's or user's tags into permission targets that
+    /// name `tag:KEY=VALUE`; unset, no caller carries any.
+    pub account_id: Option<String>,
 }
 
 /// A setting that is missing or malformed; the message names the variable.
@@ -137,6 +141,14 @@ impl Config {
                 }
             },
         };
+        let account_id = get("ACCOUNT_ID");
+        if let Some(a) = &account_id
+            && (a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ConfigError(format!(
+                "ACCOUNT_ID must be an AWS account id of 12 digits, not {a:?}"
+            )));
+        }
         Ok(Self {
             bucket,
             table,
@@ -150,6 +162,7 @@ impl Config {
             verify_function: get("VERIFY_FUNCTION_NAME"),
             rollout_alarm_prefix: get("ROLLOUT_ALARM_PREFIX").unwrap_or_default(),
             event_bus: get("EVENT_BUS_NAME").filter(|b| b != "default"),
+            account_id,
         })
     }
 }

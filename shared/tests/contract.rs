@@ -344,6 +344,10 @@ enum Call {
     /// A Query of one of the table's indexes, by name (the recorded
     /// operation is `Query`).
     QueryIndex(&'static str),
+    /// The tags of a caller's role or user (permission targets naming
+    /// `tag:KEY=VALUE`), in the deployment's account.
+    ListRoleTags,
+    ListUserTags,
 }
 
 /// The alarms rollouts may watch: those named with the deployment's prefix.
@@ -465,6 +469,18 @@ fn iam_actions(call: Call) -> Vec<Grant> {
             None,
         )],
         Call::PutEvents => vec![("events:PutEvents".to_owned(), BUS.to_owned(), None)],
+        // Service Authorization Reference, IAM: ListRoleTags acts on `role`,
+        // ListUserTags on `user` resources.
+        Call::ListRoleTags => vec![(
+            "iam:ListRoleTags".to_owned(),
+            "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*".to_owned(),
+            None,
+        )],
+        Call::ListUserTags => vec![(
+            "iam:ListUserTags".to_owned(),
+            "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*".to_owned(),
+            None,
+        )],
         Call::DeleteObject(keys, at) | Call::DeleteObjects(keys, at) => {
             versions(keys, at, "s3:DeleteObject", "s3:DeleteObjectVersion")
         }
@@ -475,11 +491,13 @@ fn iam_actions(call: Call) -> Vec<Grant> {
 /// methods its handler reaches). Its IAM grants are derived from these.
 fn calls(package: &str) -> Vec<Call> {
     let mut calls = operation_calls(package);
-    // Every route reads the permission targets first (SPEC 10.4).
-    if shared::api::ROUTES.iter().any(|r| r.function == package)
-        && !calls.iter().any(|c| matches!(c, Call::GetItem))
-    {
-        calls.push(Call::GetItem);
+    // Every route reads the permission targets first (SPEC 10.4), and the
+    // caller's tags when a target names one.
+    if shared::api::ROUTES.iter().any(|r| r.function == package) {
+        if !calls.iter().any(|c| matches!(c, Call::GetItem)) {
+            calls.push(Call::GetItem);
+        }
+        calls.extend([Call::ListRoleTags, Call::ListUserTags]);
     }
     calls
 }

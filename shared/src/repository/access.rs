@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::tx::{TransactFailure, Tx};
 use super::{Repository, decode_cursor, encode_cursor, page_size};
-use crate::access::Targets;
+use crate::access::{Caller, TagSubject, Tags, Targets, tag_subject};
 use crate::error::{Error, Result};
 use crate::layout::{ACCESS_HISTORY_PK, ACCESS_PK, ACCESS_SK, attr, format_update_at, now};
 use crate::model::Page;
@@ -41,7 +41,116 @@ fn document_of(item: &crate::rows::Item) -> Result<Targets> {
     serde_json::from_str(text).map_err(|e| Error::internal("access targets", e))
 }
 
+/// How long a caller's looked-up tags are used before they are looked up
+/// again: a tag change on a role applies within this long (IAM itself is
+/// eventually consistent).
+pub const TAGS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// Callers remembered at most; past it the cache starts over.
+const TAG_CACHE_CALLERS: usize = 1024;
+
+/// Tags looked up lately, by caller ARN, with when.
+#[derive(Debug, Default)]
+pub(crate) struct TagCache(
+    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Tags)>>,
+);
+
+impl TagCache {
+    fn get(&self, arn: &str) -> Option<Tags> {
+        let cache = self.0.lock().ok()?;
+        let (at, tags) = cache.get(arn)?;
+        (at.elapsed() < TAGS_FRESH_FOR).then(|| tags.clone())
+    }
+
+    fn put(&self, arn: &str, tags: &Tags) {
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= TAG_CACHE_CALLERS {
+                cache.clear();
+            }
+            cache.insert(arn.to_owned(), (std::time::Instant::now(), tags.clone()));
+        }
+    }
+}
+
 impl Repository {
+    /// `arn` as a caller of `targets`: with its IAM role's or user's tags
+    /// when a target names a tag and the principal is of this deployment's
+    /// account (`ACCOUNT_ID`), else its ARN alone. At most one
+    /// ListRoleTags / ListUserTags per caller and [`TAGS_FRESH_FOR`]; a
+    /// principal IAM does not know carries no tags.
+    pub async fn caller(&self, arn: &str, targets: &Targets) -> Result<Caller> {
+        let mut caller = Caller::new(arn);
+        if !targets.names_tags() {
+            return Ok(caller);
+        }
+        let Some(subject) = self
+            .account_id
+            .as_deref()
+            .and_then(|account| tag_subject(arn, account))
+        else {
+            return Ok(caller);
+        };
+        if let Some(tags) = self.tag_cache.get(arn) {
+            caller.tags = tags;
+            return Ok(caller);
+        }
+        caller.tags = self.principal_tags(&subject).await?;
+        self.tag_cache.put(arn, &caller.tags);
+        Ok(caller)
+    }
+
+    /// The tags of one role or user, every page.
+    async fn principal_tags(&self, subject: &TagSubject) -> Result<Tags> {
+        let mut tags = Tags::new();
+        let mut marker = None;
+        loop {
+            let (page, truncated, next) = match subject {
+                TagSubject::Role(role) => {
+                    match self
+                        .iam
+                        .list_role_tags()
+                        .role_name(role)
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                    {
+                        Ok(out) => (out.tags, out.is_truncated, out.marker),
+                        Err(e)
+                            if e.as_service_error()
+                                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+                        {
+                            return Ok(Tags::new());
+                        }
+                        Err(e) => return Err(Error::upstream("ListRoleTags", e)),
+                    }
+                }
+                TagSubject::User(user) => {
+                    match self
+                        .iam
+                        .list_user_tags()
+                        .user_name(user)
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                    {
+                        Ok(out) => (out.tags, out.is_truncated, out.marker),
+                        Err(e)
+                            if e.as_service_error()
+                                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+                        {
+                            return Ok(Tags::new());
+                        }
+                        Err(e) => return Err(Error::upstream("ListUserTags", e)),
+                    }
+                }
+            };
+            tags.extend(page.into_iter().map(|t| (t.key, t.value)));
+            match next {
+                Some(m) if truncated => marker = Some(m),
+                _ => return Ok(tags),
+            }
+        }
+    }
+
     /// The permission targets, strongly consistent. One GetItem.
     pub async fn access_targets(&self) -> Result<AccessDocument> {
         let out = self

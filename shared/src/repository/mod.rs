@@ -44,7 +44,7 @@ use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
 use crate::scheduled::RetentionSchedule;
 
-pub use access::{AccessChange, AccessDocument};
+pub use access::{AccessChange, AccessDocument, TAGS_FRESH_FOR};
 pub use multipart::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
     MIN_PART_SIZE, plan as multipart_plan,
@@ -79,6 +79,13 @@ pub struct Repository {
     verify_budget_bytes: u64,
     /// Rollouts watch only alarms named with this prefix.
     rollout_alarm_prefix: String,
+    /// Principal tags (permission targets naming `tag:KEY=VALUE`).
+    iam: aws_sdk_iam::Client,
+    /// The deployment's account (`ACCOUNT_ID`): only its principals' tags
+    /// are looked up.
+    account_id: Option<String>,
+    /// Tags looked up lately, by caller ARN (`access::TAGS_FRESH_FOR`).
+    tag_cache: std::sync::Arc<access::TagCache>,
 }
 
 impl Repository {
@@ -112,6 +119,9 @@ impl Repository {
         let ddb = aws_sdk_dynamodb::config::Builder::from(dynamodb_sdk)
             .interceptor(calls.dynamodb_interceptor())
             .build();
+        let iam = aws_sdk_iam::config::Builder::from(dynamodb_sdk)
+            .interceptor(calls.recording_interceptor())
+            .build();
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3),
             ddb: aws_sdk_dynamodb::Client::from_conf(ddb),
@@ -123,6 +133,9 @@ impl Repository {
             verifier: Verifier::default(),
             verify_budget_bytes: config.verify_budget_bytes,
             rollout_alarm_prefix: config.rollout_alarm_prefix.clone(),
+            iam: aws_sdk_iam::Client::from_conf(iam),
+            account_id: config.account_id.clone(),
+            tag_cache: std::sync::Arc::default(),
         }
     }
 
