@@ -16,12 +16,12 @@ export CARGO_TARGET_DIR ?= target
 # when its Rust target is installed.
 ARM64 := $(shell rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && echo yes)
 
-.PHONY: test dev venv lint validate release stress check bench smoke clean-venv
+.PHONY: test dev venv lint validate iam-test release stress check bench smoke clean-venv
 
 ## make test: install what is missing, then formatting, lints, the SAM
 ## template check, and every test (unit, emulator integration, concurrency,
-## Python interop, events, contract).
-test: venv lint validate
+## Python interop, events, contract), and the IAM outer gate (iam-test).
+test: venv lint validate iam-test
 	cargo test --workspace --locked
 
 ## make dev: from a fresh clone to the API on http://127.0.0.1:3000 over a
@@ -35,6 +35,17 @@ lint:
 
 validate: venv
 	sam validate --lint
+
+## make iam-test: the IAM outer gate in front of the API (iam/: the CI role's
+## policy, what execute-api patterns cannot separate), evaluated by
+## @cloud-copilot/iam-simulate under node --test; needs Node.js 20 and npm.
+iam-test: iam/node_modules/.installed
+	npm test --prefix iam
+
+# npm ci only when iam/node_modules is missing or the lockfile is newer.
+iam/node_modules/.installed: iam/package-lock.json iam/package.json
+	npm ci --prefix iam --no-audit --no-fund
+	touch $@
 
 ## make stress: 64 parallel publishes and other races, a workload under
 ## injected faults with an audit after it, and schemathesis's generated
