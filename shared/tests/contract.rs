@@ -669,6 +669,11 @@ fn operation_calls(package: &str) -> Vec<Call> {
             DeleteObjects(Blobs, At::Version),
             // Multipart uploads in progress are aborted before the blobs go.
             AbortMultipartUpload(Blobs),
+            // The library's objects of the purge's own second: kept unless
+            // the mirror wrote them (HeadObject by version); rows landed
+            // during the purge: kept only while their object is there.
+            HeadObject(Store, At::PinnedOrCurrent),
+            HeadObject(Blobs, At::Current),
         ],
         "apply-retention" => vec![
             GetItem,

@@ -32,6 +32,15 @@ impl Repository {
     /// fails. Bytes go only after every row that could point at them. The
     /// fence comes down only by the purge that holds it, at its end.
     /// Running it again after an interruption finishes the job.
+    ///
+    /// The library knows no fence, and writes its object before its row.
+    /// So that a library put racing the purge never leaves a row without
+    /// its object: the library's objects last modified in the second the
+    /// rows began to go, or later, stay (a put whose row lands after the
+    /// rows went keeps its bytes; one whose row was deleted leaves an
+    /// object no row names, which the next purge removes); and after the
+    /// objects, any version row found again (a library row landed
+    /// meanwhile) whose object is gone is deleted too.
     pub async fn purge_artifact(&self, name: &ArtifactName) -> Result<()> {
         if !self.artifact_exists_anywhere(name).await? {
             return Err(Error::ArtifactNotFound {
@@ -58,6 +67,9 @@ impl Repository {
             self.abort_multipart(blob_key, s3_upload_id).await?;
         }
         self.renew_fence(name, &purge_id).await?;
+        // S3's LastModified is in whole seconds: an object of this second
+        // may be a racing library put's, and stays.
+        let rows_go_at = now().unix_timestamp();
         self.ddb
             .delete_item()
             .table_name(&self.layout.table)
@@ -104,13 +116,15 @@ impl Repository {
         keys.extend(keys_of(rows));
         keys.push(key(REGISTRY_PK, format!("{name}/")));
         self.delete_keys(keys).await?;
-        for prefix in [
-            self.layout.artifact_prefix(name),
-            self.layout.blob_prefix(name),
+        for (prefix, written_before) in [
+            (self.layout.artifact_prefix(name), Some(rows_go_at)),
+            (self.layout.blob_prefix(name), None),
         ] {
-            self.delete_all_object_versions(&prefix, None, Some((name, &purge_id)))
+            self.delete_object_versions(&prefix, None, Some((name, &purge_id)), written_before)
                 .await?;
         }
+        self.renew_fence(name, &purge_id).await?;
+        self.delete_rows_without_objects(name).await?;
         let lowered = self
             .ddb
             .delete_item()
@@ -295,6 +309,56 @@ impl Repository {
         Ok(())
     }
 
+    /// A purge's last step: the version rows found again after its objects
+    /// went are library rows that landed meanwhile; each whose object is
+    /// gone (its S3 PUT came before the purge deleted it) is deleted, on
+    /// condition that it still holds those bytes. AWS calls: Query, then
+    /// per row found HeadObject (and DeleteItem).
+    async fn delete_rows_without_objects(&self, name: &ArtifactName) -> Result<()> {
+        for row in self
+            .query_all(name.as_str())
+            .await?
+            .iter()
+            .filter_map(|item| VersionRow::from_item(item).ok())
+        {
+            let (key, version_id) =
+                row.location
+                    .object(&self.layout, name, row.version, &row.sha256);
+            let head = self
+                .s3
+                .head_object()
+                .bucket(&self.layout.bucket)
+                .key(&key)
+                .set_version_id(version_id)
+                .send()
+                .await;
+            match head {
+                Ok(_) => continue,
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {}
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
+                Err(e) => return Err(Error::upstream("HeadObject", e)),
+            }
+            tracing::info!(%name, version = %row.version, %key, "a row that landed during the purge names bytes the purge deleted; deleted too");
+            let deleted = self
+                .ddb
+                .delete_item()
+                .table_name(&self.layout.table)
+                .set_key(Some(version_key(name, row.version)))
+                .condition_expression("#sha256 = :sha256")
+                .expression_attribute_names("#sha256", attr::SHA256)
+                .expression_attribute_values(":sha256", sv(&row.sha256))
+                .send()
+                .await;
+            match deleted {
+                Ok(_) => {}
+                // Rewritten since (a newer put, its object PUT first): kept.
+                Err(e) if super::condition_failed(&e) => {}
+                Err(e) => return Err(Error::upstream("DeleteItem", e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Permanently deletes every object version and delete marker under
     /// `prefix` (only keys equal to `exact`, when given). Returns how many.
     /// With `fence` (a purge's), the fence is renewed before every page.
@@ -304,6 +368,26 @@ impl Repository {
         exact: Option<&str>,
         fence: Option<(&ArtifactName, &str)>,
     ) -> Result<usize> {
+        self.delete_object_versions(prefix, exact, fence, None)
+            .await
+    }
+
+    /// [`Self::delete_all_object_versions`], keeping the versions (and
+    /// delete markers) last modified in the second `written_before` (Unix
+    /// seconds) or later, when given, unless the mirror wrote them (one
+    /// HeadObject per such version).
+    async fn delete_object_versions(
+        &self,
+        prefix: &str,
+        exact: Option<&str>,
+        fence: Option<(&ArtifactName, &str)>,
+        written_before: Option<i64>,
+    ) -> Result<usize> {
+        let older = |modified: Option<&aws_sdk_s3::primitives::DateTime>| match written_before {
+            None => true,
+            // Unknown age: kept (it may be a racing put's).
+            Some(cutoff) => modified.is_some_and(|m| m.secs() < cutoff),
+        };
         let mut deleted = 0;
         let (mut key_marker, mut version_marker) = (None, None);
         loop {
@@ -320,13 +404,40 @@ impl Repository {
                 .send()
                 .await
                 .map_err(|e| Error::upstream("ListObjectVersions", e))?;
+            // A recent version is kept only when it is not a copy of the
+            // mirror's (its marker says so; no writer we fence races there).
+            let mut recent_ours = Vec::new();
+            for v in out.versions().iter().filter(|v| !older(v.last_modified())) {
+                let head = self
+                    .s3
+                    .head_object()
+                    .bucket(&self.layout.bucket)
+                    .set_key(v.key().map(str::to_owned))
+                    .set_version_id(v.version_id().map(str::to_owned))
+                    .send()
+                    .await;
+                match head {
+                    Ok(h)
+                        if h.metadata()
+                            .is_some_and(|m| m.contains_key(crate::mirror::META_MIRRORED_FOR)) =>
+                    {
+                        recent_ours.push((v.key(), v.version_id()));
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
+                    Err(e) => return Err(Error::upstream("HeadObject", e)),
+                }
+            }
             let ids: Vec<ObjectIdentifier> = out
                 .versions()
                 .iter()
+                .filter(|v| older(v.last_modified()))
                 .map(|v| (v.key(), v.version_id()))
+                .chain(recent_ours)
                 .chain(
                     out.delete_markers()
                         .iter()
+                        .filter(|m| older(m.last_modified()))
                         .map(|m| (m.key(), m.version_id())),
                 )
                 .filter(|(key, _)| exact.is_none_or(|e| *key == Some(e)))

@@ -1109,3 +1109,140 @@ async fn a_purge_interrupted_in_an_alias_history_leaves_it_gapless_from_one() {
     let gapless: Vec<u64> = (1..=alias.revision).collect();
     assert_eq!(revisions, gapless);
 }
+
+/// The LATEST row the library wrote for `n`, as stored.
+async fn latest_item(
+    store: &TestStore,
+    n: &shared::ArtifactName,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    store
+        .ddb
+        .get_item()
+        .table_name(&store.config.table)
+        .key("pk", AttributeValue::S(n.to_string()))
+        .key("sk", AttributeValue::S("LATEST".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the library's LATEST row")
+}
+
+/// The first of the library's two writes of a put: its object (with the
+/// user metadata `versioned` 1.0.1 writes).
+async fn library_object(store: &TestStore, n: &shared::ArtifactName, content: &[u8]) {
+    store
+        .s3
+        .put_object()
+        .bucket(&store.config.bucket)
+        .key(store.repo.layout().object_key(n, Version::Latest))
+        .metadata("artifact_name", n.as_str())
+        .metadata("artifact_sha256", sha256_hex(content))
+        .body(content.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The second: its row, as it wrote `template`, now holding `content`.
+async fn library_row(
+    store: &TestStore,
+    template: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    content: &[u8],
+) {
+    let mut item = template.clone();
+    item.insert(
+        "sha256".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S(sha256_hex(content)),
+    );
+    store
+        .ddb
+        .put_item()
+        .table_name(&store.config.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+// Checker finding (seed 9, invariant 14): the library knows no fence. Its
+// put's object, PUT while a purge ran, was deleted with the artifact's
+// objects; its row, PUT after the purge deleted the rows, then named
+// nothing ("the library cannot read: NoSuchKey"). Objects of the second the
+// rows began to go, or later, now stay unless the mirror wrote them.
+#[tokio::test]
+async fn a_library_put_landing_during_a_purge_keeps_its_bytes_with_its_row() {
+    let store = TestStore::new().await;
+    let n = name("lib-racer");
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "lib-racer", "content": "first"}).to_string(),
+    ]);
+    let template = latest_item(&store, &n).await;
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "ListObjectVersions",
+        Some("lib-racer"),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = through(&store, &plan).await;
+    let purge = tokio::spawn({
+        let n = n.clone();
+        async move { slow.purge_artifact(&n).await }
+    });
+    gate.arrived().await;
+    // The rows are gone; the library's next put writes its object...
+    library_object(&store, &n, b"second").await;
+    gate.open();
+    purge.await.unwrap().unwrap();
+    // ...and then its row, which names bytes that are there.
+    library_row(&store, &template, b"second").await;
+    assert_eq!(served(&store, &n, Version::Latest).await, b"second");
+}
+
+// The other order: the library's object was PUT before the purge began,
+// its row lands after the purge deleted the rows but before it deleted the
+// objects. The purge, at its end, deletes that row too (it used to stay,
+// naming bytes the purge had deleted).
+#[tokio::test]
+async fn a_library_row_landing_after_a_purge_took_its_bytes_goes_too() {
+    let store = TestStore::new().await;
+    let n = name("lib-late");
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "lib-late", "content": "first"}).to_string(),
+    ]);
+    let template = latest_item(&store, &n).await;
+    library_object(&store, &n, b"second").await;
+    // In an earlier second than the purge's start.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let plan = Plan::new();
+    let gate = Gate::new();
+    let held = plan.add(Rule::new(
+        "DeleteObjects",
+        Some(&store.repo.layout().object_key(&n, Version::Latest)),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = through(&store, &plan).await;
+    let purge = tokio::spawn({
+        let n = n.clone();
+        async move { slow.purge_artifact(&n).await }
+    });
+    gate.arrived().await;
+    library_row(&store, &template, b"second").await;
+    gate.open();
+    purge.await.unwrap().unwrap();
+    assert_eq!(held.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let latest = store.repo.get_version(&n, Version::Latest).await;
+    assert!(
+        latest.is_err(),
+        "a row naming purged bytes survived: {latest:?}"
+    );
+}
