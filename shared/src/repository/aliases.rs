@@ -556,6 +556,10 @@ impl Repository {
                     self.reference(name, alias, Version::Latest, true)?,
                 );
             }
+            // No purge runs: the library (which knows no fence) may bring
+            // LATEST back during one, and the purge's end deletes rows that
+            // name bytes it took; an alias must not land on them.
+            tx.push(Member::Fence, self.no_purge_running(name)?);
             for version in &wanted {
                 // A new target must still not be archived when the move
                 // lands (a status change racing it: SPEC 10.3).
@@ -584,6 +588,11 @@ impl Repository {
             match self.transact_tx(&tx, &token).await {
                 Ok(()) => return Ok(new_row),
                 Err(TransactFailure::Conditions(failed)) => {
+                    if failed.contains(&Member::Fence) {
+                        return Err(Error::ArtifactBeingPurged {
+                            name: name.to_string(),
+                        });
+                    }
                     if failed.contains(&Member::Latest) {
                         return Err(Error::ArtifactNotFound {
                             name: name.to_string(),
@@ -1096,6 +1105,8 @@ enum Member {
     Released(Version),
     /// The rollout item a driver's step or a cancellation writes.
     Rollout,
+    /// No purge of the artifact runs.
+    Fence,
 }
 
 fn nothing_to_roll_back(name: &ArtifactName, alias: &AliasName, why: &str) -> Error {

@@ -159,6 +159,9 @@ impl Repository {
                 Member::Bytes,
                 self.not_condemned(name, &latest.sha256, Some(reserved_at))?,
             );
+            // No purge runs: one would delete the row (LATEST may be back
+            // meanwhile, written by the library, which knows no fence).
+            tx.push(Member::Fence, self.no_purge_running(name)?);
             // The search index by metadata, in the same transaction as the
             // row it indexes (SPEC 10.3): search never misses a version.
             for (key, value) in &latest.metadata {
@@ -185,6 +188,11 @@ impl Repository {
                     return Ok(Published {
                         artifact: row.to_artifact(&self.layout),
                         created: true,
+                    });
+                }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Member::Fence) => {
+                    return Err(Error::ArtifactBeingPurged {
+                        name: name.to_string(),
                     });
                 }
                 // Our own write, landed (its answer lost; emulators ignore
@@ -552,6 +560,8 @@ enum Member {
     Bytes,
     /// An entry of the metadata index.
     Index,
+    /// No purge of the artifact runs.
+    Fence,
 }
 
 /// What a publish does with LATEST as read (a pure decision).

@@ -429,9 +429,9 @@ impl Repository {
         }
     }
 
-    /// Writes the pending-upload row, unless a purge of the artifact or a
-    /// reclaim of these bytes is under way.
-    async fn record_upload(&self, name: &ArtifactName, row: &UploadRow) -> Result<()> {
+    /// A transaction member that holds only while no purge of `name` runs
+    /// (its fence is absent, or stale: a crashed purge's).
+    pub(super) fn no_purge_running(&self, name: &ArtifactName) -> Result<TransactWriteItem> {
         let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
         let fence = ConditionCheck::builder()
             .table_name(&self.layout.table)
@@ -442,11 +442,14 @@ impl Repository {
             .expression_attribute_values(":stale", nv(stale))
             .build()
             .map_err(super::invalid_sdk_input)?;
+        Ok(TransactWriteItem::builder().condition_check(fence).build())
+    }
+
+    /// Writes the pending-upload row, unless a purge of the artifact or a
+    /// reclaim of these bytes is under way.
+    async fn record_upload(&self, name: &ArtifactName, row: &UploadRow) -> Result<()> {
         let mut tx = Tx::new();
-        tx.push(
-            Start::Fence,
-            TransactWriteItem::builder().condition_check(fence).build(),
-        );
+        tx.push(Start::Fence, self.no_purge_running(name)?);
         tx.push(Start::Bytes, self.not_condemned(name, &row.sha256, None)?);
         tx.push(
             Start::Row,

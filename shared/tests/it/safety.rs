@@ -8,7 +8,7 @@ use std::time::Duration;
 use shared::model::{CommitOutcome, UploadRequest};
 use shared::{Error, Repository, Verifier, VerifyStep, Version};
 use test_support::proxy::{self, Action, Fault, FaultCounts, Faults, Gate, Plan, Rule};
-use test_support::{TestStore, emulator, name, send_parts, sha256_hex, start_multipart};
+use test_support::{TestStore, alias, emulator, name, send_parts, sha256_hex, start_multipart, to};
 
 const MIB: usize = 1024 * 1024;
 
@@ -1244,5 +1244,53 @@ async fn a_library_row_landing_after_a_purge_took_its_bytes_goes_too() {
     assert!(
         latest.is_err(),
         "a row naming purged bytes survived: {latest:?}"
+    );
+}
+
+// Checker finding (seed 13, invariant 4/10): while a purge ran, the library
+// brought LATEST back (it knows no fence), an alias moved onto it (its
+// transaction only asked that LATEST exist), and the purge's end deleted
+// that LATEST for naming bytes the purge took: the alias pointed at
+// nothing. Alias moves and publishes now also need the fence down.
+#[tokio::test]
+async fn alias_moves_and_publishes_wait_for_a_running_purge() {
+    let store = TestStore::new().await;
+    let n = name("fenced");
+    store.upload(&n, b"one").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "DeleteItem",
+        Some("LATEST"),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = through(&store, &plan).await;
+    let purge = tokio::spawn({
+        let n = n.clone();
+        async move { slow.purge_artifact(&n).await }
+    });
+    // The fence is up, LATEST still there.
+    gate.arrived().await;
+    let moved = store.repo.put_alias(&n, &alias("prod"), to(1)).await;
+    assert!(
+        matches!(moved, Err(Error::ArtifactBeingPurged { .. })),
+        "{moved:?}"
+    );
+    let published = store.repo.publish_version(&n, true).await;
+    assert!(
+        matches!(published, Err(Error::ArtifactBeingPurged { .. })),
+        "{published:?}"
+    );
+    gate.open();
+    purge.await.unwrap().unwrap();
+    assert!(
+        store
+            .repo
+            .list_aliases(&n, None, None)
+            .await
+            .map(|p| p.items.is_empty())
+            .unwrap_or(true)
     );
 }
