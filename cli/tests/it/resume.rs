@@ -7,7 +7,7 @@
 //! through and refuses the rest as S3 refuses a request (a 4xx the CLI does
 //! not retry), which ends the push as a killed process would.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

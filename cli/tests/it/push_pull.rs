@@ -1,7 +1,7 @@
 //! push → pull through the local server: bytes come back identical, through
 //! LATEST, a version, an alias and stdout.
 
-mod support;
+use crate::support;
 
 use support::{Local, bytes, sha256_hex};
 

@@ -3,7 +3,7 @@
 //! aborts it; status, pause, resume and promote find the rollout in
 //! progress without an id.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

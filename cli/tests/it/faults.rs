@@ -2,7 +2,7 @@
 //! a connection reset before or after the server acted, a delay), pushes
 //! and pulls still succeed with the right bytes.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -3,7 +3,7 @@
 //! by a proxy in front of the real local API that points every
 //! `download_url` at itself and flips one byte of what S3 serves.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::Path;

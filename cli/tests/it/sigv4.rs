@@ -2,7 +2,7 @@
 //! (botocore's `SigV4Auth`, service `execute-api`) computes for the same
 //! request, credentials and time, byte for byte.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

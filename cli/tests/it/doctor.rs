@@ -4,7 +4,7 @@
 //! S3 refuses other bytes fails over one that does not (moto), and the
 //! scratch artifact is purged.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! answers the first use of an upload URL and of a download URL as S3 does
 //! for an expired one, and passes everything else to the API and S3.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! The README's quick start runs verbatim (against a local server on a free
 //! port instead of 3000) and prints what the README shows, times aside.
 
-mod support;
+use crate::support;
 
 use support::Local;
 
@@ -57,7 +57,7 @@ fn normalized(text: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_readme_quick_start_runs_verbatim_and_prints_what_it_shows() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let (script, shown) = script_and_output(
         readme,
         "### Quick start: the pipeline flow with the `artifact` CLI",

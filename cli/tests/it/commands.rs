@@ -1,7 +1,7 @@
 //! Every command with `--json` prints one document of the documented shape;
 //! errors exit with the documented codes and say `error: <code>: <message>`.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::{Local, Run};
