@@ -87,6 +87,9 @@ pub mod attr {
     /// while a new one is under way (0: none), restored when it is lifted.
     pub const PRIOR_DELETED_AT: &str = "prior_deleted_at";
     pub const STARTED_AT: &str = "started_at";
+    /// On a purge fence: the purge holding it failed and hands it to the
+    /// next purge (writers stay out until it lapses).
+    pub const HANDED_OVER: &str = "handed_over";
     /// On artifact rows: who committed or published it.
     pub const CREATED_BY: &str = "created_by";
     /// On artifact rows: where the bytes are. [`BYTES_BLOB`](super::BYTES_BLOB)

@@ -49,6 +49,18 @@ impl Repository {
         }
         let purge_id = uuid::Uuid::new_v4().simple().to_string();
         self.take_fence(name, &purge_id).await?;
+        let purged = self.purge_behind_fence(name, &purge_id).await;
+        if purged.is_err() {
+            // Failed (not crashed): the next purge may take over at once
+            // instead of waiting for the lease to lapse; writers stay out.
+            self.hand_over_fence(name, &purge_id).await;
+        }
+        purged
+    }
+
+    /// The work of [`Self::purge_artifact`] once its fence is up.
+    async fn purge_behind_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+        let purge_id = purge_id.to_owned();
 
         let upload_items = self.query_all(&upload_pk(name)).await?;
         // The S3 side of multipart uploads in progress, aborted after their
@@ -200,9 +212,34 @@ impl Repository {
         Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
     }
 
+    /// Marks the fence `purge_id` holds as handed over (best effort: a
+    /// fence left as it is lapses after `PURGE_FENCE_STALE`).
+    async fn hand_over_fence(&self, name: &ArtifactName, purge_id: &str) {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(fence_pk(name), FENCE_SK)))
+            .update_expression("SET #handed_over = :yes")
+            .condition_expression("#purge_id = :mine")
+            .expression_attribute_names("#handed_over", attr::HANDED_OVER)
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(
+                ":yes",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+            )
+            .expression_attribute_values(":mine", sv(purge_id))
+            .send()
+            .await;
+        if let Err(e) = out {
+            tracing::warn!(%name, error = ?e, "could not hand the purge fence over; it lapses on its own");
+        }
+    }
+
     /// Puts the purge fence up as `purge_id`'s, unless another purge holds
-    /// it (renewed within `PURGE_FENCE_STALE`): 409 then. A retry of this
-    /// request finds its own fence and goes on.
+    /// it (renewed within `PURGE_FENCE_STALE`, and not handed over by a
+    /// purge that failed): 409 then. A retry of this request finds its own
+    /// fence and goes on.
     async fn take_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
         let mut fence = key(fence_pk(name), FENCE_SK);
         fence.insert(attr::PURGE_ID.into(), sv(purge_id));
@@ -214,13 +251,19 @@ impl Repository {
             .table_name(&self.layout.table)
             .set_item(Some(fence))
             .condition_expression(
-                "attribute_not_exists(#pk) OR #started_at < :stale OR #purge_id = :mine",
+                "attribute_not_exists(#pk) OR #started_at < :stale OR #purge_id = :mine \
+                 OR #handed_over = :yes",
             )
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#started_at", attr::STARTED_AT)
             .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_names("#handed_over", attr::HANDED_OVER)
             .expression_attribute_values(":stale", nv(stale))
             .expression_attribute_values(":mine", sv(purge_id))
+            .expression_attribute_values(
+                ":yes",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+            )
             .send()
             .await;
         match out {

@@ -1294,3 +1294,53 @@ async fn alias_moves_and_publishes_wait_for_a_running_purge() {
             .unwrap_or(true)
     );
 }
+
+// Checker finding (seed 9 again, invariant 4/10): a purge that failed
+// half-way (a 5xx past the SDK's retries) kept its fence for the whole
+// lease, so its client's retry was refused (409) and the artifact stayed
+// half-purged — LATEST gone, an alias still naming it. A purge that fails
+// now hands its fence to the next one, which finishes the job at once;
+// writers stay out meanwhile.
+#[tokio::test]
+async fn a_failed_purge_hands_its_fence_to_the_retry_which_finishes_the_job() {
+    let store = TestStore::new().await;
+    let n = name("half-purged");
+    store.upload(&n, b"one").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .put_alias(&n, &alias("stage"), to(1))
+        .await
+        .unwrap();
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "BatchWriteItem",
+        None,
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    let failing = through(&store, &plan).await;
+    let failed = failing.purge_artifact(&n).await;
+    assert!(failed.is_err(), "{failed:?}");
+    // Half-way: LATEST is gone; writers are still kept out.
+    let upload = store
+        .repo
+        .create_upload(&n, declare(b"new life", 8, None))
+        .await;
+    assert!(
+        matches!(upload, Err(Error::ArtifactBeingPurged { .. })),
+        "{upload:?}"
+    );
+    // The retry takes the fence over and finishes.
+    store.repo.purge_artifact(&n).await.unwrap();
+    assert!(
+        store
+            .repo
+            .list_aliases(&n, None, None)
+            .await
+            .map(|p| p.items.is_empty())
+            .unwrap_or(true)
+    );
+    store.upload(&n, b"new life").await;
+    assert_eq!(served(&store, &n, Version::Latest).await, b"new life");
+}

@@ -465,9 +465,14 @@ impl Worker {
         reclaim(&self.world.client, &actor, name, crash).await;
     }
 
-    /// A purge, retried by its client while it has no clear answer.
+    /// A purge, retried by its client while it has no clear answer, as a
+    /// pipeline would: a retry that finds the fence of its own earlier
+    /// attempt (crashed: still up until its lease lapses) tries again a
+    /// second later, so a purge once begun is finished.
     async fn purge(&mut self, name: &str) {
-        for _ in 0..3 {
+        let mut began = false;
+        let mut unsure_retries = 0;
+        for _ in 0..60 {
             let crash = self.crash();
             let outcome = self
                 .send(
@@ -477,9 +482,20 @@ impl Worker {
                     crash,
                 )
                 .await;
-            if !outcome.unsure() {
-                break;
+            if outcome.unsure() {
+                began = true;
+                unsure_retries += 1;
+                if unsure_retries == 3 {
+                    break;
+                }
+                continue;
             }
+            let fenced = outcome.body()["error"]["code"] == "ArtifactBeingPurged";
+            if began && fenced {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            break;
         }
     }
 }
