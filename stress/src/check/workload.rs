@@ -485,7 +485,7 @@ impl Worker {
             if outcome.unsure() {
                 began = true;
                 unsure_retries += 1;
-                if unsure_retries == 3 {
+                if unsure_retries == 10 {
                     break;
                 }
                 continue;
