@@ -494,6 +494,59 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Every object version and delete marker of the library's key of
+    /// `version` of `name`, newest first: when written, which sha256, whose.
+    async fn key_history(&self, name: &str, version: &str) -> String {
+        let sort_key = match version.parse::<u64>() {
+            Ok(n) => format!("{n:06}"),
+            Err(_) => version.to_owned(),
+        };
+        let key = format!("{}/{name}/{sort_key}", self.store.config.prefix);
+        let s3 = &self.store.s3;
+        let Ok(out) = s3
+            .list_object_versions()
+            .bucket(&self.store.config.bucket)
+            .prefix(&key)
+            .send()
+            .await
+        else {
+            return "(could not list it)".into();
+        };
+        let mut lines = Vec::new();
+        for v in out.versions() {
+            let head = s3
+                .head_object()
+                .bucket(&self.store.config.bucket)
+                .key(&key)
+                .set_version_id(v.version_id().map(str::to_owned))
+                .send()
+                .await
+                .ok();
+            let meta = head.as_ref().and_then(|h| h.metadata());
+            lines.push(format!(
+                "{{version {:?} at {:?}, sha256 {:?}, mirror marker {:?}, current {:?}}}",
+                v.version_id(),
+                v.last_modified().map(|t| t.secs()),
+                meta.and_then(|m| m.get("artifact_sha256")),
+                meta.and_then(|m| m.get("seed_layout_mirror")),
+                v.is_latest()
+            ));
+        }
+        for m in out.delete_markers() {
+            lines.push(format!(
+                "{{delete marker {:?} at {:?}, current {:?}}}",
+                m.version_id(),
+                m.last_modified().map(|t| t.secs()),
+                m.is_latest()
+            ));
+        }
+        if lines.is_empty() {
+            "nothing at all".into()
+        } else {
+            lines.join(", ")
+        }
+    }
+
     /// Invariant 14: after the mirror, the library reads what the API serves.
     async fn library_reads(
         &mut self,
@@ -520,9 +573,16 @@ impl<'a> Checker<'a> {
                 normal(version)
             };
             let (sha, content) = (got["sha256"].as_str(), got["content_sha256"].as_str());
+            // What the key holds, for the report: every object version and
+            // delete marker, newest first, with the mirror's marker.
+            let held = if sha.is_some() && sha == content {
+                String::new()
+            } else {
+                self.key_history(name, &version).await
+            };
             self.check(sha.is_some() && sha == content, "14", name, vec![], || {
                 format!(
-                    "the library reads version {version} as {sha:?} but downloads bytes {content:?}"
+                    "the library reads version {version} as {sha:?} but downloads bytes {content:?}; the key holds {held}"
                 )
             });
             seen.insert(version, sha.unwrap_or_default().to_owned());
