@@ -987,7 +987,7 @@ async fn run() {
         // A finding fails the build when the seed's replay shows a
         // violation again; one that does not reproduce (thread timing
         // varies) is printed, with its replay command, and not counted.
-        let confirmed = report.violations == 0 || {
+        let confirmed = report.violations > 0 && {
             println!("check seed {seed}: replaying it once to confirm its finding");
             check::run(&options).await.violations > 0
         };
@@ -998,7 +998,7 @@ async fn run() {
                 options.replay_command()
             );
         }
-        tally.check(confirmed, || {
+        tally.check(!confirmed, || {
             format!(
                 "check seed {seed}: {} violations, again on its replay; replay: {}",
                 report.violations,

@@ -465,14 +465,11 @@ impl Worker {
         reclaim(&self.world.client, &actor, name, crash).await;
     }
 
-    /// A purge, retried by its client while it has no clear answer, as a
-    /// pipeline would: a retry that finds the fence of its own earlier
-    /// attempt (crashed: still up until its lease lapses) tries again a
-    /// second later, so a purge once begun is finished.
+    /// A purge, retried by its client while it has no clear answer. One
+    /// left unfinished (its fence still up after its last attempt) is
+    /// finished by the drain ([`finish_purge`]), as its client would.
     async fn purge(&mut self, name: &str) {
-        let mut began = false;
-        let mut unsure_retries = 0;
-        for _ in 0..60 {
+        for _ in 0..3 {
             let crash = self.crash();
             let outcome = self
                 .send(
@@ -482,20 +479,34 @@ impl Worker {
                     crash,
                 )
                 .await;
-            if outcome.unsure() {
-                began = true;
-                unsure_retries += 1;
-                if unsure_retries == 10 {
-                    break;
-                }
-                continue;
+            if !outcome.unsure() {
+                break;
             }
-            let fenced = outcome.body()["error"]["code"] == "ArtifactBeingPurged";
-            if began && fenced {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            break;
+        }
+    }
+}
+
+/// Finishes a purge whose client got no answer that it ended (a 5xx, a
+/// crash, or the 409 of its own earlier attempt's fence): retries it, a
+/// second apart while the fence stands, until it ends (at most ~45 s, the
+/// fence's lease and more).
+pub async fn finish_purge(client: &Client, name: &str) {
+    for _ in 0..45 {
+        let outcome = client
+            .send(
+                "bg",
+                name,
+                "purge",
+                Call::new("DELETE", format!("/artifacts/{name}")),
+                None,
+            )
+            .await
+            .outcome;
+        if outcome.ok() || outcome.status() == Some(404) {
+            return;
+        }
+        if outcome.status() == Some(409) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
