@@ -7,7 +7,9 @@ the interoperability test (shared/tests/it/interop.rs).
     interop.py call  ENDPOINT BUCKET TABLE METHOD KWARGS_JSON
                                              one library call, e.g. put_alias with
                                              {"name": "a", "alias": "v1.0", "version": 1};
-                                             a "content" kwarg is text, sent as bytes
+                                             a "content" kwarg is text, sent as bytes;
+                                             "content_file" names a file whose bytes
+                                             are sent as content
 
 Output is one JSON document on stdout.
 """
@@ -86,6 +88,9 @@ def read(repo, bsm, name):
 def call(repo, bsm, method, kwargs):
     if "content" in kwargs:
         kwargs["content"] = kwargs["content"].encode()
+    if "content_file" in kwargs:
+        with open(kwargs.pop("content_file"), "rb") as f:
+            kwargs["content"] = f.read()
     result = getattr(repo, method)(bsm=bsm, **kwargs)
     if result is None:
         return None

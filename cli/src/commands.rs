@@ -8,10 +8,18 @@ use crate::args::{AliasCommand, Command, Reference, parse_reference, parse_versi
 use crate::client::Api;
 use crate::error::{Error, Result};
 use crate::output::{Rendered, alias_targets, field, short_digest, size_field, table};
+use crate::progress::Progress;
 
 /// `POST …/versions`: the version, and whether it is new (201) rather than
-/// the newest one because LATEST was unchanged (200).
-pub async fn publish_version(api: &Api, name: &str, force: bool) -> Result<(Value, bool)> {
+/// the newest one because LATEST was unchanged (200). A large LATEST
+/// of the library is copied in the background (202 with its upload): the
+/// publish waits for that upload's verification, which publishes.
+pub async fn publish_version(
+    api: &Api,
+    name: &str,
+    force: bool,
+    progress: Progress,
+) -> Result<(Value, bool)> {
     let body = if force {
         json!({"force": true})
     } else {
@@ -26,6 +34,26 @@ pub async fn publish_version(api: &Api, name: &str, force: bool) -> Result<(Valu
             &[],
         )
         .await?;
+    if answer.status == 202 {
+        let upload_id = answer
+            .body
+            .get("upload_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Protocol(format!("a 202 without upload_id: {}", answer.body)))?;
+        let pipeline = json!({"publish": true, "force": force});
+        let done = crate::push::wait_verified(api, name, upload_id, &pipeline, progress).await?;
+        let mut published = done.published.ok_or_else(|| {
+            Error::Protocol(format!(
+                "upload {upload_id} was committed without its publish"
+            ))
+        })?;
+        let created = published
+            .as_object_mut()
+            .and_then(|o| o.remove("created"))
+            .and_then(|c| c.as_bool())
+            .unwrap_or(true);
+        return Ok((published, created));
+    }
     Ok((answer.body, answer.status == 201))
 }
 
@@ -135,10 +163,10 @@ fn items(items: Vec<Value>) -> Value {
 }
 
 /// Runs every command that is not push, pull or completions.
-pub async fn run(api: &Api, command: &Command) -> Result<Rendered> {
+pub async fn run(api: &Api, command: &Command, progress: Progress) -> Result<Rendered> {
     match command {
         Command::Publish { name, force } => {
-            let (artifact, created) = publish_version(api, name, *force).await?;
+            let (artifact, created) = publish_version(api, name, *force, progress).await?;
             let text = format!(
                 "published {name}@{}{}",
                 field(&artifact, "version"),

@@ -97,7 +97,7 @@ async fn execute(cli: &Cli) -> Result<(Rendered, bool), Error> {
             return doctor::doctor(&api, &name, *keep).await;
         }
         Command::Rollout(r) => rollout::run(&api, g.quiet, r).await,
-        other => commands::run(&api, other).await,
+        other => commands::run(&api, other, progress).await,
     }?;
     Ok((rendered, true))
 }

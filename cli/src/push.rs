@@ -351,10 +351,10 @@ fn pipeline_of(o: &args::Push) -> Value {
 }
 
 /// What a push ended with: LATEST, and the version and alias it asked for.
-struct Done {
-    latest: Value,
-    published: Option<Value>,
-    alias: Option<Value>,
+pub(crate) struct Done {
+    pub latest: Value,
+    pub published: Option<Value>,
+    pub alias: Option<Value>,
 }
 
 impl Done {
@@ -403,7 +403,7 @@ async fn commit(
 /// Polls `GET …/uploads/{id}` until the verifier committed the upload (its
 /// artifact, and the version and alias its pipeline made) or refused it (an
 /// integrity failure), showing the bytes verified so far.
-async fn wait_verified(
+pub(crate) async fn wait_verified(
     api: &Api,
     name: &str,
     upload_id: &str,

@@ -20,8 +20,8 @@ use crate::http::{
     with_etag,
 };
 use crate::model::{
-    AliasMove, AliasTarget, ChangeRequest, PartRequest, Pipeline, RetentionPolicy, SearchQuery,
-    UploadRequest, VersionStatus,
+    AliasMove, AliasTarget, ChangeRequest, PartRequest, Pipeline, PublishOutcome, RetentionPolicy,
+    SearchQuery, UploadRequest, VersionStatus,
 };
 use crate::names::{AliasName, ArtifactName, Sha256, Version, Weight};
 use crate::repository::{
@@ -949,15 +949,25 @@ struct PublishBody {
 pub async fn publish_version(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let b: PublishBody = body(request)?;
-    let published = repo
-        .publish_version_as(&name, b.force, &actor(request))
-        .await?;
-    let status = if published.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(json(status, &published.artifact))
+    match repo.publish(&name, b.force, &actor(request)).await? {
+        PublishOutcome::Published(published) => {
+            let status = if published.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json(status, &published.artifact))
+        }
+        // A large LATEST of the library, copied into the blob store and
+        // verified in the background: its upload publishes it.
+        PublishOutcome::Adopting { upload_id } => Ok(json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({
+                "upload_id": upload_id,
+                "state": crate::rows::UploadState::Verifying.as_str(),
+            }),
+        )),
+    }
 }
 
 pub async fn get_version(repo: &Repository, request: &Request) -> Result<Response<Body>> {

@@ -24,6 +24,12 @@ pub struct Config {
     /// checkpoints and chains (`VERIFY_BUDGET_BYTES`; its deadline stops it
     /// earlier). Unlimited by default.
     pub verify_budget_bytes: u64,
+    /// `ADOPT_COPY_MAX_BYTES`: a LATEST the library wrote of at most this
+    /// size is adopted into the blob store by the publish itself (one
+    /// CopyObject, its SHA-256 computed by S3); a larger one is copied in
+    /// parallel parts and verified by `verify-upload`, the publish answered
+    /// 202 (SPEC 3.1). 256 MiB by default.
+    pub adopt_copy_max_bytes: u64,
     /// `VERIFY_FUNCTION_NAME`: the `verify-upload` function to invoke after
     /// a multipart commit; unset (the local server): verified in process.
     pub verify_function: Option<String>,
@@ -53,6 +59,8 @@ impl Config {
     pub const DEFAULT_UPLOAD_SECS: u64 = 86_400;
     /// A week: S3's lifecycle rule aborts abandoned multipart uploads in days.
     pub const MAX_UPLOAD_SECS: u64 = 604_800;
+    /// What one CopyObject does well inside publish's 15 s timeout.
+    pub const DEFAULT_ADOPT_COPY_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -141,6 +149,17 @@ impl Config {
                 }
             },
         };
+        let adopt_copy_max_bytes = match get("ADOPT_COPY_MAX_BYTES") {
+            None => Self::DEFAULT_ADOPT_COPY_MAX_BYTES,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "ADOPT_COPY_MAX_BYTES {v:?} must be a positive integer"
+                    )));
+                }
+            },
+        };
         let account_id = get("ACCOUNT_ID");
         if let Some(a) = &account_id
             && (a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
@@ -159,6 +178,7 @@ impl Config {
             retention,
             seed_layout_mirror,
             verify_budget_bytes,
+            adopt_copy_max_bytes,
             verify_function: get("VERIFY_FUNCTION_NAME"),
             rollout_alarm_prefix: get("ROLLOUT_ALARM_PREFIX").unwrap_or_default(),
             event_bus: get("EVENT_BUS_NAME").filter(|b| b != "default"),

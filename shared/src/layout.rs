@@ -96,6 +96,10 @@ pub mod attr {
     /// means the blob store (`{prefix}.blobs/{name}/{sha256}`); absent means
     /// the library's key (rows the library or a previous release wrote).
     pub const BYTES: &str = "bytes";
+    /// On a LATEST the library wrote, too large to adopt within a publish:
+    /// the upload that copies its bytes into the blob store (a retried
+    /// publish answers with it instead of starting another copy).
+    pub const ADOPTING: &str = "adopting";
     /// On soft-deleted rows: the request that deleted it (a retried delete
     /// whose first answer was lost recognises its own write).
     pub const DELETED_BY_REQUEST: &str = "deleted_by_request";

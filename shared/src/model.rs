@@ -262,6 +262,22 @@ pub struct Published {
     pub created: bool,
 }
 
+/// What a publish answers: the version (201, or 200 when LATEST was
+/// unchanged), or (202) the upload whose verification publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+// One per request, moved once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum PublishOutcome {
+    Published(Published),
+    /// LATEST was written by the library and is too large to copy into the
+    /// blob store within the request: its bytes are copied in parts into
+    /// upload `upload_id`, whose verification commits them and publishes
+    /// (`GET …/uploads/{upload_id}` shows it, `published` at the end).
+    Adopting {
+        upload_id: String,
+    },
+}
+
 /// A started upload: a presigned PUT of the declared bytes to send, or
 /// `exists` when the artifact holds them already (nothing to transfer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -645,7 +645,29 @@ fn operation_calls(package: &str) -> Vec<Call> {
         // The number, then the version row with LATEST unchanged and the
         // blob not condemned; unchanged LATEST reads the version it was
         // published as (or the newest, for the library's rows).
-        "publish-version" => publish.clone(),
+        // A LATEST of the library above `ADOPT_COPY_MAX_BYTES` is adopted
+        // in the background: a multipart upload of the same bytes (the
+        // blob's HeadObject ∥ CreateMultipartUpload, its row behind the
+        // purge fence), recorded on LATEST, its parts copied by S3 from
+        // the pinned library object, committed, and handed to verify-upload.
+        "publish-version" => [
+            publish.clone(),
+            vec![
+                TransactWriteItems(&[ConditionCheck, Put]),
+                CreateMultipartUpload(Blobs),
+                AbortMultipartUpload(Blobs),
+                HeadObject(Store, At::PinnedOrCurrent),
+                UploadPartCopy {
+                    from: Store,
+                    at: At::PinnedOrCurrent,
+                    to: Blobs,
+                },
+                ListParts(Blobs),
+                CompleteMultipartUpload(Blobs),
+                Invoke(VERIFY_FUNCTION_ARN),
+            ],
+        ]
+        .concat(),
         "get-version" | "get-version-content" => [vec![GetItem], download.to_vec()].concat(),
         // Stale alias references are cleaned in a transaction that checks the
         // alias rows and updates the version row.

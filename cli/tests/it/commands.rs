@@ -674,3 +674,39 @@ async fn access_targets_are_managed_and_enforced_from_the_command_line() {
     assert_eq!(history["items"][0]["actor"], admin);
     assert_eq!(history["items"][0]["revision"], 3);
 }
+
+/// `artifact publish` of a large LATEST the library wrote: the server
+/// copies it in the background and answers 202 with an upload; the CLI
+/// waits for that upload's verification and prints the version it
+/// published, as for any publish.
+#[tokio::test]
+async fn publish_waits_for_a_large_library_latest_copied_in_the_background() {
+    let local = Local::with_settings(&[("ADOPT_COPY_MAX_BYTES", "1024")]).await;
+    let bytes: Vec<u8> = (0..6 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+    let file = local.file("big.bin", &bytes);
+    local.store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "big", "content_file": file}).to_string(),
+    ]);
+    let published = local.run(&["--json", "publish", "big"]).await.ok().json();
+    assert_eq!(published["version"], "1");
+    assert_eq!(published["created"], true);
+    assert_eq!(
+        published["sha256"].as_str(),
+        Some(test_support::sha256_hex(&bytes).as_str())
+    );
+    // The bytes are in the blob store now: a second publish finds LATEST
+    // unchanged, at once.
+    let again = local.run(&["publish", "big"]).await.ok().text();
+    assert!(
+        again.contains("published big@1 (LATEST unchanged"),
+        "{again}"
+    );
+    let pulled = local.path("pulled.bin");
+    local
+        .run(&["pull", "big@1", "-o", pulled.to_str().unwrap()])
+        .await
+        .ok();
+    assert_eq!(std::fs::read(pulled).unwrap(), bytes);
+}

@@ -77,6 +77,9 @@ pub struct Repository {
     verifier: Verifier,
     /// Bytes one verification step hashes at most (`VERIFY_BUDGET_BYTES`).
     verify_budget_bytes: u64,
+    /// A larger LATEST of the library is adopted in the background
+    /// (`ADOPT_COPY_MAX_BYTES`).
+    adopt_copy_max_bytes: u64,
     /// Rollouts watch only alarms named with this prefix.
     rollout_alarm_prefix: String,
     /// Principal tags (permission targets naming `tag:KEY=VALUE`).
@@ -132,6 +135,7 @@ impl Repository {
             calls,
             verifier: Verifier::default(),
             verify_budget_bytes: config.verify_budget_bytes,
+            adopt_copy_max_bytes: config.adopt_copy_max_bytes,
             rollout_alarm_prefix: config.rollout_alarm_prefix.clone(),
             iam: aws_sdk_iam::Client::from_conf(iam),
             account_id: config.account_id.clone(),

@@ -364,9 +364,23 @@ impl Repository {
         takeover: bool,
     ) -> Result<PipelineAnswer> {
         let force = pipeline.force && !takeover;
-        let published = self
+        let published = match self
             .publish_version_of(name, force, actor, Some(id.as_str()))
-            .await?;
+            .await?
+        {
+            super::publish::Publishing::Done(published) => published,
+            // LATEST is this upload's commit (else: superseded), never a
+            // row of the library that only a publish of no upload adopts.
+            super::publish::Publishing::Adopt { .. } => {
+                return Err(Error::internal(
+                    "pipeline publish",
+                    format!(
+                        "LATEST of {name} is the library's, not upload {}'s",
+                        id.as_str()
+                    ),
+                ));
+            }
+        };
         let version = published.artifact.version;
         let alias = match &pipeline.alias {
             None => None,

@@ -4,13 +4,16 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use base64::Engine;
 
-use super::Repository;
+use futures::{StreamExt, TryStreamExt};
+
+use super::pipeline::PipelineOutcome;
 use super::tx::{TransactFailure, Tx};
+use super::{Repository, UploadId};
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
-use crate::model::{LOCAL_ACTOR, Published};
+use crate::model::{LOCAL_ACTOR, Pipeline, PublishOutcome, Published, UploadRequest};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Location, VersionRow, nv, set_metadata, sv, version_key};
+use crate::rows::{Item, Location, UploadState, VersionRow, nv, set_metadata, sv, version_key};
 
 /// Publishes of one artifact racing each other take turns (each attempt
 /// reads LATEST and takes the next number only if nobody did meanwhile):
@@ -38,13 +41,55 @@ impl Repository {
     }
 
     /// [`Self::publish_version`], recording `actor` as the version's creator.
+    ///
+    /// A LATEST of the library adopted in the background
+    /// ([`PublishOutcome::Adopting`]) is refused here (409 naming the
+    /// upload): [`Self::publish`] answers it.
     pub async fn publish_version_as(
         &self,
         name: &ArtifactName,
         force: bool,
         actor: &str,
     ) -> Result<Published> {
-        self.publish_version_of(name, force, actor, None).await
+        match self.publish(name, force, actor).await? {
+            PublishOutcome::Published(published) => Ok(published),
+            PublishOutcome::Adopting { upload_id } => Err(Error::ConcurrentModification(format!(
+                "LATEST of {name} is being copied into the blob store by upload {upload_id}, \
+                 whose verification publishes it"
+            ))),
+        }
+    }
+
+    /// The publish route's: [`Self::publish_version_as`], or, when LATEST is
+    /// the library's and larger than `ADOPT_COPY_MAX_BYTES`, the upload that
+    /// copies it into the blob store and publishes it once verified (202).
+    pub async fn publish(
+        &self,
+        name: &ArtifactName,
+        force: bool,
+        actor: &str,
+    ) -> Result<PublishOutcome> {
+        for attempt in 0..PUBLISH_ATTEMPTS {
+            if attempt > 0 {
+                super::backoff(attempt).await;
+            }
+            match self.publish_version_of(name, force, actor, None).await? {
+                Publishing::Done(published) => return Ok(PublishOutcome::Published(published)),
+                Publishing::Adopt {
+                    latest,
+                    item,
+                    force,
+                } => match self.adopt(name, &latest, &item, force, actor).await? {
+                    Adoption::Again => {}
+                    Adoption::Verifying(upload_id) => {
+                        return Ok(PublishOutcome::Adopting { upload_id });
+                    }
+                },
+            }
+        }
+        Err(Error::ConcurrentModification(format!(
+            "publishing {name} kept conflicting with other writers; retry"
+        )))
     }
 
     /// [`Self::publish_version_as`]; with `upload`, only while LATEST is
@@ -56,7 +101,7 @@ impl Repository {
         force: bool,
         actor: &str,
         upload: Option<&str>,
-    ) -> Result<Published> {
+    ) -> Result<Publishing> {
         let mut mode = if force { Mode::Force } else { Mode::IfChanged };
         for attempt in 0..PUBLISH_ATTEMPTS {
             if attempt > 0 {
@@ -84,10 +129,10 @@ impl Repository {
                 Decision::Number(number) => number,
                 Decision::Unchanged => {
                     if let Some(found) = self.published_as(name, &latest).await? {
-                        return Ok(Published {
+                        return Ok(Publishing::Done(Published {
                             artifact: found.to_artifact(&self.layout),
                             created: false,
-                        });
+                        }));
                     }
                     // The version LATEST was published as is gone: publish again.
                     mode = Mode::Force;
@@ -99,10 +144,10 @@ impl Repository {
                     if let Some(newest) = self.newest_live_version(name).await?
                         && newest.sha256 == latest.sha256
                     {
-                        return Ok(Published {
+                        return Ok(Publishing::Done(Published {
                             artifact: newest.to_artifact(&self.layout),
                             created: false,
-                        });
+                        }));
                     }
                     // Publish, unless a concurrent publish set the marker first.
                     mode = Mode::FirstMarker(latest.sha256);
@@ -114,9 +159,13 @@ impl Repository {
                 }
             };
             if latest.location != Location::Blob {
-                // Changes LATEST (its location): read it again after.
-                self.adopt_latest(name, &latest).await?;
-                continue;
+                // The bytes are brought into the blob store first (by
+                // `publish`), which changes LATEST: read again after.
+                return Ok(Publishing::Adopt {
+                    latest: Box::new(latest),
+                    item: latest_item,
+                    force: matches!(mode, Mode::Force),
+                });
             }
             let version = Version::number(number)?;
             let mut item = version_key(name, version);
@@ -185,10 +234,10 @@ impl Repository {
             match self.transact_tx(&tx, &token).await {
                 Ok(()) => {
                     let row = VersionRow::from_item(&item)?;
-                    return Ok(Published {
+                    return Ok(Publishing::Done(Published {
                         artifact: row.to_artifact(&self.layout),
                         created: true,
-                    });
+                    }));
                 }
                 Err(TransactFailure::Conditions(failed)) if failed.contains(&Member::Fence) => {
                     return Err(Error::ArtifactBeingPurged {
@@ -202,10 +251,10 @@ impl Repository {
                         && self.publish_landed(name, version, &item).await? =>
                 {
                     let row = VersionRow::from_item(&item)?;
-                    return Ok(Published {
+                    return Ok(Publishing::Done(Published {
                         artifact: row.to_artifact(&self.layout),
                         created: true,
-                    });
+                    }));
                 }
                 Err(TransactFailure::Conditions(failed)) if failed.contains(&Member::Bytes) => {
                     return Err(Error::ConcurrentModification(format!(
@@ -362,17 +411,25 @@ impl Repository {
     /// wrote into the blob store, once, then marks LATEST as stored there.
     ///
     /// When the blob key already holds those bytes (checked by S3 or
-    /// verified), nothing is copied. Otherwise the library key's current
-    /// object version is pinned (HeadObject) and copied, onto an empty
-    /// blob key only (`If-None-Match: *`): while the library is between its
-    /// S3 PUT and its row PUT, that object may be other bytes, and a copy
-    /// never replaces bytes that rows serve. S3 computes the copy's SHA-256;
-    /// other bytes than the row's are deleted again (the version this copy
-    /// created, under a key no row served) and the publish is refused. The
-    /// library writes single PUTs (≤ 5 GiB), so one CopyObject suffices.
+    /// verified), nothing is copied. Otherwise the library key's object
+    /// version is pinned (HeadObject, which also gives its size: the
+    /// library's rows have none). Up to `ADOPT_COPY_MAX_BYTES` it is copied
+    /// here, onto an empty blob key only (`If-None-Match: *`): while the
+    /// library is between its S3 PUT and its row PUT, that object may be
+    /// other bytes, and a copy never replaces bytes that rows serve. S3
+    /// computes the copy's SHA-256; other bytes than the row's are deleted
+    /// again (the version this copy created, under a key no row served) and
+    /// the publish is refused. Larger objects: [`Self::adopt_in_parts`].
     /// AWS calls: HeadObject (+ GetItem for a multipart blob), and when the
     /// bytes are not there HeadObject, CopyObject; then UpdateItem.
-    async fn adopt_latest(&self, name: &ArtifactName, latest: &VersionRow) -> Result<()> {
+    async fn adopt(
+        &self,
+        name: &ArtifactName,
+        latest: &VersionRow,
+        latest_item: &Item,
+        force: bool,
+        actor: &str,
+    ) -> Result<Adoption> {
         let size = latest.size.unwrap_or_default();
         let (stored, _) = self.stored_blob(name, &latest.sha256, size).await?;
         let held = match stored {
@@ -382,32 +439,258 @@ impl Repository {
             _ => false,
         };
         if !held {
-            self.copy_into_blob_store(name, latest).await?;
+            let source = self.library_source(name, latest).await?;
+            if source.size > self.adopt_copy_max_bytes {
+                return self
+                    .adopt_in_parts(name, latest, latest_item, force, actor, &source)
+                    .await;
+            }
+            self.copy_into_blob_store(name, latest, &source.copy_source)
+                .await?;
         }
-        self.mark_adopted(name, latest).await
+        self.mark_adopted(name, latest).await?;
+        Ok(Adoption::Again)
     }
 
-    /// The copy of [`Self::adopt_latest`].
-    async fn copy_into_blob_store(&self, name: &ArtifactName, latest: &VersionRow) -> Result<()> {
-        let (source_key, source_version) =
+    /// LATEST's bytes at the library's key: the object version its row
+    /// records, else the key's current one, pinned; and its size. One
+    /// HeadObject.
+    async fn library_source(&self, name: &ArtifactName, latest: &VersionRow) -> Result<Source> {
+        let (key, version) =
             latest
                 .location
                 .object(&self.layout, name, Version::Latest, &latest.sha256);
-        let source_version = match source_version {
-            Some(v) => Some(v),
-            None => self
-                .s3
-                .head_object()
-                .bucket(&self.layout.bucket)
-                .key(&source_key)
-                .send()
-                .await
-                .map_err(|e| Error::upstream("HeadObject", e))?
-                .version_id()
-                .map(str::to_owned),
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&self.layout.bucket)
+            .key(&key)
+            .set_version_id(version.clone())
+            .send()
+            .await;
+        let head = match head {
+            Ok(head) => head,
+            // The library's object went (deleted, purged): LATEST changed.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                return Err(Error::ConcurrentModification(format!(
+                    "the bytes of LATEST of {name} went while publishing; retry"
+                )));
+            }
+            Err(e) => return Err(Error::upstream("HeadObject", e)),
         };
-        let source =
-            crate::layout::copy_source(&self.layout.bucket, &source_key, source_version.as_deref());
+        let version = version.or_else(|| head.version_id().map(str::to_owned));
+        Ok(Source {
+            copy_source: crate::layout::copy_source(&self.layout.bucket, &key, version.as_deref()),
+            size: head.content_length().unwrap_or_default().max(0) as u64,
+        })
+    }
+
+    /// Adopts a LATEST of the library larger than `ADOPT_COPY_MAX_BYTES`
+    /// (one CopyObject of up to 5 GiB does not fit a 15 s request,
+    /// and a retry would repeat it): as a multipart upload of the same
+    /// bytes, its parts copied by S3 in parallel from the pinned library
+    /// object (UploadPartCopy), committed with a pipeline that publishes,
+    /// so `verify-upload` hashes it in the background and publishes it.
+    ///
+    /// LATEST records the upload (`adopting`), so a retried publish answers
+    /// with it instead of copying again; a pending one (its request cut
+    /// short) is copied and committed again, one that failed or was
+    /// superseded is replaced. Nothing is taken on trust: the verification
+    /// hashes what was copied and commits only the declared SHA-256, only
+    /// over this LATEST (a newer write of the library makes it
+    /// `superseded`; a pinned object that is not LATEST's bytes, `failed`,
+    /// and the next publish starts anew).
+    /// AWS calls: GetItem of the recorded upload; a new upload's
+    /// (HeadObject ∥ CreateMultipartUpload, TransactWriteItems), UpdateItem;
+    /// GetItem, UploadPartCopy per part (16 at once), then the
+    /// multipart commit's (ListParts, CompleteMultipartUpload, UpdateItem,
+    /// Invoke).
+    async fn adopt_in_parts(
+        &self,
+        name: &ArtifactName,
+        latest: &VersionRow,
+        latest_item: &Item,
+        force: bool,
+        actor: &str,
+        source: &Source,
+    ) -> Result<Adoption> {
+        let size = source.size;
+        let recorded = latest_item
+            .get(attr::ADOPTING)
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        let mut resume = None;
+        if let Some(id) = recorded
+            .as_deref()
+            .and_then(|id| id.parse::<UploadId>().ok())
+        {
+            match self.upload_row(name, &id).await {
+                Ok(row) if row.sha256 == latest.sha256 => match adoption_step(&row, now()) {
+                    Step::Wait => return Ok(Adoption::Verifying(id.as_str().to_owned())),
+                    Step::Resume => resume = Some(id),
+                    Step::Replace => {}
+                },
+                Ok(_) | Err(Error::UploadNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let id = match resume {
+            Some(id) => id,
+            None => {
+                let request = UploadRequest {
+                    sha256: latest.sha256.clone(),
+                    size,
+                    content_type: latest.content_type.clone(),
+                    metadata: latest.metadata.clone(),
+                    part_size: Some(adopt_part_size(size)),
+                };
+                let ticket = self.create_upload_as(name, request, actor).await?;
+                if ticket.exists {
+                    // The blob store holds the bytes now: adopted as is.
+                    self.mark_adopted(name, latest).await?;
+                    return Ok(Adoption::Again);
+                }
+                let id: UploadId = ticket.upload_id.parse()?;
+                if !self
+                    .mark_adopting(name, latest_item, recorded.as_deref(), &id)
+                    .await?
+                {
+                    // LATEST changed (or another publish recorded its
+                    // adoption first): judged again. This upload expires.
+                    return Ok(Adoption::Again);
+                }
+                id
+            }
+        };
+        let upload = self.upload_row(name, &id).await?;
+        let Some(mp) = &upload.multipart else {
+            return Err(Error::internal(
+                "adopt",
+                format!("upload {} has no multipart upload", id.as_str()),
+            ));
+        };
+        if upload.size != size {
+            // The library's object is no longer the one the upload was
+            // made for (it is between its S3 PUT and its row PUT).
+            return Err(Error::ConcurrentModification(format!(
+                "LATEST of {name} changed while publishing; retry"
+            )));
+        }
+        let blob_key = self.layout.blob_key(name, &latest.sha256);
+        futures::stream::iter(1..=mp.plan.part_count)
+            .map(|number| {
+                let start = mp.plan.part_size * u64::from(number - 1);
+                let end = start + mp.plan.part_length(number, size) - 1;
+                let (source, blob_key) = (&source.copy_source, &blob_key);
+                async move {
+                    match self
+                        .s3
+                        .upload_part_copy()
+                        .bucket(&self.layout.bucket)
+                        .key(blob_key)
+                        .upload_id(&mp.s3_upload_id)
+                        .part_number(number as i32)
+                        .copy_source(source)
+                        .copy_source_range(format!("bytes={start}-{end}"))
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Ok(()),
+                        // Completed by an earlier commit of this upload
+                        // whose answer was lost: the commit below judges it.
+                        Err(e)
+                            if e.as_service_error()
+                                .and_then(|e| e.meta().code())
+                                .is_some_and(|c| c == "NoSuchUpload") =>
+                        {
+                            Ok(())
+                        }
+                        // The library's object went (deleted, purged):
+                        // LATEST changed.
+                        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                            Err(Error::ConcurrentModification(format!(
+                                "the bytes of LATEST of {name} went while publishing; retry"
+                            )))
+                        }
+                        Err(e) => Err(Error::upstream("UploadPartCopy", e)),
+                    }
+                }
+            })
+            .buffer_unordered(ADOPT_PARALLEL_PARTS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let pipeline = Pipeline {
+            publish: true,
+            force,
+            alias: None,
+        };
+        match self
+            .commit_pipeline(name, id.as_str(), actor, &pipeline)
+            .await?
+        {
+            PipelineOutcome::Verifying { upload_id, .. } => Ok(Adoption::Verifying(upload_id)),
+            // The blob store held the bytes after all: committed and
+            // published at once; the next attempt finds that version.
+            PipelineOutcome::Committed(_) => Ok(Adoption::Again),
+        }
+    }
+
+    /// Records on LATEST, exactly as read, the upload adopting it (over the
+    /// one recorded before, if any). False when LATEST changed meanwhile.
+    async fn mark_adopting(
+        &self,
+        name: &ArtifactName,
+        latest_item: &Item,
+        recorded: Option<&str>,
+        id: &UploadId,
+    ) -> Result<bool> {
+        let mut update = self
+            .ddb
+            .update_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #adopting = :id")
+            .expression_attribute_names("#adopting", attr::ADOPTING)
+            .expression_attribute_names("#sha256", attr::SHA256)
+            .expression_attribute_names("#bytes", attr::BYTES)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_values(":id", sv(id.as_str()))
+            .expression_attribute_values(
+                ":sha256",
+                latest_item
+                    .get(attr::SHA256)
+                    .cloned()
+                    .unwrap_or_else(|| sv("")),
+            );
+        let mut condition = "#sha256 = :sha256 AND attribute_not_exists(#bytes)".to_owned();
+        match latest_item.get(attr::UPDATE_AT) {
+            Some(at) => {
+                condition.push_str(" AND #update_at = :update_at");
+                update = update.expression_attribute_values(":update_at", at.clone());
+            }
+            None => condition.push_str(" AND attribute_not_exists(#update_at)"),
+        }
+        match recorded {
+            Some(old) => {
+                condition.push_str(" AND #adopting = :old");
+                update = update.expression_attribute_values(":old", sv(old));
+            }
+            None => condition.push_str(" AND attribute_not_exists(#adopting)"),
+        }
+        match update.condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if super::condition_failed(&e) => Ok(false),
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// The copy of [`Self::adopt`].
+    async fn copy_into_blob_store(
+        &self,
+        name: &ArtifactName,
+        latest: &VersionRow,
+        source: &str,
+    ) -> Result<()> {
         let mut metadata = std::collections::HashMap::from([
             (
                 crate::layout::META_ARTIFACT_NAME.to_owned(),
@@ -473,10 +756,11 @@ impl Repository {
             .update_item()
             .table_name(&self.layout.table)
             .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression("SET #bytes = :blob REMOVE #s3_version_id")
+            .update_expression("SET #bytes = :blob REMOVE #s3_version_id, #adopting")
             .condition_expression("#sha256 = :sha256 AND attribute_not_exists(#bytes)")
             .expression_attribute_names("#bytes", attr::BYTES)
             .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
+            .expression_attribute_names("#adopting", attr::ADOPTING)
             .expression_attribute_names("#sha256", attr::SHA256)
             .expression_attribute_values(":blob", sv(crate::layout::BYTES_BLOB))
             .expression_attribute_values(":sha256", sv(&latest.sha256))
@@ -622,6 +906,71 @@ enum Mode {
     FirstMarker(String),
 }
 
+/// Parts of a background adoption copied at once.
+const ADOPT_PARALLEL_PARTS: usize = 16;
+
+/// What [`Repository::publish_version_of`] came to.
+pub(super) enum Publishing {
+    Done(Published),
+    /// LATEST, as read, is the library's and too large to adopt here:
+    /// [`Repository::publish`] adopts it in parts (never a pipeline's
+    /// publish, whose LATEST is its own commit).
+    Adopt {
+        latest: Box<VersionRow>,
+        item: Item,
+        force: bool,
+    },
+}
+
+/// The library's object holding LATEST's bytes.
+struct Source {
+    /// `bucket/key?versionId=…`, as CopyObject and UploadPartCopy take it.
+    copy_source: String,
+    size: u64,
+}
+
+/// What an adoption came to.
+enum Adoption {
+    /// LATEST changed, or its bytes are in the blob store now: judge again.
+    Again,
+    /// The upload copying the bytes is being verified; it publishes them.
+    Verifying(String),
+}
+
+/// What a publish does with the adoption LATEST records (a pure decision).
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Being verified: answer with it.
+    Wait,
+    /// Pending (its publish was cut short): copy and commit it again.
+    Resume,
+    /// Over (committed, failed, superseded) or about to expire: start anew.
+    Replace,
+}
+
+/// A pending adoption left this long before its expiry is replaced, not
+/// resumed: its commit must land before the upload expires.
+const RESUME_MARGIN_SECS: i64 = 300;
+
+fn adoption_step(upload: &crate::rows::UploadRow, now: time::OffsetDateTime) -> Step {
+    match upload.state {
+        UploadState::Verifying => Step::Wait,
+        UploadState::Pending if upload.expires_at > now.unix_timestamp() + RESUME_MARGIN_SECS => {
+            Step::Resume
+        }
+        _ => Step::Replace,
+    }
+}
+
+/// Parts of a background adoption: the object cut into as many parts as
+/// are copied at once (one round of copies), each at least S3's minimum
+/// and a whole number of MiB.
+fn adopt_part_size(size: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let even = size.div_ceil(ADOPT_PARALLEL_PARTS as u64).div_ceil(MIB) * MIB;
+    even.max(super::MIN_PART_SIZE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,6 +988,75 @@ mod tests {
         }
         item.insert(attr::UPLOAD_ID.into(), sv("u1"));
         VersionRow::from_item(&item).expect("a LATEST row")
+    }
+
+    #[test]
+    fn an_adoption_in_parts_is_cut_into_one_round_of_copies() {
+        const MIB: u64 = 1024 * 1024;
+        for (size, part_size, parts) in [
+            // S3's minimum part: small objects take few parts.
+            (1, 5 * MIB, 1),
+            (12 * MIB, 5 * MIB, 3),
+            (80 * MIB, 5 * MIB, 16),
+            // Above 80 MiB: 16 parts, rounded up to whole MiB.
+            (81 * MIB, 6 * MIB, 14),
+            (1024 * MIB, 64 * MIB, 16),
+            (5 * 1024 * MIB, 320 * MIB, 16),
+            (5 * 1024 * MIB + 1, 321 * MIB, 16),
+        ] {
+            let got = adopt_part_size(size);
+            assert_eq!(got, part_size, "{size}");
+            assert_eq!(size.div_ceil(got), parts, "{size}");
+            assert!(
+                super::super::multipart_plan(size, Some(got)).is_ok(),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_retried_publish_waits_for_resumes_or_replaces_the_adoption_recorded() {
+        let now = now();
+        let upload = |state, expires_in: i64| crate::rows::UploadRow {
+            name: "app".parse().expect("a name"),
+            upload_id: "u".into(),
+            sha256: "a".into(),
+            size: 1,
+            content_type: "application/octet-stream".into(),
+            metadata: Default::default(),
+            actor: "ci".into(),
+            state,
+            expires_at: now.unix_timestamp() + expires_in,
+            update_at: now,
+            changed: None,
+            multipart: None,
+            blob_version: None,
+            verified_bytes: 0,
+            hash_state: None,
+            reason: None,
+            committed_at: None,
+            blob_owned: false,
+            pipeline: None,
+            pipeline_result: None,
+        };
+        for (state, expires_in, step) in [
+            (UploadState::Verifying, 3600, Step::Wait),
+            // Verifying is not bound by the upload's expiry.
+            (UploadState::Verifying, -10, Step::Wait),
+            (UploadState::Pending, 3600, Step::Resume),
+            // Too close to expiry to commit in time: a new one.
+            (UploadState::Pending, RESUME_MARGIN_SECS - 1, Step::Replace),
+            (UploadState::Pending, -10, Step::Replace),
+            (UploadState::Committed, 3600, Step::Replace),
+            (UploadState::Failed, 3600, Step::Replace),
+            (UploadState::Superseded, 3600, Step::Replace),
+        ] {
+            assert_eq!(
+                adoption_step(&upload(state, expires_in), now),
+                step,
+                "{state:?} expiring in {expires_in} s"
+            );
+        }
     }
 
     #[test]

@@ -341,3 +341,94 @@ async fn rows_the_previous_release_wrote_read_publish_and_delete() {
         .collect();
     assert_eq!(live, [Version::Latest, Version::Number(2)]);
 }
+
+/// A LATEST the library wrote that is larger than `ADOPT_COPY_MAX_BYTES`
+/// is not copied by the publish request (issue 24: up to 5 GiB in a 15 s
+/// function, repeated by a retry): publish answers with an upload whose
+/// parts S3 copied in parallel from the library's pinned object; its
+/// verification hashes them, commits the same bytes as LATEST in the blob
+/// store and publishes them. A publish retried meanwhile answers with the
+/// same upload instead of copying again.
+#[tokio::test]
+async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verification() {
+    use shared::model::PublishOutcome;
+    use shared::repository::{Verifier, VerifyStep};
+    const MIB: usize = 1024 * 1024;
+    let store = TestStore::with_settings(&[("ADOPT_COPY_MAX_BYTES", "1024")]).await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("big");
+    store.upload(&n, b"service one").await;
+    store.repo.publish_version(&n, false).await.unwrap();
+    // 12 MiB: three parts of 5 MiB at least (S3's minimum).
+    let bytes: Vec<u8> = (0..12 * MIB).map(|i| (i % 251) as u8).collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bytes).unwrap();
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "big", "content_file": file.path()}).to_string(),
+    ]);
+
+    let PublishOutcome::Adopting { upload_id } = repo.publish(&n, false, "ci").await.unwrap()
+    else {
+        panic!("a large LATEST of the library is adopted in the background");
+    };
+    let state = repo.upload_state(&n, &upload_id).await.unwrap();
+    assert_eq!(state.state, "verifying");
+    assert_eq!(
+        state.multipart.map(|p| (p.part_size, p.part_count)),
+        Some((5 * MIB as u64, 3))
+    );
+    // A retry (the answer lost) answers with the same upload: no new copy.
+    assert_eq!(
+        repo.publish(&n, false, "ci").await.unwrap(),
+        PublishOutcome::Adopting {
+            upload_id: upload_id.clone()
+        }
+    );
+    let refused = repo.publish_version_as(&n, false, "ci").await.unwrap_err();
+    assert!(refused.to_string().contains(&upload_id), "{refused}");
+    // Meanwhile the library reads its LATEST (which records the adoption)
+    // as it wrote it.
+    let read = store.library_after_mirror(&["read", "big"]).await;
+    let latest = base64::engine::general_purpose::STANDARD
+        .decode(read["content"]["LATEST"].as_str().unwrap())
+        .unwrap();
+    assert!(latest == bytes, "the library reads its LATEST");
+
+    let committed = loop {
+        match repo.verify_upload_step(&n, &upload_id, None).await.unwrap() {
+            VerifyStep::Continue { .. } => continue,
+            VerifyStep::Committed(c) => break c,
+            other => panic!("the copied bytes are the library's: {other:?}"),
+        }
+    };
+    assert_eq!(committed.artifact.sha256, sha256_hex(&bytes));
+    let state = repo.upload_state(&n, &upload_id).await.unwrap();
+    assert_eq!(state.state, "committed");
+    let published = state.published.expect("the verification published");
+    assert_eq!(published["version"], "2");
+    assert_eq!(published["created"], true);
+    assert_eq!(published["created_by"], "ci");
+
+    // Version 2 serves the library's bytes from the blob store, and a
+    // publish now finds LATEST unchanged.
+    let two = repo.get_version(&n, Version::Number(2)).await.unwrap();
+    assert_eq!(two.sha256, sha256_hex(&bytes));
+    let url = two.download_url.as_deref().unwrap();
+    assert!(url.contains(".blobs/"), "served from the blob store: {url}");
+    assert_eq!(store.download(url).await, bytes);
+    match repo.publish(&n, false, "ci").await.unwrap() {
+        PublishOutcome::Published(p) => {
+            assert!(!p.created);
+            assert_eq!(p.artifact.version, Version::Number(2));
+        }
+        other => panic!("LATEST is unchanged: {other:?}"),
+    }
+    // The library reads it too.
+    let read = store.library_after_mirror(&["read", "big"]).await;
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(read["content"]["2"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(content, bytes);
+}

@@ -1344,3 +1344,91 @@ async fn a_failed_purge_hands_its_fence_to_the_retry_which_finishes_the_job() {
     store.upload(&n, b"new life").await;
     assert_eq!(served(&store, &n, Version::Latest).await, b"new life");
 }
+
+// Issue 24 item 7: a publish adopting a large LATEST of the library in the
+// background, cut short while S3 copies its parts (a Lambda timing out), is
+// taken up by its retry: the same upload, copied and committed again,
+// never a second copy beside it; its verification publishes the bytes once.
+#[tokio::test]
+async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
+    use shared::model::PublishOutcome;
+    let store = TestStore::with_settings(&[("ADOPT_COPY_MAX_BYTES", "1024")]).await;
+    let n = name("big");
+    let content = bytes(7 * MIB, 3);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &content).unwrap();
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "big", "content_file": file.path()}).to_string(),
+    ]);
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "PUT",
+        Some("partNumber"),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = through(&store, &plan)
+        .await
+        .with_verifier(Verifier::Deferred);
+    let first = tokio::spawn({
+        let n = n.clone();
+        async move { slow.publish(&n, false, "ci").await }
+    });
+    gate.arrived().await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+
+    // LATEST records the upload the cut-short publish started.
+    let latest = store
+        .ddb
+        .get_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("big".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("LATEST".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let started = latest.item().and_then(|i| i.get("adopting")).unwrap();
+    let started = started.as_s().unwrap().clone();
+
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let PublishOutcome::Adopting { upload_id } = repo.publish(&n, false, "ci").await.unwrap()
+    else {
+        panic!("still adopted in the background");
+    };
+    assert_eq!(upload_id, started, "the retry takes up the same upload");
+    let again = repo.publish(&n, false, "ci").await.unwrap();
+    assert_eq!(
+        again,
+        PublishOutcome::Adopting {
+            upload_id: upload_id.clone()
+        },
+        "one upload adopts LATEST"
+    );
+    gate.open();
+    match verify(&repo, &n, &upload_id).await {
+        VerifyStep::Committed(c) => assert_eq!(c.artifact.sha256, sha256_hex(&content)),
+        other => panic!("{other:?}"),
+    }
+    let state = repo.upload_state(&n, &upload_id).await.unwrap();
+    assert_eq!(state.published.unwrap()["version"], "1");
+    assert_eq!(served(&store, &n, Version::Number(1)).await, content);
+    let versions = repo.list_versions(&n, None, None).await.unwrap();
+    let numbered: Vec<Version> = versions
+        .items
+        .iter()
+        .map(|a| a.version)
+        .filter(|v| *v != Version::Latest)
+        .collect();
+    assert_eq!(numbered, [Version::Number(1)], "published once");
+}

@@ -57,7 +57,12 @@ impl Run {
 
 impl Local {
     pub async fn start() -> Self {
-        let store = TestStore::new().await;
+        Self::with_settings(&[]).await
+    }
+
+    /// [`Self::start`] with settings of the server (`Config`'s variables).
+    pub async fn with_settings(settings: &[(&str, &str)]) -> Self {
+        let store = TestStore::with_settings(settings).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(local_api::serve(
