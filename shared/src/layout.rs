@@ -175,6 +175,13 @@ impl Layout {
         format!("{}/{}/", self.prefix, name)
     }
 
+    /// The sort key (`LATEST`, `000042`) an object key of the library's
+    /// layout under `artifact_prefix` names, or `None` for another key.
+    pub fn sort_key_of<'k>(&self, artifact_prefix: &str, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(artifact_prefix)?
+            .strip_suffix(self.suffix.as_str())
+    }
+
     /// `{prefix}/{name}/{LATEST|000042}{suffix}`.
     pub fn object_key(&self, name: &ArtifactName, version: Version) -> String {
         format!(
@@ -353,6 +360,30 @@ mod tests {
             table: "tbl".into(),
             prefix: "versioned-artifacts".into(),
             suffix: suffix.into(),
+        }
+    }
+
+    #[test]
+    fn an_object_key_names_its_sort_key() {
+        let name: ArtifactName = "my-app".parse().unwrap();
+        let l = layout(".zip");
+        let prefix = l.artifact_prefix(&name);
+        for (key, sort_key) in [
+            ("versioned-artifacts/my-app/LATEST.zip", Some("LATEST")),
+            ("versioned-artifacts/my-app/000003.zip", Some("000003")),
+            // Another artifact's, another suffix, no suffix.
+            ("versioned-artifacts/my-app2/000003.zip", None),
+            ("versioned-artifacts/my-app/000003.tar", None),
+            ("versioned-artifacts/my-app/000003", None),
+        ] {
+            assert_eq!(l.sort_key_of(&prefix, key), sort_key, "{key}");
+        }
+        for version in [Version::Latest, Version::Number(42)] {
+            let key = l.object_key(&name, version);
+            assert_eq!(
+                l.sort_key_of(&prefix, &key),
+                Some(version.sort_key().as_str())
+            );
         }
     }
 

@@ -953,6 +953,14 @@ fn main() {
 }
 
 async fn run() {
+    // `RUST_LOG=shared=info` (for instance) shows what the service's code
+    // did (the mirror's copies and deletes, by key) beside a replay.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if std::env::args().any(|a| a == "--check") {
         std::process::exit(i32::from(check_main().await > 0));
     }

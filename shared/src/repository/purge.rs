@@ -449,6 +449,14 @@ impl Repository {
                 .map_err(|e| Error::upstream("ListObjectVersions", e))?;
             // A recent version is kept only when it is not a copy of the
             // mirror's (its marker says so; no writer we fence races there).
+            // The marker names the key the mirror wrote it for: the
+            // library's publish copies LATEST with its metadata, so its
+            // numbered object may carry LATEST's marker, and is the
+            // library's write (checker finding 11).
+            let mirrored_here = |key: Option<&str>, marked: Option<&String>| {
+                let own = key.and_then(|k| self.layout.sort_key_of(prefix, k));
+                marked.is_some_and(|m| own == Some(m.as_str()))
+            };
             let mut recent_ours = Vec::new();
             for v in out.versions().iter().filter(|v| !older(v.last_modified())) {
                 let head = self
@@ -461,8 +469,11 @@ impl Repository {
                     .await;
                 match head {
                     Ok(h)
-                        if h.metadata()
-                            .is_some_and(|m| m.contains_key(crate::mirror::META_MIRRORED_FOR)) =>
+                        if mirrored_here(
+                            v.key(),
+                            h.metadata()
+                                .and_then(|m| m.get(crate::mirror::META_MIRRORED_FOR)),
+                        ) =>
                     {
                         recent_ours.push((v.key(), v.version_id()));
                     }

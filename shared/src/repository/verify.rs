@@ -41,6 +41,9 @@ pub enum Verifier {
     /// Nobody: the caller runs [`Repository::verify_upload_step`] itself
     /// (tests of checkpointing).
     Deferred,
+    /// A queue its receiver drains as Lambda runs asynchronous invocations
+    /// (the randomized checker: retries, the on-failure queue).
+    Queue(tokio::sync::mpsc::UnboundedSender<VerifyRequest>),
     /// The `verify-upload` Lambda function, invoked asynchronously.
     Lambda {
         client: aws_sdk_lambda::Client,
@@ -103,6 +106,12 @@ impl Repository {
                 });
                 Ok(())
             }
+            Verifier::Queue(queue) => queue
+                .send(VerifyRequest {
+                    name: name.to_string(),
+                    upload_id: id.as_str().to_owned(),
+                })
+                .map_err(|e| Error::internal("verify queue", e.to_string())),
             Verifier::Lambda { client, function } => {
                 let payload = serde_json::to_vec(&VerifyRequest {
                     name: name.to_string(),

@@ -1432,3 +1432,98 @@ async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
         .collect();
     assert_eq!(numbered, [Version::Number(1)], "published once");
 }
+
+// Checker finding 11 (seeds 47, 4; invariant 14, a numbered key of the
+// library holding nothing at all): the library's publish copies LATEST to
+// its numbered key with LATEST's metadata, so when the mirror wrote LATEST
+// the library's new object carries the mirror's marker (naming LATEST). A
+// purge racing that publish took the marker for its own and deleted the
+// object; the library's row, landing after the purge, named nothing. The
+// marker counts only on the key it names.
+#[tokio::test]
+async fn a_library_publish_racing_a_purge_keeps_its_copy_of_a_mirrored_latest() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let store = TestStore::new().await;
+    let n = name("lib-pub");
+    store.upload(&n, b"mirrored latest").await;
+    store.drain_mirror().await;
+    let latest_key = store.repo.layout().object_key(&n, Version::Latest);
+    let one_key = store.repo.layout().object_key(&n, Version::Number(1));
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "ListObjectVersions",
+        Some("lib-pub"),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = through(&store, &plan).await;
+    let purge = tokio::spawn({
+        let n = n.clone();
+        async move { slow.purge_artifact(&n).await }
+    });
+    gate.arrived().await;
+    // The rows are gone; the library's publish copies LATEST (metadata and
+    // all, as `versioned` 1.0.1 does)...
+    let copied = store
+        .s3
+        .copy_object()
+        .bucket(&store.config.bucket)
+        .key(&one_key)
+        .copy_source(format!("{}/{latest_key}", store.config.bucket))
+        .send()
+        .await
+        .unwrap();
+    let head = store
+        .s3
+        .head_object()
+        .bucket(&store.config.bucket)
+        .key(&one_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.metadata().and_then(|m| m.get("seed_layout_mirror")),
+        Some(&"LATEST".to_owned()),
+        "the copy carries the mirror's marker of LATEST"
+    );
+    gate.open();
+    purge.await.unwrap().unwrap();
+    // ...and then writes its row, which names bytes that are there.
+    let row = std::collections::HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(n.to_string())),
+        ("sk".to_owned(), AttributeValue::S("000001".into())),
+        (
+            "sha256".to_owned(),
+            AttributeValue::S(sha256_hex(b"mirrored latest")),
+        ),
+        ("is_deleted".to_owned(), AttributeValue::Bool(false)),
+        (
+            "update_at".to_owned(),
+            AttributeValue::S("2026-12-05T17:00:07.000000+0000".into()),
+        ),
+    ]);
+    store
+        .ddb
+        .put_item()
+        .table_name(&store.config.table)
+        .set_item(Some(row))
+        .send()
+        .await
+        .unwrap();
+    let kept = store
+        .s3
+        .head_object()
+        .bucket(&store.config.bucket)
+        .key(&one_key)
+        .send()
+        .await;
+    assert!(
+        kept.is_ok_and(|h| h.version_id() == copied.version_id()),
+        "the library's copy was deleted by the purge"
+    );
+    assert_eq!(
+        served(&store, &n, Version::Number(1)).await,
+        b"mirrored latest"
+    );
+}

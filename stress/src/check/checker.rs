@@ -123,7 +123,7 @@ impl<'a> Checker<'a> {
                 self.alias_history(name, alias).await;
             }
             if let Some(library) = library.as_deref_mut() {
-                self.library_reads(name, &live, library).await;
+                self.library_reads(name, &live, library, &items).await;
             }
             self.leftovers(name, &items).await;
         }
@@ -553,6 +553,7 @@ impl<'a> Checker<'a> {
         name: &str,
         live: &BTreeMap<String, String>,
         library: &mut Library,
+        items: &[Item],
     ) {
         let read = match library.call("read", json!({"name": name})).await {
             Ok(read) => read,
@@ -575,14 +576,18 @@ impl<'a> Checker<'a> {
             let (sha, content) = (got["sha256"].as_str(), got["content_sha256"].as_str());
             // What the key holds, for the report: every object version and
             // delete marker, newest first, with the mirror's marker.
-            let held = if sha.is_some() && sha == content {
-                String::new()
+            let (held, row, involved) = if sha.is_some() && sha == content {
+                (String::new(), String::new(), vec![])
             } else {
-                self.key_history(name, &version).await
+                (
+                    self.key_history(name, &version).await,
+                    row_of(items, name, &version),
+                    mentioning(self.events, name, sha.unwrap_or_default()),
+                )
             };
-            self.check(sha.is_some() && sha == content, "14", name, vec![], || {
+            self.check(sha.is_some() && sha == content, "14", name, involved, || {
                 format!(
-                    "the library reads version {version} as {sha:?} but downloads bytes {content:?}; the key holds {held}"
+                    "the library reads version {version} as {sha:?} but downloads bytes {content:?}; the key holds {held}; its row: {row}"
                 )
             });
             seen.insert(version, sha.unwrap_or_default().to_owned());
@@ -720,6 +725,46 @@ impl<'a> Checker<'a> {
 
 /// The excerpt of the history that shows a violation: its events, and the
 /// events on the same artifact around them (at most `limit` lines).
+/// The raw row of `version` (as the library names it: `LATEST` or a number
+/// without padding) of `name`, for a report.
+fn row_of(items: &[Item], name: &str, version: &str) -> String {
+    let sort_key = match version.parse::<u64>() {
+        Ok(n) => format!("{n:06}"),
+        Err(_) => version.to_owned(),
+    };
+    items
+        .iter()
+        .find(|i| text(i, "pk").as_deref() == Some(name) && text(i, "sk") == Some(sort_key.clone()))
+        .map(|i| {
+            let mut fields: Vec<String> = i
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "pk" | "sk"))
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect();
+            fields.sort();
+            fields.join(" ")
+        })
+        .unwrap_or_else(|| "none".into())
+}
+
+/// The events on `name` whose request or answer names `sha256` (the last
+/// eight), for a report's excerpt.
+fn mentioning(events: &[Event], name: &str, sha256: &str) -> Vec<usize> {
+    if sha256.is_empty() {
+        return vec![];
+    }
+    let ids: Vec<usize> = events
+        .iter()
+        .filter(|e| e.name == name)
+        .filter(|e| {
+            e.request.to_string().contains(sha256)
+                || matches!(&e.outcome, Outcome::Answer { body, .. } if body.to_string().contains(sha256))
+        })
+        .map(|e| e.id)
+        .collect();
+    ids[ids.len().saturating_sub(8)..].to_vec()
+}
+
 pub fn excerpt(events: &[Event], violation: &Violation, limit: usize) -> Vec<String> {
     let mut shown: BTreeSet<usize> = violation.events.iter().copied().collect();
     let on_name: Vec<&Event> = events

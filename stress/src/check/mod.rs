@@ -86,14 +86,32 @@ pub async fn run(options: &Options) -> Report {
         counts.clone(),
     )
     .await;
+    // Even seeds adopt every LATEST of the library in the background (a
+    // multipart upload of copied parts, verified, then published); odd
+    // seeds copy it within the publish.
+    let adopt_in_parts = options.seed.is_multiple_of(2);
+    println!(
+        "check: a LATEST of the library is adopted {}",
+        if adopt_in_parts {
+            "in parts, in the background (ADOPT_COPY_MAX_BYTES=1)"
+        } else {
+            "by one copy within the publish"
+        }
+    );
     let config = Config::from_lookup(|k| match k {
         "BUCKET_NAME" => Some(store.config.bucket.clone()),
         "TABLE_NAME" => Some(store.config.table.clone()),
+        "ADOPT_COPY_MAX_BYTES" if adopt_in_parts => Some("1".to_owned()),
         _ => None,
     })
     .expect("config");
+    // The service asks for verifications itself (after a multipart commit,
+    // or a publish adopting in the background), as it invokes
+    // `verify-upload`: the requests join the jobs the driver runs as Lambda
+    // does. (Clients also ask after a commit whose answer they lost.)
+    let (asked_tx, mut asked_rx) = mpsc::unbounded_channel::<shared::repository::VerifyRequest>();
     let faulty = Repository::new(&test_support::sdk_config_at(&proxy_url).await, &config)
-        .with_verifier(Verifier::Deferred);
+        .with_verifier(Verifier::Queue(asked_tx));
     let clean = store.another_repository().with_verifier(Verifier::Deferred);
     let history = Arc::new(History::default());
     let client = Client {
@@ -115,6 +133,18 @@ pub async fn run(options: &Options) -> Report {
         crash_rate: options.crash_rate,
     };
     let until = options.duration.as_millis() as u64;
+    let asked = {
+        let verify = verify_tx.clone();
+        tokio::spawn(async move {
+            while let Some(request) = asked_rx.recv().await {
+                let _ = verify.send(VerifyJob {
+                    name: request.name,
+                    upload_id: request.upload_id,
+                    attempt: 0,
+                });
+            }
+        })
+    };
     let driver = tokio::spawn(workload::verify_driver(
         client.clone(),
         locks.clone(),
@@ -196,8 +226,13 @@ pub async fn run(options: &Options) -> Report {
     mirror.await.expect("the mirror panicked");
     plan.clear();
     ticker.abort();
+    let adopting = history
+        .events()
+        .iter()
+        .filter(|e| e.op == "publish" && e.outcome.status() == Some(202))
+        .count();
     println!(
-        "check: workload done after {:.0?}; {}",
+        "check: workload done after {:.0?}; {}; {adopting} publishes answered 202 (adopting in the background)",
         began.elapsed(),
         counts.summary()
     );
@@ -222,6 +257,7 @@ pub async fn run(options: &Options) -> Report {
         }
     }
     driver.abort();
+    asked.abort();
     let redrive = Client {
         repo: clean.clone(),
         history: history.clone(),
