@@ -119,6 +119,7 @@ impl<'a> Checker<'a> {
             self.publishes(name, &live);
             self.latest(name, &live);
             self.superseded_replays(name);
+            self.late_verifications(name);
             for alias in ALIASES {
                 self.alias_history(name, alias).await;
             }
@@ -338,6 +339,67 @@ impl<'a> Checker<'a> {
                 later[0]
             )
         });
+    }
+
+    /// Invariant 11 (SPEC 7.11, commits are ordered by commit, not by the
+    /// end of their verification): a verification step that committed its
+    /// upload as LATEST began after no acknowledged commit of other bytes
+    /// that started after the upload's own commit was answered (that commit
+    /// is newer: the verification must answer `Superseded`). Judged per
+    /// step, so a late commit is seen even when LATEST moves on after it.
+    fn late_verifications(&mut self, name: &str) {
+        let declared = self.declared();
+        let id_of = |e: &Event| e.request["body"]["upload_id"].as_str().map(str::to_owned);
+        let commits: Vec<&Event> = self
+            .events
+            .iter()
+            .filter(|e| e.name == name && (e.op == "commit" || e.op == "recommit"))
+            .collect();
+        let steps = self.events.iter().filter(|e| {
+            e.name == name
+                && e.op == "verify-step"
+                && e.outcome.status() == Some(200)
+                && e.outcome.body()["step"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Committed"))
+        });
+        let mut found = Vec::new();
+        for step in steps {
+            let Some(u) = step.request["upload_id"].as_str() else {
+                continue;
+            };
+            let sha_u = declared.get(u).map(String::as_str);
+            // When the upload's commit was answered at the latest: its
+            // commit time is no later.
+            let Some(committed) = commits
+                .iter()
+                .filter(|c| id_of(c).as_deref() == Some(u) && c.outcome.status() == Some(202))
+                .map(|c| c.end_ms)
+                .min()
+            else {
+                continue;
+            };
+            if purged_since(self.events, name, committed) {
+                continue;
+            }
+            if let Some(newer) = commits.iter().find(|b| {
+                b.start_ms > committed
+                    && b.end_ms < step.start_ms
+                    && b.outcome.status() == Some(200)
+                    && b.outcome.body()["changed"] == json!(true)
+                    && id_of(b).as_deref() != Some(u)
+                    && b.outcome.body()["sha256"].as_str() != sha_u
+            }) {
+                found.push((step.id, newer.id, u.to_owned()));
+            }
+        }
+        for (step, newer, u) in found {
+            self.check(false, "11", name, vec![newer, step], || {
+                format!(
+                    "verification step #{step} committed upload {u} as LATEST, but commit #{newer} of other bytes, started after that upload's commit was answered, was acknowledged before the step began (it should have been superseded)"
+                )
+            });
+        }
     }
 
     /// Invariant 11: once another upload's commit was acknowledged, an

@@ -162,6 +162,7 @@ impl Worker {
                     80..=85 => self.retention(name).await,
                     86..=92 => self.reclaim(name).await,
                     93 => self.purge(name).await,
+                    94..=96 => self.move_while_deleting(name).await,
                     _ => self.upload(name, false).await,
                 }
             };
@@ -446,6 +447,36 @@ impl Worker {
         .await;
     }
 
+    /// An alias moved onto a version while that version is deleted, both
+    /// requests at once: a move must not land on a target deleted before
+    /// its transaction (invariants 4, 10), whichever reads first.
+    async fn move_while_deleting(&mut self, name: &str) {
+        let Some(v) = self.pick_version(name) else {
+            return;
+        };
+        let alias = ALIASES[self.rng.usize(..ALIASES.len())];
+        let (move_crash, delete_crash) = (self.crash(), self.crash());
+        let actor = self.actor();
+        let client = &self.world.client;
+        tokio::join!(
+            client.send(
+                &actor,
+                name,
+                "put-alias",
+                Call::new("PUT", format!("/artifacts/{name}/aliases/{alias}"))
+                    .body(json!({"version": v.to_string()})),
+                move_crash,
+            ),
+            client.send(
+                &actor,
+                name,
+                "delete-version",
+                Call::new("DELETE", format!("/artifacts/{name}/versions/{v}")),
+                delete_crash,
+            )
+        );
+    }
+
     async fn retention(&mut self, name: &str) {
         let keep = self.rng.u32(1..4);
         let crash = self.crash();
@@ -620,10 +651,17 @@ pub async fn verify_driver(
         let (client, locks, requeue, rng) =
             (client.clone(), locks.clone(), requeue.clone(), rng.clone());
         tokio::spawn(async move {
+            // Asynchronous invocations start late now and then (Lambda's
+            // queue): one in four after 100-600 ms, which leaves room for
+            // a newer commit to land before the verification's.
             let (crash, pause) = match rng.lock() {
                 Ok(mut rng) => (
                     (rng.f64() < crash_rate).then(|| Duration::from_millis(rng.u64(1..150))),
-                    Duration::from_millis(rng.u64(0..100)),
+                    Duration::from_millis(if rng.u32(..4) == 0 {
+                        rng.u64(100..600)
+                    } else {
+                        rng.u64(0..100)
+                    }),
                 ),
                 Err(_) => (None, Duration::ZERO),
             };
