@@ -382,8 +382,19 @@ impl<'a> Checker<'a> {
             if purged_since(self.events, name, committed) {
                 continue;
             }
+            // A commit's upload may have been committed by an earlier
+            // attempt (a recommit answers as the first did): it is newer
+            // only when its upload's first commit started after.
+            let first_start = |b: &Event| {
+                commits
+                    .iter()
+                    .filter(|c| id_of(c) == id_of(b))
+                    .map(|c| c.start_ms)
+                    .min()
+                    .unwrap_or(b.start_ms)
+            };
             if let Some(newer) = commits.iter().find(|b| {
-                b.start_ms > committed
+                first_start(b) > committed
                     && b.end_ms < step.start_ms
                     && b.outcome.status() == Some(200)
                     && b.outcome.body()["changed"] == json!(true)
@@ -396,7 +407,7 @@ impl<'a> Checker<'a> {
         for (step, newer, u) in found {
             self.check(false, "11", name, vec![newer, step], || {
                 format!(
-                    "verification step #{step} committed upload {u} as LATEST, but commit #{newer} of other bytes, started after that upload's commit was answered, was acknowledged before the step began (it should have been superseded)"
+                    "verification step #{step} committed upload {u} as LATEST, but commit #{newer} of other bytes (its upload first committed after that upload's commit was answered) was acknowledged before the step began (it should have been superseded)"
                 )
             });
         }
