@@ -239,6 +239,7 @@ impl Repository {
         };
         for _ in 0..MAX_ROUNDS {
             let Some(item) = self.get_version_item(&name, version).await? else {
+                tracing::debug!(%key, removals = removals.len(), copied, "no row");
                 // Purged, also while we copied: what we wrote goes too.
                 let deleted = if removals.is_empty() && !copied {
                     0
@@ -270,6 +271,7 @@ impl Repository {
             let head = self.mirror_head(&key, None).await?;
             if let Some(head) = &head {
                 if head.sha256.as_deref() == Some(row.sha256.as_str()) {
+                    tracing::debug!(%key, sha256 = %row.sha256, ours = head.ours(&sort_key), version_id = ?head.version_id, "the key holds the row's bytes already");
                     return Ok(done(copied));
                 }
                 if !head.ours(&sort_key) && head.last_modified.is_some_and(|t| t > row.update_at) {

@@ -505,6 +505,9 @@ impl Repository {
                 .collect();
             if !ids.is_empty() {
                 deleted += ids.len();
+                for id in &ids {
+                    tracing::debug!(key = id.key(), version_id = ?id.version_id(), "object version deleted");
+                }
                 let delete = Delete::builder()
                     .set_objects(Some(ids))
                     .quiet(true)
