@@ -622,11 +622,27 @@ impl Repository {
             if upload.multipart.is_some() {
                 // `None`: the key holds the declared bytes (verified or
                 // checked by S3): committed below as a single PUT's are.
-                if let Some(verifying) = self
+                match self
                     .commit_multipart(name, &id, upload.clone(), head, actor, pipeline)
-                    .await?
+                    .await
                 {
-                    return Ok(verifying);
+                    Ok(Some(verifying)) => return Ok(verifying),
+                    Ok(None) => {}
+                    // A racing commit of this upload moved it on meanwhile
+                    // (handed it to verification, which may even have
+                    // committed it): answered as it stands, as a retried
+                    // commit is.
+                    Err(Error::ConcurrentModification(message)) => {
+                        let moved = match self.upload_row(name, &id).await {
+                            Ok(now) => now.state != UploadState::Pending,
+                            Err(_) => false,
+                        };
+                        if moved {
+                            continue;
+                        }
+                        return Err(Error::ConcurrentModification(message));
+                    }
+                    Err(e) => return Err(e),
                 }
             } else {
                 let head = head.ok_or_else(|| {
