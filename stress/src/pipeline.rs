@@ -68,6 +68,10 @@ fn upstream_failure(answer: &Answer) -> bool {
     )
 }
 
+/// The action of an alias put made while the model did not know whether
+/// the alias existed.
+const CREATE_OR_MOVE: &str = "create or move";
+
 /// One alias that only its pipeline changes.
 pub struct AliasModel {
     pub alias: &'static str,
@@ -493,7 +497,14 @@ impl Pipeline {
 
     async fn put_alias(&mut self, which: Which, body: Value) {
         let model = self.model(which);
-        let (path, creating) = (format!("/aliases/{}", model.alias), model.now == Some(None));
+        let path = format!("/aliases/{}", model.alias);
+        // Unknown after a change whose answer was a clear 5xx (a delete
+        // that may have landed): either a create or a move.
+        let action = match model.now {
+            Some(None) => "create",
+            Some(Some(_)) => "move",
+            None => CREATE_OR_MOVE,
+        };
         let precondition = self.precondition(which);
         let headers: Vec<(&str, &str)> =
             precondition.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -505,7 +516,6 @@ impl Pipeline {
         if after.0.is_null() {
             after.0 = json!("LATEST");
         }
-        let action = if creating { "create" } else { "move" };
         self.judge_change(which, "put-alias", action, &answer, Some(after));
     }
 
@@ -709,8 +719,12 @@ impl Pipeline {
                 let after_json = after
                     .clone()
                     .unwrap_or((Value::Null, Value::Null, Value::Null));
+                let action_ok = |e: &Value| match *action {
+                    CREATE_OR_MOVE => matches!(e["action"].as_str(), Some("create" | "move")),
+                    action => e["action"] == action,
+                };
                 match entry {
-                    Some(e) if e["action"] == *action && state_of(e) == after_json => checked += 1,
+                    Some(e) if action_ok(e) && state_of(e) == after_json => checked += 1,
                     _ => failures.push(format!(
                         "{label}: revision {revision} should be {action} to {after_json:?}, history has {entry:?}"
                     )),
