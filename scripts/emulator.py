@@ -21,6 +21,13 @@ EventBridge). Two things differ from plain `moto_server`:
   project and for the Python library. `EMULATOR_TIMINGS=FILE` writes each
   request's operation and milliseconds to FILE; `EMULATOR_PROFILE=DIR`
   profiles the emulator per operation (cProfile, written to DIR at exit).
+* A cancelled transaction leaves no record in the stream, as on AWS. moto
+  restores the table with a copy of its stream shard, so an iterator taken
+  before the transaction (it holds the old shard) returned the cancelled
+  writes as records, numbered like the real records that followed: the
+  local stream poller then skipped those real records (the checker's
+  finding 11: a version the mirror never copied). The shard is now kept
+  and cut back instead.
 * A transaction snapshots only what it can change. moto deep-copies the whole
   table (every item and every stream record) once per item of every
   TransactWriteItems, to restore it if the transaction is cancelled: with the
@@ -116,9 +123,11 @@ def _snapshot(table, keys):
         elif range_key in table.items[hash_key]:
             snapshot.items[hash_key][range_key] = copy.deepcopy(table.items[hash_key][range_key])
     if table.stream_shard is not None:
-        snapshot.stream_shard = copy.copy(table.stream_shard)
-        snapshot.stream_shard.items = list(table.stream_shard.items)
-        snapshot.stream_shard.table = snapshot
+        # The restored table keeps the very shard object, cut back to this
+        # length if the transaction is cancelled (see below): a stream
+        # iterator taken before holds that object.
+        snapshot.stream_shard = table.stream_shard
+        snapshot.stream_length = len(table.stream_shard.items)
     return snapshot
 
 
@@ -141,6 +150,20 @@ def _transact_write_items_with_snapshots(self, transact_items):
     _snapshots.touched, _snapshots.taken = touched, {}
     try:
         return _transact_write_items(self, transact_items)
+    except BaseException:
+        # Cancelled: moto put the snapshots back as the tables. Their shared
+        # stream shards lose the records the transaction appended, so no
+        # iterator (one taken before holds the shard) returns them, and the
+        # next real record does not reuse a sequence number a reader
+        # already went past. (moto restored a copy of the shard, leaving
+        # those phantom records in the one older iterators read: a poller
+        # then skipped the real records numbered like them.)
+        for snapshot in _snapshots.taken.values():
+            shard = snapshot.stream_shard
+            if shard is not None and hasattr(snapshot, "stream_length"):
+                del shard.items[snapshot.stream_length:]
+                shard.table = snapshot
+        raise
     finally:
         _snapshots.touched, _snapshots.taken = None, {}
 
