@@ -470,11 +470,8 @@ impl Repository {
             .await;
         let head = match head {
             Ok(head) => head,
-            // The library's object went (deleted, purged): LATEST changed.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                return Err(Error::ConcurrentModification(format!(
-                    "the bytes of LATEST of {name} went while publishing; retry"
-                )));
+                return Err(library_bytes_gone(name));
             }
             Err(e) => return Err(Error::upstream("HeadObject", e)),
         };
@@ -605,12 +602,8 @@ impl Repository {
                         {
                             Ok(())
                         }
-                        // The library's object went (deleted, purged):
-                        // LATEST changed.
                         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                            Err(Error::ConcurrentModification(format!(
-                                "the bytes of LATEST of {name} went while publishing; retry"
-                            )))
+                            Err(library_bytes_gone(name))
                         }
                         Err(e) => Err(Error::upstream("UploadPartCopy", e)),
                     }
@@ -904,6 +897,14 @@ enum Mode {
     Force,
     /// When LATEST still holds these bytes and carries no marker yet.
     FirstMarker(String),
+}
+
+/// The library's object of LATEST went (deleted, purged) while a publish
+/// adopted it: LATEST changed, judged again by a retry.
+fn library_bytes_gone(name: &ArtifactName) -> Error {
+    Error::ConcurrentModification(format!(
+        "the bytes of LATEST of {name} went while publishing; retry"
+    ))
 }
 
 /// Parts of a background adoption copied at once.
