@@ -3,6 +3,13 @@
     bench_library.py ENDPOINT BUCKET TABLE ITERATIONS [quick]   -> JSON on stdout
     ("quick": the reused configuration only, no sizes)
     bench_library.py import                             -> import time and RSS
+    bench_library.py ENDPOINT BUCKET TABLE serve        -> one operation per stdin line
+
+"serve" keeps one library (the reused configuration) and answers each JSON
+line on stdin, {"op", "name", ...}, with one JSON line on stdout: the
+operation's milliseconds and the emulator's counters over it, so that
+another process can interleave its own samples with the library's (the
+user-side table of `make bench`). Bytes are drawn before the clock starts.
 
 For each operation: wall-clock milliseconds per call, the number of requests
 the emulator served during it, the body bytes it received and sent, and the
@@ -174,7 +181,80 @@ def main_bench(endpoint, bucket, table, iterations, mode="full"):
     json.dump(out, sys.stdout)
 
 
+def main_serve(endpoint, bucket, table):
+    from interop import configure, repository
+
+    configure(endpoint)
+    repo, bsm = repository(bucket, table)
+    repo.bootstrap(bsm)
+    held = {}  # name -> the bytes last put, for "put_same"
+
+    def content(size):
+        return os.urandom(size) if size <= MIB else os.urandom(MIB) * (size // MIB)
+
+    def alias_args(req):
+        args = {"version": req.get("version")}
+        if req.get("secondary_version"):
+            args["secondary_version"] = req["secondary_version"]
+            args["secondary_version_weight"] = req["weight"]
+        return args
+
+    def run(req, data):
+        op, name = req["op"], req.get("name")
+        if op in ("put", "put_same"):
+            repo.put_artifact(name=name, content=data)
+        elif op == "pipeline":
+            repo.put_artifact(name=name, content=data)
+            v = repo.publish_artifact_version(name=name).version
+            repo.put_alias(name=name, alias=req["alias"], version=v)
+            return v
+        elif op == "publish":
+            return repo.publish_artifact_version(name=name).version
+        elif op == "get_version":
+            repo.get_artifact_version(name=name, version=req["version"])
+        elif op == "list":
+            return len(repo.list_artifact_versions(name=name))
+        elif op == "put_alias":
+            repo.put_alias(name=name, alias=req["alias"], **alias_args(req))
+        elif op == "resolve":
+            repo.get_alias(name=name, alias=req["alias"]).random_artifact()
+        elif op == "delete_version":
+            repo.delete_artifact_version(name=name, version=req["version"])
+        elif op == "purge":
+            return len(repo.purge_artifact_versions(name=name, keep_last_n=req["keep"], purge_older_than_secs=0))
+        elif op == "versions":  # setup: `count` more versions
+            for _ in range(req["count"]):
+                repo.put_artifact(name=name, content=os.urandom(32))
+                repo.publish_artifact_version(name=name)
+        else:
+            raise ValueError(f"unknown op {op}")
+        return None
+
+    for line in sys.stdin:
+        req = json.loads(line)
+        data = None
+        if req["op"] in ("put", "pipeline"):
+            data = held[req["name"]] = content(req["size"])
+        elif req["op"] == "put_same":
+            data = held[req["name"]]
+        before, busy_before = emulator_requests(endpoint), emulator_busy_us(endpoint)
+        start = time.perf_counter()
+        try:
+            result, error = run(req, data), None
+        except Exception as e:  # reported, not fatal: the other side decides
+            result, error = None, f"{type(e).__name__}: {e}"
+        elapsed = (time.perf_counter() - start) * 1000
+        busy = (emulator_busy_us(endpoint) - busy_before) / 1000
+        out = {"ms": elapsed, "calls": emulator_requests(endpoint) - before, "emulator_ms": busy,
+               "result": result, "error": error}
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 4 and sys.argv[4] == "serve":
+        main_serve(*sys.argv[1:4])
+        sys.exit(0)
     if sys.argv[1] == "import":
         main_import()
     else:

@@ -19,6 +19,7 @@
 
 mod runtime_api;
 mod transfers;
+mod user_side;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -729,6 +730,11 @@ async fn main() {
     if std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1") {
         return quick(iterations).await;
     }
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "user") {
+        // The HTTP and growth tables alone, printed (BENCHMARKS.md untouched).
+        user_side::tables(iterations).await;
+        return;
+    }
     let lambda_dir = target_dir().join("lambda-x86-64");
     let mut md = String::new();
     let started = Instant::now();
@@ -898,6 +904,7 @@ async fn main() {
 
     time_split(&mut md, &rust, lib.configs.get("reused"));
 
+    md.push_str(&user_side::tables(iterations).await);
     let _ = writeln!(md, "## Commit and publish latency by artifact size\n");
     let _ = writeln!(
         md,
