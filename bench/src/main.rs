@@ -731,8 +731,12 @@ async fn main() {
         return quick(iterations).await;
     }
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "user") {
-        // The HTTP and growth tables alone, printed (BENCHMARKS.md untouched).
-        user_side::tables(iterations).await;
+        // The HTTP and growth tables alone: printed, and put in place of
+        // their section of BENCHMARKS.md (the rest of it is left as it was).
+        let section = user_side::tables(iterations).await;
+        let path = workspace_root().join("BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, user_side::splice(&old, &section)).expect("write BENCHMARKS.md");
         return;
     }
     let lambda_dir = target_dir().join("lambda-x86-64");

@@ -1,6 +1,6 @@
 //! Access control (SPEC 10.4, invariant 18): permission targets, and the
 //! decision whether a caller may perform an action on a name. Pure: the
-//! targets are read by the repository (`repository/access.rs`), the caller
+//! targets are read by the repository (`repository/permissions.rs`), the caller
 //! comes from the request (`http::actor`), and `api::Operation::handle`
 //! asks [`decide`] before every route runs.
 //!

@@ -2,7 +2,7 @@
 //! was read (no AWS types): what a start upload or a commit may take the
 //! key to hold, what a multipart commit does when the key is occupied, and
 //! when a verification may make its upload LATEST. The I/O around them is
-//! in `repository/uploads.rs`, `multipart.rs` and `verify.rs`.
+//! in `repository/uploads.rs`, `multipart.rs` and `verification.rs`.
 //!
 //! The rules (README, "How it stays correct"):
 //! - The key holds a digest's bytes only when S3 says so (the whole-object

@@ -2351,3 +2351,70 @@ fn every_function_has_its_own_role_writing_only_its_own_log_group() {
         );
     }
 }
+
+/// The module names of the `.rs` files under `dir`: a file's stem, or its
+/// folder's name for `mod.rs`; the crate roots (`main.rs`, `lib.rs`) of
+/// `dir` itself are not modules.
+fn module_names(dir: &std::path::Path, root: bool, into: &mut Vec<(String, String)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            module_names(&path, false, into);
+            continue;
+        }
+        let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+            continue;
+        };
+        let Some(stem) = file.strip_suffix(".rs") else {
+            continue;
+        };
+        let name = match stem {
+            "main" | "lib" if root => continue,
+            "mod" => dir.file_name().and_then(|f| f.to_str()).unwrap_or(stem),
+            _ => stem,
+        };
+        into.push((name.to_owned(), path.display().to_string()));
+    }
+}
+
+/// One name per thing (the developers' guide): within a crate's sources,
+/// and within one test binary, no two modules share a name.
+#[test]
+fn no_two_modules_of_a_crate_share_a_name() {
+    let root = workspace_root();
+    let mut trees = vec![
+        "shared/src",
+        "shared/tests/it",
+        "cli/src",
+        "cli/tests/it",
+        "local-api/src",
+        "local-api/tests/it",
+        "stress/src",
+        "bench/src",
+        "test-support/src",
+    ]
+    .into_iter()
+    .map(|d| root.join(d))
+    .collect::<Vec<_>>();
+    for package in function_packages() {
+        trees.push(root.join("functions").join(package).join("src"));
+    }
+    let mut checked = 0;
+    for tree in trees {
+        let mut names = Vec::new();
+        module_names(&tree, true, &mut names);
+        checked += names.len();
+        names.sort();
+        for pair in names.windows(2) {
+            assert_ne!(
+                pair[0].0, pair[1].0,
+                "two modules named {:?}: {} and {}",
+                pair[0].0, pair[0].1, pair[1].1
+            );
+        }
+    }
+    assert!(checked > 50, "only {checked} modules found: wrong paths?");
+}

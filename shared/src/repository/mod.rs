@@ -5,20 +5,20 @@
 //! uploads (`uploads.rs`), versions (`versions.rs`), aliases (`aliases.rs`),
 //! retention (`retention.rs`). Each documents its AWS round trips.
 
-mod access;
 mod aliases;
-mod mirror;
+mod catalog;
 mod multipart;
-mod names;
+mod permissions;
 mod pipeline;
 mod publish;
 mod purge;
 mod retention;
 mod rollouts;
 mod search;
+mod seed_layout;
 mod tx;
 mod uploads;
-mod verify;
+mod verification;
 mod versions;
 
 use std::time::Duration;
@@ -44,17 +44,17 @@ use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
 use crate::scheduled::RetentionSchedule;
 
-pub use access::{AccessChange, AccessDocument, TAGS_FRESH_FOR};
 pub use multipart::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
     MIN_PART_SIZE, plan as multipart_plan,
 };
+pub use permissions::{AccessChange, AccessDocument, TAGS_FRESH_FOR};
 pub use pipeline::{PipelineOutcome, StartOutcome};
 pub use retention::{ReclaimReport, RetentionBookkeeping};
 pub use rollouts::{Driven, check_rollout_id};
 pub use search::{MAX_SEARCH_TERMS, StatusChange};
 pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, UploadId, metadata_limits};
-pub use verify::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, VerifyStep};
+pub use verification::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, VerifyStep};
 
 /// Page sizes accepted by the listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -87,8 +87,8 @@ pub struct Repository {
     /// The deployment's account (`ACCOUNT_ID`): only its principals' tags
     /// are looked up.
     account_id: Option<String>,
-    /// Tags looked up lately, by caller ARN (`access::TAGS_FRESH_FOR`).
-    tag_cache: std::sync::Arc<access::TagCache>,
+    /// Tags looked up lately, by caller ARN (`permissions::TAGS_FRESH_FOR`).
+    tag_cache: std::sync::Arc<permissions::TagCache>,
 }
 
 impl Repository {

@@ -6,7 +6,7 @@
 //! SHA-256 (of the parts' digests), never the whole object's
 //! (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity-upload.html>).
 //! So the commit completes the upload and hands it to `verify-upload`
-//! (`verify.rs`), which hashes the object itself and only then writes LATEST.
+//! (`verification.rs`), which hashes the object itself and only then writes LATEST.
 //!
 //! The upload targets the blob key. It is completed only onto an empty key
 //! (`If-None-Match: *`, and a HeadObject just before): a key that already
