@@ -11,6 +11,7 @@
 //! - [`mirror`]: the stream-driven mirror of the library's layout.
 
 pub mod access;
+pub mod alias_rules;
 pub mod api;
 pub mod blob_rules;
 pub mod calls;
@@ -24,6 +25,7 @@ pub mod model;
 pub mod names;
 pub mod query;
 pub mod repository;
+pub mod retention_rules;
 pub mod rollout;
 pub mod rollout_driver;
 mod rows;

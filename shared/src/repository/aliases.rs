@@ -21,6 +21,7 @@ use super::tx::{TransactFailure, Tx};
 use super::{
     MAX_ATTEMPTS, Repository, backoff, decode_cursor, encode_cursor, invalid_sdk_input, page_size,
 };
+use crate::alias_rules::{self, Asked, Current, Decision, Target, TargetRow};
 use crate::error::{Error, Result};
 use crate::layout::{alias_pk, attr, history_pk, history_sk, history_sk_prefix, now};
 use crate::model::{
@@ -58,6 +59,14 @@ pub(super) enum Intent {
 }
 
 impl Intent {
+    fn asked(self) -> Asked {
+        match self {
+            Self::Put(_) => Asked::Put,
+            Self::Delete => Asked::Delete,
+            Self::Rollback(_) => Asked::Rollback,
+        }
+    }
+
     fn target(self) -> Option<AliasTarget> {
         match self {
             Self::Put(t) | Self::Rollback(t) => Some(t),
@@ -405,85 +414,35 @@ impl Repository {
                 Some(_) => None,
                 None => Some(last.as_ref().map_or(0, |h| h.change.revision)),
             };
-            let current = match &old {
-                Some(o) => o.revision.unwrap_or(0),
-                None => logged.unwrap_or(0),
-            };
-            match change.precondition {
-                Precondition::Revision(r) if old.is_none() && matches!(intent, Intent::Put(_)) => {
-                    return Err(modified(
-                        name,
-                        alias,
-                        format!("does not exist (If-Match: \"{r}\")"),
-                    ));
-                }
-                Precondition::Revision(r) if r != current => {
-                    return Err(modified(
-                        name,
-                        alias,
-                        format!("is at revision {current}, not {r}"),
-                    ));
-                }
-                Precondition::Exists if old.is_none() => {
-                    return Err(modified(name, alias, "does not exist (If-Match: *)".into()));
-                }
-                Precondition::Absent if old.is_some() => {
-                    return Err(modified(
-                        name,
-                        alias,
-                        "exists already (If-None-Match: *)".into(),
-                    ));
-                }
-                _ => {}
-            }
-            let action = match (intent, &old) {
-                (Intent::Put(_), None) => {
-                    alias.check_new()?;
-                    AliasAction::Create
-                }
-                (Intent::Put(_), Some(_)) => AliasAction::Move,
-                (Intent::Delete, None) => {
-                    return Err(Error::AliasNotFound {
-                        name: name.to_string(),
-                        alias: alias.to_string(),
-                    });
-                }
-                (Intent::Delete, Some(_)) => AliasAction::Delete,
-                (Intent::Rollback(_), _) => AliasAction::Rollback,
-            };
-            let mut refs = Vec::with_capacity(wanted.len());
-            // An archived version is never a new target (SPEC 10.3); one the
-            // alias already points at may stay.
-            let current: BTreeSet<Version> = old.iter().flat_map(|o| o.targets()).collect();
-            for version in &wanted {
-                match rows.get(version) {
-                    Some(row)
-                        if row.status == Some(crate::model::VersionStatus::Archived)
-                            && !current.contains(version) =>
-                    {
-                        return Err(Error::VersionArchived {
-                            name: name.to_string(),
-                            version: version.to_string(),
-                        });
-                    }
-                    Some(row) if row.is_live() => refs.push(target_ref(row)),
-                    _ if matches!(intent, Intent::Rollback(_)) => {
-                        return Err(Error::TargetGone(format!(
-                            "cannot roll alias {alias} of {name} back: version {version} has since been deleted"
-                        )));
-                    }
-                    _ if version.is_latest() => {
-                        return Err(Error::ArtifactNotFound {
-                            name: name.to_string(),
-                        });
-                    }
-                    _ => return Err(Error::version_not_found(name, version)),
-                }
-            }
-            let revision = match old.as_ref().and_then(|o| o.revision) {
-                Some(r) => r + 1,
-                None => logged.unwrap_or(0) + 1,
-            };
+            let current = old.as_ref().map(|o| Current {
+                revision: o.revision,
+                targets: o.targets().collect(),
+            });
+            let targets: Vec<Target> = wanted
+                .iter()
+                .map(|version| Target {
+                    version: *version,
+                    row: rows.get(version).map(|row| TargetRow {
+                        live: row.is_live(),
+                        archived: row.status == Some(crate::model::VersionStatus::Archived),
+                    }),
+                })
+                .collect();
+            let Decision { action, revision } = alias_rules::decide(
+                name,
+                alias,
+                intent.asked(),
+                change.precondition,
+                current.as_ref(),
+                logged,
+                &targets,
+            )?;
+            // Every target was read live (the decision says so).
+            let refs: Vec<TargetRef> = wanted
+                .iter()
+                .filter_map(|version| rows.get(version).map(target_ref))
+                .collect();
+            let current: BTreeSet<Version> = current.map(|c| c.targets).unwrap_or_default();
             let held = old.as_ref().and_then(|o| o.rollout.as_deref());
             let (holder, linked) = match link {
                 Link::Ordinary => match held {
@@ -1080,14 +1039,6 @@ pub fn sticky_bucket(name: &ArtifactName, alias: &AliasName, key: &str) -> u8 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     (u64::from_be_bytes(first) % 100) as u8
-}
-
-fn modified(name: &ArtifactName, alias: &AliasName, detail: String) -> Error {
-    Error::AliasModified {
-        name: name.to_string(),
-        alias: alias.to_string(),
-        detail,
-    }
 }
 
 /// The members of an alias change's transaction, by what their refusal means.

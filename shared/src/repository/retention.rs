@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::layout::{attr, condemned_pk, format_update_at, now, upload_pk, verified_pk};
 use crate::model::{RetentionPolicy, RetentionReport};
 use crate::names::{ArtifactName, Version};
+use crate::retention_rules;
 use crate::rows::{
     AliasRow, Item, Location, UploadRow, UploadState, VersionRow, key, nv, sv, version_key,
 };
@@ -64,23 +65,26 @@ impl Repository {
         let expire =
             purge_time.checked_sub(policy.older_than.try_into().unwrap_or(time::Duration::MAX));
         let expire = expire.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let mut live: Vec<&VersionRow> = rows
+        let read: Vec<retention_rules::Row> = rows
             .iter()
-            .filter(|r| r.is_live() && !r.version.is_latest())
+            .map(|r| retention_rules::Row {
+                version: r.version,
+                live: r.is_live(),
+                update_at: r.update_at,
+            })
             .collect();
-        live.sort_by_key(|r| std::cmp::Reverse(r.version));
-        let candidates: Vec<&VersionRow> = live
-            .into_iter()
-            .skip(policy.keep_last_n as usize)
-            .filter(|r| r.update_at < expire)
-            // References no alias row backs are stale: cleaned, not obeyed.
-            .filter(|r| !protected.contains(&r.version))
+        // References no alias row backs are stale: cleaned, not obeyed.
+        let versions = retention_rules::to_delete(&read, policy.keep_last_n, expire, &protected);
+        let by_version: BTreeMap<Version, &VersionRow> =
+            rows.iter().map(|r| (r.version, r)).collect();
+        let candidates: Vec<&VersionRow> = versions
+            .iter()
+            .filter_map(|v| by_version.get(v).copied())
             .collect();
         let token = uuid::Uuid::new_v4().simple().to_string();
         // Each soft delete is conditional on its own row, so they can go in
         // parallel; the report keeps the candidates' order (newest first).
         let (aliases, token) = (&aliases, &token);
-        let versions: Vec<Version> = candidates.iter().map(|row| row.version).collect();
         let outcomes: Vec<Result<bool>> = futures::stream::iter(versions)
             .map(|version| async move {
                 if dry_run {

@@ -1,0 +1,271 @@
+//! What an alias change does, decided from the rows it read (SPEC 4.2), as
+//! a pure function (no AWS types, no I/O): whether its precondition holds,
+//! which action it is, whether its targets may be taken, and the revision it
+//! writes. The reads, the transaction and the retries around it are in
+//! `repository/aliases.rs` (`change_alias_linked`).
+
+use std::collections::BTreeSet;
+
+use crate::error::Error;
+use crate::model::{AliasAction, Precondition};
+use crate::names::{AliasName, ArtifactName, Version};
+
+/// What the request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    Put,
+    Delete,
+    Rollback,
+}
+
+/// The alias row as read, when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// Absent on a row the library wrote (it keeps no revision).
+    pub revision: Option<u64>,
+    /// The versions it points at now.
+    pub targets: BTreeSet<Version>,
+}
+
+/// A version the change would point at, as read: `None` when it has no row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub version: Version,
+    pub row: Option<TargetRow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetRow {
+    pub live: bool,
+    pub archived: bool,
+}
+
+/// What the change writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub action: AliasAction,
+    /// The revision of the new row and of its history entry.
+    pub revision: u64,
+}
+
+/// The change `asked` of `alias` under `precondition`, given the alias row
+/// read (`current`), the revision of the last history entry when that row
+/// has none (`logged`: a new alias, or one the library wrote, continues the
+/// history's sequence), and the rows of the versions it would point at.
+pub fn decide(
+    name: &ArtifactName,
+    alias: &AliasName,
+    asked: Asked,
+    precondition: Precondition,
+    current: Option<&Current>,
+    logged: Option<u64>,
+    targets: &[Target],
+) -> Result<Decision, Error> {
+    let modified = |detail: String| Error::AliasModified {
+        name: name.to_string(),
+        alias: alias.to_string(),
+        detail,
+    };
+    let at = match current {
+        Some(c) => c.revision.unwrap_or(0),
+        None => logged.unwrap_or(0),
+    };
+    match precondition {
+        Precondition::Revision(r) if current.is_none() && asked == Asked::Put => {
+            return Err(modified(format!("does not exist (If-Match: \"{r}\")")));
+        }
+        Precondition::Revision(r) if r != at => {
+            return Err(modified(format!("is at revision {at}, not {r}")));
+        }
+        Precondition::Exists if current.is_none() => {
+            return Err(modified("does not exist (If-Match: *)".into()));
+        }
+        Precondition::Absent if current.is_some() => {
+            return Err(modified("exists already (If-None-Match: *)".into()));
+        }
+        _ => {}
+    }
+    let action = match (asked, current) {
+        (Asked::Put, None) => {
+            alias.check_new()?;
+            AliasAction::Create
+        }
+        (Asked::Put, Some(_)) => AliasAction::Move,
+        (Asked::Delete, None) => {
+            return Err(Error::AliasNotFound {
+                name: name.to_string(),
+                alias: alias.to_string(),
+            });
+        }
+        (Asked::Delete, Some(_)) => AliasAction::Delete,
+        (Asked::Rollback, _) => AliasAction::Rollback,
+    };
+    let held: BTreeSet<Version> = current.map(|c| c.targets.clone()).unwrap_or_default();
+    for Target { version, row } in targets {
+        match row {
+            // An archived version is never a new target (SPEC 10.3); one the
+            // alias already points at may stay.
+            Some(r) if r.archived && !held.contains(version) => {
+                return Err(Error::VersionArchived {
+                    name: name.to_string(),
+                    version: version.to_string(),
+                });
+            }
+            Some(r) if r.live => {}
+            _ if asked == Asked::Rollback => {
+                return Err(Error::TargetGone(format!(
+                    "cannot roll alias {alias} of {name} back: version {version} has since been deleted"
+                )));
+            }
+            _ if version.is_latest() => {
+                return Err(Error::ArtifactNotFound {
+                    name: name.to_string(),
+                });
+            }
+            _ => return Err(Error::version_not_found(name, version)),
+        }
+    }
+    let revision = match current.and_then(|c| c.revision) {
+        Some(r) => r + 1,
+        None => logged.unwrap_or(0) + 1,
+    };
+    Ok(Decision { action, revision })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: u32) -> Version {
+        Version::Number(n)
+    }
+
+    fn row(live: bool, archived: bool) -> Option<TargetRow> {
+        Some(TargetRow { live, archived })
+    }
+
+    fn at(revision: Option<u64>, targets: &[Version]) -> Option<Current> {
+        Some(Current {
+            revision,
+            targets: targets.iter().copied().collect(),
+        })
+    }
+
+    /// What, asked, precondition, alias row, logged revision, targets, outcome.
+    type Case<'a> = (
+        &'a str,
+        Asked,
+        Precondition,
+        Option<Current>,
+        Option<u64>,
+        &'a [Target],
+        &'a str,
+    );
+
+    /// The outcome as a short word: the action and revision, or the error's code.
+    fn outcome(result: Result<Decision, Error>) -> String {
+        match result {
+            Ok(d) => format!("{} r{}", d.action.as_str(), d.revision),
+            Err(e) => e.code().to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_rule_of_an_alias_change_table() {
+        use Asked::*;
+        use Precondition as P;
+        let live = [Target {
+            version: v(2),
+            row: row(true, false),
+        }];
+        let deleted = [Target {
+            version: v(2),
+            row: row(false, false),
+        }];
+        let missing = [Target {
+            version: v(2),
+            row: None,
+        }];
+        let archived = [Target {
+            version: v(2),
+            row: row(true, true),
+        }];
+        let latest_gone = [Target {
+            version: Version::Latest,
+            row: None,
+        }];
+        let none: [Target; 0] = [];
+        // (what, asked, precondition, alias row, logged revision, targets, outcome)
+        #[rustfmt::skip]
+        let table: Vec<Case> = vec![
+            ("create a new alias", Put, P::None, None, None, &live, "create r1"),
+            ("create after a delete continues the history", Put, P::None, None, Some(4), &live, "create r5"),
+            ("move", Put, P::None, at(Some(3), &[v(1)]), None, &live, "move r4"),
+            ("move a library alias (no revision)", Put, P::None, at(None, &[v(1)]), Some(2), &live, "move r3"),
+            ("If-Match on the revision read", Put, P::Revision(3), at(Some(3), &[v(1)]), None, &live, "move r4"),
+            ("If-Match on another revision", Put, P::Revision(2), at(Some(3), &[v(1)]), None, &live, "AliasModified"),
+            ("If-Match on an absent alias", Put, P::Revision(0), None, None, &live, "AliasModified"),
+            ("If-Match: * on an absent alias", Put, P::Exists, None, None, &live, "AliasModified"),
+            ("If-None-Match: * on an existing alias", Put, P::Absent, at(Some(1), &[v(1)]), None, &live, "AliasModified"),
+            ("If-None-Match: * on an absent alias", Put, P::Absent, None, Some(7), &live, "create r8"),
+            ("a library alias is at revision 0 for If-Match", Put, P::Revision(0), at(None, &[v(1)]), Some(2), &live, "move r3"),
+            ("delete", Delete, P::None, at(Some(3), &[v(1)]), None, &none, "delete r4"),
+            ("delete an absent alias", Delete, P::None, None, Some(4), &none, "AliasNotFound"),
+            ("delete If-Match another revision", Delete, P::Revision(1), at(Some(3), &[v(1)]), None, &none, "AliasModified"),
+            ("rollback re-creates a deleted alias", Rollback, P::None, None, Some(4), &live, "rollback r5"),
+            ("onto a deleted version", Put, P::None, at(Some(1), &[v(1)]), None, &deleted, "VersionNotFound"),
+            ("onto a version without a row", Put, P::None, at(Some(1), &[v(1)]), None, &missing, "VersionNotFound"),
+            ("onto LATEST of a purged artifact", Put, P::None, at(Some(1), &[v(1)]), None, &latest_gone, "ArtifactNotFound"),
+            ("rollback onto a deleted version", Rollback, P::None, at(Some(1), &[v(1)]), None, &deleted, "TargetGone"),
+            ("onto an archived version", Put, P::None, at(Some(1), &[v(1)]), None, &archived, "VersionArchived"),
+            ("an archived version it already points at stays", Put, P::None, at(Some(1), &[v(2)]), None, &archived, "move r2"),
+        ];
+        let name: ArtifactName = "app".parse().expect("name");
+        let alias: AliasName = "prod".parse().expect("alias");
+        for (what, asked, precondition, current, logged, targets, expected) in table {
+            let got = outcome(decide(
+                &name,
+                &alias,
+                asked,
+                precondition,
+                current.as_ref(),
+                logged,
+                targets,
+            ));
+            assert_eq!(got, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_new_alias_must_follow_the_strict_naming_rule_but_an_old_one_may_move() {
+        let name: ArtifactName = "app".parse().expect("name");
+        // The library writes names this service does not create.
+        let alias: AliasName = "v1.0".parse().expect("a name the library allows");
+        let refused = alias.check_new().expect_err("not a name created here");
+        let target = [Target {
+            version: v(1),
+            row: row(true, false),
+        }];
+        let create = decide(
+            &name,
+            &alias,
+            Asked::Put,
+            Precondition::None,
+            None,
+            None,
+            &target,
+        );
+        assert_eq!(outcome(create), refused.code());
+        let old = at(None, &[v(1)]);
+        let moved = decide(
+            &name,
+            &alias,
+            Asked::Put,
+            Precondition::None,
+            old.as_ref(),
+            None,
+            &target,
+        );
+        assert_eq!(outcome(moved), "move r1");
+    }
+}
