@@ -182,6 +182,12 @@ impl Repository {
         self.calls.get()
     }
 
+    /// Sequential rounds of AWS requests sent by this repository so far
+    /// (requests sent together count once): what its callers wait for.
+    pub fn rounds(&self) -> u64 {
+        self.calls.rounds()
+    }
+
     /// The AWS operations this repository has called or presigned so far.
     pub fn operations(&self) -> std::collections::BTreeSet<String> {
         self.calls.operations()

@@ -292,3 +292,30 @@ fn every_function_has_an_event_file_and_every_event_file_a_function() {
     assert_eq!(api_packages, functions, "one package per route");
     assert_eq!(events, packages, "one event file per function package");
 }
+
+/// The read routes that need no grant run beside the authorisation: the
+/// permission targets' GetItem goes out with the route's first read, so it
+/// adds a call but no round trip; every other route reads them first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_reads_wait_for_no_separate_round_trip_of_the_permission_targets() {
+    let mut checked = Vec::new();
+    for route in ROUTES {
+        let run = run_sample_event(route).await;
+        let (calls, rounds) = (run.repo.calls().total(), run.repo.rounds());
+        let status = run.response.status().as_u16();
+        assert_eq!(status, route.success, "{}", route.function);
+        if route.operation.reads_beside_authorization() {
+            assert_eq!(
+                rounds,
+                calls - 1,
+                "{}: {calls} calls in {rounds} rounds (the targets' read should share one)",
+                route.function
+            );
+            checked.push(route.function);
+        } else if route.operation == Operation::PublishVersion {
+            // Reads the targets, then the version rows: in order.
+            assert_eq!(rounds, calls, "{}", route.function);
+        }
+    }
+    assert!(checked.len() >= 5, "{checked:?}");
+}
