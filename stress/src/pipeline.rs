@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::{AliasName, ArtifactName, Repository};
@@ -637,11 +638,25 @@ impl Pipeline {
     /// Purges the artifact, retrying a clear 5xx as a pipeline would (a
     /// purge cut short by an upstream failure leaves the rest for its
     /// retry): 204 the first time it completes; after an attempt that
-    /// failed part-way, a retry may find nothing left and answer 404.
+    /// failed part-way, a retry may find nothing left and answer 404, or
+    /// find the fence of the failed attempt still up (its hand-over failed
+    /// too) and answer 409 ArtifactBeingPurged until the fence lapses —
+    /// waited out, as the answer asks.
     pub async fn purge(&mut self) {
         let mut retried = false;
+        let mut fence_lapsed_by = tokio::time::Instant::now();
         for _ in 0..PURGE_ATTEMPTS {
-            let answer = self.api.send("DELETE", &self.path(""), None, &[]).await;
+            let mut answer = self.api.send("DELETE", &self.path(""), None, &[]).await;
+            while retried
+                && answer.status == 409
+                && answer.body["error"]["code"] == "ArtifactBeingPurged"
+                && tokio::time::Instant::now() < fence_lapsed_by
+            {
+                self.log
+                    .record("purge-artifact", answer.status, &answer.body);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                answer = self.api.send("DELETE", &self.path(""), None, &[]).await;
+            }
             let verdict = expect(
                 answer.status == 204 || (retried && answer.status == 404),
                 "204 (the artifact existed)",
@@ -653,6 +668,7 @@ impl Pipeline {
                 return;
             }
             retried = true;
+            fence_lapsed_by = tokio::time::Instant::now() + PURGE_FENCE_WAIT;
         }
         self.fail(format!(
             "{}: purge answered 5xx {PURGE_ATTEMPTS} times",
@@ -757,6 +773,10 @@ impl Pipeline {
 /// A 20 % fault rate fails a multi-call purge often; ten tries make a
 /// run that never completes it vanishingly rare.
 const PURGE_ATTEMPTS: usize = 10;
+
+/// How long a retried purge waits out the fence of its own failed attempt:
+/// longer than the fence takes to lapse (30 s).
+const PURGE_FENCE_WAIT: Duration = Duration::from_secs(45);
 
 #[derive(Debug, Clone, Copy)]
 enum Which {

@@ -7,6 +7,9 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use super::uploads::PURGE_FENCE_STALE;
 use super::{MAX_ATTEMPTS, Repository};
+
+/// How many times a failed purge tries to hand its fence over.
+const HAND_OVER_ATTEMPTS: u32 = 5;
 use crate::error::{Error, Result};
 use crate::layout::{
     FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, rollout_pk,
@@ -212,9 +215,27 @@ impl Repository {
         Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
     }
 
-    /// Marks the fence `purge_id` holds as handed over (best effort: a
-    /// fence left as it is lapses after `PURGE_FENCE_STALE`).
+    /// Marks the fence `purge_id` holds as handed over, trying a few times
+    /// (the failure that ended the purge may be the upstream's, and a
+    /// retry of the purge should not find its own fence standing); best
+    /// effort: a fence left as it is lapses after `PURGE_FENCE_STALE`.
     async fn hand_over_fence(&self, name: &ArtifactName, purge_id: &str) {
+        let mut last = None;
+        for attempt in 0..HAND_OVER_ATTEMPTS {
+            match self.try_hand_over_fence(name, purge_id).await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            super::backoff(attempt).await;
+        }
+        if let Some(e) = last {
+            tracing::warn!(%name, error = ?e, "could not hand the purge fence over; it lapses on its own");
+        }
+    }
+
+    /// One attempt of [`Self::hand_over_fence`]; a fence no longer ours (or
+    /// gone) counts as handed over.
+    async fn try_hand_over_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
         let out = self
             .ddb
             .update_item()
@@ -231,8 +252,10 @@ impl Repository {
             .expression_attribute_values(":mine", sv(purge_id))
             .send()
             .await;
-        if let Err(e) = out {
-            tracing::warn!(%name, error = ?e, "could not hand the purge fence over; it lapses on its own");
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if super::condition_failed(&e) => Ok(()),
+            Err(e) => Err(Error::upstream("UpdateItem", e)),
         }
     }
 

@@ -1345,6 +1345,40 @@ async fn a_failed_purge_hands_its_fence_to_the_retry_which_finishes_the_job() {
     assert_eq!(served(&store, &n, Version::Latest).await, b"new life");
 }
 
+// CI (stop 28): a purge failed on the upstream, and so did its one try to
+// hand the fence over (the same upstream, its retries spent); the client's
+// retry was refused 409 until the fence lapsed. The hand-over is now tried
+// again: one failed UpdateItem (every SDK attempt of it) no longer leaves
+// the fence up.
+#[tokio::test]
+async fn a_failed_purge_hands_its_fence_over_even_when_the_first_try_fails() {
+    let store = TestStore::new().await;
+    let n = name("hand-over");
+    store.upload(&n, b"one").await;
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "BatchWriteItem",
+        None,
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    let hand_over = plan.add(Rule::new(
+        "UpdateItem",
+        Some("handed_over"),
+        Action::Fault(Fault::Status500),
+        3,
+    ));
+    let failing = through(&store, &plan).await;
+    let failed = failing.purge_artifact(&n).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(hand_over.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+    store.repo.purge_artifact(&n).await.unwrap();
+    assert!(matches!(
+        store.repo.get_version(&n, Version::Latest).await,
+        Err(Error::ArtifactNotFound { .. } | Error::VersionNotFound { .. })
+    ));
+}
+
 // Issue 24 item 7: a publish adopting a large LATEST of the library in the
 // background, cut short while S3 copies its parts (a Lambda timing out), is
 // taken up by its retry: the same upload, copied and committed again,
