@@ -853,7 +853,7 @@ fn meta_terms(request: &Request) -> Result<BTreeMap<String, String>> {
             continue;
         };
         let valid = !k.is_empty()
-            && k.len() <= crate::repository::metadata_limits::MAX_KEY_LEN
+            && k.len() <= crate::limits::metadata_limits::MAX_KEY_LEN
             && k.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b));
         if !valid {

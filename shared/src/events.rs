@@ -406,7 +406,7 @@ async fn put(
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| (0, Error::upstream("PutEvents", e)))?;
+                .map_err(|e| (0, crate::sdk_error::upstream("PutEvents", e)))?;
             match out
                 .entries()
                 .iter()

@@ -142,9 +142,7 @@ pub mod attr {
 /// The value of [`attr::BYTES`] on rows whose bytes are in the blob store.
 pub const BYTES_BLOB: &str = "blob";
 
-/// S3 object user-metadata keys the library reads and writes.
-pub const META_ARTIFACT_NAME: &str = "artifact_name";
-pub const META_ARTIFACT_SHA256: &str = "artifact_sha256";
+pub use crate::limits::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256};
 
 /// The storage layout of one configured store.
 #[derive(Debug, Clone)]

@@ -21,16 +21,7 @@ use crate::error::Error;
 use crate::layout::attr;
 use crate::repository::Repository;
 
-/// The user-metadata key the mirror writes on every copy it makes to a
-/// library key (`x-amz-meta-seed_layout_mirror`); its value is the sort key
-/// of the row the copy was made for (`LATEST`, `000042`). An object whose
-/// marker names its own key is the mirror's: it may replace or delete it.
-/// Any other object is the library's (the library's publish copies LATEST's
-/// metadata to the version key, so a marker naming another key is not
-/// ours). `versioned` 1.0.1 reads only `artifact_name`, `artifact_sha256`
-/// and hands the rest of the user metadata through, so the key is invisible
-/// to it but as one more metadata entry.
-pub const META_MIRRORED_FOR: &str = "seed_layout_mirror";
+pub use crate::limits::META_MIRRORED_FOR;
 
 /// One stream record as the mirror needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::repository::{Driven, Repository};
 use crate::rollout::AlarmState;
 
@@ -117,7 +117,7 @@ impl Driver {
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| Error::upstream("DescribeAlarms", e))?;
+                    .map_err(|e| crate::sdk_error::upstream("DescribeAlarms", e))?;
                 let metric = out
                     .metric_alarms()
                     .iter()

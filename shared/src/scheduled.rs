@@ -13,58 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::ConfigError;
 use crate::error::{Error, Result};
-use crate::model::RetentionPolicy;
 use crate::names::ArtifactName;
 use crate::repository::{Repository, RetentionBookkeeping};
 
-/// The deployment's retention parameters (the SAM template's), read into
-/// [`crate::Config`] at start: the schedule's policy, and the defaults of
-/// `POST /artifacts/{name}/purge`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionSchedule {
-    pub policy: RetentionPolicy,
-    /// How long a version stays soft-deleted before its bytes are deleted.
-    pub reclaim_grace: Duration,
-}
-
-const DAY: u64 = 24 * 60 * 60;
-
-impl RetentionSchedule {
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> std::result::Result<Self, ConfigError> {
-        let number = |key: &str, default: u64| -> std::result::Result<u64, ConfigError> {
-            match lookup(key)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-            {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n <= 100_000)
-                    .ok_or_else(|| {
-                        ConfigError(format!("{key} {v:?} must be an integer from 0 to 100000"))
-                    }),
-            }
-        };
-        let defaults = RetentionPolicy::default();
-        Ok(Self {
-            policy: RetentionPolicy {
-                keep_last_n: number("RETENTION_KEEP_LAST_N", defaults.keep_last_n.into())? as u32,
-                older_than: Duration::from_secs(
-                    number(
-                        "RETENTION_PURGE_OLDER_THAN_DAYS",
-                        defaults.older_than.as_secs() / DAY,
-                    )? * DAY,
-                ),
-            },
-            reclaim_grace: Duration::from_secs(number("RETENTION_RECLAIM_GRACE_DAYS", 30)? * DAY),
-        })
-    }
-}
+pub use crate::config::RetentionSchedule;
 
 /// What one pass did; also the Lambda's JSON result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -2380,12 +2380,54 @@ fn module_names(dir: &std::path::Path, root: bool, into: &mut Vec<(String, Strin
     }
 }
 
+/// SPEC 2's layers, one way: the core (`core/`, package `artifact-core`)
+/// depends on no AWS SDK, no Lambda crate, no async runtime and no other
+/// crate of the workspace, so the compiler refuses any I/O or storage
+/// detail in it; `shared` depends on it.
+#[test]
+fn the_core_layer_depends_on_no_sdk_runtime_or_upper_layer() {
+    let root = workspace_root();
+    let manifest = |path: &str| -> toml::Table {
+        std::fs::read_to_string(root.join(path))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let core = manifest("core/Cargo.toml");
+    assert_eq!(core["package"]["name"].as_str(), Some("artifact-core"));
+    let workspace: Vec<String> = manifest("Cargo.toml")["workspace"]["dependencies"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .filter(|(_, spec)| spec.get("path").is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert!(workspace.contains(&"shared".to_owned()), "{workspace:?}");
+    let deps: Vec<&String> = core["dependencies"].as_table().unwrap().keys().collect();
+    assert!(!deps.is_empty());
+    for dep in deps {
+        assert!(
+            !(dep.starts_with("aws")
+                || dep.starts_with("lambda")
+                || ["tokio", "futures", "reqwest", "hyper", "tracing"].contains(&dep.as_str())
+                || workspace.contains(dep)),
+            "the core layer depends on {dep}"
+        );
+    }
+    let shared = manifest("shared/Cargo.toml");
+    assert!(
+        shared["dependencies"].get("artifact-core").is_some(),
+        "shared builds on the core"
+    );
+}
+
 /// One name per thing (the developers' guide): within a crate's sources,
 /// and within one test binary, no two modules share a name.
 #[test]
 fn no_two_modules_of_a_crate_share_a_name() {
     let root = workspace_root();
     let mut trees = vec![
+        "core/src",
         "shared/src",
         "shared/tests/it",
         "cli/src",

@@ -65,7 +65,7 @@ impl StreamPoller {
             .table_name(table)
             .send()
             .await
-            .map_err(|e| Error::upstream("DescribeTable", e))?;
+            .map_err(|e| crate::sdk_error::upstream("DescribeTable", e))?;
         let stream_arn = described
             .table()
             .and_then(|t| t.latest_stream_arn())
@@ -80,7 +80,7 @@ impl StreamPoller {
             .stream_arn(&stream_arn)
             .send()
             .await
-            .map_err(|e| Error::upstream("DescribeStream", e))?;
+            .map_err(|e| crate::sdk_error::upstream("DescribeStream", e))?;
         let shard_id = stream
             .stream_description()
             .and_then(|d| d.shards().last())
@@ -148,7 +148,7 @@ impl StreamPoller {
         .shard_id(&self.shard_id)
         .send()
         .await
-        .map_err(|e| Error::upstream("GetShardIterator", e))?;
+        .map_err(|e| crate::sdk_error::upstream("GetShardIterator", e))?;
         let Some(iterator) = iterator.shard_iterator() else {
             return Ok(Vec::new()); // the shard is closed and read
         };
@@ -159,7 +159,7 @@ impl StreamPoller {
             .limit(RECORDS_PER_POLL)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetRecords", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetRecords", e))?;
         Ok(out.records().to_vec())
     }
 

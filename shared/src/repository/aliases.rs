@@ -305,7 +305,7 @@ impl Repository {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         let rows = out
             .items()
             .iter()
@@ -332,7 +332,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
         out.item()
             .map(|item| HistoryRow::from_item(name, item))
             .transpose()
@@ -649,7 +649,7 @@ impl Repository {
             })?)
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         let items = out
             .items()
             .iter()
@@ -763,7 +763,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
         out.item()
             .map(|item| AliasRow::from_item(name, item))
             .transpose()
@@ -811,7 +811,7 @@ impl Repository {
                 .request_items(&self.layout.table, request)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("BatchGetItem", e))?;
+                .map_err(|e| crate::sdk_error::upstream("BatchGetItem", e))?;
             if let Some(items) = out.responses().and_then(|r| r.get(&self.layout.table)) {
                 found.extend(items.iter().cloned());
             }

@@ -117,7 +117,7 @@ impl Repository {
             .limit(limit as i32)
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         let entries: Vec<String> = out
             .items()
             .iter()
@@ -187,7 +187,7 @@ impl Repository {
                     "cursor is not one this listing returned".into(),
                 ));
             }
-            Err(e) => return Err(Error::upstream("ListObjectsV2", e)),
+            Err(e) => return Err(crate::sdk_error::upstream("ListObjectsV2", e)),
         };
         let names = out
             .common_prefixes()

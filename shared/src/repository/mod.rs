@@ -214,7 +214,7 @@ impl Repository {
                 if e.as_service_error().is_some_and(|e| {
                     e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
                 }) => {}
-            Err(e) => return Err(Error::upstream("CreateBucket", e)),
+            Err(e) => return Err(crate::sdk_error::upstream("CreateBucket", e)),
         }
         self.s3
             .put_bucket_versioning()
@@ -226,7 +226,7 @@ impl Repository {
             )
             .send()
             .await
-            .map_err(|e| Error::upstream("PutBucketVersioning", e))?;
+            .map_err(|e| crate::sdk_error::upstream("PutBucketVersioning", e))?;
 
         let key = |name: &str, key_type| {
             KeySchemaElement::builder()
@@ -259,7 +259,7 @@ impl Repository {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(Error::upstream("CreateTable", e)),
+            Err(e) => return Err(crate::sdk_error::upstream("CreateTable", e)),
         }
         // Wait until the table is usable (instant on emulators, seconds on AWS).
         for _ in 0..120 {
@@ -269,7 +269,7 @@ impl Repository {
                 .table_name(&self.layout.table)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("DescribeTable", e))?;
+                .map_err(|e| crate::sdk_error::upstream("DescribeTable", e))?;
             let active = table
                 .table()
                 .and_then(|t| t.table_status())
@@ -308,7 +308,7 @@ impl Repository {
                     )
                     .send()
                     .await
-                    .map_err(|e| Error::upstream("UpdateTable", e))?;
+                    .map_err(|e| crate::sdk_error::upstream("UpdateTable", e))?;
             } else if active && !streamed {
                 // A table made before the mirror: add the stream, wait again.
                 self.ddb
@@ -317,7 +317,7 @@ impl Repository {
                     .stream_specification(stream()?)
                     .send()
                     .await
-                    .map_err(|e| Error::upstream("UpdateTable", e))?;
+                    .map_err(|e| crate::sdk_error::upstream("UpdateTable", e))?;
             } else if active {
                 return self.enable_ttl().await;
             }
@@ -356,7 +356,7 @@ impl Repository {
             {
                 Ok(())
             }
-            Err(e) => Err(Error::upstream("UpdateTimeToLive", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateTimeToLive", e)),
         }
     }
 
@@ -380,7 +380,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
         Ok(out.item)
     }
 
@@ -413,7 +413,7 @@ impl Repository {
             .set_version_id(version_id)
             .presigned(self.presigning()?)
             .await
-            .map_err(|e| Error::upstream("presign GetObject", e))?;
+            .map_err(|e| crate::sdk_error::upstream("presign GetObject", e))?;
         Ok(presigned.uri().to_owned())
     }
 
@@ -438,7 +438,7 @@ impl Repository {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("Query", e))?;
+                .map_err(|e| crate::sdk_error::upstream("Query", e))?;
             items.extend(out.items().iter().cloned());
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),

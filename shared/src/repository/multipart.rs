@@ -34,65 +34,10 @@ use crate::rows::{UploadRow, UploadState, key, nv, sv};
 use super::uploads::UploadId;
 use crate::blob_rules::{self, OnOccupied};
 
-/// S3's smallest part (every part but the last).
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// S3's largest part.
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-/// S3's most parts per upload.
-pub const MAX_PARTS: u64 = 10_000;
-/// The part size chosen when the client names none.
-pub const DEFAULT_PART_SIZE: u64 = 64 * 1024 * 1024;
-/// Parts per call of the parts route.
-pub const MAX_PARTS_PER_REQUEST: usize = 1000;
-/// The largest upload: S3's most parts of its largest size.
-pub const MAX_MULTIPART_SIZE: u64 = MAX_PARTS * MAX_PART_SIZE;
-
-const MIB: u64 = 1024 * 1024;
-
-/// How an upload of `size` bytes is cut: `None` for a single PUT (≤ 5 GiB
-/// and no part size asked for). Without a part size, parts of 64 MiB, or
-/// more when 10 000 of them would not hold `size`.
-pub fn plan(size: u64, part_size: Option<u64>) -> Result<Option<MultipartPlan>> {
-    if size > MAX_MULTIPART_SIZE {
-        return Err(Error::TooLarge(format!(
-            "size {size} exceeds S3's largest object ({MAX_MULTIPART_SIZE} bytes: \
-             {MAX_PARTS} parts of 5 GiB)"
-        )));
-    }
-    let part_size = match part_size {
-        None if size <= super::MAX_UPLOAD_SIZE => return Ok(None),
-        None => DEFAULT_PART_SIZE.max(size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB),
-        Some(p) if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&p) => {
-            return Err(Error::InvalidRequest(format!(
-                "part_size {p} must be between {MIN_PART_SIZE} (5 MiB) and {MAX_PART_SIZE} (5 GiB)"
-            )));
-        }
-        Some(p) => p,
-    };
-    let part_count = size.div_ceil(part_size).max(1);
-    if part_count > MAX_PARTS {
-        return Err(Error::InvalidRequest(format!(
-            "part_size {part_size} cuts {size} bytes into {part_count} parts; S3 takes at most \
-             {MAX_PARTS}: use at least {}",
-            size.div_ceil(MAX_PARTS)
-        )));
-    }
-    Ok(Some(MultipartPlan {
-        part_size,
-        part_count: part_count as u32,
-    }))
-}
-
-impl MultipartPlan {
-    /// The length of part `number` (1-based): `part_size`, the last one the rest.
-    pub fn part_length(&self, number: u32, size: u64) -> u64 {
-        if number < self.part_count {
-            self.part_size
-        } else {
-            size - self.part_size * u64::from(self.part_count - 1)
-        }
-    }
-}
+pub use crate::limits::{
+    DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
+    MIN_PART_SIZE, plan,
+};
 
 /// A part as S3 lists it, with what completing the upload needs.
 struct ListedPart {
@@ -122,7 +67,7 @@ impl Repository {
             .set_metadata(Some(metadata))
             .send()
             .await
-            .map_err(|e| Error::upstream("CreateMultipartUpload", e))?;
+            .map_err(|e| crate::sdk_error::upstream("CreateMultipartUpload", e))?;
         out.upload_id().map(str::to_owned).ok_or_else(|| {
             Error::internal(
                 "CreateMultipartUpload",
@@ -144,7 +89,7 @@ impl Repository {
         {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_upload()) => Ok(()),
-            Err(e) => Err(Error::upstream("AbortMultipartUpload", e)),
+            Err(e) => Err(crate::sdk_error::upstream("AbortMultipartUpload", e)),
         }
     }
 
@@ -170,7 +115,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
         Ok(out.item().cloned())
     }
 
@@ -236,7 +181,7 @@ impl Repository {
                 .content_length(length as i64)
                 .presigned(presigning.clone())
                 .await
-                .map_err(|e| Error::upstream("presign UploadPart", e))?;
+                .map_err(|e| crate::sdk_error::upstream("presign UploadPart", e))?;
             urls.push(PartUrl {
                 number: part.number,
                 url: presigned.uri().to_owned(),
@@ -350,7 +295,7 @@ impl Repository {
                 {
                     return Ok(None);
                 }
-                Err(e) => return Err(Error::upstream("ListParts", e)),
+                Err(e) => return Err(crate::sdk_error::upstream("ListParts", e)),
             };
             for p in out.parts() {
                 parts.push(ListedPart {
@@ -566,7 +511,7 @@ impl Repository {
                     "another upload of these bytes completed meanwhile; commit again".into(),
                 ))
             }
-            Err(e) => Err(Error::upstream("CompleteMultipartUpload", e)),
+            Err(e) => Err(crate::sdk_error::upstream("CompleteMultipartUpload", e)),
         }
     }
 
@@ -637,7 +582,7 @@ impl Repository {
                 "upload {} of {name} changed state meanwhile; ask its state",
                 id.as_str()
             ))),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 }
@@ -709,27 +654,4 @@ enum Over {
     Nothing,
     /// The object with this ETag (an unverified one nobody will verify).
     Object(String),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uploads_are_cut_into_at_most_ten_thousand_parts() {
-        assert_eq!(plan(1024, None).unwrap(), None);
-        let p = plan(5 * MIB * 3 + 1, Some(5 * MIB)).unwrap().unwrap();
-        assert_eq!((p.part_size, p.part_count), (5 * MIB, 4));
-        assert_eq!(p.part_length(4, 5 * MIB * 3 + 1), 1);
-        let big = 6 * 1024 * MIB;
-        let p = plan(big, None).unwrap().unwrap();
-        assert_eq!((p.part_size, p.part_count), (DEFAULT_PART_SIZE, 96));
-        let p = plan(MAX_MULTIPART_SIZE, None).unwrap().unwrap();
-        assert!(u64::from(p.part_count) <= MAX_PARTS);
-        assert!(plan(MAX_MULTIPART_SIZE + 1, None).is_err());
-        assert!(plan(100, Some(5 * MIB - 1)).is_err());
-        assert!(plan(100, Some(MAX_PART_SIZE + 1)).is_err());
-        assert!(plan(MAX_PARTS * 5 * MIB + 1, Some(5 * MIB)).is_err());
-        assert_eq!(plan(0, Some(5 * MIB)).unwrap().unwrap().part_count, 1);
-    }
 }

@@ -120,7 +120,7 @@ impl Repository {
                         {
                             return Ok(Tags::new());
                         }
-                        Err(e) => return Err(Error::upstream("ListRoleTags", e)),
+                        Err(e) => return Err(crate::sdk_error::upstream("ListRoleTags", e)),
                     }
                 }
                 TagSubject::User(user) => {
@@ -139,7 +139,7 @@ impl Repository {
                         {
                             return Ok(Tags::new());
                         }
-                        Err(e) => return Err(Error::upstream("ListUserTags", e)),
+                        Err(e) => return Err(crate::sdk_error::upstream("ListUserTags", e)),
                     }
                 }
             };
@@ -161,7 +161,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
         let Some(item) = out.item() else {
             return Ok(AccessDocument::default());
         };
@@ -292,7 +292,7 @@ impl Repository {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         let mut items = Vec::new();
         for item in out.items() {
             let s = |a: &str| {

@@ -280,7 +280,7 @@ impl Repository {
                 UpdateItemError::ConditionalCheckFailedException(c) => c.item,
                 _ => None,
             },
-            Err(e) => return Err(Error::upstream("UpdateItem", e)),
+            Err(e) => return Err(crate::sdk_error::upstream("UpdateItem", e)),
         };
         // Emulators that do not return the old item: read it.
         let old = match old {
@@ -326,7 +326,7 @@ impl Repository {
         match out {
             Ok(_) => Ok(true),
             Err(e) if super::condition_failed(&e) => Ok(false),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -350,7 +350,7 @@ impl Repository {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| Error::upstream("UpdateItem", e))
+            .map_err(|e| crate::sdk_error::upstream("UpdateItem", e))
     }
 
     /// The publish and the alias move of `pipeline`, after the commit of

@@ -346,7 +346,7 @@ impl Repository {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("Query", e))?;
+                .map_err(|e| crate::sdk_error::upstream("Query", e))?;
             if let Some(item) = out.items().first() {
                 return VersionRow::from_item(item).map(Some);
             }
@@ -473,7 +473,7 @@ impl Repository {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                 return Err(library_bytes_gone(name));
             }
-            Err(e) => return Err(Error::upstream("HeadObject", e)),
+            Err(e) => return Err(crate::sdk_error::upstream("HeadObject", e)),
         };
         let version = version.or_else(|| head.version_id().map(str::to_owned));
         Ok(Source {
@@ -605,7 +605,7 @@ impl Repository {
                         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                             Err(library_bytes_gone(name))
                         }
-                        Err(e) => Err(Error::upstream("UploadPartCopy", e)),
+                        Err(e) => Err(crate::sdk_error::upstream("UploadPartCopy", e)),
                     }
                 }
             })
@@ -673,7 +673,7 @@ impl Repository {
         match update.condition_expression(condition).send().await {
             Ok(_) => Ok(true),
             Err(e) if super::condition_failed(&e) => Ok(false),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -717,7 +717,7 @@ impl Repository {
                     "the bytes of LATEST of {name} arrived meanwhile; retry"
                 )));
             }
-            Err(e) => return Err(Error::upstream("CopyObject", e)),
+            Err(e) => return Err(crate::sdk_error::upstream("CopyObject", e)),
         };
         let checksum = out.copy_object_result().and_then(|r| r.checksum_sha256());
         let expected = hex::decode(&latest.sha256)
@@ -733,7 +733,7 @@ impl Repository {
                     .version_id(v)
                     .send()
                     .await
-                    .map_err(|e| Error::upstream("DeleteObject", e))?;
+                    .map_err(|e| crate::sdk_error::upstream("DeleteObject", e))?;
             }
             return Err(Error::ConcurrentModification(format!(
                 "LATEST of {name} changed while publishing; retry"
@@ -764,7 +764,7 @@ impl Repository {
             // LATEST changed since: the version still gets the bytes it was
             // reserved with, which are now in the blob store.
             Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -786,7 +786,7 @@ impl Repository {
             .projection_expression("#pk, #sk")
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         Ok(out
             .items()
             .first()
@@ -819,7 +819,7 @@ impl Repository {
             Ok(_) => Ok(()),
             // Already caught up by someone else, or LATEST gone (next step says 404).
             Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 }

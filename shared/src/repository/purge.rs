@@ -91,7 +91,7 @@ impl Repository {
             .set_key(Some(version_key(name, Version::Latest)))
             .send()
             .await
-            .map_err(|e| Error::upstream("DeleteItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
         let mut keys: Vec<Item> = Vec::new();
         for pk in [
             alias_pk(name),
@@ -155,7 +155,7 @@ impl Repository {
             // Already lowered by this request (its answer was lost), or taken
             // over after we stalled: the holder lowers it.
             Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(Error::upstream("DeleteItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("DeleteItem", e)),
         }
     }
 
@@ -198,7 +198,7 @@ impl Repository {
             .limit(1)
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         Ok(!out.items().is_empty())
     }
 
@@ -211,7 +211,7 @@ impl Repository {
             .max_keys(1)
             .send()
             .await
-            .map_err(|e| Error::upstream("ListObjectVersions", e))?;
+            .map_err(|e| crate::sdk_error::upstream("ListObjectVersions", e))?;
         Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
     }
 
@@ -255,7 +255,7 @@ impl Repository {
         match out {
             Ok(_) => Ok(()),
             Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -294,7 +294,7 @@ impl Repository {
             Err(e) if super::condition_failed(&e) => Err(Error::ArtifactBeingPurged {
                 name: name.to_string(),
             }),
-            Err(e) => Err(Error::upstream("PutItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("PutItem", e)),
         }
     }
 
@@ -323,7 +323,7 @@ impl Repository {
             Err(e) if super::condition_failed(&e) => Err(Error::ArtifactBeingPurged {
                 name: name.to_string(),
             }),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -354,7 +354,7 @@ impl Repository {
                     .request_items(&self.layout.table, requests)
                     .send()
                     .await
-                    .map_err(|e| Error::upstream("BatchWriteItem", e))?;
+                    .map_err(|e| crate::sdk_error::upstream("BatchWriteItem", e))?;
                 requests = out
                     .unprocessed_items()
                     .and_then(|u| u.get(&self.layout.table))
@@ -402,7 +402,7 @@ impl Repository {
                 Ok(_) => continue,
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {}
                 Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
-                Err(e) => return Err(Error::upstream("HeadObject", e)),
+                Err(e) => return Err(crate::sdk_error::upstream("HeadObject", e)),
             }
             tracing::info!(%name, version = %row.version, %key, "a row that landed during the purge names bytes the purge deleted; deleted too");
             let deleted = self
@@ -419,7 +419,7 @@ impl Repository {
                 Ok(_) => {}
                 // Rewritten since (a newer put, its object PUT first): kept.
                 Err(e) if super::condition_failed(&e) => {}
-                Err(e) => return Err(Error::upstream("DeleteItem", e)),
+                Err(e) => return Err(crate::sdk_error::upstream("DeleteItem", e)),
             }
         }
         Ok(())
@@ -469,7 +469,7 @@ impl Repository {
                 .set_version_id_marker(version_marker)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("ListObjectVersions", e))?;
+                .map_err(|e| crate::sdk_error::upstream("ListObjectVersions", e))?;
             // A recent version is kept only when it is not a copy of the
             // mirror's (its marker says so; no writer we fence races there).
             // The marker names the key the mirror wrote it for: the
@@ -502,7 +502,7 @@ impl Repository {
                     }
                     Ok(_) => {}
                     Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
-                    Err(e) => return Err(Error::upstream("HeadObject", e)),
+                    Err(e) => return Err(crate::sdk_error::upstream("HeadObject", e)),
                 }
             }
             let ids: Vec<ObjectIdentifier> = out
@@ -543,7 +543,7 @@ impl Repository {
                     .delete(delete)
                     .send()
                     .await
-                    .map_err(|e| Error::upstream("DeleteObjects", e))?;
+                    .map_err(|e| crate::sdk_error::upstream("DeleteObjects", e))?;
                 if let Some(failed) = result.errors().first() {
                     return Err(Error::UpstreamError {
                         operation: "DeleteObjects",

@@ -241,7 +241,7 @@ impl Repository {
                 .set_continuation_token(token)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("ListObjectsV2", e))?;
+                .map_err(|e| crate::sdk_error::upstream("ListObjectsV2", e))?;
             for object in page.contents() {
                 let Some(sha256) = object
                     .key()
@@ -281,7 +281,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?
             .item
             .and_then(|old| {
                 old.get(attr::DELETED_AT)
@@ -299,7 +299,7 @@ impl Repository {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| Error::upstream("PutItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("PutItem", e))?;
         Ok(())
     }
 
@@ -347,7 +347,7 @@ impl Repository {
             return match out {
                 Ok(_) => Ok(false),
                 Err(e) if super::condition_failed(&e) => Ok(false),
-                Err(e) => Err(Error::upstream("UpdateItem", e)),
+                Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
             };
         }
         // The verified record first: it must never outlive the bytes.
@@ -357,7 +357,7 @@ impl Repository {
             .set_key(Some(key(verified_pk(name), sha256)))
             .send()
             .await
-            .map_err(|e| Error::upstream("DeleteItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
         let blob_key = self.layout.blob_key(name, sha256);
         self.delete_all_object_versions(&blob_key, Some(&blob_key), None)
             .await?;
@@ -373,7 +373,7 @@ impl Repository {
             .expression_attribute_values(":now", nv(super::uploads::unix_millis(now())))
             .send()
             .await
-            .map_err(|e| Error::upstream("UpdateItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("UpdateItem", e))?;
         Ok(true)
     }
 
@@ -466,7 +466,7 @@ impl Repository {
             Ok(_) => Ok(()),
             // Purged meanwhile: nothing left to mark.
             Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -503,7 +503,7 @@ impl Repository {
                 out.attributes().unwrap_or(&Default::default()),
             ))),
             Err(e) if super::condition_failed(&e) => Ok(None),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -557,7 +557,7 @@ impl Repository {
         match out {
             Ok(_) => Ok(true),
             Err(e) if super::condition_failed(&e) => Ok(false),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -572,7 +572,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
         Ok(RetentionBookkeeping::from_item(
             out.item().unwrap_or(&Default::default()),
         ))

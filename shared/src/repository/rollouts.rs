@@ -224,7 +224,7 @@ impl Repository {
         let out = query
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         let items = out
             .items()
             .iter()
@@ -331,7 +331,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
         out.item()
             .map(|item| RolloutRow::from_item(name, item))
             .transpose()
@@ -545,7 +545,7 @@ impl Repository {
                     row.id
                 )))
             }
-            Err(e) => Err(Error::upstream("PutItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("PutItem", e)),
         }
     }
 
@@ -687,7 +687,7 @@ impl Repository {
             {
                 Ok(())
             }
-            Err(e) => Err(Error::upstream("DeleteItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("DeleteItem", e)),
         }
     }
 

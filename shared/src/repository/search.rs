@@ -81,7 +81,7 @@ impl Repository {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         // The rows the entries name: (name, version), in index order.
         let named: Vec<(ArtifactName, Version)> = out
             .items()
@@ -246,7 +246,7 @@ impl Repository {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("Query", e))?;
+                .map_err(|e| crate::sdk_error::upstream("Query", e))?;
             for item in page.items() {
                 let text = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
                 let entry = match term {
@@ -401,7 +401,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?
             .item
         else {
             return Ok(());
@@ -440,7 +440,7 @@ impl Repository {
             Ok(_) => Ok(()),
             // Moved meanwhile: the move copied the status it read.
             Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 }

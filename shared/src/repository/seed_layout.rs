@@ -444,7 +444,7 @@ impl Repository {
                 .set_version_id_marker(version_marker)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("ListObjectVersions", e))?;
+                .map_err(|e| crate::sdk_error::upstream("ListObjectVersions", e))?;
             versions.extend(
                 out.versions()
                     .iter()
@@ -487,7 +487,7 @@ impl Repository {
                 }))
             }
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(e) => Err(Error::upstream("HeadObject", e)),
+            Err(e) => Err(crate::sdk_error::upstream("HeadObject", e)),
         }
     }
 
@@ -499,7 +499,7 @@ impl Repository {
             .set_version_id(version_id.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| Error::upstream("DeleteObject", e))?;
+            .map_err(|e| crate::sdk_error::upstream("DeleteObject", e))?;
         Ok(())
     }
 
@@ -542,7 +542,7 @@ impl Repository {
                 Err(e) if refused(e.raw_response().map(|r| r.status().as_u16())) => {
                     return Ok(Copied::Refused);
                 }
-                Err(e) => return Err(Error::upstream("CopyObject", e)),
+                Err(e) => return Err(crate::sdk_error::upstream("CopyObject", e)),
             };
             // S3 computed the copy's SHA-256: it must be the row's (a
             // composite `…-N` value of a multipart source cannot be compared).
@@ -596,7 +596,7 @@ impl Repository {
             .set_content_type(row.content_type.clone())
             .send()
             .await
-            .map_err(|e| Error::upstream("CreateMultipartUpload", e))?;
+            .map_err(|e| crate::sdk_error::upstream("CreateMultipartUpload", e))?;
         let upload_id = upload
             .upload_id()
             .ok_or_else(|| {
@@ -621,7 +621,7 @@ impl Repository {
                             .copy_source_range(format!("bytes={start}-{end}"))
                             .send()
                             .await
-                            .map_err(|e| Error::upstream("UploadPartCopy", e))?;
+                            .map_err(|e| crate::sdk_error::upstream("UploadPartCopy", e))?;
                         Ok::<_, Error>(
                             CompletedPart::builder()
                                 .part_number(number)
@@ -657,7 +657,7 @@ impl Repository {
                 Err(e) if refused(e.raw_response().map(|r| r.status().as_u16())) => {
                     Ok(Copied::Refused)
                 }
-                Err(e) => Err(Error::upstream("CompleteMultipartUpload", e)),
+                Err(e) => Err(crate::sdk_error::upstream("CompleteMultipartUpload", e)),
             }
         }
         .await;

@@ -67,7 +67,7 @@ impl Repository {
                     TransactFailure::Failed(Error::internal("TransactWriteItems", e))
                 }
                 // Throttling of the request itself is a 503, like every call's.
-                _ => TransactFailure::Failed(Error::upstream("TransactWriteItems", e)),
+                _ => TransactFailure::Failed(crate::sdk_error::upstream("TransactWriteItems", e)),
             }),
         }
     }

@@ -32,114 +32,14 @@ use crate::rows::{
     Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, sv, version_key,
 };
 
-/// S3's single-PUT limit.
-pub const MAX_UPLOAD_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+pub use crate::limits::MAX_UPLOAD_SIZE;
 
-/// The limits of upload metadata: one place that the code enforces and
-/// `openapi.yaml` states (a contract test keeps them equal).
-///
-/// S3 keeps at most 2 KiB of user-defined metadata per object, "measured by
-/// taking the sum of the number of bytes in the UTF-8 encoding of each key
-/// and value", inside a PUT request header of at most 8 KiB
-/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html#UserMetadata>).
-/// The service adds its own keys, so the caller's budget is what is left
-/// with the longest artifact name, the longest digest and size.
-pub mod metadata_limits {
-    use crate::names::ArtifactName;
+pub use crate::limits::metadata_limits;
+use crate::limits::{META_UPLOAD_ID, META_UPLOAD_SIZE};
 
-    /// S3's limit on user-defined metadata, keys and values together.
-    pub const S3_USER_METADATA_BYTES: usize = 2048;
-    /// What the service's own keys take at most.
-    pub const RESERVED_BYTES: usize = super::META_ARTIFACT_NAME.len()
-        + ArtifactName::MAX_LEN
-        + super::META_ARTIFACT_SHA256.len()
-        + 64
-        + super::META_UPLOAD_SIZE.len()
-        + 14 // "53687091200000": the largest multipart size
-        + super::META_UPLOAD_ID.len()
-        + 32;
-    /// The caller's budget: keys and values of `metadata`, in bytes.
-    pub const USER_BYTES: usize = S3_USER_METADATA_BYTES - RESERVED_BYTES;
-    /// Keys per upload: each is a signed `x-amz-meta-*` header of the PUT,
-    /// which must stay well inside S3's 8 KiB request-header limit.
-    pub const MAX_KEYS: usize = 16;
-    pub const MAX_KEY_LEN: usize = 64;
-}
-
-/// Staged-object metadata key holding the declared size (not copied to artifacts).
-const META_UPLOAD_SIZE: &str = "upload_size";
-/// Staged-object metadata key naming the upload that wrote the object (the
-/// random half of its id): a verification recognises the object its own
-/// upload created by it, and deletes no other (SPEC 7.15).
-pub(super) const META_UPLOAD_ID: &str = "upload_id";
-const RESERVED_METADATA: [&str; 5] = [
-    META_ARTIFACT_NAME,
-    META_ARTIFACT_SHA256,
-    META_UPLOAD_SIZE,
-    META_UPLOAD_ID,
-    // The mirror's marker of its own copies: a user key of that name would
-    // make a library object look like the mirror's.
-    crate::mirror::META_MIRRORED_FOR,
-];
 /// What S3 records when the client declares no content type; signed all the
 /// same, so no content type is ever stored that was not validated here.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
-
-impl UploadRequest {
-    /// Checks the declaration before anything is signed.
-    pub fn validate(mut self) -> Result<Self> {
-        self.sha256 = self.sha256.to_ascii_lowercase();
-        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidRequest(
-                "sha256 must be 64 hexadecimal characters".into(),
-            ));
-        }
-        if let Some(ct) = &self.content_type
-            && (ct.is_empty() || ct.len() > 255 || !ct.bytes().all(|b| (0x20..0x7f).contains(&b)))
-        {
-            return Err(Error::InvalidRequest(
-                "content_type must be 1-255 printable ASCII characters".into(),
-            ));
-        }
-        use metadata_limits::{MAX_KEY_LEN, MAX_KEYS, USER_BYTES};
-        if self.metadata.len() > MAX_KEYS {
-            return Err(Error::InvalidRequest(format!(
-                "metadata has {} keys; at most {MAX_KEYS}",
-                self.metadata.len()
-            )));
-        }
-        let mut total = 0;
-        for (k, v) in &self.metadata {
-            if k.is_empty()
-                || k.len() > MAX_KEY_LEN
-                || !k
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b))
-            {
-                return Err(Error::InvalidRequest(format!(
-                    "metadata key {k:?} must be 1-{MAX_KEY_LEN} of a-z 0-9 - _"
-                )));
-            }
-            if RESERVED_METADATA.contains(&k.as_str()) {
-                return Err(Error::InvalidRequest(format!(
-                    "metadata key {k:?} is reserved"
-                )));
-            }
-            if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                return Err(Error::InvalidRequest(format!(
-                    "metadata value of {k:?} must be printable ASCII"
-                )));
-            }
-            total += k.len() + v.len();
-        }
-        if total > USER_BYTES {
-            return Err(Error::TooLarge(format!(
-                "metadata keys and values take {total} bytes; at most {USER_BYTES}"
-            )));
-        }
-        Ok(self)
-    }
-}
 
 /// An upload id: 32 random lowercase hex characters, then the declared
 /// SHA-256 (64 more), so a commit knows the blob key before it reads a row
@@ -322,7 +222,7 @@ impl Repository {
                     .set_key(Some(key(upload_pk(name), upload_id.as_str())))
                     .send()
                     .await
-                    .map_err(|e| Error::upstream("DeleteItem", e))?;
+                    .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
                 return Err(e);
             }
         };
@@ -351,7 +251,7 @@ impl Repository {
             .set_metadata(Some(metadata))
             .presigned(self.presigning()?)
             .await
-            .map_err(|e| Error::upstream("presign PutObject", e))?;
+            .map_err(|e| crate::sdk_error::upstream("presign PutObject", e))?;
         let headers = presigned
             .headers()
             .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
@@ -405,7 +305,7 @@ impl Repository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::upstream("GetItem", e))?;
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
         Ok(out.item().and_then(crate::rows::verified_blob))
     }
 
@@ -425,7 +325,7 @@ impl Repository {
         {
             Ok(head) => Ok(Some(head)),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(e) => Err(Error::upstream("HeadObject", e)),
+            Err(e) => Err(crate::sdk_error::upstream("HeadObject", e)),
         }
     }
 
@@ -780,7 +680,7 @@ impl Repository {
             }),
             // Moved on meanwhile (or purged): another step answers for it.
             Err(e) if super::condition_failed(&e) => Ok(VerifiedCommit::Gone),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -930,7 +830,7 @@ impl Repository {
                 .request_items(&self.layout.table, keys)
                 .send()
                 .await
-                .map_err(|e| Error::upstream("BatchGetItem", e))?;
+                .map_err(|e| crate::sdk_error::upstream("BatchGetItem", e))?;
             for item in out
                 .responses()
                 .and_then(|r| r.get(&self.layout.table))

@@ -125,7 +125,7 @@ impl Repository {
                     .payload(aws_sdk_lambda::primitives::Blob::new(payload))
                     .send()
                     .await
-                    .map_err(|e| Error::upstream("Invoke", e))?;
+                    .map_err(|e| crate::sdk_error::upstream("Invoke", e))?;
                 Ok(())
             }
         }
@@ -274,7 +274,7 @@ impl Repository {
             {
                 return Ok((to - from, Vec::new()));
             }
-            Err(e) => return Err(Error::upstream("GetObject", e)),
+            Err(e) => return Err(crate::sdk_error::upstream("GetObject", e)),
         };
         let bytes = out
             .body
@@ -342,7 +342,7 @@ impl Repository {
                 verified_bytes: offset,
             }),
             Err(e) if super::condition_failed(&e) => Ok(VerifyStep::Idle),
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 
@@ -369,7 +369,7 @@ impl Repository {
                 .set_version_id(version_param(version))
                 .send()
                 .await
-                .map_err(|e| Error::upstream("DeleteObject", e))?;
+                .map_err(|e| crate::sdk_error::upstream("DeleteObject", e))?;
         }
         let out = self
             .ddb
@@ -395,7 +395,7 @@ impl Repository {
         match out {
             Ok(_) => {}
             Err(e) if super::condition_failed(&e) => return Ok(VerifyStep::Idle),
-            Err(e) => return Err(Error::upstream("UpdateItem", e)),
+            Err(e) => return Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
         Ok(VerifyStep::Failed {
             reason: reason.to_owned(),

@@ -108,7 +108,7 @@ impl Repository {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| Error::upstream("Query", e))?;
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         let items = out
             .items()
             .iter()
@@ -219,7 +219,7 @@ impl Repository {
                     _ => SoftDelete::Missing,
                 })
             }
-            Err(e) => Err(Error::upstream("UpdateItem", e)),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
         }
     }
 

@@ -6,9 +6,6 @@
 
 use std::error::Error as StdError;
 
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// What went wrong, from the caller's point of view.
@@ -233,34 +230,6 @@ impl Error {
         Some(serde_json::json!({"code": self.code(), "kind": kind, "message": self.to_string()}))
     }
 
-    /// Wraps an SDK failure, telling throttling apart from other failures.
-    pub fn upstream<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
-        let throttled = err
-            .as_service_error()
-            .and_then(|e| e.code())
-            .is_some_and(|code| {
-                matches!(
-                    code,
-                    "ThrottlingException"
-                        | "Throttling"
-                        | "ProvisionedThroughputExceededException"
-                        | "RequestLimitExceeded"
-                        | "SlowDown"
-                        | "TooManyRequestsException"
-                )
-            });
-        let source: BoxError = Box::new(err);
-        if throttled {
-            Self::Throttled { operation, source }
-        } else {
-            Self::UpstreamError { operation, source }
-        }
-    }
-
     /// A bug of ours (see [`ErrorKind::Internal`]).
     pub fn internal(context: &'static str, source: impl Into<BoxError>) -> Self {
         Self::Internal {
@@ -269,7 +238,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn version_not_found(name: &impl ToString, version: impl ToString) -> Self {
+    pub fn version_not_found(name: &impl ToString, version: impl ToString) -> Self {
         Self::VersionNotFound {
             name: name.to_string(),
             version: version.to_string(),
@@ -409,16 +378,5 @@ mod tests {
             )
             .is_none()
         );
-    }
-
-    #[test]
-    fn bugs_are_internal_500s_and_only_aws_failures_are_upstream() {
-        assert_eq!(Error::internal("x", "x").kind(), ErrorKind::Internal);
-        assert_eq!(
-            crate::http::status_of(ErrorKind::Internal).as_u16(),
-            500,
-            "a bug is a 500"
-        );
-        assert_eq!(crate::http::status_of(ErrorKind::Upstream).as_u16(), 502);
     }
 }

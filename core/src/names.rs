@@ -82,7 +82,7 @@ impl AliasName {
 
     /// A sort key of an alias partition as it is, whatever wrote it: rows
     /// must always be readable, even under names no URL can address.
-    pub(crate) fn stored(sk: &str) -> Self {
+    pub fn stored(sk: &str) -> Self {
         Self(sk.to_owned())
     }
 

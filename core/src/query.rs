@@ -309,7 +309,7 @@ fn term(field: &str, value: String) -> Result<Term> {
                 )));
             };
             let valid = !key.is_empty()
-                && key.len() <= crate::repository::metadata_limits::MAX_KEY_LEN
+                && key.len() <= crate::limits::metadata_limits::MAX_KEY_LEN
                 && key
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b));

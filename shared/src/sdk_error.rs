@@ -1,0 +1,75 @@
+//! AWS SDK failures as the core's [`Error`]: the one place that reads an
+//! SDK error's code (the core names no SDK type).
+
+use std::error::Error as StdError;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::{BoxError, Error};
+
+/// Wraps an SDK failure, telling throttling apart from other failures.
+pub fn upstream<E, R>(operation: &'static str, err: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let throttled = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(is_throttling);
+    let source: BoxError = Box::new(err);
+    if throttled {
+        Error::Throttled { operation, source }
+    } else {
+        Error::UpstreamError { operation, source }
+    }
+}
+
+/// The error codes by which S3 and DynamoDB say "slow down".
+fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "Throttling"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded"
+            | "SlowDown"
+            | "TooManyRequestsException"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn throttling_codes_are_told_apart_from_other_failures() {
+        for code in [
+            "ThrottlingException",
+            "SlowDown",
+            "ProvisionedThroughputExceededException",
+        ] {
+            assert!(is_throttling(code), "{code}");
+        }
+        for code in [
+            "ConditionalCheckFailedException",
+            "InternalError",
+            "NoSuchKey",
+        ] {
+            assert!(!is_throttling(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn bugs_are_internal_500s_and_only_aws_failures_are_upstream() {
+        assert_eq!(Error::internal("x", "x").kind(), ErrorKind::Internal);
+        assert_eq!(
+            crate::http::status_of(ErrorKind::Internal).as_u16(),
+            500,
+            "a bug is a 500"
+        );
+        assert_eq!(crate::http::status_of(ErrorKind::Upstream).as_u16(), 502);
+    }
+}
