@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shared::model::{AliasTarget, RetentionPolicy, UploadRequest};
+use shared::model::{AliasTarget, ChangeRequest, LOCAL_ACTOR, RetentionPolicy, UploadRequest};
 use shared::{ArtifactName, Repository, Version, Weight};
 use test_support::{
     TestStore, emulator, name, put_bytes, sha256_hex, upload_with, venv_python, workspace_root,
@@ -190,7 +190,10 @@ async fn stage(
         metadata: Default::default(),
         part_size: None,
     };
-    let ticket = repo.create_upload(n, request).await.expect("create upload");
+    let ticket = repo
+        .create_upload(n, request, LOCAL_ACTOR)
+        .await
+        .expect("create upload");
     put_bytes(http, &ticket, bytes).await;
     ticket.upload_id
 }
@@ -239,7 +242,9 @@ async fn ours(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
         for _ in 0..iterations {
             let id = stage(repo, http, &n, &random_bytes(size)).await;
             m.time(op, async {
-                repo.commit_upload(&n, &id).await.expect("commit")
+                repo.commit_upload(&n, &id, LOCAL_ACTOR)
+                    .await
+                    .expect("commit")
             })
             .await;
         }
@@ -248,7 +253,9 @@ async fn ours(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
     for _ in 0..iterations {
         upload_with(repo, http, &n, &random_bytes(64)).await;
         m.time("publish", async {
-            repo.publish_version(&n, false).await.expect("publish")
+            repo.publish_version(&n, false, LOCAL_ACTOR)
+                .await
+                .expect("publish")
         })
         .await;
     }
@@ -261,7 +268,9 @@ async fn ours(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
     let list = name("rs-list");
     for _ in 0..50 {
         upload_with(repo, http, &list, &random_bytes(32)).await;
-        repo.publish_version(&list, false).await.expect("publish");
+        repo.publish_version(&list, false, LOCAL_ACTOR)
+            .await
+            .expect("publish");
     }
     for _ in 0..iterations {
         m.time("list 50 versions", async {
@@ -281,7 +290,7 @@ async fn ours(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
             )),
         };
         m.time("put alias", async {
-            repo.put_alias(&list, &prod, split)
+            repo.put_alias(&list, &prod, split, &ChangeRequest::default())
                 .await
                 .expect("put alias")
         })
@@ -305,7 +314,7 @@ async fn ours(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
     for _ in 0..iterations {
         upload_with(repo, http, &del, &random_bytes(64)).await;
         let v = repo
-            .publish_version(&del, false)
+            .publish_version(&del, false, LOCAL_ACTOR)
             .await
             .expect("publish")
             .artifact
@@ -319,7 +328,9 @@ async fn ours(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
         let purge = name(&format!("rs-purge-{i}"));
         for _ in 0..50 {
             upload_with(repo, http, &purge, &random_bytes(32)).await;
-            repo.publish_version(&purge, false).await.expect("publish");
+            repo.publish_version(&purge, false, LOCAL_ACTOR)
+                .await
+                .expect("publish");
         }
         let policy = RetentionPolicy {
             keep_last_n: 10,
@@ -353,11 +364,15 @@ async fn ours_by_size() -> BTreeMap<String, Vec<Sample>> {
             let a = name(&format!("rs-size-{}-{i}", label.replace(' ', "")));
             let id = stage(repo, http, &a, &content).await;
             m.time(&format!("commit {label}"), async {
-                repo.commit_upload(&a, &id).await.expect("commit")
+                repo.commit_upload(&a, &id, LOCAL_ACTOR)
+                    .await
+                    .expect("commit")
             })
             .await;
             m.time(&format!("publish {label}"), async {
-                repo.publish_version(&a, false).await.expect("publish")
+                repo.publish_version(&a, false, LOCAL_ACTOR)
+                    .await
+                    .expect("publish")
             })
             .await;
         }
@@ -392,11 +407,15 @@ async fn mirror_lag(iterations: usize) -> MirrorLag {
         let id = stage(repo, http, &n, &random_bytes(KIB)).await;
         // The pending upload's own record, so that the next drain sees the commit's only.
         store.drain_mirror().await;
-        repo.commit_upload(&n, &id).await.expect("commit");
+        repo.commit_upload(&n, &id, LOCAL_ACTOR)
+            .await
+            .expect("commit");
         let returned = Instant::now();
         lag.after_commit.extend(store.drain_mirror().await);
         lag.wall_commit.push(returned.elapsed());
-        repo.publish_version(&n, false).await.expect("publish");
+        repo.publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .expect("publish");
         let returned = Instant::now();
         lag.after_publish.extend(store.drain_mirror().await);
         lag.wall_publish.push(returned.elapsed());
@@ -639,7 +658,12 @@ async fn throughput() -> (f64, f64, u64, f64, f64) {
     };
     store
         .repo
-        .put_alias(&n, &"prod".parse().expect("alias"), split)
+        .put_alias(
+            &n,
+            &"prod".parse().expect("alias"),
+            split,
+            &ChangeRequest::default(),
+        )
         .await
         .expect("alias");
     let (mut server, base) = start_local_api(&store, &[])

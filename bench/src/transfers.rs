@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use shared::model::{CommitOutcome, PartRequest, UploadRequest};
+use shared::model::{CommitOutcome, LOCAL_ACTOR, PartRequest, UploadRequest};
 use shared::{ArtifactName, Repository, Verifier, VerifyStep, Version};
 use test_support::{TestStore, name};
 
@@ -150,7 +150,7 @@ async fn send_in_parts(
 ) -> (String, Duration) {
     let start = Instant::now();
     let ticket = repo
-        .create_upload(n, content.request(Some(part_size)))
+        .create_upload(n, content.request(Some(part_size)), LOCAL_ACTOR)
         .await
         .expect("start a multipart upload");
     let plan = ticket.multipart.expect("a multipart ticket");
@@ -192,7 +192,7 @@ async fn send_in_parts(
 /// [`Verifier::Deferred`]: its time.
 async fn commit_multipart(repo: &Repository, n: &ArtifactName, id: &str) -> Duration {
     let start = Instant::now();
-    match repo.commit_as(n, id, "bench").await.expect("commit") {
+    match repo.commit(n, id, "bench").await.expect("commit") {
         CommitOutcome::Verifying { .. } => {}
         other => panic!("a multipart commit answered {other:?}"),
     }
@@ -227,7 +227,7 @@ async fn single_put(
     content: &Content,
 ) -> (String, Duration) {
     let ticket = repo
-        .create_upload(n, content.request(None))
+        .create_upload(n, content.request(None), LOCAL_ACTOR)
         .await
         .expect("start a single-PUT upload");
     let url = ticket.url.clone().expect("a single-PUT URL");
@@ -354,7 +354,9 @@ pub async fn multipart() -> String {
             let (id, took) = single_put(&repo, http, &n, &content).await;
             one_put.push(secs(took));
             let start = Instant::now();
-            repo.commit_upload(&n, &id).await.expect("commit");
+            repo.commit_upload(&n, &id, LOCAL_ACTOR)
+                .await
+                .expect("commit");
             commit.push(secs(start.elapsed()));
         }
         let _ = writeln!(
@@ -694,7 +696,11 @@ pub async fn cli() -> String {
         let n = name(&format!("cli-ceiling-{i}"));
         let (id, took) = single_put(&store.repo, http, &n, &content).await;
         ceiling_put.push(secs(took));
-        store.repo.commit_upload(&n, &id).await.expect("commit");
+        store
+            .repo
+            .commit_upload(&n, &id, LOCAL_ACTOR)
+            .await
+            .expect("commit");
         let url = download_url(&store.repo, &n).await;
         let (took, got, _) = get(http, &url, None, false).await;
         assert_eq!(got, size as u64);

@@ -138,7 +138,7 @@ async fn dispatch(repo: &Repository, request: http::Request<Incoming>) -> http::
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .map(|v| shared::http::Caller(v.to_owned()));
+        .map(|v| shared::http::LocalCaller(v.to_owned()));
     let mut request = http::Request::from_parts(parts, body)
         .with_path_parameters(params)
         .with_query_string_parameters(query);

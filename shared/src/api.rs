@@ -736,7 +736,7 @@ pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Respon
         return Ok(json(status, &outcome));
     }
     let ticket = repo
-        .create_upload_as(&name, request, &actor(request_ref))
+        .create_upload(&name, request, &actor(request_ref))
         .await?;
     let status = if ticket.exists {
         StatusCode::OK
@@ -1183,7 +1183,7 @@ pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<
     };
     let target = AliasTarget { version, secondary };
     let change = change_request(request, b.message, b.cancel_rollout)?;
-    let alias = repo.put_alias_as(&name, &alias, target, &change).await?;
+    let alias = repo.put_alias(&name, &alias, target, &change).await?;
     Ok(with_etag(json(StatusCode::OK, &alias), alias.revision))
 }
 
@@ -1230,7 +1230,7 @@ pub async fn delete_alias(repo: &Repository, request: &Request) -> Result<Respon
     let alias: AliasName = path(request, "alias")?;
     let b: DeleteAliasBody = body(request)?;
     let change = change_request(request, b.message, b.cancel_rollout)?;
-    repo.delete_alias_as(&name, &alias, &change).await?;
+    repo.delete_alias(&name, &alias, &change).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

@@ -163,7 +163,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 /// (SPEC 10.4: only `local-api` takes the caller from a header, so tests
 /// and `make dev` can act as several principals).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(pub String);
+pub struct LocalCaller(pub String);
 
 /// The header `local-api` (only it) takes the caller from.
 pub const CALLER_HEADER: &str = "x-artifact-caller";
@@ -176,7 +176,7 @@ pub fn actor(request: &Request) -> String {
     use lambda_http::request::RequestContext;
     // Only the local server puts a caller here (from its documented
     // header); a Lambda's request never carries one.
-    if let Some(Caller(caller)) = request.extensions().get::<Caller>() {
+    if let Some(LocalCaller(caller)) = request.extensions().get::<LocalCaller>() {
         return caller.clone();
     }
     let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use shared::api::ROUTES;
+use shared::model::LOCAL_ACTOR;
 use test_support::workspace_root;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -947,7 +948,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
     assert!(state.operations().contains("ListParts"));
 
     let commit = fresh();
-    let outcome = commit.commit_as(&n, &id, "ci").await.unwrap();
+    let outcome = commit.commit(&n, &id, "ci").await.unwrap();
     assert!(matches!(outcome, CommitOutcome::Verifying { .. }));
     assert_calls_declared("commit-upload", &commit);
     for operation in ["ListParts", "CompleteMultipartUpload", "UpdateItem"] {
@@ -983,6 +984,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
                 metadata: Default::default(),
                 part_size: Some(shared::repository::MIN_PART_SIZE),
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
@@ -1004,6 +1006,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
                 metadata: Default::default(),
                 part_size: Some(shared::repository::MIN_PART_SIZE),
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
@@ -1018,7 +1021,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
     )
     .await;
     fresh()
-        .commit_as(&liar, &ticket.upload_id, "ci")
+        .commit(&liar, &ticket.upload_id, "ci")
         .await
         .unwrap();
     let verify = fresh();
@@ -1047,7 +1050,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
         if multipart {
             let (id, plan) = start_multipart(&store.repo, &app, b"new").await;
             send_parts(&store.repo, &store.http, &app, &id, b"new", &plan).await;
-            fresh().commit_as(&app, &id, "ci").await.unwrap();
+            fresh().commit(&app, &id, "ci").await.unwrap();
             let request = shared::repository::VerifyRequest {
                 name: app.to_string(),
                 upload_id: id,
@@ -1068,11 +1071,12 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
                         metadata: Default::default(),
                         part_size: None,
                     },
+                    LOCAL_ACTOR,
                 )
                 .await
                 .unwrap();
             test_support::put_bytes(&store.http, &ticket, b"new").await;
-            repo.commit_as(&app, &ticket.upload_id, "ci").await.unwrap();
+            repo.commit(&app, &ticket.upload_id, "ci").await.unwrap();
         }
         assert_calls_declared(function, &repo);
         assert!(repo.operations().contains("Query"), "{function}");

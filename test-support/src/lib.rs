@@ -19,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use sha2::{Digest, Sha256};
 use shared::mirror::poller::StreamPoller;
-use shared::model::{Committed, UploadRequest};
+use shared::model::{ChangeRequest, Committed, LOCAL_ACTOR, UploadRequest};
 use shared::{ArtifactName, Config, Repository};
 
 /// The workspace root (where `.venv/` and `scripts/` live).
@@ -316,6 +316,18 @@ impl TestStore {
         Repository::new(&sdk_config_at(endpoint).await, &self.config)
     }
 
+    /// A repository over the same store whose AWS requests pass through a
+    /// proxy following `plan` (faults, holds, recordings).
+    pub async fn through(&self, plan: &std::sync::Arc<proxy::Plan>) -> Repository {
+        let url = proxy::start(
+            emulator().endpoint.clone(),
+            proxy::Faults::Plan(plan.clone()),
+            std::sync::Arc::new(proxy::FaultCounts::default()),
+        )
+        .await;
+        self.repository_via(&url).await
+    }
+
     /// Runs one call of the Python library `versioned` 1.0.1 on this store
     /// (`scripts/interop.py`): `library(&["call", "put_alias", r#"{...}"#])`.
     pub fn library(&self, args: &[&str]) -> serde_json::Value {
@@ -365,7 +377,7 @@ impl TestStore {
             store.upload(&n, content).await;
             store
                 .repo
-                .publish_version(&n, false)
+                .publish_version(&n, false, LOCAL_ACTOR)
                 .await
                 .unwrap_or_else(|e| panic!("publish: {e:?}"));
         }
@@ -377,7 +389,7 @@ impl TestStore {
         let alias = "prod".parse().unwrap_or_else(|e| panic!("{e}"));
         store
             .repo
-            .put_alias(&n, &alias, prod)
+            .put_alias(&n, &alias, prod, &ChangeRequest::default())
             .await
             .unwrap_or_else(|e| panic!("put alias: {e:?}"));
         store
@@ -506,6 +518,7 @@ pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
                         metadata: Default::default(),
                         part_size: None,
                     },
+                    LOCAL_ACTOR,
                 )
                 .await
                 .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
@@ -582,6 +595,7 @@ pub async fn start_multipart(
                 metadata: Default::default(),
                 part_size: Some(shared::repository::MIN_PART_SIZE),
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
@@ -640,13 +654,14 @@ pub async fn upload_with(
                 metadata: Default::default(),
                 part_size: None,
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap_or_else(|e| panic!("create_upload: {e:?}"));
     if !ticket.exists {
         put_bytes(http, &ticket, bytes).await;
     }
-    repo.commit_upload(name, &ticket.upload_id)
+    repo.commit_upload(name, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap_or_else(|e| panic!("commit: {e:?}"))
 }
@@ -704,6 +719,27 @@ pub fn parts_of<'a>(bytes: &'a [u8], plan: &shared::model::MultipartPlan) -> Vec
         .enumerate()
         .map(|(i, chunk)| (i as u32 + 1, chunk))
         .collect()
+}
+
+/// The keys of a JSON object, sorted (to compare an answer's shape).
+pub fn sorted_keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    k.sort_unstable();
+    k
+}
+
+/// A declaration of `bytes` for one PUT: digest and size, nothing else.
+pub fn declare(bytes: &[u8]) -> UploadRequest {
+    UploadRequest {
+        sha256: sha256_hex(bytes),
+        size: bytes.len() as u64,
+        content_type: None,
+        metadata: Default::default(),
+        part_size: None,
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -814,7 +850,7 @@ pub async fn run_verify_sample_event() -> VerifySampleRun {
     let (id, plan) = start_multipart(&repo, &n, b"four").await;
     send_parts(&repo, &store.http, &n, &id, b"four", &plan).await;
     let outcome = repo
-        .commit_as(&n, &id, "ci")
+        .commit(&n, &id, "ci")
         .await
         .unwrap_or_else(|e| panic!("commit: {e:?}"));
     assert!(

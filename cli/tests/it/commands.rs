@@ -5,12 +5,7 @@ use crate::support;
 
 use serde_json::Value;
 use support::{Local, Run};
-
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    k.sort_unstable();
-    k
-}
+use test_support::sorted_keys;
 
 const ARTIFACT: &[&str] = &[
     "content_type",
@@ -72,13 +67,13 @@ async fn every_command_prints_one_json_document_of_its_documented_shape() {
         .ok()
         .json();
     assert_eq!(
-        keys(&pushed),
+        sorted_keys(&pushed),
         ["alias", "latest", "published", "transferred", "upload_id"]
     );
-    assert_eq!(keys(&pushed["latest"]), with(ARTIFACT, &["changed"]));
+    assert_eq!(sorted_keys(&pushed["latest"]), with(ARTIFACT, &["changed"]));
 
     let published = local.run(&["--json", "publish", "app"]).await.ok().json();
-    assert_eq!(keys(&published), with(ARTIFACT, &["created"]));
+    assert_eq!(sorted_keys(&published), with(ARTIFACT, &["created"]));
     assert_eq!(
         (&published["version"], &published["created"]),
         (&"1".into(), &true.into())
@@ -112,10 +107,10 @@ async fn every_command_prints_one_json_document_of_its_documented_shape() {
             .map(|v| v["version"].as_str().unwrap())
             .collect();
         assert_eq!(numbers, ["LATEST", "3", "2", "1"]);
-        assert_eq!(keys(&items[0]), ARTIFACT);
+        assert_eq!(sorted_keys(&items[0]), ARTIFACT);
     }
     let shown = local.run(&["--json", "show", "app@2"]).await.ok().json();
-    assert_eq!(keys(&shown), with(ARTIFACT, &["download_url"]));
+    assert_eq!(sorted_keys(&shown), with(ARTIFACT, &["download_url"]));
     let latest = local.run(&["--json", "show", "app"]).await.ok().json();
     assert_eq!(latest["version"], "LATEST");
 
@@ -124,7 +119,7 @@ async fn every_command_prints_one_json_document_of_its_documented_shape() {
         .await
         .ok()
         .json();
-    assert_eq!(keys(&set), ALIAS);
+    assert_eq!(sorted_keys(&set), ALIAS);
     let canary = local
         .run(&[
             "--json",
@@ -163,7 +158,7 @@ async fn every_command_prints_one_json_document_of_its_documented_shape() {
         .ok()
         .json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
-    assert_eq!(keys(&listed["items"][0]), ALIAS);
+    assert_eq!(sorted_keys(&listed["items"][0]), ALIAS);
 
     let resolved = local
         .run(&["--json", "resolve", "app", "prod", "--key", "runner-1"])
@@ -171,7 +166,7 @@ async fn every_command_prints_one_json_document_of_its_documented_shape() {
         .ok()
         .json();
     assert_eq!(
-        keys(&resolved),
+        sorted_keys(&resolved),
         [
             "alias",
             "download_url",
@@ -186,7 +181,7 @@ async fn every_command_prints_one_json_document_of_its_documented_shape() {
         .await
         .ok()
         .json();
-    assert_eq!(keys(&rolled), ALIAS);
+    assert_eq!(sorted_keys(&rolled), ALIAS);
     assert_eq!(
         (&rolled["revision"], &rolled["secondary_version"]),
         (&3.into(), &Value::Null)
@@ -223,7 +218,7 @@ async fn every_command_prints_one_json_document_of_its_documented_shape() {
         .await
         .ok()
         .json();
-    assert_eq!(keys(&dry), ["deleted", "dry_run", "purge_time"]);
+    assert_eq!(sorted_keys(&dry), ["deleted", "dry_run", "purge_time"]);
     assert_eq!(dry["dry_run"], true);
     // Version 1 is prod's target and 2 is deleted: only 3 goes.
     let deleted: Vec<&str> = dry["deleted"]

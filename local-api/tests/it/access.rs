@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use shared::api::{Operation, ROUTES};
+use shared::model::LOCAL_ACTOR;
 use test_support::{TestStore, name, sha256_hex};
 
 const ADMIN: &str = "arn:aws:iam::1:role/platform";
@@ -76,7 +77,7 @@ async fn teams_readers_and_releasers_reach_exactly_what_their_targets_grant() {
         store.upload(&name(artifact), artifact.as_bytes()).await;
         store
             .repo
-            .publish_version(&name(artifact), false)
+            .publish_version(&name(artifact), false, LOCAL_ACTOR)
             .await
             .unwrap();
     }
@@ -254,7 +255,11 @@ async fn no_route_lets_a_caller_act_on_a_name_no_target_grants() {
     let api = Api::start(&store).await;
     let n = name("guarded");
     store.upload(&n, b"guarded bytes").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let (status, _) = api.call(ADMIN, "PUT", "/access", Some(targets())).await;
     assert_eq!(status, 200);
     let before = store.repo.list_versions(&n, None, None).await.unwrap();
@@ -314,7 +319,7 @@ async fn encoded_names_case_dot_segments_queries_and_cursors_smuggle_no_name_pas
         store.upload(&name(artifact), artifact.as_bytes()).await;
         store
             .repo
-            .publish_version(&name(artifact), false)
+            .publish_version(&name(artifact), false, LOCAL_ACTOR)
             .await
             .unwrap();
     }
@@ -527,7 +532,7 @@ async fn principal_tags_grant_to_this_accounts_tagged_roles_and_users() {
     store.upload(&name("payments.app"), b"payments v1").await;
     store
         .repo
-        .publish_version(&name("payments.app"), false)
+        .publish_version(&name("payments.app"), false, LOCAL_ACTOR)
         .await
         .unwrap();
     let targets = json!({"targets": [

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use shared::model::AliasTarget;
+use shared::model::{AliasTarget, ChangeRequest, LOCAL_ACTOR};
 use shared::{Version, Weight};
 use test_support::{TestStore, name, sha256_hex};
 
@@ -833,7 +833,11 @@ async fn seeded_server() -> (TestStore, String) {
     let app = name("app");
     for content in [&b"1"[..], b"2"] {
         store.upload(&app, content).await;
-        store.repo.publish_version(&app, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&app, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     let split = AliasTarget {
         version: Version::Number(1),
@@ -841,7 +845,12 @@ async fn seeded_server() -> (TestStore, String) {
     };
     store
         .repo
-        .put_alias(&app, &"prod".parse().unwrap(), split)
+        .put_alias(
+            &app,
+            &"prod".parse().unwrap(),
+            split,
+            &ChangeRequest::default(),
+        )
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

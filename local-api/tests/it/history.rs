@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde_json::{Value, json};
 use shared::api::Operation;
+use shared::model::{ChangeRequest, LOCAL_ACTOR};
 use test_support::{TestStore, name, workspace_root};
 
 struct Api {
@@ -87,7 +88,11 @@ async fn seeded(n: u32) -> TestStore {
     let app = name("app");
     for i in 1..=n {
         store.upload(&app, format!("build {i}").as_bytes()).await;
-        store.repo.publish_version(&app, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&app, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     store
 }
@@ -512,7 +517,11 @@ async fn history_never_shows_in_listings_and_the_library_reads_aliases_and_versi
             version: shared::Version::Number(version),
             secondary: None,
         };
-        store.repo.put_alias(&app, &prod, target).await.unwrap();
+        store
+            .repo
+            .put_alias(&app, &prod, target, &ChangeRequest::default())
+            .await
+            .unwrap();
     }
     let aliases = store.repo.list_aliases(&app, None, None).await.unwrap();
     assert_eq!(aliases.items.len(), 1);

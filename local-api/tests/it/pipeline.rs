@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use test_support::{TestStore, sha256_hex};
+use test_support::{TestStore, sha256_hex, sorted_keys};
 
 struct Api {
     base: String,
@@ -94,12 +94,6 @@ impl Api {
     }
 }
 
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    k.sort();
-    k
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_rolls_back() {
     let store = TestStore::new().await;
@@ -109,7 +103,7 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
     assert_eq!(committed["changed"], true);
     assert_eq!(committed["version"], "LATEST");
     assert_eq!(
-        keys(&committed),
+        sorted_keys(&committed),
         [
             "changed",
             "content_type",
@@ -163,7 +157,7 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
         .await;
     assert_eq!(status, 200, "{prod}");
     assert_eq!(
-        keys(&prod),
+        sorted_keys(&prod),
         [
             "alias",
             "name",
@@ -193,7 +187,7 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
         .await;
     assert_eq!(status, 200);
     assert_eq!(
-        keys(&resolved),
+        sorted_keys(&resolved),
         [
             "alias",
             "download_url",
@@ -256,7 +250,7 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
     let policy = json!({"keep_last_n": 0, "purge_older_than_secs": 0, "dry_run": true});
     let (status, report) = api.call("POST", "/artifacts/web/purge", Some(policy)).await;
     assert_eq!(status, 200);
-    assert_eq!(keys(&report), ["deleted", "dry_run", "purge_time"]);
+    assert_eq!(sorted_keys(&report), ["deleted", "dry_run", "purge_time"]);
     assert_eq!(report["deleted"], json!([]), "version 1 is prod's target");
 
     // Bytes the artifact holds again (a rebuild of release 1): nothing to
@@ -267,7 +261,7 @@ async fn a_pipeline_uploads_publishes_aliases_canaries_resolves_downloads_and_ro
         .await;
     assert_eq!(status, 200, "{ticket}");
     assert_eq!(
-        keys(&ticket),
+        sorted_keys(&ticket),
         ["exists", "expires_at", "state", "upload_id"]
     );
     assert_eq!(

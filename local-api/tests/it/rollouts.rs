@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use shared::model::{ChangeRequest, LOCAL_ACTOR};
 use shared::rollout_driver::Driver;
 use test_support::{TestStore, alias, name, to};
 
@@ -117,11 +118,15 @@ async fn store_with_release() -> TestStore {
     let app = name("app");
     for content in [&b"one"[..], b"two"] {
         store.upload(&app, content).await;
-        store.repo.publish_version(&app, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&app, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     store
         .repo
-        .put_alias(&app, &alias("prod"), to(1))
+        .put_alias(&app, &alias("prod"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
     store
@@ -470,15 +475,23 @@ async fn a_push_publish_rollout_abort_story_gives_its_events_in_order() {
     let app = name("app");
     store.alarm("story-errors", "OK").await;
     store.upload(&app, b"one").await;
-    store.repo.publish_version(&app, false).await.unwrap();
     store
         .repo
-        .put_alias(&app, &alias("prod"), to(1))
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    store
+        .repo
+        .put_alias(&app, &alias("prod"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
     let first = store.drain_events().await;
     store.upload(&app, b"two").await;
-    store.repo.publish_version(&app, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let rollout = store
         .repo
         .start_rollout(

@@ -76,24 +76,13 @@ impl Intent {
 }
 
 impl Repository {
-    /// Creates or moves an alias as the local actor, unconditionally.
-    pub async fn put_alias(
-        &self,
-        name: &ArtifactName,
-        alias: &AliasName,
-        target: AliasTarget,
-    ) -> Result<Alias> {
-        self.put_alias_as(name, alias, target, &ChangeRequest::default())
-            .await
-    }
-
     /// Creates or moves an alias. Both targets must exist and be live, and
     /// differ; a new alias must follow the strict naming rule.
     ///
     /// AWS calls: BatchGetItem, TransactWriteItems (2); one more Query when
     /// the alias row has no revision (new, or written by the library); plus
     /// one round per concurrent writer that got in first.
-    pub async fn put_alias_as(
+    pub async fn put_alias(
         &self,
         name: &ArtifactName,
         alias: &AliasName,
@@ -107,16 +96,10 @@ impl Repository {
             .ok_or_else(|| Error::internal("put alias", "a put left no alias row"))
     }
 
-    /// Deletes an alias as the local actor, unconditionally.
-    pub async fn delete_alias(&self, name: &ArtifactName, alias: &AliasName) -> Result<()> {
-        self.delete_alias_as(name, alias, &ChangeRequest::default())
-            .await
-    }
-
     /// Deletes an alias and its references; the history keeps the deletion.
     /// 404 (nothing written) when absent. AWS calls: BatchGetItem,
     /// TransactWriteItems (2), one Query for rows the library wrote.
-    pub async fn delete_alias_as(
+    pub async fn delete_alias(
         &self,
         name: &ArtifactName,
         alias: &AliasName,

@@ -107,7 +107,7 @@ impl Repository {
         pipeline: &Pipeline,
     ) -> Result<StartOutcome> {
         self.check_pipeline(name, pipeline).await?;
-        let ticket = self.create_upload_as(name, request, actor).await?;
+        let ticket = self.create_upload(name, request, actor).await?;
         if !ticket.exists {
             return Ok(StartOutcome::Ticket(ticket));
         }
@@ -413,7 +413,7 @@ impl Repository {
                                 .map_or(Precondition::None, Precondition::Revision),
                             cancel_rollout: false,
                         };
-                        Some(self.put_alias_as(name, &m.name, target, &change).await?)
+                        Some(self.put_alias(name, &m.name, target, &change).await?)
                     }
                 }
             }

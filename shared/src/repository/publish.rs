@@ -11,7 +11,7 @@ use super::tx::{TransactFailure, Tx};
 use super::{Repository, UploadId};
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
-use crate::model::{LOCAL_ACTOR, Pipeline, PublishOutcome, Published, UploadRequest};
+use crate::model::{Pipeline, PublishOutcome, Published, UploadRequest};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, Location, UploadState, VersionRow, nv, set_metadata, sv, version_key};
 
@@ -36,16 +36,12 @@ impl Repository {
     /// GetItem, GetItem (2). Rows written by the Python library cost one
     /// more Query; a LATEST whose bytes are at the library's key is adopted
     /// first (CopyObject, UpdateItem), once.
-    pub async fn publish_version(&self, name: &ArtifactName, force: bool) -> Result<Published> {
-        self.publish_version_as(name, force, LOCAL_ACTOR).await
-    }
-
-    /// [`Self::publish_version`], recording `actor` as the version's creator.
+    /// Recording `actor` as the version's creator.
     ///
     /// A LATEST of the library adopted in the background
     /// ([`PublishOutcome::Adopting`]) is refused here (409 naming the
     /// upload): [`Self::publish`] answers it.
-    pub async fn publish_version_as(
+    pub async fn publish_version(
         &self,
         name: &ArtifactName,
         force: bool,
@@ -60,7 +56,7 @@ impl Repository {
         }
     }
 
-    /// The publish route's: [`Self::publish_version_as`], or, when LATEST is
+    /// The publish route's: [`Self::publish_version`], or, when LATEST is
     /// the library's and larger than `ADOPT_COPY_MAX_BYTES`, the upload that
     /// copies it into the blob store and publishes it once verified (202).
     pub async fn publish(
@@ -92,7 +88,7 @@ impl Repository {
         )))
     }
 
-    /// [`Self::publish_version_as`]; with `upload`, only while LATEST is
+    /// [`Self::publish_version`]; with `upload`, only while LATEST is
     /// still that upload's commit (a pipeline publishes what it committed,
     /// never a later writer's LATEST): else 409 UploadSuperseded.
     pub(super) async fn publish_version_of(
@@ -541,7 +537,7 @@ impl Repository {
                     metadata: latest.metadata.clone(),
                     part_size: Some(adopt_part_size(size)),
                 };
-                let ticket = self.create_upload_as(name, request, actor).await?;
+                let ticket = self.create_upload(name, request, actor).await?;
                 if ticket.exists {
                     // The blob store holds the bytes now: adopted as is.
                     self.mark_adopted(name, latest).await?;

@@ -26,7 +26,7 @@ use crate::layout::{
     BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, REGISTRY_PK, attr,
     condemned_pk, fence_pk, now, upload_pk, verified_pk,
 };
-use crate::model::{CommitOutcome, Committed, LOCAL_ACTOR, UploadRequest, UploadTicket};
+use crate::model::{CommitOutcome, Committed, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{
     Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, sv, version_key,
@@ -88,15 +88,6 @@ impl std::str::FromStr for UploadId {
 }
 
 impl Repository {
-    /// Starts an upload: [`Self::create_upload_as`] by the local actor.
-    pub async fn create_upload(
-        &self,
-        name: &ArtifactName,
-        request: UploadRequest,
-    ) -> Result<UploadTicket> {
-        self.create_upload_as(name, request, LOCAL_ACTOR).await
-    }
-
     /// Records a pending upload and, unless the artifact already holds the
     /// bytes, signs a PUT of exactly them to their blob key.
     ///
@@ -104,7 +95,7 @@ impl Repository {
     /// transaction fails while the artifact is being purged (409) or these
     /// bytes are being reclaimed (409), so nothing can be committed that a
     /// purge or reclaim would not see.
-    pub async fn create_upload_as(
+    pub async fn create_upload(
         &self,
         name: &ArtifactName,
         request: UploadRequest,
@@ -416,20 +407,15 @@ impl Repository {
             .build())
     }
 
-    /// Verifies an upload's bytes and makes them LATEST.
-    pub async fn commit_upload(&self, name: &ArtifactName, upload_id: &str) -> Result<Committed> {
-        self.commit_upload_as(name, upload_id, LOCAL_ACTOR).await
-    }
-
-    /// [`Self::commit_as`] of a single-PUT upload; a multipart upload,
+    /// [`Self::commit`] of a single-PUT upload; a multipart upload,
     /// handed to verification, is a conflict here (its state tells the rest).
-    pub async fn commit_upload_as(
+    pub async fn commit_upload(
         &self,
         name: &ArtifactName,
         upload_id: &str,
         actor: &str,
     ) -> Result<Committed> {
-        match self.commit_as(name, upload_id, actor).await? {
+        match self.commit(name, upload_id, actor).await? {
             CommitOutcome::Committed(committed) => Ok(committed),
             CommitOutcome::Verifying { upload_id, .. } => Err(Error::ConcurrentModification(
                 format!("upload {upload_id} of {name} is being verified; ask its state"),
@@ -450,7 +436,7 @@ impl Repository {
     ///
     /// Multipart: after the same first round trip, see
     /// `multipart.rs` (`commit_multipart`): 202 `verifying`.
-    pub async fn commit_as(
+    pub async fn commit(
         &self,
         name: &ArtifactName,
         upload_id: &str,
@@ -459,7 +445,7 @@ impl Repository {
         self.commit_with(name, upload_id, actor, None).await
     }
 
-    /// [`Self::commit_as`]; a multipart upload handed to verification
+    /// [`Self::commit`]; a multipart upload handed to verification
     /// carries `pipeline` (its verification runs it once committed).
     pub(super) async fn commit_with(
         &self,

@@ -4,19 +4,9 @@
 
 use base64::Engine;
 use futures::future::join_all;
-use shared::model::{Artifact, UploadRequest};
+use shared::model::{Artifact, ChangeRequest, LOCAL_ACTOR};
 use shared::{ArtifactName, Error, Repository, Version};
-use test_support::{TestStore, alias, name, put_bytes, sha256_hex, to};
-
-fn declare(bytes: &[u8]) -> UploadRequest {
-    UploadRequest {
-        sha256: sha256_hex(bytes),
-        size: bytes.len() as u64,
-        content_type: None,
-        metadata: Default::default(),
-        part_size: None,
-    }
-}
+use test_support::{TestStore, alias, declare, name, put_bytes, sha256_hex, to};
 
 /// The objects under the artifact's blob prefix (every version).
 async fn blob_versions(store: &TestStore, n: &ArtifactName) -> usize {
@@ -44,7 +34,7 @@ async fn starting_an_upload_of_bytes_the_artifact_holds_answers_exists_and_nothi
     // WHEN it is uploaded again
     let ticket = store
         .repo
-        .create_upload(&n, declare(b"first build"))
+        .create_upload(&n, declare(b"first build"), LOCAL_ACTOR)
         .await
         .unwrap();
     // THEN there is nothing to PUT, and the commit makes it LATEST.
@@ -52,7 +42,7 @@ async fn starting_an_upload_of_bytes_the_artifact_holds_answers_exists_and_nothi
     assert!(ticket.url.is_none() && ticket.headers.is_none());
     let committed = store
         .repo
-        .commit_upload(&n, &ticket.upload_id)
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap();
     assert!(committed.changed);
@@ -73,7 +63,7 @@ async fn starting_an_upload_of_bytes_the_artifact_holds_answers_exists_and_nothi
     // Bytes the artifact never held need a transfer.
     let fresh = store
         .repo
-        .create_upload(&n, declare(b"third build"))
+        .create_upload(&n, declare(b"third build"), LOCAL_ACTOR)
         .await
         .unwrap();
     assert!(!fresh.exists && fresh.url.is_some());
@@ -83,9 +73,17 @@ async fn starting_an_upload_of_bytes_the_artifact_holds_answers_exists_and_nothi
 async fn an_upload_committed_then_superseded_is_refused_when_its_url_is_used_and_committed_again() {
     let store = TestStore::new().await;
     let n = name("replay");
-    let old = store.repo.create_upload(&n, declare(b"old")).await.unwrap();
+    let old = store
+        .repo
+        .create_upload(&n, declare(b"old"), LOCAL_ACTOR)
+        .await
+        .unwrap();
     put_bytes(&store.http, &old, b"old").await;
-    store.repo.commit_upload(&n, &old.upload_id).await.unwrap();
+    store
+        .repo
+        .commit_upload(&n, &old.upload_id, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store.upload(&n, b"new").await;
 
     // The old URL still works at S3 (it has not expired)...
@@ -93,7 +91,7 @@ async fn an_upload_committed_then_superseded_is_refused_when_its_url_is_used_and
     // ...but the old upload never becomes LATEST again.
     let err = store
         .repo
-        .commit_upload(&n, &old.upload_id)
+        .commit_upload(&n, &old.upload_id, LOCAL_ACTOR)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UploadSuperseded { .. }), "{err:?}");
@@ -107,12 +105,12 @@ async fn a_commit_of_bytes_that_never_arrived_is_refused_and_writes_nothing() {
     let n = name("missing");
     let ticket = store
         .repo
-        .create_upload(&n, declare(b"never sent"))
+        .create_upload(&n, declare(b"never sent"), LOCAL_ACTOR)
         .await
         .unwrap();
     let err = store
         .repo
-        .commit_upload(&n, &ticket.upload_id)
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UploadMismatch(_)), "{err:?}");
@@ -180,26 +178,34 @@ async fn a_purge_racing_commits_publishes_and_alias_moves_never_leaves_a_row_wit
     let trial = |i: usize| async move {
         let n = name(&format!("race-{i}"));
         store.upload(&n, format!("base {i}").as_bytes()).await;
-        repo.publish_version(&n, false).await.unwrap();
-        repo.put_alias(&n, &alias("prod"), to(1)).await.unwrap();
+        repo.publish_version(&n, false, LOCAL_ACTOR).await.unwrap();
+        repo.put_alias(&n, &alias("prod"), to(1), &ChangeRequest::default())
+            .await
+            .unwrap();
         // A second upload, started and transferred before the race.
         let bytes = format!("racing {i}").into_bytes();
-        let ticket = repo.create_upload(&n, declare(&bytes)).await.unwrap();
+        let ticket = repo
+            .create_upload(&n, declare(&bytes), LOCAL_ACTOR)
+            .await
+            .unwrap();
         put_bytes(&store.http, &ticket, &bytes).await;
 
-        let commit = repo.commit_upload(&n, &ticket.upload_id);
-        let publish = repo.publish_version(&n, true);
+        let change = ChangeRequest::default();
+        let commit = repo.commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR);
+        let publish = repo.publish_version(&n, true, LOCAL_ACTOR);
         let prod = alias("prod");
-        let move_alias = repo.put_alias(&n, &prod, to(1));
+        let move_alias = repo.put_alias(&n, &prod, to(1), &change);
         let purge = repo.purge_artifact(&n);
         let fresh = async {
             // An upload started while the purge may be running.
-            match repo.create_upload(&n, declare(b"late")).await {
+            match repo.create_upload(&n, declare(b"late"), LOCAL_ACTOR).await {
                 Ok(t) => {
                     if !t.exists {
                         put_bytes(&store.http, &t, b"late").await;
                     }
-                    repo.commit_upload(&n, &t.upload_id).await.map(|_| ())
+                    repo.commit_upload(&n, &t.upload_id, LOCAL_ACTOR)
+                        .await
+                        .map(|_| ())
                 }
                 Err(e) => Err(e),
             }
@@ -252,13 +258,17 @@ async fn racing_commits_leave_latest_serving_its_bytes_and_the_library_reading_t
         .collect();
     let mut ids = Vec::new();
     for bytes in &contents {
-        let ticket = store.repo.create_upload(&n, declare(bytes)).await.unwrap();
+        let ticket = store
+            .repo
+            .create_upload(&n, declare(bytes), LOCAL_ACTOR)
+            .await
+            .unwrap();
         put_bytes(&store.http, &ticket, bytes).await;
         ids.push(ticket.upload_id);
     }
     let commits = ids.iter().map(|id| {
         let (repo, n) = (store.another_repository(), n.clone());
-        async move { repo.commit_upload(&n, id).await }
+        async move { repo.commit_upload(&n, id, LOCAL_ACTOR).await }
     });
     for result in join_all(commits).await {
         match result {

@@ -5,13 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use shared::model::AliasTarget;
-use shared::{AliasName, Error, Version};
-use test_support::{TestStore, name, sha256_hex, upload_with};
-
-fn alias(s: &str) -> AliasName {
-    s.parse().unwrap()
-}
+use shared::model::{AliasTarget, ChangeRequest, LOCAL_ACTOR};
+use shared::{Error, Version};
+use test_support::{TestStore, alias, name, sha256_hex, upload_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn parallel_publishes_yield_distinct_consecutive_versions() {
@@ -21,7 +17,7 @@ async fn parallel_publishes_yield_distinct_consecutive_versions() {
     let tasks = (0..64).map(|_| {
         let repo = store.another_repository();
         let n = n.clone();
-        tokio::spawn(async move { repo.publish_version(&n, true).await })
+        tokio::spawn(async move { repo.publish_version(&n, true, LOCAL_ACTOR).await })
     });
     let mut numbers: Vec<u32> = join_all(tasks)
         .await
@@ -57,7 +53,7 @@ async fn parallel_publishes_of_an_unchanged_latest_create_one_version() {
     let tasks = (0..32).map(|_| {
         let repo = store.another_repository();
         let n = n.clone();
-        tokio::spawn(async move { repo.publish_version(&n, false).await })
+        tokio::spawn(async move { repo.publish_version(&n, false, LOCAL_ACTOR).await })
     });
     let results: Vec<_> = join_all(tasks)
         .await
@@ -86,12 +82,12 @@ async fn versions_serve_their_recorded_bytes_while_latest_is_overwritten() {
         tasks.push(tokio::spawn(async move {
             let body = format!("build {i} ").repeat(100 + i);
             upload_with(&repo, &http, &n2, body.as_bytes()).await;
-            repo.publish_version(&n2, false).await.unwrap();
+            repo.publish_version(&n2, false, LOCAL_ACTOR).await.unwrap();
         }));
         let repo = store.another_repository();
         let n2 = n.clone();
         tasks.push(tokio::spawn(async move {
-            repo.publish_version(&n2, false).await.unwrap();
+            repo.publish_version(&n2, false, LOCAL_ACTOR).await.unwrap();
         }));
     }
     for t in join_all(tasks).await {
@@ -124,7 +120,11 @@ async fn racing_alias_moves_and_deletes_never_leave_an_alias_on_a_deleted_versio
     let n = name("tug");
     for i in 0..16u8 {
         store.upload(&n, &[i]).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     // For every version, one task points `prod` at it and one deletes it.
     let mut tasks = Vec::new();
@@ -136,7 +136,10 @@ async fn racing_alias_moves_and_deletes_never_leave_an_alias_on_a_deleted_versio
                 version: Version::Number(v),
                 secondary: None,
             };
-            match repo.put_alias(&n2, &alias("prod"), target).await {
+            match repo
+                .put_alias(&n2, &alias("prod"), target, &ChangeRequest::default())
+                .await
+            {
                 Ok(_) | Err(Error::VersionNotFound { .. }) => {}
                 Err(e) => panic!("put_alias: {e:?}"),
             }
@@ -184,7 +187,11 @@ async fn parallel_alias_moves_end_in_one_requested_state_with_consistent_referen
     let n = name("moves");
     for i in 0..8u8 {
         store.upload(&n, &[i]).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     let requested: Vec<AliasTarget> = (0..32)
         .map(|i| AliasTarget {
@@ -200,7 +207,10 @@ async fn parallel_alias_moves_end_in_one_requested_state_with_consistent_referen
     let tasks = requested.iter().map(|target| {
         let repo = store.another_repository();
         let (n, target) = (n.clone(), *target);
-        tokio::spawn(async move { repo.put_alias(&n, &alias("prod"), target).await })
+        tokio::spawn(async move {
+            repo.put_alias(&n, &alias("prod"), target, &ChangeRequest::default())
+                .await
+        })
     });
     for t in join_all(tasks).await {
         t.unwrap().unwrap();
@@ -254,7 +264,7 @@ async fn commits_racing_publishes_and_alias_moves_keep_latests_counter() {
             }));
             let (repo, n2) = (store.another_repository(), n.clone());
             tasks.push(tokio::spawn(async move {
-                repo.publish_version(&n2, true).await.unwrap();
+                repo.publish_version(&n2, true, LOCAL_ACTOR).await.unwrap();
             }));
         }
         // Alias moves onto LATEST and back, racing the commits.
@@ -264,9 +274,14 @@ async fn commits_racing_publishes_and_alias_moves_keep_latests_counter() {
                 version: Version::Latest,
                 secondary: None,
             };
-            repo.put_alias(&n2, &alias(&format!("edge{round}")), latest)
-                .await
-                .unwrap();
+            repo.put_alias(
+                &n2,
+                &alias(&format!("edge{round}")),
+                latest,
+                &ChangeRequest::default(),
+            )
+            .await
+            .unwrap();
         }));
         for t in join_all(tasks).await {
             t.unwrap();
@@ -304,6 +319,10 @@ async fn commits_racing_publishes_and_alias_moves_keep_latests_counter() {
                 .sha256
         );
     }
-    let next = store.repo.publish_version(&n, true).await.unwrap();
+    let next = store
+        .repo
+        .publish_version(&n, true, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(next.artifact.version, Version::Number(4 * 8 + 1));
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use shared::model::{RetentionPolicy, UploadRequest};
+use shared::model::{ChangeRequest, LOCAL_ACTOR, RetentionPolicy, UploadRequest};
 use shared::repository::{DEFAULT_CONTENT_TYPE, metadata_limits};
 use shared::{ErrorKind, Version};
 use test_support::proxy::{self, Fault, FaultCounts, Faults};
@@ -25,7 +25,11 @@ async fn published(store: &TestStore, n: u32) -> shared::ArtifactName {
     let app = name("app");
     for i in 1..=n {
         store.upload(&app, format!("build {i}").as_bytes()).await;
-        store.repo.publish_version(&app, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&app, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     app
 }
@@ -73,11 +77,14 @@ async fn aliases_named_as_only_the_library_allows_are_listed_protect_their_targe
             .version,
         Version::Number(1)
     );
-    let moved = store.repo.put_alias(&app, &alias("v1.0"), to(3)).await;
+    let moved = store
+        .repo
+        .put_alias(&app, &alias("v1.0"), to(3), &ChangeRequest::default())
+        .await;
     assert_eq!(moved.unwrap().version, Version::Number(3));
     store
         .repo
-        .delete_alias(&app, &alias("1prod"))
+        .delete_alias(&app, &alias("1prod"), &ChangeRequest::default())
         .await
         .unwrap();
     store
@@ -86,7 +93,10 @@ async fn aliases_named_as_only_the_library_allows_are_listed_protect_their_targe
         .await
         .unwrap();
     // New aliases keep the strict rule.
-    let created = store.repo.put_alias(&app, &alias("v2.0"), to(3)).await;
+    let created = store
+        .repo
+        .put_alias(&app, &alias("v2.0"), to(3), &ChangeRequest::default())
+        .await;
     assert_eq!(created.unwrap_err().code(), "InvalidAliasName");
 }
 
@@ -106,7 +116,11 @@ async fn publishing_an_unchanged_latest_after_the_library_published_it_returns_t
         serde_json::json!({"name": "app"}),
     );
 
-    let again = store.repo.publish_version(&app, false).await.unwrap();
+    let again = store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert!(!again.created, "an unchanged LATEST is not published again");
     assert_eq!(again.artifact.version, Version::Number(1));
     let versions = store.repo.list_versions(&app, None, None).await.unwrap();
@@ -117,10 +131,18 @@ async fn publishing_an_unchanged_latest_after_the_library_published_it_returns_t
         "put_artifact",
         serde_json::json!({"name": "app", "content": "library build 2"}),
     );
-    let next = store.repo.publish_version(&app, false).await.unwrap();
+    let next = store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert!(next.created);
     assert_eq!(next.artifact.version, Version::Number(2));
-    let same = store.repo.publish_version(&app, false).await.unwrap();
+    let same = store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(
         (same.created, same.artifact.version),
         (false, Version::Number(2))
@@ -170,12 +192,12 @@ async fn stale_alias_references_left_by_the_library_do_not_block_delete_or_reten
     let app = published(&store, 3).await;
     store
         .repo
-        .put_alias(&app, &alias("prod"), to(1))
+        .put_alias(&app, &alias("prod"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
     store
         .repo
-        .put_alias(&app, &alias("staging"), to(2))
+        .put_alias(&app, &alias("staging"), to(2), &ChangeRequest::default())
         .await
         .unwrap();
     // The library deletes and moves aliases without touching our references.
@@ -221,7 +243,7 @@ async fn metadata_up_to_the_documented_budget_fits_s3s_2_kib_with_the_longest_na
     let fits = vec![("k".to_owned(), "v".repeat(budget - 1))];
     let ticket = store
         .repo
-        .create_upload(&longest, declare(fits))
+        .create_upload(&longest, declare(fits), LOCAL_ACTOR)
         .await
         .unwrap();
     // What S3 counts: every x-amz-meta-* key (without the prefix) and value.
@@ -236,12 +258,18 @@ async fn metadata_up_to_the_documented_budget_fits_s3s_2_kib_with_the_longest_na
         "{stored} bytes of user metadata would be refused by S3"
     );
     let over = vec![("k".to_owned(), "v".repeat(budget))];
-    let refused = store.repo.create_upload(&longest, declare(over)).await;
+    let refused = store
+        .repo
+        .create_upload(&longest, declare(over), LOCAL_ACTOR)
+        .await;
     assert_eq!(refused.unwrap_err().kind(), ErrorKind::TooLarge);
     let many: Vec<_> = (0..=metadata_limits::MAX_KEYS)
         .map(|i| (format!("k{i}"), "v".into()))
         .collect();
-    let refused = store.repo.create_upload(&longest, declare(many)).await;
+    let refused = store
+        .repo
+        .create_upload(&longest, declare(many), LOCAL_ACTOR)
+        .await;
     assert_eq!(refused.unwrap_err().code(), "InvalidRequest");
 }
 
@@ -290,6 +318,7 @@ async fn an_upload_without_a_content_type_is_signed_over_the_default_one() {
                 metadata: Default::default(),
                 part_size: None,
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
@@ -315,7 +344,7 @@ async fn an_upload_without_a_content_type_is_signed_over_the_default_one() {
     put_bytes(&store.http, &ticket, b"bytes").await;
     let committed = store
         .repo
-        .commit_upload(&app, &ticket.upload_id)
+        .commit_upload(&app, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap();
     assert_eq!(
@@ -367,11 +396,16 @@ async fn alias_changes_whose_answer_was_lost_apply_once_and_answer_as_if_it_had_
     let prod = alias("prod");
 
     let (repo, counts) = losing_first_answer_of(&store, "TransactWriteItems").await;
-    let put = repo.put_alias(&app, &prod, to(1)).await.unwrap();
+    let put = repo
+        .put_alias(&app, &prod, to(1), &ChangeRequest::default())
+        .await
+        .unwrap();
     assert_eq!(put.revision, 1);
     assert_eq!(answers_lost(&counts), 1, "the fault was injected");
     let (repo, counts) = losing_first_answer_of(&store, "TransactWriteItems").await;
-    repo.delete_alias(&app, &prod).await.unwrap();
+    repo.delete_alias(&app, &prod, &ChangeRequest::default())
+        .await
+        .unwrap();
     assert_eq!(answers_lost(&counts), 1, "the fault was injected");
 
     let history = store
@@ -417,7 +451,7 @@ async fn an_alias_change_racing_a_purge_that_removed_latest_fails_and_writes_not
     let app = published(&store, 1).await;
     store
         .repo
-        .put_alias(&app, &alias("prod"), to(1))
+        .put_alias(&app, &alias("prod"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
     // A purge deletes LATEST first, then reads and deletes the partitions.
@@ -431,9 +465,15 @@ async fn an_alias_change_racing_a_purge_that_removed_latest_fails_and_writes_not
         .await
         .unwrap();
     let before = store.raw_items().await.len();
-    let moved = store.repo.put_alias(&app, &alias("staging"), to(1)).await;
+    let moved = store
+        .repo
+        .put_alias(&app, &alias("staging"), to(1), &ChangeRequest::default())
+        .await;
     assert_eq!(moved.unwrap_err().code(), "ArtifactNotFound");
-    let deleted = store.repo.delete_alias(&app, &alias("prod")).await;
+    let deleted = store
+        .repo
+        .delete_alias(&app, &alias("prod"), &ChangeRequest::default())
+        .await;
     assert_eq!(deleted.unwrap_err().code(), "ArtifactNotFound");
     assert_eq!(store.raw_items().await.len(), before, "nothing written");
     store.repo.purge_artifact(&app).await.unwrap();

@@ -12,7 +12,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use shared::model::{UploadRequest, UploadTicket};
+use shared::model::{LOCAL_ACTOR, UploadRequest, UploadTicket};
 use shared::{Config, Error, Repository, Version};
 use test_support::checksum_s3::LocalS3;
 use test_support::{TestStore, name, sha256_hex};
@@ -68,7 +68,9 @@ async fn declare(repo: &Repository, bytes: &[u8]) -> UploadTicket {
         metadata: Default::default(),
         part_size: None,
     };
-    repo.create_upload(&name("app"), request).await.unwrap()
+    repo.create_upload(&name("app"), request, LOCAL_ACTOR)
+        .await
+        .unwrap()
 }
 
 /// PUTs `bytes` with the ticket's headers, `edit` applied to them first.
@@ -101,11 +103,14 @@ async fn the_upload_flow_works_on_a_checksum_enforcing_s3() {
     assert_eq!(status, 200, "{body}");
     let committed = s
         .repo
-        .commit_upload(&name("app"), &ticket.upload_id)
+        .commit_upload(&name("app"), &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap();
     assert_eq!(committed.artifact.sha256, sha256_hex(b"good bytes"));
-    s.repo.publish_version(&name("app"), false).await.unwrap();
+    s.repo
+        .publish_version(&name("app"), false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let v1 = s
         .repo
         .get_version(&name("app"), Version::Number(1))
@@ -131,7 +136,7 @@ async fn s3_refuses_bytes_that_do_not_match_the_declared_sha256() {
     // behind without a checksum; commit refuses those too.
     let err = s
         .repo
-        .commit_upload(&name("app"), &ticket.upload_id)
+        .commit_upload(&name("app"), &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap_err();
     assert!(
@@ -188,7 +193,7 @@ async fn commit_refuses_a_staged_object_whose_checksum_differs_from_the_declarat
         .unwrap();
     let err = s
         .repo
-        .commit_upload(&name("app"), &ticket.upload_id)
+        .commit_upload(&name("app"), &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UploadMismatch(_)), "{err:?}");
@@ -457,6 +462,7 @@ async fn a_part_of_other_bytes_than_the_parts_route_signed_for_is_refused_by_s3(
                 metadata: Default::default(),
                 part_size: Some(5 * 1024 * 1024),
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
@@ -478,7 +484,7 @@ async fn a_part_of_other_bytes_than_the_parts_route_signed_for_is_refused_by_s3(
     let (status, body) = test_support::put_part(&http, &urls.parts[1], b"xyz").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("BadDigest"), "{body}");
-    match repo.commit_as(&n, &ticket.upload_id, "ci").await {
+    match repo.commit(&n, &ticket.upload_id, "ci").await {
         Err(Error::UploadMismatch(m)) => assert!(m.contains("parts 1, 2"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -491,7 +497,7 @@ async fn a_part_of_other_bytes_than_the_parts_route_signed_for_is_refused_by_s3(
     let listed: Vec<Option<String>> = state.parts.unwrap().into_iter().map(|p| p.sha256).collect();
     let declared: Vec<Option<String>> = parts.iter().map(|(_, b)| Some(sha256_hex(b))).collect();
     assert_eq!(listed, declared);
-    repo.commit_as(&n, &ticket.upload_id, "ci").await.unwrap();
+    repo.commit(&n, &ticket.upload_id, "ci").await.unwrap();
     let step = repo
         .verify_upload_step(&n, &ticket.upload_id, None)
         .await

@@ -2,13 +2,9 @@
 //! one emulator, bucket and table, each side reads what the other wrote.
 
 use base64::Engine;
-use shared::model::AliasTarget;
-use shared::{AliasName, Version, Weight};
-use test_support::{TestStore, name, sha256_hex};
-
-fn alias(s: &str) -> AliasName {
-    s.parse().unwrap()
-}
+use shared::model::{AliasTarget, ChangeRequest, LOCAL_ACTOR};
+use shared::{Version, Weight};
+use test_support::{TestStore, alias, name, sha256_hex};
 
 #[tokio::test]
 async fn the_repository_reads_what_the_library_wrote() {
@@ -92,7 +88,11 @@ async fn the_repository_reads_what_the_library_wrote() {
     // The repository keeps writing where the library stopped: numbering
     // continues, and versions the library's aliases target stay protected.
     store.upload(&n, b"rust three").await;
-    let published = store.repo.publish_version(&n, false).await.unwrap();
+    let published = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(published.artifact.version, Version::Number(3));
     assert!(
         store
@@ -108,16 +108,24 @@ async fn the_library_reads_what_the_repository_wrote() {
     let store = TestStore::new().await;
     let n = name("rs-app");
     store.upload(&n, b"rust one").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store.upload(&n, b"rust two").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let prod = AliasTarget {
         version: Version::Number(1),
         secondary: Some((Version::Number(2), Weight::new(30).unwrap())),
     };
     store
         .repo
-        .put_alias(&n, &alias("prod"), prod)
+        .put_alias(&n, &alias("prod"), prod, &ChangeRequest::default())
         .await
         .unwrap();
     store
@@ -129,6 +137,7 @@ async fn the_library_reads_what_the_repository_wrote() {
                 version: Version::Latest,
                 secondary: None,
             },
+            &ChangeRequest::default(),
         )
         .await
         .unwrap();
@@ -176,7 +185,11 @@ async fn the_library_and_the_service_writing_in_turn_read_each_others_writes() {
     };
     // 1: the service.
     store.upload(&n, b"service one").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store.drain_mirror().await;
     // 2: the library, on top of what it reads of ours.
     call(
@@ -190,7 +203,11 @@ async fn the_library_and_the_service_writing_in_turn_read_each_others_writes() {
     assert_eq!(published["version"], "2", "the library numbers after ours");
     // 3: the service publishes the library's LATEST unchanged (the newest
     // version), then commits and publishes its own bytes.
-    let again = store.repo.publish_version(&n, false).await.unwrap();
+    let again = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert!(!again.created);
     assert_eq!(again.artifact.version, Version::Number(2));
     call(
@@ -198,11 +215,19 @@ async fn the_library_and_the_service_writing_in_turn_read_each_others_writes() {
         serde_json::json!({"name": "mixed", "content": "library three"}),
     );
     // A LATEST the library wrote is adopted when the service publishes it.
-    let adopted = store.repo.publish_version(&n, false).await.unwrap();
+    let adopted = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(adopted.artifact.version, Version::Number(3));
     assert_eq!(adopted.artifact.sha256, sha256_hex(b"library three"));
     store.upload(&n, b"service four").await;
-    let four = store.repo.publish_version(&n, false).await.unwrap();
+    let four = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(four.artifact.version, Version::Number(4));
 
     let expected: [(&str, &[u8]); 5] = [
@@ -312,7 +337,11 @@ async fn rows_the_previous_release_wrote_read_publish_and_delete() {
             "reads {version}"
         );
     }
-    let published = store.repo.publish_version(&n, false).await.unwrap();
+    let published = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(published.artifact.version, Version::Number(2));
     assert_eq!(published.artifact.sha256, sha256_hex(b"release two"));
     let two = store
@@ -358,7 +387,11 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
     let repo = store.repo.clone().with_verifier(Verifier::Deferred);
     let n = name("big");
     store.upload(&n, b"service one").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     // 12 MiB: three parts of 5 MiB at least (S3's minimum).
     let bytes: Vec<u8> = (0..12 * MIB).map(|i| (i % 251) as u8).collect();
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -386,7 +419,7 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
             upload_id: upload_id.clone()
         }
     );
-    let refused = repo.publish_version_as(&n, false, "ci").await.unwrap_err();
+    let refused = repo.publish_version(&n, false, "ci").await.unwrap_err();
     assert!(refused.to_string().contains(&upload_id), "{refused}");
     // Meanwhile the library reads its LATEST (which records the adoption)
     // as it wrote it.

@@ -5,28 +5,16 @@
 //! fixtures (blob + row with `bytes = "blob"`); the mirror runs over the
 //! table's stream (`drain_mirror`) or over synthetic batches.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use shared::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, format_update_at, now};
 use shared::mirror::{CopyPlan, META_MIRRORED_FOR, MirrorRecord};
+use shared::model::LOCAL_ACTOR;
 use shared::{ArtifactName, Repository, Version};
-use test_support::proxy::{self, Action, Fault, FaultCounts, Faults, Gate, Plan, Recorded, Rule};
-use test_support::{TestStore, emulator, name, sha256_hex};
-
-/// A repository over `store` whose AWS requests pass through a proxy
-/// following `plan`.
-async fn through(store: &TestStore, plan: &Arc<Plan>) -> Repository {
-    let url = proxy::start(
-        emulator().endpoint.clone(),
-        Faults::Plan(plan.clone()),
-        Arc::new(FaultCounts::default()),
-    )
-    .await;
-    store.repository_via(&url).await
-}
+use test_support::proxy::{Action, Fault, Gate, Plan, Recorded, Rule};
+use test_support::{TestStore, name, sha256_hex};
 
 /// S3's `LastModified` has whole seconds: a pause that puts two writes in
 /// different seconds.
@@ -330,7 +318,7 @@ async fn a_library_write_landing_during_the_mirror_copy_survives_and_stays_curre
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let repo = through(&store, &plan).await;
+    let repo = store.through(&plan).await;
     let batch = [record(&n, Version::Latest, 1)];
     let mirror = tokio::spawn(async move { repo.mirror(&batch).await });
     gate.arrived().await;
@@ -373,7 +361,7 @@ async fn copies_are_conditional_on_what_the_mirror_read() {
         Action::Record(recorded.clone()),
         u64::MAX,
     ));
-    let repo = through(&store, &plan).await;
+    let repo = store.through(&plan).await;
     let report = repo.mirror(&[record(&n, Version::Latest, 1)]).await;
     assert!(report.failure.is_none(), "{:?}", report.failure);
     let first_copy = store
@@ -423,7 +411,7 @@ async fn a_library_write_landing_during_a_multipart_copy_gets_the_copy_refused()
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let repo = through(&store, &plan).await;
+    let repo = store.through(&plan).await;
     let copy_plan = CopyPlan {
         single_copy_max: 1024 * 1024,
         part_size: 5 * 1024 * 1024,
@@ -528,7 +516,7 @@ async fn a_retried_batch_recognises_its_own_stale_copy_and_replaces_it() {
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let repo = through(&store, &plan).await;
+    let repo = store.through(&plan).await;
     let batch = [record(&n, Version::Latest, 1)];
     let first = tokio::spawn(async move { repo.mirror(&batch).await });
     gate.arrived().await;
@@ -963,7 +951,11 @@ async fn the_library_latest_key_keeps_one_version_across_commits() {
     let n = name("pruned");
     for build in ["one", "two", "three"] {
         store.upload(&n, build.as_bytes()).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
         store.drain_mirror().await;
     }
     assert_eq!(object_versions(&store, &n, Version::Latest).await, 1);

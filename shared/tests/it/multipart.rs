@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
-use shared::model::{CommitOutcome, MultipartPlan, PartRequest, UploadRequest, UploadStatus};
+use shared::model::{
+    CommitOutcome, LOCAL_ACTOR, MultipartPlan, PartRequest, UploadRequest, UploadStatus,
+};
 use shared::{ArtifactName, Error, Repository, Sha256, Verifier, VerifyStep, Version};
 use test_support::{TestStore, name, parts_of, put_part, sha256_hex};
 
@@ -43,7 +45,7 @@ async fn start(
     declared: String,
 ) -> (String, MultipartPlan) {
     let ticket = repo
-        .create_upload(n, declare(declared, content.len()))
+        .create_upload(n, declare(declared, content.len()), LOCAL_ACTOR)
         .await
         .unwrap();
     assert!(!ticket.exists && ticket.url.is_none());
@@ -117,7 +119,7 @@ async fn parts_sent_in_parallel_in_any_order_become_latest_once_verified() {
     assert_eq!(plan.part_count, 3);
     send_parts(&store, &n, &id, &content, &plan, &[1, 2, 3]).await;
 
-    let first = store.repo.commit_as(&n, &id, "ci").await.unwrap();
+    let first = store.repo.commit(&n, &id, "ci").await.unwrap();
     assert!(
         matches!(
             first,
@@ -142,11 +144,15 @@ async fn parts_sent_in_parallel_in_any_order_become_latest_once_verified() {
 
     // A retried commit answers as a committed upload does, and publishing
     // works as for any LATEST.
-    match store.repo.commit_as(&n, &id, "ci").await.unwrap() {
+    match store.repo.commit(&n, &id, "ci").await.unwrap() {
         CommitOutcome::Committed(c) => assert_eq!(c.artifact.sha256, sha256_hex(&content)),
         other => panic!("{other:?}"),
     }
-    let published = store.repo.publish_version(&n, false).await.unwrap();
+    let published = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(published.artifact.version, Version::Number(1));
 }
 
@@ -161,7 +167,7 @@ async fn a_wrong_whole_object_digest_fails_the_upload_deletes_its_bytes_and_leav
     let (id, plan) = start(&store.repo, &n, &content, declared.clone()).await;
     send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
 
-    let first = store.repo.commit_as(&n, &id, "ci").await.unwrap();
+    let first = store.repo.commit(&n, &id, "ci").await.unwrap();
     assert!(matches!(first, CommitOutcome::Verifying { .. }));
     let status = settled(&store.repo, &n, &id).await;
     assert_eq!(status.state, "failed");
@@ -183,7 +189,7 @@ async fn a_wrong_whole_object_digest_fails_the_upload_deletes_its_bytes_and_leav
     assert_eq!(latest_bytes(&store, &n).await, b"the good build");
     // A retried commit answers the same failure, every time.
     for _ in 0..2 {
-        match store.repo.commit_as(&n, &id, "ci").await {
+        match store.repo.commit(&n, &id, "ci").await {
             Err(Error::UploadMismatch(reason)) => assert!(reason.contains("not the declared")),
             other => panic!("{other:?}"),
         }
@@ -204,7 +210,7 @@ async fn an_interrupted_upload_resumes_with_the_parts_it_lacks() {
     let parts = status.parts.unwrap();
     assert_eq!(parts[0].size, 5 * MIB as u64);
     // Committing now changes nothing: parts 2 and 4 are missing.
-    match store.repo.commit_as(&n, &id, "ci").await {
+    match store.repo.commit(&n, &id, "ci").await {
         Err(Error::UploadMismatch(m)) => assert!(m.contains("2, 4"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -215,7 +221,7 @@ async fn an_interrupted_upload_resumes_with_the_parts_it_lacks() {
 
     // The same parts can be asked for again; the rest are sent; commit.
     send_parts(&store, &n, &id, &content, &plan, &[2, 4]).await;
-    store.repo.commit_as(&n, &id, "ci").await.unwrap();
+    store.repo.commit(&n, &id, "ci").await.unwrap();
     assert_eq!(settled(&store.repo, &n, &id).await.state, "committed");
     assert_eq!(latest_bytes(&store, &n).await, content);
 }
@@ -228,7 +234,7 @@ async fn verification_goes_on_across_invocations_from_its_checkpoint() {
     let content = bytes(4 * 5 * MIB + 99, 4);
     let (id, plan) = start(&repo, &n, &content, sha256_hex(&content)).await;
     send_parts(&store, &n, &id, &content, &plan, &[1, 2, 3, 4, 5]).await;
-    repo.commit_as(&n, &id, "ci").await.unwrap();
+    repo.commit(&n, &id, "ci").await.unwrap();
 
     // Each step hashes one range (8 MiB) at most, then checkpoints.
     let mut steps = Vec::new();
@@ -292,6 +298,7 @@ async fn parts_requests_out_of_bounds_or_for_other_uploads_are_refused_and_chang
                 part_size: None,
                 ..declare(sha256_hex(b"small"), 5)
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
@@ -329,6 +336,7 @@ async fn parts_requests_out_of_bounds_or_for_other_uploads_are_refused_and_chang
                     part_size: Some(part_size),
                     ..declare(sha256_hex(b"y"), 10)
                 },
+                LOCAL_ACTOR,
             )
             .await;
         assert!(
@@ -372,7 +380,7 @@ async fn an_expired_multipart_upload_is_not_found() {
         Err(Error::UploadNotFound { .. })
     ));
     assert!(matches!(
-        store.repo.commit_as(&n, &id, "ci").await,
+        store.repo.commit(&n, &id, "ci").await,
         Err(Error::UploadNotFound { .. })
     ));
 }
@@ -386,13 +394,17 @@ async fn a_multipart_start_of_bytes_the_artifact_holds_answers_exists() {
     store.upload(&n, b"newer").await;
     let ticket = store
         .repo
-        .create_upload(&n, declare(sha256_hex(&content), content.len()))
+        .create_upload(
+            &n,
+            declare(sha256_hex(&content), content.len()),
+            LOCAL_ACTOR,
+        )
         .await
         .unwrap();
     assert!(ticket.exists && ticket.multipart.is_none());
     let committed = store
         .repo
-        .commit_upload(&n, &ticket.upload_id)
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap();
     assert_eq!(committed.artifact.sha256, sha256_hex(&content));
@@ -423,7 +435,7 @@ async fn purging_an_artifact_aborts_its_multipart_uploads_in_progress() {
     store.repo.purge_artifact(&n).await.unwrap();
     assert_eq!(in_progress().await, 0);
     assert!(matches!(
-        store.repo.commit_as(&n, &id, "ci").await,
+        store.repo.commit(&n, &id, "ci").await,
         Err(Error::UploadNotFound { .. })
     ));
 }
@@ -435,7 +447,7 @@ async fn racing_commits_of_one_multipart_upload_all_answer_and_commit_it_once() 
     let content = bytes(5 * MIB + 77, 9);
     let (id, plan) = start(&store.repo, &n, &content, sha256_hex(&content)).await;
     send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
-    let commits = join_all((0..6).map(|_| store.repo.commit_as(&n, &id, "ci"))).await;
+    let commits = join_all((0..6).map(|_| store.repo.commit(&n, &id, "ci"))).await;
     for commit in commits {
         assert!(
             matches!(
@@ -468,9 +480,9 @@ async fn a_retried_commit_restarts_a_verification_that_stopped() {
     let content = bytes(5 * MIB + 3, 10);
     let (id, plan) = start(&stalled, &n, &content, sha256_hex(&content)).await;
     send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
-    stalled.commit_as(&n, &id, "ci").await.unwrap();
+    stalled.commit(&n, &id, "ci").await.unwrap();
     // A retry while it may still be running asks for nothing more.
-    stalled.commit_as(&n, &id, "ci").await.unwrap();
+    stalled.commit(&n, &id, "ci").await.unwrap();
     assert_eq!(
         store.repo.upload_state(&n, &id).await.unwrap().state,
         "verifying"
@@ -491,7 +503,7 @@ async fn a_retried_commit_restarts_a_verification_that_stopped() {
         .send()
         .await
         .unwrap();
-    let retried = store.repo.commit_as(&n, &id, "ci").await.unwrap();
+    let retried = store.repo.commit(&n, &id, "ci").await.unwrap();
     assert!(matches!(retried, CommitOutcome::Verifying { .. }));
     assert_eq!(settled(&store.repo, &n, &id).await.state, "committed");
     assert_eq!(latest_bytes(&store, &n).await, content);
@@ -530,6 +542,6 @@ async fn multipart_steps_make_a_fixed_number_of_aws_calls() {
     repo.upload_state(&n, &id).await.unwrap();
     assert_eq!(calls() - before, 2, "state");
     let before = calls();
-    repo.commit_as(&n, &id, "ci").await.unwrap();
+    repo.commit(&n, &id, "ci").await.unwrap();
     assert_eq!(calls() - before, 5, "commit");
 }

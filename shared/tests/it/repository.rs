@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shared::model::{AliasTarget, RetentionPolicy, UploadRequest};
+use shared::model::{AliasTarget, ChangeRequest, LOCAL_ACTOR, RetentionPolicy, UploadRequest};
 use shared::{Error, Repository, Version, Weight};
 use test_support::{TestStore, alias, name, put_bytes, sha256_hex, split, to};
 
@@ -31,7 +31,11 @@ async fn upload_commit_publish_get_round_trips_bytes_and_sha256() {
         )
     );
 
-    let published = store.repo.publish_version(&n, false).await.unwrap();
+    let published = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert!(published.created);
     assert_eq!(published.artifact.version, Version::Number(1));
     assert!(published.artifact.s3uri.ends_with("/app/000001.bin"));
@@ -79,13 +83,14 @@ async fn user_metadata_and_content_type_given_at_upload_are_kept() {
                 metadata: [("git-sha".to_owned(), "abc123".to_owned())].into(),
                 part_size: None,
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
     put_bytes(&store.http, &ticket, b"{}").await;
     let committed = store
         .repo
-        .commit_upload(&n, &ticket.upload_id)
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap();
     assert_eq!(
@@ -96,7 +101,11 @@ async fn user_metadata_and_content_type_given_at_upload_are_kept() {
             .map(String::as_str),
         Some("abc123")
     );
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let v1 = store
         .repo
         .get_version(&n, Version::Number(1))
@@ -134,23 +143,27 @@ async fn a_second_commit_of_one_upload_returns_the_same_result() {
                 metadata: Default::default(),
                 part_size: None,
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
     put_bytes(&store.http, &ticket, b"r").await;
     let first = store
         .repo
-        .commit_upload(&n, &ticket.upload_id)
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap();
-    let (again, calls) =
-        counted(&store.repo, store.repo.commit_upload(&n, &ticket.upload_id)).await;
+    let (again, calls) = counted(
+        &store.repo,
+        store.repo.commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR),
+    )
+    .await;
     assert_eq!(again.unwrap(), first);
     assert!(calls <= 2, "retry took {calls} calls");
     // An id that was never uploaded is 404.
     let err = store
         .repo
-        .commit_upload(&n, &"0".repeat(96))
+        .commit_upload(&n, &"0".repeat(96), LOCAL_ACTOR)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UploadNotFound { .. }), "{err:?}");
@@ -171,6 +184,7 @@ async fn commit_refuses_a_staged_object_whose_size_differs_from_the_declaration(
                 metadata: Default::default(),
                 part_size: None,
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
@@ -191,7 +205,7 @@ async fn commit_refuses_a_staged_object_whose_size_differs_from_the_declaration(
         .unwrap();
     let err = store
         .repo
-        .commit_upload(&n, &ticket.upload_id)
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UploadMismatch(_)), "{err:?}");
@@ -206,16 +220,32 @@ async fn publishing_an_unchanged_latest_returns_the_newest_version_unless_forced
     let store = TestStore::new().await;
     let n = name("pub");
     store.upload(&n, b"a").await;
-    let v1 = store.repo.publish_version(&n, false).await.unwrap();
-    let again = store.repo.publish_version(&n, false).await.unwrap();
+    let v1 = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    let again = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert!(!again.created);
     assert_eq!(again.artifact.version, v1.artifact.version);
-    let forced = store.repo.publish_version(&n, true).await.unwrap();
+    let forced = store
+        .repo
+        .publish_version(&n, true, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert!(forced.created);
     assert_eq!(forced.artifact.version, Version::Number(2));
     // A new LATEST publishes a new version.
     store.upload(&n, b"b").await;
-    let v3 = store.repo.publish_version(&n, false).await.unwrap();
+    let v3 = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(v3.artifact.version, Version::Number(3));
     assert_eq!(v3.artifact.sha256, sha256_hex(b"b"));
 }
@@ -225,7 +255,7 @@ async fn publishing_a_missing_artifact_is_not_found_and_writes_nothing() {
     let store = TestStore::new().await;
     let err = store
         .repo
-        .publish_version(&name("ghost"), false)
+        .publish_version(&name("ghost"), false, LOCAL_ACTOR)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ArtifactNotFound { .. }), "{err:?}");
@@ -238,7 +268,11 @@ async fn list_versions_puts_latest_first_then_newest_and_hides_deleted() {
     let n = name("list");
     for content in [b"1", b"2", b"3"] {
         store.upload(&n, content).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     store
         .repo
@@ -291,7 +325,11 @@ async fn listing_versions_by_content_answers_only_the_versions_holding_those_byt
     let n = name("by-content");
     for content in [b"build a", b"build b", b"build a"] {
         store.upload(&n, content).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     let a: shared::Sha256 = sha256_hex(b"build a").to_uppercase().parse().unwrap();
     let page = store
@@ -331,7 +369,11 @@ async fn deleted_versions_are_hidden_from_get_and_cannot_become_alias_targets() 
     let store = TestStore::new().await;
     let n = name("hide");
     store.upload(&n, b"a").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store
         .repo
         .delete_version(&n, Version::Number(1))
@@ -348,7 +390,7 @@ async fn deleted_versions_are_hidden_from_get_and_cannot_become_alias_targets() 
     assert!(matches!(
         store
             .repo
-            .put_alias(&n, &alias("prod"), to(1))
+            .put_alias(&n, &alias("prod"), to(1), &ChangeRequest::default())
             .await
             .unwrap_err(),
         Error::VersionNotFound { .. }
@@ -398,11 +440,20 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
     let n = name("guarded");
     for content in [b"1", b"2", b"3"] {
         store.upload(&n, content).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     store
         .repo
-        .put_alias(&n, &alias("prod"), split(1, 2, 10))
+        .put_alias(
+            &n,
+            &alias("prod"),
+            split(1, 2, 10),
+            &ChangeRequest::default(),
+        )
         .await
         .unwrap();
     for v in [1, 2] {
@@ -417,7 +468,7 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
     // Once the alias moves away, the old targets can go.
     store
         .repo
-        .put_alias(&n, &alias("prod"), to(3))
+        .put_alias(&n, &alias("prod"), to(3), &ChangeRequest::default())
         .await
         .unwrap();
     store
@@ -436,7 +487,11 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::VersionInUse { .. }), "{err:?}");
-    store.repo.delete_alias(&n, &alias("prod")).await.unwrap();
+    store
+        .repo
+        .delete_alias(&n, &alias("prod"), &ChangeRequest::default())
+        .await
+        .unwrap();
     store
         .repo
         .delete_version(&n, Version::Number(3))
@@ -449,9 +504,17 @@ async fn version_numbers_are_never_reused_after_delete_and_reclaim() {
     let store = TestStore::new().await;
     let n = name("mono");
     store.upload(&n, b"1").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store.upload(&n, b"2").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store
         .repo
         .delete_version(&n, Version::Number(2))
@@ -460,7 +523,11 @@ async fn version_numbers_are_never_reused_after_delete_and_reclaim() {
     let report = store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
     assert_eq!(report.reclaimed, [Version::Number(2)]);
     store.upload(&n, b"3").await;
-    let next = store.repo.publish_version(&n, false).await.unwrap();
+    let next = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(next.artifact.version, Version::Number(3));
 }
 
@@ -469,7 +536,11 @@ async fn reclaim_deletes_the_bytes_after_the_grace_period_and_keeps_a_tombstone(
     let store = TestStore::new().await;
     let n = name("reclaim");
     store.upload(&n, b"old").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store
         .repo
         .delete_version(&n, Version::Number(1))
@@ -533,11 +604,15 @@ async fn retention_keeps_latest_the_newest_n_and_alias_targets_and_supports_dry_
     let n = name("keep");
     for i in 1..=6u8 {
         store.upload(&n, &[i]).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     store
         .repo
-        .put_alias(&n, &alias("prod"), to(1))
+        .put_alias(&n, &alias("prod"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
     let policy = RetentionPolicy {
@@ -595,11 +670,20 @@ async fn aliases_put_get_list_delete_with_canary_split() {
     let n = name("aliased");
     for content in [b"1", b"2"] {
         store.upload(&n, content).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     let prod = store
         .repo
-        .put_alias(&n, &alias("prod"), split(1, 2, 20))
+        .put_alias(
+            &n,
+            &alias("prod"),
+            split(1, 2, 20),
+            &ChangeRequest::default(),
+        )
         .await
         .unwrap();
     assert_eq!(prod.secondary_version, Some(Version::Number(2)));
@@ -614,6 +698,7 @@ async fn aliases_put_get_list_delete_with_canary_split() {
                 version: Version::Latest,
                 secondary: None,
             },
+            &ChangeRequest::default(),
         )
         .await
         .unwrap();
@@ -627,7 +712,7 @@ async fn aliases_put_get_list_delete_with_canary_split() {
     assert!(matches!(
         store
             .repo
-            .put_alias(&n, &alias("bad"), split(1, 1, 5))
+            .put_alias(&n, &alias("bad"), split(1, 1, 5), &ChangeRequest::default())
             .await
             .unwrap_err(),
         Error::InvalidRequest(_)
@@ -635,17 +720,21 @@ async fn aliases_put_get_list_delete_with_canary_split() {
     assert!(matches!(
         store
             .repo
-            .put_alias(&n, &alias("bad"), to(9))
+            .put_alias(&n, &alias("bad"), to(9), &ChangeRequest::default())
             .await
             .unwrap_err(),
         Error::VersionNotFound { .. }
     ));
-    store.repo.delete_alias(&n, &alias("prod")).await.unwrap();
+    store
+        .repo
+        .delete_alias(&n, &alias("prod"), &ChangeRequest::default())
+        .await
+        .unwrap();
     let before = store.raw_items().await;
     assert!(matches!(
         store
             .repo
-            .delete_alias(&n, &alias("prod"))
+            .delete_alias(&n, &alias("prod"), &ChangeRequest::default())
             .await
             .unwrap_err(),
         Error::AliasNotFound { .. }
@@ -667,14 +756,23 @@ async fn resolve_is_sticky_per_key_and_monotone_in_the_weight() {
     let n = name("canary");
     for content in [b"stable", b"canary"] {
         store.upload(&n, content).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     let keys: Vec<String> = (0..200).map(|i| format!("host-{i}")).collect();
     let mut on_secondary_before: Vec<bool> = vec![false; keys.len()];
     for weight in [0, 10, 25, 50, 99] {
         store
             .repo
-            .put_alias(&n, &alias("prod"), split(1, 2, weight))
+            .put_alias(
+                &n,
+                &alias("prod"),
+                split(1, 2, weight),
+                &ChangeRequest::default(),
+            )
             .await
             .unwrap();
         let mut secondary = 0;
@@ -735,6 +833,7 @@ async fn resolving_an_alias_of_latest_follows_new_commits() {
                 version: Version::Latest,
                 secondary: None,
             },
+            &ChangeRequest::default(),
         )
         .await
         .unwrap();
@@ -782,11 +881,15 @@ async fn purging_an_artifact_wipes_everything_and_numbering_starts_over() {
     store.upload(&keep, b"k").await;
     for content in [b"1", b"2"] {
         store.upload(&n, content).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     store
         .repo
-        .put_alias(&n, &alias("prod"), to(2))
+        .put_alias(&n, &alias("prod"), to(2), &ChangeRequest::default())
         .await
         .unwrap();
     store
@@ -844,7 +947,7 @@ async fn purging_an_artifact_wipes_everything_and_numbering_starts_over() {
     assert_eq!(
         store
             .repo
-            .publish_version(&n, false)
+            .publish_version(&n, false, LOCAL_ACTOR)
             .await
             .unwrap()
             .artifact
@@ -867,30 +970,43 @@ async fn every_operation_stays_within_its_aws_call_budget() {
         metadata: Default::default(),
         part_size: None,
     };
-    let (ticket, c) = counted(repo, repo.create_upload(&n, request)).await;
+    let (ticket, c) = counted(repo, repo.create_upload(&n, request, LOCAL_ACTOR)).await;
     let ticket = ticket.unwrap();
     report.push(("start upload", c, 2));
     put_bytes(&store.http, &ticket, b"v1").await;
-    let (r, c) = counted(repo, repo.commit_upload(&n, &ticket.upload_id)).await;
+    let (r, c) = counted(repo, repo.commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)).await;
     r.unwrap();
     report.push(("commit", c, 3));
-    let (r, c) = counted(repo, repo.publish_version(&n, false)).await;
+    let (r, c) = counted(repo, repo.publish_version(&n, false, LOCAL_ACTOR)).await;
     r.unwrap();
     report.push(("publish", c, 2));
-    let (r, c) = counted(repo, repo.publish_version(&n, false)).await;
+    let (r, c) = counted(repo, repo.publish_version(&n, false, LOCAL_ACTOR)).await;
     r.unwrap();
     report.push(("publish (unchanged)", c, 2));
-    repo.publish_version(&n, true).await.unwrap();
+    repo.publish_version(&n, true, LOCAL_ACTOR).await.unwrap();
     let (r, c) = counted(repo, repo.get_version(&n, Version::Number(1))).await;
     r.unwrap();
     report.push(("get version", c, 1));
     let (r, c) = counted(repo, repo.list_versions(&n, None, None)).await;
     r.unwrap();
     report.push(("list versions (1 page)", c, 1));
-    let (r, c) = counted(repo, repo.put_alias(&n, &alias("prod"), split(1, 2, 10))).await;
+    let (r, c) = counted(
+        repo,
+        repo.put_alias(
+            &n,
+            &alias("prod"),
+            split(1, 2, 10),
+            &ChangeRequest::default(),
+        ),
+    )
+    .await;
     r.unwrap();
     report.push(("put alias (create)", c, 3));
-    let (r, c) = counted(repo, repo.put_alias(&n, &alias("prod"), to(2))).await;
+    let (r, c) = counted(
+        repo,
+        repo.put_alias(&n, &alias("prod"), to(2), &ChangeRequest::default()),
+    )
+    .await;
     r.unwrap();
     report.push(("put alias (move)", c, 2));
     let (r, c) = counted(repo, repo.alias_history(&n, &alias("prod"), None, None)).await;
@@ -907,7 +1023,9 @@ async fn every_operation_stays_within_its_aws_call_budget() {
     let (r, c) = counted(repo, repo.rollback_alias(&n, &prod, None, &change)).await;
     r.unwrap();
     report.push(("rollback alias", c, 3));
-    repo.put_alias(&n, &alias("prod"), to(2)).await.unwrap();
+    repo.put_alias(&n, &alias("prod"), to(2), &ChangeRequest::default())
+        .await
+        .unwrap();
     let (r, c) = counted(repo, repo.get_alias(&n, &alias("prod"))).await;
     r.unwrap();
     report.push(("get alias", c, 1));
@@ -920,7 +1038,11 @@ async fn every_operation_stays_within_its_aws_call_budget() {
     let (r, c) = counted(repo, repo.delete_version(&n, Version::Number(1))).await;
     r.unwrap();
     report.push(("delete version", c, 2));
-    let (r, c) = counted(repo, repo.delete_alias(&n, &alias("prod"))).await;
+    let (r, c) = counted(
+        repo,
+        repo.delete_alias(&n, &alias("prod"), &ChangeRequest::default()),
+    )
+    .await;
     r.unwrap();
     report.push(("delete alias", c, 2));
     let (r, c) = counted(repo, repo.list_artifact_names(None, None)).await;
@@ -940,8 +1062,16 @@ async fn retention_ages_beyond_the_calendar_keep_everything_instead_of_failing()
     let store = TestStore::new().await;
     let n = name("ancient");
     store.upload(&n, b"a").await;
-    store.repo.publish_version(&n, false).await.unwrap();
-    store.repo.publish_version(&n, true).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    store
+        .repo
+        .publish_version(&n, true, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let policy = RetentionPolicy {
         keep_last_n: 0,
         older_than: Duration::from_secs(u64::MAX),
@@ -977,6 +1107,7 @@ async fn publish_with(
                     .collect(),
                 part_size: None,
             },
+            LOCAL_ACTOR,
         )
         .await
         .unwrap();
@@ -985,12 +1116,12 @@ async fn publish_with(
     }
     store
         .repo
-        .commit_upload(n, &ticket.upload_id)
+        .commit_upload(n, &ticket.upload_id, LOCAL_ACTOR)
         .await
         .unwrap();
     store
         .repo
-        .publish_version(n, true)
+        .publish_version(n, true, LOCAL_ACTOR)
         .await
         .unwrap()
         .artifact
@@ -1017,7 +1148,7 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     let w1 = publish_with(&store, &web, &model, &[("team", "web"), ("commit", "4f2a")]).await;
     store
         .repo
-        .put_alias(&api, &alias("prod"), to(1))
+        .put_alias(&api, &alias("prod"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
     // The library writes the same bytes under a third name.
@@ -1184,14 +1315,17 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     assert_eq!(got.status, Some(VersionStatus::Archived));
     // prod already points at v1: it may stay (a message-only move works),
     // but no other alias may take it.
-    let staging = store.repo.put_alias(&api, &alias("staging"), to(1)).await;
+    let staging = store
+        .repo
+        .put_alias(&api, &alias("staging"), to(1), &ChangeRequest::default())
+        .await;
     assert!(
         matches!(staging, Err(Error::VersionArchived { .. })),
         "{staging:?}"
     );
     store
         .repo
-        .put_alias(&api, &alias("prod"), to(1))
+        .put_alias(&api, &alias("prod"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
     assert!(matches!(

@@ -2,13 +2,12 @@
 //! one test per defect, each failing without its fix. Delays, holds and
 //! lost answers go through the programmable proxy (`test_support::proxy`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use shared::model::{CommitOutcome, UploadRequest};
+use shared::model::{ChangeRequest, CommitOutcome, LOCAL_ACTOR, UploadRequest};
 use shared::{Error, Repository, Verifier, VerifyStep, Version};
-use test_support::proxy::{self, Action, Fault, FaultCounts, Faults, Gate, Plan, Rule};
-use test_support::{TestStore, alias, emulator, name, send_parts, sha256_hex, start_multipart, to};
+use test_support::proxy::{Action, Fault, Gate, Plan, Rule};
+use test_support::{TestStore, alias, name, send_parts, sha256_hex, start_multipart, to};
 
 const MIB: usize = 1024 * 1024;
 
@@ -16,18 +15,6 @@ fn bytes(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
-}
-
-/// A repository over `store` whose AWS requests pass through a proxy
-/// following `plan`.
-async fn through(store: &TestStore, plan: &Arc<Plan>) -> Repository {
-    let url = proxy::start(
-        emulator().endpoint.clone(),
-        Faults::Plan(plan.clone()),
-        Arc::new(FaultCounts::default()),
-    )
-    .await;
-    store.repository_via(&url).await
 }
 
 fn declare(content: &[u8], size: usize, part_size: Option<u64>) -> UploadRequest {
@@ -66,12 +53,16 @@ async fn a_multipart_declaration_contradicting_held_bytes_is_refused_and_deletes
     let n = name("held");
     let content = b"the bytes every version serves".to_vec();
     store.upload(&n, &content).await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
 
     for part_size in [Some(5 * MIB as u64), None] {
         let refused = store
             .repo
-            .create_upload(&n, declare(&content, 1, part_size))
+            .create_upload(&n, declare(&content, 1, part_size), LOCAL_ACTOR)
             .await;
         assert!(
             matches!(refused, Err(Error::InvalidRequest(ref m)) if m.contains("not the 1 declared")),
@@ -102,7 +93,11 @@ async fn a_garbage_upload_of_the_same_bytes_neither_fails_a_correct_one_nor_lose
     let garbage = bytes(5 * MIB + 17, 2);
     // The garbage upload declares the good bytes' digest, sends its own.
     let bad = repo
-        .create_upload(&n, declare(&good, good.len(), Some(5 * MIB as u64)))
+        .create_upload(
+            &n,
+            declare(&good, good.len(), Some(5 * MIB as u64)),
+            LOCAL_ACTOR,
+        )
         .await
         .unwrap();
     let plan = bad.multipart.unwrap();
@@ -110,11 +105,11 @@ async fn a_garbage_upload_of_the_same_bytes_neither_fails_a_correct_one_nor_lose
     let (right, right_plan) = start_multipart(&repo, &n, &good).await;
     send_parts(&repo, &store.http, &n, &right, &good, &right_plan).await;
     assert!(matches!(
-        repo.commit_as(&n, &bad.upload_id, "mallory").await.unwrap(),
+        repo.commit(&n, &bad.upload_id, "mallory").await.unwrap(),
         CommitOutcome::Verifying { .. }
     ));
     // The key holds the garbage, which a live upload is verifying: wait.
-    let early = repo.commit_as(&n, &right, "ci").await;
+    let early = repo.commit(&n, &right, "ci").await;
     assert!(
         matches!(early, Err(Error::ConcurrentModification(ref m)) if m.contains("being verified")),
         "{early:?}"
@@ -125,7 +120,7 @@ async fn a_garbage_upload_of_the_same_bytes_neither_fails_a_correct_one_nor_lose
     ));
     // Its parts were kept: the correct upload completes and verifies now.
     assert!(matches!(
-        repo.commit_as(&n, &right, "ci").await.unwrap(),
+        repo.commit(&n, &right, "ci").await.unwrap(),
         CommitOutcome::Verifying { .. }
     ));
     assert!(matches!(
@@ -146,18 +141,18 @@ async fn a_verification_ending_after_a_newer_commit_never_rolls_latest_back() {
     let (u1, plan) = start_multipart(&repo, &n, &old).await;
     send_parts(&repo, &store.http, &n, &u1, &old, &plan).await;
     assert!(matches!(
-        repo.commit_as(&n, &u1, "ci").await.unwrap(),
+        repo.commit(&n, &u1, "ci").await.unwrap(),
         CommitOutcome::Verifying { .. }
     ));
     let newer = store
         .repo
-        .create_upload(&n, declare(b"committed after u1", 18, None))
+        .create_upload(&n, declare(b"committed after u1", 18, None), LOCAL_ACTOR)
         .await
         .unwrap();
     test_support::put_bytes(&store.http, &newer, b"committed after u1").await;
     store
         .repo
-        .commit_upload(&n, &newer.upload_id)
+        .commit_upload(&n, &newer.upload_id, LOCAL_ACTOR)
         .await
         .unwrap();
     let step = verify(&repo, &n, &u1).await;
@@ -170,11 +165,14 @@ async fn a_verification_ending_after_a_newer_commit_never_rolls_latest_back() {
     assert_eq!(state.state, "superseded");
     assert!(state.reason.is_some());
     assert!(matches!(
-        repo.commit_as(&n, &u1, "ci").await,
+        repo.commit(&n, &u1, "ci").await,
         Err(Error::UploadSuperseded { .. })
     ));
     // The newer upload's retried commit still answers as it first did.
-    let again = store.repo.commit_upload(&n, &newer.upload_id).await;
+    let again = store
+        .repo
+        .commit_upload(&n, &newer.upload_id, LOCAL_ACTOR)
+        .await;
     assert!(again.is_ok(), "{again:?}");
 }
 
@@ -188,7 +186,7 @@ async fn verified_multipart_bytes_are_recognised_by_start_upload_until_purged() 
     let content = bytes(5 * MIB + 99, 4);
     let (id, plan) = start_multipart(&repo, &n, &content).await;
     send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
-    repo.commit_as(&n, &id, "ci").await.unwrap();
+    repo.commit(&n, &id, "ci").await.unwrap();
     assert!(matches!(
         verify(&repo, &n, &id).await,
         VerifyStep::Committed(_)
@@ -197,19 +195,22 @@ async fn verified_multipart_bytes_are_recognised_by_start_upload_until_purged() 
 
     for part_size in [Some(5 * MIB as u64), None] {
         let ticket = repo
-            .create_upload(&n, declare(&content, content.len(), part_size))
+            .create_upload(&n, declare(&content, content.len(), part_size), LOCAL_ACTOR)
             .await
             .unwrap();
         assert!(ticket.exists, "{ticket:?}");
         assert!(ticket.url.is_none() && ticket.multipart.is_none());
-        let committed = repo.commit_upload(&n, &ticket.upload_id).await.unwrap();
+        let committed = repo
+            .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
+            .await
+            .unwrap();
         assert_eq!(committed.artifact.sha256, sha256_hex(&content));
     }
     assert_eq!(served(&store, &n, Version::Latest).await, content);
 
     store.repo.purge_artifact(&n).await.unwrap();
     let ticket = repo
-        .create_upload(&n, declare(&content, content.len(), None))
+        .create_upload(&n, declare(&content, content.len(), None), LOCAL_ACTOR)
         .await
         .unwrap();
     assert!(!ticket.exists, "purge removed the bytes and their record");
@@ -223,7 +224,11 @@ async fn a_second_purge_is_refused_while_the_first_runs_and_uploads_wait_for_it(
     let store = TestStore::new().await;
     let n = name("doomed");
     store.upload(&n, b"bytes").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let plan = Plan::new();
     let gate = Gate::new();
     plan.add(Rule::new(
@@ -232,7 +237,7 @@ async fn a_second_purge_is_refused_while_the_first_runs_and_uploads_wait_for_it(
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let slow = through(&store, &plan).await;
+    let slow = store.through(&plan).await;
     let first = tokio::spawn({
         let n = n.clone();
         async move { slow.purge_artifact(&n).await }
@@ -246,7 +251,7 @@ async fn a_second_purge_is_refused_while_the_first_runs_and_uploads_wait_for_it(
     );
     let upload = store
         .repo
-        .create_upload(&n, declare(b"new life", 8, None))
+        .create_upload(&n, declare(b"new life", 8, None), LOCAL_ACTOR)
         .await;
     assert!(
         matches!(upload, Err(Error::ArtifactBeingPurged { .. })),
@@ -268,7 +273,11 @@ async fn adopting_a_library_latest_never_copies_over_bytes_versions_serve() {
     let n = name("shared-app");
     let content = b"build one".to_vec();
     store.upload(&n, &content).await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store.library(&[
         "call",
         "put_artifact",
@@ -291,8 +300,8 @@ async fn adopting_a_library_latest_never_copies_over_bytes_versions_serve() {
         Action::Fault(Fault::Delay),
         u64::MAX,
     ));
-    let repo = through(&store, &plan).await;
-    let published = repo.publish_version(&n, true).await.unwrap();
+    let repo = store.through(&plan).await;
+    let published = repo.publish_version(&n, true, LOCAL_ACTOR).await.unwrap();
     assert_eq!(published.artifact.version, Version::Number(2));
     assert_eq!(copies.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     for version in [Version::Number(1), Version::Number(2)] {
@@ -307,9 +316,17 @@ async fn a_reclaim_interrupted_after_condemning_a_blob_is_finished_by_the_next_p
     let store = TestStore::new().await;
     let n = name("reclaimed");
     store.upload(&n, b"old bytes").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store.upload(&n, b"new bytes").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store
         .repo
         .delete_version(&n, Version::Number(1))
@@ -322,18 +339,18 @@ async fn a_reclaim_interrupted_after_condemning_a_blob_is_finished_by_the_next_p
         Action::Fault(Fault::Status500),
         u64::MAX,
     ));
-    let faulty = through(&store, &plan).await;
+    let faulty = store.through(&plan).await;
     assert!(faulty.reclaim(&n, Duration::ZERO).await.is_err());
     let blocked = store
         .repo
-        .create_upload(&n, declare(b"old bytes", 9, None))
+        .create_upload(&n, declare(b"old bytes", 9, None), LOCAL_ACTOR)
         .await;
     assert!(blocked.is_err(), "the deletion is under way: {blocked:?}");
 
     store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
     let ticket = store
         .repo
-        .create_upload(&n, declare(b"old bytes", 9, None))
+        .create_upload(&n, declare(b"old bytes", 9, None), LOCAL_ACTOR)
         .await
         .unwrap();
     assert!(!ticket.exists, "the bytes were deleted, and may come back");
@@ -360,8 +377,8 @@ async fn publishes_whose_answers_were_lost_take_consecutive_numbers() {
             Action::Fault(Fault::ResetAfter),
             1,
         ));
-        let repo = through(&store, &plan).await;
-        let published = repo.publish_version(&n, force).await.unwrap();
+        let repo = store.through(&plan).await;
+        let published = repo.publish_version(&n, force, LOCAL_ACTOR).await.unwrap();
         assert_eq!(rule.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(published.artifact.version, Version::Number(round), "{lost}");
         assert!(published.created);
@@ -397,7 +414,7 @@ async fn a_checkpoint_whose_answer_was_lost_goes_on() {
     let content = bytes(2 * 5 * MIB + 5, 5);
     let (id, plan) = start_multipart(&repo, &n, &content).await;
     send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
-    repo.commit_as(&n, &id, "ci").await.unwrap();
+    repo.commit(&n, &id, "ci").await.unwrap();
     let faults = Plan::new();
     let lost = faults.add(Rule::new(
         "UpdateItem",
@@ -405,7 +422,8 @@ async fn a_checkpoint_whose_answer_was_lost_goes_on() {
         Action::Fault(Fault::ResetAfter),
         1,
     ));
-    let lossy = through(&store, &faults)
+    let lossy = store
+        .through(&faults)
         .await
         .with_verifier(Verifier::Deferred);
     let step = lossy.verify_upload_step(&n, &id, None).await.unwrap();
@@ -450,10 +468,14 @@ async fn a_multipart_start_whose_row_cannot_be_written_leaves_no_s3_upload() {
         Action::Fault(Fault::Status500),
         u64::MAX,
     ));
-    let faulty = through(&store, &plan).await;
+    let faulty = store.through(&plan).await;
     let content = bytes(100, 6);
     let failed = faulty
-        .create_upload(&n, declare(&content, content.len(), Some(5 * MIB as u64)))
+        .create_upload(
+            &n,
+            declare(&content, content.len(), Some(5 * MIB as u64)),
+            LOCAL_ACTOR,
+        )
         .await;
     assert!(failed.is_err());
     let uploads = store
@@ -475,7 +497,7 @@ async fn a_presigned_put_of_other_bytes_is_refused_and_cannot_be_committed() {
     let n = name("honest");
     let ticket = store
         .repo
-        .create_upload(&n, declare(b"declared bytes", 14, None))
+        .create_upload(&n, declare(b"declared bytes", 14, None), LOCAL_ACTOR)
         .await
         .unwrap();
     let mut put = store
@@ -488,7 +510,10 @@ async fn a_presigned_put_of_other_bytes_is_refused_and_cannot_be_committed() {
     let response = put.send().await.unwrap();
     assert_eq!(response.status().as_u16(), 400);
     assert!(response.text().await.unwrap().contains("BadDigest"));
-    let commit = store.repo.commit_upload(&n, &ticket.upload_id).await;
+    let commit = store
+        .repo
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
+        .await;
     assert!(
         matches!(commit, Err(Error::UploadMismatch(_))),
         "{commit:?}"
@@ -514,7 +539,7 @@ fn forced_release(if_revision: Option<u64>) -> shared::model::Pipeline {
 async fn staged(store: &TestStore, n: &shared::ArtifactName, content: &[u8]) -> String {
     let ticket = store
         .repo
-        .create_upload(n, declare(content, content.len(), None))
+        .create_upload(n, declare(content, content.len(), None), LOCAL_ACTOR)
         .await
         .unwrap();
     test_support::put_bytes(&store.http, &ticket, content).await;
@@ -543,7 +568,11 @@ async fn a_retried_one_request_commit_runs_its_pipeline_once_and_answers_the_sam
     let store = TestStore::new().await;
     let n = name("pipeline-once");
     store.upload(&n, b"release 1").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let prod: shared::AliasName = "prod".parse().unwrap();
     let before = store
         .repo
@@ -554,6 +583,7 @@ async fn a_retried_one_request_commit_runs_its_pipeline_once_and_answers_the_sam
                 version: Version::Number(1),
                 secondary: None,
             },
+            &ChangeRequest::default(),
         )
         .await
         .unwrap();
@@ -634,9 +664,7 @@ async fn a_resumed_verification_pipeline_never_publishes_another_writers_latest(
         Action::Fault(Fault::Status500),
         1000,
     ));
-    let failing = through(&store, &plan)
-        .await
-        .with_verifier(Verifier::Deferred);
+    let failing = store.through(&plan).await.with_verifier(Verifier::Deferred);
     let cut = loop {
         match failing.verify_upload_step(&n, &u1, None).await {
             Ok(VerifyStep::Continue { .. }) => continue,
@@ -651,7 +679,11 @@ async fn a_resumed_verification_pipeline_never_publishes_another_writers_latest(
 
     // A newer writer commits; then the verification is retried.
     let newer = staged(&store, &n, b"a newer writer's LATEST").await;
-    store.repo.commit_upload(&n, &newer).await.unwrap();
+    store
+        .repo
+        .commit_upload(&n, &newer, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let step = verify(&deferred, &n, &u1).await;
     assert!(matches!(step, VerifyStep::Idle), "{step:?}");
     assert!(numbered(&store, &n).await.is_empty(), "nothing published");
@@ -682,7 +714,11 @@ async fn an_alias_move_racing_an_archive_of_its_target_is_refused() {
     let n = name("archive-race");
     for build in [b"build 1".as_slice(), b"build 2"] {
         store.upload(&n, build).await;
-        store.repo.publish_version(&n, false).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
     let prod: shared::AliasName = "prod".parse().unwrap();
     let at = |version| shared::model::AliasTarget {
@@ -691,7 +727,7 @@ async fn an_alias_move_racing_an_archive_of_its_target_is_refused() {
     };
     store
         .repo
-        .put_alias(&n, &prod, at(Version::Number(1)))
+        .put_alias(&n, &prod, at(Version::Number(1)), &ChangeRequest::default())
         .await
         .unwrap();
     // The move has read version 2 (active) and waits before its transaction.
@@ -703,11 +739,14 @@ async fn an_alias_move_racing_an_archive_of_its_target_is_refused() {
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let repo = through(&store, &plan).await;
+    let repo = store.through(&plan).await;
     let mv = tokio::spawn({
         let n = n.clone();
         let prod = prod.clone();
-        async move { repo.put_alias(&n, &prod, at(Version::Number(2))).await }
+        async move {
+            repo.put_alias(&n, &prod, at(Version::Number(2)), &ChangeRequest::default())
+                .await
+        }
     });
     gate.arrived().await;
     store
@@ -740,7 +779,11 @@ async fn a_status_change_retried_after_a_lost_answer_succeeds_and_refreshes_alia
     let store = TestStore::new().await;
     let n = name("status-retry");
     store.upload(&n, b"build 1").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let prod: shared::AliasName = "prod".parse().unwrap();
     store
         .repo
@@ -751,6 +794,7 @@ async fn a_status_change_retried_after_a_lost_answer_succeeds_and_refreshes_alia
                 version: Version::Number(1),
                 secondary: None,
             },
+            &ChangeRequest::default(),
         )
         .await
         .unwrap();
@@ -762,7 +806,7 @@ async fn a_status_change_retried_after_a_lost_answer_succeeds_and_refreshes_alia
         Action::Fault(Fault::ResetAfter),
         100,
     ));
-    let repo = through(&store, &plan).await;
+    let repo = store.through(&plan).await;
     let change = status_change(Some(VersionStatus::Active));
     let lost = repo
         .set_version_status(&n, Version::Number(1), VersionStatus::Deprecated, &change)
@@ -798,7 +842,7 @@ async fn a_purge_whose_fence_lapsed_stops_before_deleting_a_later_commit() {
         Action::HoldAfter(gate.clone()),
         1,
     ));
-    let repo = through(&store, &plan).await;
+    let repo = store.through(&plan).await;
     let purge = tokio::spawn({
         let n = n.clone();
         async move { repo.purge_artifact(&n).await }
@@ -849,9 +893,17 @@ async fn a_reclaim_never_blocks_bytes_live_rows_hold() {
     let n = name("live-bytes");
     let held = b"bytes LATEST holds again";
     store.upload(&n, held).await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store.upload(&n, b"another build").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     store.upload(&n, held).await;
     store
         .repo
@@ -869,17 +921,17 @@ async fn a_reclaim_never_blocks_bytes_live_rows_hold() {
             u64::MAX,
         ));
     }
-    let faulty = through(&store, &plan).await;
+    let faulty = store.through(&plan).await;
     let report = faulty.reclaim(&n, Duration::ZERO).await;
     assert!(report.is_ok(), "{report:?}");
-    let published = store.repo.publish_version(&n, true).await;
+    let published = store.repo.publish_version(&n, true, LOCAL_ACTOR).await;
     assert!(
         published.is_ok(),
         "LATEST's bytes are not blocked: {published:?}"
     );
     let ticket = store
         .repo
-        .create_upload(&n, declare(held, held.len(), None))
+        .create_upload(&n, declare(held, held.len(), None), LOCAL_ACTOR)
         .await
         .unwrap();
     assert!(ticket.exists);
@@ -908,7 +960,7 @@ async fn a_reclaim_never_blocks_bytes_live_rows_hold() {
     assert!(
         store
             .repo
-            .create_upload(&n, declare(b"another build", 13, None))
+            .create_upload(&n, declare(b"another build", 13, None), LOCAL_ACTOR)
             .await
             .is_err(),
         "blocked while the item stands"
@@ -916,7 +968,7 @@ async fn a_reclaim_never_blocks_bytes_live_rows_hold() {
     store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
     let ticket = store
         .repo
-        .create_upload(&n, declare(b"another build", 13, None))
+        .create_upload(&n, declare(b"another build", 13, None), LOCAL_ACTOR)
         .await;
     assert!(ticket.is_ok_and(|t| t.exists), "lifted by the next pass");
     assert_eq!(
@@ -940,7 +992,7 @@ async fn an_abandoned_unverified_object_does_not_block_later_uploads_of_its_byte
     let (abandoned, parts) = start_multipart(&deferred, &n, &content).await;
     send_parts(&deferred, &store.http, &n, &abandoned, &garbage, &parts).await;
     assert!(matches!(
-        deferred.commit_as(&n, &abandoned, "ci").await.unwrap(),
+        deferred.commit(&n, &abandoned, "ci").await.unwrap(),
         CommitOutcome::Verifying { .. }
     ));
     // Its verification never runs; its row goes (expired, cleaned up).
@@ -960,7 +1012,7 @@ async fn an_abandoned_unverified_object_does_not_block_later_uploads_of_its_byte
     let (id, parts) = start_multipart(&deferred, &n, &content).await;
     send_parts(&deferred, &store.http, &n, &id, &content, &parts).await;
     assert!(matches!(
-        deferred.commit_as(&n, &id, "ci").await.unwrap(),
+        deferred.commit(&n, &id, "ci").await.unwrap(),
         CommitOutcome::Verifying { .. }
     ));
     let step = verify(&deferred, &n, &id).await;
@@ -968,7 +1020,11 @@ async fn an_abandoned_unverified_object_does_not_block_later_uploads_of_its_byte
     assert_eq!(served(&store, &n, Version::Latest).await, content);
     // From now on the bytes are known: a push of them transfers nothing.
     let again = deferred
-        .create_upload(&n, declare(&content, content.len(), Some(5 * MIB as u64)))
+        .create_upload(
+            &n,
+            declare(&content, content.len(), Some(5 * MIB as u64)),
+            LOCAL_ACTOR,
+        )
         .await
         .unwrap();
     assert!(again.exists);
@@ -989,9 +1045,18 @@ async fn an_interrupted_publish_leaves_no_gap_in_the_numbers() {
         Action::Fault(Fault::Status500),
         u64::MAX,
     ));
-    let interrupted = through(&store, &plan).await;
-    assert!(interrupted.publish_version(&n, true).await.is_err());
-    let published = store.repo.publish_version(&n, true).await.unwrap();
+    let interrupted = store.through(&plan).await;
+    assert!(
+        interrupted
+            .publish_version(&n, true, LOCAL_ACTOR)
+            .await
+            .is_err()
+    );
+    let published = store
+        .repo
+        .publish_version(&n, true, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(published.artifact.version, Version::Number(1));
     assert_eq!(numbered(&store, &n).await, [Version::Number(1)]);
 }
@@ -1007,7 +1072,11 @@ async fn reclaim_deletes_bytes_no_row_references_and_keeps_the_rest() {
     let n = name("unreferenced");
     store.upload(&n, b"replaced before it was published").await;
     store.upload(&n, b"published").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let pending = staged(&store, &n, b"sent, not committed yet").await;
 
     let report = store
@@ -1026,12 +1095,20 @@ async fn reclaim_deletes_bytes_no_row_references_and_keeps_the_rest() {
     );
     let again = store
         .repo
-        .create_upload(&n, declare(b"replaced before it was published", 32, None))
+        .create_upload(
+            &n,
+            declare(b"replaced before it was published", 32, None),
+            LOCAL_ACTOR,
+        )
         .await
         .unwrap();
     assert!(!again.exists, "its bytes are gone");
     assert_eq!(served(&store, &n, Version::Number(1)).await, b"published");
-    store.repo.commit_upload(&n, &pending).await.unwrap();
+    store
+        .repo
+        .commit_upload(&n, &pending, LOCAL_ACTOR)
+        .await
+        .unwrap();
     assert_eq!(
         served(&store, &n, Version::Latest).await,
         b"sent, not committed yet"
@@ -1047,14 +1124,22 @@ async fn a_purge_interrupted_in_an_alias_history_leaves_it_gapless_from_one() {
     let store = TestStore::new().await;
     let n = name("history-purge");
     store.upload(&n, b"build").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let prod: shared::AliasName = "prod".parse().unwrap();
     let to_one = shared::model::AliasTarget {
         version: Version::Number(1),
         secondary: None,
     };
     for _ in 0..30 {
-        store.repo.put_alias(&n, &prod, to_one).await.unwrap();
+        store
+            .repo
+            .put_alias(&n, &prod, to_one, &ChangeRequest::default())
+            .await
+            .unwrap();
     }
     // The first batch of deletions (the alias row and 24 entries) lands,
     // then every later one fails: the purge stops half-way.
@@ -1072,7 +1157,7 @@ async fn a_purge_interrupted_in_an_alias_history_leaves_it_gapless_from_one() {
         Action::Fault(Fault::Status500),
         u64::MAX,
     ));
-    let interrupted = through(&store, &plan).await;
+    let interrupted = store.through(&plan).await;
     assert!(interrupted.purge_artifact(&n).await.is_err());
     // Its fence lapses; a pipeline brings the artifact back and re-creates
     // the alias, continuing the history that is left.
@@ -1097,7 +1182,11 @@ async fn a_purge_interrupted_in_an_alias_history_leaves_it_gapless_from_one() {
         .await
         .unwrap();
     store.upload(&n, b"build again").await;
-    let alias = store.repo.put_alias(&n, &prod, to_one).await.unwrap();
+    let alias = store
+        .repo
+        .put_alias(&n, &prod, to_one, &ChangeRequest::default())
+        .await
+        .unwrap();
     let entries = store
         .repo
         .alias_history(&n, &prod, Some(100), None)
@@ -1190,7 +1279,7 @@ async fn a_library_put_landing_during_a_purge_keeps_its_bytes_with_its_row() {
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let slow = through(&store, &plan).await;
+    let slow = store.through(&plan).await;
     let purge = tokio::spawn({
         let n = n.clone();
         async move { slow.purge_artifact(&n).await }
@@ -1230,7 +1319,7 @@ async fn a_library_row_landing_after_a_purge_took_its_bytes_goes_too() {
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let slow = through(&store, &plan).await;
+    let slow = store.through(&plan).await;
     let purge = tokio::spawn({
         let n = n.clone();
         async move { slow.purge_artifact(&n).await }
@@ -1257,7 +1346,11 @@ async fn alias_moves_and_publishes_wait_for_a_running_purge() {
     let store = TestStore::new().await;
     let n = name("fenced");
     store.upload(&n, b"one").await;
-    store.repo.publish_version(&n, false).await.unwrap();
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let plan = Plan::new();
     let gate = Gate::new();
     plan.add(Rule::new(
@@ -1266,19 +1359,22 @@ async fn alias_moves_and_publishes_wait_for_a_running_purge() {
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let slow = through(&store, &plan).await;
+    let slow = store.through(&plan).await;
     let purge = tokio::spawn({
         let n = n.clone();
         async move { slow.purge_artifact(&n).await }
     });
     // The fence is up, LATEST still there.
     gate.arrived().await;
-    let moved = store.repo.put_alias(&n, &alias("prod"), to(1)).await;
+    let moved = store
+        .repo
+        .put_alias(&n, &alias("prod"), to(1), &ChangeRequest::default())
+        .await;
     assert!(
         matches!(moved, Err(Error::ArtifactBeingPurged { .. })),
         "{moved:?}"
     );
-    let published = store.repo.publish_version(&n, true).await;
+    let published = store.repo.publish_version(&n, true, LOCAL_ACTOR).await;
     assert!(
         matches!(published, Err(Error::ArtifactBeingPurged { .. })),
         "{published:?}"
@@ -1306,10 +1402,14 @@ async fn a_failed_purge_hands_its_fence_to_the_retry_which_finishes_the_job() {
     let store = TestStore::new().await;
     let n = name("half-purged");
     store.upload(&n, b"one").await;
-    store.repo.publish_version(&n, false).await.unwrap();
     store
         .repo
-        .put_alias(&n, &alias("stage"), to(1))
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    store
+        .repo
+        .put_alias(&n, &alias("stage"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
     let plan = Plan::new();
@@ -1319,13 +1419,13 @@ async fn a_failed_purge_hands_its_fence_to_the_retry_which_finishes_the_job() {
         Action::Fault(Fault::Status500),
         u64::MAX,
     ));
-    let failing = through(&store, &plan).await;
+    let failing = store.through(&plan).await;
     let failed = failing.purge_artifact(&n).await;
     assert!(failed.is_err(), "{failed:?}");
     // Half-way: LATEST is gone; writers are still kept out.
     let upload = store
         .repo
-        .create_upload(&n, declare(b"new life", 8, None))
+        .create_upload(&n, declare(b"new life", 8, None), LOCAL_ACTOR)
         .await;
     assert!(
         matches!(upload, Err(Error::ArtifactBeingPurged { .. })),
@@ -1368,7 +1468,7 @@ async fn a_failed_purge_hands_its_fence_over_even_when_the_first_try_fails() {
         Action::Fault(Fault::Status500),
         3,
     ));
-    let failing = through(&store, &plan).await;
+    let failing = store.through(&plan).await;
     let failed = failing.purge_artifact(&n).await;
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(hand_over.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -1404,9 +1504,7 @@ async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let slow = through(&store, &plan)
-        .await
-        .with_verifier(Verifier::Deferred);
+    let slow = store.through(&plan).await.with_verifier(Verifier::Deferred);
     let first = tokio::spawn({
         let n = n.clone();
         async move { slow.publish(&n, false, "ci").await }
@@ -1500,7 +1598,7 @@ async fn a_library_publish_racing_a_purge_keeps_its_copy_of_a_mirrored_latest() 
         Action::HoldBefore(gate.clone()),
         1,
     ));
-    let slow = through(&store, &plan).await;
+    let slow = store.through(&plan).await;
     let purge = tokio::spawn({
         let n = n.clone();
         async move { slow.purge_artifact(&n).await }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
 use lambda_http::RequestExt;
-use shared::model::{AliasTarget, RetentionPolicy};
+use shared::model::{AliasTarget, ChangeRequest, LOCAL_ACTOR, RetentionPolicy};
 use shared::scheduled::{Pass, RetentionSchedule, handle_event, run_pass, run_retention};
 use shared::{ArtifactName, Config, Repository, Version};
 use test_support::{TestStore, name, upload_with, workspace_root};
@@ -42,7 +42,11 @@ async fn seed_n(store: &Arc<TestStore>, artifacts: usize) {
                 )
                 .await;
                 for _ in 0..3 {
-                    store.repo.publish_version(&n, true).await.unwrap();
+                    store
+                        .repo
+                        .publish_version(&n, true, LOCAL_ACTOR)
+                        .await
+                        .unwrap();
                 }
                 if i % 10 == 0 {
                     let prod = AliasTarget {
@@ -51,7 +55,12 @@ async fn seed_n(store: &Arc<TestStore>, artifacts: usize) {
                     };
                     store
                         .repo
-                        .put_alias(&n, &"prod".parse().unwrap(), prod)
+                        .put_alias(
+                            &n,
+                            &"prod".parse().unwrap(),
+                            prod,
+                            &ChangeRequest::default(),
+                        )
                         .await
                         .unwrap();
                 }
@@ -439,7 +448,11 @@ async fn the_retention_route_takes_its_defaults_from_the_deployments_retention_p
     let n = name("app");
     store.upload(&n, b"x").await;
     for _ in 0..3 {
-        store.repo.publish_version(&n, true).await.unwrap();
+        store
+            .repo
+            .publish_version(&n, true, LOCAL_ACTOR)
+            .await
+            .unwrap();
     }
 
     // Unset: 10 versions and 90 days, so nothing this young goes.
