@@ -13,7 +13,8 @@
 //! - The rules, decisions as pure functions over what was read:
 //!   [`alias_rules`] (what an alias change does), [`blob_rules`] (what a
 //!   stored object proves, whether a blob may be reclaimed),
-//!   [`retention_rules`] (which versions a pass deletes).
+//!   [`retention_rules`] (which versions a pass deletes), [`publish_rules`]
+//!   (the number a publish takes; what it does with an adoption under way).
 
 pub mod access;
 pub mod alias_rules;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod limits;
 pub mod model;
 pub mod names;
+pub mod publish_rules;
 pub mod query;
 pub mod retention_rules;
 pub mod rollout;

@@ -570,3 +570,41 @@ pub struct RolloutRequest {
     pub alarms: Vec<String>,
     pub message: Option<String>,
 }
+
+/// Where an upload stands (its row's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    Pending,
+    /// Multipart only: completed in S3, its SHA-256 being computed.
+    Verifying,
+    Committed,
+    /// Multipart only: the bytes were not the declared ones.
+    Failed,
+    /// Multipart only: verified after a later commit made LATEST: never
+    /// made LATEST (SPEC 7.11).
+    Superseded,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Verifying => "verifying",
+            Self::Committed => "committed",
+            Self::Failed => "failed",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Verifying,
+            Self::Committed,
+            Self::Failed,
+            Self::Superseded,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! - the core layer (`artifact-core`, re-exported): [`names`], [`error`],
 //!   [`model`], [`config`], [`limits`], [`rollout`], [`access`] and the
-//!   rules ([`alias_rules`], [`blob_rules`], [`retention_rules`]).
+//!   rules ([`alias_rules`], [`blob_rules`], [`publish_rules`], [`retention_rules`]).
 //! - [`layout`]: S3 keys, DynamoDB keys and formats of `versioned` 1.0.1.
 //! - [`repository`]: the [`Repository`] over S3 + DynamoDB.
 //! - [`calls`]: counts of AWS requests per client.
@@ -25,8 +25,8 @@ pub mod verifier;
 // The core layer, re-exported: `shared::names`, `crate::error`, … name
 // the same modules everywhere.
 pub use artifact_core::{
-    access, alias_rules, blob_rules, config, error, limits, model, names, query, retention_rules,
-    rollout,
+    access, alias_rules, blob_rules, config, error, limits, model, names, publish_rules, query,
+    retention_rules, rollout,
 };
 
 pub use config::{Config, ConfigError};

@@ -13,7 +13,10 @@ use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::model::{Pipeline, PublishOutcome, Published, UploadRequest};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, Location, UploadState, VersionRow, nv, set_metadata, sv, version_key};
+use crate::publish_rules::{
+    ADOPT_PARALLEL_PARTS, Decision, Latest, Mode, Step, adopt_part_size, adoption_step, decide,
+};
+use crate::rows::{Item, Location, VersionRow, nv, set_metadata, sv, version_key};
 
 /// Publishes of one artifact racing each other take turns (each attempt
 /// reads LATEST and takes the next number only if nobody did meanwhile):
@@ -110,7 +113,7 @@ impl Repository {
                 });
             };
             let latest = VersionRow::from_item(&latest_item)?;
-            let number = match decide(&latest, &mode, upload) {
+            let number = match decide(&as_read(&latest), &mode, upload) {
                 Decision::NotFound => {
                     return Err(Error::ArtifactNotFound {
                         name: name.to_string(),
@@ -518,11 +521,13 @@ impl Repository {
             .and_then(|id| id.parse::<UploadId>().ok())
         {
             match self.upload_row(name, &id).await {
-                Ok(row) if row.sha256 == latest.sha256 => match adoption_step(&row, now()) {
-                    Step::Wait => return Ok(Adoption::Verifying(id.as_str().to_owned())),
-                    Step::Resume => resume = Some(id),
-                    Step::Replace => {}
-                },
+                Ok(row) if row.sha256 == latest.sha256 => {
+                    match adoption_step(row.state, row.expires_at, now().unix_timestamp()) {
+                        Step::Wait => return Ok(Adoption::Verifying(id.as_str().to_owned())),
+                        Step::Resume => resume = Some(id),
+                        Step::Replace => {}
+                    }
+                }
                 Ok(_) | Err(Error::UploadNotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -837,62 +842,15 @@ enum Member {
     Fence,
 }
 
-/// What a publish does with LATEST as read (a pure decision).
-#[derive(Debug, PartialEq, Eq)]
-enum Decision {
-    /// Take this number (the counter + 1).
-    Number(u32),
-    /// LATEST unchanged since it was published as `last_version`.
-    Unchanged,
-    /// LATEST has no counter yet (written by the Python library).
-    CounterMissing,
-    /// LATEST has no publish marker (written by the Python library).
-    MarkerMissing,
-    /// LATEST is a tombstone: the artifact is purged.
-    NotFound,
-    /// LATEST is no longer the commit of the upload asked for.
-    Superseded,
-}
-
-fn decide(latest: &VersionRow, mode: &Mode, upload: Option<&str>) -> Decision {
-    if latest.is_deleted {
-        return Decision::NotFound;
+/// LATEST as the publish rule reads it.
+fn as_read(row: &VersionRow) -> Latest<'_> {
+    Latest {
+        deleted: row.is_deleted,
+        upload_id: row.upload_id.as_deref(),
+        last_version: row.last_version,
+        sha256: &row.sha256,
+        published_sha256: row.published_sha256.as_deref(),
     }
-    if upload.is_some_and(|u| latest.upload_id.as_deref() != Some(u)) {
-        return Decision::Superseded;
-    }
-    let Some(last) = latest.last_version else {
-        return Decision::CounterMissing;
-    };
-    let next = Decision::Number(last.saturating_add(1));
-    let published = latest.published_sha256.as_deref();
-    match mode {
-        Mode::Force => next,
-        Mode::IfChanged => match published {
-            None => Decision::MarkerMissing,
-            Some(p) if p == latest.sha256 => Decision::Unchanged,
-            Some(_) => next,
-        },
-        Mode::FirstMarker(seen) => match published {
-            // Checked against the newest version: publish these bytes.
-            None if *seen == latest.sha256 => next,
-            // LATEST changed since: judge it again.
-            None => Decision::MarkerMissing,
-            // A concurrent publish set the marker first.
-            Some(p) if p == latest.sha256 => Decision::Unchanged,
-            Some(_) => next,
-        },
-    }
-}
-
-/// When a publish takes a number.
-enum Mode {
-    /// Only when LATEST changed since it was last published.
-    IfChanged,
-    /// Always (`force`).
-    Force,
-    /// When LATEST still holds these bytes and carries no marker yet.
-    FirstMarker(String),
 }
 
 /// The library's object of LATEST went (deleted, purged) while a publish
@@ -902,9 +860,6 @@ fn library_bytes_gone(name: &ArtifactName) -> Error {
         "the bytes of LATEST of {name} went while publishing; retry"
     ))
 }
-
-/// Parts of a background adoption copied at once.
-const ADOPT_PARALLEL_PARTS: usize = 16;
 
 /// What [`Repository::publish_version_of`] came to.
 pub(super) enum Publishing {
@@ -932,206 +887,4 @@ enum Adoption {
     Again,
     /// The upload copying the bytes is being verified; it publishes them.
     Verifying(String),
-}
-
-/// What a publish does with the adoption LATEST records (a pure decision).
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    /// Being verified: answer with it.
-    Wait,
-    /// Pending (its publish was cut short): copy and commit it again.
-    Resume,
-    /// Over (committed, failed, superseded) or about to expire: start anew.
-    Replace,
-}
-
-/// A pending adoption left this long before its expiry is replaced, not
-/// resumed: its commit must land before the upload expires.
-const RESUME_MARGIN_SECS: i64 = 300;
-
-fn adoption_step(upload: &crate::rows::UploadRow, now: time::OffsetDateTime) -> Step {
-    match upload.state {
-        UploadState::Verifying => Step::Wait,
-        UploadState::Pending if upload.expires_at > now.unix_timestamp() + RESUME_MARGIN_SECS => {
-            Step::Resume
-        }
-        _ => Step::Replace,
-    }
-}
-
-/// Parts of a background adoption: the object cut into as many parts as
-/// are copied at once (one round of copies), each at least S3's minimum
-/// and a whole number of MiB.
-fn adopt_part_size(size: u64) -> u64 {
-    const MIB: u64 = 1024 * 1024;
-    let even = size.div_ceil(ADOPT_PARALLEL_PARTS as u64).div_ceil(MIB) * MIB;
-    even.max(super::MIN_PART_SIZE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn latest(last: Option<u32>, sha: &str, published: Option<&str>) -> VersionRow {
-        let mut item = version_key(&"app".parse().expect("a name"), Version::Latest);
-        item.insert(attr::SHA256.into(), sv(sha));
-        item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
-        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now())));
-        if let Some(n) = last {
-            item.insert(attr::LAST_VERSION.into(), nv(n));
-        }
-        if let Some(p) = published {
-            item.insert(attr::PUBLISHED_SHA256.into(), sv(p));
-        }
-        item.insert(attr::UPLOAD_ID.into(), sv("u1"));
-        VersionRow::from_item(&item).expect("a LATEST row")
-    }
-
-    #[test]
-    fn an_adoption_in_parts_is_cut_into_one_round_of_copies() {
-        const MIB: u64 = 1024 * 1024;
-        for (size, part_size, parts) in [
-            // S3's minimum part: small objects take few parts.
-            (1, 5 * MIB, 1),
-            (12 * MIB, 5 * MIB, 3),
-            (80 * MIB, 5 * MIB, 16),
-            // Above 80 MiB: 16 parts, rounded up to whole MiB.
-            (81 * MIB, 6 * MIB, 14),
-            (1024 * MIB, 64 * MIB, 16),
-            (5 * 1024 * MIB, 320 * MIB, 16),
-            (5 * 1024 * MIB + 1, 321 * MIB, 16),
-        ] {
-            let got = adopt_part_size(size);
-            assert_eq!(got, part_size, "{size}");
-            assert_eq!(size.div_ceil(got), parts, "{size}");
-            assert!(
-                super::super::multipart_plan(size, Some(got)).is_ok(),
-                "{size}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_retried_publish_waits_for_resumes_or_replaces_the_adoption_recorded() {
-        let now = now();
-        let upload = |state, expires_in: i64| crate::rows::UploadRow {
-            name: "app".parse().expect("a name"),
-            upload_id: "u".into(),
-            sha256: "a".into(),
-            size: 1,
-            content_type: "application/octet-stream".into(),
-            metadata: Default::default(),
-            actor: "ci".into(),
-            state,
-            expires_at: now.unix_timestamp() + expires_in,
-            update_at: now,
-            changed: None,
-            multipart: None,
-            blob_version: None,
-            verified_bytes: 0,
-            hash_state: None,
-            reason: None,
-            committed_at: None,
-            blob_owned: false,
-            pipeline: None,
-            pipeline_result: None,
-        };
-        for (state, expires_in, step) in [
-            (UploadState::Verifying, 3600, Step::Wait),
-            // Verifying is not bound by the upload's expiry.
-            (UploadState::Verifying, -10, Step::Wait),
-            (UploadState::Pending, 3600, Step::Resume),
-            // Too close to expiry to commit in time: a new one.
-            (UploadState::Pending, RESUME_MARGIN_SECS - 1, Step::Replace),
-            (UploadState::Pending, -10, Step::Replace),
-            (UploadState::Committed, 3600, Step::Replace),
-            (UploadState::Failed, 3600, Step::Replace),
-            (UploadState::Superseded, 3600, Step::Replace),
-        ] {
-            assert_eq!(
-                adoption_step(&upload(state, expires_in), now),
-                step,
-                "{state:?} expiring in {expires_in} s"
-            );
-        }
-    }
-
-    #[test]
-    fn a_publish_decides_from_latest_as_read() {
-        let first_marker = Mode::FirstMarker("a".into());
-        let cases: [(VersionRow, &Mode, Option<&str>, Decision); 11] = [
-            (
-                latest(Some(3), "a", Some("b")),
-                &Mode::IfChanged,
-                None,
-                Decision::Number(4),
-            ),
-            (
-                latest(Some(3), "a", Some("a")),
-                &Mode::IfChanged,
-                None,
-                Decision::Unchanged,
-            ),
-            (
-                latest(Some(3), "a", Some("a")),
-                &Mode::Force,
-                None,
-                Decision::Number(4),
-            ),
-            (
-                latest(Some(0), "a", Some("a")),
-                &Mode::Force,
-                None,
-                Decision::Number(1),
-            ),
-            (
-                latest(None, "a", None),
-                &Mode::Force,
-                None,
-                Decision::CounterMissing,
-            ),
-            (
-                latest(Some(3), "a", None),
-                &Mode::IfChanged,
-                None,
-                Decision::MarkerMissing,
-            ),
-            (
-                latest(Some(3), "a", None),
-                &first_marker,
-                None,
-                Decision::Number(4),
-            ),
-            (
-                latest(Some(3), "c", None),
-                &first_marker,
-                None,
-                Decision::MarkerMissing,
-            ),
-            (
-                latest(Some(3), "a", Some("a")),
-                &first_marker,
-                None,
-                Decision::Unchanged,
-            ),
-            (
-                latest(Some(3), "a", Some("a")),
-                &Mode::Force,
-                Some("u1"),
-                Decision::Number(4),
-            ),
-            (
-                latest(Some(3), "a", Some("a")),
-                &Mode::Force,
-                Some("u2"),
-                Decision::Superseded,
-            ),
-        ];
-        for (row, mode, upload, want) in cases {
-            assert_eq!(decide(&row, mode, upload), want, "{row:?} {upload:?}");
-        }
-        let mut purged = latest(Some(3), "a", Some("a"));
-        purged.is_deleted = true;
-        assert_eq!(decide(&purged, &Mode::Force, None), Decision::NotFound);
-    }
 }
