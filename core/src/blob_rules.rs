@@ -152,6 +152,31 @@ pub fn verification_may_commit(
         && latest_committed_at.is_none_or(|t| t < committed_at)
 }
 
+/// LATEST as a start upload with `commit` read it: what deciding whether
+/// it may commit at once looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestBytes<'a> {
+    /// LATEST exists and is not a tombstone.
+    pub live: bool,
+    /// LATEST's bytes are the service's blob of its SHA-256 (not the
+    /// library's object).
+    pub in_blob: bool,
+    pub sha256: &'a str,
+    pub size: Option<u64>,
+}
+
+/// Whether a start upload declaring `sha256` and `size`, asking to commit,
+/// commits at once on LATEST as read, in one transaction and without
+/// looking at S3: LATEST is live and points at the blob of exactly these
+/// bytes. A row never points at a blob that is not there (SPEC 7), and the
+/// transaction holds only while LATEST still does, so the bytes are there
+/// when it lands; the commit changes no content, it records the upload.
+/// Any other case goes the ordinary way (a pending row, then the commit,
+/// which looks at the blob after the row exists).
+pub fn commits_on_latest(latest: &LatestBytes<'_>, sha256: &str, size: u64) -> bool {
+    latest.live && latest.in_blob && latest.sha256 == sha256 && latest.size == Some(size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +310,36 @@ mod tests {
         // A later commit of the bytes LATEST already held counts too.
         assert!(!verification_may_commit(&at, Some(&before), Some(&after)));
         assert!(verification_may_commit(&at, Some(&before), Some(&before)));
+    }
+
+    #[test]
+    fn a_start_commits_on_latest_only_when_latest_holds_exactly_the_declared_bytes() {
+        let other = "0".repeat(64);
+        let latest = |live, in_blob, sha256, size| LatestBytes {
+            live,
+            in_blob,
+            sha256,
+            size,
+        };
+        let table: [(LatestBytes<'_>, u64, bool); 7] = [
+            (latest(true, true, SHA, Some(5)), 5, true),
+            // The declaration's size is not LATEST's: the ordinary way
+            // finds the contradiction on S3 and refuses it.
+            (latest(true, true, SHA, Some(6)), 5, false),
+            (latest(true, true, SHA, None), 5, false),
+            (latest(true, true, &other, Some(5)), 5, false),
+            // The library's object: adopted by a publish, not here.
+            (latest(true, false, SHA, Some(5)), 5, false),
+            // A tombstone: a purge went by.
+            (latest(false, true, SHA, Some(5)), 5, false),
+            (latest(false, false, &other, None), 5, false),
+        ];
+        for (latest, size, expected) in table {
+            assert_eq!(
+                commits_on_latest(&latest, SHA, size),
+                expected,
+                "{latest:?} declared {size}"
+            );
+        }
     }
 }

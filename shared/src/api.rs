@@ -392,6 +392,24 @@ impl Operation {
                 Err(e) => error_response(&e),
             };
         }
+        if self == Self::StartUpload {
+            // Its first round trip only reads: it goes beside the
+            // authorisation, and nothing is written until it said yes.
+            let (said, heard) = tokio::sync::oneshot::channel();
+            let authorize = async {
+                let grant = self.authorize(repo, &request).await;
+                let _ = said.send(grant.is_ok());
+                grant
+            };
+            let (grant, answer) = tokio::join!(
+                authorize,
+                Box::pin(start_upload(repo, &request, allowed(heard)))
+            );
+            return match grant {
+                Ok(_) => answer.unwrap_or_else(|e| error_response(&e)),
+                Err(e) => error_response(&e),
+            };
+        }
         match self.authorize(repo, &request).await {
             Ok(grant) => {
                 request.extensions_mut().insert(grant);
@@ -410,7 +428,7 @@ impl Operation {
     async fn dispatch(self, repo: &Repository, request: &Request) -> Result<Response<Body>> {
         match self {
             Self::ListArtifacts => list_artifacts(repo, request).await,
-            Self::StartUpload => start_upload(repo, request).await,
+            Self::StartUpload => start_upload(repo, request, async { Ok(()) }).await,
             Self::GetUpload => get_upload(repo, request).await,
             Self::GetUploadParts => get_upload_parts(repo, request).await,
             Self::CommitUpload => commit_upload(repo, request).await,
@@ -703,7 +721,21 @@ impl PipelineBody {
     }
 }
 
-pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+/// What the authorisation said, as a handler waits for it before writing.
+async fn allowed(heard: tokio::sync::oneshot::Receiver<bool>) -> Result<()> {
+    match heard.await {
+        Ok(true) => Ok(()),
+        _ => Err(Error::AccessDenied("the caller is not authorised".into())),
+    }
+}
+
+/// Starts an upload; `allowed` resolves once the caller is authorised
+/// (nothing is written before).
+pub async fn start_upload(
+    repo: &Repository,
+    request: &Request,
+    allowed: impl std::future::Future<Output = Result<()>>,
+) -> Result<Response<Body>> {
     let request_ref = request;
     let name: ArtifactName = path(request, "name")?;
     let b: StartUploadBody = body(request)?;
@@ -727,7 +759,7 @@ pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Respon
     };
     if b.commit {
         let outcome = repo
-            .start_and_commit(&name, request, &actor(request_ref), &pipeline)
+            .start_and_commit(&name, request, &actor(request_ref), &pipeline, allowed)
             .await?;
         let status = match outcome {
             StartOutcome::Committed { .. } => StatusCode::OK,
@@ -735,6 +767,7 @@ pub async fn start_upload(repo: &Repository, request: &Request) -> Result<Respon
         };
         return Ok(json(status, &outcome));
     }
+    allowed.await?;
     let ticket = repo
         .create_upload(&name, request, &actor(request_ref))
         .await?;

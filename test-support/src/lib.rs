@@ -363,6 +363,25 @@ impl TestStore {
     }
 
     /// The whole upload flow: declare, PUT the bytes to the presigned URL, commit.
+    /// How many upload rows `name` has (pending, committed, any state).
+    pub async fn upload_rows(&self, name: &ArtifactName) -> usize {
+        self.ddb
+            .query()
+            .table_name(&self.config.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", shared::layout::attr::PK)
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::upload_pk(name)),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("query the upload rows")
+            .items()
+            .len()
+    }
+
     pub async fn upload(&self, name: &ArtifactName, bytes: &[u8]) -> Committed {
         upload_with(&self.repo, &self.http, name, bytes).await
     }

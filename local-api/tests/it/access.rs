@@ -162,6 +162,20 @@ async fn teams_readers_and_releasers_reach_exactly_what_their_targets_grant() {
         )
         .await;
     assert_eq!(status, 403, "prod is the release role's: {ticket}");
+    // Bytes LATEST holds are committed in one transaction, after reads that
+    // go beside the authorisation: refused, the transaction never runs.
+    let held = b"team-a.app";
+    let before = store.upload_rows(&name("team-a.app")).await;
+    let (status, answer) = api
+        .call(
+            READER,
+            "POST",
+            "/artifacts/team-a.app/uploads",
+            Some(json!({"sha256": sha256_hex(held), "size": held.len(), "commit": true})),
+        )
+        .await;
+    assert_eq!(status, 403, "the reader changes nothing: {answer}");
+    assert_eq!(store.upload_rows(&name("team-a.app")).await, before);
 
     // The reader reads everything, changes nothing.
     let (status, _) = api

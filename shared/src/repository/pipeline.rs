@@ -99,14 +99,54 @@ impl Repository {
 
     /// Starts an upload; when the artifact holds the bytes (`exists`),
     /// commits it at once with `pipeline`: an unchanged push is one request.
+    ///
+    /// Nothing is written before `allowed` (the caller's authorisation)
+    /// says yes; the reads go beside it. Round trip 1: `allowed` ∥ GetItem
+    /// of LATEST (∥ the alias, when the move has a weight or
+    /// `if_revision`). When LATEST holds exactly the declared bytes, round
+    /// trip 2 is the one transaction of `commit_on_latest` (then the
+    /// pipeline's calls): 2 AWS calls for an unchanged push without a
+    /// pipeline. Otherwise the ordinary start (HeadObject ∥
+    /// TransactWriteItems), and the commit when the bytes exist.
     pub async fn start_and_commit(
         &self,
         name: &ArtifactName,
         request: UploadRequest,
         actor: &str,
         pipeline: &Pipeline,
+        allowed: impl std::future::Future<Output = Result<()>>,
     ) -> Result<StartOutcome> {
-        self.check_pipeline(name, pipeline).await?;
+        let declared = request.clone().validate()?;
+        super::multipart::plan(declared.size, declared.part_size)?;
+        let read_at = crate::layout::now();
+        let (allowed, checked, latest) = tokio::join!(
+            allowed,
+            self.check_pipeline(name, pipeline),
+            self.get_row(name, crate::names::Version::Latest)
+        );
+        allowed?;
+        checked?;
+        let on_latest = latest?.filter(|row| {
+            crate::blob_rules::commits_on_latest(
+                &crate::blob_rules::LatestBytes {
+                    live: row.is_live(),
+                    in_blob: row.location == crate::rows::Location::Blob,
+                    sha256: &row.sha256,
+                    size: row.size,
+                },
+                &declared.sha256,
+                declared.size,
+            )
+        });
+        if let Some(latest) = on_latest
+            && let Some((id, committed)) = self
+                .commit_on_latest(name, &declared, actor, &latest, read_at)
+                .await?
+        {
+            return self
+                .started_committed(name, id, actor, pipeline, committed)
+                .await;
+        }
         let ticket = self.create_upload(name, request, actor).await?;
         if !ticket.exists {
             return Ok(StartOutcome::Ticket(ticket));
@@ -117,17 +157,8 @@ impl Repository {
         {
             CommitOutcome::Committed(committed) => {
                 let id: UploadId = ticket.upload_id.parse()?;
-                let (published, alias) = self.run_pipeline_once(name, &id, actor, pipeline).await?;
-                Ok(StartOutcome::Committed {
-                    upload_id: ticket.upload_id,
-                    state: "committed",
-                    exists: true,
-                    committed: Box::new(PipelineCommitted {
-                        committed,
-                        published,
-                        alias,
-                    }),
-                })
+                self.started_committed(name, id, actor, pipeline, committed)
+                    .await
             }
             // Bytes that exist are committed at once, never verified.
             CommitOutcome::Verifying { .. } => Err(Error::internal(
@@ -135,6 +166,28 @@ impl Repository {
                 "bytes that exist were handed to verification".to_owned(),
             )),
         }
+    }
+
+    /// The answer of a start upload committed at once: the pipeline run.
+    async fn started_committed(
+        &self,
+        name: &ArtifactName,
+        id: UploadId,
+        actor: &str,
+        pipeline: &Pipeline,
+        committed: crate::model::Committed,
+    ) -> Result<StartOutcome> {
+        let (published, alias) = self.run_pipeline_once(name, &id, actor, pipeline).await?;
+        Ok(StartOutcome::Committed {
+            upload_id: id.as_str().to_owned(),
+            state: "committed",
+            exists: true,
+            committed: Box::new(PipelineCommitted {
+                committed,
+                published,
+                alias,
+            }),
+        })
     }
 
     /// Refuses, before anything is written, an alias move that cannot

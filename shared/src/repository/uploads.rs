@@ -103,39 +103,14 @@ impl Repository {
     ) -> Result<UploadTicket> {
         let request = request.validate()?;
         let plan = super::multipart::plan(request.size, request.part_size)?;
-        let upload_id = UploadId::new(&request.sha256);
         let digest = hex::decode(&request.sha256)
             .map_err(|_| Error::InvalidRequest("sha256 must be hexadecimal".into()))?;
         let size = i64::try_from(request.size)
             .map_err(|_| Error::TooLarge(format!("size {} is too large", request.size)))?;
-        let content_type = request
-            .content_type
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
         let now = now();
+        let (upload_id, row) = self.pending_upload(name, &request, actor, now);
+        let content_type = row.content_type.clone();
         let expires_at = now + self.upload_expires;
-        let row = UploadRow {
-            name: name.clone(),
-            upload_id: upload_id.as_str().to_owned(),
-            sha256: request.sha256.clone(),
-            size: request.size,
-            content_type: content_type.clone(),
-            metadata: request.metadata.clone(),
-            actor: actor.to_owned(),
-            state: UploadState::Pending,
-            expires_at: expires_at.unix_timestamp(),
-            update_at: now,
-            changed: None,
-            multipart: None,
-            blob_version: None,
-            verified_bytes: 0,
-            hash_state: None,
-            reason: None,
-            committed_at: None,
-            blob_owned: false,
-            pipeline: None,
-            pipeline_result: None,
-        };
         let blob_key = self.layout.blob_key(name, &request.sha256);
         let mut metadata: HashMap<String, String> = request.metadata.clone().into_iter().collect();
         metadata.insert(META_ARTIFACT_NAME.into(), name.to_string());
@@ -258,6 +233,117 @@ impl Repository {
             multipart: None,
             expires_at,
         })
+    }
+
+    /// The pending-upload row of a start upload of `request` (validated).
+    fn pending_upload(
+        &self,
+        name: &ArtifactName,
+        request: &UploadRequest,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> (UploadId, UploadRow) {
+        let upload_id = UploadId::new(&request.sha256);
+        let row = UploadRow {
+            name: name.clone(),
+            upload_id: upload_id.as_str().to_owned(),
+            sha256: request.sha256.clone(),
+            size: request.size,
+            content_type: request
+                .content_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+            metadata: request.metadata.clone(),
+            actor: actor.to_owned(),
+            state: UploadState::Pending,
+            expires_at: (now + self.upload_expires).unix_timestamp(),
+            update_at: now,
+            changed: None,
+            multipart: None,
+            blob_version: None,
+            verified_bytes: 0,
+            hash_state: None,
+            reason: None,
+            committed_at: None,
+            blob_owned: false,
+            pipeline: None,
+            pipeline_result: None,
+        };
+        (upload_id, row)
+    }
+
+    /// A start upload with `commit` of the bytes LATEST holds, as read at
+    /// `read_at` (`blob_rules::commits_on_latest`): the upload row is
+    /// written committed and recorded on LATEST in one transaction, which
+    /// holds only while no purge runs, the bytes are not being reclaimed
+    /// and LATEST still holds them. `None` when LATEST changed since the
+    /// read (the caller goes the ordinary way). AWS calls: TransactWriteItems (1).
+    pub(super) async fn commit_on_latest(
+        &self,
+        name: &ArtifactName,
+        request: &UploadRequest,
+        actor: &str,
+        latest: &VersionRow,
+        read_at: OffsetDateTime,
+    ) -> Result<Option<(UploadId, Committed)>> {
+        let now = now();
+        let (id, row) = self.pending_upload(name, request, actor, now);
+        let mut tx = Tx::new();
+        tx.push(Held::Fence, self.no_purge_running(name)?);
+        tx.push(
+            Held::Bytes,
+            self.not_condemned(name, &row.sha256, Some(read_at))?,
+        );
+        tx.push(
+            Held::Row,
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.layout.table)
+                        .set_item(Some(UploadRow::committed_item(row.to_item(), false, now)))
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", attr::PK)
+                        .build()
+                        .map_err(super::invalid_sdk_input)?,
+                )
+                .build(),
+        );
+        tx.push(Held::Latest, self.latest_unchanged(name, &row, None, now)?);
+        let committed = Committed {
+            artifact: latest.to_artifact(&self.layout),
+            changed: false,
+        };
+        let token = &row.upload_id[..32];
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact_tx(&tx, token).await {
+                Ok(()) => return Ok(Some((id, committed))),
+                // The row is new (a fresh nonce): our own earlier attempt
+                // landed, its answer lost; answered as a retried commit is.
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Held::Row) => {
+                    if failed.contains(&Held::Latest) {
+                        return Err(Error::UploadSuperseded {
+                            name: name.to_string(),
+                            upload_id: id.as_str().to_owned(),
+                        });
+                    }
+                    return Ok(Some((id, committed)));
+                }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Held::Fence) => {
+                    return Err(Error::ArtifactBeingPurged {
+                        name: name.to_string(),
+                    });
+                }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Held::Bytes) => {
+                    return Err(being_reclaimed(name));
+                }
+                Err(TransactFailure::Conditions(_)) => return Ok(None),
+                Err(TransactFailure::Contention) => super::backoff(attempt).await,
+                Err(TransactFailure::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::ConcurrentModification(format!(
+            "committing to {name} kept conflicting with other writers; retry"
+        )))
     }
 
     /// What the blob key of `sha256` holds, judged against a declaration
@@ -1103,6 +1189,20 @@ enum Start {
     Bytes,
     /// The upload row, new.
     Row,
+}
+
+/// The members of the transaction of a start upload that commits on
+/// LATEST at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// No purge of the artifact under way.
+    Fence,
+    /// The bytes not reclaimed since LATEST was read.
+    Bytes,
+    /// The upload row, new, committed.
+    Row,
+    /// LATEST still holding the bytes.
+    Latest,
 }
 
 /// The members of a commit's transaction.

@@ -305,10 +305,22 @@ async fn plain_reads_wait_for_no_separate_round_trip_of_the_permission_targets()
         let status = run.response.status().as_u16();
         assert_eq!(status, route.success, "{}", route.function);
         if route.operation.reads_beside_authorization() {
+            // Two requests sent together count as one round only when the
+            // second goes out before the first is answered, which the
+            // scheduler may delay: the fewest rounds of a few runs. Reads
+            // made one after the other never share a round.
+            let mut fewest = rounds;
+            for _ in 0..4 {
+                if fewest < calls {
+                    break;
+                }
+                let again = run_sample_event(route).await;
+                fewest = fewest.min(again.repo.rounds());
+            }
             assert_eq!(
-                rounds,
+                fewest,
                 calls - 1,
-                "{}: {calls} calls in {rounds} rounds (the targets' read should share one)",
+                "{}: {calls} calls in {fewest} rounds (the targets' read should share one)",
                 route.function
             );
             checked.push(route.function);
@@ -318,4 +330,38 @@ async fn plain_reads_wait_for_no_separate_round_trip_of_the_permission_targets()
         }
     }
     assert!(checked.len() >= 5, "{checked:?}");
+}
+
+/// A push of the bytes LATEST holds (a start upload with `commit`, the
+/// sample event's caller) is two round trips with its authorisation: the
+/// targets' read goes out with the read of LATEST, then one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_of_the_bytes_latest_holds_is_two_round_trips_with_its_authorisation() {
+    let store = test_support::TestStore::with_sample_artifact().await;
+    let path = workspace_root().join("events/start-upload.json");
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["body"] = serde_json::json!(
+        serde_json::json!({"sha256": test_support::sha256_hex(b"three"), "size": 5, "commit": true})
+            .to_string()
+    );
+    let mut fewest = u64::MAX;
+    for _ in 0..5 {
+        let repo = store.another_repository();
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = Operation::StartUpload.handle(&repo, request).await;
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        assert_eq!(response.status(), 200, "{body}");
+        assert_eq!(body["state"], "committed", "{body}");
+        assert_eq!(body["changed"], false, "{body}");
+        // The targets' read (1), LATEST (1), the transaction (1).
+        assert_eq!(repo.calls().total(), 3, "{:?}", repo.calls());
+        fewest = fewest.min(repo.rounds());
+        if fewest == 2 {
+            break;
+        }
+    }
+    assert_eq!(fewest, 2, "the targets' read should share LATEST's round");
 }

@@ -1672,3 +1672,130 @@ async fn a_library_publish_racing_a_purge_keeps_its_copy_of_a_mirrored_latest() 
         b"mirrored latest"
     );
 }
+
+/// A start upload asking to commit `bytes` at once, with no pipeline.
+fn held_push(
+    repo: &Repository,
+    n: &shared::ArtifactName,
+    bytes: &'static [u8],
+) -> impl std::future::Future<Output = shared::Result<shared::repository::StartOutcome>> + use<> {
+    let request = UploadRequest {
+        sha256: sha256_hex(bytes),
+        size: bytes.len() as u64,
+        content_type: None,
+        metadata: Default::default(),
+        part_size: None,
+    };
+    let (repo, n) = (repo.clone(), n.clone());
+    async move {
+        repo.start_and_commit(
+            &n,
+            request,
+            LOCAL_ACTOR,
+            &shared::model::Pipeline::default(),
+            async { Ok(()) },
+        )
+        .await
+    }
+}
+
+// Issue 21: a push of the bytes LATEST holds commits in one transaction,
+// without a pending row first. That transaction carries the purge fence:
+// while a purge runs it is refused (no upload row the purge would have to
+// see lands behind it), and the purge leaves nothing of the artifact.
+#[tokio::test]
+async fn a_push_of_the_bytes_latest_holds_commits_at_once_but_never_during_a_purge() {
+    let store = TestStore::new().await;
+    let n = name("held-fenced");
+    store.upload(&n, b"one").await;
+    let before = store.upload_rows(&n).await;
+    let again = held_push(&store.repo, &n, b"one").await.unwrap();
+    let shared::repository::StartOutcome::Committed { committed, .. } = again else {
+        panic!("bytes LATEST holds are committed at once: {again:?}");
+    };
+    assert!(!committed.committed.changed);
+    assert_eq!(store.upload_rows(&n).await, before + 1);
+
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "DeleteItem",
+        Some("LATEST"),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = store.through(&plan).await;
+    let purge = tokio::spawn({
+        let n = n.clone();
+        async move { slow.purge_artifact(&n).await }
+    });
+    // The fence is up, LATEST (holding "one") still there.
+    gate.arrived().await;
+    let during = held_push(&store.repo, &n, b"one").await;
+    assert!(
+        matches!(during, Err(Error::ArtifactBeingPurged { .. })),
+        "{during:?}"
+    );
+    gate.open();
+    purge.await.unwrap().unwrap();
+    assert_eq!(store.upload_rows(&n).await, 0);
+    assert!(matches!(
+        store.repo.get_version(&n, Version::Latest).await,
+        Err(Error::ArtifactNotFound { .. })
+    ));
+}
+
+// Issue 21: LATEST moved between the read and the one transaction (another
+// commit): the transaction is refused on LATEST and the push goes the
+// ordinary way, which commits the bytes (they are still stored) as a change.
+#[tokio::test]
+async fn a_push_of_held_bytes_whose_latest_moved_meanwhile_commits_them_the_ordinary_way() {
+    let store = TestStore::new().await;
+    let n = name("held-raced");
+    store.upload(&n, b"one").await;
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        None,
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = store.through(&plan).await;
+    let push = tokio::spawn(held_push(&slow, &n, b"one"));
+    gate.arrived().await;
+    store.upload(&n, b"two").await;
+    gate.open();
+    let pushed = push.await.unwrap().unwrap();
+    let shared::repository::StartOutcome::Committed { committed, .. } = pushed else {
+        panic!("the bytes exist: committed at once: {pushed:?}");
+    };
+    assert!(committed.committed.changed, "LATEST held \"two\"");
+    let latest = store.repo.get_version(&n, Version::Latest).await.unwrap();
+    assert_eq!(latest.sha256, sha256_hex(b"one"));
+}
+
+// Issue 21: the one transaction's answer is lost and the SDK sends it again:
+// the retry finds its own upload row and answers committed, without a
+// second upload (the ordinary way would have started one).
+#[tokio::test]
+async fn a_push_of_held_bytes_whose_answer_was_lost_is_committed_once() {
+    let store = TestStore::new().await;
+    let n = name("held-lost");
+    store.upload(&n, b"one").await;
+    let before = store.upload_rows(&n).await;
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        None,
+        Action::Fault(Fault::ResetAfter),
+        1,
+    ));
+    let lossy = store.through(&plan).await;
+    let pushed = held_push(&lossy, &n, b"one").await.unwrap();
+    assert!(
+        matches!(pushed, shared::repository::StartOutcome::Committed { ref committed, .. } if !committed.committed.changed),
+        "{pushed:?}"
+    );
+    assert_eq!(store.upload_rows(&n).await, before + 1);
+}

@@ -61,6 +61,31 @@ fn may_have_removed(events: &[Event], name: &str, v: u64, after_ms: u64) -> bool
     })
 }
 
+/// The operation name of a start upload (with `commit`, also a commit).
+const START: &str = "start-upload";
+
+/// A commit: of an upload (again, for a recommit), or a start upload with
+/// `commit` that committed (200) or may have (no clear answer); one that
+/// answered a ticket (201) committed nothing.
+fn is_commit(e: &Event) -> bool {
+    match e.op {
+        "commit" | "recommit" => true,
+        START => e.request["body"]["commit"] == json!(true) && e.outcome.status() != Some(201),
+        _ => false,
+    }
+}
+
+/// The upload a commit committed: the one it names, or the one a start
+/// upload with `commit` answered.
+fn upload_of(e: &Event) -> Option<String> {
+    let id = if e.op == START {
+        e.outcome.body()["upload_id"].as_str()
+    } else {
+        e.request["body"]["upload_id"].as_str()
+    };
+    id.map(str::to_owned)
+}
+
 fn purged_since(events: &[Event], name: &str, after_ms: u64) -> bool {
     events.iter().any(|e| {
         e.name == name
@@ -270,7 +295,7 @@ impl<'a> Checker<'a> {
     fn declared(&self) -> BTreeMap<String, String> {
         self.events
             .iter()
-            .filter(|e| e.op == "start-upload" && e.outcome.ok())
+            .filter(|e| e.op == START && e.outcome.ok())
             .filter_map(|e| {
                 Some((
                     e.outcome.body()["upload_id"].as_str()?.to_owned(),
@@ -288,14 +313,16 @@ impl<'a> Checker<'a> {
         };
         let declared = self.declared();
         let upload_sha = |e: &Event| {
-            e.request["body"]["upload_id"]
-                .as_str()
-                .and_then(|id| declared.get(id).cloned())
+            if e.op == START {
+                // Unsure ones too: they answered no upload id.
+                return e.request["body"]["sha256"].as_str().map(str::to_owned);
+            }
+            upload_of(e).and_then(|id| declared.get(&id).cloned())
         };
         let commits: Vec<&Event> = self
             .events
             .iter()
-            .filter(|e| e.name == name && (e.op == "commit" || e.op == "recommit"))
+            .filter(|e| e.name == name && is_commit(e))
             .collect();
         let acked: Vec<(&Event, String)> = commits
             .iter()
@@ -349,11 +376,11 @@ impl<'a> Checker<'a> {
     /// step, so a late commit is seen even when LATEST moves on after it.
     fn late_verifications(&mut self, name: &str) {
         let declared = self.declared();
-        let id_of = |e: &Event| e.request["body"]["upload_id"].as_str().map(str::to_owned);
+        let id_of = upload_of;
         let commits: Vec<&Event> = self
             .events
             .iter()
-            .filter(|e| e.name == name && (e.op == "commit" || e.op == "recommit"))
+            .filter(|e| e.name == name && is_commit(e))
             .collect();
         let steps = self.events.iter().filter(|e| {
             e.name == name
@@ -414,15 +441,16 @@ impl<'a> Checker<'a> {
     }
 
     /// Invariant 11: once another upload's commit was acknowledged, an
-    /// earlier committed upload is refused when committed again.
+    /// earlier committed upload is refused when committed again (or, still
+    /// being verified, answered 202 and later superseded).
     fn superseded_replays(&mut self, name: &str) {
         let declared = self.declared();
         let commits: Vec<&Event> = self
             .events
             .iter()
-            .filter(|e| e.name == name && (e.op == "commit" || e.op == "recommit"))
+            .filter(|e| e.name == name && is_commit(e))
             .collect();
-        let id_of = |e: &Event| e.request["body"]["upload_id"].as_str().map(str::to_owned);
+        let id_of = upload_of;
         for first in commits.iter().filter(|e| e.outcome.ok()) {
             let Some(u) = id_of(first) else { continue };
             let sha_u = declared.get(&u);
@@ -438,8 +466,13 @@ impl<'a> Checker<'a> {
             if purged_since(self.events, name, first.start_ms) {
                 continue;
             }
+            // A replay of an upload still being verified answers 202 (its
+            // verification must then end superseded: `late_verifications`);
+            // only a 200 claims it committed.
             for replay in commits.iter().filter(|r| {
-                r.start_ms > newer.end_ms && id_of(r).as_ref() == Some(&u) && r.outcome.ok()
+                r.start_ms > newer.end_ms
+                    && id_of(r).as_ref() == Some(&u)
+                    && r.outcome.status() == Some(200)
             }) {
                 self.check(false, "11", name, vec![first.id, newer.id, replay.id], || {
                     format!(

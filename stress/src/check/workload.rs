@@ -205,6 +205,12 @@ impl Worker {
         if multipart {
             declared["part_size"] = json!(PART_SIZE);
         }
+        // As `artifact push` asks: commit at once when the artifact holds
+        // the bytes (when LATEST does, in one transaction).
+        let at_once = self.rng.u32(..3) == 0;
+        if at_once {
+            declared["commit"] = json!(true);
+        }
         let crash = self.crash();
         let start = self
             .send(
@@ -221,6 +227,10 @@ impl Worker {
         let Some(upload_id) = ticket["upload_id"].as_str().map(str::to_owned) else {
             return;
         };
+        if at_once && ticket["state"] == json!("committed") {
+            self.uploads.push((name.to_owned(), upload_id, multipart));
+            return;
+        }
         if ticket["exists"] != json!(true) {
             if ticket["multipart"].is_object() {
                 self.send_parts(name, &upload_id, &bytes).await;
