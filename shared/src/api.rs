@@ -25,7 +25,7 @@ use crate::model::{
 };
 use crate::names::{AliasName, ArtifactName, Sha256, Version, Weight};
 use crate::repository::{
-    PipelineOutcome, Repository, StartOutcome, StatusChange, UploadId, Verifier,
+    Allowed, PipelineOutcome, Repository, StartOutcome, StatusChange, UploadId, Verifier,
 };
 
 /// Every operation, named as its function package.
@@ -359,6 +359,13 @@ impl Operation {
         )
     }
 
+    /// Operations whose first round trip only reads and which write only
+    /// after the authorisation said yes (they take an [`Allowed`]): their
+    /// reads go beside it.
+    pub fn writes_after_authorization(self) -> bool {
+        matches!(self, Self::StartUpload | Self::CommitUpload)
+    }
+
     /// The caller and the targets, if every need is granted; 403 if not.
     async fn authorize(self, repo: &Repository, request: &Request) -> Result<Grant> {
         let targets = repo.access_targets().await?.targets;
@@ -385,14 +392,14 @@ impl Operation {
             // refuses; the reads need not wait: one round trip less.
             let (grant, answer) = tokio::join!(
                 self.authorize(repo, &request),
-                Box::pin(self.dispatch(repo, &request))
+                Box::pin(self.dispatch(repo, &request, Allowed::already()))
             );
             return match grant {
                 Ok(_) => answer.unwrap_or_else(|e| error_response(&e)),
                 Err(e) => error_response(&e),
             };
         }
-        if self == Self::StartUpload {
+        if self.writes_after_authorization() {
             // Its first round trip only reads: it goes beside the
             // authorisation, and nothing is written until it said yes.
             let (said, heard) = tokio::sync::oneshot::channel();
@@ -403,7 +410,7 @@ impl Operation {
             };
             let (grant, answer) = tokio::join!(
                 authorize,
-                Box::pin(start_upload(repo, &request, allowed(heard)))
+                Box::pin(self.dispatch(repo, &request, Allowed::when(heard)))
             );
             return match grant {
                 Ok(_) => answer.unwrap_or_else(|e| error_response(&e)),
@@ -419,19 +426,25 @@ impl Operation {
         // On the heap: the handlers' futures together are large, and a
         // caller polling several requests (the checker, a test) would
         // otherwise hold them all on its stack.
-        Box::pin(self.dispatch(repo, &request))
+        Box::pin(self.dispatch(repo, &request, Allowed::already()))
             .await
             .unwrap_or_else(|e| error_response(&e))
     }
 
-    /// This operation's handler.
-    async fn dispatch(self, repo: &Repository, request: &Request) -> Result<Response<Body>> {
+    /// This operation's handler; `allowed`: the authorisation, for the
+    /// handlers that write only after it (the others run after it).
+    async fn dispatch(
+        self,
+        repo: &Repository,
+        request: &Request,
+        allowed: Allowed,
+    ) -> Result<Response<Body>> {
         match self {
             Self::ListArtifacts => list_artifacts(repo, request).await,
-            Self::StartUpload => start_upload(repo, request, async { Ok(()) }).await,
+            Self::StartUpload => start_upload(repo, request, allowed).await,
             Self::GetUpload => get_upload(repo, request).await,
             Self::GetUploadParts => get_upload_parts(repo, request).await,
-            Self::CommitUpload => commit_upload(repo, request).await,
+            Self::CommitUpload => commit_upload(repo, request, allowed).await,
             Self::ListVersions => list_versions(repo, request).await,
             Self::PublishVersion => publish_version(repo, request).await,
             Self::GetVersion => get_version(repo, request).await,
@@ -721,20 +734,11 @@ impl PipelineBody {
     }
 }
 
-/// What the authorisation said, as a handler waits for it before writing.
-async fn allowed(heard: tokio::sync::oneshot::Receiver<bool>) -> Result<()> {
-    match heard.await {
-        Ok(true) => Ok(()),
-        _ => Err(Error::AccessDenied("the caller is not authorised".into())),
-    }
-}
-
-/// Starts an upload; `allowed` resolves once the caller is authorised
-/// (nothing is written before).
+/// Starts an upload; nothing is written before `allowed` says yes.
 pub async fn start_upload(
     repo: &Repository,
     request: &Request,
-    allowed: impl std::future::Future<Output = Result<()>>,
+    mut allowed: Allowed,
 ) -> Result<Response<Body>> {
     let request_ref = request;
     let name: ArtifactName = path(request, "name")?;
@@ -767,7 +771,7 @@ pub async fn start_upload(
         };
         return Ok(json(status, &outcome));
     }
-    allowed.await?;
+    allowed.wait().await?;
     let ticket = repo
         .create_upload(&name, request, &actor(request_ref))
         .await?;
@@ -791,7 +795,12 @@ struct CommitBody {
     alias: Option<AliasMoveBody>,
 }
 
-pub async fn commit_upload(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+/// Commits an upload; nothing is written before `allowed` says yes.
+pub async fn commit_upload(
+    repo: &Repository,
+    request: &Request,
+    allowed: Allowed,
+) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let b: CommitBody = body(request)?;
     let pipeline = PipelineBody {
@@ -801,7 +810,7 @@ pub async fn commit_upload(repo: &Repository, request: &Request) -> Result<Respo
     }
     .parse()?;
     let outcome = repo
-        .commit_pipeline(&name, &b.upload_id, &actor(request), &pipeline)
+        .commit_pipeline(&name, &b.upload_id, &actor(request), &pipeline, allowed)
         .await?;
     let status = match outcome {
         PipelineOutcome::Committed(_) => StatusCode::OK,

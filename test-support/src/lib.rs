@@ -751,6 +751,18 @@ pub fn sorted_keys(v: &serde_json::Value) -> Vec<&str> {
 }
 
 /// A declaration of `bytes` for one PUT: digest and size, nothing else.
+/// `len` bytes of a pattern that `seed` varies (and that varies every
+/// 4 KiB, so that parts of one upload differ).
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(seed ^ (i >> 12) as u8)
+        })
+        .collect()
+}
+
 pub fn declare(bytes: &[u8]) -> UploadRequest {
     UploadRequest {
         sha256: sha256_hex(bytes),

@@ -176,6 +176,39 @@ async fn teams_readers_and_releasers_reach_exactly_what_their_targets_grant() {
         .await;
     assert_eq!(status, 403, "the reader changes nothing: {answer}");
     assert_eq!(store.upload_rows(&name("team-a.app")).await, before);
+    // A commit reads the upload and LATEST beside the authorisation too:
+    // refused, the upload stays pending and LATEST as it was.
+    let staged = store
+        .repo
+        .create_upload(
+            &name("team-a.app"),
+            test_support::declare(bytes),
+            LOCAL_ACTOR,
+        )
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &staged, bytes).await;
+    let (status, answer) = api
+        .call(
+            READER,
+            "PUT",
+            "/artifacts/team-a.app",
+            Some(json!({"upload_id": staged.upload_id})),
+        )
+        .await;
+    assert_eq!(status, 403, "the reader commits nothing: {answer}");
+    let upload = store
+        .repo
+        .upload_state(&name("team-a.app"), &staged.upload_id)
+        .await
+        .unwrap();
+    assert_eq!(upload.state, "pending");
+    let latest = store
+        .repo
+        .get_version(&name("team-a.app"), shared::Version::Latest)
+        .await
+        .unwrap();
+    assert_eq!(latest.sha256, sha256_hex(held));
 
     // The reader reads everything, changes nothing.
     let (status, _) = api

@@ -6,6 +6,7 @@
 //! retention (`retention.rs`). Each documents its AWS round trips.
 
 mod aliases;
+mod allowed;
 mod catalog;
 mod multipart;
 mod permissions;
@@ -44,6 +45,7 @@ use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
 use crate::scheduled::RetentionSchedule;
 
+pub use allowed::Allowed;
 pub use multipart::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
     MIN_PART_SIZE, plan as multipart_plan,

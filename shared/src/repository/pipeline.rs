@@ -65,6 +65,7 @@ impl Repository {
         upload_id: &str,
         actor: &str,
         pipeline: &Pipeline,
+        mut allowed: super::Allowed,
     ) -> Result<PipelineOutcome> {
         if let Err(refused) = self.check_pipeline(name, pipeline).await {
             // A retry of a commit whose pipeline ran (or runs): the alias
@@ -79,7 +80,7 @@ impl Repository {
             }
         }
         match self
-            .commit_with(name, upload_id, actor, Some(pipeline))
+            .commit_with(name, upload_id, actor, Some(pipeline), &mut allowed)
             .await?
         {
             CommitOutcome::Verifying { upload_id, state } => {
@@ -114,17 +115,17 @@ impl Repository {
         request: UploadRequest,
         actor: &str,
         pipeline: &Pipeline,
-        allowed: impl std::future::Future<Output = Result<()>>,
+        mut allowed: super::Allowed,
     ) -> Result<StartOutcome> {
         let declared = request.clone().validate()?;
         super::multipart::plan(declared.size, declared.part_size)?;
         let read_at = crate::layout::now();
-        let (allowed, checked, latest) = tokio::join!(
-            allowed,
+        let (allowed_now, checked, latest) = tokio::join!(
+            allowed.wait(),
             self.check_pipeline(name, pipeline),
             self.get_row(name, crate::names::Version::Latest)
         );
-        allowed?;
+        allowed_now?;
         checked?;
         let on_latest = latest?.filter(|row| {
             crate::blob_rules::commits_on_latest(
@@ -152,7 +153,7 @@ impl Repository {
             return Ok(StartOutcome::Ticket(ticket));
         }
         match self
-            .commit_with(name, &ticket.upload_id, actor, Some(pipeline))
+            .commit_with(name, &ticket.upload_id, actor, Some(pipeline), &mut allowed)
             .await?
         {
             CommitOutcome::Committed(committed) => {

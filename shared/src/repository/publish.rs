@@ -619,7 +619,13 @@ impl Repository {
             alias: None,
         };
         match self
-            .commit_pipeline(name, id.as_str(), actor, &pipeline)
+            .commit_pipeline(
+                name,
+                id.as_str(),
+                actor,
+                &pipeline,
+                super::Allowed::already(),
+            )
             .await?
         {
             PipelineOutcome::Verifying { upload_id, .. } => Ok(Adoption::Verifying(upload_id)),

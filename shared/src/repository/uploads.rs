@@ -528,24 +528,32 @@ impl Repository {
         upload_id: &str,
         actor: &str,
     ) -> Result<CommitOutcome> {
-        self.commit_with(name, upload_id, actor, None).await
+        self.commit_with(name, upload_id, actor, None, &mut super::Allowed::already())
+            .await
     }
 
     /// [`Self::commit`]; a multipart upload handed to verification
-    /// carries `pipeline` (its verification runs it once committed).
+    /// carries `pipeline` (its verification runs it once committed). The
+    /// first round trip's reads go beside `allowed`; nothing is written
+    /// before it said yes.
     pub(super) async fn commit_with(
         &self,
         name: &ArtifactName,
         upload_id: &str,
         actor: &str,
         pipeline: Option<&crate::model::Pipeline>,
+        allowed: &mut super::Allowed,
     ) -> Result<CommitOutcome> {
         let id: UploadId = upload_id.parse()?;
         let blob_key = self.layout.blob_key(name, id.sha256());
         let digest = hex::decode(id.sha256()).map_err(|e| Error::internal("upload id", e))?;
         for attempt in 0..MAX_ATTEMPTS {
-            let (head, read) =
-                tokio::join!(self.head_blob(&blob_key), self.upload_and_latest(name, &id));
+            let (head, read, allowed) = tokio::join!(
+                self.head_blob(&blob_key),
+                self.upload_and_latest(name, &id),
+                allowed.wait()
+            );
+            allowed?;
             let read = read?;
             let upload = read
                 .upload()

@@ -9,19 +9,9 @@ use shared::model::{
     CommitOutcome, LOCAL_ACTOR, MultipartPlan, PartRequest, UploadRequest, UploadStatus,
 };
 use shared::{ArtifactName, Error, Repository, Sha256, Verifier, VerifyStep, Version};
-use test_support::{TestStore, name, parts_of, put_part, sha256_hex};
+use test_support::{TestStore, name, parts_of, pattern as bytes, put_part, sha256_hex};
 
 const MIB: usize = 1024 * 1024;
-
-fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            (i as u8)
-                .wrapping_mul(31)
-                .wrapping_add(seed ^ (i >> 12) as u8)
-        })
-        .collect()
-}
 
 fn declare(sha256: String, size: usize) -> UploadRequest {
     UploadRequest {

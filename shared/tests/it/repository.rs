@@ -977,17 +977,17 @@ async fn every_operation_stays_within_its_aws_call_budget() {
     let (r, c) = counted(repo, repo.commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)).await;
     r.unwrap();
     report.push(("commit", c, 3));
-    let held = UploadRequest {
-        sha256: sha256_hex(b"v1"),
-        size: 2,
-        content_type: None,
-        metadata: Default::default(),
-        part_size: None,
-    };
+    let held = test_support::declare(b"v1");
     let nothing = shared::model::Pipeline::default();
     let (r, c) = counted(
         repo,
-        repo.start_and_commit(&n, held, LOCAL_ACTOR, &nothing, async { Ok(()) }),
+        repo.start_and_commit(
+            &n,
+            held,
+            LOCAL_ACTOR,
+            &nothing,
+            shared::repository::Allowed::already(),
+        ),
     )
     .await;
     assert!(

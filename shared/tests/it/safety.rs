@@ -5,17 +5,14 @@
 use std::time::Duration;
 
 use shared::model::{ChangeRequest, CommitOutcome, LOCAL_ACTOR, UploadRequest};
+use shared::repository::Allowed;
 use shared::{Error, Repository, Verifier, VerifyStep, Version};
 use test_support::proxy::{Action, Fault, Gate, Plan, Rule};
-use test_support::{TestStore, alias, name, send_parts, sha256_hex, start_multipart, to};
+use test_support::{
+    TestStore, alias, name, pattern as bytes, send_parts, sha256_hex, start_multipart, to,
+};
 
 const MIB: usize = 1024 * 1024;
-
-fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
 
 fn declare(content: &[u8], size: usize, part_size: Option<u64>) -> UploadRequest {
     UploadRequest {
@@ -229,19 +226,7 @@ async fn a_second_purge_is_refused_while_the_first_runs_and_uploads_wait_for_it(
         .publish_version(&n, false, LOCAL_ACTOR)
         .await
         .unwrap();
-    let plan = Plan::new();
-    let gate = Gate::new();
-    plan.add(Rule::new(
-        "DeleteItem",
-        Some("LATEST"),
-        Action::HoldBefore(gate.clone()),
-        1,
-    ));
-    let slow = store.through(&plan).await;
-    let first = tokio::spawn({
-        let n = n.clone();
-        async move { slow.purge_artifact(&n).await }
-    });
+    let (first, gate) = purge_held_before_latest_goes(&store, &n).await;
     gate.arrived().await;
 
     let second = store.repo.purge_artifact(&n).await;
@@ -592,12 +577,12 @@ async fn a_retried_one_request_commit_runs_its_pipeline_once_and_answers_the_sam
     let pipeline = forced_release(Some(before.revision));
     let first = store
         .repo
-        .commit_pipeline(&n, &id, "ci", &pipeline)
+        .commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already())
         .await
         .unwrap();
     let retried = store
         .repo
-        .commit_pipeline(&n, &id, "ci", &pipeline)
+        .commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already())
         .await
         .unwrap();
     let answer = |o: &shared::repository::PipelineOutcome| serde_json::to_value(o).unwrap();
@@ -616,8 +601,12 @@ async fn a_retried_one_request_commit_runs_its_pipeline_once_and_answers_the_sam
     let id = staged(&store, &n, b"release 3").await;
     let pipeline = forced_release(None);
     let (a, b) = tokio::join!(
-        store.repo.commit_pipeline(&n, &id, "ci", &pipeline),
-        store.repo.commit_pipeline(&n, &id, "ci", &pipeline)
+        store
+            .repo
+            .commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already()),
+        store
+            .repo
+            .commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already())
     );
     assert_eq!(answer(&a.unwrap()), answer(&b.unwrap()));
     assert_eq!(
@@ -651,7 +640,7 @@ async fn a_resumed_verification_pipeline_never_publishes_another_writers_latest(
     };
     assert!(matches!(
         deferred
-            .commit_pipeline(&n, &u1, "ci", &pipeline)
+            .commit_pipeline(&n, &u1, "ci", &pipeline, Allowed::already())
             .await
             .unwrap(),
         shared::repository::PipelineOutcome::Verifying { .. }
@@ -1351,19 +1340,7 @@ async fn alias_moves_and_publishes_wait_for_a_running_purge() {
         .publish_version(&n, false, LOCAL_ACTOR)
         .await
         .unwrap();
-    let plan = Plan::new();
-    let gate = Gate::new();
-    plan.add(Rule::new(
-        "DeleteItem",
-        Some("LATEST"),
-        Action::HoldBefore(gate.clone()),
-        1,
-    ));
-    let slow = store.through(&plan).await;
-    let purge = tokio::spawn({
-        let n = n.clone();
-        async move { slow.purge_artifact(&n).await }
-    });
+    let (purge, gate) = purge_held_before_latest_goes(&store, &n).await;
     // The fence is up, LATEST still there.
     gate.arrived().await;
     let moved = store
@@ -1679,21 +1656,15 @@ fn held_push(
     n: &shared::ArtifactName,
     bytes: &'static [u8],
 ) -> impl std::future::Future<Output = shared::Result<shared::repository::StartOutcome>> + use<> {
-    let request = UploadRequest {
-        sha256: sha256_hex(bytes),
-        size: bytes.len() as u64,
-        content_type: None,
-        metadata: Default::default(),
-        part_size: None,
-    };
     let (repo, n) = (repo.clone(), n.clone());
     async move {
+        let nothing = shared::model::Pipeline::default();
         repo.start_and_commit(
             &n,
-            request,
+            test_support::declare(bytes),
             LOCAL_ACTOR,
-            &shared::model::Pipeline::default(),
-            async { Ok(()) },
+            &nothing,
+            Allowed::already(),
         )
         .await
     }
@@ -1716,19 +1687,7 @@ async fn a_push_of_the_bytes_latest_holds_commits_at_once_but_never_during_a_pur
     assert!(!committed.committed.changed);
     assert_eq!(store.upload_rows(&n).await, before + 1);
 
-    let plan = Plan::new();
-    let gate = Gate::new();
-    plan.add(Rule::new(
-        "DeleteItem",
-        Some("LATEST"),
-        Action::HoldBefore(gate.clone()),
-        1,
-    ));
-    let slow = store.through(&plan).await;
-    let purge = tokio::spawn({
-        let n = n.clone();
-        async move { slow.purge_artifact(&n).await }
-    });
+    let (purge, gate) = purge_held_before_latest_goes(&store, &n).await;
     // The fence is up, LATEST (holding "one") still there.
     gate.arrived().await;
     let during = held_push(&store.repo, &n, b"one").await;
@@ -1798,4 +1757,28 @@ async fn a_push_of_held_bytes_whose_answer_was_lost_is_committed_once() {
         "{pushed:?}"
     );
     assert_eq!(store.upload_rows(&n).await, before + 1);
+}
+
+/// A purge of `n`, running, held just before it deletes LATEST (its fence
+/// up, the upload rows gone, LATEST still there): its task and the gate
+/// that holds it (`gate.arrived()` once it is there).
+async fn purge_held_before_latest_goes(
+    store: &TestStore,
+    n: &shared::ArtifactName,
+) -> (
+    tokio::task::JoinHandle<shared::Result<()>>,
+    std::sync::Arc<Gate>,
+) {
+    let plan = Plan::new();
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "DeleteItem",
+        Some("LATEST"),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let slow = store.through(&plan).await;
+    let n = n.clone();
+    let purge = tokio::spawn(async move { slow.purge_artifact(&n).await });
+    (purge, gate)
 }
