@@ -26,6 +26,42 @@ use crate::rows::{key, nv, sv};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
+/// The claim on a pipeline's run, taken by the commit's own transaction
+/// (the upload row is written committed and claimed at once): one round
+/// trip less than claiming after the commit. Only the request whose
+/// transaction wrote it holds it; a retry claims as before.
+pub(super) struct HeldClaim {
+    token: String,
+    pipeline: String,
+}
+
+impl HeldClaim {
+    /// A claim for `pipeline`, when it has anything to run.
+    pub(super) fn of(pipeline: &Pipeline) -> Option<Self> {
+        pipeline.publish.then(|| Self {
+            token: uuid::Uuid::new_v4().simple().to_string(),
+            pipeline: pipeline.to_json(),
+        })
+    }
+
+    /// Whether `item` (an upload row) carries this claim.
+    pub(super) fn is_on(&self, item: &crate::rows::Item) -> bool {
+        item.get(attr::PIPELINE_CLAIM)
+            .and_then(|c| c.as_s().ok())
+            .is_some_and(|c| *c == self.token)
+    }
+
+    /// The claim's attributes on the upload item being written committed
+    /// (as `claim_pipeline` sets them).
+    pub(super) fn mark(&self, item: &mut crate::rows::Item) {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        item.insert(attr::PIPELINE_CLAIM.into(), sv(&self.token));
+        item.insert(attr::PIPELINE_CLAIMED_AT.into(), nv(now));
+        item.entry(attr::PIPELINE.into())
+            .or_insert_with(|| sv(&self.pipeline));
+    }
+}
+
 /// What a commit with a pipeline answers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
@@ -79,16 +115,27 @@ impl Repository {
                 return Err(refused);
             }
         }
+        let held = HeldClaim::of(pipeline);
         match self
-            .commit_with(name, upload_id, actor, Some(pipeline), &mut allowed)
+            .commit_with(
+                name,
+                upload_id,
+                actor,
+                Some(pipeline),
+                held.as_ref(),
+                &mut allowed,
+            )
             .await?
         {
-            CommitOutcome::Verifying { upload_id, state } => {
+            (CommitOutcome::Verifying { upload_id, state }, _) => {
                 Ok(PipelineOutcome::Verifying { upload_id, state })
             }
-            CommitOutcome::Committed(committed) => {
+            (CommitOutcome::Committed(committed), claimed) => {
                 let id: UploadId = upload_id.parse()?;
-                let (published, alias) = self.run_pipeline_once(name, &id, actor, pipeline).await?;
+                let held = held.filter(|_| claimed);
+                let (published, alias) = self
+                    .run_pipeline_once(name, &id, actor, pipeline, held.as_ref())
+                    .await?;
                 Ok(PipelineOutcome::Committed(Box::new(PipelineCommitted {
                     committed,
                     published,
@@ -139,13 +186,15 @@ impl Repository {
                 declared.size,
             )
         });
+        let held = HeldClaim::of(pipeline);
         if let Some(latest) = on_latest
-            && let Some((id, committed)) = self
-                .commit_on_latest(name, &declared, actor, &latest, read_at)
+            && let Some((id, committed, claimed)) = self
+                .commit_on_latest(name, &declared, actor, &latest, read_at, held.as_ref())
                 .await?
         {
+            let held = held.filter(|_| claimed);
             return self
-                .started_committed(name, id, actor, pipeline, committed)
+                .started_committed(name, id, actor, pipeline, committed, held.as_ref())
                 .await;
         }
         let ticket = self.create_upload(name, request, actor).await?;
@@ -153,16 +202,24 @@ impl Repository {
             return Ok(StartOutcome::Ticket(ticket));
         }
         match self
-            .commit_with(name, &ticket.upload_id, actor, Some(pipeline), &mut allowed)
+            .commit_with(
+                name,
+                &ticket.upload_id,
+                actor,
+                Some(pipeline),
+                held.as_ref(),
+                &mut allowed,
+            )
             .await?
         {
-            CommitOutcome::Committed(committed) => {
+            (CommitOutcome::Committed(committed), claimed) => {
                 let id: UploadId = ticket.upload_id.parse()?;
-                self.started_committed(name, id, actor, pipeline, committed)
+                let held = held.filter(|_| claimed);
+                self.started_committed(name, id, actor, pipeline, committed, held.as_ref())
                     .await
             }
             // Bytes that exist are committed at once, never verified.
-            CommitOutcome::Verifying { .. } => Err(Error::internal(
+            (CommitOutcome::Verifying { .. }, _) => Err(Error::internal(
                 "start upload",
                 "bytes that exist were handed to verification".to_owned(),
             )),
@@ -177,8 +234,11 @@ impl Repository {
         actor: &str,
         pipeline: &Pipeline,
         committed: crate::model::Committed,
+        held: Option<&HeldClaim>,
     ) -> Result<StartOutcome> {
-        let (published, alias) = self.run_pipeline_once(name, &id, actor, pipeline).await?;
+        let (published, alias) = self
+            .run_pipeline_once(name, &id, actor, pipeline, held)
+            .await?;
         Ok(StartOutcome::Committed {
             upload_id: id.as_str().to_owned(),
             state: "committed",
@@ -239,9 +299,16 @@ impl Repository {
         id: &UploadId,
         actor: &str,
         pipeline: &Pipeline,
+        held: Option<&HeldClaim>,
     ) -> Result<PipelineAnswer> {
         if !pipeline.publish {
             return Ok((None, None));
+        }
+        // Claimed by the commit's own transaction: ours, a first run.
+        if let Some(held) = held {
+            return self
+                .run_claimed(name, id, actor, pipeline, &held.token, false)
+                .await;
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut waits = 0;
@@ -261,6 +328,21 @@ impl Repository {
                 }
             }
         };
+        self.run_claimed(name, id, actor, pipeline, &token, takeover)
+            .await
+    }
+
+    /// Runs the pipeline under the claim `token` holds and records what
+    /// it did (see [`Self::run_pipeline_once`]).
+    async fn run_claimed(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        actor: &str,
+        pipeline: &Pipeline,
+        token: &str,
+        takeover: bool,
+    ) -> Result<PipelineAnswer> {
         let outcome = self.run_pipeline(name, actor, pipeline, id, takeover).await;
         let stored = match &outcome {
             Ok((published, alias)) => serde_json::json!({"published": published, "alias": alias}),
@@ -268,12 +350,12 @@ impl Repository {
                 Some(error) => serde_json::json!({ "error": error }),
                 None => {
                     // Transient: the next run takes over at once (and idempotently).
-                    let _ = self.release_pipeline(name, id, &token).await;
+                    let _ = self.release_pipeline(name, id, token).await;
                     return outcome;
                 }
             },
         };
-        if self.record_pipeline(name, id, &token, &stored).await? {
+        if self.record_pipeline(name, id, token, &stored).await? {
             return outcome;
         }
         // Taken over meanwhile: the answer is what the run that recorded said.

@@ -285,9 +285,14 @@ impl Repository {
         actor: &str,
         latest: &VersionRow,
         read_at: OffsetDateTime,
-    ) -> Result<Option<(UploadId, Committed)>> {
+        held: Option<&super::pipeline::HeldClaim>,
+    ) -> Result<Option<(UploadId, Committed, bool)>> {
         let now = now();
         let (id, row) = self.pending_upload(name, request, actor, now);
+        let mut item = UploadRow::committed_item(row.to_item(), false, now);
+        if let Some(held) = held {
+            held.mark(&mut item);
+        }
         let mut tx = Tx::new();
         tx.push(Held::Fence, self.no_purge_running(name)?);
         tx.push(
@@ -300,7 +305,7 @@ impl Repository {
                 .put(
                     Put::builder()
                         .table_name(&self.layout.table)
-                        .set_item(Some(UploadRow::committed_item(row.to_item(), false, now)))
+                        .set_item(Some(item))
                         .condition_expression("attribute_not_exists(#pk)")
                         .expression_attribute_names("#pk", attr::PK)
                         .build()
@@ -316,7 +321,7 @@ impl Repository {
         let token = &row.upload_id[..32];
         for attempt in 0..MAX_ATTEMPTS {
             match self.transact_tx(&tx, token).await {
-                Ok(()) => return Ok(Some((id, committed))),
+                Ok(()) => return Ok(Some((id, committed, held.is_some()))),
                 // The row is new (a fresh nonce): our own earlier attempt
                 // landed, its answer lost; answered as a retried commit is.
                 Err(TransactFailure::Conditions(failed)) if failed.contains(&Held::Row) => {
@@ -326,7 +331,8 @@ impl Repository {
                             upload_id: id.as_str().to_owned(),
                         });
                     }
-                    return Ok(Some((id, committed)));
+                    // Its claim is the earlier attempt's, which is ours.
+                    return Ok(Some((id, committed, held.is_some())));
                 }
                 Err(TransactFailure::Conditions(failed)) if failed.contains(&Held::Fence) => {
                     return Err(Error::ArtifactBeingPurged {
@@ -528,22 +534,27 @@ impl Repository {
         upload_id: &str,
         actor: &str,
     ) -> Result<CommitOutcome> {
-        self.commit_with(name, upload_id, actor, None, &mut super::Allowed::already())
-            .await
+        let allowed = &mut super::Allowed::already();
+        let (outcome, _) = self
+            .commit_with(name, upload_id, actor, None, None, allowed)
+            .await?;
+        Ok(outcome)
     }
 
     /// [`Self::commit`]; a multipart upload handed to verification
     /// carries `pipeline` (its verification runs it once committed). The
     /// first round trip's reads go beside `allowed`; nothing is written
-    /// before it said yes.
+    /// before it said yes. With `held`, a commit this call makes also
+    /// claims the pipeline's run (the answer's flag: it did).
     pub(super) async fn commit_with(
         &self,
         name: &ArtifactName,
         upload_id: &str,
         actor: &str,
         pipeline: Option<&crate::model::Pipeline>,
+        held: Option<&super::pipeline::HeldClaim>,
         allowed: &mut super::Allowed,
-    ) -> Result<CommitOutcome> {
+    ) -> Result<(CommitOutcome, bool)> {
         let id: UploadId = upload_id.parse()?;
         let blob_key = self.layout.blob_key(name, id.sha256());
         let digest = hex::decode(id.sha256()).map_err(|e| Error::internal("upload id", e))?;
@@ -563,8 +574,14 @@ impl Repository {
             match upload.state {
                 UploadState::Pending => {}
                 UploadState::Committed => {
-                    return Ok(CommitOutcome::Committed(
-                        self.as_committed(name, &id, &upload, latest)?,
+                    // Committed by this call's own transaction, whose
+                    // answer was lost: its claim is on the row.
+                    let ours = held.is_some_and(|h| {
+                        read.upload.as_ref().is_some_and(|(_, item)| h.is_on(item))
+                    });
+                    return Ok((
+                        CommitOutcome::Committed(self.as_committed(name, &id, &upload, latest)?),
+                        ours,
                     ));
                 }
                 UploadState::Verifying => {
@@ -574,10 +591,13 @@ impl Repository {
                     if now() - upload.update_at > VERIFY_STALLED {
                         self.request_verification(name, &id).await?;
                     }
-                    return Ok(CommitOutcome::Verifying {
-                        upload_id: id.as_str().to_owned(),
-                        state: UploadState::Verifying.as_str(),
-                    });
+                    return Ok((
+                        CommitOutcome::Verifying {
+                            upload_id: id.as_str().to_owned(),
+                            state: UploadState::Verifying.as_str(),
+                        },
+                        false,
+                    ));
                 }
                 UploadState::Failed => {
                     return Err(Error::UploadMismatch(format!(
@@ -606,7 +626,7 @@ impl Repository {
                     .commit_multipart(name, &id, upload.clone(), head, actor, pipeline)
                     .await
                 {
-                    Ok(Some(verifying)) => return Ok(verifying),
+                    Ok(Some(verifying)) => return Ok((verifying, false)),
                     Ok(None) => {}
                     // A racing commit of this upload moved it on meanwhile
                     // (handed it to verification, which may even have
@@ -645,10 +665,10 @@ impl Repository {
             }
             let from = UploadState::Pending;
             if let Some(committed) = self
-                .try_commit(name, &id, read, actor, from, attempt)
+                .try_commit(name, &id, read, Committer { actor, held }, from, attempt)
                 .await?
             {
-                return Ok(CommitOutcome::Committed(committed));
+                return Ok((CommitOutcome::Committed(committed), held.is_some()));
             }
         }
         Err(Error::ConcurrentModification(format!(
@@ -721,7 +741,17 @@ impl Repository {
             let actor = upload.actor.clone();
             let from = UploadState::Verifying;
             if let Some(committed) = self
-                .try_commit(name, id, read, &actor, from, attempt)
+                .try_commit(
+                    name,
+                    id,
+                    read,
+                    Committer {
+                        actor: &actor,
+                        held: None,
+                    },
+                    from,
+                    attempt,
+                )
                 .await?
             {
                 return Ok(VerifiedCommit::Committed(committed));
@@ -772,17 +802,21 @@ impl Repository {
         name: &ArtifactName,
         id: &UploadId,
         read: CommitRead,
-        actor: &str,
+        by: Committer<'_>,
         from: UploadState,
         attempt: u32,
     ) -> Result<Option<Committed>> {
+        let Committer { actor, held } = by;
         let now = now();
         let latest = read.live_latest().cloned();
         let read_at = read.at;
         let latest_item = read.latest.map(|(_, item)| item);
-        let Some((upload, upload_item)) = read.upload else {
+        let Some((upload, mut upload_item)) = read.upload else {
             return Err(Error::internal("commit", "no upload row to commit"));
         };
+        if let Some(held) = held {
+            held.mark(&mut upload_item);
+        }
         let unchanged = latest
             .as_ref()
             .is_some_and(|row| row.sha256 == upload.sha256 && row.location == Location::Blob);
@@ -1186,6 +1220,13 @@ fn blob_check(
         )));
     }
     Ok(())
+}
+
+/// Who commits, and the claim on the pipeline's run their commit takes
+/// along (see `pipeline::HeldClaim`).
+struct Committer<'a> {
+    actor: &'a str,
+    held: Option<&'a super::pipeline::HeldClaim>,
 }
 
 /// The members of a start upload's transaction.

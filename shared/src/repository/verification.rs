@@ -234,7 +234,7 @@ impl Repository {
         match pipeline {
             Some(pipeline) if upload.pipeline_result.is_none() => {
                 match self
-                    .run_pipeline_once(name, id, &upload.actor, &pipeline)
+                    .run_pipeline_once(name, id, &upload.actor, &pipeline, None)
                     .await
                 {
                     // Recorded on the upload row (its state shows it).

@@ -995,6 +995,39 @@ async fn every_operation_stays_within_its_aws_call_budget() {
         "{r:?}"
     );
     report.push(("start upload, commit (bytes LATEST holds)", c, 2));
+    let ticket = repo
+        .create_upload(&n, test_support::declare(b"v0"), LOCAL_ACTOR)
+        .await
+        .unwrap();
+    put_bytes(&store.http, &ticket, b"v0").await;
+    let publish = shared::model::Pipeline {
+        publish: true,
+        force: false,
+        alias: None,
+    };
+    let (r, c) = counted(
+        repo,
+        repo.commit_pipeline(
+            &n,
+            &ticket.upload_id,
+            LOCAL_ACTOR,
+            &publish,
+            shared::repository::Allowed::already(),
+        ),
+    )
+    .await;
+    r.unwrap();
+    // The commit's 3, the publish's 2, the record of what it did; the
+    // claim rides on the commit's transaction.
+    report.push(("commit with publish", c, 6));
+    let ticket = repo
+        .create_upload(&n, test_support::declare(b"v1"), LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert!(ticket.exists, "the blob of v1 is stored: LATEST back to it");
+    repo.commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
+        .await
+        .unwrap();
     let (r, c) = counted(repo, repo.publish_version(&n, false, LOCAL_ACTOR)).await;
     r.unwrap();
     report.push(("publish", c, 2));

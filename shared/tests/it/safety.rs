@@ -1782,3 +1782,45 @@ async fn purge_held_before_latest_goes(
     let purge = tokio::spawn(async move { slow.purge_artifact(&n).await });
     (purge, gate)
 }
+
+// Issue 21: a commit with a pipeline claims the pipeline's run in its own
+// transaction. When that transaction's answer is lost (the SDK sends it
+// again and it is refused: the upload is committed), the request knows the
+// claim on the row for its own and runs the pipeline at once, instead of
+// waiting for a claim nobody runs until its lease lapses.
+#[tokio::test]
+async fn a_pipeline_commit_whose_answer_was_lost_runs_its_pipeline_at_once() {
+    let store = TestStore::new().await;
+    let n = name("claim-lost");
+    store.upload(&n, b"one").await;
+    let ticket = store
+        .repo
+        .create_upload(&n, test_support::declare(b"two"), LOCAL_ACTOR)
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &ticket, b"two").await;
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        None,
+        Action::Fault(Fault::ResetAfter),
+        1,
+    ));
+    let lossy = store.through(&plan).await;
+    let pipeline = shared::model::Pipeline {
+        publish: true,
+        force: false,
+        alias: None,
+    };
+    // Waiting for a claim nobody runs ends in a 409 (ConcurrentModification).
+    let outcome = lossy
+        .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
+        .await
+        .unwrap();
+    let shared::repository::PipelineOutcome::Committed(done) = outcome else {
+        panic!("a single PUT is committed: {outcome:?}");
+    };
+    assert!(done.published.is_some(), "{done:?}");
+    let latest = store.repo.get_version(&n, Version::Latest).await.unwrap();
+    assert_eq!(latest.sha256, sha256_hex(b"two"));
+}
