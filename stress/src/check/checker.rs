@@ -260,15 +260,26 @@ impl<'a> Checker<'a> {
         });
     }
 
-    /// Every acknowledged publish is there with its bytes, unless something
-    /// that may delete it ran after it started.
+    /// Every acknowledged publish (alone or in a commit's pipeline) is
+    /// there with its bytes, unless something that may delete it ran after
+    /// it started.
     fn publishes(&mut self, name: &str, live: &BTreeMap<String, String>) {
         let events = self.events;
-        for e in events
+        // A publish's answer, or the `published` of a commit's pipeline.
+        let answers = events
             .iter()
-            .filter(|e| e.name == name && e.op == "publish" && e.outcome.ok())
-        {
-            let body = e.outcome.body();
+            .filter(|e| e.name == name && e.outcome.ok())
+            .filter_map(|e| {
+                let body = e.outcome.body();
+                match e.op {
+                    "publish" => Some((e, body)),
+                    _ if is_commit(e) && body["published"].is_object() => {
+                        Some((e, &body["published"]))
+                    }
+                    _ => None,
+                }
+            });
+        for (e, body) in answers {
             let (Some(v), Some(sha)) = (version_of(body), body["sha256"].as_str()) else {
                 continue;
             };

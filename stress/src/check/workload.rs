@@ -210,6 +210,7 @@ impl Worker {
         let at_once = self.rng.u32(..3) == 0;
         if at_once {
             declared["commit"] = json!(true);
+            self.pipeline(&mut declared);
         }
         let crash = self.crash();
         let start = self
@@ -250,14 +251,17 @@ impl Worker {
     /// pipeline does: SPEC 7.16 counts on that retry to finish the step).
     async fn commit(&mut self, name: &str, upload_id: &str, multipart: bool, op: &'static str) {
         let mut outcome = Outcome::Crashed;
+        let mut body = json!({"upload_id": upload_id});
+        if op == "commit" {
+            self.pipeline(&mut body);
+        }
         for _ in 0..3 {
             let crash = self.crash();
             outcome = self
                 .send(
                     name,
                     op,
-                    Call::new("PUT", format!("/artifacts/{name}"))
-                        .body(json!({"upload_id": upload_id})),
+                    Call::new("PUT", format!("/artifacts/{name}")).body(body.clone()),
                     crash,
                 )
                 .await;
@@ -273,6 +277,20 @@ impl Worker {
                 upload_id: upload_id.to_owned(),
                 attempt: 0,
             });
+        }
+    }
+
+    /// Sometimes a pipeline on a commit (or a start with `commit`), as
+    /// `artifact push --publish [--alias prod]` sends: publish the new
+    /// LATEST, and move `prod` to it. The same body on every retry.
+    fn pipeline(&mut self, body: &mut Value) {
+        match self.rng.u32(..8) {
+            0 | 1 => body["publish"] = json!(true),
+            2 => {
+                body["publish"] = json!(true);
+                body["alias"] = json!({"name": "prod"});
+            }
+            _ => {}
         }
     }
 
