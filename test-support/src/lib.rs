@@ -363,6 +363,25 @@ impl TestStore {
     }
 
     /// The whole upload flow: declare, PUT the bytes to the presigned URL, commit.
+    /// A repository whose first `operation` request (on an item whose key
+    /// holds `key`, when given) waits at the gate before it is sent
+    /// (`gate.arrived()` once it is there, `gate.open()` to let it go).
+    pub async fn held_before(
+        &self,
+        operation: &str,
+        key: Option<&str>,
+    ) -> (Repository, std::sync::Arc<proxy::Gate>) {
+        let plan = proxy::Plan::new();
+        let gate = proxy::Gate::new();
+        plan.add(proxy::Rule::new(
+            operation,
+            key,
+            proxy::Action::HoldBefore(gate.clone()),
+            1,
+        ));
+        (self.through(&plan).await, gate)
+    }
+
     /// How many upload rows `name` has (pending, committed, any state).
     pub async fn upload_rows(&self, name: &ArtifactName) -> usize {
         self.ddb

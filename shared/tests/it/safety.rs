@@ -720,15 +720,7 @@ async fn an_alias_move_racing_an_archive_of_its_target_is_refused() {
         .await
         .unwrap();
     // The move has read version 2 (active) and waits before its transaction.
-    let plan = Plan::new();
-    let gate = Gate::new();
-    plan.add(Rule::new(
-        "TransactWriteItems",
-        Some("prod"),
-        Action::HoldBefore(gate.clone()),
-        1,
-    ));
-    let repo = store.through(&plan).await;
+    let (repo, gate) = store.held_before("TransactWriteItems", Some("prod")).await;
     let mv = tokio::spawn({
         let n = n.clone();
         let prod = prod.clone();
@@ -1260,15 +1252,9 @@ async fn a_library_put_landing_during_a_purge_keeps_its_bytes_with_its_row() {
         &serde_json::json!({"name": "lib-racer", "content": "first"}).to_string(),
     ]);
     let template = latest_item(&store, &n).await;
-    let plan = Plan::new();
-    let gate = Gate::new();
-    plan.add(Rule::new(
-        "ListObjectVersions",
-        Some("lib-racer"),
-        Action::HoldBefore(gate.clone()),
-        1,
-    ));
-    let slow = store.through(&plan).await;
+    let (slow, gate) = store
+        .held_before("ListObjectVersions", Some("lib-racer"))
+        .await;
     let purge = tokio::spawn({
         let n = n.clone();
         async move { slow.purge_artifact(&n).await }
@@ -1712,15 +1698,7 @@ async fn a_push_of_held_bytes_whose_latest_moved_meanwhile_commits_them_the_ordi
     let store = TestStore::new().await;
     let n = name("held-raced");
     store.upload(&n, b"one").await;
-    let plan = Plan::new();
-    let gate = Gate::new();
-    plan.add(Rule::new(
-        "TransactWriteItems",
-        None,
-        Action::HoldBefore(gate.clone()),
-        1,
-    ));
-    let slow = store.through(&plan).await;
+    let (slow, gate) = store.held_before("TransactWriteItems", None).await;
     let push = tokio::spawn(held_push(&slow, &n, b"one"));
     gate.arrived().await;
     store.upload(&n, b"two").await;
@@ -1769,15 +1747,7 @@ async fn purge_held_before_latest_goes(
     tokio::task::JoinHandle<shared::Result<()>>,
     std::sync::Arc<Gate>,
 ) {
-    let plan = Plan::new();
-    let gate = Gate::new();
-    plan.add(Rule::new(
-        "DeleteItem",
-        Some("LATEST"),
-        Action::HoldBefore(gate.clone()),
-        1,
-    ));
-    let slow = store.through(&plan).await;
+    let (slow, gate) = store.held_before("DeleteItem", Some("LATEST")).await;
     let n = n.clone();
     let purge = tokio::spawn(async move { slow.purge_artifact(&n).await });
     (purge, gate)
