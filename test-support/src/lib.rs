@@ -382,6 +382,20 @@ impl TestStore {
         (self.through(&plan).await, gate)
     }
 
+    /// A repository whose first `operation` request (on an item whose key
+    /// holds `key`, when given) lands but loses its answer: the SDK sends
+    /// it again, as after a timeout.
+    pub async fn losing_first_answer(&self, operation: &str, key: Option<&str>) -> Repository {
+        let plan = proxy::Plan::new();
+        plan.add(proxy::Rule::new(
+            operation,
+            key,
+            proxy::Action::Fault(proxy::Fault::ResetAfter),
+            1,
+        ));
+        self.through(&plan).await
+    }
+
     /// How many upload rows `name` has (pending, committed, any state).
     pub async fn upload_rows(&self, name: &ArtifactName) -> usize {
         self.ddb

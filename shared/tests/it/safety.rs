@@ -1721,14 +1721,7 @@ async fn a_push_of_held_bytes_whose_answer_was_lost_is_committed_once() {
     let n = name("held-lost");
     store.upload(&n, b"one").await;
     let before = store.upload_rows(&n).await;
-    let plan = Plan::new();
-    plan.add(Rule::new(
-        "TransactWriteItems",
-        None,
-        Action::Fault(Fault::ResetAfter),
-        1,
-    ));
-    let lossy = store.through(&plan).await;
+    let lossy = store.losing_first_answer("TransactWriteItems", None).await;
     let pushed = held_push(&lossy, &n, b"one").await.unwrap();
     assert!(
         matches!(pushed, shared::repository::StartOutcome::Committed { ref committed, .. } if !committed.committed.changed),
@@ -1769,14 +1762,7 @@ async fn a_pipeline_commit_whose_answer_was_lost_runs_its_pipeline_at_once() {
         .await
         .unwrap();
     test_support::put_bytes(&store.http, &ticket, b"two").await;
-    let plan = Plan::new();
-    plan.add(Rule::new(
-        "TransactWriteItems",
-        None,
-        Action::Fault(Fault::ResetAfter),
-        1,
-    ));
-    let lossy = store.through(&plan).await;
+    let lossy = store.losing_first_answer("TransactWriteItems", None).await;
     let pipeline = shared::model::Pipeline {
         publish: true,
         force: false,
