@@ -743,6 +743,12 @@ pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([(attr::PK.to_owned(), sv(pk)), (attr::SK.to_owned(), sv(sk))])
 }
 
+/// The key of `name`'s row in the registry of artifacts this service
+/// committed ([`crate::layout::REGISTRY_PK`]).
+pub fn registry_key(name: &crate::names::ArtifactName) -> Item {
+    key(crate::layout::REGISTRY_PK, format!("{name}/"))
+}
+
 pub fn version_key(name: &ArtifactName, version: Version) -> Item {
     key(name.as_str(), version.sort_key())
 }

@@ -12,11 +12,11 @@ use super::{MAX_ATTEMPTS, Repository};
 const HAND_OVER_ATTEMPTS: u32 = 5;
 use crate::error::{Error, Result};
 use crate::layout::{
-    FENCE_SK, REGISTRY_PK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, rollout_pk,
-    status_pk, upload_pk, verified_pk,
+    FENCE_SK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, rollout_pk, status_pk,
+    upload_pk, verified_pk,
 };
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, UploadRow, VersionRow, key, nv, sv, version_key};
+use crate::rows::{Item, UploadRow, VersionRow, key, nv, registry_key, sv, version_key};
 
 impl Repository {
     /// Wipes an artifact: its rows, pending uploads, history, blobs and the
@@ -129,7 +129,7 @@ impl Repository {
             );
         }
         keys.extend(keys_of(rows));
-        keys.push(key(REGISTRY_PK, format!("{name}/")));
+        keys.push(registry_key(name));
         self.delete_keys(keys).await?;
         for (prefix, written_before) in [
             (self.layout.artifact_prefix(name), Some(rows_go_at)),
@@ -159,8 +159,11 @@ impl Repository {
         }
     }
 
-    /// Whether anything of the artifact exists: a row of any of its
-    /// partitions, or an object under its prefixes. One round trip.
+    /// Whether anything of the artifact exists: a row of any partition a
+    /// purge deletes (its fence's too: a purge that failed after the rows
+    /// went, and could not lower its fence, left only that), its registry
+    /// row (the last row a purge deletes), or an object under its
+    /// prefixes. One round trip.
     async fn artifact_exists_anywhere(&self, name: &ArtifactName) -> Result<bool> {
         let partitions = [
             name.to_string(),
@@ -169,6 +172,9 @@ impl Repository {
             history_pk(name),
             condemned_pk(name),
             verified_pk(name),
+            rollout_pk(name),
+            status_pk(name),
+            fence_pk(name),
         ];
         let prefixes = [
             self.layout.artifact_prefix(name),
@@ -176,13 +182,29 @@ impl Repository {
         ];
         let rows = futures::future::join_all(partitions.iter().map(|pk| self.any_row(pk)));
         let objects = futures::future::join_all(prefixes.iter().map(|p| self.any_object(p)));
-        let (rows, objects) = tokio::join!(rows, objects);
-        for found in rows.into_iter().chain(objects) {
+        let (rows, objects, registered) = tokio::join!(rows, objects, self.registered(name));
+        for found in rows.into_iter().chain(objects).chain([registered]) {
             if found? {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Whether the artifact's registry row exists.
+    async fn registered(&self, name: &ArtifactName) -> Result<bool> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.layout.table)
+            .set_key(Some(registry_key(name)))
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
+        Ok(out.item().is_some())
     }
 
     async fn any_row(&self, pk: &str) -> Result<bool> {

@@ -23,13 +23,14 @@ use super::{MAX_ATTEMPTS, Repository};
 use crate::blob_rules::{Stored, StoredObject, VerifiedBlob, stored};
 use crate::error::{Error, Result};
 use crate::layout::{
-    BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, REGISTRY_PK, attr,
-    condemned_pk, fence_pk, now, upload_pk, verified_pk,
+    BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, condemned_pk, fence_pk,
+    now, upload_pk, verified_pk,
 };
 use crate::model::{CommitOutcome, Committed, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{
-    Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, sv, version_key,
+    Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, registry_key, sv,
+    version_key,
 };
 
 pub use crate::limits::MAX_UPLOAD_SIZE;
@@ -883,7 +884,7 @@ impl Repository {
                     .put(
                         Put::builder()
                             .table_name(&self.layout.table)
-                            .set_item(Some(key(REGISTRY_PK, format!("{name}/"))))
+                            .set_item(Some(registry_key(name)))
                             .build()
                             .map_err(super::invalid_sdk_input)?,
                     )

@@ -1180,6 +1180,91 @@ async fn a_purge_interrupted_in_an_alias_history_leaves_it_gapless_from_one() {
     assert_eq!(revisions, gapless);
 }
 
+// Stress finding (CI of stop 29, faults at rate 0.2): a purge whose rows
+// and objects went but whose fence could not be lowered answered 502; its
+// retry found none of the partitions it looked at, answered 404, and left
+// the fence row for good. The same for a purge cut short after the version
+// rows went but before the registry row: the artifact stayed listed. A
+// retry finds whatever a purge deletes, and finishes the job.
+#[tokio::test]
+async fn a_purge_retried_after_failing_at_its_last_step_finishes_the_job() {
+    let store = TestStore::new().await;
+    let n = name("purge-last-step");
+    store.upload(&n, b"build").await;
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    // Every attempt to lower the fence fails: the purge answers an error
+    // after everything else went (its fence is handed over).
+    let plan = Plan::new();
+    let fence = shared::layout::fence_pk(&n);
+    plan.add(Rule::new(
+        "DeleteItem",
+        Some(&fence),
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    let failing = store.through(&plan).await;
+    assert!(failing.purge_artifact(&n).await.is_err());
+    let left = |items: Vec<
+        std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    >| {
+        items
+            .into_iter()
+            .filter_map(|item| {
+                let pk = item.get("pk")?.as_s().ok()?.clone();
+                let sk = item.get("sk")?.as_s().ok()?.clone();
+                (pk.contains(n.as_str()) || sk.starts_with(&format!("{n}/"))).then_some((pk, sk))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        left(store.raw_items().await),
+        vec![(fence.clone(), shared::layout::FENCE_SK.to_owned())],
+        "only the fence is left"
+    );
+    store.repo.purge_artifact(&n).await.unwrap();
+    assert_eq!(
+        left(store.raw_items().await),
+        vec![],
+        "the retry lowered the fence"
+    );
+
+    // Cut short after the version rows went: only the registry row is left.
+    store.upload(&n, b"build again").await;
+    store.repo.purge_artifact(&n).await.unwrap();
+    store
+        .ddb
+        .put_item()
+        .table_name(&store.config.table)
+        .item(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("__artifacts".into()),
+        )
+        .item(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("{n}/")),
+        )
+        .send()
+        .await
+        .unwrap();
+    let listed = |page: shared::model::Page<shared::ArtifactName>| page.items.contains(&n);
+    assert!(listed(
+        store.repo.list_artifact_names(None, None).await.unwrap()
+    ));
+    store.repo.purge_artifact(&n).await.unwrap();
+    assert_eq!(left(store.raw_items().await), vec![]);
+    assert!(!listed(
+        store.repo.list_artifact_names(None, None).await.unwrap()
+    ));
+    assert!(matches!(
+        store.repo.purge_artifact(&n).await,
+        Err(Error::ArtifactNotFound { .. })
+    ));
+}
+
 /// The LATEST row the library wrote for `n`, as stored.
 async fn latest_item(
     store: &TestStore,
