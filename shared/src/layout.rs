@@ -64,6 +64,9 @@ pub mod attr {
     /// and what it did once verified.
     pub const PIPELINE: &str = "pipeline";
     pub const PIPELINE_RESULT: &str = "pipeline_result";
+    /// On upload rows whose commit published in its own transaction: the
+    /// version number it took.
+    pub const PIPELINE_PUBLISHED: &str = "pipeline_published";
     /// On upload rows whose pipeline runs: the run's token and when it took
     /// it (unix seconds). One run at a time; a claim older than a lease is
     /// taken over, and a run that follows any earlier one is idempotent.

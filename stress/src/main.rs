@@ -969,6 +969,14 @@ async fn run() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(0.2);
     let mut failed = 0;
+    // `STRESS_ONLY=faults` runs the faults part alone (to run it many
+    // times over, hunting a rare interleaving).
+    if std::env::var("STRESS_ONLY").is_ok_and(|only| only == "faults") {
+        let mut tally = Tally::default();
+        faults(&mut tally, rate).await;
+        tally.report(&format!("faults (rate {rate})"));
+        std::process::exit(i32::from(!tally.failed.is_empty()));
+    }
 
     let mut tally = Tally::default();
     concurrency(&mut tally).await;

@@ -3,8 +3,12 @@
 //! a start upload with `commit` that commits at once when the artifact
 //! holds the bytes.
 //!
-//! Each step keeps every guarantee of the separate call (its own
+//! Each step keeps every guarantee of the separate call (the same
 //! conditional writes: purge fence, numbering, history entry, `If-Match`).
+//! The publish of a commit that changes LATEST rides on the commit's own
+//! transaction (`uploads::try_commit`), with the pipeline's claim and,
+//! when no alias moves, its answer: a commit with `publish` costs what a
+//! commit does.
 //! The alias's preconditions are checked before anything is written, so a
 //! refused move leaves nothing half-done; a move raced by another writer
 //! after that check is refused after the publish (the commit and the
@@ -33,6 +37,16 @@ use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 pub(super) struct HeldClaim {
     token: String,
     pipeline: String,
+    force: bool,
+    moves_alias: bool,
+}
+
+/// What a request holding its [`HeldClaim`] knows after its commit: the
+/// version its transaction published, if it did, and the pipeline's
+/// answer when the transaction recorded it (nothing left to run).
+pub(crate) struct Claimed {
+    published: Option<PublishedArtifact>,
+    recorded: Option<serde_json::Value>,
 }
 
 impl HeldClaim {
@@ -41,7 +55,47 @@ impl HeldClaim {
         pipeline.publish.then(|| Self {
             token: uuid::Uuid::new_v4().simple().to_string(),
             pipeline: pipeline.to_json(),
+            force: pipeline.force,
+            moves_alias: pipeline.alias.is_some(),
         })
+    }
+
+    /// How the pipeline's publish takes a number.
+    pub(super) fn mode(&self) -> crate::publish_rules::Mode {
+        if self.force {
+            crate::publish_rules::Mode::Force
+        } else {
+            crate::publish_rules::Mode::IfChanged
+        }
+    }
+
+    /// The claim held after a commit that published `published` (if it did).
+    pub(super) fn claimed(&self, published: Option<PublishedArtifact>) -> Claimed {
+        let recorded = published
+            .as_ref()
+            .filter(|_| !self.moves_alias)
+            .map(|p| recorded_answer(p, None));
+        Claimed {
+            published,
+            recorded,
+        }
+    }
+
+    /// On the upload item the commit writes: the number its transaction
+    /// publishes and, when no alias moves, the pipeline's answer (recorded
+    /// as `record_pipeline` would: the run is over with the commit).
+    pub(super) fn record_publish(
+        &self,
+        item: &mut crate::rows::Item,
+        number: u32,
+        answer: &PublishedArtifact,
+    ) -> Result<()> {
+        item.insert(attr::PIPELINE_PUBLISHED.into(), nv(number));
+        if !self.moves_alias {
+            let stored = recorded_answer(answer, None);
+            item.insert(attr::PIPELINE_RESULT.into(), sv(stored.to_string()));
+        }
+        Ok(())
     }
 
     /// Whether `item` (an upload row) carries this claim.
@@ -132,9 +186,9 @@ impl Repository {
             }
             (CommitOutcome::Committed(committed), claimed) => {
                 let id: UploadId = upload_id.parse()?;
-                let held = held.filter(|_| claimed);
+                let held = held.as_ref().zip(claimed);
                 let (published, alias) = self
-                    .run_pipeline_once(name, &id, actor, pipeline, held.as_ref())
+                    .run_pipeline_once(name, &id, actor, pipeline, held)
                     .await?;
                 Ok(PipelineOutcome::Committed(Box::new(PipelineCommitted {
                     committed,
@@ -192,9 +246,12 @@ impl Repository {
                 .commit_on_latest(name, &declared, actor, &latest, read_at, held.as_ref())
                 .await?
         {
-            let held = held.filter(|_| claimed);
+            let held = held
+                .as_ref()
+                .filter(|_| claimed)
+                .map(|h| (h, h.claimed(None)));
             return self
-                .started_committed(name, id, actor, pipeline, committed, held.as_ref())
+                .started_committed(name, id, actor, pipeline, committed, held)
                 .await;
         }
         let ticket = self.create_upload(name, request, actor).await?;
@@ -214,8 +271,8 @@ impl Repository {
         {
             (CommitOutcome::Committed(committed), claimed) => {
                 let id: UploadId = ticket.upload_id.parse()?;
-                let held = held.filter(|_| claimed);
-                self.started_committed(name, id, actor, pipeline, committed, held.as_ref())
+                let held = held.as_ref().zip(claimed);
+                self.started_committed(name, id, actor, pipeline, committed, held)
                     .await
             }
             // Bytes that exist are committed at once, never verified.
@@ -234,7 +291,7 @@ impl Repository {
         actor: &str,
         pipeline: &Pipeline,
         committed: crate::model::Committed,
-        held: Option<&HeldClaim>,
+        held: Option<(&HeldClaim, Claimed)>,
     ) -> Result<StartOutcome> {
         let (published, alias) = self
             .run_pipeline_once(name, &id, actor, pipeline, held)
@@ -292,23 +349,31 @@ impl Repository {
     /// over idempotently: the publish does not force (it finds the version
     /// an earlier run published) and an alias already at the target is
     /// not moved again. AWS calls: UpdateItem (claim), the pipeline's,
-    /// UpdateItem (record).
+    /// UpdateItem (record); none when the commit's own transaction
+    /// claimed it (`held`), the alias move's and the record's when it also
+    /// published, none at all when it recorded the answer too.
     pub(super) async fn run_pipeline_once(
         &self,
         name: &ArtifactName,
         id: &UploadId,
         actor: &str,
         pipeline: &Pipeline,
-        held: Option<&HeldClaim>,
+        held: Option<(&HeldClaim, Claimed)>,
     ) -> Result<PipelineAnswer> {
         if !pipeline.publish {
             return Ok((None, None));
         }
         // Claimed by the commit's own transaction: ours, a first run.
-        if let Some(held) = held {
-            return self
-                .run_claimed(name, id, actor, pipeline, &held.token, false)
-                .await;
+        if let Some((held, claimed)) = held {
+            if let Some(recorded) = claimed.recorded {
+                return replay(&recorded);
+            }
+            let run = Run {
+                token: &held.token,
+                takeover: false,
+                published: claimed.published,
+            };
+            return self.run_claimed(name, id, actor, pipeline, run).await;
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut waits = 0;
@@ -328,8 +393,12 @@ impl Repository {
                 }
             }
         };
-        self.run_claimed(name, id, actor, pipeline, &token, takeover)
-            .await
+        let run = Run {
+            token: &token,
+            takeover,
+            published: None,
+        };
+        self.run_claimed(name, id, actor, pipeline, run).await
     }
 
     /// Runs the pipeline under the claim `token` holds and records what
@@ -340,10 +409,10 @@ impl Repository {
         id: &UploadId,
         actor: &str,
         pipeline: &Pipeline,
-        token: &str,
-        takeover: bool,
+        run: Run<'_>,
     ) -> Result<PipelineAnswer> {
-        let outcome = self.run_pipeline(name, actor, pipeline, id, takeover).await;
+        let token = run.token;
+        let outcome = self.run_pipeline(name, actor, pipeline, id, run).await;
         let stored = match &outcome {
             Ok((published, alias)) => serde_json::json!({"published": published, "alias": alias}),
             Err(e) => match e.to_stored() {
@@ -490,32 +559,20 @@ impl Repository {
     }
 
     /// The publish and the alias move of `pipeline`, after the commit of
-    /// upload `id`; `takeover`: an earlier run may have done part of it.
+    /// upload `id` (the publish only when the commit did not publish).
     async fn run_pipeline(
         &self,
         name: &ArtifactName,
         actor: &str,
         pipeline: &Pipeline,
         id: &UploadId,
-        takeover: bool,
+        run: Run<'_>,
     ) -> Result<PipelineAnswer> {
+        let takeover = run.takeover;
         let force = pipeline.force && !takeover;
-        let published = match self
-            .publish_version_of(name, force, actor, Some(id.as_str()))
-            .await?
-        {
-            super::publish::Publishing::Done(published) => published,
-            // LATEST is this upload's commit (else: superseded), never a
-            // row of the library that only a publish of no upload adopts.
-            super::publish::Publishing::Adopt { .. } => {
-                return Err(Error::internal(
-                    "pipeline publish",
-                    format!(
-                        "LATEST of {name} is the library's, not upload {}'s",
-                        id.as_str()
-                    ),
-                ));
-            }
+        let published = match run.published {
+            Some(published) => published,
+            None => self.publish_for(name, force, actor, id).await?,
         };
         let version = published.artifact.version;
         let alias = match &pipeline.alias {
@@ -554,15 +611,83 @@ impl Repository {
                 }
             }
         };
-        let published = PublishedArtifact {
-            artifact: published.artifact,
-            created: published.created,
-        };
         Ok((
             Some(to_value(&published)?),
             alias.as_ref().map(to_value).transpose()?,
         ))
     }
+
+    /// The pipeline's publish, when its commit did not publish: only while
+    /// LATEST is still upload `id`'s commit.
+    async fn publish_for(
+        &self,
+        name: &ArtifactName,
+        force: bool,
+        actor: &str,
+        id: &UploadId,
+    ) -> Result<PublishedArtifact> {
+        match self
+            .publish_version_of(name, force, actor, Some(id.as_str()))
+            .await?
+        {
+            super::publish::Publishing::Done(published) => Ok(PublishedArtifact {
+                artifact: published.artifact,
+                created: published.created,
+            }),
+            // LATEST is this upload's commit (else: superseded), never a
+            // row of the library that only a publish of no upload adopts.
+            super::publish::Publishing::Adopt { .. } => Err(Error::internal(
+                "pipeline publish",
+                format!(
+                    "LATEST of {name} is the library's, not upload {}'s",
+                    id.as_str()
+                ),
+            )),
+        }
+    }
+
+    /// What this request's commit claimed (its answer was lost, so the
+    /// upload row as read tells): the version its transaction published,
+    /// and the pipeline's answer when it recorded it.
+    pub(super) async fn claimed_by_commit(
+        &self,
+        name: &ArtifactName,
+        item: &crate::rows::Item,
+    ) -> Result<Claimed> {
+        let recorded = item
+            .get(attr::PIPELINE_RESULT)
+            .and_then(|r| r.as_s().ok())
+            .map(|r| serde_json::from_str::<serde_json::Value>(r))
+            .transpose()
+            .map_err(|e| Error::internal("stored pipeline result", e))?;
+        let number = item
+            .get(attr::PIPELINE_PUBLISHED)
+            .and_then(|n| n.as_n().ok())
+            .and_then(|n| n.parse::<u32>().ok());
+        let published = match number {
+            Some(n) if recorded.is_none() => self
+                .get_row(name, crate::names::Version::number(n)?)
+                .await?
+                .map(|row| PublishedArtifact {
+                    artifact: row.to_artifact(&self.layout),
+                    created: true,
+                }),
+            _ => None,
+        };
+        Ok(Claimed {
+            published,
+            recorded,
+        })
+    }
+}
+
+/// A run of a pipeline under the claim `token` holds; `takeover`: an
+/// earlier run may have done part of it; `published`: the version the
+/// commit's transaction published.
+struct Run<'a> {
+    token: &'a str,
+    takeover: bool,
+    published: Option<PublishedArtifact>,
 }
 
 /// The published version and the alias, as answered.
@@ -600,6 +725,11 @@ fn pipeline_target(
             secondary: None,
         },
     }
+}
+
+/// A pipeline's answer as recorded on its upload row (and replayed).
+fn recorded_answer(published: &PublishedArtifact, alias: Option<&Alias>) -> serde_json::Value {
+    serde_json::json!({ "published": published, "alias": alias })
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {

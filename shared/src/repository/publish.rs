@@ -167,31 +167,23 @@ impl Repository {
                 });
             }
             let version = Version::number(number)?;
-            let mut item = version_key(name, version);
-            item.insert(attr::SHA256.into(), sv(&latest.sha256));
-            item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
-            item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now())));
-            if let Some(size) = latest.size {
-                item.insert(attr::SIZE.into(), nv(size));
-            }
-            if let Some(ct) = &latest.content_type {
-                item.insert(attr::CONTENT_TYPE.into(), sv(ct));
-            }
-            set_metadata(&mut item, &latest.metadata);
-            item.insert(attr::CREATED_BY.into(), sv(actor));
             // This attempt's own mark: a write whose answer was lost is
             // recognised by it (timestamps of parallel publishes by one
             // actor of the same bytes can coincide to the microsecond).
             let token = uuid::Uuid::new_v4().simple().to_string();
-            item.insert(attr::RESERVE_TOKEN.into(), sv(&token));
-            Location::Blob.encode_row(&mut item);
-            let put = Put::builder()
-                .table_name(&self.layout.table)
-                .set_item(Some(item.clone()))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", attr::PK)
-                .build()
-                .map_err(super::invalid_sdk_input)?;
+            let item = version_item(
+                name,
+                version,
+                VersionBytes {
+                    sha256: &latest.sha256,
+                    size: latest.size,
+                    content_type: latest.content_type.as_deref(),
+                    metadata: &latest.metadata,
+                },
+                actor,
+                &token,
+            );
+            let put = self.new_version_row(item.clone())?;
             // The number is taken in the same transaction that writes its
             // row, from LATEST exactly as read (counter, bytes, marker,
             // epoch): a publish interrupted anywhere leaves no gap, and a
@@ -212,23 +204,8 @@ impl Repository {
             tx.push(Member::Fence, self.no_purge_running(name)?);
             // The search index by metadata, in the same transaction as the
             // row it indexes (SPEC 10.3): search never misses a version.
-            for (key, value) in &latest.metadata {
-                let entry = crate::rows::key(
-                    crate::layout::meta_index_pk(key, value),
-                    format!("{name}/{}", version.sort_key()),
-                );
-                tx.push(
-                    Member::Index,
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&self.layout.table)
-                                .set_item(Some(entry))
-                                .build()
-                                .map_err(super::invalid_sdk_input)?,
-                        )
-                        .build(),
-                );
+            for entry in self.index_entries(name, version, &latest.metadata)? {
+                tx.push(Member::Index, entry);
             }
             match self.transact_tx(&tx, &token).await {
                 Ok(()) => {
@@ -893,4 +870,78 @@ enum Adoption {
     Again,
     /// The upload copying the bytes is being verified; it publishes them.
     Verifying(String),
+}
+
+/// The bytes a new version row records (LATEST's, or a commit's upload's).
+pub(super) struct VersionBytes<'a> {
+    pub sha256: &'a str,
+    pub size: Option<u64>,
+    pub content_type: Option<&'a str>,
+    pub metadata: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The row of a version being published: `bytes` at the blob key,
+/// created by `actor`, marked with the attempt's `token` (a write whose
+/// answer was lost is recognised by it).
+pub(super) fn version_item(
+    name: &ArtifactName,
+    version: Version,
+    bytes: VersionBytes<'_>,
+    actor: &str,
+    token: &str,
+) -> crate::rows::Item {
+    let mut item = version_key(name, version);
+    item.insert(attr::SHA256.into(), sv(bytes.sha256));
+    item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
+    item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now())));
+    if let Some(size) = bytes.size {
+        item.insert(attr::SIZE.into(), nv(size));
+    }
+    if let Some(ct) = bytes.content_type {
+        item.insert(attr::CONTENT_TYPE.into(), sv(ct));
+    }
+    set_metadata(&mut item, bytes.metadata);
+    item.insert(attr::CREATED_BY.into(), sv(actor));
+    item.insert(attr::RESERVE_TOKEN.into(), sv(token));
+    Location::Blob.encode_row(&mut item);
+    item
+}
+
+impl Repository {
+    /// The Put of a new version row: only where no row is (a number is
+    /// never taken twice).
+    pub(super) fn new_version_row(&self, item: crate::rows::Item) -> Result<Put> {
+        Put::builder()
+            .table_name(&self.layout.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .build()
+            .map_err(super::invalid_sdk_input)
+    }
+
+    /// The entries of the search index by metadata (SPEC 10.3) of a new
+    /// version, written in the transaction that writes its row.
+    pub(super) fn index_entries(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<TransactWriteItem>> {
+        metadata
+            .iter()
+            .map(|(key, value)| {
+                let entry = crate::rows::key(
+                    crate::layout::meta_index_pk(key, value),
+                    format!("{name}/{}", version.sort_key()),
+                );
+                Put::builder()
+                    .table_name(&self.layout.table)
+                    .set_item(Some(entry))
+                    .build()
+                    .map(|put| TransactWriteItem::builder().put(put).build())
+                    .map_err(super::invalid_sdk_input)
+            })
+            .collect()
+    }
 }

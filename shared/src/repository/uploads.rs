@@ -555,10 +555,13 @@ impl Repository {
         pipeline: Option<&crate::model::Pipeline>,
         held: Option<&super::pipeline::HeldClaim>,
         allowed: &mut super::Allowed,
-    ) -> Result<(CommitOutcome, bool)> {
+    ) -> Result<(CommitOutcome, Option<Claimed>)> {
         let id: UploadId = upload_id.parse()?;
         let blob_key = self.layout.blob_key(name, id.sha256());
         let digest = hex::decode(id.sha256()).map_err(|e| Error::internal("upload id", e))?;
+        // Whether the commit may publish in its own transaction (until an
+        // attempt found the number taken or a purge running).
+        let mut fuse = true;
         for attempt in 0..MAX_ATTEMPTS {
             let (head, read, allowed) = tokio::join!(
                 self.head_blob(&blob_key),
@@ -576,10 +579,14 @@ impl Repository {
                 UploadState::Pending => {}
                 UploadState::Committed => {
                     // Committed by this call's own transaction, whose
-                    // answer was lost: its claim is on the row.
-                    let ours = held.is_some_and(|h| {
-                        read.upload.as_ref().is_some_and(|(_, item)| h.is_on(item))
-                    });
+                    // answer was lost: its claim is on the row (and what
+                    // the transaction published, when it did).
+                    let ours = match (held, read.upload.as_ref()) {
+                        (Some(h), Some((_, item))) if h.is_on(item) => {
+                            Some(self.claimed_by_commit(name, item).await?)
+                        }
+                        _ => None,
+                    };
                     return Ok((
                         CommitOutcome::Committed(self.as_committed(name, &id, &upload, latest)?),
                         ours,
@@ -597,7 +604,7 @@ impl Repository {
                             upload_id: id.as_str().to_owned(),
                             state: UploadState::Verifying.as_str(),
                         },
-                        false,
+                        None,
                     ));
                 }
                 UploadState::Failed => {
@@ -627,7 +634,7 @@ impl Repository {
                     .commit_multipart(name, &id, upload.clone(), head, actor, pipeline)
                     .await
                 {
-                    Ok(Some(verifying)) => return Ok((verifying, false)),
+                    Ok(Some(verifying)) => return Ok((verifying, None)),
                     Ok(None) => {}
                     // A racing commit of this upload moved it on meanwhile
                     // (handed it to verification, which may even have
@@ -665,11 +672,14 @@ impl Repository {
                 }
             }
             let from = UploadState::Pending;
-            if let Some(committed) = self
-                .try_commit(name, &id, read, Committer { actor, held }, from, attempt)
-                .await?
-            {
-                return Ok((CommitOutcome::Committed(committed), held.is_some()));
+            let by = Committer { actor, held, fuse };
+            match self.try_commit(name, &id, read, by, from, attempt).await? {
+                Attempt::Committed(committed, published) => {
+                    let claimed = held.map(|held| held.claimed(published));
+                    return Ok((CommitOutcome::Committed(committed), claimed));
+                }
+                Attempt::Again => {}
+                Attempt::Unfused => fuse = false,
             }
         }
         Err(Error::ConcurrentModification(format!(
@@ -741,19 +751,13 @@ impl Repository {
             }
             let actor = upload.actor.clone();
             let from = UploadState::Verifying;
-            if let Some(committed) = self
-                .try_commit(
-                    name,
-                    id,
-                    read,
-                    Committer {
-                        actor: &actor,
-                        held: None,
-                    },
-                    from,
-                    attempt,
-                )
-                .await?
+            let by = Committer {
+                actor: &actor,
+                held: None,
+                fuse: false,
+            };
+            if let Attempt::Committed(committed, _) =
+                self.try_commit(name, id, read, by, from, attempt).await?
             {
                 return Ok(VerifiedCommit::Committed(committed));
             }
@@ -796,8 +800,20 @@ impl Repository {
     }
 
     /// One attempt at the commit transaction of an upload in state `from`
-    /// whose bytes were checked: `None` when a concurrent writer won (read
+    /// whose bytes were checked: `Again` when a concurrent writer won (read
     /// again and retry).
+    ///
+    /// A pending upload committed with a pipeline that publishes (`held`)
+    /// also publishes in this transaction when LATEST changes (the number
+    /// decided by [`crate::publish_rules::decide`] over LATEST as it will
+    /// be): the version row, its index entries, the counter and the
+    /// publish marker on the new LATEST, the purge fence down, and on the
+    /// upload row the number it took (and the pipeline's answer when it
+    /// moves no alias: nothing is left to run). Every condition of a
+    /// separate publish holds in it: LATEST exactly as read, the number
+    /// free, no purge, the bytes not reclaimed. When the number was taken
+    /// (the library) or a purge runs, `Unfused`: the next attempt commits
+    /// alone and the publish runs after it, as a separate call would.
     async fn try_commit(
         &self,
         name: &ArtifactName,
@@ -806,8 +822,8 @@ impl Repository {
         by: Committer<'_>,
         from: UploadState,
         attempt: u32,
-    ) -> Result<Option<Committed>> {
-        let Committer { actor, held } = by;
+    ) -> Result<Attempt> {
+        let Committer { actor, held, fuse } = by;
         let now = now();
         let latest = read.live_latest().cloned();
         let read_at = read.at;
@@ -833,7 +849,67 @@ impl Repository {
             UploadState::Verifying => upload.committed_at.clone(),
             _ => None,
         };
+        let publish = held
+            .filter(|_| fuse && from == UploadState::Pending && !unchanged)
+            .filter(|_| upload.metadata.len() <= FUSED_MAX_METADATA)
+            .and_then(|held| {
+                let counter = latest_item
+                    .as_ref()
+                    .and_then(|i| i.get(attr::LAST_VERSION))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .unwrap_or(seed);
+                let marker = latest_item
+                    .as_ref()
+                    .and_then(|i| i.get(attr::PUBLISHED_SHA256))
+                    .and_then(|v| v.as_s().ok())
+                    .map_or("", String::as_str);
+                let becomes = crate::publish_rules::Latest {
+                    deleted: false,
+                    upload_id: Some(id.as_str()),
+                    last_version: Some(counter),
+                    sha256: &upload.sha256,
+                    published_sha256: Some(marker),
+                };
+                match crate::publish_rules::decide(&becomes, &held.mode(), None) {
+                    crate::publish_rules::Decision::Number(n) => Version::number(n).ok().map(|_| n),
+                    _ => None,
+                }
+            });
         let mut tx = Tx::new();
+        let mut published = None;
+        if let (Some(number), Some(held)) = (publish, held) {
+            let version = Version::Number(number);
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let item = super::publish::version_item(
+                name,
+                version,
+                super::publish::VersionBytes {
+                    sha256: &upload.sha256,
+                    size: Some(upload.size),
+                    content_type: Some(&upload.content_type),
+                    metadata: &upload.metadata,
+                },
+                actor,
+                &token,
+            );
+            let answer = crate::model::PublishedArtifact {
+                artifact: VersionRow::from_item(&item)?.to_artifact(&self.layout),
+                created: true,
+            };
+            held.record_publish(&mut upload_item, number, &answer)?;
+            tx.push(
+                Commit::Row,
+                TransactWriteItem::builder()
+                    .put(self.new_version_row(item)?)
+                    .build(),
+            );
+            tx.push(Commit::Fence, self.no_purge_running(name)?);
+            for entry in self.index_entries(name, version, &upload.metadata)? {
+                tx.push(Commit::Index, entry);
+            }
+            published = Some(answer);
+        }
         tx.push(
             Commit::Upload,
             self.finish_upload(upload_item, from, !unchanged, now)?,
@@ -847,7 +923,11 @@ impl Repository {
             if unchanged {
                 self.latest_unchanged(name, &upload, before.as_deref(), now)?
             } else {
-                self.latest_put(&upload, actor, latest_item, seed, before.as_deref(), now)?
+                let fresh = FreshLatest {
+                    seed,
+                    published: publish,
+                };
+                self.latest_put(&upload, actor, latest_item, fresh, before.as_deref(), now)?
             },
         );
         if from == UploadState::Verifying
@@ -903,20 +983,31 @@ impl Repository {
                     }
                     .to_artifact(&self.layout),
                 };
-                Ok(Some(Committed {
-                    artifact,
-                    changed: !unchanged,
-                }))
+                Ok(Attempt::Committed(
+                    Committed {
+                        artifact,
+                        changed: !unchanged,
+                    },
+                    published,
+                ))
             }
             Err(TransactFailure::Conditions(failed)) if failed.contains(&Commit::Bytes) => {
                 Err(being_reclaimed(name))
             }
+            // The number was taken (by the library, or by this very
+            // transaction whose answer was lost: the next read tells) or a
+            // purge runs: commit alone next time.
+            Err(TransactFailure::Conditions(failed))
+                if failed.contains(&Commit::Row) || failed.contains(&Commit::Fence) =>
+            {
+                Ok(Attempt::Unfused)
+            }
             // The upload was committed or expired meanwhile, or LATEST
             // changed under an unchanged commit: read again.
-            Err(TransactFailure::Conditions(_)) => Ok(None),
+            Err(TransactFailure::Conditions(_)) => Ok(Attempt::Again),
             Err(TransactFailure::Contention) => {
                 super::backoff(attempt).await;
-                Ok(None)
+                Ok(Attempt::Again)
             }
             Err(TransactFailure::Failed(e)) => Err(e),
         }
@@ -1066,7 +1157,7 @@ impl Repository {
         upload: &UploadRow,
         actor: &str,
         latest: Option<Item>,
-        seed: u32,
+        fresh: FreshLatest,
         before: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
@@ -1102,7 +1193,14 @@ impl Repository {
                 version_key(&upload.name, Version::Latest)
             }
         };
-        let item = VersionRow::committed_latest(item, upload, actor, seed, now, new_epoch);
+        let mut item =
+            VersionRow::committed_latest(item, upload, actor, fresh.seed, now, new_epoch);
+        if let Some(number) = fresh.published {
+            // Published in the same transaction: the counter takes its
+            // number, the marker its bytes (as a publish's `take_number`).
+            item.insert(attr::LAST_VERSION.into(), nv(number));
+            item.insert(attr::PUBLISHED_SHA256.into(), sv(&upload.sha256));
+        }
         let put = put
             .set_item(Some(item))
             .condition_expression(condition.join(" AND "))
@@ -1224,11 +1322,39 @@ fn blob_check(
 }
 
 /// Who commits, and the claim on the pipeline's run their commit takes
-/// along (see `pipeline::HeldClaim`).
+/// along (see `pipeline::HeldClaim`); `fuse`: whether the commit may
+/// publish in its own transaction.
 struct Committer<'a> {
     actor: &'a str,
     held: Option<&'a super::pipeline::HeldClaim>,
+    fuse: bool,
 }
+
+/// What one commit attempt did.
+// One per attempt, moved once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    /// Committed; with the version, when it published in the transaction.
+    Committed(Committed, Option<crate::model::PublishedArtifact>),
+    /// A concurrent writer won: read again.
+    Again,
+    /// Read again and commit without publishing in the transaction.
+    Unfused,
+}
+
+/// The counter a new LATEST starts from when the one read has none
+/// (`seed`), and the number published in the commit's transaction.
+struct FreshLatest {
+    seed: u32,
+    published: Option<u32>,
+}
+
+/// A commit publishes in its own transaction only while its members stay
+/// well within DynamoDB's 100 per transaction (one index entry per
+/// metadata entry).
+const FUSED_MAX_METADATA: usize = 64;
+
+pub(super) use super::pipeline::Claimed;
 
 /// The members of a start upload's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1268,4 +1394,10 @@ enum Commit {
     Verified,
     /// The name's registry entry.
     Registry,
+    /// The version row published in the commit's transaction.
+    Row,
+    /// No purge under way (a commit that publishes).
+    Fence,
+    /// The version's search index entries.
+    Index,
 }

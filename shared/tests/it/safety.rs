@@ -436,7 +436,7 @@ async fn purging_a_missing_artifact_writes_nothing() {
     let written: Vec<String> = repo
         .operations()
         .into_iter()
-        .filter(|op| !["Query", "ListObjectVersions"].contains(&op.as_str()))
+        .filter(|op| !["Query", "GetItem", "ListObjectVersions"].contains(&op.as_str()))
         .collect();
     assert!(written.is_empty(), "{written:?}");
     assert!(store.raw_items().await.is_empty());
@@ -1864,4 +1864,176 @@ async fn a_pipeline_commit_whose_answer_was_lost_runs_its_pipeline_at_once() {
     assert!(done.published.is_some(), "{done:?}");
     let latest = store.repo.get_version(&n, Version::Latest).await.unwrap();
     assert_eq!(latest.sha256, sha256_hex(b"two"));
+}
+
+// Issue 21: a commit with `publish` publishes in its own transaction
+// (version row, counter and marker on LATEST, index entries, fence, the
+// number on the upload row, and the answer when no alias moves). Each
+// case, its answer received or lost (the SDK sends the transaction again
+// and it is refused), answers the version it published as created, once:
+// one row per number, consecutive, the alias at it.
+#[tokio::test]
+async fn a_commit_that_publishes_in_its_transaction_answers_its_version_once_even_when_its_answer_is_lost()
+ {
+    let store = TestStore::new().await;
+    let cases = [
+        ("fused-plain", false, false),
+        ("fused-alias", true, false),
+        ("fused-lost", false, true),
+        ("fused-alias-lost", true, true),
+    ];
+    for (label, moves_alias, lost) in cases {
+        let n = name(label);
+        // One version published the separate way, then a changed LATEST.
+        store.upload(&n, b"one").await;
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
+        let ticket = store
+            .repo
+            .create_upload(&n, test_support::declare(b"two"), LOCAL_ACTOR)
+            .await
+            .unwrap();
+        test_support::put_bytes(&store.http, &ticket, b"two").await;
+        let repo = if lost {
+            store.losing_first_answer("TransactWriteItems", None).await
+        } else {
+            store.another_repository()
+        };
+        let pipeline = shared::model::Pipeline {
+            publish: true,
+            force: false,
+            alias: moves_alias.then(|| shared::model::AliasMove {
+                name: alias("prod"),
+                weight: None,
+                if_revision: None,
+                message: None,
+            }),
+        };
+        let outcome = repo
+            .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
+            .await
+            .unwrap();
+        let shared::repository::PipelineOutcome::Committed(done) = outcome else {
+            panic!("{label}: a single PUT is committed: {outcome:?}");
+        };
+        let published = done.published.clone().expect("published");
+        assert_eq!(published["version"], "2", "{label}: {published}");
+        assert_eq!(published["created"], true, "{label}: {published}");
+        assert_eq!(published["sha256"], sha256_hex(b"two"), "{label}");
+        assert_eq!(published["created_by"], "ci", "{label}");
+        if moves_alias {
+            let moved = done.alias.clone().expect("alias");
+            assert_eq!(moved["version"], "2", "{label}: {moved}");
+            let prod = store.repo.get_alias(&n, &alias("prod")).await.unwrap();
+            assert_eq!(prod.version, Version::Number(2), "{label}");
+        } else {
+            assert!(done.alias.is_none(), "{label}");
+        }
+        let versions = store.repo.list_versions(&n, None, None).await.unwrap();
+        let numbers: Vec<Version> = versions.items.iter().map(|v| v.version).collect();
+        assert_eq!(
+            numbers,
+            vec![Version::Latest, Version::Number(2), Version::Number(1)],
+            "{label}: one row per number"
+        );
+        // LATEST carries the counter and the marker: publishing again
+        // finds it unchanged, and the next commit takes 3.
+        let again = store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
+        assert!(!again.created, "{label}");
+        assert_eq!(again.artifact.version, Version::Number(2), "{label}");
+        // The commit's retry answers the same.
+        let retried = store
+            .repo
+            .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
+            .await
+            .unwrap();
+        let shared::repository::PipelineOutcome::Committed(retried) = retried else {
+            panic!("{label}: committed");
+        };
+        assert_eq!(retried.published, done.published, "{label}");
+    }
+}
+
+// Issue 21: the number a commit would publish in its transaction is taken
+// meanwhile (the library, which keeps no counter, wrote that row): the
+// commit is not refused; it commits alone and the pipeline's publish
+// takes the next free number, as a separate publish does.
+#[tokio::test]
+async fn a_commit_whose_number_the_library_took_commits_alone_and_publishes_the_next() {
+    let store = TestStore::new().await;
+    let n = name("fused-taken");
+    store.upload(&n, b"one").await;
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    let ticket = store
+        .repo
+        .create_upload(&n, test_support::declare(b"two"), LOCAL_ACTOR)
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &ticket, b"two").await;
+    // Version 2 as the library writes it: a row, no counter on LATEST.
+    let mut row = store
+        .ddb
+        .get_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("000001".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("version 1");
+    row.insert(
+        "sk".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S("000002".into()),
+    );
+    row.remove("reserve_token");
+    store
+        .ddb
+        .put_item()
+        .table_name(&store.config.table)
+        .set_item(Some(row))
+        .send()
+        .await
+        .unwrap();
+    let pipeline = shared::model::Pipeline {
+        publish: true,
+        force: false,
+        alias: None,
+    };
+    let outcome = store
+        .repo
+        .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
+        .await
+        .unwrap();
+    let shared::repository::PipelineOutcome::Committed(done) = outcome else {
+        panic!("a single PUT is committed: {outcome:?}");
+    };
+    let published = done.published.expect("published");
+    assert_eq!(published["version"], "3", "{published}");
+    assert_eq!(published["sha256"], sha256_hex(b"two"));
+    let latest = store.repo.get_version(&n, Version::Latest).await.unwrap();
+    assert_eq!(latest.sha256, sha256_hex(b"two"));
+    let two = store
+        .repo
+        .get_version(&n, Version::Number(2))
+        .await
+        .unwrap();
+    assert_eq!(two.sha256, sha256_hex(b"one"), "the library's row stands");
 }
