@@ -465,6 +465,25 @@ impl TestStore {
             .collect()
     }
 
+    /// One raw item of the table as stored (strongly consistent).
+    pub async fn raw_item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .get_item()
+            .table_name(&self.config.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get item: {e:?}"))
+            .item
+    }
+
     pub async fn raw_items(
         &self,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {

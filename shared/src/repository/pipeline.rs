@@ -393,10 +393,19 @@ impl Repository {
                 }
             }
         };
+        // A run cut short after its commit published in its transaction:
+        // that version is the pipeline's (LATEST may be a later commit's).
+        let published = match takeover {
+            true => match self.upload_item(name, id).await? {
+                Some(item) => self.published_on(name, &item).await?,
+                None => None,
+            },
+            false => None,
+        };
         let run = Run {
             token: &token,
             takeover,
-            published: None,
+            published,
         };
         self.run_claimed(name, id, actor, pipeline, run).await
     }
@@ -660,24 +669,37 @@ impl Repository {
             .map(|r| serde_json::from_str::<serde_json::Value>(r))
             .transpose()
             .map_err(|e| Error::internal("stored pipeline result", e))?;
-        let number = item
-            .get(attr::PIPELINE_PUBLISHED)
-            .and_then(|n| n.as_n().ok())
-            .and_then(|n| n.parse::<u32>().ok());
-        let published = match number {
-            Some(n) if recorded.is_none() => self
-                .get_row(name, crate::names::Version::number(n)?)
-                .await?
-                .map(|row| PublishedArtifact {
-                    artifact: row.to_artifact(&self.layout),
-                    created: true,
-                }),
-            _ => None,
+        let published = match recorded {
+            Some(_) => None,
+            None => self.published_on(name, item).await?,
         };
         Ok(Claimed {
             published,
             recorded,
         })
+    }
+
+    /// The version the commit of upload row `item` published in its own
+    /// transaction, if it did.
+    async fn published_on(
+        &self,
+        name: &ArtifactName,
+        item: &crate::rows::Item,
+    ) -> Result<Option<PublishedArtifact>> {
+        let number = item
+            .get(attr::PIPELINE_PUBLISHED)
+            .and_then(|n| n.as_n().ok())
+            .and_then(|n| n.parse::<u32>().ok());
+        let Some(n) = number else {
+            return Ok(None);
+        };
+        Ok(self
+            .get_row(name, crate::names::Version::number(n)?)
+            .await?
+            .map(|row| PublishedArtifact {
+                artifact: row.to_artifact(&self.layout),
+                created: true,
+            }))
     }
 }
 

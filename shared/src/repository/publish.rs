@@ -183,14 +183,14 @@ impl Repository {
                 actor,
                 &token,
             );
-            let put = self.new_version_row(item.clone())?;
+            let put = self.put_new(item.clone())?;
             // The number is taken in the same transaction that writes its
             // row, from LATEST exactly as read (counter, bytes, marker,
             // epoch): a publish interrupted anywhere leaves no gap, and a
             // purge or commit since the read makes it read again.
             let take_number = self.take_number(&latest_item, &latest, number)?;
             let mut tx = Tx::new();
-            tx.push(Member::Row, TransactWriteItem::builder().put(put).build());
+            tx.push(Member::Row, put);
             tx.push(
                 Member::Number,
                 TransactWriteItem::builder().update(take_number).build(),
@@ -908,18 +908,6 @@ pub(super) fn version_item(
 }
 
 impl Repository {
-    /// The Put of a new version row: only where no row is (a number is
-    /// never taken twice).
-    pub(super) fn new_version_row(&self, item: crate::rows::Item) -> Result<Put> {
-        Put::builder()
-            .table_name(&self.layout.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", attr::PK)
-            .build()
-            .map_err(super::invalid_sdk_input)
-    }
-
     /// The entries of the search index by metadata (SPEC 10.3) of a new
     /// version, written in the transaction that writes its row.
     pub(super) fn index_entries(

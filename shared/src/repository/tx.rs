@@ -159,6 +159,24 @@ pub(super) fn classify_cancellation(codes: &[Option<&str>]) -> TransactFailure {
     }
 }
 
+impl Repository {
+    /// A transaction member putting `item` only where no item is (a
+    /// version number, an upload id: never taken twice).
+    pub(super) fn put_new(
+        &self,
+        item: crate::rows::Item,
+    ) -> crate::error::Result<TransactWriteItem> {
+        aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.layout.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", crate::layout::attr::PK)
+            .build()
+            .map(|put| TransactWriteItem::builder().put(put).build())
+            .map_err(super::invalid_sdk_input)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -300,20 +300,7 @@ impl Repository {
             Held::Bytes,
             self.not_condemned(name, &row.sha256, Some(read_at))?,
         );
-        tx.push(
-            Held::Row,
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.layout.table)
-                        .set_item(Some(item))
-                        .condition_expression("attribute_not_exists(#pk)")
-                        .expression_attribute_names("#pk", attr::PK)
-                        .build()
-                        .map_err(super::invalid_sdk_input)?,
-                )
-                .build(),
-        );
+        tx.push(Held::Row, self.put_new(item)?);
         tx.push(Held::Latest, self.latest_unchanged(name, &row, None, now)?);
         let committed = Committed {
             artifact: latest.to_artifact(&self.layout),
@@ -581,16 +568,29 @@ impl Repository {
                     // Committed by this call's own transaction, whose
                     // answer was lost: its claim is on the row (and what
                     // the transaction published, when it did).
-                    let ours = match (held, read.upload.as_ref()) {
-                        (Some(h), Some((_, item))) if h.is_on(item) => {
+                    let item = read.upload.as_ref().map(|(_, item)| item);
+                    let ours = match (held, item) {
+                        (Some(h), Some(item)) if h.is_on(item) => {
                             Some(self.claimed_by_commit(name, item).await?)
                         }
                         _ => None,
                     };
-                    return Ok((
-                        CommitOutcome::Committed(self.as_committed(name, &id, &upload, latest)?),
-                        ours,
-                    ));
+                    // A pipeline that ran (or published in the commit's
+                    // transaction) is answered from the upload row even
+                    // when a later commit made LATEST since: its version
+                    // stands, and the answer is the one the lost one was.
+                    let ran = item.is_some_and(|item| {
+                        item.contains_key(attr::PIPELINE_PUBLISHED)
+                            || item.contains_key(attr::PIPELINE_RESULT)
+                    });
+                    let committed = match self.as_committed(name, &id, &upload, latest) {
+                        Err(Error::UploadSuperseded { .. }) if ran => Committed {
+                            changed: upload.changed.unwrap_or(true),
+                            artifact: upload.to_artifact(&self.layout),
+                        },
+                        answer => answer?,
+                    };
+                    return Ok((CommitOutcome::Committed(committed), ours));
                 }
                 UploadState::Verifying => {
                     // No checkpoint for longer than an invocation can run:
@@ -898,12 +898,7 @@ impl Repository {
                 created: true,
             };
             held.record_publish(&mut upload_item, number, &answer)?;
-            tx.push(
-                Commit::Row,
-                TransactWriteItem::builder()
-                    .put(self.new_version_row(item)?)
-                    .build(),
-            );
+            tx.push(Commit::Row, self.put_new(item)?);
             tx.push(Commit::Fence, self.no_purge_running(name)?);
             for entry in self.index_entries(name, version, &upload.metadata)? {
                 tx.push(Commit::Index, entry);
@@ -994,11 +989,14 @@ impl Repository {
             Err(TransactFailure::Conditions(failed)) if failed.contains(&Commit::Bytes) => {
                 Err(being_reclaimed(name))
             }
-            // The number was taken (by the library, or by this very
-            // transaction whose answer was lost: the next read tells) or a
-            // purge runs: commit alone next time.
+            // The number was taken while LATEST stayed as read (the
+            // library, which keeps no counter, wrote that row) or a purge
+            // runs: commit alone next time. (A racing commit changes LATEST
+            // too: read again and fuse again; so does this very transaction
+            // whose answer was lost, which the next read finds committed.)
             Err(TransactFailure::Conditions(failed))
-                if failed.contains(&Commit::Row) || failed.contains(&Commit::Fence) =>
+                if (failed.contains(&Commit::Row) || failed.contains(&Commit::Fence))
+                    && !failed.contains(&Commit::Latest) =>
             {
                 Ok(Attempt::Unfused)
             }

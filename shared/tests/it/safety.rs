@@ -1270,18 +1270,9 @@ async fn latest_item(
     store: &TestStore,
     n: &shared::ArtifactName,
 ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
-    use aws_sdk_dynamodb::types::AttributeValue;
     store
-        .ddb
-        .get_item()
-        .table_name(&store.config.table)
-        .key("pk", AttributeValue::S(n.to_string()))
-        .key("sk", AttributeValue::S("LATEST".into()))
-        .consistent_read(true)
-        .send()
+        .raw_item(n.as_str(), "LATEST")
         .await
-        .unwrap()
-        .item
         .expect("the library's LATEST row")
 }
 
@@ -1983,21 +1974,8 @@ async fn a_commit_whose_number_the_library_took_commits_alone_and_publishes_the_
     test_support::put_bytes(&store.http, &ticket, b"two").await;
     // Version 2 as the library writes it: a row, no counter on LATEST.
     let mut row = store
-        .ddb
-        .get_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("000001".into()),
-        )
-        .send()
+        .raw_item(n.as_str(), "000001")
         .await
-        .unwrap()
-        .item
         .expect("version 1");
     row.insert(
         "sk".into(),
@@ -2036,4 +2014,54 @@ async fn a_commit_whose_number_the_library_took_commits_alone_and_publishes_the_
         .await
         .unwrap();
     assert_eq!(two.sha256, sha256_hex(b"one"), "the library's row stands");
+}
+
+// Review finding (issue 21): a pipeline's commit whose answer was lost is
+// retried after another upload made LATEST. Its version stands (the
+// commit's transaction published it), so the retry answers it, as the
+// lost answer did, instead of 409 UploadSuperseded, which would send the
+// client to push, and publish, the same bytes again.
+#[tokio::test]
+async fn a_retried_pipeline_commit_answers_its_version_after_a_later_commit_made_latest() {
+    let store = TestStore::new().await;
+    for (label, moves_alias) in [("retried-plain", false), ("retried-alias", true)] {
+        let n = name(label);
+        let ticket = store
+            .repo
+            .create_upload(&n, test_support::declare(b"mine"), LOCAL_ACTOR)
+            .await
+            .unwrap();
+        test_support::put_bytes(&store.http, &ticket, b"mine").await;
+        let pipeline = shared::model::Pipeline {
+            publish: true,
+            force: false,
+            alias: moves_alias.then(|| shared::model::AliasMove {
+                name: alias("prod"),
+                weight: None,
+                if_revision: None,
+                message: None,
+            }),
+        };
+        let commit = || {
+            store
+                .repo
+                .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
+        };
+        let shared::repository::PipelineOutcome::Committed(first) = commit().await.unwrap() else {
+            panic!("{label}: committed");
+        };
+        // Another pipeline's commit makes LATEST meanwhile.
+        store.upload(&n, b"theirs").await;
+        let retried = commit().await;
+        let Ok(shared::repository::PipelineOutcome::Committed(retried)) = retried else {
+            panic!("{label}: the retry answers the first answer, got {retried:?}");
+        };
+        assert_eq!(retried.published, first.published, "{label}");
+        assert_eq!(retried.alias, first.alias, "{label}");
+        assert_eq!(
+            retried.committed.artifact.sha256,
+            sha256_hex(b"mine"),
+            "{label}: what this upload committed"
+        );
+    }
 }
