@@ -48,6 +48,14 @@ pub(super) enum Link<'a> {
         #[allow(clippy::type_complexity)]
         items: &'a (dyn Fn(u64) -> Result<Vec<TransactWriteItem>> + Send + Sync),
     },
+    /// A pipeline's move, as an ordinary change, with the record of the
+    /// pipeline's run (`record(the new alias row)`, conditional on the run
+    /// still holding its claim) in the same transaction: refused when the
+    /// run was taken over (409).
+    Recorded {
+        #[allow(clippy::type_complexity)]
+        record: &'a (dyn Fn(&AliasRow) -> Result<TransactWriteItem> + Send + Sync),
+    },
 }
 
 /// What a change does to the alias row.
@@ -428,7 +436,7 @@ impl Repository {
             let current: BTreeSet<Version> = current.map(|c| c.targets).unwrap_or_default();
             let held = old.as_ref().and_then(|o| o.rollout.as_deref());
             let (holder, linked) = match link {
-                Link::Ordinary => match held {
+                Link::Ordinary | Link::Recorded { .. } => match held {
                     None => (None, Vec::new()),
                     Some(id) if change.cancel_rollout => (
                         None,
@@ -527,6 +535,9 @@ impl Repository {
             for item in linked {
                 tx.push(Member::Rollout, item);
             }
+            if let (Link::Recorded { record }, Some(row)) = (link, new_row.as_ref()) {
+                tx.push(Member::Record, record(row)?);
+            }
             match self.transact_tx(&tx, &token).await {
                 Ok(()) => return Ok(new_row),
                 Err(TransactFailure::Conditions(failed)) => {
@@ -555,6 +566,11 @@ impl Repository {
                         // Our write landed; only its answer was lost (the SDK
                         // retried it): answer as the first attempt would have.
                         return Ok(new_row);
+                    }
+                    if failed.contains(&Member::Record) {
+                        return Err(Error::ConcurrentModification(format!(
+                            "the pipeline moving alias {alias} of {name} was taken over by another run"
+                        )));
                     }
                     for member in failed {
                         // A version the alias let go of was deleted
@@ -1041,6 +1057,8 @@ enum Member {
     Rollout,
     /// No purge of the artifact runs.
     Fence,
+    /// The record of the pipeline run that moves the alias.
+    Record,
 }
 
 fn nothing_to_roll_back(name: &ArtifactName, alias: &AliasName, why: &str) -> Error {

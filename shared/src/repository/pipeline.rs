@@ -421,7 +421,12 @@ impl Repository {
         run: Run<'_>,
     ) -> Result<PipelineAnswer> {
         let token = run.token;
-        let outcome = self.run_pipeline(name, actor, pipeline, id, run).await;
+        let outcome = match self.run_pipeline(name, actor, pipeline, id, run).await {
+            // Recorded by the alias move's own transaction.
+            Ok((answer, true)) => return Ok(answer),
+            Ok((answer, false)) => Ok(answer),
+            Err(e) => Err(e),
+        };
         let stored = match &outcome {
             Ok((published, alias)) => serde_json::json!({"published": published, "alias": alias}),
             Err(e) => match e.to_stored() {
@@ -576,7 +581,7 @@ impl Repository {
         pipeline: &Pipeline,
         id: &UploadId,
         run: Run<'_>,
-    ) -> Result<PipelineAnswer> {
+    ) -> Result<(PipelineAnswer, bool)> {
         let takeover = run.takeover;
         let force = pipeline.force && !takeover;
         let published = match run.published {
@@ -615,15 +620,63 @@ impl Repository {
                                 .map_or(Precondition::None, Precondition::Revision),
                             cancel_rollout: false,
                         };
-                        Some(self.put_alias(name, &m.name, target, &change).await?)
+                        let record = |row: &crate::rows::AliasRow| {
+                            let answer =
+                                recorded_answer(&published, Some(&row.to_alias(&self.layout)));
+                            self.record_member(name, id, run.token, &answer)
+                        };
+                        let link = super::aliases::Link::Recorded { record: &record };
+                        let moved = self
+                            .change_alias_linked(
+                                name,
+                                &m.name,
+                                super::aliases::Intent::Put(target),
+                                &change,
+                                &link,
+                            )
+                            .await?
+                            .ok_or_else(|| {
+                                Error::internal("pipeline alias move", "no alias row written")
+                            })?;
+                        let answer = (
+                            Some(to_value(&published)?),
+                            Some(to_value(&moved.to_alias(&self.layout))?),
+                        );
+                        return Ok((answer, true));
                     }
                 }
             }
         };
-        Ok((
+        let answer = (
             Some(to_value(&published)?),
             alias.as_ref().map(to_value).transpose()?,
-        ))
+        );
+        Ok((answer, false))
+    }
+
+    /// The record of what the run holding `token` did, as a member of the
+    /// transaction that does its last step (as `record_pipeline` writes it).
+    fn record_member(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        token: &str,
+        stored: &serde_json::Value,
+    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem> {
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.layout.table)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression("SET #result = :result")
+            .condition_expression("#claim = :token AND attribute_not_exists(#result)")
+            .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
+            .expression_attribute_names("#result", attr::PIPELINE_RESULT)
+            .expression_attribute_values(":token", sv(token))
+            .expression_attribute_values(":result", sv(stored.to_string()))
+            .build()
+            .map_err(super::invalid_sdk_input)?;
+        Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+            .update(update)
+            .build())
     }
 
     /// The pipeline's publish, when its commit did not publish: only while

@@ -575,21 +575,10 @@ impl Repository {
                         }
                         _ => None,
                     };
-                    // A pipeline that ran (or published in the commit's
-                    // transaction) is answered from the upload row even
-                    // when a later commit made LATEST since: its version
-                    // stands, and the answer is the one the lost one was.
-                    let ran = item.is_some_and(|item| {
-                        item.contains_key(attr::PIPELINE_PUBLISHED)
-                            || item.contains_key(attr::PIPELINE_RESULT)
-                    });
-                    let committed = match self.as_committed(name, &id, &upload, latest) {
-                        Err(Error::UploadSuperseded { .. }) if ran => Committed {
-                            changed: upload.changed.unwrap_or(true),
-                            artifact: upload.to_artifact(&self.layout),
-                        },
-                        answer => answer?,
-                    };
+                    // Superseded since (a later commit made LATEST): 409,
+                    // as SPEC 4 says, even when its pipeline ran (the
+                    // version it published stands; a retry publishes none).
+                    let committed = self.as_committed(name, &id, &upload, latest)?;
                     return Ok((CommitOutcome::Committed(committed), ours));
                 }
                 UploadState::Verifying => {

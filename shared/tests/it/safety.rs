@@ -2017,12 +2017,12 @@ async fn a_commit_whose_number_the_library_took_commits_alone_and_publishes_the_
 }
 
 // Review finding (issue 21): a pipeline's commit whose answer was lost is
-// retried after another upload made LATEST. Its version stands (the
-// commit's transaction published it), so the retry answers it, as the
-// lost answer did, instead of 409 UploadSuperseded, which would send the
-// client to push, and publish, the same bytes again.
+// retried after another upload made LATEST. The upload is superseded: the
+// retry is refused (409, SPEC 4: a superseded upload is refused; the
+// checker's invariant 11 holds it to that), and publishes nothing more:
+// the version the first commit's transaction published stands, once.
 #[tokio::test]
-async fn a_retried_pipeline_commit_answers_its_version_after_a_later_commit_made_latest() {
+async fn a_retried_pipeline_commit_after_a_later_commit_is_refused_and_publishes_nothing_more() {
     let store = TestStore::new().await;
     for (label, moves_alias) in [("retried-plain", false), ("retried-alias", true)] {
         let n = name(label);
@@ -2034,7 +2034,7 @@ async fn a_retried_pipeline_commit_answers_its_version_after_a_later_commit_made
         test_support::put_bytes(&store.http, &ticket, b"mine").await;
         let pipeline = shared::model::Pipeline {
             publish: true,
-            force: false,
+            force: true,
             alias: moves_alias.then(|| shared::model::AliasMove {
                 name: alias("prod"),
                 weight: None,
@@ -2050,18 +2050,25 @@ async fn a_retried_pipeline_commit_answers_its_version_after_a_later_commit_made
         let shared::repository::PipelineOutcome::Committed(first) = commit().await.unwrap() else {
             panic!("{label}: committed");
         };
+        assert_eq!(first.published.expect("published")["version"], "1");
         // Another pipeline's commit makes LATEST meanwhile.
         store.upload(&n, b"theirs").await;
         let retried = commit().await;
-        let Ok(shared::repository::PipelineOutcome::Committed(retried)) = retried else {
-            panic!("{label}: the retry answers the first answer, got {retried:?}");
-        };
-        assert_eq!(retried.published, first.published, "{label}");
-        assert_eq!(retried.alias, first.alias, "{label}");
+        assert!(
+            matches!(retried, Err(Error::UploadSuperseded { .. })),
+            "{label}: {retried:?}"
+        );
+        let versions = store.repo.list_versions(&n, None, None).await.unwrap();
+        let numbered: Vec<(Version, String)> = versions
+            .items
+            .iter()
+            .filter(|v| !v.version.is_latest())
+            .map(|v| (v.version, v.sha256.clone()))
+            .collect();
         assert_eq!(
-            retried.committed.artifact.sha256,
-            sha256_hex(b"mine"),
-            "{label}: what this upload committed"
+            numbered,
+            vec![(Version::Number(1), sha256_hex(b"mine"))],
+            "{label}: the first commit's version, once"
         );
     }
 }
