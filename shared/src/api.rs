@@ -363,7 +363,10 @@ impl Operation {
     /// after the authorisation said yes (they take an [`Allowed`]): their
     /// reads go beside it.
     pub fn writes_after_authorization(self) -> bool {
-        matches!(self, Self::StartUpload | Self::CommitUpload)
+        matches!(
+            self,
+            Self::StartUpload | Self::CommitUpload | Self::PublishVersion
+        )
     }
 
     /// The caller and the targets, if every need is granted; 403 if not.
@@ -446,7 +449,7 @@ impl Operation {
             Self::GetUploadParts => get_upload_parts(repo, request).await,
             Self::CommitUpload => commit_upload(repo, request, allowed).await,
             Self::ListVersions => list_versions(repo, request).await,
-            Self::PublishVersion => publish_version(repo, request).await,
+            Self::PublishVersion => publish_version(repo, request, allowed).await,
             Self::GetVersion => get_version(repo, request).await,
             Self::GetVersionContent => get_version_content(repo, request).await,
             Self::DeleteVersion => delete_version(repo, request).await,
@@ -1015,10 +1018,17 @@ struct PublishBody {
     force: bool,
 }
 
-pub async fn publish_version(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+pub async fn publish_version(
+    repo: &Repository,
+    request: &Request,
+    allowed: Allowed,
+) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let b: PublishBody = body(request)?;
-    match repo.publish(&name, b.force, &actor(request)).await? {
+    match repo
+        .publish(&name, b.force, &actor(request), allowed)
+        .await?
+    {
         PublishOutcome::Published(published) => {
             let status = if published.created {
                 StatusCode::CREATED

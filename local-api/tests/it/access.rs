@@ -210,6 +210,30 @@ async fn teams_readers_and_releasers_reach_exactly_what_their_targets_grant() {
         .unwrap();
     assert_eq!(latest.sha256, sha256_hex(held));
 
+    // A publish reads LATEST beside the authorisation too: refused, the
+    // changed LATEST stays unpublished.
+    store.upload(&name("team-a.app"), b"team a, build 4").await;
+    let versions = |page: shared::model::Page<shared::model::Artifact>| page.items.len();
+    let before = versions(
+        store
+            .repo
+            .list_versions(&name("team-a.app"), None, None)
+            .await
+            .unwrap(),
+    );
+    let (status, answer) = api
+        .call(READER, "POST", "/artifacts/team-a.app/versions", None)
+        .await;
+    assert_eq!(status, 403, "the reader publishes nothing: {answer}");
+    let after = versions(
+        store
+            .repo
+            .list_versions(&name("team-a.app"), None, None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(after, before);
+
     // The reader reads everything, changes nothing.
     let (status, _) = api
         .call(READER, "GET", "/artifacts/team-a.secret/versions/1", None)

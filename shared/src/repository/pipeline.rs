@@ -689,7 +689,13 @@ impl Repository {
         id: &UploadId,
     ) -> Result<PublishedArtifact> {
         match self
-            .publish_version_of(name, force, actor, Some(id.as_str()))
+            .publish_version_of(
+                name,
+                force,
+                actor,
+                Some(id.as_str()),
+                &mut super::Allowed::already(),
+            )
             .await?
         {
             super::publish::Publishing::Done(published) => Ok(PublishedArtifact {

@@ -50,7 +50,10 @@ impl Repository {
         force: bool,
         actor: &str,
     ) -> Result<Published> {
-        match self.publish(name, force, actor).await? {
+        match self
+            .publish(name, force, actor, super::Allowed::already())
+            .await?
+        {
             PublishOutcome::Published(published) => Ok(published),
             PublishOutcome::Adopting { upload_id } => Err(Error::ConcurrentModification(format!(
                 "LATEST of {name} is being copied into the blob store by upload {upload_id}, \
@@ -62,17 +65,24 @@ impl Repository {
     /// The publish route's: [`Self::publish_version`], or, when LATEST is
     /// the library's and larger than `ADOPT_COPY_MAX_BYTES`, the upload that
     /// copies it into the blob store and publishes it once verified (202).
+    ///
+    /// `allowed`: the caller's authorisation. The first read of LATEST goes
+    /// beside it; nothing is written before it said yes.
     pub async fn publish(
         &self,
         name: &ArtifactName,
         force: bool,
         actor: &str,
+        mut allowed: super::Allowed,
     ) -> Result<PublishOutcome> {
         for attempt in 0..PUBLISH_ATTEMPTS {
             if attempt > 0 {
                 super::backoff(attempt).await;
             }
-            match self.publish_version_of(name, force, actor, None).await? {
+            match self
+                .publish_version_of(name, force, actor, None, &mut allowed)
+                .await?
+            {
                 Publishing::Done(published) => return Ok(PublishOutcome::Published(published)),
                 Publishing::Adopt {
                     latest,
@@ -100,6 +110,7 @@ impl Repository {
         force: bool,
         actor: &str,
         upload: Option<&str>,
+        allowed: &mut super::Allowed,
     ) -> Result<Publishing> {
         let mut mode = if force { Mode::Force } else { Mode::IfChanged };
         for attempt in 0..PUBLISH_ATTEMPTS {
@@ -107,7 +118,11 @@ impl Repository {
                 super::backoff(attempt).await;
             }
             let reserved_at = now();
-            let Some(latest_item) = self.get_version_item(name, Version::Latest).await? else {
+            // Every write below comes after the authorisation said yes.
+            let (allowed_now, latest_item) =
+                tokio::join!(allowed.wait(), self.get_version_item(name, Version::Latest));
+            allowed_now?;
+            let Some(latest_item) = latest_item? else {
                 return Err(Error::ArtifactNotFound {
                     name: name.to_string(),
                 });

@@ -402,7 +402,10 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
         &serde_json::json!({"name": "big", "content_file": file.path()}).to_string(),
     ]);
 
-    let PublishOutcome::Adopting { upload_id } = repo.publish(&n, false, "ci").await.unwrap()
+    let PublishOutcome::Adopting { upload_id } = repo
+        .publish(&n, false, "ci", shared::repository::Allowed::already())
+        .await
+        .unwrap()
     else {
         panic!("a large LATEST of the library is adopted in the background");
     };
@@ -414,7 +417,9 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
     );
     // A retry (the answer lost) answers with the same upload: no new copy.
     assert_eq!(
-        repo.publish(&n, false, "ci").await.unwrap(),
+        repo.publish(&n, false, "ci", shared::repository::Allowed::already())
+            .await
+            .unwrap(),
         PublishOutcome::Adopting {
             upload_id: upload_id.clone()
         }
@@ -451,7 +456,11 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
     let url = two.download_url.as_deref().unwrap();
     assert!(url.contains(".blobs/"), "served from the blob store: {url}");
     assert_eq!(store.download(url).await, bytes);
-    match repo.publish(&n, false, "ci").await.unwrap() {
+    match repo
+        .publish(&n, false, "ci", shared::repository::Allowed::already())
+        .await
+        .unwrap()
+    {
         PublishOutcome::Published(p) => {
             assert!(!p.created);
             assert_eq!(p.artifact.version, Version::Number(2));

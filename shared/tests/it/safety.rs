@@ -1546,7 +1546,7 @@ async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
     let slow = store.through(&plan).await.with_verifier(Verifier::Deferred);
     let first = tokio::spawn({
         let n = n.clone();
-        async move { slow.publish(&n, false, "ci").await }
+        async move { slow.publish(&n, false, "ci", Allowed::already()).await }
     });
     gate.arrived().await;
     first.abort();
@@ -1573,12 +1573,18 @@ async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
     let started = started.as_s().unwrap().clone();
 
     let repo = store.repo.clone().with_verifier(Verifier::Deferred);
-    let PublishOutcome::Adopting { upload_id } = repo.publish(&n, false, "ci").await.unwrap()
+    let PublishOutcome::Adopting { upload_id } = repo
+        .publish(&n, false, "ci", Allowed::already())
+        .await
+        .unwrap()
     else {
         panic!("still adopted in the background");
     };
     assert_eq!(upload_id, started, "the retry takes up the same upload");
-    let again = repo.publish(&n, false, "ci").await.unwrap();
+    let again = repo
+        .publish(&n, false, "ci", Allowed::already())
+        .await
+        .unwrap();
     assert_eq!(
         again,
         PublishOutcome::Adopting {
