@@ -419,6 +419,17 @@ impl TestStore {
         upload_with(&self.repo, &self.http, name, bytes).await
     }
 
+    /// An upload of `bytes` started and its bytes sent, not committed.
+    pub async fn staged(&self, name: &ArtifactName, bytes: &[u8]) -> shared::model::UploadTicket {
+        let ticket = self
+            .repo
+            .create_upload(name, declare(bytes), LOCAL_ACTOR)
+            .await
+            .unwrap_or_else(|e| panic!("start upload: {e:?}"));
+        put_bytes(&self.http, &ticket, bytes).await;
+        ticket
+    }
+
     /// A store holding what the sample events (`events/*.json`) refer to:
     /// `my-app` versions 1 ("one") and 2 ("two"), LATEST "three" unpublished,
     /// alias `prod` → 1.
@@ -957,5 +968,20 @@ pub async fn run_verify_sample_event() -> VerifySampleRun {
         request,
         repo,
         step,
+    }
+}
+
+/// A one-request pipeline: publish, and move `alias` to the new version
+/// when given.
+pub fn pipeline(alias: Option<&str>, force: bool) -> shared::model::Pipeline {
+    shared::model::Pipeline {
+        publish: true,
+        force,
+        alias: alias.map(|a| shared::model::AliasMove {
+            name: a.parse().unwrap_or_else(|e| panic!("alias {a}: {e:?}")),
+            weight: None,
+            if_revision: None,
+            message: None,
+        }),
     }
 }

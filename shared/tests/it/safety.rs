@@ -633,11 +633,7 @@ async fn a_resumed_verification_pipeline_never_publishes_another_writers_latest(
     let (u1, parts) = start_multipart(&store.repo, &n, &content).await;
     send_parts(&store.repo, &store.http, &n, &u1, &content, &parts).await;
     let deferred = store.repo.clone().with_verifier(Verifier::Deferred);
-    let pipeline = shared::model::Pipeline {
-        publish: true,
-        force: false,
-        alias: None,
-    };
+    let pipeline = test_support::pipeline(None, false);
     assert!(matches!(
         deferred
             .commit_pipeline(&n, &u1, "ci", &pipeline, Allowed::already())
@@ -1838,18 +1834,9 @@ async fn a_pipeline_commit_whose_answer_was_lost_runs_its_pipeline_at_once() {
     let store = TestStore::new().await;
     let n = name("claim-lost");
     store.upload(&n, b"one").await;
-    let ticket = store
-        .repo
-        .create_upload(&n, test_support::declare(b"two"), LOCAL_ACTOR)
-        .await
-        .unwrap();
-    test_support::put_bytes(&store.http, &ticket, b"two").await;
+    let ticket = store.staged(&n, b"two").await;
     let lossy = store.losing_first_answer("TransactWriteItems", None).await;
-    let pipeline = shared::model::Pipeline {
-        publish: true,
-        force: false,
-        alias: None,
-    };
+    let pipeline = test_support::pipeline(None, false);
     // Waiting for a claim nobody runs ends in a 409 (ConcurrentModification).
     let outcome = lossy
         .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
@@ -1888,27 +1875,13 @@ async fn a_commit_that_publishes_in_its_transaction_answers_its_version_once_eve
             .publish_version(&n, false, LOCAL_ACTOR)
             .await
             .unwrap();
-        let ticket = store
-            .repo
-            .create_upload(&n, test_support::declare(b"two"), LOCAL_ACTOR)
-            .await
-            .unwrap();
-        test_support::put_bytes(&store.http, &ticket, b"two").await;
+        let ticket = store.staged(&n, b"two").await;
         let repo = if lost {
             store.losing_first_answer("TransactWriteItems", None).await
         } else {
             store.another_repository()
         };
-        let pipeline = shared::model::Pipeline {
-            publish: true,
-            force: false,
-            alias: moves_alias.then(|| shared::model::AliasMove {
-                name: alias("prod"),
-                weight: None,
-                if_revision: None,
-                message: None,
-            }),
-        };
+        let pipeline = test_support::pipeline(moves_alias.then_some("prod"), false);
         let outcome = repo
             .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
             .await
@@ -1972,12 +1945,7 @@ async fn a_commit_whose_number_the_library_took_commits_alone_and_publishes_the_
         .publish_version(&n, false, LOCAL_ACTOR)
         .await
         .unwrap();
-    let ticket = store
-        .repo
-        .create_upload(&n, test_support::declare(b"two"), LOCAL_ACTOR)
-        .await
-        .unwrap();
-    test_support::put_bytes(&store.http, &ticket, b"two").await;
+    let ticket = store.staged(&n, b"two").await;
     // Version 2 as the library writes it: a row, no counter on LATEST.
     let mut row = store
         .raw_item(n.as_str(), "000001")
@@ -1996,11 +1964,7 @@ async fn a_commit_whose_number_the_library_took_commits_alone_and_publishes_the_
         .send()
         .await
         .unwrap();
-    let pipeline = shared::model::Pipeline {
-        publish: true,
-        force: false,
-        alias: None,
-    };
+    let pipeline = test_support::pipeline(None, false);
     let outcome = store
         .repo
         .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
@@ -2032,22 +1996,8 @@ async fn a_retried_pipeline_commit_after_a_later_commit_is_refused_and_publishes
     let store = TestStore::new().await;
     for (label, moves_alias) in [("retried-plain", false), ("retried-alias", true)] {
         let n = name(label);
-        let ticket = store
-            .repo
-            .create_upload(&n, test_support::declare(b"mine"), LOCAL_ACTOR)
-            .await
-            .unwrap();
-        test_support::put_bytes(&store.http, &ticket, b"mine").await;
-        let pipeline = shared::model::Pipeline {
-            publish: true,
-            force: true,
-            alias: moves_alias.then(|| shared::model::AliasMove {
-                name: alias("prod"),
-                weight: None,
-                if_revision: None,
-                message: None,
-            }),
-        };
+        let ticket = store.staged(&n, b"mine").await;
+        let pipeline = test_support::pipeline(moves_alias.then_some("prod"), true);
         let commit = || {
             store
                 .repo
