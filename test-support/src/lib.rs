@@ -495,6 +495,19 @@ impl TestStore {
             .item
     }
 
+    /// Puts an item of only its key (`pk`, `sk`), as stored.
+    pub async fn put_raw_key(&self, pk: &str, sk: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .put_item()
+            .table_name(&self.config.table)
+            .item("pk", AttributeValue::S(pk.to_owned()))
+            .item("sk", AttributeValue::S(sk.to_owned()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put item: {e:?}"));
+    }
+
     pub async fn raw_items(
         &self,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {

@@ -1231,21 +1231,7 @@ async fn a_purge_retried_after_failing_at_its_last_step_finishes_the_job() {
     // Cut short after the version rows went: only the registry row is left.
     store.upload(&n, b"build again").await;
     store.repo.purge_artifact(&n).await.unwrap();
-    store
-        .ddb
-        .put_item()
-        .table_name(&store.config.table)
-        .item(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("__artifacts".into()),
-        )
-        .item(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("{n}/")),
-        )
-        .send()
-        .await
-        .unwrap();
+    store.put_raw_key("__artifacts", &format!("{n}/")).await;
     let listed = |page: shared::model::Page<shared::ArtifactName>| page.items.contains(&n);
     assert!(listed(
         store.repo.list_artifact_names(None, None).await.unwrap()
@@ -1549,23 +1535,8 @@ async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
     assert!(first.await.unwrap_err().is_cancelled());
 
     // LATEST records the upload the cut-short publish started.
-    let latest = store
-        .ddb
-        .get_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("big".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("LATEST".into()),
-        )
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    let started = latest.item().and_then(|i| i.get("adopting")).unwrap();
+    let latest = store.raw_item("big", "LATEST").await;
+    let started = latest.as_ref().and_then(|i| i.get("adopting")).unwrap();
     let started = started.as_s().unwrap().clone();
 
     let repo = store.repo.clone().with_verifier(Verifier::Deferred);
