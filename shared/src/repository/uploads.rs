@@ -577,8 +577,17 @@ impl Repository {
                     };
                     // Superseded since (a later commit made LATEST): 409,
                     // as SPEC 4 says, even when its pipeline ran (the
-                    // version it published stands; a retry publishes none).
-                    let committed = self.as_committed(name, &id, &upload, latest)?;
+                    // version it published stands; a retry publishes none)
+                    // — unless the commit is this very call's, overlapping
+                    // the later one: it answers what it committed, and its
+                    // pipeline runs on.
+                    let committed = match (self.as_committed(name, &id, &upload, latest), &ours) {
+                        (Err(Error::UploadSuperseded { .. }), Some(_)) => Committed {
+                            changed: upload.changed.unwrap_or(true),
+                            artifact: upload.to_artifact(&self.layout),
+                        },
+                        (answer, _) => answer?,
+                    };
                     return Ok((CommitOutcome::Committed(committed), ours));
                 }
                 UploadState::Verifying => {

@@ -1999,3 +1999,68 @@ async fn a_retried_pipeline_commit_after_a_later_commit_is_refused_and_publishes
         );
     }
 }
+
+// Review finding (issue 21): a pipeline's commit transaction lands, its
+// answer is lost, and another commit makes LATEST before this call reads
+// the upload again. The commit is this very call's (its claim is on the
+// row), overlapping the later one: it answers what it committed and its
+// pipeline runs on (the alias moves to the version its transaction
+// published), instead of 409 with the run left half done for good.
+#[tokio::test]
+async fn a_pipeline_commit_whose_answer_was_lost_while_another_commit_landed_finishes_its_run() {
+    let store = TestStore::new().await;
+    for (label, moves_alias) in [("overlap-plain", false), ("overlap-alias", true)] {
+        let n = name(label);
+        let ticket = store.staged(&n, b"mine").await;
+        let plan = Plan::new();
+        // The first read goes through; the transaction lands and its answer
+        // is lost; the read after it waits at the gate.
+        plan.add(Rule::new(
+            "BatchGetItem",
+            Some(&ticket.upload_id),
+            Action::Record(test_support::proxy::Recorded::new()),
+            1,
+        ));
+        plan.add(Rule::new(
+            "TransactWriteItems",
+            None,
+            Action::Fault(Fault::ResetAfter),
+            1,
+        ));
+        let gate = Gate::new();
+        plan.add(Rule::new(
+            "BatchGetItem",
+            Some(&ticket.upload_id),
+            Action::HoldBefore(gate.clone()),
+            1,
+        ));
+        let repo = store.through(&plan).await;
+        let pipeline = test_support::pipeline(moves_alias.then_some("prod"), false);
+        let commit = tokio::spawn({
+            let (n, id, pipeline) = (n.clone(), ticket.upload_id.clone(), pipeline.clone());
+            async move {
+                repo.commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already())
+                    .await
+            }
+        });
+        gate.arrived().await;
+        store.upload(&n, b"theirs").await;
+        gate.open();
+        let outcome = commit.await.unwrap();
+        let Ok(shared::repository::PipelineOutcome::Committed(done)) = outcome else {
+            panic!("{label}: its own commit answers, got {outcome:?}");
+        };
+        assert_eq!(
+            done.committed.artifact.sha256,
+            sha256_hex(b"mine"),
+            "{label}"
+        );
+        let published = done.published.expect("published");
+        assert_eq!(published["version"], "1", "{label}: {published}");
+        assert_eq!(published["created"], true, "{label}");
+        if moves_alias {
+            let prod = store.repo.get_alias(&n, &alias("prod")).await.unwrap();
+            assert_eq!(prod.version, Version::Number(1), "{label}");
+        }
+    }
+}
