@@ -138,7 +138,7 @@ const SIZES: [(&str, usize, usize); 5] = [
 ];
 
 /// Sequential round trips to AWS per operation of this project, from the
-/// code (the `AWS calls:` comments in shared/src/repository/*.rs and the
+/// code (the `AWS calls:` comments in service/src/*.rs and the
 /// functions they describe); `None` where it depends on the data.
 fn our_round_trips(op: &str) -> Option<&'static str> {
     Some(match op {
@@ -798,7 +798,7 @@ async fn main() {
          - **per call** — the quick-start usage, a session passed per call: a new `BotoSesManager` (built as `scripts/interop.py` builds it) \
          for every call, inside the timed region, so a new boto3 session and new clients each call.\n\n\
          *Round trips* are sequential requests to AWS: for this project a fixed figure per operation, read from the code \
-         (the `AWS calls:` comments in `shared/src/repository/*.rs` and the code they describe); the library issues its calls one after \
+         (the `AWS calls:` comments in `service/src/*.rs` and the code they describe); the library issues its calls one after \
          another, so its round trips are its calls (measured, reused configuration). \
          The last column divides this project's median by the **fastest** library median for that operation \
          (reused unless another configuration is named).\n"

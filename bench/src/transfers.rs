@@ -444,7 +444,7 @@ pub async fn verification() -> String {
         "A {label} multipart upload (parts of {} MiB, sent untimed) committed with the verifier deferred \
          (`Verifier::Deferred`), then the loop of `verify_upload_step(.., None)` timed until the upload is committed as \
          LATEST: the SHA-256 of the whole object computed from S3 by ranged GETs of {} MiB, {} in flight, fed in order \
-         into one hasher (`shared/src/repository/verification.rs`), then the commit's transaction. Without a deadline and with \
+         into one hasher (`service/src/verification.rs`), then the commit's transaction. Without a deadline and with \
          the default byte budget one step does it all. Beside it, what the emulator takes to serve the same object to a \
          plain client (reqwest, body streamed), and the hashing cost alone.\n",
         part_size / MIB,

@@ -186,6 +186,13 @@ impl MultipartPlan {
     }
 }
 
+/// A purge fence not renewed for this long is taken to be a crashed purge's:
+/// it no longer blocks uploads, and another purge may take it over. A
+/// running purge renews it before every step (each well under a second;
+/// twice the purge function's 15 s timeout, so a purge that timed out
+/// stops blocking soon after).
+pub const PURGE_FENCE_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[cfg(test)]
 mod tests {
     use super::*;

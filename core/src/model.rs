@@ -490,6 +490,35 @@ pub struct PipelineCommitted {
     pub alias: Option<serde_json::Value>,
 }
 
+/// What a commit with a pipeline answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum PipelineOutcome {
+    /// 200: LATEST, and the version and alias when asked for.
+    Committed(Box<PipelineCommitted>),
+    /// 202: a multipart upload being verified; the pipeline runs after.
+    Verifying {
+        upload_id: String,
+        state: &'static str,
+    },
+}
+
+/// What a start upload with `commit` answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum StartOutcome {
+    /// The bytes must be sent (201), as without `commit`.
+    Ticket(UploadTicket),
+    /// The artifact held them: committed at once (200).
+    Committed {
+        upload_id: String,
+        state: &'static str,
+        exists: bool,
+        #[serde(flatten)]
+        committed: Box<PipelineCommitted>,
+    },
+}
+
 /// What a commit answers: LATEST (single PUT, 200), or a multipart upload
 /// handed to `verify-upload` (202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

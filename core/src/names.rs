@@ -292,6 +292,64 @@ impl FromStr for Sha256 {
     }
 }
 
+/// An upload id: 32 random lowercase hex characters, then the declared
+/// SHA-256 (64 more), so a commit knows the blob key before it reads a row
+/// and checks the blob and the rows in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadId(String);
+
+impl UploadId {
+    /// The id of a new upload of `sha256` (validated lowercase hex):
+    /// `nonce` is 32 random lowercase hex characters (a simple UUID v4,
+    /// drawn by the service).
+    pub fn with_nonce(nonce: &str, sha256: &str) -> Self {
+        Self(format!("{nonce}{sha256}"))
+    }
+
+    /// The declared SHA-256 (lowercase hex).
+    pub fn sha256(&self) -> &str {
+        &self.0[32..]
+    }
+
+    /// The random half: what the objects this upload writes carry as
+    /// `META_UPLOAD_ID` (`limits`).
+    pub fn nonce(&self) -> &str {
+        &self.0[..32]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The error for an upload of `name` that is not there (or no longer
+    /// pending).
+    pub fn not_found(&self, name: &ArtifactName) -> Error {
+        Error::UploadNotFound {
+            name: name.to_string(),
+            upload_id: self.0.clone(),
+        }
+    }
+}
+
+impl std::str::FromStr for UploadId {
+    type Err = Error;
+
+    fn from_str(id: &str) -> Result<Self, Error> {
+        let valid = id.len() == 96
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if valid {
+            Ok(Self(id.to_owned()))
+        } else {
+            Err(Error::InvalidRequest(
+                "upload_id must be the 96 lowercase hexadecimal characters start upload returned"
+                    .into(),
+            ))
+        }
+    }
+}
+
 macro_rules! string_serde {
     ($t:ty) => {
         impl fmt::Display for $t {
@@ -328,6 +386,26 @@ fn truncated(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_ids_are_a_nonce_then_the_declared_digest_and_parse_only_as_issued() {
+        let sha = "ab".repeat(32);
+        let nonce = "0123456789abcdef0123456789abcdef";
+        let id = UploadId::with_nonce(nonce, &sha);
+        assert_eq!((id.nonce(), id.sha256()), (nonce, sha.as_str()));
+        assert_eq!(id.as_str().parse::<UploadId>().unwrap(), id);
+        for bad in [
+            "",
+            &id.as_str()[1..],
+            &id.as_str().to_uppercase(),
+            &format!("{}g", &id.as_str()[1..]),
+            &format!("{}0", id.as_str()),
+        ] {
+            assert!(bad.parse::<UploadId>().is_err(), "{bad:?}");
+        }
+        let name: ArtifactName = "app".parse().unwrap();
+        assert_eq!(id.not_found(&name).code(), "UploadNotFound");
+    }
 
     #[test]
     fn digests_are_64_hex_digits_lowercased() {

@@ -237,3 +237,18 @@ pub fn with_etag(mut response: Response<Body>, revision: u64) -> Response<Body> 
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bug_is_a_500_and_an_aws_failure_a_502() {
+        assert_eq!(
+            status_of(ErrorKind::Internal).as_u16(),
+            500,
+            "a bug is a 500"
+        );
+        assert_eq!(status_of(ErrorKind::Upstream).as_u16(), 502);
+    }
+}

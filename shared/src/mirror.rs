@@ -17,103 +17,39 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::config::{Config, ConfigError};
-use crate::error::Error;
 use crate::layout::attr;
 use crate::repository::Repository;
 
 pub use crate::limits::META_MIRRORED_FOR;
+pub use crate::repository::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport};
 
-/// One stream record as the mirror needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MirrorRecord {
-    /// The row's `pk`, verbatim (our own partitions start with `__`).
-    pub name: String,
-    /// The row's `sk`.
-    pub sort_key: String,
-    /// For a REMOVE: the `sha256` of the row's old image.
-    pub removed_sha256: Option<String>,
-    /// For a REMOVE: when the row was removed (the record's
-    /// `ApproximateCreationDateTime`, whole seconds); `None` when unknown.
-    pub removed_at: Option<OffsetDateTime>,
-    /// The stream's sequence number: what a failure is reported by.
-    pub sequence_number: String,
-}
-
-impl MirrorRecord {
-    /// The record's keys, from a Lambda DynamoDB stream event; `None` when
-    /// it has no string `pk`/`sk` (not a row of this table's shape).
-    pub fn from_event_record(record: &EventRecord) -> Option<Self> {
-        let keys = serde_json::to_value(&record.change.keys).ok()?;
-        let (removed_sha256, removed_at) = if record.event_name == "REMOVE" {
-            let old = serde_json::to_value(&record.change.old_image).ok()?;
-            // Absent from the event, the time decodes as the epoch: unknown.
-            let at = record.change.approximate_creation_date_time.timestamp();
-            let at = (at > 0)
-                .then(|| OffsetDateTime::from_unix_timestamp(at).ok())
-                .flatten();
-            (string(&old, attr::SHA256), at)
-        } else {
-            (None, None)
-        };
-        Some(Self {
-            name: string(&keys, attr::PK)?,
-            sort_key: string(&keys, attr::SK)?,
-            removed_sha256,
-            removed_at,
-            sequence_number: record.change.sequence_number.clone()?,
-        })
-    }
+/// A stream record's keys, from a Lambda DynamoDB stream event; `None` when
+/// it has no string `pk`/`sk` (not a row of this table's shape).
+pub fn mirror_record(record: &EventRecord) -> Option<MirrorRecord> {
+    let keys = serde_json::to_value(&record.change.keys).ok()?;
+    let (removed_sha256, removed_at) = if record.event_name == "REMOVE" {
+        let old = serde_json::to_value(&record.change.old_image).ok()?;
+        // Absent from the event, the time decodes as the epoch: unknown.
+        let at = record.change.approximate_creation_date_time.timestamp();
+        let at = (at > 0)
+            .then(|| OffsetDateTime::from_unix_timestamp(at).ok())
+            .flatten();
+        (string(&old, attr::SHA256), at)
+    } else {
+        (None, None)
+    };
+    Some(MirrorRecord {
+        name: string(&keys, attr::PK)?,
+        sort_key: string(&keys, attr::SK)?,
+        removed_sha256,
+        removed_at,
+        sequence_number: record.change.sequence_number.clone()?,
+    })
 }
 
 /// A string attribute of an item in DynamoDB JSON (`{"pk": {"S": "x"}}`).
 fn string(item: &Value, name: &str) -> Option<String> {
     item.get(name)?.get("S")?.as_str().map(str::to_owned)
-}
-
-/// How a blob is copied to a library key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CopyPlan {
-    /// Larger blobs are copied in parts: one CopyObject copies at most 5 GiB
-    /// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/CopyingObjectsMPUapi.html>).
-    pub single_copy_max: u64,
-    /// Size of each UploadPartCopy (raised when the object would need more
-    /// than S3's 10 000 parts).
-    pub part_size: u64,
-    /// Parts copied at once.
-    pub parallel_parts: usize,
-}
-
-const GIB: u64 = 1024 * 1024 * 1024;
-
-impl Default for CopyPlan {
-    fn default() -> Self {
-        Self {
-            single_copy_max: 5 * GIB,
-            part_size: GIB / 2,
-            parallel_parts: 8,
-        }
-    }
-}
-
-/// What one batch did.
-#[derive(Debug, Default)]
-pub struct MirrorReport {
-    /// Records fully handled: every record before the failing one (all of
-    /// them when nothing failed).
-    pub handled: usize,
-    /// Library objects written (copies of blobs).
-    pub copied: usize,
-    /// Library object versions deleted (purged rows, reclaimed versions).
-    pub deleted: usize,
-    /// The first record that failed, and why; nothing after it was done.
-    pub failure: Option<MirrorFailure>,
-}
-
-/// The record a batch stopped at.
-#[derive(Debug)]
-pub struct MirrorFailure {
-    pub sequence_number: String,
-    pub error: Error,
 }
 
 /// The handler: mirrors the batch's rows, and reports the first record that
@@ -129,7 +65,7 @@ pub async fn handle_event(
         .records
         .iter()
         .filter_map(|record| {
-            let parsed = MirrorRecord::from_event_record(record);
+            let parsed = mirror_record(record);
             if parsed.is_none() {
                 tracing::warn!(event_id = %record.event_id, "stream record without pk/sk or sequence number; skipped");
             }
@@ -235,11 +171,7 @@ mod tests {
             ]
         }))
         .unwrap();
-        let records: Vec<MirrorRecord> = event
-            .records
-            .iter()
-            .filter_map(MirrorRecord::from_event_record)
-            .collect();
+        let records: Vec<MirrorRecord> = event.records.iter().filter_map(mirror_record).collect();
         assert_eq!(
             records,
             [

@@ -2359,6 +2359,18 @@ fn every_function_has_its_own_role_writing_only_its_own_log_group() {
 /// The module names of the `.rs` files under `dir`: a file's stem, or its
 /// folder's name for `mod.rs`; the crate roots (`main.rs`, `lib.rs`) of
 /// `dir` itself are not modules.
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &std::path::Path, into: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push(path);
+        }
+    }
+}
+
 fn module_names(dir: &std::path::Path, root: bool, into: &mut Vec<(String, String)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -2425,14 +2437,106 @@ fn the_core_layer_depends_on_no_sdk_runtime_or_upper_layer() {
     );
 }
 
+/// SPEC 2: core ← store ← service ← shared, one way. Each layer's manifest
+/// names only the workspace crates below it (so the compiler refuses an
+/// import upwards); only the store and the service name the S3 and
+/// DynamoDB SDKs, and nothing below the edge names a Lambda crate.
+#[test]
+fn the_layers_depend_one_way_core_store_service_shared() {
+    let root = workspace_root();
+    let manifest = |path: &str| -> toml::Table {
+        std::fs::read_to_string(root.join(path))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let workspace: Vec<String> = manifest("Cargo.toml")["workspace"]["dependencies"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .filter(|(_, spec)| spec.get("path").is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let layers = [
+        ("core", "artifact-core"),
+        ("store", "artifact-store"),
+        ("service", "artifact-service"),
+        ("shared", "shared"),
+    ];
+    for (i, (dir, package)) in layers.iter().enumerate() {
+        let m = manifest(&format!("{dir}/Cargo.toml"));
+        assert_eq!(m["package"]["name"].as_str(), Some(*package), "{dir}");
+        let deps: Vec<&String> = m["dependencies"].as_table().unwrap().keys().collect();
+        let mut ours: Vec<&str> = deps
+            .iter()
+            .filter(|d| workspace.contains(d))
+            .map(|d| d.as_str())
+            .collect();
+        ours.sort();
+        let mut below: Vec<&str> = layers[..i].iter().map(|(_, p)| *p).collect();
+        below.sort();
+        assert_eq!(
+            ours, below,
+            "{package} must build on exactly the layers below it"
+        );
+        if i < 3 {
+            assert!(
+                !deps.iter().any(|d| d.starts_with("lambda")),
+                "{package} names a Lambda crate"
+            );
+        }
+        let names_sdk = deps
+            .iter()
+            .any(|d| *d == "aws-sdk-s3" || *d == "aws-sdk-dynamodb");
+        assert_eq!(
+            names_sdk,
+            (1..=2).contains(&i),
+            "{package}: the S3/DynamoDB SDKs belong to the store and the service"
+        );
+    }
+    // No source file of a lower layer names an upper one.
+    for (i, (dir, _)) in layers.iter().enumerate() {
+        let mut files = Vec::new();
+        rust_files(&root.join(dir).join("src"), &mut files);
+        assert!(!files.is_empty(), "{dir}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            for (_, upper) in &layers[i + 1..] {
+                let krate = upper.replace('-', "_");
+                assert!(
+                    !code.iter().any(|l| l.contains(&format!("{krate}::"))),
+                    "{} names the upper layer {upper}",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
 /// One name per thing (the developers' guide): within a crate's sources,
 /// and within one test binary, no two modules share a name.
 #[test]
 fn no_two_modules_of_a_crate_share_a_name() {
     let root = workspace_root();
+    // The four layers are read as one namespace (the edge re-exports the
+    // lower ones): a module name means one thing across them.
+    let mut layers = Vec::new();
+    for layer in ["core/src", "store/src", "service/src", "shared/src"] {
+        module_names(&root.join(layer), true, &mut layers);
+    }
+    layers.sort();
+    for pair in layers.windows(2) {
+        assert_ne!(
+            pair[0].0, pair[1].0,
+            "two modules of the layers named {:?}: {} and {}",
+            pair[0].0, pair[0].1, pair[1].1
+        );
+    }
     let mut trees = vec![
-        "core/src",
-        "shared/src",
         "shared/tests/it",
         "cli/src",
         "cli/tests/it",

@@ -59,21 +59,7 @@ pub struct Poll {
 impl StreamPoller {
     /// Finds the table's stream and its shard (DescribeTable, DescribeStream).
     pub async fn connect(sdk: &SdkConfig, table: &str) -> Result<Self> {
-        let ddb = aws_sdk_dynamodb::Client::new(sdk);
-        let described = ddb
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("DescribeTable", e))?;
-        let stream_arn = described
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .ok_or_else(|| Error::UpstreamError {
-                operation: "DescribeTable",
-                source: format!("table {table} has no stream (bootstrap adds one)").into(),
-            })?
-            .to_owned();
+        let stream_arn = crate::repository::stream_arn(sdk, table).await?;
         let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
         let stream = streams
             .describe_stream()

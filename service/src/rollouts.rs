@@ -231,7 +231,7 @@ impl Repository {
             .map(|item| RolloutRow::from_item(name, item).map(|r| r.to_rollout()))
             .collect::<Result<Vec<_>>>()?;
         let next_cursor =
-            super::versions::next_sort_key(out.last_evaluated_key()).map(encode_cursor);
+            artifact_store::paging::next_sort_key(out.last_evaluated_key()).map(encode_cursor);
         Ok(Page { items, next_cursor })
     }
 

@@ -370,7 +370,7 @@ impl Repository {
             .set_key(Some(condemned))
             .update_expression("SET #deleted_at = :now")
             .expression_attribute_names("#deleted_at", attr::DELETED_AT)
-            .expression_attribute_values(":now", nv(super::uploads::unix_millis(now())))
+            .expression_attribute_values(":now", nv(crate::layout::unix_millis(now())))
             .send()
             .await
             .map_err(|e| crate::sdk_error::upstream("UpdateItem", e))?;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-use super::uploads::PURGE_FENCE_STALE;
 use super::{MAX_ATTEMPTS, Repository};
+use crate::limits::PURGE_FENCE_STALE;
 
 /// How many times a failed purge tries to hand its fence over.
 const HAND_OVER_ATTEMPTS: u32 = 5;
@@ -517,7 +517,7 @@ impl Repository {
                         if mirrored_here(
                             v.key(),
                             h.metadata()
-                                .and_then(|m| m.get(crate::mirror::META_MIRRORED_FOR)),
+                                .and_then(|m| m.get(crate::limits::META_MIRRORED_FOR)),
                         ) =>
                     {
                         recent_ours.push((v.key(), v.version_id()));

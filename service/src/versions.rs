@@ -1,6 +1,8 @@
 //! Versions: read, list, soft-delete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use artifact_store::paging::next_sort_key;
 
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
@@ -312,12 +314,6 @@ pub(super) fn targeting(rows: &[AliasRow], version: Version) -> Vec<String> {
         .filter(|row| row.targets().any(|t| t == version))
         .map(|row| row.alias.to_string())
         .collect()
-}
-
-pub(super) fn next_sort_key(key: Option<&HashMap<String, AttributeValue>>) -> Option<&str> {
-    key.and_then(|k| k.get(attr::SK))
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
 }
 
 pub(super) fn version_in_use(name: &ArtifactName, version: Version, aliases: Vec<String>) -> Error {

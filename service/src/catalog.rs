@@ -1,8 +1,6 @@
 //! Artifact names: the registry merged with the library's listing.
 
-use base64::Engine;
-
-use super::{Repository, page_size};
+use super::{Repository, encode_cursor, page_size};
 use crate::error::{Error, Result};
 use crate::layout::{REGISTRY_PK, attr};
 use crate::model::Page;
@@ -24,15 +22,12 @@ impl Repository {
         let mut after = match cursor {
             None => None,
             Some(c) => Some(
-                super::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
+                artifact_store::paging::cursor_text(c)
                     // Entries are S3 keys this listing returned: never
                     // control characters (S3 refuses them in StartAfter).
                     .filter(|after| !after.chars().any(char::is_control))
                     // Also a DynamoDB sort-key bound: at most 1 024 bytes.
-                    .filter(|after| after.len() <= super::MAX_SORT_KEY_BYTES)
+                    .filter(|after| after.len() <= artifact_store::paging::MAX_SORT_KEY_BYTES)
                     .ok_or_else(|| {
                         Error::InvalidRequest("cursor is not one this listing returned".into())
                     })?,
@@ -43,7 +38,7 @@ impl Repository {
         loop {
             let (items, resume) = self.artifact_names_after(after.as_deref(), limit).await?;
             if !items.is_empty() || resume.is_none() {
-                let next_cursor = resume.map(|t| super::URL_SAFE_NO_PAD.encode(t));
+                let next_cursor = resume.map(|t| encode_cursor(&t));
                 return Ok(Page { items, next_cursor });
             }
             after = resume;

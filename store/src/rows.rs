@@ -937,3 +937,46 @@ impl RolloutRow {
         }
     }
 }
+
+/// The bytes a new version row records (LATEST's, or a commit's upload's).
+pub struct VersionBytes<'a> {
+    pub sha256: &'a str,
+    pub size: Option<u64>,
+    pub content_type: Option<&'a str>,
+    pub metadata: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The row of a version being published: `bytes` at the blob key,
+/// created by `actor`, marked with the attempt's `token` (a write whose
+/// answer was lost is recognised by it).
+pub fn version_item(
+    name: &ArtifactName,
+    version: Version,
+    bytes: VersionBytes<'_>,
+    actor: &str,
+    token: &str,
+) -> Item {
+    let mut item = version_key(name, version);
+    item.insert(attr::SHA256.into(), sv(bytes.sha256));
+    item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
+    item.insert(
+        attr::UPDATE_AT.into(),
+        sv(format_update_at(crate::layout::now())),
+    );
+    if let Some(size) = bytes.size {
+        item.insert(attr::SIZE.into(), nv(size));
+    }
+    if let Some(ct) = bytes.content_type {
+        item.insert(attr::CONTENT_TYPE.into(), sv(ct));
+    }
+    set_metadata(&mut item, bytes.metadata);
+    item.insert(attr::CREATED_BY.into(), sv(actor));
+    item.insert(attr::RESERVE_TOKEN.into(), sv(token));
+    Location::Blob.encode_row(&mut item);
+    item
+}
+
+/// A fresh LATEST epoch.
+pub fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

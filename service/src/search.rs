@@ -20,9 +20,8 @@
 
 use std::collections::BTreeMap;
 
+use artifact_store::paging::{cursor_text, encode_cursor};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::tx::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository, page_size};
@@ -122,7 +121,7 @@ impl Repository {
             .and_then(|k| {
                 let pk = k.get(attr::PK)?.as_s().ok()?;
                 let sk = k.get(attr::SK)?.as_s().ok()?;
-                Some(URL_SAFE_NO_PAD.encode(format!("{pk}\n{sk}")))
+                Some(encode_cursor(&format!("{pk}\n{sk}")))
             });
         Ok(Page { items, next_cursor })
     }
@@ -144,11 +143,7 @@ impl Repository {
         let after = match cursor {
             None => None,
             Some(c) => {
-                let text = URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .filter(|t| t.len() <= 2048);
+                let text = cursor_text(c).filter(|t| t.len() <= 2048);
                 let pair = text.as_deref().and_then(|t| t.split_once('\n'));
                 match pair {
                     Some((n, sk)) => Some((n.to_owned(), sk.to_owned())),
@@ -205,7 +200,7 @@ impl Repository {
         let next_cursor = more
             .then(|| page.last())
             .flatten()
-            .map(|(n, sk)| URL_SAFE_NO_PAD.encode(format!("{n}\n{sk}")));
+            .map(|(n, sk)| encode_cursor(&format!("{n}\n{sk}")));
         Ok(Page { items, next_cursor })
     }
 
@@ -475,11 +470,7 @@ fn decode_search_cursor(
         return Ok(None);
     };
     let invalid = || Error::InvalidRequest("cursor is not one this search returned".into());
-    let text = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
+    let text = cursor_text(cursor).ok_or_else(invalid)?;
     let (pk, sk) = text.split_once('\n').ok_or_else(invalid)?;
     if pk.is_empty()
         || sk.is_empty()

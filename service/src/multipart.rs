@@ -31,8 +31,9 @@ use crate::model::{
 use crate::names::ArtifactName;
 use crate::rows::{UploadRow, UploadState, key, nv, sv};
 
-use super::uploads::UploadId;
 use crate::blob_rules::{self, OnOccupied};
+use crate::names::UploadId;
+use artifact_store::objects::NULL_VERSION;
 
 pub use crate::limits::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
@@ -97,7 +98,7 @@ impl Repository {
     pub(super) async fn upload_row(&self, name: &ArtifactName, id: &UploadId) -> Result<UploadRow> {
         match self.upload_item(name, id).await? {
             Some(item) => UploadRow::from_item(name, &item),
-            None => Err(upload_not_found(name, id)),
+            None => Err(id.not_found(name)),
         }
     }
 
@@ -210,7 +211,7 @@ impl Repository {
         let expires_at = time::OffsetDateTime::from_unix_timestamp(upload.expires_at)
             .map_err(|e| Error::internal("upload expiry", e))?;
         if upload.state == UploadState::Pending && upload.expires_at <= now().unix_timestamp() {
-            return Err(upload_not_found(name, &id));
+            return Err(id.not_found(name));
         }
         let mut status = UploadStatus {
             upload_id: id.as_str().to_owned(),
@@ -368,9 +369,9 @@ impl Repository {
             (None, _) => self.head_blob(&blob_key).await?,
         };
         let Some(head) = head else {
-            return Err(upload_not_found(name, id));
+            return Err(id.not_found(name));
         };
-        let object = super::uploads::stored_object(&head);
+        let object = artifact_store::objects::stored_object(&head);
         let version = object.version.clone();
         let verified = if object.checksum_is(&upload.sha256) {
             None
@@ -594,16 +595,6 @@ pub(super) struct Handover<'a> {
     pub pipeline: Option<&'a Pipeline>,
 }
 
-/// S3's name of an object version: its id, or `null` (the one version of
-/// a key in a bucket without versioning, e.g. a test double of S3).
-pub(super) const NULL_VERSION: &str = "null";
-
-/// The `versionId` to send for `version`: none for the null version (the
-/// key's one object where versioning is off).
-pub(super) fn version_param(version: &str) -> Option<String> {
-    (version != NULL_VERSION).then(|| version.to_owned())
-}
-
 /// Every part 1..=count is there, each of its planned length.
 fn check_parts(parts: &[ListedPart], plan: &MultipartPlan, size: u64) -> Result<()> {
     let by_number: BTreeMap<u32, u64> = parts.iter().map(|p| (p.number, p.size)).collect();
@@ -631,16 +622,9 @@ fn check_parts(parts: &[ListedPart], plan: &MultipartPlan, size: u64) -> Result<
     Ok(())
 }
 
-pub(super) fn upload_not_found(name: &ArtifactName, id: &UploadId) -> Error {
-    Error::UploadNotFound {
-        name: name.to_string(),
-        upload_id: id.as_str().to_owned(),
-    }
-}
-
 fn not_pending(name: &ArtifactName, id: &UploadId, upload: &UploadRow) -> Error {
     match upload.state {
-        UploadState::Pending => upload_not_found(name, id),
+        UploadState::Pending => id.not_found(name),
         state => Error::ConcurrentModification(format!(
             "upload {} of {name} is {}: its parts can no longer be sent",
             id.as_str(),

@@ -7,21 +7,26 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use sha2::{Digest, Sha256};
 
-use super::Repository;
 use crate::error::Error;
 
 /// A transaction being built: each member with the label its failure is
 /// reported by.
-pub(super) struct Tx<L> {
+pub struct Tx<L> {
     items: Vec<(L, TransactWriteItem)>,
 }
 
+impl<L: Copy> Default for Tx<L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<L: Copy> Tx<L> {
-    pub(super) fn new() -> Self {
+    pub fn new() -> Self {
         Self { items: Vec::new() }
     }
 
-    pub(super) fn push(&mut self, label: L, item: TransactWriteItem) {
+    pub fn push(&mut self, label: L, item: TransactWriteItem) {
         self.items.push((label, item));
     }
 
@@ -30,66 +35,63 @@ impl<L: Copy> Tx<L> {
     }
 }
 
-impl Repository {
-    /// One TransactWriteItems with an idempotency token, so that a retry
-    /// of a transaction whose answer was lost does not apply it twice
-    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>,
-    /// `ClientRequestToken`).
-    pub(super) async fn transact(
-        &self,
-        ops: Vec<TransactWriteItem>,
-        token: &str,
-    ) -> std::result::Result<(), TransactFailure> {
-        let token = request_token(token, &ops);
-        match self
-            .ddb
-            .transact_write_items()
-            .set_transact_items(Some(ops))
-            .client_request_token(token)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    let codes: Vec<Option<&str>> =
-                        c.cancellation_reasons().iter().map(|r| r.code()).collect();
-                    let failure = classify_cancellation(&codes);
-                    if let TransactFailure::Failed(error) = &failure {
-                        tracing::error!(error = ?error, reasons = ?c.cancellation_reasons(), "transaction cancelled");
-                    }
-                    failure
+/// One TransactWriteItems with an idempotency token, so that a retry
+/// of a transaction whose answer was lost does not apply it twice
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>,
+/// `ClientRequestToken`).
+pub async fn transact(
+    ddb: &aws_sdk_dynamodb::Client,
+    ops: Vec<TransactWriteItem>,
+    token: &str,
+) -> std::result::Result<(), TransactFailure> {
+    let token = request_token(token, &ops);
+    match ddb
+        .transact_write_items()
+        .set_transact_items(Some(ops))
+        .client_request_token(token)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                let codes: Vec<Option<&str>> =
+                    c.cancellation_reasons().iter().map(|r| r.code()).collect();
+                let failure = classify_cancellation(&codes);
+                if let TransactFailure::Failed(error) = &failure {
+                    tracing::error!(error = ?error, reasons = ?c.cancellation_reasons(), "transaction cancelled");
                 }
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
-                    TransactFailure::Contention
-                }
-                Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
-                    TransactFailure::Failed(Error::internal("TransactWriteItems", e))
-                }
-                // Throttling of the request itself is a 503, like every call's.
-                _ => TransactFailure::Failed(crate::sdk_error::upstream("TransactWriteItems", e)),
-            }),
-        }
+                failure
+            }
+            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                TransactFailure::Contention
+            }
+            Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
+                TransactFailure::Failed(Error::internal("TransactWriteItems", e))
+            }
+            // Throttling of the request itself is a 503, like every call's.
+            _ => TransactFailure::Failed(crate::sdk_error::upstream("TransactWriteItems", e)),
+        }),
     }
+}
 
-    /// [`Self::transact`] of a labelled transaction: the members whose
-    /// conditions failed are named by their labels.
-    pub(super) async fn transact_tx<L: Copy>(
-        &self,
-        tx: &Tx<L>,
-        token: &str,
-    ) -> std::result::Result<(), TransactFailure<L>> {
-        match self.transact(tx.ops(), token).await {
-            Ok(()) => Ok(()),
-            Err(TransactFailure::Conditions(failed)) => Err(TransactFailure::Conditions(
-                failed
-                    .into_iter()
-                    .filter_map(|i| tx.items.get(i).map(|(label, _)| *label))
-                    .collect(),
-            )),
-            Err(TransactFailure::Contention) => Err(TransactFailure::Contention),
-            Err(TransactFailure::Failed(e)) => Err(TransactFailure::Failed(e)),
-        }
+/// [`transact`] of a labelled transaction: the members whose
+/// conditions failed are named by their labels.
+pub async fn transact_tx<L: Copy>(
+    ddb: &aws_sdk_dynamodb::Client,
+    tx: &Tx<L>,
+    token: &str,
+) -> std::result::Result<(), TransactFailure<L>> {
+    match transact(ddb, tx.ops(), token).await {
+        Ok(()) => Ok(()),
+        Err(TransactFailure::Conditions(failed)) => Err(TransactFailure::Conditions(
+            failed
+                .into_iter()
+                .filter_map(|i| tx.items.get(i).map(|(label, _)| *label))
+                .collect(),
+        )),
+        Err(TransactFailure::Contention) => Err(TransactFailure::Contention),
+        Err(TransactFailure::Failed(e)) => Err(TransactFailure::Failed(e)),
     }
 }
 
@@ -102,7 +104,7 @@ impl Repository {
 /// one token names one set of items: a retry of the same items (the SDK's
 /// after a lost answer, or ours after contention) repeats it, anything else
 /// gets another. At most 36 characters, as DynamoDB requires.
-pub(super) fn request_token(token: &str, ops: &[TransactWriteItem]) -> String {
+pub fn request_token(token: &str, ops: &[TransactWriteItem]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(token.as_bytes());
     hasher.update(format!("{ops:?}").as_bytes());
@@ -110,7 +112,7 @@ pub(super) fn request_token(token: &str, ops: &[TransactWriteItem]) -> String {
 }
 
 #[derive(Debug)]
-pub(super) enum TransactFailure<L = usize> {
+pub enum TransactFailure<L = usize> {
     /// These members' conditions failed (someone else got in first): their
     /// labels (positions for an unlabelled transaction).
     Conditions(Vec<L>),
@@ -126,7 +128,7 @@ pub(super) enum TransactFailure<L = usize> {
 /// `TransactionCanceledException`): only failed conditions and conflicts
 /// with other transactions are races worth retrying; throttling is a 503
 /// and a validation error (an item too large, a bad expression) is ours.
-pub(super) fn classify_cancellation(codes: &[Option<&str>]) -> TransactFailure {
+pub fn classify_cancellation(codes: &[Option<&str>]) -> TransactFailure {
     let codes: Vec<&str> = codes.iter().map(|c| c.unwrap_or("None")).collect();
     let reason = |wanted: &[&str]| codes.iter().any(|c| wanted.contains(c));
     if reason(&[
@@ -159,22 +161,17 @@ pub(super) fn classify_cancellation(codes: &[Option<&str>]) -> TransactFailure {
     }
 }
 
-impl Repository {
-    /// A transaction member putting `item` only where no item is (a
-    /// version number, an upload id: never taken twice).
-    pub(super) fn put_new(
-        &self,
-        item: crate::rows::Item,
-    ) -> crate::error::Result<TransactWriteItem> {
-        aws_sdk_dynamodb::types::Put::builder()
-            .table_name(&self.layout.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", crate::layout::attr::PK)
-            .build()
-            .map(|put| TransactWriteItem::builder().put(put).build())
-            .map_err(super::invalid_sdk_input)
-    }
+/// A transaction member putting `item` only where no item is (a
+/// version number, an upload id: never taken twice).
+pub fn put_new(table: &str, item: crate::rows::Item) -> crate::error::Result<TransactWriteItem> {
+    aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#pk)")
+        .expression_attribute_names("#pk", crate::layout::attr::PK)
+        .build()
+        .map(|put| TransactWriteItem::builder().put(put).build())
+        .map_err(crate::sdk_error::invalid_sdk_input)
 }
 
 #[cfg(test)]

@@ -16,13 +16,14 @@ use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest, Sha256};
 
 use super::Repository;
-use super::multipart::version_param;
-use super::uploads::{UploadId, VerifiedCommit};
+use super::uploads::VerifiedCommit;
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now, upload_pk};
 use crate::model::Committed;
 use crate::names::ArtifactName;
+use crate::names::UploadId;
 use crate::rows::{UploadRow, UploadState, key, nv, sv};
+use artifact_store::objects::version_param;
 
 /// Bytes per ranged GET.
 pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;

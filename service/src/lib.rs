@@ -1,9 +1,15 @@
-//! The artifact repository over S3 (bytes) and DynamoDB (metadata).
+//! The service layer (SPEC 2): the artifact repository over S3 (bytes) and
+//! DynamoDB (metadata), one module per use case and background job.
 //!
 //! Every operation of `versioned` 1.0.1, on the same storage layout, made safe
-//! under concurrency (SPEC 7). Operations are split by subject:
-//! uploads (`uploads.rs`), versions (`versions.rs`), aliases (`aliases.rs`),
-//! retention (`retention.rs`). Each documents its AWS round trips.
+//! under concurrency (SPEC 7). Each module is a short sequence of store
+//! calls around a rule of the core: uploads (`uploads.rs`, `multipart.rs`,
+//! `verification.rs`, `pipeline.rs`), versions (`publish.rs`,
+//! `versions.rs`, `search.rs`), aliases (`aliases.rs`, `rollouts.rs`),
+//! artifacts (`catalog.rs`, `purge.rs`), retention (`retention.rs`), access
+//! (`permissions.rs`, `allowed.rs`) and the mirror (`seed_layout.rs`). Each
+//! documents its AWS round trips. It depends on the store and the core
+//! only: the edge (routes, handlers) is the `shared` crate above it.
 
 mod aliases;
 mod allowed;
@@ -17,7 +23,6 @@ mod retention;
 mod rollouts;
 mod search;
 mod seed_layout;
-mod tx;
 mod uploads;
 mod verification;
 mod versions;
@@ -34,33 +39,40 @@ use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
     VersioningConfiguration,
 };
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+// The lower layers' modules under the names this crate's files use.
+use artifact_core::{
+    access, alias_rules, blob_rules, config, error, limits, model, names, publish_rules, query,
+    retention_rules, rollout,
+};
+use artifact_store::paging::{decode_cursor, encode_cursor};
+use artifact_store::sdk_error::{condition_failed, invalid_sdk_input};
+use artifact_store::tx::{self, Tx};
+use artifact_store::{calls, layout, rows, sdk_error};
+
+pub use artifact_store::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SORT_KEY_BYTES, page_size};
 
 use crate::calls::{CallCount, CallCounter};
 use crate::config::Config;
+use crate::config::RetentionSchedule;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, attr};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
-use crate::scheduled::RetentionSchedule;
 
+pub use crate::model::{PipelineOutcome, StartOutcome};
+pub use crate::names::UploadId;
 pub use allowed::Allowed;
 pub use multipart::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
     MIN_PART_SIZE, plan as multipart_plan,
 };
 pub use permissions::{AccessChange, AccessDocument, TAGS_FRESH_FOR};
-pub use pipeline::{PipelineOutcome, StartOutcome};
 pub use retention::{ReclaimReport, RetentionBookkeeping};
 pub use rollouts::{Driven, check_rollout_id};
 pub use search::{MAX_SEARCH_TERMS, StatusChange};
-pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, UploadId, metadata_limits};
+pub use seed_layout::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport};
+pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, metadata_limits};
 pub use verification::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, VerifyStep};
-
-/// Page sizes accepted by the listings.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// How many times an optimistic write is retried when a concurrent writer won.
 const MAX_ATTEMPTS: u32 = 64;
@@ -91,6 +103,31 @@ pub struct Repository {
     account_id: Option<String>,
     /// Tags looked up lately, by caller ARN (`permissions::TAGS_FRESH_FOR`).
     tag_cache: std::sync::Arc<permissions::TagCache>,
+}
+
+impl Repository {
+    /// The store's transaction over this repository's DynamoDB client.
+    async fn transact(
+        &self,
+        ops: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+        token: &str,
+    ) -> std::result::Result<(), tx::TransactFailure> {
+        tx::transact(&self.ddb, ops, token).await
+    }
+
+    /// The store's labelled transaction over this repository's client.
+    async fn transact_tx<L: Copy>(
+        &self,
+        tx: &Tx<L>,
+        token: &str,
+    ) -> std::result::Result<(), tx::TransactFailure<L>> {
+        tx::transact_tx(&self.ddb, tx, token).await
+    }
+
+    /// A transaction member putting `item` only where no item is.
+    fn put_new(&self, item: Item) -> Result<aws_sdk_dynamodb::types::TransactWriteItem> {
+        tx::put_new(&self.layout.table, item)
+    }
 }
 
 impl Repository {
@@ -450,6 +487,25 @@ impl Repository {
     }
 }
 
+/// The table's stream (DescribeTable): what the local stream poller reads,
+/// as Lambda's event source mapping does on AWS.
+pub async fn stream_arn(sdk: &SdkConfig, table: &str) -> Result<String> {
+    let described = aws_sdk_dynamodb::Client::new(sdk)
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| sdk_error::upstream("DescribeTable", e))?;
+    described
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::UpstreamError {
+            operation: "DescribeTable",
+            source: format!("table {table} has no stream (bootstrap adds one)").into(),
+        })
+}
+
 /// Rows by `sha256` (search by content across artifacts, SPEC 10.3): keys
 /// only; a search reads the rows themselves back, strongly consistent.
 fn sha256_index() -> Result<aws_sdk_dynamodb::types::GlobalSecondaryIndex> {
@@ -481,61 +537,6 @@ fn stream() -> Result<StreamSpecification> {
         .stream_view_type(StreamViewType::NewAndOldImages)
         .build()
         .map_err(invalid_sdk_input)
-}
-
-/// Whether a single-item write (PutItem, UpdateItem, DeleteItem) failed on
-/// its condition: the one place that reads DynamoDB's error code for it.
-fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
-}
-
-fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::internal("build request", e)
-}
-
-/// Validates a page size.
-pub fn page_size(limit: Option<u32>) -> Result<u32> {
-    match limit {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-        Some(n) => Err(Error::InvalidRequest(format!(
-            "limit {n} is outside 1..={MAX_PAGE_SIZE}"
-        ))),
-    }
-}
-
-/// Opaque cursors: base64url of the DynamoDB sort key where the next page
-/// starts, bound to the partition the caller is listing.
-fn encode_cursor(sk: &str) -> String {
-    URL_SAFE_NO_PAD.encode(sk)
-}
-
-/// DynamoDB's longest sort key.
-pub const MAX_SORT_KEY_BYTES: usize = 1024;
-
-/// `valid_sk` tells whether a decoded sort key can belong to the listing.
-fn decode_cursor(
-    pk: &str,
-    cursor: Option<&str>,
-    valid_sk: fn(&str) -> bool,
-) -> Result<Option<Item>> {
-    let Some(cursor) = cursor else {
-        return Ok(None);
-    };
-    let invalid = || Error::InvalidRequest("cursor is not one this listing returned".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let sk = String::from_utf8(bytes).map_err(|_| invalid())?;
-    // DynamoDB refuses a sort key over 1 024 bytes with a ValidationException
-    // (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html#limits-partition-sort-keys>):
-    // no cursor of ours is that long, so refuse it here (400), not there (502).
-    if sk.is_empty() || sk.len() > MAX_SORT_KEY_BYTES || !valid_sk(&sk) {
-        return Err(invalid());
-    }
-    Ok(Some(crate::rows::key(pk, sk)))
 }
 
 /// Short jittered pause before retrying an optimistic write.

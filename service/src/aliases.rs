@@ -302,7 +302,8 @@ impl Repository {
             .iter()
             .map(|item| HistoryRow::from_item(name, item))
             .collect::<Result<Vec<_>>>()?;
-        let next = super::versions::next_sort_key(out.last_evaluated_key()).map(str::to_owned);
+        let next =
+            artifact_store::paging::next_sort_key(out.last_evaluated_key()).map(str::to_owned);
         Ok((rows, next))
     }
 
@@ -655,7 +656,7 @@ impl Repository {
             .map(|item| AliasRow::from_item(name, item).map(|row| row.to_alias(&self.layout)))
             .collect::<Result<Vec<_>>>()?;
         let next_cursor =
-            super::versions::next_sort_key(out.last_evaluated_key()).map(encode_cursor);
+            artifact_store::paging::next_sort_key(out.last_evaluated_key()).map(encode_cursor);
         Ok(Page { items, next_cursor })
     }
 

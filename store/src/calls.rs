@@ -87,17 +87,17 @@ impl CallCounter {
         }
     }
 
-    pub(crate) fn s3_interceptor(&self) -> Counting {
+    pub fn s3_interceptor(&self) -> Counting {
         self.counting(&self.s3)
     }
 
-    pub(crate) fn dynamodb_interceptor(&self) -> Counting {
+    pub fn dynamodb_interceptor(&self) -> Counting {
         self.counting(&self.dynamodb)
     }
 
     /// For the other services' clients (CloudWatch, EventBridge): their
     /// operations are recorded (the IAM contract reads them), not counted.
-    pub(crate) fn recording_interceptor(&self) -> Counting {
+    pub fn recording_interceptor(&self) -> Counting {
         Counting {
             sent: Arc::default(),
             operations: self.operations.clone(),
@@ -108,7 +108,7 @@ impl CallCounter {
 }
 
 #[derive(Debug)]
-pub(crate) struct Counting {
+pub struct Counting {
     sent: Arc<AtomicU64>,
     operations: Arc<Mutex<BTreeSet<String>>>,
     in_flight: Arc<AtomicU64>,

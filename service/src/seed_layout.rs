@@ -99,7 +99,7 @@ use time::OffsetDateTime;
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::layout::{BYTES_BLOB, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, copy_source};
-use crate::mirror::{CopyPlan, META_MIRRORED_FOR, MirrorFailure, MirrorRecord, MirrorReport};
+use crate::limits::META_MIRRORED_FOR;
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow};
 
@@ -109,6 +109,68 @@ const MAX_ROUNDS: usize = 4;
 
 /// S3's most parts per multipart upload.
 const MAX_PARTS: u64 = 10_000;
+
+/// One stream record as the mirror needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRecord {
+    /// The row's `pk`, verbatim (our own partitions start with `__`).
+    pub name: String,
+    /// The row's `sk`.
+    pub sort_key: String,
+    /// For a REMOVE: the `sha256` of the row's old image.
+    pub removed_sha256: Option<String>,
+    /// For a REMOVE: when the row was removed (the record's
+    /// `ApproximateCreationDateTime`, whole seconds); `None` when unknown.
+    pub removed_at: Option<OffsetDateTime>,
+    /// The stream's sequence number: what a failure is reported by.
+    pub sequence_number: String,
+}
+
+/// How a blob is copied to a library key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyPlan {
+    /// Larger blobs are copied in parts: one CopyObject copies at most 5 GiB
+    /// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/CopyingObjectsMPUapi.html>).
+    pub single_copy_max: u64,
+    /// Size of each UploadPartCopy (raised when the object would need more
+    /// than S3's 10 000 parts).
+    pub part_size: u64,
+    /// Parts copied at once.
+    pub parallel_parts: usize,
+}
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+impl Default for CopyPlan {
+    fn default() -> Self {
+        Self {
+            single_copy_max: 5 * GIB,
+            part_size: GIB / 2,
+            parallel_parts: 8,
+        }
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Default)]
+pub struct MirrorReport {
+    /// Records fully handled: every record before the failing one (all of
+    /// them when nothing failed).
+    pub handled: usize,
+    /// Library objects written (copies of blobs).
+    pub copied: usize,
+    /// Library object versions deleted (purged rows, reclaimed versions).
+    pub deleted: usize,
+    /// The first record that failed, and why; nothing after it was done.
+    pub failure: Option<MirrorFailure>,
+}
+
+/// The record a batch stopped at.
+#[derive(Debug)]
+pub struct MirrorFailure {
+    pub sequence_number: String,
+    pub error: Error,
+}
 
 /// What mirroring one row did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

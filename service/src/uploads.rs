@@ -20,18 +20,21 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 
 use super::tx::{TransactFailure, Tx};
 use super::{MAX_ATTEMPTS, Repository};
-use crate::blob_rules::{Stored, StoredObject, VerifiedBlob, stored};
+use crate::blob_rules::{Stored, VerifiedBlob, stored};
 use crate::error::{Error, Result};
 use crate::layout::{
     BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, condemned_pk, fence_pk,
     now, upload_pk, verified_pk,
 };
+use crate::limits::PURGE_FENCE_STALE;
 use crate::model::{CommitOutcome, Committed, UploadRequest, UploadTicket};
-use crate::names::{ArtifactName, Version};
+use crate::names::{ArtifactName, UploadId, Version};
+use crate::rows::new_epoch;
 use crate::rows::{
     Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, registry_key, sv,
     version_key,
 };
+use artifact_store::objects::stored_object;
 
 pub use crate::limits::MAX_UPLOAD_SIZE;
 
@@ -41,52 +44,6 @@ use crate::limits::{META_UPLOAD_ID, META_UPLOAD_SIZE};
 /// What S3 records when the client declares no content type; signed all the
 /// same, so no content type is ever stored that was not validated here.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
-
-/// An upload id: 32 random lowercase hex characters, then the declared
-/// SHA-256 (64 more), so a commit knows the blob key before it reads a row
-/// and checks the blob and the rows in one round trip.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadId(String);
-
-impl UploadId {
-    fn new(sha256: &str) -> Self {
-        Self(format!("{}{sha256}", uuid::Uuid::new_v4().simple()))
-    }
-
-    /// The declared SHA-256 (lowercase hex).
-    pub fn sha256(&self) -> &str {
-        &self.0[32..]
-    }
-
-    /// The random half: what the objects this upload writes carry as
-    /// [`META_UPLOAD_ID`].
-    pub fn nonce(&self) -> &str {
-        &self.0[..32]
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for UploadId {
-    type Err = Error;
-
-    fn from_str(id: &str) -> Result<Self> {
-        let valid = id.len() == 96
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if valid {
-            Ok(Self(id.to_owned()))
-        } else {
-            Err(Error::InvalidRequest(
-                "upload_id must be the 96 lowercase hexadecimal characters start upload returned"
-                    .into(),
-            ))
-        }
-    }
-}
 
 impl Repository {
     /// Records a pending upload and, unless the artifact already holds the
@@ -103,7 +60,7 @@ impl Repository {
         actor: &str,
     ) -> Result<UploadTicket> {
         let request = request.validate()?;
-        let plan = super::multipart::plan(request.size, request.part_size)?;
+        let plan = crate::limits::plan(request.size, request.part_size)?;
         let digest = hex::decode(&request.sha256)
             .map_err(|_| Error::InvalidRequest("sha256 must be hexadecimal".into()))?;
         let size = i64::try_from(request.size)
@@ -244,7 +201,8 @@ impl Repository {
         actor: &str,
         now: OffsetDateTime,
     ) -> (UploadId, UploadRow) {
-        let upload_id = UploadId::new(&request.sha256);
+        let upload_id =
+            UploadId::with_nonce(&uuid::Uuid::new_v4().simple().to_string(), &request.sha256);
         let row = UploadRow {
             name: name.clone(),
             upload_id: upload_id.as_str().to_owned(),
@@ -480,7 +438,10 @@ impl Repository {
             Some(t) => check
                 .condition_expression("attribute_not_exists(#pk) OR #deleted_at < :read_at")
                 // Clocks of different functions agree to well within this.
-                .expression_attribute_values(":read_at", nv(unix_millis(t - CLOCK_MARGIN))),
+                .expression_attribute_values(
+                    ":read_at",
+                    nv(crate::layout::unix_millis(t - CLOCK_MARGIN)),
+                ),
         };
         Ok(TransactWriteItem::builder()
             .condition_check(check.build().map_err(super::invalid_sdk_input)?)
@@ -557,10 +518,7 @@ impl Repository {
             );
             allowed?;
             let read = read?;
-            let upload = read
-                .upload()
-                .cloned()
-                .ok_or_else(|| super::multipart::upload_not_found(name, &id))?;
+            let upload = read.upload().cloned().ok_or_else(|| id.not_found(name))?;
             let latest = read.live_latest().cloned();
             match upload.state {
                 UploadState::Pending => {}
@@ -622,7 +580,7 @@ impl Repository {
                 }
             }
             if upload.expires_at <= now().unix_timestamp() {
-                return Err(super::multipart::upload_not_found(name, &id));
+                return Err(id.not_found(name));
             }
             let head = head?;
             if upload.multipart.is_some() {
@@ -879,10 +837,10 @@ impl Repository {
         if let (Some(number), Some(held)) = (publish, held) {
             let version = Version::Number(number);
             let token = uuid::Uuid::new_v4().simple().to_string();
-            let item = super::publish::version_item(
+            let item = crate::rows::version_item(
                 name,
                 version,
-                super::publish::VersionBytes {
+                crate::rows::VersionBytes {
                     sha256: &upload.sha256,
                     size: Some(upload.size),
                     content_type: Some(&upload.content_type),
@@ -1253,39 +1211,10 @@ const VERIFY_STALLED: time::Duration = time::Duration::minutes(16);
 /// How far apart the clocks of two functions may be, at most.
 const CLOCK_MARGIN: time::Duration = time::Duration::seconds(1);
 
-pub(super) fn unix_millis(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos() / 1_000_000
-}
-
-/// A fresh LATEST epoch.
-pub(super) fn new_epoch() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// A purge fence not renewed for this long is taken to be a crashed purge's:
-/// it no longer blocks uploads, and another purge may take it over. A
-/// running purge renews it before every step (each well under a second;
-/// twice the purge function's 15 s timeout, so a purge that timed out
-/// stops blocking soon after).
-pub(super) const PURGE_FENCE_STALE: std::time::Duration = std::time::Duration::from_secs(30);
-
 fn being_reclaimed(name: &ArtifactName) -> Error {
     Error::ConcurrentModification(format!(
         "retention is deleting these bytes of {name} right now; start the upload again"
     ))
-}
-
-/// The facts of S3's record of an object that the blob rules judge.
-pub(super) fn stored_object(head: &HeadObjectOutput) -> StoredObject {
-    StoredObject {
-        size: head.content_length().unwrap_or(-1).max(0) as u64,
-        checksum_sha256: head.checksum_sha256().map(str::to_owned),
-        version: head
-            .version_id()
-            .unwrap_or(super::multipart::NULL_VERSION)
-            .to_owned(),
-        writer: head.metadata().and_then(|m| m.get(META_UPLOAD_ID)).cloned(),
-    }
 }
 
 /// Whether S3's record of a blob is exactly the declared bytes.

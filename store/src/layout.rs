@@ -350,6 +350,11 @@ pub fn now() -> OffsetDateTime {
         .unwrap_or(t)
 }
 
+/// Milliseconds since the epoch: the number attributes of times.
+pub fn unix_millis(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000_000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,17 +6,18 @@ use base64::Engine;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::pipeline::PipelineOutcome;
+use super::Repository;
 use super::tx::{TransactFailure, Tx};
-use super::{Repository, UploadId};
 use crate::error::{Error, Result};
-use crate::layout::{attr, format_update_at, now};
+use crate::layout::{attr, now};
+use crate::model::PipelineOutcome;
 use crate::model::{Pipeline, PublishOutcome, Published, UploadRequest};
+use crate::names::UploadId;
 use crate::names::{ArtifactName, Version};
 use crate::publish_rules::{
     ADOPT_PARALLEL_PARTS, Decision, Latest, Mode, Step, adopt_part_size, adoption_step, decide,
 };
-use crate::rows::{Item, Location, VersionRow, nv, set_metadata, sv, version_key};
+use crate::rows::{Item, Location, VersionBytes, VersionRow, nv, sv, version_item, version_key};
 
 /// Publishes of one artifact racing each other take turns (each attempt
 /// reads LATEST and takes the next number only if nobody did meanwhile):
@@ -380,10 +381,7 @@ impl Repository {
                 None => condition.push(format!("attribute_not_exists(#{alias})")),
             }
         }
-        let epoch = latest
-            .epoch
-            .clone()
-            .unwrap_or_else(super::uploads::new_epoch);
+        let epoch = latest.epoch.clone().unwrap_or_else(crate::rows::new_epoch);
         update
             .update_expression("SET #last_version = :number, #published = :sha256, #epoch = :epoch")
             .condition_expression(condition.join(" AND "))
@@ -885,41 +883,6 @@ enum Adoption {
     Again,
     /// The upload copying the bytes is being verified; it publishes them.
     Verifying(String),
-}
-
-/// The bytes a new version row records (LATEST's, or a commit's upload's).
-pub(super) struct VersionBytes<'a> {
-    pub sha256: &'a str,
-    pub size: Option<u64>,
-    pub content_type: Option<&'a str>,
-    pub metadata: &'a std::collections::BTreeMap<String, String>,
-}
-
-/// The row of a version being published: `bytes` at the blob key,
-/// created by `actor`, marked with the attempt's `token` (a write whose
-/// answer was lost is recognised by it).
-pub(super) fn version_item(
-    name: &ArtifactName,
-    version: Version,
-    bytes: VersionBytes<'_>,
-    actor: &str,
-    token: &str,
-) -> crate::rows::Item {
-    let mut item = version_key(name, version);
-    item.insert(attr::SHA256.into(), sv(bytes.sha256));
-    item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
-    item.insert(attr::UPDATE_AT.into(), sv(format_update_at(now())));
-    if let Some(size) = bytes.size {
-        item.insert(attr::SIZE.into(), nv(size));
-    }
-    if let Some(ct) = bytes.content_type {
-        item.insert(attr::CONTENT_TYPE.into(), sv(ct));
-    }
-    set_metadata(&mut item, bytes.metadata);
-    item.insert(attr::CREATED_BY.into(), sv(actor));
-    item.insert(attr::RESERVE_TOKEN.into(), sv(token));
-    Location::Blob.encode_row(&mut item);
-    item
 }
 
 impl Repository {

@@ -18,14 +18,14 @@
 //! in the upload's state.
 
 use super::Repository;
-use super::uploads::UploadId;
 use crate::error::{Error, Result};
 use crate::layout::{attr, upload_pk};
 use crate::model::{
-    Alias, AliasTarget, ChangeRequest, CommitOutcome, Pipeline, PipelineCommitted, Precondition,
-    PublishedArtifact, UploadRequest, UploadTicket,
+    Alias, AliasTarget, ChangeRequest, CommitOutcome, Pipeline, PipelineCommitted, PipelineOutcome,
+    Precondition, PublishedArtifact, StartOutcome, UploadRequest,
 };
 use crate::names::ArtifactName;
+use crate::names::UploadId;
 use crate::rows::{key, nv, sv};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -116,35 +116,6 @@ impl HeldClaim {
     }
 }
 
-/// What a commit with a pipeline answers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(untagged)]
-pub enum PipelineOutcome {
-    /// 200: LATEST, and the version and alias when asked for.
-    Committed(Box<PipelineCommitted>),
-    /// 202: a multipart upload being verified; the pipeline runs after.
-    Verifying {
-        upload_id: String,
-        state: &'static str,
-    },
-}
-
-/// What a start upload with `commit` answers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(untagged)]
-pub enum StartOutcome {
-    /// The bytes must be sent (201), as without `commit`.
-    Ticket(UploadTicket),
-    /// The artifact held them: committed at once (200).
-    Committed {
-        upload_id: String,
-        state: &'static str,
-        exists: bool,
-        #[serde(flatten)]
-        committed: Box<PipelineCommitted>,
-    },
-}
-
 impl Repository {
     /// Commits `upload_id`, then runs `pipeline` (publish, alias move).
     /// AWS calls: the commit's, then the publish's and the alias move's; one
@@ -219,7 +190,7 @@ impl Repository {
         mut allowed: super::Allowed,
     ) -> Result<StartOutcome> {
         let declared = request.clone().validate()?;
-        super::multipart::plan(declared.size, declared.part_size)?;
+        crate::limits::plan(declared.size, declared.part_size)?;
         let read_at = crate::layout::now();
         let (allowed_now, checked, latest) = tokio::join!(
             allowed.wait(),
@@ -507,7 +478,7 @@ impl Repository {
             None => self.upload_item(name, id).await?,
         };
         let Some(old) = old else {
-            return Err(super::multipart::upload_not_found(name, id));
+            return Err(id.not_found(name));
         };
         if let Some(stored) = old.get(attr::PIPELINE_RESULT).and_then(|r| r.as_s().ok()) {
             let stored = serde_json::from_str(stored)

