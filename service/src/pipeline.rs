@@ -27,94 +27,9 @@ use crate::model::{
 use crate::names::ArtifactName;
 use crate::names::UploadId;
 use crate::rows::{key, nv, sv};
+use artifact_store::claim::{Claimed, HeldClaim, recorded_answer};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
-
-/// The claim on a pipeline's run, taken by the commit's own transaction
-/// (the upload row is written committed and claimed at once): one round
-/// trip less than claiming after the commit. Only the request whose
-/// transaction wrote it holds it; a retry claims as before.
-pub(super) struct HeldClaim {
-    token: String,
-    pipeline: String,
-    force: bool,
-    moves_alias: bool,
-}
-
-/// What a request holding its [`HeldClaim`] knows after its commit: the
-/// version its transaction published, if it did, and the pipeline's
-/// answer when the transaction recorded it (nothing left to run).
-pub(crate) struct Claimed {
-    published: Option<PublishedArtifact>,
-    recorded: Option<serde_json::Value>,
-}
-
-impl HeldClaim {
-    /// A claim for `pipeline`, when it has anything to run.
-    pub(super) fn of(pipeline: &Pipeline) -> Option<Self> {
-        pipeline.publish.then(|| Self {
-            token: uuid::Uuid::new_v4().simple().to_string(),
-            pipeline: pipeline.to_json(),
-            force: pipeline.force,
-            moves_alias: pipeline.alias.is_some(),
-        })
-    }
-
-    /// How the pipeline's publish takes a number.
-    pub(super) fn mode(&self) -> crate::publish_rules::Mode {
-        if self.force {
-            crate::publish_rules::Mode::Force
-        } else {
-            crate::publish_rules::Mode::IfChanged
-        }
-    }
-
-    /// The claim held after a commit that published `published` (if it did).
-    pub(super) fn claimed(&self, published: Option<PublishedArtifact>) -> Claimed {
-        let recorded = published
-            .as_ref()
-            .filter(|_| !self.moves_alias)
-            .map(|p| recorded_answer(p, None));
-        Claimed {
-            published,
-            recorded,
-        }
-    }
-
-    /// On the upload item the commit writes: the number its transaction
-    /// publishes and, when no alias moves, the pipeline's answer (recorded
-    /// as `record_pipeline` would: the run is over with the commit).
-    pub(super) fn record_publish(
-        &self,
-        item: &mut crate::rows::Item,
-        number: u32,
-        answer: &PublishedArtifact,
-    ) -> Result<()> {
-        item.insert(attr::PIPELINE_PUBLISHED.into(), nv(number));
-        if !self.moves_alias {
-            let stored = recorded_answer(answer, None);
-            item.insert(attr::PIPELINE_RESULT.into(), sv(stored.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Whether `item` (an upload row) carries this claim.
-    pub(super) fn is_on(&self, item: &crate::rows::Item) -> bool {
-        item.get(attr::PIPELINE_CLAIM)
-            .and_then(|c| c.as_s().ok())
-            .is_some_and(|c| *c == self.token)
-    }
-
-    /// The claim's attributes on the upload item being written committed
-    /// (as `claim_pipeline` sets them).
-    pub(super) fn mark(&self, item: &mut crate::rows::Item) {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        item.insert(attr::PIPELINE_CLAIM.into(), sv(&self.token));
-        item.insert(attr::PIPELINE_CLAIMED_AT.into(), nv(now));
-        item.entry(attr::PIPELINE.into())
-            .or_insert_with(|| sv(&self.pipeline));
-    }
-}
 
 impl Repository {
     /// Commits `upload_id`, then runs `pipeline` (publish, alias move).
@@ -777,11 +692,6 @@ fn pipeline_target(
             secondary: None,
         },
     }
-}
-
-/// A pipeline's answer as recorded on its upload row (and replayed).
-fn recorded_answer(published: &PublishedArtifact, alias: Option<&Alias>) -> serde_json::Value {
-    serde_json::json!({ "published": published, "alias": alias })
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {

@@ -34,6 +34,7 @@ use crate::rows::{
     Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, registry_key, sv,
     version_key,
 };
+use artifact_store::claim::{Claimed, HeldClaim};
 use artifact_store::objects::stored_object;
 
 pub use crate::limits::MAX_UPLOAD_SIZE;
@@ -244,7 +245,7 @@ impl Repository {
         actor: &str,
         latest: &VersionRow,
         read_at: OffsetDateTime,
-        held: Option<&super::pipeline::HeldClaim>,
+        held: Option<&HeldClaim>,
     ) -> Result<Option<(UploadId, Committed, bool)>> {
         let now = now();
         let (id, row) = self.pending_upload(name, request, actor, now);
@@ -501,7 +502,7 @@ impl Repository {
         upload_id: &str,
         actor: &str,
         pipeline: Option<&crate::model::Pipeline>,
-        held: Option<&super::pipeline::HeldClaim>,
+        held: Option<&HeldClaim>,
         allowed: &mut super::Allowed,
     ) -> Result<(CommitOutcome, Option<Claimed>)> {
         let id: UploadId = upload_id.parse()?;
@@ -1247,11 +1248,11 @@ fn blob_check(
 }
 
 /// Who commits, and the claim on the pipeline's run their commit takes
-/// along (see `pipeline::HeldClaim`); `fuse`: whether the commit may
+/// along (see `claim::HeldClaim`); `fuse`: whether the commit may
 /// publish in its own transaction.
 struct Committer<'a> {
     actor: &'a str,
-    held: Option<&'a super::pipeline::HeldClaim>,
+    held: Option<&'a HeldClaim>,
     fuse: bool,
 }
 
@@ -1278,8 +1279,6 @@ struct FreshLatest {
 /// well within DynamoDB's 100 per transaction (one index entry per
 /// metadata entry).
 const FUSED_MAX_METADATA: usize = 64;
-
-pub(super) use super::pipeline::Claimed;
 
 /// The members of a start upload's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,11 +10,13 @@
 //!   condition-failed test.
 //! - [`objects`]: S3 objects as the rules see them, object versions.
 //! - [`paging`]: page sizes, the one cursor codec, where a page ends.
+//! - [`claim`]: a pipeline's claim on its upload row.
 //! - [`calls`]: counts of AWS requests per client.
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
 
 pub mod calls;
+pub mod claim;
 pub mod layout;
 pub mod objects;
 pub mod paging;
@@ -23,4 +25,4 @@ pub mod sdk_error;
 pub mod tx;
 
 // The core's modules under the names the store's files use.
-use artifact_core::{blob_rules, config, error, limits, model, names, rollout};
+use artifact_core::{blob_rules, config, error, limits, model, names, publish_rules, rollout};
