@@ -46,6 +46,7 @@ use artifact_core::{
 };
 use artifact_store::paging::{decode_cursor, encode_cursor};
 use artifact_store::sdk_error::{condition_failed, invalid_sdk_input};
+use artifact_store::table::Table;
 use artifact_store::tx::{self, Tx};
 use artifact_store::{calls, layout, rows, sdk_error};
 
@@ -82,6 +83,8 @@ pub struct Repository {
     s3: aws_sdk_s3::Client,
     ddb: aws_sdk_dynamodb::Client,
     layout: Layout,
+    /// The requests to the table that several use cases make.
+    table: Table,
     presign_expires: Duration,
     upload_expires: Duration,
     /// The deployment's retention defaults (route and schedule alike).
@@ -164,9 +167,11 @@ impl Repository {
         let iam = aws_sdk_iam::config::Builder::from(dynamodb_sdk)
             .interceptor(calls.recording_interceptor())
             .build();
+        let ddb = aws_sdk_dynamodb::Client::from_conf(ddb);
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3),
-            ddb: aws_sdk_dynamodb::Client::from_conf(ddb),
+            table: Table::new(ddb.clone(), config.table.clone()),
+            ddb,
             layout: Layout::new(config),
             presign_expires: config.presign_expires,
             upload_expires: config.upload_expires,
@@ -411,16 +416,7 @@ impl Repository {
         name: &ArtifactName,
         version: Version,
     ) -> Result<Option<Item>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, version)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
-        Ok(out.item)
+        self.table.get(version_key(name, version)).await
     }
 
     /// One version row that readers may see (exists, not soft-deleted).

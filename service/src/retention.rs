@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 use futures::StreamExt;
 
 use super::Repository;
-use super::versions::SoftDelete;
 use crate::error::{Error, Result};
 use crate::layout::{attr, condemned_pk, format_update_at, now, upload_pk, verified_pk};
 use crate::model::{RetentionPolicy, RetentionReport};
@@ -23,6 +22,7 @@ use crate::retention_rules;
 use crate::rows::{
     AliasRow, Item, Location, UploadRow, UploadState, VersionRow, key, nv, sv, version_key,
 };
+use artifact_store::table::SoftDelete;
 
 /// What one reclaim pass over an artifact did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -425,7 +425,7 @@ impl Repository {
         token: &str,
     ) -> Result<bool> {
         for _ in 0..3 {
-            match self.soft_delete(name, version, token).await? {
+            match self.table.soft_delete(name, version, token).await? {
                 SoftDelete::Deleted => return Ok(true),
                 SoftDelete::Missing => return Ok(false),
                 SoftDelete::Referenced(row) => {

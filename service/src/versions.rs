@@ -3,15 +3,14 @@
 use std::collections::BTreeMap;
 
 use artifact_store::paging::next_sort_key;
+use artifact_store::table::SoftDelete;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 
 use super::tx::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository, decode_cursor, encode_cursor, page_size};
 use crate::error::{Error, Result};
-use crate::layout::{alias_pk, attr, format_update_at, now};
+use crate::layout::{alias_pk, attr};
 use crate::model::{Artifact, Page};
 use crate::names::{ArtifactName, Sha256, Version};
 use crate::rows::{AliasRow, VersionRow, sv, version_key};
@@ -151,7 +150,7 @@ impl Repository {
             if !in_use.is_empty() {
                 return Err(version_in_use(name, version, in_use));
             }
-            match self.soft_delete(name, version, &token).await? {
+            match self.table.soft_delete(name, version, &token).await? {
                 SoftDelete::Deleted => return Ok(()),
                 SoftDelete::Missing => return Err(Error::version_not_found(name, version)),
                 SoftDelete::Referenced(row) => {
@@ -163,66 +162,6 @@ impl Repository {
         Err(Error::ConcurrentModification(format!(
             "version {version} of {name} kept being referenced; retry"
         )))
-    }
-
-    /// Soft-deletes a live version that no alias references, marking the
-    /// write with `token` so that a retry of a write that landed knows it.
-    pub(super) async fn soft_delete(
-        &self,
-        name: &ArtifactName,
-        version: Version,
-        token: &str,
-    ) -> Result<SoftDelete> {
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, version)))
-            .update_expression(
-                "SET #is_deleted = :true, #deleted_at = :now, #deleted_by_request = :token",
-            )
-            .condition_expression(
-                "attribute_exists(#pk) AND #is_deleted = :false AND attribute_not_exists(#aliases)",
-            )
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_names("#deleted_at", attr::DELETED_AT)
-            .expression_attribute_names("#deleted_by_request", attr::DELETED_BY_REQUEST)
-            .expression_attribute_names("#aliases", attr::ALIASES)
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":now", sv(format_update_at(now())))
-            .expression_attribute_values(":token", sv(token))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(SoftDelete::Deleted),
-            Err(e) if super::condition_failed(&e) => {
-                let old = match e.into_service_error() {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        c.item().map(VersionRow::from_item).transpose()?
-                    }
-                    _ => None,
-                };
-                let old = match old {
-                    Some(row) => Some(row),
-                    None => self.get_row(name, version).await?,
-                };
-                Ok(match old {
-                    Some(row)
-                        if row.is_deleted && row.deleted_by_request.as_deref() == Some(token) =>
-                    {
-                        SoftDelete::Deleted
-                    }
-                    Some(row) if row.is_live() && !row.aliases.is_empty() => {
-                        SoftDelete::Referenced(Box::new(row))
-                    }
-                    _ => SoftDelete::Missing,
-                })
-            }
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
     }
 
     /// Removes the references of `row` that no alias row backs (an
@@ -297,15 +236,6 @@ impl Repository {
             .map(|item| AliasRow::from_item(name, item))
             .collect()
     }
-}
-
-/// Whether a soft delete happened, and why not.
-pub(super) enum SoftDelete {
-    Deleted,
-    /// No live row (never existed, already deleted, purged).
-    Missing,
-    /// The row still lists alias references.
-    Referenced(Box<VersionRow>),
 }
 
 /// The aliases (of `rows`) whose primary or secondary is `version`.

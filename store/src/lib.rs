@@ -9,6 +9,8 @@
 //! - [`sdk_error`]: an SDK failure → the core error; the one
 //!   condition-failed test.
 //! - [`objects`]: S3 objects as the rules see them, object versions.
+//! - [`table`]: the requests several use cases make (one consistent get,
+//!   one soft delete).
 //! - [`paging`]: page sizes, the one cursor codec, where a page ends.
 //! - [`claim`]: a pipeline's claim on its upload row.
 //! - [`calls`]: counts of AWS requests per client.
@@ -22,6 +24,7 @@ pub mod objects;
 pub mod paging;
 pub mod rows;
 pub mod sdk_error;
+pub mod table;
 pub mod tx;
 
 // The core's modules under the names the store's files use.
