@@ -31,6 +31,7 @@ use crate::names::{AliasName, ArtifactName, Version};
 use crate::rows::{
     AliasRow, HistoryRow, Item, Location, TargetRef, VersionRow, key, nv, sv, version_key,
 };
+use artifact_store::table::PartitionPage;
 
 /// How a change relates to the rollout that may hold the alias.
 pub(super) enum Link<'a> {
@@ -281,29 +282,22 @@ impl Repository {
         start: Option<Item>,
         ascending: bool,
     ) -> Result<(Vec<HistoryRow>, Option<String>)> {
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#sk", attr::SK)
-            .expression_attribute_values(":pk", sv(history_pk(name)))
-            .expression_attribute_values(":prefix", sv(history_sk_prefix(alias.as_str())))
-            .scan_index_forward(ascending)
-            .consistent_read(true)
-            .limit(limit as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let rows = out
-            .items()
+        let pk = history_pk(name);
+        let prefix = history_sk_prefix(alias.as_str());
+        let (found, next) = self
+            .table
+            .page(PartitionPage {
+                pk: &pk,
+                sk_prefix: Some(&prefix),
+                ascending,
+                limit,
+                start,
+            })
+            .await?;
+        let rows = found
             .iter()
             .map(|item| HistoryRow::from_item(name, item))
             .collect::<Result<Vec<_>>>()?;
-        let next =
-            artifact_store::paging::next_sort_key(out.last_evaluated_key()).map(str::to_owned);
         Ok((rows, next))
     }
 
@@ -635,28 +629,22 @@ impl Repository {
     ) -> Result<Page<Alias>> {
         let limit = page_size(limit)?;
         let pk = alias_pk(name);
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_values(":pk", sv(&pk))
-            .consistent_read(true)
-            .limit(limit as i32)
-            .set_exclusive_start_key(decode_cursor(&pk, cursor, |sk| {
-                sk.parse::<AliasName>().is_ok()
-            })?)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let items = out
-            .items()
+        let start = decode_cursor(&pk, cursor, |sk| sk.parse::<AliasName>().is_ok())?;
+        let (found, next) = self
+            .table
+            .page(PartitionPage {
+                pk: &pk,
+                sk_prefix: None,
+                ascending: true,
+                limit,
+                start,
+            })
+            .await?;
+        let items = found
             .iter()
             .map(|item| AliasRow::from_item(name, item).map(|row| row.to_alias(&self.layout)))
             .collect::<Result<Vec<_>>>()?;
-        let next_cursor =
-            artifact_store::paging::next_sort_key(out.last_evaluated_key()).map(encode_cursor);
+        let next_cursor = next.as_deref().map(encode_cursor);
         Ok(Page { items, next_cursor })
     }
 

@@ -58,7 +58,7 @@ use crate::config::RetentionSchedule;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, attr};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, VersionRow, sv, version_key};
+use crate::rows::{Item, VersionRow, version_key};
 
 pub use crate::model::{PipelineOutcome, StartOutcome};
 pub use crate::names::UploadId;
@@ -459,27 +459,7 @@ impl Repository {
 
     /// Reads every row of a partition (all pages), strongly consistent.
     async fn query_all(&self, pk: &str) -> Result<Vec<Item>> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .ddb
-                .query()
-                .table_name(&self.layout.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_values(":pk", sv(pk))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-            items.extend(out.items().iter().cloned());
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(items),
-            }
-        }
+        self.table.query_all(pk).await
     }
 }
 

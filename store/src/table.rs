@@ -1,5 +1,6 @@
 //! Requests to the table that more than one use case makes, each built
-//! once: the strongly consistent get, the soft delete of a version.
+//! once: the strongly consistent get, a partition read whole or by pages,
+//! the soft delete of a version.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
@@ -8,6 +9,18 @@ use crate::layout::{attr, format_update_at, now};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
 use crate::sdk_error::condition_failed;
+
+/// A page of one partition to read ([`Table::page`]).
+pub struct PartitionPage<'a> {
+    pub pk: &'a str,
+    /// Only sort keys starting with this.
+    pub sk_prefix: Option<&'a str>,
+    /// Sort-key order (false: newest first for time-ordered keys).
+    pub ascending: bool,
+    pub limit: u32,
+    /// Where the page starts (a decoded cursor).
+    pub start: Option<Item>,
+}
 
 /// The table: its client and its name.
 #[derive(Debug, Clone)]
@@ -31,6 +44,60 @@ impl Table {
             ddb,
             name: name.into(),
         }
+    }
+
+    /// Every item of a partition, strongly consistent (Query, every page).
+    pub async fn query_all(&self, pk: &str) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_values(":pk", sv(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| crate::sdk_error::upstream("Query", e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// One page of a partition (one Query, strongly consistent): at most
+    /// `page.limit` items whose sort keys start with `page.sk_prefix`, after
+    /// `page.start`, and the sort key where the next page starts.
+    pub async fn page(&self, page: PartitionPage<'_>) -> Result<(Vec<Item>, Option<String>)> {
+        let mut query = self
+            .ddb
+            .query()
+            .table_name(&self.name)
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", sv(page.pk));
+        query = match page.sk_prefix {
+            None => query.key_condition_expression("#pk = :pk"),
+            Some(prefix) => query
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":prefix", sv(prefix)),
+        };
+        let out = query
+            .scan_index_forward(page.ascending)
+            .consistent_read(true)
+            .limit(i32::try_from(page.limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(page.start)
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
+        let next = crate::paging::next_sort_key(out.last_evaluated_key()).map(str::to_owned);
+        Ok((out.items.unwrap_or_default(), next))
     }
 
     /// One item as stored, strongly consistent (GetItem).
