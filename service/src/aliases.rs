@@ -307,19 +307,11 @@ impl Repository {
         alias: &AliasName,
         revision: u64,
     ) -> Result<Option<HistoryRow>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(
-                history_pk(name),
-                history_sk(alias.as_str(), revision),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
-        out.item()
+        let item = self
+            .table
+            .get(key(history_pk(name), history_sk(alias.as_str(), revision)))
+            .await?;
+        item.as_ref()
             .map(|item| HistoryRow::from_item(name, item))
             .transpose()
     }
@@ -743,16 +735,8 @@ impl Repository {
         name: &ArtifactName,
         alias: &AliasName,
     ) -> Result<Option<AliasRow>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(alias_pk(name), alias.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
-        out.item()
+        let item = self.table.get(key(alias_pk(name), alias.as_str())).await?;
+        item.as_ref()
             .map(|item| AliasRow::from_item(name, item))
             .transpose()
     }

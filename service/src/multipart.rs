@@ -108,16 +108,8 @@ impl Repository {
         name: &ArtifactName,
         id: &UploadId,
     ) -> Result<Option<crate::rows::Item>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
-        Ok(out.item().cloned())
+        let item = self.table.get(key(upload_pk(name), id.as_str())).await?;
+        Ok(item)
     }
 
     /// Presigned UploadPart URLs for `parts` of a pending multipart upload,

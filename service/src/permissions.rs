@@ -153,16 +153,8 @@ impl Repository {
 
     /// The permission targets, strongly consistent. One GetItem.
     pub async fn access_targets(&self) -> Result<AccessDocument> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(ACCESS_PK, ACCESS_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
-        let Some(item) = out.item() else {
+        let item = self.table.get(key(ACCESS_PK, ACCESS_SK)).await?;
+        let Some(item) = item.as_ref() else {
             return Ok(AccessDocument::default());
         };
         let s = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();

@@ -274,15 +274,9 @@ impl Repository {
     async fn condemn(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<()> {
         let at = key(condemned_pk(name), sha256);
         let prior = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(at.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?
-            .item
+            .table
+            .get(at.clone())
+            .await?
             .and_then(|old| {
                 old.get(attr::DELETED_AT)
                     .or_else(|| old.get(attr::PRIOR_DELETED_AT))
@@ -564,17 +558,9 @@ impl Repository {
     /// The scheduled job's bookkeeping as it stands (strongly consistent).
     /// AWS calls: 1 (GetItem).
     pub async fn retention_bookkeeping(&self) -> Result<RetentionBookkeeping> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
+        let item = self.table.get(key(RETENTION_PK, RETENTION_SK)).await?;
         Ok(RetentionBookkeeping::from_item(
-            out.item().unwrap_or(&Default::default()),
+            item.as_ref().unwrap_or(&Default::default()),
         ))
     }
 }

@@ -323,16 +323,11 @@ impl Repository {
         alias: &AliasName,
         id: &str,
     ) -> Result<Option<RolloutRow>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(rollout_pk(name), RolloutRow::sort_key(alias, id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
-        out.item()
+        let item = self
+            .table
+            .get(key(rollout_pk(name), RolloutRow::sort_key(alias, id)))
+            .await?;
+        item.as_ref()
             .map(|item| RolloutRow::from_item(name, item))
             .transpose()
     }

@@ -389,15 +389,9 @@ impl Repository {
         status: VersionStatus,
     ) -> Result<()> {
         let Some(item) = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(crate::layout::alias_pk(name), alias)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?
-            .item
+            .table
+            .get(key(crate::layout::alias_pk(name), alias))
+            .await?
         else {
             return Ok(());
         };

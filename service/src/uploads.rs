@@ -327,16 +327,8 @@ impl Repository {
         name: &ArtifactName,
         sha256: &str,
     ) -> Result<Option<VerifiedBlob>> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(verified_pk(name), sha256)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
-        Ok(out.item().and_then(crate::rows::verified_blob))
+        let item = self.table.get(key(verified_pk(name), sha256)).await?;
+        Ok(item.as_ref().and_then(crate::rows::verified_blob))
     }
 
     /// HeadObject with the checksum; `None` when there is no such object.
