@@ -299,11 +299,17 @@ impl FromStr for Sha256 {
 pub struct UploadId(String);
 
 impl UploadId {
-    /// The id of a new upload of `sha256` (validated lowercase hex):
+    /// The id of a new upload of `sha256` (64 lowercase hex characters):
     /// `nonce` is 32 random lowercase hex characters (a simple UUID v4,
-    /// drawn by the service).
-    pub fn with_nonce(nonce: &str, sha256: &str) -> Self {
-        Self(format!("{nonce}{sha256}"))
+    /// drawn by the service). Anything else is refused as a parse is.
+    pub fn with_nonce(nonce: &str, sha256: &str) -> Result<Self, Error> {
+        if nonce.len() != 32 {
+            return Err(Error::internal(
+                "upload id",
+                "the nonce is not 32 characters",
+            ));
+        }
+        format!("{nonce}{sha256}").parse()
     }
 
     /// The declared SHA-256 (lowercase hex).
@@ -391,7 +397,9 @@ mod tests {
     fn upload_ids_are_a_nonce_then_the_declared_digest_and_parse_only_as_issued() {
         let sha = "ab".repeat(32);
         let nonce = "0123456789abcdef0123456789abcdef";
-        let id = UploadId::with_nonce(nonce, &sha);
+        let id = UploadId::with_nonce(nonce, &sha).unwrap();
+        assert!(UploadId::with_nonce(&nonce[1..], &format!("0{sha}")).is_err());
+        assert!(UploadId::with_nonce(nonce, &sha.to_uppercase()).is_err());
         assert_eq!((id.nonce(), id.sha256()), (nonce, sha.as_str()));
         assert_eq!(id.as_str().parse::<UploadId>().unwrap(), id);
         for bad in [

@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -767,40 +767,13 @@ impl Repository {
         Ok((old, rows))
     }
 
-    /// Strongly consistent BatchGetItem, re-asking for unprocessed keys.
-    pub(super) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
-        let mut found = Vec::new();
-        let mut pending = keys;
-        for attempt in 0..MAX_ATTEMPTS {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(pending))
-                .consistent_read(true)
-                .build()
-                .map_err(invalid_sdk_input)?;
-            let out = self
-                .ddb
-                .batch_get_item()
-                .request_items(&self.layout.table, request)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("BatchGetItem", e))?;
-            if let Some(items) = out.responses().and_then(|r| r.get(&self.layout.table)) {
-                found.extend(items.iter().cloned());
-            }
-            pending = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.layout.table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(found);
-            }
-            backoff(attempt).await;
-        }
-        Err(Error::Throttled {
-            operation: "BatchGetItem",
-            source: "keys left unprocessed".into(),
-        })
+    /// Strongly consistent BatchGetItem ([`Table::batch_get`]); the
+    /// store's future itself, so no await point is added on the way.
+    pub(super) fn batch_get(
+        &self,
+        keys: Vec<Item>,
+    ) -> impl std::future::Future<Output = Result<Vec<Item>>> {
+        self.table.batch_get(keys)
     }
 
     /// The alias row put (or delete, when `row` is `None`), conditional on

@@ -2,8 +2,9 @@
 //! DynamoDB (metadata), one module per use case and background job.
 //!
 //! Every operation of `versioned` 1.0.1, on the same storage layout, made safe
-//! under concurrency (SPEC 7). Each module is a short sequence of store
-//! calls around a rule of the core: uploads (`uploads.rs`, `multipart.rs`,
+//! under concurrency (SPEC 7). Each module is a short sequence of AWS
+//! calls (through the store's codecs, transactions and shared requests)
+//! around a rule of the core: uploads (`uploads.rs`, `multipart.rs`,
 //! `verification.rs`, `pipeline.rs`), versions (`publish.rs`,
 //! `versions.rs`, `search.rs`), aliases (`aliases.rs`, `rollouts.rs`),
 //! artifacts (`catalog.rs`, `purge.rs`), retention (`retention.rs`), access
@@ -45,6 +46,7 @@ use artifact_core::{
     retention_rules, rollout,
 };
 use artifact_store::paging::{decode_cursor, encode_cursor};
+use artifact_store::retry::{MAX_ATTEMPTS, backoff};
 use artifact_store::sdk_error::{condition_failed, invalid_sdk_input};
 use artifact_store::table::Table;
 use artifact_store::tx::{self, Tx};
@@ -74,9 +76,6 @@ pub use search::{MAX_SEARCH_TERMS, StatusChange};
 pub use seed_layout::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport};
 pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, metadata_limits};
 pub use verification::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, VerifyStep};
-
-/// How many times an optimistic write is retried when a concurrent writer won.
-const MAX_ATTEMPTS: u32 = 64;
 
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -109,22 +108,25 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// The store's transaction over this repository's DynamoDB client.
-    async fn transact(
+    /// The store's transaction over this repository's DynamoDB client
+    /// (the store's future itself: no await point is added on the way, and
+    /// the futures of the deepest handlers stay within the compiler's
+    /// layout depth).
+    fn transact(
         &self,
         ops: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
         token: &str,
-    ) -> std::result::Result<(), tx::TransactFailure> {
-        tx::transact(&self.ddb, ops, token).await
+    ) -> impl std::future::Future<Output = std::result::Result<(), tx::TransactFailure>> {
+        tx::transact(&self.ddb, ops, token)
     }
 
     /// The store's labelled transaction over this repository's client.
-    async fn transact_tx<L: Copy>(
+    fn transact_tx<L: Copy>(
         &self,
         tx: &Tx<L>,
         token: &str,
-    ) -> std::result::Result<(), tx::TransactFailure<L>> {
-        tx::transact_tx(&self.ddb, tx, token).await
+    ) -> impl std::future::Future<Output = std::result::Result<(), tx::TransactFailure<L>>> {
+        tx::transact_tx(&self.ddb, tx, token)
     }
 
     /// A transaction member putting `item` only where no item is.
@@ -458,8 +460,8 @@ impl Repository {
     }
 
     /// Reads every row of a partition (all pages), strongly consistent.
-    async fn query_all(&self, pk: &str) -> Result<Vec<Item>> {
-        self.table.query_all(pk).await
+    fn query_all(&self, pk: &str) -> impl std::future::Future<Output = Result<Vec<Item>>> {
+        self.table.query_all(pk)
     }
 }
 
@@ -513,11 +515,4 @@ fn stream() -> Result<StreamSpecification> {
         .stream_view_type(StreamViewType::NewAndOldImages)
         .build()
         .map_err(invalid_sdk_input)
-}
-
-/// Short jittered pause before retrying an optimistic write.
-async fn backoff(attempt: u32) {
-    let cap = 2u64.saturating_pow(attempt.min(6)).min(50);
-    let ms = rand::random_range(1..=cap.max(2));
-    tokio::time::sleep(Duration::from_millis(ms)).await;
 }

@@ -251,13 +251,14 @@ impl Repository {
         }
         // Claimed by the commit's own transaction: ours, a first run.
         if let Some((held, claimed)) = held {
-            if let Some(recorded) = claimed.recorded {
+            let (published, recorded) = claimed.into_parts();
+            if let Some(recorded) = recorded {
                 return replay(&recorded);
             }
             let run = Run {
-                token: &held.token,
+                token: held.token(),
                 takeover: false,
-                published: claimed.published,
+                published,
             };
             return self.run_claimed(name, id, actor, pipeline, run).await;
         }
@@ -618,10 +619,7 @@ impl Repository {
             Some(_) => None,
             None => self.published_on(name, item).await?,
         };
-        Ok(Claimed {
-            published,
-            recorded,
-        })
+        Ok(Claimed::new(published, recorded))
     }
 
     /// The version the commit of upload row `item` published in its own

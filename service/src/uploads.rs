@@ -67,7 +67,7 @@ impl Repository {
         let size = i64::try_from(request.size)
             .map_err(|_| Error::TooLarge(format!("size {} is too large", request.size)))?;
         let now = now();
-        let (upload_id, row) = self.pending_upload(name, &request, actor, now);
+        let (upload_id, row) = self.pending_upload(name, &request, actor, now)?;
         let content_type = row.content_type.clone();
         let expires_at = now + self.upload_expires;
         let blob_key = self.layout.blob_key(name, &request.sha256);
@@ -201,9 +201,9 @@ impl Repository {
         request: &UploadRequest,
         actor: &str,
         now: OffsetDateTime,
-    ) -> (UploadId, UploadRow) {
+    ) -> Result<(UploadId, UploadRow)> {
         let upload_id =
-            UploadId::with_nonce(&uuid::Uuid::new_v4().simple().to_string(), &request.sha256);
+            UploadId::with_nonce(&uuid::Uuid::new_v4().simple().to_string(), &request.sha256)?;
         let row = UploadRow {
             name: name.clone(),
             upload_id: upload_id.as_str().to_owned(),
@@ -229,7 +229,7 @@ impl Repository {
             pipeline: None,
             pipeline_result: None,
         };
-        (upload_id, row)
+        Ok((upload_id, row))
     }
 
     /// A start upload with `commit` of the bytes LATEST holds, as read at
@@ -248,7 +248,7 @@ impl Repository {
         held: Option<&HeldClaim>,
     ) -> Result<Option<(UploadId, Committed, bool)>> {
         let now = now();
-        let (id, row) = self.pending_upload(name, request, actor, now);
+        let (id, row) = self.pending_upload(name, request, actor, now)?;
         let mut item = UploadRow::committed_item(row.to_item(), false, now);
         if let Some(held) = held {
             held.mark(&mut item);

@@ -25,9 +25,9 @@ pub async fn handle(
 ) -> Result<VerifyStep, Error> {
     let name: ArtifactName = request.name.parse()?;
     let id: UploadId = request.upload_id.parse()?;
-    let step = repo
-        .verify_upload_step(&name, id.as_str(), deadline)
-        .await?;
+    // Boxed: the step's future is deep (hash, commit, publish, alias), and
+    // the function's `main` must stay within the compiler's layout depth.
+    let step = Box::pin(repo.verify_upload_step(&name, id.as_str(), deadline)).await?;
     match &step {
         VerifyStep::Continue { verified_bytes } => {
             tracing::info!(%name, upload_id = id.as_str(), verified_bytes, "checkpointed; continuing in a new invocation");

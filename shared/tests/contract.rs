@@ -2356,9 +2356,6 @@ fn every_function_has_its_own_role_writing_only_its_own_log_group() {
     }
 }
 
-/// The module names of the `.rs` files under `dir`: a file's stem, or its
-/// folder's name for `mod.rs`; the crate roots (`main.rs`, `lib.rs`) of
-/// `dir` itself are not modules.
 /// Every `.rs` file under `dir`.
 fn rust_files(dir: &std::path::Path, into: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -2371,6 +2368,9 @@ fn rust_files(dir: &std::path::Path, into: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// The module names of the `.rs` files under `dir`: a file's stem, or its
+/// folder's name for `mod.rs`; the crate roots (`main.rs`, `lib.rs`) of
+/// `dir` itself are not modules.
 fn module_names(dir: &std::path::Path, root: bool, into: &mut Vec<(String, String)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -2438,9 +2438,12 @@ fn the_core_layer_depends_on_no_sdk_runtime_or_upper_layer() {
 }
 
 /// SPEC 2: core ← store ← service ← shared, one way. Each layer's manifest
-/// names only the workspace crates below it (so the compiler refuses an
-/// import upwards); only the store and the service name the S3 and
-/// DynamoDB SDKs, and nothing below the edge names a Lambda crate.
+/// names exactly the workspace crates below it (so the compiler refuses an
+/// import upwards), and no upper one in its dev- or build-dependencies,
+/// renamed or not; only the store and the service name the S3 and
+/// DynamoDB SDKs, and nothing below the edge names a Lambda runtime or
+/// event crate (the service's `aws-sdk-lambda` is a client: it invokes
+/// `verify-upload`).
 #[test]
 fn the_layers_depend_one_way_core_store_service_shared() {
     let root = workspace_root();
@@ -2466,7 +2469,22 @@ fn the_layers_depend_one_way_core_store_service_shared() {
     for (i, (dir, package)) in layers.iter().enumerate() {
         let m = manifest(&format!("{dir}/Cargo.toml"));
         assert_eq!(m["package"]["name"].as_str(), Some(*package), "{dir}");
-        let deps: Vec<&String> = m["dependencies"].as_table().unwrap().keys().collect();
+        // A dependency by its key and, when renamed, by its package.
+        let names = |section: &str| -> Vec<String> {
+            m.get(section)
+                .and_then(|s| s.as_table())
+                .map(|t| {
+                    t.iter()
+                        .flat_map(|(key, spec)| {
+                            let renamed = spec.get("package").and_then(|p| p.as_str());
+                            [Some(key.clone()), renamed.map(str::to_owned)]
+                        })
+                        .flatten()
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let deps = names("dependencies");
         let mut ours: Vec<&str> = deps
             .iter()
             .filter(|d| workspace.contains(d))
@@ -2479,15 +2497,31 @@ fn the_layers_depend_one_way_core_store_service_shared() {
             ours, below,
             "{package} must build on exactly the layers below it"
         );
+        // Nor through its tests or build script (cargo allows a cycle there).
+        let upper: Vec<&str> = layers[i + 1..].iter().map(|(_, p)| *p).collect();
+        for section in ["dev-dependencies", "build-dependencies"] {
+            for dep in names(section) {
+                assert!(
+                    !upper.contains(&dep.as_str()),
+                    "{package} {section} names the upper layer {dep}"
+                );
+            }
+        }
+        assert!(
+            m.get("target").is_none(),
+            "{package}: target-specific dependencies escape this check"
+        );
         if i < 3 {
             assert!(
-                !deps.iter().any(|d| d.starts_with("lambda")),
-                "{package} names a Lambda crate"
+                !deps
+                    .iter()
+                    .any(|d| d.starts_with("lambda") || d == "aws_lambda_events"),
+                "{package} names a Lambda runtime or event crate"
             );
         }
         let names_sdk = deps
             .iter()
-            .any(|d| *d == "aws-sdk-s3" || *d == "aws-sdk-dynamodb");
+            .any(|d| d == "aws-sdk-s3" || d == "aws-sdk-dynamodb");
         assert_eq!(
             names_sdk,
             (1..=2).contains(&i),

@@ -14,7 +14,7 @@ use crate::rows::{Item, nv, sv};
 /// trip less than claiming after the commit. Only the request whose
 /// transaction wrote it holds it; a retry claims as before.
 pub struct HeldClaim {
-    pub token: String,
+    token: String,
     pipeline: String,
     force: bool,
     moves_alias: bool,
@@ -24,11 +24,32 @@ pub struct HeldClaim {
 /// version its transaction published, if it did, and the pipeline's
 /// answer when the transaction recorded it (nothing left to run).
 pub struct Claimed {
-    pub published: Option<PublishedArtifact>,
-    pub recorded: Option<serde_json::Value>,
+    published: Option<PublishedArtifact>,
+    recorded: Option<serde_json::Value>,
+}
+
+impl Claimed {
+    /// What a commit holding its claim found on its upload row.
+    pub fn new(published: Option<PublishedArtifact>, recorded: Option<serde_json::Value>) -> Self {
+        Self {
+            published,
+            recorded,
+        }
+    }
+
+    /// The version the commit's transaction published, and the
+    /// pipeline's recorded answer.
+    pub fn into_parts(self) -> (Option<PublishedArtifact>, Option<serde_json::Value>) {
+        (self.published, self.recorded)
+    }
 }
 
 impl HeldClaim {
+    /// The claim's token: what the upload row carries while the run is ours.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// A claim for `pipeline`, when it has anything to run.
     pub fn of(pipeline: &Pipeline) -> Option<Self> {
         pipeline.publish.then(|| Self {

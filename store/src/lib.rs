@@ -9,10 +9,11 @@
 //! - [`sdk_error`]: an SDK failure → the core error; the one
 //!   condition-failed test.
 //! - [`objects`]: S3 objects as the rules see them, object versions.
-//! - [`table`]: the requests several use cases make (one consistent get,
-//!   one soft delete).
+//! - [`table`]: the requests several use cases make (the consistent gets,
+//!   a partition whole or by pages, the soft delete).
 //! - [`paging`]: page sizes, the one cursor codec, where a page ends.
 //! - [`claim`]: a pipeline's claim on its upload row.
+//! - [`retry`]: how a request that lost a race is tried again.
 //! - [`calls`]: counts of AWS requests per client.
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
@@ -22,6 +23,7 @@ pub mod claim;
 pub mod layout;
 pub mod objects;
 pub mod paging;
+pub mod retry;
 pub mod rows;
 pub mod sdk_error;
 pub mod table;

@@ -1,10 +1,12 @@
 //! Requests to the table that more than one use case makes, each built
-//! once: the strongly consistent get, a partition read whole or by pages,
-//! the soft delete of a version.
+//! once: the strongly consistent gets (one item, a batch), a partition
+//! read whole or by pages, the soft delete of a version.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
+};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
@@ -98,6 +100,42 @@ impl Table {
             .map_err(|e| crate::sdk_error::upstream("Query", e))?;
         let next = crate::paging::next_sort_key(out.last_evaluated_key()).map(str::to_owned);
         Ok((out.items.unwrap_or_default(), next))
+    }
+
+    /// Strongly consistent BatchGetItem, re-asking for unprocessed keys.
+    pub async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
+        let mut found = Vec::new();
+        let mut pending = keys;
+        for attempt in 0..crate::retry::MAX_ATTEMPTS {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                .consistent_read(true)
+                .build()
+                .map_err(crate::sdk_error::invalid_sdk_input)?;
+            let out = self
+                .ddb
+                .batch_get_item()
+                .request_items(&self.name, request)
+                .send()
+                .await
+                .map_err(|e| crate::sdk_error::upstream("BatchGetItem", e))?;
+            if let Some(items) = out.responses().and_then(|r| r.get(&self.name)) {
+                found.extend(items.iter().cloned());
+            }
+            pending = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.name))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            crate::retry::backoff(attempt).await;
+        }
+        Err(Error::Throttled {
+            operation: "BatchGetItem",
+            source: "keys left unprocessed".into(),
+        })
     }
 
     /// One item as stored, strongly consistent (GetItem).
