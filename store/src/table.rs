@@ -27,8 +27,10 @@ pub struct PartitionPage<'a> {
 /// The table: its client and its name.
 #[derive(Debug, Clone)]
 pub struct Table {
-    ddb: aws_sdk_dynamodb::Client,
-    name: String,
+    // Crate-visible: each row family's requests are `impl Table` blocks
+    // in the module of that family.
+    pub(crate) ddb: aws_sdk_dynamodb::Client,
+    pub(crate) name: String,
 }
 
 /// Whether a soft delete happened, and why not.
