@@ -1,6 +1,7 @@
 //! Publish: LATEST becomes the next immutable version, by writing rows.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use artifact_store::version_items;
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use base64::Engine;
 
@@ -9,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::Repository;
 use super::tx::{TransactFailure, Tx};
 use crate::error::{Error, Result};
-use crate::layout::{attr, now};
+use crate::layout::now;
 use crate::model::PipelineOutcome;
 use crate::model::{Pipeline, PublishOutcome, Published, UploadRequest};
 use crate::names::UploadId;
@@ -17,7 +18,7 @@ use crate::names::{ArtifactName, Version};
 use crate::publish_rules::{
     ADOPT_PARALLEL_PARTS, Decision, Latest, Mode, Step, adopt_part_size, adoption_step, decide,
 };
-use crate::rows::{Item, Location, VersionBytes, VersionRow, nv, sv, version_item, version_key};
+use crate::rows::{Item, Location, VersionBytes, VersionRow, version_item};
 
 /// Publishes of one artifact racing each other take turns (each attempt
 /// reads LATEST and takes the next number only if nobody did meanwhile):
@@ -204,13 +205,11 @@ impl Repository {
             // row, from LATEST exactly as read (counter, bytes, marker,
             // epoch): a publish interrupted anywhere leaves no gap, and a
             // purge or commit since the read makes it read again.
-            let take_number = self.take_number(&latest_item, &latest, number)?;
+            let take_number =
+                version_items::take_number(&self.layout.table, &latest_item, &latest, number)?;
             let mut tx = Tx::new();
             tx.push(Member::Row, put);
-            tx.push(
-                Member::Number,
-                TransactWriteItem::builder().update(take_number).build(),
-            );
+            tx.push(Member::Number, take_number);
             tx.push(
                 Member::Bytes,
                 self.not_condemned(name, &latest.sha256, Some(reserved_at))?,
@@ -279,14 +278,7 @@ impl Repository {
         let Some(stored) = self.get_version_item(name, version).await? else {
             return Ok(false);
         };
-        Ok([
-            attr::RESERVE_TOKEN,
-            attr::UPDATE_AT,
-            attr::SHA256,
-            attr::CREATED_BY,
-        ]
-        .iter()
-        .all(|a| stored.get(*a) == item.get(*a)))
+        Ok(version_items::same_publish(&stored, item))
     }
 
     /// The live version an unchanged LATEST was published as. A concurrent
@@ -317,83 +309,11 @@ impl Repository {
 
     /// The newest numbered version that is not soft-deleted. One Query per
     /// 100 rows from the newest (deleted rows are skipped by a filter).
-    async fn newest_live_version(&self, name: &ArtifactName) -> Result<Option<VersionRow>> {
-        let mut start = None;
-        loop {
-            let out = self
-                .ddb
-                .query()
-                .table_name(&self.layout.table)
-                .key_condition_expression("#pk = :pk AND #sk < :latest")
-                .filter_expression("#is_deleted = :false")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-                .expression_attribute_values(":pk", sv(name.as_str()))
-                .expression_attribute_values(":latest", sv(Version::LATEST))
-                .expression_attribute_values(":false", AttributeValue::Bool(false))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit(100)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-            if let Some(item) = out.items().first() {
-                return VersionRow::from_item(item).map(Some);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(None),
-            }
-        }
-    }
-
-    /// The update of LATEST that takes `number`: only while LATEST is
-    /// exactly as read (counter, bytes, publish marker, epoch, upload), in
-    /// the transaction that writes the version row.
-    fn take_number(
+    fn newest_live_version(
         &self,
-        item: &crate::rows::Item,
-        latest: &VersionRow,
-        number: u32,
-    ) -> Result<Update> {
-        let mut update = Update::builder()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(&latest.name, Version::Latest)));
-        let mut condition = vec![
-            "#is_deleted = :false".to_owned(),
-            "#last_version = :read_number".to_owned(),
-        ];
-        for (alias, attribute) in [
-            ("sha256", attr::SHA256),
-            ("published", attr::PUBLISHED_SHA256),
-            ("epoch", attr::EPOCH),
-            ("upload_id", attr::UPLOAD_ID),
-        ] {
-            update = update.expression_attribute_names(format!("#{alias}"), attribute);
-            match item.get(attribute) {
-                Some(value) => {
-                    condition.push(format!("#{alias} = :read_{alias}"));
-                    update =
-                        update.expression_attribute_values(format!(":read_{alias}"), value.clone());
-                }
-                None => condition.push(format!("attribute_not_exists(#{alias})")),
-            }
-        }
-        let epoch = latest.epoch.clone().unwrap_or_else(crate::rows::new_epoch);
-        update
-            .update_expression("SET #last_version = :number, #published = :sha256, #epoch = :epoch")
-            .condition_expression(condition.join(" AND "))
-            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_names("#last_version", attr::LAST_VERSION)
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":read_number", nv(number - 1))
-            .expression_attribute_values(":number", nv(number))
-            .expression_attribute_values(":sha256", sv(&latest.sha256))
-            .expression_attribute_values(":epoch", sv(epoch))
-            .build()
-            .map_err(super::invalid_sdk_input)
+        name: &ArtifactName,
+    ) -> impl std::future::Future<Output = Result<Option<VersionRow>>> {
+        self.table.newest_live_version(name)
     }
 
     /// Brings the bytes of a LATEST the library (or a previous release)
@@ -501,10 +421,7 @@ impl Repository {
         source: &Source,
     ) -> Result<Adoption> {
         let size = source.size;
-        let recorded = latest_item
-            .get(attr::ADOPTING)
-            .and_then(|v| v.as_s().ok())
-            .cloned();
+        let recorded = version_items::adopting(latest_item);
         let mut resume = None;
         if let Some(id) = recorded
             .as_deref()
@@ -627,51 +544,14 @@ impl Repository {
 
     /// Records on LATEST, exactly as read, the upload adopting it (over the
     /// one recorded before, if any). False when LATEST changed meanwhile.
-    async fn mark_adopting(
+    fn mark_adopting(
         &self,
         name: &ArtifactName,
         latest_item: &Item,
         recorded: Option<&str>,
         id: &UploadId,
-    ) -> Result<bool> {
-        let mut update = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression("SET #adopting = :id")
-            .expression_attribute_names("#adopting", attr::ADOPTING)
-            .expression_attribute_names("#sha256", attr::SHA256)
-            .expression_attribute_names("#bytes", attr::BYTES)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_values(":id", sv(id.as_str()))
-            .expression_attribute_values(
-                ":sha256",
-                latest_item
-                    .get(attr::SHA256)
-                    .cloned()
-                    .unwrap_or_else(|| sv("")),
-            );
-        let mut condition = "#sha256 = :sha256 AND attribute_not_exists(#bytes)".to_owned();
-        match latest_item.get(attr::UPDATE_AT) {
-            Some(at) => {
-                condition.push_str(" AND #update_at = :update_at");
-                update = update.expression_attribute_values(":update_at", at.clone());
-            }
-            None => condition.push_str(" AND attribute_not_exists(#update_at)"),
-        }
-        match recorded {
-            Some(old) => {
-                condition.push_str(" AND #adopting = :old");
-                update = update.expression_attribute_values(":old", sv(old));
-            }
-            None => condition.push_str(" AND attribute_not_exists(#adopting)"),
-        }
-        match update.condition_expression(condition).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if super::condition_failed(&e) => Ok(false),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+    ) -> impl std::future::Future<Output = Result<bool>> {
+        self.table.mark_adopting(name, latest_item, recorded, id)
     }
 
     /// The copy of [`Self::adopt`].
@@ -740,84 +620,28 @@ impl Repository {
     }
 
     /// LATEST marked as stored in the blob store (unless it changed since).
-    async fn mark_adopted(&self, name: &ArtifactName, latest: &VersionRow) -> Result<()> {
-        let marked = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression("SET #bytes = :blob REMOVE #s3_version_id, #adopting")
-            .condition_expression("#sha256 = :sha256 AND attribute_not_exists(#bytes)")
-            .expression_attribute_names("#bytes", attr::BYTES)
-            .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
-            .expression_attribute_names("#adopting", attr::ADOPTING)
-            .expression_attribute_names("#sha256", attr::SHA256)
-            .expression_attribute_values(":blob", sv(crate::layout::BYTES_BLOB))
-            .expression_attribute_values(":sha256", sv(&latest.sha256))
-            .send()
-            .await;
-        match marked {
-            Ok(_) => Ok(()),
-            // LATEST changed since: the version still gets the bytes it was
-            // reserved with, which are now in the blob store.
-            Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+    fn mark_adopted(
+        &self,
+        name: &ArtifactName,
+        latest: &VersionRow,
+    ) -> impl std::future::Future<Output = Result<()>> {
+        self.table.mark_adopted(name, &latest.sha256)
     }
 
     /// The highest version number any row of the partition holds (deleted and
     /// reclaimed rows included: numbers are never reused). One Query.
-    pub(super) async fn highest_version(&self, name: &ArtifactName) -> Result<u32> {
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .key_condition_expression("#pk = :pk AND #sk < :latest")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#sk", attr::SK)
-            .expression_attribute_values(":pk", sv(name.as_str()))
-            .expression_attribute_values(":latest", sv(Version::LATEST))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .projection_expression("#pk, #sk")
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        Ok(out
-            .items()
-            .first()
-            .and_then(|item| item.get(attr::SK))
-            .and_then(|sk| sk.as_s().ok())
-            .and_then(|sk| match Version::from_sort_key(sk) {
-                Ok(Version::Number(n)) => Some(n),
-                _ => None,
-            })
-            .unwrap_or(0))
+    pub(super) fn highest_version(
+        &self,
+        name: &ArtifactName,
+    ) -> impl std::future::Future<Output = Result<u32>> {
+        self.table.highest_version(name)
     }
 
     /// Raises the LATEST row's counter to the highest existing version (rows
     /// the Python library wrote carry no counter).
     async fn sync_counter(&self, name: &ArtifactName) -> Result<()> {
         let highest = self.highest_version(name).await?;
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression("SET #last_version = :highest")
-            .condition_expression("attribute_exists(#pk) AND (attribute_not_exists(#last_version) OR #last_version < :highest)")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#last_version", attr::LAST_VERSION)
-            .expression_attribute_values(":highest", nv(highest))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            // Already caught up by someone else, or LATEST gone (next step says 404).
-            Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+        self.table.raise_counter(name, highest).await
     }
 }
 
@@ -894,20 +718,6 @@ impl Repository {
         version: Version,
         metadata: &std::collections::BTreeMap<String, String>,
     ) -> Result<Vec<TransactWriteItem>> {
-        metadata
-            .iter()
-            .map(|(key, value)| {
-                let entry = crate::rows::key(
-                    crate::layout::meta_index_pk(key, value),
-                    format!("{name}/{}", version.sort_key()),
-                );
-                Put::builder()
-                    .table_name(&self.layout.table)
-                    .set_item(Some(entry))
-                    .build()
-                    .map(|put| TransactWriteItem::builder().put(put).build())
-                    .map_err(super::invalid_sdk_input)
-            })
-            .collect()
+        version_items::index_entries(&self.layout.table, name, version, metadata)
     }
 }

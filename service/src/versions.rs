@@ -2,18 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use artifact_store::paging::next_sort_key;
 use artifact_store::table::SoftDelete;
-
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
+use artifact_store::version_items::{self, VersionFilter};
 
 use super::tx::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository, decode_cursor, encode_cursor, page_size};
 use crate::error::{Error, Result};
-use crate::layout::{alias_pk, attr};
+use crate::layout::alias_pk;
 use crate::model::{Artifact, Page};
 use crate::names::{ArtifactName, Sha256, Version};
-use crate::rows::{AliasRow, VersionRow, sv, version_key};
+use crate::rows::{AliasRow, VersionRow};
 
 impl Repository {
     /// One live version with a presigned download URL. AWS calls: 1 (GetItem).
@@ -69,55 +67,16 @@ impl Repository {
             Version::from_sort_key(sk).is_ok()
         })?;
         let first_page = start.is_none();
-        let (projection, projected) = VersionRow::artifact_projection();
-        let query = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_values(":pk", sv(name.as_str()))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .projection_expression(projection);
-        let query = projected
-            .into_iter()
-            .fold(query, |q, (k, v)| q.expression_attribute_names(k, v));
-        let mut filter = vec!["#is_deleted = :false".to_owned()];
-        let mut query = match content {
-            None => query,
-            Some(digest) => {
-                filter.push("#sha256 = :sha256".to_owned());
-                query
-                    .expression_attribute_names("#sha256", attr::SHA256)
-                    .expression_attribute_values(":sha256", sv(digest.as_str()))
-            }
-        };
-        for (i, (k, v)) in metadata.iter().enumerate() {
-            filter.push(format!("#metadata.#mk{i} = :mv{i}"));
-            query = query
-                .expression_attribute_names("#metadata", attr::METADATA)
-                .expression_attribute_names(format!("#mk{i}"), k)
-                .expression_attribute_values(format!(":mv{i}"), sv(v));
-        }
         let filtered = content.is_some() || !metadata.is_empty();
-        let query = query.filter_expression(filter.join(" AND "));
-        let out = query
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(limit as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let items = out
-            .items()
+        let (rows, next) = self
+            .table
+            .version_page(name, limit, start, VersionFilter { content, metadata })
+            .await?;
+        let items = rows
             .iter()
-            .map(|item| {
-                VersionRow::of_artifact(name.clone(), item).map(|row| row.to_artifact(&self.layout))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor = next_sort_key(out.last_evaluated_key()).map(encode_cursor);
+            .map(|row| row.to_artifact(&self.layout))
+            .collect::<Vec<_>>();
+        let next_cursor = next.as_deref().map(encode_cursor);
         // With a content filter, no match is an empty page, not a missing artifact.
         if first_page && !filtered && items.is_empty() && next_cursor.is_none() {
             return Err(Error::ArtifactNotFound {
@@ -185,37 +144,21 @@ impl Repository {
         if stale.is_empty() {
             return Err(version_in_use(name, row.version, real));
         }
-        let sort_key = sv(row.version.sort_key());
         let mut ops = Vec::with_capacity(stale.len() + 1);
         for alias in &stale {
-            let check = ConditionCheck::builder()
-                .table_name(&self.layout.table)
-                .set_key(Some(crate::rows::key(alias_pk(name), alias.as_str())))
-                .condition_expression(
-                    "attribute_not_exists(#pk) OR (#version <> :v AND (attribute_not_exists(#secondary) OR #secondary <> :v))",
-                )
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#version", attr::VERSION)
-                .expression_attribute_names("#secondary", attr::SECONDARY_VERSION)
-                .expression_attribute_values(":v", sort_key.clone())
-                .build()
-                .map_err(super::invalid_sdk_input)?;
-            ops.push(TransactWriteItem::builder().condition_check(check).build());
+            ops.push(version_items::alias_not_targeting(
+                &self.layout.table,
+                name,
+                alias,
+                row.version,
+            )?);
         }
-        let update = Update::builder()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, row.version)))
-            .update_expression("DELETE #aliases :stale")
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#aliases", attr::ALIASES)
-            .expression_attribute_values(
-                ":stale",
-                AttributeValue::Ss(stale.iter().map(|a| (*a).clone()).collect()),
-            )
-            .build()
-            .map_err(super::invalid_sdk_input)?;
-        ops.push(TransactWriteItem::builder().update(update).build());
+        ops.push(version_items::remove_alias_references(
+            &self.layout.table,
+            name,
+            row.version,
+            &stale,
+        )?);
         let token = uuid::Uuid::new_v4().simple().to_string();
         match self.transact(ops, &token).await {
             Ok(()) => {

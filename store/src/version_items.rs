@@ -1,0 +1,402 @@
+//! Version rows' requests: the publish's members (the number taken on
+//! LATEST, the metadata index entries), LATEST's adoption marks and
+//! counter, the reads of the newest and highest versions, the version
+//! listing with its filters, and the cleanup of alias references no alias
+//! row backs.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
+
+use crate::error::Result;
+use crate::layout::{alias_pk, attr};
+use crate::names::{ArtifactName, Sha256, UploadId, Version};
+use crate::rows::{Item, VersionRow, nv, sv, version_key};
+use crate::sdk_error::{condition_failed, invalid_sdk_input, upstream};
+use crate::table::Table;
+
+/// Which live versions a listing keeps ([`Table::version_page`]).
+pub struct VersionFilter<'a> {
+    /// Only those whose bytes are this (`?sha256=`).
+    pub content: Option<&'a Sha256>,
+    /// Only those whose user metadata holds every entry (`?meta.k=v`).
+    pub metadata: &'a BTreeMap<String, String>,
+}
+
+impl Table {
+    /// The newest numbered version that is not soft-deleted. One Query per
+    /// 100 rows from the newest, strongly consistent (deleted rows are
+    /// skipped by a filter).
+    pub async fn newest_live_version(&self, name: &ArtifactName) -> Result<Option<VersionRow>> {
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("#pk = :pk AND #sk < :latest")
+                .filter_expression("#is_deleted = :false")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+                .expression_attribute_values(":pk", sv(name.as_str()))
+                .expression_attribute_values(":latest", sv(Version::LATEST))
+                .expression_attribute_values(":false", AttributeValue::Bool(false))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(100)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| upstream("Query", e))?;
+            if let Some(item) = out.items().first() {
+                return VersionRow::from_item(item).map(Some);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Records on LATEST the upload adopting it (UpdateItem), only while
+    /// LATEST is exactly as read in `latest_item` (same bytes, still the
+    /// library's, same timestamp) and its recorded adoption is `recorded`
+    /// (none: none recorded). False when that condition failed.
+    pub async fn mark_adopting(
+        &self,
+        name: &ArtifactName,
+        latest_item: &Item,
+        recorded: Option<&str>,
+        id: &UploadId,
+    ) -> Result<bool> {
+        let mut update = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #adopting = :id")
+            .expression_attribute_names("#adopting", attr::ADOPTING)
+            .expression_attribute_names("#sha256", attr::SHA256)
+            .expression_attribute_names("#bytes", attr::BYTES)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_values(":id", sv(id.as_str()))
+            .expression_attribute_values(
+                ":sha256",
+                latest_item
+                    .get(attr::SHA256)
+                    .cloned()
+                    .unwrap_or_else(|| sv("")),
+            );
+        let mut condition = "#sha256 = :sha256 AND attribute_not_exists(#bytes)".to_owned();
+        match latest_item.get(attr::UPDATE_AT) {
+            Some(at) => {
+                condition.push_str(" AND #update_at = :update_at");
+                update = update.expression_attribute_values(":update_at", at.clone());
+            }
+            None => condition.push_str(" AND attribute_not_exists(#update_at)"),
+        }
+        match recorded {
+            Some(old) => {
+                condition.push_str(" AND #adopting = :old");
+                update = update.expression_attribute_values(":old", sv(old));
+            }
+            None => condition.push_str(" AND attribute_not_exists(#adopting)"),
+        }
+        match update.condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Marks LATEST as stored in the blob store, forgetting its library
+    /// object version and adoption (UpdateItem), only while its bytes are
+    /// still `sha256` and not marked so yet; a failed condition is no error.
+    pub async fn mark_adopted(&self, name: &ArtifactName, sha256: &str) -> Result<()> {
+        let marked = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #bytes = :blob REMOVE #s3_version_id, #adopting")
+            .condition_expression("#sha256 = :sha256 AND attribute_not_exists(#bytes)")
+            .expression_attribute_names("#bytes", attr::BYTES)
+            .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
+            .expression_attribute_names("#adopting", attr::ADOPTING)
+            .expression_attribute_names("#sha256", attr::SHA256)
+            .expression_attribute_values(":blob", sv(crate::layout::BYTES_BLOB))
+            .expression_attribute_values(":sha256", sv(sha256))
+            .send()
+            .await;
+        match marked {
+            Ok(_) => Ok(()),
+            // LATEST changed since: the version still gets the bytes it was
+            // reserved with, which are now in the blob store.
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(upstream("UpdateItem", e)),
+        }
+    }
+
+    /// The highest version number any row of the partition holds (deleted
+    /// and reclaimed rows included), 0 when none. One Query, strongly
+    /// consistent, reading keys only.
+    pub async fn highest_version(&self, name: &ArtifactName) -> Result<u32> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#pk = :pk AND #sk < :latest")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", sv(name.as_str()))
+            .expression_attribute_values(":latest", sv(Version::LATEST))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .projection_expression("#pk, #sk")
+            .send()
+            .await
+            .map_err(|e| upstream("Query", e))?;
+        Ok(out
+            .items()
+            .first()
+            .and_then(|item| item.get(attr::SK))
+            .and_then(|sk| sk.as_s().ok())
+            .and_then(|sk| match Version::from_sort_key(sk) {
+                Ok(Version::Number(n)) => Some(n),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
+    /// Raises LATEST's counter to `highest` (UpdateItem), only while LATEST
+    /// exists and its counter is missing or lower; a failed condition
+    /// (caught up by someone else, LATEST gone) is no error.
+    pub async fn raise_counter(&self, name: &ArtifactName, highest: u32) -> Result<()> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #last_version = :highest")
+            .condition_expression("attribute_exists(#pk) AND (attribute_not_exists(#last_version) OR #last_version < :highest)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#last_version", attr::LAST_VERSION)
+            .expression_attribute_values(":highest", nv(highest))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // Already caught up by someone else, or LATEST gone (next step says 404).
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(upstream("UpdateItem", e)),
+        }
+    }
+
+    /// One page of `name`'s live versions (one Query, strongly consistent,
+    /// LATEST first, then newest first), only those `filter` keeps, reading
+    /// back only [`VersionRow::ARTIFACT_ATTRIBUTES`]: at most `limit` rows
+    /// examined from `start`, and the sort key where the next page starts.
+    pub async fn version_page(
+        &self,
+        name: &ArtifactName,
+        limit: u32,
+        start: Option<Item>,
+        filter: VersionFilter<'_>,
+    ) -> Result<(Vec<VersionRow>, Option<String>)> {
+        let (projection, projected) = VersionRow::artifact_projection();
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+            .expression_attribute_values(":pk", sv(name.as_str()))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .projection_expression(projection);
+        let query = projected
+            .into_iter()
+            .fold(query, |q, (k, v)| q.expression_attribute_names(k, v));
+        let mut condition = vec!["#is_deleted = :false".to_owned()];
+        let mut query = match filter.content {
+            None => query,
+            Some(digest) => {
+                condition.push("#sha256 = :sha256".to_owned());
+                query
+                    .expression_attribute_names("#sha256", attr::SHA256)
+                    .expression_attribute_values(":sha256", sv(digest.as_str()))
+            }
+        };
+        for (i, (k, v)) in filter.metadata.iter().enumerate() {
+            condition.push(format!("#metadata.#mk{i} = :mv{i}"));
+            query = query
+                .expression_attribute_names("#metadata", attr::METADATA)
+                .expression_attribute_names(format!("#mk{i}"), k)
+                .expression_attribute_values(format!(":mv{i}"), sv(v));
+        }
+        let query = query.filter_expression(condition.join(" AND "));
+        let out = query
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(limit as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| upstream("Query", e))?;
+        let rows = out
+            .items()
+            .iter()
+            .map(|item| VersionRow::of_artifact(name.clone(), item))
+            .collect::<Result<Vec<_>>>()?;
+        let next = crate::paging::next_sort_key(out.last_evaluated_key()).map(str::to_owned);
+        Ok((rows, next))
+    }
+}
+
+/// Whether `stored` is the version row `written`, as the publish that
+/// wrote `written` left it (its reservation token, microsecond timestamp,
+/// bytes and creator).
+pub fn same_publish(stored: &Item, written: &Item) -> bool {
+    [
+        attr::RESERVE_TOKEN,
+        attr::UPDATE_AT,
+        attr::SHA256,
+        attr::CREATED_BY,
+    ]
+    .iter()
+    .all(|a| stored.get(*a) == written.get(*a))
+}
+
+/// The upload recorded on LATEST's item as adopting its bytes, if any.
+pub fn adopting(latest_item: &Item) -> Option<String> {
+    latest_item
+        .get(attr::ADOPTING)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+}
+
+/// A transaction member taking `number` on LATEST (`latest`, whose item
+/// as read is `read`): sets the counter, the publish marker (its bytes)
+/// and the epoch (kept, or a fresh one), only while LATEST is exactly as
+/// read (not deleted, counter `number - 1`, same bytes, publish marker,
+/// epoch and upload, each absent where it was absent).
+pub fn take_number(
+    table: &str,
+    read: &Item,
+    latest: &VersionRow,
+    number: u32,
+) -> Result<TransactWriteItem> {
+    let mut update = Update::builder()
+        .table_name(table)
+        .set_key(Some(version_key(&latest.name, Version::Latest)));
+    let mut condition = vec![
+        "#is_deleted = :false".to_owned(),
+        "#last_version = :read_number".to_owned(),
+    ];
+    for (alias, attribute) in [
+        ("sha256", attr::SHA256),
+        ("published", attr::PUBLISHED_SHA256),
+        ("epoch", attr::EPOCH),
+        ("upload_id", attr::UPLOAD_ID),
+    ] {
+        update = update.expression_attribute_names(format!("#{alias}"), attribute);
+        match read.get(attribute) {
+            Some(value) => {
+                condition.push(format!("#{alias} = :read_{alias}"));
+                update =
+                    update.expression_attribute_values(format!(":read_{alias}"), value.clone());
+            }
+            None => condition.push(format!("attribute_not_exists(#{alias})")),
+        }
+    }
+    let epoch = latest.epoch.clone().unwrap_or_else(crate::rows::new_epoch);
+    update
+        .update_expression("SET #last_version = :number, #published = :sha256, #epoch = :epoch")
+        .condition_expression(condition.join(" AND "))
+        .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+        .expression_attribute_names("#last_version", attr::LAST_VERSION)
+        .expression_attribute_values(":false", AttributeValue::Bool(false))
+        .expression_attribute_values(":read_number", nv(number - 1))
+        .expression_attribute_values(":number", nv(number))
+        .expression_attribute_values(":sha256", sv(&latest.sha256))
+        .expression_attribute_values(":epoch", sv(epoch))
+        .build()
+        .map(|update| TransactWriteItem::builder().update(update).build())
+        .map_err(invalid_sdk_input)
+}
+
+/// Transaction members putting the entries of the search index by metadata
+/// (SPEC 10.3) of `version` of `name`, one per `metadata` entry
+/// (unconditional puts).
+pub fn index_entries(
+    table: &str,
+    name: &ArtifactName,
+    version: Version,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<TransactWriteItem>> {
+    metadata
+        .iter()
+        .map(|(key, value)| {
+            let entry = crate::rows::key(
+                crate::layout::meta_index_pk(key, value),
+                format!("{name}/{}", version.sort_key()),
+            );
+            Put::builder()
+                .table_name(table)
+                .set_item(Some(entry))
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(invalid_sdk_input)
+        })
+        .collect()
+}
+
+/// A transaction member checking that alias `alias` of `name` does not
+/// target `version`: its row is gone, or neither its primary nor its
+/// secondary is `version`.
+pub fn alias_not_targeting(
+    table: &str,
+    name: &ArtifactName,
+    alias: &str,
+    version: Version,
+) -> Result<TransactWriteItem> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(crate::rows::key(alias_pk(name), alias)))
+        .condition_expression(
+            "attribute_not_exists(#pk) OR (#version <> :v AND (attribute_not_exists(#secondary) OR #secondary <> :v))",
+        )
+        .expression_attribute_names("#pk", attr::PK)
+        .expression_attribute_names("#version", attr::VERSION)
+        .expression_attribute_names("#secondary", attr::SECONDARY_VERSION)
+        .expression_attribute_values(":v", sv(version.sort_key()))
+        .build()
+        .map_err(invalid_sdk_input)?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+/// A transaction member removing the alias references `stale` from the row
+/// of `version` of `name`, only while that row exists.
+pub fn remove_alias_references(
+    table: &str,
+    name: &ArtifactName,
+    version: Version,
+    stale: &[&String],
+) -> Result<TransactWriteItem> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(version_key(name, version)))
+        .update_expression("DELETE #aliases :stale")
+        .condition_expression("attribute_exists(#pk)")
+        .expression_attribute_names("#pk", attr::PK)
+        .expression_attribute_names("#aliases", attr::ALIASES)
+        .expression_attribute_values(
+            ":stale",
+            AttributeValue::Ss(stale.iter().map(|a| (*a).clone()).collect()),
+        )
+        .build()
+        .map_err(invalid_sdk_input)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
