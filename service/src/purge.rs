@@ -1,22 +1,19 @@
 //! Purge: the whole artifact, behind a fence.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-use super::{MAX_ATTEMPTS, Repository};
-use crate::limits::PURGE_FENCE_STALE;
+use super::Repository;
+use artifact_store::purge_items::{keys_of, meta_index_keys};
 
 /// How many times a failed purge tries to hand its fence over.
 const HAND_OVER_ATTEMPTS: u32 = 5;
 use crate::error::{Error, Result};
 use crate::layout::{
-    FENCE_SK, alias_pk, attr, condemned_pk, fence_pk, history_pk, now, rollout_pk, status_pk,
-    upload_pk, verified_pk,
+    alias_pk, condemned_pk, fence_pk, history_pk, now, rollout_pk, status_pk, upload_pk,
+    verified_pk,
 };
-use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, UploadRow, VersionRow, key, nv, registry_key, sv, version_key};
+use crate::names::ArtifactName;
+use crate::rows::{Item, UploadRow, VersionRow, registry_key};
 
 impl Repository {
     /// Wipes an artifact: its rows, pending uploads, history, blobs and the
@@ -85,13 +82,7 @@ impl Repository {
         // S3's LastModified is in whole seconds: an object of this second
         // may be a racing library put's, and stays.
         let rows_go_at = now().unix_timestamp();
-        self.ddb
-            .delete_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, Version::Latest)))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
+        self.table.delete_latest_row(name).await?;
         let mut keys: Vec<Item> = Vec::new();
         for pk in [
             alias_pk(name),
@@ -121,12 +112,7 @@ impl Repository {
             if row.version.is_latest() {
                 continue;
             }
-            let sk = format!("{name}/{}", row.version.sort_key());
-            keys.extend(
-                row.metadata
-                    .iter()
-                    .map(|(k, v)| key(crate::layout::meta_index_pk(k, v), sk.clone())),
-            );
+            keys.extend(meta_index_keys(name, &row));
         }
         keys.extend(keys_of(rows));
         keys.push(registry_key(name));
@@ -140,23 +126,9 @@ impl Repository {
         }
         self.renew_fence(name, &purge_id).await?;
         self.delete_rows_without_objects(name).await?;
-        let lowered = self
-            .ddb
-            .delete_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(fence_pk(name), FENCE_SK)))
-            .condition_expression("#purge_id = :mine")
-            .expression_attribute_names("#purge_id", attr::PURGE_ID)
-            .expression_attribute_values(":mine", sv(&purge_id))
-            .send()
-            .await;
-        match lowered {
-            Ok(_) => Ok(()),
-            // Already lowered by this request (its answer was lost), or taken
-            // over after we stalled: the holder lowers it.
-            Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("DeleteItem", e)),
-        }
+        // Already lowered by this request (its answer was lost), or taken
+        // over after we stalled: the holder lowers it.
+        self.table.lower_purge_fence(name, &purge_id).await
     }
 
     /// Whether anything of the artifact exists: a row of any partition a
@@ -192,36 +164,12 @@ impl Repository {
     }
 
     /// Whether the artifact's registry row exists.
-    async fn registered(&self, name: &ArtifactName) -> Result<bool> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(registry_key(name)))
-            .projection_expression("#pk")
-            .expression_attribute_names("#pk", attr::PK)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
-        Ok(out.item().is_some())
+    fn registered(&self, name: &ArtifactName) -> impl std::future::Future<Output = Result<bool>> {
+        self.table.registered(name)
     }
 
-    async fn any_row(&self, pk: &str) -> Result<bool> {
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_values(":pk", sv(pk))
-            .projection_expression("#pk")
-            .consistent_read(true)
-            .limit(1)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        Ok(!out.items().is_empty())
+    fn any_row(&self, pk: &str) -> impl std::future::Future<Output = Result<bool>> {
+        self.table.any_row(pk)
     }
 
     async fn any_object(&self, prefix: &str) -> Result<bool> {
@@ -257,28 +205,12 @@ impl Repository {
 
     /// One attempt of [`Self::hand_over_fence`]; a fence no longer ours (or
     /// gone) counts as handed over.
-    async fn try_hand_over_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(fence_pk(name), FENCE_SK)))
-            .update_expression("SET #handed_over = :yes")
-            .condition_expression("#purge_id = :mine")
-            .expression_attribute_names("#handed_over", attr::HANDED_OVER)
-            .expression_attribute_names("#purge_id", attr::PURGE_ID)
-            .expression_attribute_values(
-                ":yes",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-            )
-            .expression_attribute_values(":mine", sv(purge_id))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+    fn try_hand_over_fence(
+        &self,
+        name: &ArtifactName,
+        purge_id: &str,
+    ) -> impl std::future::Future<Output = Result<()>> {
+        self.table.hand_over_purge_fence(name, purge_id)
     }
 
     /// Puts the purge fence up as `purge_id`'s, unless another purge holds
@@ -286,37 +218,12 @@ impl Repository {
     /// purge that failed): 409 then. A retry of this request finds its own
     /// fence and goes on.
     async fn take_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
-        let mut fence = key(fence_pk(name), FENCE_SK);
-        fence.insert(attr::PURGE_ID.into(), sv(purge_id));
-        fence.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
-        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
-        let out = self
-            .ddb
-            .put_item()
-            .table_name(&self.layout.table)
-            .set_item(Some(fence))
-            .condition_expression(
-                "attribute_not_exists(#pk) OR #started_at < :stale OR #purge_id = :mine \
-                 OR #handed_over = :yes",
-            )
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#started_at", attr::STARTED_AT)
-            .expression_attribute_names("#purge_id", attr::PURGE_ID)
-            .expression_attribute_names("#handed_over", attr::HANDED_OVER)
-            .expression_attribute_values(":stale", nv(stale))
-            .expression_attribute_values(":mine", sv(purge_id))
-            .expression_attribute_values(
-                ":yes",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-            )
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if super::condition_failed(&e) => Err(Error::ArtifactBeingPurged {
+        if self.table.take_purge_fence(name, purge_id).await? {
+            Ok(())
+        } else {
+            Err(Error::ArtifactBeingPurged {
                 name: name.to_string(),
-            }),
-            Err(e) => Err(crate::sdk_error::upstream("PutItem", e)),
+            })
         }
     }
 
@@ -325,76 +232,25 @@ impl Repository {
     /// lapsed fence for a crashed purge's and go on) or another purge took
     /// it over, this one stops: 409 (a later purge finishes the job).
     pub(super) async fn renew_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
-        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(fence_pk(name), FENCE_SK)))
-            .update_expression("SET #started_at = :now")
-            .condition_expression("#purge_id = :mine AND #started_at >= :stale")
-            .expression_attribute_names("#started_at", attr::STARTED_AT)
-            .expression_attribute_names("#purge_id", attr::PURGE_ID)
-            .expression_attribute_values(":stale", nv(stale))
-            .expression_attribute_values(":now", nv(now().unix_timestamp()))
-            .expression_attribute_values(":mine", sv(purge_id))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if super::condition_failed(&e) => Err(Error::ArtifactBeingPurged {
+        if self.table.renew_purge_fence(name, purge_id).await? {
+            Ok(())
+        } else {
+            Err(Error::ArtifactBeingPurged {
                 name: name.to_string(),
-            }),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+            })
         }
     }
 
     /// The keys of every item of a partition (all pages, consistent).
-    async fn partition_keys(&self, pk: &str) -> Result<Vec<Item>> {
-        Ok(keys_of(self.query_all(pk).await?))
+    fn partition_keys(&self, pk: &str) -> impl std::future::Future<Output = Result<Vec<Item>>> {
+        self.table.partition_keys(pk)
     }
 
     /// Deletes items by key, 25 per BatchWriteItem, retrying unprocessed
     /// ones; an error if some stay unprocessed (bytes must never be deleted
     /// while rows that point at them remain).
-    async fn delete_keys(&self, keys: Vec<Item>) -> Result<()> {
-        for chunk in keys.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|key| {
-                    DeleteRequest::builder()
-                        .set_key(Some(key.clone()))
-                        .build()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(super::invalid_sdk_input)
-                })
-                .collect::<Result<_>>()?;
-            for attempt in 0..MAX_ATTEMPTS {
-                let out = self
-                    .ddb
-                    .batch_write_item()
-                    .request_items(&self.layout.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| crate::sdk_error::upstream("BatchWriteItem", e))?;
-                requests = out
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.layout.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                super::backoff(attempt).await;
-            }
-            if !requests.is_empty() {
-                return Err(Error::Throttled {
-                    operation: "BatchWriteItem",
-                    source: format!("{} deletes left unprocessed", requests.len()).into(),
-                });
-            }
-        }
-        Ok(())
+    fn delete_keys(&self, keys: Vec<Item>) -> impl std::future::Future<Output = Result<()>> {
+        self.table.delete_keys(keys)
     }
 
     /// A purge's last step: the version rows found again after its objects
@@ -427,22 +283,10 @@ impl Repository {
                 Err(e) => return Err(crate::sdk_error::upstream("HeadObject", e)),
             }
             tracing::info!(%name, version = %row.version, %key, "a row that landed during the purge names bytes the purge deleted; deleted too");
-            let deleted = self
-                .ddb
-                .delete_item()
-                .table_name(&self.layout.table)
-                .set_key(Some(version_key(name, row.version)))
-                .condition_expression("#sha256 = :sha256")
-                .expression_attribute_names("#sha256", attr::SHA256)
-                .expression_attribute_values(":sha256", sv(&row.sha256))
-                .send()
-                .await;
-            match deleted {
-                Ok(_) => {}
-                // Rewritten since (a newer put, its object PUT first): kept.
-                Err(e) if super::condition_failed(&e) => {}
-                Err(e) => return Err(crate::sdk_error::upstream("DeleteItem", e)),
-            }
+            // Rewritten since (a newer put, its object PUT first): kept.
+            self.table
+                .delete_version_holding(name, row.version, &row.sha256)
+                .await?;
         }
         Ok(())
     }
@@ -581,18 +425,4 @@ impl Repository {
             version_marker = out.next_version_id_marker().map(str::to_owned);
         }
     }
-}
-
-/// The keys (`pk`, `sk`) of `items`.
-fn keys_of(items: Vec<Item>) -> Vec<Item> {
-    items
-        .into_iter()
-        .filter_map(|item| {
-            let (pk, sk) = (item.get(attr::PK)?, item.get(attr::SK)?);
-            Some(HashMap::from([
-                (attr::PK.to_owned(), pk.clone()),
-                (attr::SK.to_owned(), sk.clone()),
-            ]))
-        })
-        .collect()
 }

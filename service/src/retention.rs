@@ -6,23 +6,23 @@
 //! tombstones so the numbers are never handed out again (SPEC 7.2, 7.8).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use time::OffsetDateTime;
 
 use futures::StreamExt;
 
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::layout::{attr, condemned_pk, format_update_at, now, upload_pk, verified_pk};
+use crate::layout::{now, upload_pk};
 use crate::model::{RetentionPolicy, RetentionReport};
 use crate::names::{ArtifactName, Version};
 use crate::retention_rules;
-use crate::rows::{
-    AliasRow, Item, Location, UploadRow, UploadState, VersionRow, key, nv, sv, version_key,
-};
+use crate::rows::{AliasRow, Location, UploadRow, UploadState, VersionRow};
+use artifact_store::retention_items::VersionStamp;
 use artifact_store::table::SoftDelete;
+
+pub use artifact_store::retention_items::RetentionBookkeeping;
 
 /// What one reclaim pass over an artifact did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,18 +126,9 @@ impl Repository {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let pass = uuid::Uuid::new_v4().simple().to_string();
         let mut report = ReclaimReport::default();
-        for item in self.query_all(&condemned_pk(name)).await? {
-            if item.contains_key(attr::DELETED_AT) {
-                continue;
-            }
-            let (Some(sha256), owner) = (
-                item.get(attr::SK).and_then(|v| v.as_s().ok()),
-                item.get(attr::PURGE_ID).and_then(|v| v.as_s().ok()),
-            ) else {
-                continue;
-            };
-            let owner = owner.cloned().unwrap_or_default();
-            self.finish_blob_deletion(name, sha256, &owner).await?;
+        for pending in self.table.pending_condemned(name).await? {
+            self.finish_blob_deletion(name, &pending.sha256, &pending.owner)
+                .await?;
         }
         let mut blobs: BTreeMap<String, Vec<Version>> = BTreeMap::new();
         // The library lets an alias point at a soft-deleted version: its
@@ -153,7 +144,7 @@ impl Repository {
             }
             match row.deleted_at {
                 None => {
-                    self.mark(name, row.version, attr::DELETED_AT, now())
+                    self.mark(name, row.version, VersionStamp::Deleted, now())
                         .await?;
                     report.stamped.push(row.version);
                 }
@@ -170,7 +161,7 @@ impl Repository {
                         let key = self.layout.object_key(name, row.version);
                         self.delete_all_object_versions(&key, Some(&key), None)
                             .await?;
-                        self.mark(name, row.version, attr::RECLAIMED_AT, now())
+                        self.mark(name, row.version, VersionStamp::Reclaimed, now())
                             .await?;
                         report.reclaimed.push(row.version);
                     }
@@ -187,7 +178,8 @@ impl Repository {
                 self.condemn(name, &sha256, &pass).await?;
             }
             for version in versions {
-                self.mark(name, version, attr::RECLAIMED_AT, now()).await?;
+                self.mark(name, version, VersionStamp::Reclaimed, now())
+                    .await?;
                 report.reclaimed.push(version);
             }
             if !referenced {
@@ -271,30 +263,13 @@ impl Repository {
     /// The stamp of an earlier deletion of those bytes is kept aside (and
     /// restored if this one is lifted): a commit that read the blob before
     /// that deletion must still fail.
-    async fn condemn(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<()> {
-        let at = key(condemned_pk(name), sha256);
-        let prior = self
-            .table
-            .get(at.clone())
-            .await?
-            .and_then(|old| {
-                old.get(attr::DELETED_AT)
-                    .or_else(|| old.get(attr::PRIOR_DELETED_AT))
-                    .cloned()
-            })
-            .unwrap_or_else(|| nv(0));
-        let mut item = at;
-        item.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
-        item.insert(attr::PURGE_ID.into(), sv(pass));
-        item.insert(attr::PRIOR_DELETED_AT.into(), prior);
-        self.ddb
-            .put_item()
-            .table_name(&self.layout.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("PutItem", e))?;
-        Ok(())
+    fn condemn(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        pass: &str,
+    ) -> impl std::future::Future<Output = Result<()>> {
+        self.table.condemn_blob(name, sha256, pass)
     }
 
     /// Ends the deletion of the blob of `sha256` that pass `owner` condemned:
@@ -311,63 +286,24 @@ impl Repository {
         sha256: &str,
         owner: &str,
     ) -> Result<bool> {
-        let condemned = key(condemned_pk(name), sha256);
         if self.blob_referenced(name, sha256, &[]).await? {
             // Lifted only if it is still this pass's (another pass that
             // condemned it since decides for itself); an item a release
             // before passes were named left has no owner: any pass lifts
             // it. Lifting restores the earlier deletion's stamp (0: none,
             // which checks as no deletion at all).
-            let out = self
-                .ddb
-                .update_item()
-                .table_name(&self.layout.table)
-                .set_key(Some(condemned))
-                .update_expression(
-                    "SET #deleted_at = if_not_exists(#prior, :zero) REMOVE #owner, #prior",
-                )
-                .condition_expression(
-                    "(#owner = :owner OR attribute_not_exists(#owner)) \
-                     AND attribute_exists(#pk) AND attribute_not_exists(#deleted_at)",
-                )
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#owner", attr::PURGE_ID)
-                .expression_attribute_names("#prior", attr::PRIOR_DELETED_AT)
-                .expression_attribute_names("#deleted_at", attr::DELETED_AT)
-                .expression_attribute_values(":owner", sv(owner))
-                .expression_attribute_values(":zero", nv(0))
-                .send()
-                .await;
-            return match out {
-                Ok(_) => Ok(false),
-                Err(e) if super::condition_failed(&e) => Ok(false),
-                Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-            };
+            self.table.lift_condemned(name, sha256, owner).await?;
+            return Ok(false);
         }
         // The verified record first: it must never outlive the bytes.
-        self.ddb
-            .delete_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(verified_pk(name), sha256)))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
+        self.table.delete_verified_blob(name, sha256).await?;
         let blob_key = self.layout.blob_key(name, sha256);
         self.delete_all_object_versions(&blob_key, Some(&blob_key), None)
             .await?;
         // The item stays, stamped: a commit or publish that saw the blob
         // before this moment must fail; uploads started from now on may
         // bring the bytes back.
-        self.ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(condemned))
-            .update_expression("SET #deleted_at = :now")
-            .expression_attribute_names("#deleted_at", attr::DELETED_AT)
-            .expression_attribute_values(":now", nv(crate::layout::unix_millis(now())))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("UpdateItem", e))?;
+        self.table.stamp_condemned_deleted(name, sha256).await?;
         Ok(true)
     }
 
@@ -435,70 +371,26 @@ impl Repository {
     }
 
     /// Sets a timestamp attribute on an existing soft-deleted row.
-    async fn mark(
+    fn mark(
         &self,
         name: &ArtifactName,
         version: Version,
-        attribute: &str,
+        stamp: VersionStamp,
         at: OffsetDateTime,
-    ) -> Result<()> {
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, version)))
-            .update_expression("SET #attr = :at")
-            .condition_expression("attribute_exists(#pk) AND #is_deleted = :true")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_names("#attr", attribute)
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":at", sv(format_update_at(at)))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            // Purged meanwhile: nothing left to mark.
-            Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+    ) -> impl std::future::Future<Output = Result<()>> {
+        self.table.stamp_version(name, version, stamp, at)
     }
 
     /// Takes the scheduled job's lease until `until`, unless another pass
     /// holds one that has not expired: `None` then. A retried request whose
     /// first attempt landed finds its own lease and takes it again.
     /// Returns where the previous pass left off. AWS calls: 1 (UpdateItem).
-    pub async fn take_retention_lease(
+    pub fn take_retention_lease(
         &self,
         owner: &str,
         until: SystemTime,
-    ) -> Result<Option<RetentionBookkeeping>> {
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
-            .update_expression("SET #owner = :owner, #until = :until, #update_at = :now")
-            .condition_expression(
-                "attribute_not_exists(#until) OR #until <= :clock OR #owner = :owner",
-            )
-            .expression_attribute_names("#owner", LEASE_OWNER)
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_values(":owner", sv(owner))
-            .expression_attribute_values(":until", nv(epoch_millis(until)))
-            .expression_attribute_values(":clock", nv(epoch_millis(SystemTime::now())))
-            .expression_attribute_values(":now", sv(format_update_at(now())))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(Some(RetentionBookkeeping::from_item(
-                out.attributes().unwrap_or(&Default::default()),
-            ))),
-            Err(e) if super::condition_failed(&e) => Ok(None),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+    ) -> impl std::future::Future<Output = Result<Option<RetentionBookkeeping>>> {
+        self.table.take_retention_lease(owner, until)
     }
 
     /// Records where the next pass resumes and what it retries, and releases
@@ -506,103 +398,22 @@ impl Repository {
     /// longer did (it expired and another pass took it over, or a retried
     /// request had already released it): the holder owns the bookkeeping then.
     /// AWS calls: 1 (UpdateItem).
-    pub async fn release_retention_lease(
+    pub fn release_retention_lease(
         &self,
         owner: &str,
         state: &RetentionBookkeeping,
-    ) -> Result<bool> {
-        let mut set = vec!["#update_at = :now"];
-        let mut remove = vec!["#owner", "#until"];
-        let mut request = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
-            .condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", LEASE_OWNER)
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_names("#after", AFTER)
-            .expression_attribute_names("#failed", FAILED)
-            .expression_attribute_values(":owner", sv(owner))
-            .expression_attribute_values(":now", sv(format_update_at(now())));
-        match &state.after {
-            Some(after) => {
-                set.push("#after = :after");
-                request = request.expression_attribute_values(":after", sv(after));
-            }
-            None => remove.push("#after"),
-        }
-        if state.failed.is_empty() {
-            remove.push("#failed");
-        } else {
-            set.push("#failed = :failed");
-            let failed = state.failed.iter().map(sv).collect();
-            request = request.expression_attribute_values(":failed", AttributeValue::L(failed));
-        }
-        let out = request
-            .update_expression(format!(
-                "SET {} REMOVE {}",
-                set.join(", "),
-                remove.join(", ")
-            ))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if super::condition_failed(&e) => Ok(false),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+    ) -> impl std::future::Future<Output = Result<bool>> {
+        self.table.release_retention_lease(owner, state)
     }
 
     /// The scheduled job's bookkeeping as it stands (strongly consistent).
     /// AWS calls: 1 (GetItem).
-    pub async fn retention_bookkeeping(&self) -> Result<RetentionBookkeeping> {
-        let item = self.table.get(key(RETENTION_PK, RETENTION_SK)).await?;
-        Ok(RetentionBookkeeping::from_item(
-            item.as_ref().unwrap_or(&Default::default()),
-        ))
+    pub fn retention_bookkeeping(
+        &self,
+    ) -> impl std::future::Future<Output = Result<RetentionBookkeeping>> {
+        self.table.retention_bookkeeping()
     }
 }
-
-/// What one scheduled pass leaves for the next.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RetentionBookkeeping {
-    /// The entry of the names listing the last pass stopped after, relative
-    /// to the store prefix (`name/` for an artifact), when it stopped early.
-    pub after: Option<String>,
-    /// Artifacts whose retention failed, to be tried first by the next pass.
-    pub failed: Vec<String>,
-}
-
-impl RetentionBookkeeping {
-    /// Lenient: bookkeeping is advisory, and a value it cannot read means
-    /// only that a pass starts over or retries less.
-    fn from_item(item: &Item) -> Self {
-        Self {
-            after: item.get(AFTER).and_then(|v| v.as_s().ok()).cloned(),
-            failed: item
-                .get(FAILED)
-                .and_then(|v| v.as_l().ok())
-                .map(|list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
-                .unwrap_or_default(),
-        }
-    }
-}
-
-fn epoch_millis(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
-}
-
-/// The scheduled job's bookkeeping lives in a partition of its own; artifact
-/// names cannot start with `_`, and alias partitions end in `-alias`.
-const RETENTION_PK: &str = "__scheduled-purge";
-const RETENTION_SK: &str = "cursor";
-const AFTER: &str = "after";
-const FAILED: &str = "failed";
-/// The pass holding the lease, and until when (milliseconds since the epoch).
-const LEASE_OWNER: &str = "lease_owner";
-const LEASE_UNTIL: &str = "lease_until";
 
 /// Every version some alias row targets (primary or secondary).
 fn alias_targets(aliases: &[AliasRow]) -> BTreeSet<Version> {

@@ -13,6 +13,10 @@
 //!   a partition whole or by pages, the soft delete).
 //! - [`paging`]: page sizes, the one cursor codec, where a page ends.
 //! - [`claim`]: a pipeline's claim on its upload row.
+//! - [`purge_items`]: a purge's fence, the look at whether an artifact
+//!   exists (the projected registry read), partition deletes.
+//! - [`retention_items`]: retention's bookkeeping and lease, condemned
+//!   blobs, a reclaim's stamps on version rows.
 //! - [`retry`]: how a request that lost a race is tried again.
 //! - [`calls`]: counts of AWS requests per client.
 //! - [`version_items`]: version rows' own requests (the publish's members,
@@ -26,6 +30,8 @@ pub mod claim;
 pub mod layout;
 pub mod objects;
 pub mod paging;
+pub mod purge_items;
+pub mod retention_items;
 pub mod retry;
 pub mod rows;
 pub mod sdk_error;

@@ -1,0 +1,271 @@
+//! A purge's requests (SPEC 7): its fence (taken like a lease, renewed,
+//! handed over, lowered), the look at whether anything of an artifact
+//! exists (a partition's first row, the projected registry read), and the
+//! deletes of whole partitions and of rows that lost their bytes.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+
+use crate::error::{Error, Result};
+use crate::layout::{FENCE_SK, attr, fence_pk, meta_index_pk, now};
+use crate::limits::PURGE_FENCE_STALE;
+use crate::names::{ArtifactName, Version};
+use crate::rows::{Item, VersionRow, key, nv, registry_key, sv, version_key};
+use crate::sdk_error::condition_failed;
+use crate::table::Table;
+
+impl Table {
+    /// Puts the purge fence of `name` up as `purge_id`'s (PutItem, started
+    /// now), on condition that no fence stands, or the one standing was not
+    /// renewed within `PURGE_FENCE_STALE`, or is `purge_id`'s own, or was
+    /// handed over. `Ok(false)`: another purge holds it.
+    pub async fn take_purge_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<bool> {
+        let mut fence = key(fence_pk(name), FENCE_SK);
+        fence.insert(attr::PURGE_ID.into(), sv(purge_id));
+        fence.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
+        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
+        let out = self
+            .ddb
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(fence))
+            .condition_expression(
+                "attribute_not_exists(#pk) OR #started_at < :stale OR #purge_id = :mine \
+                 OR #handed_over = :yes",
+            )
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#started_at", attr::STARTED_AT)
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_names("#handed_over", attr::HANDED_OVER)
+            .expression_attribute_values(":stale", nv(stale))
+            .expression_attribute_values(":mine", sv(purge_id))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(crate::sdk_error::upstream("PutItem", e)),
+        }
+    }
+
+    /// Renews the purge fence of `name` (UpdateItem: started now), on
+    /// condition that `purge_id` holds it and renewed it within
+    /// `PURGE_FENCE_STALE`. `Ok(false)`: it lapsed or another purge took it.
+    pub async fn renew_purge_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<bool> {
+        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(fence_pk(name), FENCE_SK)))
+            .update_expression("SET #started_at = :now")
+            .condition_expression("#purge_id = :mine AND #started_at >= :stale")
+            .expression_attribute_names("#started_at", attr::STARTED_AT)
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(":stale", nv(stale))
+            .expression_attribute_values(":now", nv(now().unix_timestamp()))
+            .expression_attribute_values(":mine", sv(purge_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Marks the purge fence of `name` handed over (UpdateItem), on
+    /// condition that `purge_id` holds it; a fence no longer its own (or
+    /// gone) counts as handed over.
+    pub async fn hand_over_purge_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(fence_pk(name), FENCE_SK)))
+            .update_expression("SET #handed_over = :yes")
+            .condition_expression("#purge_id = :mine")
+            .expression_attribute_names("#handed_over", attr::HANDED_OVER)
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":mine", sv(purge_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Lowers the purge fence of `name` (DeleteItem), on condition that
+    /// `purge_id` holds it; one already lowered or taken over is left to
+    /// its holder (`Ok` as well).
+    pub async fn lower_purge_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+        let lowered = self
+            .ddb
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(fence_pk(name), FENCE_SK)))
+            .condition_expression("#purge_id = :mine")
+            .expression_attribute_names("#purge_id", attr::PURGE_ID)
+            .expression_attribute_values(":mine", sv(purge_id))
+            .send()
+            .await;
+        match lowered {
+            Ok(_) => Ok(()),
+            // Already lowered by this request (its answer was lost), or taken
+            // over after we stalled: the holder lowers it.
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(crate::sdk_error::upstream("DeleteItem", e)),
+        }
+    }
+
+    /// Deletes the LATEST row of `name` (DeleteItem, unconditional).
+    pub async fn delete_latest_row(&self, name: &ArtifactName) -> Result<()> {
+        self.ddb
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
+        Ok(())
+    }
+
+    /// Whether the registry row of `name` exists: a strongly consistent
+    /// GetItem projecting the partition key only.
+    pub async fn registered(&self, name: &ArtifactName) -> Result<bool> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(registry_key(name)))
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("GetItem", e))?;
+        Ok(out.item().is_some())
+    }
+
+    /// Whether partition `pk` holds any item: one strongly consistent
+    /// Query of at most one item, projecting the partition key only.
+    pub async fn any_row(&self, pk: &str) -> Result<bool> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", sv(pk))
+            .projection_expression("#pk")
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
+        Ok(!out.items().is_empty())
+    }
+
+    /// The keys of every item of partition `pk` (all pages, consistent).
+    pub async fn partition_keys(&self, pk: &str) -> Result<Vec<Item>> {
+        Ok(keys_of(self.query_all(pk).await?))
+    }
+
+    /// Deletes items by key, 25 per BatchWriteItem, retrying unprocessed
+    /// ones; an error if some stay unprocessed.
+    pub async fn delete_keys(&self, keys: Vec<Item>) -> Result<()> {
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(crate::sdk_error::invalid_sdk_input)
+                })
+                .collect::<Result<_>>()?;
+            for attempt in 0..crate::retry::MAX_ATTEMPTS {
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.name, requests)
+                    .send()
+                    .await
+                    .map_err(|e| crate::sdk_error::upstream("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.name))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                crate::retry::backoff(attempt).await;
+            }
+            if !requests.is_empty() {
+                return Err(Error::Throttled {
+                    operation: "BatchWriteItem",
+                    source: format!("{} deletes left unprocessed", requests.len()).into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the version row of `name` at `version` (DeleteItem), on
+    /// condition that it still holds the bytes `sha256`; a row rewritten
+    /// since (or gone) is kept (`Ok` as well).
+    pub async fn delete_version_holding(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+        sha256: &str,
+    ) -> Result<()> {
+        let deleted = self
+            .ddb
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(version_key(name, version)))
+            .condition_expression("#sha256 = :sha256")
+            .expression_attribute_names("#sha256", attr::SHA256)
+            .expression_attribute_values(":sha256", sv(sha256))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            // Rewritten since (a newer put, its object PUT first): kept.
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(crate::sdk_error::upstream("DeleteItem", e)),
+        }
+    }
+}
+
+/// The keys (`pk`, `sk`) of `items`.
+pub fn keys_of(items: Vec<Item>) -> Vec<Item> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let (pk, sk) = (item.get(attr::PK)?, item.get(attr::SK)?);
+            Some(HashMap::from([
+                (attr::PK.to_owned(), pk.clone()),
+                (attr::SK.to_owned(), sk.clone()),
+            ]))
+        })
+        .collect()
+}
+
+/// The keys of the metadata index's entries of `row` (a version of `name`):
+/// one per metadata pair.
+pub fn meta_index_keys(name: &ArtifactName, row: &VersionRow) -> Vec<Item> {
+    let sk = format!("{name}/{}", row.version.sort_key());
+    row.metadata
+        .iter()
+        .map(|(k, v)| key(meta_index_pk(k, v), sk.clone()))
+        .collect()
+}

@@ -1,0 +1,331 @@
+//! Retention's requests (SPEC 7.2, 7.8, 7.16): the scheduled job's
+//! bookkeeping and lease, the condemned items that fence a blob's
+//! deletion, and the stamps a reclaim pass puts on soft-deleted rows.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use time::OffsetDateTime;
+
+use crate::error::Result;
+use crate::layout::{attr, condemned_pk, format_update_at, now, unix_millis, verified_pk};
+use crate::names::{ArtifactName, Version};
+use crate::rows::{Item, key, nv, sv, version_key};
+use crate::sdk_error::condition_failed;
+use crate::table::Table;
+
+/// What one scheduled pass leaves for the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionBookkeeping {
+    /// The entry of the names listing the last pass stopped after, relative
+    /// to the store prefix (`name/` for an artifact), when it stopped early.
+    pub after: Option<String>,
+    /// Artifacts whose retention failed, to be tried first by the next pass.
+    pub failed: Vec<String>,
+}
+
+impl RetentionBookkeeping {
+    /// Lenient: bookkeeping is advisory, and a value it cannot read means
+    /// only that a pass starts over or retries less.
+    fn from_item(item: &Item) -> Self {
+        Self {
+            after: item.get(AFTER).and_then(|v| v.as_s().ok()).cloned(),
+            failed: item
+                .get(FAILED)
+                .and_then(|v| v.as_l().ok())
+                .map(|list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn epoch_millis(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+}
+
+/// The scheduled job's bookkeeping lives in a partition of its own; artifact
+/// names cannot start with `_`, and alias partitions end in `-alias`.
+const RETENTION_PK: &str = "__scheduled-purge";
+const RETENTION_SK: &str = "cursor";
+const AFTER: &str = "after";
+const FAILED: &str = "failed";
+/// The pass holding the lease, and until when (milliseconds since the epoch).
+const LEASE_OWNER: &str = "lease_owner";
+const LEASE_UNTIL: &str = "lease_until";
+
+/// A condemned item whose deletion is under way or was interrupted (no
+/// `deleted_at` yet).
+pub struct PendingCondemned {
+    /// The condemned blob's digest (the item's sort key).
+    pub sha256: String,
+    /// The pass that condemned it (empty: an item of a release before
+    /// passes were named).
+    pub owner: String,
+}
+
+/// The time stamps a reclaim pass puts on a soft-deleted version row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionStamp {
+    /// When it was soft-deleted (rows the library deleted carry none).
+    Deleted,
+    /// When its bytes were reclaimed.
+    Reclaimed,
+}
+
+impl VersionStamp {
+    fn attribute(self) -> &'static str {
+        match self {
+            Self::Deleted => attr::DELETED_AT,
+            Self::Reclaimed => attr::RECLAIMED_AT,
+        }
+    }
+}
+
+impl Table {
+    /// Takes the scheduled job's lease for `owner` until `until`
+    /// (UpdateItem, returning the item as written), on condition that no
+    /// lease stands, or it expired, or it is `owner`'s own. `None`: another
+    /// pass holds it.
+    pub async fn take_retention_lease(
+        &self,
+        owner: &str,
+        until: SystemTime,
+    ) -> Result<Option<RetentionBookkeeping>> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
+            .update_expression("SET #owner = :owner, #until = :until, #update_at = :now")
+            .condition_expression(
+                "attribute_not_exists(#until) OR #until <= :clock OR #owner = :owner",
+            )
+            .expression_attribute_names("#owner", LEASE_OWNER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_values(":owner", sv(owner))
+            .expression_attribute_values(":until", nv(epoch_millis(until)))
+            .expression_attribute_values(":clock", nv(epoch_millis(SystemTime::now())))
+            .expression_attribute_values(":now", sv(format_update_at(now())))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(RetentionBookkeeping::from_item(
+                out.attributes().unwrap_or(&Default::default()),
+            ))),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Writes `state` as the scheduled job's bookkeeping and releases the
+    /// lease (UpdateItem), on condition that `owner` still holds it.
+    /// `Ok(false)`: it no longer did.
+    pub async fn release_retention_lease(
+        &self,
+        owner: &str,
+        state: &RetentionBookkeeping,
+    ) -> Result<bool> {
+        let mut set = vec!["#update_at = :now"];
+        let mut remove = vec!["#owner", "#until"];
+        let mut request = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(RETENTION_PK, RETENTION_SK)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", LEASE_OWNER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_names("#after", AFTER)
+            .expression_attribute_names("#failed", FAILED)
+            .expression_attribute_values(":owner", sv(owner))
+            .expression_attribute_values(":now", sv(format_update_at(now())));
+        match &state.after {
+            Some(after) => {
+                set.push("#after = :after");
+                request = request.expression_attribute_values(":after", sv(after));
+            }
+            None => remove.push("#after"),
+        }
+        if state.failed.is_empty() {
+            remove.push("#failed");
+        } else {
+            set.push("#failed = :failed");
+            let failed = state.failed.iter().map(sv).collect();
+            request = request.expression_attribute_values(":failed", AttributeValue::L(failed));
+        }
+        let out = request
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                set.join(", "),
+                remove.join(", ")
+            ))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// The scheduled job's bookkeeping as it stands (strongly consistent
+    /// GetItem; none yet reads as empty).
+    pub async fn retention_bookkeeping(&self) -> Result<RetentionBookkeeping> {
+        let item = self.get(key(RETENTION_PK, RETENTION_SK)).await?;
+        Ok(RetentionBookkeeping::from_item(
+            item.as_ref().unwrap_or(&Default::default()),
+        ))
+    }
+
+    /// The condemned items of `name` without `deleted_at` (one consistent
+    /// read of the partition, every page), in sort-key order.
+    pub async fn pending_condemned(&self, name: &ArtifactName) -> Result<Vec<PendingCondemned>> {
+        let mut pending = Vec::new();
+        for item in self.query_all(&condemned_pk(name)).await? {
+            if item.contains_key(attr::DELETED_AT) {
+                continue;
+            }
+            let (Some(sha256), owner) = (
+                item.get(attr::SK).and_then(|v| v.as_s().ok()),
+                item.get(attr::PURGE_ID).and_then(|v| v.as_s().ok()),
+            ) else {
+                continue;
+            };
+            pending.push(PendingCondemned {
+                sha256: sha256.clone(),
+                owner: owner.cloned().unwrap_or_default(),
+            });
+        }
+        Ok(pending)
+    }
+
+    /// Puts up the condemned item of `sha256` for pass `pass`
+    /// (unconditional PutItem, started now), after reading the item as it
+    /// stands (strongly consistent GetItem): its `deleted_at` (or the
+    /// `prior_deleted_at` it kept aside; else 0) is kept aside on the new
+    /// item as `prior_deleted_at`.
+    pub async fn condemn_blob(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<()> {
+        let at = key(condemned_pk(name), sha256);
+        let prior = self
+            .get(at.clone())
+            .await?
+            .and_then(|old| {
+                old.get(attr::DELETED_AT)
+                    .or_else(|| old.get(attr::PRIOR_DELETED_AT))
+                    .cloned()
+            })
+            .unwrap_or_else(|| nv(0));
+        let mut item = at;
+        item.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
+        item.insert(attr::PURGE_ID.into(), sv(pass));
+        item.insert(attr::PRIOR_DELETED_AT.into(), prior);
+        self.ddb
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Lifts the condemned item of `sha256` (UpdateItem: `deleted_at`
+    /// restored from `prior_deleted_at`, else 0; owner and prior removed),
+    /// on condition that it exists, is not stamped deleted, and is `owner`'s
+    /// or has no owner. A condition that fails is no error.
+    pub async fn lift_condemned(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        owner: &str,
+    ) -> Result<()> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(condemned_pk(name), sha256)))
+            .update_expression(
+                "SET #deleted_at = if_not_exists(#prior, :zero) REMOVE #owner, #prior",
+            )
+            .condition_expression(
+                "(#owner = :owner OR attribute_not_exists(#owner)) \
+                 AND attribute_exists(#pk) AND attribute_not_exists(#deleted_at)",
+            )
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#owner", attr::PURGE_ID)
+            .expression_attribute_names("#prior", attr::PRIOR_DELETED_AT)
+            .expression_attribute_names("#deleted_at", attr::DELETED_AT)
+            .expression_attribute_values(":owner", sv(owner))
+            .expression_attribute_values(":zero", nv(0))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+        }
+    }
+
+    /// Stamps the condemned item of `sha256` deleted now (UpdateItem,
+    /// unconditional; milliseconds since the epoch).
+    pub async fn stamp_condemned_deleted(&self, name: &ArtifactName, sha256: &str) -> Result<()> {
+        self.ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(condemned_pk(name), sha256)))
+            .update_expression("SET #deleted_at = :now")
+            .expression_attribute_names("#deleted_at", attr::DELETED_AT)
+            .expression_attribute_values(":now", nv(unix_millis(now())))
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Deletes the verified-blob row of `sha256` (DeleteItem, unconditional).
+    pub async fn delete_verified_blob(&self, name: &ArtifactName, sha256: &str) -> Result<()> {
+        self.ddb
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(verified_pk(name), sha256)))
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
+        Ok(())
+    }
+
+    /// Puts `stamp` (the time `at`) on the version row of `name` at
+    /// `version` (UpdateItem), on condition that the row exists and is
+    /// soft-deleted; a row gone (purged meanwhile) is no error.
+    pub async fn stamp_version(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+        stamp: VersionStamp,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(version_key(name, version)))
+            .update_expression("SET #attr = :at")
+            .condition_expression("attribute_exists(#pk) AND #is_deleted = :true")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+            .expression_attribute_names("#attr", stamp.attribute())
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":at", sv(format_update_at(at)))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // Purged meanwhile: nothing left to mark.
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+        }
+    }
+}
