@@ -1,11 +1,13 @@
-//! Which versions a retention pass deletes, as a pure function over the rows
-//! it read (no AWS types, no I/O). The reads and the conditional soft
-//! deletes around it are in `repository/retention.rs` (`purge_versions`).
+//! Which versions a retention pass deletes, and what a reclaim pass does
+//! with each deleted row and each blob, as pure functions over the rows it
+//! read (no AWS types, no I/O). The reads and the conditional writes around
+//! them are in `service/src/retention.rs` (`purge_versions`, `reclaim`).
 
 use std::collections::BTreeSet;
 
 use time::OffsetDateTime;
 
+use crate::model::UploadState;
 use crate::names::Version;
 
 /// A version row as the rule needs it.
@@ -37,6 +39,79 @@ pub fn to_delete(
         .filter(|r| !protected.contains(&r.version))
         .map(|r| r.version)
         .collect()
+}
+
+/// A version row as the reclaim pass needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReclaimRow {
+    pub version: Version,
+    pub live: bool,
+    /// When the grace period started (stamped by an earlier pass).
+    pub deleted_at: Option<OffsetDateTime>,
+    /// Its bytes were reclaimed already.
+    pub reclaimed: bool,
+    /// Its bytes are in the artifact's blob store (shared by content), not
+    /// in an object of its own (the library's key).
+    pub in_blob: bool,
+}
+
+/// What a reclaim pass does with one version row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaim {
+    /// Nothing: live, LATEST, reclaimed already, or an alias targets it
+    /// (the library lets an alias point at a deleted version).
+    Keep,
+    /// Deleted, never stamped: its grace period starts now.
+    Stamp,
+    /// Within its grace period.
+    Wait,
+    /// Its own object goes, and the row is marked reclaimed.
+    Object,
+    /// Its share of a blob: the blob goes once nothing else references it.
+    Blob,
+}
+
+/// What a reclaim pass does with `row`, given the alias targets
+/// (`protected`) and the end of the grace period (`cutoff`: rows deleted
+/// at or before it are due).
+pub fn reclaim_step(
+    row: &ReclaimRow,
+    protected: &BTreeSet<Version>,
+    cutoff: OffsetDateTime,
+) -> Reclaim {
+    if row.live || row.version.is_latest() || row.reclaimed || protected.contains(&row.version) {
+        return Reclaim::Keep;
+    }
+    match row.deleted_at {
+        None => Reclaim::Stamp,
+        Some(at) if at > cutoff => Reclaim::Wait,
+        Some(_) if row.in_blob => Reclaim::Blob,
+        Some(_) => Reclaim::Object,
+    }
+}
+
+/// Whether an upload still holds its bytes against reclaim: it may yet be
+/// committed (pending, or verifying: committed when its bytes check out)
+/// and has not expired (`expires_at`, `now` in Unix seconds).
+pub fn upload_holds(state: UploadState, expires_at: i64, now: i64) -> bool {
+    matches!(state, UploadState::Pending | UploadState::Verifying) && expires_at > now
+}
+
+/// Whether the blob of `sha256` may not be deleted: a row not yet
+/// reclaimed holds it (besides the rows being reclaimed, `reclaiming`), or
+/// an upload that [`upload_holds`]. `rows` are (version, sha256,
+/// reclaimed); `uploads` are (sha256, holds).
+pub fn blob_referenced<'a>(
+    sha256: &str,
+    rows: impl IntoIterator<Item = (Version, &'a str, bool)>,
+    uploads: impl IntoIterator<Item = (&'a str, bool)>,
+    reclaiming: &[Version],
+) -> bool {
+    rows.into_iter().any(|(version, held, reclaimed)| {
+        !reclaimed && held == sha256 && !reclaiming.contains(&version)
+    }) || uploads
+        .into_iter()
+        .any(|(held, holds)| holds && held == sha256)
 }
 
 #[cfg(test)]
@@ -148,6 +223,225 @@ mod tests {
             let protected = aliased.into_iter().map(Version::Number).collect();
             let got = to_delete(&rows(&spec), keep, day(expire), &protected);
             assert_eq!(numbers(got), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn what_a_reclaim_pass_does_with_a_row_table() {
+        // (what, version (0 = LATEST), live, deleted on day, reclaimed,
+        //  in the blob store, alias targets, expected)
+        #[allow(clippy::type_complexity)]
+        let table: Vec<(&str, u32, bool, Option<i64>, bool, bool, Vec<u32>, Reclaim)> = vec![
+            (
+                "a live version stays",
+                1,
+                true,
+                None,
+                false,
+                true,
+                vec![],
+                Reclaim::Keep,
+            ),
+            (
+                "LATEST stays",
+                0,
+                false,
+                Some(1),
+                false,
+                true,
+                vec![],
+                Reclaim::Keep,
+            ),
+            (
+                "reclaimed already",
+                1,
+                false,
+                Some(1),
+                true,
+                true,
+                vec![],
+                Reclaim::Keep,
+            ),
+            (
+                "an alias target stays",
+                1,
+                false,
+                Some(1),
+                false,
+                true,
+                vec![1],
+                Reclaim::Keep,
+            ),
+            (
+                "deleted, not stamped: stamped",
+                1,
+                false,
+                None,
+                false,
+                true,
+                vec![],
+                Reclaim::Stamp,
+            ),
+            (
+                "within the grace period",
+                1,
+                false,
+                Some(11),
+                false,
+                true,
+                vec![],
+                Reclaim::Wait,
+            ),
+            (
+                "due, in a blob",
+                1,
+                false,
+                Some(9),
+                false,
+                true,
+                vec![],
+                Reclaim::Blob,
+            ),
+            (
+                "due at the cutoff itself",
+                1,
+                false,
+                Some(10),
+                false,
+                true,
+                vec![],
+                Reclaim::Blob,
+            ),
+            (
+                "due, its own object",
+                1,
+                false,
+                Some(9),
+                false,
+                false,
+                vec![],
+                Reclaim::Object,
+            ),
+            (
+                "another version's alias",
+                1,
+                false,
+                Some(9),
+                false,
+                true,
+                vec![2],
+                Reclaim::Blob,
+            ),
+        ];
+        for (what, n, live, deleted, reclaimed, in_blob, aliased, expected) in table {
+            let row = ReclaimRow {
+                version: if n == 0 {
+                    Version::Latest
+                } else {
+                    Version::Number(n)
+                },
+                live,
+                deleted_at: deleted.map(day),
+                reclaimed,
+                in_blob,
+            };
+            let protected = aliased.into_iter().map(Version::Number).collect();
+            assert_eq!(reclaim_step(&row, &protected, day(10)), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn whether_an_upload_or_a_row_holds_a_blob_table() {
+        use UploadState::*;
+        for (state, expires_at, holds) in [
+            (Pending, 11, true),
+            (Verifying, 11, true),
+            (Pending, 10, false),
+            (Verifying, 9, false),
+            (Committed, 11, false),
+            (Failed, 11, false),
+        ] {
+            assert_eq!(
+                upload_holds(state, expires_at, 10),
+                holds,
+                "{state:?} until {expires_at}"
+            );
+        }
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let v = Version::Number;
+        // (what, rows, uploads, reclaiming, referenced)
+        #[allow(clippy::type_complexity)]
+        let table: Vec<(
+            &str,
+            Vec<(Version, &str, bool)>,
+            Vec<(&str, bool)>,
+            Vec<Version>,
+            bool,
+        )> = vec![
+            ("nothing", vec![], vec![], vec![], false),
+            (
+                "a row holds it",
+                vec![(v(1), &a, false)],
+                vec![],
+                vec![],
+                true,
+            ),
+            (
+                "LATEST holds it",
+                vec![(Version::Latest, &a, false)],
+                vec![],
+                vec![],
+                true,
+            ),
+            (
+                "only other bytes",
+                vec![(v(1), &b, false)],
+                vec![(&b, true)],
+                vec![],
+                false,
+            ),
+            (
+                "a reclaimed row does not",
+                vec![(v(1), &a, true)],
+                vec![],
+                vec![],
+                false,
+            ),
+            (
+                "the rows being reclaimed do not",
+                vec![(v(1), &a, false)],
+                vec![],
+                vec![v(1)],
+                false,
+            ),
+            (
+                "another row still does",
+                vec![(v(1), &a, false), (v(2), &a, false)],
+                vec![],
+                vec![v(1)],
+                true,
+            ),
+            (
+                "an upload that may commit",
+                vec![],
+                vec![(&a, true)],
+                vec![],
+                true,
+            ),
+            (
+                "an upload that cannot",
+                vec![],
+                vec![(&a, false)],
+                vec![],
+                false,
+            ),
+        ];
+        for (what, rows, uploads, reclaiming, expected) in table {
+            assert_eq!(
+                blob_referenced(&a, rows, uploads, &reclaiming),
+                expected,
+                "{what}"
+            );
         }
     }
 }

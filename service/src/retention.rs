@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::layout::{now, upload_pk};
 use crate::model::{RetentionPolicy, RetentionReport};
 use crate::names::{ArtifactName, Version};
-use crate::retention_rules;
-use crate::rows::{AliasRow, Location, UploadRow, UploadState, VersionRow};
+use crate::retention_rules::{self, Reclaim};
+use crate::rows::{AliasRow, Location, UploadRow, VersionRow};
 use artifact_store::retention_items::VersionStamp;
 use artifact_store::table::SoftDelete;
 
@@ -135,38 +135,39 @@ impl Repository {
         // bytes stay while any alias row targets it.
         let protected = alias_targets(&self.alias_rows(name).await?);
         for row in self.version_rows(name).await? {
-            if row.is_live()
-                || row.version.is_latest()
-                || row.reclaimed_at.is_some()
-                || protected.contains(&row.version)
-            {
-                continue;
-            }
-            match row.deleted_at {
-                None => {
+            let step = retention_rules::reclaim_step(
+                &retention_rules::ReclaimRow {
+                    version: row.version,
+                    live: row.is_live(),
+                    deleted_at: row.deleted_at,
+                    reclaimed: row.reclaimed_at.is_some(),
+                    in_blob: row.location == Location::Blob,
+                },
+                &protected,
+                cutoff,
+            );
+            match step {
+                Reclaim::Keep | Reclaim::Wait => {}
+                Reclaim::Stamp => {
                     self.mark(name, row.version, VersionStamp::Deleted, now())
                         .await?;
                     report.stamped.push(row.version);
                 }
-                Some(deleted_at) if deleted_at <= cutoff => {
-                    if row.location == Location::Blob {
-                        // The blob may be shared; it goes below, once
-                        // nothing references it. The mirror deletes the
-                        // library's copy when it sees the tombstone.
-                        blobs
-                            .entry(row.sha256.clone())
-                            .or_default()
-                            .push(row.version);
-                    } else {
-                        let key = self.layout.object_key(name, row.version);
-                        self.delete_all_object_versions(&key, Some(&key), None)
-                            .await?;
-                        self.mark(name, row.version, VersionStamp::Reclaimed, now())
-                            .await?;
-                        report.reclaimed.push(row.version);
-                    }
+                // The blob may be shared; it goes below, once nothing
+                // references it. The mirror deletes the library's copy
+                // when it sees the tombstone.
+                Reclaim::Blob => blobs
+                    .entry(row.sha256.clone())
+                    .or_default()
+                    .push(row.version),
+                Reclaim::Object => {
+                    let key = self.layout.object_key(name, row.version);
+                    self.delete_all_object_versions(&key, Some(&key), None)
+                        .await?;
+                    self.mark(name, row.version, VersionStamp::Reclaimed, now())
+                        .await?;
+                    report.reclaimed.push(row.version);
                 }
-                Some(_) => {}
             }
         }
         for (sha256, versions) in blobs {
@@ -215,10 +216,7 @@ impl Repository {
             uploads?
                 .iter()
                 .filter_map(|item| UploadRow::from_item(name, item).ok())
-                .filter(|u| {
-                    matches!(u.state, UploadState::Pending | UploadState::Verifying)
-                        && u.expires_at > now_secs
-                })
+                .filter(|u| retention_rules::upload_holds(u.state, u.expires_at, now_secs))
                 .map(|u| u.sha256),
         );
         let prefix = self.layout.blob_prefix(name);
@@ -321,20 +319,23 @@ impl Repository {
         // A publish in flight (number taken, row not written yet) is not
         // seen here: its transaction fails if the blob was deleted after it
         // took the number (see `not_condemned`).
-        let in_rows = rows?.iter().any(|row| {
-            row.reclaimed_at.is_none() && row.sha256 == sha256 && !reclaiming.contains(&row.version)
-        });
+        let (rows, uploads) = (rows?, uploads?);
         let now_secs = now().unix_timestamp();
-        let in_uploads = uploads?
+        let uploads: Vec<UploadRow> = uploads
             .iter()
             .filter_map(|item| UploadRow::from_item(name, item).ok())
-            // A verifying upload will commit these bytes when they check out.
-            .any(|u| {
-                u.sha256 == sha256
-                    && matches!(u.state, UploadState::Pending | UploadState::Verifying)
-                    && u.expires_at > now_secs
-            });
-        Ok(in_rows || in_uploads)
+            .collect();
+        // A verifying upload will commit these bytes when they check out.
+        Ok(retention_rules::blob_referenced(
+            sha256,
+            rows.iter()
+                .map(|row| (row.version, row.sha256.as_str(), row.reclaimed_at.is_some())),
+            uploads.iter().map(|u| {
+                let holds = retention_rules::upload_holds(u.state, u.expires_at, now_secs);
+                (u.sha256.as_str(), holds)
+            }),
+            reclaiming,
+        ))
     }
 
     async fn version_rows(&self, name: &ArtifactName) -> Result<Vec<VersionRow>> {
