@@ -11,27 +11,21 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::tx::{TransactFailure, Tx};
-use super::{
-    MAX_ATTEMPTS, Repository, backoff, decode_cursor, encode_cursor, invalid_sdk_input, page_size,
-};
+use super::{MAX_ATTEMPTS, Repository, backoff, encode_cursor, page_size};
 use crate::alias_rules::{self, Asked, Current, Decision, Target, TargetRow};
 use crate::error::{Error, Result};
-use crate::layout::{alias_pk, attr, history_pk, history_sk, history_sk_prefix, now};
+use crate::layout::now;
 use crate::model::{
     Alias, AliasAction, AliasChange, AliasTarget, ChangeRequest, Page, Precondition, Resolved,
 };
 use crate::names::{AliasName, ArtifactName, Version};
-use crate::rows::{
-    AliasRow, HistoryRow, Item, Location, TargetRef, VersionRow, key, nv, sv, version_key,
-};
-use artifact_store::table::PartitionPage;
+use crate::rows::{AliasRow, HistoryRow, Item, Location, TargetRef, VersionRow};
+use artifact_store::alias_items::{self, Reference};
 
 /// How a change relates to the rollout that may hold the alias.
 pub(super) enum Link<'a> {
@@ -191,18 +185,7 @@ impl Repository {
         cursor: Option<&str>,
     ) -> Result<Page<AliasChange>> {
         let limit = page_size(limit)?;
-        let prefix = history_sk_prefix(alias.as_str());
-        let start = decode_cursor(&history_pk(name), cursor, |sk| sk.contains('/'))?;
-        if let Some(start) = &start
-            && !start
-                .get(attr::SK)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|sk| sk.starts_with(&prefix))
-        {
-            return Err(Error::InvalidRequest(
-                "cursor is not one this listing returned".into(),
-            ));
-        }
+        let start = alias_items::history_cursor(name, alias, cursor)?;
         let first_page = start.is_none();
         let (rows, next) = self.history_page(name, alias, limit, start, false).await?;
         if first_page && rows.is_empty() {
@@ -246,7 +229,7 @@ impl Repository {
                 }
             }
             match next {
-                Some(sk) => start = Some(key(history_pk(name), sk)),
+                Some(sk) => start = Some(alias_items::history_start(name, sk)),
                 None => break,
             }
         }
@@ -273,47 +256,27 @@ impl Repository {
         })
     }
 
-    /// One page of an alias's history rows, by revision (`ascending` or not).
-    async fn history_page(
+    /// One page of an alias's history rows, by revision (`ascending` or
+    /// not): the store's future itself.
+    fn history_page(
         &self,
         name: &ArtifactName,
         alias: &AliasName,
         limit: u32,
         start: Option<Item>,
         ascending: bool,
-    ) -> Result<(Vec<HistoryRow>, Option<String>)> {
-        let pk = history_pk(name);
-        let prefix = history_sk_prefix(alias.as_str());
-        let (found, next) = self
-            .table
-            .page(PartitionPage {
-                pk: &pk,
-                sk_prefix: Some(&prefix),
-                ascending,
-                limit,
-                start,
-            })
-            .await?;
-        let rows = found
-            .iter()
-            .map(|item| HistoryRow::from_item(name, item))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((rows, next))
+    ) -> impl std::future::Future<Output = Result<(Vec<HistoryRow>, Option<String>)>> {
+        self.table
+            .history_page(name, alias, limit, start, ascending)
     }
 
-    async fn history_entry(
+    fn history_entry(
         &self,
         name: &ArtifactName,
         alias: &AliasName,
         revision: u64,
-    ) -> Result<Option<HistoryRow>> {
-        let item = self
-            .table
-            .get(key(history_pk(name), history_sk(alias.as_str(), revision)))
-            .await?;
-        item.as_ref()
-            .map(|item| HistoryRow::from_item(name, item))
-            .transpose()
+    ) -> impl std::future::Future<Output = Result<Option<HistoryRow>>> {
+        self.table.history_entry(name, alias, revision)
     }
 
     /// Every alias change: one transaction writes the alias row (or deletes
@@ -483,7 +446,7 @@ impl Repository {
                 Member::Alias,
                 self.alias_write(name, alias, new_row.as_ref(), old.as_ref())?,
             );
-            tx.push(Member::History, self.history_write(&history)?);
+            tx.push(Member::History, self.put_new(history.to_item())?);
             // The artifact must still exist: a purge deletes LATEST before it
             // reads the partitions, so a change racing it either lands before
             // (and is purged) or fails here.
@@ -620,22 +583,12 @@ impl Repository {
         cursor: Option<&str>,
     ) -> Result<Page<Alias>> {
         let limit = page_size(limit)?;
-        let pk = alias_pk(name);
-        let start = decode_cursor(&pk, cursor, |sk| sk.parse::<AliasName>().is_ok())?;
-        let (found, next) = self
-            .table
-            .page(PartitionPage {
-                pk: &pk,
-                sk_prefix: None,
-                ascending: true,
-                limit,
-                start,
-            })
-            .await?;
-        let items = found
+        let start = alias_items::alias_cursor(name, cursor)?;
+        let (rows, next) = self.table.alias_page(name, limit, start).await?;
+        let items = rows
             .iter()
-            .map(|item| AliasRow::from_item(name, item).map(|row| row.to_alias(&self.layout)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|row| row.to_alias(&self.layout))
+            .collect::<Vec<_>>();
         let next_cursor = next.as_deref().map(encode_cursor);
         Ok(Page { items, next_cursor })
     }
@@ -653,22 +606,10 @@ impl Repository {
         alias: &AliasName,
         key: Option<&str>,
     ) -> Result<Resolved> {
-        let alias_key = crate::rows::key(alias_pk(name), alias.as_str());
-        let latest_key = version_key(name, Version::Latest);
-        let items = self.batch_get(vec![alias_key, latest_key]).await?;
-        let mut row = None;
-        let mut latest = None;
-        for item in &items {
-            if item
-                .get(attr::PK)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|pk| pk.starts_with("__"))
-            {
-                row = Some(AliasRow::from_item(name, item)?);
-            } else {
-                latest = Some(VersionRow::from_item(item)?);
-            }
-        }
+        let (row, mut rows) = self
+            .read_alias_and_versions(name, alias, &[Version::Latest])
+            .await?;
+        let latest = rows.remove(&Version::Latest);
         let row = row.ok_or_else(|| Error::AliasNotFound {
             name: name.to_string(),
             alias: alias.to_string(),
@@ -730,41 +671,24 @@ impl Repository {
     }
 
     /// The alias row, `None` when absent. AWS calls: 1 (GetItem).
-    pub(super) async fn find_alias_row(
+    pub(super) fn find_alias_row(
         &self,
         name: &ArtifactName,
         alias: &AliasName,
-    ) -> Result<Option<AliasRow>> {
-        let item = self.table.get(key(alias_pk(name), alias.as_str())).await?;
-        item.as_ref()
-            .map(|item| AliasRow::from_item(name, item))
-            .transpose()
+    ) -> impl std::future::Future<Output = Result<Option<AliasRow>>> {
+        self.table.alias_row(name, alias)
     }
 
-    /// The alias row (if any) and the rows of `versions`, in one read.
-    async fn read_alias_and_versions(
+    /// The alias row (if any) and the rows of `versions`, in one read
+    /// (BatchGetItem).
+    fn read_alias_and_versions(
         &self,
         name: &ArtifactName,
         alias: &AliasName,
         versions: &[Version],
-    ) -> Result<(Option<AliasRow>, HashMap<Version, VersionRow>)> {
-        let mut keys = vec![key(alias_pk(name), alias.as_str())];
-        keys.extend(versions.iter().map(|v| version_key(name, *v)));
-        let mut old = None;
-        let mut rows = HashMap::new();
-        for item in self.batch_get(keys).await? {
-            if item
-                .get(attr::PK)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|pk| pk.starts_with("__"))
-            {
-                old = Some(AliasRow::from_item(name, &item)?);
-            } else {
-                let row = VersionRow::from_item(&item)?;
-                rows.insert(row.version, row);
-            }
-        }
-        Ok((old, rows))
+    ) -> impl std::future::Future<Output = Result<(Option<AliasRow>, HashMap<Version, VersionRow>)>>
+    {
+        self.table.alias_and_versions(name, alias, versions)
     }
 
     /// Strongly consistent BatchGetItem ([`Table::batch_get`]); the
@@ -785,53 +709,7 @@ impl Repository {
         row: Option<&AliasRow>,
         old: Option<&AliasRow>,
     ) -> Result<TransactWriteItem> {
-        let (condition, names, values) = match old {
-            Some(old) => revision_condition(old),
-            None => (
-                "attribute_not_exists(#pk)".to_owned(),
-                HashMap::from([("#pk".to_owned(), attr::PK.to_owned())]),
-                HashMap::new(),
-            ),
-        };
-        let values = (!values.is_empty()).then_some(values);
-        Ok(match row {
-            Some(row) => TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.layout.table)
-                        .set_item(Some(row.to_item()))
-                        .condition_expression(condition)
-                        .set_expression_attribute_names(Some(names))
-                        .set_expression_attribute_values(values)
-                        .build()
-                        .map_err(invalid_sdk_input)?,
-                )
-                .build(),
-            None => TransactWriteItem::builder()
-                .delete(
-                    Delete::builder()
-                        .table_name(&self.layout.table)
-                        .set_key(Some(key(alias_pk(name), alias.as_str())))
-                        .condition_expression(condition)
-                        .set_expression_attribute_names(Some(names))
-                        .set_expression_attribute_values(values)
-                        .build()
-                        .map_err(invalid_sdk_input)?,
-                )
-                .build(),
-        })
-    }
-
-    /// The history entry of a change: never overwrites an existing revision.
-    fn history_write(&self, history: &HistoryRow) -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(&self.layout.table)
-            .set_item(Some(history.to_item()))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", attr::PK)
-            .build()
-            .map_err(invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        alias_items::alias_write(&self.layout.table, name, alias, row, old)
     }
 
     /// Adds (`add`) or removes this alias from a version row's reference set.
@@ -844,7 +722,13 @@ impl Repository {
         version: Version,
         add: bool,
     ) -> Result<TransactWriteItem> {
-        self.reference_with(name, alias, version, add, false)
+        let change = match add {
+            true => Reference::Add {
+                refuse_archived: false,
+            },
+            false => Reference::Remove,
+        };
+        alias_items::reference(&self.layout.table, name, alias, version, change)
     }
 
     /// [`Self::reference`] adding a target; `refuse_archived`: only while
@@ -856,101 +740,14 @@ impl Repository {
         version: Version,
         refuse_archived: bool,
     ) -> Result<TransactWriteItem> {
-        self.reference_with(name, alias, version, true, refuse_archived)
+        alias_items::reference(
+            &self.layout.table,
+            name,
+            alias,
+            version,
+            Reference::Add { refuse_archived },
+        )
     }
-
-    fn reference_with(
-        &self,
-        name: &ArtifactName,
-        alias: &AliasName,
-        version: Version,
-        add: bool,
-        refuse_archived: bool,
-    ) -> Result<TransactWriteItem> {
-        let key = version_key(name, version);
-        let mut names = HashMap::from([
-            ("#pk".to_owned(), attr::PK.to_owned()),
-            ("#is_deleted".to_owned(), attr::IS_DELETED.to_owned()),
-        ]);
-        let mut values = HashMap::from([(":false".to_owned(), AttributeValue::Bool(false))]);
-        let live = if refuse_archived && !version.is_latest() {
-            names.insert("#status".to_owned(), attr::STATUS.to_owned());
-            values.insert(
-                ":archived".to_owned(),
-                AttributeValue::S(crate::model::VersionStatus::Archived.as_str().to_owned()),
-            );
-            "attribute_exists(#pk) AND #is_deleted = :false AND \
-             (attribute_not_exists(#status) OR #status <> :archived)"
-        } else {
-            "attribute_exists(#pk) AND #is_deleted = :false"
-        };
-        if version.is_latest() {
-            let check = ConditionCheck::builder()
-                .table_name(&self.layout.table)
-                .set_key(Some(key))
-                .condition_expression(live)
-                .set_expression_attribute_names(Some(names))
-                .expression_attribute_values(":false", AttributeValue::Bool(false))
-                .build()
-                .map_err(invalid_sdk_input)?;
-            return Ok(TransactWriteItem::builder().condition_check(check).build());
-        }
-        let set = AttributeValue::Ss(vec![alias.to_string()]);
-        let update = if add {
-            Update::builder()
-                .update_expression("ADD #aliases :alias")
-                .condition_expression(live)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-        } else {
-            Update::builder()
-                .update_expression("DELETE #aliases :alias")
-                .condition_expression("attribute_exists(#pk)")
-                .expression_attribute_names("#pk", attr::PK)
-        };
-        let update = update
-            .table_name(&self.layout.table)
-            .set_key(Some(key))
-            .expression_attribute_names("#aliases", attr::ALIASES)
-            .expression_attribute_values(":alias", set)
-            .build()
-            .map_err(invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-}
-
-/// Condition that the alias row is exactly as read. Rows the Python library
-/// wrote have no revision; for them the targets and weight stand in.
-fn revision_condition(
-    old: &AliasRow,
-) -> (
-    String,
-    HashMap<String, String>,
-    HashMap<String, AttributeValue>,
-) {
-    let mut names = HashMap::from([("#rev".to_owned(), attr::REVISION.to_owned())]);
-    let mut values = HashMap::new();
-    let condition = match old.revision {
-        Some(revision) => {
-            values.insert(":rev".to_owned(), nv(revision));
-            "#rev = :rev".to_owned()
-        }
-        // The library rewrites the whole row on every change, `update_at`
-        // included: the row is as read iff its primary and time are.
-        None => {
-            names.insert("#pk".to_owned(), attr::PK.to_owned());
-            names.insert("#version".to_owned(), attr::VERSION.to_owned());
-            names.insert("#update_at".to_owned(), attr::UPDATE_AT.to_owned());
-            values.insert(":version".to_owned(), sv(old.primary.version.sort_key()));
-            values.insert(
-                ":update_at".to_owned(),
-                sv(crate::layout::format_update_at(old.update_at)),
-            );
-            "attribute_exists(#pk) AND attribute_not_exists(#rev) AND #version = :version AND #update_at = :update_at"
-                .to_owned()
-        }
-    };
-    (condition, names, values)
 }
 
 fn target_ref(row: &VersionRow) -> TargetRef {

@@ -19,17 +19,15 @@
 
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::layout::{attr, upload_pk};
 use crate::model::{
     Alias, AliasTarget, ChangeRequest, CommitOutcome, Pipeline, PipelineCommitted, PipelineOutcome,
     Precondition, PublishedArtifact, StartOutcome, UploadRequest,
 };
 use crate::names::ArtifactName;
 use crate::names::UploadId;
-use crate::rows::{key, nv, sv};
-use artifact_store::claim::{Claimed, HeldClaim, recorded_answer};
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use artifact_store::claim::{
+    self, ClaimAttempt, ClaimSeen, Claimed, HeldClaim, carries_claim, recorded_answer,
+};
 
 impl Repository {
     /// Commits `upload_id`, then runs `pipeline` (publish, alias move).
@@ -50,7 +48,7 @@ impl Repository {
             let ran = self
                 .upload_item(name, &id)
                 .await?
-                .is_some_and(|item| item.contains_key(attr::PIPELINE_CLAIM));
+                .is_some_and(|item| carries_claim(&item));
             if !ran {
                 return Err(refused);
             }
@@ -346,47 +344,13 @@ impl Repository {
         token: &str,
         pipeline: &Pipeline,
     ) -> Result<Claim> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression(
-                "SET #claim = :token, #claimed_at = :now, #pipeline = if_not_exists(#pipeline, :pipeline)",
-            )
-            .condition_expression(
-                "attribute_exists(#pk) AND attribute_not_exists(#result) AND \
-                 (attribute_not_exists(#claim) OR #claimed_at < :stale OR #claim = :token)",
-            )
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
-            .expression_attribute_names("#claimed_at", attr::PIPELINE_CLAIMED_AT)
-            .expression_attribute_names("#pipeline", attr::PIPELINE)
-            .expression_attribute_names("#result", attr::PIPELINE_RESULT)
-            .expression_attribute_values(":token", sv(token))
-            .expression_attribute_values(":now", nv(now))
-            .expression_attribute_values(":stale", nv(now - CLAIM_LEASE_SECS))
-            .expression_attribute_values(":pipeline", sv(pipeline.to_json()))
-            .return_values(ReturnValue::UpdatedOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let old = match out {
-            Ok(out) => {
-                let before = out
-                    .attributes()
-                    .and_then(|a| a.get(attr::PIPELINE_CLAIM))
-                    .and_then(|c| c.as_s().ok());
-                // Another run's claim before ours (not our own lost answer).
-                let takeover = before.is_some_and(|c| c != token);
-                return Ok(Claim::Ours { takeover });
-            }
-            Err(e) if super::condition_failed(&e) => match e.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(c) => c.item,
-                _ => None,
-            },
-            Err(e) => return Err(crate::sdk_error::upstream("UpdateItem", e)),
+        let old = match self
+            .table
+            .claim_pipeline(name, id, token, pipeline, CLAIM_LEASE_SECS)
+            .await?
+        {
+            ClaimAttempt::Ours { takeover } => return Ok(Claim::Ours { takeover }),
+            ClaimAttempt::Refused(old) => old,
         };
         // Emulators that do not return the old item: read it.
         let old = match old {
@@ -396,67 +360,33 @@ impl Repository {
         let Some(old) = old else {
             return Err(id.not_found(name));
         };
-        if let Some(stored) = old.get(attr::PIPELINE_RESULT).and_then(|r| r.as_s().ok()) {
-            let stored = serde_json::from_str(stored)
-                .map_err(|e| Error::internal("stored pipeline result", e))?;
-            return Ok(Claim::Done(stored));
-        }
-        if old.get(attr::PIPELINE_CLAIM).and_then(|c| c.as_s().ok()) == Some(&token.to_owned()) {
-            return Ok(Claim::Ours { takeover: false });
-        }
-        Ok(Claim::Running)
+        Ok(match claim::claim_seen(&old, token)? {
+            ClaimSeen::Recorded(stored) => Claim::Done(stored),
+            ClaimSeen::Ours => Claim::Ours { takeover: false },
+            ClaimSeen::Other => Claim::Running,
+        })
     }
 
     /// Records what the run holding `token` did; false when another run
     /// took over and recorded first (or the upload was purged).
-    async fn record_pipeline(
+    fn record_pipeline(
         &self,
         name: &ArtifactName,
         id: &UploadId,
         token: &str,
         stored: &serde_json::Value,
-    ) -> Result<bool> {
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression("SET #result = :result")
-            .condition_expression("#claim = :token AND attribute_not_exists(#result)")
-            .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
-            .expression_attribute_names("#result", attr::PIPELINE_RESULT)
-            .expression_attribute_values(":token", sv(token))
-            .expression_attribute_values(":result", sv(stored.to_string()))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if super::condition_failed(&e) => Ok(false),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+    ) -> impl std::future::Future<Output = Result<bool>> {
+        self.table.record_pipeline(name, id, token, stored)
     }
 
     /// Lets the next run take over at once (its claim time in the past).
-    async fn release_pipeline(
+    fn release_pipeline(
         &self,
         name: &ArtifactName,
         id: &UploadId,
         token: &str,
-    ) -> Result<()> {
-        self.ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression("SET #claimed_at = :zero")
-            .condition_expression("#claim = :token")
-            .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
-            .expression_attribute_names("#claimed_at", attr::PIPELINE_CLAIMED_AT)
-            .expression_attribute_values(":token", sv(token))
-            .expression_attribute_values(":zero", nv(0))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| crate::sdk_error::upstream("UpdateItem", e))
+    ) -> impl std::future::Future<Output = Result<()>> {
+        self.table.release_pipeline(name, id, token)
     }
 
     /// The publish and the alias move of `pipeline`, after the commit of
@@ -550,20 +480,7 @@ impl Repository {
         token: &str,
         stored: &serde_json::Value,
     ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem> {
-        let update = aws_sdk_dynamodb::types::Update::builder()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression("SET #result = :result")
-            .condition_expression("#claim = :token AND attribute_not_exists(#result)")
-            .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
-            .expression_attribute_names("#result", attr::PIPELINE_RESULT)
-            .expression_attribute_values(":token", sv(token))
-            .expression_attribute_values(":result", sv(stored.to_string()))
-            .build()
-            .map_err(super::invalid_sdk_input)?;
-        Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-            .update(update)
-            .build())
+        claim::record_member(&self.layout.table, name, id, token, stored)
     }
 
     /// The pipeline's publish, when its commit did not publish: only while
@@ -609,12 +526,7 @@ impl Repository {
         name: &ArtifactName,
         item: &crate::rows::Item,
     ) -> Result<Claimed> {
-        let recorded = item
-            .get(attr::PIPELINE_RESULT)
-            .and_then(|r| r.as_s().ok())
-            .map(|r| serde_json::from_str::<serde_json::Value>(r))
-            .transpose()
-            .map_err(|e| Error::internal("stored pipeline result", e))?;
+        let recorded = claim::recorded_result(item)?;
         let published = match recorded {
             Some(_) => None,
             None => self.published_on(name, item).await?,
@@ -629,11 +541,7 @@ impl Repository {
         name: &ArtifactName,
         item: &crate::rows::Item,
     ) -> Result<Option<PublishedArtifact>> {
-        let number = item
-            .get(attr::PIPELINE_PUBLISHED)
-            .and_then(|n| n.as_n().ok())
-            .and_then(|n| n.parse::<u32>().ok());
-        let Some(n) = number else {
+        let Some(n) = claim::published_number(item) else {
             return Ok(None);
         };
         Ok(self

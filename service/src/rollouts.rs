@@ -15,17 +15,18 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use time::OffsetDateTime;
 
 use super::aliases::{Intent, Link};
-use super::{Repository, decode_cursor, encode_cursor, invalid_sdk_input, page_size};
+use super::{Repository, encode_cursor, page_size};
 use crate::error::{Error, Result};
-use crate::layout::{ROLLOUTS_PK, attr, format_update_at, now, rollout_pk};
+use crate::layout::{format_update_at, now};
 use crate::model::{AliasTarget, ChangeRequest, Page, Precondition, Rollout, RolloutRequest};
 use crate::names::{AliasName, ArtifactName, Weight};
 use crate::rollout::{AlarmState, Decision, RolloutAction, RolloutState, decide};
-use crate::rows::{AliasRow, Item, RolloutRow, key, sv};
+use crate::rows::{AliasRow, RolloutRow};
+use artifact_store::rollout_items;
 
 /// A manual action re-reads the rollout this many times when a driver
 /// step lands in between.
@@ -190,48 +191,13 @@ impl Repository {
         cursor: Option<&str>,
     ) -> Result<Page<Rollout>> {
         let limit = page_size(limit)?;
-        let pk = rollout_pk(name);
-        let prefix = format!("{alias}/");
-        let start = decode_cursor(&pk, cursor, |sk| sk.contains('/'))?;
-        if start.as_ref().is_some_and(|s| {
-            !s.get(attr::SK)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|sk| sk.starts_with(&prefix))
-        }) {
-            return Err(Error::InvalidRequest(
-                "cursor is not one this listing returned".into(),
-            ));
-        }
-        let mut query = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#sk", attr::SK)
-            .expression_attribute_values(":pk", sv(&pk))
-            .expression_attribute_values(":prefix", sv(&prefix))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(limit as i32)
-            .set_exclusive_start_key(start);
-        if let Some(state) = state {
-            query = query
-                .filter_expression("#state = :state")
-                .expression_attribute_names("#state", attr::STATE)
-                .expression_attribute_values(":state", sv(state.as_str()));
-        }
-        let out = query
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let items = out
-            .items()
-            .iter()
-            .map(|item| RolloutRow::from_item(name, item).map(|r| r.to_rollout()))
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor =
-            artifact_store::paging::next_sort_key(out.last_evaluated_key()).map(encode_cursor);
+        let start = rollout_items::rollout_cursor(name, alias, cursor)?;
+        let (rows, next) = self
+            .table
+            .rollout_page(name, alias, state, limit, start)
+            .await?;
+        let items = rows.iter().map(RolloutRow::to_rollout).collect::<Vec<_>>();
+        let next_cursor = next.as_deref().map(encode_cursor);
         Ok(Page { items, next_cursor })
     }
 
@@ -304,16 +270,7 @@ impl Repository {
     /// The rollouts that hold an alias (the driver's work list):
     /// (artifact, alias, rollout id). AWS calls: 1 Query per 1 MB.
     pub async fn held_rollouts(&self) -> Result<Vec<(ArtifactName, AliasName, String)>> {
-        let items = self.query_all(ROLLOUTS_PK).await?;
-        Ok(items
-            .iter()
-            .filter_map(|item| {
-                let sk = item.get(attr::SK)?.as_s().ok()?;
-                let (name, alias) = sk.split_once('/')?;
-                let id = item.get(attr::ROLLOUT_ID)?.as_s().ok()?;
-                Some((name.parse().ok()?, AliasName::stored(alias), id.clone()))
-            })
-            .collect())
+        self.table.held_rollouts().await
     }
 
     /// A rollout's item, `None` when it does not exist. AWS calls: 1.
@@ -323,13 +280,7 @@ impl Repository {
         alias: &AliasName,
         id: &str,
     ) -> Result<Option<RolloutRow>> {
-        let item = self
-            .table
-            .get(key(rollout_pk(name), RolloutRow::sort_key(alias, id)))
-            .await?;
-        item.as_ref()
-            .map(|item| RolloutRow::from_item(name, item))
-            .transpose()
+        self.table.rollout(name, alias, id).await
     }
 
     async fn rollout_row(
@@ -515,32 +466,13 @@ impl Repository {
         } else {
             row.steps.get(row.step).and_then(|s| s.hold).map(|h| at + h)
         };
-        let put = self.rollout_put(&next, Some(row))?;
-        let Some(put) = put.put else {
-            return Err(Error::internal("rollout", "a rollout write is a Put"));
-        };
-        let result = self
-            .ddb
-            .put_item()
-            .table_name(&self.layout.table)
-            .set_item(Some(put.item))
-            .set_condition_expression(put.condition_expression)
-            .set_expression_attribute_names(put.expression_attribute_names)
-            .set_expression_attribute_values(put.expression_attribute_values)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(next),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(Error::RolloutConflict(format!(
-                    "rollout {} changed meanwhile; read it again",
-                    row.id
-                )))
-            }
-            Err(e) => Err(crate::sdk_error::upstream("PutItem", e)),
+        if self.table.rewrite_rollout(&next, row).await? {
+            Ok(next)
+        } else {
+            Err(Error::RolloutConflict(format!(
+                "rollout {} changed meanwhile; read it again",
+                row.id
+            )))
         }
     }
 
@@ -577,33 +509,8 @@ impl Repository {
         id: &str,
         actor: &str,
     ) -> Result<Vec<TransactWriteItem>> {
-        let update = aws_sdk_dynamodb::types::Update::builder()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(rollout_pk(name), RolloutRow::sort_key(alias, id))))
-            .update_expression(
-                "SET #state = :aborted, #reason = :reason, #update_at = :at REMOVE #next",
-            )
-            .condition_expression("#state IN (:active, :paused)")
-            .expression_attribute_names("#state", attr::STATE)
-            .expression_attribute_names("#reason", attr::REASON)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_names("#next", attr::NEXT_STEP_AT)
-            .expression_attribute_values(":aborted", sv(RolloutState::Aborted.as_str()))
-            .expression_attribute_values(":active", sv(RolloutState::Active.as_str()))
-            .expression_attribute_values(":paused", sv(RolloutState::Paused.as_str()))
-            .expression_attribute_values(
-                ":reason",
-                sv(format!(
-                    "cancelled by {actor}, who changed the alias by hand"
-                )),
-            )
-            .expression_attribute_values(":at", sv(format_update_at(now())))
-            .build()
-            .map_err(invalid_sdk_input)?;
-        Ok(vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.registry_delete(name, alias, id)?,
-        ])
+        let cancel = rollout_items::cancel_by_hand(&self.layout.table, name, alias, id, actor)?;
+        Ok(vec![cancel, self.registry_delete(name, alias, id)?])
     }
 
     /// The rollout item written whole; over `read`, only if it is still
@@ -613,35 +520,11 @@ impl Repository {
         row: &RolloutRow,
         read: Option<&RolloutRow>,
     ) -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(&self.layout.table)
-            .set_item(Some(row.to_item()))
-            .expression_attribute_names("#pk", attr::PK);
-        let put = match read {
-            None => put.condition_expression("attribute_not_exists(#pk)"),
-            Some(read) => put
-                .condition_expression(
-                    "attribute_exists(#pk) AND #state = :read_state AND #update_at = :read_at",
-                )
-                .expression_attribute_names("#state", attr::STATE)
-                .expression_attribute_names("#update_at", attr::UPDATE_AT)
-                .expression_attribute_values(":read_state", sv(read.state.as_str()))
-                .expression_attribute_values(":read_at", sv(format_update_at(read.update_at))),
-        };
-        Ok(TransactWriteItem::builder()
-            .put(put.build().map_err(invalid_sdk_input)?)
-            .build())
+        rollout_items::rollout_put(&self.layout.table, row, read)
     }
 
     fn registry_put(&self, row: &RolloutRow) -> Result<TransactWriteItem> {
-        let mut item: Item = key(ROLLOUTS_PK, format!("{}/{}", row.name, row.alias));
-        item.insert(attr::ROLLOUT_ID.into(), sv(&row.id));
-        let put = Put::builder()
-            .table_name(&self.layout.table)
-            .set_item(Some(item))
-            .build()
-            .map_err(invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        rollout_items::registry_put(&self.layout.table, row)
     }
 
     fn registry_delete(
@@ -650,40 +533,17 @@ impl Repository {
         alias: &AliasName,
         id: &str,
     ) -> Result<TransactWriteItem> {
-        let delete = Delete::builder()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(ROLLOUTS_PK, format!("{name}/{alias}"))))
-            .condition_expression("attribute_not_exists(#pk) OR #rid = :id")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#rid", attr::ROLLOUT_ID)
-            .expression_attribute_values(":id", sv(id))
-            .build()
-            .map_err(invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
+        rollout_items::registry_delete(&self.layout.table, name, alias, id)
     }
 
     /// Drops the registry entry of rollout `id` (if it is still its).
-    async fn forget_rollout(&self, name: &ArtifactName, alias: &AliasName, id: &str) -> Result<()> {
-        let result = self
-            .ddb
-            .delete_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(ROLLOUTS_PK, format!("{name}/{alias}"))))
-            .condition_expression("#rid = :id")
-            .expression_attribute_names("#rid", attr::ROLLOUT_ID)
-            .expression_attribute_values(":id", AttributeValue::S(id.to_owned()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(crate::sdk_error::upstream("DeleteItem", e)),
-        }
+    fn forget_rollout(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<()>> {
+        self.table.forget_rollout(name, alias, id)
     }
 
     async fn alias_row_of(&self, name: &ArtifactName, alias: &AliasName) -> Result<AliasRow> {

@@ -1,6 +1,9 @@
 //! The storage layer (SPEC 2): what the rows and objects look like and how
 //! one request to DynamoDB or S3 is built and its failure read.
 //!
+//! - [`alias_items`]: alias rows, their history entries, the members of an
+//!   alias change's transaction (the row as read, the version rows'
+//!   references).
 //! - [`layout`]: S3 keys, DynamoDB keys, attribute names and the formats of
 //!   `versioned` 1.0.1.
 //! - [`rows`]: item codecs, each row's `to_item` beside its `from_item`.
@@ -17,6 +20,8 @@
 //!   exists (the projected registry read), partition deletes.
 //! - [`retention_items`]: retention's bookkeeping and lease, condemned
 //!   blobs, a reclaim's stamps on version rows.
+//! - [`rollout_items`]: rollout rows, the registry of held aliases, the
+//!   listing of an alias's rollouts.
 //! - [`retry`]: how a request that lost a race is tried again.
 //! - [`calls`]: counts of AWS requests per client.
 //! - [`version_items`]: version rows' own requests (the publish's members,
@@ -25,6 +30,7 @@
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
 
+pub mod alias_items;
 pub mod calls;
 pub mod claim;
 pub mod layout;
@@ -33,6 +39,7 @@ pub mod paging;
 pub mod purge_items;
 pub mod retention_items;
 pub mod retry;
+pub mod rollout_items;
 pub mod rows;
 pub mod sdk_error;
 pub mod table;
