@@ -23,13 +23,13 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::layout::{attr, format_update_at, now, upload_pk};
+use crate::layout::now;
 use crate::model::{
     CommitOutcome, MultipartPlan, PartReceived, PartRequest, PartUrl, PartUrls, Pipeline,
     UploadStatus,
 };
 use crate::names::ArtifactName;
-use crate::rows::{UploadRow, UploadState, key, nv, sv};
+use crate::rows::{UploadRow, UploadState};
 
 use crate::blob_rules::{self, OnOccupied};
 use crate::names::UploadId;
@@ -108,8 +108,7 @@ impl Repository {
         name: &ArtifactName,
         id: &UploadId,
     ) -> Result<Option<crate::rows::Item>> {
-        let item = self.table.get(key(upload_pk(name), id.as_str())).await?;
-        Ok(item)
+        self.table.get_upload_item(name, id).await
     }
 
     /// Presigned UploadPart URLs for `parts` of a pending multipart upload,
@@ -522,60 +521,31 @@ impl Repository {
         hand_over: &Handover<'_>,
     ) -> Result<()> {
         let now = now();
-        let actor = hand_over.actor;
-        let mut update = self.ddb.update_item();
-        let mut set_pipeline = "";
-        if let Some(pipeline) = hand_over.pipeline.filter(|p| !p.is_empty()) {
-            set_pipeline = ", #pipeline = :pipeline";
-            update = update
-                .expression_attribute_names("#pipeline", attr::PIPELINE)
-                .expression_attribute_values(":pipeline", sv(pipeline.to_json()));
-        }
-        let out = update
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression(format!(
-                "SET #state = :verifying, #blob_version = :version, #verified = :zero, \
-                 #expires_at = :expires, #update_at = :now, #actor = :actor, #owned = :owned, \
-                 #committed_at = if_not_exists(#committed_at, :now){set_pipeline} REMOVE #hash_state",
-            ))
-            .expression_attribute_names("#owned", attr::BLOB_OWNED)
-            .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
-            .expression_attribute_values(
-                ":owned",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(owned),
+        let pipeline = hand_over
+            .pipeline
+            .filter(|p| !p.is_empty())
+            .map(Pipeline::to_json);
+        let expires_at = (now + self.upload_expires).unix_timestamp();
+        let started = self
+            .table
+            .start_upload_verifying(
+                name,
+                id,
+                version,
+                owned,
+                hand_over.actor,
+                pipeline,
+                expires_at,
+                now,
             )
-            .condition_expression(
-                "(#state = :pending AND #expires_at > :now_secs) OR \
-                 (#state = :verifying AND #blob_version = :version)",
-            )
-            .expression_attribute_names("#state", attr::STATE)
-            .expression_attribute_names("#blob_version", attr::BLOB_VERSION)
-            .expression_attribute_names("#verified", attr::VERIFIED_BYTES)
-            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_names("#hash_state", attr::HASH_STATE)
-            .expression_attribute_names("#actor", attr::ACTOR)
-            .expression_attribute_values(":actor", sv(actor))
-            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
-            .expression_attribute_values(":pending", sv(UploadState::Pending.as_str()))
-            .expression_attribute_values(":version", sv(version))
-            .expression_attribute_values(":zero", nv(0))
-            .expression_attribute_values(
-                ":expires",
-                nv((now + self.upload_expires).unix_timestamp()),
-            )
-            .expression_attribute_values(":now", sv(format_update_at(now)))
-            .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if super::condition_failed(&e) => Err(Error::ConcurrentModification(format!(
+            .await?;
+        if started {
+            Ok(())
+        } else {
+            Err(Error::ConcurrentModification(format!(
                 "upload {} of {name} changed state meanwhile; ask its state",
                 id.as_str()
-            ))),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+            )))
         }
     }
 }

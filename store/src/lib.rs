@@ -15,6 +15,9 @@
 //! - [`claim`]: a pipeline's claim on its upload row.
 //! - [`retry`]: how a request that lost a race is tried again.
 //! - [`calls`]: counts of AWS requests per client.
+//! - [`upload_items`]: upload rows (reads, state changes, a verification's
+//!   checkpoints) and the members of the transactions that start and
+//!   commit an upload.
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
 
@@ -28,6 +31,7 @@ pub mod rows;
 pub mod sdk_error;
 pub mod table;
 pub mod tx;
+pub mod upload_items;
 
 // The core's modules under the names the store's files use.
 use artifact_core::{blob_rules, config, error, limits, model, names, publish_rules, rollout};
