@@ -17,7 +17,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -33,20 +32,12 @@ use crate::rows::{UploadRow, UploadState};
 
 use crate::blob_rules::{self, OnOccupied};
 use crate::names::UploadId;
-use artifact_store::objects::NULL_VERSION;
+use artifact_store::blob_objects::{self, ListedPart, Over};
 
 pub use crate::limits::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
     MIN_PART_SIZE, plan,
 };
-
-/// A part as S3 lists it, with what completing the upload needs.
-struct ListedPart {
-    number: u32,
-    size: u64,
-    etag: Option<String>,
-    checksum_sha256: Option<String>,
-}
 
 impl Repository {
     /// Starts the S3 side of a multipart upload of `row` at its blob key:
@@ -58,40 +49,19 @@ impl Repository {
         content_type: &str,
         metadata: HashMap<String, String>,
     ) -> Result<String> {
-        let out = self
-            .s3
-            .create_multipart_upload()
-            .bucket(&self.layout.bucket)
-            .key(blob_key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .content_type(content_type)
-            .set_metadata(Some(metadata))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("CreateMultipartUpload", e))?;
-        out.upload_id().map(str::to_owned).ok_or_else(|| {
-            Error::internal(
-                "CreateMultipartUpload",
-                "S3 answered no upload id".to_owned(),
-            )
-        })
+        blob_objects::create_multipart(
+            &self.s3,
+            &self.layout.bucket,
+            blob_key,
+            content_type,
+            metadata,
+        )
+        .await
     }
 
     /// Abandons the S3 side of a multipart upload (nothing was sent yet).
     pub(super) async fn abort_multipart(&self, blob_key: &str, s3_upload_id: &str) -> Result<()> {
-        match self
-            .s3
-            .abort_multipart_upload()
-            .bucket(&self.layout.bucket)
-            .key(blob_key)
-            .upload_id(s3_upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_upload()) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("AbortMultipartUpload", e)),
-        }
+        blob_objects::abort_multipart(&self.s3, &self.layout.bucket, blob_key, s3_upload_id).await
     }
 
     /// The pending-upload row, strongly consistent; 404 when there is none.
@@ -161,19 +131,17 @@ impl Repository {
         let mut urls = Vec::with_capacity(parts.len());
         for part in parts {
             let length = mp.plan.part_length(part.number, upload.size);
-            let presigned = self
-                .s3
-                .upload_part()
-                .bucket(&self.layout.bucket)
-                .key(&blob_key)
-                .upload_id(&mp.s3_upload_id)
-                .part_number(part.number as i32)
-                .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                .checksum_sha256(STANDARD.encode(part.sha256.to_bytes()))
-                .content_length(length as i64)
-                .presigned(presigning.clone())
-                .await
-                .map_err(|e| crate::sdk_error::upstream("presign UploadPart", e))?;
+            let presigned = blob_objects::presign_upload_part(
+                &self.s3,
+                &self.layout.bucket,
+                &blob_key,
+                &mp.s3_upload_id,
+                part.number,
+                &part.sha256.to_bytes(),
+                length,
+                presigning.clone(),
+            )
+            .await?;
             urls.push(PartUrl {
                 number: part.number,
                 url: presigned.uri().to_owned(),
@@ -267,43 +235,7 @@ impl Repository {
         blob_key: &str,
         s3_upload_id: &str,
     ) -> Result<Option<Vec<ListedPart>>> {
-        let mut parts = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = match self
-                .s3
-                .list_parts()
-                .bucket(&self.layout.bucket)
-                .key(blob_key)
-                .upload_id(s3_upload_id)
-                .set_part_number_marker(marker.clone())
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.meta().code() == Some("NoSuchUpload")) =>
-                {
-                    return Ok(None);
-                }
-                Err(e) => return Err(crate::sdk_error::upstream("ListParts", e)),
-            };
-            for p in out.parts() {
-                parts.push(ListedPart {
-                    number: p.part_number().unwrap_or_default().max(0) as u32,
-                    size: p.size().unwrap_or_default().max(0) as u64,
-                    etag: p.e_tag().map(str::to_owned),
-                    checksum_sha256: p.checksum_sha256().map(str::to_owned),
-                });
-            }
-            match (out.is_truncated(), out.next_part_number_marker()) {
-                (Some(true), Some(next)) => marker = Some(next.to_owned()),
-                _ => break,
-            }
-        }
-        parts.sort_by_key(|p| p.number);
-        Ok(Some(parts))
+        blob_objects::list_parts(&self.s3, &self.layout.bucket, blob_key, s3_upload_id).await
     }
 
     /// Commits a pending multipart upload: every part must be there with
@@ -463,48 +395,15 @@ impl Repository {
         parts: &[ListedPart],
         over: Over,
     ) -> Result<Option<String>> {
-        let completed = CompletedMultipartUpload::builder()
-            .set_parts(Some(
-                parts
-                    .iter()
-                    .map(|p| {
-                        CompletedPart::builder()
-                            .part_number(p.number as i32)
-                            .set_e_tag(p.etag.clone())
-                            .set_checksum_sha256(p.checksum_sha256.clone())
-                            .build()
-                    })
-                    .collect(),
-            ))
-            .build();
-        let out = self
-            .s3
-            .complete_multipart_upload()
-            .bucket(&self.layout.bucket)
-            .key(blob_key)
-            .upload_id(s3_upload_id)
-            .multipart_upload(completed);
-        let out = match over {
-            Over::Nothing => out.if_none_match("*"),
-            Over::Object(etag) => out.if_match(etag),
-        }
-        .send()
-        .await;
-        match out {
-            Ok(out) => Ok(Some(out.version_id().unwrap_or(NULL_VERSION).to_owned())),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.meta().code() == Some("NoSuchUpload")) =>
-            {
-                Ok(None)
-            }
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
-                Err(Error::ConcurrentModification(
-                    "another upload of these bytes completed meanwhile; commit again".into(),
-                ))
-            }
-            Err(e) => Err(crate::sdk_error::upstream("CompleteMultipartUpload", e)),
-        }
+        blob_objects::complete_multipart(
+            &self.s3,
+            &self.layout.bucket,
+            blob_key,
+            s3_upload_id,
+            parts,
+            over,
+        )
+        .await
     }
 
     /// The upload row `pending → verifying` of object version `version`
@@ -593,11 +492,4 @@ fn not_pending(name: &ArtifactName, id: &UploadId, upload: &UploadRow) -> Error 
             state.as_str()
         )),
     }
-}
-
-/// What a CompleteMultipartUpload may replace at the blob key.
-enum Over {
-    Nothing,
-    /// The object with this ETag (an unverified one nobody will verify).
-    Object(String),
 }

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
@@ -26,7 +25,7 @@ use crate::names::{ArtifactName, UploadId, Version};
 use crate::rows::{Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow};
 use artifact_store::claim::{Claimed, HeldClaim};
 use artifact_store::objects::stored_object;
-use artifact_store::upload_items;
+use artifact_store::{blob_objects, upload_items};
 
 pub use crate::limits::MAX_UPLOAD_SIZE;
 
@@ -149,19 +148,17 @@ impl Repository {
                 expires_at,
             });
         }
-        let presigned = self
-            .s3
-            .put_object()
-            .bucket(&self.layout.bucket)
-            .key(blob_key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(STANDARD.encode(digest))
-            .content_length(size)
-            .content_type(content_type)
-            .set_metadata(Some(metadata))
-            .presigned(self.presigning()?)
-            .await
-            .map_err(|e| crate::sdk_error::upstream("presign PutObject", e))?;
+        let presigned = blob_objects::presign_put(
+            &self.s3,
+            &self.layout.bucket,
+            blob_key,
+            &digest,
+            size,
+            content_type,
+            metadata,
+            self.presigning()?,
+        )
+        .await?;
         let headers = presigned
             .headers()
             .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
@@ -320,19 +317,7 @@ impl Repository {
         &self,
         key: &str,
     ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
-        match self
-            .s3
-            .head_object()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await
-        {
-            Ok(head) => Ok(Some(head)),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(e) => Err(crate::sdk_error::upstream("HeadObject", e)),
-        }
+        blob_objects::head_object(&self.s3, &self.layout.bucket, key).await
     }
 
     /// A transaction member that holds only while no purge of `name` runs

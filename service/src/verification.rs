@@ -23,7 +23,7 @@ use crate::model::Committed;
 use crate::names::ArtifactName;
 use crate::names::UploadId;
 use crate::rows::{UploadRow, UploadState};
-use artifact_store::objects::version_param;
+use artifact_store::blob_objects;
 
 /// Bytes per ranged GET.
 pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;
@@ -257,36 +257,7 @@ impl Repository {
         from: u64,
         to: u64,
     ) -> Result<(u64, Vec<u8>)> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .set_version_id(version_param(version))
-            .range(format!("bytes={from}-{}", to - 1))
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            // Past the end of a shorter object, or the object is gone.
-            Err(e)
-                if e.raw_response()
-                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 416)) =>
-            {
-                return Ok((to - from, Vec::new()));
-            }
-            Err(e) => return Err(crate::sdk_error::upstream("GetObject", e)),
-        };
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::UpstreamError {
-                operation: "GetObject body",
-                source: Box::new(e),
-            })?
-            .into_bytes();
-        Ok((to - from, bytes.to_vec()))
+        blob_objects::get_range(&self.s3, &self.layout.bucket, key, version, from, to).await
     }
 
     /// Saves the progress (conditional on the offset this step started
@@ -340,14 +311,8 @@ impl Repository {
         reason: &str,
     ) -> Result<VerifyStep> {
         if owned {
-            self.s3
-                .delete_object()
-                .bucket(&self.layout.bucket)
-                .key(self.layout.blob_key(name, id.sha256()))
-                .set_version_id(version_param(version))
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("DeleteObject", e))?;
+            let key = self.layout.blob_key(name, id.sha256());
+            blob_objects::delete_version(&self.s3, &self.layout.bucket, key, version).await?;
         }
         if !self
             .table

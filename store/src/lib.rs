@@ -15,12 +15,15 @@
 //! - [`claim`]: a pipeline's claim on its upload row.
 //! - [`retry`]: how a request that lost a race is tried again.
 //! - [`calls`]: counts of AWS requests per client.
+//! - [`blob_objects`]: the S3 requests of uploads at a blob key (head,
+//!   presigned PUT and parts, the multipart upload's life, ranged GETs).
 //! - [`upload_items`]: upload rows (reads, state changes, a verification's
 //!   checkpoints) and the members of the transactions that start and
 //!   commit an upload.
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
 
+pub mod blob_objects;
 pub mod calls;
 pub mod claim;
 pub mod layout;

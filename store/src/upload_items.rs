@@ -194,6 +194,7 @@ impl Table {
     /// upload's new lifetime. Only while the upload is verifying from
     /// `from` bytes, or this very checkpoint landed already (the SDK's
     /// retry of a write whose answer was lost): `false` otherwise.
+    #[allow(clippy::too_many_arguments)]
     pub async fn checkpoint_upload_verification(
         &self,
         name: &ArtifactName,
