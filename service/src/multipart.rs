@@ -17,36 +17,27 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::layout::{attr, format_update_at, now, upload_pk};
+use crate::layout::now;
 use crate::model::{
     CommitOutcome, MultipartPlan, PartReceived, PartRequest, PartUrl, PartUrls, Pipeline,
     UploadStatus,
 };
 use crate::names::ArtifactName;
-use crate::rows::{UploadRow, UploadState, key, nv, sv};
+use crate::rows::{UploadRow, UploadState};
 
 use crate::blob_rules::{self, OnOccupied};
 use crate::names::UploadId;
-use artifact_store::objects::NULL_VERSION;
+use artifact_store::blob_objects::{self, ListedPart, Over};
 
 pub use crate::limits::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,
     MIN_PART_SIZE, plan,
 };
-
-/// A part as S3 lists it, with what completing the upload needs.
-struct ListedPart {
-    number: u32,
-    size: u64,
-    etag: Option<String>,
-    checksum_sha256: Option<String>,
-}
 
 impl Repository {
     /// Starts the S3 side of a multipart upload of `row` at its blob key:
@@ -58,40 +49,19 @@ impl Repository {
         content_type: &str,
         metadata: HashMap<String, String>,
     ) -> Result<String> {
-        let out = self
-            .s3
-            .create_multipart_upload()
-            .bucket(&self.layout.bucket)
-            .key(blob_key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .content_type(content_type)
-            .set_metadata(Some(metadata))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("CreateMultipartUpload", e))?;
-        out.upload_id().map(str::to_owned).ok_or_else(|| {
-            Error::internal(
-                "CreateMultipartUpload",
-                "S3 answered no upload id".to_owned(),
-            )
-        })
+        blob_objects::create_multipart(
+            &self.s3,
+            &self.layout.bucket,
+            blob_key,
+            content_type,
+            metadata,
+        )
+        .await
     }
 
     /// Abandons the S3 side of a multipart upload (nothing was sent yet).
     pub(super) async fn abort_multipart(&self, blob_key: &str, s3_upload_id: &str) -> Result<()> {
-        match self
-            .s3
-            .abort_multipart_upload()
-            .bucket(&self.layout.bucket)
-            .key(blob_key)
-            .upload_id(s3_upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_upload()) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("AbortMultipartUpload", e)),
-        }
+        blob_objects::abort_multipart(&self.s3, &self.layout.bucket, blob_key, s3_upload_id).await
     }
 
     /// The pending-upload row, strongly consistent; 404 when there is none.
@@ -108,8 +78,7 @@ impl Repository {
         name: &ArtifactName,
         id: &UploadId,
     ) -> Result<Option<crate::rows::Item>> {
-        let item = self.table.get(key(upload_pk(name), id.as_str())).await?;
-        Ok(item)
+        self.table.get_upload_item(name, id).await
     }
 
     /// Presigned UploadPart URLs for `parts` of a pending multipart upload,
@@ -162,19 +131,17 @@ impl Repository {
         let mut urls = Vec::with_capacity(parts.len());
         for part in parts {
             let length = mp.plan.part_length(part.number, upload.size);
-            let presigned = self
-                .s3
-                .upload_part()
-                .bucket(&self.layout.bucket)
-                .key(&blob_key)
-                .upload_id(&mp.s3_upload_id)
-                .part_number(part.number as i32)
-                .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                .checksum_sha256(STANDARD.encode(part.sha256.to_bytes()))
-                .content_length(length as i64)
-                .presigned(presigning.clone())
-                .await
-                .map_err(|e| crate::sdk_error::upstream("presign UploadPart", e))?;
+            let presigned = blob_objects::presign_upload_part(
+                &self.s3,
+                &self.layout.bucket,
+                &blob_key,
+                &mp.s3_upload_id,
+                part.number,
+                &part.sha256.to_bytes(),
+                length,
+                presigning.clone(),
+            )
+            .await?;
             urls.push(PartUrl {
                 number: part.number,
                 url: presigned.uri().to_owned(),
@@ -268,43 +235,7 @@ impl Repository {
         blob_key: &str,
         s3_upload_id: &str,
     ) -> Result<Option<Vec<ListedPart>>> {
-        let mut parts = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = match self
-                .s3
-                .list_parts()
-                .bucket(&self.layout.bucket)
-                .key(blob_key)
-                .upload_id(s3_upload_id)
-                .set_part_number_marker(marker.clone())
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.meta().code() == Some("NoSuchUpload")) =>
-                {
-                    return Ok(None);
-                }
-                Err(e) => return Err(crate::sdk_error::upstream("ListParts", e)),
-            };
-            for p in out.parts() {
-                parts.push(ListedPart {
-                    number: p.part_number().unwrap_or_default().max(0) as u32,
-                    size: p.size().unwrap_or_default().max(0) as u64,
-                    etag: p.e_tag().map(str::to_owned),
-                    checksum_sha256: p.checksum_sha256().map(str::to_owned),
-                });
-            }
-            match (out.is_truncated(), out.next_part_number_marker()) {
-                (Some(true), Some(next)) => marker = Some(next.to_owned()),
-                _ => break,
-            }
-        }
-        parts.sort_by_key(|p| p.number);
-        Ok(Some(parts))
+        blob_objects::list_parts(&self.s3, &self.layout.bucket, blob_key, s3_upload_id).await
     }
 
     /// Commits a pending multipart upload: every part must be there with
@@ -464,48 +395,15 @@ impl Repository {
         parts: &[ListedPart],
         over: Over,
     ) -> Result<Option<String>> {
-        let completed = CompletedMultipartUpload::builder()
-            .set_parts(Some(
-                parts
-                    .iter()
-                    .map(|p| {
-                        CompletedPart::builder()
-                            .part_number(p.number as i32)
-                            .set_e_tag(p.etag.clone())
-                            .set_checksum_sha256(p.checksum_sha256.clone())
-                            .build()
-                    })
-                    .collect(),
-            ))
-            .build();
-        let out = self
-            .s3
-            .complete_multipart_upload()
-            .bucket(&self.layout.bucket)
-            .key(blob_key)
-            .upload_id(s3_upload_id)
-            .multipart_upload(completed);
-        let out = match over {
-            Over::Nothing => out.if_none_match("*"),
-            Over::Object(etag) => out.if_match(etag),
-        }
-        .send()
-        .await;
-        match out {
-            Ok(out) => Ok(Some(out.version_id().unwrap_or(NULL_VERSION).to_owned())),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.meta().code() == Some("NoSuchUpload")) =>
-            {
-                Ok(None)
-            }
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
-                Err(Error::ConcurrentModification(
-                    "another upload of these bytes completed meanwhile; commit again".into(),
-                ))
-            }
-            Err(e) => Err(crate::sdk_error::upstream("CompleteMultipartUpload", e)),
-        }
+        blob_objects::complete_multipart(
+            &self.s3,
+            &self.layout.bucket,
+            blob_key,
+            s3_upload_id,
+            parts,
+            over,
+        )
+        .await
     }
 
     /// The upload row `pending → verifying` of object version `version`
@@ -522,60 +420,31 @@ impl Repository {
         hand_over: &Handover<'_>,
     ) -> Result<()> {
         let now = now();
-        let actor = hand_over.actor;
-        let mut update = self.ddb.update_item();
-        let mut set_pipeline = "";
-        if let Some(pipeline) = hand_over.pipeline.filter(|p| !p.is_empty()) {
-            set_pipeline = ", #pipeline = :pipeline";
-            update = update
-                .expression_attribute_names("#pipeline", attr::PIPELINE)
-                .expression_attribute_values(":pipeline", sv(pipeline.to_json()));
-        }
-        let out = update
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression(format!(
-                "SET #state = :verifying, #blob_version = :version, #verified = :zero, \
-                 #expires_at = :expires, #update_at = :now, #actor = :actor, #owned = :owned, \
-                 #committed_at = if_not_exists(#committed_at, :now){set_pipeline} REMOVE #hash_state",
-            ))
-            .expression_attribute_names("#owned", attr::BLOB_OWNED)
-            .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
-            .expression_attribute_values(
-                ":owned",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(owned),
+        let pipeline = hand_over
+            .pipeline
+            .filter(|p| !p.is_empty())
+            .map(Pipeline::to_json);
+        let expires_at = (now + self.upload_expires).unix_timestamp();
+        let started = self
+            .table
+            .start_upload_verifying(
+                name,
+                id,
+                version,
+                owned,
+                hand_over.actor,
+                pipeline,
+                expires_at,
+                now,
             )
-            .condition_expression(
-                "(#state = :pending AND #expires_at > :now_secs) OR \
-                 (#state = :verifying AND #blob_version = :version)",
-            )
-            .expression_attribute_names("#state", attr::STATE)
-            .expression_attribute_names("#blob_version", attr::BLOB_VERSION)
-            .expression_attribute_names("#verified", attr::VERIFIED_BYTES)
-            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_names("#hash_state", attr::HASH_STATE)
-            .expression_attribute_names("#actor", attr::ACTOR)
-            .expression_attribute_values(":actor", sv(actor))
-            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
-            .expression_attribute_values(":pending", sv(UploadState::Pending.as_str()))
-            .expression_attribute_values(":version", sv(version))
-            .expression_attribute_values(":zero", nv(0))
-            .expression_attribute_values(
-                ":expires",
-                nv((now + self.upload_expires).unix_timestamp()),
-            )
-            .expression_attribute_values(":now", sv(format_update_at(now)))
-            .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if super::condition_failed(&e) => Err(Error::ConcurrentModification(format!(
+            .await?;
+        if started {
+            Ok(())
+        } else {
+            Err(Error::ConcurrentModification(format!(
                 "upload {} of {name} changed state meanwhile; ask its state",
                 id.as_str()
-            ))),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+            )))
         }
     }
 }
@@ -623,11 +492,4 @@ fn not_pending(name: &ArtifactName, id: &UploadId, upload: &UploadRow) -> Error 
             state.as_str()
         )),
     }
-}
-
-/// What a CompleteMultipartUpload may replace at the blob key.
-enum Over {
-    Nothing,
-    /// The object with this ETag (an unverified one nobody will verify).
-    Object(String),
 }

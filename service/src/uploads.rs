@@ -8,10 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
@@ -22,20 +19,13 @@ use super::tx::{TransactFailure, Tx};
 use super::{MAX_ATTEMPTS, Repository};
 use crate::blob_rules::{Stored, VerifiedBlob, stored};
 use crate::error::{Error, Result};
-use crate::layout::{
-    BYTES_BLOB, FENCE_SK, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, condemned_pk, fence_pk,
-    now, upload_pk, verified_pk,
-};
-use crate::limits::PURGE_FENCE_STALE;
+use crate::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, now};
 use crate::model::{CommitOutcome, Committed, UploadRequest, UploadTicket};
 use crate::names::{ArtifactName, UploadId, Version};
-use crate::rows::new_epoch;
-use crate::rows::{
-    Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow, key, nv, registry_key, sv,
-    version_key,
-};
+use crate::rows::{Item, Location, MultipartUpload, UploadRow, UploadState, VersionRow};
 use artifact_store::claim::{Claimed, HeldClaim};
 use artifact_store::objects::stored_object;
+use artifact_store::{blob_objects, upload_items};
 
 pub use crate::limits::MAX_UPLOAD_SIZE;
 
@@ -141,13 +131,7 @@ impl Repository {
             Stored::Contradicts(e) => {
                 // The declaration is refused: the row written beside the
                 // check goes too (a retry of this delete is harmless).
-                self.ddb
-                    .delete_item()
-                    .table_name(&self.layout.table)
-                    .set_key(Some(key(upload_pk(name), upload_id.as_str())))
-                    .send()
-                    .await
-                    .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
+                self.table.delete_upload(name, upload_id.as_str()).await?;
                 return Err(e);
             }
         };
@@ -164,19 +148,17 @@ impl Repository {
                 expires_at,
             });
         }
-        let presigned = self
-            .s3
-            .put_object()
-            .bucket(&self.layout.bucket)
-            .key(blob_key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(STANDARD.encode(digest))
-            .content_length(size)
-            .content_type(content_type)
-            .set_metadata(Some(metadata))
-            .presigned(self.presigning()?)
-            .await
-            .map_err(|e| crate::sdk_error::upstream("presign PutObject", e))?;
+        let presigned = blob_objects::presign_put(
+            &self.s3,
+            &self.layout.bucket,
+            blob_key,
+            &digest,
+            size,
+            content_type,
+            metadata,
+            self.presigning()?,
+        )
+        .await?;
         let headers = presigned
             .headers()
             .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
@@ -327,8 +309,7 @@ impl Repository {
         name: &ArtifactName,
         sha256: &str,
     ) -> Result<Option<VerifiedBlob>> {
-        let item = self.table.get(key(verified_pk(name), sha256)).await?;
-        Ok(item.as_ref().and_then(crate::rows::verified_blob))
+        self.table.get_verified_blob(name, sha256).await
     }
 
     /// HeadObject with the checksum; `None` when there is no such object.
@@ -336,35 +317,13 @@ impl Repository {
         &self,
         key: &str,
     ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
-        match self
-            .s3
-            .head_object()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await
-        {
-            Ok(head) => Ok(Some(head)),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(e) => Err(crate::sdk_error::upstream("HeadObject", e)),
-        }
+        blob_objects::head_object(&self.s3, &self.layout.bucket, key).await
     }
 
     /// A transaction member that holds only while no purge of `name` runs
     /// (its fence is absent, or stale: a crashed purge's).
     pub(super) fn no_purge_running(&self, name: &ArtifactName) -> Result<TransactWriteItem> {
-        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
-        let fence = ConditionCheck::builder()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(fence_pk(name), FENCE_SK)))
-            .condition_expression("attribute_not_exists(#pk) OR #started_at < :stale")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#started_at", attr::STARTED_AT)
-            .expression_attribute_values(":stale", nv(stale))
-            .build()
-            .map_err(super::invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().condition_check(fence).build())
+        upload_items::no_purge_running(&self.layout.table, name)
     }
 
     /// Writes the pending-upload row, unless a purge of the artifact or a
@@ -373,20 +332,7 @@ impl Repository {
         let mut tx = Tx::new();
         tx.push(Start::Fence, self.no_purge_running(name)?);
         tx.push(Start::Bytes, self.not_condemned(name, &row.sha256, None)?);
-        tx.push(
-            Start::Row,
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.layout.table)
-                        .set_item(Some(row.to_item()))
-                        .condition_expression("attribute_not_exists(#pk)")
-                        .expression_attribute_names("#pk", attr::PK)
-                        .build()
-                        .map_err(super::invalid_sdk_input)?,
-                )
-                .build(),
-        );
+        tx.push(Start::Row, self.put_new(row.to_item())?);
         let token = &row.upload_id[..32];
         for attempt in 0..MAX_ATTEMPTS {
             match self.transact_tx(&tx, token).await {
@@ -420,25 +366,9 @@ impl Repository {
         sha256: &str,
         read_at: Option<OffsetDateTime>,
     ) -> Result<TransactWriteItem> {
-        let check = ConditionCheck::builder()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(condemned_pk(name), sha256)))
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#deleted_at", attr::DELETED_AT);
-        let check = match read_at {
-            None => check
-                .condition_expression("attribute_not_exists(#pk) OR attribute_exists(#deleted_at)"),
-            Some(t) => check
-                .condition_expression("attribute_not_exists(#pk) OR #deleted_at < :read_at")
-                // Clocks of different functions agree to well within this.
-                .expression_attribute_values(
-                    ":read_at",
-                    nv(crate::layout::unix_millis(t - CLOCK_MARGIN)),
-                ),
-        };
-        Ok(TransactWriteItem::builder()
-            .condition_check(check.build().map_err(super::invalid_sdk_input)?)
-            .build())
+        // Clocks of different functions agree to well within this.
+        let finished_before = read_at.map(|t| t - CLOCK_MARGIN);
+        upload_items::not_condemned(&self.layout.table, name, sha256, finished_before)
     }
 
     /// [`Self::commit`] of a single-PUT upload; a multipart upload,
@@ -682,18 +612,14 @@ impl Repository {
                 _ => return Ok(VerifiedCommit::Gone),
             }
             let latest_item = read.latest.as_ref().map(|(_, item)| item);
-            let at = |a: &str| {
-                latest_item
-                    .and_then(|i| i.get(a))
-                    .and_then(|v| v.as_s().ok())
-            };
+            let (update_at, committed_at_latest) = upload_items::latest_times(latest_item);
             // (An upload handed over by a release before commits were
             // ordered carries no commit time: it commits as it used to.)
             if let Some(committed_at) = &upload.committed_at
                 && !crate::blob_rules::verification_may_commit(
                     committed_at,
-                    at(attr::UPDATE_AT).map(String::as_str),
-                    at(attr::COMMITTED_AT).map(String::as_str),
+                    update_at,
+                    committed_at_latest,
                 )
             {
                 return self.supersede(name, id).await;
@@ -719,32 +645,13 @@ impl Repository {
     /// The upload `verifying → superseded`: a later commit made LATEST.
     async fn supersede(&self, name: &ArtifactName, id: &UploadId) -> Result<VerifiedCommit> {
         let reason = "a later commit made LATEST before this upload was verified";
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression(
-                "SET #state = :superseded, #reason = :reason, #update_at = :now REMOVE #hash_state",
-            )
-            .condition_expression("#state = :verifying")
-            .expression_attribute_names("#state", attr::STATE)
-            .expression_attribute_names("#reason", attr::REASON)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_names("#hash_state", attr::HASH_STATE)
-            .expression_attribute_values(":superseded", sv(UploadState::Superseded.as_str()))
-            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
-            .expression_attribute_values(":reason", sv(reason))
-            .expression_attribute_values(":now", sv(crate::layout::format_update_at(now())))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(VerifiedCommit::Superseded {
+        if self.table.supersede_upload(name, id, reason).await? {
+            Ok(VerifiedCommit::Superseded {
                 reason: reason.to_owned(),
-            }),
+            })
+        } else {
             // Moved on meanwhile (or purged): another step answers for it.
-            Err(e) if super::condition_failed(&e) => Ok(VerifiedCommit::Gone),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+            Ok(VerifiedCommit::Gone)
         }
     }
 
@@ -802,17 +709,8 @@ impl Repository {
             .filter(|_| fuse && from == UploadState::Pending && !unchanged)
             .filter(|_| upload.metadata.len() <= FUSED_MAX_METADATA)
             .and_then(|held| {
-                let counter = latest_item
-                    .as_ref()
-                    .and_then(|i| i.get(attr::LAST_VERSION))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<u32>().ok())
-                    .unwrap_or(seed);
-                let marker = latest_item
-                    .as_ref()
-                    .and_then(|i| i.get(attr::PUBLISHED_SHA256))
-                    .and_then(|v| v.as_s().ok())
-                    .map_or("", String::as_str);
+                let counter = upload_items::latest_counter(latest_item.as_ref()).unwrap_or(seed);
+                let marker = upload_items::latest_marker(latest_item.as_ref());
                 let becomes = crate::publish_rules::Latest {
                     deleted: false,
                     upload_id: Some(id.as_str()),
@@ -881,19 +779,16 @@ impl Repository {
                 version: version.clone(),
                 size: upload.size,
             };
-            let item =
-                crate::rows::verified_blob_item(name, &upload.sha256, &blob, id.as_str(), now);
             tx.push(
                 Commit::Verified,
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.layout.table)
-                            .set_item(Some(item))
-                            .build()
-                            .map_err(super::invalid_sdk_input)?,
-                    )
-                    .build(),
+                upload_items::put_verified_blob(
+                    &self.layout.table,
+                    name,
+                    &upload.sha256,
+                    &blob,
+                    id.as_str(),
+                    now,
+                )?,
             );
         }
         // The name is registered by the commit that created LATEST (or the
@@ -904,15 +799,7 @@ impl Repository {
         {
             tx.push(
                 Commit::Registry,
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.layout.table)
-                            .set_item(Some(registry_key(name)))
-                            .build()
-                            .map_err(super::invalid_sdk_input)?,
-                    )
-                    .build(),
+                upload_items::register_name(&self.layout.table, name)?,
             );
         }
         let token = format!("{}-{attempt}", &id.as_str()[..32]);
@@ -963,55 +850,9 @@ impl Repository {
     /// The upload row and LATEST, strongly consistent, in one BatchGetItem,
     /// with the items as read (the commit writes them back whole).
     async fn upload_and_latest(&self, name: &ArtifactName, id: &UploadId) -> Result<CommitRead> {
-        let keys = KeysAndAttributes::builder()
-            .keys(key(upload_pk(name), id.as_str()))
-            .keys(version_key(name, Version::Latest))
-            .consistent_read(true)
-            .build()
-            .map_err(super::invalid_sdk_input)?;
-        let mut request = Some(keys);
-        let mut read = CommitRead {
-            at: now(),
-            upload: None,
-            latest: None,
-        };
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some(keys) = request.take() else { break };
-            let out = self
-                .ddb
-                .batch_get_item()
-                .request_items(&self.layout.table, keys)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("BatchGetItem", e))?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(&self.layout.table))
-                .into_iter()
-                .flatten()
-            {
-                if item.get(attr::PK).and_then(|v| v.as_s().ok()) == Some(&upload_pk(name)) {
-                    read.upload = Some((UploadRow::from_item(name, item)?, item.clone()));
-                } else {
-                    read.latest = Some((VersionRow::from_item(item)?, item.clone()));
-                }
-            }
-            request = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.layout.table))
-                .filter(|k| !k.keys().is_empty())
-                .cloned();
-            if request.is_some() {
-                super::backoff(attempt).await;
-            }
-        }
-        if request.is_some() {
-            return Err(Error::Throttled {
-                operation: "BatchGetItem",
-                source: "keys left unprocessed".into(),
-            });
-        }
-        Ok(read)
+        let at = now();
+        let (upload, latest) = self.table.upload_and_latest(name, id).await?;
+        Ok(CommitRead { at, upload, latest })
     }
 
     /// The upload row `from → committed`, written back whole as it was read
@@ -1026,20 +867,7 @@ impl Repository {
         changed: bool,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(&self.layout.table)
-            .set_item(Some(UploadRow::committed_item(item, changed, now)))
-            .expression_attribute_names("#state", attr::STATE)
-            .expression_attribute_values(":from", sv(from.as_str()));
-        let put = if from == UploadState::Pending {
-            put.condition_expression("#state = :from AND #expires_at > :now_secs")
-                .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
-                .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
-        } else {
-            put.condition_expression("#state = :from")
-        };
-        let put = put.build().map_err(super::invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        upload_items::finish_upload(&self.layout.table, item, from, changed, now)
     }
 
     /// LATEST holds the upload's bytes already: only the upload is recorded
@@ -1051,35 +879,7 @@ impl Repository {
         before: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
-        let mut condition =
-            "#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob".to_owned();
-        let mut update = Update::builder();
-        if let Some(before) = before {
-            condition.push_str(OLDER_THAN_COMMIT);
-            update = update
-                .expression_attribute_names("#update_at", attr::UPDATE_AT)
-                .expression_attribute_values(":before", sv(before));
-        }
-        let update = update
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, Version::Latest)))
-            // The commit is recorded on LATEST: a verification of an
-            // upload committed before it can no longer make LATEST.
-            .update_expression("SET #upload_id = :upload_id, #committed_at = :now")
-            .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
-            .expression_attribute_values(":now", sv(crate::layout::format_update_at(now)))
-            .condition_expression(condition)
-            .expression_attribute_names("#upload_id", attr::UPLOAD_ID)
-            .expression_attribute_names("#sha256", attr::SHA256)
-            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_names("#bytes", attr::BYTES)
-            .expression_attribute_values(":upload_id", sv(&upload.upload_id))
-            .expression_attribute_values(":sha256", sv(&upload.sha256))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":blob", sv(BYTES_BLOB))
-            .build()
-            .map_err(super::invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().update(update).build())
+        upload_items::latest_unchanged(&self.layout.table, name, upload, before, now)
     }
 
     /// LATEST pointed at the upload's blob: the row as read (`latest`, absent
@@ -1108,59 +908,18 @@ impl Repository {
         before: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem> {
-        const GUARDED: [&str; 3] = [attr::LAST_VERSION, attr::PUBLISHED_SHA256, attr::EPOCH];
-        let mut put = Put::builder()
-            .table_name(&self.layout.table)
-            .expression_attribute_names("#pk", attr::PK);
-        let mut condition = Vec::new();
-        if let (Some(before), Some(_)) = (before, &latest) {
-            condition.push(format!("attribute_exists(#pk){OLDER_THAN_COMMIT}"));
-            put = put
-                .expression_attribute_names("#update_at", attr::UPDATE_AT)
-                .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
-                .expression_attribute_values(":before", sv(before));
-        }
-        let item = match latest {
-            Some(item) => {
-                condition.push("attribute_exists(#pk)".to_owned());
-                for (i, name) in GUARDED.iter().enumerate() {
-                    put = put.expression_attribute_names(format!("#g{i}"), *name);
-                    match item.get(*name) {
-                        Some(value) => {
-                            condition.push(format!("#g{i} = :g{i}"));
-                            put = put.expression_attribute_values(format!(":g{i}"), value.clone());
-                        }
-                        None => condition.push(format!("attribute_not_exists(#g{i})")),
-                    }
-                }
-                item
-            }
-            None => {
-                condition.push("attribute_not_exists(#pk)".to_owned());
-                version_key(&upload.name, Version::Latest)
-            }
-        };
-        let mut item =
-            VersionRow::committed_latest(item, upload, actor, fresh.seed, now, new_epoch);
-        if let Some(number) = fresh.published {
-            // Published in the same transaction: the counter takes its
-            // number, the marker its bytes (as a publish's `take_number`).
-            item.insert(attr::LAST_VERSION.into(), nv(number));
-            item.insert(attr::PUBLISHED_SHA256.into(), sv(&upload.sha256));
-        }
-        let put = put
-            .set_item(Some(item))
-            .condition_expression(condition.join(" AND "))
-            .build()
-            .map_err(super::invalid_sdk_input)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        upload_items::latest_put(
+            &self.layout.table,
+            upload,
+            actor,
+            latest,
+            fresh.seed,
+            fresh.published,
+            before,
+            now,
+        )
     }
 }
-
-/// LATEST written before the commit `:before` (both in the `update_at`
-/// format); `#update_at`, `#committed_at` name the attributes.
-const OLDER_THAN_COMMIT: &str = " AND #update_at < :before AND \
-     (attribute_not_exists(#committed_at) OR #committed_at < :before)";
 
 /// What a verified commit did.
 // One per request or step, moved once: boxing would buy nothing.

@@ -18,12 +18,12 @@ use sha2::{Digest, Sha256};
 use super::Repository;
 use super::uploads::VerifiedCommit;
 use crate::error::{Error, Result};
-use crate::layout::{attr, format_update_at, now, upload_pk};
+use crate::layout::now;
 use crate::model::Committed;
 use crate::names::ArtifactName;
 use crate::names::UploadId;
-use crate::rows::{UploadRow, UploadState, key, nv, sv};
-use artifact_store::objects::version_param;
+use crate::rows::{UploadRow, UploadState};
+use artifact_store::blob_objects;
 
 /// Bytes per ranged GET.
 pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;
@@ -257,36 +257,7 @@ impl Repository {
         from: u64,
         to: u64,
     ) -> Result<(u64, Vec<u8>)> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .set_version_id(version_param(version))
-            .range(format!("bytes={from}-{}", to - 1))
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            // Past the end of a shorter object, or the object is gone.
-            Err(e)
-                if e.raw_response()
-                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 416)) =>
-            {
-                return Ok((to - from, Vec::new()));
-            }
-            Err(e) => return Err(crate::sdk_error::upstream("GetObject", e)),
-        };
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::UpstreamError {
-                operation: "GetObject body",
-                source: Box::new(e),
-            })?
-            .into_bytes();
-        Ok((to - from, bytes.to_vec()))
+        blob_objects::get_range(&self.s3, &self.layout.bucket, key, version, from, to).await
     }
 
     /// Saves the progress (conditional on the offset this step started
@@ -302,49 +273,26 @@ impl Repository {
         let mut state = HASH_STATE_FORMAT.to_vec();
         state.extend_from_slice(&hasher.serialize());
         let now = now();
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression(
-                "SET #verified = :offset, #hash_state = :state, #expires_at = :expires, \
-                 #update_at = :now",
+        let expires_at = (now + self.upload_expires).unix_timestamp();
+        let saved = self
+            .table
+            .checkpoint_upload_verification(
+                name,
+                id,
+                upload.verified_bytes,
+                offset,
+                state,
+                expires_at,
+                now,
             )
-            // Or this very checkpoint, landed already: the SDK retries a
-            // write whose answer was lost, and that retry must go on too.
-            .condition_expression(
-                "#state = :verifying AND (#verified = :from OR \
-                 (#verified = :offset AND #hash_state = :state))",
-            )
-            .expression_attribute_names("#state", attr::STATE)
-            .expression_attribute_names("#verified", attr::VERIFIED_BYTES)
-            .expression_attribute_names("#hash_state", attr::HASH_STATE)
-            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
-            .expression_attribute_values(":offset", nv(offset))
-            .expression_attribute_values(":from", nv(upload.verified_bytes))
-            .expression_attribute_values(
-                ":state",
-                aws_sdk_dynamodb::types::AttributeValue::B(
-                    aws_sdk_dynamodb::primitives::Blob::new(state),
-                ),
-            )
-            .expression_attribute_values(
-                ":expires",
-                nv((now + self.upload_expires).unix_timestamp()),
-            )
-            .expression_attribute_values(":now", sv(format_update_at(now)))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(VerifyStep::Continue {
+            .await?;
+        Ok(if saved {
+            VerifyStep::Continue {
                 verified_bytes: offset,
-            }),
-            Err(e) if super::condition_failed(&e) => Ok(VerifyStep::Idle),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+            }
+        } else {
+            VerifyStep::Idle
+        })
     }
 
     /// The object version deleted when this upload wrote it (`owned`: bytes
@@ -363,40 +311,15 @@ impl Repository {
         reason: &str,
     ) -> Result<VerifyStep> {
         if owned {
-            self.s3
-                .delete_object()
-                .bucket(&self.layout.bucket)
-                .key(self.layout.blob_key(name, id.sha256()))
-                .set_version_id(version_param(version))
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("DeleteObject", e))?;
+            let key = self.layout.blob_key(name, id.sha256());
+            blob_objects::delete_version(&self.s3, &self.layout.bucket, key, version).await?;
         }
-        let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(upload_pk(name), id.as_str())))
-            .update_expression(
-                "SET #state = :failed, #reason = :reason, #update_at = :now REMOVE #hash_state",
-            )
-            .condition_expression("#state = :verifying AND #blob_version = :version")
-            .expression_attribute_names("#state", attr::STATE)
-            .expression_attribute_names("#reason", attr::REASON)
-            .expression_attribute_names("#update_at", attr::UPDATE_AT)
-            .expression_attribute_names("#hash_state", attr::HASH_STATE)
-            .expression_attribute_names("#blob_version", attr::BLOB_VERSION)
-            .expression_attribute_values(":failed", sv(UploadState::Failed.as_str()))
-            .expression_attribute_values(":verifying", sv(UploadState::Verifying.as_str()))
-            .expression_attribute_values(":version", sv(version))
-            .expression_attribute_values(":reason", sv(reason))
-            .expression_attribute_values(":now", sv(format_update_at(now())))
-            .send()
-            .await;
-        match out {
-            Ok(_) => {}
-            Err(e) if super::condition_failed(&e) => return Ok(VerifyStep::Idle),
-            Err(e) => return Err(crate::sdk_error::upstream("UpdateItem", e)),
+        if !self
+            .table
+            .fail_upload_verification(name, id, version, reason)
+            .await?
+        {
+            return Ok(VerifyStep::Idle);
         }
         Ok(VerifyStep::Failed {
             reason: reason.to_owned(),

@@ -27,10 +27,16 @@
 //! - [`version_items`]: version rows' own requests (the publish's members,
 //!   LATEST's counter and adoption marks, the version listing, the cleanup
 //!   of stale alias references).
+//! - [`blob_objects`]: the S3 requests of uploads at a blob key (head,
+//!   presigned PUT and parts, the multipart upload's life, ranged GETs).
+//! - [`upload_items`]: upload rows (reads, state changes, a verification's
+//!   checkpoints) and the members of the transactions that start and
+//!   commit an upload.
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
 
 pub mod alias_items;
+pub mod blob_objects;
 pub mod calls;
 pub mod claim;
 pub mod layout;
@@ -44,6 +50,7 @@ pub mod rows;
 pub mod sdk_error;
 pub mod table;
 pub mod tx;
+pub mod upload_items;
 pub mod version_items;
 
 // The core's modules under the names the store's files use.
