@@ -98,10 +98,11 @@ use time::OffsetDateTime;
 
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::layout::{BYTES_BLOB, META_ARTIFACT_NAME, META_ARTIFACT_SHA256, attr, copy_source};
+use crate::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, copy_source};
 use crate::limits::META_MIRRORED_FOR;
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, VersionRow};
+use crate::rows::VersionRow;
+use artifact_store::version_items::{bytes_in_blob_store, recorded_sha256};
 
 /// Copies of one key within one record: a row that keeps changing during
 /// copies is left to its own later records.
@@ -313,8 +314,8 @@ impl Repository {
                     n => Outcome::Deleted(n),
                 });
             };
-            if !in_blob_store(&item) {
-                let sha256 = item.get(attr::SHA256).and_then(|v| v.as_s().ok());
+            if !bytes_in_blob_store(&item) {
+                let sha256 = recorded_sha256(&item);
                 return Ok(match sha256 {
                     Some(sha256) if self.yield_to_library(&key, &sort_key, sha256).await? => {
                         Outcome::Deleted(1)
@@ -787,15 +788,6 @@ fn landed_meanwhile(
 /// ours).
 fn refused(status: Option<u16>) -> bool {
     matches!(status, Some(412 | 409))
-}
-
-/// Whether the row's bytes are in the blob store (`bytes = "blob"`); rows
-/// the library or a previous release wrote have them at the library key.
-// Read here until `VersionRow` decodes where its bytes are (rows.rs).
-fn in_blob_store(item: &Item) -> bool {
-    item.get(attr::BYTES)
-        .and_then(|v| v.as_s().ok())
-        .is_some_and(|b| b == BYTES_BLOB)
 }
 
 /// The user metadata `versioned` 1.0.1 writes: the row's own, then

@@ -377,6 +377,22 @@ pub fn alias_not_targeting(
     Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
+/// The sha256 a version row's item records, read without decoding the
+/// whole row (the mirror reads rows the library wrote).
+pub fn recorded_sha256(item: &Item) -> Option<&str> {
+    item.get(attr::SHA256)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// Whether a version row's bytes are in the blob store (`bytes = "blob"`);
+/// rows the library or a previous release wrote have them at the library key.
+pub fn bytes_in_blob_store(item: &Item) -> bool {
+    item.get(attr::BYTES)
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|b| b == crate::layout::BYTES_BLOB)
+}
+
 /// A transaction member removing the alias references `stale` from the row
 /// of `version` of `name`, only while that row exists.
 pub fn remove_alias_references(
