@@ -2,10 +2,8 @@
 
 use super::{Repository, encode_cursor, page_size};
 use crate::error::{Error, Result};
-use crate::layout::{REGISTRY_PK, attr};
 use crate::model::Page;
 use crate::names::ArtifactName;
-use crate::rows::sv;
 
 impl Repository {
     /// Artifact names: those this service committed (the registry, written
@@ -88,42 +86,12 @@ impl Repository {
     }
 
     /// The registry's entries after `after`, and the last one when more follow.
-    async fn registry_after(
+    fn registry_after(
         &self,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<String>, Option<String>)> {
-        let query = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_values(":pk", sv(REGISTRY_PK));
-        let query = match after {
-            // DynamoDB refuses an empty string in a key condition.
-            None | Some("") => query.key_condition_expression("#pk = :pk"),
-            Some(after) => query
-                .key_condition_expression("#pk = :pk AND #sk > :after")
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":after", sv(after)),
-        };
-        let out = query
-            .consistent_read(true)
-            .limit(limit as i32)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let entries: Vec<String> = out
-            .items()
-            .iter()
-            .filter_map(|item| item.get(attr::SK)?.as_s().ok().cloned())
-            .collect();
-        let more = out
-            .last_evaluated_key()
-            .is_some_and(|k| !k.is_empty())
-            .then(|| entries.last().cloned())
-            .flatten();
-        Ok((entries, more))
+    ) -> impl std::future::Future<Output = Result<(Vec<String>, Option<String>)>> {
+        self.table.registry_after(after, limit)
     }
 
     /// The library's side: "directories" under the store prefix after

@@ -12,17 +12,25 @@
 //! - [`table`]: the requests several use cases make (the consistent gets,
 //!   a partition whole or by pages, the soft delete).
 //! - [`paging`]: page sizes, the one cursor codec, where a page ends.
+//! - [`permission_items`]: the permission targets' document and its
+//!   history.
+//! - [`catalog_items`]: the artifact registry's reads.
 //! - [`claim`]: a pipeline's claim on its upload row.
+//! - [`index_items`]: search's index reads and cursor, the version status
+//!   writes.
 //! - [`retry`]: how a request that lost a race is tried again.
 //! - [`calls`]: counts of AWS requests per client.
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
 
 pub mod calls;
+pub mod catalog_items;
 pub mod claim;
+pub mod index_items;
 pub mod layout;
 pub mod objects;
 pub mod paging;
+pub mod permission_items;
 pub mod retry;
 pub mod rows;
 pub mod sdk_error;
