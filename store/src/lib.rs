@@ -20,9 +20,12 @@
 //!   writes.
 //! - [`retry`]: how a request that lost a race is tried again.
 //! - [`calls`]: counts of AWS requests per client.
+//! - [`bootstrap_items`]: the bucket and the table made ready (index,
+//!   stream, TTL).
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
 
+pub mod bootstrap_items;
 pub mod calls;
 pub mod catalog_items;
 pub mod claim;
