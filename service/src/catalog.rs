@@ -128,49 +128,14 @@ impl Repository {
         start_after: Option<String>,
     ) -> Result<(Vec<ArtifactName>, Option<String>, Option<String>)> {
         let prefix = self.layout.store_prefix();
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.layout.bucket)
-            .prefix(&prefix)
-            .delimiter("/")
-            .max_keys(limit as i32)
-            .set_continuation_token(token)
-            .set_start_after(start_after)
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e))
-                    == Some("InvalidArgument") =>
-            {
-                return Err(Error::InvalidRequest(
-                    "cursor is not one this listing returned".into(),
-                ));
-            }
-            Err(e) => return Err(crate::sdk_error::upstream("ListObjectsV2", e)),
-        };
-        let names = out
-            .common_prefixes()
-            .iter()
-            .filter_map(|p| p.prefix())
-            .filter_map(|p| p.strip_prefix(&prefix))
-            .filter_map(|p| p.strip_suffix('/'))
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        let next_token = out
-            .next_continuation_token()
-            .filter(|_| out.is_truncated() == Some(true))
-            .map(str::to_owned);
-        // Keys and "directories" share the page, each in key order.
-        let last_key = out.contents().last().and_then(|o| o.key());
-        let last_dir = out.common_prefixes().last().and_then(|p| p.prefix());
-        let last = last_key
-            .max(last_dir)
-            .and_then(|entry| entry.strip_prefix(&prefix))
-            .map(str::to_owned);
-        Ok((names, next_token, last))
+        artifact_store::catalog_items::list_names(
+            &self.s3,
+            &self.layout.bucket,
+            &prefix,
+            limit,
+            token,
+            start_after,
+        )
+        .await
     }
 }

@@ -276,17 +276,17 @@ impl Repository {
         sha256: &str,
         location: &crate::rows::Location,
     ) -> Result<String> {
-        let (key, version_id) = location.object(&self.layout, name, version, sha256);
-        let presigned = self
-            .s3
-            .get_object()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .set_version_id(version_id)
-            .presigned(self.presigning()?)
-            .await
-            .map_err(|e| crate::sdk_error::upstream("presign GetObject", e))?;
-        Ok(presigned.uri().to_owned())
+        let presigning = self.presigning()?;
+        artifact_store::registry_items::presigned_get(
+            &self.s3,
+            &self.layout,
+            name,
+            version,
+            sha256,
+            location,
+            presigning,
+        )
+        .await
     }
 
     fn presigning(&self) -> Result<PresigningConfig> {

@@ -14,10 +14,12 @@
 //! - [`paging`]: page sizes, the one cursor codec, where a page ends.
 //! - [`permission_items`]: the permission targets' document and its
 //!   history.
-//! - [`catalog_items`]: the artifact registry's reads.
+//! - [`catalog_items`]: the listing of artifact names (the registry's
+//!   page, the library's S3 "directories").
 //! - [`claim`]: a pipeline's claim on its upload row.
 //! - [`index_items`]: search's index reads and cursor, the version status
 //!   writes.
+//! - [`registry_items`]: the presigned GET of a version's bytes.
 //! - [`retry`]: how a request that lost a race is tried again.
 //! - [`calls`]: counts of AWS requests per client.
 //! - [`bootstrap_items`]: the bucket and the table made ready (index,
@@ -34,6 +36,7 @@ pub mod layout;
 pub mod objects;
 pub mod paging;
 pub mod permission_items;
+pub mod registry_items;
 pub mod retry;
 pub mod rows;
 pub mod sdk_error;
