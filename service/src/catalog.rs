@@ -2,10 +2,8 @@
 
 use super::{Repository, encode_cursor, page_size};
 use crate::error::{Error, Result};
-use crate::layout::{REGISTRY_PK, attr};
 use crate::model::Page;
 use crate::names::ArtifactName;
-use crate::rows::sv;
 
 impl Repository {
     /// Artifact names: those this service committed (the registry, written
@@ -88,42 +86,12 @@ impl Repository {
     }
 
     /// The registry's entries after `after`, and the last one when more follow.
-    async fn registry_after(
+    fn registry_after(
         &self,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<String>, Option<String>)> {
-        let query = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_values(":pk", sv(REGISTRY_PK));
-        let query = match after {
-            // DynamoDB refuses an empty string in a key condition.
-            None | Some("") => query.key_condition_expression("#pk = :pk"),
-            Some(after) => query
-                .key_condition_expression("#pk = :pk AND #sk > :after")
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":after", sv(after)),
-        };
-        let out = query
-            .consistent_read(true)
-            .limit(limit as i32)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let entries: Vec<String> = out
-            .items()
-            .iter()
-            .filter_map(|item| item.get(attr::SK)?.as_s().ok().cloned())
-            .collect();
-        let more = out
-            .last_evaluated_key()
-            .is_some_and(|k| !k.is_empty())
-            .then(|| entries.last().cloned())
-            .flatten();
-        Ok((entries, more))
+    ) -> impl std::future::Future<Output = Result<(Vec<String>, Option<String>)>> {
+        self.table.registry_after(after, limit)
     }
 
     /// The library's side: "directories" under the store prefix after
@@ -160,49 +128,14 @@ impl Repository {
         start_after: Option<String>,
     ) -> Result<(Vec<ArtifactName>, Option<String>, Option<String>)> {
         let prefix = self.layout.store_prefix();
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.layout.bucket)
-            .prefix(&prefix)
-            .delimiter("/")
-            .max_keys(limit as i32)
-            .set_continuation_token(token)
-            .set_start_after(start_after)
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e))
-                    == Some("InvalidArgument") =>
-            {
-                return Err(Error::InvalidRequest(
-                    "cursor is not one this listing returned".into(),
-                ));
-            }
-            Err(e) => return Err(crate::sdk_error::upstream("ListObjectsV2", e)),
-        };
-        let names = out
-            .common_prefixes()
-            .iter()
-            .filter_map(|p| p.prefix())
-            .filter_map(|p| p.strip_prefix(&prefix))
-            .filter_map(|p| p.strip_suffix('/'))
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        let next_token = out
-            .next_continuation_token()
-            .filter(|_| out.is_truncated() == Some(true))
-            .map(str::to_owned);
-        // Keys and "directories" share the page, each in key order.
-        let last_key = out.contents().last().and_then(|o| o.key());
-        let last_dir = out.common_prefixes().last().and_then(|p| p.prefix());
-        let last = last_key
-            .max(last_dir)
-            .and_then(|entry| entry.strip_prefix(&prefix))
-            .map(str::to_owned);
-        Ok((names, next_token, last))
+        artifact_store::catalog_items::list_names(
+            &self.s3,
+            &self.layout.bucket,
+            &prefix,
+            limit,
+            token,
+            start_after,
+        )
+        .await
     }
 }

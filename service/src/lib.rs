@@ -31,23 +31,15 @@ mod versions;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TimeToLiveSpecification,
-};
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
-    VersioningConfiguration,
-};
 // The lower layers' modules under the names this crate's files use.
 use artifact_core::{
     access, alias_rules, blob_rules, config, error, limits, model, names, publish_rules, query,
     retention_rules, rollout,
 };
+use artifact_store::bootstrap_items;
 use artifact_store::paging::{decode_cursor, encode_cursor};
 use artifact_store::retry::{MAX_ATTEMPTS, backoff};
-use artifact_store::sdk_error::{condition_failed, invalid_sdk_input};
 use artifact_store::table::Table;
 use artifact_store::tx::{self, Tx};
 use artifact_store::{calls, layout, rows, sdk_error};
@@ -58,7 +50,7 @@ use crate::calls::{CallCount, CallCounter};
 use crate::config::Config;
 use crate::config::RetentionSchedule;
 use crate::error::{Error, Result};
-use crate::layout::{Layout, attr};
+use crate::layout::Layout;
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, version_key};
 
@@ -244,166 +236,8 @@ impl Repository {
     /// added to a table that lacks it) and TTL on `expires_at` (SPEC 3.3).
     /// Idempotent.
     pub async fn bootstrap(&self) -> Result<()> {
-        let bucket = &self.layout.bucket;
-        let region = self.s3.config().region().map(|r| r.as_ref().to_owned());
-        let mut create = self.s3.create_bucket().bucket(bucket);
-        if let Some(region) = region.filter(|r| r != "us-east-1") {
-            create = create.create_bucket_configuration(
-                CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
-                    .build(),
-            );
-        }
-        match create.send().await {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error().is_some_and(|e| {
-                    e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
-                }) => {}
-            Err(e) => return Err(crate::sdk_error::upstream("CreateBucket", e)),
-        }
-        self.s3
-            .put_bucket_versioning()
-            .bucket(bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("PutBucketVersioning", e))?;
-
-        let key = |name: &str, key_type| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(key_type)
-                .build()
-        };
-        let def = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-        };
-        let created = self
-            .ddb
-            .create_table()
-            .table_name(&self.layout.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key(attr::PK, KeyType::Hash).map_err(invalid_sdk_input)?)
-            .key_schema(key(attr::SK, KeyType::Range).map_err(invalid_sdk_input)?)
-            .attribute_definitions(def(attr::PK).map_err(invalid_sdk_input)?)
-            .attribute_definitions(def(attr::SK).map_err(invalid_sdk_input)?)
-            .attribute_definitions(def(attr::SHA256).map_err(invalid_sdk_input)?)
-            .global_secondary_indexes(sha256_index()?)
-            .stream_specification(stream()?)
-            .send()
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(crate::sdk_error::upstream("CreateTable", e)),
-        }
-        // Wait until the table is usable (instant on emulators, seconds on AWS).
-        for _ in 0..120 {
-            let table = self
-                .ddb
-                .describe_table()
-                .table_name(&self.layout.table)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("DescribeTable", e))?;
-            let active = table
-                .table()
-                .and_then(|t| t.table_status())
-                .is_some_and(|s| *s == aws_sdk_dynamodb::types::TableStatus::Active);
-            let streamed = table
-                .table()
-                .and_then(|t| t.stream_specification())
-                .is_some_and(|s| s.stream_enabled());
-            let indexed = table.table().is_some_and(|t| {
-                t.global_secondary_indexes()
-                    .iter()
-                    .any(|i| i.index_name() == Some(crate::layout::SHA256_INDEX))
-            });
-            if active && !indexed {
-                // A table made before search: add the index, wait again.
-                let create = aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
-                    .index_name(crate::layout::SHA256_INDEX)
-                    .key_schema(key(attr::SHA256, KeyType::Hash).map_err(invalid_sdk_input)?)
-                    .key_schema(key(attr::PK, KeyType::Range).map_err(invalid_sdk_input)?)
-                    .projection(
-                        aws_sdk_dynamodb::types::Projection::builder()
-                            .projection_type(aws_sdk_dynamodb::types::ProjectionType::KeysOnly)
-                            .build(),
-                    )
-                    .build()
-                    .map_err(invalid_sdk_input)?;
-                self.ddb
-                    .update_table()
-                    .table_name(&self.layout.table)
-                    .attribute_definitions(def(attr::SHA256).map_err(invalid_sdk_input)?)
-                    .attribute_definitions(def(attr::PK).map_err(invalid_sdk_input)?)
-                    .global_secondary_index_updates(
-                        aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
-                            .create(create)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| crate::sdk_error::upstream("UpdateTable", e))?;
-            } else if active && !streamed {
-                // A table made before the mirror: add the stream, wait again.
-                self.ddb
-                    .update_table()
-                    .table_name(&self.layout.table)
-                    .stream_specification(stream()?)
-                    .send()
-                    .await
-                    .map_err(|e| crate::sdk_error::upstream("UpdateTable", e))?;
-            } else if active {
-                return self.enable_ttl().await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        Err(Error::UpstreamError {
-            operation: "DescribeTable",
-            source: format!("table {} did not become ACTIVE", self.layout.table).into(),
-        })
-    }
-
-    /// TTL on `expires_at`; enabling it again is refused as a
-    /// ValidationException ("TimeToLive is already enabled"), which is fine.
-    async fn enable_ttl(&self) -> Result<()> {
-        let ttl = TimeToLiveSpecification::builder()
-            .attribute_name(crate::layout::attr::EXPIRES_AT)
-            .enabled(true)
-            .build()
-            .map_err(invalid_sdk_input)?;
-        match self
-            .ddb
-            .update_time_to_live()
-            .table_name(&self.layout.table)
-            .time_to_live_specification(ttl)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error().is_some_and(|e| {
-                    e.meta().code() == Some("ValidationException")
-                        && e.meta()
-                            .message()
-                            .is_some_and(|m| m.contains("already enabled"))
-                }) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(crate::sdk_error::upstream("UpdateTimeToLive", e)),
-        }
+        bootstrap_items::create_bucket(&self.s3, &self.layout.bucket).await?;
+        self.table.create_if_missing().await
     }
 
     /// One version row, strongly consistent; `None` when absent.
@@ -441,17 +275,17 @@ impl Repository {
         sha256: &str,
         location: &crate::rows::Location,
     ) -> Result<String> {
-        let (key, version_id) = location.object(&self.layout, name, version, sha256);
-        let presigned = self
-            .s3
-            .get_object()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .set_version_id(version_id)
-            .presigned(self.presigning()?)
-            .await
-            .map_err(|e| crate::sdk_error::upstream("presign GetObject", e))?;
-        Ok(presigned.uri().to_owned())
+        let presigning = self.presigning()?;
+        artifact_store::content_objects::presigned_get(
+            &self.s3,
+            &self.layout,
+            name,
+            version,
+            sha256,
+            location,
+            presigning,
+        )
+        .await
     }
 
     fn presigning(&self) -> Result<PresigningConfig> {
@@ -468,51 +302,5 @@ impl Repository {
 /// The table's stream (DescribeTable): what the local stream poller reads,
 /// as Lambda's event source mapping does on AWS.
 pub async fn stream_arn(sdk: &SdkConfig, table: &str) -> Result<String> {
-    let described = aws_sdk_dynamodb::Client::new(sdk)
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| sdk_error::upstream("DescribeTable", e))?;
-    described
-        .table()
-        .and_then(|t| t.latest_stream_arn())
-        .map(str::to_owned)
-        .ok_or_else(|| Error::UpstreamError {
-            operation: "DescribeTable",
-            source: format!("table {table} has no stream (bootstrap adds one)").into(),
-        })
-}
-
-/// Rows by `sha256` (search by content across artifacts, SPEC 10.3): keys
-/// only; a search reads the rows themselves back, strongly consistent.
-fn sha256_index() -> Result<aws_sdk_dynamodb::types::GlobalSecondaryIndex> {
-    let key = |name: &str, key_type| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(key_type)
-            .build()
-            .map_err(invalid_sdk_input)
-    };
-    aws_sdk_dynamodb::types::GlobalSecondaryIndex::builder()
-        .index_name(crate::layout::SHA256_INDEX)
-        .key_schema(key(attr::SHA256, KeyType::Hash)?)
-        .key_schema(key(attr::PK, KeyType::Range)?)
-        .projection(
-            aws_sdk_dynamodb::types::Projection::builder()
-                .projection_type(aws_sdk_dynamodb::types::ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(invalid_sdk_input)
-}
-
-/// The table's stream: both images, so that a REMOVE tells the mirror
-/// what the row held (SPEC 3.3).
-fn stream() -> Result<StreamSpecification> {
-    StreamSpecification::builder()
-        .stream_enabled(true)
-        .stream_view_type(StreamViewType::NewAndOldImages)
-        .build()
-        .map_err(invalid_sdk_input)
+    bootstrap_items::stream_arn(&aws_sdk_dynamodb::Client::new(sdk), table).await
 }

@@ -1,45 +1,16 @@
 //! The permission targets (SPEC 10.4): read on every request, replaced as
 //! one document with its history entry in one transaction.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use serde::Serialize;
+use artifact_store::permission_items;
 
 use super::tx::{TransactFailure, Tx};
-use super::{Repository, decode_cursor, encode_cursor, page_size};
+use super::{Repository, page_size};
 use crate::access::{Caller, TagSubject, Tags, Targets, tag_subject};
 use crate::error::{Error, Result};
-use crate::layout::{ACCESS_HISTORY_PK, ACCESS_PK, ACCESS_SK, attr, format_update_at, now};
+use crate::layout::{format_update_at, now};
 use crate::model::Page;
-use crate::rows::{key, nv, sv};
 
-/// The targets as stored: the document, its revision (0: never set) and
-/// who set it when.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct AccessDocument {
-    #[serde(flatten)]
-    pub targets: Targets,
-    pub revision: u64,
-    pub update_at: Option<String>,
-    pub updated_by: Option<String>,
-}
-
-/// One change of the targets: who, when, before and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AccessChange {
-    pub revision: u64,
-    pub at: String,
-    pub actor: String,
-    pub targets: Targets,
-    pub previous: Targets,
-}
-
-fn document_of(item: &crate::rows::Item) -> Result<Targets> {
-    let text = item
-        .get(attr::DOCUMENT)
-        .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| Error::internal("access targets", "no document".to_owned()))?;
-    serde_json::from_str(text).map_err(|e| Error::internal("access targets", e))
-}
+pub use artifact_store::permission_items::{AccessChange, AccessDocument};
 
 /// How long a caller's looked-up tags are used before they are looked up
 /// again: a tag change on a role applies within this long (IAM itself is
@@ -153,21 +124,7 @@ impl Repository {
 
     /// The permission targets, strongly consistent. One GetItem.
     pub async fn access_targets(&self) -> Result<AccessDocument> {
-        let item = self.table.get(key(ACCESS_PK, ACCESS_SK)).await?;
-        let Some(item) = item.as_ref() else {
-            return Ok(AccessDocument::default());
-        };
-        let s = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
-        Ok(AccessDocument {
-            targets: document_of(item)?,
-            revision: item
-                .get(attr::REVISION)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
-            update_at: s(attr::UPDATE_AT),
-            updated_by: s(attr::ACTOR),
-        })
+        self.table.access_targets().await
     }
 
     /// Replaces the targets with `targets`, recording the change; with
@@ -193,44 +150,25 @@ impl Repository {
         let revision = current.revision + 1;
         let at = format_update_at(now());
         let document = serde_json::to_string(targets).map_err(|e| Error::internal("access", e))?;
-        let mut item = key(ACCESS_PK, ACCESS_SK);
-        item.insert(attr::DOCUMENT.into(), sv(&document));
-        item.insert(attr::REVISION.into(), nv(revision));
-        item.insert(attr::UPDATE_AT.into(), sv(&at));
-        item.insert(attr::ACTOR.into(), sv(actor));
-        let put = Put::builder()
-            .table_name(&self.layout.table)
-            .set_item(Some(item));
-        let put = if current.revision == 0 {
-            put.condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", attr::PK)
-        } else {
-            put.condition_expression("#revision = :read")
-                .expression_attribute_names("#revision", attr::REVISION)
-                .expression_attribute_values(":read", nv(current.revision))
-        }
-        .build()
-        .map_err(super::invalid_sdk_input)?;
-        let mut entry = key(ACCESS_HISTORY_PK, format!("{revision:012}"));
-        entry.insert(attr::DOCUMENT.into(), sv(&document));
-        entry.insert(
-            attr::PREVIOUS.into(),
-            sv(serde_json::to_string(&current.targets)
-                .map_err(|e| Error::internal("access", e))?),
-        );
-        entry.insert(attr::UPDATE_AT.into(), sv(&at));
-        entry.insert(attr::ACTOR.into(), sv(actor));
-        entry.insert(attr::REVISION.into(), nv(revision));
-        let history = Put::builder()
-            .table_name(&self.layout.table)
-            .set_item(Some(entry))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", attr::PK)
-            .build()
-            .map_err(super::invalid_sdk_input)?;
+        let put = permission_items::put_targets(
+            &self.layout.table,
+            &document,
+            revision,
+            &at,
+            actor,
+            current.revision,
+        )?;
+        let history = permission_items::put_targets_history(
+            &self.layout.table,
+            revision,
+            &document,
+            &current.targets,
+            &at,
+            actor,
+        )?;
         let mut tx = Tx::new();
-        tx.push((), TransactWriteItem::builder().put(put).build());
-        tx.push((), TransactWriteItem::builder().put(history).build());
+        tx.push((), put);
+        tx.push((), history);
         let token = uuid::Uuid::new_v4().simple().to_string();
         match self.transact_tx(&tx, &token).await {
             Ok(()) => Ok(AccessDocument {
@@ -268,50 +206,6 @@ impl Repository {
         cursor: Option<&str>,
     ) -> Result<Page<AccessChange>> {
         let limit = page_size(limit)?;
-        let start = decode_cursor(ACCESS_HISTORY_PK, cursor, |sk| {
-            sk.len() == 12 && sk.bytes().all(|b| b.is_ascii_digit())
-        })?;
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.layout.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_values(":pk", AttributeValue::S(ACCESS_HISTORY_PK.to_owned()))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(limit as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let mut items = Vec::new();
-        for item in out.items() {
-            let s = |a: &str| {
-                item.get(a)
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            let previous = serde_json::from_str(&s(attr::PREVIOUS))
-                .map_err(|e| Error::internal("access history", e))?;
-            items.push(AccessChange {
-                revision: item
-                    .get(attr::REVISION)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0),
-                at: s(attr::UPDATE_AT),
-                actor: s(attr::ACTOR),
-                targets: document_of(item)?,
-                previous,
-            });
-        }
-        let next_cursor = out
-            .last_evaluated_key()
-            .and_then(|k| k.get(attr::SK))
-            .and_then(|v| v.as_s().ok())
-            .map(|sk| encode_cursor(sk));
-        Ok(Page { items, next_cursor })
+        self.table.access_history(limit, cursor).await
     }
 }

@@ -20,16 +20,16 @@
 
 use std::collections::BTreeMap;
 
+use artifact_store::index_items::{self, IndexPage};
 use artifact_store::paging::{cursor_text, encode_cursor};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::tx::TransactFailure;
 use super::{MAX_ATTEMPTS, Repository, page_size};
 use crate::error::{Error, Result};
-use crate::layout::{SHA256_INDEX, attr, format_update_at, meta_index_pk, now, status_pk};
+use crate::layout::now;
 use crate::model::{Artifact, Page, SearchHit, SearchQuery, VersionStatus};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, VersionRow, key, sv, version_key};
+use crate::rows::{VersionRow, version_key};
 
 /// Most metadata terms in one search.
 pub const MAX_SEARCH_TERMS: usize = 8;
@@ -45,59 +45,8 @@ impl Repository {
         cursor: Option<&str>,
     ) -> Result<Page<SearchHit>> {
         let limit = page_size(limit)?;
-        let (request, partition) = match query {
-            SearchQuery::Sha256(digest) => (
-                self.ddb
-                    .query()
-                    .index_name(SHA256_INDEX)
-                    .key_condition_expression("#sha256 = :v")
-                    .expression_attribute_names("#sha256", attr::SHA256)
-                    .expression_attribute_values(":v", sv(digest.as_str())),
-                None,
-            ),
-            SearchQuery::Metadata(terms) => {
-                let Some((k, v)) = terms.iter().next() else {
-                    return Err(Error::InvalidRequest(
-                        "search needs sha256= or at least one meta.KEY=VALUE".into(),
-                    ));
-                };
-                let pk = meta_index_pk(k, v);
-                (
-                    self.ddb
-                        .query()
-                        .key_condition_expression("#pk = :v")
-                        .expression_attribute_names("#pk", attr::PK)
-                        .expression_attribute_values(":v", sv(&pk))
-                        .consistent_read(true),
-                    Some(pk),
-                )
-            }
-        };
-        let start = decode_search_cursor(query, partition.as_deref(), cursor)?;
-        let out = request
-            .table_name(&self.layout.table)
-            .limit(limit as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        // The rows the entries name: (name, version), in index order.
-        let named: Vec<(ArtifactName, Version)> = out
-            .items()
-            .iter()
-            .filter_map(|item| match query {
-                SearchQuery::Sha256(_) => {
-                    let name = item.get(attr::PK)?.as_s().ok()?.parse().ok()?;
-                    let version = Version::from_sort_key(item.get(attr::SK)?.as_s().ok()?).ok()?;
-                    Some((name, version))
-                }
-                SearchQuery::Metadata(_) => {
-                    let sk = item.get(attr::SK)?.as_s().ok()?;
-                    let (name, version) = sk.split_once('/')?;
-                    Some((name.parse().ok()?, Version::from_sort_key(version).ok()?))
-                }
-            })
-            .collect();
+        let IndexPage { named, next_cursor } =
+            self.table.search_index(query, limit, cursor).await?;
         let mut rows: BTreeMap<(String, Version), VersionRow> = BTreeMap::new();
         for chunk in named.chunks(100) {
             let keys = chunk.iter().map(|(n, v)| version_key(n, *v)).collect();
@@ -115,14 +64,6 @@ impl Repository {
                 artifact: row.to_artifact(&self.layout),
             })
             .collect();
-        let next_cursor = out
-            .last_evaluated_key()
-            .filter(|k| !k.is_empty())
-            .and_then(|k| {
-                let pk = k.get(attr::PK)?.as_s().ok()?;
-                let sk = k.get(attr::SK)?.as_s().ok()?;
-                Some(encode_cursor(&format!("{pk}\n{sk}")))
-            });
         Ok(Page { items, next_cursor })
     }
 
@@ -209,60 +150,20 @@ impl Repository {
         &self,
         term: &crate::query::Term,
     ) -> Result<std::collections::BTreeSet<(String, String)>> {
-        use crate::query::{MAX_TERM_MATCHES, Term};
+        use crate::query::MAX_TERM_MATCHES;
         let mut out = std::collections::BTreeSet::new();
         let mut start = None;
         loop {
-            let request = match term {
-                Term::Sha256(digest) => self
-                    .ddb
-                    .query()
-                    .index_name(SHA256_INDEX)
-                    .key_condition_expression("#k = :v")
-                    .expression_attribute_names("#k", attr::SHA256)
-                    .expression_attribute_values(":v", sv(digest.as_str())),
-                Term::Meta { key, value } => self
-                    .ddb
-                    .query()
-                    .key_condition_expression("#k = :v")
-                    .expression_attribute_names("#k", attr::PK)
-                    .expression_attribute_values(":v", sv(meta_index_pk(key, value)))
-                    .consistent_read(true),
-                Term::Name(name) => self
-                    .ddb
-                    .query()
-                    .key_condition_expression("#k = :v")
-                    .expression_attribute_names("#k", attr::PK)
-                    .expression_attribute_values(":v", sv(name.as_str()))
-                    .consistent_read(true),
-            };
-            let page = request
-                .table_name(&self.layout.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-            for item in page.items() {
-                let text = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
-                let entry = match term {
-                    Term::Meta { .. } => text(attr::SK).and_then(|sk| {
-                        sk.split_once('/')
-                            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                    }),
-                    _ => text(attr::PK).zip(text(attr::SK)),
-                };
-                if let Some(entry) = entry {
-                    out.insert(entry);
-                }
-            }
+            let (entries, next) = self.table.term_page(term, start).await?;
+            out.extend(entries);
             if out.len() > MAX_TERM_MATCHES {
                 return Err(Error::InvalidRequest(format!(
                     "q: a term matches more than {MAX_TERM_MATCHES} versions; narrow it"
                 )));
             }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
+            match next {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
             }
         }
     }
@@ -286,61 +187,25 @@ impl Repository {
             ));
         }
         let at = now();
-        let mut update = Update::builder()
-            .table_name(&self.layout.table)
-            .set_key(Some(version_key(name, version)))
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-            .expression_attribute_names("#status", attr::STATUS)
-            .expression_attribute_names("#message", attr::STATUS_MESSAGE)
-            .expression_attribute_values(":false", AttributeValue::Bool(false));
-        let mut condition = "attribute_exists(#pk) AND #is_deleted = :false".to_owned();
-        match change.expected {
-            None => {}
-            Some(VersionStatus::Active) => {
-                condition.push_str(" AND (attribute_not_exists(#status) OR #status = :active)");
-                update = update.expression_attribute_values(":active", sv("active"));
-            }
-            Some(expected) => {
-                condition.push_str(" AND #status = :expected");
-                update = update.expression_attribute_values(":expected", sv(expected.as_str()));
-            }
-        }
-        update = match (status, &change.message) {
-            (VersionStatus::Active, _) => update.update_expression("REMOVE #status, #message"),
-            (s, Some(m)) => update
-                .update_expression("SET #status = :status, #message = :message")
-                .expression_attribute_values(":status", sv(s.as_str()))
-                .expression_attribute_values(":message", sv(m)),
-            (s, None) => update
-                .update_expression("SET #status = :status REMOVE #message")
-                .expression_attribute_values(":status", sv(s.as_str())),
-        };
-        let update = update
-            .condition_expression(condition)
-            .build()
-            .map_err(super::invalid_sdk_input)?;
-        let mut entry = key(
-            status_pk(name),
-            format!("{}/{}", version.sort_key(), format_update_at(at)),
-        );
-        entry.insert(attr::STATUS.into(), sv(status.as_str()));
-        entry.insert(attr::ACTOR.into(), sv(&change.actor));
-        entry.insert(attr::UPDATE_AT.into(), sv(format_update_at(at)));
-        if let Some(m) = &change.message {
-            entry.insert(attr::MESSAGE.into(), sv(m));
-        }
+        let message = change.message.as_deref();
         let ops = vec![
-            TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.layout.table)
-                        .set_item(Some(entry))
-                        .build()
-                        .map_err(super::invalid_sdk_input)?,
-                )
-                .build(),
+            index_items::set_status(
+                &self.layout.table,
+                name,
+                version,
+                status,
+                message,
+                change.expected,
+            )?,
+            index_items::status_entry(
+                &self.layout.table,
+                name,
+                version,
+                status,
+                &change.actor,
+                message,
+                at,
+            )?,
         ];
         let token = uuid::Uuid::new_v4().simple().to_string();
         for attempt in 0..MAX_ATTEMPTS {
@@ -381,56 +246,15 @@ impl Repository {
     /// (resolve reads only the alias row), conditional on the alias's
     /// revision as read; a move meanwhile read the status itself. AWS
     /// calls: GetItem, UpdateItem per alias.
-    async fn refresh_target_status(
+    fn refresh_target_status(
         &self,
         name: &ArtifactName,
         alias: &str,
         version: Version,
         status: VersionStatus,
-    ) -> Result<()> {
-        let Some(item) = self
-            .table
-            .get(key(crate::layout::alias_pk(name), alias))
-            .await?
-        else {
-            return Ok(());
-        };
-        let row = crate::rows::AliasRow::from_item(name, &item)?;
-        let slot = if row.primary.version == version {
-            attr::VERSION_STATUS
-        } else if row
-            .secondary
-            .as_ref()
-            .is_some_and(|(t, _)| t.version == version)
-        {
-            attr::SECONDARY_STATUS
-        } else {
-            return Ok(());
-        };
-        let Some(revision) = row.revision else {
-            return Ok(());
-        };
-        let update = self
-            .ddb
-            .update_item()
-            .table_name(&self.layout.table)
-            .set_key(Some(key(crate::layout::alias_pk(name), alias)))
-            .condition_expression("#revision = :revision")
-            .expression_attribute_names("#revision", attr::REVISION)
-            .expression_attribute_names("#slot", slot)
-            .expression_attribute_values(":revision", crate::rows::nv(revision));
-        let update = match status {
-            VersionStatus::Active => update.update_expression("REMOVE #slot"),
-            s => update
-                .update_expression("SET #slot = :status")
-                .expression_attribute_values(":status", sv(s.as_str())),
-        };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            // Moved meanwhile: the move copied the status it read.
-            Err(e) if super::condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+    ) -> impl std::future::Future<Output = Result<()>> {
+        self.table
+            .refresh_target_status(name, alias, version, status)
     }
 }
 
@@ -451,35 +275,4 @@ fn matches(query: &SearchQuery, row: &VersionRow) -> bool {
             .iter()
             .all(|(k, v)| row.metadata.get(k).is_some_and(|got| got == v)),
     }
-}
-
-/// A search cursor: base64url of `pk\nsk` of the last entry read, bound to
-/// the query (the partition of a metadata search; a row of this digest).
-fn decode_search_cursor(
-    query: &SearchQuery,
-    partition: Option<&str>,
-    cursor: Option<&str>,
-) -> Result<Option<Item>> {
-    let Some(cursor) = cursor else {
-        return Ok(None);
-    };
-    let invalid = || Error::InvalidRequest("cursor is not one this search returned".into());
-    let text = cursor_text(cursor).ok_or_else(invalid)?;
-    let (pk, sk) = text.split_once('\n').ok_or_else(invalid)?;
-    if pk.is_empty()
-        || sk.is_empty()
-        || pk.len() > 2048
-        // In the by-sha256 index `pk` is the range key: at most 1024 bytes
-        // (a longer one made DynamoDB refuse the query: a 502).
-        || (matches!(query, SearchQuery::Sha256(_)) && pk.len() > super::MAX_SORT_KEY_BYTES)
-        || sk.len() > super::MAX_SORT_KEY_BYTES
-        || partition.is_some_and(|p| p != pk)
-    {
-        return Err(invalid());
-    }
-    let mut start = key(pk, sk);
-    if let SearchQuery::Sha256(digest) = query {
-        start.insert(attr::SHA256.into(), sv(digest.as_str()));
-    }
-    Ok(Some(start))
 }
