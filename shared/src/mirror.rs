@@ -17,8 +17,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::config::{Config, ConfigError};
-use crate::layout::attr;
 use crate::repository::Repository;
+use artifact_store::change_events::{removed_sha256, row_keys};
 
 pub use crate::limits::META_MIRRORED_FOR;
 pub use crate::repository::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport};
@@ -26,30 +26,29 @@ pub use crate::repository::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport}
 /// A stream record's keys, from a Lambda DynamoDB stream event; `None` when
 /// it has no string `pk`/`sk` (not a row of this table's shape).
 pub fn mirror_record(record: &EventRecord) -> Option<MirrorRecord> {
-    let keys = serde_json::to_value(&record.change.keys).ok()?;
+    let image = |item| match serde_json::to_value(item).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    };
+    let (name, sort_key) = row_keys(&image(&record.change.keys)?)?;
     let (removed_sha256, removed_at) = if record.event_name == "REMOVE" {
-        let old = serde_json::to_value(&record.change.old_image).ok()?;
+        let old = image(&record.change.old_image)?;
         // Absent from the event, the time decodes as the epoch: unknown.
         let at = record.change.approximate_creation_date_time.timestamp();
         let at = (at > 0)
             .then(|| OffsetDateTime::from_unix_timestamp(at).ok())
             .flatten();
-        (string(&old, attr::SHA256), at)
+        (removed_sha256(&old), at)
     } else {
         (None, None)
     };
     Some(MirrorRecord {
-        name: string(&keys, attr::PK)?,
-        sort_key: string(&keys, attr::SK)?,
+        name,
+        sort_key,
         removed_sha256,
         removed_at,
         sequence_number: record.change.sequence_number.clone()?,
     })
-}
-
-/// A string attribute of an item in DynamoDB JSON (`{"pk": {"S": "x"}}`).
-fn string(item: &Value, name: &str) -> Option<String> {
-    item.get(name)?.get("S")?.as_str().map(str::to_owned)
 }
 
 /// The handler: mirrors the batch's rows, and reports the first record that

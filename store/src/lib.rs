@@ -28,6 +28,8 @@
 //!   blobs, a reclaim's stamps on version rows.
 //! - [`bootstrap_items`]: the bucket and the table made ready (index,
 //!   stream, TTL).
+//! - [`change_events`]: the table's stream records as the events of SPEC
+//!   10.2 (which change is which event, its detail), and a record's keys.
 //!
 //! S3 objects:
 //!
@@ -59,6 +61,7 @@ pub mod blob_objects;
 pub mod bootstrap_items;
 pub mod calls;
 pub mod catalog_items;
+pub mod change_events;
 pub mod claim;
 pub mod content_objects;
 pub mod index_items;

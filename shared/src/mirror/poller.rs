@@ -19,9 +19,9 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
 
 use crate::error::{Error, Result};
-use crate::layout::attr;
 use crate::mirror::{MirrorRecord, handle_records};
 use crate::repository::Repository;
+use artifact_store::change_events::{removed_sha256, row_keys};
 
 /// Records asked for per poll (GetRecords' most is 1000).
 const RECORDS_PER_POLL: i32 = 100;
@@ -237,12 +237,10 @@ impl StreamPoller {
 /// no string `pk`/`sk` or no sequence number.
 fn mirror_record(record: &Record) -> Option<MirrorRecord> {
     let change = record.dynamodb()?;
-    let string = |item: Option<&std::collections::HashMap<String, AttributeValue>>, name: &str| {
-        item?.get(name)?.as_s().ok().cloned()
-    };
+    let (name, sort_key) = row_keys(&json_image(change.keys())?)?;
     let (removed_sha256, removed_at) = match record.event_name() {
         Some(OperationType::Remove) => (
-            string(change.old_image(), attr::SHA256),
+            json_image(change.old_image()).and_then(|old| removed_sha256(&old)),
             change
                 .approximate_creation_date_time()
                 .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
@@ -250,11 +248,23 @@ fn mirror_record(record: &Record) -> Option<MirrorRecord> {
         _ => (None, None),
     };
     Some(MirrorRecord {
-        name: string(change.keys(), attr::PK)?,
-        sort_key: string(change.keys(), attr::SK)?,
+        name,
+        sort_key,
         removed_sha256,
         removed_at,
         sequence_number: change.sequence_number()?.to_owned(),
+    })
+}
+
+/// An item of a stream record in DynamoDB JSON, as Lambda's stream events
+/// carry it.
+fn json_image(
+    item: Option<&std::collections::HashMap<String, AttributeValue>>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    item.map(|i| {
+        i.iter()
+            .map(|(k, v)| (k.clone(), dynamodb_json(v)))
+            .collect::<serde_json::Map<_, _>>()
     })
 }
 
@@ -262,28 +272,19 @@ fn mirror_record(record: &Record) -> Option<MirrorRecord> {
 /// DynamoDB JSON.
 fn change(record: &Record) -> Option<crate::events::Change> {
     let data = record.dynamodb()?;
-    let image = |item: Option<&std::collections::HashMap<String, AttributeValue>>| {
-        item.filter(|i| !i.is_empty()).map(|i| {
-            i.iter()
-                .map(|(k, v)| (k.clone(), dynamodb_json(v)))
-                .collect::<serde_json::Map<_, _>>()
-        })
-    };
-    let keys = data.keys()?;
     let kind = match record.event_name()? {
-        OperationType::Insert => crate::events::ChangeKind::Insert,
-        OperationType::Modify => crate::events::ChangeKind::Modify,
-        OperationType::Remove => crate::events::ChangeKind::Remove,
+        OperationType::Insert => "INSERT",
+        OperationType::Modify => "MODIFY",
+        OperationType::Remove => "REMOVE",
         _ => return None,
     };
-    Some(crate::events::Change {
+    crate::events::Change::from_images(
         kind,
-        pk: keys.get(attr::PK)?.as_s().ok()?.clone(),
-        sk: keys.get(attr::SK)?.as_s().ok()?.clone(),
-        old: image(data.old_image()),
-        new: image(data.new_image()),
-        sequence: data.sequence_number()?.to_owned(),
-    })
+        &json_image(data.keys())?,
+        json_image(data.old_image()),
+        json_image(data.new_image()),
+        data.sequence_number()?.to_owned(),
+    )
 }
 
 /// An attribute value in DynamoDB JSON, as Lambda's stream events carry it.

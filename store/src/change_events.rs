@@ -1,0 +1,474 @@
+//! Stream records of the table as the events of SPEC 10.2: which row
+//! change is which event (`Upload Committed`, `Version Published`, …) and
+//! what its detail says, read from the record's images in DynamoDB JSON.
+//! Pure: the edge's `publish-events` handler (`shared::events`) reads the
+//! stream and puts these on EventBridge; the table's attribute names stay
+//! here.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::layout::attr;
+use crate::names::Version;
+
+/// The `source` of every event.
+pub const SOURCE: &str = "versioned-artifacts";
+
+/// What a stream record says, in DynamoDB JSON (`{"sha256": {"S": …}}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub pk: String,
+    pub sk: String,
+    pub old: Option<Map<String, Value>>,
+    pub new: Option<Map<String, Value>>,
+    pub sequence: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Insert,
+    Modify,
+    Remove,
+}
+
+impl ChangeKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "INSERT" => Some(Self::Insert),
+            "MODIFY" => Some(Self::Modify),
+            "REMOVE" => Some(Self::Remove),
+            _ => None,
+        }
+    }
+}
+
+impl Change {
+    /// From a stream record's parts in DynamoDB JSON (`keys`, the images,
+    /// its sequence number); `None` when it is not a row of this table's
+    /// shape (no string `pk`/`sk`, an unknown event name).
+    pub fn from_images(
+        event_name: &str,
+        keys: &Map<String, Value>,
+        old: Option<Map<String, Value>>,
+        new: Option<Map<String, Value>>,
+        sequence: String,
+    ) -> Option<Self> {
+        let (pk, sk) = row_keys(keys)?;
+        Some(Self {
+            kind: ChangeKind::parse(event_name)?,
+            pk,
+            sk,
+            old: old.filter(|m| !m.is_empty()),
+            new: new.filter(|m| !m.is_empty()),
+            sequence,
+        })
+    }
+}
+
+/// The row's `pk` and `sk` from a stream record's keys in DynamoDB JSON.
+pub fn row_keys(keys: &Map<String, Value>) -> Option<(String, String)> {
+    Some((s(keys, attr::PK)?.to_owned(), s(keys, attr::SK)?.to_owned()))
+}
+
+/// The sha256 a removed row held, from its old image in DynamoDB JSON.
+pub fn removed_sha256(old: &Map<String, Value>) -> Option<String> {
+    s(old, attr::SHA256).map(str::to_owned)
+}
+
+/// One event to put.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeEvent {
+    #[serde(rename = "detail-type")]
+    pub detail_type: &'static str,
+    pub source: &'static str,
+    pub detail: Value,
+}
+
+impl ChangeEvent {
+    /// The deduplication id (`detail.id`).
+    pub fn id(&self) -> &str {
+        self.detail["id"].as_str().unwrap_or_default()
+    }
+}
+
+fn s<'a>(item: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    item.get(name)?.get("S")?.as_str()
+}
+
+fn n(item: &Map<String, Value>, name: &str) -> Option<u64> {
+    item.get(name)?.get("N")?.as_str()?.parse().ok()
+}
+
+fn deleted(item: &Map<String, Value>) -> bool {
+    item.get(attr::IS_DELETED)
+        .and_then(|v| v.get("BOOL"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// `"000002"` → `"2"`, as the API spells versions.
+fn version(sort_key: Option<&str>) -> Value {
+    sort_key
+        .and_then(|v| Version::from_sort_key(v).ok())
+        .map_or(Value::Null, |v| Value::String(v.to_string()))
+}
+
+/// The events of one change (none for bookkeeping: counters, references,
+/// uploads in progress, fences, registries, pauses).
+pub fn events_of(change: &Change) -> Vec<ChangeEvent> {
+    let event = |detail_type, id: String, mut detail: Value| {
+        detail["id"] = Value::String(id);
+        detail["sequence"] = Value::String(change.sequence.clone());
+        ChangeEvent {
+            detail_type,
+            source: SOURCE,
+            detail,
+        }
+    };
+    if let Some(rest) = change.pk.strip_prefix("__") {
+        if let Some(name) = rest.strip_suffix("-history") {
+            return alias_changed(name, change)
+                .map(|(id, d)| event("Alias Changed", id, d))
+                .into_iter()
+                .collect();
+        }
+        if let Some(name) = rest.strip_suffix("-rollout") {
+            return rollout_event(name, change)
+                .map(|(t, id, d)| event(t, id, d))
+                .into_iter()
+                .collect();
+        }
+        return Vec::new();
+    }
+    let name = change.pk.as_str();
+    let sk = change.sk.as_str();
+    let artifact = |row: &Map<String, Value>| {
+        json!({
+            "name": name,
+            "version": version(Some(sk)),
+            "sha256": s(row, attr::SHA256),
+            "size": n(row, attr::SIZE),
+            "actor": s(row, attr::CREATED_BY),
+            "update_at": s(row, attr::UPDATE_AT),
+        })
+    };
+    match (change.kind, &change.old, &change.new) {
+        (ChangeKind::Remove, Some(old), _) if sk == "LATEST" => {
+            let epoch = s(old, attr::EPOCH).unwrap_or(&change.sequence);
+            vec![event(
+                "Artifact Purged",
+                format!("{name}/purged/{epoch}"),
+                json!({"name": name}),
+            )]
+        }
+        (_, old, Some(new)) if sk == "LATEST" => {
+            let upload = s(new, attr::UPLOAD_ID);
+            let before = old.as_ref().and_then(|o| s(o, attr::UPLOAD_ID));
+            let sha = s(new, attr::SHA256);
+            let sha_before = old.as_ref().and_then(|o| s(o, attr::SHA256));
+            let committed = match upload {
+                Some(u) => (upload != before).then(|| u.to_owned()),
+                // The library's commits carry no upload id.
+                None => (sha != sha_before).then(|| {
+                    s(new, attr::UPDATE_AT)
+                        .unwrap_or(&change.sequence)
+                        .to_owned()
+                }),
+            };
+            committed
+                .map(|u| {
+                    let mut detail = artifact(new);
+                    detail["upload_id"] = upload.map_or(Value::Null, |u| Value::String(u.into()));
+                    detail["changed"] = Value::Bool(sha != sha_before);
+                    event("Upload Committed", format!("{name}/LATEST/{u}"), detail)
+                })
+                .into_iter()
+                .collect()
+        }
+        (_, None, Some(new)) if !deleted(new) && sk.len() == 6 => {
+            let at = s(new, attr::UPDATE_AT).unwrap_or_default();
+            vec![event(
+                "Version Published",
+                format!("{name}/{sk}/published/{at}"),
+                artifact(new),
+            )]
+        }
+        (ChangeKind::Modify, Some(old), Some(new))
+            if !deleted(old) && deleted(new) && sk.len() == 6 =>
+        {
+            let at = s(new, attr::DELETED_AT)
+                .or(s(new, attr::UPDATE_AT))
+                .unwrap_or_default();
+            vec![event(
+                "Version Deleted",
+                format!("{name}/{sk}/deleted/{at}"),
+                artifact(new),
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn targets(item: &Map<String, Value>) -> Value {
+    json!({
+        "version": version(s(item, attr::VERSION)),
+        "secondary_version": version(s(item, attr::SECONDARY_VERSION)),
+        "secondary_version_weight": n(item, attr::SECONDARY_VERSION_WEIGHT),
+    })
+}
+
+fn alias_changed(name: &str, change: &Change) -> Option<(String, Value)> {
+    if change.kind != ChangeKind::Insert {
+        return None;
+    }
+    let entry = change.new.as_ref()?;
+    let alias = s(entry, attr::ALIAS)?;
+    let revision = n(entry, attr::REVISION)?;
+    let at = s(entry, attr::UPDATE_AT).unwrap_or_default();
+    let previous = match entry.get(attr::PREVIOUS).and_then(|p| p.get("M")) {
+        Some(Value::Object(m)) => targets(m),
+        _ => Value::Null,
+    };
+    let after = if s(entry, attr::VERSION).is_some() {
+        targets(entry)
+    } else {
+        Value::Null
+    };
+    Some((
+        format!("{name}/{alias}/{revision}/{at}"),
+        json!({
+            "name": name,
+            "alias": alias,
+            "revision": revision,
+            "action": s(entry, attr::ACTION),
+            "actor": s(entry, attr::ACTOR),
+            "message": s(entry, attr::MESSAGE),
+            "after": after,
+            "previous": previous,
+            "at": at,
+        }),
+    ))
+}
+
+fn rollout_event(name: &str, change: &Change) -> Option<(&'static str, String, Value)> {
+    let new = change.new.as_ref()?;
+    let state = s(new, attr::STATE)?;
+    let step = n(new, attr::STEP)?;
+    let old = change.old.as_ref();
+    let old_state = old.and_then(|o| s(o, attr::STATE));
+    let old_step = old.and_then(|o| n(o, attr::STEP));
+    let live = |st: Option<&str>| matches!(st, Some("active" | "paused"));
+    let detail_type = match state {
+        "completed" if old.is_none() || live(old_state) => "Rollout Completed",
+        "aborted" if live(old_state) => "Rollout Aborted",
+        "active" | "paused" if old.is_none() || old_step != Some(step) => "Rollout Step",
+        _ => return None,
+    };
+    let rollout = s(new, attr::ROLLOUT_ID)?;
+    let alias = s(new, attr::ALIAS)?;
+    let steps: Vec<Value> = s(new, attr::STEPS)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let weight = steps
+        .get(step as usize)
+        .and_then(|st| st["weight"].as_u64());
+    let from = match new.get(attr::FROM).and_then(|f| f.get("M")) {
+        Some(Value::Object(m)) => version(s(m, attr::VERSION)),
+        _ => Value::Null,
+    };
+    let what = match detail_type {
+        "Rollout Step" => format!("step{}", step + 1),
+        _ => state.to_owned(),
+    };
+    Some((
+        detail_type,
+        format!("{name}/{alias}/rollout/{rollout}/{what}"),
+        json!({
+            "name": name,
+            "alias": alias,
+            "rollout": rollout,
+            "version": version(s(new, attr::VERSION)),
+            "from_version": from,
+            "state": state,
+            "step": step + 1,
+            "steps": steps.len(),
+            "weight": weight,
+            "reason": s(new, attr::REASON),
+            "revision": n(new, attr::REVISION),
+            "at": s(new, attr::UPDATE_AT),
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(
+        kind: ChangeKind,
+        pk: &str,
+        sk: &str,
+        old: Option<Value>,
+        new: Option<Value>,
+    ) -> Change {
+        let map = |v: Option<Value>| v.and_then(|v| v.as_object().cloned());
+        Change {
+            kind,
+            pk: pk.into(),
+            sk: sk.into(),
+            old: map(old),
+            new: map(new),
+            sequence: "42".into(),
+        }
+    }
+
+    #[test]
+    fn bookkeeping_changes_give_no_event_and_a_publish_gives_one() {
+        let row = json!({"sha256": {"S": "ab"}, "is_deleted": {"BOOL": false}, "update_at": {"S": "t"}, "size": {"N": "3"}});
+        let published = events_of(&change(
+            ChangeKind::Insert,
+            "app",
+            "000002",
+            None,
+            Some(row.clone()),
+        ));
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].detail_type, "Version Published");
+        assert_eq!(published[0].detail["version"], "2");
+        assert_eq!(published[0].detail["size"], 3);
+        // The alias reference added to the row: nothing.
+        let mut referenced = row.clone();
+        referenced["aliases"] = json!({"SS": ["prod"]});
+        assert!(
+            events_of(&change(
+                ChangeKind::Modify,
+                "app",
+                "000002",
+                Some(row.clone()),
+                Some(referenced)
+            ))
+            .is_empty()
+        );
+        let mut gone = row.clone();
+        gone["is_deleted"] = json!({"BOOL": true});
+        let deleted = events_of(&change(
+            ChangeKind::Modify,
+            "app",
+            "000002",
+            Some(row),
+            Some(gone),
+        ));
+        assert_eq!(deleted[0].detail_type, "Version Deleted");
+        assert!(
+            events_of(&change(
+                ChangeKind::Insert,
+                "__rollouts",
+                "app/prod",
+                None,
+                Some(json!({}))
+            ))
+            .is_empty()
+        );
+        assert!(
+            events_of(&change(
+                ChangeKind::Insert,
+                "__app-upload",
+                "u",
+                None,
+                Some(json!({}))
+            ))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_publish_touching_latest_is_no_upload_but_a_new_upload_is() {
+        let latest =
+            json!({"sha256": {"S": "ab"}, "upload_id": {"S": "u1"}, "last_version": {"N": "1"}});
+        let mut published = latest.clone();
+        published["last_version"] = json!({"N": "2"});
+        assert!(
+            events_of(&change(
+                ChangeKind::Modify,
+                "app",
+                "LATEST",
+                Some(latest.clone()),
+                Some(published)
+            ))
+            .is_empty()
+        );
+        let mut next = latest.clone();
+        next["upload_id"] = json!({"S": "u2"});
+        next["sha256"] = json!({"S": "cd"});
+        let committed = events_of(&change(
+            ChangeKind::Modify,
+            "app",
+            "LATEST",
+            Some(latest.clone()),
+            Some(next),
+        ));
+        assert_eq!(committed[0].detail_type, "Upload Committed");
+        assert_eq!(committed[0].id(), "app/LATEST/u2");
+        assert_eq!(committed[0].detail["changed"], true);
+        let purged = events_of(&change(
+            ChangeKind::Remove,
+            "app",
+            "LATEST",
+            Some(latest),
+            None,
+        ));
+        assert_eq!(purged[0].detail_type, "Artifact Purged");
+    }
+
+    #[test]
+    fn rollout_items_give_steps_and_their_end_and_history_entries_alias_changes() {
+        let item = |state: &str, step: u64| {
+            json!({"rollout_id": {"S": "r1"}, "alias": {"S": "prod"}, "version": {"S": "000002"},
+                   "state": {"S": state}, "step": {"N": step.to_string()},
+                   "steps": {"S": "[{\"weight\":10,\"hold_secs\":60},{\"weight\":100}]"},
+                   "from": {"M": {"version": {"S": "000001"}}}, "revision": {"N": "3"}})
+        };
+        let start = events_of(&change(
+            ChangeKind::Insert,
+            "__app-rollout",
+            "prod/r1",
+            None,
+            Some(item("active", 0)),
+        ));
+        assert_eq!(start[0].detail_type, "Rollout Step");
+        assert_eq!(start[0].detail["weight"], 10);
+        assert_eq!(start[0].detail["from_version"], "1");
+        let paused = events_of(&change(
+            ChangeKind::Modify,
+            "__app-rollout",
+            "prod/r1",
+            Some(item("active", 0)),
+            Some(item("paused", 0)),
+        ));
+        assert!(paused.is_empty());
+        let aborted = events_of(&change(
+            ChangeKind::Modify,
+            "__app-rollout",
+            "prod/r1",
+            Some(item("active", 0)),
+            Some(item("aborted", 0)),
+        ));
+        assert_eq!(aborted[0].detail_type, "Rollout Aborted");
+        assert_eq!(aborted[0].id(), "app/prod/rollout/r1/aborted");
+        let entry = json!({"alias": {"S": "prod"}, "revision": {"N": "2"}, "action": {"S": "move"},
+                           "actor": {"S": "ci"}, "update_at": {"S": "t"}, "version": {"S": "000002"},
+                           "previous": {"M": {"version": {"S": "000001"}}}});
+        let changed = events_of(&change(
+            ChangeKind::Insert,
+            "__app-history",
+            "prod/000000000002",
+            None,
+            Some(entry),
+        ));
+        assert_eq!(changed[0].detail_type, "Alias Changed");
+        assert_eq!(changed[0].detail["after"]["version"], "2");
+        assert_eq!(changed[0].detail["previous"]["version"], "1");
+        assert_eq!(changed[0].detail["sequence"], "42");
+    }
+}
