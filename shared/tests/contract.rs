@@ -2551,6 +2551,47 @@ fn the_layers_depend_one_way_core_store_service_shared() {
     }
 }
 
+/// Issue 20: the store alone knows how the table is spelled. No file of
+/// the service or the edge (nor the local server) builds an expression,
+/// binds an expression attribute name or value, or names an attribute:
+/// each request is a store function over typed values.
+#[test]
+fn no_expression_or_attribute_name_outside_the_store() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in ["service/src", "shared/src", "local-api/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    for dir in std::fs::read_dir(root.join("functions")).unwrap() {
+        rust_files(&dir.unwrap().path(), &mut files);
+    }
+    assert!(files.len() > 40, "{} files", files.len());
+    let forbidden = [
+        "condition_expression(",
+        "update_expression(",
+        "key_condition_expression(",
+        "filter_expression(",
+        "projection_expression(",
+        "expression_attribute_names(",
+        "expression_attribute_values(",
+        "attr::",
+        "layout::attr",
+    ];
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for word in forbidden {
+                if code.contains(word) {
+                    found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "outside the store:\n{}", found.join("\n"));
+}
+
 /// One name per thing (the developers' guide): within a crate's sources,
 /// and within one test binary, no two modules share a name.
 #[test]
