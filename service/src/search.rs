@@ -208,9 +208,13 @@ impl Repository {
             )?,
         ];
         let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut landed = false;
         for attempt in 0..MAX_ATTEMPTS {
             match self.transact(ops.clone(), &token).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    landed = true;
+                    break;
+                }
                 Err(TransactFailure::Conditions(_)) => {
                     return Err(match self.get_row(name, version).await? {
                         // At the status asked for already: this request's
@@ -220,6 +224,7 @@ impl Repository {
                             if row.is_live()
                                 && row.status.unwrap_or(VersionStatus::Active) == status =>
                         {
+                            landed = true;
                             break;
                         }
                         Some(row) if row.is_live() => Error::ConcurrentModification(format!(
@@ -233,6 +238,12 @@ impl Repository {
                 Err(TransactFailure::Contention) => super::backoff(attempt).await,
                 Err(TransactFailure::Failed(e)) => return Err(e),
             }
+        }
+        // Every attempt met another transaction: nothing was written.
+        if !landed {
+            return Err(Error::ConcurrentModification(format!(
+                "the status of version {version} of {name} kept conflicting with other writers; retry"
+            )));
         }
         let row = self.get_live_row(name, version).await?;
         for alias in &row.aliases {

@@ -86,7 +86,14 @@ pub enum Action {
     /// Forward unchanged, keeping the request's headers (e.g. to see the
     /// conditions a write was sent with).
     Record(Arc<Recorded>),
+    /// Answer at once with this status and JSON body, forwarding nothing:
+    /// an AWS answer the emulator never gives (e.g. [`TRANSACTION_CONFLICT`]).
+    Answer { status: u16, body: &'static str },
 }
+
+/// DynamoDB's answer to a TransactWriteItems that met another transaction
+/// on one of its items (two members): nothing was written.
+pub const TRANSACTION_CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict, None]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"},{"Code":"None"}]}"#;
 
 /// The headers of the requests an [`Action::Record`] rule matched, in order.
 #[derive(Default)]
@@ -354,6 +361,15 @@ async fn handle(
             tokio::time::sleep(Duration::from_millis(rand::random_range(20..200))).await;
         }
         _ => {}
+    }
+    if let Some(Action::Answer { status, body }) = &planned {
+        let mut answer = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *answer.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST);
+        answer.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+        return Ok(answer);
     }
     if let Some(Action::HoldBefore(gate)) = &planned {
         gate.pass().await;

@@ -801,6 +801,57 @@ async fn a_status_change_retried_after_a_lost_answer_succeeds_and_refreshes_alia
     );
 }
 
+// Issue 20 review: a status change whose transaction meets another
+// transaction at every attempt (DynamoDB's TransactionConflict, which the
+// emulator never gives: answered by the proxy) gives up with 409 and
+// changes nothing. It used to fall out of its retry loop and answer 200
+// with the old status, as if the change had landed.
+#[tokio::test]
+async fn a_status_change_that_never_lands_is_not_answered_as_done() {
+    use shared::model::VersionStatus;
+    let store = TestStore::new().await;
+    let n = name("status-conflict");
+    store.upload(&n, b"build 1").await;
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    let plan = Plan::new();
+    let conflicts = plan.add(Rule::new(
+        "TransactWriteItems",
+        Some("deprecated"),
+        Action::Answer {
+            status: 400,
+            body: test_support::proxy::TRANSACTION_CONFLICT,
+        },
+        u64::MAX,
+    ));
+    let repo = store.through(&plan).await;
+    let answer = repo
+        .set_version_status(
+            &n,
+            Version::Number(1),
+            VersionStatus::Deprecated,
+            &status_change(None),
+        )
+        .await;
+    assert!(
+        matches!(answer, Err(Error::ConcurrentModification(_))),
+        "{answer:?}"
+    );
+    assert!(
+        conflicts.hits.load(std::sync::atomic::Ordering::SeqCst) > 1,
+        "tried again before giving up"
+    );
+    let row = store
+        .repo
+        .get_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    assert_eq!(row.status, None, "still active: {row:?}");
+}
+
 // Review defect 8: a purge that stalled past its fence's lease (writers
 // then take the fence for a crashed purge's and commit) stops at its next
 // renewal instead of deleting what they wrote. Renewal used to check only
