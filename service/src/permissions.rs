@@ -4,7 +4,7 @@
 use artifact_store::permission_items;
 
 use super::tx::{TransactFailure, Tx};
-use super::{Repository, page_size};
+use super::{MAX_ATTEMPTS, Repository, page_size};
 use crate::access::{Caller, TagSubject, Tags, Targets, tag_subject};
 use crate::error::{Error, Result};
 use crate::layout::{format_update_at, now};
@@ -170,7 +170,19 @@ impl Repository {
         tx.push((), put);
         tx.push((), history);
         let token = uuid::Uuid::new_v4().simple().to_string();
-        match self.transact_tx(&tx, &token).await {
+        let mut attempt = 0;
+        // Another transaction on the targets meanwhile (not a change of
+        // them): tried again, as every optimistic write is.
+        let failure = loop {
+            match self.transact_tx(&tx, &token).await {
+                Err(TransactFailure::Contention) if attempt + 1 < MAX_ATTEMPTS => {
+                    super::backoff(attempt).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match failure {
             Ok(()) => Ok(AccessDocument {
                 targets: targets.clone(),
                 revision,

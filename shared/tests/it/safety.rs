@@ -852,6 +852,38 @@ async fn a_status_change_that_never_lands_is_not_answered_as_done() {
     assert_eq!(row.status, None, "still active: {row:?}");
 }
 
+// Issue 20 review: a change of the permission targets whose transaction
+// met another transaction (DynamoDB's TransactionConflict: nothing written,
+// the targets unchanged) is tried again, as every optimistic write is. It
+// used to answer 412 "changed meanwhile" naming the very revision the
+// caller had given.
+#[tokio::test]
+async fn a_change_of_the_access_targets_that_met_another_transaction_is_tried_again() {
+    let store = TestStore::new().await;
+    let admin = "arn:aws:iam::1:role/admin";
+    let targets: shared::access::Targets = serde_json::from_value(serde_json::json!({
+        "targets": [{"principals": [admin], "names": ["*"], "actions": ["admin"]}]
+    }))
+    .unwrap();
+    let plan = Plan::new();
+    let conflicts = plan.add(Rule::new(
+        "TransactWriteItems",
+        None,
+        Action::Answer {
+            status: 400,
+            body: test_support::proxy::TRANSACTION_CONFLICT,
+        },
+        2,
+    ));
+    let repo = store.through(&plan).await;
+    let written = repo.put_access_targets(&targets, admin, Some(0)).await;
+    assert_eq!(conflicts.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let written = written.expect("written on a later attempt");
+    assert_eq!(written.revision, 1);
+    let stored = store.repo.access_targets().await.unwrap();
+    assert_eq!((stored.revision, stored.targets), (1, targets));
+}
+
 // Review defect 8: a purge that stalled past its fence's lease (writers
 // then take the fence for a crashed purge's and commit) stops at its next
 // renewal instead of deleting what they wrote. Renewal used to check only
