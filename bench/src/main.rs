@@ -320,7 +320,9 @@ async fn ours(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
             .artifact
             .version;
         m.time("delete version", async {
-            repo.delete_version(&del, v).await.expect("delete")
+            repo.delete_version(&del, v, shared::repository::Allowed::already())
+                .await
+                .expect("delete")
         })
         .await;
     }

@@ -95,8 +95,15 @@ impl Repository {
     /// an interrupted purge, or by the library moving an alias) are cleaned,
     /// not obeyed. A missing version is 404 and writes nothing; a delete
     /// retried after its answer was lost answers as the first would have.
+    /// Nothing is written before `allowed` (the caller's authorisation)
+    /// says yes; the first read (the alias partition) goes beside it.
     /// AWS calls: Query, UpdateItem (2).
-    pub async fn delete_version(&self, name: &ArtifactName, version: Version) -> Result<()> {
+    pub async fn delete_version(
+        &self,
+        name: &ArtifactName,
+        version: Version,
+        mut allowed: super::Allowed,
+    ) -> Result<()> {
         if version.is_latest() {
             return Err(Error::InvalidVersion(
                 "LATEST cannot be deleted; purge the artifact to remove it entirely".into(),
@@ -109,6 +116,7 @@ impl Repository {
             if !in_use.is_empty() {
                 return Err(version_in_use(name, version, in_use));
             }
+            allowed.wait().await?;
             match self.table.soft_delete(name, version, &token).await? {
                 SoftDelete::Deleted => return Ok(()),
                 SoftDelete::Missing => return Err(Error::version_not_found(name, version)),

@@ -365,7 +365,7 @@ impl Operation {
     pub fn writes_after_authorization(self) -> bool {
         matches!(
             self,
-            Self::StartUpload | Self::CommitUpload | Self::PublishVersion
+            Self::StartUpload | Self::CommitUpload | Self::PublishVersion | Self::DeleteVersion
         )
     }
 
@@ -452,7 +452,7 @@ impl Operation {
             Self::PublishVersion => publish_version(repo, request, allowed).await,
             Self::GetVersion => get_version(repo, request).await,
             Self::GetVersionContent => get_version_content(repo, request).await,
-            Self::DeleteVersion => delete_version(repo, request).await,
+            Self::DeleteVersion => delete_version(repo, request, allowed).await,
             Self::PurgeArtifact => purge_artifact(repo, request).await,
             Self::ApplyRetention => apply_retention(repo, request).await,
             Self::PutAlias => put_alias(repo, request).await,
@@ -1067,10 +1067,14 @@ pub async fn get_version_content(repo: &Repository, request: &Request) -> Result
     ))
 }
 
-pub async fn delete_version(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+pub async fn delete_version(
+    repo: &Repository,
+    request: &Request,
+    allowed: Allowed,
+) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let version: Version = path(request, "version")?;
-    repo.delete_version(&name, version).await?;
+    repo.delete_version(&name, version, allowed).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

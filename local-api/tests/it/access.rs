@@ -246,6 +246,12 @@ async fn teams_readers_and_releasers_reach_exactly_what_their_targets_grant() {
         let (status, _) = api.call(READER, method, path, None).await;
         assert_eq!(status, 403, "reader: {method} {path}");
     }
+    // A version's delete reads the alias partition beside the
+    // authorisation: refused, the version stays.
+    let (status, answer) = api
+        .call(READER, "GET", "/artifacts/team-b.app/versions/1", None)
+        .await;
+    assert_eq!(status, 200, "the refused delete deleted nothing: {answer}");
     // The release role moves prod anywhere, and nothing else.
     let (status, _) = api
         .call(

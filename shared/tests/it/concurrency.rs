@@ -147,7 +147,14 @@ async fn racing_alias_moves_and_deletes_never_leave_an_alias_on_a_deleted_versio
         let repo = store.another_repository();
         let n2 = n.clone();
         tasks.push(tokio::spawn(async move {
-            match repo.delete_version(&n2, Version::Number(v)).await {
+            match repo
+                .delete_version(
+                    &n2,
+                    Version::Number(v),
+                    shared::repository::Allowed::already(),
+                )
+                .await
+            {
                 Ok(()) | Err(Error::VersionInUse { .. }) => {}
                 Err(e) => panic!("delete_version: {e:?}"),
             }
@@ -230,7 +237,10 @@ async fn parallel_alias_moves_end_in_one_requested_state_with_consistent_referen
         .collect();
     for v in 1..=8 {
         let v = Version::Number(v);
-        let result = store.repo.delete_version(&n, v).await;
+        let result = store
+            .repo
+            .delete_version(&n, v, shared::repository::Allowed::already())
+            .await;
         if targets.contains(&v) {
             assert!(
                 matches!(result, Err(Error::VersionInUse { .. })),

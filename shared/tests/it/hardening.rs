@@ -54,7 +54,14 @@ async fn aliases_named_as_only_the_library_allows_are_listed_protect_their_targe
     let listed = store.repo.list_aliases(&app, None, None).await.unwrap();
     let names: Vec<&str> = listed.items.iter().map(|a| a.alias.as_str()).collect();
     assert_eq!(names, ["1prod", "v1.0"]);
-    let refused = store.repo.delete_version(&app, Version::Number(1)).await;
+    let refused = store
+        .repo
+        .delete_version(
+            &app,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
+        .await;
     assert_eq!(refused.unwrap_err().code(), "VersionInUse");
     let report = store
         .repo
@@ -89,7 +96,11 @@ async fn aliases_named_as_only_the_library_allows_are_listed_protect_their_targe
         .unwrap();
     store
         .repo
-        .delete_version(&app, Version::Number(1))
+        .delete_version(
+            &app,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     // New aliases keep the strict rule.
@@ -214,7 +225,11 @@ async fn stale_alias_references_left_by_the_library_do_not_block_delete_or_reten
 
     store
         .repo
-        .delete_version(&app, Version::Number(1))
+        .delete_version(
+            &app,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     let report = store
@@ -224,7 +239,14 @@ async fn stale_alias_references_left_by_the_library_do_not_block_delete_or_reten
         .unwrap();
     let deleted: Vec<Version> = report.deleted.iter().map(|a| a.version).collect();
     assert_eq!(deleted, [Version::Number(2)], "3 is staging's, for real");
-    let refused = store.repo.delete_version(&app, Version::Number(3)).await;
+    let refused = store
+        .repo
+        .delete_version(
+            &app,
+            Version::Number(3),
+            shared::repository::Allowed::already(),
+        )
+        .await;
     assert_eq!(refused.unwrap_err().code(), "VersionInUse");
 }
 
@@ -380,12 +402,25 @@ async fn a_version_delete_whose_answer_was_lost_answers_as_if_it_had_arrived() {
     let store = TestStore::new().await;
     let app = published(&store, 2).await;
     let (repo, counts) = losing_first_answer_of(&store, "UpdateItem").await;
-    repo.delete_version(&app, Version::Number(1)).await.unwrap();
+    repo.delete_version(
+        &app,
+        Version::Number(1),
+        shared::repository::Allowed::already(),
+    )
+    .await
+    .unwrap();
     assert_eq!(answers_lost(&counts), 1, "the fault was injected");
     let gone = store.repo.get_version(&app, Version::Number(1)).await;
     assert_eq!(gone.unwrap_err().code(), "VersionNotFound");
     // A real second delete is still a 404.
-    let again = store.repo.delete_version(&app, Version::Number(1)).await;
+    let again = store
+        .repo
+        .delete_version(
+            &app,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
+        .await;
     assert_eq!(again.unwrap_err().code(), "VersionNotFound");
 }
 

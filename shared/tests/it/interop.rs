@@ -97,7 +97,11 @@ async fn the_repository_reads_what_the_library_wrote() {
     assert!(
         store
             .repo
-            .delete_version(&n, Version::Number(1))
+            .delete_version(
+                &n,
+                Version::Number(1),
+                shared::repository::Allowed::already()
+            )
             .await
             .is_err()
     );
@@ -356,7 +360,11 @@ async fn rows_the_previous_release_wrote_read_publish_and_delete() {
     );
     store
         .repo
-        .delete_version(&n, Version::Number(1))
+        .delete_version(
+            &n,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     let live: Vec<Version> = store

@@ -276,7 +276,11 @@ async fn list_versions_puts_latest_first_then_newest_and_hides_deleted() {
     }
     store
         .repo
-        .delete_version(&n, Version::Number(2))
+        .delete_version(
+            &n,
+            Version::Number(2),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     let page = store.repo.list_versions(&n, None, None).await.unwrap();
@@ -376,7 +380,11 @@ async fn deleted_versions_are_hidden_from_get_and_cannot_become_alias_targets() 
         .unwrap();
     store
         .repo
-        .delete_version(&n, Version::Number(1))
+        .delete_version(
+            &n,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -398,7 +406,11 @@ async fn deleted_versions_are_hidden_from_get_and_cannot_become_alias_targets() 
     assert!(matches!(
         store
             .repo
-            .delete_version(&n, Version::Number(1))
+            .delete_version(
+                &n,
+                Version::Number(1),
+                shared::repository::Allowed::already()
+            )
             .await
             .unwrap_err(),
         Error::VersionNotFound { .. }
@@ -413,13 +425,21 @@ async fn deleting_a_missing_version_is_not_found_and_creates_no_phantom_row() {
     let before = store.raw_items().await;
     let err = store
         .repo
-        .delete_version(&n, Version::Number(7))
+        .delete_version(
+            &n,
+            Version::Number(7),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::VersionNotFound { .. }), "{err:?}");
     let err = store
         .repo
-        .delete_version(&name("nobody"), Version::Number(1))
+        .delete_version(
+            &name("nobody"),
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::VersionNotFound { .. }), "{err:?}");
@@ -427,7 +447,7 @@ async fn deleting_a_missing_version_is_not_found_and_creates_no_phantom_row() {
     assert!(matches!(
         store
             .repo
-            .delete_version(&n, Version::Latest)
+            .delete_version(&n, Version::Latest, shared::repository::Allowed::already())
             .await
             .unwrap_err(),
         Error::InvalidVersion(_)
@@ -459,7 +479,11 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
     for v in [1, 2] {
         let err = store
             .repo
-            .delete_version(&n, Version::Number(v))
+            .delete_version(
+                &n,
+                Version::Number(v),
+                shared::repository::Allowed::already(),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::VersionInUse { .. }), "{err:?}");
@@ -473,17 +497,29 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
         .unwrap();
     store
         .repo
-        .delete_version(&n, Version::Number(1))
+        .delete_version(
+            &n,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     store
         .repo
-        .delete_version(&n, Version::Number(2))
+        .delete_version(
+            &n,
+            Version::Number(2),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     let err = store
         .repo
-        .delete_version(&n, Version::Number(3))
+        .delete_version(
+            &n,
+            Version::Number(3),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::VersionInUse { .. }), "{err:?}");
@@ -494,7 +530,11 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
         .unwrap();
     store
         .repo
-        .delete_version(&n, Version::Number(3))
+        .delete_version(
+            &n,
+            Version::Number(3),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
 }
@@ -517,7 +557,11 @@ async fn version_numbers_are_never_reused_after_delete_and_reclaim() {
         .unwrap();
     store
         .repo
-        .delete_version(&n, Version::Number(2))
+        .delete_version(
+            &n,
+            Version::Number(2),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     let report = store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
@@ -543,7 +587,11 @@ async fn reclaim_deletes_the_bytes_after_the_grace_period_and_keeps_a_tombstone(
         .unwrap();
     store
         .repo
-        .delete_version(&n, Version::Number(1))
+        .delete_version(
+            &n,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     // LATEST moves on, so nothing references those bytes any more.
@@ -894,7 +942,11 @@ async fn purging_an_artifact_wipes_everything_and_numbering_starts_over() {
         .unwrap();
     store
         .repo
-        .delete_version(&n, Version::Number(1))
+        .delete_version(
+            &n,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     store.repo.purge_artifact(&n).await.unwrap();
@@ -1142,7 +1194,15 @@ async fn every_operation_stays_within_its_aws_call_budget() {
     let (r, c) = counted(repo, repo.list_aliases(&n, None, None)).await;
     r.unwrap();
     report.push(("list aliases (1 page)", c, 1));
-    let (r, c) = counted(repo, repo.delete_version(&n, Version::Number(1))).await;
+    let (r, c) = counted(
+        repo,
+        repo.delete_version(
+            &n,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        ),
+    )
+    .await;
     r.unwrap();
     report.push(("delete version", c, 2));
     let (r, c) = counted(
@@ -1356,7 +1416,11 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     );
 
     // A deleted version, and a purged artifact, are never answered.
-    store.repo.delete_version(&api, v2).await.unwrap();
+    store
+        .repo
+        .delete_version(&api, v2, shared::repository::Allowed::already())
+        .await
+        .unwrap();
     let ml = store
         .repo
         .search(&by_meta(&[("team", "ml")]), None, None)
@@ -1456,7 +1520,11 @@ async fn search_by_query_combines_terms_as_sets_and_pages() {
     let c1 = publish_with(&store, &churn, b"c1", &[("team", "ml"), ("tier", "a")]).await;
     let c2 = publish_with(&store, &churn, b"c2", &[("team", "ml"), ("tier", "z")]).await;
     let w1 = publish_with(&store, &web, b"w1", &[("team", "web"), ("tier", "b")]).await;
-    store.repo.delete_version(&fraud, f1).await.unwrap();
+    store
+        .repo
+        .delete_version(&fraud, f1, shared::repository::Allowed::already())
+        .await
+        .unwrap();
 
     let ask = |q: &str| shared::query::parse(q).unwrap();
     let found = |page: shared::model::Page<shared::model::SearchHit>| -> Vec<String> {

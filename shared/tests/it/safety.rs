@@ -314,7 +314,11 @@ async fn a_reclaim_interrupted_after_condemning_a_blob_is_finished_by_the_next_p
         .unwrap();
     store
         .repo
-        .delete_version(&n, Version::Number(1))
+        .delete_version(
+            &n,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     let plan = Plan::new();
@@ -967,7 +971,11 @@ async fn a_reclaim_never_blocks_bytes_live_rows_hold() {
     store.upload(&n, held).await;
     store
         .repo
-        .delete_version(&n, Version::Number(1))
+        .delete_version(
+            &n,
+            Version::Number(1),
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap();
     // Whatever would lift a condemned item fails.
