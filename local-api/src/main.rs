@@ -36,15 +36,20 @@ async fn main() {
         Ok(listener) => listener,
         Err(e) => fail(&format!("cannot listen on {addr}: {e}")),
     };
-    let poller = match StreamPoller::connect(&sdk, &config.table).await {
-        Ok(poller) => poller,
-        Err(e) => fail(&format!(
-            "cannot read the table's stream: {e} ({:?})",
-            std::error::Error::source(&e)
-        )),
-    };
-    let mirror = repo.clone();
-    tokio::spawn(async move { poller.run(&mirror, config.seed_layout_mirror).await });
+    // The mirror's poller runs only with the mirror on: off, nothing
+    // consumes its records (on AWS the function does nothing either), and
+    // each GetRecords holds the emulator's lock for milliseconds.
+    if config.seed_layout_mirror {
+        let poller = match StreamPoller::connect(&sdk, &config.table).await {
+            Ok(poller) => poller,
+            Err(e) => fail(&format!(
+                "cannot read the table's stream: {e} ({:?})",
+                std::error::Error::source(&e)
+            )),
+        };
+        let mirror = repo.clone();
+        tokio::spawn(async move { poller.run(&mirror, true).await });
+    }
     // The rollout driver on a short period (the deployment's schedule runs
     // it every minute), and the events of changes from the same stream.
     let period = match shared::rollout_driver::local_period(|k| std::env::var(k).ok()) {

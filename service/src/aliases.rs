@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use artifact_store::tx::TxItem;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -41,7 +41,7 @@ pub(super) enum Link<'a> {
         holds_before: bool,
         holds_after: bool,
         #[allow(clippy::type_complexity)]
-        items: &'a (dyn Fn(u64) -> Result<Vec<TransactWriteItem>> + Send + Sync),
+        items: &'a (dyn Fn(u64) -> Result<Vec<TxItem>> + Send + Sync),
     },
     /// A pipeline's move, as an ordinary change, with the record of the
     /// pipeline's run (`record(the new alias row)`, conditional on the run
@@ -49,7 +49,7 @@ pub(super) enum Link<'a> {
     /// run was taken over (409).
     Recorded {
         #[allow(clippy::type_complexity)]
-        record: &'a (dyn Fn(&AliasRow) -> Result<TransactWriteItem> + Send + Sync),
+        record: &'a (dyn Fn(&AliasRow) -> Result<TxItem> + Send + Sync),
     },
 }
 
@@ -708,7 +708,7 @@ impl Repository {
         alias: &AliasName,
         row: Option<&AliasRow>,
         old: Option<&AliasRow>,
-    ) -> Result<TransactWriteItem> {
+    ) -> Result<TxItem> {
         alias_items::alias_write(&self.layout.table, name, alias, row, old)
     }
 
@@ -721,7 +721,7 @@ impl Repository {
         alias: &AliasName,
         version: Version,
         add: bool,
-    ) -> Result<TransactWriteItem> {
+    ) -> Result<TxItem> {
         let change = match add {
             true => Reference::Add {
                 refuse_archived: false,
@@ -739,7 +739,7 @@ impl Repository {
         alias: &AliasName,
         version: Version,
         refuse_archived: bool,
-    ) -> Result<TransactWriteItem> {
+    ) -> Result<TxItem> {
         alias_items::reference(
             &self.layout.table,
             name,

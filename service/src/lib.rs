@@ -31,17 +31,17 @@ mod versions;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_s3::presigning::PresigningConfig;
 // The lower layers' modules under the names this crate's files use.
 use artifact_core::{
     access, alias_rules, blob_rules, config, error, limits, model, names, publish_rules, query,
     retention_rules, rollout,
 };
 use artifact_store::bootstrap_items;
+use artifact_store::clients::{self, S3Client};
 use artifact_store::paging::{decode_cursor, encode_cursor};
 use artifact_store::retry::{MAX_ATTEMPTS, backoff};
 use artifact_store::table::Table;
-use artifact_store::tx::{self, Tx};
+use artifact_store::tx::{self, Tx, TxItem};
 use artifact_store::{calls, layout, rows, sdk_error};
 
 pub use artifact_store::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SORT_KEY_BYTES, page_size};
@@ -71,8 +71,7 @@ pub use verification::{PARALLEL_RANGES, RANGE_BYTES, Verifier, VerifyRequest, Ve
 
 #[derive(Debug, Clone)]
 pub struct Repository {
-    s3: aws_sdk_s3::Client,
-    ddb: aws_sdk_dynamodb::Client,
+    s3: S3Client,
     layout: Layout,
     /// The requests to the table that several use cases make.
     table: Table,
@@ -106,10 +105,10 @@ impl Repository {
     /// layout depth).
     fn transact(
         &self,
-        ops: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+        ops: Vec<TxItem>,
         token: &str,
     ) -> impl std::future::Future<Output = std::result::Result<(), tx::TransactFailure>> {
-        tx::transact(&self.ddb, ops, token)
+        self.table.transact(ops, token)
     }
 
     /// The store's labelled transaction over this repository's client.
@@ -118,11 +117,11 @@ impl Repository {
         tx: &Tx<L>,
         token: &str,
     ) -> impl std::future::Future<Output = std::result::Result<(), tx::TransactFailure<L>>> {
-        tx::transact_tx(&self.ddb, tx, token)
+        self.table.transact_tx(tx, token)
     }
 
     /// A transaction member putting `item` only where no item is.
-    fn put_new(&self, item: Item) -> Result<aws_sdk_dynamodb::types::TransactWriteItem> {
+    fn put_new(&self, item: Item) -> Result<TxItem> {
         tx::put_new(&self.layout.table, item)
     }
 }
@@ -135,37 +134,19 @@ impl Repository {
 
     /// Builds the clients from one SDK configuration each, e.g. S3 and
     /// DynamoDB served by different emulators.
-    ///
-    /// S3 emulators only speak path-style addressing, so path style is used
-    /// whenever an endpoint override is configured (SPEC 5's `AWS_ENDPOINT_URL*`).
     pub fn with_service_configs(
         s3_sdk: &SdkConfig,
         dynamodb_sdk: &SdkConfig,
         config: &Config,
     ) -> Self {
         let calls = CallCounter::default();
-        let s3_endpoint_overridden =
-            s3_sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3 = aws_sdk_s3::config::Builder::from(s3_sdk)
-            .force_path_style(s3_endpoint_overridden)
-            // Checksums are declared by the client and verified by S3; the SDK
-            // must not add its own (a presigned PUT would carry one of no bytes).
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
-            .interceptor(calls.s3_interceptor())
-            .build();
-        let ddb = aws_sdk_dynamodb::config::Builder::from(dynamodb_sdk)
-            .interceptor(calls.dynamodb_interceptor())
-            .build();
+        let (s3, table) = clients::connect(s3_sdk, dynamodb_sdk, &calls, &config.table);
         let iam = aws_sdk_iam::config::Builder::from(dynamodb_sdk)
             .interceptor(calls.recording_interceptor())
             .build();
-        let ddb = aws_sdk_dynamodb::Client::from_conf(ddb);
         Self {
-            s3: aws_sdk_s3::Client::from_conf(s3),
-            table: Table::new(ddb.clone(), config.table.clone()),
-            ddb,
+            s3,
+            table,
             layout: Layout::new(config),
             presign_expires: config.presign_expires,
             upload_expires: config.upload_expires,
@@ -275,7 +256,6 @@ impl Repository {
         sha256: &str,
         location: &crate::rows::Location,
     ) -> Result<String> {
-        let presigning = self.presigning()?;
         artifact_store::content_objects::presigned_get(
             &self.s3,
             &self.layout,
@@ -283,14 +263,9 @@ impl Repository {
             version,
             sha256,
             location,
-            presigning,
+            self.presign_expires,
         )
         .await
-    }
-
-    fn presigning(&self) -> Result<PresigningConfig> {
-        PresigningConfig::expires_in(self.presign_expires)
-            .map_err(|e| Error::internal("presigning config", e))
     }
 
     /// Reads every row of a partition (all pages), strongly consistent.
@@ -302,5 +277,5 @@ impl Repository {
 /// The table's stream (DescribeTable): what the local stream poller reads,
 /// as Lambda's event source mapping does on AWS.
 pub async fn stream_arn(sdk: &SdkConfig, table: &str) -> Result<String> {
-    bootstrap_items::stream_arn(&aws_sdk_dynamodb::Client::new(sdk), table).await
+    clients::table(sdk, table).stream_arn().await
 }

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use artifact_store::objects::Head;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -127,7 +127,6 @@ impl Repository {
             return Err(not_pending(name, &id, &upload));
         }
         let blob_key = self.layout.blob_key(name, &upload.sha256);
-        let presigning = self.presigning()?;
         let mut urls = Vec::with_capacity(parts.len());
         for part in parts {
             let length = mp.plan.part_length(part.number, upload.size);
@@ -139,17 +138,13 @@ impl Repository {
                 part.number,
                 &part.sha256.to_bytes(),
                 length,
-                presigning.clone(),
+                self.presign_expires,
             )
             .await?;
             urls.push(PartUrl {
                 number: part.number,
-                url: presigned.uri().to_owned(),
-                headers: presigned
-                    .headers()
-                    .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-                    .collect::<BTreeMap<_, _>>(),
+                url: presigned.url,
+                headers: presigned.headers,
             });
         }
         let expires = time::OffsetDateTime::from_unix_timestamp(upload.expires_at)
@@ -254,7 +249,7 @@ impl Repository {
         name: &ArtifactName,
         id: &UploadId,
         upload: UploadRow,
-        head: Option<HeadObjectOutput>,
+        head: Option<Head>,
         actor: &str,
         pipeline: Option<&Pipeline>,
     ) -> Result<Option<CommitOutcome>> {

@@ -28,6 +28,7 @@ use crate::names::UploadId;
 use artifact_store::claim::{
     self, ClaimAttempt, ClaimSeen, Claimed, HeldClaim, carries_claim, recorded_answer,
 };
+use artifact_store::tx::TxItem;
 
 impl Repository {
     /// Commits `upload_id`, then runs `pipeline` (publish, alias move).
@@ -479,7 +480,7 @@ impl Repository {
         id: &UploadId,
         token: &str,
         stored: &serde_json::Value,
-    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem> {
+    ) -> Result<TxItem> {
         claim::record_member(&self.layout.table, name, id, token, stored)
     }
 

@@ -1,8 +1,9 @@
 //! Publish: LATEST becomes the next immutable version, by writing rows.
 
+use artifact_store::adopt_objects::{self, BlobCopy, LibraryObject, PartCopy};
+use artifact_store::blob_objects;
+use artifact_store::tx::TxItem;
 use artifact_store::version_items;
-use aws_sdk_dynamodb::types::TransactWriteItem;
-use aws_sdk_s3::types::ChecksumAlgorithm;
 use base64::Engine;
 
 use futures::{StreamExt, TryStreamExt};
@@ -369,25 +370,24 @@ impl Repository {
             latest
                 .location
                 .object(&self.layout, name, Version::Latest, &latest.sha256);
-        let head = self
-            .s3
-            .head_object()
-            .bucket(&self.layout.bucket)
-            .key(&key)
-            .set_version_id(version.clone())
-            .send()
-            .await;
-        let head = match head {
-            Ok(head) => head,
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                return Err(library_bytes_gone(name));
-            }
-            Err(e) => return Err(crate::sdk_error::upstream("HeadObject", e)),
+        let head = adopt_objects::head_library_object(
+            &self.s3,
+            &self.layout.bucket,
+            &key,
+            version.clone(),
+        )
+        .await?;
+        let LibraryObject::Found {
+            version_id: read,
+            size,
+        } = head
+        else {
+            return Err(library_bytes_gone(name));
         };
-        let version = version.or_else(|| head.version_id().map(str::to_owned));
+        let version = version.or(read);
         Ok(Source {
             copy_source: crate::layout::copy_source(&self.layout.bucket, &key, version.as_deref()),
-            size: head.content_length().unwrap_or_default().max(0) as u64,
+            size,
         })
     }
 
@@ -488,32 +488,23 @@ impl Repository {
                 let end = start + mp.plan.part_length(number, size) - 1;
                 let (source, blob_key) = (&source.copy_source, &blob_key);
                 async move {
-                    match self
-                        .s3
-                        .upload_part_copy()
-                        .bucket(&self.layout.bucket)
-                        .key(blob_key)
-                        .upload_id(&mp.s3_upload_id)
-                        .part_number(number as i32)
-                        .copy_source(source)
-                        .copy_source_range(format!("bytes={start}-{end}"))
-                        .send()
-                        .await
-                    {
-                        Ok(_) => Ok(()),
+                    let copied = adopt_objects::copy_part(
+                        &self.s3,
+                        &self.layout.bucket,
+                        blob_key,
+                        &mp.s3_upload_id,
+                        number,
+                        source,
+                        start,
+                        end,
+                    )
+                    .await?;
+                    match copied {
+                        PartCopy::Copied => Ok(()),
                         // Completed by an earlier commit of this upload
                         // whose answer was lost: the commit below judges it.
-                        Err(e)
-                            if e.as_service_error()
-                                .and_then(|e| e.meta().code())
-                                .is_some_and(|c| c == "NoSuchUpload") =>
-                        {
-                            Ok(())
-                        }
-                        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                            Err(library_bytes_gone(name))
-                        }
-                        Err(e) => Err(crate::sdk_error::upstream("UploadPartCopy", e)),
+                        PartCopy::NoSuchUpload => Ok(()),
+                        PartCopy::SourceGone => Err(library_bytes_gone(name)),
                     }
                 }
             })
@@ -572,45 +563,34 @@ impl Repository {
             ),
         ]);
         metadata.extend(latest.metadata.clone());
-        let out = self
-            .s3
-            .copy_object()
-            .bucket(&self.layout.bucket)
-            .key(self.layout.blob_key(name, &latest.sha256))
-            .copy_source(source)
-            .if_none_match("*")
-            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-            .set_metadata(Some(metadata))
-            .set_content_type(latest.content_type.clone())
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
+        let blob_key = self.layout.blob_key(name, &latest.sha256);
+        let copied = adopt_objects::copy_to_blob(
+            &self.s3,
+            &self.layout.bucket,
+            &blob_key,
+            source,
+            metadata,
+            latest.content_type.clone(),
+        )
+        .await?;
+        let BlobCopy::Copied {
+            checksum_sha256: checksum,
+            version_id,
+        } = copied
+        else {
             // The key gained an object meanwhile (another adoption, an
             // upload): judged again by the next attempt.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
-                return Err(Error::ConcurrentModification(format!(
-                    "the bytes of LATEST of {name} arrived meanwhile; retry"
-                )));
-            }
-            Err(e) => return Err(crate::sdk_error::upstream("CopyObject", e)),
+            return Err(Error::ConcurrentModification(format!(
+                "the bytes of LATEST of {name} arrived meanwhile; retry"
+            )));
         };
-        let checksum = out.copy_object_result().and_then(|r| r.checksum_sha256());
         let expected = hex::decode(&latest.sha256)
             .ok()
             .map(|d| base64::engine::general_purpose::STANDARD.encode(d));
-        if checksum.is_none() || checksum != expected.as_deref() {
+        if checksum.is_none() || checksum != expected {
             // Other bytes now sit at the content-addressed key: remove them.
-            if let Some(v) = out.version_id() {
-                self.s3
-                    .delete_object()
-                    .bucket(&self.layout.bucket)
-                    .key(self.layout.blob_key(name, &latest.sha256))
-                    .version_id(v)
-                    .send()
-                    .await
-                    .map_err(|e| crate::sdk_error::upstream("DeleteObject", e))?;
+            if let Some(v) = version_id {
+                blob_objects::delete_version(&self.s3, &self.layout.bucket, blob_key, &v).await?;
             }
             return Err(Error::ConcurrentModification(format!(
                 "LATEST of {name} changed while publishing; retry"
@@ -717,7 +697,7 @@ impl Repository {
         name: &ArtifactName,
         version: Version,
         metadata: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<TransactWriteItem>> {
+    ) -> Result<Vec<TxItem>> {
         version_items::index_entries(&self.layout.table, name, version, metadata)
     }
 }

@@ -1,9 +1,8 @@
 //! Purge: the whole artifact, behind a fence.
 
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-
 use super::Repository;
 use artifact_store::purge_items::{keys_of, meta_index_keys};
+use artifact_store::purge_objects;
 
 /// How many times a failed purge tries to hand its fence over.
 const HAND_OVER_ATTEMPTS: u32 = 5;
@@ -172,17 +171,8 @@ impl Repository {
         self.table.any_row(pk)
     }
 
-    async fn any_object(&self, prefix: &str) -> Result<bool> {
-        let out = self
-            .s3
-            .list_object_versions()
-            .bucket(&self.layout.bucket)
-            .prefix(prefix)
-            .max_keys(1)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("ListObjectVersions", e))?;
-        Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
+    fn any_object(&self, prefix: &str) -> impl std::future::Future<Output = Result<bool>> {
+        purge_objects::any_version(&self.s3, &self.layout.bucket, prefix)
     }
 
     /// Marks the fence `purge_id` holds as handed over, trying a few times
@@ -268,19 +258,11 @@ impl Repository {
             let (key, version_id) =
                 row.location
                     .object(&self.layout, name, row.version, &row.sha256);
-            let head = self
-                .s3
-                .head_object()
-                .bucket(&self.layout.bucket)
-                .key(&key)
-                .set_version_id(version_id)
-                .send()
-                .await;
-            match head {
-                Ok(_) => continue,
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {}
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
-                Err(e) => return Err(crate::sdk_error::upstream("HeadObject", e)),
+            let head =
+                purge_objects::head_metadata(&self.s3, &self.layout.bucket, &key, version_id)
+                    .await?;
+            if head.is_some() {
+                continue;
             }
             tracing::info!(%name, version = %row.version, %key, "a row that landed during the purge names bytes the purge deleted; deleted too");
             // Rewritten since (a newer put, its object PUT first): kept.
@@ -315,10 +297,10 @@ impl Repository {
         fence: Option<(&ArtifactName, &str)>,
         written_before: Option<i64>,
     ) -> Result<usize> {
-        let older = |modified: Option<&aws_sdk_s3::primitives::DateTime>| match written_before {
+        let older = |modified: Option<i64>| match written_before {
             None => true,
             // Unknown age: kept (it may be a racing put's).
-            Some(cutoff) => modified.is_some_and(|m| m.secs() < cutoff),
+            Some(cutoff) => modified.is_some_and(|m| m < cutoff),
         };
         let mut deleted = 0;
         let (mut key_marker, mut version_marker) = (None, None);
@@ -326,103 +308,66 @@ impl Repository {
             if let Some((name, purge_id)) = fence {
                 self.renew_fence(name, purge_id).await?;
             }
-            let out = self
-                .s3
-                .list_object_versions()
-                .bucket(&self.layout.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker)
-                .set_version_id_marker(version_marker)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("ListObjectVersions", e))?;
+            let page = purge_objects::list_versions_page(
+                &self.s3,
+                &self.layout.bucket,
+                prefix,
+                key_marker,
+                version_marker,
+            )
+            .await?;
             // A recent version is kept only when it is not a copy of the
             // mirror's (its marker says so; no writer we fence races there).
             // The marker names the key the mirror wrote it for: the
             // library's publish copies LATEST with its metadata, so its
             // numbered object may carry LATEST's marker, and is the
             // library's write (checker finding 11).
-            let mirrored_here = |key: Option<&str>, marked: Option<&String>| {
-                let own = key.and_then(|k| self.layout.sort_key_of(prefix, k));
+            let mirrored_here = |key: &str, marked: Option<&String>| {
+                let own = self.layout.sort_key_of(prefix, key);
                 marked.is_some_and(|m| own == Some(m.as_str()))
             };
             let mut recent_ours = Vec::new();
-            for v in out.versions().iter().filter(|v| !older(v.last_modified())) {
-                let head = self
-                    .s3
-                    .head_object()
-                    .bucket(&self.layout.bucket)
-                    .set_key(v.key().map(str::to_owned))
-                    .set_version_id(v.version_id().map(str::to_owned))
-                    .send()
-                    .await;
-                match head {
-                    Ok(h)
-                        if mirrored_here(
-                            v.key(),
-                            h.metadata()
-                                .and_then(|m| m.get(crate::limits::META_MIRRORED_FOR)),
-                        ) =>
-                    {
-                        recent_ours.push((v.key(), v.version_id()));
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
-                    Err(e) => return Err(crate::sdk_error::upstream("HeadObject", e)),
+            for v in page.versions.iter().filter(|v| !older(v.last_modified)) {
+                let head = purge_objects::head_metadata(
+                    &self.s3,
+                    &self.layout.bucket,
+                    &v.key,
+                    v.version_id.clone(),
+                )
+                .await?;
+                if head.is_some_and(|meta| {
+                    mirrored_here(&v.key, meta.get(crate::limits::META_MIRRORED_FOR))
+                }) {
+                    recent_ours.push((&v.key, &v.version_id));
                 }
             }
-            let ids: Vec<ObjectIdentifier> = out
-                .versions()
+            let ids: Vec<(String, Option<String>)> = page
+                .versions
                 .iter()
-                .filter(|v| older(v.last_modified()))
-                .map(|v| (v.key(), v.version_id()))
+                .filter(|v| older(v.last_modified))
+                .map(|v| (&v.key, &v.version_id))
                 .chain(recent_ours)
                 .chain(
-                    out.delete_markers()
+                    page.delete_markers
                         .iter()
-                        .filter(|m| older(m.last_modified()))
-                        .map(|m| (m.key(), m.version_id())),
+                        .filter(|m| older(m.last_modified))
+                        .map(|m| (&m.key, &m.version_id)),
                 )
-                .filter(|(key, _)| exact.is_none_or(|e| *key == Some(e)))
-                .filter_map(|(key, version)| {
-                    ObjectIdentifier::builder()
-                        .set_key(key.map(str::to_owned))
-                        .set_version_id(version.map(str::to_owned))
-                        .build()
-                        .ok()
-                })
+                .filter(|(key, _)| exact.is_none_or(|e| key.as_str() == e))
+                .map(|(key, version)| (key.clone(), version.clone()))
                 .collect();
             if !ids.is_empty() {
                 deleted += ids.len();
-                for id in &ids {
-                    tracing::debug!(key = id.key(), version_id = ?id.version_id(), "object version deleted");
+                for (key, version_id) in &ids {
+                    tracing::debug!(key = key.as_str(), version_id = ?version_id.as_deref(), "object version deleted");
                 }
-                let delete = Delete::builder()
-                    .set_objects(Some(ids))
-                    .quiet(true)
-                    .build()
-                    .map_err(|e| Error::internal("build request", e))?;
-                let result = self
-                    .s3
-                    .delete_objects()
-                    .bucket(&self.layout.bucket)
-                    .delete(delete)
-                    .send()
-                    .await
-                    .map_err(|e| crate::sdk_error::upstream("DeleteObjects", e))?;
-                if let Some(failed) = result.errors().first() {
-                    return Err(Error::UpstreamError {
-                        operation: "DeleteObjects",
-                        source: format!("could not delete {:?}: {:?}", failed.key(), failed.code())
-                            .into(),
-                    });
-                }
+                purge_objects::delete_versions(&self.s3, &self.layout.bucket, ids).await?;
             }
-            if out.is_truncated() != Some(true) {
+            let Some((next_key, next_version)) = page.next else {
                 return Ok(deleted);
-            }
-            key_marker = out.next_key_marker().map(str::to_owned);
-            version_marker = out.next_version_id_marker().map(str::to_owned);
+            };
+            key_marker = next_key;
+            version_marker = next_version;
         }
     }
 }

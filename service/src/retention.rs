@@ -223,24 +223,22 @@ impl Repository {
         let mut swept = Vec::new();
         let mut token = None;
         loop {
-            let page = self
-                .s3
-                .list_objects_v2()
-                .bucket(&self.layout.bucket)
-                .prefix(&prefix)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("ListObjectsV2", e))?;
-            for object in page.contents() {
+            let page = artifact_store::purge_objects::list_objects_page(
+                &self.s3,
+                &self.layout.bucket,
+                &prefix,
+                token,
+            )
+            .await?;
+            for object in &page.objects {
                 let Some(sha256) = object
-                    .key()
-                    .and_then(|k| k.strip_prefix(&prefix))
+                    .key
+                    .strip_prefix(&prefix)
                     .filter(|s| s.parse::<crate::names::Sha256>().is_ok())
                 else {
                     continue;
                 };
-                let written = object.last_modified().map_or(i64::MAX, |t| t.secs());
+                let written = object.last_modified.unwrap_or(i64::MAX);
                 if held.contains(sha256) || written > cutoff.unix_timestamp() {
                     continue;
                 }
@@ -249,9 +247,9 @@ impl Repository {
                     swept.push(sha256.to_owned());
                 }
             }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => return Ok(swept),
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => return Ok(swept),
             }
         }
     }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use artifact_store::tx::TxItem;
 use time::OffsetDateTime;
 
 use super::aliases::{Intent, Link};
@@ -417,7 +417,7 @@ impl Repository {
             }
         };
         let live = next.state.is_live();
-        let items = |revision: u64| -> Result<Vec<TransactWriteItem>> {
+        let items = |revision: u64| -> Result<Vec<TxItem>> {
             let mut written = next.clone();
             written.revision = revision;
             let mut items = vec![self.rollout_put(&written, (!start).then_some(row))?];
@@ -508,31 +508,22 @@ impl Repository {
         alias: &AliasName,
         id: &str,
         actor: &str,
-    ) -> Result<Vec<TransactWriteItem>> {
+    ) -> Result<Vec<TxItem>> {
         let cancel = rollout_items::cancel_by_hand(&self.layout.table, name, alias, id, actor)?;
         Ok(vec![cancel, self.registry_delete(name, alias, id)?])
     }
 
     /// The rollout item written whole; over `read`, only if it is still
     /// exactly as read (its state and last write), else only if new.
-    fn rollout_put(
-        &self,
-        row: &RolloutRow,
-        read: Option<&RolloutRow>,
-    ) -> Result<TransactWriteItem> {
+    fn rollout_put(&self, row: &RolloutRow, read: Option<&RolloutRow>) -> Result<TxItem> {
         rollout_items::rollout_put(&self.layout.table, row, read)
     }
 
-    fn registry_put(&self, row: &RolloutRow) -> Result<TransactWriteItem> {
+    fn registry_put(&self, row: &RolloutRow) -> Result<TxItem> {
         rollout_items::registry_put(&self.layout.table, row)
     }
 
-    fn registry_delete(
-        &self,
-        name: &ArtifactName,
-        alias: &AliasName,
-        id: &str,
-    ) -> Result<TransactWriteItem> {
+    fn registry_delete(&self, name: &ArtifactName, alias: &AliasName, id: &str) -> Result<TxItem> {
         rollout_items::registry_delete(&self.layout.table, name, alias, id)
     }
 

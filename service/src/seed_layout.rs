@@ -88,9 +88,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective,
-};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::{StreamExt, TryStreamExt};
@@ -102,6 +99,8 @@ use crate::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, copy_source};
 use crate::limits::META_MIRRORED_FOR;
 use crate::names::{ArtifactName, Version};
 use crate::rows::VersionRow;
+use artifact_store::blob_objects::abort_multipart;
+use artifact_store::mirror_objects::{self, Condition, Conditional};
 use artifact_store::version_items::{bytes_in_blob_store, recorded_sha256};
 
 /// Copies of one key within one record: a row that keeps changing during
@@ -495,75 +494,30 @@ impl Repository {
     /// Every version of exactly `key`, newest first, with whether it is the
     /// current one.
     async fn key_versions(&self, key: &str) -> Result<Vec<(String, bool)>> {
-        let mut versions = Vec::new();
-        let (mut key_marker, mut version_marker) = (None, None);
-        loop {
-            let out = self
-                .s3
-                .list_object_versions()
-                .bucket(&self.layout.bucket)
-                .prefix(key)
-                .set_key_marker(key_marker)
-                .set_version_id_marker(version_marker)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("ListObjectVersions", e))?;
-            versions.extend(
-                out.versions()
-                    .iter()
-                    .filter(|v| v.key() == Some(key))
-                    .filter_map(|v| {
-                        let id = v.version_id()?.to_owned();
-                        Some((id, v.is_latest() == Some(true)))
-                    }),
-            );
-            if out.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = out.next_key_marker().map(str::to_owned);
-            version_marker = out.next_version_id_marker().map(str::to_owned);
-        }
-        Ok(versions)
+        let versions = mirror_objects::key_versions(&self.s3, &self.layout.bucket, key).await?;
+        Ok(versions
+            .into_iter()
+            .map(|v| (v.version_id, v.is_latest))
+            .collect())
     }
 
     /// The key's current object (or one version of it); `None` when absent.
     async fn mirror_head(&self, key: &str, version_id: Option<&str>) -> Result<Option<Head>> {
-        let out = self
-            .s3
-            .head_object()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .set_version_id(version_id.map(str::to_owned))
-            .send()
-            .await;
-        match out {
-            Ok(out) => {
-                let metadata = |k: &str| out.metadata().and_then(|m| m.get(k)).cloned();
-                Ok(Some(Head {
-                    sha256: metadata(META_ARTIFACT_SHA256),
-                    mirrored_for: metadata(META_MIRRORED_FOR),
-                    last_modified: out
-                        .last_modified()
-                        .and_then(|t| OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()),
-                    e_tag: out.e_tag().map(str::to_owned),
-                    version_id: out.version_id,
-                }))
+        let head = mirror_objects::head(&self.s3, &self.layout.bucket, key, version_id).await?;
+        Ok(head.map(|out| {
+            let metadata = |k: &str| out.metadata.get(k).cloned();
+            Head {
+                sha256: metadata(META_ARTIFACT_SHA256),
+                mirrored_for: metadata(META_MIRRORED_FOR),
+                last_modified: out.last_modified,
+                e_tag: out.e_tag,
+                version_id: out.version_id,
             }
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(e) => Err(crate::sdk_error::upstream("HeadObject", e)),
-        }
+        }))
     }
 
     async fn mirror_delete(&self, key: &str, version_id: Option<&str>) -> Result<()> {
-        self.s3
-            .delete_object()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .set_version_id(version_id.map(str::to_owned))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("DeleteObject", e))?;
-        Ok(())
+        mirror_objects::delete(&self.s3, &self.layout.bucket, key, version_id).await
     }
 
     /// Copies the row's blob (its current version: every version of a
@@ -580,44 +534,34 @@ impl Repository {
         let blob = self.layout.blob_key(name, &row.sha256);
         let source = copy_source(&self.layout.bucket, &blob, None);
         let metadata = library_metadata(name, row);
-        let condition = Condition::on(read);
+        let condition = condition_on(read);
         let size = row.size.unwrap_or(0);
         let copied = if size > plan.single_copy_max {
             self.mirror_copy_in_parts(key, &source, size, metadata, row, &condition, plan)
                 .await?
         } else {
-            let out = self
-                .s3
-                .copy_object()
-                .bucket(&self.layout.bucket)
-                .key(key)
-                .copy_source(&source)
-                .set_if_match(condition.if_match.clone())
-                .set_if_none_match(condition.if_none_match.clone())
-                .metadata_directive(MetadataDirective::Replace)
-                .set_metadata(Some(metadata))
-                .set_content_type(row.content_type.clone())
-                .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                .send()
-                .await;
-            let out = match out {
-                Ok(out) => out,
-                Err(e) if refused(e.raw_response().map(|r| r.status().as_u16())) => {
-                    return Ok(Copied::Refused);
-                }
-                Err(e) => return Err(crate::sdk_error::upstream("CopyObject", e)),
+            let out = match mirror_objects::copy(
+                &self.s3,
+                &self.layout.bucket,
+                key,
+                &source,
+                &condition,
+                metadata,
+                row.content_type.clone(),
+            )
+            .await?
+            {
+                Conditional::Written(out) => out,
+                Conditional::Refused => return Ok(Copied::Refused),
             };
             // S3 computed the copy's SHA-256: it must be the row's (a
             // composite `…-N` value of a multipart source cannot be compared).
-            let computed = out
-                .copy_object_result()
-                .and_then(|r| r.checksum_sha256())
-                .filter(|c| !c.contains('-'));
+            let computed = out.checksum_sha256.as_deref().filter(|c| !c.contains('-'));
             let expected = hex::decode(&row.sha256).ok().map(|d| STANDARD.encode(d));
             if let (Some(computed), Some(expected)) = (computed, expected)
                 && computed != expected
             {
-                self.mirror_delete(key, out.version_id()).await?;
+                self.mirror_delete(key, out.version_id.as_deref()).await?;
                 return Err(Error::internal(
                     "mirror copy",
                     format!(
@@ -650,89 +594,49 @@ impl Repository {
         plan: &CopyPlan,
     ) -> Result<Copied> {
         let part_size = plan.part_size.max(size.div_ceil(MAX_PARTS)).max(1);
-        let upload = self
-            .s3
-            .create_multipart_upload()
-            .bucket(&self.layout.bucket)
-            .key(key)
-            .set_metadata(Some(metadata))
-            .set_content_type(row.content_type.clone())
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("CreateMultipartUpload", e))?;
-        let upload_id = upload
-            .upload_id()
-            .ok_or_else(|| {
-                Error::internal("mirror copy", "CreateMultipartUpload gave no upload id")
-            })?
-            .to_owned();
+        let upload_id = mirror_objects::create_multipart_copy(
+            &self.s3,
+            &self.layout.bucket,
+            key,
+            metadata,
+            row.content_type.clone(),
+        )
+        .await?;
         let copied = async {
-            let parts: Vec<CompletedPart> = futures::stream::iter(0..size.div_ceil(part_size))
+            let parts: Vec<_> = futures::stream::iter(0..size.div_ceil(part_size))
                 .map(|index| {
                     let (start, number) = (index * part_size, index as i32 + 1);
                     let end = (start + part_size).min(size) - 1;
-                    let upload_id = &upload_id;
-                    async move {
-                        let out = self
-                            .s3
-                            .upload_part_copy()
-                            .bucket(&self.layout.bucket)
-                            .key(key)
-                            .upload_id(upload_id)
-                            .part_number(number)
-                            .copy_source(source)
-                            .copy_source_range(format!("bytes={start}-{end}"))
-                            .send()
-                            .await
-                            .map_err(|e| crate::sdk_error::upstream("UploadPartCopy", e))?;
-                        Ok::<_, Error>(
-                            CompletedPart::builder()
-                                .part_number(number)
-                                .set_e_tag(
-                                    out.copy_part_result()
-                                        .and_then(|r| r.e_tag())
-                                        .map(str::to_owned),
-                                )
-                                .build(),
-                        )
-                    }
+                    mirror_objects::upload_part_copy(
+                        &self.s3,
+                        &self.layout.bucket,
+                        key,
+                        &upload_id,
+                        number,
+                        source,
+                        start..=end,
+                    )
                 })
                 .buffered(plan.parallel_parts.max(1))
                 .try_collect()
                 .await?;
-            let out = self
-                .s3
-                .complete_multipart_upload()
-                .bucket(&self.layout.bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .set_if_match(condition.if_match.clone())
-                .set_if_none_match(condition.if_none_match.clone())
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await;
-            match out {
-                Ok(out) => Ok(Copied::Landed(out.version_id)),
-                Err(e) if refused(e.raw_response().map(|r| r.status().as_u16())) => {
-                    Ok(Copied::Refused)
-                }
-                Err(e) => Err(crate::sdk_error::upstream("CompleteMultipartUpload", e)),
-            }
+            let completed = mirror_objects::complete_multipart_copy(
+                &self.s3,
+                &self.layout.bucket,
+                key,
+                &upload_id,
+                parts,
+                condition,
+            )
+            .await?;
+            Ok(match completed {
+                Conditional::Written(version_id) => Copied::Landed(version_id),
+                Conditional::Refused => Copied::Refused,
+            })
         }
         .await;
         if !matches!(copied, Ok(Copied::Landed(_))) {
-            let aborted = self
-                .s3
-                .abort_multipart_upload()
-                .bucket(&self.layout.bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
+            let aborted = abort_multipart(&self.s3, &self.layout.bucket, key, &upload_id).await;
             if let Err(e) = aborted {
                 tracing::warn!(%key, %upload_id, error = ?e, "aborting a failed multipart copy failed; the bucket's lifecycle rule removes it");
             }
@@ -743,24 +647,16 @@ impl Repository {
 
 /// The condition a copy is made on: the destination still holds the object
 /// read (its ETag), or still nothing.
-#[derive(Debug, Default)]
-struct Condition {
-    if_match: Option<String>,
-    if_none_match: Option<String>,
-}
-
-impl Condition {
-    fn on(read: Option<&Head>) -> Self {
-        match read {
-            Some(head) => Self {
-                if_match: head.e_tag.clone(),
-                if_none_match: None,
-            },
-            None => Self {
-                if_match: None,
-                if_none_match: Some("*".to_owned()),
-            },
-        }
+fn condition_on(read: Option<&Head>) -> Condition {
+    match read {
+        Some(head) => Condition {
+            if_match: head.e_tag.clone(),
+            if_none_match: None,
+        },
+        None => Condition {
+            if_match: None,
+            if_none_match: Some("*".to_owned()),
+        },
     }
 }
 
@@ -781,13 +677,6 @@ fn landed_meanwhile(
             || beneath
                 .last_modified
                 .is_some_and(|t| t.unix_timestamp() >= row_written.unix_timestamp()))
-}
-
-/// Whether S3 refused a conditional write because the key changed: 412
-/// Precondition Failed, or 409 ConditionalRequestConflict (a write racing
-/// ours).
-fn refused(status: Option<u16>) -> bool {
-    matches!(status, Some(412 | 409))
 }
 
 /// The user metadata `versioned` 1.0.1 writes: the row's own, then

@@ -6,14 +6,14 @@
 //! the commit re-checks what S3 recorded before the upload becomes LATEST.
 //! Bytes the artifact already holds are not transferred again (`exists`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use artifact_store::tx::TxItem;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
 
-use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use artifact_store::objects::Head;
 
 use super::tx::{TransactFailure, Tx};
 use super::{MAX_ATTEMPTS, Repository};
@@ -156,21 +156,16 @@ impl Repository {
             size,
             content_type,
             metadata,
-            self.presigning()?,
+            self.presign_expires,
         )
         .await?;
-        let headers = presigned
-            .headers()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-            .collect::<BTreeMap<_, _>>();
         Ok(UploadTicket {
             upload_id: upload_id.as_str().to_owned(),
             state: UploadState::Pending.as_str(),
             exists: false,
-            url: Some(presigned.uri().to_owned()),
-            method: Some(presigned.method().to_owned()),
-            headers: Some(headers),
+            url: Some(presigned.url),
+            method: Some(presigned.method),
+            headers: Some(presigned.headers),
             multipart: None,
             expires_at,
         })
@@ -290,7 +285,7 @@ impl Repository {
         name: &ArtifactName,
         sha256: &str,
         size: u64,
-    ) -> Result<(Stored, Option<HeadObjectOutput>)> {
+    ) -> Result<(Stored, Option<Head>)> {
         let head = self.head_blob(&self.layout.blob_key(name, sha256)).await?;
         let facts = head.as_ref().map(stored_object);
         let verified = match &facts {
@@ -313,16 +308,13 @@ impl Repository {
     }
 
     /// HeadObject with the checksum; `None` when there is no such object.
-    pub(super) async fn head_blob(
-        &self,
-        key: &str,
-    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+    pub(super) async fn head_blob(&self, key: &str) -> Result<Option<Head>> {
         blob_objects::head_object(&self.s3, &self.layout.bucket, key).await
     }
 
     /// A transaction member that holds only while no purge of `name` runs
     /// (its fence is absent, or stale: a crashed purge's).
-    pub(super) fn no_purge_running(&self, name: &ArtifactName) -> Result<TransactWriteItem> {
+    pub(super) fn no_purge_running(&self, name: &ArtifactName) -> Result<TxItem> {
         upload_items::no_purge_running(&self.layout.table, name)
     }
 
@@ -365,7 +357,7 @@ impl Repository {
         name: &ArtifactName,
         sha256: &str,
         read_at: Option<OffsetDateTime>,
-    ) -> Result<TransactWriteItem> {
+    ) -> Result<TxItem> {
         // Clocks of different functions agree to well within this.
         let finished_before = read_at.map(|t| t - CLOCK_MARGIN);
         upload_items::not_condemned(&self.layout.table, name, sha256, finished_before)
@@ -866,7 +858,7 @@ impl Repository {
         from: UploadState,
         changed: bool,
         now: OffsetDateTime,
-    ) -> Result<TransactWriteItem> {
+    ) -> Result<TxItem> {
         upload_items::finish_upload(&self.layout.table, item, from, changed, now)
     }
 
@@ -878,7 +870,7 @@ impl Repository {
         upload: &UploadRow,
         before: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<TransactWriteItem> {
+    ) -> Result<TxItem> {
         upload_items::latest_unchanged(&self.layout.table, name, upload, before, now)
     }
 
@@ -907,7 +899,7 @@ impl Repository {
         fresh: FreshLatest,
         before: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<TransactWriteItem> {
+    ) -> Result<TxItem> {
         upload_items::latest_put(
             &self.layout.table,
             upload,
@@ -970,11 +962,7 @@ fn being_reclaimed(name: &ArtifactName) -> Error {
 }
 
 /// Whether S3's record of a blob is exactly the declared bytes.
-fn blob_check(
-    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
-    digest: &[u8],
-    size: u64,
-) -> Result<()> {
+fn blob_check(head: &Head, digest: &[u8], size: u64) -> Result<()> {
     match head.checksum_sha256() {
         Some(got) if got == STANDARD.encode(digest) => {}
         None => {

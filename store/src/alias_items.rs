@@ -5,9 +5,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, Update};
 
 use crate::error::{Error, Result};
 use crate::layout::{alias_pk, attr, history_pk, history_sk, history_sk_prefix};
@@ -16,6 +14,7 @@ use crate::paging::decode_cursor;
 use crate::rows::{AliasRow, HistoryRow, Item, VersionRow, key, nv, sv, version_key};
 use crate::sdk_error::invalid_sdk_input;
 use crate::table::{PartitionPage, Table};
+use crate::tx::TxItem;
 
 /// How an alias change updates a version row's alias references
 /// ([`reference`]).
@@ -191,7 +190,7 @@ pub fn alias_write(
     alias: &AliasName,
     row: Option<&AliasRow>,
     old: Option<&AliasRow>,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let (condition, names, values) = match old {
         Some(old) => revision_condition(old),
         None => (
@@ -202,7 +201,7 @@ pub fn alias_write(
     };
     let values = (!values.is_empty()).then_some(values);
     Ok(match row {
-        Some(row) => TransactWriteItem::builder()
+        Some(row) => TxItem::builder()
             .put(
                 Put::builder()
                     .table_name(table)
@@ -214,7 +213,7 @@ pub fn alias_write(
                     .map_err(invalid_sdk_input)?,
             )
             .build(),
-        None => TransactWriteItem::builder()
+        None => TxItem::builder()
             .delete(
                 Delete::builder()
                     .table_name(table)
@@ -274,7 +273,7 @@ pub fn reference(
     alias: &AliasName,
     version: Version,
     change: Reference,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let (add, refuse_archived) = match change {
         Reference::Add { refuse_archived } => (true, refuse_archived),
         Reference::Remove => (false, false),
@@ -305,7 +304,7 @@ pub fn reference(
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .build()
             .map_err(invalid_sdk_input)?;
-        return Ok(TransactWriteItem::builder().condition_check(check).build());
+        return Ok(TxItem::builder().condition_check(check).build());
     }
     let set = AttributeValue::Ss(vec![alias.to_string()]);
     let update = if add {
@@ -327,5 +326,5 @@ pub fn reference(
         .expression_attribute_values(":alias", set)
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().update(update).build())
+    Ok(TxItem::builder().update(update).build())
 }

@@ -6,14 +6,13 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::clients::S3Client;
 use crate::error::{Error, Result};
-use crate::objects::{NULL_VERSION, version_param};
+use crate::objects::{Head, NULL_VERSION, version_param};
 use crate::sdk_error::upstream;
 
 /// A part as S3 lists it, with what completing the upload needs.
@@ -22,6 +21,29 @@ pub struct ListedPart {
     pub size: u64,
     pub etag: Option<String>,
     pub checksum_sha256: Option<String>,
+}
+
+/// A presigned request as a client sends it: the URL, the method and the
+/// headers it must carry (lowercase names; `host` left out, the client's
+/// HTTP stack sets it).
+pub struct Presigned {
+    pub url: String,
+    pub method: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Presigned {
+    fn from_sdk(request: aws_sdk_s3::presigning::PresignedRequest) -> Self {
+        Self {
+            url: request.uri().to_owned(),
+            method: request.method().to_owned(),
+            headers: request
+                .headers()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+                .collect(),
+        }
+    }
 }
 
 /// What a CompleteMultipartUpload may replace at the blob key.
@@ -33,11 +55,8 @@ pub enum Over {
 
 /// HeadObject of `key` with its checksum; `None` when there is no such
 /// object.
-pub async fn head_object(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<HeadObjectOutput>> {
+pub async fn head_object(s3: &S3Client, bucket: &str, key: &str) -> Result<Option<Head>> {
+    let s3 = &s3.0;
     match s3
         .head_object()
         .bucket(bucket)
@@ -46,7 +65,7 @@ pub async fn head_object(
         .send()
         .await
     {
-        Ok(head) => Ok(Some(head)),
+        Ok(head) => Ok(Some(Head::from_sdk(&head))),
         Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
         Err(e) => Err(upstream("HeadObject", e)),
     }
@@ -57,15 +76,16 @@ pub async fn head_object(
 /// bytes), with `content_type` and `metadata`.
 #[allow(clippy::too_many_arguments)]
 pub async fn presign_put(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3Client,
     bucket: &str,
     key: String,
     digest: &[u8],
     size: i64,
     content_type: String,
     metadata: HashMap<String, String>,
-    presigning: PresigningConfig,
-) -> Result<PresignedRequest> {
+    expires: std::time::Duration,
+) -> Result<Presigned> {
+    let s3 = &s3.0;
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -74,8 +94,9 @@ pub async fn presign_put(
         .content_length(size)
         .content_type(content_type)
         .set_metadata(Some(metadata))
-        .presigned(presigning)
+        .presigned(crate::clients::presigning(expires)?)
         .await
+        .map(Presigned::from_sdk)
         .map_err(|e| upstream("presign PutObject", e))
 }
 
@@ -83,15 +104,16 @@ pub async fn presign_put(
 /// `key`: exactly `length` bytes whose SHA-256 is `digest`.
 #[allow(clippy::too_many_arguments)]
 pub async fn presign_upload_part(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3Client,
     bucket: &str,
     key: &str,
     upload_id: &str,
     number: u32,
     digest: &[u8],
     length: u64,
-    presigning: PresigningConfig,
-) -> Result<PresignedRequest> {
+    expires: std::time::Duration,
+) -> Result<Presigned> {
+    let s3 = &s3.0;
     s3.upload_part()
         .bucket(bucket)
         .key(key)
@@ -100,20 +122,22 @@ pub async fn presign_upload_part(
         .checksum_algorithm(ChecksumAlgorithm::Sha256)
         .checksum_sha256(STANDARD.encode(digest))
         .content_length(length as i64)
-        .presigned(presigning)
+        .presigned(crate::clients::presigning(expires)?)
         .await
+        .map(Presigned::from_sdk)
         .map_err(|e| upstream("presign UploadPart", e))
 }
 
 /// Starts a multipart upload at `key` (CreateMultipartUpload) with SHA-256
 /// part checksums, `content_type` and `metadata`; S3's upload id.
 pub async fn create_multipart(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3Client,
     bucket: &str,
     key: &str,
     content_type: &str,
     metadata: HashMap<String, String>,
 ) -> Result<String> {
+    let s3 = &s3.0;
     let out = s3
         .create_multipart_upload()
         .bucket(bucket)
@@ -135,11 +159,12 @@ pub async fn create_multipart(
 /// AbortMultipartUpload of S3's upload `upload_id` at `key`; one S3 no
 /// longer knows is aborted already.
 pub async fn abort_multipart(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3Client,
     bucket: &str,
     key: &str,
     upload_id: &str,
 ) -> Result<()> {
+    let s3 = &s3.0;
     match s3
         .abort_multipart_upload()
         .bucket(bucket)
@@ -158,11 +183,12 @@ pub async fn abort_multipart(
 /// page), by number; `None` when S3 knows no such upload (completed or
 /// aborted).
 pub async fn list_parts(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3Client,
     bucket: &str,
     key: &str,
     upload_id: &str,
 ) -> Result<Option<Vec<ListedPart>>> {
+    let s3 = &s3.0;
     let mut parts = Vec::new();
     let mut marker: Option<String> = None;
     loop {
@@ -207,13 +233,14 @@ pub async fn list_parts(
 /// Returns the new object version; `None` when S3 no longer knows the
 /// upload (a concurrent commit completed it).
 pub async fn complete_multipart(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3Client,
     bucket: &str,
     key: &str,
     upload_id: &str,
     parts: &[ListedPart],
     over: Over,
 ) -> Result<Option<String>> {
+    let s3 = &s3.0;
     let completed = CompletedMultipartUpload::builder()
         .set_parts(Some(
             parts
@@ -261,13 +288,14 @@ pub async fn complete_multipart(
 /// the expected length and the bytes S3 sent (fewer when the object is
 /// shorter, none past its end or when it is gone).
 pub async fn get_range(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3Client,
     bucket: &str,
     key: &str,
     version: &str,
     from: u64,
     to: u64,
 ) -> Result<(u64, Vec<u8>)> {
+    let s3 = &s3.0;
     let out = s3
         .get_object()
         .bucket(bucket)
@@ -300,12 +328,8 @@ pub async fn get_range(
 }
 
 /// DeleteObject of object version `version` of `key`.
-pub async fn delete_version(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: String,
-    version: &str,
-) -> Result<()> {
+pub async fn delete_version(s3: &S3Client, bucket: &str, key: String, version: &str) -> Result<()> {
+    let s3 = &s3.0;
     s3.delete_object()
         .bucket(bucket)
         .key(key)

@@ -13,6 +13,7 @@ use aws_sdk_s3::types::{
     VersioningConfiguration,
 };
 
+use crate::clients::S3Client;
 use crate::error::{Error, Result};
 use crate::layout::{SHA256_INDEX, attr};
 use crate::sdk_error::invalid_sdk_input;
@@ -21,7 +22,8 @@ use crate::table::Table;
 /// Creates `bucket` when missing (in the client's region; no location
 /// constraint in us-east-1) and turns its versioning on. Idempotent. AWS
 /// calls: CreateBucket, PutBucketVersioning.
-pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+pub async fn create_bucket(s3: &S3Client, bucket: &str) -> Result<()> {
+    let s3 = &s3.0;
     let region = s3.config().region().map(|r| r.as_ref().to_owned());
     let mut create = s3.create_bucket().bucket(bucket);
     if let Some(region) = region.filter(|r| r != "us-east-1") {
@@ -52,26 +54,27 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> 
     Ok(())
 }
 
-/// The table's stream (DescribeTable): what the local stream poller reads,
-/// as Lambda's event source mapping does on AWS.
-pub async fn stream_arn(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<String> {
-    let described = ddb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| crate::sdk_error::upstream("DescribeTable", e))?;
-    described
-        .table()
-        .and_then(|t| t.latest_stream_arn())
-        .map(str::to_owned)
-        .ok_or_else(|| Error::UpstreamError {
-            operation: "DescribeTable",
-            source: format!("table {table} has no stream (bootstrap adds one)").into(),
-        })
-}
-
 impl Table {
+    /// The table's stream (DescribeTable): what the local stream poller
+    /// reads, as Lambda's event source mapping does on AWS.
+    pub async fn stream_arn(&self) -> Result<String> {
+        let described = self
+            .ddb
+            .describe_table()
+            .table_name(&self.name)
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("DescribeTable", e))?;
+        described
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::UpstreamError {
+                operation: "DescribeTable",
+                source: format!("table {} has no stream (bootstrap adds one)", self.name).into(),
+            })
+    }
+
     /// Creates the table when missing (keys `pk`/`sk`, the `by-sha256`
     /// index, the stream), waits until it is ACTIVE, adds the index or
     /// the stream to a table made before them (waiting again), then

@@ -3,6 +3,7 @@
 //! the commit's transaction) and the library's "directories" under the
 //! store prefix in S3.
 
+use crate::clients::S3Client;
 use crate::error::{Error, Result};
 use crate::layout::{REGISTRY_PK, attr};
 use crate::names::ArtifactName;
@@ -60,13 +61,14 @@ impl Table {
 /// A start S3 refuses (`InvalidArgument`) is a cursor this listing never
 /// returned (400). One ListObjectsV2.
 pub async fn list_names(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3Client,
     bucket: &str,
     prefix: &str,
     limit: u32,
     token: Option<String>,
     start_after: Option<String>,
 ) -> Result<(Vec<ArtifactName>, Option<String>, Option<String>)> {
+    let s3 = &s3.0;
     let out = s3
         .list_objects_v2()
         .bucket(bucket)

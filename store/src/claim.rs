@@ -6,9 +6,7 @@
 //! its answer.
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure, Update};
 
 use crate::error::{Error, Result};
 use crate::layout::{attr, upload_pk};
@@ -18,6 +16,7 @@ use crate::publish_rules::Mode;
 use crate::rows::{Item, key, nv, sv};
 use crate::sdk_error::{condition_failed, invalid_sdk_input};
 use crate::table::Table;
+use crate::tx::TxItem;
 
 /// The claim on a pipeline's run, taken by the commit's own transaction
 /// (the upload row is written committed and claimed at once): one round
@@ -200,7 +199,7 @@ pub fn record_member(
     id: &UploadId,
     token: &str,
     stored: &serde_json::Value,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let update = Update::builder()
         .table_name(table)
         .set_key(Some(key(upload_pk(name), id.as_str())))
@@ -212,7 +211,7 @@ pub fn record_member(
         .expression_attribute_values(":result", sv(stored.to_string()))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().update(update).build())
+    Ok(TxItem::builder().update(update).build())
 }
 
 impl Table {
@@ -298,11 +297,7 @@ impl Table {
             .expression_attribute_values(":result", sv(stored.to_string()))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+        crate::sdk_error::applied("UpdateItem", out)
     }
 
     /// Sets the claim time on upload `id`'s row to 0 (UpdateItem), so the

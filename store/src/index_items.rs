@@ -5,7 +5,7 @@
 //! row's status, its history entry, the copies on alias rows).
 
 use artifact_core::query::Term;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -15,6 +15,7 @@ use crate::names::{ArtifactName, Version};
 use crate::paging::{MAX_SORT_KEY_BYTES, cursor_text, encode_cursor};
 use crate::rows::{AliasRow, Item, key, nv, sv, version_key};
 use crate::table::Table;
+use crate::tx::TxItem;
 
 /// One page of a search's index: the rows its entries name and where the
 /// next page starts.
@@ -208,12 +209,8 @@ impl Table {
                 .update_expression("SET #slot = :status")
                 .expression_attribute_values(":status", sv(s.as_str())),
         };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            // Moved meanwhile: the move copied the status it read.
-            Err(e) if crate::sdk_error::condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+        // Moved meanwhile: the move copied the status it read.
+        crate::sdk_error::applied("UpdateItem", update.send().await).map(|_applied| ())
     }
 }
 
@@ -229,7 +226,7 @@ pub fn set_status(
     status: VersionStatus,
     message: Option<&str>,
     expected: Option<VersionStatus>,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let mut update = Update::builder()
         .table_name(table)
         .set_key(Some(version_key(name, version)))
@@ -264,7 +261,7 @@ pub fn set_status(
         .condition_expression(condition)
         .build()
         .map_err(crate::sdk_error::invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().update(update).build())
+    Ok(TxItem::builder().update(update).build())
 }
 
 /// A transaction member putting the entry of a status change in the
@@ -279,7 +276,7 @@ pub fn status_entry(
     actor: &str,
     message: Option<&str>,
     at: OffsetDateTime,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let mut entry = key(
         status_pk(name),
         format!("{}/{}", version.sort_key(), format_update_at(at)),
@@ -290,7 +287,7 @@ pub fn status_entry(
     if let Some(m) = message {
         entry.insert(attr::MESSAGE.into(), sv(m));
     }
-    Ok(TransactWriteItem::builder()
+    Ok(TxItem::builder()
         .put(
             Put::builder()
                 .table_name(table)

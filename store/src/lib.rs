@@ -36,10 +36,19 @@
 //! - [`blob_objects`]: the S3 requests of uploads at a blob key (head,
 //!   presigned PUT and parts, the multipart upload's life, ranged GETs).
 //! - [`content_objects`]: the presigned GET of a version's bytes.
+//! - [`adopt_objects`]: a publish's adoption of the library's LATEST (its
+//!   object looked at, copied to the blob key whole or by parts).
+//! - [`mirror_objects`]: the mirror's requests at a library key (its
+//!   versions listed, headed and deleted, the conditional copy of a blob).
 //! - [`objects`]: S3 objects as the rules see them, object versions.
+//! - [`purge_objects`]: a purge's and a sweep's S3 requests (object
+//!   versions and delete markers by pages, their heads and batch deletes,
+//!   the current objects under a prefix by pages).
 //!
 //! What every family uses:
 //!
+//! - [`clients`]: the S3 client and the table, built once from the SDK
+//!   configuration, their calls counted.
 //! - [`layout`]: S3 keys, DynamoDB keys, attribute names and the formats of
 //!   `versioned` 1.0.1.
 //! - [`rows`]: item codecs, each row's `to_item` beside its `from_item`.
@@ -56,6 +65,7 @@
 //!
 //! It depends on the core layer only; nothing here knows of use cases.
 
+pub mod adopt_objects;
 pub mod alias_items;
 pub mod blob_objects;
 pub mod bootstrap_items;
@@ -63,13 +73,16 @@ pub mod calls;
 pub mod catalog_items;
 pub mod change_events;
 pub mod claim;
+pub mod clients;
 pub mod content_objects;
 pub mod index_items;
 pub mod layout;
+pub mod mirror_objects;
 pub mod objects;
 pub mod paging;
 pub mod permission_items;
 pub mod purge_items;
+pub mod purge_objects;
 pub mod retention_items;
 pub mod retry;
 pub mod rollout_items;

@@ -4,7 +4,7 @@
 //! digits) with the document before and after.
 
 use artifact_core::access::Targets;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -13,6 +13,7 @@ use crate::model::Page;
 use crate::paging::{decode_cursor, encode_cursor};
 use crate::rows::{Item, key, nv, sv};
 use crate::table::Table;
+use crate::tx::TxItem;
 
 /// The targets as stored: the document, its revision (0: never set) and
 /// who set it when.
@@ -131,7 +132,7 @@ pub fn put_targets(
     at: &str,
     actor: &str,
     read: u64,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let mut item = key(ACCESS_PK, ACCESS_SK);
     item.insert(attr::DOCUMENT.into(), sv(document));
     item.insert(attr::REVISION.into(), nv(revision));
@@ -148,7 +149,7 @@ pub fn put_targets(
     }
     .build()
     .map_err(crate::sdk_error::invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().put(put).build())
+    Ok(TxItem::builder().put(put).build())
 }
 
 /// A transaction member putting the history entry of revision `revision`
@@ -162,7 +163,7 @@ pub fn put_targets_history(
     previous: &Targets,
     at: &str,
     actor: &str,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let mut entry = key(ACCESS_HISTORY_PK, format!("{revision:012}"));
     entry.insert(attr::DOCUMENT.into(), sv(document));
     entry.insert(
@@ -179,5 +180,5 @@ pub fn put_targets_history(
         .expression_attribute_names("#pk", attr::PK)
         .build()
         .map_err(crate::sdk_error::invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().put(history).build())
+    Ok(TxItem::builder().put(history).build())
 }

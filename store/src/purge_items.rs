@@ -12,7 +12,6 @@ use crate::layout::{FENCE_SK, attr, fence_pk, meta_index_pk, now};
 use crate::limits::PURGE_FENCE_STALE;
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, key, nv, registry_key, sv, version_key};
-use crate::sdk_error::condition_failed;
 use crate::table::Table;
 
 impl Table {
@@ -43,11 +42,7 @@ impl Table {
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(crate::sdk_error::upstream("PutItem", e)),
-        }
+        crate::sdk_error::applied("PutItem", out)
     }
 
     /// Renews the purge fence of `name` (UpdateItem: started now), on
@@ -69,11 +64,7 @@ impl Table {
             .expression_attribute_values(":mine", sv(purge_id))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+        crate::sdk_error::applied("UpdateItem", out)
     }
 
     /// Marks the purge fence of `name` handed over (UpdateItem), on
@@ -93,11 +84,7 @@ impl Table {
             .expression_attribute_values(":mine", sv(purge_id))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+        crate::sdk_error::applied("UpdateItem", out).map(|_applied| ())
     }
 
     /// Lowers the purge fence of `name` (DeleteItem), on condition that
@@ -114,13 +101,9 @@ impl Table {
             .expression_attribute_values(":mine", sv(purge_id))
             .send()
             .await;
-        match lowered {
-            Ok(_) => Ok(()),
-            // Already lowered by this request (its answer was lost), or taken
-            // over after we stalled: the holder lowers it.
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("DeleteItem", e)),
-        }
+        // Already lowered by this request (its answer was lost), or taken
+        // over after we stalled: the holder lowers it.
+        crate::sdk_error::applied("DeleteItem", lowered).map(|_applied| ())
     }
 
     /// Deletes the LATEST row of `name` (DeleteItem, unconditional).
@@ -237,12 +220,8 @@ impl Table {
             .expression_attribute_values(":sha256", sv(sha256))
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            // Rewritten since (a newer put, its object PUT first): kept.
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("DeleteItem", e)),
-        }
+        // Rewritten since (a newer put, its object PUT first): kept.
+        crate::sdk_error::applied("DeleteItem", deleted).map(|_applied| ())
     }
 }
 

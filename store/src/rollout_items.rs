@@ -4,7 +4,7 @@
 //! filter, and their writes (alone, or as members of an alias change's
 //! transaction), each conditional on the rollout being as read.
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Delete, Put, Update};
 
 use crate::error::{Error, Result};
 use crate::layout::{ROLLOUTS_PK, attr, format_update_at, now, rollout_pk};
@@ -13,6 +13,7 @@ use crate::rollout::RolloutState;
 use crate::rows::{Item, RolloutRow, key, sv};
 use crate::sdk_error::invalid_sdk_input;
 use crate::table::Table;
+use crate::tx::TxItem;
 
 /// Where a page of `alias`'s rollouts starts, from a cursor of its
 /// listing ([`Table::rollout_page`]).
@@ -114,7 +115,7 @@ impl Table {
     /// it is not.
     pub async fn rewrite_rollout(&self, row: &RolloutRow, read: &RolloutRow) -> Result<bool> {
         let put = rollout_put(&self.name, row, Some(read))?;
-        let Some(put) = put.put else {
+        let Some(put) = put.into_inner().put else {
             return Err(Error::internal("rollout", "a rollout write is a Put"));
         };
         let result = self
@@ -174,11 +175,7 @@ impl Table {
 /// A transaction member writing the rollout row whole: over `read`, on
 /// condition that the row still exists exactly as read (its state and last
 /// write time); without it, only where there is no row (a new rollout).
-pub fn rollout_put(
-    table: &str,
-    row: &RolloutRow,
-    read: Option<&RolloutRow>,
-) -> Result<TransactWriteItem> {
+pub fn rollout_put(table: &str, row: &RolloutRow, read: Option<&RolloutRow>) -> Result<TxItem> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(row.to_item()))
@@ -194,14 +191,14 @@ pub fn rollout_put(
             .expression_attribute_values(":read_state", sv(read.state.as_str()))
             .expression_attribute_values(":read_at", sv(format_update_at(read.update_at))),
     };
-    Ok(TransactWriteItem::builder()
+    Ok(TxItem::builder()
         .put(put.build().map_err(invalid_sdk_input)?)
         .build())
 }
 
 /// A transaction member putting the registry entry of `row`'s alias
 /// (naming `row`), unconditionally.
-pub fn registry_put(table: &str, row: &RolloutRow) -> Result<TransactWriteItem> {
+pub fn registry_put(table: &str, row: &RolloutRow) -> Result<TxItem> {
     let mut item: Item = key(ROLLOUTS_PK, format!("{}/{}", row.name, row.alias));
     item.insert(attr::ROLLOUT_ID.into(), sv(&row.id));
     let put = Put::builder()
@@ -209,7 +206,7 @@ pub fn registry_put(table: &str, row: &RolloutRow) -> Result<TransactWriteItem> 
         .set_item(Some(item))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().put(put).build())
+    Ok(TxItem::builder().put(put).build())
 }
 
 /// A transaction member deleting the registry entry of `alias`, on
@@ -219,7 +216,7 @@ pub fn registry_delete(
     name: &ArtifactName,
     alias: &AliasName,
     id: &str,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let delete = Delete::builder()
         .table_name(table)
         .set_key(Some(registry_key(name, alias)))
@@ -229,7 +226,7 @@ pub fn registry_delete(
         .expression_attribute_values(":id", sv(id))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().delete(delete).build())
+    Ok(TxItem::builder().delete(delete).build())
 }
 
 /// A transaction member ending rollout `id` `aborted`, cancelled by
@@ -241,7 +238,7 @@ pub fn cancel_by_hand(
     alias: &AliasName,
     id: &str,
     actor: &str,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let update = Update::builder()
         .table_name(table)
         .set_key(Some(key(rollout_pk(name), RolloutRow::sort_key(alias, id))))
@@ -265,5 +262,5 @@ pub fn cancel_by_hand(
         .expression_attribute_values(":at", sv(format_update_at(now())))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().update(update).build())
+    Ok(TxItem::builder().update(update).build())
 }

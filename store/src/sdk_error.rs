@@ -49,6 +49,24 @@ where
         .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
 }
 
+/// Whether a conditional single-item write applied: `false` when its
+/// condition failed (someone else got there first, or the item is gone),
+/// any other failure an upstream error of `operation`.
+pub fn applied<O, E, R>(
+    operation: &'static str,
+    out: std::result::Result<O, SdkError<E, R>>,
+) -> crate::error::Result<bool>
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) if condition_failed(&e) => Ok(false),
+        Err(e) => Err(upstream(operation, e)),
+    }
+}
+
 pub fn invalid_sdk_input(e: aws_sdk_dynamodb::error::BuildError) -> Error {
     Error::internal("build request", e)
 }
@@ -74,6 +92,48 @@ mod tests {
         ] {
             assert!(!is_throttling(code), "{code}");
         }
+    }
+
+    /// A conditional write: applied, refused on its condition (no error),
+    /// or failed otherwise (throttled: 503; anything else: 502).
+    #[test]
+    #[allow(clippy::result_large_err)] // the SDK's own error type, as sent
+    fn a_failed_condition_is_an_answer_and_other_failures_are_errors() {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let failed = |err: UpdateItemError| -> std::result::Result<(), _> {
+            Err(SdkError::service_error(
+                err,
+                Response::new(StatusCode::try_from(400).unwrap(), SdkBody::empty()),
+            ))
+        };
+        let code = |c: &str| ErrorMetadata::builder().code(c).build();
+        assert!(
+            applied(
+                "UpdateItem",
+                Ok::<(), SdkError<UpdateItemError, Response>>(())
+            )
+            .unwrap()
+        );
+        let refused = UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .meta(code("ConditionalCheckFailedException"))
+                .build(),
+        );
+        assert!(!applied("UpdateItem", failed(refused)).unwrap());
+        let throttled = UpdateItemError::generic(code("ThrottlingException"));
+        assert_eq!(
+            applied("UpdateItem", failed(throttled)).unwrap_err().kind(),
+            ErrorKind::Throttled
+        );
+        let other = UpdateItemError::generic(code("InternalServerError"));
+        assert_eq!(
+            applied("UpdateItem", failed(other)).unwrap_err().kind(),
+            ErrorKind::Upstream
+        );
     }
 
     #[test]

@@ -50,6 +50,26 @@ impl Table {
         }
     }
 
+    /// One TransactWriteItems of `ops` ([`crate::tx::transact`]).
+    pub fn transact(
+        &self,
+        ops: Vec<crate::tx::TxItem>,
+        token: &str,
+    ) -> impl std::future::Future<Output = std::result::Result<(), crate::tx::TransactFailure>>
+    {
+        crate::tx::transact(&self.ddb, ops, token)
+    }
+
+    /// One labelled TransactWriteItems ([`crate::tx::transact_tx`]).
+    pub fn transact_tx<L: Copy>(
+        &self,
+        tx: &crate::tx::Tx<L>,
+        token: &str,
+    ) -> impl std::future::Future<Output = std::result::Result<(), crate::tx::TransactFailure<L>>>
+    {
+        crate::tx::transact_tx(&self.ddb, tx, token)
+    }
+
     /// Every item of a partition, strongly consistent (Query, every page).
     pub async fn query_all(&self, pk: &str) -> Result<Vec<Item>> {
         let mut items = Vec::new();

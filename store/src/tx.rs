@@ -4,15 +4,58 @@
 //! cancellation reasons.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::builders::TransactWriteItemBuilder;
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 
+/// One member of a transaction (a put, an update, a delete or a condition
+/// check, with its condition): built by the store's row families, opaque
+/// above the store. The service assembles and labels members; it never
+/// builds or reads one.
+#[derive(Debug, Clone)]
+pub struct TxItem(TransactWriteItem);
+
+impl TxItem {
+    pub(crate) fn builder() -> TxItemBuilder {
+        TxItemBuilder(TransactWriteItem::builder())
+    }
+
+    pub(crate) fn into_inner(self) -> TransactWriteItem {
+        self.0
+    }
+}
+
+/// The SDK's builder of a transaction member, yielding a [`TxItem`].
+pub(crate) struct TxItemBuilder(TransactWriteItemBuilder);
+
+impl TxItemBuilder {
+    pub(crate) fn put(self, put: Put) -> Self {
+        Self(self.0.put(put))
+    }
+
+    pub(crate) fn update(self, update: Update) -> Self {
+        Self(self.0.update(update))
+    }
+
+    pub(crate) fn delete(self, delete: Delete) -> Self {
+        Self(self.0.delete(delete))
+    }
+
+    pub(crate) fn condition_check(self, check: ConditionCheck) -> Self {
+        Self(self.0.condition_check(check))
+    }
+
+    pub(crate) fn build(self) -> TxItem {
+        TxItem(self.0.build())
+    }
+}
+
 /// A transaction being built: each member with the label its failure is
 /// reported by.
 pub struct Tx<L> {
-    items: Vec<(L, TransactWriteItem)>,
+    items: Vec<(L, TxItem)>,
 }
 
 impl<L: Copy> Default for Tx<L> {
@@ -26,11 +69,11 @@ impl<L: Copy> Tx<L> {
         Self { items: Vec::new() }
     }
 
-    pub fn push(&mut self, label: L, item: TransactWriteItem) {
+    pub fn push(&mut self, label: L, item: TxItem) {
         self.items.push((label, item));
     }
 
-    fn ops(&self) -> Vec<TransactWriteItem> {
+    fn ops(&self) -> Vec<TxItem> {
         self.items.iter().map(|(_, item)| item.clone()).collect()
     }
 }
@@ -41,9 +84,10 @@ impl<L: Copy> Tx<L> {
 /// `ClientRequestToken`).
 pub async fn transact(
     ddb: &aws_sdk_dynamodb::Client,
-    ops: Vec<TransactWriteItem>,
+    ops: Vec<TxItem>,
     token: &str,
 ) -> std::result::Result<(), TransactFailure> {
+    let ops: Vec<TransactWriteItem> = ops.into_iter().map(|TxItem(op)| op).collect();
     let token = request_token(token, &ops);
     match ddb
         .transact_write_items()
@@ -163,14 +207,14 @@ pub fn classify_cancellation(codes: &[Option<&str>]) -> TransactFailure {
 
 /// A transaction member putting `item` only where no item is (a
 /// version number, an upload id: never taken twice).
-pub fn put_new(table: &str, item: crate::rows::Item) -> crate::error::Result<TransactWriteItem> {
-    aws_sdk_dynamodb::types::Put::builder()
+pub fn put_new(table: &str, item: crate::rows::Item) -> crate::error::Result<TxItem> {
+    Put::builder()
         .table_name(table)
         .set_item(Some(item))
         .condition_expression("attribute_not_exists(#pk)")
         .expression_attribute_names("#pk", crate::layout::attr::PK)
         .build()
-        .map(|put| TransactWriteItem::builder().put(put).build())
+        .map(|put| TxItem::builder().put(put).build())
         .map_err(crate::sdk_error::invalid_sdk_input)
 }
 

@@ -4,7 +4,7 @@
 //! purge running, the bytes not condemned, the row `→ committed`, LATEST
 //! unchanged or written anew, the verified blob, the registry entry).
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, Update};
 use time::OffsetDateTime;
 
 use crate::blob_rules::VerifiedBlob;
@@ -18,8 +18,9 @@ use crate::names::{ArtifactName, UploadId, Version};
 use crate::rows::{
     Item, UploadRow, UploadState, VersionRow, key, new_epoch, nv, registry_key, sv, version_key,
 };
-use crate::sdk_error::{condition_failed, invalid_sdk_input, upstream};
+use crate::sdk_error::{applied, invalid_sdk_input, upstream};
 use crate::table::Table;
+use crate::tx::TxItem;
 
 /// LATEST written before the commit `:before` (both in the `update_at`
 /// format); `#update_at`, `#committed_at` name the attributes.
@@ -116,11 +117,7 @@ impl Table {
             .expression_attribute_values(":now", sv(format_update_at(now())))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(upstream("UpdateItem", e)),
-        }
+        applied("UpdateItem", out)
     }
 
     /// The upload row `pending → verifying` of object version `version`
@@ -182,11 +179,7 @@ impl Table {
             .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(upstream("UpdateItem", e)),
-        }
+        applied("UpdateItem", out)
     }
 
     /// A verification's checkpoint (UpdateItem): `offset` bytes hashed,
@@ -236,11 +229,7 @@ impl Table {
             .expression_attribute_values(":now", sv(format_update_at(now)))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(upstream("UpdateItem", e)),
-        }
+        applied("UpdateItem", out)
     }
 
     /// The upload `verifying → failed` with `reason`, its hash state
@@ -274,18 +263,14 @@ impl Table {
             .expression_attribute_values(":now", sv(format_update_at(now())))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(upstream("UpdateItem", e)),
-        }
+        applied("UpdateItem", out)
     }
 }
 
 /// A transaction member that holds only while no purge of `name` runs:
 /// its fence is absent, or stale (a crashed purge's, started more than
 /// `PURGE_FENCE_STALE` ago).
-pub fn no_purge_running(table: &str, name: &ArtifactName) -> Result<TransactWriteItem> {
+pub fn no_purge_running(table: &str, name: &ArtifactName) -> Result<TxItem> {
     let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
     let fence = ConditionCheck::builder()
         .table_name(table)
@@ -296,7 +281,7 @@ pub fn no_purge_running(table: &str, name: &ArtifactName) -> Result<TransactWrit
         .expression_attribute_values(":stale", nv(stale))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().condition_check(fence).build())
+    Ok(TxItem::builder().condition_check(fence).build())
 }
 
 /// A transaction member that holds only while retention is not deleting
@@ -308,7 +293,7 @@ pub fn not_condemned(
     name: &ArtifactName,
     sha256: &str,
     finished_before: Option<OffsetDateTime>,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let check = ConditionCheck::builder()
         .table_name(table)
         .set_key(Some(key(condemned_pk(name), sha256)))
@@ -322,7 +307,7 @@ pub fn not_condemned(
             .condition_expression("attribute_not_exists(#pk) OR #deleted_at < :read_at")
             .expression_attribute_values(":read_at", nv(crate::layout::unix_millis(t))),
     };
-    Ok(TransactWriteItem::builder()
+    Ok(TxItem::builder()
         .condition_check(check.build().map_err(invalid_sdk_input)?)
         .build())
 }
@@ -338,7 +323,7 @@ pub fn finish_upload(
     from: UploadState,
     changed: bool,
     now: OffsetDateTime,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(UploadRow::committed_item(item, changed, now)))
@@ -352,7 +337,7 @@ pub fn finish_upload(
         put.condition_expression("#state = :from")
     };
     let put = put.build().map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().put(put).build())
+    Ok(TxItem::builder().put(put).build())
 }
 
 /// The upload's commit recorded on LATEST (its upload id, the commit
@@ -365,7 +350,7 @@ pub fn latest_unchanged(
     upload: &UploadRow,
     before: Option<&str>,
     now: OffsetDateTime,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let mut condition = "#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob".to_owned();
     let mut update = Update::builder();
     if let Some(before) = before {
@@ -393,7 +378,7 @@ pub fn latest_unchanged(
         .expression_attribute_values(":blob", sv(BYTES_BLOB))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().update(update).build())
+    Ok(TxItem::builder().update(update).build())
 }
 
 /// LATEST pointed at the upload's blob: the row as read (`latest`, absent
@@ -417,7 +402,7 @@ pub fn latest_put(
     published: Option<u32>,
     before: Option<&str>,
     now: OffsetDateTime,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     const GUARDED: [&str; 3] = [attr::LAST_VERSION, attr::PUBLISHED_SHA256, attr::EPOCH];
     let mut put = Put::builder()
         .table_name(table)
@@ -462,7 +447,7 @@ pub fn latest_put(
         .condition_expression(condition.join(" AND "))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().put(put).build())
+    Ok(TxItem::builder().put(put).build())
 }
 
 /// The verified-blob row of `sha256` (the object version and size
@@ -474,25 +459,25 @@ pub fn put_verified_blob(
     blob: &VerifiedBlob,
     upload_id: &str,
     now: OffsetDateTime,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let item = crate::rows::verified_blob_item(name, sha256, blob, upload_id, now);
     put_always(table, item)
 }
 
 /// `name`'s registry entry, put unconditionally (a commit that creates
 /// LATEST registers the name).
-pub fn register_name(table: &str, name: &ArtifactName) -> Result<TransactWriteItem> {
+pub fn register_name(table: &str, name: &ArtifactName) -> Result<TxItem> {
     put_always(table, registry_key(name))
 }
 
 /// A Put of `item` without condition.
-fn put_always(table: &str, item: Item) -> Result<TransactWriteItem> {
+fn put_always(table: &str, item: Item) -> Result<TxItem> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().put(put).build())
+    Ok(TxItem::builder().put(put).build())
 }
 
 /// On LATEST's item as read: when it was written (`update_at`) and when a

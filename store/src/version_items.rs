@@ -6,14 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, Update};
 
 use crate::error::Result;
 use crate::layout::{alias_pk, attr};
 use crate::names::{ArtifactName, Sha256, UploadId, Version};
 use crate::rows::{Item, VersionRow, nv, sv, version_key};
-use crate::sdk_error::{condition_failed, invalid_sdk_input, upstream};
+use crate::sdk_error::{applied, invalid_sdk_input, upstream};
 use crate::table::Table;
+use crate::tx::TxItem;
 
 /// Which live versions a listing keeps ([`Table::version_page`]).
 pub struct VersionFilter<'a> {
@@ -103,11 +104,10 @@ impl Table {
             }
             None => condition.push_str(" AND attribute_not_exists(#adopting)"),
         }
-        match update.condition_expression(condition).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(upstream("UpdateItem", e)),
-        }
+        applied(
+            "UpdateItem",
+            update.condition_expression(condition).send().await,
+        )
     }
 
     /// Marks LATEST as stored in the blob store, forgetting its library
@@ -129,13 +129,9 @@ impl Table {
             .expression_attribute_values(":sha256", sv(sha256))
             .send()
             .await;
-        match marked {
-            Ok(_) => Ok(()),
-            // LATEST changed since: the version still gets the bytes it was
-            // reserved with, which are now in the blob store.
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(upstream("UpdateItem", e)),
-        }
+        // LATEST changed since: the version still gets the bytes it was
+        // reserved with, which are now in the blob store.
+        applied("UpdateItem", marked).map(|_applied| ())
     }
 
     /// The highest version number any row of the partition holds (deleted
@@ -186,12 +182,8 @@ impl Table {
             .expression_attribute_values(":highest", nv(highest))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            // Already caught up by someone else, or LATEST gone (next step says 404).
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(upstream("UpdateItem", e)),
-        }
+        // Already caught up by someone else, or LATEST gone (next step says 404).
+        applied("UpdateItem", out).map(|_applied| ())
     }
 
     /// One page of `name`'s live versions (one Query, strongly consistent,
@@ -282,12 +274,7 @@ pub fn adopting(latest_item: &Item) -> Option<String> {
 /// and the epoch (kept, or a fresh one), only while LATEST is exactly as
 /// read (not deleted, counter `number - 1`, same bytes, publish marker,
 /// epoch and upload, each absent where it was absent).
-pub fn take_number(
-    table: &str,
-    read: &Item,
-    latest: &VersionRow,
-    number: u32,
-) -> Result<TransactWriteItem> {
+pub fn take_number(table: &str, read: &Item, latest: &VersionRow, number: u32) -> Result<TxItem> {
     let mut update = Update::builder()
         .table_name(table)
         .set_key(Some(version_key(&latest.name, Version::Latest)));
@@ -323,7 +310,7 @@ pub fn take_number(
         .expression_attribute_values(":sha256", sv(&latest.sha256))
         .expression_attribute_values(":epoch", sv(epoch))
         .build()
-        .map(|update| TransactWriteItem::builder().update(update).build())
+        .map(|update| TxItem::builder().update(update).build())
         .map_err(invalid_sdk_input)
 }
 
@@ -335,7 +322,7 @@ pub fn index_entries(
     name: &ArtifactName,
     version: Version,
     metadata: &BTreeMap<String, String>,
-) -> Result<Vec<TransactWriteItem>> {
+) -> Result<Vec<TxItem>> {
     metadata
         .iter()
         .map(|(key, value)| {
@@ -347,7 +334,7 @@ pub fn index_entries(
                 .table_name(table)
                 .set_item(Some(entry))
                 .build()
-                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map(|put| TxItem::builder().put(put).build())
                 .map_err(invalid_sdk_input)
         })
         .collect()
@@ -361,7 +348,7 @@ pub fn alias_not_targeting(
     name: &ArtifactName,
     alias: &str,
     version: Version,
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let check = ConditionCheck::builder()
         .table_name(table)
         .set_key(Some(crate::rows::key(alias_pk(name), alias)))
@@ -374,7 +361,7 @@ pub fn alias_not_targeting(
         .expression_attribute_values(":v", sv(version.sort_key()))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().condition_check(check).build())
+    Ok(TxItem::builder().condition_check(check).build())
 }
 
 /// The sha256 a version row's item records, read without decoding the
@@ -400,7 +387,7 @@ pub fn remove_alias_references(
     name: &ArtifactName,
     version: Version,
     stale: &[&String],
-) -> Result<TransactWriteItem> {
+) -> Result<TxItem> {
     let update = Update::builder()
         .table_name(table)
         .set_key(Some(version_key(name, version)))
@@ -414,5 +401,5 @@ pub fn remove_alias_references(
         )
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TransactWriteItem::builder().update(update).build())
+    Ok(TxItem::builder().update(update).build())
 }

@@ -1,0 +1,151 @@
+//! The S3 requests of a publish that adopts a LATEST the library wrote
+//! into the blob store (SPEC 3.1): the look at the library's object, the
+//! server-side copy to the blob key (whole, or a part of a multipart
+//! upload). A copy that brought other bytes is removed with
+//! [`crate::blob_objects::delete_version`].
+
+use std::collections::HashMap;
+
+use aws_sdk_s3::types::{ChecksumAlgorithm, MetadataDirective};
+
+use crate::clients::S3Client;
+use crate::error::Result;
+use crate::sdk_error::upstream;
+
+/// The library's object as HeadObject saw it; `Gone` when there is none
+/// (404: the key, or the pinned object version, no longer exists).
+pub enum LibraryObject {
+    Found {
+        /// The object version read (the pinned one, else the current one).
+        version_id: Option<String>,
+        size: u64,
+    },
+    Gone,
+}
+
+/// HeadObject of `key` at object version `version` (the current one when
+/// `None`).
+pub async fn head_library_object(
+    s3: &S3Client,
+    bucket: &str,
+    key: &str,
+    version: Option<String>,
+) -> Result<LibraryObject> {
+    let head =
+        s3.0.head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version)
+            .send()
+            .await;
+    match head {
+        Ok(head) => Ok(LibraryObject::Found {
+            version_id: head.version_id().map(str::to_owned),
+            size: head.content_length().unwrap_or_default().max(0) as u64,
+        }),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+            Ok(LibraryObject::Gone)
+        }
+        Err(e) => Err(upstream("HeadObject", e)),
+    }
+}
+
+/// What a copy of one part of the library's object did.
+pub enum PartCopy {
+    Copied,
+    /// S3 no longer knows the multipart upload (an earlier commit of it,
+    /// whose answer was lost, completed it).
+    NoSuchUpload,
+    /// The source is gone (404).
+    SourceGone,
+}
+
+/// UploadPartCopy of bytes `start..=end` of `source` (a `bucket/key?versionId=`
+/// copy source) as part `number` of S3's multipart upload `upload_id` at
+/// `key`.
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_part(
+    s3: &S3Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    number: u32,
+    source: &str,
+    start: u64,
+    end: u64,
+) -> Result<PartCopy> {
+    match s3
+        .0
+        .upload_part_copy()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .part_number(number as i32)
+        .copy_source(source)
+        .copy_source_range(format!("bytes={start}-{end}"))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(PartCopy::Copied),
+        Err(e)
+            if e.as_service_error()
+                .and_then(|e| e.meta().code())
+                .is_some_and(|c| c == "NoSuchUpload") =>
+        {
+            Ok(PartCopy::NoSuchUpload)
+        }
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+            Ok(PartCopy::SourceGone)
+        }
+        Err(e) => Err(upstream("UploadPartCopy", e)),
+    }
+}
+
+/// What a whole copy to the blob key did.
+pub enum BlobCopy {
+    Copied {
+        /// Base64 of the SHA-256 S3 computed over the copy.
+        checksum_sha256: Option<String>,
+        version_id: Option<String>,
+    },
+    /// The key already holds an object (`If-None-Match: *` refused: 412).
+    KeyTaken,
+}
+
+/// CopyObject of `source` to `key`, only where `key` holds no object
+/// (`If-None-Match: *`), with `metadata` and `content_type` replacing the
+/// source's and S3 computing the copy's SHA-256.
+pub async fn copy_to_blob(
+    s3: &S3Client,
+    bucket: &str,
+    key: &str,
+    source: &str,
+    metadata: HashMap<String, String>,
+    content_type: Option<String>,
+) -> Result<BlobCopy> {
+    let out =
+        s3.0.copy_object()
+            .bucket(bucket)
+            .key(key)
+            .copy_source(source)
+            .if_none_match("*")
+            .metadata_directive(MetadataDirective::Replace)
+            .set_metadata(Some(metadata))
+            .set_content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await;
+    match out {
+        Ok(out) => Ok(BlobCopy::Copied {
+            checksum_sha256: out
+                .copy_object_result()
+                .and_then(|r| r.checksum_sha256())
+                .map(str::to_owned),
+            version_id: out.version_id().map(str::to_owned),
+        }),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+            Ok(BlobCopy::KeyTaken)
+        }
+        Err(e) => Err(upstream("CopyObject", e)),
+    }
+}
