@@ -23,7 +23,7 @@ use crate::layout::now;
 use crate::model::{
     Alias, AliasAction, AliasChange, AliasTarget, ChangeRequest, Page, Precondition, Resolved,
 };
-use crate::names::{AliasName, ArtifactName, Version};
+use crate::names::{AliasName, ArtifactName, Version, Weight};
 use crate::rows::{AliasRow, HistoryRow, Item, Location, TargetRef, VersionRow};
 use artifact_store::alias_items::{self, Reference};
 
@@ -378,11 +378,26 @@ impl Repository {
                 logged,
                 &targets,
             )?;
-            // Every target was read live (the decision says so).
-            let refs: Vec<TargetRef> = wanted
-                .iter()
-                .filter_map(|version| rows.get(version).map(target_ref))
-                .collect();
+            // Every target was read live (the decision says so); one that
+            // was not is our bug, answered as such rather than a panic.
+            let target_ref_of = |version: Version| {
+                rows.get(&version).map(target_ref).ok_or_else(|| {
+                    Error::internal(
+                        "change_alias",
+                        format!("target {version} of alias {alias} of {name} was not read"),
+                    )
+                })
+            };
+            let refs = target
+                .map(|t| -> Result<(TargetRef, Option<(TargetRef, Weight)>)> {
+                    let primary = target_ref_of(t.version)?;
+                    let secondary = t
+                        .secondary
+                        .map(|(version, weight)| target_ref_of(version).map(|r| (r, weight)))
+                        .transpose()?;
+                    Ok((primary, secondary))
+                })
+                .transpose()?;
             let current: BTreeSet<Version> = current.map(|c| c.targets).unwrap_or_default();
             let held = old.as_ref().and_then(|o| o.rollout.as_deref());
             let (holder, linked) = match link {
@@ -415,12 +430,12 @@ impl Repository {
                 }
             };
             let at = now();
-            let new_row = target.map(|t| AliasRow {
+            let new_row = refs.map(|(primary, secondary)| AliasRow {
                 name: name.clone(),
                 alias: alias.clone(),
                 update_at: at,
-                primary: refs[0].clone(),
-                secondary: t.secondary.map(|(_, w)| (refs[1].clone(), w)),
+                primary,
+                secondary,
                 revision: Some(revision),
                 token: Some(token.clone()),
                 rollout: holder.clone(),

@@ -290,7 +290,7 @@ impl Repository {
     /// delete markers) last modified in the second `written_before` (Unix
     /// seconds) or later, when given, unless the mirror wrote them (one
     /// HeadObject per such version).
-    async fn delete_object_versions(
+    pub(super) async fn delete_object_versions(
         &self,
         prefix: &str,
         exact: Option<&str>,

@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 
 use futures::StreamExt;
 
-use super::Repository;
+use super::tx::{TransactFailure, Tx};
+use super::{MAX_ATTEMPTS, Repository, backoff};
 use crate::error::{Error, Result};
 use crate::layout::{now, upload_pk};
 use crate::model::{RetentionPolicy, RetentionReport};
@@ -119,7 +120,8 @@ impl Repository {
     /// A condemned item without `deleted_at` is therefore always a deletion
     /// under way or interrupted: every pass starts by finishing those it
     /// finds, so no interruption blocks those bytes for longer than until
-    /// the next pass (SPEC 7.16).
+    /// the next pass (SPEC 7.16). A purge of the artifact running stops
+    /// the pass before it condemns anything more (see [`Self::condemn`]).
     pub async fn reclaim(&self, name: &ArtifactName, grace: Duration) -> Result<ReclaimReport> {
         let cutoff = now()
             .checked_sub(grace.try_into().unwrap_or(time::Duration::MAX))
@@ -127,7 +129,7 @@ impl Repository {
         let pass = uuid::Uuid::new_v4().simple().to_string();
         let mut report = ReclaimReport::default();
         for pending in self.table.pending_condemned(name).await? {
-            self.finish_blob_deletion(name, &pending.sha256, &pending.owner)
+            self.finish_blob_deletion(name, &pending.sha256, &pending.owner, pending.started_at)
                 .await?;
         }
         let mut blobs: BTreeMap<String, Vec<Version>> = BTreeMap::new();
@@ -175,16 +177,28 @@ impl Repository {
             // (a condemned item blocks their uploads and publishes until
             // lifted); the reclaimed rows' share of them is accounted.
             let referenced = self.blob_referenced(name, &sha256, &versions).await?;
-            if !referenced {
-                self.condemn(name, &sha256, &pass).await?;
-            }
+            let condemned = match referenced {
+                true => None,
+                false => match self.condemn(name, &sha256, &pass).await? {
+                    Some(at) => Some(at),
+                    // A purge of the artifact runs: it deletes every row
+                    // and blob anyway, so the pass stops here, the bytes
+                    // and rows of this blob untouched. Not an error:
+                    // nothing is wrong or half-done (an error would count
+                    // the artifact failed and retry it for nothing);
+                    // should the purge fail, its fence lapses and the next
+                    // pass finds these rows as they were.
+                    None => return Ok(report),
+                },
+            };
             for version in versions {
                 self.mark(name, version, VersionStamp::Reclaimed, now())
                     .await?;
                 report.reclaimed.push(version);
             }
-            if !referenced {
-                self.finish_blob_deletion(name, &sha256, &pass).await?;
+            if let Some(at) = condemned {
+                self.finish_blob_deletion(name, &sha256, &pass, Some(at))
+                    .await?;
             }
         }
         report.unreferenced = self.sweep_unreferenced(name, cutoff, &pass).await?;
@@ -197,7 +211,8 @@ impl Repository {
     /// soft-deleted versions). Each goes as a reclaimed version's blob does
     /// (condemned, references checked again, deleted or lifted). AWS calls:
     /// two Queries, one ListObjectsV2 per 1 000 blobs, then per blob
-    /// deleted those of [`Self::finish_blob_deletion`].
+    /// deleted those of [`Self::condemn`] and [`Self::finish_blob_deletion`].
+    /// A purge of the artifact running stops it (see [`Self::condemn`]).
     async fn sweep_unreferenced(
         &self,
         name: &ArtifactName,
@@ -242,8 +257,15 @@ impl Repository {
                 if held.contains(sha256) || written > cutoff.unix_timestamp() {
                     continue;
                 }
-                self.condemn(name, sha256, pass).await?;
-                if self.finish_blob_deletion(name, sha256, pass).await? {
+                let Some(at) = self.condemn(name, sha256, pass).await? else {
+                    // A purge of the artifact runs and deletes every blob:
+                    // stop, as `reclaim` does, without an error.
+                    return Ok(swept);
+                };
+                if self
+                    .finish_blob_deletion(name, sha256, pass, Some(at))
+                    .await?
+                {
                     swept.push(sha256.to_owned());
                 }
             }
@@ -259,13 +281,41 @@ impl Repository {
     /// The stamp of an earlier deletion of those bytes is kept aside (and
     /// restored if this one is lifted): a commit that read the blob before
     /// that deletion must still fail.
-    fn condemn(
-        &self,
-        name: &ArtifactName,
-        sha256: &str,
-        pass: &str,
-    ) -> impl std::future::Future<Output = Result<()>> {
-        self.table.condemn_blob(name, sha256, pass)
+    ///
+    /// Only while no purge of `name` runs (one transaction with the purge
+    /// fence's check): a purge reads the condemned partition once, so an
+    /// item put up behind its back would outlive it, and, left unstamped
+    /// (the pass interrupted), block those bytes under that name with no
+    /// pass left to finish it (SPEC 7.16, 7.17). `Ok(None)`, nothing
+    /// written: a purge runs, the caller must not delete the bytes; else
+    /// the second it went up (Unix seconds). An item
+    /// put up before the fence is deleted by the purge, and the pass's lift
+    /// or stamp of it then writes nothing (both hold only while it exists).
+    /// A pass that stalled through a whole purge is not kept out: the
+    /// fence is down by then. AWS calls: 1 GetItem, 1 TransactWriteItems
+    /// (more only when it meets another transaction).
+    async fn condemn(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<Option<i64>> {
+        let started_at = now().unix_timestamp();
+        let mut tx = Tx::new();
+        tx.push(Condemn::Fence, self.no_purge_running(name)?);
+        tx.push(
+            Condemn::Item,
+            self.table
+                .condemn_blob_put(name, sha256, pass, started_at)
+                .await?,
+        );
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact_tx(&tx, pass).await {
+                Ok(()) => return Ok(Some(started_at)),
+                // Only the fence carries a condition.
+                Err(TransactFailure::Conditions(_)) => return Ok(None),
+                Err(TransactFailure::Contention) => backoff(attempt).await,
+                Err(TransactFailure::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::ConcurrentModification(format!(
+            "condemning a blob of {name} kept conflicting with other writers; the next pass retries"
+        )))
     }
 
     /// Ends the deletion of the blob of `sha256` that pass `owner` condemned:
@@ -276,11 +326,19 @@ impl Repository {
     /// is seen by the reference check (uploads and commits of those bytes
     /// cannot start while it stands, and a commit or publish that read the
     /// blob before it was deleted fails: see `not_condemned`).
+    ///
+    /// Only the object versions written before the second the item went up
+    /// (`condemned_at`; all of them for an item without it) are deleted: a
+    /// later one is an upload's whose commit the item refuses (an orphan,
+    /// swept once nothing holds it), or, if a purge deleted the item while
+    /// this pass stalled, a new upload's that committed (a live row's
+    /// bytes, SPEC 7.10).
     async fn finish_blob_deletion(
         &self,
         name: &ArtifactName,
         sha256: &str,
         owner: &str,
+        condemned_at: Option<i64>,
     ) -> Result<bool> {
         if self.blob_referenced(name, sha256, &[]).await? {
             // Lifted only if it is still this pass's (another pass that
@@ -294,11 +352,13 @@ impl Repository {
         // The verified record first: it must never outlive the bytes.
         self.table.delete_verified_blob(name, sha256).await?;
         let blob_key = self.layout.blob_key(name, sha256);
-        self.delete_all_object_versions(&blob_key, Some(&blob_key), None)
+        self.delete_object_versions(&blob_key, Some(&blob_key), None, condemned_at)
             .await?;
         // The item stays, stamped: a commit or publish that saw the blob
         // before this moment must fail; uploads started from now on may
-        // bring the bytes back.
+        // bring the bytes back. Only while it exists (a purge that deleted
+        // it meanwhile must not find it recreated), even if another pass
+        // condemned the bytes since: the deletion happened all the same.
         self.table.stamp_condemned_deleted(name, sha256).await?;
         Ok(true)
     }
@@ -412,6 +472,15 @@ impl Repository {
     ) -> impl std::future::Future<Output = Result<RetentionBookkeeping>> {
         self.table.retention_bookkeeping()
     }
+}
+
+/// The members of a condemn's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condemn {
+    /// No purge of the artifact runs.
+    Fence,
+    /// The condemned item.
+    Item,
 }
 
 /// Every version some alias row targets (primary or secondary).

@@ -4,15 +4,16 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue};
 use time::OffsetDateTime;
 
 use crate::error::Result;
 use crate::layout::{attr, condemned_pk, format_update_at, now, unix_millis, verified_pk};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, key, nv, sv, version_key};
-use crate::sdk_error::condition_failed;
+use crate::sdk_error::{applied, condition_failed, invalid_sdk_input};
 use crate::table::Table;
+use crate::tx::TxItem;
 
 /// What one scheduled pass leaves for the next.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,6 +62,8 @@ pub struct PendingCondemned {
     /// The pass that condemned it (empty: an item of a release before
     /// passes were named).
     pub owner: String,
+    /// When it was condemned (Unix seconds; `None` on an item without it).
+    pub started_at: Option<i64>,
 }
 
 /// The time stamps a reclaim pass puts on a soft-deleted version row.
@@ -164,11 +167,7 @@ impl Table {
             ))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+        applied("UpdateItem", out)
     }
 
     /// The scheduled job's bookkeeping as it stands (strongly consistent
@@ -197,17 +196,28 @@ impl Table {
             pending.push(PendingCondemned {
                 sha256: sha256.clone(),
                 owner: owner.cloned().unwrap_or_default(),
+                started_at: item
+                    .get(attr::STARTED_AT)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok()),
             });
         }
         Ok(pending)
     }
 
-    /// Puts up the condemned item of `sha256` for pass `pass`
-    /// (unconditional PutItem, started now), after reading the item as it
-    /// stands (strongly consistent GetItem): its `deleted_at` (or the
-    /// `prior_deleted_at` it kept aside; else 0) is kept aside on the new
-    /// item as `prior_deleted_at`.
-    pub async fn condemn_blob(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<()> {
+    /// The transaction member putting up the condemned item of `sha256`
+    /// for pass `pass` (an unconditional Put, started at `started_at`; the caller adds
+    /// the fence that keeps it out of a running purge), after reading the
+    /// item as it stands (strongly consistent GetItem): its `deleted_at`
+    /// (or the `prior_deleted_at` it kept aside; else 0) is kept aside on
+    /// the new item as `prior_deleted_at`.
+    pub async fn condemn_blob_put(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        pass: &str,
+        started_at: i64,
+    ) -> Result<TxItem> {
         let at = key(condemned_pk(name), sha256);
         let prior = self
             .get(at.clone())
@@ -219,17 +229,15 @@ impl Table {
             })
             .unwrap_or_else(|| nv(0));
         let mut item = at;
-        item.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
+        item.insert(attr::STARTED_AT.into(), nv(started_at));
         item.insert(attr::PURGE_ID.into(), sv(pass));
         item.insert(attr::PRIOR_DELETED_AT.into(), prior);
-        self.ddb
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.name)
             .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("PutItem", e))?;
-        Ok(())
+            .build()
+            .map_err(invalid_sdk_input)?;
+        Ok(TxItem::builder().put(put).build())
     }
 
     /// Lifts the condemned item of `sha256` (UpdateItem: `deleted_at`
@@ -262,27 +270,38 @@ impl Table {
             .expression_attribute_values(":zero", nv(0))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+        applied("UpdateItem", out).map(|_applied| ())
     }
 
-    /// Stamps the condemned item of `sha256` deleted now (UpdateItem,
-    /// unconditional; milliseconds since the epoch).
+    /// Stamps the condemned item of `sha256` deleted now (UpdateItem;
+    /// milliseconds since the epoch), on condition that the item exists: a
+    /// purge of the artifact that deleted it meanwhile took the fence with
+    /// it, and an UpdateItem would otherwise create a stray item outliving
+    /// the purge. A condition that fails is no error.
+    ///
+    /// The item need not be the caller's any more (another pass may have
+    /// condemned the bytes again since): the stamp records a fact, that
+    /// the bytes were deleted at this moment, whoever owns the item. Were
+    /// it dropped, that other pass could lift the item back to the older
+    /// `prior_deleted_at`, and a commit that read the blob before this
+    /// deletion would then pass `not_condemned` onto bytes that are gone.
+    /// Stamped, the other pass cannot lift it (`lift_condemned` wants no
+    /// `deleted_at`) and finishes the deletion or finds it finished.
     pub async fn stamp_condemned_deleted(&self, name: &ArtifactName, sha256: &str) -> Result<()> {
-        self.ddb
+        let out = self
+            .ddb
             .update_item()
             .table_name(&self.name)
             .set_key(Some(key(condemned_pk(name), sha256)))
             .update_expression("SET #deleted_at = :now")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#deleted_at", attr::DELETED_AT)
             .expression_attribute_values(":now", nv(unix_millis(now())))
             .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("UpdateItem", e))?;
-        Ok(())
+            .await;
+        // Purged meanwhile: nothing left to stamp.
+        applied("UpdateItem", out).map(|_applied| ())
     }
 
     /// Deletes the verified-blob row of `sha256` (DeleteItem, unconditional).
@@ -321,11 +340,7 @@ impl Table {
             .expression_attribute_values(":at", sv(format_update_at(at)))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            // Purged meanwhile: nothing left to mark.
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
-        }
+        // Purged meanwhile: nothing left to mark.
+        applied("UpdateItem", out).map(|_applied| ())
     }
 }

@@ -26,6 +26,26 @@ pub fn rollout_cursor(
     crate::alias_items::cursor_under(&rollout_pk(name), cursor, &prefix)
 }
 
+/// A registry entry of held aliases as (artifact, alias, rollout id), or
+/// what keeps it from reading as one.
+fn held_entry(item: &Item) -> std::result::Result<(ArtifactName, AliasName, String), String> {
+    let sk = item
+        .get(attr::SK)
+        .and_then(|v| v.as_s().ok())
+        .ok_or("no string sort key")?;
+    let (name, alias) = sk
+        .split_once('/')
+        .ok_or("the sort key is not {artifact}/{alias}")?;
+    let name = name
+        .parse()
+        .map_err(|e| format!("the sort key names no artifact: {e}"))?;
+    let id = item
+        .get(attr::ROLLOUT_ID)
+        .and_then(|v| v.as_s().ok())
+        .ok_or("no string rollout_id")?;
+    Ok((name, AliasName::stored(alias), id.clone()))
+}
+
 /// The key of the registry entry of the rollout holding `alias`.
 fn registry_key(name: &ArtifactName, alias: &AliasName) -> Item {
     key(ROLLOUTS_PK, format!("{name}/{alias}"))
@@ -79,17 +99,27 @@ impl Table {
     }
 
     /// The registry of held aliases, whole (Query, every page): (artifact,
-    /// alias, rollout id) of each entry; entries that do not read as such
-    /// are skipped.
+    /// alias, rollout id) of each entry. An entry that does not read as
+    /// such is skipped, so that it does not stop the driver for every
+    /// other rollout, and logged (a warning naming its key and what is
+    /// wrong): the rollout it stood for is no longer driven.
     pub async fn held_rollouts(&self) -> Result<Vec<(ArtifactName, AliasName, String)>> {
         let items = self.query_all(ROLLOUTS_PK).await?;
         Ok(items
             .iter()
-            .filter_map(|item| {
-                let sk = item.get(attr::SK)?.as_s().ok()?;
-                let (name, alias) = sk.split_once('/')?;
-                let id = item.get(attr::ROLLOUT_ID)?.as_s().ok()?;
-                Some((name.parse().ok()?, AliasName::stored(alias), id.clone()))
+            .filter_map(|item| match held_entry(item) {
+                Ok(entry) => Some(entry),
+                Err(problem) => {
+                    tracing::warn!(
+                        pk = ROLLOUTS_PK,
+                        sk = ?item.get(attr::SK),
+                        rollout_id = ?item.get(attr::ROLLOUT_ID),
+                        %problem,
+                        "a registry entry of held aliases does not read; skipped, \
+                         its rollout is not driven"
+                    );
+                    None
+                }
             })
             .collect())
     }
@@ -263,4 +293,40 @@ pub fn cancel_by_hand(
         .build()
         .map_err(invalid_sdk_input)?;
     Ok(TxItem::builder().update(update).build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sk: &str, id: Option<&str>) -> Item {
+        let mut item = key(ROLLOUTS_PK, sk);
+        if let Some(id) = id {
+            item.insert(attr::ROLLOUT_ID.into(), sv(id));
+        }
+        item
+    }
+
+    #[test]
+    fn a_registry_entry_reads_as_artifact_alias_and_rollout() {
+        let (name, alias, id) = held_entry(&entry("app/prod", Some("r1"))).unwrap();
+        assert_eq!(
+            (name.as_str(), alias.to_string(), id.as_str()),
+            ("app", "prod".into(), "r1")
+        );
+    }
+
+    #[test]
+    fn a_registry_entry_that_does_not_read_says_what_is_wrong() {
+        for (item, problem) in [
+            (entry("app-prod", Some("r1")), "not {artifact}/{alias}"),
+            (entry("app/prod", None), "no string rollout_id"),
+            (entry("/prod", Some("r1")), "names no artifact"),
+        ] {
+            let Err(said) = held_entry(&item) else {
+                panic!("{item:?} read as an entry");
+            };
+            assert!(said.contains(problem), "{said}");
+        }
+    }
 }

@@ -2171,3 +2171,148 @@ async fn a_pipeline_commit_whose_answer_was_lost_while_another_commit_landed_fin
         }
     }
 }
+
+/// `n` with versions 1 ("old bytes", soft-deleted: its bytes reclaimable
+/// at once) and 2 ("new bytes", LATEST's too).
+async fn with_reclaimable_version(store: &TestStore, n: &shared::ArtifactName) {
+    for content in [&b"old bytes"[..], b"new bytes"] {
+        store.upload(n, content).await;
+        store
+            .repo
+            .publish_version(n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
+    }
+    store
+        .repo
+        .delete_version(n, Version::Number(1), Allowed::already())
+        .await
+        .unwrap();
+}
+
+/// After a purge of `n` (made by `with_reclaimable_version`): its
+/// condemned partition (`__{n}-blob`) is empty, and an upload and commit
+/// of the reclaimed bytes under that name succeeds.
+async fn no_condemned_item_outlived_the_purge(store: &TestStore, n: &shared::ArtifactName) {
+    let pk = shared::layout::condemned_pk(n);
+    let left: Vec<_> = store
+        .raw_items()
+        .await
+        .into_iter()
+        .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()) == Some(&pk))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a condemned item outlived the purge: {left:?}"
+    );
+    store.upload(n, b"old bytes").await;
+    assert_eq!(served(store, n, Version::Latest).await, b"old bytes");
+}
+
+// Review defect (retention vs purge, SPEC 7.16): a reclaim pass stamped
+// its condemned item deleted with an unconditional UpdateItem. A purge of
+// the artifact that ran between the pass's deletion of the bytes and the
+// stamp deleted the item, and the stamp then created a stray one that
+// outlived the purge. The stamp holds only while the item exists now.
+#[tokio::test]
+async fn a_reclaim_stamping_after_a_purge_took_its_condemned_item_leaves_none_behind() {
+    let store = TestStore::new().await;
+    let n = name("stamped-after-purge");
+    with_reclaimable_version(&store, &n).await;
+    // GIVEN a pass held at its stamp: the bytes of version 1 are deleted.
+    let (held, gate) = store
+        .held_before("UpdateItem", Some(&shared::layout::condemned_pk(&n)))
+        .await;
+    let pass = {
+        let n = n.clone();
+        tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
+    };
+    gate.arrived().await;
+    // WHEN the artifact is purged meanwhile, and the stamp goes after.
+    store.repo.purge_artifact(&n).await.unwrap();
+    gate.open();
+    let report = pass.await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    // THEN nothing of the artifact is left, and its bytes come back freely.
+    no_condemned_item_outlived_the_purge(&store, &n).await;
+}
+
+// Review defect (retention vs purge, SPEC 7.16, 7.17): a reclaim pass put
+// its condemned item up with an unconditional PutItem, so one landing
+// while a purge of the artifact ran, after the purge had read the
+// condemned partition, outlived the purge. Condemning holds only while no
+// purge runs now; fenced out, the pass stops (no error: the purge deletes
+// everything) without deleting those bytes.
+#[tokio::test]
+async fn a_reclaim_racing_a_purge_condemns_nothing_behind_its_fence() {
+    let store = TestStore::new().await;
+    let n = name("condemned-during-purge");
+    with_reclaimable_version(&store, &n).await;
+    // GIVEN a purge, its fence up, held just after it read the condemned
+    // partition (at its read of the next one; the first Query of that
+    // partition is the existence check before the fence).
+    let plan = Plan::new();
+    let verified = shared::layout::verified_pk(&n);
+    let existence_check = plan.add(Rule::new(
+        "Query",
+        Some(&verified),
+        Action::Record(test_support::proxy::Recorded::new()),
+        1,
+    ));
+    let gate = Gate::new();
+    plan.add(Rule::new(
+        "Query",
+        Some(&verified),
+        Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let purging = store.through(&plan).await;
+    let purge = {
+        let n = n.clone();
+        tokio::spawn(async move { purging.purge_artifact(&n).await })
+    };
+    gate.arrived().await;
+    assert_eq!(
+        existence_check
+            .hits
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    // WHEN a reclaim pass runs meanwhile.
+    let report = store.repo.reclaim(&n, Duration::ZERO).await;
+    assert!(report.is_ok(), "a running purge is no failure: {report:?}");
+    gate.open();
+    purge.await.unwrap().unwrap();
+    // THEN nothing of the artifact is left, and its bytes come back freely.
+    no_condemned_item_outlived_the_purge(&store, &n).await;
+}
+
+// Review finding (retention vs purge, SPEC 7.10): a reclaim pass that
+// stalled between its reference check and its deletion of the bytes
+// through a whole purge of the artifact, and a new upload of the same
+// bytes that committed meanwhile (the purge took the condemned item, so
+// nothing refused it), deleted every object version at the blob key: the
+// new LATEST had no bytes. The pass deletes only what was written before
+// its condemned item went up.
+#[tokio::test]
+async fn a_reclaim_stalled_through_a_purge_keeps_the_bytes_uploaded_again_since() {
+    let store = TestStore::new().await;
+    let n = name("stalled-through-purge");
+    with_reclaimable_version(&store, &n).await;
+    // GIVEN a pass that condemned the bytes of version 1 and found nothing
+    // referencing them, held before it lists the blob's object versions.
+    let (held, gate) = store.held_before("ListObjectVersions", None).await;
+    let pass = {
+        let n = n.clone();
+        tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
+    };
+    gate.arrived().await;
+    // WHEN the artifact is purged and the same bytes are uploaded again.
+    store.repo.purge_artifact(&n).await.unwrap();
+    store.upload(&n, b"old bytes").await;
+    gate.open();
+    let report = pass.await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    // THEN the new LATEST serves its bytes.
+    assert_eq!(served(&store, &n, Version::Latest).await, b"old bytes");
+}
