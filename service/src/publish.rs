@@ -1,7 +1,8 @@
 //! Publish: LATEST becomes the next immutable version, by writing rows.
 
-use artifact_store::adopt_objects::{self, BlobCopy, LibraryObject, PartCopy};
+use artifact_store::adopt_objects::{self, LibraryObject, PartCopy};
 use artifact_store::blob_objects;
+use artifact_store::mirror_objects::{self, Condition, Conditional, CopiedObject};
 use artifact_store::tx::TxItem;
 use artifact_store::version_items;
 use base64::Engine;
@@ -564,19 +565,24 @@ impl Repository {
         ]);
         metadata.extend(latest.metadata.clone());
         let blob_key = self.layout.blob_key(name, &latest.sha256);
-        let copied = adopt_objects::copy_to_blob(
+        let only_where_none = Condition {
+            if_match: None,
+            if_none_match: Some("*".to_owned()),
+        };
+        let copied = mirror_objects::copy(
             &self.s3,
             &self.layout.bucket,
             &blob_key,
             source,
+            &only_where_none,
             metadata,
             latest.content_type.clone(),
         )
         .await?;
-        let BlobCopy::Copied {
+        let Conditional::Written(CopiedObject {
             checksum_sha256: checksum,
             version_id,
-        } = copied
+        }) = copied
         else {
             // The key gained an object meanwhile (another adoption, an
             // upload): judged again by the next attempt.

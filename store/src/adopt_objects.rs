@@ -1,12 +1,9 @@
 //! The S3 requests of a publish that adopts a LATEST the library wrote
-//! into the blob store (SPEC 3.1): the look at the library's object, the
-//! server-side copy to the blob key (whole, or a part of a multipart
-//! upload). A copy that brought other bytes is removed with
+//! into the blob store (SPEC 3.1): the look at the library's object and
+//! the server-side copy of a part of it to the blob key (a whole copy is
+//! the mirror's conditional [`crate::mirror_objects::copy`], on
+//! `If-None-Match: *`). A copy that brought other bytes is removed with
 //! [`crate::blob_objects::delete_version`].
-
-use std::collections::HashMap;
-
-use aws_sdk_s3::types::{ChecksumAlgorithm, MetadataDirective};
 
 use crate::clients::S3Client;
 use crate::error::Result;
@@ -98,54 +95,5 @@ pub async fn copy_part(
             Ok(PartCopy::SourceGone)
         }
         Err(e) => Err(upstream("UploadPartCopy", e)),
-    }
-}
-
-/// What a whole copy to the blob key did.
-pub enum BlobCopy {
-    Copied {
-        /// Base64 of the SHA-256 S3 computed over the copy.
-        checksum_sha256: Option<String>,
-        version_id: Option<String>,
-    },
-    /// The key already holds an object (`If-None-Match: *` refused: 412).
-    KeyTaken,
-}
-
-/// CopyObject of `source` to `key`, only where `key` holds no object
-/// (`If-None-Match: *`), with `metadata` and `content_type` replacing the
-/// source's and S3 computing the copy's SHA-256.
-pub async fn copy_to_blob(
-    s3: &S3Client,
-    bucket: &str,
-    key: &str,
-    source: &str,
-    metadata: HashMap<String, String>,
-    content_type: Option<String>,
-) -> Result<BlobCopy> {
-    let out =
-        s3.0.copy_object()
-            .bucket(bucket)
-            .key(key)
-            .copy_source(source)
-            .if_none_match("*")
-            .metadata_directive(MetadataDirective::Replace)
-            .set_metadata(Some(metadata))
-            .set_content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .send()
-            .await;
-    match out {
-        Ok(out) => Ok(BlobCopy::Copied {
-            checksum_sha256: out
-                .copy_object_result()
-                .and_then(|r| r.checksum_sha256())
-                .map(str::to_owned),
-            version_id: out.version_id().map(str::to_owned),
-        }),
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
-            Ok(BlobCopy::KeyTaken)
-        }
-        Err(e) => Err(upstream("CopyObject", e)),
     }
 }
