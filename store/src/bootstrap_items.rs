@@ -55,9 +55,8 @@ pub async fn create_bucket(s3: &S3Client, bucket: &str) -> Result<()> {
 }
 
 impl Table {
-    /// The table's stream (DescribeTable): what the local stream poller
-    /// reads, as Lambda's event source mapping does on AWS.
-    pub async fn stream_arn(&self) -> Result<String> {
+    /// The table as DescribeTable describes it (`None`: no description).
+    async fn describe(&self) -> Result<Option<aws_sdk_dynamodb::types::TableDescription>> {
         let described = self
             .ddb
             .describe_table()
@@ -65,10 +64,15 @@ impl Table {
             .send()
             .await
             .map_err(|e| crate::sdk_error::upstream("DescribeTable", e))?;
-        described
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .map(str::to_owned)
+        Ok(described.table)
+    }
+
+    /// The table's stream (DescribeTable): what the local stream poller
+    /// reads, as Lambda's event source mapping does on AWS.
+    pub async fn stream_arn(&self) -> Result<String> {
+        self.describe()
+            .await?
+            .and_then(|t| t.latest_stream_arn)
             .ok_or_else(|| Error::UpstreamError {
                 operation: "DescribeTable",
                 source: format!("table {} has no stream (bootstrap adds one)", self.name).into(),
@@ -117,22 +121,16 @@ impl Table {
         }
         // Wait until the table is usable (instant on emulators, seconds on AWS).
         for _ in 0..120 {
-            let table = self
-                .ddb
-                .describe_table()
-                .table_name(&self.name)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("DescribeTable", e))?;
+            let table = self.describe().await?;
             let active = table
-                .table()
+                .as_ref()
                 .and_then(|t| t.table_status())
                 .is_some_and(|s| *s == aws_sdk_dynamodb::types::TableStatus::Active);
             let streamed = table
-                .table()
+                .as_ref()
                 .and_then(|t| t.stream_specification())
                 .is_some_and(|s| s.stream_enabled());
-            let indexed = table.table().is_some_and(|t| {
+            let indexed = table.as_ref().is_some_and(|t| {
                 t.global_secondary_indexes()
                     .iter()
                     .any(|i| i.index_name() == Some(SHA256_INDEX))
