@@ -1,7 +1,6 @@
 //! Publish: LATEST becomes the next immutable version, by writing rows.
 
 use artifact_store::adopt_objects::{self, LibraryObject, PartCopy};
-use artifact_store::blob_objects;
 use artifact_store::mirror_objects::{self, Condition, Conditional, CopiedObject};
 use artifact_store::tx::TxItem;
 use artifact_store::version_items;
@@ -596,7 +595,7 @@ impl Repository {
         if checksum.is_none() || checksum != expected {
             // Other bytes now sit at the content-addressed key: remove them.
             if let Some(v) = version_id {
-                blob_objects::delete_version(&self.s3, &self.layout.bucket, blob_key, &v).await?;
+                mirror_objects::delete(&self.s3, &self.layout.bucket, &blob_key, Some(&v)).await?;
             }
             return Err(Error::ConcurrentModification(format!(
                 "LATEST of {name} changed while publishing; retry"

@@ -273,6 +273,38 @@ impl Repository {
         Ok(())
     }
 
+    /// Every object version and delete marker of exactly `key` (key,
+    /// version id), as ListObjectVersions lists them (every page).
+    pub(super) async fn object_versions_of(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let mut listed = Vec::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = purge_objects::list_versions_page(
+                &self.s3,
+                &self.layout.bucket,
+                key,
+                key_marker,
+                version_marker,
+            )
+            .await?;
+            listed.extend(
+                page.versions
+                    .into_iter()
+                    .chain(page.delete_markers)
+                    .filter(|v| v.key == key)
+                    .map(|v| (v.key, v.version_id)),
+            );
+            let Some((next_key, next_version)) = page.next else {
+                return Ok(listed);
+            };
+            key_marker = next_key;
+            version_marker = next_version;
+        }
+    }
+
     /// Permanently deletes every object version and delete marker under
     /// `prefix` (only keys equal to `exact`, when given). Returns how many.
     /// With `fence` (a purge's), the fence is renewed before every page.
@@ -290,7 +322,7 @@ impl Repository {
     /// delete markers) last modified in the second `written_before` (Unix
     /// seconds) or later, when given, unless the mirror wrote them (one
     /// HeadObject per such version).
-    pub(super) async fn delete_object_versions(
+    async fn delete_object_versions(
         &self,
         prefix: &str,
         exact: Option<&str>,

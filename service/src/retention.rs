@@ -20,6 +20,7 @@ use crate::model::{RetentionPolicy, RetentionReport};
 use crate::names::{ArtifactName, Version};
 use crate::retention_rules::{self, Reclaim};
 use crate::rows::{AliasRow, Location, UploadRow, VersionRow};
+use artifact_store::purge_objects;
 use artifact_store::retention_items::VersionStamp;
 use artifact_store::table::SoftDelete;
 
@@ -129,7 +130,7 @@ impl Repository {
         let pass = uuid::Uuid::new_v4().simple().to_string();
         let mut report = ReclaimReport::default();
         for pending in self.table.pending_condemned(name).await? {
-            self.finish_blob_deletion(name, &pending.sha256, &pending.owner, pending.started_at)
+            self.finish_blob_deletion(name, &pending.sha256, &pending.owner)
                 .await?;
         }
         let mut blobs: BTreeMap<String, Vec<Version>> = BTreeMap::new();
@@ -177,28 +178,23 @@ impl Repository {
             // (a condemned item blocks their uploads and publishes until
             // lifted); the reclaimed rows' share of them is accounted.
             let referenced = self.blob_referenced(name, &sha256, &versions).await?;
-            let condemned = match referenced {
-                true => None,
-                false => match self.condemn(name, &sha256, &pass).await? {
-                    Some(at) => Some(at),
-                    // A purge of the artifact runs: it deletes every row
-                    // and blob anyway, so the pass stops here, the bytes
-                    // and rows of this blob untouched. Not an error:
-                    // nothing is wrong or half-done (an error would count
-                    // the artifact failed and retry it for nothing);
-                    // should the purge fail, its fence lapses and the next
-                    // pass finds these rows as they were.
-                    None => return Ok(report),
-                },
-            };
+            if !referenced && !self.condemn(name, &sha256, &pass).await? {
+                // A purge of the artifact runs: it deletes every row and
+                // blob anyway, so the pass stops here, the bytes and rows
+                // of this blob untouched. Not an error: nothing is wrong
+                // or half-done (an error would count the artifact failed
+                // and retry it for nothing); should the purge fail, its
+                // fence lapses and the next pass finds these rows as they
+                // were.
+                return Ok(report);
+            }
             for version in versions {
                 self.mark(name, version, VersionStamp::Reclaimed, now())
                     .await?;
                 report.reclaimed.push(version);
             }
-            if let Some(at) = condemned {
-                self.finish_blob_deletion(name, &sha256, &pass, Some(at))
-                    .await?;
+            if !referenced {
+                self.finish_blob_deletion(name, &sha256, &pass).await?;
             }
         }
         report.unreferenced = self.sweep_unreferenced(name, cutoff, &pass).await?;
@@ -257,15 +253,12 @@ impl Repository {
                 if held.contains(sha256) || written > cutoff.unix_timestamp() {
                     continue;
                 }
-                let Some(at) = self.condemn(name, sha256, pass).await? else {
+                if !self.condemn(name, sha256, pass).await? {
                     // A purge of the artifact runs and deletes every blob:
                     // stop, as `reclaim` does, without an error.
                     return Ok(swept);
-                };
-                if self
-                    .finish_blob_deletion(name, sha256, pass, Some(at))
-                    .await?
-                {
+                }
+                if self.finish_blob_deletion(name, sha256, pass).await? {
                     swept.push(sha256.to_owned());
                 }
             }
@@ -286,29 +279,30 @@ impl Repository {
     /// fence's check): a purge reads the condemned partition once, so an
     /// item put up behind its back would outlive it, and, left unstamped
     /// (the pass interrupted), block those bytes under that name with no
-    /// pass left to finish it (SPEC 7.16, 7.17). `Ok(None)`, nothing
-    /// written: a purge runs, the caller must not delete the bytes; else
-    /// the second it went up (Unix seconds). An item
+    /// pass left to finish it (SPEC 7.16, 7.17). `Ok(false)`, nothing
+    /// written: a purge runs, the caller must not delete the bytes. An item
     /// put up before the fence is deleted by the purge, and the pass's lift
     /// or stamp of it then writes nothing (both hold only while it exists).
     /// A pass that stalled through a whole purge is not kept out: the
-    /// fence is down by then. AWS calls: 1 GetItem, 1 TransactWriteItems
-    /// (more only when it meets another transaction).
-    async fn condemn(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<Option<i64>> {
-        let started_at = now().unix_timestamp();
+    /// fence is down by then (see [`Self::finish_blob_deletion`]). AWS
+    /// calls: 1 GetItem, 1 TransactWriteItems (more only when it meets
+    /// another transaction).
+    async fn condemn(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<bool> {
         let mut tx = Tx::new();
         tx.push(Condemn::Fence, self.no_purge_running(name)?);
         tx.push(
             Condemn::Item,
-            self.table
-                .condemn_blob_put(name, sha256, pass, started_at)
-                .await?,
+            self.table.condemn_blob_put(name, sha256, pass).await?,
         );
+        // One token per condemn, kept across its retries: a second condemn
+        // of the same bytes by this pass in the same second (after a lift)
+        // builds the very same items, and must not pass for a replay.
+        let token = uuid::Uuid::new_v4().simple().to_string();
         for attempt in 0..MAX_ATTEMPTS {
-            match self.transact_tx(&tx, pass).await {
-                Ok(()) => return Ok(Some(started_at)),
+            match self.transact_tx(&tx, &token).await {
+                Ok(()) => return Ok(true),
                 // Only the fence carries a condition.
-                Err(TransactFailure::Conditions(_)) => return Ok(None),
+                Err(TransactFailure::Conditions(_)) => return Ok(false),
                 Err(TransactFailure::Contention) => backoff(attempt).await,
                 Err(TransactFailure::Failed(e)) => return Err(e),
             }
@@ -327,18 +321,22 @@ impl Repository {
     /// cannot start while it stands, and a commit or publish that read the
     /// blob before it was deleted fails: see `not_condemned`).
     ///
-    /// Only the object versions written before the second the item went up
-    /// (`condemned_at`; all of them for an item without it) are deleted: a
-    /// later one is an upload's whose commit the item refuses (an orphan,
-    /// swept once nothing holds it), or, if a purge deleted the item while
-    /// this pass stalled, a new upload's that committed (a live row's
-    /// bytes, SPEC 7.10).
+    /// The bytes go only while the item still stands as `owner`'s, and
+    /// exactly the object versions listed while it stood: the key's
+    /// versions are listed first, then the item is read again. Standing
+    /// then, no purge ran since it went up (a purge deletes it, and nothing
+    /// puts it back as this pass's), so every listed version is the
+    /// condemned blob's or an upload's whose commit the item refuses; a
+    /// version written after the listing (an upload after a purge that
+    /// came later still) is not among them and stays. Gone (a pass that
+    /// stalled through a whole purge, perhaps with the same bytes uploaded
+    /// and committed since: a live row's, SPEC 7.10) or another pass's,
+    /// nothing is deleted here.
     async fn finish_blob_deletion(
         &self,
         name: &ArtifactName,
         sha256: &str,
         owner: &str,
-        condemned_at: Option<i64>,
     ) -> Result<bool> {
         if self.blob_referenced(name, sha256, &[]).await? {
             // Lifted only if it is still this pass's (another pass that
@@ -349,11 +347,16 @@ impl Repository {
             self.table.lift_condemned(name, sha256, owner).await?;
             return Ok(false);
         }
+        let blob_key = self.layout.blob_key(name, sha256);
+        let listed = self.object_versions_of(&blob_key).await?;
+        if !self.table.condemned_stands(name, sha256, owner).await? {
+            return Ok(false);
+        }
         // The verified record first: it must never outlive the bytes.
         self.table.delete_verified_blob(name, sha256).await?;
-        let blob_key = self.layout.blob_key(name, sha256);
-        self.delete_object_versions(&blob_key, Some(&blob_key), None, condemned_at)
-            .await?;
+        for batch in listed.chunks(1000) {
+            purge_objects::delete_versions(&self.s3, &self.layout.bucket, batch.to_vec()).await?;
+        }
         // The item stays, stamped: a commit or publish that saw the blob
         // before this moment must fail; uploads started from now on may
         // bring the bytes back. Only while it exists (a purge that deleted

@@ -62,8 +62,6 @@ pub struct PendingCondemned {
     /// The pass that condemned it (empty: an item of a release before
     /// passes were named).
     pub owner: String,
-    /// When it was condemned (Unix seconds; `None` on an item without it).
-    pub started_at: Option<i64>,
 }
 
 /// The time stamps a reclaim pass puts on a soft-deleted version row.
@@ -196,17 +194,13 @@ impl Table {
             pending.push(PendingCondemned {
                 sha256: sha256.clone(),
                 owner: owner.cloned().unwrap_or_default(),
-                started_at: item
-                    .get(attr::STARTED_AT)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok()),
             });
         }
         Ok(pending)
     }
 
     /// The transaction member putting up the condemned item of `sha256`
-    /// for pass `pass` (an unconditional Put, started at `started_at`; the caller adds
+    /// for pass `pass` (an unconditional Put, started now; the caller adds
     /// the fence that keeps it out of a running purge), after reading the
     /// item as it stands (strongly consistent GetItem): its `deleted_at`
     /// (or the `prior_deleted_at` it kept aside; else 0) is kept aside on
@@ -216,7 +210,6 @@ impl Table {
         name: &ArtifactName,
         sha256: &str,
         pass: &str,
-        started_at: i64,
     ) -> Result<TxItem> {
         let at = key(condemned_pk(name), sha256);
         let prior = self
@@ -229,7 +222,7 @@ impl Table {
             })
             .unwrap_or_else(|| nv(0));
         let mut item = at;
-        item.insert(attr::STARTED_AT.into(), nv(started_at));
+        item.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
         item.insert(attr::PURGE_ID.into(), sv(pass));
         item.insert(attr::PRIOR_DELETED_AT.into(), prior);
         let put = Put::builder()
@@ -238,6 +231,26 @@ impl Table {
             .build()
             .map_err(invalid_sdk_input)?;
         Ok(TxItem::builder().put(put).build())
+    }
+
+    /// Whether the condemned item of `sha256` still stands as `owner`'s
+    /// (strongly consistent GetItem): it exists, is not stamped deleted,
+    /// and is `owner`'s or has no owner (an item of a release before
+    /// passes were named) — what [`Self::lift_condemned`] requires too.
+    pub async fn condemned_stands(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        owner: &str,
+    ) -> Result<bool> {
+        let item = self.get(key(condemned_pk(name), sha256)).await?;
+        Ok(item.is_some_and(|item| {
+            !item.contains_key(attr::DELETED_AT)
+                && item
+                    .get(attr::PURGE_ID)
+                    .and_then(|v| v.as_s().ok())
+                    .is_none_or(|o| o == owner)
+        }))
     }
 
     /// Lifts the condemned item of `sha256` (UpdateItem: `deleted_at`

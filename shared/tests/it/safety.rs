@@ -2292,27 +2292,36 @@ async fn a_reclaim_racing_a_purge_condemns_nothing_behind_its_fence() {
 // through a whole purge of the artifact, and a new upload of the same
 // bytes that committed meanwhile (the purge took the condemned item, so
 // nothing refused it), deleted every object version at the blob key: the
-// new LATEST had no bytes. The pass deletes only what was written before
-// its condemned item went up.
+// new LATEST had no bytes. The pass deletes exactly the versions it listed
+// while its condemned item stood, and nothing once a purge took the item;
+// here it stalls before its listing, then before its delete.
 #[tokio::test]
 async fn a_reclaim_stalled_through_a_purge_keeps_the_bytes_uploaded_again_since() {
-    let store = TestStore::new().await;
-    let n = name("stalled-through-purge");
-    with_reclaimable_version(&store, &n).await;
-    // GIVEN a pass that condemned the bytes of version 1 and found nothing
-    // referencing them, held before it lists the blob's object versions.
-    let (held, gate) = store.held_before("ListObjectVersions", None).await;
-    let pass = {
-        let n = n.clone();
-        tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
-    };
-    gate.arrived().await;
-    // WHEN the artifact is purged and the same bytes are uploaded again.
-    store.repo.purge_artifact(&n).await.unwrap();
-    store.upload(&n, b"old bytes").await;
-    gate.open();
-    let report = pass.await.unwrap();
-    assert!(report.is_ok(), "{report:?}");
-    // THEN the new LATEST serves its bytes.
-    assert_eq!(served(&store, &n, Version::Latest).await, b"old bytes");
+    for (i, stalled_at) in ["ListObjectVersions", "DeleteObjects"]
+        .into_iter()
+        .enumerate()
+    {
+        let store = TestStore::new().await;
+        let n = name(&format!("stalled-through-purge-{i}"));
+        with_reclaimable_version(&store, &n).await;
+        // GIVEN a pass that condemned the bytes of version 1 and found
+        // nothing referencing them, held at `stalled_at`.
+        let (held, gate) = store.held_before(stalled_at, None).await;
+        let pass = {
+            let n = n.clone();
+            tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
+        };
+        gate.arrived().await;
+        // WHEN the artifact is purged and the same bytes are uploaded again.
+        store.repo.purge_artifact(&n).await.unwrap();
+        store.upload(&n, b"old bytes").await;
+        gate.open();
+        let report = pass.await.unwrap();
+        // THEN the new LATEST serves its bytes.
+        assert_eq!(
+            served(&store, &n, Version::Latest).await,
+            b"old bytes",
+            "stalled at {stalled_at}: {report:?}"
+        );
+    }
 }
