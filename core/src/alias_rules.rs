@@ -1,14 +1,17 @@
 //! What an alias change does, decided from the rows it read (SPEC 4.2), as
 //! a pure function (no AWS types, no I/O): whether its precondition holds,
 //! which action it is, whether its targets may be taken, and the revision it
-//! writes. The reads, the transaction and the retries around it are in
-//! `repository/aliases.rs` (`change_alias_linked`).
+//! writes; and which target a resolve picks (SPEC 7.9). The reads, the
+//! transaction and the retries around them are in the service's
+//! `aliases.rs` (`change_alias_linked`, `resolve_alias`).
 
 use std::collections::BTreeSet;
 
+use sha2::{Digest, Sha256};
+
 use crate::error::Error;
 use crate::model::{AliasAction, Precondition};
-use crate::names::{AliasName, ArtifactName, Version};
+use crate::names::{AliasName, ArtifactName, Version, Weight};
 
 /// What the request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +133,31 @@ pub fn decide(
         None => logged.unwrap_or(0) + 1,
     };
     Ok(Decision { action, revision })
+}
+
+/// A stable bucket in 0..100 for one key of one alias: the first 8 bytes
+/// of SHA-256(name NUL alias NUL key), modulo 100.
+pub fn sticky_bucket(name: &ArtifactName, alias: &AliasName, key: &str) -> u8 {
+    let digest = Sha256::new()
+        .chain_update(name.as_str())
+        .chain_update([0])
+        .chain_update(alias.as_str())
+        .chain_update([0])
+        .chain_update(key)
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % 100) as u8
+}
+
+/// Whether a resolve landing in `bucket` (0..100: a key's
+/// [`sticky_bucket`], or a random one) takes the secondary target of a
+/// split with `weight` percent on it: when the bucket is below the
+/// weight. A key's bucket never changes, so a key stays on its target
+/// while the weight does (sticky), and raising the weight only ever moves
+/// keys from primary to secondary (monotone).
+pub fn takes_secondary(bucket: u8, weight: Weight) -> bool {
+    bucket < weight.get()
 }
 
 #[cfg(test)]
@@ -267,5 +295,53 @@ mod tests {
             &target,
         );
         assert_eq!(outcome(moved), "move r1");
+    }
+
+    #[test]
+    fn a_resolve_key_is_sticky_monotone_in_the_weight_and_takes_about_its_share() {
+        let (name, prod) = (
+            "canary".parse::<ArtifactName>().unwrap(),
+            "prod".parse::<AliasName>().unwrap(),
+        );
+        let keys: Vec<String> = (0..10_000).map(|i| format!("host-{i}")).collect();
+        let buckets: Vec<u8> = keys
+            .iter()
+            .map(|k| sticky_bucket(&name, &prod, k))
+            .collect();
+        assert!(buckets.iter().all(|b| *b < 100));
+        // Sticky: the same key, the same bucket.
+        assert_eq!(buckets[7], sticky_bucket(&name, &prod, "host-7"));
+        // Another alias (or artifact) splits the keys differently.
+        let staging = "staging".parse::<AliasName>().unwrap();
+        assert!(
+            keys.iter()
+                .zip(&buckets)
+                .any(|(k, b)| sticky_bucket(&name, &staging, k) != *b)
+        );
+        let mut before = vec![false; keys.len()];
+        for (weight, low, high) in [
+            (0, 0.0, 0.0),
+            (10, 8.0, 12.0),
+            (25, 23.0, 27.0),
+            (50, 48.0, 52.0),
+            (99, 98.0, 99.9),
+        ] {
+            let weight = Weight::new(weight).unwrap();
+            let mut secondary = 0;
+            for (i, bucket) in buckets.iter().enumerate() {
+                let now = takes_secondary(*bucket, weight);
+                assert!(
+                    !before[i] || now,
+                    "key {i} moved back to primary at {weight:?}"
+                );
+                before[i] = now;
+                secondary += usize::from(now);
+            }
+            let share = secondary as f64 / keys.len() as f64 * 100.0;
+            assert!(
+                (low..=high).contains(&share),
+                "weight {weight:?}: {share}% on secondary"
+            );
+        }
     }
 }

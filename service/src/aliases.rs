@@ -12,7 +12,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use artifact_store::tx::TxItem;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::tx::{TransactFailure, Tx};
@@ -630,11 +629,11 @@ impl Repository {
             alias: alias.to_string(),
         })?;
         let bucket = match key {
-            Some(key) => sticky_bucket(name, alias, key),
+            Some(key) => alias_rules::sticky_bucket(name, alias, key),
             None => rand::random_range(0..100),
         };
         let chosen = match &row.secondary {
-            Some((secondary, weight)) if bucket < weight.get() => secondary,
+            Some((secondary, weight)) if alias_rules::takes_secondary(bucket, *weight) => secondary,
             _ => &row.primary,
         };
         let (sha256, location) = match (chosen.version, &chosen.sha256) {
@@ -782,20 +781,6 @@ fn target_ref(row: &VersionRow) -> TargetRef {
             status: row.status,
         }
     }
-}
-
-/// A stable bucket in 0..100 for one key of one alias.
-pub fn sticky_bucket(name: &ArtifactName, alias: &AliasName, key: &str) -> u8 {
-    let digest = Sha256::new()
-        .chain_update(name.as_str())
-        .chain_update([0])
-        .chain_update(alias.as_str())
-        .chain_update([0])
-        .chain_update(key)
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(first) % 100) as u8
 }
 
 /// The members of an alias change's transaction, by what their refusal means.

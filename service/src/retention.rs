@@ -284,26 +284,34 @@ impl Repository {
     /// put up before the fence is deleted by the purge, and the pass's lift
     /// or stamp of it then writes nothing (both hold only while it exists).
     /// A pass that stalled through a whole purge is not kept out: the
-    /// fence is down by then (see [`Self::finish_blob_deletion`]). AWS
-    /// calls: 1 GetItem, 1 TransactWriteItems (more only when it meets
-    /// another transaction).
+    /// fence is down by then (see [`Self::finish_blob_deletion`]). The
+    /// item goes up only over the item as read (another pass's stamp is
+    /// never overwritten unread, SPEC 7.15). AWS calls: 1 GetItem, 1
+    /// TransactWriteItems (both again when it meets another pass or
+    /// transaction).
     async fn condemn(&self, name: &ArtifactName, sha256: &str, pass: &str) -> Result<bool> {
-        let mut tx = Tx::new();
-        tx.push(Condemn::Fence, self.no_purge_running(name)?);
-        tx.push(
-            Condemn::Item,
-            self.table.condemn_blob_put(name, sha256, pass).await?,
-        );
         // One token per condemn, kept across its retries: a second condemn
         // of the same bytes by this pass in the same second (after a lift)
         // builds the very same items, and must not pass for a replay.
         let token = uuid::Uuid::new_v4().simple().to_string();
         for attempt in 0..MAX_ATTEMPTS {
+            let mut tx = Tx::new();
+            tx.push(Condemn::Fence, self.no_purge_running(name)?);
+            tx.push(
+                Condemn::Item,
+                self.table.condemn_blob_put(name, sha256, pass).await?,
+            );
             match self.transact_tx(&tx, &token).await {
                 Ok(()) => return Ok(true),
-                // Only the fence carries a condition.
-                Err(TransactFailure::Conditions(_)) => return Ok(false),
-                Err(TransactFailure::Contention) => backoff(attempt).await,
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Condemn::Fence) => {
+                    return Ok(false);
+                }
+                // The item changed since it was read (another pass, or
+                // this attempt's own write whose answer was lost): read
+                // it again.
+                Err(TransactFailure::Conditions(_) | TransactFailure::Contention) => {
+                    backoff(attempt).await
+                }
                 Err(TransactFailure::Failed(e)) => return Err(e),
             }
         }
@@ -482,7 +490,7 @@ impl Repository {
 enum Condemn {
     /// No purge of the artifact runs.
     Fence,
-    /// The condemned item.
+    /// The condemned item, as it was read.
     Item,
 }
 

@@ -200,11 +200,13 @@ impl Table {
     }
 
     /// The transaction member putting up the condemned item of `sha256`
-    /// for pass `pass` (an unconditional Put, started now; the caller adds
-    /// the fence that keeps it out of a running purge), after reading the
-    /// item as it stands (strongly consistent GetItem): its `deleted_at`
-    /// (or the `prior_deleted_at` it kept aside; else 0) is kept aside on
-    /// the new item as `prior_deleted_at`.
+    /// for pass `pass` (a Put, started now; the caller adds the fence that
+    /// keeps it out of a running purge), after reading the item as it
+    /// stands (strongly consistent GetItem): its `deleted_at` (or the
+    /// `prior_deleted_at` it kept aside; else 0) is kept aside on the new
+    /// item as `prior_deleted_at`. The Put holds only while the item is
+    /// still as read: a condition failure means another pass condemned,
+    /// lifted or stamped it meanwhile, and the caller reads it again.
     pub async fn condemn_blob_put(
         &self,
         name: &ArtifactName,
@@ -212,9 +214,9 @@ impl Table {
         pass: &str,
     ) -> Result<TxItem> {
         let at = key(condemned_pk(name), sha256);
-        let prior = self
-            .get(at.clone())
-            .await?
+        let read = self.get(at.clone()).await?;
+        let prior = read
+            .as_ref()
             .and_then(|old| {
                 old.get(attr::DELETED_AT)
                     .or_else(|| old.get(attr::PRIOR_DELETED_AT))
@@ -225,11 +227,19 @@ impl Table {
         item.insert(attr::STARTED_AT.into(), nv(now().unix_timestamp()));
         item.insert(attr::PURGE_ID.into(), sv(pass));
         item.insert(attr::PRIOR_DELETED_AT.into(), prior);
-        let put = Put::builder()
-            .table_name(&self.name)
-            .set_item(Some(item))
-            .build()
-            .map_err(invalid_sdk_input)?;
+        let mut put = Put::builder().table_name(&self.name).set_item(Some(item));
+        // Only over the item as read: another pass may have condemned,
+        // lifted or stamped it since (an overwrite would drop its stamp,
+        // SPEC 7.15).
+        let (condition, names, values) = as_read(read.as_ref());
+        put = put.condition_expression(condition);
+        for (placeholder, name) in names {
+            put = put.expression_attribute_names(placeholder, name);
+        }
+        for (placeholder, value) in values {
+            put = put.expression_attribute_values(placeholder, value);
+        }
+        let put = put.build().map_err(invalid_sdk_input)?;
         Ok(TxItem::builder().put(put).build())
     }
 
@@ -356,4 +366,43 @@ impl Table {
         // Purged meanwhile: nothing left to mark.
         applied("UpdateItem", out).map(|_applied| ())
     }
+}
+
+/// What a condemned item's state is made of: who condemned it, when, and
+/// the deletion stamps.
+const CONDEMNED_STATE: [&str; 4] = [
+    attr::PURGE_ID,
+    attr::STARTED_AT,
+    attr::DELETED_AT,
+    attr::PRIOR_DELETED_AT,
+];
+
+/// A condition that holds only while the condemned item is as `read`
+/// (absent when `None`) in every attribute of [`CONDEMNED_STATE`], with
+/// the attribute names and values it uses.
+#[allow(clippy::type_complexity)]
+fn as_read(
+    read: Option<&Item>,
+) -> (
+    String,
+    Vec<(String, &'static str)>,
+    Vec<(String, AttributeValue)>,
+) {
+    let mut names = vec![("#pk".to_owned(), attr::PK)];
+    let Some(read) = read else {
+        return ("attribute_not_exists(#pk)".to_owned(), names, Vec::new());
+    };
+    let mut values = Vec::new();
+    let mut parts = vec!["attribute_exists(#pk)".to_owned()];
+    for (i, name) in CONDEMNED_STATE.into_iter().enumerate() {
+        names.push((format!("#a{i}"), name));
+        match read.get(name) {
+            Some(value) => {
+                parts.push(format!("#a{i} = :a{i}"));
+                values.push((format!(":a{i}"), value.clone()));
+            }
+            None => parts.push(format!("attribute_not_exists(#a{i})")),
+        }
+    }
+    (parts.join(" AND "), names, values)
 }

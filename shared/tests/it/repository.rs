@@ -810,7 +810,10 @@ async fn resolve_is_sticky_per_key_and_monotone_in_the_weight() {
             .await
             .unwrap();
     }
-    let keys: Vec<String> = (0..200).map(|i| format!("host-{i}")).collect();
+    // The rule itself (sticky, monotone, the weight's share over 10 000
+    // keys) is table-tested in core (`alias_rules`); here the repository
+    // answers what it decides, again and again, at every weight.
+    let keys: Vec<String> = (0..40).map(|i| format!("host-{i}")).collect();
     let mut on_secondary_before: Vec<bool> = vec![false; keys.len()];
     for weight in [0, 10, 25, 50, 99] {
         store
@@ -823,7 +826,7 @@ async fn resolve_is_sticky_per_key_and_monotone_in_the_weight() {
             )
             .await
             .unwrap();
-        let mut secondary = 0;
+        let weight = shared::Weight::new(weight).unwrap();
         for (i, key) in keys.iter().enumerate() {
             let first = store
                 .repo
@@ -837,20 +840,23 @@ async fn resolve_is_sticky_per_key_and_monotone_in_the_weight() {
                 .unwrap();
             assert_eq!(first.version, again.version, "sticky for {key}");
             let is_secondary = first.version == Version::Number(2);
+            let bucket = shared::alias_rules::sticky_bucket(&n, &alias("prod"), key);
+            assert_eq!(
+                is_secondary,
+                shared::alias_rules::takes_secondary(bucket, weight),
+                "{key} at {weight:?}"
+            );
             assert!(
                 !on_secondary_before[i] || is_secondary,
-                "{key} moved back to primary at weight {weight}"
+                "{key} moved back to primary at weight {weight:?}"
             );
             on_secondary_before[i] = is_secondary;
-            secondary += usize::from(is_secondary);
         }
-        // Roughly the weight's share of keys (200 keys, generous bounds).
-        let share = secondary as f64 / keys.len() as f64 * 100.0;
-        assert!(
-            (share - weight as f64).abs() <= 15.0,
-            "weight {weight}: {share}% on secondary"
-        );
     }
+    assert!(
+        on_secondary_before.iter().any(|s| *s),
+        "at 99 % some keys take the secondary"
+    );
     let (resolved, calls) = counted(
         &store.repo,
         store.repo.resolve_alias(&n, &alias("prod"), Some("x")),

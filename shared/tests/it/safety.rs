@@ -2325,3 +2325,42 @@ async fn a_reclaim_stalled_through_a_purge_keeps_the_bytes_uploaded_again_since(
         );
     }
 }
+
+// Review finding (SPEC 7.15): a pass condemned a blob by reading the
+// condemned item, then putting its own over it. A second pass that
+// deleted the bytes and stamped the item between that read and that put
+// lost its stamp: the first pass, finding the bytes wanted again, lifted
+// the item back to the stamp it had read (none), and a commit that read
+// the blob before the deletion would then have passed onto missing bytes.
+#[tokio::test]
+async fn a_condemn_never_overwrites_a_stamp_another_pass_put_since_it_read() {
+    let store = TestStore::new().await;
+    let n = name("condemn-over-stamp");
+    with_reclaimable_version(&store, &n).await;
+    let sha = sha256_hex(b"old bytes");
+    // GIVEN a pass that read the condemned item (none yet) and is about
+    // to put its own up.
+    let (held, gate) = store.held_before("TransactWriteItems", Some(&sha)).await;
+    let pass = {
+        let n = n.clone();
+        tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
+    };
+    gate.arrived().await;
+    // WHEN another pass deletes the bytes and stamps the item, and the
+    // same bytes are uploaded again (not committed yet) before the first
+    // pass goes on.
+    let second = store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
+    assert_eq!(second.reclaimed, vec![Version::Number(1)], "{second:?}");
+    let pk = shared::layout::condemned_pk(&n);
+    let stamp = async || {
+        let item = store.raw_item(&pk, &sha).await.expect("a condemned item");
+        item.get("deleted_at").and_then(|v| v.as_n().ok()).cloned()
+    };
+    let deleted_at = stamp().await.expect("stamped by the second pass");
+    store.staged(&n, b"old bytes").await;
+    gate.open();
+    pass.await.unwrap().unwrap();
+    // THEN the first pass, which found the bytes wanted again, leaves the
+    // second pass's stamp in place.
+    assert_eq!(stamp().await, Some(deleted_at));
+}

@@ -1,4 +1,4 @@
-//! The scheduled retention job: over 200 artifacts with an artificially
+//! The scheduled retention job: over 50 artifacts with an artificially
 //! short time budget every pass stops early, the next resumes after it, each
 //! artifact is handled exactly once, and nothing protected is touched; a
 //! failing artifact does not stop the job; stray entries do not stall it;
@@ -17,7 +17,7 @@ use shared::scheduled::{Pass, RetentionSchedule, handle_event, run_pass, run_ret
 use shared::{ArtifactName, Config, Repository, Version};
 use test_support::{TestStore, name, upload_with, workspace_root};
 
-const ARTIFACTS: usize = 200;
+const ARTIFACTS: usize = 50;
 
 fn artifact(i: usize) -> ArtifactName {
     name(&format!("svc-{i:03}"))
@@ -102,7 +102,7 @@ async fn a_short_budget_stops_early_and_the_next_pass_resumes_until_every_artifa
     }
     assert!(
         passes.len() >= 2,
-        "a 300 ms budget cannot cover 200 artifacts"
+        "a 300 ms budget cannot cover 50 artifacts"
     );
     for pair in passes.windows(2) {
         assert_eq!(
