@@ -360,8 +360,13 @@ impl Repository {
         if !self.table.condemned_stands(name, sha256, owner).await? {
             return Ok(false);
         }
-        // The verified record first: it must never outlive the bytes.
-        self.table.delete_verified_blob(name, sha256).await?;
+        // The verified record first: it must never outlive the bytes. Only
+        // if it names bytes listed here: one written since (bytes uploaded
+        // and verified after the listing, which stay) is kept.
+        let versions: Vec<&str> = listed.iter().filter_map(|(_, v)| v.as_deref()).collect();
+        self.table
+            .delete_verified_blob(name, sha256, &versions)
+            .await?;
         for batch in listed.chunks(1000) {
             purge_objects::delete_versions(&self.s3, &self.layout.bucket, batch.to_vec()).await?;
         }

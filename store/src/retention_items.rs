@@ -327,15 +327,35 @@ impl Table {
         applied("UpdateItem", out).map(|_applied| ())
     }
 
-    /// Deletes the verified-blob row of `sha256` (DeleteItem, unconditional).
-    pub async fn delete_verified_blob(&self, name: &ArtifactName, sha256: &str) -> Result<()> {
-        self.ddb
-            .delete_item()
-            .table_name(&self.name)
-            .set_key(Some(key(verified_pk(name), sha256)))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
+    /// Deletes the verified-blob row of `sha256` if it names one of the
+    /// object versions `versions` (DeleteItem, on condition that its
+    /// `blob_version` is among them; one request per 100 of them, as
+    /// DynamoDB's `IN` takes at most 100 values). A row naming another
+    /// version (a verification of bytes uploaded after `versions` were
+    /// listed: those bytes stay) is kept; a condition that fails is no
+    /// error.
+    pub async fn delete_verified_blob(
+        &self,
+        name: &ArtifactName,
+        sha256: &str,
+        versions: &[&str],
+    ) -> Result<()> {
+        for chunk in versions.chunks(100) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!(":v{i}")).collect();
+            let mut request = self
+                .ddb
+                .delete_item()
+                .table_name(&self.name)
+                .set_key(Some(key(verified_pk(name), sha256)))
+                .condition_expression(format!("#version IN ({})", placeholders.join(", ")))
+                .expression_attribute_names("#version", attr::BLOB_VERSION);
+            for (placeholder, version) in placeholders.iter().zip(chunk) {
+                request = request.expression_attribute_values(placeholder, sv(*version));
+            }
+            if applied("DeleteItem", request.send().await)? {
+                break;
+            }
+        }
         Ok(())
     }
 

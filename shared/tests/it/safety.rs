@@ -2364,3 +2364,62 @@ async fn a_condemn_never_overwrites_a_stamp_another_pass_put_since_it_read() {
     // second pass's stamp in place.
     assert_eq!(stamp().await, Some(deleted_at));
 }
+
+// Review finding (SPEC 7.15): a pass that stalled just before deleting the
+// verified record of the bytes it condemned, through a purge of the
+// artifact and a multipart upload of the same bytes verified since,
+// deleted the new upload's record: bytes verified and kept, but no longer
+// recognised, so the next push of them transferred them all again.
+#[tokio::test]
+async fn a_reclaim_stalled_through_a_purge_keeps_the_record_of_bytes_verified_since() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("verified-again");
+    let content = bytes(5 * MIB + 7, 9);
+    let multipart = async || {
+        let (id, plan) = start_multipart(&repo, &n, &content).await;
+        send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
+        repo.commit(&n, &id, "ci").await.unwrap();
+        assert!(matches!(
+            verify(&repo, &n, &id).await,
+            VerifyStep::Committed(_)
+        ));
+    };
+    // GIVEN version 1 of verified multipart bytes, deleted and reclaimable,
+    // and a pass held just before it deletes their verified record.
+    multipart().await;
+    for _ in 0..2 {
+        repo.publish_version(&n, true, LOCAL_ACTOR).await.unwrap();
+    }
+    repo.delete_version(&n, Version::Number(1), Allowed::already())
+        .await
+        .unwrap();
+    store.upload(&n, b"something else").await;
+    repo.delete_version(&n, Version::Number(2), Allowed::already())
+        .await
+        .unwrap();
+    let verified = shared::layout::verified_pk(&n);
+    let (held, gate) = store.held_before("DeleteItem", Some(&verified)).await;
+    let pass = {
+        let n = n.clone();
+        tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
+    };
+    gate.arrived().await;
+    // WHEN the artifact is purged, the same bytes are uploaded in parts and
+    // verified again, and LATEST moves on before the pass goes on.
+    store.repo.purge_artifact(&n).await.unwrap();
+    multipart().await;
+    store.upload(&n, b"something else").await;
+    gate.open();
+    pass.await.unwrap().unwrap();
+    // THEN the bytes are still recognised: nothing to transfer.
+    let ticket = repo
+        .create_upload(
+            &n,
+            declare(&content, content.len(), Some(5 * MIB as u64)),
+            LOCAL_ACTOR,
+        )
+        .await
+        .unwrap();
+    assert!(ticket.exists, "{ticket:?}");
+}
