@@ -300,7 +300,8 @@ impl Repository {
 
     /// The driver's visit of one rollout of its work list: drops the entry
     /// of a rollout that is gone or over, otherwise does what [`decide`]
-    /// says for the alarm states read (`alarms`, by name) at `now`.
+    /// says for the alarm states read (`alarms`, by name) at `now`; waits
+    /// when one of its alarms was not read.
     ///
     /// AWS calls: GetItem; an alias change when a step is due or an alarm
     /// fires; DeleteItem for a stale entry.
@@ -320,16 +321,17 @@ impl Repository {
             self.forget_rollout(name, alias, id).await?;
             return Ok(Driven::Forgotten);
         }
-        let states: Vec<(String, AlarmState)> = row
+        // An alarm not asked for (`alarms` holds every name asked for,
+        // `Missing` when CloudWatch does not know it) is unknown, not
+        // missing: wait for a pass that asks.
+        let Some(states) = row
             .alarms
             .iter()
-            .map(|a| {
-                (
-                    a.clone(),
-                    alarms.get(a).copied().unwrap_or(AlarmState::Missing),
-                )
-            })
-            .collect();
+            .map(|a| alarms.get(a).map(|state| (a.clone(), *state)))
+            .collect::<Option<Vec<(String, AlarmState)>>>()
+        else {
+            return Ok(Driven::Waiting);
+        };
         let transition = match decide(
             row.state,
             row.step,

@@ -75,7 +75,14 @@ impl Driver {
         names.dedup();
         let states = self.alarm_states(&names).await?;
         let at = crate::layout::now();
-        for (name, alias, id) in &held {
+        for ((name, alias, id), read) in held.iter().zip(&rows) {
+            // Unread, its alarms were not asked for: driving it now would
+            // take them for missing and abort it. The next pass reads it.
+            if let Err(e) = read {
+                report.failed += 1;
+                tracing::error!(%name, %alias, rollout = %id, code = e.code(), error = ?e, "rollout unread; the next pass retries it");
+                continue;
+            }
             match self.repo.drive_rollout(name, alias, id, &states, at).await {
                 Ok(Driven::Waiting) => {}
                 Ok(Driven::Stepped { step }) => {
@@ -102,9 +109,13 @@ impl Driver {
     }
 
     /// The state of each named alarm; names DescribeAlarms does not know
-    /// are absent (the rule treats them as missing).
+    /// are `Missing` (the rule aborts on them). Every name asked for is in
+    /// the answer: a name absent from it was not asked for.
     async fn alarm_states(&self, names: &[String]) -> Result<HashMap<String, AlarmState>> {
-        let mut states = HashMap::new();
+        let mut states: HashMap<String, AlarmState> = names
+            .iter()
+            .map(|n| (n.clone(), AlarmState::Missing))
+            .collect();
         for chunk in names.chunks(NAMES_PER_CALL) {
             let mut token = None;
             loop {

@@ -567,3 +567,41 @@ async fn a_push_publish_rollout_abort_story_gives_its_events_in_order() {
     let after = store.drain_events().await;
     assert_eq!(after.last().map(|e| e.detail_type), Some("Artifact Purged"));
 }
+
+// Review finding: a driver pass reads every rollout, asks CloudWatch for
+// the alarms of those it read, then visits each (reading it again). A
+// rollout whose first read failed (throttled, timed out) was visited all
+// the same, its alarms taken for missing ones, and a healthy rollout was
+// aborted and its alias rolled back.
+#[tokio::test]
+async fn a_rollout_the_pass_could_not_read_is_left_for_the_next_pass_not_aborted() {
+    use test_support::proxy::{Action, Fault, Plan, Rule};
+    let store = store_with_release().await;
+    store.alarm("unread-errors", "OK").await;
+    let api = Api::start(&store, None).await;
+    let rollout = api
+        .start_rollout(
+            json!({"version": "2", "preset": "canary-10-1h", "alarms": ["unread-errors"]}),
+        )
+        .await;
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    // GIVEN a pass whose first read of the rollout fails, every attempt of it.
+    let plan = Plan::new();
+    let failing = plan.add(Rule::new(
+        "GetItem",
+        Some(&id),
+        Action::Fault(Fault::Status500),
+        3,
+    ));
+    let report = Driver::new(store.through(&plan).await, &store.sdk)
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(failing.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // THEN it is counted failed, and the rollout and its alias are untouched.
+    assert_eq!((report.failed, report.aborted), (1, 0), "{report:?}");
+    let after = api.rollout(&id).await;
+    assert_eq!(after["state"], "active", "{after}");
+    let (_, prod) = api.call("GET", "/artifacts/app/aliases/prod", None).await;
+    assert_eq!(prod["secondary_version_weight"], 10, "{prod}");
+}
