@@ -205,8 +205,9 @@ impl Repository {
     /// the alias back to where it was; promote jumps to 100 %. Resuming
     /// restarts the current step's hold.
     ///
-    /// AWS calls: GetItem; UpdateItem (pause, resume) or an alias change
-    /// (abort, promote); again when a driver step landed in between.
+    /// AWS calls: GetItem; PutItem (pause, resume; and a GetItem when it is
+    /// refused) or an alias change (abort, promote); again when a driver
+    /// step landed in between.
     pub async fn act_on_rollout(
         &self,
         name: &ArtifactName,
@@ -469,13 +470,19 @@ impl Repository {
             row.steps.get(row.step).and_then(|s| s.hold).map(|h| at + h)
         };
         if self.table.rewrite_rollout(&next, row).await? {
-            Ok(next)
-        } else {
-            Err(Error::RolloutConflict(format!(
-                "rollout {} changed meanwhile; read it again",
-                row.id
-            )))
+            return Ok(next);
         }
+        // Refused: another writer got in first, or this very write landed
+        // and its answer was lost (the SDK sent it again): then the item
+        // is ours, written at `at`, and answers as the first would have.
+        let now_stored = self.find_rollout(&row.name, &row.alias, &row.id).await?;
+        if now_stored.is_some_and(|stored| stored.state == to && stored.update_at == at) {
+            return Ok(next);
+        }
+        Err(Error::RolloutConflict(format!(
+            "rollout {} changed meanwhile; read it again",
+            row.id
+        )))
     }
 
     /// Ends a rollout whose alias it no longer holds, without touching the

@@ -605,3 +605,29 @@ async fn a_rollout_the_pass_could_not_read_is_left_for_the_next_pass_not_aborted
     let (_, prod) = api.call("GET", "/artifacts/app/aliases/prod", None).await;
     assert_eq!(prod["secondary_version_weight"], 10, "{prod}");
 }
+
+// Review finding (SPEC 7.5): a pause whose write landed but whose answer
+// was lost (the SDK sent it again, and its condition failed on its own
+// write) answered 409, five reads later.
+#[tokio::test]
+async fn a_pause_whose_answer_was_lost_answers_as_if_it_had_arrived() {
+    use shared::rollout::RolloutAction;
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let rollout = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    for (action, state) in [
+        (RolloutAction::Pause, "paused"),
+        (RolloutAction::Resume, "active"),
+    ] {
+        let losing = store.losing_first_answer("PutItem", Some(&id)).await;
+        let answer = losing
+            .act_on_rollout(&name("app"), &alias("prod"), &id, action, "ci", None)
+            .await
+            .unwrap_or_else(|e| panic!("{action:?}: {e:?}"));
+        assert_eq!(answer.state.as_str(), state);
+        assert_eq!(api.rollout(&id).await["state"], state);
+    }
+}
