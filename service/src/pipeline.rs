@@ -407,69 +407,81 @@ impl Repository {
             None => self.publish_for(name, force, actor, id).await?,
         };
         let version = published.artifact.version;
-        let alias = match &pipeline.alias {
-            None => None,
-            Some(m) => {
-                let current = match (m.weight.is_some() || takeover)
-                    .then_some(())
-                    .map(|()| self.get_alias(name, &m.name))
-                {
-                    None => None,
-                    Some(read) => match read.await {
-                        Ok(current) => Some(current),
-                        Err(Error::AliasNotFound { .. }) if m.weight.is_none() => None,
-                        Err(e) => return Err(e),
-                    },
-                };
-                let target = pipeline_target(version, m.weight, current.as_ref());
-                let already = current.filter(|c| {
-                    takeover
-                        && c.version == target.version
-                        && c.secondary_version.zip(c.secondary_version_weight) == target.secondary
-                });
-                match already {
-                    Some(current) => Some(current),
-                    None => {
-                        let change = ChangeRequest {
-                            actor: actor.to_owned(),
-                            message: m.message.clone(),
-                            precondition: m
-                                .if_revision
-                                .map_or(Precondition::None, Precondition::Revision),
-                            cancel_rollout: false,
-                        };
-                        let record = |row: &crate::rows::AliasRow| {
-                            let answer =
-                                recorded_answer(&published, Some(&row.to_alias(&self.layout)));
-                            self.record_member(name, id, run.token, &answer)
-                        };
-                        let link = super::aliases::Link::Recorded { record: &record };
-                        let moved = self
-                            .change_alias_linked(
-                                name,
-                                &m.name,
-                                super::aliases::Intent::Put(target),
-                                &change,
-                                &link,
-                            )
-                            .await?
-                            .ok_or_else(|| {
-                                Error::internal("pipeline alias move", "no alias row written")
-                            })?;
-                        let answer = (
-                            Some(to_value(&published)?),
-                            Some(to_value(&moved.to_alias(&self.layout))?),
-                        );
-                        return Ok((answer, true));
-                    }
-                }
-            }
+        let Some(m) = &pipeline.alias else {
+            return Ok(((Some(to_value(&published)?), None), false));
         };
-        let answer = (
-            Some(to_value(&published)?),
-            alias.as_ref().map(to_value).transpose()?,
-        );
-        Ok((answer, false))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = match (m.weight.is_some() || takeover)
+                .then_some(())
+                .map(|()| self.get_alias(name, &m.name))
+            {
+                None => None,
+                Some(read) => match read.await {
+                    Ok(current) => Some(current),
+                    Err(Error::AliasNotFound { .. }) if m.weight.is_none() => None,
+                    Err(e) => return Err(e),
+                },
+            };
+            let target = pipeline_target(version, m.weight, current.as_ref());
+            if let Some(current) = current.as_ref().filter(|c| {
+                takeover
+                    && c.version == target.version
+                    && c.secondary_version.zip(c.secondary_version_weight) == target.secondary
+            }) {
+                return Ok((
+                    (Some(to_value(&published)?), Some(to_value(current)?)),
+                    false,
+                ));
+            }
+            // A canary keeps the primary it read: the move holds only while
+            // the alias is as read (a promote meanwhile is never undone);
+            // the caller's own `if_revision` wins.
+            let implied = match (m.if_revision, m.weight, current.as_ref()) {
+                (None, Some(_), Some(current)) => Some(current.revision),
+                _ => None,
+            };
+            let change = ChangeRequest {
+                actor: actor.to_owned(),
+                message: m.message.clone(),
+                precondition: m
+                    .if_revision
+                    .or(implied)
+                    .map_or(Precondition::None, Precondition::Revision),
+                cancel_rollout: false,
+            };
+            let record = |row: &crate::rows::AliasRow| {
+                let answer = recorded_answer(&published, Some(&row.to_alias(&self.layout)));
+                self.record_member(name, id, run.token, &answer)
+            };
+            let link = super::aliases::Link::Recorded { record: &record };
+            let moved = match self
+                .change_alias_linked(
+                    name,
+                    &m.name,
+                    super::aliases::Intent::Put(target),
+                    &change,
+                    &link,
+                )
+                .await
+            {
+                Ok(moved) => moved,
+                // Moved since it was read: read it again.
+                Err(Error::AliasModified { .. })
+                    if implied.is_some() && attempt < IMPLIED_MOVE_ATTEMPTS =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            .ok_or_else(|| Error::internal("pipeline alias move", "no alias row written"))?;
+            let answer = (
+                Some(to_value(&published)?),
+                Some(to_value(&moved.to_alias(&self.layout))?),
+            );
+            return Ok((answer, true));
+        }
     }
 
     /// The record of what the run holding `token` did, as a member of the
@@ -580,6 +592,9 @@ enum Claim {
     Done(serde_json::Value),
     Running,
 }
+
+/// How often a canary's move reads the alias again when it moved since.
+const IMPLIED_MOVE_ATTEMPTS: u32 = 5;
 
 /// Where the alias of a pipeline points once moved to `version`: at it
 /// alone, or (with `weight`) keeping the current primary and sending

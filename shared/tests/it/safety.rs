@@ -2423,3 +2423,60 @@ async fn a_reclaim_stalled_through_a_purge_keeps_the_record_of_bytes_verified_si
         .unwrap();
     assert!(ticket.exists, "{ticket:?}");
 }
+
+// Review finding (SPEC 7.13): a one-request pipeline moving an alias to a
+// canary (`weight`) keeps the primary it read, but wrote with no
+// precondition: a promote made between its read and its write was undone
+// without anyone seeing it.
+#[tokio::test]
+async fn a_canary_pipeline_never_undoes_an_alias_move_made_after_it_read_the_alias() {
+    let store = TestStore::new().await;
+    let n = name("canary-pipeline");
+    for content in [&b"one"[..], b"two"] {
+        store.upload(&n, content).await;
+        store
+            .repo
+            .publish_version(&n, false, LOCAL_ACTOR)
+            .await
+            .unwrap();
+    }
+    let prod = alias("prod");
+    store
+        .repo
+        .put_alias(&n, &prod, to(1), &ChangeRequest::default())
+        .await
+        .unwrap();
+    let id = staged(&store, &n, b"three").await;
+    let mut pipeline = forced_release(None);
+    if let Some(m) = pipeline.alias.as_mut() {
+        m.weight = Some(shared::Weight::new(10).unwrap());
+    }
+    // GIVEN a pipeline that read `prod` (at 1) and is about to move it to
+    // 1 + 3 at 10 %.
+    let (held, gate) = store
+        .held_before("TransactWriteItems", Some("-history"))
+        .await;
+    let run = {
+        let n = n.clone();
+        tokio::spawn(async move {
+            held.commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already())
+                .await
+        })
+    };
+    gate.arrived().await;
+    // WHEN `prod` is promoted to 2 meanwhile.
+    store
+        .repo
+        .put_alias(&n, &prod, to(2), &ChangeRequest::default())
+        .await
+        .unwrap();
+    gate.open();
+    run.await.unwrap().unwrap();
+    // THEN the canary goes on top of the promote.
+    let now = store.repo.get_alias(&n, &prod).await.unwrap();
+    assert_eq!(
+        (now.version, now.secondary_version),
+        (Version::Number(2), Some(Version::Number(3))),
+        "{now:?}"
+    );
+}
