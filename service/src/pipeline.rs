@@ -506,13 +506,7 @@ impl Repository {
         id: &UploadId,
     ) -> Result<PublishedArtifact> {
         match self
-            .publish_version_of(
-                name,
-                force,
-                actor,
-                Some(id.as_str()),
-                &mut super::Allowed::already(),
-            )
+            .publish_version_of(name, force, actor, Some(id), &mut super::Allowed::already())
             .await?
         {
             super::publish::Publishing::Done(published) => Ok(PublishedArtifact {

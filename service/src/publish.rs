@@ -112,9 +112,13 @@ impl Repository {
         name: &ArtifactName,
         force: bool,
         actor: &str,
-        upload: Option<&str>,
+        upload: Option<&crate::names::UploadId>,
         allowed: &mut super::Allowed,
     ) -> Result<Publishing> {
+        let pipelined = upload.map(|u| crate::publish_rules::Upload {
+            id: u.as_str(),
+            sha256: u.sha256(),
+        });
         let mut mode = if force { Mode::Force } else { Mode::IfChanged };
         for attempt in 0..PUBLISH_ATTEMPTS {
             if attempt > 0 {
@@ -131,7 +135,7 @@ impl Repository {
                 });
             };
             let latest = VersionRow::from_item(&latest_item)?;
-            let number = match decide(&as_read(&latest), &mode, upload) {
+            let number = match decide(&as_read(&latest), &mode, pipelined) {
                 Decision::NotFound => {
                     return Err(Error::ArtifactNotFound {
                         name: name.to_string(),
@@ -140,7 +144,7 @@ impl Repository {
                 Decision::Superseded => {
                     return Err(Error::UploadSuperseded {
                         name: name.to_string(),
-                        upload_id: upload.unwrap_or_default().to_owned(),
+                        upload_id: upload.map(|u| u.as_str().to_owned()).unwrap_or_default(),
                     });
                 }
                 Decision::Number(number) => number,

@@ -2480,3 +2480,47 @@ async fn a_canary_pipeline_never_undoes_an_alias_move_made_after_it_read_the_ali
         "{now:?}"
     );
 }
+
+// Review finding (SPEC 7.5, 7.11): two pushes of the bytes LATEST already
+// holds, at once: each commit changes nothing but names its upload on
+// LATEST, and the first one's retry (after a lost answer) or its pipeline's
+// publish found LATEST "superseded" by the second and answered 409,
+// though LATEST holds exactly its bytes.
+#[tokio::test]
+async fn a_commit_retried_after_another_upload_committed_the_same_bytes_answers_as_the_first() {
+    let store = TestStore::new().await;
+    let n = name("same-bytes-twice");
+    store.upload(&n, b"release").await;
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    // Pushes of bytes the artifact holds: nothing to transfer.
+    let held = async || {
+        let ticket = store
+            .repo
+            .create_upload(&n, declare(b"release", 7, None), LOCAL_ACTOR)
+            .await
+            .unwrap();
+        assert!(ticket.exists, "{ticket:?}");
+        ticket.upload_id
+    };
+    let (a, b) = (held().await, held().await);
+    let first = store.repo.commit_upload(&n, &a, "ci-a").await.unwrap();
+    store.repo.commit_upload(&n, &b, "ci-b").await.unwrap();
+    let again = store.repo.commit_upload(&n, &a, "ci-a").await.unwrap();
+    assert_eq!(
+        (again.changed, again.artifact.sha256.as_str()),
+        (first.changed, first.artifact.sha256.as_str())
+    );
+    // And its pipeline publishes (here: finds the version of those bytes).
+    let (c, d) = (held().await, held().await);
+    store.repo.commit_upload(&n, &c, "ci-c").await.unwrap();
+    store.repo.commit_upload(&n, &d, "ci-d").await.unwrap();
+    let outcome = store
+        .repo
+        .commit_pipeline(&n, &c, "ci-c", &forced_release(None), Allowed::already())
+        .await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+}
