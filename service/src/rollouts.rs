@@ -256,6 +256,29 @@ impl Repository {
             };
             match result {
                 Ok(row) => return Ok(row.to_rollout()),
+                // The alias no longer names the rollout (the library
+                // rewrote it): it can only end, without moving the alias.
+                Err(Error::RolloutConflict(_) | Error::AliasModified { .. })
+                    if self
+                        .find_alias_row(name, alias)
+                        .await?
+                        .is_none_or(|a| a.rollout.as_deref() != Some(id)) =>
+                {
+                    let reason = "the alias was changed outside this rollout";
+                    match (self.end_orphaned(&row, reason).await, action) {
+                        (Ok(()), RolloutAction::Abort) => {
+                            return Ok(self.rollout_row(name, alias, id).await?.to_rollout());
+                        }
+                        (Ok(()), _) => {
+                            return Err(Error::RolloutConflict(format!(
+                                "rollout {id} ended: {reason}"
+                            )));
+                        }
+                        // Changed meanwhile: read it again.
+                        (Err(Error::RolloutConflict(_)), _) if attempt < ACTION_ATTEMPTS => {}
+                        (Err(e), _) => return Err(e),
+                    }
+                }
                 Err(Error::RolloutConflict(_) | Error::AliasModified { .. })
                     if attempt < ACTION_ATTEMPTS => {}
                 Err(Error::AliasModified { detail, .. }) => {
@@ -304,8 +327,10 @@ impl Repository {
     /// says for the alarm states read (`alarms`, by name) at `now`; waits
     /// when one of its alarms was not read.
     ///
-    /// AWS calls: GetItem; an alias change when a step is due or an alarm
-    /// fires; DeleteItem for a stale entry.
+    /// AWS calls: GetItem of the rollout and of the alias (one round trip);
+    /// an alias change when a step is due or an alarm fires (or the ending
+    /// of a rollout its alias no longer names); DeleteItem for a stale
+    /// entry.
     pub async fn drive_rollout(
         &self,
         name: &ArtifactName,
@@ -314,13 +339,23 @@ impl Repository {
         alarms: &HashMap<String, AlarmState>,
         at: OffsetDateTime,
     ) -> Result<Driven> {
-        let Some(row) = self.find_rollout(name, alias, id).await? else {
+        let (row, alias_row) = tokio::join!(
+            self.find_rollout(name, alias, id),
+            self.find_alias_row(name, alias)
+        );
+        let Some(row) = row? else {
             self.forget_rollout(name, alias, id).await?;
             return Ok(Driven::Forgotten);
         };
         if !row.state.is_live() {
             self.forget_rollout(name, alias, id).await?;
             return Ok(Driven::Forgotten);
+        }
+        // The alias no longer names it (rewritten by the library, which
+        // knows no rollouts): it cannot go on, and must not wait for its
+        // hold (or forever, paused) to find out.
+        if alias_row?.is_none_or(|a| a.rollout.as_deref() != Some(id)) {
+            return self.orphaned(&row).await;
         }
         // An alarm not asked for (`alarms` holds every name asked for,
         // `Missing` when CloudWatch does not know it) is unknown, not
@@ -352,6 +387,7 @@ impl Repository {
             precondition: Precondition::Revision(row.revision),
             cancel_rollout: false,
         };
+        let forward = !matches!(transition, Transition::Abort(_));
         match self.apply(&row, transition, &change, false).await {
             Ok(after) => Ok(match after.state {
                 RolloutState::Completed => Driven::Completed,
@@ -370,13 +406,39 @@ impl Repository {
                 if alias_row.is_some_and(|a| a.rollout.as_deref() == Some(id)) {
                     return Ok(Driven::Lost);
                 }
-                let reason = "the alias was changed outside this rollout".to_owned();
-                match self.end_orphaned(&row, &reason).await {
-                    Ok(()) => Ok(Driven::Aborted { reason }),
-                    Err(Error::RolloutConflict(_)) => Ok(Driven::Lost),
+                self.orphaned(&row).await
+            }
+            // The version rolled out is gone (deleted by a writer that does
+            // not check references): no step can reach it; take the alias
+            // back, as an alarm would.
+            Err(Error::VersionNotFound { .. } | Error::TargetGone(_)) if forward => {
+                let reason = format!("version {} is gone", row.version);
+                let change = ChangeRequest {
+                    message: Some(describe(&row, &Transition::Abort(reason.clone()))),
+                    ..change
+                };
+                match self
+                    .apply(&row, Transition::Abort(reason.clone()), &change, false)
+                    .await
+                {
+                    Ok(_) => Ok(Driven::Aborted { reason }),
+                    Err(Error::RolloutConflict(_) | Error::AliasModified { .. }) => {
+                        Ok(Driven::Lost)
+                    }
                     Err(e) => Err(e),
                 }
             }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a live rollout whose alias no longer names it, without moving
+    /// the alias (see [`Self::end_orphaned`]).
+    async fn orphaned(&self, row: &RolloutRow) -> Result<Driven> {
+        let reason = "the alias was changed outside this rollout".to_owned();
+        match self.end_orphaned(row, &reason).await {
+            Ok(()) => Ok(Driven::Aborted { reason }),
+            Err(Error::RolloutConflict(_)) => Ok(Driven::Lost),
             Err(e) => Err(e),
         }
     }

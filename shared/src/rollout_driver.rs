@@ -51,8 +51,9 @@ impl Driver {
     }
 
     /// One pass over every held alias. AWS calls: Query (the registry),
-    /// DescribeAlarms per 100 alarm names, then per rollout GetItem and,
-    /// when it moves, an alias change.
+    /// per rollout GetItem, DescribeAlarms per 100 alarm names, then per
+    /// rollout GetItem of it and of its alias and, when it moves (or its
+    /// alias no longer names it), an alias change (or its ending).
     pub async fn pass(&self) -> Result<PassReport> {
         let held = self.repo.held_rollouts().await?;
         let mut report = PassReport {

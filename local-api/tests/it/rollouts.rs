@@ -631,3 +631,100 @@ async fn a_pause_whose_answer_was_lost_answers_as_if_it_had_arrived() {
         assert_eq!(api.rollout(&id).await["state"], state);
     }
 }
+
+// Review finding (SPEC 7.16): the library saves an alias row whole, which
+// drops the rollout it named. A paused rollout (or one in a long hold) was
+// never ended by the driver, which looked at the alias only when it moved
+// it, and a person's abort answered 409 five times over.
+#[tokio::test]
+async fn a_rollout_whose_alias_the_library_rewrote_is_ended_by_the_next_pass_or_an_abort() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let library_moves_prod = || {
+        store.library(&[
+            "call",
+            "put_alias",
+            &json!({"name": "app", "alias": "prod", "version": 1}).to_string(),
+        ])
+    };
+    // GIVEN a paused rollout whose alias the library rewrote.
+    let paused = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let id = paused["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/artifacts/app/aliases/prod/rollouts/{id}/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    library_moves_prod();
+    // WHEN the driver passes THEN it ends it, the alias as the library left it.
+    let report = Driver::new(store.another_repository(), &store.sdk)
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(report.aborted, 1, "{report:?}");
+    let ended = api.rollout(&id).await;
+    assert_eq!(ended["state"], "aborted", "{ended}");
+    assert_eq!(api.alias().await["version"], "1");
+    assert!(store.repo.held_rollouts().await.unwrap().is_empty());
+
+    // GIVEN another rollout, its alias rewritten by the library again,
+    // WHEN a person aborts it THEN it ends.
+    let active = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let id = active["id"].as_str().unwrap().to_owned();
+    library_moves_prod();
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/artifacts/app/aliases/prod/rollouts/{id}/abort"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["state"].clone()),
+        (200, json!("aborted")),
+        "{body}"
+    );
+    assert_eq!(api.alias().await["version"], "1");
+}
+
+// Review finding: the library deletes a version whatever points at it.
+// A rollout toward a version deleted so failed its every next step, pass
+// after pass, with the alias still sending traffic to it; now the pass
+// takes the alias back, as an alarm would.
+#[tokio::test]
+async fn a_rollout_toward_a_version_the_library_deleted_aborts_at_its_next_step() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let rollout = api
+        .start_rollout(
+            json!({"version": "2", "steps": [{"weight": 10, "hold": "1s"}, {"weight": 100}]}),
+        )
+        .await;
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    store.library(&[
+        "call",
+        "delete_artifact_version",
+        &json!({"name": "app", "version": 2}).to_string(),
+    ]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = Driver::new(store.another_repository(), &store.sdk)
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!((report.aborted, report.failed), (1, 0), "{report:?}");
+    let ended = api.rollout(&id).await;
+    assert_eq!(ended["state"], "aborted", "{ended}");
+    let prod = api.alias().await;
+    assert_eq!(
+        (prod["version"].clone(), prod["secondary_version"].clone()),
+        (json!("1"), Value::Null),
+        "{prod}"
+    );
+}
