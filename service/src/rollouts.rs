@@ -486,11 +486,14 @@ impl Repository {
             let mut written = next.clone();
             written.revision = revision;
             let mut items = vec![self.rollout_put(&written, (!start).then_some(row))?];
-            items.push(if live {
-                self.registry_put(&written)?
-            } else {
-                self.registry_delete(&row.name, &row.alias, &row.id)?
-            });
+            if live {
+                items.push(self.registry_put(&written)?);
+            } else if !start {
+                items.push(self.registry_delete(&row.name, &row.alias, &row.id)?);
+            }
+            // A rollout over at its start (one step of 100 %) never had an
+            // entry: one there names an earlier rollout of this alias (a
+            // purge leaves it to the driver, which forgets it), not this.
             Ok(items)
         };
         let link = Link::Rollout {

@@ -115,6 +115,12 @@ impl Api {
 /// `app` versions 1 and 2, `prod` → 1.
 async fn store_with_release() -> TestStore {
     let store = TestStore::new().await;
+    release(&store).await;
+    store
+}
+
+/// `app` versions 1 ("one") and 2 ("two"), `prod` → 1.
+async fn release(store: &TestStore) {
     let app = name("app");
     for content in [&b"one"[..], b"two"] {
         store.upload(&app, content).await;
@@ -129,7 +135,6 @@ async fn store_with_release() -> TestStore {
         .put_alias(&app, &alias("prod"), to(1), &ChangeRequest::default())
         .await
         .unwrap();
-    store
 }
 
 /// Alarms are the emulator's, shared by every test: each test has its own.
@@ -727,4 +732,25 @@ async fn a_rollout_toward_a_version_the_library_deleted_aborts_at_its_next_step(
         (json!("1"), Value::Null),
         "{prod}"
     );
+}
+
+// Review finding: a purge leaves the driver's entry of a rollout it wiped
+// (the driver forgets it at its next pass); an all-at-once rollout started
+// before that pass on the artifact made again answered 409, its
+// transaction deleting an entry that named the old rollout.
+#[tokio::test]
+async fn an_all_at_once_rollout_right_after_a_purge_mid_rollout_completes() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    api.start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let (status, _) = api.call("DELETE", "/artifacts/app", None).await;
+    assert_eq!(status, 204);
+    assert_eq!(store.repo.held_rollouts().await.unwrap().len(), 1);
+    release(&store).await;
+    let rollout = api
+        .start_rollout(json!({"version": "2", "preset": "all-at-once"}))
+        .await;
+    assert_eq!(rollout["state"], "completed", "{rollout}");
+    assert_eq!(api.alias().await["version"], "2");
 }
