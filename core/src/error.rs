@@ -221,13 +221,24 @@ impl Error {
     }
 
     /// The caller's error as stored for a replay; `None` for a transient
-    /// one (throttled, upstream, internal), which a retry must try again.
+    /// one (throttled, upstream, internal, or writers that kept colliding:
+    /// its message says "retry"), which a retry must try again.
     pub fn to_stored(&self) -> Option<serde_json::Value> {
-        let kind = match self.kind() {
-            ErrorKind::Throttled | ErrorKind::Upstream | ErrorKind::Internal => return None,
-            kind => format!("{kind:?}"),
-        };
+        if self.is_transient() {
+            return None;
+        }
+        let kind = format!("{:?}", self.kind());
         Some(serde_json::json!({"code": self.code(), "kind": kind, "message": self.to_string()}))
+    }
+
+    /// Whether a retry may well succeed where this failed: throttling, an
+    /// upstream failure, a bug, or writers that kept colliding.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::ConcurrentModification(_))
+            || matches!(
+                self.kind(),
+                ErrorKind::Throttled | ErrorKind::Upstream | ErrorKind::Internal
+            )
     }
 
     /// A bug of ours (see [`ErrorKind::Internal`]).
@@ -366,10 +377,13 @@ mod tests {
                     assert_eq!(replayed.kind(), error.kind());
                     assert_eq!(replayed.to_string(), error.to_string());
                 }
-                None => assert!(matches!(
-                    error.kind(),
-                    ErrorKind::Throttled | ErrorKind::Upstream | ErrorKind::Internal
-                )),
+                None => assert!(
+                    matches!(
+                        error.kind(),
+                        ErrorKind::Throttled | ErrorKind::Upstream | ErrorKind::Internal
+                    ) || matches!(error, Error::ConcurrentModification(_)),
+                    "{error:?}"
+                ),
             }
         }
         assert!(
@@ -377,6 +391,13 @@ mod tests {
                 &serde_json::json!({"code": "Nope", "kind": "Conflict", "message": ""})
             )
             .is_none()
+        );
+        // Writers that kept colliding: a retry runs again, not a replay of
+        // "retry" forever.
+        assert!(
+            Error::ConcurrentModification("kept conflicting; retry".into())
+                .to_stored()
+                .is_none()
         );
     }
 }
