@@ -714,7 +714,7 @@ impl Repository {
                     upload_id: Some(id.as_str()),
                     last_version: Some(counter),
                     sha256: &upload.sha256,
-                    published_sha256: Some(marker),
+                    published_sha256: marker,
                 };
                 match crate::publish_rules::decide(&becomes, &held.mode(), None) {
                     crate::publish_rules::Decision::Number(n) => Version::number(n).ok().map(|_| n),

@@ -153,8 +153,10 @@ impl VersionRow {
     /// LATEST as a commit writes it: `read` (LATEST's item as read, or just
     /// its key when there is none) with the upload's content, pointing at
     /// its blob; the rest of the row is kept, and the bookkeeping it lacks
-    /// added (the version counter from `seed`, the publish marker empty:
-    /// never published, a fresh epoch).
+    /// added (the version counter from `seed`, a fresh epoch, and on a new
+    /// LATEST the publish marker empty: never published). Over a LATEST
+    /// the library wrote, the marker stays absent: its versions may hold
+    /// these very bytes, which a publish then finds (SPEC 7.6).
     pub fn committed_latest(
         mut read: Item,
         upload: &UploadRow,
@@ -164,6 +166,7 @@ impl VersionRow {
         epoch: impl FnOnce() -> String,
     ) -> Item {
         let item = &mut read;
+        let new_latest = !item.contains_key(attr::SHA256);
         item.insert(attr::SHA256.into(), sv(&upload.sha256));
         item.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
         Location::Blob.encode_row(item);
@@ -177,8 +180,9 @@ impl VersionRow {
         item.insert(attr::CREATED_BY.into(), sv(actor));
         item.entry(attr::LAST_VERSION.into())
             .or_insert_with(|| nv(seed));
-        item.entry(attr::PUBLISHED_SHA256.into())
-            .or_insert_with(|| sv(""));
+        if new_latest {
+            item.insert(attr::PUBLISHED_SHA256.into(), sv(""));
+        }
         item.entry(attr::EPOCH.into())
             .or_insert_with(|| sv(epoch()));
         read

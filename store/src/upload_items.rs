@@ -502,10 +502,15 @@ pub fn latest_counter(latest: Option<&Item>) -> Option<u32> {
         .and_then(|n| n.parse::<u32>().ok())
 }
 
-/// On LATEST's item as read: its publish marker (empty when absent).
-pub fn latest_marker(latest: Option<&Item>) -> &str {
-    latest
-        .and_then(|i| i.get(attr::PUBLISHED_SHA256))
-        .and_then(|v| v.as_s().ok())
-        .map_or("", String::as_str)
+/// On LATEST's item as read: its publish marker; empty (never published)
+/// when there is no LATEST, `None` when the LATEST has none (the
+/// library's: only its versions tell what was published).
+pub fn latest_marker(latest: Option<&Item>) -> Option<&str> {
+    match latest {
+        None => Some(""),
+        Some(item) => item
+            .get(attr::PUBLISHED_SHA256)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+    }
 }

@@ -514,3 +514,57 @@ async fn an_alias_change_racing_a_purge_that_removed_latest_fails_and_writes_not
     store.repo.purge_artifact(&app).await.unwrap();
     assert!(store.raw_items().await.is_empty());
 }
+
+// Review finding (SPEC 7.6): the library keeps no publish marker. A push
+// of the very bytes its LATEST and newest version hold, with `publish`,
+// wrote LATEST with an empty marker ("never published") and published
+// them again as a new version, where a publish alone answered the newest.
+#[tokio::test]
+async fn pushing_and_publishing_the_bytes_the_library_published_returns_its_version() {
+    let store = TestStore::new().await;
+    let app = name("app");
+    call(
+        &store,
+        "put_artifact",
+        serde_json::json!({"name": "app", "content": "library build"}),
+    );
+    call(
+        &store,
+        "publish_artifact_version",
+        serde_json::json!({"name": "app"}),
+    );
+    let staged = store.staged(&app, b"library build").await;
+    let outcome = store
+        .repo
+        .commit_pipeline(
+            &app,
+            &staged.upload_id,
+            LOCAL_ACTOR,
+            &test_support::pipeline(None, false),
+            shared::repository::Allowed::already(),
+        )
+        .await
+        .unwrap();
+    let answer = serde_json::to_value(&outcome).unwrap();
+    assert_eq!(
+        (
+            answer["published"]["version"].clone(),
+            answer["published"]["created"].clone()
+        ),
+        (serde_json::json!("1"), serde_json::json!(false)),
+        "{answer}"
+    );
+    let versions = store.repo.list_versions(&app, None, None).await.unwrap();
+    assert_eq!(versions.items.len(), 2, "LATEST and 1 only");
+    // Bytes the library never published are published as the next one.
+    store.upload(&app, b"our build").await;
+    let next = store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(
+        (next.created, next.artifact.version),
+        (true, Version::Number(2))
+    );
+}
