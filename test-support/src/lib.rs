@@ -430,20 +430,25 @@ impl TestStore {
         ticket
     }
 
+    /// Each of `contents` uploaded, committed and published in turn:
+    /// versions 1, 2, … of `name`.
+    pub async fn publish_each(&self, name: &ArtifactName, contents: &[&[u8]]) {
+        for content in contents {
+            self.upload(name, content).await;
+            self.repo
+                .publish_version(name, false, LOCAL_ACTOR)
+                .await
+                .unwrap_or_else(|e| panic!("publish: {e:?}"));
+        }
+    }
+
     /// A store holding what the sample events (`events/*.json`) refer to:
     /// `my-app` versions 1 ("one") and 2 ("two"), LATEST "three" unpublished,
     /// alias `prod` → 1.
     pub async fn with_sample_artifact() -> Self {
         let store = Self::new().await;
         let n = name("my-app");
-        for content in [&b"one"[..], b"two"] {
-            store.upload(&n, content).await;
-            store
-                .repo
-                .publish_version(&n, false, LOCAL_ACTOR)
-                .await
-                .unwrap_or_else(|e| panic!("publish: {e:?}"));
-        }
+        store.publish_each(&n, &[b"one", b"two"]).await;
         store.upload(&n, b"three").await;
         let prod = shared::model::AliasTarget {
             version: shared::Version::Number(1),

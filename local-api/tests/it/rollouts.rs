@@ -122,14 +122,7 @@ async fn store_with_release() -> TestStore {
 /// `app` versions 1 ("one") and 2 ("two"), `prod` → 1.
 async fn release(store: &TestStore) {
     let app = name("app");
-    for content in [&b"one"[..], b"two"] {
-        store.upload(&app, content).await;
-        store
-            .repo
-            .publish_version(&app, false, LOCAL_ACTOR)
-            .await
-            .unwrap();
-    }
+    store.publish_each(&app, &[b"one", b"two"]).await;
     store
         .repo
         .put_alias(&app, &alias("prod"), to(1), &ChangeRequest::default())

@@ -38,6 +38,20 @@ fn call(store: &TestStore, method: &str, kwargs: serde_json::Value) -> serde_jso
     store.library(&["call", method, &kwargs.to_string()])
 }
 
+/// `app`'s LATEST put and published by the library.
+fn library_published(store: &TestStore, content: &str) {
+    call(
+        store,
+        "put_artifact",
+        serde_json::json!({"name": "app", "content": content}),
+    );
+    call(
+        store,
+        "publish_artifact_version",
+        serde_json::json!({"name": "app"}),
+    );
+}
+
 #[tokio::test]
 async fn aliases_named_as_only_the_library_allows_are_listed_protect_their_targets_and_can_be_moved_and_deleted()
  {
@@ -116,16 +130,7 @@ async fn publishing_an_unchanged_latest_after_the_library_published_it_returns_t
 {
     let store = TestStore::new().await;
     let app = name("app");
-    call(
-        &store,
-        "put_artifact",
-        serde_json::json!({"name": "app", "content": "library build"}),
-    );
-    call(
-        &store,
-        "publish_artifact_version",
-        serde_json::json!({"name": "app"}),
-    );
+    library_published(&store, "library build");
 
     let again = store
         .repo
@@ -523,16 +528,7 @@ async fn an_alias_change_racing_a_purge_that_removed_latest_fails_and_writes_not
 async fn pushing_and_publishing_the_bytes_the_library_published_returns_its_version() {
     let store = TestStore::new().await;
     let app = name("app");
-    call(
-        &store,
-        "put_artifact",
-        serde_json::json!({"name": "app", "content": "library build"}),
-    );
-    call(
-        &store,
-        "publish_artifact_version",
-        serde_json::json!({"name": "app"}),
-    );
+    library_published(&store, "library build");
     let staged = store.staged(&app, b"library build").await;
     let outcome = store
         .repo

@@ -2175,14 +2175,7 @@ async fn a_pipeline_commit_whose_answer_was_lost_while_another_commit_landed_fin
 /// `n` with versions 1 ("old bytes", soft-deleted: its bytes reclaimable
 /// at once) and 2 ("new bytes", LATEST's too).
 async fn with_reclaimable_version(store: &TestStore, n: &shared::ArtifactName) {
-    for content in [&b"old bytes"[..], b"new bytes"] {
-        store.upload(n, content).await;
-        store
-            .repo
-            .publish_version(n, false, LOCAL_ACTOR)
-            .await
-            .unwrap();
-    }
+    store.publish_each(n, &[b"old bytes", b"new bytes"]).await;
     store
         .repo
         .delete_version(n, Version::Number(1), Allowed::already())
@@ -2432,14 +2425,7 @@ async fn a_reclaim_stalled_through_a_purge_keeps_the_record_of_bytes_verified_si
 async fn a_canary_pipeline_never_undoes_an_alias_move_made_after_it_read_the_alias() {
     let store = TestStore::new().await;
     let n = name("canary-pipeline");
-    for content in [&b"one"[..], b"two"] {
-        store.upload(&n, content).await;
-        store
-            .repo
-            .publish_version(&n, false, LOCAL_ACTOR)
-            .await
-            .unwrap();
-    }
+    store.publish_each(&n, &[b"one", b"two"]).await;
     let prod = alias("prod");
     store
         .repo
@@ -2490,12 +2476,7 @@ async fn a_canary_pipeline_never_undoes_an_alias_move_made_after_it_read_the_ali
 async fn a_commit_retried_after_another_upload_committed_the_same_bytes_answers_as_the_first() {
     let store = TestStore::new().await;
     let n = name("same-bytes-twice");
-    store.upload(&n, b"release").await;
-    store
-        .repo
-        .publish_version(&n, false, LOCAL_ACTOR)
-        .await
-        .unwrap();
+    store.publish_each(&n, &[b"release"]).await;
     // Pushes of bytes the artifact holds: nothing to transfer.
     let held = async || {
         let ticket = store
