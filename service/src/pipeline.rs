@@ -231,9 +231,11 @@ impl Repository {
     /// claims it on the upload row, the others wait for and answer what it
     /// recorded (errors included). A run cut short (its claim older than
     /// [`CLAIM_LEASE_SECS`], or released after an AWS failure) is taken
-    /// over idempotently: the publish does not force (it finds the version
-    /// an earlier run published) and an alias already at the target is
-    /// not moved again. AWS calls: UpdateItem (claim), the pipeline's,
+    /// over idempotently: the version an earlier run published is recorded
+    /// on the upload row by the transaction that published it (the
+    /// commit's, or the publish's, which lands only under the run's claim),
+    /// so the run that takes over uses it or publishes as asked (`force`
+    /// included); an alias already at the target is not moved again. AWS calls: UpdateItem (claim), the pipeline's,
     /// UpdateItem (record); none when the commit's own transaction
     /// claimed it (`held`), the alias move's and the record's when it also
     /// published, none at all when it recorded the answer too.
@@ -401,10 +403,16 @@ impl Repository {
         run: Run<'_>,
     ) -> Result<(PipelineAnswer, bool)> {
         let takeover = run.takeover;
-        let force = pipeline.force && !takeover;
+        // A run taken over knows what its predecessor published (the
+        // number is recorded on the upload row by the very transaction
+        // that took it, which a run without its claim cannot land): `force`
+        // holds as asked.
         let published = match run.published {
             Some(published) => published,
-            None => self.publish_for(name, force, actor, id).await?,
+            None => {
+                self.publish_for(name, pipeline.force, actor, id, run.token)
+                    .await?
+            }
         };
         let version = published.artifact.version;
         let Some(m) = &pipeline.alias else {
@@ -504,9 +512,16 @@ impl Repository {
         force: bool,
         actor: &str,
         id: &UploadId,
+        token: &str,
     ) -> Result<PublishedArtifact> {
         match self
-            .publish_version_of(name, force, actor, Some(id), &mut super::Allowed::already())
+            .publish_version_of(
+                name,
+                force,
+                actor,
+                Some((id, token)),
+                &mut super::Allowed::already(),
+            )
             .await?
         {
             super::publish::Publishing::Done(published) => Ok(PublishedArtifact {
@@ -562,8 +577,9 @@ impl Repository {
 }
 
 /// A run of a pipeline under the claim `token` holds; `takeover`: an
-/// earlier run may have done part of it; `published`: the version the
-/// commit's transaction published.
+/// earlier run may have done part of it; `published`: the version this
+/// pipeline already published (by the commit's transaction, or by an
+/// earlier run's publish), as recorded on the upload row.
 struct Run<'a> {
     token: &'a str,
     takeover: bool,

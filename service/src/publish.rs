@@ -104,17 +104,21 @@ impl Repository {
         )))
     }
 
-    /// [`Self::publish_version`]; with `upload`, only while LATEST is
+    /// [`Self::publish_version`]; with `pipeline` (an upload and the claim
+    /// token of the pipeline run publishing it), only while LATEST is
     /// still that upload's commit (a pipeline publishes what it committed,
-    /// never a later writer's LATEST): else 409 UploadSuperseded.
+    /// never a later writer's LATEST): else 409 UploadSuperseded; and only
+    /// while the run holds its claim, recording the number it takes on the
+    /// upload row in the same transaction (a run that took over finds it).
     pub(super) async fn publish_version_of(
         &self,
         name: &ArtifactName,
         force: bool,
         actor: &str,
-        upload: Option<&crate::names::UploadId>,
+        pipeline: Option<(&crate::names::UploadId, &str)>,
         allowed: &mut super::Allowed,
     ) -> Result<Publishing> {
+        let upload = pipeline.map(|(u, _)| u);
         let pipelined = upload.map(|u| crate::publish_rules::Upload {
             id: u.as_str(),
             sha256: u.sha256(),
@@ -227,6 +231,18 @@ impl Repository {
             for entry in self.index_entries(name, version, &latest.metadata)? {
                 tx.push(Member::Index, entry);
             }
+            if let Some((id, claim)) = pipeline {
+                tx.push(
+                    Member::Claim,
+                    artifact_store::claim::publish_member(
+                        &self.layout.table,
+                        name,
+                        id,
+                        claim,
+                        number,
+                    )?,
+                );
+            }
             match self.transact_tx(&tx, &token).await {
                 Ok(()) => {
                     let row = VersionRow::from_item(&item)?;
@@ -251,6 +267,14 @@ impl Repository {
                         artifact: row.to_artifact(&self.layout),
                         created: true,
                     }));
+                }
+                // Another run of the pipeline took it over (or recorded
+                // its answer): that run publishes, this one must not.
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Member::Claim) => {
+                    return Err(Error::ConcurrentModification(format!(
+                        "the pipeline of upload {} was taken over by another run; retry for its answer",
+                        upload.map(|u| u.as_str()).unwrap_or_default()
+                    )));
                 }
                 Err(TransactFailure::Conditions(failed)) if failed.contains(&Member::Bytes) => {
                     return Err(Error::ConcurrentModification(format!(
@@ -649,6 +673,8 @@ enum Member {
     Index,
     /// No purge of the artifact runs.
     Fence,
+    /// The pipeline run publishing still holds its claim.
+    Claim,
 }
 
 /// LATEST as the publish rule reads it.

@@ -214,6 +214,34 @@ pub fn record_member(
     Ok(TxItem::builder().update(update).build())
 }
 
+/// A transaction member recording on upload `id`'s row the number the
+/// publish of the run holding `token` takes (as the commit's own
+/// transaction does, see [`HeldClaim::record_publish`]), on condition that
+/// the run still holds its claim and no answer is recorded yet: a run
+/// taken over publishes nothing, and the run that took over finds the
+/// number of one that did.
+pub fn publish_member(
+    table: &str,
+    name: &ArtifactName,
+    id: &UploadId,
+    token: &str,
+    number: u32,
+) -> Result<TxItem> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key(upload_pk(name), id.as_str())))
+        .update_expression("SET #published = :number")
+        .condition_expression("#claim = :token AND attribute_not_exists(#result)")
+        .expression_attribute_names("#published", attr::PIPELINE_PUBLISHED)
+        .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
+        .expression_attribute_names("#result", attr::PIPELINE_RESULT)
+        .expression_attribute_values(":token", sv(token))
+        .expression_attribute_values(":number", nv(number))
+        .build()
+        .map_err(invalid_sdk_input)?;
+    Ok(TxItem::builder().update(update).build())
+}
+
 impl Table {
     /// Claims the run of `pipeline` on upload `id`'s row for `token`
     /// (UpdateItem, keeping a pipeline already stored), on condition that

@@ -531,7 +531,10 @@ async fn staged(store: &TestStore, n: &shared::ArtifactName, content: &[u8]) -> 
         .create_upload(n, declare(content, content.len(), None), LOCAL_ACTOR)
         .await
         .unwrap();
-    test_support::put_bytes(&store.http, &ticket, content).await;
+    // Bytes the artifact holds: nothing to send.
+    if !ticket.exists {
+        test_support::put_bytes(&store.http, &ticket, content).await;
+    }
     ticket.upload_id
 }
 
@@ -2478,15 +2481,7 @@ async fn a_commit_retried_after_another_upload_committed_the_same_bytes_answers_
     let n = name("same-bytes-twice");
     store.publish_each(&n, &[b"release"]).await;
     // Pushes of bytes the artifact holds: nothing to transfer.
-    let held = async || {
-        let ticket = store
-            .repo
-            .create_upload(&n, declare(b"release", 7, None), LOCAL_ACTOR)
-            .await
-            .unwrap();
-        assert!(ticket.exists, "{ticket:?}");
-        ticket.upload_id
-    };
+    let held = async || staged(&store, &n, b"release").await;
     let (a, b) = (held().await, held().await);
     let first = store.repo.commit_upload(&n, &a, "ci-a").await.unwrap();
     store.repo.commit_upload(&n, &b, "ci-b").await.unwrap();
@@ -2504,4 +2499,73 @@ async fn a_commit_retried_after_another_upload_committed_the_same_bytes_answers_
         .commit_pipeline(&n, &c, "ci-c", &forced_release(None), Allowed::already())
         .await;
     assert!(outcome.is_ok(), "{outcome:?}");
+}
+
+// Review finding (SPEC 7.6, 7.5): a pipeline run taken over (its first run
+// failed with an AWS error, or timed out) dropped `force`, so that it
+// would not publish twice: when the first run had failed before its
+// publish, the retry answered the old version, `created: false`, and
+// published nothing. The number a pipeline's publish takes is now
+// recorded on its upload row in the publish's own transaction, which only
+// lands while the run holds its claim: a run that takes over knows.
+#[tokio::test]
+async fn a_forced_pipeline_retried_after_a_failure_publishes_exactly_once() {
+    let store = TestStore::new().await;
+    let n = name("forced-retry");
+    store.publish_each(&n, &[b"build"]).await;
+    let answer = |o: &shared::repository::PipelineOutcome| serde_json::to_value(o).unwrap();
+    let failing = |key: &str| {
+        let plan = Plan::new();
+        plan.add(Rule::new(
+            "TransactWriteItems",
+            Some(key),
+            Action::Fault(Fault::Status500),
+            100,
+        ));
+        plan
+    };
+    // GIVEN the same bytes pushed again with a forced publish, whose
+    // publish fails (every attempt: a 502 to the caller).
+    let id = staged(&store, &n, b"build").await;
+    let plan = failing("\"000002\"");
+    let first = store
+        .through(&plan)
+        .await
+        .commit_pipeline(&n, &id, "ci", &forced_release(None), Allowed::already())
+        .await;
+    assert!(first.is_err(), "{first:?}");
+    // WHEN it is retried THEN it publishes version 2 (as asked: forced).
+    let retried = store
+        .repo
+        .commit_pipeline(&n, &id, "ci", &forced_release(None), Allowed::already())
+        .await
+        .unwrap();
+    assert_eq!(answer(&retried)["published"]["version"], "2");
+    assert_eq!(answer(&retried)["published"]["created"], true);
+
+    // GIVEN another forced push whose publish lands and whose alias move
+    // then fails.
+    let id = staged(&store, &n, b"build").await;
+    let plan = failing("-history");
+    let first = store
+        .through(&plan)
+        .await
+        .commit_pipeline(&n, &id, "ci", &forced_release(None), Allowed::already())
+        .await;
+    assert!(first.is_err(), "{first:?}");
+    assert_eq!(numbered(&store, &n).await.len(), 3, "version 3 published");
+    // WHEN it is retried THEN it answers version 3 and moves the alias,
+    // publishing nothing more.
+    let retried = store
+        .repo
+        .commit_pipeline(&n, &id, "ci", &forced_release(None), Allowed::already())
+        .await
+        .unwrap();
+    assert_eq!(answer(&retried)["published"]["version"], "3");
+    assert_eq!(answer(&retried)["alias"]["version"], "3");
+    assert_eq!(
+        numbered(&store, &n).await.len(),
+        3,
+        "nothing published twice"
+    );
 }
