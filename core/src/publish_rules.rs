@@ -49,25 +49,13 @@ pub enum Mode {
     FirstMarker(String),
 }
 
-/// The upload whose LATEST a pipeline publishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Upload<'a> {
-    pub id: &'a str,
-    pub sha256: &'a str,
-}
-
 /// The number a publish takes, or why it takes none; `upload` is the
 /// upload whose LATEST a pipeline publishes (any LATEST when `None`).
-/// LATEST is still that upload's while it holds its bytes, whichever
-/// upload committed them last: two pipelines pushing the same bytes at
-/// once both publish (the later one finds its version), neither is
-/// superseded. A LATEST the library wrote (no upload) is no upload's.
-pub fn decide(latest: &Latest<'_>, mode: &Mode, upload: Option<Upload<'_>>) -> Decision {
+pub fn decide(latest: &Latest<'_>, mode: &Mode, upload: Option<&str>) -> Decision {
     if latest.deleted {
         return Decision::NotFound;
     }
-    let same_bytes = |u: Upload<'_>| latest.upload_id.is_some() && latest.sha256 == u.sha256;
-    if upload.is_some_and(|u| latest.upload_id != Some(u.id) && !same_bytes(u)) {
+    if upload.is_some_and(|u| latest.upload_id != Some(u)) {
         return Decision::Superseded;
     }
     let Some(last) = latest.last_version else {
@@ -192,7 +180,7 @@ mod tests {
     #[test]
     fn a_publish_decides_from_latest_as_read() {
         let first_marker = Mode::FirstMarker("a".into());
-        let cases: [(Latest<'_>, &Mode, Option<Upload<'_>>, Decision); 14] = [
+        let cases: [(Latest<'_>, &Mode, Option<&str>, Decision); 11] = [
             (
                 latest(Some(3), "a", Some("b")),
                 &Mode::IfChanged,
@@ -250,52 +238,14 @@ mod tests {
             (
                 latest(Some(3), "a", Some("a")),
                 &Mode::Force,
-                Some(Upload {
-                    id: "u1",
-                    sha256: "a",
-                }),
+                Some("u1"),
                 Decision::Number(4),
-            ),
-            (
-                latest(Some(3), "b", Some("a")),
-                &Mode::Force,
-                Some(Upload {
-                    id: "u2",
-                    sha256: "a",
-                }),
-                Decision::Superseded,
-            ),
-            // Another upload committed the same bytes since: still ours;
-            // the library's LATEST of them is not.
-            (
-                Latest {
-                    upload_id: None,
-                    ..latest(Some(3), "a", Some("a"))
-                },
-                &Mode::Force,
-                Some(Upload {
-                    id: "u2",
-                    sha256: "a",
-                }),
-                Decision::Superseded,
             ),
             (
                 latest(Some(3), "a", Some("a")),
-                &Mode::IfChanged,
-                Some(Upload {
-                    id: "u2",
-                    sha256: "a",
-                }),
-                Decision::Unchanged,
-            ),
-            (
-                latest(Some(3), "a", Some("b")),
-                &Mode::IfChanged,
-                Some(Upload {
-                    id: "u2",
-                    sha256: "a",
-                }),
-                Decision::Number(4),
+                &Mode::Force,
+                Some("u2"),
+                Decision::Superseded,
             ),
         ];
         for (row, mode, upload, want) in cases {

@@ -119,10 +119,6 @@ impl Repository {
         allowed: &mut super::Allowed,
     ) -> Result<Publishing> {
         let upload = pipeline.map(|(u, _)| u);
-        let pipelined = upload.map(|u| crate::publish_rules::Upload {
-            id: u.as_str(),
-            sha256: u.sha256(),
-        });
         let mut mode = if force { Mode::Force } else { Mode::IfChanged };
         for attempt in 0..PUBLISH_ATTEMPTS {
             if attempt > 0 {
@@ -139,7 +135,7 @@ impl Repository {
                 });
             };
             let latest = VersionRow::from_item(&latest_item)?;
-            let number = match decide(&as_read(&latest), &mode, pipelined) {
+            let number = match decide(&as_read(&latest), &mode, upload.map(|u| u.as_str())) {
                 Decision::NotFound => {
                     return Err(Error::ArtifactNotFound {
                         name: name.to_string(),

@@ -559,9 +559,9 @@ impl Repository {
     }
 
     /// The answer to a commit of an upload that is committed already: the
-    /// first commit's, while LATEST is still its, or holds its bytes
-    /// committed again by another upload (two pushes of the same bytes);
-    /// superseded (409) after.
+    /// first commit's, while LATEST is still its; superseded (409) after
+    /// (also by a later commit of the same bytes: SPEC 4.1 refuses a
+    /// superseded upload, whatever the bytes).
     fn as_committed(
         &self,
         name: &ArtifactName,
@@ -569,12 +569,8 @@ impl Repository {
         upload: &UploadRow,
         latest: Option<VersionRow>,
     ) -> Result<Committed> {
-        let ours = |row: &VersionRow| match row.upload_id.as_deref() {
-            Some(committed) => committed == id.as_str() || row.sha256 == id.sha256(),
-            None => false,
-        };
         match latest {
-            Some(row) if ours(&row) => Ok(Committed {
+            Some(row) if row.upload_id.as_deref() == Some(id.as_str()) => Ok(Committed {
                 changed: upload.changed.unwrap_or(true),
                 artifact: row.to_artifact(&self.layout),
             }),

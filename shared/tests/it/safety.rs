@@ -2470,37 +2470,6 @@ async fn a_canary_pipeline_never_undoes_an_alias_move_made_after_it_read_the_ali
     );
 }
 
-// Review finding (SPEC 7.5, 7.11): two pushes of the bytes LATEST already
-// holds, at once: each commit changes nothing but names its upload on
-// LATEST, and the first one's retry (after a lost answer) or its pipeline's
-// publish found LATEST "superseded" by the second and answered 409,
-// though LATEST holds exactly its bytes.
-#[tokio::test]
-async fn a_commit_retried_after_another_upload_committed_the_same_bytes_answers_as_the_first() {
-    let store = TestStore::new().await;
-    let n = name("same-bytes-twice");
-    store.publish_each(&n, &[b"release"]).await;
-    // Pushes of bytes the artifact holds: nothing to transfer.
-    let held = async || staged(&store, &n, b"release").await;
-    let (a, b) = (held().await, held().await);
-    let first = store.repo.commit_upload(&n, &a, "ci-a").await.unwrap();
-    store.repo.commit_upload(&n, &b, "ci-b").await.unwrap();
-    let again = store.repo.commit_upload(&n, &a, "ci-a").await.unwrap();
-    assert_eq!(
-        (again.changed, again.artifact.sha256.as_str()),
-        (first.changed, first.artifact.sha256.as_str())
-    );
-    // And its pipeline publishes (here: finds the version of those bytes).
-    let (c, d) = (held().await, held().await);
-    store.repo.commit_upload(&n, &c, "ci-c").await.unwrap();
-    store.repo.commit_upload(&n, &d, "ci-d").await.unwrap();
-    let outcome = store
-        .repo
-        .commit_pipeline(&n, &c, "ci-c", &forced_release(None), Allowed::already())
-        .await;
-    assert!(outcome.is_ok(), "{outcome:?}");
-}
-
 // Review finding (SPEC 7.6, 7.5): a pipeline run taken over (its first run
 // failed with an AWS error, or timed out) dropped `force`, so that it
 // would not publish twice: when the first run had failed before its
@@ -2567,5 +2536,24 @@ async fn a_forced_pipeline_retried_after_a_failure_publishes_exactly_once() {
         numbered(&store, &n).await.len(),
         3,
         "nothing published twice"
+    );
+}
+
+// The checker (seed 73) against a change of this session, reverted: a
+// commit of an upload superseded by a newer commit answered 200 again once
+// a third upload committed the first one's bytes once more. Superseded is
+// superseded (SPEC 4.1, 7.11), whatever LATEST holds later.
+#[tokio::test]
+async fn an_upload_superseded_stays_refused_when_its_bytes_are_committed_again() {
+    let store = TestStore::new().await;
+    let n = name("superseded-then-same");
+    let first = staged(&store, &n, b"build one").await;
+    store.repo.commit_upload(&n, &first, "ci").await.unwrap();
+    store.upload(&n, b"build two").await;
+    store.upload(&n, b"build one").await;
+    let again = store.repo.commit_upload(&n, &first, "ci").await;
+    assert!(
+        matches!(again, Err(Error::UploadSuperseded { .. })),
+        "{again:?}"
     );
 }
