@@ -200,18 +200,14 @@ pub fn record_member(
     token: &str,
     stored: &serde_json::Value,
 ) -> Result<TxItem> {
-    let update = Update::builder()
-        .table_name(table)
-        .set_key(Some(key(upload_pk(name), id.as_str())))
-        .update_expression("SET #result = :result")
-        .condition_expression("#claim = :token AND attribute_not_exists(#result)")
-        .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
-        .expression_attribute_names("#result", attr::PIPELINE_RESULT)
-        .expression_attribute_values(":token", sv(token))
-        .expression_attribute_values(":result", sv(stored.to_string()))
-        .build()
-        .map_err(invalid_sdk_input)?;
-    Ok(TxItem::builder().update(update).build())
+    while_claimed(
+        table,
+        name,
+        id,
+        token,
+        attr::PIPELINE_RESULT,
+        sv(stored.to_string()),
+    )
 }
 
 /// A transaction member recording on upload `id`'s row the number the
@@ -227,16 +223,30 @@ pub fn publish_member(
     token: &str,
     number: u32,
 ) -> Result<TxItem> {
+    while_claimed(table, name, id, token, attr::PIPELINE_PUBLISHED, nv(number))
+}
+
+/// A transaction member setting `attribute` to `value` on upload `id`'s
+/// row, on condition that the run holding `token` still holds its claim
+/// and no answer is recorded yet.
+fn while_claimed(
+    table: &str,
+    name: &ArtifactName,
+    id: &UploadId,
+    token: &str,
+    attribute: &str,
+    value: aws_sdk_dynamodb::types::AttributeValue,
+) -> Result<TxItem> {
     let update = Update::builder()
         .table_name(table)
         .set_key(Some(key(upload_pk(name), id.as_str())))
-        .update_expression("SET #published = :number")
+        .update_expression("SET #attribute = :value")
         .condition_expression("#claim = :token AND attribute_not_exists(#result)")
-        .expression_attribute_names("#published", attr::PIPELINE_PUBLISHED)
+        .expression_attribute_names("#attribute", attribute)
         .expression_attribute_names("#claim", attr::PIPELINE_CLAIM)
         .expression_attribute_names("#result", attr::PIPELINE_RESULT)
         .expression_attribute_values(":token", sv(token))
-        .expression_attribute_values(":number", nv(number))
+        .expression_attribute_values(":value", value)
         .build()
         .map_err(invalid_sdk_input)?;
     Ok(TxItem::builder().update(update).build())
