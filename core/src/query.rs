@@ -74,6 +74,19 @@ impl Query {
             }
         }
     }
+
+    /// Whether one row matches, given whether each term holds for it: what
+    /// a search checks on every row it reads back, since an index entry
+    /// can outlive what it recorded (the library purges rows, not index
+    /// entries; a version number is reused after a purge; the `by-sha256`
+    /// index lags behind LATEST).
+    pub fn holds(&self, term_holds: &dyn Fn(&Term) -> bool) -> bool {
+        match self {
+            Self::Term(t) => term_holds(t),
+            Self::Or(qs) => qs.iter().any(|q| q.holds(term_holds)),
+            Self::And(qs) => qs.iter().all(|q| q.holds(term_holds)),
+        }
+    }
 }
 
 /// Parses `text` (400 with what is wrong and where).
@@ -420,5 +433,38 @@ mod tests {
         };
         assert_eq!(q.evaluate(&matches), [1, 2, 3].into());
         assert_eq!(q.terms().len(), 4);
+    }
+
+    #[test]
+    fn holds_agrees_with_evaluate_row_by_row() {
+        let q = parse("meta.team='ml' AND (name='fraud' OR meta.tier IN ('a','b'))").expect("q");
+        // (row, terms that hold for it, expected)
+        let rows: [(&[&str], bool); 6] = [
+            (&["team=ml", "name=fraud"], true),
+            (&["team=ml", "tier=b"], true),
+            (&["team=ml"], false),
+            (&["name=fraud", "tier=a"], false),
+            (&[], false),
+            (&["team=ml", "tier=a", "tier=b", "name=fraud"], true),
+        ];
+        for (held, expected) in rows {
+            let term_holds = |t: &Term| {
+                let spelled = match t {
+                    Term::Meta { key, value } => format!("{key}={value}"),
+                    Term::Name(n) => format!("name={n}"),
+                    Term::Sha256(d) => format!("sha256={d}"),
+                };
+                held.contains(&spelled.as_str())
+            };
+            assert_eq!(q.holds(&term_holds), expected, "{held:?}");
+            let as_set = |t: &Term| -> BTreeSet<u8> {
+                if term_holds(t) {
+                    [0].into()
+                } else {
+                    BTreeSet::new()
+                }
+            };
+            assert_eq!(q.evaluate(&as_set).contains(&0), expected, "{held:?}");
+        }
     }
 }

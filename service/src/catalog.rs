@@ -9,12 +9,16 @@ impl Repository {
     /// Artifact names: those this service committed (the registry, written
     /// in the commit's transaction, so a name is listed right after its
     /// first commit whether or not the mirror runs) merged with those the
-    /// library wrote (the "directories" under the store prefix).
-    /// AWS calls: 2 per page (Query ∥ ListObjectsV2), one round trip.
+    /// library wrote (the "directories" under the store prefix), of those
+    /// `readable` admits: a name the caller may not read is skipped before
+    /// the page is cut, so neither the page nor its cursor shows it (SPEC
+    /// 10.4). AWS calls: 2 per page read (Query ∥ ListObjectsV2), one round
+    /// trip; more pages while names are skipped.
     pub async fn list_artifact_names(
         &self,
         limit: Option<u32>,
         cursor: Option<&str>,
+        readable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Page<ArtifactName>> {
         let limit = page_size(limit)?;
         let mut after = match cursor {
@@ -31,13 +35,32 @@ impl Repository {
                     })?,
             ),
         };
-        // A page can hold no valid name (keys the library never wrote):
-        // go on rather than answer an empty page with a cursor.
+        // A page can hold no name to show (keys the library never wrote,
+        // names the caller may not read): go on rather than answer an empty
+        // page with a cursor.
+        let mut items = Vec::new();
         loop {
-            let (items, resume) = self.artifact_names_after(after.as_deref(), limit).await?;
-            if !items.is_empty() || resume.is_none() {
-                let next_cursor = resume.map(|t| encode_cursor(&t));
-                return Ok(Page { items, next_cursor });
+            let (names, resume) = self.artifact_names_after(after.as_deref(), limit).await?;
+            let total = names.len();
+            for (i, name) in names.into_iter().enumerate() {
+                if !readable(name.as_str()) {
+                    continue;
+                }
+                items.push(name);
+                if items.len() == limit as usize {
+                    // Ends on the last name shown: resume right after it.
+                    let more = resume.is_some() || i + 1 < total;
+                    let next_cursor = more
+                        .then(|| items.last().map(|n| encode_cursor(&format!("{n}/"))))
+                        .flatten();
+                    return Ok(Page { items, next_cursor });
+                }
+            }
+            if resume.is_none() {
+                return Ok(Page {
+                    items,
+                    next_cursor: None,
+                });
             }
             after = resume;
         }

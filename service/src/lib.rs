@@ -44,7 +44,9 @@ use artifact_store::table::Table;
 use artifact_store::tx::{self, Tx, TxItem};
 use artifact_store::{calls, layout, rows, sdk_error};
 
-pub use artifact_store::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SORT_KEY_BYTES, page_size};
+pub use artifact_store::paging::{
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SORT_KEY_BYTES, cursor_text, page_size,
+};
 
 use crate::calls::{CallCount, CallCounter};
 use crate::config::Config;

@@ -36,17 +36,50 @@ pub const MAX_SEARCH_TERMS: usize = 8;
 
 impl Repository {
     /// Versions (and LATEST) across artifacts matching `query`, live only,
-    /// with the aliases that point at each. AWS calls per page: Query,
-    /// BatchGetItem (per 100 rows found).
+    /// with the aliases that point at each, of names `readable` admits: an
+    /// entry of another name is skipped before the page is cut, so neither
+    /// the page nor its cursor tells anything of it (SPEC 10.4). AWS calls
+    /// per page: Query (more while entries are skipped), BatchGetItem (per
+    /// 100 rows found).
     pub async fn search(
         &self,
         query: &SearchQuery,
         limit: Option<u32>,
         cursor: Option<&str>,
+        readable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Page<SearchHit>> {
         let limit = page_size(limit)?;
-        let IndexPage { named, next_cursor } =
-            self.table.search_index(query, limit, cursor).await?;
+        let mut named: Vec<(ArtifactName, Version)> = Vec::new();
+        let mut start = cursor.map(str::to_owned);
+        let next_cursor = loop {
+            let IndexPage {
+                entries,
+                next_cursor,
+            } = self
+                .table
+                .search_index(query, limit, start.as_deref())
+                .await?;
+            let total = entries.len();
+            let mut full = None;
+            for (i, entry) in entries.into_iter().enumerate() {
+                if readable(entry.name.as_str()) {
+                    named.push((entry.name, entry.version));
+                    if named.len() == limit as usize {
+                        full = Some((i, entry.after));
+                        break;
+                    }
+                }
+            }
+            match (full, next_cursor) {
+                // The page ends on the last entry kept: the cursor resumes
+                // right after it (nothing of an entry skipped before it).
+                (Some((i, after)), more) => {
+                    break (more.is_some() || i + 1 < total).then_some(after);
+                }
+                (None, None) => break None,
+                (None, Some(more)) => start = Some(more),
+            }
+        };
         let mut rows: BTreeMap<(String, Version), VersionRow> = BTreeMap::new();
         for chunk in named.chunks(100) {
             let keys = chunk.iter().map(|(n, v)| version_key(n, *v)).collect();
@@ -79,6 +112,7 @@ impl Repository {
         query: &crate::query::Query,
         limit: Option<u32>,
         cursor: Option<&str>,
+        readable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Page<SearchHit>> {
         let limit = page_size(limit)? as usize;
         let after = match cursor {
@@ -102,8 +136,12 @@ impl Repository {
             found.insert(term, self.term_matches(term).await?);
         }
         let matched = query.evaluate(&|t| found.get(t).cloned().unwrap_or_default());
-        // Name ascending, newest version first.
-        let mut ordered: Vec<(String, String)> = matched.into_iter().collect();
+        // Name ascending, newest version first; names the caller may not
+        // read are gone before the page and its cursor are cut.
+        let mut ordered: Vec<(String, String)> = matched
+            .into_iter()
+            .filter(|(name, _)| readable(name))
+            .collect();
         ordered.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
         let start = match &after {
             None => 0,
@@ -132,7 +170,7 @@ impl Repository {
         let items = page
             .iter()
             .filter_map(|k| rows.remove(k))
-            .filter(VersionRow::is_live)
+            .filter(|row| row.is_live() && query.holds(&|t| term_holds(t, row)))
             .map(|row| SearchHit {
                 aliases: row.aliases.iter().cloned().collect(),
                 artifact: row.to_artifact(&self.layout),
@@ -279,6 +317,16 @@ pub struct StatusChange {
 
 /// Whether a live row matches the query (the metadata terms beyond the
 /// first, which the index partition already matched).
+/// Whether one term of a `q=` query holds for the row read back.
+fn term_holds(term: &crate::query::Term, row: &VersionRow) -> bool {
+    use crate::query::Term;
+    match term {
+        Term::Name(name) => row.name == *name,
+        Term::Sha256(digest) => row.sha256 == digest.as_str(),
+        Term::Meta { key, value } => row.metadata.get(key).is_some_and(|got| got == value),
+    }
+}
+
 fn matches(query: &SearchQuery, row: &VersionRow) -> bool {
     match query {
         SearchQuery::Sha256(digest) => row.sha256 == digest.as_str(),

@@ -522,8 +522,9 @@ pub fn match_route(
 
 pub async fn list_artifacts(repo: &Repository, request: &Request) -> Result<Response<Body>> {
     let (limit, cursor) = paging(request)?;
-    let mut page = repo.list_artifact_names(limit, cursor.as_deref()).await?;
-    page.items.retain(|n| readable(request, n.as_str()));
+    let page = repo
+        .list_artifact_names(limit, cursor.as_deref(), &|n| readable(request, n))
+        .await?;
     Ok(json(StatusCode::OK, &page))
 }
 
@@ -939,11 +940,9 @@ pub async fn search_versions(repo: &Repository, request: &Request) -> Result<Res
             )));
         }
         let parsed = crate::query::parse(&q)?;
-        let mut page = repo
-            .search_expression(&parsed, limit, cursor.as_deref())
+        let page = repo
+            .search_expression(&parsed, limit, cursor.as_deref(), &|n| readable(request, n))
             .await?;
-        page.items
-            .retain(|h| readable(request, h.artifact.name.as_str()));
         return Ok(json(StatusCode::OK, &page));
     }
     let content: Option<Sha256> = query(request, "sha256").map(|d| d.parse()).transpose()?;
@@ -972,9 +971,9 @@ pub async fn search_versions(repo: &Repository, request: &Request) -> Result<Res
             ));
         }
     };
-    let mut page = repo.search(&search, limit, cursor.as_deref()).await?;
-    page.items
-        .retain(|h| readable(request, h.artifact.name.as_str()));
+    let page = repo
+        .search(&search, limit, cursor.as_deref(), &|n| readable(request, n))
+        .await?;
     Ok(json(StatusCode::OK, &page))
 }
 

@@ -20,10 +20,19 @@ use crate::tx::TxItem;
 /// One page of a search's index: the rows its entries name and where the
 /// next page starts.
 pub struct IndexPage {
-    /// The rows the entries name: (name, version), in index order.
-    pub named: Vec<(ArtifactName, Version)>,
+    /// The rows the entries name, in index order.
+    pub entries: Vec<IndexEntry>,
     /// The cursor of the next page (base64url of `pk\nsk`), when more follow.
     pub next_cursor: Option<String>,
+}
+
+/// One entry of a search's index: the row it names and the cursor that
+/// resumes right after it (so a page can end on any entry it keeps, never
+/// on one it hides).
+pub struct IndexEntry {
+    pub name: ArtifactName,
+    pub version: Version,
+    pub after: String,
 }
 
 impl Table {
@@ -75,20 +84,21 @@ impl Table {
             .send()
             .await
             .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let named = out
+        let entries = out
             .items()
             .iter()
-            .filter_map(|item| match query {
-                SearchQuery::Sha256(_) => {
-                    let name = item.get(attr::PK)?.as_s().ok()?.parse().ok()?;
-                    let version = Version::from_sort_key(item.get(attr::SK)?.as_s().ok()?).ok()?;
-                    Some((name, version))
-                }
-                SearchQuery::Metadata(_) => {
-                    let sk = item.get(attr::SK)?.as_s().ok()?;
-                    let (name, version) = sk.split_once('/')?;
-                    Some((name.parse().ok()?, Version::from_sort_key(version).ok()?))
-                }
+            .filter_map(|item| {
+                let pk = item.get(attr::PK)?.as_s().ok()?;
+                let sk = item.get(attr::SK)?.as_s().ok()?;
+                let (name, version) = match query {
+                    SearchQuery::Sha256(_) => (pk.as_str(), sk.as_str()),
+                    SearchQuery::Metadata(_) => sk.split_once('/')?,
+                };
+                Some(IndexEntry {
+                    name: name.parse().ok()?,
+                    version: Version::from_sort_key(version).ok()?,
+                    after: encode_cursor(&format!("{pk}\n{sk}")),
+                })
             })
             .collect();
         let next_cursor = out
@@ -99,7 +109,10 @@ impl Table {
                 let sk = k.get(attr::SK)?.as_s().ok()?;
                 Some(encode_cursor(&format!("{pk}\n{sk}")))
             });
-        Ok(IndexPage { named, next_cursor })
+        Ok(IndexPage {
+            entries,
+            next_cursor,
+        })
     }
 
     /// One page (one Query, after `start`) of the index one term of a `q=`

@@ -747,7 +747,7 @@ async fn faults(tally: &mut Tally, rate: f64) {
     let mut cursor: Option<String> = None;
     loop {
         match repo
-            .list_artifact_names(Some(1000), cursor.as_deref())
+            .list_artifact_names(Some(1000), cursor.as_deref(), &|_| true)
             .await
         {
             Ok(page) => {

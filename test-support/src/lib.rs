@@ -442,6 +442,39 @@ impl TestStore {
         }
     }
 
+    /// `content` uploaded with user metadata `meta`, committed and
+    /// published (forced): the version it became.
+    pub async fn publish_with(
+        &self,
+        name: &ArtifactName,
+        content: &[u8],
+        meta: &[(&str, &str)],
+    ) -> shared::Version {
+        let mut request = declare(content);
+        request.metadata = meta
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let ticket = self
+            .repo
+            .create_upload(name, request, LOCAL_ACTOR)
+            .await
+            .unwrap_or_else(|e| panic!("start upload: {e:?}"));
+        if !ticket.exists {
+            put_bytes(&self.http, &ticket, content).await;
+        }
+        self.repo
+            .commit_upload(name, &ticket.upload_id, LOCAL_ACTOR)
+            .await
+            .unwrap_or_else(|e| panic!("commit: {e:?}"));
+        self.repo
+            .publish_version(name, true, LOCAL_ACTOR)
+            .await
+            .unwrap_or_else(|e| panic!("publish: {e:?}"))
+            .artifact
+            .version
+    }
+
     /// A store holding what the sample events (`events/*.json`) refer to:
     /// `my-app` versions 1 ("one") and 2 ("two"), LATEST "three" unpublished,
     /// alias `prod` → 1.

@@ -540,6 +540,98 @@ async fn encoded_names_case_dot_segments_queries_and_cursors_smuggle_no_name_pas
     assert_eq!(versions.items.len(), 2, "LATEST and 1");
 }
 
+/// What a caller reads page by page, following cursors: every item of
+/// every page and every cursor's text.
+async fn follow(api: &Api, caller: &str, first: &str) -> (Vec<Value>, Vec<String>) {
+    let (mut items, mut cursors) = (Vec::new(), Vec::new());
+    let mut path = first.to_owned();
+    for _ in 0..50 {
+        let (status, page) = api.call(caller, "GET", &path, None).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        let got = page["items"].as_array().unwrap().clone();
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            items.extend(got);
+            return (items, cursors);
+        };
+        assert!(!got.is_empty(), "{path}: an empty page with a cursor");
+        items.extend(got);
+        let text = shared::repository::cursor_text(cursor).unwrap_or_default();
+        cursors.push(text);
+        let sep = if first.contains('?') { '&' } else { '?' };
+        path = format!("{first}{sep}cursor={}", urlencode(cursor));
+    }
+    panic!("{first}: more than 50 pages");
+}
+
+/// SPEC 10.4: listings show only names the caller may read, and their
+/// cursors are cut on what they show: following `limit=1` pages of the
+/// artifact listing, a search by bytes, by metadata or by a `q=` query
+/// never hands a caller a cursor (or a page) naming what it may not read,
+/// nor tells it which of those match (a cursor built from the last entry
+/// read, before filtering, did: any caller could list every name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_and_cursors_of_listings_and_searches_name_nothing_the_caller_may_not_read() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let shown = ["team-a.app", "team-a.web"];
+    let hidden = ["team-a.secret", "team-b.app", "team-b.zzz"];
+    for artifact in [
+        "team-a.app",
+        "team-a.secret",
+        "team-a.web",
+        "team-b.app",
+        "team-b.zzz",
+    ] {
+        store
+            .publish_with(&name(artifact), b"shared bytes", &[("team", "all")])
+            .await;
+    }
+    let (status, body) = api.call(ADMIN, "PUT", "/access", Some(targets())).await;
+    assert_eq!(status, 200, "{body}");
+    let leaks = |cursors: &[String]| {
+        cursors
+            .iter()
+            .filter(|c| hidden.iter().any(|h| c.contains(h)))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    let (items, cursors) = follow(&api, TEAM_A, "/artifacts?limit=1").await;
+    assert_eq!(items, json!(shown).as_array().unwrap().clone());
+    assert_eq!(leaks(&cursors), Vec::<String>::new());
+    // The admin still pages through every name.
+    let (all, _) = follow(&api, ADMIN, "/artifacts?limit=2").await;
+    assert_eq!(all.len(), 5, "{all:?}");
+
+    let digest = sha256_hex(b"shared bytes");
+    for first in [
+        format!("/search?sha256={digest}&limit=1"),
+        "/search?meta.team=all&limit=1".to_owned(),
+        format!(
+            "/search?limit=1&q={}",
+            urlencode("meta.team='all' OR name='team-b.app'")
+        ),
+    ] {
+        let (items, cursors) = follow(&api, TEAM_A, &first).await;
+        let mut names: Vec<&str> = items.iter().map(|h| h["name"].as_str().unwrap()).collect();
+        names.dedup();
+        assert_eq!(names, shown, "{first}: {items:?}");
+        assert_eq!(leaks(&cursors), Vec::<String>::new(), "{first}");
+    }
+    // A query whose only hidden match comes first answers team A's match
+    // on the first page, not an empty page whose cursor names the other.
+    let q = urlencode("(name='team-b.app' AND meta.team='all') OR name='team-a.web'");
+    let (status, page) = api
+        .call(TEAM_A, "GET", &format!("/search?limit=1&q={q}"), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["name"], "team-a.web", "{page}");
+    let cursor = page["next_cursor"]
+        .as_str()
+        .map(shared::repository::cursor_text);
+    assert!(!format!("{cursor:?}").contains("team-b"), "{cursor:?}");
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

@@ -527,7 +527,11 @@ async fn history_never_shows_in_listings_and_the_library_reads_aliases_and_versi
     assert_eq!(aliases.items.len(), 1);
     let versions = store.repo.list_versions(&app, None, None).await.unwrap();
     assert_eq!(versions.items.len(), 3, "LATEST, 2, 1");
-    let names = store.repo.list_artifact_names(None, None).await.unwrap();
+    let names = store
+        .repo
+        .list_artifact_names(None, None, &|_| true)
+        .await
+        .unwrap();
     assert_eq!(names.items, std::slice::from_ref(&app));
 
     let library = store.library_after_mirror(&["read", "app"]).await;

@@ -135,7 +135,11 @@ async fn an_artifact_is_listed_right_after_its_first_commit_without_any_library_
         Some(0),
         "nothing in the library's layout"
     );
-    let names = store.repo.list_artifact_names(None, None).await.unwrap();
+    let names = store
+        .repo
+        .list_artifact_names(None, None, &|_| true)
+        .await
+        .unwrap();
     assert_eq!(names.items, [n]);
 }
 

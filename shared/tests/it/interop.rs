@@ -12,7 +12,11 @@ async fn the_repository_reads_what_the_library_wrote() {
     let written = store.library(&["write"]);
     let n = name("py-app");
 
-    let names = store.repo.list_artifact_names(None, None).await.unwrap();
+    let names = store
+        .repo
+        .list_artifact_names(None, None, &|_| true)
+        .await
+        .unwrap();
     assert_eq!(names.items, std::slice::from_ref(&n));
 
     let versions = store.repo.list_versions(&n, None, None).await.unwrap();

@@ -908,16 +908,24 @@ async fn list_artifact_names_pages_through_every_name() {
     for n in ["a1", "b2", "c3"] {
         store.upload(&name(n), b"x").await;
     }
-    let all = store.repo.list_artifact_names(None, None).await.unwrap();
+    let all = store
+        .repo
+        .list_artifact_names(None, None, &|_| true)
+        .await
+        .unwrap();
     assert_eq!(
         all.items.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         ["a1", "b2", "c3"]
     );
-    let first = store.repo.list_artifact_names(Some(2), None).await.unwrap();
+    let first = store
+        .repo
+        .list_artifact_names(Some(2), None, &|_| true)
+        .await
+        .unwrap();
     assert_eq!(first.items.len(), 2);
     let rest = store
         .repo
-        .list_artifact_names(Some(2), first.next_cursor.as_deref())
+        .list_artifact_names(Some(2), first.next_cursor.as_deref(), &|_| true)
         .await
         .unwrap();
     assert_eq!(
@@ -994,7 +1002,11 @@ async fn purging_an_artifact_wipes_everything_and_numbering_starts_over() {
         .await
         .unwrap();
     assert!(objects.versions().is_empty() && objects.delete_markers().is_empty());
-    let names = store.repo.list_artifact_names(None, None).await.unwrap();
+    let names = store
+        .repo
+        .list_artifact_names(None, None, &|_| true)
+        .await
+        .unwrap();
     assert_eq!(names.items, [keep]);
     assert!(matches!(
         store.repo.purge_artifact(&n).await.unwrap_err(),
@@ -1218,7 +1230,7 @@ async fn every_operation_stays_within_its_aws_call_budget() {
     .await;
     r.unwrap();
     report.push(("delete alias", c, 2));
-    let (r, c) = counted(repo, repo.list_artifact_names(None, None)).await;
+    let (r, c) = counted(repo, repo.list_artifact_names(None, None, &|_| true)).await;
     r.unwrap();
     report.push(("list names (1 page)", c, 2));
 
@@ -1259,48 +1271,6 @@ async fn retention_ages_beyond_the_calendar_keep_everything_instead_of_failing()
     assert!(reclaimed.reclaimed.is_empty());
 }
 
-/// Uploads `content` with user metadata `meta` and publishes it.
-async fn publish_with(
-    store: &TestStore,
-    n: &shared::ArtifactName,
-    content: &[u8],
-    meta: &[(&str, &str)],
-) -> Version {
-    let ticket = store
-        .repo
-        .create_upload(
-            n,
-            UploadRequest {
-                sha256: sha256_hex(content),
-                size: content.len() as u64,
-                content_type: None,
-                metadata: meta
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-                part_size: None,
-            },
-            LOCAL_ACTOR,
-        )
-        .await
-        .unwrap();
-    if !ticket.exists {
-        put_bytes(&store.http, &ticket, content).await;
-    }
-    store
-        .repo
-        .commit_upload(n, &ticket.upload_id, LOCAL_ACTOR)
-        .await
-        .unwrap();
-    store
-        .repo
-        .publish_version(n, true, LOCAL_ACTOR)
-        .await
-        .unwrap()
-        .artifact
-        .version
-}
-
 /// SPEC 10.3: search by bytes and by metadata across artifacts returns
 /// exactly the live versions (library-written ones included for bytes),
 /// one index Query + one BatchGetItem per page.
@@ -1310,15 +1280,15 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     let store = TestStore::new().await;
     let (api, web) = (name("api"), name("web"));
     let model = b"the model".to_vec();
-    let v1 = publish_with(&store, &api, &model, &[("team", "ml"), ("commit", "4f2a")]).await;
-    let v2 = publish_with(
-        &store,
-        &api,
-        b"other",
-        &[("team", "ml"), ("commit", "9c1d")],
-    )
-    .await;
-    let w1 = publish_with(&store, &web, &model, &[("team", "web"), ("commit", "4f2a")]).await;
+    let v1 = store
+        .publish_with(&api, &model, &[("team", "ml"), ("commit", "4f2a")])
+        .await;
+    let v2 = store
+        .publish_with(&api, b"other", &[("team", "ml"), ("commit", "9c1d")])
+        .await;
+    let w1 = store
+        .publish_with(&web, &model, &[("team", "web"), ("commit", "4f2a")])
+        .await;
     store
         .repo
         .put_alias(&api, &alias("prod"), to(1), &ChangeRequest::default())
@@ -1332,7 +1302,11 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     ]);
 
     let by_bytes = SearchQuery::Sha256(sha256_hex(&model).parse().unwrap());
-    let (page, calls) = counted(&store.repo, store.repo.search(&by_bytes, None, None)).await;
+    let (page, calls) = counted(
+        &store.repo,
+        store.repo.search(&by_bytes, None, None, &|_| true),
+    )
+    .await;
     let page = page.unwrap();
     assert_eq!(calls, 2, "one Query of the index, one BatchGetItem");
     let mut found: Vec<(String, String, Vec<String>)> = page
@@ -1369,7 +1343,9 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     };
     let (ml, calls) = counted(
         &store.repo,
-        store.repo.search(&by_meta(&[("team", "ml")]), None, None),
+        store
+            .repo
+            .search(&by_meta(&[("team", "ml")]), None, None, &|_| true),
     )
     .await;
     assert_eq!(calls, 2);
@@ -1379,14 +1355,19 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     );
     let both = store
         .repo
-        .search(&by_meta(&[("commit", "4f2a"), ("team", "web")]), None, None)
+        .search(
+            &by_meta(&[("commit", "4f2a"), ("team", "web")]),
+            None,
+            None,
+            &|_| true,
+        )
         .await
         .unwrap();
     assert_eq!(versions(both), [format!("web@{w1}")]);
     // Paged: one hit per page, a cursor that goes on, the same hits.
     let first = store
         .repo
-        .search(&by_meta(&[("commit", "4f2a")]), Some(1), None)
+        .search(&by_meta(&[("commit", "4f2a")]), Some(1), None, &|_| true)
         .await
         .unwrap();
     let rest = store
@@ -1395,6 +1376,7 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
             &by_meta(&[("commit", "4f2a")]),
             Some(1),
             first.next_cursor.as_deref(),
+            &|_| true,
         )
         .await
         .unwrap();
@@ -1429,12 +1411,16 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
         .unwrap();
     let ml = store
         .repo
-        .search(&by_meta(&[("team", "ml")]), None, None)
+        .search(&by_meta(&[("team", "ml")]), None, None, &|_| true)
         .await
         .unwrap();
     assert_eq!(versions(ml), [format!("api@{v1}")]);
     store.repo.purge_artifact(&web).await.unwrap();
-    let after = store.repo.search(&by_bytes, None, None).await.unwrap();
+    let after = store
+        .repo
+        .search(&by_bytes, None, None, &|_| true)
+        .await
+        .unwrap();
     assert!(after.items.iter().all(|h| h.artifact.name != web));
     assert!(
         store
@@ -1514,6 +1500,58 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     ));
 }
 
+/// SPEC 10.3: a `q=` search answers only rows its query holds for, read
+/// back: the library purges an artifact's rows but not this service's
+/// metadata index entries, so after a purge by the library and a new
+/// version 1 with other metadata, the old entry names the new row (which
+/// a search answered as a match, though none of its metadata matched).
+#[tokio::test]
+async fn a_query_never_answers_a_row_its_terms_do_not_hold_for_after_a_library_purge() {
+    let store = TestStore::new().await;
+    let n = name("reborn");
+    let first = store
+        .publish_with(&n, b"first life", &[("team", "ml")])
+        .await;
+    assert_eq!(first, Version::Number(1));
+    store.library(&[
+        "call",
+        "purge_artifact",
+        &serde_json::json!({"name": "reborn"}).to_string(),
+    ]);
+    let again = store
+        .publish_with(&n, b"second life", &[("team", "web")])
+        .await;
+    assert_eq!(
+        again,
+        Version::Number(1),
+        "numbers start over after a purge"
+    );
+    let found = |q: &str| {
+        let q = shared::query::parse(q).unwrap();
+        let repo = &store.repo;
+        async move {
+            repo.search_expression(&q, None, None, &|_| true)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{}@{}:{}",
+                        h.artifact.name, h.artifact.version, h.artifact.sha256
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("meta.team='ml'").await, Vec::<String>::new());
+    let second = sha256_hex(b"second life");
+    assert_eq!(
+        found("meta.team='web'").await,
+        vec![format!("reborn@1:{second}")]
+    );
+}
+
 /// SPEC 10.3, the query form: `q=` terms combined with AND, OR, IN and
 /// parentheses, each term one index query, AND/OR as set operations;
 /// live versions only, ordered by name then newest first, paged.
@@ -1521,11 +1559,21 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
 async fn search_by_query_combines_terms_as_sets_and_pages() {
     let store = TestStore::new().await;
     let (fraud, churn, web) = (name("fraud"), name("churn"), name("web"));
-    let f1 = publish_with(&store, &fraud, b"f1", &[("team", "ml"), ("tier", "c")]).await;
-    let f2 = publish_with(&store, &fraud, b"f2", &[("team", "ml"), ("tier", "c")]).await;
-    let c1 = publish_with(&store, &churn, b"c1", &[("team", "ml"), ("tier", "a")]).await;
-    let c2 = publish_with(&store, &churn, b"c2", &[("team", "ml"), ("tier", "z")]).await;
-    let w1 = publish_with(&store, &web, b"w1", &[("team", "web"), ("tier", "b")]).await;
+    let f1 = store
+        .publish_with(&fraud, b"f1", &[("team", "ml"), ("tier", "c")])
+        .await;
+    let f2 = store
+        .publish_with(&fraud, b"f2", &[("team", "ml"), ("tier", "c")])
+        .await;
+    let c1 = store
+        .publish_with(&churn, b"c1", &[("team", "ml"), ("tier", "a")])
+        .await;
+    let c2 = store
+        .publish_with(&churn, b"c2", &[("team", "ml"), ("tier", "z")])
+        .await;
+    let w1 = store
+        .publish_with(&web, b"w1", &[("team", "web"), ("tier", "b")])
+        .await;
     store
         .repo
         .delete_version(&fraud, f1, shared::repository::Allowed::already())
@@ -1540,12 +1588,20 @@ async fn search_by_query_combines_terms_as_sets_and_pages() {
             .collect()
     };
     let q = ask("meta.team='ml' AND (name='fraud' OR meta.tier IN ('a','b'))");
-    let page = store.repo.search_expression(&q, None, None).await.unwrap();
+    let page = store
+        .repo
+        .search_expression(&q, None, None, &|_| true)
+        .await
+        .unwrap();
     // fraud@f1 is deleted; churn@c2 is tier z; web@w1 is not team ml.
     assert_eq!(found(page), [format!("churn@{c1}"), format!("fraud@{f2}")]);
 
     let q = ask("meta.tier='b' OR name='churn'");
-    let page = store.repo.search_expression(&q, None, None).await.unwrap();
+    let page = store
+        .repo
+        .search_expression(&q, None, None, &|_| true)
+        .await
+        .unwrap();
     assert_eq!(
         found(page),
         [
@@ -1563,7 +1619,7 @@ async fn search_by_query_combines_terms_as_sets_and_pages() {
     loop {
         let page = store
             .repo
-            .search_expression(&q, Some(2), cursor.as_deref())
+            .search_expression(&q, Some(2), cursor.as_deref(), &|_| true)
             .await
             .unwrap();
         cursor = page.next_cursor.clone();
@@ -1580,7 +1636,10 @@ async fn search_by_query_combines_terms_as_sets_and_pages() {
             format!("fraud@{f2}")
         ]
     );
-    let bad = store.repo.search_expression(&q, None, Some("%%")).await;
+    let bad = store
+        .repo
+        .search_expression(&q, None, Some("%%"), &|_| true)
+        .await;
     assert!(
         matches!(bad, Err(shared::Error::InvalidRequest(_))),
         "{bad:?}"

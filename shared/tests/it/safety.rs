@@ -1328,12 +1328,20 @@ async fn a_purge_retried_after_failing_at_its_last_step_finishes_the_job() {
     store.put_raw_key("__artifacts", &format!("{n}/")).await;
     let listed = |page: shared::model::Page<shared::ArtifactName>| page.items.contains(&n);
     assert!(listed(
-        store.repo.list_artifact_names(None, None).await.unwrap()
+        store
+            .repo
+            .list_artifact_names(None, None, &|_| true)
+            .await
+            .unwrap()
     ));
     store.repo.purge_artifact(&n).await.unwrap();
     assert_eq!(left(store.raw_items().await), vec![]);
     assert!(!listed(
-        store.repo.list_artifact_names(None, None).await.unwrap()
+        store
+            .repo
+            .list_artifact_names(None, None, &|_| true)
+            .await
+            .unwrap()
     ));
     assert!(matches!(
         store.repo.purge_artifact(&n).await,
