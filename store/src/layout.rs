@@ -291,10 +291,27 @@ pub const REGISTRY_PK: &str = "__artifacts";
 
 /// The permission targets (SPEC 10.4): one item, `__access` / `targets`,
 /// holding the whole document and its revision; each change an entry of
-/// `__access-history` (sort key: the revision, 12 digits).
+/// `__access/history` (sort key: the revision, 12 digits). Names cannot
+/// contain `/`: `__access-history` was also the alias history of an
+/// artifact named `access`, which a purge of that name deleted.
 pub const ACCESS_PK: &str = "__access";
 pub const ACCESS_SK: &str = "targets";
-pub const ACCESS_HISTORY_PK: &str = "__access-history";
+pub const ACCESS_HISTORY_PK: &str = "__access/history";
+
+/// The scheduled job's bookkeeping (its cursor and lease):
+/// `__scheduled/retention` / `cursor`, no artifact's (`__scheduled-purge`
+/// was the purge fence partition of an artifact named `scheduled`).
+pub const RETENTION_PK: &str = "__scheduled/retention";
+
+/// Every partition key that is no artifact's: none may be one an
+/// artifact's partition functions give for any valid name.
+pub const FIXED_PKS: [&str; 5] = [
+    REGISTRY_PK,
+    ACCESS_PK,
+    ACCESS_HISTORY_PK,
+    ROLLOUTS_PK,
+    RETENTION_PK,
+];
 
 /// The alias history partition of an artifact: `__{name}-history`.
 pub fn history_pk(name: &ArtifactName) -> String {
@@ -411,6 +428,42 @@ mod tests {
         );
         assert_eq!(alias_pk(&name), "__my-app-alias");
         assert!(!l.blob_key(&name, "ab").starts_with(&l.store_prefix()));
+    }
+
+    /// A fixed partition an artifact's partition functions could produce
+    /// would be read, written and purged as that artifact's: `f(n) == C`
+    /// needs `n` to be `C` without `f`'s prefix and suffix, so checking that
+    /// one candidate per (function, key) covers every name.
+    #[test]
+    fn no_artifact_partition_is_a_fixed_one() {
+        type Partition = fn(&ArtifactName) -> String;
+        let per_artifact: [(&str, Partition); 8] = [
+            ("-alias", alias_pk),
+            ("-upload", upload_pk),
+            ("-blob", condemned_pk),
+            ("-verified", verified_pk),
+            ("-status", status_pk),
+            ("-purge", fence_pk),
+            ("-history", history_pk),
+            ("-rollout", rollout_pk),
+        ];
+        let sample: ArtifactName = "x".parse().unwrap();
+        for (suffix, f) in per_artifact {
+            assert_eq!(f(&sample), format!("__x{suffix}"), "{suffix}");
+            for fixed in FIXED_PKS {
+                let candidate = fixed
+                    .strip_prefix("__")
+                    .and_then(|rest| rest.strip_suffix(suffix))
+                    .and_then(|n| n.parse::<ArtifactName>().ok());
+                if let Some(n) = candidate {
+                    assert_ne!(f(&n), fixed, "the artifact {n} would own {fixed}");
+                }
+            }
+        }
+        for fixed in FIXED_PKS {
+            assert!(fixed.starts_with("__"), "{fixed}: names never start with _");
+            assert!(!fixed.starts_with("__meta/"), "{fixed}");
+        }
     }
 
     #[test]

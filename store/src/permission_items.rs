@@ -1,6 +1,6 @@
 //! The permission targets (SPEC 10.4): one item, `__access` / `targets`,
 //! holding the whole document, its revision and who set it when; each
-//! change an entry of `__access-history` (sort key: the revision, 12
+//! change an entry of `__access/history` (sort key: the revision, 12
 //! digits) with the document before and after.
 
 use artifact_core::access::Targets;

@@ -8,7 +8,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue};
 use time::OffsetDateTime;
 
 use crate::error::Result;
-use crate::layout::{attr, condemned_pk, format_update_at, now, unix_millis, verified_pk};
+use crate::layout::{
+    RETENTION_PK, attr, condemned_pk, format_update_at, now, unix_millis, verified_pk,
+};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, key, nv, sv, version_key};
 use crate::sdk_error::{applied, condition_failed, invalid_sdk_input};
@@ -44,9 +46,6 @@ fn epoch_millis(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
 }
 
-/// The scheduled job's bookkeeping lives in a partition of its own; artifact
-/// names cannot start with `_`, and alias partitions end in `-alias`.
-const RETENTION_PK: &str = "__scheduled-purge";
 const RETENTION_SK: &str = "cursor";
 const AFTER: &str = "after";
 const FAILED: &str = "failed";

@@ -2565,3 +2565,59 @@ async fn an_upload_superseded_stays_refused_when_its_bytes_are_committed_again()
         "{again:?}"
     );
 }
+
+// Review (purge): the service's own partitions were keys an artifact's
+// could be: `__access-history` (the permission changes) was the alias
+// history of an artifact named `access`, `__scheduled-purge` (the
+// scheduled job's cursor and lease) the purge fence of one named
+// `scheduled`. Purging `access`, which did not exist, answered 204 and
+// deleted the audit of every permission change (SPEC 7.5, 7.18), and an
+// alias change of `access` wrote into that audit.
+#[tokio::test]
+async fn artifacts_named_access_or_scheduled_own_none_of_the_services_partitions() {
+    let store = TestStore::new().await;
+    let admin = "arn:aws:iam::1:role/admin";
+    let targets: shared::access::Targets = serde_json::from_value(serde_json::json!({
+        "targets": [{"principals": [admin], "names": ["*"], "actions": ["admin"]}]
+    }))
+    .unwrap();
+    store
+        .repo
+        .put_access_targets(&targets, admin, Some(0))
+        .await
+        .unwrap();
+    let schedule = shared::scheduled::RetentionSchedule::from_lookup(|_| None).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    shared::scheduled::run_pass(
+        &store.repo,
+        schedule,
+        shared::scheduled::Pass::until(deadline),
+    )
+    .await
+    .unwrap();
+
+    for absent in ["access", "scheduled"] {
+        let purged = store.repo.purge_artifact(&name(absent)).await;
+        assert!(
+            matches!(purged, Err(Error::ArtifactNotFound { .. })),
+            "{absent}: {purged:?}"
+        );
+    }
+    let history = store.repo.access_history(None, None).await.unwrap();
+    assert_eq!(history.items.len(), 1, "{history:?}");
+
+    // An artifact named `access`, its alias moved: the audit of permission
+    // changes holds what it held.
+    let access = name("access");
+    store.publish_each(&access, &[b"one"]).await;
+    store
+        .repo
+        .put_alias(&access, &alias("prod"), to(1), &ChangeRequest::default())
+        .await
+        .unwrap();
+    let history = store.repo.access_history(None, None).await.unwrap();
+    assert_eq!(history.items.len(), 1, "{history:?}");
+    store.repo.purge_artifact(&access).await.unwrap();
+    let history = store.repo.access_history(None, None).await.unwrap();
+    assert_eq!(history.items.len(), 1, "{history:?}");
+}
