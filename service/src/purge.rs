@@ -83,14 +83,8 @@ impl Repository {
         let rows_go_at = now().unix_timestamp();
         self.table.delete_latest_row(name).await?;
         let mut keys: Vec<Item> = Vec::new();
-        for pk in [
-            alias_pk(name),
-            history_pk(name),
-            condemned_pk(name),
-            verified_pk(name),
-            rollout_pk(name),
-            status_pk(name),
-        ] {
+        let mut after_rows: Vec<Item> = Vec::new();
+        for (pk, order) in partitions_to_delete(name) {
             self.renew_fence(name, &purge_id).await?;
             let mut found = self.partition_keys(&pk).await?;
             if pk == history_pk(name) {
@@ -100,7 +94,10 @@ impl Repository {
                 // gap; oldest-first left revisions 5..7 with 1..4 gone.
                 found.reverse();
             }
-            keys.extend(found);
+            match order {
+                Order::BeforeRows => keys.extend(found),
+                Order::AfterRows => after_rows.extend(found),
+            }
         }
         // The version rows, and their entries in the metadata index.
         let rows = self.query_all(name.as_str()).await?;
@@ -114,6 +111,7 @@ impl Repository {
             keys.extend(meta_index_keys(name, &row));
         }
         keys.extend(keys_of(rows));
+        keys.extend(after_rows);
         keys.push(registry_key(name));
         self.delete_keys(keys).await?;
         for (prefix, written_before) in [
@@ -401,5 +399,54 @@ impl Repository {
             key_marker = next_key;
             version_marker = next_version;
         }
+    }
+}
+
+/// When a partition's items go, relative to the version rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    BeforeRows,
+    AfterRows,
+}
+
+/// The partitions a purge deletes besides the version rows (which go after
+/// LATEST, oldest first, with their metadata index entries), in order. The
+/// records of blobs (verified, condemned) go only after every row that may
+/// reference them: a purge stopped between left rows whose multipart blob
+/// no longer counted as checked, which an upload of other bytes then
+/// completed over (SPEC 7.3). The registry row goes last of all.
+fn partitions_to_delete(name: &ArtifactName) -> [(String, Order); 6] {
+    [
+        (alias_pk(name), Order::BeforeRows),
+        (history_pk(name), Order::BeforeRows),
+        (rollout_pk(name), Order::BeforeRows),
+        (status_pk(name), Order::BeforeRows),
+        (verified_pk(name), Order::AfterRows),
+        (condemned_pk(name), Order::AfterRows),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_records_go_after_the_rows_and_aliases_before() {
+        let name: ArtifactName = "app".parse().unwrap();
+        let order = |pk: String| {
+            partitions_to_delete(&name)
+                .into_iter()
+                .find(|(p, _)| *p == pk)
+                .map(|(_, o)| o)
+        };
+        assert_eq!(order(verified_pk(&name)), Some(Order::AfterRows));
+        assert_eq!(order(condemned_pk(&name)), Some(Order::AfterRows));
+        assert_eq!(order(alias_pk(&name)), Some(Order::BeforeRows));
+        assert_eq!(order(rollout_pk(&name)), Some(Order::BeforeRows));
+        assert_eq!(
+            order(upload_pk(&name)),
+            None,
+            "uploads go first, on their own"
+        );
     }
 }

@@ -677,6 +677,7 @@ impl Repository {
         let now = now();
         let latest = read.live_latest().cloned();
         let read_at = read.at;
+        let registered = read.registered;
         let latest_item = read.latest.map(|(_, item)| item);
         let Some((upload, mut upload_item)) = read.upload else {
             return Err(Error::internal("commit", "no upload row to commit"));
@@ -687,11 +688,17 @@ impl Repository {
         let unchanged = latest
             .as_ref()
             .is_some_and(|row| row.sha256 == upload.sha256 && row.location == Location::Blob);
-        let seed = match &latest {
-            Some(row) if row.last_version.is_none() && !unchanged => {
-                self.highest_version(name).await?
-            }
-            _ => 0,
+        // A LATEST without a counter starts from the highest number a row
+        // holds, never from 0 (numbers are never reused, SPEC 7.2): the
+        // library's, or none while the name is registered (a purge deletes
+        // LATEST first and the registry row last: one that stopped
+        // part-way left versions). None and unregistered: a first commit.
+        let counted = upload_items::latest_counter(latest_item.as_ref()).is_some();
+        let first = latest_item.is_none() && !registered;
+        let seed = if counted || unchanged || first {
+            0
+        } else {
+            self.highest_version(name).await?
         };
         // A verification commits only over a LATEST older than its commit
         // (checked on the read; this keeps it so until the write).
@@ -845,8 +852,13 @@ impl Repository {
     /// with the items as read (the commit writes them back whole).
     async fn upload_and_latest(&self, name: &ArtifactName, id: &UploadId) -> Result<CommitRead> {
         let at = now();
-        let (upload, latest) = self.table.upload_and_latest(name, id).await?;
-        Ok(CommitRead { at, upload, latest })
+        let (upload, latest, registered) = self.table.upload_and_latest(name, id).await?;
+        Ok(CommitRead {
+            at,
+            upload,
+            latest,
+            registered,
+        })
     }
 
     /// The upload row `from → committed`, written back whole as it was read
@@ -934,6 +946,8 @@ struct CommitRead {
     at: OffsetDateTime,
     upload: Option<(UploadRow, Item)>,
     latest: Option<(VersionRow, Item)>,
+    /// The artifact's registry row exists.
+    registered: bool,
 }
 
 impl CommitRead {

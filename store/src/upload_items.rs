@@ -29,7 +29,7 @@ const OLDER_THAN_COMMIT: &str = " AND #update_at < :before AND \
 
 /// The upload row and LATEST as one commit reads them: each decoded, with
 /// the item as read (the commit writes them back whole).
-pub type UploadAndLatest = (Option<(UploadRow, Item)>, Option<(VersionRow, Item)>);
+pub type UploadAndLatest = (Option<(UploadRow, Item)>, Option<(VersionRow, Item)>, bool);
 
 impl Table {
     /// The upload row's item as stored, strongly consistent (GetItem).
@@ -65,28 +65,35 @@ impl Table {
     }
 
     /// The upload row and LATEST, strongly consistent, in one BatchGetItem
-    /// (re-asking for unprocessed keys), each decoded beside its item.
+    /// (re-asking for unprocessed keys), each decoded beside its item; and
+    /// whether the artifact's registry row exists (with no LATEST, it tells
+    /// a purge that stopped part-way, whose versions may remain, from a
+    /// first commit).
     pub async fn upload_and_latest(
         &self,
         name: &ArtifactName,
         id: &UploadId,
     ) -> Result<UploadAndLatest> {
+        let registry = registry_key(name);
         let items = self
             .batch_get(vec![
                 key(upload_pk(name), id.as_str()),
                 version_key(name, Version::Latest),
+                registry.clone(),
             ])
             .await?;
-        let (mut upload, mut latest) = (None, None);
+        let (mut upload, mut latest, mut registered) = (None, None, false);
         let pk = upload_pk(name);
         for item in items {
             if item.get(attr::PK).and_then(|v| v.as_s().ok()) == Some(&pk) {
                 upload = Some((UploadRow::from_item(name, &item)?, item));
+            } else if item.get(attr::PK) == registry.get(attr::PK) {
+                registered = true;
             } else {
                 latest = Some((VersionRow::from_item(&item)?, item));
             }
         }
-        Ok((upload, latest))
+        Ok((upload, latest, registered))
     }
 
     /// The upload `verifying → superseded` with `reason`, its hash state

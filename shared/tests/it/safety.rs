@@ -1766,7 +1766,10 @@ async fn a_library_publish_racing_a_purge_keeps_its_copy_of_a_mirrored_latest() 
     purge.await.unwrap().unwrap();
     // ...and then writes its row, which names bytes that are there.
     let row = std::collections::HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(n.to_string())),
+        (
+            "pk".to_owned(),
+            aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
+        ),
         ("sk".to_owned(), AttributeValue::S("000001".into())),
         (
             "sha256".to_owned(),
@@ -2620,4 +2623,68 @@ async fn artifacts_named_access_or_scheduled_own_none_of_the_services_partitions
     store.repo.purge_artifact(&access).await.unwrap();
     let history = store.repo.access_history(None, None).await.unwrap();
     assert_eq!(history.items.len(), 1, "{history:?}");
+}
+
+// Review (purge): a purge stopped part-way (its Lambda timed out, its
+// deletes ran out of retries) leaves LATEST gone and only some version
+// rows deleted, oldest first. A commit then found no LATEST, started the
+// counter at 0, and the next publishes reused 1, 2, … while 3 remained
+// (SPEC 7.2: only a full purge starts over).
+#[tokio::test]
+async fn a_commit_after_a_purge_stopped_part_way_numbers_after_the_versions_it_left() {
+    let store = TestStore::new().await;
+    let n = name("half-purged");
+    store.publish_each(&n, &[b"one", b"two", b"three"]).await;
+    // What the purge had deleted when it stopped: LATEST, then 1 and 2.
+    for sk in ["LATEST", "000001", "000002"] {
+        store
+            .ddb
+            .delete_item()
+            .table_name(&store.config.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
+            )
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    store.upload(&n, b"four").await;
+    let published = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(published.artifact.version, Version::Number(4));
+    // A push that publishes in its own transaction numbers after what is
+    // left too (the purge stopped again, after LATEST).
+    for sk in ["LATEST", "000003"] {
+        store
+            .ddb
+            .delete_item()
+            .table_name(&store.config.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
+            )
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let staged = store.staged(&n, b"five").await;
+    let outcome = store
+        .repo
+        .commit_pipeline(
+            &n,
+            &staged.upload_id,
+            LOCAL_ACTOR,
+            &test_support::pipeline(None, false),
+            Allowed::already(),
+        )
+        .await
+        .unwrap();
+    let answer = serde_json::to_value(&outcome).unwrap();
+    assert_eq!(answer["published"]["version"], "5", "{answer}");
 }
