@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use artifact_store::index_items::{self, IndexPage};
 use artifact_store::paging::{cursor_text, encode_cursor};
 
-use super::tx::TransactFailure;
+use super::tx::{TransactFailure, Tx};
 use super::{MAX_ATTEMPTS, Repository, page_size};
 use crate::error::{Error, Result};
 use crate::layout::now;
@@ -226,7 +226,9 @@ impl Repository {
         }
         let at = now();
         let message = change.message.as_deref();
-        let ops = vec![
+        let mut tx = Tx::new();
+        tx.push(
+            Status::Row,
             index_items::set_status(
                 &self.layout.table,
                 name,
@@ -235,6 +237,9 @@ impl Repository {
                 message,
                 change.expected,
             )?,
+        );
+        tx.push(
+            Status::Entry,
             index_items::status_entry(
                 &self.layout.table,
                 name,
@@ -244,14 +249,30 @@ impl Repository {
                 message,
                 at,
             )?,
-        ];
+        );
+        // The artifact is not being purged: a purge deletes LATEST before
+        // it reads the status partition, so an entry written after that
+        // outlived the purge (and made the gone name look present).
+        tx.push(
+            Status::Artifact,
+            artifact_store::version_items::latest_exists(&self.layout.table, name)?,
+        );
+        tx.push(Status::Fence, self.no_purge_running(name)?);
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut landed = false;
         for attempt in 0..MAX_ATTEMPTS {
-            match self.transact(ops.clone(), &token).await {
+            match self.transact_tx(&tx, &token).await {
                 Ok(()) => {
                     landed = true;
                     break;
+                }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Status::Fence) => {
+                    return Err(Error::ArtifactBeingPurged {
+                        name: name.to_string(),
+                    });
+                }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Status::Artifact) => {
+                    return Err(Error::version_not_found(name, version));
                 }
                 Err(TransactFailure::Conditions(_)) => {
                     return Err(match self.get_row(name, version).await? {
@@ -315,8 +336,6 @@ pub struct StatusChange {
     pub expected: Option<VersionStatus>,
 }
 
-/// Whether a live row matches the query (the metadata terms beyond the
-/// first, which the index partition already matched).
 /// Whether one term of a `q=` query holds for the row read back.
 fn term_holds(term: &crate::query::Term, row: &VersionRow) -> bool {
     use crate::query::Term;
@@ -327,6 +346,8 @@ fn term_holds(term: &crate::query::Term, row: &VersionRow) -> bool {
     }
 }
 
+/// Whether a live row matches the query (the metadata terms beyond the
+/// first, which the index partition already matched).
 fn matches(query: &SearchQuery, row: &VersionRow) -> bool {
     match query {
         SearchQuery::Sha256(digest) => row.sha256 == digest.as_str(),
@@ -334,4 +355,17 @@ fn matches(query: &SearchQuery, row: &VersionRow) -> bool {
             .iter()
             .all(|(k, v)| row.metadata.get(k).is_some_and(|got| got == v)),
     }
+}
+
+/// The members of a status change's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// The version row: live, at the expected status.
+    Row,
+    /// The entry of the status history.
+    Entry,
+    /// LATEST exists (no purge deleted it).
+    Artifact,
+    /// No purge of the artifact runs.
+    Fence,
 }

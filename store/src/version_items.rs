@@ -340,6 +340,20 @@ pub fn index_entries(
         .collect()
 }
 
+/// A transaction member that holds only while `name`'s LATEST exists: a
+/// purge deletes LATEST before it reads the partitions it deletes, so a
+/// write holding this either lands before (and is purged) or fails.
+pub fn latest_exists(table: &str, name: &ArtifactName) -> Result<TxItem> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(crate::rows::version_key(name, Version::Latest)))
+        .condition_expression("attribute_exists(#pk)")
+        .expression_attribute_names("#pk", attr::PK)
+        .build()
+        .map_err(invalid_sdk_input)?;
+    Ok(TxItem::builder().condition_check(check).build())
+}
+
 /// A transaction member checking that alias `alias` of `name` does not
 /// target `version`: its row is gone, or neither its primary nor its
 /// secondary is `version`.

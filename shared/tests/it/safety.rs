@@ -2688,3 +2688,53 @@ async fn a_commit_after_a_purge_stopped_part_way_numbers_after_the_versions_it_l
     let answer = serde_json::to_value(&outcome).unwrap();
     assert_eq!(answer["published"]["version"], "5", "{answer}");
 }
+
+// Review (purge): a status change had no purge fence and no LATEST in its
+// transaction. One landing after a purge deleted LATEST (and before it
+// deleted the version rows) wrote a status entry the purge had already
+// read past: it outlived the purge, and the gone name was "present" (a
+// DELETE of it answered 204 and wrote a fence: SPEC 7.5).
+#[tokio::test]
+async fn a_status_change_racing_a_purge_writes_nothing_once_latest_is_gone() {
+    use shared::model::VersionStatus;
+    use shared::repository::StatusChange;
+    let store = TestStore::new().await;
+    let n = name("going");
+    store.publish_each(&n, &[b"one"]).await;
+    // Where a purge is after its first row deletion.
+    store
+        .ddb
+        .delete_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("LATEST".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let change = StatusChange {
+        actor: LOCAL_ACTOR.into(),
+        message: None,
+        expected: None,
+    };
+    let refused = store
+        .repo
+        .set_version_status(&n, Version::Number(1), VersionStatus::Deprecated, &change)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::VersionNotFound { .. })),
+        "{refused:?}"
+    );
+    let status_entries = store
+        .raw_items()
+        .await
+        .into_iter()
+        .filter(|item| item["pk"].as_s().is_ok_and(|pk| pk.ends_with("-status")))
+        .count();
+    assert_eq!(status_entries, 0);
+}
