@@ -139,17 +139,49 @@ pub fn on_occupied(stored: Stored, own: &str, writer_alive: bool, has_parts: boo
     }
 }
 
-/// Whether a verification of an upload committed at `committed_at` may make
-/// it LATEST over a LATEST last written at `latest_update_at` (and last
-/// recorded an unchanged commit at `latest_committed_at`). All in the
-/// `update_at` format, which sorts as time does. No LATEST: yes.
+/// What a multipart commit records of LATEST as it read it, when it hands
+/// its upload to verification: when LATEST was written and its bytes
+/// (empty parts when there was none).
+pub fn latest_seen(update_at: Option<&str>, sha256: Option<&str>) -> String {
+    format!(
+        "{}|{}",
+        update_at.unwrap_or_default(),
+        sha256.unwrap_or_default()
+    )
+}
+
+/// LATEST as a verification reads it before committing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestNow<'a> {
+    /// When it was last written, and when a commit last recorded an
+    /// unchanged upload on it (`None`: no LATEST, or never).
+    pub update_at: Option<&'a str>,
+    pub committed_at: Option<&'a str>,
+    /// The library wrote it (no upload of this service's is on it).
+    pub by_library: bool,
+    /// [`latest_seen`] of it now.
+    pub seen: &'a str,
+}
+
+/// Whether a verification of an upload committed at `committed_at` (which
+/// saw LATEST as `seen_at_hand_over`, when recorded) may make it LATEST
+/// over `latest`. Times are in the `update_at` format, which sorts as time
+/// does. This service's writes are ordered by their times: LATEST written
+/// (or last committed to) before the commit is older. The library's are
+/// not: it stamps `update_at` with its object's LastModified, whole
+/// seconds, taken when its PUT began, so a library LATEST written after
+/// the hand-over can carry an earlier time; one that is not the LATEST the
+/// commit saw is taken as newer. No LATEST: yes.
 pub fn verification_may_commit(
     committed_at: &str,
-    latest_update_at: Option<&str>,
-    latest_committed_at: Option<&str>,
+    seen_at_hand_over: Option<&str>,
+    latest: LatestNow<'_>,
 ) -> bool {
-    latest_update_at.is_none_or(|t| t < committed_at)
-        && latest_committed_at.is_none_or(|t| t < committed_at)
+    if latest.by_library && seen_at_hand_over.is_some_and(|seen| seen != latest.seen) {
+        return false;
+    }
+    latest.update_at.is_none_or(|t| t < committed_at)
+        && latest.committed_at.is_none_or(|t| t < committed_at)
 }
 
 /// LATEST as a start upload with `commit` read it: what deciding whether
@@ -303,13 +335,49 @@ mod tests {
     fn a_verification_commits_only_over_an_older_latest() {
         let t = |s: &str| format!("2026-12-05T07:00:0{s}.000000+0000");
         let (before, at, after) = (t("1"), t("2"), t("3"));
-        assert!(verification_may_commit(&at, None, None));
-        assert!(verification_may_commit(&at, Some(&before), None));
-        assert!(!verification_may_commit(&at, Some(&after), None));
-        assert!(!verification_may_commit(&at, Some(&at), None));
+        let ours = |update_at: Option<&str>, committed_at: Option<&str>| -> bool {
+            let latest = LatestNow {
+                update_at,
+                committed_at,
+                by_library: false,
+                seen: "",
+            };
+            verification_may_commit(&at, Some("other"), latest)
+        };
+        assert!(ours(None, None));
+        assert!(ours(Some(&before), None));
+        assert!(!ours(Some(&after), None));
+        assert!(!ours(Some(&at), None));
         // A later commit of the bytes LATEST already held counts too.
-        assert!(!verification_may_commit(&at, Some(&before), Some(&after)));
-        assert!(verification_may_commit(&at, Some(&before), Some(&before)));
+        assert!(!ours(Some(&before), Some(&after)));
+        assert!(ours(Some(&before), Some(&before)));
+
+        // The library's: older by its time, and the one the commit saw.
+        let seen = latest_seen(Some(&before), Some("aa"));
+        let library = |seen_now: &str, at_hand_over: Option<&str>| -> bool {
+            let latest = LatestNow {
+                update_at: Some(&before),
+                committed_at: None,
+                by_library: true,
+                seen: seen_now,
+            };
+            verification_may_commit(&at, at_hand_over, latest)
+        };
+        assert!(library(&seen, Some(&seen)));
+        // Written since the hand-over (other bytes, or another second):
+        // newer, whatever its time says.
+        assert!(!library(
+            &latest_seen(Some(&before), Some("bb")),
+            Some(&seen)
+        ));
+        assert!(!library(
+            &latest_seen(Some(&t("0")), Some("aa")),
+            Some(&seen)
+        ));
+        // None when the commit saw no LATEST: the library's is newer.
+        assert!(!library(&seen, Some(&latest_seen(None, None))));
+        // Handed over before commits recorded what they saw: by time.
+        assert!(library(&latest_seen(Some(&before), Some("bb")), None));
     }
 
     #[test]

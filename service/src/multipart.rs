@@ -250,10 +250,8 @@ impl Repository {
         id: &UploadId,
         upload: UploadRow,
         head: Option<Head>,
-        actor: &str,
-        pipeline: Option<&Pipeline>,
+        hand_over: Handover<'_>,
     ) -> Result<Option<CommitOutcome>> {
-        let hand_over = Handover { actor, pipeline };
         let Some(mp) = &upload.multipart else {
             return Err(Error::internal(
                 "commit",
@@ -429,6 +427,7 @@ impl Repository {
                 owned,
                 hand_over.actor,
                 pipeline,
+                &hand_over.latest_seen,
                 expires_at,
                 now,
             )
@@ -449,6 +448,8 @@ impl Repository {
 pub(super) struct Handover<'a> {
     pub actor: &'a str,
     pub pipeline: Option<&'a Pipeline>,
+    /// LATEST as the commit read it (`blob_rules::latest_seen`).
+    pub latest_seen: String,
 }
 
 /// Every part 1..=count is there, each of its planned length.

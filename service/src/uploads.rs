@@ -202,6 +202,7 @@ impl Repository {
             hash_state: None,
             reason: None,
             committed_at: None,
+            latest_seen: None,
             blob_owned: false,
             pipeline: None,
             pipeline_result: None,
@@ -499,10 +500,24 @@ impl Repository {
             }
             let head = head?;
             if upload.multipart.is_some() {
+                let latest_item = read.latest.as_ref().map(|(_, item)| item);
+                let (update_at, _) = upload_items::latest_times(latest_item);
+                let sha256 = latest_item.and_then(artifact_store::version_items::recorded_sha256);
+                let latest_seen = crate::blob_rules::latest_seen(update_at, sha256);
                 // `None`: the key holds the declared bytes (verified or
                 // checked by S3): committed below as a single PUT's are.
                 match self
-                    .commit_multipart(name, &id, upload.clone(), head, actor, pipeline)
+                    .commit_multipart(
+                        name,
+                        &id,
+                        upload.clone(),
+                        head,
+                        super::multipart::Handover {
+                            actor,
+                            pipeline,
+                            latest_seen,
+                        },
+                    )
                     .await
                 {
                     Ok(Some(verifying)) => return Ok((verifying, None)),
@@ -607,13 +622,24 @@ impl Repository {
             }
             let latest_item = read.latest.as_ref().map(|(_, item)| item);
             let (update_at, committed_at_latest) = upload_items::latest_times(latest_item);
+            let sha256 = latest_item.and_then(artifact_store::version_items::recorded_sha256);
+            let seen = crate::blob_rules::latest_seen(update_at, sha256);
+            let latest = crate::blob_rules::LatestNow {
+                update_at,
+                committed_at: committed_at_latest,
+                by_library: read
+                    .latest
+                    .as_ref()
+                    .is_some_and(|(row, _)| row.upload_id.is_none()),
+                seen: &seen,
+            };
             // (An upload handed over by a release before commits were
             // ordered carries no commit time: it commits as it used to.)
             if let Some(committed_at) = &upload.committed_at
                 && !crate::blob_rules::verification_may_commit(
                     committed_at,
-                    update_at,
-                    committed_at_latest,
+                    upload.latest_seen.as_deref(),
+                    latest,
                 )
             {
                 return self.supersede(name, id).await;

@@ -57,6 +57,9 @@ pub mod attr {
     /// verification); on LATEST: when a commit last recorded an upload on
     /// it without changing its bytes. In the `update_at` format.
     pub const COMMITTED_AT: &str = "committed_at";
+    /// On multipart upload rows: LATEST as the commit that handed it to
+    /// verification read it (`blob_rules::latest_seen`).
+    pub const LATEST_SEEN: &str = "latest_seen";
     /// On verifying upload rows: the object verified is the one this
     /// upload's own CompleteMultipartUpload created.
     pub const BLOB_OWNED: &str = "blob_owned";

@@ -512,6 +512,9 @@ pub struct UploadRow {
     /// LATEST older than this (commits are ordered by commit, not by the
     /// end of their verification).
     pub committed_at: Option<String>,
+    /// Multipart, once committed: LATEST as that commit read it
+    /// (`blob_rules::latest_seen`).
+    pub latest_seen: Option<String>,
     /// Verifying: whether `blob_version` is the object this upload's own
     /// CompleteMultipartUpload created (only then may a failed
     /// verification delete it).
@@ -568,6 +571,9 @@ impl UploadRow {
         }
         if let Some(at) = &self.committed_at {
             item.insert(attr::COMMITTED_AT.into(), sv(at));
+        }
+        if let Some(seen) = &self.latest_seen {
+            item.insert(attr::LATEST_SEEN.into(), sv(seen));
         }
         if self.blob_owned {
             item.insert(attr::BLOB_OWNED.into(), AttributeValue::Bool(true));
@@ -642,6 +648,7 @@ impl UploadRow {
                 .map(|b| b.as_ref().to_vec()),
             reason: s(item, attr::REASON).map(str::to_owned),
             committed_at: s(item, attr::COMMITTED_AT).map(str::to_owned),
+            latest_seen: s(item, attr::LATEST_SEEN).map(str::to_owned),
             blob_owned: matches!(item.get(attr::BLOB_OWNED), Some(AttributeValue::Bool(true))),
             pipeline: s(item, attr::PIPELINE).map(str::to_owned),
             pipeline_result: s(item, attr::PIPELINE_RESULT).map(str::to_owned),

@@ -131,7 +131,8 @@ impl Table {
     /// (UpdateItem): verified bytes back to zero, the hash state dropped,
     /// `expires_at` (unix seconds) its new lifetime, `actor` its actor,
     /// `owned` whether its own completion wrote the object, the commit
-    /// time set once, and `pipeline` (JSON) when given. Only while it is
+    /// time and `latest_seen` (LATEST as the commit read it) set once, and
+    /// `pipeline` (JSON) when given. Only while it is
     /// pending and unexpired at `now`, or verifying that very version
     /// already (a retry): `false` when neither holds.
     #[allow(clippy::too_many_arguments)]
@@ -143,6 +144,7 @@ impl Table {
         owned: bool,
         actor: &str,
         pipeline: Option<String>,
+        latest_seen: &str,
         expires_at: i64,
         now: OffsetDateTime,
     ) -> Result<bool> {
@@ -160,10 +162,13 @@ impl Table {
             .update_expression(format!(
                 "SET #state = :verifying, #blob_version = :version, #verified = :zero, \
                  #expires_at = :expires, #update_at = :now, #actor = :actor, #owned = :owned, \
-                 #committed_at = if_not_exists(#committed_at, :now){set_pipeline} REMOVE #hash_state",
+                 #committed_at = if_not_exists(#committed_at, :now), \
+                 #latest_seen = if_not_exists(#latest_seen, :seen){set_pipeline} REMOVE #hash_state",
             ))
             .expression_attribute_names("#owned", attr::BLOB_OWNED)
             .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
+            .expression_attribute_names("#latest_seen", attr::LATEST_SEEN)
+            .expression_attribute_values(":seen", sv(latest_seen))
             .expression_attribute_values(":owned", AttributeValue::Bool(owned))
             .condition_expression(
                 "(#state = :pending AND #expires_at > :now_secs) OR \
@@ -410,7 +415,16 @@ pub fn latest_put(
     before: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<TxItem> {
-    const GUARDED: [&str; 3] = [attr::LAST_VERSION, attr::PUBLISHED_SHA256, attr::EPOCH];
+    // Also when and what it was written with: the library's rows carry no
+    // counter, marker or epoch, so only these tell its rewrite since the
+    // read (which a verification must not commit over).
+    const GUARDED: [&str; 5] = [
+        attr::LAST_VERSION,
+        attr::PUBLISHED_SHA256,
+        attr::EPOCH,
+        attr::UPDATE_AT,
+        attr::SHA256,
+    ];
     let mut put = Put::builder()
         .table_name(table)
         .expression_attribute_names("#pk", attr::PK);

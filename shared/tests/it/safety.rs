@@ -2738,3 +2738,62 @@ async fn a_status_change_racing_a_purge_writes_nothing_once_latest_is_gone() {
         .count();
     assert_eq!(status_entries, 0);
 }
+
+// Review (verification): the library stamps LATEST's `update_at` with its
+// object's LastModified, whole seconds, taken when its PUT began: a
+// library write landing after a multipart upload was handed to
+// verification can carry an `update_at` before the hand-over. The
+// verification took it for older and made its upload LATEST over the
+// library's newer bytes (SPEC 7.15).
+#[tokio::test]
+async fn a_verification_never_rolls_back_a_library_write_stamped_before_the_hand_over() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("slow-library");
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "slow-library", "content": "the library's first"}).to_string(),
+    ]);
+    let ours = bytes(5 * MIB + 3, 7);
+    let (u1, plan) = start_multipart(&repo, &n, &ours).await;
+    send_parts(&repo, &store.http, &n, &u1, &ours, &plan).await;
+    assert!(matches!(
+        repo.commit(&n, &u1, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    // The library's slow PUT, begun before the hand-over, lands after it:
+    // its row says the second its PUT began.
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "slow-library", "content": "the library's newer"}).to_string(),
+    ]);
+    let began = "2000-01-01T00:00:00.000000+0000";
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("LATEST".into()),
+        )
+        .update_expression("SET update_at = :began")
+        .expression_attribute_values(
+            ":began",
+            aws_sdk_dynamodb::types::AttributeValue::S(began.into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let step = verify(&repo, &n, &u1).await;
+    assert!(matches!(step, VerifyStep::Superseded { .. }), "{step:?}");
+    assert_eq!(
+        served(&store, &n, Version::Latest).await,
+        b"the library's newer"
+    );
+}
