@@ -182,20 +182,37 @@ impl Repository {
         );
         let mut offset = start;
         let mut short = false;
+        // An object longer than declared whose first bytes hash right is
+        // not those bytes: a completion that never went through this
+        // upload's part checks (another's object, verified as found).
+        let mut longer = None;
         while let Some(chunk) = chunks.next().await {
-            let (expected, bytes) = chunk?;
-            hasher.update(&bytes);
-            offset += bytes.len() as u64;
-            if (bytes.len() as u64) < expected {
+            let read = chunk?;
+            if let Some(len) = read.object_len.filter(|len| *len > upload.size) {
+                longer = Some(len);
+                break;
+            }
+            hasher.update(&read.bytes);
+            offset += read.bytes.len() as u64;
+            if (read.bytes.len() as u64) < read.expected {
                 short = true;
                 break;
             }
         }
         drop(chunks);
-        if offset < upload.size && !short {
+        if offset < upload.size && !short && longer.is_none() {
             return self.checkpoint(name, &id, &upload, offset, &hasher).await;
         }
         let digest = hex::encode(hasher.finalize());
+        if let Some(len) = longer {
+            let reason = format!(
+                "the uploaded object holds {len} bytes, not the {} declared",
+                upload.size
+            );
+            return self
+                .fail_upload(name, &id, &version, upload.blob_owned, &reason)
+                .await;
+        }
         if !short && digest == upload.sha256 {
             return Ok(match self.commit_verified(name, &id).await? {
                 VerifiedCommit::Committed(committed) => {
@@ -256,7 +273,7 @@ impl Repository {
         version: &str,
         from: u64,
         to: u64,
-    ) -> Result<(u64, Vec<u8>)> {
+    ) -> Result<blob_objects::RangeRead> {
         blob_objects::get_range(&self.s3, &self.layout.bucket, key, version, from, to).await
     }
 

@@ -284,9 +284,20 @@ pub async fn complete_multipart(
     }
 }
 
-/// `[from, to)` of object version `version` of `key` (a ranged GetObject):
-/// the expected length and the bytes S3 sent (fewer when the object is
-/// shorter, none past its end or when it is gone).
+/// What a ranged read of an object version got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeRead {
+    /// How many bytes were asked for.
+    pub expected: u64,
+    /// The bytes S3 sent (fewer when the object is shorter, none past its
+    /// end or when it is gone).
+    pub bytes: Vec<u8>,
+    /// The whole object's length, from `Content-Range` (`bytes a-b/N`),
+    /// when S3 said it.
+    pub object_len: Option<u64>,
+}
+
+/// `[from, to)` of object version `version` of `key` (a ranged GetObject).
 pub async fn get_range(
     s3: &S3Client,
     bucket: &str,
@@ -294,7 +305,7 @@ pub async fn get_range(
     version: &str,
     from: u64,
     to: u64,
-) -> Result<(u64, Vec<u8>)> {
+) -> Result<RangeRead> {
     let s3 = &s3.0;
     let out = s3
         .get_object()
@@ -311,10 +322,18 @@ pub async fn get_range(
             if e.raw_response()
                 .is_some_and(|r| matches!(r.status().as_u16(), 404 | 416)) =>
         {
-            return Ok((to - from, Vec::new()));
+            return Ok(RangeRead {
+                expected: to - from,
+                bytes: Vec::new(),
+                object_len: None,
+            });
         }
         Err(e) => return Err(upstream("GetObject", e)),
     };
+    let object_len = out
+        .content_range()
+        .and_then(|r| r.rsplit_once('/'))
+        .and_then(|(_, n)| n.parse().ok());
     let bytes = out
         .body
         .collect()
@@ -324,7 +343,11 @@ pub async fn get_range(
             source: Box::new(e),
         })?
         .into_bytes();
-    Ok((to - from, bytes.to_vec()))
+    Ok(RangeRead {
+        expected: to - from,
+        bytes: bytes.to_vec(),
+        object_len,
+    })
 }
 
 /// DeleteObject of object version `version` of `key`.

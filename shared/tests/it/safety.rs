@@ -2797,3 +2797,52 @@ async fn a_verification_never_rolls_back_a_library_write_stamped_before_the_hand
         b"the library's newer"
     );
 }
+
+// Review (verification): a verification hashed only the declared length.
+// An upload whose parts are gone verifies whatever unverified object holds
+// its key (nobody else will); one longer than declared whose first bytes
+// are the declared ones passed, and LATEST served the extra bytes too
+// (SPEC 7.3, 7.12).
+#[tokio::test]
+async fn a_verification_fails_an_object_longer_than_declared_whose_prefix_hashes_right() {
+    let store = TestStore::new().await;
+    let deferred = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("padded");
+    let content = bytes(5 * MIB + 5, 11);
+    let mut padded = content.clone();
+    padded.extend_from_slice(b"and a tail nobody declared");
+    // Left at the key by an upload that never went through its checks.
+    store
+        .s3
+        .put_object()
+        .bucket(&store.config.bucket)
+        .key(store.repo.layout().blob_key(&n, &sha256_hex(&content)))
+        .body(padded.into())
+        .send()
+        .await
+        .unwrap();
+    let (id, _parts) = start_multipart(&deferred, &n, &content).await;
+    // Its own parts are gone (aborted): it verifies the object it finds.
+    let row = store
+        .raw_item(&shared::layout::upload_pk(&n), &id)
+        .await
+        .unwrap();
+    let s3_upload = row["s3_upload_id"].as_s().unwrap().clone();
+    store
+        .s3
+        .abort_multipart_upload()
+        .bucket(&store.config.bucket)
+        .key(store.repo.layout().blob_key(&n, &sha256_hex(&content)))
+        .upload_id(s3_upload)
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(
+        deferred.commit(&n, &id, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    let step = verify(&deferred, &n, &id).await;
+    assert!(matches!(step, VerifyStep::Failed { .. }), "{step:?}");
+    let latest = store.repo.get_version(&n, Version::Latest).await;
+    assert!(latest.is_err(), "{latest:?}");
+}
