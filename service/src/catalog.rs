@@ -68,7 +68,7 @@ impl Repository {
 
     /// One page of at most `limit` artifact names after the entry `after`,
     /// and, when more follow, the entry to resume after. For passes that
-    /// resume where they stopped (the scheduled job).
+    /// resume where they stopped.
     ///
     /// Entries are in S3 key order relative to the store prefix: `name/`
     /// for an artifact, or the key of a stray object right under the prefix.
@@ -82,30 +82,28 @@ impl Repository {
         limit: u32,
     ) -> Result<(Vec<ArtifactName>, Option<String>)> {
         let (library, registry) = tokio::join!(
-            self.library_names_after(after, limit),
+            self.dir_names_after(self.layout.store_prefix(), after, limit),
             self.registry_after(after, limit)
         );
-        let ((library, library_more), (registry, registry_more)) = (library?, registry?);
-        let bound = [library_more, registry_more].into_iter().flatten().min();
-        let mut entries: Vec<String> = library
-            .into_iter()
-            .map(|n| format!("{n}/"))
-            .chain(registry)
-            .filter(|e| bound.as_ref().is_none_or(|b| e <= b))
-            .collect();
-        entries.sort();
-        entries.dedup();
-        let mut resume = bound;
-        if entries.len() > limit as usize {
-            entries.truncate(limit as usize);
-            resume = entries.last().cloned();
-        }
-        let names = entries
-            .iter()
-            .filter_map(|e| e.strip_suffix('/'))
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        Ok((names, resume))
+        merge_sides(vec![library?, registry?], limit)
+    }
+
+    /// As [`Self::artifact_names_after`], and also the names that have only
+    /// blobs (the "directories" under the blob root): what the scheduled
+    /// pass visits, so that bytes no row references are reclaimed even
+    /// where no row of the name is left (uploads never committed, a purge
+    /// stopped after the rows went). Not a listing of artifacts.
+    pub async fn names_holding_anything_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<ArtifactName>, Option<String>)> {
+        let (library, registry, blobs) = tokio::join!(
+            self.dir_names_after(self.layout.store_prefix(), after, limit),
+            self.registry_after(after, limit),
+            self.dir_names_after(self.layout.blob_root(), after, limit)
+        );
+        merge_sides(vec![library?, registry?, blobs?], limit)
     }
 
     /// The registry's entries after `after`, and the last one when more follow.
@@ -117,27 +115,30 @@ impl Repository {
         self.table.registry_after(after, limit)
     }
 
-    /// The library's side: "directories" under the store prefix after
-    /// `after`, and the page's last raw entry when more follow.
-    async fn library_names_after(
+    /// One listing's side: "directories" right under `prefix` after
+    /// `after`, as entries (`name/`), and the page's last raw entry when
+    /// more follow.
+    async fn dir_names_after(
         &self,
+        prefix: String,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<ArtifactName>, Option<String>)> {
-        let prefix = self.layout.store_prefix();
+    ) -> Result<(Vec<String>, Option<String>)> {
         let start_after = after.map(|entry| match entry.strip_suffix('/') {
             // Every key below `{prefix}/{dir}/` sorts before `{prefix}/{dir}0`
             // ('0' follows '/'), so the listing starts at the next entry.
             Some(dir) => format!("{prefix}{dir}0"),
             None => format!("{prefix}{entry}"),
         });
-        let (mut names, mut token, mut last) = self.list_names(limit, None, start_after).await?;
+        let (mut names, mut token, mut last) =
+            self.list_names(&prefix, limit, None, start_after).await?;
         // S3 may answer a truncated page with no entry at all: follow its
         // token rather than take it for the end of the listing.
         while names.is_empty() && last.is_none() && token.is_some() {
-            (names, token, last) = self.list_names(limit, token, None).await?;
+            (names, token, last) = self.list_names(&prefix, limit, token, None).await?;
         }
-        Ok((names, token.and(last)))
+        let entries = names.into_iter().map(|n| format!("{n}/")).collect();
+        Ok((entries, token.and(last)))
     }
 
     /// One page of artifact names, as the library sees them: the
@@ -146,19 +147,48 @@ impl Repository {
     /// prefix), valid name or not. One ListObjectsV2.
     async fn list_names(
         &self,
+        prefix: &str,
         limit: u32,
         token: Option<String>,
         start_after: Option<String>,
     ) -> Result<(Vec<ArtifactName>, Option<String>, Option<String>)> {
-        let prefix = self.layout.store_prefix();
         artifact_store::catalog_items::list_names(
             &self.s3,
             &self.layout.bucket,
-            &prefix,
+            prefix,
             limit,
             token,
             start_after,
         )
         .await
     }
+}
+
+/// Merges listing sides (each: entries in one order, and its last entry
+/// when more follow) into one page of at most `limit` names and where the
+/// next starts: only what is below the first unfinished side's last entry
+/// is final, so that is where the page ends.
+fn merge_sides(
+    sides: Vec<(Vec<String>, Option<String>)>,
+    limit: u32,
+) -> Result<(Vec<ArtifactName>, Option<String>)> {
+    let bound = sides.iter().filter_map(|(_, more)| more.clone()).min();
+    let mut entries: Vec<String> = sides
+        .into_iter()
+        .flat_map(|(entries, _)| entries)
+        .filter(|e| bound.as_ref().is_none_or(|b| e <= b))
+        .collect();
+    entries.sort();
+    entries.dedup();
+    let mut resume = bound;
+    if entries.len() > limit as usize {
+        entries.truncate(limit as usize);
+        resume = entries.last().cloned();
+    }
+    let names = entries
+        .iter()
+        .filter_map(|e| e.strip_suffix('/'))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    Ok((names, resume))
 }

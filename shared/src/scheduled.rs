@@ -226,7 +226,7 @@ impl Run<'_> {
         loop {
             let (names, next) = self
                 .repo
-                .artifact_names_after(self.after.as_deref(), page_size)
+                .names_holding_anything_after(self.after.as_deref(), page_size)
                 .await?;
             for name in names {
                 if retried.contains(&name) {
@@ -280,8 +280,10 @@ async fn retain(
 ) -> Result<()> {
     match repo.purge_versions(name, schedule.policy, false).await {
         Ok(report) => summary.versions_soft_deleted += report.deleted.len() as u64,
-        // Objects without rows (a purge interrupted, or foreign keys): nothing to retain.
-        Err(Error::ArtifactNotFound { .. }) => return Ok(()),
+        // No rows (uploads never committed, a purge stopped after the
+        // rows went, foreign keys): no version to retain, but bytes no row
+        // or live upload holds are reclaimed all the same (SPEC 7.8).
+        Err(Error::ArtifactNotFound { .. }) => {}
         Err(e) => return Err(e),
     }
     let reclaimed = repo.reclaim(name, schedule.reclaim_grace).await?;

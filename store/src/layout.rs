@@ -204,7 +204,12 @@ impl Layout {
     /// `{prefix}.blobs/{name}/`: the blob store of one artifact. Beside the
     /// store, never below `{prefix}/`, so the library never lists it.
     pub fn blob_prefix(&self, name: &ArtifactName) -> String {
-        format!("{}.blobs/{}/", self.prefix, name)
+        format!("{}{}/", self.blob_root(), name)
+    }
+
+    /// `{prefix}.blobs/`: every artifact's blob store, one "directory" each.
+    pub fn blob_root(&self) -> String {
+        format!("{}.blobs/", self.prefix)
     }
 
     /// `{prefix}.blobs/{name}/{sha256}`: the bytes whose SHA-256 is `sha256`

@@ -479,3 +479,63 @@ async fn the_retention_route_takes_its_defaults_from_the_deployments_retention_p
     assert_eq!(deleted_by_route(&repo, &n).await.len(), 2);
     assert_eq!(live(&repo, &n).await, ["LATEST", "3"]);
 }
+
+/// Review (retention): the pass visited only names with rows (the
+/// registry, the library's directories), and left a name without rows at
+/// once. Bytes uploaded under a name never committed (or left by a purge
+/// stopped after the rows went) stayed for ever (SPEC 7.8). The pass now
+/// also visits the names under the blob root, and reclaims bytes no row
+/// and no live upload holds wherever no row is left.
+#[tokio::test]
+async fn bytes_under_a_name_with_no_rows_are_reclaimed_and_a_live_uploads_are_kept() {
+    let store = TestStore::new().await;
+    let abandoned = name("never-committed");
+    let ticket = store.staged(&abandoned, b"bytes nobody committed").await;
+    // Its upload row went (expired: DynamoDB's TTL deletes it).
+    store
+        .ddb
+        .delete_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            AttributeValue::S(shared::layout::upload_pk(&abandoned)),
+        )
+        .key("sk", AttributeValue::S(ticket.upload_id.clone()))
+        .send()
+        .await
+        .unwrap();
+    let pending = name("still-uploading");
+    store
+        .staged(&pending, b"bytes of an upload in progress")
+        .await;
+
+    let summary = run_pass(&store.repo, immediate(), Pass::until(a_minute()))
+        .await
+        .unwrap();
+    assert!(summary.completed, "{summary:?}");
+    let blob = |n: &ArtifactName, content: &[u8]| {
+        store
+            .repo
+            .layout()
+            .blob_key(n, &test_support::sha256_hex(content))
+    };
+    let exists = |key: String| async {
+        store
+            .s3
+            .head_object()
+            .bucket(&store.config.bucket)
+            .key(key)
+            .send()
+            .await
+            .is_ok()
+    };
+    assert!(!exists(blob(&abandoned, b"bytes nobody committed")).await);
+    assert!(exists(blob(&pending, b"bytes of an upload in progress")).await);
+    // Neither name is listed as an artifact.
+    let names = store
+        .repo
+        .list_artifact_names(None, None, &|_| true)
+        .await
+        .unwrap();
+    assert!(names.items.is_empty(), "{names:?}");
+}
