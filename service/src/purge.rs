@@ -57,6 +57,22 @@ impl Repository {
         purged
     }
 
+    /// Finishes a purge of `name` that stopped part-way (its fence handed
+    /// over or lapsed), as running it again would (SPEC 7.16: the next
+    /// background pass finishes what an interrupted operation left).
+    /// `Ok(false)` when no purge was left unfinished. One GetItem, then a
+    /// purge's calls.
+    pub async fn finish_unfinished_purge(&self, name: &ArtifactName) -> Result<bool> {
+        if !self.table.purge_left_unfinished(name).await? {
+            return Ok(false);
+        }
+        match self.purge_artifact(name).await {
+            // Finished meanwhile by someone else.
+            Ok(()) | Err(Error::ArtifactNotFound { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The work of [`Self::purge_artifact`] once its fence is up.
     async fn purge_behind_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
         let purge_id = purge_id.to_owned();

@@ -57,7 +57,9 @@ impl Repository {
         let purge_time = now();
         let (rows, aliases) = tokio::join!(self.version_rows(name), self.alias_rows(name));
         let (rows, aliases) = (rows?, aliases?);
-        if rows.is_empty() {
+        // No LATEST (a purge deletes it first): the artifact is gone, or
+        // going; what rows are left are a stopped purge's to finish.
+        if !rows.iter().any(|r| r.version.is_latest()) {
             return Err(Error::ArtifactNotFound {
                 name: name.to_string(),
             });

@@ -25,6 +25,8 @@ pub struct RetentionSummary {
     pub artifacts_scanned: u64,
     pub versions_soft_deleted: u64,
     pub objects_reclaimed: u64,
+    /// Purges that had stopped part-way, finished by this pass.
+    pub purges_finished: u64,
     /// The listing entry the previous pass stopped after, if it stopped
     /// early (`name/` for an artifact; see `Repository::artifact_names_after`).
     pub resumed_from: Option<String>,
@@ -280,10 +282,16 @@ async fn retain(
 ) -> Result<()> {
     match repo.purge_versions(name, schedule.policy, false).await {
         Ok(report) => summary.versions_soft_deleted += report.deleted.len() as u64,
-        // No rows (uploads never committed, a purge stopped after the
-        // rows went, foreign keys): no version to retain, but bytes no row
+        // No LATEST. A purge that stopped part-way (its fence handed over
+        // or lapsed) is finished (SPEC 7.16). Otherwise (uploads never
+        // committed, foreign keys) no version to retain, but bytes no row
         // or live upload holds are reclaimed all the same (SPEC 7.8).
-        Err(Error::ArtifactNotFound { .. }) => {}
+        Err(Error::ArtifactNotFound { .. }) => {
+            if repo.finish_unfinished_purge(name).await? {
+                summary.purges_finished += 1;
+                return Ok(());
+            }
+        }
         Err(e) => return Err(e),
     }
     let reclaimed = repo.reclaim(name, schedule.reclaim_grace).await?;

@@ -106,6 +106,28 @@ impl Table {
         crate::sdk_error::applied("DeleteItem", lowered).map(|_applied| ())
     }
 
+    /// Whether a purge of `name` stopped and left its fence for another to
+    /// finish: a fence handed over (its purge failed) or not renewed
+    /// within `PURGE_FENCE_STALE` (its purge crashed). One GetItem,
+    /// strongly consistent.
+    pub async fn purge_left_unfinished(&self, name: &ArtifactName) -> Result<bool> {
+        let Some(fence) = self.get(key(fence_pk(name), FENCE_SK)).await? else {
+            return Ok(false);
+        };
+        let handed_over = fence
+            .get(attr::HANDED_OVER)
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false);
+        let stale = (now() - PURGE_FENCE_STALE).unix_timestamp();
+        let started_at = fence
+            .get(attr::STARTED_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or(i64::MIN);
+        Ok(handed_over || started_at < stale)
+    }
+
     /// Deletes the LATEST row of `name` (DeleteItem, unconditional).
     pub async fn delete_latest_row(&self, name: &ArtifactName) -> Result<()> {
         self.ddb

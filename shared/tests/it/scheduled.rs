@@ -539,3 +539,63 @@ async fn bytes_under_a_name_with_no_rows_are_reclaimed_and_a_live_uploads_are_ke
         .unwrap();
     assert!(names.items.is_empty(), "{names:?}");
 }
+
+/// Review (purge): a purge that stopped part-way (its Lambda timed out
+/// after LATEST and some rows went) was finished only if someone sent the
+/// DELETE again; its rows stayed visible (SPEC 7.5, 7.16). The scheduled
+/// pass finishes it once its fence has lapsed or was handed over.
+#[tokio::test]
+async fn the_pass_finishes_a_purge_that_stopped_part_way() {
+    let store = TestStore::new().await;
+    let n = name("half-gone");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    // Where the purge stopped: its fence up (not renewed for long), LATEST
+    // and version 1 deleted.
+    store
+        .put_raw_key(&shared::layout::fence_pk(&n), shared::layout::FENCE_SK)
+        .await;
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key("pk", AttributeValue::S(shared::layout::fence_pk(&n)))
+        .key("sk", AttributeValue::S(shared::layout::FENCE_SK.into()))
+        .update_expression("SET purge_id = :id, started_at = :long_ago")
+        .expression_attribute_values(":id", AttributeValue::S("crashed".into()))
+        .expression_attribute_values(":long_ago", AttributeValue::N("0".into()))
+        .send()
+        .await
+        .unwrap();
+    for sk in ["LATEST", "000001"] {
+        store
+            .ddb
+            .delete_item()
+            .table_name(&store.config.table)
+            .key("pk", AttributeValue::S(n.to_string()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let summary = run_pass(&store.repo, immediate(), Pass::until(a_minute()))
+        .await
+        .unwrap();
+    assert_eq!(summary.purges_finished, 1, "{summary:?}");
+    let left = store.raw_items().await;
+    assert!(
+        left.iter().all(|item| {
+            let pk = item["pk"].as_s().unwrap();
+            !pk.contains("half-gone")
+        }),
+        "{left:?}"
+    );
+    let objects = store
+        .s3
+        .list_object_versions()
+        .bucket(&store.config.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(objects.versions().is_empty(), "{objects:?}");
+}
