@@ -59,18 +59,57 @@ impl Repository {
 
     /// Finishes a purge of `name` that stopped part-way (its fence handed
     /// over or lapsed), as running it again would (SPEC 7.16: the next
-    /// background pass finishes what an interrupted operation left).
-    /// `Ok(false)` when no purge was left unfinished. One GetItem, then a
-    /// purge's calls.
+    /// background pass finishes what an interrupted operation left) —
+    /// unless writers came back since: a lapsed fence lets uploads start,
+    /// and a purge nobody asked for must not take their writes (SPEC
+    /// 7.10: the writers won). So the fence is taken first (no upload
+    /// starts from then on, and a commit needs its upload's row), then
+    /// LATEST and the upload rows are read: with LATEST or a live upload
+    /// (pending or verifying), the fence comes
+    /// down and nothing is purged. `Ok(false)` when no purge was finished.
+    /// AWS calls: GetItem, PutItem, GetItem ∥ Query, then a purge's (or
+    /// a DeleteItem).
     pub async fn finish_unfinished_purge(&self, name: &ArtifactName) -> Result<bool> {
         if !self.table.purge_left_unfinished(name).await? {
             return Ok(false);
         }
-        match self.purge_artifact(name).await {
-            // Finished meanwhile by someone else.
-            Ok(()) | Err(Error::ArtifactNotFound { .. }) => Ok(true),
-            Err(e) => Err(e),
+        let purge_id = uuid::Uuid::new_v4().simple().to_string();
+        match self.take_fence(name, &purge_id).await {
+            Ok(()) => {}
+            // A purge runs (taken over meanwhile): it finishes the job.
+            Err(Error::ArtifactBeingPurged { .. }) => return Ok(false),
+            Err(e) => return Err(e),
         }
+        let uploads_pk = upload_pk(name);
+        let (latest, uploads) = tokio::join!(
+            self.get_row(name, crate::names::Version::Latest),
+            self.query_all(&uploads_pk)
+        );
+        let written_since = match (latest, uploads) {
+            (Ok(latest), Ok(uploads)) => {
+                let now_secs = now().unix_timestamp();
+                latest.is_some()
+                    || uploads
+                        .iter()
+                        .filter_map(|item| UploadRow::from_item(name, item).ok())
+                        .any(|u| {
+                            crate::retention_rules::upload_holds(u.state, u.expires_at, now_secs)
+                        })
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.hand_over_fence(name, &purge_id).await;
+                return Err(e);
+            }
+        };
+        if written_since {
+            self.table.lower_purge_fence(name, &purge_id).await?;
+            return Ok(false);
+        }
+        let purged = self.purge_behind_fence(name, &purge_id).await;
+        if purged.is_err() {
+            self.hand_over_fence(name, &purge_id).await;
+        }
+        purged.map(|()| true)
     }
 
     /// The work of [`Self::purge_artifact`] once its fence is up.

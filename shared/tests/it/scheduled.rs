@@ -540,25 +540,17 @@ async fn bytes_under_a_name_with_no_rows_are_reclaimed_and_a_live_uploads_are_ke
     assert!(names.items.is_empty(), "{names:?}");
 }
 
-/// Review (purge): a purge that stopped part-way (its Lambda timed out
-/// after LATEST and some rows went) was finished only if someone sent the
-/// DELETE again; its rows stayed visible (SPEC 7.5, 7.16). The scheduled
-/// pass finishes it once its fence has lapsed or was handed over.
-#[tokio::test]
-async fn the_pass_finishes_a_purge_that_stopped_part_way() {
-    let store = TestStore::new().await;
-    let n = name("half-gone");
-    store.publish_each(&n, &[b"one", b"two"]).await;
-    // Where the purge stopped: its fence up (not renewed for long), LATEST
-    // and version 1 deleted.
+/// Where a purge stopped: its fence up (not renewed for long), LATEST and
+/// version 1 of `n` (which held versions 1 and 2) deleted.
+async fn purge_stopped_part_way(store: &TestStore, n: &ArtifactName) {
     store
-        .put_raw_key(&shared::layout::fence_pk(&n), shared::layout::FENCE_SK)
+        .put_raw_key(&shared::layout::fence_pk(n), shared::layout::FENCE_SK)
         .await;
     store
         .ddb
         .update_item()
         .table_name(&store.config.table)
-        .key("pk", AttributeValue::S(shared::layout::fence_pk(&n)))
+        .key("pk", AttributeValue::S(shared::layout::fence_pk(n)))
         .key("sk", AttributeValue::S(shared::layout::FENCE_SK.into()))
         .update_expression("SET purge_id = :id, started_at = :long_ago")
         .expression_attribute_values(":id", AttributeValue::S("crashed".into()))
@@ -577,6 +569,18 @@ async fn the_pass_finishes_a_purge_that_stopped_part_way() {
             .await
             .unwrap();
     }
+}
+
+/// Review (purge): a purge that stopped part-way (its Lambda timed out
+/// after LATEST and some rows went) was finished only if someone sent the
+/// DELETE again; its rows stayed visible (SPEC 7.5, 7.16). The scheduled
+/// pass finishes it once its fence has lapsed or was handed over.
+#[tokio::test]
+async fn the_pass_finishes_a_purge_that_stopped_part_way() {
+    let store = TestStore::new().await;
+    let n = name("half-gone");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    purge_stopped_part_way(&store, &n).await;
 
     let summary = run_pass(&store.repo, immediate(), Pass::until(a_minute()))
         .await
@@ -598,4 +602,37 @@ async fn the_pass_finishes_a_purge_that_stopped_part_way() {
         .await
         .unwrap();
     assert!(objects.versions().is_empty(), "{objects:?}");
+}
+
+/// Review of the above: a fence left by a purge that stopped lapses, and
+/// writers come back (an upload starts once it is stale). The pass must
+/// not finish that purge over their writes (SPEC 7.10: the writers won):
+/// it takes the fence, finds the upload, and lowers it again.
+#[tokio::test]
+async fn the_pass_leaves_a_stopped_purge_whose_artifact_writers_came_back_to() {
+    let store = TestStore::new().await;
+    let n = name("came-back");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    purge_stopped_part_way(&store, &n).await;
+    let ticket = store.staged(&n, b"written after the fence lapsed").await;
+
+    let summary = run_pass(&store.repo, immediate(), Pass::until(a_minute()))
+        .await
+        .unwrap();
+    assert_eq!(summary.purges_finished, 0, "{summary:?}");
+    let fence = store
+        .raw_item(&shared::layout::fence_pk(&n), shared::layout::FENCE_SK)
+        .await;
+    assert!(fence.is_none(), "{fence:?}");
+    store
+        .repo
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    let published = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(published.artifact.version, Version::Number(3));
 }
