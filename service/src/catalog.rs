@@ -39,8 +39,13 @@ impl Repository {
         // names the caller may not read): go on rather than answer an empty
         // page with a cursor.
         let mut items = Vec::new();
+        // After a first page that did not fill (names skipped), read the
+        // largest pages S3 and DynamoDB answer: a caller who may read few
+        // names far apart costs rounds per 1 000 names, not per `limit`.
+        let mut read = limit;
         loop {
-            let (names, resume) = self.artifact_names_after(after.as_deref(), limit).await?;
+            let (names, resume) = self.artifact_names_after(after.as_deref(), read).await?;
+            read = artifact_store::paging::MAX_PAGE_SIZE;
             let total = names.len();
             for (i, name) in names.into_iter().enumerate() {
                 if !readable(name.as_str()) {

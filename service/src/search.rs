@@ -51,14 +51,18 @@ impl Repository {
         let limit = page_size(limit)?;
         let mut named: Vec<(ArtifactName, Version)> = Vec::new();
         let mut start = cursor.map(str::to_owned);
+        // After a first page that did not fill, the largest pages (see
+        // `list_artifact_names`).
+        let mut read = limit;
         let next_cursor = loop {
             let IndexPage {
                 entries,
                 next_cursor,
             } = self
                 .table
-                .search_index(query, limit, start.as_deref())
+                .search_index(query, read, start.as_deref())
                 .await?;
+            read = crate::MAX_PAGE_SIZE;
             let total = entries.len();
             let mut full = None;
             for (i, entry) in entries.into_iter().enumerate() {

@@ -1645,3 +1645,33 @@ async fn search_by_query_combines_terms_as_sets_and_pages() {
         "{bad:?}"
     );
 }
+
+/// SPEC 10.4 with many names: a listing of a caller who may read one name
+/// far from the start skips the others in pages of up to 1 000 after the
+/// first, not `limit` at a time (a page of 1 used to cost one round per
+/// name skipped, and a large catalog outran the function's timeout).
+#[tokio::test]
+async fn a_sparse_listing_skips_hidden_names_in_large_pages() {
+    let store = TestStore::new().await;
+    for i in 0..40 {
+        let n = name(&format!("hidden-{i:02}"));
+        store
+            .put_raw_key(shared::layout::REGISTRY_PK, &format!("{n}/"))
+            .await;
+    }
+    store
+        .put_raw_key(shared::layout::REGISTRY_PK, "shown/")
+        .await;
+    let (page, calls) = counted(
+        &store.repo,
+        store
+            .repo
+            .list_artifact_names(Some(1), None, &|n| n == "shown"),
+    )
+    .await;
+    let page = page.unwrap();
+    assert_eq!(page.items, vec![name("shown")]);
+    assert_eq!(page.next_cursor, None);
+    // Two rounds (Query ∥ ListObjectsV2 each), not forty.
+    assert!(calls <= 4, "{calls} AWS calls");
+}
