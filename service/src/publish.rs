@@ -149,6 +149,18 @@ impl Repository {
                 }
                 Decision::Number(number) => number,
                 Decision::Unchanged => {
+                    // The newest live version, when it holds LATEST's bytes
+                    // (the library may have published them again since, past
+                    // the counter; the version the marker names may have
+                    // been deleted while an older one with them lives on).
+                    if let Some(newest) = self.newest_live_version(name).await?
+                        && newest.sha256 == latest.sha256
+                    {
+                        return Ok(Publishing::Done(Published {
+                            artifact: newest.to_artifact(&self.layout),
+                            created: false,
+                        }));
+                    }
                     if let Some(found) = self.published_as(name, &latest).await? {
                         return Ok(Publishing::Done(Published {
                             artifact: found.to_artifact(&self.layout),

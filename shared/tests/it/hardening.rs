@@ -564,3 +564,65 @@ async fn pushing_and_publishing_the_bytes_the_library_published_returns_its_vers
         (true, Version::Number(2))
     );
 }
+
+// Review (publish): an unchanged LATEST answered the version its publish
+// marker named, not the newest (SPEC 7.6): after the library published
+// the same bytes again (a later number, the counter untouched), a publish
+// answered the older one; and after the version the marker named was
+// deleted, a publish created another though an older live one held the
+// bytes.
+#[tokio::test]
+async fn publishing_an_unchanged_latest_answers_the_newest_live_version_holding_its_bytes() {
+    let store = TestStore::new().await;
+    let app = name("app");
+    store.upload(&app, b"build").await;
+    let first = store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(first.artifact.version, Version::Number(1));
+    // The library publishes LATEST again (once the mirror wrote its
+    // layout): version 2, the same bytes.
+    store.drain_mirror().await;
+    call(
+        &store,
+        "publish_artifact_version",
+        serde_json::json!({"name": "app"}),
+    );
+    let again = store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.artifact.version, again.created),
+        (Version::Number(2), false)
+    );
+
+    // Forced: 3; deleted: the newest live one holding the bytes is 2.
+    let forced = store
+        .repo
+        .publish_version(&app, true, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(forced.artifact.version, Version::Number(3));
+    store
+        .repo
+        .delete_version(
+            &app,
+            Version::Number(3),
+            shared::repository::Allowed::already(),
+        )
+        .await
+        .unwrap();
+    let after_delete = store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after_delete.artifact.version, after_delete.created),
+        (Version::Number(2), false)
+    );
+}
