@@ -120,6 +120,12 @@ impl Repository {
     ) -> Result<Publishing> {
         let upload = pipeline.map(|(u, _)| u);
         let mut mode = if force { Mode::Force } else { Mode::IfChanged };
+        // Every attempt's token starts with this request's: a transaction
+        // of an earlier attempt that landed after all (DynamoDB answered
+        // the SDK's retry "in progress", taken for contention) is
+        // recognised on the row it wrote, not published again.
+        let request = uuid::Uuid::new_v4().simple().to_string();
+        let mut sent = false;
         for attempt in 0..PUBLISH_ATTEMPTS {
             if attempt > 0 {
                 super::backoff(attempt).await;
@@ -135,6 +141,17 @@ impl Repository {
                 });
             };
             let latest = VersionRow::from_item(&latest_item)?;
+            if sent
+                && let Some(counter) = latest.last_version.and_then(|n| Version::number(n).ok())
+                && let Some(stored) = self.get_version_item(name, counter).await?
+                && version_items::published_by_request(&stored, &request)
+            {
+                let row = VersionRow::from_item(&stored)?;
+                return Ok(Publishing::Done(Published {
+                    artifact: row.to_artifact(&self.layout),
+                    created: true,
+                }));
+            }
             let number = match decide(&as_read(&latest), &mode, upload.map(|u| u.as_str())) {
                 Decision::NotFound => {
                     return Err(Error::ArtifactNotFound {
@@ -204,7 +221,7 @@ impl Repository {
             // This attempt's own mark: a write whose answer was lost is
             // recognised by it (timestamps of parallel publishes by one
             // actor of the same bytes can coincide to the microsecond).
-            let token = uuid::Uuid::new_v4().simple().to_string();
+            let token = format!("{request}-{attempt}");
             let item = version_item(
                 name,
                 version,
@@ -251,6 +268,7 @@ impl Repository {
                     )?,
                 );
             }
+            sent = true;
             match self.transact_tx(&tx, &token).await {
                 Ok(()) => {
                     let row = VersionRow::from_item(&item)?;

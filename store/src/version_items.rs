@@ -261,6 +261,16 @@ pub fn same_publish(stored: &Item, written: &Item) -> bool {
     .all(|a| stored.get(*a) == written.get(*a))
 }
 
+/// Whether a version row was written by a publish whose attempts' tokens
+/// all start with `request` (`{request}-{attempt}`).
+pub fn published_by_request(stored: &Item, request: &str) -> bool {
+    stored
+        .get(attr::RESERVE_TOKEN)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|t| t.strip_prefix(request))
+        .is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// The upload recorded on LATEST's item as adopting its bytes, if any.
 pub fn adopting(latest_item: &Item) -> Option<String> {
     latest_item

@@ -2846,3 +2846,41 @@ async fn a_verification_fails_an_object_longer_than_declared_whose_prefix_hashes
     let latest = store.repo.get_version(&n, Version::Latest).await;
     assert!(latest.is_err(), "{latest:?}");
 }
+
+// Review (publish): each attempt of a publish had a token of its own. On
+// AWS, the SDK's retry of a transaction whose answer was lost can meet it
+// still running (TransactionInProgressException, taken for contention);
+// the next attempt then published again: a forced publish made two
+// versions for one request (SPEC 7.5). Every attempt's token now carries
+// the request's, and a later attempt finds the row an earlier one wrote.
+#[tokio::test]
+async fn a_forced_publish_whose_transaction_was_still_in_progress_publishes_once() {
+    let store = TestStore::new().await;
+    let n = name("in-progress");
+    store.upload(&n, b"build").await;
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        None,
+        Action::Fault(Fault::ResetAfter),
+        1,
+    ));
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        None,
+        Action::Answer {
+            status: 400,
+            body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionInProgressException","message":"The transaction with the given request token is already in progress."}"#,
+        },
+        // Every retry the SDK makes of it.
+        3,
+    ));
+    let repo = store.through(&plan).await;
+    let published = repo.publish_version(&n, true, LOCAL_ACTOR).await.unwrap();
+    assert_eq!(
+        (published.artifact.version, published.created),
+        (Version::Number(1), true)
+    );
+    let versions = store.repo.list_versions(&n, None, None).await.unwrap();
+    assert_eq!(versions.items.len(), 2, "LATEST and 1: {versions:?}");
+}
