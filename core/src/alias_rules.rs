@@ -26,6 +26,8 @@ pub enum Asked {
 pub struct Current {
     /// Absent on a row the library wrote (it keeps no revision).
     pub revision: Option<u64>,
+    /// When the row was written, in microseconds since the epoch.
+    pub written_at: i64,
     /// The versions it points at now.
     pub targets: BTreeSet<Version>,
 }
@@ -79,6 +81,19 @@ pub fn decide(
         }
         Precondition::Revision(r) if r != at => {
             return Err(modified(format!("is at revision {at}, not {r}")));
+        }
+        Precondition::LibraryRow(_) if current.is_none() => {
+            return Err(modified(
+                "does not exist (If-Match names a library row)".into(),
+            ));
+        }
+        Precondition::LibraryRow(_) if current.is_some_and(|c| c.revision.is_some()) => {
+            return Err(modified(format!(
+                "is at revision {at}, no longer the library's row"
+            )));
+        }
+        Precondition::LibraryRow(w) if current.is_some_and(|c| c.written_at != w) => {
+            return Err(modified("was written again by the library since".into()));
         }
         Precondition::Exists if current.is_none() => {
             return Err(modified("does not exist (If-Match: *)".into()));
@@ -175,6 +190,7 @@ mod tests {
     fn at(revision: Option<u64>, targets: &[Version]) -> Option<Current> {
         Some(Current {
             revision,
+            written_at: 1_000,
             targets: targets.iter().copied().collect(),
         })
     }
@@ -237,6 +253,10 @@ mod tests {
             ("If-None-Match: * on an existing alias", Put, P::Absent, at(Some(1), &[v(1)]), None, &live, "AliasModified"),
             ("If-None-Match: * on an absent alias", Put, P::Absent, None, Some(7), &live, "create r8"),
             ("a library alias is at revision 0 for If-Match", Put, P::Revision(0), at(None, &[v(1)]), Some(2), &live, "move r3"),
+            ("If-Match on the library row read", Put, P::LibraryRow(1_000), at(None, &[v(1)]), Some(2), &live, "move r3"),
+            ("If-Match on a library row written again", Put, P::LibraryRow(999), at(None, &[v(1)]), Some(2), &live, "AliasModified"),
+            ("If-Match on a library row moved here since", Put, P::LibraryRow(1_000), at(Some(3), &[v(1)]), None, &live, "AliasModified"),
+            ("If-Match on a library row deleted since", Put, P::LibraryRow(1_000), None, Some(2), &live, "AliasModified"),
             ("delete", Delete, P::None, at(Some(3), &[v(1)]), None, &none, "delete r4"),
             ("delete an absent alias", Delete, P::None, None, Some(4), &none, "AliasNotFound"),
             ("delete If-Match another revision", Delete, P::Revision(1), at(Some(3), &[v(1)]), None, &none, "AliasModified"),

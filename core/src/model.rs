@@ -218,10 +218,42 @@ pub enum Precondition {
     None,
     /// Only if the alias is at this revision (`If-Match: "<revision>"`).
     Revision(u64),
+    /// Only if the alias is the row the library wrote at this moment
+    /// (microseconds since the epoch; `If-Match: "0.<micros>"`): the
+    /// library keeps no revision, so every row it writes is at revision 0,
+    /// and only when it was written tells one from the next.
+    LibraryRow(i64),
     /// Only if the alias does not exist (`If-None-Match: *`).
     Absent,
     /// Only if the alias exists (`If-Match: *`).
     Exists,
+}
+
+impl Precondition {
+    /// The precondition that holds only while an alias is as read: its
+    /// revision, or for a row the library wrote (no revision), when it was
+    /// written.
+    pub fn as_read(revision: Option<u64>, update_at: OffsetDateTime) -> Self {
+        match revision {
+            Some(r) => Self::Revision(r),
+            None => Self::LibraryRow(micros(update_at)),
+        }
+    }
+}
+
+/// Microseconds since the epoch (what an alias row's `update_at` holds).
+pub fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// The entity tag of an alias: its revision in quotes (`"3"`), or for a
+/// row the library wrote, `"0.<micros of update_at>"` ([`Precondition::LibraryRow`]).
+pub fn alias_etag(revision: u64, update_at: OffsetDateTime) -> String {
+    if revision == 0 {
+        format!("\"0.{}\"", micros(update_at))
+    } else {
+        format!("\"{revision}\"")
+    }
 }
 
 /// Where an alias sends one request.

@@ -356,6 +356,7 @@ impl Repository {
             };
             let current = old.as_ref().map(|o| Current {
                 revision: o.revision,
+                written_at: crate::model::micros(o.update_at),
                 targets: o.targets().collect(),
             });
             let targets: Vec<Target> = wanted

@@ -446,17 +446,20 @@ impl Repository {
             // A canary keeps the primary it read: the move holds only while
             // the alias is as read (a promote meanwhile is never undone);
             // the caller's own `if_revision` wins.
-            let implied = match (m.if_revision, m.weight, current.as_ref()) {
-                (None, Some(_), Some(current)) => Some(current.revision),
-                _ => None,
+            // (A row the library wrote is at revision 0 whatever it holds:
+            // when it was written tells it apart.)
+            let implied = m.if_revision.is_none() && m.weight.is_some() && current.is_some();
+            let precondition = match (m.if_revision, m.weight, current.as_ref()) {
+                (Some(r), _, _) => Precondition::Revision(r),
+                (None, Some(_), Some(c)) => {
+                    Precondition::as_read((c.revision > 0).then_some(c.revision), c.update_at)
+                }
+                _ => Precondition::None,
             };
             let change = ChangeRequest {
                 actor: actor.to_owned(),
                 message: m.message.clone(),
-                precondition: m
-                    .if_revision
-                    .or(implied)
-                    .map_or(Precondition::None, Precondition::Revision),
+                precondition,
                 cancel_rollout: false,
             };
             let record = |row: &crate::rows::AliasRow| {
@@ -476,9 +479,7 @@ impl Repository {
             {
                 Ok(moved) => moved,
                 // Moved since it was read: read it again.
-                Err(Error::AliasModified { .. })
-                    if implied.is_some() && attempt < IMPLIED_MOVE_ATTEMPTS =>
-                {
+                Err(Error::AliasModified { .. }) if implied && attempt < IMPLIED_MOVE_ATTEMPTS => {
                     continue;
                 }
                 Err(e) => return Err(e),

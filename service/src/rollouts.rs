@@ -158,7 +158,7 @@ impl Repository {
                 Some(m) => format!("{m} ({})", describe(&row, &first)),
                 None => describe(&row, &first),
             }),
-            precondition: Precondition::Revision(current.revision.unwrap_or(0)),
+            precondition: Precondition::as_read(current.revision, current.update_at),
             cancel_rollout: false,
         };
         match self.apply(&row, first, &change, true).await {

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::http::{
     actor, body, empty, error_response, json, paging, path, precondition, query, redirect,
-    with_etag,
+    with_alias_etag, with_etag,
 };
 use crate::model::{
     AliasMove, AliasTarget, ChangeRequest, PartRequest, Pipeline, PublishOutcome, RetentionPolicy,
@@ -1239,7 +1239,7 @@ pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<
     let target = AliasTarget { version, secondary };
     let change = change_request(request, b.message, b.cancel_rollout)?;
     let alias = repo.put_alias(&name, &alias, target, &change).await?;
-    Ok(with_etag(json(StatusCode::OK, &alias), alias.revision))
+    Ok(with_alias_etag(json(StatusCode::OK, &alias), &alias))
 }
 
 pub async fn list_aliases(repo: &Repository, request: &Request) -> Result<Response<Body>> {
@@ -1268,7 +1268,7 @@ pub async fn get_alias(repo: &Repository, request: &Request) -> Result<Response<
             repo.get_alias_at(&name, &alias, at).await?
         }
     };
-    Ok(with_etag(json(StatusCode::OK, &found), found.revision))
+    Ok(with_alias_etag(json(StatusCode::OK, &found), &found))
 }
 
 #[derive(Deserialize)]
@@ -1320,7 +1320,7 @@ pub async fn rollback_alias(repo: &Repository, request: &Request) -> Result<Resp
     let alias = repo
         .rollback_alias(&name, &alias, b.to_revision, &change)
         .await?;
-    Ok(with_etag(json(StatusCode::OK, &alias), alias.revision))
+    Ok(with_alias_etag(json(StatusCode::OK, &alias), &alias))
 }
 
 pub async fn resolve_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {

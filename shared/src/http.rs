@@ -211,12 +211,20 @@ pub fn precondition(request: &Request) -> Result<Precondition, Error> {
         (Some(tag), None) if tag == "*" => Ok(Precondition::Exists),
         (Some(tag), None) => {
             // If-Match compares strongly: a weak tag (`W/"3"`) never matches.
-            let revision = tag
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .filter(|t| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|t| t.parse::<u64>().ok());
-            revision.map(Precondition::Revision).ok_or_else(|| {
+            let digits =
+                |t: &str| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit());
+            let quoted = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+            // `"0.<micros>"`: a row the library wrote, as read.
+            let library = quoted
+                .and_then(|t| t.strip_prefix("0."))
+                .filter(|t| digits(t))
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(Precondition::LibraryRow);
+            let revision = quoted
+                .filter(|t| digits(t))
+                .and_then(|t| t.parse::<u64>().ok())
+                .map(Precondition::Revision);
+            library.or(revision).ok_or_else(|| {
                 Error::InvalidRequest(format!(
                     "If-Match must be a revision in quotes, like \"3\", not {tag:?}"
                 ))
@@ -230,9 +238,22 @@ pub fn precondition(request: &Request) -> Result<Precondition, Error> {
     }
 }
 
-/// Adds `ETag: "<revision>"` to an alias response.
+/// Adds `ETag: "<revision>"` to a response (the access targets, a rollout).
 pub fn with_etag(mut response: Response<Body>, revision: u64) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// Adds an alias's `ETag` (`model::alias_etag`: `"<revision>"`, or
+/// `"0.<micros>"` for a row the library wrote) to its response.
+pub fn with_alias_etag(
+    mut response: Response<Body>,
+    alias: &crate::model::Alias,
+) -> Response<Body> {
+    let tag = crate::model::alias_etag(alias.revision, alias.update_at);
+    if let Ok(value) = HeaderValue::from_str(&tag) {
         response.headers_mut().insert(header::ETAG, value);
     }
     response
@@ -241,6 +262,22 @@ pub fn with_etag(mut response: Response<Body>, revision: u64) -> Response<Body> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alias_etag_of_a_library_row_parses_back_as_that_row() {
+        let at = time::macros::datetime!(2026-12-07 01:02:03.456789 UTC);
+        let tag = crate::model::alias_etag(0, at);
+        assert_eq!(tag, "\"0.1796605323456789\"");
+        let request = lambda_http::http::Request::builder()
+            .header(header::IF_MATCH, &tag)
+            .body(Body::Empty)
+            .unwrap();
+        assert_eq!(
+            precondition(&request).unwrap(),
+            Precondition::LibraryRow(1_796_605_323_456_789)
+        );
+        assert_eq!(crate::model::alias_etag(4, at), "\"4\"");
+    }
 
     #[test]
     fn a_bug_is_a_500_and_an_aws_failure_a_502() {

@@ -626,3 +626,59 @@ async fn publishing_an_unchanged_latest_answers_the_newest_live_version_holding_
         (Version::Number(2), false)
     );
 }
+
+// Review (aliases): every row the library writes is at revision 0, so its
+// ETag was "0" whatever it held, and `If-Match: "0"` sent after reading
+// one library state overwrote the next (SPEC 7.13). A library row's ETag
+// is now `"0.<micros it was written at>"`, and a change under it holds
+// only while the row is that one. Rollout starts and canary pipelines
+// keep the row they read the same way.
+#[tokio::test]
+async fn if_match_on_a_library_alias_never_overwrites_a_later_library_write() {
+    use shared::model::{Precondition, alias_etag};
+    let store = TestStore::new().await;
+    let app = name("app");
+    for content in ["one", "two", "three"] {
+        library_published(&store, content);
+    }
+    call(
+        &store,
+        "put_alias",
+        serde_json::json!({"name": "app", "alias": "prod", "version": 1}),
+    );
+    let read = store.repo.get_alias(&app, &alias("prod")).await.unwrap();
+    assert_eq!(read.revision, 0);
+    let etag = alias_etag(read.revision, read.update_at);
+    assert!(etag.starts_with("\"0."), "{etag}");
+    // The library moves it again after our read.
+    call(
+        &store,
+        "put_alias",
+        serde_json::json!({"name": "app", "alias": "prod", "version": 2}),
+    );
+    let stale = ChangeRequest {
+        precondition: Precondition::as_read(None, read.update_at),
+        ..ChangeRequest::default()
+    };
+    let refused = store
+        .repo
+        .put_alias(&app, &alias("prod"), to(3), &stale)
+        .await;
+    assert!(
+        matches!(refused, Err(shared::Error::AliasModified { .. })),
+        "{refused:?}"
+    );
+    let now = store.repo.get_alias(&app, &alias("prod")).await.unwrap();
+    assert_eq!(now.version, Version::Number(2));
+    // Under the row as it is now, the move lands.
+    let fresh = ChangeRequest {
+        precondition: Precondition::as_read(None, now.update_at),
+        ..ChangeRequest::default()
+    };
+    let moved = store
+        .repo
+        .put_alias(&app, &alias("prod"), to(3), &fresh)
+        .await
+        .unwrap();
+    assert_eq!(moved.version, Version::Number(3));
+}
