@@ -534,6 +534,20 @@ impl TestStore {
     }
 
     /// Puts an item of only its key (`pk`, `sk`), as stored.
+    /// Deletes the item `pk`/`sk` as a raw DynamoDB call (what a purge
+    /// stopped part-way, or DynamoDB's TTL, left behind).
+    pub async fn delete_raw_key(&self, pk: &str, sk: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .delete_item()
+            .table_name(&self.config.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete item: {e:?}"));
+    }
+
     pub async fn put_raw_key(&self, pk: &str, sk: &str) {
         use aws_sdk_dynamodb::types::AttributeValue;
         self.ddb

@@ -1068,17 +1068,8 @@ async fn an_abandoned_unverified_object_does_not_block_later_uploads_of_its_byte
     ));
     // Its verification never runs; its row goes (expired, cleaned up).
     store
-        .ddb
-        .delete_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::upload_pk(&n)),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(abandoned))
-        .send()
-        .await
-        .unwrap();
+        .delete_raw_key(&shared::layout::upload_pk(&n), &abandoned)
+        .await;
 
     let (id, parts) = start_multipart(&deferred, &n, &content).await;
     send_parts(&deferred, &store.http, &n, &id, &content, &parts).await;
@@ -2637,18 +2628,7 @@ async fn a_commit_after_a_purge_stopped_part_way_numbers_after_the_versions_it_l
     store.publish_each(&n, &[b"one", b"two", b"three"]).await;
     // What the purge had deleted when it stopped: LATEST, then 1 and 2.
     for sk in ["LATEST", "000001", "000002"] {
-        store
-            .ddb
-            .delete_item()
-            .table_name(&store.config.table)
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
-            )
-            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
-            .send()
-            .await
-            .unwrap();
+        store.delete_raw_key(&n.to_string(), sk).await;
     }
     store.upload(&n, b"four").await;
     let published = store
@@ -2660,18 +2640,7 @@ async fn a_commit_after_a_purge_stopped_part_way_numbers_after_the_versions_it_l
     // A push that publishes in its own transaction numbers after what is
     // left too (the purge stopped again, after LATEST).
     for sk in ["LATEST", "000003"] {
-        store
-            .ddb
-            .delete_item()
-            .table_name(&store.config.table)
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
-            )
-            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
-            .send()
-            .await
-            .unwrap();
+        store.delete_raw_key(&n.to_string(), sk).await;
     }
     let staged = store.staged(&n, b"five").await;
     let outcome = store
@@ -2702,21 +2671,7 @@ async fn a_status_change_racing_a_purge_writes_nothing_once_latest_is_gone() {
     let n = name("going");
     store.publish_each(&n, &[b"one"]).await;
     // Where a purge is after its first row deletion.
-    store
-        .ddb
-        .delete_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(n.to_string()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("LATEST".into()),
-        )
-        .send()
-        .await
-        .unwrap();
+    store.delete_raw_key(&n.to_string(), "LATEST").await;
     let change = StatusChange {
         actor: LOCAL_ACTOR.into(),
         message: None,

@@ -493,17 +493,8 @@ async fn bytes_under_a_name_with_no_rows_are_reclaimed_and_a_live_uploads_are_ke
     let ticket = store.staged(&abandoned, b"bytes nobody committed").await;
     // Its upload row went (expired: DynamoDB's TTL deletes it).
     store
-        .ddb
-        .delete_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            AttributeValue::S(shared::layout::upload_pk(&abandoned)),
-        )
-        .key("sk", AttributeValue::S(ticket.upload_id.clone()))
-        .send()
-        .await
-        .unwrap();
+        .delete_raw_key(&shared::layout::upload_pk(&abandoned), &ticket.upload_id)
+        .await;
     let pending = name("still-uploading");
     store
         .staged(&pending, b"bytes of an upload in progress")
@@ -559,15 +550,7 @@ async fn purge_stopped_part_way(store: &TestStore, n: &ArtifactName) {
         .await
         .unwrap();
     for sk in ["LATEST", "000001"] {
-        store
-            .ddb
-            .delete_item()
-            .table_name(&store.config.table)
-            .key("pk", AttributeValue::S(n.to_string()))
-            .key("sk", AttributeValue::S(sk.into()))
-            .send()
-            .await
-            .unwrap();
+        store.delete_raw_key(&n.to_string(), sk).await;
     }
 }
 
