@@ -166,9 +166,11 @@ impl Repository {
             keys.extend(meta_index_keys(name, &row));
         }
         keys.extend(keys_of(rows));
-        keys.extend(after_rows);
-        keys.push(registry_key(name));
         self.delete_keys(keys).await?;
+        // Only once every row went (a batch's items go in no set order):
+        // the blob records, then the registry row, last of all.
+        self.delete_keys(after_rows).await?;
+        self.delete_keys(vec![registry_key(name)]).await?;
         for (prefix, written_before) in [
             (self.layout.artifact_prefix(name), Some(rows_go_at)),
             (self.layout.blob_prefix(name), None),
