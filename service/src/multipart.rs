@@ -360,16 +360,29 @@ impl Repository {
     }
 
     /// Whether the upload whose nonce is `writer` (of the same bytes) may
-    /// still verify, and so delete, the object it wrote. One GetItem.
+    /// still verify, and so delete, the object it wrote; a stalled
+    /// verification of it is asked for again. One GetItem (and an Invoke).
     async fn upload_alive(&self, name: &ArtifactName, writer: &str, sha256: &str) -> Result<bool> {
         let Ok(id) = format!("{writer}{sha256}").parse::<UploadId>() else {
             return Ok(false);
         };
         match self.upload_row(name, &id).await {
-            Ok(row) => Ok(
-                matches!(row.state, UploadState::Pending | UploadState::Verifying)
-                    && row.expires_at > now().unix_timestamp(),
-            ),
+            Ok(row) => {
+                let alive = matches!(row.state, UploadState::Pending | UploadState::Verifying)
+                    && row.expires_at > now().unix_timestamp();
+                // Its verification stopped (every invocation gave up, the
+                // request went to the failure queue): this upload waits for
+                // it, so it asks for it again (duplicates are harmless),
+                // rather than every upload of these bytes waiting out the
+                // writer's lifetime (SPEC 7.16).
+                if alive
+                    && row.state == UploadState::Verifying
+                    && now() - row.update_at > super::uploads::VERIFY_STALLED
+                {
+                    self.request_verification(name, &id).await?;
+                }
+                Ok(alive)
+            }
             Err(Error::UploadNotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }

@@ -992,7 +992,7 @@ impl CommitRead {
 
 /// A verification that has not checkpointed for this long has stopped (a
 /// `verify-upload` invocation runs at most 15 minutes).
-const VERIFY_STALLED: time::Duration = time::Duration::minutes(16);
+pub(super) const VERIFY_STALLED: time::Duration = time::Duration::minutes(16);
 
 /// How far apart the clocks of two functions may be, at most.
 const CLOCK_MARGIN: time::Duration = time::Duration::seconds(1);

@@ -2839,3 +2839,64 @@ async fn a_forced_publish_whose_transaction_was_still_in_progress_publishes_once
     let versions = store.repo.list_versions(&n, None, None).await.unwrap();
     assert_eq!(versions.items.len(), 2, "LATEST and 1: {versions:?}");
 }
+
+// Review (verification): a verification whose invocations all gave up
+// (the request went to the failure queue) left its upload `verifying`:
+// every other upload of those bytes was told to wait (409) until that
+// upload expired, a day later (SPEC 7.16). Such a wait now asks for the
+// stalled verification again.
+#[tokio::test]
+async fn an_upload_waiting_on_a_stalled_verification_asks_for_it_again() {
+    let store = TestStore::new().await;
+    let deferred = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("stalled");
+    let content = bytes(5 * MIB + 7, 13);
+    let (first, parts) = start_multipart(&deferred, &n, &content).await;
+    send_parts(&deferred, &store.http, &n, &first, &content, &parts).await;
+    assert!(matches!(
+        deferred.commit(&n, &first, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    // Its last step was an hour ago.
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::upload_pk(&n)),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(first.clone()),
+        )
+        .update_expression("SET update_at = :long_ago")
+        .expression_attribute_values(
+            ":long_ago",
+            aws_sdk_dynamodb::types::AttributeValue::S("2000-01-01T00:00:00.000000+0000".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let (asked, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let queued = store.repo.clone().with_verifier(Verifier::Queue(asked));
+    let (second, parts) = start_multipart(&queued, &n, &content).await;
+    send_parts(&queued, &store.http, &n, &second, &content, &parts).await;
+    let waited = queued.commit(&n, &second, "ci").await;
+    assert!(
+        matches!(waited, Err(Error::ConcurrentModification(_))),
+        "{waited:?}"
+    );
+    let request = requests
+        .try_recv()
+        .expect("the stalled verification asked for again");
+    assert_eq!(request.upload_id, first);
+    // Once it ran, the waiting upload commits the bytes it verified.
+    assert!(matches!(
+        verify(&deferred, &n, &first).await,
+        VerifyStep::Committed(_)
+    ));
+    let committed = queued.commit(&n, &second, "ci").await;
+    assert!(committed.is_ok(), "{committed:?}");
+}
