@@ -189,6 +189,7 @@ async fn stage(
         content_type: None,
         metadata: Default::default(),
         part_size: None,
+        key: None,
     };
     let ticket = repo
         .create_upload(n, request, LOCAL_ACTOR)
@@ -320,7 +321,7 @@ async fn ours(iterations: usize) -> BTreeMap<String, Vec<Sample>> {
             .artifact
             .version;
         m.time("delete version", async {
-            repo.delete_version(&del, v, shared::repository::Allowed::already())
+            repo.delete_version(&del, v, None, shared::repository::Allowed::already())
                 .await
                 .expect("delete")
         })

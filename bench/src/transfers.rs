@@ -82,6 +82,7 @@ impl Content {
             content_type: None,
             metadata: Default::default(),
             part_size: part_size.map(|p| p as u64),
+            key: None,
         }
     }
 }

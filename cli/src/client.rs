@@ -219,6 +219,15 @@ impl Api {
         if let Some(caller) = &self.caller {
             base_headers.push(("x-artifact-caller".into(), caller.clone()));
         }
+        // One key per write, the same on each of its retries: a retry of a
+        // write whose answer was lost is answered as the first attempt was,
+        // never applied twice (SPEC 7.5).
+        if method != Method::GET
+            && method != Method::HEAD
+            && !base_headers.iter().any(|(k, _)| k == IDEMPOTENCY_KEY)
+        {
+            base_headers.push((IDEMPOTENCY_KEY.into(), idempotency_key()));
+        }
         let what = format!("{method} {url}");
         retrying(self.policy, || async {
             let mut headers = base_headers.clone();
@@ -333,6 +342,14 @@ impl Api {
             }
         }
     }
+}
+
+/// The header naming a write across its retries.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A fresh key: 128 random bits in hex.
+fn idempotency_key() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -144,6 +144,10 @@ pub struct StateDir {
 pub struct Saved {
     pub upload_id: String,
     pub part_size: u64,
+    /// The commit's `publish` and `alias` the upload was started for: a
+    /// push asking for another one starts its own upload (resuming would
+    /// answer with the first push's publish and alias).
+    pub pipeline: Value,
 }
 
 impl StateDir {
@@ -178,6 +182,7 @@ impl StateDir {
         Some(Saved {
             upload_id: v.get("upload_id")?.as_str()?.to_owned(),
             part_size: v.get("part_size")?.as_u64()?,
+            pipeline: v.get("pipeline").cloned().unwrap_or(Value::Null),
         })
     }
 
@@ -185,7 +190,8 @@ impl StateDir {
     /// just cannot resume.
     pub fn save(&self, api: &str, name: &str, sha256: &str, saved: &Saved) {
         let _ = std::fs::create_dir_all(&self.dir);
-        let doc = json!({"upload_id": saved.upload_id, "part_size": saved.part_size});
+        let doc = json!({"upload_id": saved.upload_id, "part_size": saved.part_size,
+                         "pipeline": saved.pipeline});
         let _ = std::fs::write(self.file(api, name, sha256), doc.to_string());
     }
 
@@ -384,6 +390,7 @@ mod tests {
         let saved = Saved {
             upload_id: "u1".into(),
             part_size: 5 * MIB,
+            pipeline: json!({"publish": true}),
         };
         state.save("http://a", "app", "abc", &saved);
         assert_eq!(state.load("http://a", "app", "abc"), Some(saved));

@@ -181,26 +181,6 @@ impl Sink for Hashing<std::io::BufWriter<std::fs::File>> {
     }
 }
 
-/// Onto stdout, where bytes once written cannot be taken back.
-impl Sink for Hashing<std::io::StdoutLock<'static>> {
-    fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        self.hasher.update(chunk);
-        self.size += chunk.len() as u64;
-        self.out
-            .write_all(chunk)
-            .map_err(|e| Error::io("stdout", e))
-    }
-
-    fn restart(&mut self) -> Result<()> {
-        if self.size > 0 {
-            return Err(Error::Connection(
-                "the download broke off after bytes were written to stdout".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
 async fn to_file_verified(
     api: &Api,
     progress: Progress,
@@ -247,22 +227,40 @@ async fn to_file_verified(
     Ok(Outcome::Done(sink.size))
 }
 
+/// Onto stdout, only once verified: the bytes are held in a temporary
+/// file (deleted on every path) while they download, and copied to stdout
+/// after their SHA-256 matched, so a reader at the other end of a pipe
+/// never reads bytes that turn out corrupted (SPEC 8: nothing left behind
+/// on a mismatch).
 async fn to_stdout_verified(
     api: &Api,
     progress: Progress,
     resolved: &Resolved,
 ) -> Result<Outcome<u64>> {
-    let mut sink = Hashing::new(std::io::stdout().lock());
+    let temp = tempfile::tempfile().map_err(|e| Error::io("temporary file", e))?;
+    let file = temp
+        .try_clone()
+        .map_err(|e| Error::io("temporary file", e))?;
+    let mut sink = Hashing::new(std::io::BufWriter::new(file));
     let bar = progress.bytes(0, "download");
     let outcome = download(&api.http, api.policy, &resolved.url, &bar, &mut sink).await?;
     bar.finish_and_clear();
     if outcome == Outcome::Expired {
         return Ok(Outcome::Expired);
     }
-    sink.out.flush().map_err(|e| Error::io("stdout", e))?;
+    sink.out
+        .flush()
+        .map_err(|e| Error::io("temporary file", e))?;
     let got = sink.digest();
     if got != resolved.sha256 {
         return Err(mismatch(resolved, &got));
     }
+    let mut held = temp;
+    held.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("temporary file", e))?;
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut held, &mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("stdout", e))?;
     Ok(Outcome::Done(sink.size))
 }

@@ -169,6 +169,7 @@ impl Multipart<'_> {
         let (api, name) = (self.api, self.name);
         let sha256 = self.digests.hex();
         let saved = self.state.and_then(|s| s.load(self.api_url, name, &sha256));
+        let saved = saved.filter(|s| &s.pipeline == self.pipeline);
         let (upload_id, answer) = match resume(api, name, saved, &self.plan).await? {
             Some(found) => found,
             None => match start_upload(api, name, start).await {
@@ -184,6 +185,37 @@ impl Multipart<'_> {
             },
         };
         let mut transferred = false;
+        let outcome = self
+            .finish(&upload_id, answer, &sha256, &mut transferred)
+            .await;
+        // Forgotten once answered for good: done, or refused (superseded,
+        // failed, gone); kept only to resume after a connection failure.
+        if let Some(s) = self.state
+            && (outcome.is_ok()
+                || matches!(
+                    &outcome,
+                    Err(Error::Api {
+                        status: 404 | 409 | 412,
+                        ..
+                    } | Error::Integrity(_))
+                ))
+        {
+            s.remove(self.api_url, name, &sha256);
+        }
+        outcome.map(|committed| Some((upload_id, committed, transferred)))
+    }
+
+    /// The rest of [`Self::run`] once the upload is known: its parts sent
+    /// (as `answer` says), the commit, the wait for its verification.
+    async fn finish(
+        &self,
+        upload_id: &str,
+        answer: Value,
+        sha256: &str,
+        transferred: &mut bool,
+    ) -> Result<Done> {
+        let (api, name) = (self.api, self.name);
+        let upload_id = upload_id.to_owned();
         let committed = match answer.get("state").and_then(Value::as_str) {
             // Committed at once by the start (bytes the artifact held).
             Some("committed") if answer.get("artifact").is_none() => Done::of_commit(answer),
@@ -203,8 +235,9 @@ impl Multipart<'_> {
                     let saved = Saved {
                         upload_id: upload_id.clone(),
                         part_size: self.plan.part_size,
+                        pipeline: self.pipeline.clone(),
                     };
-                    s.save(self.api_url, name, &sha256, &saved);
+                    s.save(self.api_url, name, sha256, &saved);
                 }
                 let plan = server_plan(&answer, self.plan)?;
                 let received: Vec<u64> = answer
@@ -229,14 +262,11 @@ impl Multipart<'_> {
                 )
                 .await?;
                 bar.finish_and_clear();
-                transferred = !missing.is_empty();
+                *transferred = !missing.is_empty();
                 commit(api, name, &upload_id, self.pipeline, self.progress).await?
             }
         };
-        if let Some(s) = self.state {
-            s.remove(self.api_url, name, &sha256);
-        }
-        Ok(Some((upload_id, committed, transferred)))
+        Ok(committed)
     }
 }
 
@@ -517,8 +547,11 @@ async fn resume(
         .get(&["artifacts", name, "uploads", &saved.upload_id], &[])
         .await
     {
+        // A committed one is done with: its answer was the run's that
+        // committed it (a run that died before forgetting it must not make
+        // every later push of these bytes answer, or be refused, as that one).
         Ok(answer) => match answer.body.get("state").and_then(Value::as_str) {
-            Some("pending" | "verifying" | "committed") => {
+            Some("pending" | "verifying") => {
                 let mut body = answer.body;
                 if body.get("multipart").is_none() {
                     body["multipart"] =

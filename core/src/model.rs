@@ -196,6 +196,10 @@ pub struct ChangeRequest {
     /// Cancels the rollout holding the alias, if any (SPEC 10.1): without
     /// it, a change to an alias being rolled out is refused.
     pub cancel_rollout: bool,
+    /// The request's `Idempotency-Key` (SPEC 7.5, a retry is safe): a
+    /// retry sent with the same key is the same request, answered as the
+    /// first was, never applied again.
+    pub key: Option<String>,
 }
 
 impl Default for ChangeRequest {
@@ -205,6 +209,7 @@ impl Default for ChangeRequest {
             message: None,
             precondition: Precondition::None,
             cancel_rollout: false,
+            key: None,
         }
     }
 }
@@ -350,6 +355,10 @@ pub struct UploadRequest {
     /// Asks for a multipart upload with parts of this size (≥ 5 MiB); a
     /// size above 5 GiB gets one whatever this says.
     pub part_size: Option<u64>,
+    /// The request's `Idempotency-Key` (SPEC 7.5): a start retried with the
+    /// same key names the same upload, so it never starts, commits or
+    /// publishes a second one.
+    pub key: Option<String>,
 }
 
 /// How a multipart upload is cut: every part `part_size` bytes, the last

@@ -319,7 +319,8 @@ impl Repository {
             .iter()
             .flat_map(|t| std::iter::once(t.version).chain(t.secondary.map(|(v, _)| v)))
             .collect();
-        let request = uuid::Uuid::new_v4().simple().to_string();
+        // A retry of this request (the same `Idempotency-Key`) has this token.
+        let request = super::request_token(change.key.as_deref());
         // Old targets whose rows vanished (artifact purged underneath): skip them.
         let mut gone: BTreeSet<Version> = BTreeSet::new();
         for attempt in 0..MAX_ATTEMPTS {

@@ -128,6 +128,21 @@ impl Repository {
     }
 }
 
+/// The token of one request, 32 lowercase hex characters: drawn at random,
+/// or derived from the request's `Idempotency-Key` when it carries one, so
+/// that a retry sent with the same key gets the same token and finds what
+/// the first attempt wrote (SPEC 7.5: a retry is safe, also when the
+/// client's answer was the one lost).
+pub(crate) fn request_token(key: Option<&str>) -> String {
+    use sha2::Digest;
+    match key {
+        Some(key) => {
+            hex::encode(sha2::Sha256::digest(format!("Idempotency-Key\n{key}")))[..32].to_owned()
+        }
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
 impl Repository {
     /// Builds both clients from one SDK configuration (one per cold start).
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {

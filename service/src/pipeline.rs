@@ -461,6 +461,7 @@ impl Repository {
                 message: m.message.clone(),
                 precondition,
                 cancel_rollout: false,
+                key: None,
             };
             let record = |row: &crate::rows::AliasRow| {
                 let answer = recorded_answer(&published, Some(&row.to_alias(&self.layout)));
@@ -521,6 +522,7 @@ impl Repository {
                 force,
                 actor,
                 Some((id, token)),
+                None,
                 &mut super::Allowed::already(),
             )
             .await?

@@ -54,7 +54,7 @@ impl Repository {
         actor: &str,
     ) -> Result<Published> {
         match self
-            .publish(name, force, actor, super::Allowed::already())
+            .publish(name, force, actor, None, super::Allowed::already())
             .await?
         {
             PublishOutcome::Published(published) => Ok(published),
@@ -70,12 +70,16 @@ impl Repository {
     /// copies it into the blob store and publishes it once verified (202).
     ///
     /// `allowed`: the caller's authorisation. The first read of LATEST goes
-    /// beside it; nothing is written before it said yes.
+    /// beside it; nothing is written before it said yes. `key`: the
+    /// request's `Idempotency-Key`: a retry with the same key whose first
+    /// attempt published answers that version (a forced publish never
+    /// publishes twice).
     pub async fn publish(
         &self,
         name: &ArtifactName,
         force: bool,
         actor: &str,
+        key: Option<&str>,
         mut allowed: super::Allowed,
     ) -> Result<PublishOutcome> {
         for attempt in 0..PUBLISH_ATTEMPTS {
@@ -83,7 +87,7 @@ impl Repository {
                 super::backoff(attempt).await;
             }
             match self
-                .publish_version_of(name, force, actor, None, &mut allowed)
+                .publish_version_of(name, force, actor, None, key, &mut allowed)
                 .await?
             {
                 Publishing::Done(published) => return Ok(PublishOutcome::Published(published)),
@@ -116,6 +120,7 @@ impl Repository {
         force: bool,
         actor: &str,
         pipeline: Option<(&crate::names::UploadId, &str)>,
+        key: Option<&str>,
         allowed: &mut super::Allowed,
     ) -> Result<Publishing> {
         let upload = pipeline.map(|(u, _)| u);
@@ -123,9 +128,10 @@ impl Repository {
         // Every attempt's token starts with this request's: a transaction
         // of an earlier attempt that landed after all (DynamoDB answered
         // the SDK's retry "in progress", taken for contention) is
-        // recognised on the row it wrote, not published again.
-        let request = uuid::Uuid::new_v4().simple().to_string();
-        let mut sent = false;
+        // recognised on the row it wrote, not published again; so is a
+        // retry by the client, sent with the same `Idempotency-Key`.
+        let request = super::request_token(key);
+        let mut sent = key.is_some();
         for attempt in 0..PUBLISH_ATTEMPTS {
             if attempt > 0 {
                 super::backoff(attempt).await;
@@ -502,6 +508,7 @@ impl Repository {
                     content_type: latest.content_type.clone(),
                     metadata: latest.metadata.clone(),
                     part_size: Some(adopt_part_size(size)),
+                    key: None,
                 };
                 let ticket = self.create_upload(name, request, actor).await?;
                 if ticket.exists {

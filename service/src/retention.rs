@@ -415,11 +415,13 @@ impl Repository {
     }
 
     async fn version_rows(&self, name: &ArtifactName) -> Result<Vec<VersionRow>> {
-        self.query_all(name.as_str())
+        let rows: Result<Vec<Option<VersionRow>>> = self
+            .query_all(name.as_str())
             .await?
             .iter()
-            .map(VersionRow::from_item)
-            .collect()
+            .map(VersionRow::in_partition)
+            .collect();
+        Ok(rows?.into_iter().flatten().collect())
     }
 
     /// Soft-deletes a version unless an alias references it meanwhile,

@@ -160,6 +160,7 @@ impl Repository {
             }),
             precondition: Precondition::as_read(current.revision, current.update_at),
             cancel_rollout: false,
+            key: None,
         };
         match self.apply(&row, first, &change, true).await {
             Ok(row) => Ok(row.to_rollout()),
@@ -250,6 +251,7 @@ impl Repository {
                         }),
                         precondition: Precondition::Revision(row.revision),
                         cancel_rollout: false,
+                        key: None,
                     };
                     self.apply(&row, transition, &change, false).await
                 }
@@ -386,6 +388,7 @@ impl Repository {
             message: Some(describe(&row, &transition)),
             precondition: Precondition::Revision(row.revision),
             cancel_rollout: false,
+            key: None,
         };
         let forward = !matches!(transition, Transition::Abort(_));
         match self.apply(&row, transition, &change, false).await {

@@ -101,12 +101,23 @@ impl Repository {
                     Ok(())
                 }
             });
-            if let Err(e) = recorded {
-                // No row names the S3 upload: nothing else would abort it.
-                if !exists {
-                    self.abort_multipart(&blob_key, &s3_upload_id).await?;
+            match recorded {
+                Ok(Recorded::New) => {}
+                // The row was there: this call's own earlier attempt (it
+                // names this S3 upload), or a retry's with the same key
+                // (then no row names this S3 upload: it goes).
+                Ok(Recorded::Existing) => {
+                    aborted?;
+                    let ours = (!exists).then_some(s3_upload_id.as_str());
+                    return self.replayed_start(name, &upload_id, &request, ours).await;
                 }
-                return Err(e);
+                Err(e) => {
+                    // No row names the S3 upload: nothing else would abort it.
+                    if !exists {
+                        self.abort_multipart(&blob_key, &s3_upload_id).await?;
+                    }
+                    return Err(e);
+                }
             }
             aborted?;
             return Ok(UploadTicket {
@@ -124,7 +135,9 @@ impl Repository {
             self.stored_blob(name, &request.sha256, request.size),
             self.record_upload(name, &row)
         );
-        recorded?;
+        if recorded? == Recorded::Existing {
+            return self.replayed_start(name, &upload_id, &request, None).await;
+        }
         let exists = match stored?.0 {
             Stored::Holds => true,
             Stored::Absent | Stored::Unverified { .. } => false,
@@ -179,8 +192,11 @@ impl Repository {
         actor: &str,
         now: OffsetDateTime,
     ) -> Result<(UploadId, UploadRow)> {
-        let upload_id =
-            UploadId::with_nonce(&uuid::Uuid::new_v4().simple().to_string(), &request.sha256)?;
+        // A retry with the same `Idempotency-Key` names the same upload.
+        let upload_id = UploadId::with_nonce(
+            &super::request_token(request.key.as_deref()),
+            &request.sha256,
+        )?;
         let row = UploadRow {
             name: name.clone(),
             upload_id: upload_id.as_str().to_owned(),
@@ -249,6 +265,14 @@ impl Repository {
                 Ok(()) => return Ok(Some((id, committed, held.is_some()))),
                 // The row is new (a fresh nonce): our own earlier attempt
                 // landed, its answer lost; answered as a retried commit is.
+                // A client's retry (same key) finds the first request's
+                // row, in whatever state it reached: the ordinary way
+                // answers by it.
+                Err(TransactFailure::Conditions(failed))
+                    if failed.contains(&Held::Row) && request.key.is_some() =>
+                {
+                    return Ok(None);
+                }
                 Err(TransactFailure::Conditions(failed)) if failed.contains(&Held::Row) => {
                     if failed.contains(&Held::Latest) {
                         return Err(Error::UploadSuperseded {
@@ -321,7 +345,10 @@ impl Repository {
 
     /// Writes the pending-upload row, unless a purge of the artifact or a
     /// reclaim of these bytes is under way.
-    async fn record_upload(&self, name: &ArtifactName, row: &UploadRow) -> Result<()> {
+    /// `Existing` when the row was there already: with a random nonce, our
+    /// own earlier attempt (its answer lost); with a client's key, maybe
+    /// the first request's row, since moved on.
+    async fn record_upload(&self, name: &ArtifactName, row: &UploadRow) -> Result<Recorded> {
         let mut tx = Tx::new();
         tx.push(Start::Fence, self.no_purge_running(name)?);
         tx.push(Start::Bytes, self.not_condemned(name, &row.sha256, None)?);
@@ -329,7 +356,7 @@ impl Repository {
         let token = &row.upload_id[..32];
         for attempt in 0..MAX_ATTEMPTS {
             match self.transact_tx(&tx, token).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Recorded::New),
                 Err(TransactFailure::Conditions(failed)) if failed.contains(&Start::Fence) => {
                     return Err(Error::ArtifactBeingPurged {
                         name: name.to_string(),
@@ -338,8 +365,9 @@ impl Repository {
                 Err(TransactFailure::Conditions(failed)) if failed.contains(&Start::Bytes) => {
                     return Err(being_reclaimed(name));
                 }
-                // Our own earlier attempt landed (its answer was lost).
-                Err(TransactFailure::Conditions(_)) => return Ok(()),
+                // Our own earlier attempt landed (its answer was lost), or
+                // the first request with the same key did.
+                Err(TransactFailure::Conditions(_)) => return Ok(Recorded::Existing),
                 Err(TransactFailure::Contention) => super::backoff(attempt).await,
                 Err(TransactFailure::Failed(e)) => return Err(e),
             }
@@ -347,6 +375,105 @@ impl Repository {
         Err(Error::ConcurrentModification(format!(
             "starting an upload of {name} kept conflicting with other writers; retry"
         )))
+    }
+
+    /// The answer to a start retried with the key of an earlier one, from
+    /// the upload that one started: what it declared must be this (else
+    /// 400: a key names one request); a pending upload is offered again
+    /// (its part plan, or a fresh URL unless the bytes are there), one that
+    /// moved on is answered with its state and `exists` (a commit of it
+    /// answers as its first commit did). Nothing is started or written;
+    /// `created`, the S3 multipart upload this call created, is aborted
+    /// unless the row names it. AWS calls: GetItem, then HeadObject (∥
+    /// presign) for a pending single PUT.
+    async fn replayed_start(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        request: &UploadRequest,
+        created: Option<&str>,
+    ) -> Result<UploadTicket> {
+        let row = self.upload_row(name, id).await;
+        if let Some(created) = created {
+            let named = row
+                .as_ref()
+                .ok()
+                .and_then(|r| r.multipart.as_ref())
+                .is_some_and(|m| m.s3_upload_id == created);
+            if !named {
+                let blob_key = self.layout.blob_key(name, id.sha256());
+                self.abort_multipart(&blob_key, created).await?;
+            }
+        }
+        let row = row?;
+        let content_type = request
+            .content_type
+            .as_deref()
+            .unwrap_or(DEFAULT_CONTENT_TYPE);
+        if row.size != request.size
+            || row.content_type != content_type
+            || row.metadata != request.metadata
+        {
+            return Err(Error::InvalidRequest(format!(
+                "this Idempotency-Key started upload {} of {name} with another declaration; \
+                 send a new key for a new upload",
+                id.as_str()
+            )));
+        }
+        if row.expires_at <= now().unix_timestamp() {
+            return Err(id.not_found(name));
+        }
+        let expires_at = OffsetDateTime::from_unix_timestamp(row.expires_at)
+            .map_err(|e| Error::internal("upload expiry", e))?;
+        let mut ticket = UploadTicket {
+            upload_id: id.as_str().to_owned(),
+            state: row.state.as_str(),
+            exists: true,
+            url: None,
+            method: None,
+            headers: None,
+            multipart: None,
+            expires_at,
+        };
+        if row.state != UploadState::Pending {
+            return Ok(ticket);
+        }
+        if let Some(multipart) = row.multipart {
+            ticket.exists = false;
+            ticket.multipart = Some(multipart.plan);
+            return Ok(ticket);
+        }
+        if matches!(
+            self.stored_blob(name, &row.sha256, row.size).await?.0,
+            Stored::Holds
+        ) {
+            return Ok(ticket);
+        }
+        let digest = hex::decode(&row.sha256)
+            .map_err(|_| Error::internal("upload row", "sha256 is not hexadecimal"))?;
+        let size = i64::try_from(row.size)
+            .map_err(|_| Error::TooLarge(format!("size {} is too large", row.size)))?;
+        let mut metadata: HashMap<String, String> = row.metadata.clone().into_iter().collect();
+        metadata.insert(META_ARTIFACT_NAME.into(), name.to_string());
+        metadata.insert(META_ARTIFACT_SHA256.into(), row.sha256.clone());
+        metadata.insert(META_UPLOAD_SIZE.into(), row.size.to_string());
+        metadata.insert(META_UPLOAD_ID.into(), id.nonce().to_owned());
+        let presigned = blob_objects::presign_put(
+            &self.s3,
+            &self.layout.bucket,
+            self.layout.blob_key(name, &row.sha256),
+            &digest,
+            size,
+            row.content_type.clone(),
+            metadata,
+            self.presign_expires,
+        )
+        .await?;
+        ticket.exists = false;
+        ticket.url = Some(presigned.url);
+        ticket.method = Some(presigned.method);
+        ticket.headers = Some(presigned.headers);
+        Ok(ticket)
     }
 
     /// A transaction operation that holds only while retention is not
@@ -1060,6 +1187,13 @@ struct FreshLatest {
 /// well within DynamoDB's 100 per transaction (one index entry per
 /// metadata entry).
 const FUSED_MAX_METADATA: usize = 64;
+
+/// Whether [`Repository::record_upload`] wrote the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    New,
+    Existing,
+}
 
 /// The members of a start upload's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

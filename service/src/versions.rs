@@ -94,7 +94,8 @@ impl Repository {
     /// concurrent alias move). References no alias row backs any more (left by
     /// an interrupted purge, or by the library moving an alias) are cleaned,
     /// not obeyed. A missing version is 404 and writes nothing; a delete
-    /// retried after its answer was lost answers as the first would have.
+    /// retried after its answer was lost (by the SDK, or by the client with
+    /// the same `Idempotency-Key`) answers as the first would have.
     /// Nothing is written before `allowed` (the caller's authorisation)
     /// says yes; the first read (the alias partition) goes beside it.
     /// AWS calls: Query, UpdateItem (2).
@@ -102,6 +103,7 @@ impl Repository {
         &self,
         name: &ArtifactName,
         version: Version,
+        key: Option<&str>,
         mut allowed: super::Allowed,
     ) -> Result<()> {
         if version.is_latest() {
@@ -109,7 +111,8 @@ impl Repository {
                 "LATEST cannot be deleted; purge the artifact to remove it entirely".into(),
             ));
         }
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        // A retry with the same `Idempotency-Key` recognises its own delete.
+        let token = super::request_token(key);
         for attempt in 0..MAX_ATTEMPTS {
             let aliases = self.alias_rows(name).await?;
             let in_use = targeting(&aliases, version);

@@ -16,8 +16,8 @@ use crate::access::{Action, Need, Targets};
 use crate::error::Error;
 use crate::error::Result;
 use crate::http::{
-    actor, body, empty, error_response, json, paging, path, precondition, query, redirect,
-    with_alias_etag, with_etag,
+    actor, body, empty, error_response, idempotency_key, json, paging, path, precondition, query,
+    redirect, with_alias_etag, with_etag,
 };
 use crate::model::{
     AliasMove, AliasTarget, ChangeRequest, PartRequest, Pipeline, PublishOutcome, RetentionPolicy,
@@ -764,6 +764,7 @@ pub async fn start_upload(
         content_type: b.content_type,
         metadata: b.metadata,
         part_size: b.part_size,
+        key: idempotency_key(request_ref)?,
     };
     if b.commit {
         let outcome = repo
@@ -1025,7 +1026,13 @@ pub async fn publish_version(
     let name: ArtifactName = path(request, "name")?;
     let b: PublishBody = body(request)?;
     match repo
-        .publish(&name, b.force, &actor(request), allowed)
+        .publish(
+            &name,
+            b.force,
+            &actor(request),
+            idempotency_key(request)?.as_deref(),
+            allowed,
+        )
         .await?
     {
         PublishOutcome::Published(published) => {
@@ -1073,7 +1080,9 @@ pub async fn delete_version(
 ) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let version: Version = path(request, "version")?;
-    repo.delete_version(&name, version, allowed).await?;
+    let key = idempotency_key(request)?;
+    repo.delete_version(&name, version, key.as_deref(), allowed)
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -1153,6 +1162,7 @@ fn change_request(
         message: message.filter(|m| !m.is_empty()),
         precondition: precondition(request)?,
         cancel_rollout,
+        key: idempotency_key(request)?,
     })
 }
 

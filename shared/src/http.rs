@@ -190,6 +190,32 @@ pub fn actor(request: &Request) -> String {
         .unwrap_or_else(|| "anonymous".to_owned())
 }
 
+/// The `Idempotency-Key` of a write (SPEC 7.5: a retry is safe): a client
+/// that retries a request whose answer it lost sends the key it sent
+/// first, and the retry is answered as the first attempt was, never
+/// applied a second time. 1 to 255 visible ASCII characters, quoted or
+/// not (`"8e03978e-40d5-43e8-bc93-6894a57f9324"`, as the IETF draft
+/// writes it); anything else is a 400, never ignored.
+pub fn idempotency_key(request: &Request) -> Result<Option<String>, Error> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    let unquoted = text.strip_prefix('"').unwrap_or(text);
+    let unquoted = unquoted.strip_suffix('"').unwrap_or(unquoted);
+    // `"` or `""` is a key of quotes, not an empty one.
+    let key = if unquoted.is_empty() { text } else { unquoted };
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::InvalidRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The header a client names a request by, across its retries.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// `If-Match: "<revision>"` or `If-None-Match: *` (SPEC 4.2). A malformed
 /// header is a 400, never ignored.
 pub fn precondition(request: &Request) -> Result<Precondition, Error> {
@@ -277,6 +303,33 @@ mod tests {
             Precondition::LibraryRow(1_796_605_323_456_789)
         );
         assert_eq!(crate::model::alias_etag(4, at), "\"4\"");
+    }
+
+    #[test]
+    fn an_idempotency_key_is_visible_ascii_quoted_or_not_and_anything_else_a_400() {
+        let key = |value: &str| {
+            let request = lambda_http::http::Request::builder()
+                .header(IDEMPOTENCY_KEY, value)
+                .body(Body::Empty)
+                .unwrap();
+            idempotency_key(&request).map_err(|e| e.code())
+        };
+        assert_eq!(key("k-1"), Ok(Some("k-1".into())));
+        assert_eq!(key("\"8e03978e-40d5\""), Ok(Some("8e03978e-40d5".into())));
+        assert_eq!(key("\""), Ok(Some("\"".into())));
+        assert_eq!(key("\"\""), Ok(Some("\"\"".into())));
+        assert_eq!(key(&"k".repeat(255)), Ok(Some("k".repeat(255))));
+        assert_eq!(
+            key(&format!("\"{}\"", "k".repeat(255))),
+            Ok(Some("k".repeat(255)))
+        );
+        for bad in ["", "a b", "\ttab", &"k".repeat(256)] {
+            assert_eq!(key(bad), Err("InvalidRequest"), "{bad:?}");
+        }
+        let none = lambda_http::http::Request::builder()
+            .body(Body::Empty)
+            .unwrap();
+        assert_eq!(idempotency_key(&none).map_err(|e| e.code()), Ok(None));
     }
 
     #[test]

@@ -983,6 +983,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
                 content_type: None,
                 metadata: Default::default(),
                 part_size: Some(shared::repository::MIN_PART_SIZE),
+                key: None,
             },
             LOCAL_ACTOR,
         )
@@ -1005,6 +1006,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
                 content_type: None,
                 metadata: Default::default(),
                 part_size: Some(shared::repository::MIN_PART_SIZE),
+                key: None,
             },
             LOCAL_ACTOR,
         )
@@ -1070,6 +1072,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
                         content_type: None,
                         metadata: Default::default(),
                         part_size: None,
+                        key: None,
                     },
                     LOCAL_ACTOR,
                 )

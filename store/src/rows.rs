@@ -109,18 +109,42 @@ impl VersionRow {
         Self::of_artifact(name, item)
     }
 
+    /// A row read from an artifact's partition whole: `None` for an item
+    /// whose sort key is no version and that names no bytes (the library's
+    /// delete of version "1.2.3" leaves `01.2.3` holding only
+    /// `is_deleted`); one that names bytes is an error, never skipped
+    /// (whoever reads the partition may be about to delete what no row
+    /// names).
+    pub fn in_partition(item: &Item) -> Result<Option<Self>> {
+        let odd_key = s(item, attr::SK).is_none_or(|sk| Version::from_sort_key(sk).is_err());
+        if odd_key && s(item, attr::SHA256).is_none_or(str::is_empty) {
+            return Ok(None);
+        }
+        Self::from_item(item).map(Some)
+    }
+
     /// A row of `name`'s partition read without its key's `pk` (a
     /// projection: [`Self::ARTIFACT_ATTRIBUTES`]).
     pub fn of_artifact(name: ArtifactName, item: &Item) -> Result<Self> {
         let version = s(item, attr::SK)
             .and_then(|v| Version::from_sort_key(v).ok())
             .ok_or_else(|| malformed(item, "sk"))?;
+        let is_deleted = matches!(item.get(attr::IS_DELETED), Some(AttributeValue::Bool(true)));
+        // The library's delete of a version (or LATEST) that did not exist
+        // is an unconditional UpdateItem: it creates `{pk, sk, is_deleted}`
+        // and nothing else. A deleted row, never a live one, so it reads as
+        // deleted (at the epoch), not as an error.
+        let update_at = match time(item, attr::UPDATE_AT) {
+            Some(at) => at,
+            None if is_deleted => OffsetDateTime::UNIX_EPOCH,
+            None => return Err(malformed(item, "update_at")),
+        };
         Ok(Self {
             name,
             version,
             sha256: s(item, attr::SHA256).unwrap_or_default().to_owned(),
-            is_deleted: matches!(item.get(attr::IS_DELETED), Some(AttributeValue::Bool(true))),
-            update_at: time(item, attr::UPDATE_AT).ok_or_else(|| malformed(item, "update_at"))?,
+            is_deleted,
+            update_at,
             size: n(item, attr::SIZE),
             content_type: s(item, attr::CONTENT_TYPE).map(str::to_owned),
             metadata: match item.get(attr::METADATA) {

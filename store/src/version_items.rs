@@ -138,32 +138,46 @@ impl Table {
     /// and reclaimed rows included), 0 when none. One Query, strongly
     /// consistent, reading keys only.
     pub async fn highest_version(&self, name: &ArtifactName) -> Result<u32> {
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("#pk = :pk AND #sk < :latest")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#sk", attr::SK)
-            .expression_attribute_values(":pk", sv(name.as_str()))
-            .expression_attribute_values(":latest", sv(Version::LATEST))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .projection_expression("#pk, #sk")
-            .send()
-            .await
-            .map_err(|e| upstream("Query", e))?;
-        Ok(out
-            .items()
-            .first()
-            .and_then(|item| item.get(attr::SK))
-            .and_then(|sk| sk.as_s().ok())
-            .and_then(|sk| match Version::from_sort_key(sk) {
-                Ok(Version::Number(n)) => Some(n),
-                _ => None,
-            })
-            .unwrap_or(0))
+        // Sort keys that are no number (the library's delete of version
+        // "1.2.3" writes `01.2.3`) sort among and above the numbers: the
+        // highest is the first key, from the top, that is one.
+        let mut start: Option<Item> = None;
+        let mut limit = 1;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("#pk = :pk AND #sk < :latest")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":pk", sv(name.as_str()))
+                .expression_attribute_values(":latest", sv(Version::LATEST))
+                .scan_index_forward(false)
+                .limit(limit)
+                .consistent_read(true)
+                .projection_expression("#pk, #sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| upstream("Query", e))?;
+            let highest = out
+                .items()
+                .iter()
+                .filter_map(|item| item.get(attr::SK)?.as_s().ok())
+                .find_map(|sk| match Version::from_sort_key(sk) {
+                    Ok(Version::Number(n)) => Some(n),
+                    _ => None,
+                });
+            match (highest, out.last_evaluated_key) {
+                (Some(n), _) => return Ok(n),
+                (None, Some(last)) => {
+                    start = Some(last);
+                    limit = 100;
+                }
+                (None, None) => return Ok(0),
+            }
+        }
     }
 
     /// Raises LATEST's counter to `highest` (UpdateItem), only while LATEST

@@ -664,6 +664,7 @@ pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
                         content_type: None,
                         metadata: Default::default(),
                         part_size: None,
+                        key: None,
                     },
                     LOCAL_ACTOR,
                 )
@@ -741,6 +742,7 @@ pub async fn start_multipart(
                 content_type: Some("application/octet-stream".into()),
                 metadata: Default::default(),
                 part_size: Some(shared::repository::MIN_PART_SIZE),
+                key: None,
             },
             LOCAL_ACTOR,
         )
@@ -800,6 +802,7 @@ pub async fn upload_with(
                 content_type: Some("application/octet-stream".into()),
                 metadata: Default::default(),
                 part_size: None,
+                key: None,
             },
             LOCAL_ACTOR,
         )
@@ -898,6 +901,7 @@ pub fn declare(bytes: &[u8]) -> UploadRequest {
         content_type: None,
         metadata: Default::default(),
         part_size: None,
+        key: None,
     }
 }
 

@@ -132,3 +132,67 @@ async fn a_conditional_alias_move_whose_answer_was_lost_succeeds_once() {
         .await;
     assert_eq!(run.code, 4, "{run:?}");
 }
+
+/// A rollback and a forced publish whose answers were lost (the connection
+/// reset after the server acted) are retried with the same
+/// `Idempotency-Key`: each takes effect once. Without it, the retried
+/// rollback undid itself (prod back on 2, exit 0) and the forced publish
+/// made two versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_or_forced_publish_whose_answer_was_lost_takes_effect_once() {
+    let local = Local::start().await;
+    for content in [&b"one"[..], b"two"] {
+        let file = local.file("f", content);
+        local
+            .run(&["push", "app", file.to_str().unwrap(), "--publish"])
+            .await
+            .ok();
+    }
+    local.run(&["alias", "set", "app", "prod", "1"]).await.ok();
+    local.run(&["alias", "set", "app", "prod", "2"]).await.ok();
+    let lossy = |method: &'static str| {
+        let counts = Arc::new(FaultCounts::default());
+        let api = local.api.clone();
+        async move {
+            let proxy = proxy::start(
+                api,
+                Faults::first(method, proxy::Fault::ResetAfter, 1),
+                counts.clone(),
+            )
+            .await;
+            (proxy, counts)
+        }
+    };
+    let (proxy, counts) = lossy("POST").await;
+    let rolled = local
+        .run_against(&proxy, &["--json", "rollback", "app", "prod"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(counts.reset_after.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        (&rolled["version"], &rolled["revision"]),
+        (&"1".into(), &3.into())
+    );
+    let prod = local
+        .run(&["--json", "alias", "get", "app", "prod"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(prod["version"], "1");
+
+    let (proxy, counts) = lossy("POST").await;
+    let forced = local
+        .run_against(&proxy, &["--json", "publish", "app", "--force"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(counts.reset_after.load(Ordering::Relaxed), 1);
+    assert_eq!(forced["version"], "3");
+    let versions = local.run(&["--json", "versions", "app"]).await.ok().json();
+    assert_eq!(
+        versions["items"].as_array().map(Vec::len),
+        Some(4),
+        "LATEST, 3, 2, 1: {versions}"
+    );
+}

@@ -92,9 +92,14 @@ async fn a_corrupted_download_exits_5_and_leaves_nothing_behind() {
     assert_eq!(run.code, 5);
     assert_eq!(std::fs::read(&target).unwrap(), b"previous");
 
-    // To stdout the bytes cannot be held back, but the exit code tells.
+    // To stdout the bytes are held back until verified: a pipe reads none.
     let run = local.run_against(&proxy, &["pull", "app", "-o", "-"]).await;
     assert_eq!(run.code, 5);
+    assert!(
+        run.stdout.is_empty(),
+        "{} bytes on stdout",
+        run.stdout.len()
+    );
 
     // The same pulls straight from the API succeed.
     local.run(&["pull", "app:prod", "-o", "out.bin"]).await.ok();

@@ -105,3 +105,53 @@ async fn an_interrupted_multipart_push_resumes_sending_only_the_missing_parts() 
     local.run(&["pull", "model", "-o", "model.out"]).await.ok();
     assert_eq!(std::fs::read(local.path("model.out")).unwrap(), content);
 }
+
+/// A run that committed its upload but died before forgetting it left it
+/// remembered. Resuming it made every later push of those bytes answer as
+/// that run (or, once LATEST moved on, be refused 409 for as long as the
+/// upload row lived, a day): a committed upload is not resumed, and a push
+/// refused for good forgets what it remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_committed_upload_a_dead_run_remembered_does_not_refuse_later_pushes() {
+    use sha2::Digest;
+    let local = Local::start().await;
+    let content = support::bytes((5 << 20) + 1000, 7);
+    let file = local.file("model.bin", &content);
+    let push = |path: &str| {
+        vec![
+            "--json".to_owned(),
+            "push".to_owned(),
+            "model".to_owned(),
+            path.to_owned(),
+            "--multipart-threshold".to_owned(),
+            "1MiB".to_owned(),
+            "--part-size".to_owned(),
+            "5MiB".to_owned(),
+        ]
+    };
+    let args = push(file.to_str().unwrap());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = local.run(&args).await.ok().json();
+    let upload_id = first["upload_id"].as_str().unwrap().to_owned();
+    // What a run that died right after its commit leaves behind.
+    let sha256 = support::sha256_hex(&content);
+    let api = hex::encode(&sha2::Sha256::digest(local.api.as_bytes())[..8]);
+    let state = local.path(".state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join(format!("model-{sha256}-{api}.json")),
+        serde_json::json!({"upload_id": upload_id, "part_size": 5 << 20, "pipeline": {}})
+            .to_string(),
+    )
+    .unwrap();
+    // Another push moves LATEST on.
+    let other = local.file("other.bin", b"other bytes");
+    local
+        .run(&["push", "model", other.to_str().unwrap()])
+        .await
+        .ok();
+
+    let again = local.run(&args).await.ok().json();
+    assert_ne!(again["upload_id"], upload_id.as_str());
+    assert_eq!(again["latest"]["sha256"], sha256);
+}

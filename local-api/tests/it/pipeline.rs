@@ -27,9 +27,23 @@ impl Api {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_keyed(method, path, body, None).await
+    }
+
+    /// [`Self::call`] with an `Idempotency-Key`, as a client's retries send it.
+    async fn call_keyed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = self
             .http
             .request(method.parse().unwrap(), format!("{}{}", self.base, path));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -614,4 +628,112 @@ async fn a_thousand_parts_fit_in_one_parts_request() {
     let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["parts"].as_array().unwrap().len(), 1000);
+}
+
+/// SPEC 7.5: a client that lost the answer of a write and sends it again
+/// with the same `Idempotency-Key` gets the first answer's effect only.
+/// Without the key's token, the retried start of bytes the artifact holds
+/// committed them again over a newer push (LATEST rolled back, the bytes
+/// published a second time, the alias moved again), a retried rollback
+/// undid itself, a retried forced publish published twice and a retried
+/// delete answered 404.
+#[tokio::test]
+async fn writes_retried_with_their_idempotency_key_take_effect_once() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    api.upload("app", b"x bytes").await;
+    api.upload("app", b"y bytes").await;
+    let start = json!({"sha256": sha256_hex(b"x bytes"), "size": 7, "commit": true,
+                       "publish": true, "alias": {"name": "prod"}});
+    let uploads = "/artifacts/app/uploads";
+    let (status, first) = api
+        .call_keyed("POST", uploads, Some(start.clone()), Some("push-1"))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["published"]["version"], "1");
+    // Another pipeline pushes meanwhile.
+    api.upload("app", b"z bytes").await;
+    let (_, second) = api.call("POST", "/artifacts/app/versions", None).await;
+    assert_eq!(second["version"], "2");
+    // The first client's answer was lost: it sends the start again.
+    let (status, again) = api
+        .call_keyed("POST", uploads, Some(start.clone()), Some("push-1"))
+        .await;
+    // Its upload was committed, then superseded: refused, nothing written.
+    assert_eq!(
+        (status, &again["error"]["code"]),
+        (409, &json!("UploadSuperseded")),
+        "{again}"
+    );
+    let (_, latest) = api
+        .call("GET", "/artifacts/app/versions/LATEST", None)
+        .await;
+    assert_eq!(
+        latest["sha256"],
+        sha256_hex(b"z bytes"),
+        "LATEST rolled back"
+    );
+    let (_, versions) = api.call("GET", "/artifacts/app/versions", None).await;
+    // LATEST, 2 and 1: no third version.
+    assert_eq!(versions["items"].as_array().unwrap().len(), 3, "{versions}");
+    let (_, prod) = api
+        .call("GET", "/artifacts/app/aliases/prod/history", None)
+        .await;
+    assert_eq!(prod["items"].as_array().unwrap().len(), 1, "{prod}");
+    // The same key with another declaration names another request: 400.
+    let (status, refused) = api
+        .call_keyed(
+            "POST",
+            uploads,
+            Some(json!({"sha256": sha256_hex(b"x bytes"), "size": 7,
+                        "content_type": "text/plain", "commit": true})),
+            Some("push-1"),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+
+    // A rollback whose answer was lost, sent again.
+    let to = |v: &str| json!({"version": v});
+    api.call("PUT", "/artifacts/app/aliases/prod", Some(to("2")))
+        .await;
+    let rollback = "/artifacts/app/aliases/prod/rollback";
+    for _ in 0..2 {
+        let (status, rolled) = api
+            .call_keyed("POST", rollback, Some(json!({})), Some("rollback-1"))
+            .await;
+        assert_eq!(
+            (status, &rolled["version"], &rolled["revision"]),
+            (200, &json!("1"), &json!(3)),
+            "{rolled}"
+        );
+    }
+
+    // A forced publish whose answer was lost, sent again.
+    for _ in 0..2 {
+        let (status, forced) = api
+            .call_keyed(
+                "POST",
+                "/artifacts/app/versions",
+                Some(json!({"force": true})),
+                Some("force-1"),
+            )
+            .await;
+        assert_eq!((status, &forced["version"]), (201, &json!("3")), "{forced}");
+    }
+
+    // A delete whose answer was lost, sent again: 204 both times.
+    for _ in 0..2 {
+        let (status, deleted) = api
+            .call_keyed("DELETE", "/artifacts/app/versions/3", None, Some("rm-1"))
+            .await;
+        assert_eq!(status, 204, "{deleted}");
+    }
+    let (status, _) = api
+        .call_keyed("DELETE", "/artifacts/app/versions/3", None, Some("rm-2"))
+        .await;
+    assert_eq!(status, 404, "another request deleting it again");
+    let (status, bad) = api
+        .call_keyed("DELETE", "/artifacts/app/versions/2", None, Some(""))
+        .await;
+    assert_eq!(status, 400, "{bad}");
 }

@@ -151,6 +151,7 @@ async fn racing_alias_moves_and_deletes_never_leave_an_alias_on_a_deleted_versio
                 .delete_version(
                     &n2,
                     Version::Number(v),
+                    None,
                     shared::repository::Allowed::already(),
                 )
                 .await
@@ -239,7 +240,7 @@ async fn parallel_alias_moves_end_in_one_requested_state_with_consistent_referen
         let v = Version::Number(v);
         let result = store
             .repo
-            .delete_version(&n, v, shared::repository::Allowed::already())
+            .delete_version(&n, v, None, shared::repository::Allowed::already())
             .await;
         if targets.contains(&v) {
             assert!(

@@ -73,6 +73,7 @@ async fn aliases_named_as_only_the_library_allows_are_listed_protect_their_targe
         .delete_version(
             &app,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await;
@@ -113,6 +114,7 @@ async fn aliases_named_as_only_the_library_allows_are_listed_protect_their_targe
         .delete_version(
             &app,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -233,6 +235,7 @@ async fn stale_alias_references_left_by_the_library_do_not_block_delete_or_reten
         .delete_version(
             &app,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -249,6 +252,7 @@ async fn stale_alias_references_left_by_the_library_do_not_block_delete_or_reten
         .delete_version(
             &app,
             Version::Number(3),
+            None,
             shared::repository::Allowed::already(),
         )
         .await;
@@ -265,6 +269,7 @@ async fn metadata_up_to_the_documented_budget_fits_s3s_2_kib_with_the_longest_na
         content_type: None,
         metadata: metadata.into_iter().collect(),
         part_size: None,
+        key: None,
     };
     let budget = metadata_limits::USER_BYTES;
     let fits = vec![("k".to_owned(), "v".repeat(budget - 1))];
@@ -344,6 +349,7 @@ async fn an_upload_without_a_content_type_is_signed_over_the_default_one() {
                 content_type: None,
                 metadata: Default::default(),
                 part_size: None,
+                key: None,
             },
             LOCAL_ACTOR,
         )
@@ -410,6 +416,7 @@ async fn a_version_delete_whose_answer_was_lost_answers_as_if_it_had_arrived() {
     repo.delete_version(
         &app,
         Version::Number(1),
+        None,
         shared::repository::Allowed::already(),
     )
     .await
@@ -423,6 +430,7 @@ async fn a_version_delete_whose_answer_was_lost_answers_as_if_it_had_arrived() {
         .delete_version(
             &app,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await;
@@ -612,6 +620,7 @@ async fn publishing_an_unchanged_latest_answers_the_newest_live_version_holding_
         .delete_version(
             &app,
             Version::Number(3),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -681,4 +690,111 @@ async fn if_match_on_a_library_alias_never_overwrites_a_later_library_write() {
         .await
         .unwrap();
     assert_eq!(moved.version, Version::Number(3));
+}
+
+/// The library's `delete_artifact_version` is an UpdateItem without a
+/// condition: on a version (or a LATEST) that does not exist it creates a
+/// bare row, `{pk, sk, is_deleted: true}`, without `update_at` or `sha256`.
+/// Such a row is a deleted version (it still holds its number), never a
+/// 500: reads of it are 404, and retention, publish and commit go on.
+#[tokio::test]
+async fn a_bare_deleted_row_the_library_left_reads_as_deleted_not_as_an_error() {
+    let store = TestStore::new().await;
+    let app = published(&store, 2).await;
+    call(
+        &store,
+        "delete_artifact_version",
+        serde_json::json!({"name": "app", "version": 9}),
+    );
+    fn kind<T>(r: Result<T, shared::Error>) -> Result<(), ErrorKind> {
+        r.map(drop).map_err(|e| e.kind())
+    }
+    assert_eq!(
+        kind(store.repo.get_version(&app, Version::Number(9)).await),
+        Err(ErrorKind::NotFound)
+    );
+    assert_eq!(
+        kind(
+            store
+                .repo
+                .delete_version(
+                    &app,
+                    Version::Number(9),
+                    None,
+                    shared::repository::Allowed::already()
+                )
+                .await
+        ),
+        Err(ErrorKind::NotFound)
+    );
+    assert_eq!(
+        kind(
+            store
+                .repo
+                .put_alias(&app, &alias("prod"), to(9), &ChangeRequest::default())
+                .await
+        ),
+        Err(ErrorKind::NotFound)
+    );
+    let report = store
+        .repo
+        .purge_versions(&app, keep(1), false)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted.len(), 1, "{report:?}");
+    store.upload(&app, b"build 3").await;
+    let next = store
+        .repo
+        .publish_version(&app, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert!(next.created);
+
+    // A bare LATEST (a delete of LATEST under a name with no rows).
+    call(
+        &store,
+        "delete_artifact_version",
+        serde_json::json!({"name": "ghost"}),
+    );
+    let ghost = name("ghost");
+    assert_eq!(
+        kind(store.repo.get_version(&ghost, Version::Latest).await),
+        Err(ErrorKind::NotFound)
+    );
+    store.upload(&ghost, b"first ghost").await;
+    let first = store
+        .repo
+        .publish_version(&ghost, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(first.artifact.version, Version::Number(1));
+}
+
+/// A version the library was asked to delete under a sort key that is no
+/// number (`delete_artifact_version(name, "1.2.3")` writes `01.2.3`, which
+/// sorts above every six-digit version) hid the highest number: a publish
+/// over a LATEST without a counter took 1 again and kept conflicting.
+#[tokio::test]
+async fn a_sort_key_that_is_no_number_never_hides_the_highest_version() {
+    let store = TestStore::new().await;
+    let app = published(&store, 2).await;
+    call(
+        &store,
+        "delete_artifact_version",
+        serde_json::json!({"name": "app", "version": "1.2.3"}),
+    );
+    // The library's put drops this service's counter from LATEST.
+    call(
+        &store,
+        "put_artifact",
+        serde_json::json!({"name": "app", "content": "build 3"}),
+    );
+    let next = tokio::time::timeout(
+        Duration::from_secs(60),
+        store.repo.publish_version(&app, false, LOCAL_ACTOR),
+    )
+    .await
+    .expect("the publish kept conflicting")
+    .unwrap();
+    assert_eq!(next.artifact.version, Version::Number(3));
 }

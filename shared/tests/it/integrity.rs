@@ -67,6 +67,7 @@ async fn declare(repo: &Repository, bytes: &[u8]) -> UploadTicket {
         content_type: None,
         metadata: Default::default(),
         part_size: None,
+        key: None,
     };
     repo.create_upload(&name("app"), request, LOCAL_ACTOR)
         .await
@@ -461,6 +462,7 @@ async fn a_part_of_other_bytes_than_the_parts_route_signed_for_is_refused_by_s3(
                 content_type: None,
                 metadata: Default::default(),
                 part_size: Some(5 * 1024 * 1024),
+                key: None,
             },
             LOCAL_ACTOR,
         )

@@ -104,6 +104,7 @@ async fn the_repository_reads_what_the_library_wrote() {
             .delete_version(
                 &n,
                 Version::Number(1),
+                None,
                 shared::repository::Allowed::already()
             )
             .await
@@ -367,6 +368,7 @@ async fn rows_the_previous_release_wrote_read_publish_and_delete() {
         .delete_version(
             &n,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -415,7 +417,13 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
     ]);
 
     let PublishOutcome::Adopting { upload_id } = repo
-        .publish(&n, false, "ci", shared::repository::Allowed::already())
+        .publish(
+            &n,
+            false,
+            "ci",
+            None,
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap()
     else {
@@ -429,9 +437,15 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
     );
     // A retry (the answer lost) answers with the same upload: no new copy.
     assert_eq!(
-        repo.publish(&n, false, "ci", shared::repository::Allowed::already())
-            .await
-            .unwrap(),
+        repo.publish(
+            &n,
+            false,
+            "ci",
+            None,
+            shared::repository::Allowed::already()
+        )
+        .await
+        .unwrap(),
         PublishOutcome::Adopting {
             upload_id: upload_id.clone()
         }
@@ -469,7 +483,13 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
     assert!(url.contains(".blobs/"), "served from the blob store: {url}");
     assert_eq!(store.download(url).await, bytes);
     match repo
-        .publish(&n, false, "ci", shared::repository::Allowed::already())
+        .publish(
+            &n,
+            false,
+            "ci",
+            None,
+            shared::repository::Allowed::already(),
+        )
         .await
         .unwrap()
     {

@@ -20,6 +20,7 @@ fn declare(sha256: String, size: usize) -> UploadRequest {
         content_type: Some("application/x-tar".into()),
         metadata: [("build".to_owned(), "42".to_owned())].into(),
         part_size: Some(5 * MIB as u64),
+        key: None,
     }
 }
 

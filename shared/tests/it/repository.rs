@@ -82,6 +82,7 @@ async fn user_metadata_and_content_type_given_at_upload_are_kept() {
                 content_type: Some("application/json".into()),
                 metadata: [("git-sha".to_owned(), "abc123".to_owned())].into(),
                 part_size: None,
+                key: None,
             },
             LOCAL_ACTOR,
         )
@@ -142,6 +143,7 @@ async fn a_second_commit_of_one_upload_returns_the_same_result() {
                 content_type: None,
                 metadata: Default::default(),
                 part_size: None,
+                key: None,
             },
             LOCAL_ACTOR,
         )
@@ -183,6 +185,7 @@ async fn commit_refuses_a_staged_object_whose_size_differs_from_the_declaration(
                 content_type: None,
                 metadata: Default::default(),
                 part_size: None,
+                key: None,
             },
             LOCAL_ACTOR,
         )
@@ -279,6 +282,7 @@ async fn list_versions_puts_latest_first_then_newest_and_hides_deleted() {
         .delete_version(
             &n,
             Version::Number(2),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -383,6 +387,7 @@ async fn deleted_versions_are_hidden_from_get_and_cannot_become_alias_targets() 
         .delete_version(
             &n,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -409,6 +414,7 @@ async fn deleted_versions_are_hidden_from_get_and_cannot_become_alias_targets() 
             .delete_version(
                 &n,
                 Version::Number(1),
+                None,
                 shared::repository::Allowed::already()
             )
             .await
@@ -428,6 +434,7 @@ async fn deleting_a_missing_version_is_not_found_and_creates_no_phantom_row() {
         .delete_version(
             &n,
             Version::Number(7),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -438,6 +445,7 @@ async fn deleting_a_missing_version_is_not_found_and_creates_no_phantom_row() {
         .delete_version(
             &name("nobody"),
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -447,7 +455,12 @@ async fn deleting_a_missing_version_is_not_found_and_creates_no_phantom_row() {
     assert!(matches!(
         store
             .repo
-            .delete_version(&n, Version::Latest, shared::repository::Allowed::already())
+            .delete_version(
+                &n,
+                Version::Latest,
+                None,
+                shared::repository::Allowed::already()
+            )
             .await
             .unwrap_err(),
         Error::InvalidVersion(_)
@@ -482,6 +495,7 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
             .delete_version(
                 &n,
                 Version::Number(v),
+                None,
                 shared::repository::Allowed::already(),
             )
             .await
@@ -500,6 +514,7 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
         .delete_version(
             &n,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -509,6 +524,7 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
         .delete_version(
             &n,
             Version::Number(2),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -518,6 +534,7 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
         .delete_version(
             &n,
             Version::Number(3),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -533,6 +550,7 @@ async fn an_aliased_version_cannot_be_deleted_primary_or_secondary() {
         .delete_version(
             &n,
             Version::Number(3),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -560,6 +578,7 @@ async fn version_numbers_are_never_reused_after_delete_and_reclaim() {
         .delete_version(
             &n,
             Version::Number(2),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -590,6 +609,7 @@ async fn reclaim_deletes_the_bytes_after_the_grace_period_and_keeps_a_tombstone(
         .delete_version(
             &n,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -959,6 +979,7 @@ async fn purging_an_artifact_wipes_everything_and_numbering_starts_over() {
         .delete_version(
             &n,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -1094,6 +1115,7 @@ async fn every_operation_stays_within_its_aws_call_budget() {
         content_type: None,
         metadata: Default::default(),
         part_size: None,
+        key: None,
     };
     let (ticket, c) = counted(repo, repo.create_upload(&n, request, LOCAL_ACTOR)).await;
     let ticket = ticket.unwrap();
@@ -1217,6 +1239,7 @@ async fn every_operation_stays_within_its_aws_call_budget() {
         repo.delete_version(
             &n,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         ),
     )
@@ -1406,7 +1429,7 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     // A deleted version, and a purged artifact, are never answered.
     store
         .repo
-        .delete_version(&api, v2, shared::repository::Allowed::already())
+        .delete_version(&api, v2, None, shared::repository::Allowed::already())
         .await
         .unwrap();
     let ml = store
@@ -1576,7 +1599,7 @@ async fn search_by_query_combines_terms_as_sets_and_pages() {
         .await;
     store
         .repo
-        .delete_version(&fraud, f1, shared::repository::Allowed::already())
+        .delete_version(&fraud, f1, None, shared::repository::Allowed::already())
         .await
         .unwrap();
 

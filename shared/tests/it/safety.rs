@@ -21,6 +21,7 @@ fn declare(content: &[u8], size: usize, part_size: Option<u64>) -> UploadRequest
         content_type: None,
         metadata: Default::default(),
         part_size,
+        key: None,
     }
 }
 
@@ -317,6 +318,7 @@ async fn a_reclaim_interrupted_after_condemning_a_blob_is_finished_by_the_next_p
         .delete_version(
             &n,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -977,6 +979,7 @@ async fn a_reclaim_never_blocks_bytes_live_rows_hold() {
         .delete_version(
             &n,
             Version::Number(1),
+            None,
             shared::repository::Allowed::already(),
         )
         .await
@@ -1637,7 +1640,10 @@ async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
     let slow = store.through(&plan).await.with_verifier(Verifier::Deferred);
     let first = tokio::spawn({
         let n = n.clone();
-        async move { slow.publish(&n, false, "ci", Allowed::already()).await }
+        async move {
+            slow.publish(&n, false, "ci", None, Allowed::already())
+                .await
+        }
     });
     gate.arrived().await;
     first.abort();
@@ -1650,7 +1656,7 @@ async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
 
     let repo = store.repo.clone().with_verifier(Verifier::Deferred);
     let PublishOutcome::Adopting { upload_id } = repo
-        .publish(&n, false, "ci", Allowed::already())
+        .publish(&n, false, "ci", None, Allowed::already())
         .await
         .unwrap()
     else {
@@ -1658,7 +1664,7 @@ async fn a_background_adoption_cut_short_is_resumed_by_the_retried_publish() {
     };
     assert_eq!(upload_id, started, "the retry takes up the same upload");
     let again = repo
-        .publish(&n, false, "ci", Allowed::already())
+        .publish(&n, false, "ci", None, Allowed::already())
         .await
         .unwrap();
     assert_eq!(
@@ -2183,7 +2189,7 @@ async fn with_reclaimable_version(store: &TestStore, n: &shared::ArtifactName) {
     store.publish_each(n, &[b"old bytes", b"new bytes"]).await;
     store
         .repo
-        .delete_version(n, Version::Number(1), Allowed::already())
+        .delete_version(n, Version::Number(1), None, Allowed::already())
         .await
         .unwrap();
 }
@@ -2389,11 +2395,11 @@ async fn a_reclaim_stalled_through_a_purge_keeps_the_record_of_bytes_verified_si
     for _ in 0..2 {
         repo.publish_version(&n, true, LOCAL_ACTOR).await.unwrap();
     }
-    repo.delete_version(&n, Version::Number(1), Allowed::already())
+    repo.delete_version(&n, Version::Number(1), None, Allowed::already())
         .await
         .unwrap();
     store.upload(&n, b"something else").await;
-    repo.delete_version(&n, Version::Number(2), Allowed::already())
+    repo.delete_version(&n, Version::Number(2), None, Allowed::already())
         .await
         .unwrap();
     let verified = shared::layout::verified_pk(&n);
