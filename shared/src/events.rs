@@ -8,6 +8,7 @@
 //! | a version row is created | `Version Published` |
 //! | a version row becomes soft-deleted | `Version Deleted` |
 //! | an alias history entry is written | `Alias Changed` |
+//! | the library writes an alias row (its targets change; it keeps no history) | `Alias Changed` (revision 0) |
 //! | a rollout item is written at a new step / completed / aborted | `Rollout Step` / `Rollout Completed` / `Rollout Aborted` |
 //! | LATEST is removed (a purge removes it first) | `Artifact Purged` |
 //!

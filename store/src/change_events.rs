@@ -133,6 +133,12 @@ pub fn events_of(change: &Change) -> Vec<ChangeEvent> {
                 .into_iter()
                 .collect();
         }
+        if let Some(name) = rest.strip_suffix("-alias") {
+            return library_alias_changed(name, change)
+                .map(|(id, d)| event("Alias Changed", id, d))
+                .into_iter()
+                .collect();
+        }
         if let Some(name) = rest.strip_suffix("-rollout") {
             return rollout_event(name, change)
                 .map(|(t, id, d)| event(t, id, d))
@@ -246,6 +252,40 @@ fn alias_changed(name: &str, change: &Change) -> Option<(String, Value)> {
             "message": s(entry, attr::MESSAGE),
             "after": after,
             "previous": previous,
+            "at": at,
+        }),
+    ))
+}
+
+/// A change of an alias row the library wrote (it keeps no history: its
+/// rows carry no revision), as the `Alias Changed` its history entry would
+/// have said: revision 0, no actor. This service's own writes of alias rows
+/// carry their revision and are told by their history entries; so is its
+/// delete of any alias row, and a delete by the library, which the removed
+/// row alone cannot tell from this service's, gives no event.
+fn library_alias_changed(name: &str, change: &Change) -> Option<(String, Value)> {
+    let new = change.new.as_ref()?;
+    if n(new, attr::REVISION).is_some_and(|r| r > 0) {
+        return None;
+    }
+    let after = targets(new);
+    let previous = change.old.as_ref().map(targets);
+    // A write that changed no target (a status refreshed on the row).
+    if previous.as_ref() == Some(&after) {
+        return None;
+    }
+    let at = s(new, attr::UPDATE_AT).unwrap_or(&change.sequence);
+    Some((
+        format!("{name}/{}/library/{at}", change.sk),
+        json!({
+            "name": name,
+            "alias": change.sk,
+            "revision": 0,
+            "action": if previous.is_some() { "move" } else { "create" },
+            "actor": Value::Null,
+            "message": Value::Null,
+            "after": after,
+            "previous": previous.unwrap_or(Value::Null),
             "at": at,
         }),
     ))
@@ -470,5 +510,75 @@ mod tests {
         assert_eq!(changed[0].detail["after"]["version"], "2");
         assert_eq!(changed[0].detail["previous"]["version"], "1");
         assert_eq!(changed[0].detail["sequence"], "42");
+    }
+
+    /// The library keeps no alias history: its put of an alias row is
+    /// told from the row (revision 0), and this service's own writes of
+    /// alias rows (with a revision) only by their history entries.
+    #[test]
+    fn a_library_alias_write_is_an_alias_change_and_ours_is_told_by_its_history() {
+        let library = |version: &str| json!({"version": {"S": version}, "update_at": {"S": "2026-12-07T04:00:00.000000+0000"}});
+        let created = events_of(&change(
+            ChangeKind::Insert,
+            "__app-alias",
+            "prod",
+            None,
+            Some(library("000002")),
+        ));
+        assert_eq!(created.len(), 1);
+        assert_eq!(created[0].detail_type, "Alias Changed");
+        assert_eq!(created[0].detail["after"]["version"], "2");
+        assert_eq!(created[0].detail["revision"], 0);
+        assert_eq!(created[0].detail["action"], "create");
+        assert_eq!(
+            created[0].id(),
+            "app/prod/library/2026-12-07T04:00:00.000000+0000"
+        );
+        let moved = events_of(&change(
+            ChangeKind::Modify,
+            "__app-alias",
+            "prod",
+            Some(library("000002")),
+            Some(library("000003")),
+        ));
+        assert_eq!(moved[0].detail["previous"]["version"], "2");
+        assert_eq!(moved[0].detail["action"], "move");
+        // A status refreshed on the row: no target changed, no event.
+        let mut refreshed = library("000002");
+        refreshed["version_status"] = json!({"S": "deprecated"});
+        assert!(
+            events_of(&change(
+                ChangeKind::Modify,
+                "__app-alias",
+                "prod",
+                Some(library("000002")),
+                Some(refreshed)
+            ))
+            .is_empty()
+        );
+        // This service's row (a revision): its history entry tells it.
+        let mut ours = library("000003");
+        ours["revision"] = json!({"N": "4"});
+        assert!(
+            events_of(&change(
+                ChangeKind::Modify,
+                "__app-alias",
+                "prod",
+                Some(library("000002")),
+                Some(ours)
+            ))
+            .is_empty()
+        );
+        // A removed row: this service's delete or the library's, untold.
+        assert!(
+            events_of(&change(
+                ChangeKind::Remove,
+                "__app-alias",
+                "prod",
+                Some(library("000002")),
+                None
+            ))
+            .is_empty()
+        );
     }
 }

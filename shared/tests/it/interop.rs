@@ -506,3 +506,56 @@ async fn a_large_library_latest_is_copied_in_parts_and_published_by_its_verifica
         .unwrap();
     assert_eq!(content, bytes);
 }
+
+/// SPEC 10.2: every alias change is an event — also the library's, which
+/// writes the alias row and no history entry (told from the row: revision
+/// 0); this service's move is one event (its history entry's), not two.
+#[tokio::test]
+async fn an_alias_the_library_moves_is_an_alias_changed_event_and_ours_is_one() {
+    let store = TestStore::new().await;
+    let n = name("app");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    store
+        .repo
+        .put_alias(
+            &n,
+            &alias("prod"),
+            AliasTarget {
+                version: Version::Number(1),
+                secondary: None,
+            },
+            &ChangeRequest::default(),
+        )
+        .await
+        .unwrap();
+    store.drain_mirror().await;
+    store.library(&[
+        "call",
+        "put_alias",
+        &serde_json::json!({"name": "app", "alias": "prod", "version": 2}).to_string(),
+    ]);
+    let changes: Vec<serde_json::Value> = store
+        .drain_events()
+        .await
+        .into_iter()
+        .filter(|e| e.detail_type == "Alias Changed")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:#?}");
+    assert_eq!(
+        (&changes[0]["revision"], &changes[0]["after"]["version"]),
+        (&serde_json::json!(1), &serde_json::json!("1"))
+    );
+    assert_eq!(
+        (
+            &changes[1]["revision"],
+            &changes[1]["after"]["version"],
+            &changes[1]["previous"]["version"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!("2"),
+            &serde_json::json!("1")
+        )
+    );
+}
