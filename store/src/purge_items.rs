@@ -106,13 +106,17 @@ impl Table {
         crate::sdk_error::applied("DeleteItem", lowered).map(|_applied| ())
     }
 
-    /// Whether a purge of `name` stopped and left its fence for another to
-    /// finish: a fence handed over (its purge failed) or not renewed
-    /// within `PURGE_FENCE_STALE` (its purge crashed). One GetItem,
-    /// strongly consistent.
+    /// Whether a purge of `name`, whose LATEST is gone, stopped and left
+    /// the rest for another to finish: a fence handed over (its purge
+    /// failed) or not renewed within `PURGE_FENCE_STALE` (its purge
+    /// crashed); or no fence, but the name still registered — the library's
+    /// purge, which deletes its rows and objects and knows nothing of this
+    /// service's partitions, registry row or blobs (this service's purge
+    /// deletes the registry row last, under its fence). One GetItem,
+    /// strongly consistent (two without a fence).
     pub async fn purge_left_unfinished(&self, name: &ArtifactName) -> Result<bool> {
         let Some(fence) = self.get(key(fence_pk(name), FENCE_SK)).await? else {
-            return Ok(false);
+            return self.registered(name).await;
         };
         let handed_over = fence
             .get(attr::HANDED_OVER)

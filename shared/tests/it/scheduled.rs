@@ -619,3 +619,57 @@ async fn the_pass_leaves_a_stopped_purge_whose_artifact_writers_came_back_to() {
         .unwrap();
     assert_eq!(published.artifact.version, Version::Number(3));
 }
+
+/// The library's purge deletes its rows, alias rows and objects, and
+/// nothing of this service's: the registry row kept the name listed for
+/// ever (every route of it a 404), and its history, blobs and records
+/// stayed. The pass finishes that purge as it finishes one of its own.
+#[tokio::test]
+async fn the_pass_finishes_what_a_library_purge_left() {
+    let store = TestStore::new().await;
+    let n = name("library-gone");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    store
+        .repo
+        .put_alias(
+            &n,
+            &test_support::alias("prod"),
+            test_support::to(1),
+            &ChangeRequest::default(),
+        )
+        .await
+        .unwrap();
+    store.drain_mirror().await;
+    store.library(&[
+        "call",
+        "purge_artifact",
+        &serde_json::json!({"name": "library-gone"}).to_string(),
+    ]);
+    let listed = || async {
+        store
+            .repo
+            .list_artifact_names(Some(1000), None, &|_| true)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|a| a.as_str() == "library-gone")
+    };
+    assert!(listed().await, "the registry lists it");
+    // The purge keeps the library's object versions (its delete markers
+    // here) of the second its rows go, as a racing library put's (the
+    // emulator lists a prefix holding only delete markers).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let summary = run_pass(&store.repo, immediate(), Pass::until(a_minute()))
+        .await
+        .unwrap();
+    assert_eq!(summary.purges_finished, 1, "{summary:?}");
+    assert!(!listed().await);
+    let left = store.raw_items().await;
+    assert!(
+        left.iter()
+            .all(|item| !item["pk"].as_s().unwrap().contains("library-gone")),
+        "{left:?}"
+    );
+}
