@@ -16,6 +16,11 @@ use time::OffsetDateTime;
 
 use super::tx::{TransactFailure, Tx};
 use super::{MAX_ATTEMPTS, Repository, backoff, encode_cursor, page_size};
+
+/// How many of an alias's newest history entries a retried change looks
+/// through for its own: retries come within a minute, when few others
+/// changed the alias since.
+const REPLAY_WINDOW: u32 = 20;
 use crate::alias_rules::{self, Asked, Current, Decision, Target, TargetRow};
 use crate::error::{Error, Result};
 use crate::layout::now;
@@ -327,7 +332,26 @@ impl Repository {
             // One token per attempt: DynamoDB refuses a token reused with
             // other parameters, and a retry by the SDK reuses the attempt's.
             let token = format!("{request}-{attempt}");
-            let (old, rows) = self.read_alias_and_versions(name, alias, &wanted).await?;
+            // An earlier attempt may have landed (a client's retry with the
+            // same key, or an attempt of this call): its history entry is
+            // looked for beside the read, since others may have changed
+            // the alias after it.
+            let replay = change.key.is_some() || attempt > 0;
+            // Boxed: every alias change's future (a rollout's, a
+            // pipeline's) would grow by both.
+            let (read, recent) = tokio::join!(
+                Box::pin(self.read_alias_and_versions(name, alias, &wanted)),
+                Box::pin(async {
+                    match replay {
+                        true => self
+                            .history_page(name, alias, REPLAY_WINDOW, None, false)
+                            .await
+                            .map(|(entries, _)| entries),
+                        false => Ok(Vec::new()),
+                    }
+                })
+            );
+            let (old, rows) = read?;
             let ours = |t: Option<&str>| t.is_some_and(|t| t.starts_with(&format!("{request}-")));
             // An earlier attempt of this very request landed (its answer was
             // lost, or DynamoDB reported it still in progress): answer as it.
@@ -336,6 +360,22 @@ impl Repository {
                 && target.is_some()
             {
                 return Ok(Some(o.clone()));
+            }
+            if let Some(mine) = recent?.iter().find(|h| ours(Some(&h.token))) {
+                // Deleted by this request and still deleted: as it left it.
+                if old.is_none() && mine.change.action == AliasAction::Delete {
+                    return Ok(None);
+                }
+                // Applied, then changed by someone else: never applied again.
+                return Err(Error::Replayed {
+                    code: "AlreadyApplied",
+                    kind: crate::error::ErrorKind::Conflict,
+                    message: format!(
+                        "this request was applied as revision {} of alias {alias} of {name}, \
+                         which has changed since; read it before changing it again",
+                        mine.change.revision
+                    ),
+                });
             }
             // Rows without a revision (new, or the library's) continue the
             // sequence the history holds.

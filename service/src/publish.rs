@@ -138,8 +138,19 @@ impl Repository {
             }
             let reserved_at = now();
             // Every write below comes after the authorisation said yes.
-            let (allowed_now, latest_item) =
-                tokio::join!(allowed.wait(), self.get_version_item(name, Version::Latest));
+            // After an attempt that may have landed, and for a client's
+            // retry, the version this request published is looked for
+            // beside LATEST (others may have published since).
+            let (allowed_now, latest_item, mine) = tokio::join!(
+                allowed.wait(),
+                self.get_version_item(name, Version::Latest),
+                Box::pin(async {
+                    match sent {
+                        true => self.table.published_by(name, &request).await,
+                        false => Ok(None),
+                    }
+                })
+            );
             allowed_now?;
             let Some(latest_item) = latest_item? else {
                 return Err(Error::ArtifactNotFound {
@@ -147,11 +158,7 @@ impl Repository {
                 });
             };
             let latest = VersionRow::from_item(&latest_item)?;
-            if sent
-                && let Some(counter) = latest.last_version.and_then(|n| Version::number(n).ok())
-                && let Some(stored) = self.get_version_item(name, counter).await?
-                && version_items::published_by_request(&stored, &request)
-            {
+            if let Some(stored) = mine? {
                 let row = VersionRow::from_item(&stored)?;
                 return Ok(Publishing::Done(Published {
                     artifact: row.to_artifact(&self.layout),

@@ -135,10 +135,12 @@ impl Repository {
             self.stored_blob(name, &request.sha256, request.size),
             self.record_upload(name, &row)
         );
-        if recorded? == Recorded::Existing {
+        let recorded = recorded?;
+        let stored = stored?.0;
+        if recorded == Recorded::Existing && !matches!(stored, Stored::Contradicts(_)) {
             return self.replayed_start(name, &upload_id, &request, None).await;
         }
-        let exists = match stored?.0 {
+        let exists = match stored {
             Stored::Holds => true,
             Stored::Absent | Stored::Unverified { .. } => false,
             Stored::Contradicts(e) => {
@@ -393,19 +395,18 @@ impl Repository {
         request: &UploadRequest,
         created: Option<&str>,
     ) -> Result<UploadTicket> {
-        let row = self.upload_row(name, id).await;
-        if let Some(created) = created {
-            let named = row
+        // Unread, nothing is known of the S3 upload: kept (a pending row
+        // may name it; none that does not lives past the upload's expiry).
+        let row = self.upload_row(name, id).await?;
+        if let Some(created) = created
+            && row
+                .multipart
                 .as_ref()
-                .ok()
-                .and_then(|r| r.multipart.as_ref())
-                .is_some_and(|m| m.s3_upload_id == created);
-            if !named {
-                let blob_key = self.layout.blob_key(name, id.sha256());
-                self.abort_multipart(&blob_key, created).await?;
-            }
+                .is_none_or(|m| m.s3_upload_id != created)
+        {
+            let blob_key = self.layout.blob_key(name, id.sha256());
+            self.abort_multipart(&blob_key, created).await?;
         }
-        let row = row?;
         let content_type = request
             .content_type
             .as_deref()
@@ -435,8 +436,36 @@ impl Repository {
             multipart: None,
             expires_at,
         };
-        if row.state != UploadState::Pending {
-            return Ok(ticket);
+        match row.state {
+            UploadState::Pending => {}
+            // A commit of it answers as its first commit did.
+            UploadState::Committed => return Ok(ticket),
+            UploadState::Verifying => {
+                return Err(Error::Replayed {
+                    code: "UploadVerifying",
+                    kind: crate::error::ErrorKind::Conflict,
+                    message: format!(
+                        "upload {} of {name}, started by this request, is being verified: \
+                         ask its state",
+                        id.as_str()
+                    ),
+                });
+            }
+            UploadState::Failed => {
+                return Err(Error::UploadMismatch(format!(
+                    "upload {} of {name}, started by this request, failed verification: {}",
+                    id.as_str(),
+                    row.reason
+                        .as_deref()
+                        .unwrap_or("the bytes are not the declared ones")
+                )));
+            }
+            UploadState::Superseded => {
+                return Err(Error::UploadSuperseded {
+                    name: name.to_string(),
+                    upload_id: id.as_str().to_owned(),
+                });
+            }
         }
         if let Some(multipart) = row.multipart {
             ticket.exists = false;

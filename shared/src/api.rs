@@ -780,6 +780,18 @@ pub async fn start_upload(
     let ticket = repo
         .create_upload(&name, request, &actor(request_ref))
         .await?;
+    // A retry (same Idempotency-Key) of a start whose upload was committed
+    // since: nothing is left to start.
+    if ticket.state != crate::rows::UploadState::Pending.as_str() {
+        return Err(Error::Replayed {
+            code: "AlreadyApplied",
+            kind: crate::error::ErrorKind::Conflict,
+            message: format!(
+                "upload {} of {name}, started by this request, is {} already",
+                ticket.upload_id, ticket.state
+            ),
+        });
+    }
     let status = if ticket.exists {
         StatusCode::OK
     } else {

@@ -190,13 +190,35 @@ pub fn actor(request: &Request) -> String {
         .unwrap_or_else(|| "anonymous".to_owned())
 }
 
-/// The `Idempotency-Key` of a write (SPEC 7.5: a retry is safe): a client
-/// that retries a request whose answer it lost sends the key it sent
-/// first, and the retry is answered as the first attempt was, never
-/// applied a second time. 1 to 255 visible ASCII characters, quoted or
-/// not (`"8e03978e-40d5-43e8-bc93-6894a57f9324"`, as the IETF draft
-/// writes it); anything else is a 400, never ignored.
+/// The identity of a write sent with an `Idempotency-Key` (SPEC 7.5: a
+/// retry is safe): the key with who sends it, the method, the path and the
+/// body, so that only the very same request sent again (a retry whose
+/// first answer was lost) is answered as its first attempt was and never
+/// applied twice, while another request reusing the key (another caller,
+/// route or body) is a request of its own. The service hashes it into the
+/// request's token. `None` without the header.
 pub fn idempotency_key(request: &Request) -> Result<Option<String>, Error> {
+    let Some(key) = idempotency_key_header(request)? else {
+        return Ok(None);
+    };
+    let body: &[u8] = match request.body() {
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    };
+    Ok(Some(format!(
+        "{key}\n{}\n{} {}\n{}",
+        actor(request),
+        request.method(),
+        request.uri().path(),
+        String::from_utf8_lossy(body)
+    )))
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters, quoted
+/// or not (`"8e03978e-40d5-43e8-bc93-6894a57f9324"`, as the IETF draft
+/// writes it); anything else is a 400, never ignored.
+fn idempotency_key_header(request: &Request) -> Result<Option<String>, Error> {
     let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -312,7 +334,7 @@ mod tests {
                 .header(IDEMPOTENCY_KEY, value)
                 .body(Body::Empty)
                 .unwrap();
-            idempotency_key(&request).map_err(|e| e.code())
+            idempotency_key_header(&request).map_err(|e| e.code())
         };
         assert_eq!(key("k-1"), Ok(Some("k-1".into())));
         assert_eq!(key("\"8e03978e-40d5\""), Ok(Some("8e03978e-40d5".into())));
@@ -330,6 +352,37 @@ mod tests {
             .body(Body::Empty)
             .unwrap();
         assert_eq!(idempotency_key(&none).map_err(|e| e.code()), Ok(None));
+        // The same request sent again is the same; another body, route or
+        // method under the same key is another request.
+        let sent = |method: &str, path: &str, body: &str| {
+            let request = lambda_http::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(IDEMPOTENCY_KEY, "k")
+                .body(Body::Text(body.into()))
+                .unwrap();
+            idempotency_key(&request).unwrap().unwrap()
+        };
+        let first = sent("PUT", "/artifacts/app/aliases/prod", r#"{"version":"2"}"#);
+        assert_eq!(
+            first,
+            sent("PUT", "/artifacts/app/aliases/prod", r#"{"version":"2"}"#)
+        );
+        for other in [
+            sent("PUT", "/artifacts/app/aliases/prod", r#"{"version":"5"}"#),
+            sent(
+                "PUT",
+                "/artifacts/app/aliases/staging",
+                r#"{"version":"2"}"#,
+            ),
+            sent(
+                "DELETE",
+                "/artifacts/app/aliases/prod",
+                r#"{"version":"2"}"#,
+            ),
+        ] {
+            assert_ne!(first, other);
+        }
     }
 
     #[test]

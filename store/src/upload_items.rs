@@ -23,8 +23,10 @@ use crate::table::Table;
 use crate::tx::TxItem;
 
 /// LATEST written before the commit `:before` (both in the `update_at`
-/// format); `#update_at`, `#committed_at` name the attributes.
-const OLDER_THAN_COMMIT: &str = " AND #update_at < :before AND \
+/// format); `#update_at`, `#committed_at` name the attributes. A LATEST
+/// without `update_at` is the library's bare deleted row (its delete of a
+/// LATEST that did not exist), older than any commit.
+const OLDER_THAN_COMMIT: &str = " AND (attribute_not_exists(#update_at) OR #update_at < :before) AND \
      (attribute_not_exists(#committed_at) OR #committed_at < :before)";
 
 /// The upload row and LATEST as one commit reads them: each decoded, with

@@ -28,6 +28,33 @@ impl Table {
     /// The newest numbered version that is not soft-deleted. One Query per
     /// 100 rows from the newest, strongly consistent (deleted rows are
     /// skipped by a filter).
+    /// The version row among the newest `PUBLISHED_BY_WINDOW` (deleted
+    /// ones included) that an attempt of `request` wrote, if any: a
+    /// publish retried after its answer was lost finds its own version
+    /// though others published after it. One Query, strongly consistent.
+    pub async fn published_by(&self, name: &ArtifactName, request: &str) -> Result<Option<Item>> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#pk = :pk AND #sk < :latest")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", sv(name.as_str()))
+            .expression_attribute_values(":latest", sv(Version::LATEST))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(PUBLISHED_BY_WINDOW)
+            .send()
+            .await
+            .map_err(|e| upstream("Query", e))?;
+        Ok(out
+            .items()
+            .iter()
+            .find(|item| published_by_request(item, request))
+            .cloned())
+    }
+
     pub async fn newest_live_version(&self, name: &ArtifactName) -> Result<Option<VersionRow>> {
         let mut start = None;
         loop {
@@ -277,6 +304,10 @@ pub fn same_publish(stored: &Item, written: &Item) -> bool {
 
 /// Whether a version row was written by a publish whose attempts' tokens
 /// all start with `request` (`{request}-{attempt}`).
+/// How many of the newest version rows a retried publish looks through for
+/// its own: retries come within a minute, when few others published since.
+pub const PUBLISHED_BY_WINDOW: i32 = 20;
+
 pub fn published_by_request(stored: &Item, request: &str) -> bool {
     stored
         .get(attr::RESERVE_TOKEN)

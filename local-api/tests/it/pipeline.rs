@@ -680,18 +680,6 @@ async fn writes_retried_with_their_idempotency_key_take_effect_once() {
         .call("GET", "/artifacts/app/aliases/prod/history", None)
         .await;
     assert_eq!(prod["items"].as_array().unwrap().len(), 1, "{prod}");
-    // The same key with another declaration names another request: 400.
-    let (status, refused) = api
-        .call_keyed(
-            "POST",
-            uploads,
-            Some(json!({"sha256": sha256_hex(b"x bytes"), "size": 7,
-                        "content_type": "text/plain", "commit": true})),
-            Some("push-1"),
-        )
-        .await;
-    assert_eq!(status, 400, "{refused}");
-
     // A rollback whose answer was lost, sent again.
     let to = |v: &str| json!({"version": v});
     api.call("PUT", "/artifacts/app/aliases/prod", Some(to("2")))
@@ -708,18 +696,46 @@ async fn writes_retried_with_their_idempotency_key_take_effect_once() {
         );
     }
 
-    // A forced publish whose answer was lost, sent again.
-    for _ in 0..2 {
-        let (status, forced) = api
-            .call_keyed(
+    // Someone moves prod meanwhile: the rollback sent again is not
+    // applied again (it would undo their move), and says so.
+    api.call("PUT", "/artifacts/app/aliases/prod", Some(to("2")))
+        .await;
+    let (status, again) = api
+        .call_keyed("POST", rollback, Some(json!({})), Some("rollback-1"))
+        .await;
+    assert_eq!(
+        (status, &again["error"]["code"]),
+        (409, &json!("AlreadyApplied")),
+        "{again}"
+    );
+    let (_, prod) = api.call("GET", "/artifacts/app/aliases/prod", None).await;
+    assert_eq!(
+        (&prod["version"], &prod["revision"]),
+        (&json!("2"), &json!(4))
+    );
+
+    // A forced publish whose answer was lost, sent again — also after
+    // someone else published.
+    let force = |key: &'static str| {
+        let api = &api;
+        async move {
+            api.call_keyed(
                 "POST",
                 "/artifacts/app/versions",
                 Some(json!({"force": true})),
-                Some("force-1"),
+                Some(key),
             )
-            .await;
+            .await
+        }
+    };
+    for _ in 0..2 {
+        let (status, forced) = force("force-1").await;
         assert_eq!((status, &forced["version"]), (201, &json!("3")), "{forced}");
     }
+    let (_, other) = force("force-2").await;
+    assert_eq!(other["version"], "4");
+    let (status, forced) = force("force-1").await;
+    assert_eq!((status, &forced["version"]), (201, &json!("3")), "{forced}");
 
     // A delete whose answer was lost, sent again: 204 both times.
     for _ in 0..2 {

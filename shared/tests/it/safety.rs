@@ -2906,3 +2906,32 @@ async fn an_upload_waiting_on_a_stalled_verification_asks_for_it_again() {
     let committed = queued.commit(&n, &second, "ci").await;
     assert!(committed.is_ok(), "{committed:?}");
 }
+
+/// Review of this session's bare-row fix: a LATEST the library left bare
+/// (its delete of a LATEST that did not exist: no `update_at`) now reads as
+/// deleted, and a multipart upload over it must still commit; its
+/// verification's "LATEST older than the commit" condition failed on the
+/// missing attribute for ever, leaving the upload verifying.
+#[tokio::test]
+async fn a_verification_commits_over_a_bare_latest_the_library_left() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    store.library(&[
+        "call",
+        "delete_artifact_version",
+        &serde_json::json!({"name": "bare"}).to_string(),
+    ]);
+    let n = name("bare");
+    let content = bytes(5 * MIB + 7, 9);
+    let (id, plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
+    assert!(matches!(
+        repo.commit(&n, &id, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    let step = tokio::time::timeout(std::time::Duration::from_secs(60), verify(&repo, &n, &id))
+        .await
+        .expect("the verification kept retrying its commit");
+    assert!(matches!(step, VerifyStep::Committed(_)), "{step:?}");
+    assert_eq!(served(&store, &n, Version::Latest).await, content);
+}
