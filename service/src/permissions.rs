@@ -42,6 +42,13 @@ impl TagCache {
     }
 }
 
+/// The most bytes the permission targets take as stored: their history
+/// entry holds them and the document they replace, within DynamoDB's
+/// 400 KB per item ("The maximum item size in DynamoDB is 400 KB",
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html>;
+/// the emulator does not enforce it).
+pub const MAX_DOCUMENT_BYTES: usize = 150 * 1024;
+
 impl Repository {
     /// `arn` as a caller of `targets`: with its IAM role's or user's tags
     /// when a target names a tag and the principal is of this deployment's
@@ -137,7 +144,26 @@ impl Repository {
         expected: Option<u64>,
     ) -> Result<AccessDocument> {
         targets.validate()?;
+        let document = serde_json::to_string(targets).map_err(|e| Error::internal("access", e))?;
+        // Its history entry holds it and the one it replaces, in one item
+        // of at most 400 KB.
+        if document.len() > MAX_DOCUMENT_BYTES {
+            return Err(Error::TooLarge(format!(
+                "the permission targets take {} bytes as stored; at most {MAX_DOCUMENT_BYTES}",
+                document.len()
+            )));
+        }
         let current = self.access_targets().await?;
+        // Deny by default holds while targets exist: none would let every
+        // principal do everything. Opening up is said explicitly (a target
+        // granting `*` to `*`), never by emptying the list.
+        if targets.targets.is_empty() && !current.targets.targets.is_empty() {
+            return Err(Error::InvalidRequest(
+                "no targets would let every principal do everything; to open the deployment, \
+                 keep a target with principals [\"*\"], names [\"*\"] and the actions to allow"
+                    .into(),
+            ));
+        }
         if let Some(r) = expected
             && r != current.revision
         {
@@ -149,7 +175,6 @@ impl Repository {
         }
         let revision = current.revision + 1;
         let at = format_update_at(now());
-        let document = serde_json::to_string(targets).map_err(|e| Error::internal("access", e))?;
         let put = permission_items::put_targets(
             &self.layout.table,
             &document,
