@@ -137,7 +137,7 @@ impl Repository {
         let mut found: BTreeMap<&crate::query::Term, std::collections::BTreeSet<(String, String)>> =
             BTreeMap::new();
         for term in query.terms() {
-            found.insert(term, self.term_matches(term).await?);
+            found.insert(term, self.term_matches(term, readable).await?);
         }
         let matched = query.evaluate(&|t| found.get(t).cloned().unwrap_or_default());
         // Name ascending, newest version first; names the caller may not
@@ -187,17 +187,26 @@ impl Repository {
         Ok(Page { items, next_cursor })
     }
 
-    /// The (name, version sort key) entries one term's index holds.
+    /// The (name, version sort key) entries one term's index holds, of
+    /// names the caller may read only: neither the answer nor the limit on
+    /// matches (a 400) tells anything of the others (a `name=` term naming
+    /// one is not even looked up).
     async fn term_matches(
         &self,
         term: &crate::query::Term,
+        readable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<std::collections::BTreeSet<(String, String)>> {
-        use crate::query::MAX_TERM_MATCHES;
+        use crate::query::{MAX_TERM_MATCHES, Term};
         let mut out = std::collections::BTreeSet::new();
+        if let Term::Name(name) = term
+            && !readable(name.as_str())
+        {
+            return Ok(out);
+        }
         let mut start = None;
         loop {
             let (entries, next) = self.table.term_page(term, start).await?;
-            out.extend(entries);
+            out.extend(entries.into_iter().filter(|(name, _)| readable(name)));
             if out.len() > MAX_TERM_MATCHES {
                 return Err(Error::InvalidRequest(format!(
                     "q: a term matches more than {MAX_TERM_MATCHES} versions; narrow it"

@@ -314,11 +314,17 @@ impl Operation {
             | Self::PublishVersion => {
                 let mut needs = on(Action::Write);
                 // A one-request pipeline moving an alias promotes it too.
-                let body: Option<serde_json::Value> = match request.body() {
-                    Body::Text(t) => serde_json::from_str(t).ok(),
-                    Body::Binary(b) => serde_json::from_slice(b).ok(),
-                    _ => None,
+                // A body over the limit is not parsed here (the handler
+                // refuses it, 413, before it acts): parsing megabytes into
+                // a JSON tree would take many times their size in memory.
+                let bytes: &[u8] = match request.body() {
+                    Body::Text(t) => t.as_bytes(),
+                    Body::Binary(b) => b,
+                    _ => &[],
                 };
+                let body: Option<serde_json::Value> = (bytes.len() <= crate::http::MAX_BODY_BYTES)
+                    .then(|| serde_json::from_slice(bytes).ok())
+                    .flatten();
                 if let Some(alias) = body
                     .as_ref()
                     .and_then(|b| b.get("alias"))

@@ -827,3 +827,31 @@ async fn the_targets_are_never_emptied_once_set_nor_larger_than_their_history_ho
     let (_, now) = api.call(ADMIN, "GET", "/access", None).await;
     assert_eq!(now["revision"], 1, "{now}");
 }
+
+/// Review of the access routes: a `q=` search counted a term's matches
+/// before leaving out the names the caller may not read, so its "matches
+/// more than 1000 versions" 400 told whether a hidden artifact had that
+/// many rows. A term now counts, and looks up, readable names only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_limit_tells_nothing_of_names_the_caller_may_not_read() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let (status, body) = api.call(ADMIN, "PUT", "/access", Some(targets())).await;
+    assert_eq!(status, 200, "{body}");
+    // More rows under the hidden name than a term may match.
+    let keys: Vec<String> = (1..=1001).map(|v| format!("{v:06}")).collect();
+    futures::future::join_all(keys.iter().map(|k| store.put_raw_key("team-a.secret", k))).await;
+    let q = urlencode("name='team-a.secret'");
+    let (status, found) = api
+        .call(ADMIN, "GET", &format!("/search?q={q}"), None)
+        .await;
+    assert_eq!(status, 400, "the admin may read it: {found}");
+    let (status, found) = api
+        .call(TEAM_A, "GET", &format!("/search?q={q}"), None)
+        .await;
+    assert_eq!(
+        (status, &found["items"]),
+        (200, &json!([])),
+        "team A may not read it: {found}"
+    );
+}
