@@ -17,7 +17,11 @@
 //     pattern's `*` crosses path segments (a team's PUT pattern also reaches
 //     its names' aliases, an any-method pattern also a purge), and IAM matches
 //     the ARN's characters, not the name the route decodes;
-//  c. an explicit Deny beats the Allow.
+//  c. an explicit Deny beats the Allow;
+//  d. every function role that writes the table, but put-access's, denies
+//     writes to the permission targets and their history
+//     (access-targets-deny.json, the statement the contract test finds in
+//     each of those roles of template.yaml).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -188,4 +192,54 @@ test('Deny */DELETE/* on the CI role: other methods stay Allowed', async () => {
   assert.equal(await invokeResult(ciNoDelete, 'PUT', '/artifacts/my-app'), 'Allowed');
   assert.equal(await invokeResult(ciNoDelete, 'POST', '/artifacts/my-app/versions'), 'Allowed');
   assert.equal(await invokeResult(ciNoDelete, 'GET', '/artifacts'), 'Allowed');
+});
+
+// d. The permission targets are put-access's alone.
+
+const TABLE = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/artifacts`;
+const FUNCTION_ROLE = `arn:aws:sts::${ACCOUNT}:assumed-role/stack-StartUploadFunctionRole-X/start-upload`;
+const accessDeny = JSON.parse(
+  readFileSync(new URL('./access-targets-deny.json', import.meta.url), 'utf8'),
+);
+// A writing function's table statement (template.yaml) and the Deny beside it.
+const functionPolicy = policy(
+  {
+    Effect: 'Allow',
+    Action: ['dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+    Resource: TABLE,
+  },
+  { ...accessDeny, Resource: TABLE },
+);
+
+async function tableWrite(action, leadingKeys) {
+  const sim = await runSimulation(
+    {
+      request: {
+        principal: FUNCTION_ROLE,
+        action,
+        resource: { resource: TABLE, accountId: ACCOUNT },
+        contextVariables: { 'dynamodb:LeadingKeys': leadingKeys },
+      },
+      identityPolicies: [{ name: 'data', policy: functionPolicy }],
+      serviceControlPolicies: [],
+      resourceControlPolicies: [],
+    },
+    { simulationMode: 'Strict' },
+  );
+  assert.equal(sim.resultType, 'single', `simulation did not run: ${JSON.stringify(sim.errors)}`);
+  return sim.result.analysis.result;
+}
+
+for (const action of ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem']) {
+  test(`a writing function: ${action} of an artifact's item is Allowed, of the permission targets ExplicitlyDenied`, async () => {
+    assert.equal(await tableWrite(action, ['my-app']), 'Allowed');
+    assert.equal(await tableWrite(action, ['__my-app-alias']), 'Allowed');
+    assert.equal(await tableWrite(action, ['__access']), 'ExplicitlyDenied');
+    assert.equal(await tableWrite(action, ['__access/history']), 'ExplicitlyDenied');
+  });
+}
+
+test('a writing function: a batch touching the permission targets among other items is ExplicitlyDenied', async () => {
+  assert.equal(await tableWrite('dynamodb:BatchWriteItem', ['my-app', '__my-app-history']), 'Allowed');
+  assert.equal(await tableWrite('dynamodb:BatchWriteItem', ['my-app', '__access/history']), 'ExplicitlyDenied');
 });

@@ -1270,6 +1270,10 @@ fn data_statements<'a>(package: &str, template: &'a Yaml) -> Vec<&'a Yaml> {
 fn granted(package: &str, template: &Yaml) -> BTreeSet<Grant> {
     let mut granted = BTreeSet::new();
     for statement in data_statements(package, template) {
+        // The Deny of the permission targets' keys: its own test below.
+        if statement["Effect"].as_str() == Some("Deny") {
+            continue;
+        }
         assert_eq!(statement["Effect"].as_str(), Some("Allow"));
         let resource = statement["Resource"]
             .as_str()
@@ -1314,6 +1318,77 @@ fn granted(package: &str, template: &Yaml) -> BTreeSet<Grant> {
         }
     }
     granted
+}
+
+/// The permission targets are put-access's alone (SPEC 10.4): every other
+/// function whose role writes the table carries the Deny of
+/// `iam/access-targets-deny.json` (which `iam/outer-gate.test.mjs` evaluates
+/// with a policy simulator) on the table, over exactly the keys of the
+/// targets and their history; no other Deny is anywhere.
+#[test]
+fn every_role_writing_the_table_but_put_access_denies_writes_to_the_permission_targets() {
+    let template = load("template.yaml");
+    let text = std::fs::read_to_string(workspace_root().join("iam/access-targets-deny.json"))
+        .expect("iam/access-targets-deny.json");
+    let expected: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let keys = strings(&expected["Condition"]["ForAnyValue:StringEquals"]["dynamodb:LeadingKeys"]);
+    assert_eq!(
+        keys,
+        [shared::layout::ACCESS_PK, shared::layout::ACCESS_HISTORY_PK]
+    );
+    let writes = strings(&expected["Action"]);
+    let mut checked = 0;
+    for package in function_packages() {
+        let statements = data_statements(&package, &template);
+        let writes_table = statements.iter().any(|s| {
+            s["Effect"].as_str() == Some("Allow")
+                && s["Resource"].as_str() == Some(TABLE)
+                && s["Action"]
+                    .as_vec()
+                    .unwrap()
+                    .iter()
+                    .any(|a| writes.iter().any(|w| Some(w.as_str()) == a.as_str()))
+        });
+        let denies: Vec<&&Yaml> = statements
+            .iter()
+            .filter(|s| s["Effect"].as_str() == Some("Deny"))
+            .collect();
+        if package == "put-access" || !writes_table {
+            assert!(denies.is_empty(), "{package}: a Deny it does not need");
+            continue;
+        }
+        assert_eq!(
+            denies.len(),
+            1,
+            "{package}: the Deny of the permission targets"
+        );
+        let deny = denies[0];
+        assert_eq!(deny["Resource"].as_str(), Some(TABLE), "{package}");
+        let yaml_strings = |v: &Yaml| -> Vec<String> {
+            v.as_vec()
+                .unwrap_or_else(|| panic!("{package}: a list"))
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(yaml_strings(&deny["Action"]), writes, "{package}");
+        let condition = deny["Condition"].as_hash().unwrap();
+        assert_eq!(condition.len(), 1, "{package}");
+        assert_eq!(
+            yaml_strings(&deny["Condition"]["ForAnyValue:StringEquals"]["dynamodb:LeadingKeys"]),
+            keys,
+            "{package}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} writing functions");
 }
 
 #[test]
