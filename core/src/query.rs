@@ -25,6 +25,11 @@ pub const MAX_QUERY_TERMS: usize = 16;
 pub const MAX_QUERY_LEN: usize = 2048;
 /// Most versions one term may match (a broader term is refused: narrow it).
 pub const MAX_TERM_MATCHES: usize = 1000;
+/// Most index entries one term's query reads, of any name: a caller who may
+/// read few names still reads the entries of the others to skip them, so
+/// what a term costs (and how long it takes) stays bounded whoever asks,
+/// and past it every caller gets the same 400.
+pub const MAX_TERM_ENTRIES_READ: usize = 10 * MAX_TERM_MATCHES;
 /// Deepest nesting of parentheses.
 const MAX_DEPTH: usize = 8;
 

@@ -1,7 +1,7 @@
 //! Purge: the whole artifact, behind a fence.
 
 use super::Repository;
-use artifact_store::purge_items::{keys_of, meta_index_keys};
+use artifact_store::purge_items::{Unfinished, keys_of, meta_index_keys};
 use artifact_store::purge_objects;
 
 /// How many times a failed purge tries to hand its fence over.
@@ -66,12 +66,23 @@ impl Repository {
     /// starts from then on, and a commit needs its upload's row), then
     /// LATEST and the upload rows are read: with LATEST or a live upload
     /// (pending or verifying), the fence comes
-    /// down and nothing is purged. `Ok(false)` when no purge was finished.
-    /// AWS calls: GetItem, PutItem, GetItem ∥ Query, then a purge's (or
-    /// a DeleteItem).
+    /// down and nothing is purged (without a fence, read once before one
+    /// is put, so a first upload in progress meets none). `Ok(false)` when no purge
+    /// was finished. AWS calls: GetItem, GetItem ∥ Query, PutItem,
+    /// GetItem ∥ Query, then a purge's (or a DeleteItem).
     pub async fn finish_unfinished_purge(&self, name: &ArtifactName) -> Result<bool> {
-        if !self.table.purge_left_unfinished(name).await? {
-            return Ok(false);
+        match self.table.purge_left_unfinished(name).await? {
+            Unfinished::No => return Ok(false),
+            Unfinished::Fenced => {}
+            // Read before any fence as well: a name whose first upload is
+            // in progress (registered, no LATEST, no fence) is no purge to
+            // finish, and a fence put over it would refuse its writers
+            // (409) meanwhile.
+            Unfinished::Unfenced => {
+                if self.written_since_purge(name).await? {
+                    return Ok(false);
+                }
+            }
         }
         let purge_id = uuid::Uuid::new_v4().simple().to_string();
         match self.take_fence(name, &purge_id).await {
@@ -80,23 +91,9 @@ impl Repository {
             Err(Error::ArtifactBeingPurged { .. }) => return Ok(false),
             Err(e) => return Err(e),
         }
-        let uploads_pk = upload_pk(name);
-        let (latest, uploads) = tokio::join!(
-            self.get_row(name, crate::names::Version::Latest),
-            self.query_all(&uploads_pk)
-        );
-        let written_since = match (latest, uploads) {
-            (Ok(latest), Ok(uploads)) => {
-                let now_secs = now().unix_timestamp();
-                latest.is_some()
-                    || uploads
-                        .iter()
-                        .filter_map(|item| UploadRow::from_item(name, item).ok())
-                        .any(|u| {
-                            crate::retention_rules::upload_holds(u.state, u.expires_at, now_secs)
-                        })
-            }
-            (Err(e), _) | (_, Err(e)) => {
+        let written_since = match self.written_since_purge(name).await {
+            Ok(written) => written,
+            Err(e) => {
                 self.hand_over_fence(name, &purge_id).await;
                 return Err(e);
             }
@@ -110,6 +107,22 @@ impl Repository {
             self.hand_over_fence(name, &purge_id).await;
         }
         purged.map(|()| true)
+    }
+
+    /// Whether `name` has LATEST or a live upload (pending, or verifying
+    /// and not expired): writers came back. AWS calls: GetItem ∥ Query.
+    async fn written_since_purge(&self, name: &ArtifactName) -> Result<bool> {
+        let uploads_pk = upload_pk(name);
+        let (latest, uploads) = tokio::join!(
+            self.get_row(name, crate::names::Version::Latest),
+            self.query_all(&uploads_pk)
+        );
+        let now_secs = now().unix_timestamp();
+        Ok(latest?.is_some()
+            || uploads?
+                .iter()
+                .filter_map(|item| UploadRow::from_item(name, item).ok())
+                .any(|u| crate::retention_rules::upload_holds(u.state, u.expires_at, now_secs)))
     }
 
     /// The work of [`Self::purge_artifact`] once its fence is up.

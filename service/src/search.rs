@@ -190,13 +190,14 @@ impl Repository {
     /// The (name, version sort key) entries one term's index holds, of
     /// names the caller may read only: neither the answer nor the limit on
     /// matches (a 400) tells anything of the others (a `name=` term naming
-    /// one is not even looked up).
+    /// one is not even looked up) — but the entries read are bounded for
+    /// every caller alike (`MAX_TERM_ENTRIES_READ`, else the same 400).
     async fn term_matches(
         &self,
         term: &crate::query::Term,
         readable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<std::collections::BTreeSet<(String, String)>> {
-        use crate::query::{MAX_TERM_MATCHES, Term};
+        use crate::query::{MAX_TERM_ENTRIES_READ, MAX_TERM_MATCHES, Term};
         let mut out = std::collections::BTreeSet::new();
         if let Term::Name(name) = term
             && !readable(name.as_str())
@@ -204,8 +205,15 @@ impl Repository {
             return Ok(out);
         }
         let mut start = None;
+        let mut read = 0;
         loop {
             let (entries, next) = self.table.term_page(term, start).await?;
+            read += entries.len();
+            if read > MAX_TERM_ENTRIES_READ {
+                return Err(Error::InvalidRequest(format!(
+                    "q: a term matches more than {MAX_TERM_ENTRIES_READ} versions across the repository; narrow it"
+                )));
+            }
             out.extend(entries.into_iter().filter(|(name, _)| readable(name)));
             if out.len() > MAX_TERM_MATCHES {
                 return Err(Error::InvalidRequest(format!(

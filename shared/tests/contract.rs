@@ -544,6 +544,26 @@ fn operation_calls(package: &str) -> Vec<Call> {
         ListObjectVersions(Blobs),
         DeleteObjects(Blobs, At::Version),
     ];
+    // Purging: the fence first, then LATEST, the partitions, the bytes.
+    let purge = [
+        PutItem,
+        // The fence, renewed before every step.
+        UpdateItem,
+        DeleteItem,
+        Query,
+        BatchWriteItem,
+        ListObjectVersions(Store),
+        ListObjectVersions(Blobs),
+        DeleteObjects(Store, At::Version),
+        DeleteObjects(Blobs, At::Version),
+        // Multipart uploads in progress are aborted before the blobs go.
+        AbortMultipartUpload(Blobs),
+        // The library's objects of the purge's own second: kept unless
+        // the mirror wrote them (HeadObject by version); rows landed
+        // during the purge: kept only while their object is there.
+        HeadObject(Store, At::PinnedOrCurrent),
+        HeadObject(Blobs, At::Current),
+    ];
     // Publishing LATEST: the number, the version row (LATEST unchanged, the
     // blob not condemned); unchanged LATEST reads the version it was
     // published as (or the newest, for the library's rows).
@@ -678,26 +698,7 @@ fn operation_calls(package: &str) -> Vec<Call> {
             UpdateItem,
             TransactWriteItems(&[ConditionCheck, Update]),
         ],
-        // The fence first, then LATEST, the partitions, the bytes.
-        "purge-artifact" => vec![
-            PutItem,
-            // The fence, renewed before every step.
-            UpdateItem,
-            DeleteItem,
-            Query,
-            BatchWriteItem,
-            ListObjectVersions(Store),
-            ListObjectVersions(Blobs),
-            DeleteObjects(Store, At::Version),
-            DeleteObjects(Blobs, At::Version),
-            // Multipart uploads in progress are aborted before the blobs go.
-            AbortMultipartUpload(Blobs),
-            // The library's objects of the purge's own second: kept unless
-            // the mirror wrote them (HeadObject by version); rows landed
-            // during the purge: kept only while their object is there.
-            HeadObject(Store, At::PinnedOrCurrent),
-            HeadObject(Blobs, At::Current),
-        ],
+        "purge-artifact" => purge.to_vec(),
         "apply-retention" => vec![
             GetItem,
             Query,
@@ -741,9 +742,12 @@ fn operation_calls(package: &str) -> Vec<Call> {
         // bookkeeping row (cursor, failures, lease) takes conditional
         // UpdateItems only; retention, then reclaim. Runs Lambda gives up
         // on go to the queue.
+        // A purge that stopped part-way (the library's, or one cut off) is
+        // finished as purge-artifact runs it.
         "scheduled-purge" => [
             vec![GetItem, ListObjectsV2(Store)],
             reclaim.to_vec(),
+            purge.to_vec(),
             vec![SendMessage("ScheduledPurgeFailuresQueue.Arn")],
         ]
         .concat(),
@@ -838,8 +842,13 @@ fn assert_calls_declared(function: &str, repo: &shared::Repository) {
 async fn every_aws_call_a_non_http_handler_makes_is_one_its_iam_is_derived_from() {
     let mirror = test_support::run_mirror_sample_event().await;
     let verify = test_support::run_verify_sample_event().await;
-    let scheduled = {
+    // The schedule's pass over the sample artifact, and over one whose
+    // rows a purge left (LATEST gone, the rest there): it finishes it.
+    let scheduled_pass = |purged: bool| async move {
         let store = test_support::TestStore::with_sample_artifact().await;
+        if purged {
+            store.delete_raw_key("my-app", "LATEST").await;
+        }
         let repo = store.another_repository();
         let text =
             std::fs::read_to_string(workspace_root().join("events/scheduled-purge.json")).unwrap();
@@ -849,11 +858,14 @@ async fn every_aws_call_a_non_http_handler_makes_is_one_its_iam_is_derived_from(
             .unwrap()
             .as_millis() as u64;
         let event = lambda_runtime::LambdaEvent::new(serde_json::from_str(&text).unwrap(), context);
-        shared::scheduled::handle_event(&repo, repo.retention(), event)
+        let summary = shared::scheduled::handle_event(&repo, repo.retention(), event)
             .await
             .unwrap();
+        assert_eq!(summary.purges_finished, u64::from(purged), "{summary:?}");
         repo
     };
+    let scheduled = scheduled_pass(false).await;
+    let finishing = scheduled_pass(true).await;
     // The driver's sample pass finds the sample rollout, whose alarm does
     // not exist: it aborts it.
     let driver = {
@@ -891,6 +903,7 @@ async fn every_aws_call_a_non_http_handler_makes_is_one_its_iam_is_derived_from(
     for (function, repo) in [
         ("mirror-seed-layout", &mirror.repo),
         ("scheduled-purge", &scheduled),
+        ("scheduled-purge", &finishing),
         ("verify-upload", &verify.repo),
         ("rollout-driver", &driver),
         ("publish-events", &events),
@@ -901,6 +914,12 @@ async fn every_aws_call_a_non_http_handler_makes_is_one_its_iam_is_derived_from(
         assert!(driver.operations().contains(operation), "{operation}");
     }
     assert!(events.operations().contains("PutEvents"));
+    for operation in ["BatchWriteItem", "DeleteObjects", "ListObjectVersions"] {
+        assert!(
+            finishing.operations().contains(operation),
+            "the finished purge exercises {operation}"
+        );
+    }
     for operation in ["BatchGetItem", "GetItem", "GetObject", "TransactWriteItems"] {
         assert!(
             verify.repo.operations().contains(operation),

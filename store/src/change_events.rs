@@ -127,19 +127,26 @@ pub fn events_of(change: &Change) -> Vec<ChangeEvent> {
         }
     };
     if let Some(rest) = change.pk.strip_prefix("__") {
-        if let Some(name) = rest.strip_suffix("-history") {
+        // An artifact's own partitions only: `__meta/{key}={value}` (a
+        // caller's metadata, any value) may end in `-alias` too, and no
+        // artifact name holds a `/` or `=`.
+        let artifact = |suffix| {
+            rest.strip_suffix(suffix)
+                .filter(|name| name.parse::<crate::names::ArtifactName>().is_ok())
+        };
+        if let Some(name) = artifact("-history") {
             return alias_changed(name, change)
                 .map(|(id, d)| event("Alias Changed", id, d))
                 .into_iter()
                 .collect();
         }
-        if let Some(name) = rest.strip_suffix("-alias") {
+        if let Some(name) = artifact("-alias") {
             return library_alias_changed(name, change)
                 .map(|(id, d)| event("Alias Changed", id, d))
                 .into_iter()
                 .collect();
         }
-        if let Some(name) = rest.strip_suffix("-rollout") {
+        if let Some(name) = artifact("-rollout") {
             return rollout_event(name, change)
                 .map(|(t, id, d)| event(t, id, d))
                 .into_iter()
@@ -265,6 +272,8 @@ fn alias_changed(name: &str, change: &Change) -> Option<(String, Value)> {
 /// row alone cannot tell from this service's, gives no event.
 fn library_alias_changed(name: &str, change: &Change) -> Option<(String, Value)> {
     let new = change.new.as_ref()?;
+    // Every alias row names its version.
+    s(new, attr::VERSION)?;
     if n(new, attr::REVISION).is_some_and(|r| r > 0) {
         return None;
     }
@@ -566,6 +575,40 @@ mod tests {
                 "prod",
                 Some(library("000002")),
                 Some(ours)
+            ))
+            .is_empty()
+        );
+        // A metadata index entry whose value ends like an artifact's
+        // partition (`q=team:ops-alias`): no event, whatever it holds.
+        for pk in [
+            "__meta/team=ops-alias",
+            "__meta/team=ops-history",
+            "__meta/team=ops-rollout",
+        ] {
+            let mut entry = library("000002");
+            entry["revision"] = json!({"N": "1"});
+            entry["state"] = json!({"S": "active"});
+            entry["alias"] = json!({"S": "prod"});
+            assert!(
+                events_of(&change(
+                    ChangeKind::Insert,
+                    pk,
+                    "app/000002",
+                    None,
+                    Some(entry)
+                ))
+                .is_empty(),
+                "{pk}"
+            );
+        }
+        // A row without a version is no alias row.
+        assert!(
+            events_of(&change(
+                ChangeKind::Insert,
+                "__app-alias",
+                "prod",
+                None,
+                Some(json!({"update_at": {"S": "t"}}))
             ))
             .is_empty()
         );

@@ -14,6 +14,18 @@ use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, key, nv, registry_key, sv, version_key};
 use crate::table::Table;
 
+/// What [`Table::purge_left_unfinished`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfinished {
+    /// No purge to finish: none stopped, or one still runs.
+    No,
+    /// A purge of this service stopped behind its fence (handed over or
+    /// lapsed).
+    Fenced,
+    /// No fence, the name still registered: the library's purge.
+    Unfenced,
+}
+
 impl Table {
     /// Puts the purge fence of `name` up as `purge_id`'s (PutItem, started
     /// now), on condition that no fence stands, or the one standing was not
@@ -114,9 +126,13 @@ impl Table {
     /// service's partitions, registry row or blobs (this service's purge
     /// deletes the registry row last, under its fence). One GetItem,
     /// strongly consistent (two without a fence).
-    pub async fn purge_left_unfinished(&self, name: &ArtifactName) -> Result<bool> {
+    pub async fn purge_left_unfinished(&self, name: &ArtifactName) -> Result<Unfinished> {
         let Some(fence) = self.get(key(fence_pk(name), FENCE_SK)).await? else {
-            return self.registered(name).await;
+            return Ok(if self.registered(name).await? {
+                Unfinished::Unfenced
+            } else {
+                Unfinished::No
+            });
         };
         let handed_over = fence
             .get(attr::HANDED_OVER)
@@ -129,7 +145,11 @@ impl Table {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<i64>().ok())
             .unwrap_or(i64::MIN);
-        Ok(handed_over || started_at < stale)
+        Ok(if handed_over || started_at < stale {
+            Unfinished::Fenced
+        } else {
+            Unfinished::No
+        })
     }
 
     /// Deletes the LATEST row of `name` (DeleteItem, unconditional).

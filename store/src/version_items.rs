@@ -25,9 +25,6 @@ pub struct VersionFilter<'a> {
 }
 
 impl Table {
-    /// The newest numbered version that is not soft-deleted. One Query per
-    /// 100 rows from the newest, strongly consistent (deleted rows are
-    /// skipped by a filter).
     /// The version row among the newest `PUBLISHED_BY_WINDOW` (deleted
     /// ones included) that an attempt of `request` wrote, if any: a
     /// publish retried after its answer was lost finds its own version
@@ -55,6 +52,9 @@ impl Table {
             .cloned())
     }
 
+    /// The newest numbered version that is not soft-deleted. One Query per
+    /// 100 rows from the newest, strongly consistent (deleted rows are
+    /// skipped by a filter).
     pub async fn newest_live_version(&self, name: &ArtifactName) -> Result<Option<VersionRow>> {
         let mut start = None;
         loop {
@@ -302,12 +302,12 @@ pub fn same_publish(stored: &Item, written: &Item) -> bool {
     .all(|a| stored.get(*a) == written.get(*a))
 }
 
-/// Whether a version row was written by a publish whose attempts' tokens
-/// all start with `request` (`{request}-{attempt}`).
 /// How many of the newest version rows a retried publish looks through for
 /// its own: retries come within a minute, when few others published since.
 pub const PUBLISHED_BY_WINDOW: i32 = 20;
 
+/// Whether a version row was written by a publish whose attempts' tokens
+/// all start with `request` (`{request}-{attempt}`).
 pub fn published_by_request(stored: &Item, request: &str) -> bool {
     stored
         .get(attr::RESERVE_TOKEN)

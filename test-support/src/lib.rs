@@ -560,6 +560,38 @@ impl TestStore {
             .unwrap_or_else(|e| panic!("put item: {e:?}"));
     }
 
+    /// [`Self::put_raw_key`] for each of `sort_keys` under `pk`, 25 to a
+    /// BatchWriteItem (unprocessed items sent again).
+    pub async fn put_raw_keys(&self, pk: &str, sort_keys: &[String]) {
+        use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+        for chunk in sort_keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|sk| {
+                    let put = PutRequest::builder()
+                        .item("pk", AttributeValue::S(pk.to_owned()))
+                        .item("sk", AttributeValue::S(sk.clone()))
+                        .build()
+                        .unwrap_or_else(|e| panic!("put request: {e:?}"));
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            while !requests.is_empty() {
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.config.table, requests)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("batch write: {e:?}"));
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.config.table))
+                    .unwrap_or_default();
+            }
+        }
+    }
+
     pub async fn raw_items(
         &self,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {

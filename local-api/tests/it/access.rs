@@ -855,3 +855,36 @@ async fn a_search_limit_tells_nothing_of_names_the_caller_may_not_read() {
         "team A may not read it: {found}"
     );
 }
+
+/// A term's index is read only so far, whoever asks: past
+/// `MAX_TERM_ENTRIES_READ` entries across the repository the answer is the
+/// same 400 for a caller who may read none of them as for the admin, so
+/// neither the work nor the time a hidden artifact's entries cost grows
+/// without bound.
+#[tokio::test]
+async fn a_term_reads_a_bounded_number_of_entries_whoever_asks() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let (status, body) = api.call(ADMIN, "PUT", "/access", Some(targets())).await;
+    assert_eq!(status, 200, "{body}");
+    let entries: Vec<String> = (1..=shared::query::MAX_TERM_ENTRIES_READ + 1)
+        .map(|v| format!("team-a.secret/{v:06}"))
+        .collect();
+    store.put_raw_keys("__meta/team=hidden", &entries).await;
+    let q = urlencode("meta.team='hidden'");
+    for caller in [ADMIN, TEAM_A] {
+        let (status, found) = api
+            .call(caller, "GET", &format!("/search?q={q}"), None)
+            .await;
+        assert_eq!(status, 400, "{caller}: {found}");
+    }
+    let (_, found) = api
+        .call(TEAM_A, "GET", &format!("/search?q={q}"), None)
+        .await;
+    assert!(
+        found["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("across the repository")),
+        "{found}"
+    );
+}

@@ -673,3 +673,42 @@ async fn the_pass_finishes_what_a_library_purge_left() {
         "{left:?}"
     );
 }
+
+/// Writers back after the library's purge (the name registered, no LATEST,
+/// no fence): an upload in progress tells the pass there is no purge to
+/// finish before it puts a fence, which would refuse the upload's writers
+/// (409) while it stood.
+#[tokio::test]
+async fn the_pass_puts_no_fence_over_an_upload_after_a_library_purge() {
+    use test_support::proxy::{Action, Plan, Recorded, Rule};
+    let store = TestStore::new().await;
+    let n = name("first-upload");
+    store.publish_each(&n, &[b"before the purge"]).await;
+    // What the library's purge leaves of this service's: LATEST gone, the
+    // registry row there.
+    store.delete_raw_key("first-upload", "LATEST").await;
+    let ticket = store.staged(&n, b"the first bytes").await;
+    let plan = Plan::new();
+    let fence = plan.add(Rule::new(
+        "PutItem",
+        Some("__first-upload-purge"),
+        Action::Record(Recorded::new()),
+        u64::MAX,
+    ));
+    let repo = store.through(&plan).await;
+
+    let summary = run_pass(&repo, immediate(), Pass::until(a_minute()))
+        .await
+        .unwrap();
+    assert_eq!(summary.purges_finished, 0, "{summary:?}");
+    assert_eq!(
+        fence.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a fence was put over the upload"
+    );
+    store
+        .repo
+        .commit_upload(&n, &ticket.upload_id, LOCAL_ACTOR)
+        .await
+        .unwrap();
+}
