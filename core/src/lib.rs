@@ -21,6 +21,7 @@ pub mod alias_rules;
 pub mod blob_rules;
 pub mod config;
 pub mod error;
+pub mod hash_state;
 pub mod limits;
 pub mod model;
 pub mod names;

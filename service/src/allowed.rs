@@ -46,33 +46,3 @@ impl Allowed {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_decision_is_waited_for_once_and_kept() {
-        assert!(Allowed::already().wait().await.is_ok());
-
-        let (said, heard) = oneshot::channel();
-        let mut allowed = Allowed::when(heard);
-        said.send(true).unwrap();
-        assert!(allowed.wait().await.is_ok());
-        assert!(allowed.wait().await.is_ok());
-
-        let (said, heard) = oneshot::channel();
-        let mut refused = Allowed::when(heard);
-        said.send(false).unwrap();
-        assert!(matches!(refused.wait().await, Err(Error::AccessDenied(_))));
-        assert!(
-            matches!(refused.wait().await, Err(Error::AccessDenied(_))),
-            "a refusal stays one"
-        );
-
-        let (said, heard) = oneshot::channel::<bool>();
-        drop(said);
-        let mut unheard = Allowed::when(heard);
-        assert!(matches!(unheard.wait().await, Err(Error::AccessDenied(_))));
-    }
-}

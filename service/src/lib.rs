@@ -33,8 +33,8 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 // The lower layers' modules under the names this crate's files use.
 use artifact_core::{
-    access, alias_rules, blob_rules, config, error, limits, model, names, publish_rules, query,
-    retention_rules, rollout,
+    access, alias_rules, blob_rules, config, error, hash_state, limits, model, names,
+    publish_rules, query, retention_rules, rollout,
 };
 use artifact_store::bootstrap_items;
 use artifact_store::clients::{self, S3Client};

@@ -1,7 +1,9 @@
 //! Purge: the whole artifact, behind a fence.
 
 use super::Repository;
-use artifact_store::purge_items::{Unfinished, keys_of, meta_index_keys};
+use artifact_store::purge_items::{
+    Order, Unfinished, keys_of, meta_index_keys, partitions_to_delete,
+};
 use artifact_store::purge_objects;
 
 /// How many times a failed purge tries to hand its fence over.
@@ -469,54 +471,5 @@ impl Repository {
             key_marker = next_key;
             version_marker = next_version;
         }
-    }
-}
-
-/// When a partition's items go, relative to the version rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Order {
-    BeforeRows,
-    AfterRows,
-}
-
-/// The partitions a purge deletes besides the version rows (which go after
-/// LATEST, oldest first, with their metadata index entries), in order. The
-/// records of blobs (verified, condemned) go only after every row that may
-/// reference them: a purge stopped between left rows whose multipart blob
-/// no longer counted as checked, which an upload of other bytes then
-/// completed over (SPEC 7.3). The registry row goes last of all.
-fn partitions_to_delete(name: &ArtifactName) -> [(String, Order); 6] {
-    [
-        (alias_pk(name), Order::BeforeRows),
-        (history_pk(name), Order::BeforeRows),
-        (rollout_pk(name), Order::BeforeRows),
-        (status_pk(name), Order::BeforeRows),
-        (verified_pk(name), Order::AfterRows),
-        (condemned_pk(name), Order::AfterRows),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blob_records_go_after_the_rows_and_aliases_before() {
-        let name: ArtifactName = "app".parse().unwrap();
-        let order = |pk: String| {
-            partitions_to_delete(&name)
-                .into_iter()
-                .find(|(p, _)| *p == pk)
-                .map(|(_, o)| o)
-        };
-        assert_eq!(order(verified_pk(&name)), Some(Order::AfterRows));
-        assert_eq!(order(condemned_pk(&name)), Some(Order::AfterRows));
-        assert_eq!(order(alias_pk(&name)), Some(Order::BeforeRows));
-        assert_eq!(order(rollout_pk(&name)), Some(Order::BeforeRows));
-        assert_eq!(
-            order(upload_pk(&name)),
-            None,
-            "uploads go first, on their own"
-        );
     }
 }

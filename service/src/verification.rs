@@ -12,7 +12,6 @@
 use std::time::Instant;
 
 use futures::StreamExt;
-use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest, Sha256};
 
 use super::Repository;
@@ -29,8 +28,6 @@ use artifact_store::blob_objects;
 pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;
 /// Ranged GETs in flight.
 pub const PARALLEL_RANGES: usize = 4;
-/// Tag stored beside the hash state: a state of another format restarts.
-const HASH_STATE_FORMAT: &[u8] = b"sha2-0.11/Sha256:";
 
 /// Who runs the verification after a multipart commit.
 #[derive(Debug, Clone, Default)]
@@ -287,8 +284,7 @@ impl Repository {
         offset: u64,
         hasher: &Sha256,
     ) -> Result<VerifyStep> {
-        let mut state = HASH_STATE_FORMAT.to_vec();
-        state.extend_from_slice(&hasher.serialize());
+        let state = crate::hash_state::save(hasher);
         let now = now();
         let expires_at = (now + self.upload_expires).unix_timestamp();
         let saved = self
@@ -347,32 +343,12 @@ impl Repository {
 /// The hasher and offset to go on from: the row's checkpoint, or the start
 /// when there is none (or it is of another format).
 fn restore(upload: &UploadRow) -> (Sha256, u64) {
-    let restored = upload.hash_state.as_deref().and_then(|state| {
-        let state = state.strip_prefix(HASH_STATE_FORMAT)?;
-        let state = SerializedState::<Sha256>::try_from(state).ok()?;
-        Sha256::deserialize(&state).ok()
-    });
+    let restored = upload
+        .hash_state
+        .as_deref()
+        .and_then(crate::hash_state::restore);
     match restored {
         Some(hasher) if upload.verified_bytes > 0 => (hasher, upload.verified_bytes),
         _ => (Sha256::new(), 0),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hash_state_saved_midway_goes_on_to_the_digest_of_the_whole() {
-        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
-        let mut first = Sha256::new();
-        first.update(&data[..640]);
-        let mut saved = HASH_STATE_FORMAT.to_vec();
-        saved.extend_from_slice(&first.serialize());
-        let row_state = saved.strip_prefix(HASH_STATE_FORMAT).unwrap();
-        let mut resumed =
-            Sha256::deserialize(&SerializedState::<Sha256>::try_from(row_state).unwrap()).unwrap();
-        resumed.update(&data[640..]);
-        assert_eq!(resumed.finalize(), Sha256::digest(&data));
     }
 }

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
 use crate::error::{Error, Result};
-use crate::layout::{FENCE_SK, attr, fence_pk, meta_index_pk, now};
+use crate::layout::{
+    FENCE_SK, alias_pk, attr, condemned_pk, fence_pk, history_pk, meta_index_pk, now, rollout_pk,
+    status_pk, verified_pk,
+};
 use crate::limits::PURGE_FENCE_STALE;
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, key, nv, registry_key, sv, version_key};
@@ -293,4 +296,53 @@ pub fn meta_index_keys(name: &ArtifactName, row: &VersionRow) -> Vec<Item> {
         .iter()
         .map(|(k, v)| key(meta_index_pk(k, v), sk.clone()))
         .collect()
+}
+/// When a partition's items go, relative to the version rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    BeforeRows,
+    AfterRows,
+}
+
+/// The partitions a purge deletes besides the version rows (which go after
+/// LATEST, oldest first, with their metadata index entries), in order. The
+/// records of blobs (verified, condemned) go only after every row that may
+/// reference them: a purge stopped between left rows whose multipart blob
+/// no longer counted as checked, which an upload of other bytes then
+/// completed over (SPEC 7.3). The registry row goes last of all.
+pub fn partitions_to_delete(name: &ArtifactName) -> [(String, Order); 6] {
+    [
+        (alias_pk(name), Order::BeforeRows),
+        (history_pk(name), Order::BeforeRows),
+        (rollout_pk(name), Order::BeforeRows),
+        (status_pk(name), Order::BeforeRows),
+        (verified_pk(name), Order::AfterRows),
+        (condemned_pk(name), Order::AfterRows),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::upload_pk;
+
+    #[test]
+    fn blob_records_go_after_the_rows_and_aliases_before() {
+        let name: ArtifactName = "app".parse().unwrap();
+        let order = |pk: String| {
+            partitions_to_delete(&name)
+                .into_iter()
+                .find(|(p, _)| *p == pk)
+                .map(|(_, o)| o)
+        };
+        assert_eq!(order(verified_pk(&name)), Some(Order::AfterRows));
+        assert_eq!(order(condemned_pk(&name)), Some(Order::AfterRows));
+        assert_eq!(order(alias_pk(&name)), Some(Order::BeforeRows));
+        assert_eq!(order(rollout_pk(&name)), Some(Order::BeforeRows));
+        assert_eq!(
+            order(upload_pk(&name)),
+            None,
+            "uploads go first, on their own"
+        );
+    }
 }

@@ -1698,3 +1698,36 @@ async fn a_sparse_listing_skips_hidden_names_in_large_pages() {
     // Two rounds (Query ∥ ListObjectsV2 each), not forty.
     assert!(calls <= 4, "{calls} AWS calls");
 }
+
+/// (service::allowed) What a write waits for before it writes: decided
+/// once and kept; a sender dropped without a word refuses.
+#[tokio::test]
+async fn the_decision_is_waited_for_once_and_kept() {
+    assert!(shared::repository::Allowed::already().wait().await.is_ok());
+
+    let (said, heard) = tokio::sync::oneshot::channel();
+    let mut allowed = shared::repository::Allowed::when(heard);
+    said.send(true).unwrap();
+    assert!(allowed.wait().await.is_ok());
+    assert!(allowed.wait().await.is_ok());
+
+    let (said, heard) = tokio::sync::oneshot::channel();
+    let mut refused = shared::repository::Allowed::when(heard);
+    said.send(false).unwrap();
+    assert!(matches!(
+        refused.wait().await,
+        Err(shared::Error::AccessDenied(_))
+    ));
+    assert!(
+        matches!(refused.wait().await, Err(shared::Error::AccessDenied(_))),
+        "a refusal stays one"
+    );
+
+    let (said, heard) = tokio::sync::oneshot::channel::<bool>();
+    drop(said);
+    let mut unheard = shared::repository::Allowed::when(heard);
+    assert!(matches!(
+        unheard.wait().await,
+        Err(shared::Error::AccessDenied(_))
+    ));
+}
