@@ -50,13 +50,13 @@ impl Repository {
         }
         let purge_id = uuid::Uuid::new_v4().simple().to_string();
         self.take_fence(name, &purge_id).await?;
-        let purged = self.purge_behind_fence(name, &purge_id).await;
+        let purged = self.purge_behind_fence(name, &purge_id, None).await;
         if purged.is_err() {
             // Failed (not crashed): the next purge may take over at once
             // instead of waiting for the lease to lapse; writers stay out.
             self.hand_over_fence(name, &purge_id).await;
         }
-        purged
+        purged.map(|_finished| ())
     }
 
     /// Finishes a purge of `name` that stopped part-way (its fence handed
@@ -93,6 +93,9 @@ impl Repository {
             Err(Error::ArtifactBeingPurged { .. }) => return Ok(false),
             Err(e) => return Err(e),
         }
+        // Objects written from this second on may be a writer's that came
+        // back (the library writes its object, then its row): they stay.
+        let checked_at = now().unix_timestamp();
         let written_since = match self.written_since_purge(name).await {
             Ok(written) => written,
             Err(e) => {
@@ -104,11 +107,13 @@ impl Repository {
             self.table.lower_purge_fence(name, &purge_id).await?;
             return Ok(false);
         }
-        let purged = self.purge_behind_fence(name, &purge_id).await;
+        let purged = self
+            .purge_behind_fence(name, &purge_id, Some(checked_at))
+            .await;
         if purged.is_err() {
             self.hand_over_fence(name, &purge_id).await;
         }
-        purged.map(|()| true)
+        purged
     }
 
     /// Whether `name` has LATEST or a live upload (pending, or verifying
@@ -127,8 +132,18 @@ impl Repository {
                 .any(|u| crate::retention_rules::upload_holds(u.state, u.expires_at, now_secs)))
     }
 
-    /// The work of [`Self::purge_artifact`] once its fence is up.
-    async fn purge_behind_fence(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+    /// The work of [`Self::purge_artifact`] once its fence is up. Finishing
+    /// a purge nobody asked for now (`finishing`: the second LATEST was
+    /// found absent under the fence), writers that came back since win
+    /// (SPEC 7.10): LATEST is not deleted but looked for, and when there
+    /// (the library wrote it: it knows no fence) the fence comes down and
+    /// nothing more goes (`Ok(false)`); objects from that second on stay.
+    async fn purge_behind_fence(
+        &self,
+        name: &ArtifactName,
+        purge_id: &str,
+        finishing: Option<i64>,
+    ) -> Result<bool> {
         let purge_id = purge_id.to_owned();
 
         let upload_items = self.query_all(&upload_pk(name)).await?;
@@ -150,8 +165,23 @@ impl Repository {
         self.renew_fence(name, &purge_id).await?;
         // S3's LastModified is in whole seconds: an object of this second
         // may be a racing library put's, and stays.
-        let rows_go_at = now().unix_timestamp();
-        self.table.delete_latest_row(name).await?;
+        let rows_go_at = match finishing {
+            None => {
+                self.table.delete_latest_row(name).await?;
+                now().unix_timestamp()
+            }
+            Some(checked_at) => {
+                if self
+                    .get_row(name, crate::names::Version::Latest)
+                    .await?
+                    .is_some()
+                {
+                    self.table.lower_purge_fence(name, &purge_id).await?;
+                    return Ok(false);
+                }
+                checked_at
+            }
+        };
         let mut keys: Vec<Item> = Vec::new();
         let mut after_rows: Vec<Item> = Vec::new();
         for (pk, order) in partitions_to_delete(name) {
@@ -171,6 +201,10 @@ impl Repository {
         }
         // The version rows, and their entries in the metadata index.
         let rows = self.query_all(name.as_str()).await?;
+        if finishing.is_some() && artifact_store::purge_items::holds_latest(&rows) {
+            self.table.lower_purge_fence(name, &purge_id).await?;
+            return Ok(false);
+        }
         for row in rows
             .iter()
             .filter_map(|item| VersionRow::from_item(item).ok())
@@ -197,7 +231,8 @@ impl Repository {
         self.delete_rows_without_objects(name).await?;
         // Already lowered by this request (its answer was lost), or taken
         // over after we stalled: the holder lowers it.
-        self.table.lower_purge_fence(name, &purge_id).await
+        self.table.lower_purge_fence(name, &purge_id).await?;
+        Ok(true)
     }
 
     /// Whether anything of the artifact exists: a row of any partition a

@@ -54,6 +54,10 @@ impl Repository {
         // After a first page that did not fill, the largest pages (see
         // `list_artifact_names`).
         let mut read = limit;
+        // Entries of names the caller may not read are read to be skipped:
+        // as many as a term of `q=` may read, whoever asks, else the same
+        // 400 (neither the work nor the time grows with hidden entries).
+        let mut entries_read = 0;
         let next_cursor = loop {
             let IndexPage {
                 entries,
@@ -64,6 +68,10 @@ impl Repository {
                 .await?;
             read = crate::MAX_PAGE_SIZE;
             let total = entries.len();
+            entries_read += total;
+            if entries_read > crate::query::MAX_TERM_ENTRIES_READ {
+                return Err(too_broad());
+            }
             let mut full = None;
             for (i, entry) in entries.into_iter().enumerate() {
                 if readable(entry.name.as_str()) {
@@ -210,15 +218,11 @@ impl Repository {
             let (entries, next) = self.table.term_page(term, start).await?;
             read += entries.len();
             if read > MAX_TERM_ENTRIES_READ {
-                return Err(Error::InvalidRequest(format!(
-                    "q: a term matches more than {MAX_TERM_ENTRIES_READ} versions across the repository; narrow it"
-                )));
+                return Err(too_broad());
             }
             out.extend(entries.into_iter().filter(|(name, _)| readable(name)));
             if out.len() > MAX_TERM_MATCHES {
-                return Err(Error::InvalidRequest(format!(
-                    "q: a term matches more than {MAX_TERM_MATCHES} versions; narrow it"
-                )));
+                return Err(too_broad());
             }
             match next {
                 Some(k) => start = Some(k),
@@ -389,4 +393,15 @@ enum Status {
     Artifact,
     /// No purge of the artifact runs.
     Fence,
+}
+
+/// The one answer to a search too broad to answer, whichever limit it
+/// met (matches the caller may read, or entries read of any name): its
+/// words tell nothing of which.
+fn too_broad() -> Error {
+    Error::InvalidRequest(format!(
+        "the search matches too many versions (a term: at most {} readable, {} in all); narrow it",
+        crate::query::MAX_TERM_MATCHES,
+        crate::query::MAX_TERM_ENTRIES_READ
+    ))
 }

@@ -297,6 +297,16 @@ pub fn meta_index_keys(name: &ArtifactName, row: &VersionRow) -> Vec<Item> {
         .map(|(k, v)| key(meta_index_pk(k, v), sk.clone()))
         .collect()
 }
+/// Whether the items of an artifact's own partition hold its LATEST row
+/// (whatever it holds: the library's bare rows too).
+pub fn holds_latest(items: &[Item]) -> bool {
+    items.iter().any(|item| {
+        item.get(attr::SK)
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|sk| sk == Version::LATEST)
+    })
+}
+
 /// When a partition's items go, relative to the version rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -325,6 +335,14 @@ pub fn partitions_to_delete(name: &ArtifactName) -> [(String, Order); 6] {
 mod tests {
     use super::*;
     use crate::layout::upload_pk;
+
+    #[test]
+    fn latest_is_told_by_its_sort_key_alone() {
+        let row = |sk: &str| key("app", sk);
+        assert!(holds_latest(&[row("000001"), row("LATEST")]));
+        assert!(!holds_latest(&[row("000001"), row("01.2.3")]));
+        assert!(!holds_latest(&[]));
+    }
 
     #[test]
     fn blob_records_go_after_the_rows_and_aliases_before() {

@@ -712,3 +712,52 @@ async fn the_pass_puts_no_fence_over_an_upload_after_a_library_purge() {
         .await
         .unwrap();
 }
+
+/// Review of the above: the library writes its artifact again while the
+/// pass finishes what its purge left (it knows no fence). Its LATEST,
+/// written after the pass found none, and its object stay: the pass
+/// stops there (SPEC 7.10: the writers won), and tries again only when
+/// LATEST is gone again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_write_during_the_finish_of_its_purge_stays() {
+    let store = TestStore::new().await;
+    let n = name("library-back");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    store.drain_mirror().await;
+    store.library(&[
+        "call",
+        "purge_artifact",
+        &serde_json::json!({"name": "library-back"}).to_string(),
+    ]);
+    // See the_pass_finishes_what_a_library_purge_left.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The pass stops at its first fence renewal, after its check found no
+    // LATEST; the library writes meanwhile.
+    let (repo, gate) = store
+        .held_before("UpdateItem", Some("__library-back-purge"))
+        .await;
+    let pass =
+        tokio::spawn(async move { run_pass(&repo, immediate(), Pass::until(a_minute())).await });
+    gate.arrived().await;
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": "library-back", "content": "the library is back"}).to_string(),
+    ]);
+    gate.open();
+    let summary = pass.await.unwrap().unwrap();
+    assert_eq!(summary.purges_finished, 0, "{summary:?}");
+    let read = store.library(&["read", "library-back"]);
+    let latest = read["content"]["LATEST"]
+        .as_str()
+        .map(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).unwrap());
+    assert_eq!(
+        latest.as_deref(),
+        Some(&b"the library is back"[..]),
+        "{read}"
+    );
+    let fence = store
+        .raw_item(&shared::layout::fence_pk(&n), shared::layout::FENCE_SK)
+        .await;
+    assert!(fence.is_none(), "{fence:?}");
+}
