@@ -25,13 +25,14 @@ pub struct VersionFilter<'a> {
 }
 
 impl Table {
-    /// The version row among the newest `PUBLISHED_BY_WINDOW` (deleted
-    /// ones included) that an attempt of `request` wrote, if any: a
-    /// publish retried after its answer was lost finds its own version
-    /// though others published after it. One Query, strongly consistent.
-    pub async fn published_by(&self, name: &ArtifactName, request: &str) -> Result<Option<Item>> {
-        let out = self
-            .ddb
+    /// A Query of `name`'s rows below LATEST (the numbered versions, and
+    /// keys the library wrote that are no number), newest first, strongly
+    /// consistent; `#pk` and `#sk` named for projections.
+    fn numbered_newest_first(
+        &self,
+        name: &ArtifactName,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.ddb
             .query()
             .table_name(&self.name)
             .key_condition_expression("#pk = :pk AND #sk < :latest")
@@ -41,6 +42,15 @@ impl Table {
             .expression_attribute_values(":latest", sv(Version::LATEST))
             .scan_index_forward(false)
             .consistent_read(true)
+    }
+
+    /// The version row among the newest `PUBLISHED_BY_WINDOW` (deleted
+    /// ones included) that an attempt of `request` wrote, if any: a
+    /// publish retried after its answer was lost finds its own version
+    /// though others published after it. One Query, strongly consistent.
+    pub async fn published_by(&self, name: &ArtifactName, request: &str) -> Result<Option<Item>> {
+        let out = self
+            .numbered_newest_first(name)
             .limit(PUBLISHED_BY_WINDOW)
             .send()
             .await
@@ -59,19 +69,10 @@ impl Table {
         let mut start = None;
         loop {
             let out = self
-                .ddb
-                .query()
-                .table_name(&self.name)
-                .key_condition_expression("#pk = :pk AND #sk < :latest")
+                .numbered_newest_first(name)
                 .filter_expression("#is_deleted = :false")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
                 .expression_attribute_names("#is_deleted", attr::IS_DELETED)
-                .expression_attribute_values(":pk", sv(name.as_str()))
-                .expression_attribute_values(":latest", sv(Version::LATEST))
                 .expression_attribute_values(":false", AttributeValue::Bool(false))
-                .scan_index_forward(false)
-                .consistent_read(true)
                 .limit(100)
                 .set_exclusive_start_key(start)
                 .send()
@@ -172,17 +173,8 @@ impl Table {
         let mut limit = 1;
         loop {
             let out = self
-                .ddb
-                .query()
-                .table_name(&self.name)
-                .key_condition_expression("#pk = :pk AND #sk < :latest")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", sv(name.as_str()))
-                .expression_attribute_values(":latest", sv(Version::LATEST))
-                .scan_index_forward(false)
+                .numbered_newest_first(name)
                 .limit(limit)
-                .consistent_read(true)
                 .projection_expression("#pk, #sk")
                 .set_exclusive_start_key(start.take())
                 .send()
