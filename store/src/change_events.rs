@@ -579,7 +579,7 @@ mod tests {
             .is_empty()
         );
         // A metadata index entry whose value ends like an artifact's
-        // partition (`q=team:ops-alias`): no event, whatever it holds.
+        // partition (`meta.team='ops-alias'`): no event, whatever it holds.
         for pk in [
             "__meta/team=ops-alias",
             "__meta/team=ops-history",
