@@ -118,7 +118,8 @@ impl Repository {
     /// set operations on their results; matches ordered by name, newest
     /// version first, paged by a cursor naming the last one answered, live
     /// rows only (read back as [`Self::search`] does). AWS calls: one Query
-    /// per term and page of its index, BatchGetItem per 100 rows answered.
+    /// per term and page of its index (a digest's: per name range, see
+    /// `Table::term_page`), BatchGetItem per 100 rows answered.
     pub async fn search_expression(
         &self,
         query: &crate::query::Query,

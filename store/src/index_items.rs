@@ -125,14 +125,59 @@ impl Table {
         term: &Term,
         start: Option<Item>,
     ) -> Result<(Vec<(String, String)>, Option<Item>)> {
+        if !matches!(term, Term::Sha256(_)) {
+            return self.term_page_in(term, start, None).await;
+        }
+        // The index holds every row with a digest: the service's own
+        // partitions (`__{name}-upload`, …: uploads anyone may start, with
+        // any declared digest) are no versions and must not count against
+        // a term's limits. Version rows' partition keys are artifact names,
+        // which start with a letter or digit: below `_` (digits, capitals)
+        // or from `a` on, the two ranges read in turn (where a page
+        // resumes tells which).
+        let resumes_in_lower = start
+            .as_ref()
+            .and_then(|k| k.get(attr::PK))
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|pk| pk.as_str() >= NAMES_FROM_LOWER);
+        if resumes_in_lower {
+            return self.term_page_in(term, start, Some(NameRange::Lower)).await;
+        }
+        let (mut entries, next) = self
+            .term_page_in(term, start, Some(NameRange::Upper))
+            .await?;
+        if next.is_some() {
+            return Ok((entries, next));
+        }
+        let (lower, next) = self
+            .term_page_in(term, None, Some(NameRange::Lower))
+            .await?;
+        entries.extend(lower);
+        Ok((entries, next))
+    }
+
+    /// One Query of [`Self::term_page`]; for a digest, of names in `range`.
+    async fn term_page_in(
+        &self,
+        term: &Term,
+        start: Option<Item>,
+        range: Option<NameRange>,
+    ) -> Result<(Vec<(String, String)>, Option<Item>)> {
         let request = match term {
-            Term::Sha256(digest) => self
-                .ddb
-                .query()
-                .index_name(SHA256_INDEX)
-                .key_condition_expression("#k = :v")
-                .expression_attribute_names("#k", attr::SHA256)
-                .expression_attribute_values(":v", sv(digest.as_str())),
+            Term::Sha256(digest) => {
+                let (condition, bound) = match range {
+                    Some(NameRange::Lower) => ("#k = :v AND #pk >= :bound", NAMES_FROM_LOWER),
+                    _ => ("#k = :v AND #pk < :bound", SERVICE_PARTITIONS_FROM),
+                };
+                self.ddb
+                    .query()
+                    .index_name(SHA256_INDEX)
+                    .key_condition_expression(condition)
+                    .expression_attribute_names("#k", attr::SHA256)
+                    .expression_attribute_names("#pk", attr::PK)
+                    .expression_attribute_values(":v", sv(digest.as_str()))
+                    .expression_attribute_values(":bound", sv(bound))
+            }
             Term::Meta { key, value } => self
                 .ddb
                 .query()
@@ -340,4 +385,17 @@ fn decode_search_cursor(
         start.insert(attr::SHA256.into(), sv(digest.as_str()));
     }
     Ok(Some(start))
+}
+
+/// The first partition key of the service's own partitions (`__…`):
+/// artifact names below it start with a digit or a capital.
+const SERVICE_PARTITIONS_FROM: &str = "_";
+/// The first partition key of names that start with a small letter.
+const NAMES_FROM_LOWER: &str = "a";
+
+/// Which names a digest's index Query reads: `[0-9A-Z]…` or `[a-z]…`.
+#[derive(Debug, Clone, Copy)]
+enum NameRange {
+    Upper,
+    Lower,
 }

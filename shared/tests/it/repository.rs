@@ -1731,3 +1731,73 @@ async fn the_decision_is_waited_for_once_and_kept() {
         Err(shared::Error::AccessDenied(_))
     ));
 }
+
+/// A digest's term reads version rows only: upload rows (anyone who may
+/// write one name may start uploads declaring any digest) sit in the same
+/// index, and a thousand of them made `sha256='…'` a 400 for every
+/// caller. Names of each first character class (digit, capital, small
+/// letter) are all found.
+#[tokio::test]
+async fn a_digest_term_counts_versions_only_whatever_uploads_declare_it() {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    let store = TestStore::new().await;
+    let bytes = b"the same bytes everywhere";
+    let digest = test_support::sha256_hex(bytes);
+    for artifact in ["9lives", "Zeta", "alpha"] {
+        store.publish_each(&name(artifact), &[bytes]).await;
+    }
+    let hog = "__hog-upload";
+    let ids: Vec<String> = (0..=shared::query::MAX_TERM_MATCHES)
+        .map(|i| format!("u{i:05}"))
+        .collect();
+    for chunk in ids.chunks(25) {
+        let requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|id| {
+                let put = PutRequest::builder()
+                    .item("pk", AttributeValue::S(hog.into()))
+                    .item("sk", AttributeValue::S(id.clone()))
+                    .item("sha256", AttributeValue::S(digest.clone()))
+                    .build()
+                    .unwrap();
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        store
+            .ddb
+            .batch_write_item()
+            .request_items(&store.config.table, requests)
+            .send()
+            .await
+            .unwrap();
+    }
+    let q = shared::query::parse(&format!("sha256='{digest}'")).unwrap();
+    let found = store
+        .repo
+        .search_expression(&q, Some(100), None, &|_| true)
+        .await
+        .unwrap();
+    let mut names: Vec<(String, String)> = found
+        .items
+        .iter()
+        .map(|hit| {
+            (
+                hit.artifact.name.to_string(),
+                hit.artifact.version.to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("9lives", "1"),
+            ("9lives", "LATEST"),
+            ("Zeta", "1"),
+            ("Zeta", "LATEST"),
+            ("alpha", "1"),
+            ("alpha", "LATEST")
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+    );
+}
