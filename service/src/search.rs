@@ -2,7 +2,9 @@
 //!
 //! - By content: the table's global secondary index `by-sha256` (keys only:
 //!   `sha256` → `pk`), which holds every row with a digest, the library's
-//!   included; one Query per page.
+//!   included; per page, one Query of each of its two ranges of artifact
+//!   names, at once (the service's own partitions between them, uploads
+//!   declaring any digest, are never read).
 //! - By metadata: the index partitions `__meta/{key}={value}` (sort key
 //!   `{name}/{version}`), written in the publish's transaction; one Query
 //!   per page of the first term's partition, the other terms checked on the
@@ -39,8 +41,8 @@ impl Repository {
     /// with the aliases that point at each, of names `readable` admits: an
     /// entry of another name is skipped before the page is cut, so neither
     /// the page nor its cursor tells anything of it (SPEC 10.4). AWS calls
-    /// per page: Query (more while entries are skipped), BatchGetItem (per
-    /// 100 rows found).
+    /// per page: Query (two at once by content; more while entries are
+    /// skipped), BatchGetItem (per 100 rows found).
     pub async fn search(
         &self,
         query: &SearchQuery,

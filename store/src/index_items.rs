@@ -48,71 +48,109 @@ impl Table {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<IndexPage> {
-        let (request, partition) = match query {
-            SearchQuery::Sha256(digest) => (
-                self.ddb
-                    .query()
-                    .index_name(SHA256_INDEX)
-                    .key_condition_expression("#sha256 = :v")
-                    .expression_attribute_names("#sha256", attr::SHA256)
-                    .expression_attribute_values(":v", sv(digest.as_str())),
-                None,
-            ),
-            SearchQuery::Metadata(terms) => {
-                let Some((k, v)) = terms.iter().next() else {
-                    return Err(Error::InvalidRequest(
-                        "search needs sha256= or at least one meta.KEY=VALUE".into(),
-                    ));
-                };
-                let pk = meta_index_pk(k, v);
-                (
-                    self.ddb
-                        .query()
-                        .key_condition_expression("#pk = :v")
-                        .expression_attribute_names("#pk", attr::PK)
-                        .expression_attribute_values(":v", sv(&pk))
-                        .consistent_read(true),
-                    Some(pk),
-                )
+        let terms = match query {
+            SearchQuery::Sha256(digest) => {
+                let start = decode_search_cursor(query, None, cursor)?;
+                return self.digest_index_page(digest, limit, start).await;
             }
+            SearchQuery::Metadata(terms) => terms,
         };
-        let start = decode_search_cursor(query, partition.as_deref(), cursor)?;
-        let out = request
+        let Some((k, v)) = terms.iter().next() else {
+            return Err(Error::InvalidRequest(
+                "search needs sha256= or at least one meta.KEY=VALUE".into(),
+            ));
+        };
+        let pk = meta_index_pk(k, v);
+        let start = decode_search_cursor(query, Some(&pk), cursor)?;
+        let out = self
+            .ddb
+            .query()
+            .key_condition_expression("#pk = :v")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":v", sv(&pk))
+            .consistent_read(true)
             .table_name(&self.name)
             .limit(limit as i32)
             .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        let entries = out
-            .items()
-            .iter()
-            .filter_map(|item| {
-                let pk = item.get(attr::PK)?.as_s().ok()?;
-                let sk = item.get(attr::SK)?.as_s().ok()?;
-                let (name, version) = match query {
-                    SearchQuery::Sha256(_) => (pk.as_str(), sk.as_str()),
-                    SearchQuery::Metadata(_) => sk.split_once('/')?,
-                };
-                Some(IndexEntry {
-                    name: name.parse().ok()?,
-                    version: Version::from_sort_key(version).ok()?,
-                    after: encode_cursor(&format!("{pk}\n{sk}")),
-                })
+        Ok(index_page(
+            out.items(),
+            out.last_evaluated_key(),
+            |_, sk| sk.split_once('/'),
+        ))
+    }
+
+    /// One page of the `by-sha256` index for `digest`, version rows only:
+    /// the index holds every row with a digest, the service's own
+    /// partitions (`__{name}-upload`: uploads anyone may start, declaring
+    /// any digest) included, and those are never read (a writer's pending
+    /// uploads neither cost a search reads nor push its versions out). Its
+    /// two name ranges (see [`Self::term_page`]) are read at once, each up
+    /// to `limit` entries: the page is the first range's, followed by the
+    /// second's when the first ended. Resuming in the second range reads
+    /// it alone. AWS calls: two Queries in parallel (one round trip), one
+    /// when resuming in the second range.
+    async fn digest_index_page(
+        &self,
+        digest: &artifact_core::names::Sha256,
+        limit: u32,
+        start: Option<Item>,
+    ) -> Result<IndexPage> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let read = |range, start| {
+            self.digest_query(digest, range)
+                .table_name(&self.name)
+                .limit(limit)
+                .set_exclusive_start_key(start)
+                .send()
+        };
+        let page = |out: aws_sdk_dynamodb::operation::query::QueryOutput| {
+            index_page(out.items(), out.last_evaluated_key(), |pk, sk| {
+                Some((pk, sk))
             })
-            .collect();
-        let next_cursor = out
-            .last_evaluated_key()
-            .filter(|k| !k.is_empty())
-            .and_then(|k| {
-                let pk = k.get(attr::PK)?.as_s().ok()?;
-                let sk = k.get(attr::SK)?.as_s().ok()?;
-                Some(encode_cursor(&format!("{pk}\n{sk}")))
-            });
+        };
+        let query_failed = |e| crate::sdk_error::upstream("Query", e);
+        if resumes_in_lower(start.as_ref()) {
+            return Ok(page(
+                read(NameRange::Lower, start).await.map_err(query_failed)?,
+            ));
+        }
+        let (upper, lower) =
+            tokio::join!(read(NameRange::Upper, start), read(NameRange::Lower, None));
+        let upper = page(upper.map_err(query_failed)?);
+        if upper.next_cursor.is_some() {
+            return Ok(upper);
+        }
+        let lower = page(lower.map_err(query_failed)?);
+        let mut entries = upper.entries;
+        entries.extend(lower.entries);
         Ok(IndexPage {
             entries,
-            next_cursor,
+            next_cursor: lower.next_cursor,
         })
+    }
+
+    /// A Query of the `by-sha256` index for `digest`, of the names in
+    /// `range` only.
+    fn digest_query(
+        &self,
+        digest: &artifact_core::names::Sha256,
+        range: NameRange,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let (condition, bound) = match range {
+            NameRange::Lower => ("#k = :v AND #pk >= :bound", NAMES_FROM_LOWER),
+            NameRange::Upper => ("#k = :v AND #pk < :bound", SERVICE_PARTITIONS_FROM),
+        };
+        self.ddb
+            .query()
+            .index_name(SHA256_INDEX)
+            .key_condition_expression(condition)
+            .expression_attribute_names("#k", attr::SHA256)
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":v", sv(digest.as_str()))
+            .expression_attribute_values(":bound", sv(bound))
     }
 
     /// One page (one Query, after `start`) of the index one term of a `q=`
@@ -135,12 +173,7 @@ impl Table {
         // which start with a letter or digit: below `_` (digits, capitals)
         // or from `a` on, the two ranges read in turn (where a page
         // resumes tells which).
-        let resumes_in_lower = start
-            .as_ref()
-            .and_then(|k| k.get(attr::PK))
-            .and_then(|v| v.as_s().ok())
-            .is_some_and(|pk| pk.as_str() >= NAMES_FROM_LOWER);
-        if resumes_in_lower {
+        if resumes_in_lower(start.as_ref()) {
             return self.term_page_in(term, start, Some(NameRange::Lower)).await;
         }
         let (mut entries, next) = self
@@ -164,20 +197,7 @@ impl Table {
         range: Option<NameRange>,
     ) -> Result<(Vec<(String, String)>, Option<Item>)> {
         let request = match term {
-            Term::Sha256(digest) => {
-                let (condition, bound) = match range {
-                    Some(NameRange::Lower) => ("#k = :v AND #pk >= :bound", NAMES_FROM_LOWER),
-                    _ => ("#k = :v AND #pk < :bound", SERVICE_PARTITIONS_FROM),
-                };
-                self.ddb
-                    .query()
-                    .index_name(SHA256_INDEX)
-                    .key_condition_expression(condition)
-                    .expression_attribute_names("#k", attr::SHA256)
-                    .expression_attribute_names("#pk", attr::PK)
-                    .expression_attribute_values(":v", sv(digest.as_str()))
-                    .expression_attribute_values(":bound", sv(bound))
-            }
+            Term::Sha256(digest) => self.digest_query(digest, range.unwrap_or(NameRange::Upper)),
             Term::Meta { key, value } => self
                 .ddb
                 .query()
@@ -377,6 +397,9 @@ fn decode_search_cursor(
         || (matches!(query, SearchQuery::Sha256(_)) && pk.len() > MAX_SORT_KEY_BYTES)
         || sk.len() > MAX_SORT_KEY_BYTES
         || partition.is_some_and(|p| p != pk)
+        // A digest's entries are version rows: their partition is a name
+        // (the service's partitions are outside the ranges it reads).
+        || (matches!(query, SearchQuery::Sha256(_)) && pk.parse::<ArtifactName>().is_err())
     {
         return Err(invalid());
     }
@@ -392,6 +415,50 @@ fn decode_search_cursor(
 const SERVICE_PARTITIONS_FROM: &str = "_";
 /// The first partition key of names that start with a small letter.
 const NAMES_FROM_LOWER: &str = "a";
+
+/// Whether a digest's index read resuming after `start` is in the range
+/// of names from a small letter on.
+fn resumes_in_lower(start: Option<&Item>) -> bool {
+    start
+        .and_then(|k| k.get(attr::PK))
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|pk| pk.as_str() >= NAMES_FROM_LOWER)
+}
+
+/// A search page from a Query's items and where it stopped: each entry
+/// names the row `name_of` reads from the item's keys (`pk`, `sk`); items
+/// that name no version row are left out.
+fn index_page(
+    items: &[Item],
+    last: Option<&Item>,
+    name_of: for<'k> fn(&'k str, &'k str) -> Option<(&'k str, &'k str)>,
+) -> IndexPage {
+    fn keys(item: &Item) -> Option<(&str, &str)> {
+        let pk = item.get(attr::PK)?.as_s().ok()?;
+        let sk = item.get(attr::SK)?.as_s().ok()?;
+        Some((pk.as_str(), sk.as_str()))
+    }
+    let entries = items
+        .iter()
+        .filter_map(|item| {
+            let (pk, sk) = keys(item)?;
+            let (name, version) = name_of(pk, sk)?;
+            Some(IndexEntry {
+                name: name.parse().ok()?,
+                version: Version::from_sort_key(version).ok()?,
+                after: encode_cursor(&format!("{pk}\n{sk}")),
+            })
+        })
+        .collect();
+    let next_cursor = last
+        .filter(|k| !k.is_empty())
+        .and_then(keys)
+        .map(|(pk, sk)| encode_cursor(&format!("{pk}\n{sk}")));
+    IndexPage {
+        entries,
+        next_cursor,
+    }
+}
 
 /// Which names a digest's index Query reads: `[0-9A-Z]…` or `[a-z]…`.
 #[derive(Debug, Clone, Copy)]

@@ -1296,7 +1296,7 @@ async fn retention_ages_beyond_the_calendar_keep_everything_instead_of_failing()
 
 /// SPEC 10.3: search by bytes and by metadata across artifacts returns
 /// exactly the live versions (library-written ones included for bytes),
-/// one index Query + one BatchGetItem per page.
+/// one round trip of index Queries + one BatchGetItem per page.
 #[tokio::test]
 async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_calls() {
     use shared::model::{SearchQuery, VersionStatus};
@@ -1331,7 +1331,12 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     )
     .await;
     let page = page.unwrap();
-    assert_eq!(calls, 2, "one Query of the index, one BatchGetItem");
+    // The index's two name ranges at once (see
+    // `a_digest_term_counts_versions_only_whatever_uploads_declare_it`).
+    assert_eq!(
+        calls, 3,
+        "two Queries of the index in one round trip, one BatchGetItem"
+    );
     let mut found: Vec<(String, String, Vec<String>)> = page
         .items
         .iter()
@@ -1747,7 +1752,8 @@ async fn a_digest_term_counts_versions_only_whatever_uploads_declare_it() {
         store.publish_each(&name(artifact), &[bytes]).await;
     }
     let hog = "__hog-upload";
-    let ids: Vec<String> = (0..=shared::query::MAX_TERM_MATCHES)
+    // More than a term may match, and than a plain search's largest page.
+    let ids: Vec<String> = (0..=2 * shared::query::MAX_TERM_MATCHES)
         .map(|i| format!("u{i:05}"))
         .collect();
     for chunk in ids.chunks(25) {
@@ -1771,33 +1777,73 @@ async fn a_digest_term_counts_versions_only_whatever_uploads_declare_it() {
             .await
             .unwrap();
     }
+    let want: Vec<(String, String)> = [
+        ("9lives", "1"),
+        ("9lives", "LATEST"),
+        ("Zeta", "1"),
+        ("Zeta", "LATEST"),
+        ("alpha", "1"),
+        ("alpha", "LATEST"),
+    ]
+    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+    .to_vec();
+    let sorted = |hits: &[shared::model::SearchHit]| {
+        let mut names: Vec<(String, String)> = hits
+            .iter()
+            .map(|hit| {
+                (
+                    hit.artifact.name.to_string(),
+                    hit.artifact.version.to_string(),
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    };
     let q = shared::query::parse(&format!("sha256='{digest}'")).unwrap();
     let found = store
         .repo
         .search_expression(&q, Some(100), None, &|_| true)
         .await
         .unwrap();
-    let mut names: Vec<(String, String)> = found
-        .items
-        .iter()
-        .map(|hit| {
-            (
-                hit.artifact.name.to_string(),
-                hit.artifact.version.to_string(),
-            )
-        })
-        .collect();
-    names.sort();
+    assert_eq!(sorted(&found.items), want);
+    // The plain form alike, and the uploads cost it no reads: the two
+    // name ranges in one round trip, then the rows.
+    let plain = shared::model::SearchQuery::Sha256(digest.parse().unwrap());
+    let (found, calls) = counted(
+        &store.repo,
+        store.repo.search(&plain, Some(100), None, &|_| true),
+    )
+    .await;
+    assert_eq!(sorted(&found.unwrap().items), want);
+    assert_eq!(calls, 3, "two Queries at once, one BatchGetItem");
+    // Paged two by two, across both ranges: each version once.
+    let (mut paged, mut cursor) = (Vec::new(), None);
+    for _ in 0..want.len() {
+        let page = store
+            .repo
+            .search(&plain, Some(2), cursor.as_deref(), &|_| true)
+            .await
+            .unwrap();
+        paged.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(cursor, None);
+    assert_eq!(sorted(&paged), want);
+    // A cursor naming a service partition is none this search gave.
+    let forged = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{hog}\nu00001"))
+    };
+    let refused = store
+        .repo
+        .search(&plain, Some(2), Some(&forged), &|_| true)
+        .await;
     assert_eq!(
-        names,
-        [
-            ("9lives", "1"),
-            ("9lives", "LATEST"),
-            ("Zeta", "1"),
-            ("Zeta", "LATEST"),
-            ("alpha", "1"),
-            ("alpha", "LATEST")
-        ]
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        refused.map(|_| ()).map_err(|e| e.code()),
+        Err("InvalidRequest")
     );
 }
