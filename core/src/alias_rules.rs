@@ -1,7 +1,8 @@
 //! What an alias change does, decided from the rows it read (SPEC 4.2), as
 //! a pure function (no AWS types, no I/O): whether its precondition holds,
 //! which action it is, whether its targets may be taken, and the revision it
-//! writes; and which target a resolve picks (SPEC 7.9). The reads, the
+//! writes; what a rollback goes back to; and which target a resolve picks
+//! (SPEC 7.9). The reads, the
 //! transaction and the retries around them are in the service's
 //! `aliases.rs` (`change_alias_linked`, `resolve_alias`).
 
@@ -10,7 +11,7 @@ use std::collections::BTreeSet;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::model::{AliasAction, Precondition};
+use crate::model::{AliasAction, AliasState, Precondition};
 use crate::names::{AliasName, ArtifactName, Version, Weight};
 
 /// What the request asks for.
@@ -175,9 +176,96 @@ pub fn takes_secondary(bucket: u8, weight: Weight) -> bool {
     bucket < weight.get()
 }
 
+/// What "undo the alias's last change" (a rollback without a revision,
+/// SPEC 4.2) goes back to, given its newest history entry (`after`: the
+/// targets it set, `None` for a delete; `before`: its `previous`) and, when
+/// the library wrote the alias row since (it keeps no history and no
+/// revision: a row without revision), that row's targets. The library's
+/// write is then the last change: undone, the alias goes back to the
+/// entry's targets; unless it wrote the very targets the entry set, when
+/// the entry's change is still the last one that changed anything. `Err`:
+/// why there is nothing to go back to.
+pub fn rollback_target(
+    after: Option<&AliasState>,
+    before: Option<&AliasState>,
+    library_row: Option<&AliasState>,
+) -> Result<AliasState, &'static str> {
+    match library_row {
+        Some(now) if Some(now) != after => after
+            .cloned()
+            .ok_or("the library created it again after its last change deleted it"),
+        _ => before.cloned().ok_or("its only change created it"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollback_undoes_the_librarys_move_when_it_made_the_last_change() {
+        let state = |n: u32| AliasState {
+            version: v(n),
+            secondary_version: None,
+            secondary_version_weight: None,
+        };
+        let (one, two, three) = (state(1), state(2), state(3));
+        // What, the entry's targets, its previous, the library's row, outcome.
+        type Case<'a> = (
+            &'a str,
+            Option<&'a AliasState>,
+            Option<&'a AliasState>,
+            Option<&'a AliasState>,
+            Result<AliasState, &'a str>,
+        );
+        let cases: [Case; 6] = [
+            (
+                "our move is the last change",
+                Some(&two),
+                Some(&one),
+                None,
+                Ok(one.clone()),
+            ),
+            (
+                "our create is the only change",
+                Some(&one),
+                None,
+                None,
+                Err("its only change created it"),
+            ),
+            (
+                "the library moved it since",
+                Some(&two),
+                Some(&one),
+                Some(&three),
+                Ok(two.clone()),
+            ),
+            (
+                "the library moved it after our create",
+                Some(&one),
+                None,
+                Some(&three),
+                Ok(one.clone()),
+            ),
+            (
+                "the library wrote the same targets again",
+                Some(&two),
+                Some(&one),
+                Some(&two),
+                Ok(one.clone()),
+            ),
+            (
+                "the library created it after our delete",
+                None,
+                Some(&one),
+                Some(&three),
+                Err("the library created it again after its last change deleted it"),
+            ),
+        ];
+        for (what, after, before, library, want) in cases {
+            assert_eq!(rollback_target(after, before, library), want, "{what}");
+        }
+    }
 
     fn v(n: u32) -> Version {
         Version::Number(n)

@@ -132,16 +132,15 @@ impl Repository {
         to_revision: Option<u64>,
         change: &ChangeRequest,
     ) -> Result<Alias> {
-        let (state, undone) = match to_revision {
+        let (state, last) = match to_revision {
             None => {
                 let last = self
                     .last_change(name, alias)
                     .await?
                     .ok_or_else(|| nothing_to_roll_back(name, alias, "it has no history"))?;
-                let state = last.change.previous.clone().ok_or_else(|| {
-                    nothing_to_roll_back(name, alias, "its only change created it")
-                })?;
-                (state, Some(last.change.revision))
+                let state =
+                    undo(&last, None).map_err(|why| nothing_to_roll_back(name, alias, why))?;
+                (state, Some(last))
             }
             Some(n) => {
                 let entry = self.history_entry(name, alias, n).await?.ok_or_else(|| {
@@ -156,25 +155,57 @@ impl Repository {
             }
         };
         let mut guarded = change.clone();
-        if let (Precondition::None, Some(revision)) = (change.precondition, undone) {
-            guarded.precondition = Precondition::Revision(revision);
+        if let (Precondition::None, Some(last)) = (change.precondition, &last) {
+            guarded.precondition = Precondition::Revision(last.change.revision);
         }
+        let rolled_back = |row: Option<AliasRow>| {
+            row.map(|r| r.to_alias(&self.layout))
+                .ok_or_else(|| Error::internal("rollback", "a rollback left no alias row"))
+        };
+        // Someone changed the alias after we read its history: undoing
+        // "the last change" now would undo a change the caller never saw.
+        let changed_meanwhile = |detail: String| {
+            Error::ConcurrentModification(format!(
+                "alias {alias} of {name} changed while rolling back ({detail}); read its history and retry"
+            ))
+        };
+        let detail = match self
+            .change_alias(name, alias, Intent::Rollback(state.target()), &guarded)
+            .await
+        {
+            Ok(row) => return rolled_back(row),
+            Err(Error::AliasModified { detail, .. })
+                if change.precondition == Precondition::None =>
+            {
+                detail
+            }
+            Err(e) => return Err(e),
+        };
+        // The library wrote the alias since its last recorded change (a row
+        // without revision): that write is the last change, and it is what
+        // is undone, on condition that the row is still the one read.
+        let library_row = match &last {
+            Some(_) => self
+                .find_alias_row(name, alias)
+                .await?
+                .filter(|row| row.revision.is_none()),
+            None => None,
+        };
+        let (Some(last), Some(row)) = (last, library_row) else {
+            return Err(changed_meanwhile(detail));
+        };
+        let state = undo(&last, Some(&row.state()))
+            .map_err(|why| nothing_to_roll_back(name, alias, why))?;
+        let guarded = ChangeRequest {
+            precondition: Precondition::as_read(None, row.update_at),
+            ..change.clone()
+        };
         match self
             .change_alias(name, alias, Intent::Rollback(state.target()), &guarded)
             .await
         {
-            Ok(row) => row
-                .map(|r| r.to_alias(&self.layout))
-                .ok_or_else(|| Error::internal("rollback", "a rollback left no alias row")),
-            // Someone changed the alias after we read its history: undoing
-            // "the last change" now would undo a change the caller never saw.
-            Err(Error::AliasModified { detail, .. })
-                if change.precondition == Precondition::None =>
-            {
-                Err(Error::ConcurrentModification(format!(
-                    "alias {alias} of {name} changed while rolling back ({detail}); read its history and retry"
-                )))
-            }
+            Ok(row) => rolled_back(row),
+            Err(Error::AliasModified { detail, .. }) => Err(changed_meanwhile(detail)),
             Err(e) => Err(e),
         }
     }
@@ -844,6 +875,20 @@ enum Member {
     Fence,
     /// The record of the pipeline run that moves the alias.
     Record,
+}
+
+/// The targets undoing the last change goes back to, after the history
+/// entry `last` and the alias row when the library wrote it since
+/// ([`alias_rules::rollback_target`]).
+fn undo(
+    last: &HistoryRow,
+    library_row: Option<&crate::model::AliasState>,
+) -> std::result::Result<crate::model::AliasState, &'static str> {
+    crate::alias_rules::rollback_target(
+        last.change.state().as_ref(),
+        last.change.previous.as_ref(),
+        library_row,
+    )
 }
 
 fn nothing_to_roll_back(name: &ArtifactName, alias: &AliasName, why: &str) -> Error {

@@ -798,3 +798,53 @@ async fn a_sort_key_that_is_no_number_never_hides_the_highest_version() {
     .unwrap();
     assert_eq!(next.artifact.version, Version::Number(3));
 }
+
+// Review finding (SPEC 4.2, 7.14): the library moves an alias without
+// history or revision, so a rollback, which undoes the last change on
+// condition that the alias is still at the revision of its newest entry,
+// was refused (409) for good: that condition could never hold again. The
+// library's move is the last change; undone, the alias goes back to where
+// this service's last change left it.
+#[tokio::test]
+async fn a_rollback_after_the_library_moved_the_alias_undoes_the_librarys_move() {
+    let store = TestStore::new().await;
+    let app = published(&store, 3).await;
+    let prod = alias("prod");
+    for version in [1, 2] {
+        store
+            .repo
+            .put_alias(&app, &prod, to(version), &ChangeRequest::default())
+            .await
+            .unwrap();
+    }
+    call(
+        &store,
+        "put_alias",
+        serde_json::json!({"name": "app", "alias": "prod", "version": 3}),
+    );
+    let back = store
+        .repo
+        .rollback_alias(&app, &prod, None, &ChangeRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((back.version, back.revision), (Version::Number(2), 3));
+    let history = store
+        .repo
+        .alias_history(&app, &prod, None, None)
+        .await
+        .unwrap();
+    let newest = &history.items[0];
+    assert_eq!(newest.action.as_str(), "rollback");
+    assert_eq!(
+        newest.previous.as_ref().map(|p| p.version),
+        Some(Version::Number(3)),
+        "what the library had set"
+    );
+    // The rollback is this service's change again: the next one undoes it.
+    let again = store
+        .repo
+        .rollback_alias(&app, &prod, None, &ChangeRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((again.version, again.revision), (Version::Number(3), 4));
+}
