@@ -218,7 +218,7 @@ pub fn idempotency_key(request: &Request) -> Result<Option<String>, Error> {
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters, quoted
 /// or not (`"8e03978e-40d5-43e8-bc93-6894a57f9324"`, as the IETF draft
 /// writes it); anything else is a 400, never ignored.
-fn idempotency_key_header(request: &Request) -> Result<Option<String>, Error> {
+pub fn idempotency_key_header(request: &Request) -> Result<Option<String>, Error> {
     let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -305,93 +305,4 @@ pub fn with_alias_etag(
         response.headers_mut().insert(header::ETAG, value);
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_alias_etag_of_a_library_row_parses_back_as_that_row() {
-        let at = time::macros::datetime!(2026-12-07 01:02:03.456789 UTC);
-        let tag = crate::model::alias_etag(0, at);
-        assert_eq!(tag, "\"0.1796605323456789\"");
-        let request = lambda_http::http::Request::builder()
-            .header(header::IF_MATCH, &tag)
-            .body(Body::Empty)
-            .unwrap();
-        assert_eq!(
-            precondition(&request).unwrap(),
-            Precondition::LibraryRow(1_796_605_323_456_789)
-        );
-        assert_eq!(crate::model::alias_etag(4, at), "\"4\"");
-    }
-
-    #[test]
-    fn an_idempotency_key_is_visible_ascii_quoted_or_not_and_anything_else_a_400() {
-        let key = |value: &str| {
-            let request = lambda_http::http::Request::builder()
-                .header(IDEMPOTENCY_KEY, value)
-                .body(Body::Empty)
-                .unwrap();
-            idempotency_key_header(&request).map_err(|e| e.code())
-        };
-        assert_eq!(key("k-1"), Ok(Some("k-1".into())));
-        assert_eq!(key("\"8e03978e-40d5\""), Ok(Some("8e03978e-40d5".into())));
-        assert_eq!(key("\""), Ok(Some("\"".into())));
-        assert_eq!(key("\"\""), Ok(Some("\"\"".into())));
-        assert_eq!(key(&"k".repeat(255)), Ok(Some("k".repeat(255))));
-        assert_eq!(
-            key(&format!("\"{}\"", "k".repeat(255))),
-            Ok(Some("k".repeat(255)))
-        );
-        for bad in ["", "a b", "\ttab", &"k".repeat(256)] {
-            assert_eq!(key(bad), Err("InvalidRequest"), "{bad:?}");
-        }
-        let none = lambda_http::http::Request::builder()
-            .body(Body::Empty)
-            .unwrap();
-        assert_eq!(idempotency_key(&none).map_err(|e| e.code()), Ok(None));
-        // The same request sent again is the same; another body, route or
-        // method under the same key is another request.
-        let sent = |method: &str, path: &str, body: &str| {
-            let request = lambda_http::http::Request::builder()
-                .method(method)
-                .uri(path)
-                .header(IDEMPOTENCY_KEY, "k")
-                .body(Body::Text(body.into()))
-                .unwrap();
-            idempotency_key(&request).unwrap().unwrap()
-        };
-        let first = sent("PUT", "/artifacts/app/aliases/prod", r#"{"version":"2"}"#);
-        assert_eq!(
-            first,
-            sent("PUT", "/artifacts/app/aliases/prod", r#"{"version":"2"}"#)
-        );
-        for other in [
-            sent("PUT", "/artifacts/app/aliases/prod", r#"{"version":"5"}"#),
-            sent(
-                "PUT",
-                "/artifacts/app/aliases/staging",
-                r#"{"version":"2"}"#,
-            ),
-            sent(
-                "DELETE",
-                "/artifacts/app/aliases/prod",
-                r#"{"version":"2"}"#,
-            ),
-        ] {
-            assert_ne!(first, other);
-        }
-    }
-
-    #[test]
-    fn a_bug_is_a_500_and_an_aws_failure_a_502() {
-        assert_eq!(
-            status_of(ErrorKind::Internal).as_u16(),
-            500,
-            "a bug is a 500"
-        );
-        assert_eq!(status_of(ErrorKind::Upstream).as_u16(), 502);
-    }
 }

@@ -224,20 +224,3 @@ pub async fn serve() -> std::result::Result<(), lambda_runtime::Error> {
     }))
     .await
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_local_period_is_a_second_unless_configured() {
-        assert_eq!(
-            super::local_period(|_| None).unwrap(),
-            std::time::Duration::from_secs(1)
-        );
-        assert_eq!(
-            super::local_period(|_| Some("250".into())).unwrap(),
-            std::time::Duration::from_millis(250)
-        );
-        assert!(super::local_period(|_| Some("0".into())).is_err());
-        assert!(super::local_period(|_| Some("1s".into())).is_err());
-    }
-}

@@ -147,7 +147,9 @@ fn assert_gapless(history: &[Value]) {
 async fn a_three_step_rollout_completes_while_its_alarm_stays_ok() {
     let store = store_with_release().await;
     store.alarm("three-step-errors", "OK").await;
-    let api = Api::start(&store, Some(Duration::from_millis(200))).await;
+    // The driver starts once the first step is checked: a first hold of
+    // one second could otherwise pass before a slow check reads the alias.
+    let api = Api::start(&store, None).await;
     let rollout = api
         .start_rollout(json!({
             "version": "2",
@@ -175,6 +177,9 @@ async fn a_three_step_rollout_completes_while_its_alarm_stays_ok() {
         .await;
     assert_eq!(active["items"][0]["id"], id.as_str());
 
+    tokio::spawn(
+        Driver::new(store.another_repository(), &store.sdk).run(Duration::from_millis(200)),
+    );
     let done = api.until(&id, |r| r["state"] == "completed").await;
     assert_eq!(done["weight"], 100);
     assert_eq!(done["next_step_at"], Value::Null);

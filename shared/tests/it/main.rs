@@ -6,6 +6,7 @@
 
 mod blobs;
 mod concurrency;
+mod edge;
 mod events;
 mod hardening;
 mod integrity;
