@@ -30,6 +30,7 @@ use crate::model::{
 use crate::names::{AliasName, ArtifactName, Version, Weight};
 use crate::rows::{AliasRow, HistoryRow, Item, Location, TargetRef, VersionRow};
 use artifact_store::alias_items::{self, Reference};
+use artifact_store::change_events::ChangeEvent;
 
 /// How a change relates to the rollout that may hold the alias.
 pub(super) enum Link<'a> {
@@ -45,7 +46,7 @@ pub(super) enum Link<'a> {
         holds_before: bool,
         holds_after: bool,
         #[allow(clippy::type_complexity)]
-        items: &'a (dyn Fn(u64) -> Result<Vec<TxItem>> + Send + Sync),
+        items: &'a (dyn Fn(u64) -> Result<(Vec<TxItem>, Vec<ChangeEvent>)> + Send + Sync),
     },
     /// A pipeline's move, as an ordinary change, with the record of the
     /// pipeline's run (`record(the new alias row)`, conditional on the run
@@ -472,12 +473,13 @@ impl Repository {
                 .transpose()?;
             let current: BTreeSet<Version> = current.map(|c| c.targets).unwrap_or_default();
             let held = old.as_ref().and_then(|o| o.rollout.as_deref());
-            let (holder, linked) = match link {
+            let (holder, (linked, mut events)) = match link {
                 Link::Ordinary | Link::Recorded { .. } => match held {
-                    None => (None, Vec::new()),
+                    None => (None, (Vec::new(), Vec::new())),
                     Some(id) if change.cancel_rollout => (
                         None,
-                        self.cancel_rollout_items(name, alias, id, &change.actor)?,
+                        self.cancel_rollout_items(name, alias, id, &change.actor)
+                            .await?,
                     ),
                     Some(id) => {
                         return Err(Error::RolloutInProgress {
@@ -528,12 +530,15 @@ impl Repository {
                     message: change.message.clone(),
                 },
             };
+            let mut entry = history.to_item();
+            events.splice(0..0, super::logged_write(None, &mut entry));
             let mut tx = Tx::new();
             tx.push(
                 Member::Alias,
                 self.alias_write(name, alias, new_row.as_ref(), old.as_ref())?,
             );
-            tx.push(Member::History, self.put_new(history.to_item())?);
+            tx.push(Member::History, self.put_new(entry)?);
+            self.log_events(&mut tx, Member::Log, name, &events)?;
             // The artifact must still exist: a purge deletes LATEST before it
             // reads the partitions, so a change racing it either lands before
             // (and is purged) or fails here.
@@ -875,6 +880,8 @@ enum Member {
     Fence,
     /// The record of the pipeline run that moves the alias.
     Record,
+    /// The artifact's event log (no condition).
+    Log,
 }
 
 /// The targets undoing the last change goes back to, after the history

@@ -37,6 +37,7 @@ use artifact_core::{
     publish_rules, query, retention_rules, rollout,
 };
 use artifact_store::bootstrap_items;
+use artifact_store::change_events::{self, ChangeEvent};
 use artifact_store::clients::{self, S3Client};
 use artifact_store::paging::{decode_cursor, encode_cursor};
 use artifact_store::retry::{MAX_ATTEMPTS, backoff};
@@ -126,6 +127,31 @@ impl Repository {
     fn put_new(&self, item: Item) -> Result<TxItem> {
         tx::put_new(&self.layout.table, item)
     }
+
+    /// Adds to `tx`, under `label`, the event log's member for the events
+    /// of the changes it writes (SPEC 10.2: one item per artifact, so the
+    /// events come in the order of the artifact's changes); nothing
+    /// without events.
+    fn log_events<L: Copy>(
+        &self,
+        tx: &mut Tx<L>,
+        label: L,
+        name: &ArtifactName,
+        events: &[ChangeEvent],
+    ) -> Result<()> {
+        if let Some(member) = change_events::log_member(&self.layout.table, name, events)? {
+            tx.push(label, member);
+        }
+        Ok(())
+    }
+}
+
+/// The events of writing the row `new` over `old` as read, the row marked
+/// as logging them (see [`Repository::log_events`]).
+fn logged_write(old: Option<&Item>, new: &mut Item) -> Vec<ChangeEvent> {
+    let events = change_events::events_of_write(old, Some(new));
+    change_events::mark_logged(new, &events);
+    events
 }
 
 /// The token of one request, 32 lowercase hex characters: drawn at random,

@@ -235,7 +235,7 @@ impl Repository {
             // recognised by it (timestamps of parallel publishes by one
             // actor of the same bytes can coincide to the microsecond).
             let token = format!("{request}-{attempt}");
-            let item = version_item(
+            let mut item = version_item(
                 name,
                 version,
                 VersionBytes {
@@ -247,6 +247,7 @@ impl Repository {
                 actor,
                 &token,
             );
+            let events = super::logged_write(None, &mut item);
             let put = self.put_new(item.clone())?;
             // The number is taken in the same transaction that writes its
             // row, from LATEST exactly as read (counter, bytes, marker,
@@ -269,6 +270,7 @@ impl Repository {
             for entry in self.index_entries(name, version, &latest.metadata)? {
                 tx.push(Member::Index, entry);
             }
+            self.log_events(&mut tx, Member::Log, name, &events)?;
             if let Some((id, claim)) = pipeline {
                 tx.push(
                     Member::Claim,
@@ -715,6 +717,8 @@ enum Member {
     Fence,
     /// The pipeline run publishing still holds its claim.
     Claim,
+    /// The artifact's event log (no condition).
+    Log,
 }
 
 /// LATEST as the publish rule reads it.

@@ -167,6 +167,7 @@ impl Repository {
         // may be a racing library put's, and stays.
         let rows_go_at = match finishing {
             None => {
+                self.table.log_latest_purged(name, &purge_id).await?;
                 self.table.delete_latest_row(name).await?;
                 now().unix_timestamp()
             }

@@ -89,13 +89,15 @@ impl Repository {
         // Each soft delete is conditional on its own row, so they can go in
         // parallel; the report keeps the candidates' order (newest first).
         let (aliases, token) = (&aliases, &token);
-        let outcomes: Vec<Result<bool>> = futures::stream::iter(versions)
-            .map(|version| async move {
+        // Owned rows: a stream of futures borrowing its items is not `Send`
+        // for every lifetime (the handlers' futures must be).
+        let owned: Vec<VersionRow> = candidates.iter().map(|row| (*row).clone()).collect();
+        let outcomes: Vec<Result<bool>> = futures::stream::iter(owned)
+            .map(|row| async move {
                 if dry_run {
                     Ok(true)
                 } else {
-                    self.soft_delete_unaliased(name, version, aliases, token)
-                        .await
+                    self.soft_delete_unaliased(name, &row, aliases, token).await
                 }
             })
             .buffered(PARALLEL_SOFT_DELETES)
@@ -426,24 +428,38 @@ impl Repository {
 
     /// Soft-deletes a version unless an alias references it meanwhile,
     /// cleaning references no alias row backs. Returns whether it was deleted.
+    ///
+    /// The soft deletes of one pass run in parallel, each a transaction
+    /// with the artifact's event log: on AWS they meet there (one item),
+    /// and a deletion refused so is tried again after a pause.
     async fn soft_delete_unaliased(
         &self,
         name: &ArtifactName,
-        version: Version,
+        row: &VersionRow,
         aliases: &[AliasRow],
         token: &str,
     ) -> Result<bool> {
-        for _ in 0..3 {
-            match self.table.soft_delete(name, version, token).await? {
+        let mut referenced = 0;
+        for attempt in 0..MAX_ATTEMPTS {
+            match self
+                .table
+                .soft_delete(name, row.version, token, row)
+                .await?
+            {
                 SoftDelete::Deleted => return Ok(true),
                 SoftDelete::Missing => return Ok(false),
                 SoftDelete::Referenced(row) => {
+                    referenced += 1;
+                    if referenced == 3 {
+                        return Ok(false);
+                    }
                     match self.clean_stale_references(name, &row, aliases).await {
                         Ok(()) => {}
                         Err(Error::VersionInUse { .. }) => return Ok(false),
                         Err(e) => return Err(e),
                     }
                 }
+                SoftDelete::Contended => backoff(attempt).await,
             }
         }
         Ok(false)

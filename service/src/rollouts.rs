@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use artifact_store::change_events::ChangeEvent;
 use artifact_store::tx::TxItem;
 use time::OffsetDateTime;
 
@@ -485,10 +486,11 @@ impl Repository {
             }
         };
         let live = next.state.is_live();
-        let items = |revision: u64| -> Result<Vec<TxItem>> {
+        let items = |revision: u64| -> Result<(Vec<TxItem>, Vec<ChangeEvent>)> {
             let mut written = next.clone();
             written.revision = revision;
-            let mut items = vec![self.rollout_put(&written, (!start).then_some(row))?];
+            let (put, events) = self.rollout_put(&written, (!start).then_some(row))?;
+            let mut items = vec![put];
             if live {
                 items.push(self.registry_put(&written)?);
             } else if !start {
@@ -497,7 +499,7 @@ impl Repository {
             // A rollout over at its start (one step of 100 %) never had an
             // entry: one there names an earlier rollout of this alias (a
             // purge leaves it to the driver, which forgets it), not this.
-            Ok(items)
+            Ok((items, events))
         };
         let link = Link::Rollout {
             id: &row.id,
@@ -561,10 +563,13 @@ impl Repository {
         next.next_step_at = None;
         next.reason = Some(reason.to_owned());
         next.update_at = now();
-        let ops = vec![
-            self.rollout_put(&next, Some(row))?,
-            self.registry_delete(&row.name, &row.alias, &row.id)?,
-        ];
+        let (put, events) = self.rollout_put(&next, Some(row))?;
+        let mut ops = vec![put, self.registry_delete(&row.name, &row.alias, &row.id)?];
+        ops.extend(artifact_store::change_events::log_member(
+            &self.layout.table,
+            &row.name,
+            &events,
+        )?);
         let token = format!("orphan-{}-{}", row.id, format_update_at(row.update_at));
         match self.transact(ops, &token).await {
             Ok(()) => Ok(()),
@@ -579,20 +584,35 @@ impl Repository {
 
     /// The items that cancel rollout `id` with a change made by hand
     /// (`cancel_rollout`): it ends `aborted`, its registry entry goes.
-    pub(super) fn cancel_rollout_items(
+    /// With the event of its end, for the event log (the rollout is read
+    /// for it: 1 GetItem).
+    pub(super) async fn cancel_rollout_items(
         &self,
         name: &ArtifactName,
         alias: &AliasName,
         id: &str,
         actor: &str,
-    ) -> Result<Vec<TxItem>> {
-        let cancel = rollout_items::cancel_by_hand(&self.layout.table, name, alias, id, actor)?;
-        Ok(vec![cancel, self.registry_delete(name, alias, id)?])
+    ) -> Result<(Vec<TxItem>, Vec<ChangeEvent>)> {
+        let read = self.find_rollout(name, alias, id).await?;
+        let (cancel, events) = rollout_items::cancel_by_hand(
+            &self.layout.table,
+            name,
+            alias,
+            id,
+            actor,
+            read.as_ref(),
+        )?;
+        Ok((vec![cancel, self.registry_delete(name, alias, id)?], events))
     }
 
     /// The rollout item written whole; over `read`, only if it is still
-    /// exactly as read (its state and last write), else only if new.
-    fn rollout_put(&self, row: &RolloutRow, read: Option<&RolloutRow>) -> Result<TxItem> {
+    /// exactly as read (its state and last write), else only if new. With
+    /// the events of the change, for the transaction's event log.
+    fn rollout_put(
+        &self,
+        row: &RolloutRow,
+        read: Option<&RolloutRow>,
+    ) -> Result<(TxItem, Vec<ChangeEvent>)> {
         rollout_items::rollout_put(&self.layout.table, row, read)
     }
 

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use artifact_store::change_events::ChangeEvent;
 use artifact_store::tx::TxItem;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -256,7 +257,9 @@ impl Repository {
             self.not_condemned(name, &row.sha256, Some(read_at))?,
         );
         tx.push(Held::Row, self.put_new(item)?);
-        tx.push(Held::Latest, self.latest_unchanged(name, &row, None, now)?);
+        let (on_latest, events) = self.latest_unchanged(name, &row, latest, None, now)?;
+        tx.push(Held::Latest, on_latest);
+        self.log_events(&mut tx, Held::Log, name, &events)?;
         let committed = Committed {
             artifact: latest.to_artifact(&self.layout),
             changed: false,
@@ -908,10 +911,11 @@ impl Repository {
             });
         let mut tx = Tx::new();
         let mut published = None;
+        let mut publish_events = Vec::new();
         if let (Some(number), Some(held)) = (publish, held) {
             let version = Version::Number(number);
             let token = uuid::Uuid::new_v4().simple().to_string();
-            let item = crate::rows::version_item(
+            let mut item = crate::rows::version_item(
                 name,
                 version,
                 crate::rows::VersionBytes {
@@ -928,6 +932,7 @@ impl Repository {
                 created: true,
             };
             held.record_publish(&mut upload_item, number, &answer)?;
+            publish_events = super::logged_write(None, &mut item);
             tx.push(Commit::Row, self.put_new(item)?);
             tx.push(Commit::Fence, self.no_purge_running(name)?);
             for entry in self.index_entries(name, version, &upload.metadata)? {
@@ -943,18 +948,28 @@ impl Repository {
             Commit::Bytes,
             self.not_condemned(name, id.sha256(), Some(read_at))?,
         );
-        tx.push(
-            Commit::Latest,
-            if unchanged {
-                self.latest_unchanged(name, &upload, before.as_deref(), now)?
-            } else {
+        let (on_latest, mut events) = match (unchanged, &latest) {
+            (true, Some(read)) => {
+                self.latest_unchanged(name, &upload, read, before.as_deref(), now)?
+            }
+            (true, None) => {
+                return Err(Error::internal(
+                    "commit",
+                    "bytes found unchanged on a LATEST that was not read",
+                ));
+            }
+            (false, _) => {
                 let fresh = FreshLatest {
                     seed,
                     published: publish,
                 };
                 self.latest_put(&upload, actor, latest_item, fresh, before.as_deref(), now)?
-            },
-        );
+            }
+        };
+        tx.push(Commit::Latest, on_latest);
+        // The commit's event, then the publish's.
+        events.append(&mut publish_events);
+        self.log_events(&mut tx, Commit::Log, name, &events)?;
         if from == UploadState::Verifying
             && let Some(version) = &upload.blob_version
         {
@@ -1064,10 +1079,11 @@ impl Repository {
         &self,
         name: &ArtifactName,
         upload: &UploadRow,
+        read: &VersionRow,
         before: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<TxItem> {
-        upload_items::latest_unchanged(&self.layout.table, name, upload, before, now)
+    ) -> Result<(TxItem, Vec<ChangeEvent>)> {
+        upload_items::latest_unchanged(&self.layout.table, name, upload, read, before, now)
     }
 
     /// LATEST pointed at the upload's blob: the row as read (`latest`, absent
@@ -1095,7 +1111,7 @@ impl Repository {
         fresh: FreshLatest,
         before: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<TxItem> {
+    ) -> Result<(TxItem, Vec<ChangeEvent>)> {
         upload_items::latest_put(
             &self.layout.table,
             upload,
@@ -1247,6 +1263,8 @@ enum Held {
     Row,
     /// LATEST still holding the bytes.
     Latest,
+    /// The artifact's event log (no condition).
+    Log,
 }
 
 /// The members of a commit's transaction.
@@ -1268,4 +1286,6 @@ enum Commit {
     Fence,
     /// The version's search index entries.
     Index,
+    /// The artifact's event log (no condition).
+    Log,
 }

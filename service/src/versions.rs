@@ -97,8 +97,10 @@ impl Repository {
     /// retried after its answer was lost (by the SDK, or by the client with
     /// the same `Idempotency-Key`) answers as the first would have.
     /// Nothing is written before `allowed` (the caller's authorisation)
-    /// says yes; the first read (the alias partition) goes beside it.
-    /// AWS calls: Query, UpdateItem (2).
+    /// says yes; the first reads (the alias partition, the row) go beside
+    /// it. The `Version Deleted` event goes in the artifact's event log, in
+    /// the same transaction (SPEC 10.2). AWS calls: Query ∥ GetItem,
+    /// TransactWriteItems (3 in 2 round trips).
     pub async fn delete_version(
         &self,
         name: &ArtifactName,
@@ -114,18 +116,31 @@ impl Repository {
         // A retry with the same `Idempotency-Key` recognises its own delete.
         let token = super::request_token(key);
         for attempt in 0..MAX_ATTEMPTS {
-            let aliases = self.alias_rows(name).await?;
+            let (aliases, row) = tokio::join!(self.alias_rows(name), self.get_row(name, version));
+            let (aliases, row) = (aliases?, row?);
             let in_use = targeting(&aliases, version);
             if !in_use.is_empty() {
                 return Err(version_in_use(name, version, in_use));
             }
+            let row = match row {
+                Some(row) if row.is_live() => row,
+                // This very delete, landed (its answer lost, or a client's
+                // retry with the same key).
+                Some(row)
+                    if row.is_deleted && row.deleted_by_request.as_deref() == Some(&token) =>
+                {
+                    return Ok(());
+                }
+                _ => return Err(Error::version_not_found(name, version)),
+            };
             allowed.wait().await?;
-            match self.table.soft_delete(name, version, &token).await? {
+            match self.table.soft_delete(name, version, &token, &row).await? {
                 SoftDelete::Deleted => return Ok(()),
                 SoftDelete::Missing => return Err(Error::version_not_found(name, version)),
                 SoftDelete::Referenced(row) => {
                     self.clean_stale_references(name, &row, &aliases).await?;
                 }
+                SoftDelete::Contended => {}
             }
             super::backoff(attempt).await;
         }

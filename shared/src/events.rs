@@ -12,9 +12,16 @@
 //! | a rollout item is written at a new step / completed / aborted | `Rollout Step` / `Rollout Completed` / `Rollout Aborted` |
 //! | LATEST is removed (a purge removes it first) | `Artifact Purged` |
 //!
+//! This service's own changes are told by the records of the artifact's
+//! event log item (`__{name}-events`), which every transaction writing one
+//! updates with its events: the stream orders one item's records, so these
+//! come in the order of the artifact's changes; the rows' own records then
+//! give none. The library's writes (no log) are told by their rows.
+//!
 //! Every detail carries `id` — the same for every delivery of one change,
-//! different for any two changes — and the stream's `sequence`, so a
-//! consumer drops duplicates by `id`. Unlike the mirror, the events take
+//! different for any two changes — the stream's `sequence` and, from the
+//! log, `seq` (the change's number in the artifact's log), so a consumer
+//! drops duplicates by `id`. Unlike the mirror, the events take
 //! what the record's images say (they describe the change, not the row's
 //! state now), so the same record always gives the same events.
 //! Locally the same handler runs over the emulator's stream and puts the

@@ -549,6 +549,8 @@ fn operation_calls(package: &str) -> Vec<Call> {
         PutItem,
         // The fence, renewed before every step.
         UpdateItem,
+        // LATEST marked purged, with the event in the artifact's event log.
+        TransactWriteItems(&[Update]),
         DeleteItem,
         Query,
         BatchWriteItem,
@@ -692,17 +694,17 @@ fn operation_calls(package: &str) -> Vec<Call> {
         "get-version" | "get-version-content" => [vec![GetItem], download.to_vec()].concat(),
         // Stale alias references are cleaned in a transaction that checks the
         // alias rows and updates the version row.
+        // The soft delete and its event in the artifact's event log, one
+        // transaction; stale alias references cleaned in another.
         "delete-version" => vec![
             GetItem,
             Query,
-            UpdateItem,
             TransactWriteItems(&[ConditionCheck, Update]),
         ],
         "purge-artifact" => purge.to_vec(),
         "apply-retention" => vec![
             GetItem,
             Query,
-            UpdateItem,
             TransactWriteItems(&[ConditionCheck, Update]),
         ],
         // Alias changes: the alias row, its history entry and the version

@@ -8,8 +8,13 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::layout::attr;
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
+
+use crate::error::Result;
+use crate::layout::{EVENT_LOG_SK, attr, events_pk, format_update_at, now};
 use crate::names::Version;
+use crate::rows::{Item, key, nv, sv};
+use crate::tx::TxItem;
 
 /// The `source` of every event.
 pub const SOURCE: &str = "versioned-artifacts";
@@ -114,9 +119,199 @@ fn version(sort_key: Option<&str>) -> Value {
         .map_or(Value::Null, |v| Value::String(v.to_string()))
 }
 
-/// The events of one change (none for bookkeeping: counters, references,
-/// uploads in progress, fences, registries, pauses).
+/// Every detail-type an event may have.
+pub const DETAIL_TYPES: [&str; 8] = [
+    "Upload Committed",
+    "Version Published",
+    "Version Deleted",
+    "Alias Changed",
+    "Rollout Step",
+    "Rollout Completed",
+    "Rollout Aborted",
+    "Artifact Purged",
+];
+
+/// The events of one stream record: a record of an artifact's event log
+/// gives the events its change logged; a record of a row whose change was
+/// logged gives none (its events came, in order, from the log); any other
+/// (the library's writes, which know no log) gives the events its images
+/// tell ([`row_events`]).
 pub fn events_of(change: &Change) -> Vec<ChangeEvent> {
+    if let Some(logged) = logged_events(change) {
+        return logged;
+    }
+    if written_with_log(change) {
+        return Vec::new();
+    }
+    row_events(change)
+}
+
+/// The events an event log record carries; `None` when the record is not
+/// of an event log.
+fn logged_events(change: &Change) -> Option<Vec<ChangeEvent>> {
+    let name = change.pk.strip_prefix("__")?.strip_suffix("-events")?;
+    name.parse::<crate::names::ArtifactName>().ok()?;
+    let text = match (&change.new, change.sk == EVENT_LOG_SK) {
+        (Some(new), true) => s(new, attr::EVENTS),
+        // Removed (a purge) or not the log item: nothing.
+        _ => None,
+    };
+    let logged: Vec<Value> = text
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    Some(
+        logged
+            .into_iter()
+            .filter_map(|entry| {
+                let detail_type = DETAIL_TYPES
+                    .into_iter()
+                    .find(|t| entry["detail-type"].as_str() == Some(t))?;
+                let mut detail = entry.get("detail").filter(|d| d.is_object())?.clone();
+                detail["sequence"] = Value::String(change.sequence.clone());
+                detail["seq"] = change
+                    .new
+                    .as_ref()
+                    .and_then(|new| n(new, attr::SEQ))
+                    .map_or(Value::Null, Value::from);
+                Some(ChangeEvent {
+                    detail_type,
+                    source: SOURCE,
+                    detail,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Whether the record's change was written with its events in the event
+/// log: the row carries the id of an event it logged, another than before
+/// (a later write that logged nothing leaves the mark as it was; the
+/// library's rewrite of a row drops it).
+///
+/// A removal is logged when the purge that removes the row marked it
+/// first (the library's removals, unmarked, give their own events).
+fn written_with_log(change: &Change) -> bool {
+    let mark = |image: &Option<Map<String, Value>>| {
+        image
+            .as_ref()
+            .and_then(|i| s(i, attr::LOGGED_EVENT))
+            .map(str::to_owned)
+    };
+    if change.kind == ChangeKind::Remove {
+        let purged = format!("{}/purged/", change.pk);
+        return mark(&change.old).is_some_and(|m| m.starts_with(&purged));
+    }
+    let new = mark(&change.new);
+    new.is_some() && new != mark(&change.old)
+}
+
+/// The events a change this service is about to write gives: the events
+/// the stream records of its row would tell, `old` and `new` being the row
+/// as read and as written (`None`: absent; the keys are theirs). For the
+/// event log.
+pub fn events_of_write(old: Option<&Item>, new: Option<&Item>) -> Vec<ChangeEvent> {
+    let kind = match (old, new) {
+        (None, Some(_)) => ChangeKind::Insert,
+        (Some(_), Some(_)) => ChangeKind::Modify,
+        (_, None) => ChangeKind::Remove,
+    };
+    let (old, new) = (old.map(image), new.map(image));
+    let Some((pk, sk)) = new.as_ref().or(old.as_ref()).and_then(row_keys) else {
+        return Vec::new();
+    };
+    row_events(&Change {
+        kind,
+        pk,
+        sk,
+        old,
+        new,
+        sequence: String::new(),
+    })
+}
+
+/// The `Artifact Purged` event of purge `purge_id` of `name`, as the purge
+/// logs it.
+pub fn purged_event(name: &crate::names::ArtifactName, purge_id: &str) -> ChangeEvent {
+    ChangeEvent {
+        detail_type: "Artifact Purged",
+        source: SOURCE,
+        detail: json!({"name": name.as_str(), "id": format!("{name}/purged/{purge_id}")}),
+    }
+}
+
+/// Marks a row about to be written with the change's events as logged
+/// (see [`events_of`]): its first event's id. Nothing without events.
+pub fn mark_logged(item: &mut Item, events: &[ChangeEvent]) {
+    if let Some(first) = events.first() {
+        item.insert(
+            attr::LOGGED_EVENT.into(),
+            AttributeValue::S(first.id().to_owned()),
+        );
+    }
+}
+
+/// The transaction member appending the events of one change to the event
+/// log of `name` (UpdateItem, no condition: every change of the artifact
+/// updates the one item, so the stream gives their records in the order
+/// the changes were written); `None` without events.
+pub fn log_member(
+    table: &str,
+    name: &crate::names::ArtifactName,
+    events: &[ChangeEvent],
+) -> Result<Option<TxItem>> {
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let logged: Vec<Value> = events
+        .iter()
+        .map(|e| json!({"detail-type": e.detail_type, "detail": e.detail}))
+        .collect();
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key(events_pk(name), EVENT_LOG_SK)))
+        .update_expression("SET #events = :events, #update_at = :now ADD #seq :one")
+        .expression_attribute_names("#events", attr::EVENTS)
+        .expression_attribute_names("#update_at", attr::UPDATE_AT)
+        .expression_attribute_names("#seq", attr::SEQ)
+        .expression_attribute_values(":events", sv(Value::Array(logged).to_string()))
+        .expression_attribute_values(":now", sv(format_update_at(now())))
+        .expression_attribute_values(":one", nv(1))
+        .build()
+        .map_err(crate::sdk_error::invalid_sdk_input)?;
+    Ok(Some(TxItem::builder().update(update).build()))
+}
+
+/// An item in DynamoDB JSON (`{"sha256": {"S": …}}`), as a stream record's
+/// image spells it.
+pub fn image(item: &Item) -> Map<String, Value> {
+    item.iter()
+        .map(|(name, value)| (name.clone(), attribute_json(value)))
+        .collect()
+}
+
+fn attribute_json(value: &AttributeValue) -> Value {
+    use base64::Engine;
+    let b64 = |b: &aws_sdk_dynamodb::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
+    match value {
+        AttributeValue::S(v) => json!({"S": v}),
+        AttributeValue::N(v) => json!({"N": v}),
+        AttributeValue::Bool(v) => json!({"BOOL": v}),
+        AttributeValue::Null(v) => json!({"NULL": v}),
+        AttributeValue::Ss(v) => json!({"SS": v}),
+        AttributeValue::Ns(v) => json!({"NS": v}),
+        AttributeValue::B(v) => json!({"B": b64(v)}),
+        AttributeValue::Bs(v) => json!({"BS": v.iter().map(b64).collect::<Vec<_>>()}),
+        AttributeValue::M(v) => json!({"M": image(v)}),
+        AttributeValue::L(v) => json!({"L": v.iter().map(attribute_json).collect::<Vec<_>>()}),
+        _ => Value::Null,
+    }
+}
+
+/// The events of one row change, from its images (none for bookkeeping:
+/// counters, references, uploads in progress, fences, registries, pauses).
+pub fn row_events(change: &Change) -> Vec<ChangeEvent> {
     let event = |detail_type, id: String, mut detail: Value| {
         detail["id"] = Value::String(id);
         detail["sequence"] = Value::String(change.sequence.clone());
@@ -370,6 +565,123 @@ mod tests {
             new: map(new),
             sequence: "42".into(),
         }
+    }
+
+    #[test]
+    fn a_logged_change_is_told_by_its_log_record_alone_and_the_librarys_by_its_row() {
+        let row = json!({"pk": {"S": "app"}, "sk": {"S": "000002"}, "sha256": {"S": "ab"}, "is_deleted": {"BOOL": false}, "update_at": {"S": "t"}});
+        let as_item = |v: &Value| -> Item {
+            v.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| {
+                    let value = match (v.get("S"), v.get("BOOL")) {
+                        (Some(s), _) => AttributeValue::S(s.as_str().unwrap().into()),
+                        (_, Some(b)) => AttributeValue::Bool(b.as_bool().unwrap()),
+                        _ => unreachable!("strings and booleans only here"),
+                    };
+                    (k.clone(), value)
+                })
+                .collect()
+        };
+        // Written by this service: the events computed at write time, the
+        // row marked.
+        let mut written = as_item(&row);
+        let events = events_of_write(None, Some(&written));
+        mark_logged(&mut written, &events);
+        assert_eq!(events.len(), 1);
+        let marked = Value::Object(image(&written));
+        assert!(
+            events_of(&change(
+                ChangeKind::Insert,
+                "app",
+                "000002",
+                None,
+                Some(marked)
+            ))
+            .is_empty(),
+            "the row's own record gives nothing"
+        );
+        // The log's record gives them, with the record's sequence.
+        let logged: Vec<Value> = events
+            .iter()
+            .map(|e| json!({"detail-type": e.detail_type, "detail": e.detail}))
+            .collect();
+        let log = json!({"events": {"S": Value::Array(logged).to_string()}, "seq": {"N": "7"}});
+        let from_log = events_of(&change(
+            ChangeKind::Modify,
+            "__app-events",
+            "log",
+            None,
+            Some(log.clone()),
+        ));
+        assert_eq!(from_log.len(), 1);
+        assert_eq!(from_log[0].detail_type, "Version Published");
+        assert_eq!(from_log[0].id(), events[0].id());
+        assert_eq!(from_log[0].detail["sequence"], "42");
+        assert_eq!(from_log[0].detail["seq"], 7);
+        // Not an artifact's log (a metadata index partition), or removed:
+        // nothing.
+        assert!(
+            events_of(&change(
+                ChangeKind::Modify,
+                "__meta/k=v-events",
+                "log",
+                None,
+                Some(log)
+            ))
+            .is_empty()
+        );
+        assert!(
+            events_of(&change(
+                ChangeKind::Remove,
+                "__app-events",
+                "log",
+                None,
+                None
+            ))
+            .is_empty()
+        );
+        // The library's write, unmarked: told by its row.
+        assert_eq!(
+            events_of(&change(
+                ChangeKind::Insert,
+                "app",
+                "000002",
+                None,
+                Some(row)
+            ))
+            .len(),
+            1
+        );
+        // LATEST removed: by this service's purge (marked first), nothing;
+        // by the library's, the event.
+        let purged = purged_event(&"app".parse().unwrap(), "p1");
+        let latest = |mark: Option<&str>| {
+            let mut l = json!({"sha256": {"S": "ab"}, "update_at": {"S": "t"}});
+            if let Some(m) = mark {
+                l["logged_event"] = json!({"S": m});
+            }
+            Some(l)
+        };
+        assert!(
+            events_of(&change(
+                ChangeKind::Remove,
+                "app",
+                "LATEST",
+                latest(Some(purged.id())),
+                None
+            ))
+            .is_empty()
+        );
+        let by_library = events_of(&change(
+            ChangeKind::Remove,
+            "app",
+            "LATEST",
+            latest(Some("app/LATEST/u1")),
+            None,
+        ));
+        assert_eq!(by_library[0].detail_type, "Artifact Purged");
     }
 
     #[test]

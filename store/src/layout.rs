@@ -143,6 +143,14 @@ pub mod attr {
     pub const NEXT_STEP_AT: &str = "next_step_at";
     pub const ALARMS: &str = "alarms";
     pub const STARTED_BY: &str = "started_by";
+    /// On an artifact's event log item (see [`super::events_pk`]): the
+    /// events of the change last written, as JSON, and how many changes
+    /// were written.
+    pub const EVENTS: &str = "events";
+    pub const SEQ: &str = "seq";
+    /// On rows whose change is in the event log: the id of the event it
+    /// logged (the stream record of the row then gives no event of its own).
+    pub const LOGGED_EVENT: &str = "logged_event";
 }
 
 /// The value of [`attr::BYTES`] on rows whose bytes are in the blob store.
@@ -336,6 +344,20 @@ pub fn history_sk_prefix(alias: &str) -> String {
     format!("{alias}/")
 }
 
+/// An artifact's event log (SPEC 10.2): `__{name}-events` / `log`, one
+/// item that every transaction writing an event-producing change updates
+/// with that change's events. The table's stream orders the records of one
+/// item as its writes, so the events read from this item's records are in
+/// the order of the artifact's changes, whichever partitions the changes
+/// touched (the records of different items, in different partitions, may
+/// reach their reader in any order).
+pub fn events_pk(name: &ArtifactName) -> String {
+    format!("__{name}-events")
+}
+
+/// The sort key of the event log item.
+pub const EVENT_LOG_SK: &str = "log";
+
 /// The rollouts of an artifact's aliases: `__{name}-rollout`, sort key
 /// `{alias}/{id}` (ids sort by start time).
 pub fn rollout_pk(name: &ArtifactName) -> String {
@@ -445,8 +467,9 @@ mod tests {
     #[test]
     fn no_artifact_partition_is_a_fixed_one() {
         type Partition = fn(&ArtifactName) -> String;
-        let per_artifact: [(&str, Partition); 8] = [
+        let per_artifact: [(&str, Partition); 9] = [
             ("-alias", alias_pk),
+            ("-events", events_pk),
             ("-upload", upload_pk),
             ("-blob", condemned_pk),
             ("-verified", verified_pk),

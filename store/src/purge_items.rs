@@ -5,17 +5,18 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Update, WriteRequest};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    FENCE_SK, alias_pk, attr, condemned_pk, fence_pk, history_pk, meta_index_pk, now, rollout_pk,
-    status_pk, verified_pk,
+    FENCE_SK, alias_pk, attr, condemned_pk, events_pk, fence_pk, history_pk, meta_index_pk, now,
+    rollout_pk, status_pk, verified_pk,
 };
 use crate::limits::PURGE_FENCE_STALE;
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, key, nv, registry_key, sv, version_key};
 use crate::table::Table;
+use crate::tx::TxItem;
 
 /// What [`Table::purge_left_unfinished`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +154,39 @@ impl Table {
         } else {
             Unfinished::No
         })
+    }
+
+    /// Marks the LATEST row of `name` as purged by `purge_id`, with the
+    /// `Artifact Purged` event in the artifact's event log, in one
+    /// transaction (SPEC 10.2: in order after every change before it);
+    /// nothing when there is no LATEST (a purge running again after it
+    /// went: its event was logged then). The row's removal that follows
+    /// gives no event of its own (see `change_events::events_of`).
+    pub async fn log_latest_purged(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+        let event = crate::change_events::purged_event(name, purge_id);
+        let mark = Update::builder()
+            .table_name(&self.name)
+            .set_key(Some(version_key(name, Version::Latest)))
+            .update_expression("SET #logged = :logged")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#logged", attr::LOGGED_EVENT)
+            .expression_attribute_values(":logged", sv(event.id()))
+            .build()
+            .map_err(crate::sdk_error::invalid_sdk_input)?;
+        let mut ops = vec![TxItem::builder().update(mark).build()];
+        ops.extend(crate::change_events::log_member(
+            &self.name,
+            name,
+            &[event],
+        )?);
+        match crate::tx::transact(&self.ddb, ops, purge_id).await {
+            Ok(()) | Err(crate::tx::TransactFailure::Conditions(_)) => Ok(()),
+            Err(crate::tx::TransactFailure::Contention) => Err(Error::ConcurrentModification(
+                format!("purging {name} met another writer; retry"),
+            )),
+            Err(crate::tx::TransactFailure::Failed(e)) => Err(e),
+        }
     }
 
     /// Deletes the LATEST row of `name` (DeleteItem, unconditional).
@@ -320,7 +354,7 @@ pub enum Order {
 /// reference them: a purge stopped between left rows whose multipart blob
 /// no longer counted as checked, which an upload of other bytes then
 /// completed over (SPEC 7.3). The registry row goes last of all.
-pub fn partitions_to_delete(name: &ArtifactName) -> [(String, Order); 6] {
+pub fn partitions_to_delete(name: &ArtifactName) -> [(String, Order); 7] {
     [
         (alias_pk(name), Order::BeforeRows),
         (history_pk(name), Order::BeforeRows),
@@ -328,6 +362,9 @@ pub fn partitions_to_delete(name: &ArtifactName) -> [(String, Order); 6] {
         (status_pk(name), Order::BeforeRows),
         (verified_pk(name), Order::AfterRows),
         (condemned_pk(name), Order::AfterRows),
+        // Its records give no event once removed; it goes after the rows,
+        // whose last event (the purge's) it carries.
+        (events_pk(name), Order::AfterRows),
     ]
 }
 

@@ -6,6 +6,7 @@
 
 use aws_sdk_dynamodb::types::{Delete, Put, Update};
 
+use crate::change_events::{self, ChangeEvent};
 use crate::error::{Error, Result};
 use crate::layout::{ROLLOUTS_PK, attr, format_update_at, now, rollout_pk};
 use crate::names::{AliasName, ArtifactName};
@@ -144,7 +145,15 @@ impl Table {
     /// that it is still exactly as `read` (see [`rollout_put`]); false when
     /// it is not.
     pub async fn rewrite_rollout(&self, row: &RolloutRow, read: &RolloutRow) -> Result<bool> {
-        let put = rollout_put(&self.name, row, Some(read))?;
+        let (put, events) = rollout_put(&self.name, row, Some(read))?;
+        // A write outside a transaction has no event log to go with it: a
+        // pause or a resume, which gives no event.
+        if !events.is_empty() {
+            return Err(Error::internal(
+                "rollout",
+                "a rewrite that gives events must go through the event log",
+            ));
+        }
         let Some(put) = put.into_inner().put else {
             return Err(Error::internal("rollout", "a rollout write is a Put"));
         };
@@ -205,10 +214,22 @@ impl Table {
 /// A transaction member writing the rollout row whole: over `read`, on
 /// condition that the row still exists exactly as read (its state and last
 /// write time); without it, only where there is no row (a new rollout).
-pub fn rollout_put(table: &str, row: &RolloutRow, read: Option<&RolloutRow>) -> Result<TxItem> {
+///
+/// With the events of the change (a step, the end), the item marked as
+/// logging them: the caller's transaction writes them to the artifact's
+/// event log (`change_events::log_member`).
+pub fn rollout_put(
+    table: &str,
+    row: &RolloutRow,
+    read: Option<&RolloutRow>,
+) -> Result<(TxItem, Vec<ChangeEvent>)> {
+    let mut item = row.to_item();
+    let events =
+        change_events::events_of_write(read.map(RolloutRow::to_item).as_ref(), Some(&item));
+    change_events::mark_logged(&mut item, &events);
     let put = Put::builder()
         .table_name(table)
-        .set_item(Some(row.to_item()))
+        .set_item(Some(item))
         .expression_attribute_names("#pk", attr::PK);
     let put = match read {
         None => put.condition_expression("attribute_not_exists(#pk)"),
@@ -221,9 +242,10 @@ pub fn rollout_put(table: &str, row: &RolloutRow, read: Option<&RolloutRow>) -> 
             .expression_attribute_values(":read_state", sv(read.state.as_str()))
             .expression_attribute_values(":read_at", sv(format_update_at(read.update_at))),
     };
-    Ok(TxItem::builder()
+    let put = TxItem::builder()
         .put(put.build().map_err(invalid_sdk_input)?)
-        .build())
+        .build();
+    Ok((put, events))
 }
 
 /// A transaction member putting the registry entry of `row`'s alias
@@ -262,19 +284,31 @@ pub fn registry_delete(
 /// A transaction member ending rollout `id` `aborted`, cancelled by
 /// `actor`'s change of the alias by hand (its next step dropped), on
 /// condition that it is active or paused.
+///
+/// With the event of its end (`Rollout Aborted`), told from `read` (the
+/// rollout as read; `None`: unread, no event), the item marked as logging
+/// it.
 pub fn cancel_by_hand(
     table: &str,
     name: &ArtifactName,
     alias: &AliasName,
     id: &str,
     actor: &str,
-) -> Result<TxItem> {
-    let update = Update::builder()
+    read: Option<&RolloutRow>,
+) -> Result<(TxItem, Vec<ChangeEvent>)> {
+    let at = now();
+    let reason = format!("cancelled by {actor}, who changed the alias by hand");
+    let events = read.map_or_else(Vec::new, |read| {
+        let mut ended = read.clone();
+        ended.state = RolloutState::Aborted;
+        ended.reason = Some(reason.clone());
+        ended.next_step_at = None;
+        ended.update_at = at;
+        change_events::events_of_write(Some(&read.to_item()), Some(&ended.to_item()))
+    });
+    let mut update = Update::builder()
         .table_name(table)
         .set_key(Some(key(rollout_pk(name), RolloutRow::sort_key(alias, id))))
-        .update_expression(
-            "SET #state = :aborted, #reason = :reason, #update_at = :at REMOVE #next",
-        )
         .condition_expression("#state IN (:active, :paused)")
         .expression_attribute_names("#state", attr::STATE)
         .expression_attribute_names("#reason", attr::REASON)
@@ -283,16 +317,21 @@ pub fn cancel_by_hand(
         .expression_attribute_values(":aborted", sv(RolloutState::Aborted.as_str()))
         .expression_attribute_values(":active", sv(RolloutState::Active.as_str()))
         .expression_attribute_values(":paused", sv(RolloutState::Paused.as_str()))
-        .expression_attribute_values(
-            ":reason",
-            sv(format!(
-                "cancelled by {actor}, who changed the alias by hand"
-            )),
-        )
-        .expression_attribute_values(":at", sv(format_update_at(now())))
-        .build()
-        .map_err(invalid_sdk_input)?;
-    Ok(TxItem::builder().update(update).build())
+        .expression_attribute_values(":reason", sv(reason))
+        .expression_attribute_values(":at", sv(format_update_at(at)));
+    update = match events.first() {
+        Some(event) => update
+            .update_expression(
+                "SET #state = :aborted, #reason = :reason, #update_at = :at, #logged = :logged REMOVE #next",
+            )
+            .expression_attribute_names("#logged", attr::LOGGED_EVENT)
+            .expression_attribute_values(":logged", sv(event.id())),
+        None => update.update_expression(
+            "SET #state = :aborted, #reason = :reason, #update_at = :at REMOVE #next",
+        ),
+    };
+    let update = update.build().map_err(invalid_sdk_input)?;
+    Ok((TxItem::builder().update(update).build(), events))
 }
 
 #[cfg(test)]

@@ -2,15 +2,13 @@
 //! once: the strongly consistent gets (one item, a batch), a partition
 //! read whole or by pages, the soft delete of a version.
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Update};
 
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
-use crate::sdk_error::condition_failed;
+use crate::tx::{TransactFailure, TxItem};
 
 /// A page of one partition to read ([`Table::page`]).
 pub struct PartitionPage<'a> {
@@ -40,6 +38,8 @@ pub enum SoftDelete {
     Missing,
     /// The row still lists alias references.
     Referenced(Box<VersionRow>),
+    /// Another writer's transaction got in the way: try again.
+    Contended,
 }
 
 impl Table {
@@ -175,21 +175,49 @@ impl Table {
     }
 
     /// Soft-deletes a live version that no alias references, marking the
-    /// write with `token` so that a retry of a write that landed knows it.
+    /// write with `token` so that a retry of a write that landed knows it,
+    /// with its `Version Deleted` event in the artifact's event log (SPEC
+    /// 10.2), told from `read` (the row as read: its bytes and creator do
+    /// not change). One TransactWriteItems (the row's update, the log's);
+    /// when refused, the row is read again (GetItem) to tell why.
     pub async fn soft_delete(
         &self,
         name: &ArtifactName,
         version: Version,
         token: &str,
+        read: &VersionRow,
     ) -> Result<SoftDelete> {
-        let out = self
-            .ddb
-            .update_item()
+        let at = format_update_at(now());
+        let mut old = version_key(name, version);
+        old.insert(attr::SHA256.into(), sv(&read.sha256));
+        old.insert(attr::UPDATE_AT.into(), sv(format_update_at(read.update_at)));
+        old.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
+        if let Some(size) = read.size {
+            old.insert(attr::SIZE.into(), crate::rows::nv(size));
+        }
+        if let Some(by) = &read.created_by {
+            old.insert(attr::CREATED_BY.into(), sv(by));
+        }
+        let mut new = old.clone();
+        new.insert(attr::IS_DELETED.into(), AttributeValue::Bool(true));
+        new.insert(attr::DELETED_AT.into(), sv(&at));
+        let events = crate::change_events::events_of_write(Some(&old), Some(&new));
+        let mut update = Update::builder();
+        let logged = match events.first() {
+            Some(event) => {
+                update = update
+                    .expression_attribute_names("#logged", attr::LOGGED_EVENT)
+                    .expression_attribute_values(":logged", sv(event.id()));
+                ", #logged = :logged"
+            }
+            None => "",
+        };
+        let update = update
             .table_name(&self.name)
             .set_key(Some(version_key(name, version)))
-            .update_expression(
-                "SET #is_deleted = :true, #deleted_at = :now, #deleted_by_request = :token",
-            )
+            .update_expression(format!(
+                "SET #is_deleted = :true, #deleted_at = :now, #deleted_by_request = :token{logged}"
+            ))
             .condition_expression(
                 "attribute_exists(#pk) AND #is_deleted = :false AND attribute_not_exists(#aliases)",
             )
@@ -200,29 +228,21 @@ impl Table {
             .expression_attribute_names("#aliases", attr::ALIASES)
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":now", sv(format_update_at(now())))
+            .expression_attribute_values(":now", sv(&at))
             .expression_attribute_values(":token", sv(token))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(SoftDelete::Deleted),
-            Err(e) if condition_failed(&e) => {
-                let old = match e.into_service_error() {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        c.item().map(VersionRow::from_item).transpose()?
-                    }
-                    _ => None,
-                };
-                let old = match old {
-                    Some(row) => Some(row),
-                    None => self
-                        .get(version_key(name, version))
-                        .await?
-                        .as_ref()
-                        .map(VersionRow::from_item)
-                        .transpose()?,
-                };
+            .build()
+            .map_err(crate::sdk_error::invalid_sdk_input)?;
+        let mut ops = vec![TxItem::builder().update(update).build()];
+        ops.extend(crate::change_events::log_member(&self.name, name, &events)?);
+        match crate::tx::transact(&self.ddb, ops, token).await {
+            Ok(()) => Ok(SoftDelete::Deleted),
+            Err(TransactFailure::Conditions(_)) => {
+                let old = self
+                    .get(version_key(name, version))
+                    .await?
+                    .as_ref()
+                    .map(VersionRow::from_item)
+                    .transpose()?;
                 Ok(match old {
                     Some(row)
                         if row.is_deleted && row.deleted_by_request.as_deref() == Some(token) =>
@@ -232,10 +252,14 @@ impl Table {
                     Some(row) if row.is_live() && !row.aliases.is_empty() => {
                         SoftDelete::Referenced(Box::new(row))
                     }
+                    // Live and unreferenced after all (its references went
+                    // meanwhile): tried again.
+                    Some(row) if row.is_live() => SoftDelete::Contended,
                     _ => SoftDelete::Missing,
                 })
             }
-            Err(e) => Err(crate::sdk_error::upstream("UpdateItem", e)),
+            Err(TransactFailure::Contention) => Ok(SoftDelete::Contended),
+            Err(TransactFailure::Failed(e)) => Err(e),
         }
     }
 }

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, Update};
 use time::OffsetDateTime;
 
 use crate::blob_rules::VerifiedBlob;
+use crate::change_events::{self, ChangeEvent};
 use crate::error::Result;
 use crate::layout::{
     BYTES_BLOB, FENCE_SK, attr, condemned_pk, fence_pk, format_update_at, now, upload_pk,
@@ -358,13 +359,33 @@ pub fn finish_upload(
 /// time `now`): an Update that holds only while LATEST is live and holds
 /// the upload's bytes in the blob store, and, with `before`, was written
 /// (and last committed) before that moment.
+///
+/// With the event of the commit (`Upload Committed`, unchanged), told from
+/// `read` (LATEST as read), LATEST marked as logging it.
 pub fn latest_unchanged(
     table: &str,
     name: &ArtifactName,
     upload: &UploadRow,
+    read: &VersionRow,
     before: Option<&str>,
     now: OffsetDateTime,
-) -> Result<TxItem> {
+) -> Result<(TxItem, Vec<ChangeEvent>)> {
+    // The attributes the event tells, before and after.
+    let mut old = version_key(name, Version::Latest);
+    old.insert(attr::SHA256.into(), sv(&read.sha256));
+    old.insert(attr::UPDATE_AT.into(), sv(format_update_at(read.update_at)));
+    if let Some(size) = read.size {
+        old.insert(attr::SIZE.into(), nv(size));
+    }
+    if let Some(by) = &read.created_by {
+        old.insert(attr::CREATED_BY.into(), sv(by));
+    }
+    if let Some(id) = &read.upload_id {
+        old.insert(attr::UPLOAD_ID.into(), sv(id));
+    }
+    let mut new = old.clone();
+    new.insert(attr::UPLOAD_ID.into(), sv(&upload.upload_id));
+    let events = change_events::events_of_write(Some(&old), Some(&new));
     let mut condition = "#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob".to_owned();
     let mut update = Update::builder();
     if let Some(before) = before {
@@ -373,12 +394,24 @@ pub fn latest_unchanged(
             .expression_attribute_names("#update_at", attr::UPDATE_AT)
             .expression_attribute_values(":before", sv(before));
     }
+    // Marked as logging its event (see `change_events::events_of`).
+    let logged = match events.first() {
+        Some(_) => ", #logged = :logged",
+        None => "",
+    };
+    if let Some(event) = events.first() {
+        update = update
+            .expression_attribute_names("#logged", attr::LOGGED_EVENT)
+            .expression_attribute_values(":logged", sv(event.id()));
+    }
     let update = update
         .table_name(table)
         .set_key(Some(version_key(name, Version::Latest)))
         // The commit is recorded on LATEST: a verification of an
         // upload committed before it can no longer make LATEST.
-        .update_expression("SET #upload_id = :upload_id, #committed_at = :now")
+        .update_expression(format!(
+            "SET #upload_id = :upload_id, #committed_at = :now{logged}"
+        ))
         .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
         .expression_attribute_values(":now", sv(format_update_at(now)))
         .condition_expression(condition)
@@ -392,7 +425,7 @@ pub fn latest_unchanged(
         .expression_attribute_values(":blob", sv(BYTES_BLOB))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TxItem::builder().update(update).build())
+    Ok((TxItem::builder().update(update).build(), events))
 }
 
 /// LATEST pointed at the upload's blob: the row as read (`latest`, absent
@@ -416,7 +449,7 @@ pub fn latest_put(
     published: Option<u32>,
     before: Option<&str>,
     now: OffsetDateTime,
-) -> Result<TxItem> {
+) -> Result<(TxItem, Vec<ChangeEvent>)> {
     // Also when and what it was written with: the library's rows carry no
     // counter, marker or epoch, so only these tell its rewrite since the
     // read (which a verification must not commit over).
@@ -438,6 +471,7 @@ pub fn latest_put(
             .expression_attribute_names("#committed_at", attr::COMMITTED_AT)
             .expression_attribute_values(":before", sv(before));
     }
+    let read = latest.clone();
     let item = match latest {
         Some(item) => {
             condition.push("attribute_exists(#pk)".to_owned());
@@ -465,12 +499,14 @@ pub fn latest_put(
         item.insert(attr::LAST_VERSION.into(), nv(number));
         item.insert(attr::PUBLISHED_SHA256.into(), sv(&upload.sha256));
     }
+    let events = change_events::events_of_write(read.as_ref(), Some(&item));
+    change_events::mark_logged(&mut item, &events);
     let put = put
         .set_item(Some(item))
         .condition_expression(condition.join(" AND "))
         .build()
         .map_err(invalid_sdk_input)?;
-    Ok(TxItem::builder().put(put).build())
+    Ok((TxItem::builder().put(put).build(), events))
 }
 
 /// The verified-blob row of `sha256` (the object version and size

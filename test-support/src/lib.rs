@@ -164,6 +164,24 @@ impl TestStore {
         }
     }
 
+    /// Every change on the table's stream so far, in the stream's order.
+    pub async fn stream_changes(&self) -> Vec<shared::events::Change> {
+        let mut poller = StreamPoller::connect(&self.sdk, &self.config.table)
+            .await
+            .unwrap_or_else(|e| panic!("stream: {e:?}"));
+        let mut all = Vec::new();
+        loop {
+            let changes = poller
+                .changes()
+                .await
+                .unwrap_or_else(|e| panic!("stream: {e:?}"));
+            if changes.is_empty() {
+                return all;
+            }
+            all.extend(changes);
+        }
+    }
+
     /// Runs the events' handler (SPEC 10.2) over every record of the
     /// table's stream not yet handled, into memory, and returns every event
     /// published so far, in order. Panics when a record keeps failing.

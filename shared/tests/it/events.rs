@@ -326,9 +326,13 @@ async fn plain_reads_wait_for_no_separate_round_trip_of_the_permission_targets()
                 route.function
             );
             checked.push(route.function);
-        } else if route.operation == Operation::CommitUpload {
-            // The targets ∥ HeadObject ∥ the upload and LATEST: three
-            // calls in one round; then the transaction and the pipeline's.
+        } else if matches!(
+            route.operation,
+            Operation::CommitUpload | Operation::DeleteVersion
+        ) {
+            // The targets ∥ HeadObject ∥ the upload and LATEST (delete: the
+            // targets ∥ the alias partition ∥ the row): three calls in one
+            // round; then the transaction (and a commit's pipeline's).
             assert!(route.operation.writes_after_authorization());
             let mut fewest = rounds;
             for _ in 0..4 {
@@ -340,14 +344,10 @@ async fn plain_reads_wait_for_no_separate_round_trip_of_the_permission_targets()
             }
             assert_eq!(fewest, calls - 2, "{}: {calls} calls", route.function);
             checked.push(route.function);
-        } else if matches!(
-            route.operation,
-            Operation::DeleteVersion | Operation::PublishVersion
-        ) {
-            // The targets ∥ what the write reads first (delete: the alias
-            // partition; publish: LATEST): two calls in one round; then the
-            // write (the soft delete; the publish's transaction, or the
-            // newest version's read), once the authorisation said yes.
+        } else if route.operation == Operation::PublishVersion {
+            // The targets ∥ what the write reads first (LATEST): two calls
+            // in one round; then the publish's transaction (or the newest
+            // version's read), once the authorisation said yes.
             assert!(route.operation.writes_after_authorization());
             let mut fewest = rounds;
             for _ in 0..4 {

@@ -412,7 +412,7 @@ fn answers_lost(counts: &FaultCounts) -> u64 {
 async fn a_version_delete_whose_answer_was_lost_answers_as_if_it_had_arrived() {
     let store = TestStore::new().await;
     let app = published(&store, 2).await;
-    let (repo, counts) = losing_first_answer_of(&store, "UpdateItem").await;
+    let (repo, counts) = losing_first_answer_of(&store, "TransactWriteItems").await;
     repo.delete_version(
         &app,
         Version::Number(1),

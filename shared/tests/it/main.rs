@@ -7,6 +7,7 @@
 mod blobs;
 mod concurrency;
 mod edge;
+mod event_order;
 mod events;
 mod hardening;
 mod integrity;
