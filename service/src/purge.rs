@@ -10,7 +10,7 @@ use artifact_store::purge_objects;
 const HAND_OVER_ATTEMPTS: u32 = 5;
 use crate::error::{Error, Result};
 use crate::layout::{
-    alias_pk, condemned_pk, fence_pk, history_pk, now, rollout_pk, status_pk, upload_pk,
+    alias_pk, condemned_pk, events_pk, fence_pk, history_pk, now, rollout_pk, status_pk, upload_pk,
     verified_pk,
 };
 use crate::names::ArtifactName;
@@ -125,7 +125,8 @@ impl Repository {
             self.query_all(&uploads_pk)
         );
         let now_secs = now().unix_timestamp();
-        Ok(latest?.is_some()
+        // A LATEST a purge marked is that purge's, still to delete.
+        Ok(latest?.is_some_and(|row| !row.marked_purged())
             || uploads?
                 .iter()
                 .filter_map(|item| UploadRow::from_item(name, item).ok())
@@ -167,16 +168,14 @@ impl Repository {
         // may be a racing library put's, and stays.
         let rows_go_at = match finishing {
             None => {
-                self.table.log_latest_purged(name, &purge_id).await?;
-                self.table.delete_latest_row(name).await?;
+                self.table.delete_latest_row(name, &purge_id, false).await?;
                 now().unix_timestamp()
             }
             Some(checked_at) => {
-                if self
-                    .get_row(name, crate::names::Version::Latest)
-                    .await?
-                    .is_some()
-                {
+                // Absent, or marked by the stopped purge (its event
+                // logged): it goes, only while still so marked. Else a
+                // writer's: it stays, and so does everything.
+                if !self.table.delete_latest_row(name, &purge_id, true).await? {
                     self.table.lower_purge_fence(name, &purge_id).await?;
                     return Ok(false);
                 }
@@ -251,6 +250,7 @@ impl Repository {
             verified_pk(name),
             rollout_pk(name),
             status_pk(name),
+            events_pk(name),
             fence_pk(name),
         ];
         let prefixes = [

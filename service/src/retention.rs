@@ -462,7 +462,10 @@ impl Repository {
                 SoftDelete::Contended => backoff(attempt).await,
             }
         }
-        Ok(false)
+        Err(Error::ConcurrentModification(format!(
+            "deleting version {} of {name} kept meeting other writers; retry",
+            row.version
+        )))
     }
 
     /// Sets a timestamp attribute on an existing soft-deleted row.

@@ -564,7 +564,12 @@ impl Repository {
         next.reason = Some(reason.to_owned());
         next.update_at = now();
         let (put, events) = self.rollout_put(&next, Some(row))?;
-        let mut ops = vec![put, self.registry_delete(&row.name, &row.alias, &row.id)?];
+        // No purge runs: it would not see the event log this writes.
+        let mut ops = vec![
+            put,
+            self.registry_delete(&row.name, &row.alias, &row.id)?,
+            self.no_purge_running(&row.name)?,
+        ];
         ops.extend(artifact_store::change_events::log_member(
             &self.layout.table,
             &row.name,

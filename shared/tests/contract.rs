@@ -549,7 +549,9 @@ fn operation_calls(package: &str) -> Vec<Call> {
         PutItem,
         // The fence, renewed before every step.
         UpdateItem,
-        // LATEST marked purged, with the event in the artifact's event log.
+        // LATEST read, marked purged with the event in the artifact's
+        // event log, then deleted while so marked.
+        GetItem,
         TransactWriteItems(&[Update]),
         DeleteItem,
         Query,

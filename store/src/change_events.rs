@@ -198,7 +198,7 @@ fn written_with_log(change: &Change) -> bool {
             .map(str::to_owned)
     };
     if change.kind == ChangeKind::Remove {
-        let purged = format!("{}/purged/", change.pk);
+        let purged = purge_mark_prefix(&change.pk);
         return mark(&change.old).is_some_and(|m| m.starts_with(&purged));
     }
     let new = mark(&change.new);
@@ -235,8 +235,19 @@ pub fn purged_event(name: &crate::names::ArtifactName, purge_id: &str) -> Change
     ChangeEvent {
         detail_type: "Artifact Purged",
         source: SOURCE,
-        detail: json!({"name": name.as_str(), "id": format!("{name}/purged/{purge_id}")}),
+        detail: json!({"name": name.as_str(), "id": format!("{}{purge_id}", purge_mark_prefix(name.as_str()))}),
     }
+}
+
+/// What the ids of an artifact's purges start with (the mark a purge puts
+/// on LATEST before deleting it).
+fn purge_mark_prefix(name: &str) -> String {
+    format!("{name}/purged/")
+}
+
+/// Whether `mark` (a row's `logged_event`) is a purge's of `name`.
+pub fn is_purge_mark(name: &crate::names::ArtifactName, mark: &str) -> bool {
+    mark.starts_with(&purge_mark_prefix(name.as_str()))
 }
 
 /// Marks a row about to be written with the change's events as logged

@@ -156,49 +156,105 @@ impl Table {
         })
     }
 
-    /// Marks the LATEST row of `name` as purged by `purge_id`, with the
-    /// `Artifact Purged` event in the artifact's event log, in one
-    /// transaction (SPEC 10.2: in order after every change before it);
-    /// nothing when there is no LATEST (a purge running again after it
-    /// went: its event was logged then). The row's removal that follows
-    /// gives no event of its own (see `change_events::events_of`).
-    pub async fn log_latest_purged(&self, name: &ArtifactName, purge_id: &str) -> Result<()> {
+    /// Deletes the LATEST row of `name` for purge `purge_id`, its
+    /// `Artifact Purged` event in the artifact's event log first (SPEC
+    /// 10.2: after every change before it). LATEST is marked with the
+    /// event's id in the transaction that logs it, unless a purge marked it
+    /// already (one that stopped before deleting it: its event stands, and
+    /// is not logged again under another id); then deleted only while it
+    /// still carries that mark, so its removal gives no event of its own
+    /// (see `change_events::events_of`). The library rewriting LATEST in
+    /// between (it drops the mark) makes it marked again. Nothing when there
+    /// is no LATEST (a purge running again after it went). With
+    /// `marked_only` (finishing a purge nobody asked for now), a LATEST no
+    /// purge marked is a writer's and stays: `Ok(false)`. AWS calls:
+    /// GetItem, TransactWriteItems, DeleteItem.
+    pub async fn delete_latest_row(
+        &self,
+        name: &ArtifactName,
+        purge_id: &str,
+        marked_only: bool,
+    ) -> Result<bool> {
         let event = crate::change_events::purged_event(name, purge_id);
+        for attempt in 0..crate::retry::MAX_ATTEMPTS {
+            let Some(item) = self.get(version_key(name, Version::Latest)).await? else {
+                return Ok(true);
+            };
+            let latest = VersionRow::from_item(&item)?;
+            let marked = latest.marked_purged();
+            let mark = match latest.logged_event.clone().filter(|_| marked) {
+                Some(mark) => mark,
+                None if marked_only => return Ok(false),
+                None => {
+                    if !self.log_purge(name, &item, &event, purge_id).await? {
+                        crate::retry::backoff(attempt).await;
+                        continue;
+                    }
+                    event.id().to_owned()
+                }
+            };
+            let deleted = self
+                .ddb
+                .delete_item()
+                .table_name(&self.name)
+                .set_key(Some(version_key(name, Version::Latest)))
+                .condition_expression("#logged = :mark")
+                .expression_attribute_names("#logged", attr::LOGGED_EVENT)
+                .expression_attribute_values(":mark", sv(&mark))
+                .send()
+                .await;
+            // Rewritten since (its mark dropped) or gone: read again.
+            if crate::sdk_error::applied("DeleteItem", deleted)? {
+                return Ok(true);
+            }
+        }
+        Err(Error::ConcurrentModification(format!(
+            "LATEST of {name} kept changing while purging it; retry"
+        )))
+    }
+
+    /// The transaction marking LATEST (as `read`, written at its
+    /// `update_at` exactly as stored) with the purge's event and logging
+    /// it; false when LATEST changed since the read or another writer got
+    /// in the way.
+    async fn log_purge(
+        &self,
+        name: &ArtifactName,
+        read: &Item,
+        event: &crate::change_events::ChangeEvent,
+        purge_id: &str,
+    ) -> Result<bool> {
         let mark = Update::builder()
             .table_name(&self.name)
             .set_key(Some(version_key(name, Version::Latest)))
             .update_expression("SET #logged = :logged")
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
             .expression_attribute_names("#logged", attr::LOGGED_EVENT)
-            .expression_attribute_values(":logged", sv(event.id()))
-            .build()
-            .map_err(crate::sdk_error::invalid_sdk_input)?;
+            .expression_attribute_values(":logged", sv(event.id()));
+        let mark = match read.get(attr::UPDATE_AT) {
+            Some(at) => mark
+                .condition_expression("#update_at = :read_at")
+                .expression_attribute_values(":read_at", at.clone()),
+            // A bare row (no time): still there, still bare.
+            None => mark
+                .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#update_at)")
+                .expression_attribute_names("#pk", attr::PK),
+        }
+        .build()
+        .map_err(crate::sdk_error::invalid_sdk_input)?;
         let mut ops = vec![TxItem::builder().update(mark).build()];
         ops.extend(crate::change_events::log_member(
             &self.name,
             name,
-            &[event],
+            std::slice::from_ref(event),
         )?);
         match crate::tx::transact(&self.ddb, ops, purge_id).await {
-            Ok(()) | Err(crate::tx::TransactFailure::Conditions(_)) => Ok(()),
-            Err(crate::tx::TransactFailure::Contention) => Err(Error::ConcurrentModification(
-                format!("purging {name} met another writer; retry"),
-            )),
+            Ok(()) => Ok(true),
+            Err(
+                crate::tx::TransactFailure::Conditions(_) | crate::tx::TransactFailure::Contention,
+            ) => Ok(false),
             Err(crate::tx::TransactFailure::Failed(e)) => Err(e),
         }
-    }
-
-    /// Deletes the LATEST row of `name` (DeleteItem, unconditional).
-    pub async fn delete_latest_row(&self, name: &ArtifactName) -> Result<()> {
-        self.ddb
-            .delete_item()
-            .table_name(&self.name)
-            .set_key(Some(version_key(name, Version::Latest)))
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("DeleteItem", e))?;
-        Ok(())
     }
 
     /// Whether the registry row of `name` exists: a strongly consistent

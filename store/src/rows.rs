@@ -41,6 +41,9 @@ pub struct VersionRow {
     /// Numbered versions: deprecated or archived (absent: active), and why.
     pub status: Option<crate::model::VersionStatus>,
     pub status_message: Option<String>,
+    /// The id of the event the row's last logged change put in the
+    /// artifact's event log (`change_events`).
+    pub logged_event: Option<String>,
 }
 
 /// Where the bytes of a row are.
@@ -171,7 +174,16 @@ impl VersionRow {
                 .and_then(|v| v.parse().ok())
                 .filter(|v| *v != crate::model::VersionStatus::Active),
             status_message: s(item, attr::STATUS_MESSAGE).map(str::to_owned),
+            logged_event: s(item, attr::LOGGED_EVENT).map(str::to_owned),
         })
+    }
+
+    /// Whether a purge marked this LATEST (its event logged) and has yet to
+    /// delete it: the purge's, not a writer's.
+    pub fn marked_purged(&self) -> bool {
+        self.logged_event
+            .as_deref()
+            .is_some_and(|mark| crate::change_events::is_purge_mark(&self.name, mark))
     }
 
     /// LATEST as a commit writes it: `read` (LATEST's item as read, or just

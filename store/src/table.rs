@@ -8,7 +8,15 @@ use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, VersionRow, sv, version_key};
-use crate::tx::{TransactFailure, TxItem};
+use crate::tx::{TransactFailure, Tx, TxItem};
+
+/// The members of a soft delete's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    Row,
+    Fence,
+    Log,
+}
 
 /// A page of one partition to read ([`Table::page`]).
 pub struct PartitionPage<'a> {
@@ -232,10 +240,23 @@ impl Table {
             .expression_attribute_values(":token", sv(token))
             .build()
             .map_err(crate::sdk_error::invalid_sdk_input)?;
-        let mut ops = vec![TxItem::builder().update(update).build()];
-        ops.extend(crate::change_events::log_member(&self.name, name, &events)?);
-        match crate::tx::transact(&self.ddb, ops, token).await {
+        let mut tx = Tx::new();
+        tx.push(Member::Row, TxItem::builder().update(update).build());
+        // No purge runs: it would not see the event log this creates.
+        tx.push(
+            Member::Fence,
+            crate::upload_items::no_purge_running(&self.name, name)?,
+        );
+        if let Some(log) = crate::change_events::log_member(&self.name, name, &events)? {
+            tx.push(Member::Log, log);
+        }
+        match crate::tx::transact_tx(&self.ddb, &tx, token).await {
             Ok(()) => Ok(SoftDelete::Deleted),
+            Err(TransactFailure::Conditions(failed)) if failed.contains(&Member::Fence) => {
+                Err(Error::ArtifactBeingPurged {
+                    name: name.to_string(),
+                })
+            }
             Err(TransactFailure::Conditions(_)) => {
                 let old = self
                     .get(version_key(name, version))
@@ -252,9 +273,12 @@ impl Table {
                     Some(row) if row.is_live() && !row.aliases.is_empty() => {
                         SoftDelete::Referenced(Box::new(row))
                     }
-                    // Live and unreferenced after all (its references went
-                    // meanwhile): tried again.
-                    Some(row) if row.is_live() => SoftDelete::Contended,
+                    // Live and unreferenced after all, but not as read (its
+                    // references went meanwhile): tried again. As read,
+                    // the condition cannot hold (a row of another shape).
+                    Some(row) if row.is_live() && row.aliases != read.aliases => {
+                        SoftDelete::Contended
+                    }
                     _ => SoftDelete::Missing,
                 })
             }
