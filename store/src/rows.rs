@@ -178,6 +178,30 @@ impl VersionRow {
         })
     }
 
+    /// The attributes of the row its events tell (keys, bytes, size,
+    /// creator, time, upload, deleted or not), as an item: what a writer
+    /// that updates some of them gives `change_events::events_of_write`
+    /// as the row before, and, changed, after.
+    pub fn event_image(&self) -> Item {
+        let mut item = version_key(&self.name, self.version);
+        item.insert(attr::SHA256.into(), sv(&self.sha256));
+        item.insert(attr::UPDATE_AT.into(), sv(format_update_at(self.update_at)));
+        item.insert(
+            attr::IS_DELETED.into(),
+            AttributeValue::Bool(self.is_deleted),
+        );
+        if let Some(size) = self.size {
+            item.insert(attr::SIZE.into(), nv(size));
+        }
+        if let Some(by) = &self.created_by {
+            item.insert(attr::CREATED_BY.into(), sv(by));
+        }
+        if let Some(id) = &self.upload_id {
+            item.insert(attr::UPLOAD_ID.into(), sv(id));
+        }
+        item
+    }
+
     /// Whether a purge marked this LATEST (its event logged) and has yet to
     /// delete it: the purge's, not a writer's.
     pub fn marked_purged(&self) -> bool {

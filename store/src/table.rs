@@ -196,16 +196,7 @@ impl Table {
         read: &VersionRow,
     ) -> Result<SoftDelete> {
         let at = format_update_at(now());
-        let mut old = version_key(name, version);
-        old.insert(attr::SHA256.into(), sv(&read.sha256));
-        old.insert(attr::UPDATE_AT.into(), sv(format_update_at(read.update_at)));
-        old.insert(attr::IS_DELETED.into(), AttributeValue::Bool(false));
-        if let Some(size) = read.size {
-            old.insert(attr::SIZE.into(), crate::rows::nv(size));
-        }
-        if let Some(by) = &read.created_by {
-            old.insert(attr::CREATED_BY.into(), sv(by));
-        }
+        let old = read.event_image();
         let mut new = old.clone();
         new.insert(attr::IS_DELETED.into(), AttributeValue::Bool(true));
         new.insert(attr::DELETED_AT.into(), sv(&at));

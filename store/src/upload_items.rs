@@ -371,18 +371,7 @@ pub fn latest_unchanged(
     now: OffsetDateTime,
 ) -> Result<(TxItem, Vec<ChangeEvent>)> {
     // The attributes the event tells, before and after.
-    let mut old = version_key(name, Version::Latest);
-    old.insert(attr::SHA256.into(), sv(&read.sha256));
-    old.insert(attr::UPDATE_AT.into(), sv(format_update_at(read.update_at)));
-    if let Some(size) = read.size {
-        old.insert(attr::SIZE.into(), nv(size));
-    }
-    if let Some(by) = &read.created_by {
-        old.insert(attr::CREATED_BY.into(), sv(by));
-    }
-    if let Some(id) = &read.upload_id {
-        old.insert(attr::UPLOAD_ID.into(), sv(id));
-    }
+    let old = read.event_image();
     let mut new = old.clone();
     new.insert(attr::UPLOAD_ID.into(), sv(&upload.upload_id));
     let events = change_events::events_of_write(Some(&old), Some(&new));
