@@ -97,6 +97,12 @@ async fn events_come_in_the_order_of_the_changes_whatever_order_the_items_record
     // Every change once: a consumer's deduplication drops nothing.
     let ids: std::collections::BTreeSet<&str> = events.iter().map(|e| e.id()).collect();
     assert_eq!(ids.len(), events.len(), "{ids:?}");
+    // Numbered in the artifact's log without a gap.
+    let seq: Vec<u64> = events
+        .iter()
+        .map(|e| e.detail["seq"].as_u64().unwrap_or_default())
+        .collect();
+    assert_eq!(seq, (1..=8).collect::<Vec<u64>>());
 }
 
 // Review finding (SPEC 10.2, 7.16): a purge logs its `Artifact Purged`
