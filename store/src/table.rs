@@ -217,8 +217,10 @@ impl Table {
             .update_expression(format!(
                 "SET #is_deleted = :true, #deleted_at = :now, #deleted_by_request = :token{logged}"
             ))
+            // Live as `VersionRow::from_item` reads it: anything but
+            // `is_deleted = true` (a row without the flag is live).
             .condition_expression(
-                "attribute_exists(#pk) AND #is_deleted = :false AND attribute_not_exists(#aliases)",
+                "attribute_exists(#pk) AND (attribute_not_exists(#is_deleted) OR #is_deleted <> :true) AND attribute_not_exists(#aliases)",
             )
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
@@ -226,7 +228,6 @@ impl Table {
             .expression_attribute_names("#deleted_by_request", attr::DELETED_BY_REQUEST)
             .expression_attribute_names("#aliases", attr::ALIASES)
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", sv(&at))
             .expression_attribute_values(":token", sv(token))
             .build()
@@ -264,12 +265,10 @@ impl Table {
                     Some(row) if row.is_live() && !row.aliases.is_empty() => {
                         SoftDelete::Referenced(Box::new(row))
                     }
-                    // Live and unreferenced after all, but not as read (its
-                    // references went meanwhile): tried again. As read,
-                    // the condition cannot hold (a row of another shape).
-                    Some(row) if row.is_live() && row.aliases != read.aliases => {
-                        SoftDelete::Contended
-                    }
+                    // Live and unreferenced: the condition holds for such a
+                    // row, so it was referenced when the write landed and
+                    // is no longer (an alias came and went): tried again.
+                    Some(row) if row.is_live() => SoftDelete::Contended,
                     _ => SoftDelete::Missing,
                 })
             }

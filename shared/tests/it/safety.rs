@@ -2941,3 +2941,62 @@ async fn a_verification_commits_over_a_bare_latest_the_library_left() {
     assert!(matches!(step, VerifyStep::Committed(_)), "{step:?}");
     assert_eq!(served(&store, &n, Version::Latest).await, content);
 }
+
+// SPEC 7.7: a delete whose condition failed because an alias pointed at the
+// version for a moment (moved on to it, then away, before the delete read
+// the row again) is a delete of a live, unreferenced version: it is tried
+// again and deletes it, never answering 404 for a version that exists.
+// Found by running the concurrency tests on an emulator of their own
+// (`racing_alias_moves_and_deletes_…` answered `VersionNotFound`).
+#[tokio::test]
+async fn a_delete_refused_by_an_alias_that_came_and_went_deletes_on_its_next_try() {
+    let store = TestStore::new().await;
+    let n = name("blink");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    let plan = Plan::new();
+    let at_write = Gate::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        None,
+        Action::HoldBefore(at_write.clone()),
+        1,
+    ));
+    let slow = store.through(&plan).await;
+    let n2 = n.clone();
+    let delete = tokio::spawn(async move {
+        slow.delete_version(&n2, Version::Number(1), None, Allowed::already())
+            .await
+    });
+    // The delete read version 1 unreferenced; `prod` now points at it.
+    at_write.arrived().await;
+    let at_reread = Gate::new();
+    plan.add(Rule::new(
+        "GetItem",
+        None,
+        Action::HoldBefore(at_reread.clone()),
+        1,
+    ));
+    let change = ChangeRequest::default();
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), to(1), &change)
+        .await
+        .unwrap();
+    at_write.open();
+    // Refused on the reference; before it reads the row again, `prod`
+    // moves on and the version is unreferenced once more.
+    at_reread.arrived().await;
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), to(2), &change)
+        .await
+        .unwrap();
+    at_reread.open();
+    let deleted = delete.await.unwrap();
+    assert!(deleted.is_ok(), "{deleted:?}");
+    assert!(matches!(
+        store.repo.get_version(&n, Version::Number(1)).await,
+        Err(Error::VersionNotFound { .. })
+    ));
+    assert!(store.repo.get_version(&n, Version::Number(2)).await.is_ok());
+}
