@@ -157,6 +157,57 @@ fn function_packages() -> BTreeSet<String> {
         .collect()
 }
 
+/// The functions that no route serves, and the module whose `serve` each runs.
+const BACKGROUND_FUNCTIONS: [(&str, &str); 5] = [
+    ("verify-upload", "verifier"),
+    ("scheduled-purge", "scheduled"),
+    ("rollout-driver", "rollout_driver"),
+    ("mirror-seed-layout", "mirror"),
+    ("publish-events", "events"),
+];
+
+// Every function's `main` is the one call that serves its handler and
+// nothing else (doc comments aside): the handlers are what the tests run.
+// `make test` lints while it builds the tests, which never build these 33
+// binaries; this holds them to a shape with nothing left to lint.
+#[test]
+fn every_function_main_is_the_one_call_that_serves_its_handler() {
+    for package in function_packages() {
+        let path = workspace_root().join(format!("functions/{package}/src/main.rs"));
+        let source = std::fs::read_to_string(&path).unwrap();
+        let code: Vec<&str> = source
+            .lines()
+            .filter(|l| !l.starts_with("//!") && !l.trim().is_empty())
+            .collect();
+        let (error, call) = match ROUTES.iter().find(|r| r.function == package) {
+            Some(route) => (
+                "lambda_http",
+                format!(
+                    "shared::api::serve(shared::api::Operation::{:?}).await",
+                    route.operation
+                ),
+            ),
+            None => {
+                let module = BACKGROUND_FUNCTIONS
+                    .iter()
+                    .find(|(f, _)| *f == package)
+                    .map(|(_, m)| *m)
+                    .unwrap_or_else(|| {
+                        panic!("{package}: neither routed nor a background function")
+                    });
+                ("lambda_runtime", format!("shared::{module}::serve().await"))
+            }
+        };
+        let expected = [
+            "#[tokio::main]".to_owned(),
+            format!("async fn main() -> Result<(), {error}::Error> {{"),
+            format!("    {call}"),
+            "}".to_owned(),
+        ];
+        assert_eq!(code, expected, "{}", path.display());
+    }
+}
+
 #[test]
 fn the_template_has_one_function_per_package_built_by_cargo_lambda_and_the_routes_of_the_code() {
     let template = load("template.yaml");

@@ -51,7 +51,7 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shared::{Config, Repository};
-use test_support::{TestStore, emulator};
+use test_support::TestStore;
 
 /// Pipelines of the faults section, each with its own artifact.
 const PIPELINES: usize = 6;
@@ -641,7 +641,7 @@ async fn faults(tally: &mut Tally, rate: f64) {
     let store = TestStore::new().await;
     let counts = Arc::new(proxy::FaultCounts::default());
     let proxy_url = proxy::start(
-        emulator().endpoint.clone(),
+        store.endpoint.clone(),
         proxy::Faults::Random(rate),
         counts.clone(),
     )

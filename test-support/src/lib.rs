@@ -42,10 +42,46 @@ pub struct Emulator {
     _process: Mutex<(Child, ChildStdin, BufReader<ChildStdout>)>,
 }
 
-/// Starts the emulator on first use; later calls share it.
+/// The process's first emulator, started on first use; later calls share
+/// it. Stores are spread over [`EMULATORS_SETTING`] emulators (see
+/// [`pooled_emulator`]); this one is the first of them.
 pub fn emulator() -> &'static Emulator {
-    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-    EMULATOR.get_or_init(|| start_emulator().unwrap_or_else(|e| panic!("{e}")))
+    emulator_at(0)
+}
+
+/// How many emulators the stores of one test process are spread over: the
+/// environment's `TEST_EMULATORS`, else 1. Each emulator applies one request
+/// at a time (`scripts/emulator.py`), so with one the whole process waits on
+/// a single Python thread; `make test` sets more. A test's store, and every
+/// client, proxy and library call made for it, stays on one emulator.
+pub const EMULATORS_SETTING: &str = "TEST_EMULATORS";
+
+/// Most emulators one process starts, whatever the setting says.
+const MOST_EMULATORS: usize = 8;
+
+fn emulator_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::env::var(EMULATORS_SETTING)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .clamp(1, MOST_EMULATORS)
+    })
+}
+
+fn emulator_at(index: usize) -> &'static Emulator {
+    static EMULATORS: [OnceLock<Emulator>; MOST_EMULATORS] =
+        [const { OnceLock::new() }; MOST_EMULATORS];
+    EMULATORS[index % MOST_EMULATORS]
+        .get_or_init(|| start_emulator().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The emulator the next store goes to: the process's emulators in turn.
+pub fn pooled_emulator() -> &'static Emulator {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let turn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    emulator_at(turn % emulator_count())
 }
 
 fn start_emulator() -> Result<Emulator, String> {
@@ -87,11 +123,6 @@ fn start_emulator() -> Result<Emulator, String> {
 pub const ACCESS_KEY: &str = "test";
 pub const SECRET_KEY: &str = "test";
 
-/// SDK configuration pointing at the emulator with dummy credentials.
-pub async fn sdk_config() -> SdkConfig {
-    sdk_config_at(&emulator().endpoint).await
-}
-
 /// SDK configuration pointing at `endpoint` with the dummy credentials.
 pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
@@ -106,6 +137,8 @@ pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
 
 /// A bootstrapped bucket + table of its own, and raw clients to inspect them.
 pub struct TestStore {
+    /// The emulator this store lives on (every client of the test must use it).
+    pub endpoint: String,
     pub config: Config,
     pub sdk: SdkConfig,
     pub repo: Repository,
@@ -141,7 +174,8 @@ impl TestStore {
                 .map(|(_, v)| (*v).to_owned()),
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        let sdk = sdk_config().await;
+        let endpoint = pooled_emulator().endpoint.clone();
+        let sdk = sdk_config_at(&endpoint).await;
         let repo = Repository::new(&sdk, &config);
         repo.bootstrap()
             .await
@@ -153,6 +187,7 @@ impl TestStore {
         );
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         Self {
+            endpoint,
             config,
             sdk,
             repo,
@@ -338,7 +373,7 @@ impl TestStore {
     /// proxy following `plan` (faults, holds, recordings).
     pub async fn through(&self, plan: &std::sync::Arc<proxy::Plan>) -> Repository {
         let url = proxy::start(
-            emulator().endpoint.clone(),
+            self.endpoint.clone(),
             proxy::Faults::Plan(plan.clone()),
             std::sync::Arc::new(proxy::FaultCounts::default()),
         )
@@ -352,7 +387,7 @@ impl TestStore {
         let output = Command::new(venv_python())
             .arg(workspace_root().join("scripts/interop.py"))
             .arg(args[0])
-            .arg(&emulator().endpoint)
+            .arg(&self.endpoint)
             .arg(&self.config.bucket)
             .arg(&self.config.table)
             .args(&args[1..])

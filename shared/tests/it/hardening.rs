@@ -10,7 +10,7 @@ use shared::model::{ChangeRequest, LOCAL_ACTOR, RetentionPolicy, UploadRequest};
 use shared::repository::{DEFAULT_CONTENT_TYPE, metadata_limits};
 use shared::{ErrorKind, Version};
 use test_support::proxy::{self, Fault, FaultCounts, Faults};
-use test_support::{TestStore, alias, emulator, name, put_bytes, sha256_hex, to};
+use test_support::{TestStore, alias, name, put_bytes, sha256_hex, to};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn keep(keep_last_n: u32) -> RetentionPolicy {
@@ -394,7 +394,7 @@ async fn losing_first_answer_of(
 ) -> (shared::Repository, Arc<FaultCounts>) {
     let counts = Arc::new(FaultCounts::default());
     let url = proxy::start(
-        emulator().endpoint.clone(),
+        store.endpoint.clone(),
         Faults::first(operation, Fault::ResetAfter, 1),
         counts.clone(),
     )

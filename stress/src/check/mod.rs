@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shared::{Config, Repository, Verifier};
+use test_support::TestStore;
 use test_support::proxy::{self, Faults, Plan};
-use test_support::{TestStore, emulator};
 use tokio::sync::mpsc;
 
 use client::Client;
@@ -81,7 +81,7 @@ pub async fn run(options: &Options) -> Report {
     let plan = Plan::new();
     let counts = Arc::new(proxy::FaultCounts::default());
     let proxy_url = proxy::start(
-        emulator().endpoint.clone(),
+        store.endpoint.clone(),
         Faults::Plan(plan.clone()),
         counts.clone(),
     )

@@ -771,7 +771,7 @@ impl Library {
         let script = test_support::workspace_root().join("stress/library.py");
         let mut child = tokio::process::Command::new(test_support::venv_python())
             .arg(script)
-            .arg(&test_support::emulator().endpoint)
+            .arg(&store.endpoint)
             .arg(&store.config.bucket)
             .arg(&store.config.table)
             .stdin(std::process::Stdio::piped())
