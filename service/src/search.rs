@@ -314,6 +314,19 @@ impl Repository {
                             landed = true;
                             break;
                         }
+                        // Live at the status expected (any, when none is):
+                        // the condition holds for this row, so it was at
+                        // another status when the write landed and is back
+                        // (another writer changed it twice): tried again.
+                        Some(row)
+                            if row.is_live()
+                                && change.expected.is_none_or(|expected| {
+                                    row.status.unwrap_or(VersionStatus::Active) == expected
+                                }) =>
+                        {
+                            super::backoff(attempt).await;
+                            continue;
+                        }
                         Some(row) if row.is_live() => Error::ConcurrentModification(format!(
                             "version {version} of {name} is {}, not {} (expected_status)",
                             row.status.unwrap_or(VersionStatus::Active).as_str(),

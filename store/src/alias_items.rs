@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::layout::{alias_pk, attr, history_pk, history_sk, history_sk_prefix};
 use crate::names::{AliasName, ArtifactName, Version};
 use crate::paging::decode_cursor;
-use crate::rows::{AliasRow, HistoryRow, Item, VersionRow, key, nv, sv, version_key};
+use crate::rows::{AliasRow, HistoryRow, Item, LIVE, VersionRow, key, nv, sv, version_key};
 use crate::sdk_error::invalid_sdk_input;
 use crate::table::{PartitionPage, Table};
 use crate::tx::TxItem;
@@ -290,16 +290,18 @@ pub fn reference(
             ":archived".to_owned(),
             AttributeValue::S(crate::model::VersionStatus::Archived.as_str().to_owned()),
         );
-        "attribute_exists(#pk) AND #is_deleted = :false AND \
-         (attribute_not_exists(#status) OR #status <> :archived)"
+        format!(
+            "attribute_exists(#pk) AND {LIVE} AND \
+             (attribute_not_exists(#status) OR #status <> :archived)"
+        )
     } else {
-        "attribute_exists(#pk) AND #is_deleted = :false"
+        format!("attribute_exists(#pk) AND {LIVE}")
     };
     if version.is_latest() {
         let check = ConditionCheck::builder()
             .table_name(table)
             .set_key(Some(key))
-            .condition_expression(live)
+            .condition_expression(&live)
             .set_expression_attribute_names(Some(names))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .build()
@@ -310,7 +312,7 @@ pub fn reference(
     let update = if add {
         Update::builder()
             .update_expression("ADD #aliases :alias")
-            .condition_expression(live)
+            .condition_expression(&live)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
     } else {

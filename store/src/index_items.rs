@@ -13,7 +13,7 @@ use crate::layout::{SHA256_INDEX, alias_pk, attr, format_update_at, meta_index_p
 use crate::model::{SearchQuery, VersionStatus};
 use crate::names::{ArtifactName, Version};
 use crate::paging::{MAX_SORT_KEY_BYTES, cursor_text, encode_cursor};
-use crate::rows::{AliasRow, Item, key, nv, sv, version_key};
+use crate::rows::{AliasRow, Item, LIVE, key, nv, sv, version_key};
 use crate::table::Table;
 use crate::tx::TxItem;
 
@@ -313,7 +313,7 @@ pub fn set_status(
         .expression_attribute_names("#status", attr::STATUS)
         .expression_attribute_names("#message", attr::STATUS_MESSAGE)
         .expression_attribute_values(":false", AttributeValue::Bool(false));
-    let mut condition = "attribute_exists(#pk) AND #is_deleted = :false".to_owned();
+    let mut condition = format!("attribute_exists(#pk) AND {LIVE}");
     match expected {
         None => {}
         Some(VersionStatus::Active) => {

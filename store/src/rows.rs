@@ -301,6 +301,13 @@ impl VersionRow {
     }
 }
 
+/// [`VersionRow::is_live`] as a condition or filter over `#is_deleted` and
+/// `:false`: a row without the flag is live, as `from_item` reads it. Every
+/// write conditioned on a live row and every filter of live rows says it
+/// so, so that a row that reads live also passes the condition (a write
+/// refused on a row that reads live again was refused on another state).
+pub const LIVE: &str = "(attribute_not_exists(#is_deleted) OR #is_deleted = :false)";
+
 /// What an alias row remembers about one of its targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetRef {

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Update};
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::names::{ArtifactName, Version};
-use crate::rows::{Item, VersionRow, sv, version_key};
+use crate::rows::{Item, LIVE, VersionRow, sv, version_key};
 use crate::tx::{TransactFailure, Tx, TxItem};
 
 /// The members of a soft delete's transaction.
@@ -217,17 +217,16 @@ impl Table {
             .update_expression(format!(
                 "SET #is_deleted = :true, #deleted_at = :now, #deleted_by_request = :token{logged}"
             ))
-            // Live as `VersionRow::from_item` reads it: anything but
-            // `is_deleted = true` (a row without the flag is live).
-            .condition_expression(
-                "attribute_exists(#pk) AND (attribute_not_exists(#is_deleted) OR #is_deleted <> :true) AND attribute_not_exists(#aliases)",
-            )
+            .condition_expression(format!(
+                "attribute_exists(#pk) AND {LIVE} AND attribute_not_exists(#aliases)"
+            ))
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
             .expression_attribute_names("#deleted_at", attr::DELETED_AT)
             .expression_attribute_names("#deleted_by_request", attr::DELETED_BY_REQUEST)
             .expression_attribute_names("#aliases", attr::ALIASES)
             .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", sv(&at))
             .expression_attribute_values(":token", sv(token))
             .build()

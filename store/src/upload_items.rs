@@ -17,7 +17,8 @@ use crate::layout::{
 use crate::limits::PURGE_FENCE_STALE;
 use crate::names::{ArtifactName, UploadId, Version};
 use crate::rows::{
-    Item, UploadRow, UploadState, VersionRow, key, new_epoch, nv, registry_key, sv, version_key,
+    Item, LIVE, UploadRow, UploadState, VersionRow, key, new_epoch, nv, registry_key, sv,
+    version_key,
 };
 use crate::sdk_error::{applied, invalid_sdk_input, upstream};
 use crate::table::Table;
@@ -375,7 +376,7 @@ pub fn latest_unchanged(
     let mut new = old.clone();
     new.insert(attr::UPLOAD_ID.into(), sv(&upload.upload_id));
     let events = change_events::events_of_write(Some(&old), Some(&new));
-    let mut condition = "#sha256 = :sha256 AND #is_deleted = :false AND #bytes = :blob".to_owned();
+    let mut condition = format!("#sha256 = :sha256 AND {LIVE} AND #bytes = :blob");
     let mut update = Update::builder();
     if let Some(before) = before {
         condition.push_str(OLDER_THAN_COMMIT);

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, Update};
 use crate::error::Result;
 use crate::layout::{alias_pk, attr};
 use crate::names::{ArtifactName, Sha256, UploadId, Version};
-use crate::rows::{Item, VersionRow, nv, sv, version_key};
+use crate::rows::{Item, LIVE, VersionRow, nv, sv, version_key};
 use crate::sdk_error::{applied, invalid_sdk_input, upstream};
 use crate::table::Table;
 use crate::tx::TxItem;
@@ -70,7 +70,7 @@ impl Table {
         loop {
             let out = self
                 .numbered_newest_first(name)
-                .filter_expression("#is_deleted = :false")
+                .filter_expression(LIVE)
                 .expression_attribute_names("#is_deleted", attr::IS_DELETED)
                 .expression_attribute_values(":false", AttributeValue::Bool(false))
                 .limit(100)
@@ -244,7 +244,7 @@ impl Table {
         let query = projected
             .into_iter()
             .fold(query, |q, (k, v)| q.expression_attribute_names(k, v));
-        let mut condition = vec!["#is_deleted = :false".to_owned()];
+        let mut condition = vec![LIVE.to_owned()];
         let mut query = match filter.content {
             None => query,
             Some(digest) => {
@@ -325,10 +325,7 @@ pub fn take_number(table: &str, read: &Item, latest: &VersionRow, number: u32) -
     let mut update = Update::builder()
         .table_name(table)
         .set_key(Some(version_key(&latest.name, Version::Latest)));
-    let mut condition = vec![
-        "#is_deleted = :false".to_owned(),
-        "#last_version = :read_number".to_owned(),
-    ];
+    let mut condition = vec![LIVE.to_owned(), "#last_version = :read_number".to_owned()];
     for (alias, attribute) in [
         ("sha256", attr::SHA256),
         ("published", attr::PUBLISHED_SHA256),

@@ -3000,3 +3000,130 @@ async fn a_delete_refused_by_an_alias_that_came_and_went_deletes_on_its_next_try
     ));
     assert!(store.repo.get_version(&n, Version::Number(2)).await.is_ok());
 }
+
+// SPEC 7.18: a status change expecting `active` whose write was refused
+// because another writer had the version deprecated, and back to active by
+// the time it read the row again, holds on a row at the status it expects:
+// it is tried again and lands, rather than a 409 saying "active, not active".
+#[tokio::test]
+async fn a_status_change_refused_by_a_status_that_came_and_went_lands_on_its_next_try() {
+    use shared::model::VersionStatus;
+    use shared::repository::StatusChange;
+    let store = TestStore::new().await;
+    let n = name("flicker");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    let plan = Plan::new();
+    let at_write = Gate::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        None,
+        Action::HoldBefore(at_write.clone()),
+        1,
+    ));
+    let slow = store.through(&plan).await;
+    let n2 = n.clone();
+    let archive = tokio::spawn(async move {
+        let change = StatusChange {
+            actor: "release".into(),
+            message: Some("superseded".into()),
+            expected: Some(VersionStatus::Active),
+        };
+        slow.set_version_status(&n2, Version::Number(1), VersionStatus::Archived, &change)
+            .await
+    });
+    at_write.arrived().await;
+    let at_reread = Gate::new();
+    plan.add(Rule::new(
+        "GetItem",
+        None,
+        Action::HoldBefore(at_reread.clone()),
+        1,
+    ));
+    let other = StatusChange {
+        actor: "other".into(),
+        message: None,
+        expected: None,
+    };
+    let v1 = Version::Number(1);
+    store
+        .repo
+        .set_version_status(&n, v1, VersionStatus::Deprecated, &other)
+        .await
+        .unwrap();
+    at_write.open();
+    at_reread.arrived().await;
+    store
+        .repo
+        .set_version_status(&n, v1, VersionStatus::Active, &other)
+        .await
+        .unwrap();
+    at_reread.open();
+    let archived = archive.await.unwrap();
+    assert!(
+        matches!(&archived, Ok(a) if a.status == Some(VersionStatus::Archived)),
+        "{archived:?}"
+    );
+}
+
+// SPEC 7.14: a version row without the `is_deleted` flag reads as live
+// (`VersionRow::from_item`), so every write conditioned on a live row and
+// every listing takes it as live too: listed, aliased, given a status and
+// deleted like any other.
+#[tokio::test]
+async fn a_version_row_without_the_deleted_flag_is_live_to_every_write_and_listing() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::layout::attr;
+    use shared::model::VersionStatus;
+    let store = TestStore::new().await;
+    let n = name("flagless");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    let v1 = Version::Number(1);
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key(attr::PK, AttributeValue::S(n.to_string()))
+        .key(attr::SK, AttributeValue::S(v1.sort_key()))
+        .update_expression("REMOVE #d")
+        .expression_attribute_names("#d", attr::IS_DELETED)
+        .send()
+        .await
+        .unwrap();
+    assert!(store.repo.get_version(&n, v1).await.is_ok());
+    let listed: Vec<Version> = store
+        .repo
+        .list_versions(&n, Some(10), None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|a| a.version)
+        .collect();
+    assert!(listed.contains(&v1), "{listed:?}");
+    let change = ChangeRequest::default();
+    let moved = store
+        .repo
+        .put_alias(&n, &alias("prod"), to(1), &change)
+        .await;
+    assert!(moved.is_ok(), "{moved:?}");
+    let status = shared::repository::StatusChange {
+        actor: "release".into(),
+        message: None,
+        expected: Some(VersionStatus::Active),
+    };
+    let deprecated = store
+        .repo
+        .set_version_status(&n, v1, VersionStatus::Deprecated, &status)
+        .await;
+    assert!(deprecated.is_ok(), "{deprecated:?}");
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), to(2), &change)
+        .await
+        .unwrap();
+    let deleted = store
+        .repo
+        .delete_version(&n, v1, None, Allowed::already())
+        .await;
+    assert!(deleted.is_ok(), "{deleted:?}");
+}
