@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use artifact_store::change_events::ChangeEvent;
-use artifact_store::tx::TxItem;
+use artifact_store::tx::{Tx, TxItem};
 use time::OffsetDateTime;
 
 use super::aliases::{Intent, Link};
@@ -442,7 +442,8 @@ impl Repository {
         let reason = "the alias was changed outside this rollout".to_owned();
         match self.end_orphaned(row, &reason).await {
             Ok(()) => Ok(Driven::Aborted { reason }),
-            Err(Error::RolloutConflict(_)) => Ok(Driven::Lost),
+            // Changed meanwhile, or a purge takes it with the artifact.
+            Err(Error::RolloutConflict(_) | Error::ArtifactBeingPurged { .. }) => Ok(Driven::Lost),
             Err(e) => Err(e),
         }
     }
@@ -564,20 +565,29 @@ impl Repository {
         next.reason = Some(reason.to_owned());
         next.update_at = now();
         let (put, events) = self.rollout_put(&next, Some(row))?;
-        // No purge runs: it would not see the event log this writes.
-        let mut ops = vec![
-            put,
+        let mut tx = Tx::new();
+        tx.push(Orphaned::Rollout, put);
+        tx.push(
+            Orphaned::Registry,
             self.registry_delete(&row.name, &row.alias, &row.id)?,
-            self.no_purge_running(&row.name)?,
-        ];
-        ops.extend(artifact_store::change_events::log_member(
-            &self.layout.table,
-            &row.name,
-            &events,
-        )?);
+        );
+        // No purge runs: it would not see the event log this writes.
+        tx.push(Orphaned::Fence, self.no_purge_running(&row.name)?);
+        if let Some(log) =
+            artifact_store::change_events::log_member(&self.layout.table, &row.name, &events)?
+        {
+            tx.push(Orphaned::Log, log);
+        }
         let token = format!("orphan-{}-{}", row.id, format_update_at(row.update_at));
-        match self.transact(ops, &token).await {
+        match self.transact_tx(&tx, &token).await {
             Ok(()) => Ok(()),
+            Err(super::tx::TransactFailure::Conditions(failed))
+                if failed.contains(&Orphaned::Fence) =>
+            {
+                Err(Error::ArtifactBeingPurged {
+                    name: row.name.to_string(),
+                })
+            }
             Err(super::tx::TransactFailure::Conditions(_))
             | Err(super::tx::TransactFailure::Contention) => Err(Error::RolloutConflict(format!(
                 "rollout {} changed meanwhile",
@@ -669,4 +679,17 @@ fn describe(row: &RolloutRow, transition: &Transition) -> String {
             row.id, row.from.version
         ),
     }
+}
+
+/// The members of the transaction that ends an orphaned rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Orphaned {
+    /// The rollout item, as read.
+    Rollout,
+    /// Its entry in the registry of running rollouts.
+    Registry,
+    /// No purge of the artifact runs.
+    Fence,
+    /// The artifact's event log.
+    Log,
 }

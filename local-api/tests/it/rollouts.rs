@@ -697,6 +697,43 @@ async fn a_rollout_whose_alias_the_library_rewrote_is_ended_by_the_next_pass_or_
     assert_eq!(api.alias().await["version"], "1");
 }
 
+// Audit finding (SPEC 7.16): ending a rollout whose alias the library
+// rewrote is refused while a purge runs (its fence). That refusal was told
+// apart from nothing: an abort tried again and again, then answered that
+// the rollout "changed meanwhile". It is the purge's 409.
+#[tokio::test]
+async fn an_orphaned_rollout_aborted_during_a_purge_answers_that_the_artifact_is_being_purged() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let started = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    store.library(&[
+        "call",
+        "put_alias",
+        &json!({"name": "app", "alias": "prod", "version": 1}).to_string(),
+    ]);
+    // A purge holds its fence, held before it deletes LATEST.
+    let (slow, gate) = store.held_before("DeleteItem", Some("LATEST")).await;
+    let purge = tokio::spawn(async move { slow.purge_artifact(&name("app")).await });
+    gate.arrived().await;
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/artifacts/app/aliases/prod/rollouts/{id}/abort"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("ArtifactBeingPurged")),
+        "{body}"
+    );
+    gate.open();
+    purge.await.unwrap().unwrap();
+}
+
 // Review finding: the library deletes a version whatever points at it.
 // A rollout toward a version deleted so failed its every next step, pass
 // after pass, with the alias still sending traffic to it; now the pass
