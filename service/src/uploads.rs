@@ -685,9 +685,15 @@ impl Repository {
                     // (handed it to verification, which may even have
                     // committed it): answered as it stands, as a retried
                     // commit is.
+                    // Still pending but expired meanwhile (the hand-over
+                    // is refused on expiry too): gone, as the loop's
+                    // check of expiry answers.
                     Err(Error::ConcurrentModification(message)) => {
                         let moved = match self.upload_row(name, &id).await {
-                            Ok(now) => now.state != UploadState::Pending,
+                            Ok(row) => {
+                                row.state != UploadState::Pending
+                                    || row.expires_at <= now().unix_timestamp()
+                            }
                             Err(_) => false,
                         };
                         if moved {

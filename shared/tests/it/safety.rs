@@ -3127,3 +3127,41 @@ async fn a_version_row_without_the_deleted_flag_is_live_to_every_write_and_listi
         .await;
     assert!(deleted.is_ok(), "{deleted:?}");
 }
+
+// Audit finding (SPEC 7.12): a multipart commit whose hand-over to
+// verification is refused because the upload expired between the commit's
+// check and its write finds the upload still `pending`, and expired: the
+// upload is gone for every purpose (a 404), not "changed state meanwhile".
+#[tokio::test]
+async fn a_multipart_commit_refused_because_its_upload_expired_meanwhile_answers_404() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::layout::attr;
+    let store = TestStore::new().await;
+    let n = name("lapsed");
+    let content = bytes(5 * MIB + 3, 4);
+    let (id, plan) = start_multipart(&store.repo, &n, &content).await;
+    send_parts(&store.repo, &store.http, &n, &id, &content, &plan).await;
+    let (slow, gate) = store.held_before("UpdateItem", Some(&id)).await;
+    let slow = slow.with_verifier(Verifier::Deferred);
+    let (n2, id2) = (n.clone(), id.clone());
+    let commit = tokio::spawn(async move { slow.commit(&n2, &id2, "ci").await });
+    gate.arrived().await;
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key(attr::PK, AttributeValue::S(shared::layout::upload_pk(&n)))
+        .key(attr::SK, AttributeValue::S(id.clone()))
+        .update_expression("SET #expires = :past")
+        .expression_attribute_names("#expires", attr::EXPIRES_AT)
+        .expression_attribute_values(":past", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    gate.open();
+    let outcome = commit.await.unwrap();
+    assert!(
+        matches!(outcome, Err(Error::UploadNotFound { .. })),
+        "{outcome:?}"
+    );
+}
