@@ -556,9 +556,16 @@ impl Repository {
                 // A new target must still not be archived when the move
                 // lands (a status change racing it: SPEC 10.3).
                 let refuse_archived = !current.contains(version);
+                // The alias records each target's status as read; a
+                // status change landing before the move refuses it (and
+                // the next read records the new status), one landing after
+                // refreshes the alias (`set_version_status`).
+                let recorded = rows
+                    .get(version)
+                    .map(|row| row.status.unwrap_or(crate::model::VersionStatus::Active));
                 tx.push(
                     Member::Target(*version),
-                    self.reference_target(name, alias, *version, refuse_archived)?,
+                    self.reference_target(name, alias, *version, refuse_archived, recorded)?,
                 );
             }
             let old_targets: Vec<Version> = old
@@ -817,6 +824,7 @@ impl Repository {
         let change = match add {
             true => Reference::Add {
                 refuse_archived: false,
+                recorded: None,
             },
             false => Reference::Remove,
         };
@@ -824,20 +832,25 @@ impl Repository {
     }
 
     /// [`Self::reference`] adding a target; `refuse_archived`: only while
-    /// the version is not archived.
+    /// the version is not archived; `recorded`: only while it is still at
+    /// the status the alias row records for it.
     fn reference_target(
         &self,
         name: &ArtifactName,
         alias: &AliasName,
         version: Version,
         refuse_archived: bool,
+        recorded: Option<crate::model::VersionStatus>,
     ) -> Result<TxItem> {
         alias_items::reference(
             &self.layout.table,
             name,
             alias,
             version,
-            Reference::Add { refuse_archived },
+            Reference::Add {
+                refuse_archived,
+                recorded,
+            },
         )
     }
 }

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, Updat
 
 use crate::error::{Error, Result};
 use crate::layout::{alias_pk, attr, history_pk, history_sk, history_sk_prefix};
+use crate::model::VersionStatus;
 use crate::names::{AliasName, ArtifactName, Version};
 use crate::paging::decode_cursor;
 use crate::rows::{AliasRow, HistoryRow, Item, LIVE, VersionRow, key, nv, sv, version_key};
@@ -20,9 +21,15 @@ use crate::tx::TxItem;
 /// ([`reference`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reference {
-    /// Adds the alias; the version must be live, and with
-    /// `refuse_archived` also not archived (LATEST is only checked).
-    Add { refuse_archived: bool },
+    /// Adds the alias; the version must be live, with `refuse_archived`
+    /// also not archived, and with `recorded` still at that status (the
+    /// one the alias row records for it, as read), so that an alias never
+    /// lands recording a status its version has left (a status change
+    /// racing the move). LATEST is only checked live.
+    Add {
+        refuse_archived: bool,
+        recorded: Option<VersionStatus>,
+    },
     /// Removes the alias; the row must exist (LATEST is only checked, and
     /// live).
     Remove,
@@ -274,9 +281,12 @@ pub fn reference(
     version: Version,
     change: Reference,
 ) -> Result<TxItem> {
-    let (add, refuse_archived) = match change {
-        Reference::Add { refuse_archived } => (true, refuse_archived),
-        Reference::Remove => (false, false),
+    let (add, refuse_archived, recorded) = match change {
+        Reference::Add {
+            refuse_archived,
+            recorded,
+        } => (true, refuse_archived, recorded),
+        Reference::Remove => (false, false, None),
     };
     let key = version_key(name, version);
     let mut names = HashMap::from([
@@ -284,19 +294,25 @@ pub fn reference(
         ("#is_deleted".to_owned(), attr::IS_DELETED.to_owned()),
     ]);
     let mut values = HashMap::from([(":false".to_owned(), AttributeValue::Bool(false))]);
-    let live = if refuse_archived && !version.is_latest() {
-        names.insert("#status".to_owned(), attr::STATUS.to_owned());
-        values.insert(
-            ":archived".to_owned(),
-            AttributeValue::S(crate::model::VersionStatus::Archived.as_str().to_owned()),
-        );
-        format!(
-            "attribute_exists(#pk) AND {LIVE} AND \
-             (attribute_not_exists(#status) OR #status <> :archived)"
-        )
-    } else {
-        format!("attribute_exists(#pk) AND {LIVE}")
-    };
+    let mut live = format!("attribute_exists(#pk) AND {LIVE}");
+    if !version.is_latest() {
+        if refuse_archived {
+            names.insert("#status".to_owned(), attr::STATUS.to_owned());
+            values.insert(":archived".to_owned(), sv(VersionStatus::Archived.as_str()));
+            live.push_str(" AND (attribute_not_exists(#status) OR #status <> :archived)");
+        }
+        if let Some(status) = recorded {
+            // A row without status is active (`VersionRow::from_item`).
+            names.insert("#status".to_owned(), attr::STATUS.to_owned());
+            values.insert(":recorded".to_owned(), sv(status.as_str()));
+            live.push_str(match status {
+                VersionStatus::Active => {
+                    " AND (attribute_not_exists(#status) OR #status = :recorded)"
+                }
+                _ => " AND #status = :recorded",
+            });
+        }
+    }
     if version.is_latest() {
         let check = ConditionCheck::builder()
             .table_name(table)

@@ -3165,3 +3165,60 @@ async fn a_multipart_commit_refused_because_its_upload_expired_meanwhile_answers
         "{outcome:?}"
     );
 }
+
+// Audit finding (SPEC 10.3): an alias records the status of each target as
+// it read it. A move that read version 1 active, landing after version 1
+// was deprecated (and the alias refreshed), recorded `active` again, and
+// resolving kept serving version 1 without its warning. The move is now
+// conditioned on the status it records: refused, it reads again.
+#[tokio::test]
+async fn an_alias_move_racing_a_status_change_never_records_the_status_the_version_left() {
+    use shared::model::VersionStatus;
+    let store = TestStore::new().await;
+    let n = name("stale-status");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    let change = ChangeRequest::default();
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), to(1), &change)
+        .await
+        .unwrap();
+    let (slow, gate) = store.held_before("TransactWriteItems", None).await;
+    let n2 = n.clone();
+    let canary = tokio::spawn(async move {
+        let target = test_support::split(1, 2, 10);
+        slow.put_alias(&n2, &alias("prod"), target, &ChangeRequest::default())
+            .await
+    });
+    // The move read version 1 active; it is deprecated before the move lands.
+    gate.arrived().await;
+    let status = shared::repository::StatusChange {
+        actor: "release".into(),
+        message: Some("CVE".into()),
+        expected: None,
+    };
+    store
+        .repo
+        .set_version_status(&n, Version::Number(1), VersionStatus::Deprecated, &status)
+        .await
+        .unwrap();
+    gate.open();
+    let moved = canary.await.unwrap();
+    assert!(moved.is_ok(), "{moved:?}");
+    let mut primaries = 0;
+    for i in 0..40 {
+        let resolved = store
+            .repo
+            .resolve_alias(&n, &alias("prod"), Some(&format!("client-{i}")))
+            .await
+            .unwrap();
+        if resolved.version == Version::Number(1) {
+            primaries += 1;
+            assert!(
+                resolved.warning.is_some(),
+                "version 1 is deprecated: {resolved:?}"
+            );
+        }
+    }
+    assert!(primaries > 0, "no key picked version 1");
+}
