@@ -2942,6 +2942,46 @@ async fn a_verification_commits_over_a_bare_latest_the_library_left() {
     assert_eq!(served(&store, &n, Version::Latest).await, content);
 }
 
+/// A writer whose first transaction waits at `at_write`; once it is there,
+/// [`WriteThenReread::hold_reread`] makes its next GetItem (the read of
+/// the row after a refused write) wait at the gate it returns: the two
+/// instants a state can come and go between.
+struct WriteThenReread {
+    repo: Repository,
+    plan: std::sync::Arc<Plan>,
+    at_write: std::sync::Arc<Gate>,
+}
+
+impl WriteThenReread {
+    async fn new(store: &TestStore) -> Self {
+        let plan = Plan::new();
+        let at_write = Gate::new();
+        plan.add(Rule::new(
+            "TransactWriteItems",
+            None,
+            Action::HoldBefore(at_write.clone()),
+            1,
+        ));
+        let repo = store.through(&plan).await;
+        Self {
+            repo,
+            plan,
+            at_write,
+        }
+    }
+
+    fn hold_reread(&self) -> std::sync::Arc<Gate> {
+        let at_reread = Gate::new();
+        self.plan.add(Rule::new(
+            "GetItem",
+            None,
+            Action::HoldBefore(at_reread.clone()),
+            1,
+        ));
+        at_reread
+    }
+}
+
 // SPEC 7.7: a delete whose condition failed because an alias pointed at the
 // version for a moment (moved on to it, then away, before the delete read
 // the row again) is a delete of a live, unreferenced version: it is tried
@@ -2953,15 +2993,8 @@ async fn a_delete_refused_by_an_alias_that_came_and_went_deletes_on_its_next_try
     let store = TestStore::new().await;
     let n = name("blink");
     store.publish_each(&n, &[b"one", b"two"]).await;
-    let plan = Plan::new();
-    let at_write = Gate::new();
-    plan.add(Rule::new(
-        "TransactWriteItems",
-        None,
-        Action::HoldBefore(at_write.clone()),
-        1,
-    ));
-    let slow = store.through(&plan).await;
+    let writer = WriteThenReread::new(&store).await;
+    let (slow, at_write) = (writer.repo.clone(), writer.at_write.clone());
     let n2 = n.clone();
     let delete = tokio::spawn(async move {
         slow.delete_version(&n2, Version::Number(1), None, Allowed::already())
@@ -2969,13 +3002,7 @@ async fn a_delete_refused_by_an_alias_that_came_and_went_deletes_on_its_next_try
     });
     // The delete read version 1 unreferenced; `prod` now points at it.
     at_write.arrived().await;
-    let at_reread = Gate::new();
-    plan.add(Rule::new(
-        "GetItem",
-        None,
-        Action::HoldBefore(at_reread.clone()),
-        1,
-    ));
+    let at_reread = writer.hold_reread();
     let change = ChangeRequest::default();
     store
         .repo
@@ -3012,15 +3039,8 @@ async fn a_status_change_refused_by_a_status_that_came_and_went_lands_on_its_nex
     let store = TestStore::new().await;
     let n = name("flicker");
     store.publish_each(&n, &[b"one", b"two"]).await;
-    let plan = Plan::new();
-    let at_write = Gate::new();
-    plan.add(Rule::new(
-        "TransactWriteItems",
-        None,
-        Action::HoldBefore(at_write.clone()),
-        1,
-    ));
-    let slow = store.through(&plan).await;
+    let writer = WriteThenReread::new(&store).await;
+    let (slow, at_write) = (writer.repo.clone(), writer.at_write.clone());
     let n2 = n.clone();
     let archive = tokio::spawn(async move {
         let change = StatusChange {
@@ -3032,13 +3052,7 @@ async fn a_status_change_refused_by_a_status_that_came_and_went_lands_on_its_nex
             .await
     });
     at_write.arrived().await;
-    let at_reread = Gate::new();
-    plan.add(Rule::new(
-        "GetItem",
-        None,
-        Action::HoldBefore(at_reread.clone()),
-        1,
-    ));
+    let at_reread = writer.hold_reread();
     let other = StatusChange {
         actor: "other".into(),
         message: None,
