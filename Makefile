@@ -34,7 +34,9 @@ test: venv fmt validate iam-test
 # `cargo test` builds is every target `--all-targets` names but the 33
 # function mains, each the one call that serves its handler (held to that by
 # the contract test `every_function_main_is_the_one_call_that_serves_its_handler`).
-CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+# The clippy driver of the toolchain whose rustc cargo runs (another
+# toolchain's could not read the dependencies this one compiles).
+CLIPPY_DRIVER := $(shell rustc --print sysroot)/bin/clippy-driver
 LINT_WHILE_BUILDING := RUSTC_WORKSPACE_WRAPPER="$(CLIPPY_DRIVER)" CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 # TEST_EMULATORS: each test process spreads its stores over 3 emulators
 # (test-support), which apply one request at a time each; with 6 tests at

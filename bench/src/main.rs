@@ -750,6 +750,15 @@ fn python_import() -> (f64, f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
+    // Both sides and every counter read one emulator (`emulator()`): the
+    // stores must not be spread over several.
+    if std::env::var(test_support::EMULATORS_SETTING).is_ok_and(|v| v.trim() != "1") {
+        eprintln!(
+            "bench: unset {} (or set it to 1): both sides and the request counters use one emulator",
+            test_support::EMULATORS_SETTING
+        );
+        std::process::exit(2);
+    }
     let iterations: usize = std::env::var("BENCH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -355,17 +355,37 @@ impl Repository {
 
     /// Copies a version's new status onto an alias row that targets it
     /// (resolve reads only the alias row), conditional on the alias's
-    /// revision as read; a move meanwhile read the status itself. AWS
-    /// calls: GetItem, UpdateItem per alias.
-    fn refresh_target_status(
+    /// revision as read; a move meanwhile was conditioned on the status it
+    /// recorded. Then the row is read again: a later status change whose
+    /// own refresh ran before this write would otherwise be undone by it
+    /// (the alias recording a status its version left), so its status is
+    /// written in turn until the two agree. AWS calls: GetItem, UpdateItem,
+    /// GetItem per alias (more only when another change raced it).
+    async fn refresh_target_status(
         &self,
         name: &ArtifactName,
         alias: &str,
         version: Version,
         status: VersionStatus,
-    ) -> impl std::future::Future<Output = Result<()>> {
-        self.table
-            .refresh_target_status(name, alias, version, status)
+    ) -> Result<()> {
+        let mut status = status;
+        for _ in 0..MAX_ATTEMPTS {
+            self.table
+                .refresh_target_status(name, alias, version, status)
+                .await?;
+            let now = match self.get_row(name, version).await? {
+                Some(row) if row.is_live() => row.status.unwrap_or(VersionStatus::Active),
+                // Deleted meanwhile: no alias may target it.
+                _ => return Ok(()),
+            };
+            if now == status {
+                return Ok(());
+            }
+            status = now;
+        }
+        Err(Error::ConcurrentModification(format!(
+            "the status of version {version} of {name} kept changing while alias {alias} took it; retry"
+        )))
     }
 }
 

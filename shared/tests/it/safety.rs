@@ -3236,3 +3236,69 @@ async fn an_alias_move_racing_a_status_change_never_records_the_status_the_versi
     }
     assert!(primaries > 0, "no key picked version 1");
 }
+
+// Review finding (SPEC 10.3): two status changes of one version, the later
+// one's alias refresh running before the earlier one's, left the alias
+// recording the earlier status (reactivated, then deprecated: resolve
+// served the deprecated version without its warning). A refresh reads the
+// version again after writing, and writes its status until the two agree.
+#[tokio::test]
+async fn a_late_alias_refresh_never_leaves_the_status_of_an_earlier_change() {
+    use shared::model::VersionStatus;
+    use shared::repository::StatusChange;
+    let store = TestStore::new().await;
+    let n = name("late-refresh");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    let change = ChangeRequest::default();
+    store
+        .repo
+        .put_alias(&n, &alias("prod"), to(1), &change)
+        .await
+        .unwrap();
+    let status = |message: &str| StatusChange {
+        actor: "release".into(),
+        message: Some(message.into()),
+        expected: None,
+    };
+    let v1 = Version::Number(1);
+    store
+        .repo
+        .set_version_status(&n, v1, VersionStatus::Deprecated, &status("old"))
+        .await
+        .unwrap();
+    // Reactivated; its refresh of `prod` waits.
+    let (slow, gate) = store.held_before("UpdateItem", Some("prod")).await;
+    let n2 = n.clone();
+    let reactivate = tokio::spawn(async move {
+        slow.set_version_status(
+            &n2,
+            v1,
+            VersionStatus::Active,
+            &StatusChange {
+                actor: "release".into(),
+                message: None,
+                expected: None,
+            },
+        )
+        .await
+    });
+    gate.arrived().await;
+    // Deprecated again, refresh and all, before the first refresh lands.
+    store
+        .repo
+        .set_version_status(&n, v1, VersionStatus::Deprecated, &status("again"))
+        .await
+        .unwrap();
+    gate.open();
+    reactivate.await.unwrap().unwrap();
+    let resolved = store
+        .repo
+        .resolve_alias(&n, &alias("prod"), None)
+        .await
+        .unwrap();
+    assert_eq!(resolved.version, v1);
+    assert!(
+        resolved.warning.is_some(),
+        "version 1 is deprecated: {resolved:?}"
+    );
+}
