@@ -1,5 +1,6 @@
 # Everything the project needs is installed by these targets: Rust crates via
-# cargo, Python tools into .venv/ from requirements.txt.
+# cargo, Python tools into .venv/ from requirements.txt (what the tests and
+# `make dev` need) and requirements-tools.txt (release, stress, bench).
 
 SHELL := /bin/bash
 VENV := .venv
@@ -16,13 +17,13 @@ export CARGO_TARGET_DIR ?= target
 # when its Rust target is installed.
 ARM64 := $(shell rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && echo yes)
 
-.PHONY: test dev venv fmt lint validate iam-test release stress check bench smoke clean-venv
+.PHONY: test dev venv tools fmt lint validate iam-test release stress check bench smoke clean-venv
 
 ## make test: install what is missing, then formatting, the SAM template
 ## check, the IAM outer gate (iam-test), and every test (unit, emulator
 ## integration, concurrency, Python interop, events, contract), linted by
 ## clippy as they build.
-test: venv fmt validate iam-test
+test: $(VENV)/.installed fmt validate iam-test
 	@test -x "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy"; exit 1; }
 	$(LINT_WHILE_BUILDING) TEST_EMULATORS=3 cargo test --workspace --locked -- --test-threads=6
 
@@ -44,7 +45,7 @@ LINT_WHILE_BUILDING := RUSTC_WORKSPACE_WRAPPER="$(CLIPPY_DRIVER)" CLIPPY_ARGS=-D
 
 ## make dev: from a fresh clone to the API on http://127.0.0.1:3000 over a
 ## local emulator (Ctrl-C stops both).
-dev: venv
+dev: $(VENV)/.installed
 	scripts/dev.sh
 
 fmt:
@@ -55,7 +56,7 @@ fmt:
 lint: fmt
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-validate: venv
+validate: $(VENV)/.installed
 	sam validate --lint
 
 ## make iam-test: the IAM outer gate in front of the API (iam/: the CI role's
@@ -72,13 +73,13 @@ iam/node_modules/.installed: iam/package-lock.json iam/package.json
 ## make stress: 64 parallel publishes and other races, a workload under
 ## injected faults with an audit after it, and schemathesis's generated
 ## requests against openapi.yaml (at least 5000).
-stress: venv
+stress: tools
 	scripts/stress.sh
 
 ## make check [SEED=n] [DURATION=s] [WORKERS=n]: the randomized race-and-
 ## fault checker (docs/checker.md); a violation prints its seed, a history
 ## excerpt and the command that replays it.
-check: venv
+check: $(VENV)/.installed
 	cargo build --quiet -p stress
 	SEED=$(SEED) DURATION=$(DURATION) WORKERS=$(WORKERS) RUNS=$(RUNS) "$(CARGO_TARGET_DIR)/debug/stress" --check
 
@@ -96,15 +97,22 @@ bench: venv release
 ## 403s, for missing keys under the functions' roles; checksums enforced;
 ## presigned URLs through the blob-prefix deny; purge), a direct write under
 ## the blob prefix refused, no alarm firing.
-smoke: venv
+smoke: $(VENV)/.installed
 	@test -n "$(STACK)" || { echo "usage: make smoke STACK=<stack name>"; exit 2; }
 	$(VENV)/bin/python scripts/smoke.py "$(STACK)"
 
 ## make release: every Lambda with cargo-lambda, checked to exist, with sizes.
-release: venv
+release: tools
 	scripts/release.sh
 
-venv: $(VENV)/.installed
+## make venv: every pinned Python tool (`sam build` needs cargo-lambda).
+venv: $(VENV)/.installed tools
+
+tools: $(VENV)/.tools
+
+$(VENV)/.tools: requirements-tools.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -r requirements-tools.txt
+	touch $@
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
