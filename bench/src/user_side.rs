@@ -647,10 +647,10 @@ pub async fn tables(iterations: usize) -> String {
          per-operation table above (counted there with nothing else running). Medians of {iterations} samples (64 MiB: 5; retention: 3, each on 50 fresh versions); ratio = ours / library. `BENCH_ONLY=user` \
          re-measures this section and the next alone and rewrites only them here.\n\n\
          Where our extra time goes on the simple reads (get version, resolve): each API request also reads the \
-         permission targets (one strongly consistent GetItem, SPEC 10.4: access is evaluated on every route, so a \
-         revoked grant stops at once) — plain reads send it beside their own GetItem (two calls, one round trip; the \
-         answer waits for the decision), writes and filtered listings read it first — plus the HTTP hop (about 0.6 ms \
-         here).\n"
+         permission targets (strongly consistent, SPEC 10.4: access is evaluated on every route, so a revoked grant \
+         stops at once) — in one BatchGetItem with a plain read's own gets and with the first gets of a start, commit, \
+         publish or delete (one call; the answer waits for the decision), beside a listing's Query, before everything \
+         else on the other routes — plus the HTTP hop (about 0.6 ms here).\n"
     );
     let (mut s, mut server, _ours, _theirs) = match sides().await {
         Ok(sides) => sides,

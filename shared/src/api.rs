@@ -395,7 +395,16 @@ impl Operation {
 
     /// Runs this operation's handler, once the caller is authorised (SPEC
     /// 10.4: every route, one place). Never fails: errors become JSON bodies.
-    pub async fn handle(self, repo: &Repository, mut request: Request) -> Response<Body> {
+    ///
+    /// The gets issued together go as one BatchGetItem
+    /// ([`artifact_store::coalesce`]): the authorisation's read of the
+    /// permission targets rides with the operation's own first reads, so
+    /// access control costs no AWS call of its own on those routes.
+    pub async fn handle(self, repo: &Repository, request: Request) -> Response<Body> {
+        artifact_store::coalesce::coalescing(self.handle_coalesced(repo, request)).await
+    }
+
+    async fn handle_coalesced(self, repo: &Repository, mut request: Request) -> Response<Body> {
         if self.reads_beside_authorization() {
             // The answer waits for the authorisation and is dropped when it
             // refuses; the reads need not wait: one round trip less.

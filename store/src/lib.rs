@@ -55,6 +55,8 @@
 //! - [`table`]: the table's client and name, and the requests several
 //!   families make (the consistent gets, a partition whole or by pages,
 //!   the soft delete).
+//! - [`coalesce`]: gets a request issues together sent as one
+//!   BatchGetItem.
 //! - [`tx`]: labelled transactions (a refusal is reported by label) and the
 //!   one classifier of cancellation reasons.
 //! - [`sdk_error`]: an SDK failure → the core error; the one
@@ -74,6 +76,7 @@ pub mod catalog_items;
 pub mod change_events;
 pub mod claim;
 pub mod clients;
+pub mod coalesce;
 pub mod content_objects;
 pub mod index_items;
 pub mod layout;

@@ -4,11 +4,15 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Update};
 
+use crate::coalesce::{self, Asked, Waiter};
 use crate::error::{Error, Result};
 use crate::layout::{attr, format_update_at, now};
 use crate::names::{ArtifactName, Version};
 use crate::rows::{Item, LIVE, VersionRow, sv, version_key};
 use crate::tx::{TransactFailure, Tx, TxItem};
+
+/// BatchGetItem's most keys per request.
+const MAX_BATCH_GET: usize = 100;
 
 /// The members of a soft delete's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,8 +136,74 @@ impl Table {
         Ok((out.items.unwrap_or_default(), next))
     }
 
-    /// Strongly consistent BatchGetItem, re-asking for unprocessed keys.
+    /// Strongly consistent BatchGetItem, re-asking for unprocessed keys
+    /// (coalesced with the other gets of its poll, [`crate::coalesce`]).
     pub async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
+        self.read(keys, Asked::Batch).await
+    }
+
+    /// One item as stored, strongly consistent (GetItem; coalesced with the
+    /// other gets of its poll, [`crate::coalesce`]).
+    pub async fn get(&self, key: Item) -> Result<Option<Item>> {
+        Ok(self.read(vec![key], Asked::One).await?.into_iter().next())
+    }
+
+    /// The items of `keys`: sent at once outside [`crate::coalesce::coalescing`];
+    /// inside, after the other gets of this poll joined, by whichever get
+    /// of the batch is polled first.
+    async fn read(&self, keys: Vec<Item>, asked: Asked) -> Result<Vec<Item>> {
+        let Some((reads, heard)) = coalesce::join(&keys, asked) else {
+            return self.read_now(keys, asked).await;
+        };
+        tokio::task::yield_now().await;
+        let batch = reads.take();
+        if !batch.is_empty() {
+            self.send(batch).await;
+        }
+        match heard.await {
+            Ok(Some(read)) => read,
+            // Its batch failed, or was dropped unsent: alone.
+            Ok(None) | Err(_) => self.read_now(keys, asked).await,
+        }
+    }
+
+    /// Sends the gets of `batch`: one alone as it was asked, several as
+    /// BatchGetItems of their distinct keys (at most 100 each).
+    async fn send(&self, mut batch: Vec<Waiter>) {
+        if batch.len() == 1 {
+            if let Some(only) = batch.pop() {
+                let read = self.read_now(only.keys.clone(), only.asked).await;
+                only.answer_alone(read);
+            }
+            return;
+        }
+        let keys = coalesce::union(&batch);
+        let mut found = Vec::new();
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            match self.batch_get_now(chunk.to_vec()).await {
+                Ok(items) => found.extend(items),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a coalesced read failed; each get reads alone");
+                    batch.into_iter().for_each(Waiter::fail);
+                    return;
+                }
+            }
+        }
+        for waiter in batch {
+            waiter.answer(&found);
+        }
+    }
+
+    /// The items of `keys`, sent at once as asked.
+    async fn read_now(&self, keys: Vec<Item>, asked: Asked) -> Result<Vec<Item>> {
+        match (asked, keys.as_slice()) {
+            (Asked::One, [key]) => Ok(self.get_now(key.clone()).await?.into_iter().collect()),
+            _ => self.batch_get_now(keys).await,
+        }
+    }
+
+    /// Strongly consistent BatchGetItem, re-asking for unprocessed keys.
+    async fn batch_get_now(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
         let mut found = Vec::new();
         let mut pending = keys;
         for attempt in 0..crate::retry::MAX_ATTEMPTS {
@@ -168,8 +238,8 @@ impl Table {
         })
     }
 
-    /// One item as stored, strongly consistent (GetItem).
-    pub async fn get(&self, key: Item) -> Result<Option<Item>> {
+    /// One GetItem, strongly consistent.
+    async fn get_now(&self, key: Item) -> Result<Option<Item>> {
         let out = self
             .ddb
             .get_item()

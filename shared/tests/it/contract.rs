@@ -543,11 +543,18 @@ fn iam_actions(call: Call) -> Vec<Grant> {
 /// methods its handler reaches). Its IAM grants are derived from these.
 fn calls(package: &str) -> Vec<Call> {
     let mut calls = operation_calls(package);
-    // Every route reads the permission targets first (SPEC 10.4), and the
-    // caller's tags when a target names one.
+    // Every route reads the permission targets first (SPEC 10.4), alone or
+    // in one BatchGetItem with the route's own gets issued beside it
+    // (`artifact_store::coalesce`), and the caller's tags when a target
+    // names one.
     if shared::api::ROUTES.iter().any(|r| r.function == package) {
-        if !calls.iter().any(|c| matches!(c, Call::GetItem)) {
-            calls.push(Call::GetItem);
+        for read in [Call::GetItem, Call::BatchGetItem] {
+            if !calls
+                .iter()
+                .any(|c| std::mem::discriminant(c) == std::mem::discriminant(&read))
+            {
+                calls.push(read);
+            }
         }
         calls.extend([Call::ListRoleTags, Call::ListUserTags]);
     }

@@ -707,12 +707,14 @@ pub async fn verify_driver(
 /// forwarding, a reset after forwarding (a lost answer the SDK retries), or
 /// a hold before or after forwarding released a little later.
 pub async fn fault_schedule(plan: Arc<Plan>, seed: u64, until_ms: u64, history: Arc<History>) {
-    const OPERATIONS: [&str; 14] = [
+    const OPERATIONS: [&str; 15] = [
         "TransactWriteItems",
         "UpdateItem",
         "PutItem",
         "DeleteItem",
         "GetItem",
+        // Gets a request issues together (`artifact_store::coalesce`).
+        "BatchGetItem",
         "Query",
         "PutObject",
         "CopyObject",
