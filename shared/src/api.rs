@@ -396,22 +396,24 @@ impl Operation {
     /// Runs this operation's handler, once the caller is authorised (SPEC
     /// 10.4: every route, one place). Never fails: errors become JSON bodies.
     ///
-    /// The gets issued together go as one BatchGetItem
-    /// ([`artifact_store::coalesce`]): the authorisation's read of the
-    /// permission targets rides with the operation's own first reads, so
-    /// access control costs no AWS call of its own on those routes.
-    pub async fn handle(self, repo: &Repository, request: Request) -> Response<Body> {
-        artifact_store::coalesce::coalescing(self.handle_coalesced(repo, request)).await
-    }
-
-    async fn handle_coalesced(self, repo: &Repository, mut request: Request) -> Response<Body> {
+    /// Where reads go beside the authorisation, the gets issued together go
+    /// as one BatchGetItem ([`artifact_store::coalesce`]): the read of the
+    /// permission targets rides with the operation's own first gets, so
+    /// access control costs no AWS call of its own on those routes. Only
+    /// there: elsewhere every get is sent as asked (their IAM holds no
+    /// BatchGetItem they do not otherwise need).
+    pub async fn handle(self, repo: &Repository, mut request: Request) -> Response<Body> {
+        use artifact_store::coalesce::coalescing;
         if self.reads_beside_authorization() {
             // The answer waits for the authorisation and is dropped when it
             // refuses; the reads need not wait: one round trip less.
-            let (grant, answer) = tokio::join!(
-                self.authorize(repo, &request),
-                Box::pin(self.dispatch(repo, &request, Allowed::already()))
-            );
+            let (grant, answer) = coalescing(async {
+                tokio::join!(
+                    self.authorize(repo, &request),
+                    Box::pin(self.dispatch(repo, &request, Allowed::already()))
+                )
+            })
+            .await;
             return match grant {
                 Ok(_) => answer.unwrap_or_else(|e| error_response(&e)),
                 Err(e) => error_response(&e),
@@ -426,10 +428,13 @@ impl Operation {
                 let _ = said.send(grant.is_ok());
                 grant
             };
-            let (grant, answer) = tokio::join!(
-                authorize,
-                Box::pin(self.dispatch(repo, &request, Allowed::when(heard)))
-            );
+            let (grant, answer) = coalescing(async {
+                tokio::join!(
+                    authorize,
+                    Box::pin(self.dispatch(repo, &request, Allowed::when(heard)))
+                )
+            })
+            .await;
             return match grant {
                 Ok(_) => answer.unwrap_or_else(|e| error_response(&e)),
                 Err(e) => error_response(&e),

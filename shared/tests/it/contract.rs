@@ -543,16 +543,18 @@ fn iam_actions(call: Call) -> Vec<Grant> {
 /// methods its handler reaches). Its IAM grants are derived from these.
 fn calls(package: &str) -> Vec<Call> {
     let mut calls = operation_calls(package);
-    // Every route reads the permission targets first (SPEC 10.4), alone or
-    // in one BatchGetItem with the route's own gets issued beside it
-    // (`artifact_store::coalesce`), and the caller's tags when a target
-    // names one.
-    if shared::api::ROUTES.iter().any(|r| r.function == package) {
+    // Every route reads the permission targets first (SPEC 10.4), and the
+    // caller's tags when a target names one; a route whose reads go beside
+    // that read sends it in one BatchGetItem with its own gets
+    // (`artifact_store::coalesce`).
+    if let Some(route) = shared::api::ROUTES.iter().find(|r| r.function == package) {
+        let beside = route.operation.reads_beside_authorization()
+            || route.operation.writes_after_authorization();
         for read in [Call::GetItem, Call::BatchGetItem] {
-            if !calls
+            let declared = calls
                 .iter()
-                .any(|c| std::mem::discriminant(c) == std::mem::discriminant(&read))
-            {
+                .any(|c| std::mem::discriminant(c) == std::mem::discriminant(&read));
+            if !declared && (beside || matches!(read, Call::GetItem)) {
                 calls.push(read);
             }
         }
