@@ -83,7 +83,53 @@ impl Intent {
     }
 }
 
+/// What an alias route asks for (SPEC 4.2).
+#[derive(Debug, Clone, Copy)]
+pub enum AliasAsk {
+    /// Create or move the alias ([`Repository::put_alias`]).
+    Put(AliasTarget),
+    /// Delete it ([`Repository::delete_alias`]).
+    Delete,
+    /// Undo its last change, or go back to a revision
+    /// ([`Repository::rollback_alias`]).
+    Rollback { to_revision: Option<u64> },
+}
+
 impl Repository {
+    /// The alias routes: [`Self::put_alias`], [`Self::delete_alias`] or
+    /// [`Self::rollback_alias`] as `ask` says, their reads beside `allowed`
+    /// (the caller's authorisation, SPEC 10.4): nothing is written before
+    /// it said yes, and the read of the permission targets goes out with
+    /// the change's first reads. The alias as changed; `None` once deleted.
+    pub async fn change_alias_allowed(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        ask: AliasAsk,
+        change: &ChangeRequest,
+        mut allowed: super::Allowed,
+    ) -> Result<Option<Alias>> {
+        let allowed = &mut allowed;
+        let row = match ask {
+            AliasAsk::Put(target) => {
+                let row = self
+                    .change_alias(name, alias, Intent::Put(target), change, allowed)
+                    .await?;
+                Some(row.ok_or_else(|| Error::internal("put alias", "a put left no alias row"))?)
+            }
+            AliasAsk::Delete => {
+                self.change_alias(name, alias, Intent::Delete, change, allowed)
+                    .await?;
+                None
+            }
+            AliasAsk::Rollback { to_revision } => Some(
+                self.rollback(name, alias, to_revision, change, allowed)
+                    .await?,
+            ),
+        };
+        Ok(row.map(|r| r.to_alias(&self.layout)))
+    }
+
     /// Creates or moves an alias. Both targets must exist and be live, and
     /// differ; a new alias must follow the strict naming rule.
     ///
@@ -97,8 +143,9 @@ impl Repository {
         target: AliasTarget,
         change: &ChangeRequest,
     ) -> Result<Alias> {
+        let allowed = &mut super::Allowed::already();
         let row = self
-            .change_alias(name, alias, Intent::Put(target), change)
+            .change_alias(name, alias, Intent::Put(target), change, allowed)
             .await?;
         row.map(|r| r.to_alias(&self.layout))
             .ok_or_else(|| Error::internal("put alias", "a put left no alias row"))
@@ -113,7 +160,8 @@ impl Repository {
         alias: &AliasName,
         change: &ChangeRequest,
     ) -> Result<()> {
-        self.change_alias(name, alias, Intent::Delete, change)
+        let allowed = &mut super::Allowed::already();
+        self.change_alias(name, alias, Intent::Delete, change, allowed)
             .await
             .map(|_| ())
     }
@@ -133,6 +181,22 @@ impl Repository {
         to_revision: Option<u64>,
         change: &ChangeRequest,
     ) -> Result<Alias> {
+        let allowed = &mut super::Allowed::already();
+        let row = self
+            .rollback(name, alias, to_revision, change, allowed)
+            .await?;
+        Ok(row.to_alias(&self.layout))
+    }
+
+    /// [`Self::rollback_alias`], its first write after `allowed`.
+    async fn rollback(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+        to_revision: Option<u64>,
+        change: &ChangeRequest,
+        allowed: &mut super::Allowed,
+    ) -> Result<AliasRow> {
         let (state, last) = match to_revision {
             None => {
                 let last = self
@@ -160,8 +224,7 @@ impl Repository {
             guarded.precondition = Precondition::Revision(last.change.revision);
         }
         let rolled_back = |row: Option<AliasRow>| {
-            row.map(|r| r.to_alias(&self.layout))
-                .ok_or_else(|| Error::internal("rollback", "a rollback left no alias row"))
+            row.ok_or_else(|| Error::internal("rollback", "a rollback left no alias row"))
         };
         // Someone changed the alias after we read its history: undoing
         // "the last change" now would undo a change the caller never saw.
@@ -171,7 +234,13 @@ impl Repository {
             ))
         };
         let detail = match self
-            .change_alias(name, alias, Intent::Rollback(state.target()), &guarded)
+            .change_alias(
+                name,
+                alias,
+                Intent::Rollback(state.target()),
+                &guarded,
+                allowed,
+            )
             .await
         {
             Ok(row) => return rolled_back(row),
@@ -202,7 +271,13 @@ impl Repository {
             ..change.clone()
         };
         match self
-            .change_alias(name, alias, Intent::Rollback(state.target()), &guarded)
+            .change_alias(
+                name,
+                alias,
+                Intent::Rollback(state.target()),
+                &guarded,
+                allowed,
+            )
             .await
         {
             Ok(row) => rolled_back(row),
@@ -325,14 +400,16 @@ impl Repository {
         alias: &AliasName,
         intent: Intent,
         change: &ChangeRequest,
+        allowed: &mut super::Allowed,
     ) -> Result<Option<AliasRow>> {
-        self.change_alias_linked(name, alias, intent, change, &Link::Ordinary)
+        self.change_alias_linked(name, alias, intent, change, &Link::Ordinary, allowed)
             .await
     }
 
     /// [`Self::change_alias`], made by a rollout or not (`link`): a change
     /// that is not the rollout's own is refused while a rollout holds the
-    /// alias, or cancels it in the same transaction when asked to.
+    /// alias, or cancels it in the same transaction when asked to. The
+    /// first reads go beside `allowed`; the one write waits for it.
     pub(super) async fn change_alias_linked(
         &self,
         name: &ArtifactName,
@@ -340,6 +417,7 @@ impl Repository {
         intent: Intent,
         change: &ChangeRequest,
         link: &Link<'_>,
+        allowed: &mut super::Allowed,
     ) -> Result<Option<AliasRow>> {
         let target = intent.target();
         if let Some(AliasTarget {
@@ -371,7 +449,7 @@ impl Repository {
             let replay = change.key.is_some() || attempt > 0;
             // Boxed: every alias change's future (a rollout's, a
             // pipeline's) would grow by both.
-            let (read, recent) = tokio::join!(
+            let (read, recent, allowed_now) = tokio::join!(
                 Box::pin(self.read_alias_and_versions(name, alias, &wanted)),
                 Box::pin(async {
                     match replay {
@@ -381,8 +459,10 @@ impl Repository {
                             .map(|(entries, _)| entries),
                         false => Ok(Vec::new()),
                     }
-                })
+                }),
+                allowed.wait()
             );
+            allowed_now?;
             let (old, rows) = read?;
             let ours = |t: Option<&str>| t.is_some_and(|t| t.starts_with(&format!("{request}-")));
             // An earlier attempt of this very request landed (its answer was

@@ -59,6 +59,7 @@ use crate::rows::{Item, VersionRow, version_key};
 
 pub use crate::model::{PipelineOutcome, StartOutcome};
 pub use crate::names::UploadId;
+pub use aliases::AliasAsk;
 pub use allowed::Allowed;
 pub use multipart::{
     DEFAULT_PART_SIZE, MAX_MULTIPART_SIZE, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST,

@@ -475,6 +475,8 @@ impl Repository {
                     super::aliases::Intent::Put(target),
                     &change,
                     &link,
+                    // The commit waited for the authorisation.
+                    &mut super::Allowed::already(),
                 )
                 .await
             {

@@ -509,7 +509,14 @@ impl Repository {
             items: &items,
         };
         let alias = self
-            .change_alias_linked(&row.name, &row.alias, intent, change, &link)
+            .change_alias_linked(
+                &row.name,
+                &row.alias,
+                intent,
+                change,
+                &link,
+                &mut super::Allowed::already(),
+            )
             .await?
             .ok_or_else(|| Error::internal("rollout", "a rollout's change left no alias row"))?;
         next.revision = alias.revision.unwrap_or(0);

@@ -25,7 +25,7 @@ use crate::model::{
 };
 use crate::names::{AliasName, ArtifactName, Sha256, Version, Weight};
 use crate::repository::{
-    Allowed, PipelineOutcome, Repository, StartOutcome, StatusChange, UploadId, Verifier,
+    AliasAsk, Allowed, PipelineOutcome, Repository, StartOutcome, StatusChange, UploadId, Verifier,
 };
 
 /// Every operation, named as its function package.
@@ -371,7 +371,13 @@ impl Operation {
     pub fn writes_after_authorization(self) -> bool {
         matches!(
             self,
-            Self::StartUpload | Self::CommitUpload | Self::PublishVersion | Self::DeleteVersion
+            Self::StartUpload
+                | Self::CommitUpload
+                | Self::PublishVersion
+                | Self::DeleteVersion
+                | Self::PutAlias
+                | Self::DeleteAlias
+                | Self::RollbackAlias
         )
     }
 
@@ -407,13 +413,9 @@ impl Operation {
         if self.reads_beside_authorization() {
             // The answer waits for the authorisation and is dropped when it
             // refuses; the reads need not wait: one round trip less.
-            let (grant, answer) = coalescing(async {
-                tokio::join!(
-                    self.authorize(repo, &request),
-                    Box::pin(self.dispatch(repo, &request, Allowed::already()))
-                )
-            })
-            .await;
+            let answer = self.dispatch(repo, &request, Allowed::already());
+            let (grant, answer) =
+                coalescing(async { tokio::join!(self.authorize(repo, &request), answer) }).await;
             return match grant {
                 Ok(_) => answer.unwrap_or_else(|e| error_response(&e)),
                 Err(e) => error_response(&e),
@@ -428,13 +430,8 @@ impl Operation {
                 let _ = said.send(grant.is_ok());
                 grant
             };
-            let (grant, answer) = coalescing(async {
-                tokio::join!(
-                    authorize,
-                    Box::pin(self.dispatch(repo, &request, Allowed::when(heard)))
-                )
-            })
-            .await;
+            let answer = self.dispatch(repo, &request, Allowed::when(heard));
+            let (grant, answer) = coalescing(async { tokio::join!(authorize, answer) }).await;
             return match grant {
                 Ok(_) => answer.unwrap_or_else(|e| error_response(&e)),
                 Err(e) => error_response(&e),
@@ -449,48 +446,54 @@ impl Operation {
         // On the heap: the handlers' futures together are large, and a
         // caller polling several requests (the checker, a test) would
         // otherwise hold them all on its stack.
-        Box::pin(self.dispatch(repo, &request, Allowed::already()))
+        self.dispatch(repo, &request, Allowed::already())
             .await
             .unwrap_or_else(|e| error_response(&e))
     }
 
     /// This operation's handler; `allowed`: the authorisation, for the
     /// handlers that write only after it (the others run after it).
-    async fn dispatch(
+    ///
+    /// On the heap, each made by a call of its own: a debug build gives
+    /// every arm's future a stack slot of its own in the frame that makes
+    /// it, and an `async` match polled as deep as the SDK's calls overflowed
+    /// a worker thread's stack; made here, the slots are on the stack only
+    /// while the handler's future is made, not while it runs.
+    fn dispatch<'a>(
         self,
-        repo: &Repository,
-        request: &Request,
+        repo: &'a Repository,
+        request: &'a Request,
         allowed: Allowed,
-    ) -> Result<Response<Body>> {
+    ) -> futures::future::BoxFuture<'a, Result<Response<Body>>> {
         match self {
-            Self::ListArtifacts => list_artifacts(repo, request).await,
-            Self::StartUpload => start_upload(repo, request, allowed).await,
-            Self::GetUpload => get_upload(repo, request).await,
-            Self::GetUploadParts => get_upload_parts(repo, request).await,
-            Self::CommitUpload => commit_upload(repo, request, allowed).await,
-            Self::ListVersions => list_versions(repo, request).await,
-            Self::PublishVersion => publish_version(repo, request, allowed).await,
-            Self::GetVersion => get_version(repo, request).await,
-            Self::GetVersionContent => get_version_content(repo, request).await,
-            Self::DeleteVersion => delete_version(repo, request, allowed).await,
-            Self::PurgeArtifact => purge_artifact(repo, request).await,
-            Self::ApplyRetention => apply_retention(repo, request).await,
-            Self::PutAlias => put_alias(repo, request).await,
-            Self::ListAliases => list_aliases(repo, request).await,
-            Self::GetAlias => get_alias(repo, request).await,
-            Self::DeleteAlias => delete_alias(repo, request).await,
-            Self::ResolveAlias => resolve_alias(repo, request).await,
-            Self::GetAliasHistory => get_alias_history(repo, request).await,
-            Self::RollbackAlias => rollback_alias(repo, request).await,
-            Self::StartRollout => start_rollout(repo, request).await,
-            Self::ListRollouts => list_rollouts(repo, request).await,
-            Self::GetRollout => get_rollout(repo, request).await,
-            Self::ControlRollout => control_rollout(repo, request).await,
-            Self::SetVersionStatus => set_version_status(repo, request).await,
-            Self::SearchVersions => search_versions(repo, request).await,
-            Self::GetAccess => get_access(repo, request).await,
-            Self::PutAccess => put_access(repo, request).await,
-            Self::GetAccessHistory => get_access_history(repo, request).await,
+            Self::ListArtifacts => Box::pin(list_artifacts(repo, request)),
+            Self::StartUpload => Box::pin(start_upload(repo, request, allowed)),
+            Self::GetUpload => Box::pin(get_upload(repo, request)),
+            Self::GetUploadParts => Box::pin(get_upload_parts(repo, request)),
+            Self::CommitUpload => Box::pin(commit_upload(repo, request, allowed)),
+            Self::ListVersions => Box::pin(list_versions(repo, request)),
+            Self::PublishVersion => Box::pin(publish_version(repo, request, allowed)),
+            Self::GetVersion => Box::pin(get_version(repo, request)),
+            Self::GetVersionContent => Box::pin(get_version_content(repo, request)),
+            Self::DeleteVersion => Box::pin(delete_version(repo, request, allowed)),
+            Self::PurgeArtifact => Box::pin(purge_artifact(repo, request)),
+            Self::ApplyRetention => Box::pin(apply_retention(repo, request)),
+            Self::PutAlias => Box::pin(put_alias(repo, request, allowed)),
+            Self::ListAliases => Box::pin(list_aliases(repo, request)),
+            Self::GetAlias => Box::pin(get_alias(repo, request)),
+            Self::DeleteAlias => Box::pin(delete_alias(repo, request, allowed)),
+            Self::ResolveAlias => Box::pin(resolve_alias(repo, request)),
+            Self::GetAliasHistory => Box::pin(get_alias_history(repo, request)),
+            Self::RollbackAlias => Box::pin(rollback_alias(repo, request, allowed)),
+            Self::StartRollout => Box::pin(start_rollout(repo, request)),
+            Self::ListRollouts => Box::pin(list_rollouts(repo, request)),
+            Self::GetRollout => Box::pin(get_rollout(repo, request)),
+            Self::ControlRollout => Box::pin(control_rollout(repo, request)),
+            Self::SetVersionStatus => Box::pin(set_version_status(repo, request)),
+            Self::SearchVersions => Box::pin(search_versions(repo, request)),
+            Self::GetAccess => Box::pin(get_access(repo, request)),
+            Self::PutAccess => Box::pin(put_access(repo, request)),
+            Self::GetAccessHistory => Box::pin(get_access_history(repo, request)),
         }
     }
 }
@@ -1254,7 +1257,11 @@ where
     whole_number(d).map(Some)
 }
 
-pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+pub async fn put_alias(
+    repo: &Repository,
+    request: &Request,
+    allowed: Allowed,
+) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
     let b: PutAliasBody = body(request)?;
@@ -1280,7 +1287,11 @@ pub async fn put_alias(repo: &Repository, request: &Request) -> Result<Response<
     };
     let target = AliasTarget { version, secondary };
     let change = change_request(request, b.message, b.cancel_rollout)?;
-    let alias = repo.put_alias(&name, &alias, target, &change).await?;
+    let ask = AliasAsk::Put(target);
+    let alias = repo
+        .change_alias_allowed(&name, &alias, ask, &change, allowed)
+        .await?
+        .ok_or_else(|| Error::internal("put alias", "a put left no alias"))?;
     Ok(with_alias_etag(json(StatusCode::OK, &alias), &alias))
 }
 
@@ -1322,12 +1333,17 @@ struct DeleteAliasBody {
     cancel_rollout: bool,
 }
 
-pub async fn delete_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+pub async fn delete_alias(
+    repo: &Repository,
+    request: &Request,
+    allowed: Allowed,
+) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
     let b: DeleteAliasBody = body(request)?;
     let change = change_request(request, b.message, b.cancel_rollout)?;
-    repo.delete_alias(&name, &alias, &change).await?;
+    repo.change_alias_allowed(&name, &alias, AliasAsk::Delete, &change, allowed)
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -1354,14 +1370,22 @@ struct RollbackBody {
     cancel_rollout: bool,
 }
 
-pub async fn rollback_alias(repo: &Repository, request: &Request) -> Result<Response<Body>> {
+pub async fn rollback_alias(
+    repo: &Repository,
+    request: &Request,
+    allowed: Allowed,
+) -> Result<Response<Body>> {
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
     let b: RollbackBody = body(request)?;
     let change = change_request(request, b.message, b.cancel_rollout)?;
+    let ask = AliasAsk::Rollback {
+        to_revision: b.to_revision,
+    };
     let alias = repo
-        .rollback_alias(&name, &alias, b.to_revision, &change)
-        .await?;
+        .change_alias_allowed(&name, &alias, ask, &change, allowed)
+        .await?
+        .ok_or_else(|| Error::internal("rollback", "a rollback left no alias"))?;
     Ok(with_alias_etag(json(StatusCode::OK, &alias), &alias))
 }
 

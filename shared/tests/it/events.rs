@@ -332,6 +332,13 @@ async fn the_permission_targets_ride_with_the_first_reads_of_the_routes_that_rea
             Operation::DeleteVersion => (3, 1, true),
             // The targets and LATEST; then the publish's transaction.
             Operation::PublishVersion => (2, 0, true),
+            // The targets, the alias and its targets; then the
+            // transaction (3 calls when the targets went first).
+            Operation::PutAlias | Operation::DeleteAlias => (2, 0, true),
+            // The targets and the history entry gone back to; the alias
+            // and its targets; the transaction (4 when the targets went
+            // first).
+            Operation::RollbackAlias => (3, 0, true),
             other => panic!("{other:?} reads beside its authorisation: say how"),
         };
         assert_eq!(calls, expected, "{}: {calls} calls", route.function);
@@ -360,7 +367,7 @@ async fn the_permission_targets_ride_with_the_first_reads_of_the_routes_that_rea
         );
         checked.push(route.function);
     }
-    assert_eq!(checked.len(), 9, "{checked:?}");
+    assert_eq!(checked.len(), 12, "{checked:?}");
 }
 
 /// A push of the bytes LATEST holds (a start upload with `commit`, the
