@@ -81,7 +81,7 @@ stress: tools
 ## excerpt and the command that replays it.
 check: $(VENV)/.installed
 	cargo build --quiet -p stress
-	SEED=$(SEED) DURATION=$(DURATION) WORKERS=$(WORKERS) RUNS=$(RUNS) "$(CARGO_TARGET_DIR)/debug/stress" --check
+	RUST_MIN_STACK=8388608 SEED=$(SEED) DURATION=$(DURATION) WORKERS=$(WORKERS) RUNS=$(RUNS) "$(CARGO_TARGET_DIR)/debug/stress" --check
 
 ## make bench: this project and versioned 1.0.1 on one emulator, per
 ## operation (the library in three session configurations), commit and

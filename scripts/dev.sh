@@ -3,6 +3,8 @@
 # LISTEN_ADDR (default 127.0.0.1:3000) against it. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Debug builds: 8 MiB thread stacks, as `cargo test` gives (.cargo/config.toml).
+export RUST_MIN_STACK="${RUST_MIN_STACK:-8388608}"
 
 cargo build --quiet -p local-api
 

@@ -4,6 +4,8 @@
 # Each part prints "N passed, N failed"; any failure fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Debug builds: 8 MiB thread stacks, as `cargo test` gives (.cargo/config.toml).
+export RUST_MIN_STACK="${RUST_MIN_STACK:-8388608}"
 
 cargo build --quiet -p stress -p local-api
 status=0
