@@ -649,7 +649,7 @@ pub async fn tables(iterations: usize) -> String {
          Where our extra time goes on the simple reads (get version, resolve): each API request also reads the \
          permission targets (strongly consistent, SPEC 10.4: access is evaluated on every route, so a revoked grant \
          stops at once) — in one BatchGetItem with a plain read's own gets and with the first gets of a start, commit, \
-         publish or delete (one call; the answer waits for the decision), beside a listing's Query, before everything \
+         publish, delete or alias change (one call; the answer waits for the decision), beside a listing's Query, before everything \
          else on the other routes — plus the HTTP hop (about 0.6 ms here).\n"
     );
     let (mut s, mut server, _ours, _theirs) = match sides().await {
