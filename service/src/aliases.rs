@@ -233,14 +233,9 @@ impl Repository {
                 "alias {alias} of {name} changed while rolling back ({detail}); read its history and retry"
             ))
         };
+        let intent = Intent::Rollback(state.target());
         let detail = match self
-            .change_alias(
-                name,
-                alias,
-                Intent::Rollback(state.target()),
-                &guarded,
-                allowed,
-            )
+            .change_alias(name, alias, intent, &guarded, allowed)
             .await
         {
             Ok(row) => return rolled_back(row),
@@ -270,14 +265,9 @@ impl Repository {
             precondition: Precondition::as_read(None, row.update_at),
             ..change.clone()
         };
+        let intent = Intent::Rollback(state.target());
         match self
-            .change_alias(
-                name,
-                alias,
-                Intent::Rollback(state.target()),
-                &guarded,
-                allowed,
-            )
+            .change_alias(name, alias, intent, &guarded, allowed)
             .await
         {
             Ok(row) => rolled_back(row),
