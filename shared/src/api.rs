@@ -560,7 +560,10 @@ pub struct Grant {
 }
 
 /// Whether the request's caller may read `name` (a request that was not
-/// authorised, as in tests calling a handler directly: yes).
+/// authorised, as in tests calling a handler directly: yes). Only the
+/// routes authorised before their handler runs carry a [`Grant`]: a route
+/// that filters with this never runs beside its authorisation (the
+/// contract test `the_routes_that_filter_by_the_caller_run_after_their_authorisation`).
 fn readable(request: &Request, name: &str) -> bool {
     request.extensions().get::<Grant>().is_none_or(|g| {
         let need = Need {

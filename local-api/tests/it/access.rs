@@ -337,9 +337,34 @@ async fn no_route_lets_a_caller_act_on_a_name_no_target_grants() {
         .publish_version(&n, false, LOCAL_ACTOR)
         .await
         .unwrap();
+    // An alias with a change to undo: the alias routes read beside the
+    // authorisation (put, delete, rollback), and must write nothing.
+    let prod: shared::AliasName = "prod".parse().unwrap();
+    for version in [shared::Version::Number(1), shared::Version::Latest] {
+        let target = shared::model::AliasTarget {
+            version,
+            secondary: None,
+        };
+        let change = shared::model::ChangeRequest::default();
+        store
+            .repo
+            .put_alias(&n, &prod, target, &change)
+            .await
+            .unwrap();
+    }
     let (status, _) = api.call(ADMIN, "PUT", "/access", Some(targets())).await;
     assert_eq!(status, 200);
     let before = store.repo.list_versions(&n, None, None).await.unwrap();
+    let aliases = || async {
+        let alias = store.repo.get_alias(&n, &prod).await.unwrap();
+        let history = store
+            .repo
+            .alias_history(&n, &prod, None, None)
+            .await
+            .unwrap();
+        serde_json::to_value((alias, history)).unwrap()
+    };
+    let aliases_before = aliases().await;
     let outsider = "arn:aws:iam::1:role/team-a-ci";
     for route in ROUTES {
         let path = route
@@ -382,6 +407,7 @@ async fn no_route_lets_a_caller_act_on_a_name_no_target_grants() {
         serde_json::to_value(&before.items).unwrap(),
         "nothing changed"
     );
+    assert_eq!(aliases().await, aliases_before, "no alias change landed");
 }
 
 /// A name cannot be smuggled past a pattern: percent-encoding, case, dot

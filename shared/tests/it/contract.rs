@@ -2809,3 +2809,31 @@ fn no_two_modules_of_a_crate_share_a_name() {
     }
     assert!(checked > 50, "only {checked} modules found: wrong paths?");
 }
+
+/// The listings filter what they answer by the caller's grant, which the
+/// request carries only when it was authorised before its handler ran: run
+/// beside the authorisation, they would see no grant and filter nothing.
+#[test]
+fn the_routes_that_filter_by_the_caller_run_after_their_authorisation() {
+    let api = std::fs::read_to_string(workspace_root().join("shared/src/api.rs")).unwrap();
+    let filtering: Vec<&shared::api::Route> = ROUTES
+        .iter()
+        .filter(|route| {
+            let handler = format!("async fn {}(", route.function.replace('-', "_"));
+            api.split(&handler)
+                .nth(1)
+                .and_then(|rest| rest.split("\n}\n").next())
+                .is_some_and(|body| body.contains("readable("))
+        })
+        .collect();
+    let names: Vec<&str> = filtering.iter().map(|r| r.function).collect();
+    assert_eq!(names, ["list-artifacts", "search-versions"]);
+    for route in filtering {
+        assert!(
+            !route.operation.reads_beside_authorization()
+                && !route.operation.writes_after_authorization(),
+            "{} filters by the caller's grant but runs beside its authorisation",
+            route.function
+        );
+    }
+}

@@ -294,9 +294,9 @@ fn every_function_has_an_event_file_and_every_event_file_a_function() {
 }
 
 /// The read routes that need no grant run beside the authorisation, and so
-/// do the first reads of a commit, a publish and a version's delete, which
-/// write only once the authorisation said yes; every other route reads the
-/// permission targets first. Beside a route's own first gets, the targets'
+/// do the first reads of a commit, a publish, a version's delete and an
+/// alias's put, delete or rollback, which write only once the authorisation
+/// said yes; every other route reads the permission targets first. Beside a route's own first gets, the targets'
 /// read is no call of its own: they go as one BatchGetItem
 /// (`artifact_store::coalesce`); beside a Query or a HeadObject, it shares
 /// their round trip.
