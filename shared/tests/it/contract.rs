@@ -39,16 +39,7 @@ fn openapi_documents_exactly_the_routes_of_the_code() {
             documented.insert((method.to_uppercase(), path.as_str().unwrap().to_owned(), id));
         }
     }
-    let in_code: BTreeSet<(String, String, String)> = ROUTES
-        .iter()
-        .map(|r| {
-            (
-                r.method.to_owned(),
-                r.path.to_owned(),
-                r.operation.function_name().to_owned(),
-            )
-        })
-        .collect();
+    let in_code = routes_in_code();
     assert_eq!(documented, in_code);
 }
 
@@ -278,16 +269,7 @@ fn the_template_has_one_function_per_package_built_by_cargo_lambda_and_the_route
             }
         }
     }
-    let in_code: BTreeSet<(String, String, String)> = ROUTES
-        .iter()
-        .map(|r| {
-            (
-                r.method.to_owned(),
-                r.path.to_owned(),
-                r.operation.function_name().to_owned(),
-            )
-        })
-        .collect();
+    let in_code = routes_in_code();
     assert_eq!(
         routes, in_code,
         "template routes = code routes (= openapi.yaml, checked above)"
@@ -1061,12 +1043,8 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
         .create_upload(
             &held,
             UploadRequest {
-                sha256: sha256_hex(content),
-                size: content.len() as u64,
-                content_type: None,
-                metadata: Default::default(),
                 part_size: Some(shared::repository::MIN_PART_SIZE),
-                key: None,
+                ..test_support::declare(content)
             },
             LOCAL_ACTOR,
         )
@@ -1085,11 +1063,8 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
             &liar,
             UploadRequest {
                 sha256: declared,
-                size: content.len() as u64,
-                content_type: None,
-                metadata: Default::default(),
                 part_size: Some(shared::repository::MIN_PART_SIZE),
-                key: None,
+                ..test_support::declare(content)
             },
             LOCAL_ACTOR,
         )
@@ -1147,18 +1122,7 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
         } else {
             let ticket = store
                 .repo
-                .create_upload(
-                    &app,
-                    UploadRequest {
-                        sha256: sha256_hex(b"new"),
-                        size: 3,
-                        content_type: None,
-                        metadata: Default::default(),
-                        part_size: None,
-                        key: None,
-                    },
-                    LOCAL_ACTOR,
-                )
+                .create_upload(&app, test_support::declare(b"new"), LOCAL_ACTOR)
                 .await
                 .unwrap();
             test_support::put_bytes(&store.http, &ticket, b"new").await;
@@ -2836,4 +2800,18 @@ fn the_routes_that_filter_by_the_caller_run_after_their_authorisation() {
             route.function
         );
     }
+}
+
+/// Every route as (method, path, function), from the route table.
+fn routes_in_code() -> BTreeSet<(String, String, String)> {
+    ROUTES
+        .iter()
+        .map(|r| {
+            (
+                r.method.to_owned(),
+                r.path.to_owned(),
+                r.operation.function_name().to_owned(),
+            )
+        })
+        .collect()
 }
