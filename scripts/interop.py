@@ -10,8 +10,16 @@ the interoperability test (shared/tests/it/interop.rs).
                                              a "content" kwarg is text, sent as bytes;
                                              "content_file" names a file whose bytes
                                              are sent as content
+    interop.py serve                         one request per stdin line: the
+                                             arguments above as a JSON array,
+                                             ["call", ENDPOINT, BUCKET, TABLE, ...];
+                                             one answer per stdout line,
+                                             {"ok": output} or {"error": traceback}
 
-Output is one JSON document on stdout.
+Output is one JSON document on stdout. `serve` lets the tests pay Python's
+start and the library's imports (about a second each on a busy machine)
+once per process instead of once per call; every request still gets a
+session and a repository of its own, as a process of its own would.
 """
 
 import base64
@@ -21,13 +29,19 @@ import sys
 import tempfile
 
 
+CONFIG_FILE = None
+
+
 def configure(endpoint):
     # boto3 needs path-style addressing against a loopback endpoint.
-    config = tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False)
-    config.write("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
-    config.close()
+    global CONFIG_FILE
+    if CONFIG_FILE is None:
+        config = tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False)
+        config.write("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+        config.close()
+        CONFIG_FILE = config.name
     os.environ.update(
-        AWS_CONFIG_FILE=config.name,
+        AWS_CONFIG_FILE=CONFIG_FILE,
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",
@@ -101,19 +115,55 @@ def call(repo, bsm, method, kwargs):
     return repr(result)
 
 
-def main():
-    command, endpoint, bucket, table = sys.argv[1:5]
+def run(args):
+    command, endpoint, bucket, table = args[:4]
     configure(endpoint)
     repo, bsm = repository(bucket, table)
     if command == "write":
-        result = write(repo, bsm)
-    elif command == "read":
-        result = read(repo, bsm, sys.argv[5])
-    elif command == "call":
-        result = call(repo, bsm, sys.argv[5], json.loads(sys.argv[6]))
-    else:
-        raise SystemExit(f"unknown command {command!r}")
-    json.dump(result, sys.stdout)
+        return write(repo, bsm)
+    if command == "read":
+        return read(repo, bsm, args[4])
+    if command == "call":
+        return call(repo, bsm, args[4], json.loads(args[5]))
+    raise ValueError(f"unknown command {command!r}")
+
+
+def parse_models_once():
+    # Every request builds sessions and clients of its own, and botocore
+    # parses the same service model files for each (about 0.1 s a client):
+    # parse each file once per process. botocore treats what it loads as
+    # read-only, as the clients of one session already share it.
+    from botocore import loaders
+
+    parsed = {}
+    load_file = loaders.JSONFileLoader.load_file
+
+    def load_once(self, file_path):
+        if file_path not in parsed:
+            parsed[file_path] = load_file(self, file_path)
+        return parsed[file_path]
+
+    loaders.JSONFileLoader.load_file = load_once
+
+
+def serve():
+    import traceback
+
+    parse_models_once()
+    for line in sys.stdin:
+        try:
+            answer = {"ok": run(json.loads(line))}
+        except Exception:
+            answer = {"error": traceback.format_exc()}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+def main():
+    if sys.argv[1:] == ["serve"]:
+        serve()
+        return
+    json.dump(run(sys.argv[1:]), sys.stdout)
 
 
 if __name__ == "__main__":

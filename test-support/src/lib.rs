@@ -35,6 +35,62 @@ pub fn venv_python() -> PathBuf {
     workspace_root().join(".venv/bin/python")
 }
 
+/// An `interop.py serve` process: one JSON request per line in, one
+/// answer per line out.
+struct LibraryServer {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// The idle library servers of this test process.
+static LIBRARY_SERVERS: Mutex<Vec<LibraryServer>> = Mutex::new(Vec::new());
+
+/// Sends one request to an idle library server (a new one when none is
+/// idle) and answers its reply. A server whose pipe fails is dropped, not
+/// returned to the pool.
+fn library_server_call(request: &[&str]) -> serde_json::Value {
+    use std::io::Write;
+    let idle = LIBRARY_SERVERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop();
+    let mut server = idle.unwrap_or_else(|| {
+        let mut child = Command::new(venv_python())
+            .arg(workspace_root().join("scripts/interop.py"))
+            .arg("serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run scripts/interop.py serve: {e}"));
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            panic!("interop.py serve has no pipes")
+        };
+        LibraryServer {
+            _child: child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        }
+    });
+    let line = serde_json::to_string(request).unwrap_or_else(|e| panic!("{e}"));
+    writeln!(server.stdin, "{line}")
+        .and_then(|()| server.stdin.flush())
+        .unwrap_or_else(|e| panic!("write to interop.py serve: {e}"));
+    let mut answer = String::new();
+    let read = server
+        .stdout
+        .read_line(&mut answer)
+        .unwrap_or_else(|e| panic!("read from interop.py serve: {e}"));
+    assert!(read > 0, "interop.py serve exited");
+    let answer = serde_json::from_str(&answer)
+        .unwrap_or_else(|e| panic!("library output is not JSON: {e}: {answer}"));
+    LIBRARY_SERVERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(server);
+    answer
+}
+
 /// A running emulator.
 pub struct Emulator {
     pub endpoint: String,
@@ -383,23 +439,28 @@ impl TestStore {
 
     /// Runs one call of the Python library `versioned` 1.0.1 on this store
     /// (`scripts/interop.py`): `library(&["call", "put_alias", r#"{...}"#])`.
+    /// The call goes to an idle `interop.py serve` of this test process
+    /// (one more is started when every one is busy), so Python and the
+    /// library are imported once per process, not once per call.
     pub fn library(&self, args: &[&str]) -> serde_json::Value {
-        let output = Command::new(venv_python())
-            .arg(workspace_root().join("scripts/interop.py"))
-            .arg(args[0])
-            .arg(&self.endpoint)
-            .arg(&self.config.bucket)
-            .arg(&self.config.table)
-            .args(&args[1..])
-            .output()
-            .unwrap_or_else(|e| panic!("run scripts/interop.py: {e}"));
-        assert!(
-            output.status.success(),
-            "library failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("library output is not JSON: {e}"))
+        let (command, rest) = args.split_first().unwrap_or((&"", &[]));
+        let request: Vec<&str> = [
+            *command,
+            self.endpoint.as_str(),
+            self.config.bucket.as_str(),
+            self.config.table.as_str(),
+        ]
+        .into_iter()
+        .chain(rest.iter().copied())
+        .collect();
+        let mut answer = library_server_call(&request);
+        if let Some(error) = answer.get("error") {
+            panic!("library failed: {}", error.as_str().unwrap_or_default());
+        }
+        answer
+            .get_mut("ok")
+            .map(serde_json::Value::take)
+            .unwrap_or_else(|| panic!("library answered neither ok nor error: {answer}"))
     }
 
     /// [`Self::library`] once the mirror has caught up with every change so
