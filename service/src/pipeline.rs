@@ -43,16 +43,8 @@ impl Repository {
         mut allowed: super::Allowed,
     ) -> Result<PipelineOutcome> {
         if let Err(refused) = self.check_pipeline(name, pipeline).await {
-            // A retry of a commit whose pipeline ran (or runs): the alias
-            // moved since is its own doing; the recorded answer is given.
-            let id: UploadId = upload_id.parse()?;
-            let ran = self
-                .upload_item(name, &id)
-                .await?
-                .is_some_and(|item| carries_claim(&item));
-            if !ran {
-                return Err(refused);
-            }
+            self.unless_it_ran(name, &upload_id.parse()?, refused)
+                .await?;
         }
         let held = HeldClaim::of(pipeline);
         match self
@@ -112,7 +104,18 @@ impl Repository {
             self.get_row(name, crate::names::Version::Latest)
         );
         allowed_now?;
-        checked?;
+        if let Err(refused) = checked {
+            match request.key.as_deref() {
+                // A client's retry (same `Idempotency-Key`) names the
+                // upload the first request started.
+                Some(key) => {
+                    let id =
+                        UploadId::with_nonce(&super::request_token(Some(key)), &request.sha256)?;
+                    self.unless_it_ran(name, &id, refused).await?;
+                }
+                None => return Err(refused),
+            }
+        }
         let on_latest = latest?.filter(|row| {
             crate::blob_rules::commits_on_latest(
                 &crate::blob_rules::LatestBytes {
@@ -165,6 +168,21 @@ impl Repository {
                 "start upload",
                 "bytes that exist were handed to verification".to_owned(),
             )),
+        }
+    }
+
+    /// `refused` (the pipeline's alias check failed), unless the pipeline
+    /// of upload `id` ran or runs: then this is a retry, the alias moved
+    /// since is its own doing, and the recorded answer is given.
+    async fn unless_it_ran(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        refused: Error,
+    ) -> Result<()> {
+        match self.upload_item(name, id).await? {
+            Some(item) if carries_claim(&item) => Ok(()),
+            _ => Err(refused),
         }
     }
 
@@ -265,9 +283,12 @@ impl Repository {
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut waits = 0;
-        let takeover = loop {
+        let (takeover, published) = loop {
             match self.claim_pipeline(name, id, &token, pipeline).await? {
-                Claim::Ours { takeover } => break takeover,
+                Claim::Ours {
+                    takeover,
+                    published,
+                } => break (takeover, published),
                 Claim::Done(stored) => return replay(&stored),
                 Claim::Running if waits < CLAIM_WAITS => {
                     waits += 1;
@@ -281,18 +302,17 @@ impl Repository {
                 }
             }
         };
-        // A run cut short after its commit published in its transaction:
+        // A run cut short after its commit (or its publish) published:
         // that version is the pipeline's (LATEST may be a later commit's).
-        let published = match takeover {
-            true => match self.upload_item(name, id).await? {
-                Some(item) => self.published_on(name, &item).await?,
-                None => None,
-            },
-            false => None,
+        // Known from the row the claim replaced, also when that row shows
+        // our own claim (the SDK's retry of a claim whose answer was lost).
+        let published = match published {
+            Some(n) => self.version_published(name, n).await?,
+            None => None,
         };
         let run = Run {
             token: &token,
-            takeover,
+            takeover: takeover || published.is_some(),
             published,
         };
         self.run_claimed(name, id, actor, pipeline, run).await
@@ -352,7 +372,15 @@ impl Repository {
             .claim_pipeline(name, id, token, pipeline, CLAIM_LEASE_SECS)
             .await?
         {
-            ClaimAttempt::Ours { takeover } => return Ok(Claim::Ours { takeover }),
+            ClaimAttempt::Ours {
+                takeover,
+                published,
+            } => {
+                return Ok(Claim::Ours {
+                    takeover,
+                    published,
+                });
+            }
             ClaimAttempt::Refused(old) => old,
         };
         // Emulators that do not return the old item: read it.
@@ -365,7 +393,10 @@ impl Repository {
         };
         Ok(match claim::claim_seen(&old, token)? {
             ClaimSeen::Recorded(stored) => Claim::Done(stored),
-            ClaimSeen::Ours => Claim::Ours { takeover: false },
+            ClaimSeen::Ours => Claim::Ours {
+                takeover: false,
+                published: claim::published_number(&old),
+            },
             ClaimSeen::Other => Claim::Running,
         })
     }
@@ -568,9 +599,18 @@ impl Repository {
         name: &ArtifactName,
         item: &crate::rows::Item,
     ) -> Result<Option<PublishedArtifact>> {
-        let Some(n) = claim::published_number(item) else {
-            return Ok(None);
-        };
+        match claim::published_number(item) {
+            Some(n) => self.version_published(name, n).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Version `n`, published by this pipeline, as its answer says it.
+    async fn version_published(
+        &self,
+        name: &ArtifactName,
+        n: u32,
+    ) -> Result<Option<PublishedArtifact>> {
         Ok(self
             .get_row(name, crate::names::Version::number(n)?)
             .await?
@@ -603,7 +643,10 @@ const CLAIM_LEASE_SECS: i64 = 60;
 const CLAIM_WAITS: u64 = 8;
 
 enum Claim {
-    Ours { takeover: bool },
+    Ours {
+        takeover: bool,
+        published: Option<u32>,
+    },
     Done(serde_json::Value),
     Running,
 }

@@ -134,8 +134,13 @@ pub fn recorded_answer(published: &PublishedArtifact, alias: Option<&Alias>) -> 
 /// got.
 pub enum ClaimAttempt {
     /// The claim is ours; `takeover`: another run's claim was on the row
-    /// before (not our own write, whose answer was lost).
-    Ours { takeover: bool },
+    /// before (not our own write, whose answer was lost); `published`: the
+    /// version an earlier run of this pipeline published, as the row
+    /// records it.
+    Ours {
+        takeover: bool,
+        published: Option<u32>,
+    },
     /// The condition refused it: the upload row as it was, when DynamoDB
     /// returned it (emulators may not).
     Refused(Option<Item>),
@@ -287,19 +292,24 @@ impl Table {
             .expression_attribute_values(":now", nv(now))
             .expression_attribute_values(":stale", nv(now - lease_secs))
             .expression_attribute_values(":pipeline", sv(pipeline.to_json()))
-            .return_values(ReturnValue::UpdatedOld)
+            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match out {
             Ok(out) => {
-                let before = out
-                    .attributes()
+                let before = out.attributes();
+                let claim = before
                     .and_then(|a| a.get(attr::PIPELINE_CLAIM))
                     .and_then(|c| c.as_s().ok());
-                // Another run's claim before ours (not our own lost answer).
-                let takeover = before.is_some_and(|c| c != token);
-                Ok(ClaimAttempt::Ours { takeover })
+                Ok(ClaimAttempt::Ours {
+                    // Another run's claim before ours (not our own lost answer).
+                    takeover: claim.is_some_and(|c| c != token),
+                    // Also when the row shows our own claim: the SDK's retry
+                    // of our claim after its answer was lost sees it, while
+                    // the run we took over from may have published.
+                    published: before.and_then(published_number),
+                })
             }
             Err(e) if condition_failed(&e) => {
                 Ok(ClaimAttempt::Refused(match e.into_service_error() {

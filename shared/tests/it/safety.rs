@@ -630,6 +630,83 @@ async fn a_retried_one_request_commit_runs_its_pipeline_once_and_answers_the_sam
     assert_eq!(history.items.len(), 3, "create, release 2, release 3");
 }
 
+// Review finding (SPEC 7.5): a start upload with `commit` and an alias
+// `if_revision` checked the revision before looking for its own earlier
+// run, so a client's retry (same `Idempotency-Key`) of a push whose
+// answer was lost got 412: the alias had moved, by that very push. It now
+// answers as the first did, as a retried commit does.
+#[tokio::test]
+async fn a_retried_one_request_push_with_if_revision_answers_as_the_first_did() {
+    let store = TestStore::new().await;
+    let n = name("push-once");
+    store.upload(&n, b"release 1").await;
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    let prod: shared::AliasName = "prod".parse().unwrap();
+    let before = store
+        .repo
+        .put_alias(
+            &n,
+            &prod,
+            shared::model::AliasTarget {
+                version: Version::Number(1),
+                secondary: None,
+            },
+            &ChangeRequest::default(),
+        )
+        .await
+        .unwrap();
+    // GIVEN LATEST holds the bytes pushed (nothing to transfer).
+    store.upload(&n, b"release 2").await;
+    let pipeline = forced_release(Some(before.revision));
+    let push = || {
+        let request = shared::model::UploadRequest {
+            key: Some("build-42".to_owned()),
+            ..test_support::declare(b"release 2")
+        };
+        store
+            .repo
+            .start_and_commit(&n, request, "ci", &pipeline, Allowed::already())
+    };
+    let first = push().await.unwrap();
+    // WHEN the client sends it again THEN the same answer, nothing more.
+    let retried = push().await.unwrap();
+    let answer = |o: &shared::repository::StartOutcome| serde_json::to_value(o).unwrap();
+    assert_eq!(answer(&retried), answer(&first));
+    assert_eq!(
+        answer(&first)["published"]["version"],
+        "2",
+        "{}",
+        answer(&first)
+    );
+    assert_eq!(
+        answer(&first)["alias"]["revision"],
+        serde_json::json!(before.revision + 1)
+    );
+    assert_eq!(
+        numbered(&store, &n).await,
+        [Version::Number(2), Version::Number(1)]
+    );
+    // A push with another key still meets the alias's revision: 412.
+    let other = store
+        .repo
+        .start_and_commit(
+            &n,
+            test_support::declare(b"release 2"),
+            "ci",
+            &forced_release(Some(before.revision)),
+            Allowed::already(),
+        )
+        .await;
+    assert!(
+        matches!(other, Err(Error::AliasModified { .. })),
+        "{other:?}"
+    );
+}
+
 // Review defect 2: a verification whose pipeline was cut short (its
 // publish failed) and is resumed after a newer commit never publishes the
 // newer writer's LATEST as its own: it records UploadSuperseded. It used to
@@ -2549,6 +2626,66 @@ async fn a_forced_pipeline_retried_after_a_failure_publishes_exactly_once() {
     assert_eq!(
         numbered(&store, &n).await.len(),
         3,
+        "nothing published twice"
+    );
+}
+
+// Review finding (SPEC 7.5): a run that took a pipeline over read the
+// version its predecessor published only when the claim's answer showed
+// another run's claim. When that answer was lost, the SDK's retry of the
+// claim saw the run's own claim, and a forced pipeline published the same
+// bytes a second time. The claim now answers the row it replaced, whose
+// recorded publish holds whoever's claim it shows.
+#[tokio::test]
+async fn a_forced_pipeline_taken_over_with_its_claims_answer_lost_publishes_nothing_more() {
+    let store = TestStore::new().await;
+    let n = name("forced-lost-claim");
+    store.publish_each(&n, &[b"build"]).await;
+    // GIVEN a forced push of the same bytes whose publish lands (version
+    // 2) and whose alias move then fails.
+    let id = staged(&store, &n, b"build").await;
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "TransactWriteItems",
+        Some("-history"),
+        Action::Fault(Fault::Status500),
+        100,
+    ));
+    let first = store
+        .through(&plan)
+        .await
+        .commit_pipeline(&n, &id, "ci", &forced_release(None), Allowed::already())
+        .await;
+    assert!(first.is_err(), "{first:?}");
+    assert_eq!(numbered(&store, &n).await.len(), 2, "version 2 published");
+    // WHEN its retry's claim lands but the answer is lost (the SDK sends
+    // it again).
+    let plan = Plan::new();
+    let lost = plan.add(Rule::new(
+        "UpdateItem",
+        Some("-upload"),
+        Action::Fault(Fault::ResetAfter),
+        1,
+    ));
+    let retried = store
+        .through(&plan)
+        .await
+        .commit_pipeline(&n, &id, "ci", &forced_release(None), Allowed::already())
+        .await
+        .unwrap();
+    assert_eq!(
+        lost.hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the claim's answer was lost"
+    );
+    // THEN it answers version 2 and moves the alias there, publishing
+    // nothing more.
+    let answer = serde_json::to_value(&retried).unwrap();
+    assert_eq!(answer["published"]["version"], "2", "{answer}");
+    assert_eq!(answer["alias"]["version"], "2", "{answer}");
+    assert_eq!(
+        numbered(&store, &n).await.len(),
+        2,
         "nothing published twice"
     );
 }
