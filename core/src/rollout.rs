@@ -293,6 +293,18 @@ pub enum Decision {
     Abort { reason: String },
 }
 
+/// What the watched `alarms` say against a rollout, if anything: the first
+/// in ALARM or gone (a rollout neither starts nor goes on then).
+pub fn alarm_objection(alarms: &[(String, AlarmState)]) -> Option<String> {
+    alarms.iter().find_map(|(name, alarm)| match alarm {
+        AlarmState::Alarm => Some(format!("alarm {name} is in ALARM")),
+        AlarmState::Missing => Some(format!(
+            "alarm {name} does not exist (it cannot vouch for the rollout)"
+        )),
+        AlarmState::Ok | AlarmState::InsufficientData => None,
+    })
+}
+
 /// The driver's rule: any watched alarm in ALARM (or gone) aborts a live
 /// rollout at any check, paused or not; otherwise an active rollout whose
 /// hold has passed takes its next step, the last one completing it.
@@ -309,22 +321,8 @@ pub fn decide(
     if !state.is_live() {
         return Decision::Wait;
     }
-    for (name, alarm) in alarms {
-        match alarm {
-            AlarmState::Alarm => {
-                return Decision::Abort {
-                    reason: format!("alarm {name} is in ALARM"),
-                };
-            }
-            AlarmState::Missing => {
-                return Decision::Abort {
-                    reason: format!(
-                        "alarm {name} does not exist (it cannot vouch for the rollout)"
-                    ),
-                };
-            }
-            AlarmState::Ok | AlarmState::InsufficientData => {}
-        }
+    if let Some(reason) = alarm_objection(alarms) {
+        return Decision::Abort { reason };
     }
     if state == RolloutState::Paused || next_step_at.is_some_and(|at| at > now) {
         return Decision::Wait;
@@ -341,6 +339,40 @@ pub fn decide(
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn only_an_alarm_in_alarm_or_gone_objects_and_the_first_is_named() {
+        type Case<'a> = (&'a [(String, AlarmState)], Option<&'a str>);
+        let a = |name: &str, state| (name.to_owned(), state);
+        let cases: [Case; 5] = [
+            (&[], None),
+            (
+                &[
+                    a("ok", AlarmState::Ok),
+                    a("quiet", AlarmState::InsufficientData),
+                ],
+                None,
+            ),
+            (
+                &[a("ok", AlarmState::Ok), a("5xx", AlarmState::Alarm)],
+                Some("alarm 5xx is in ALARM"),
+            ),
+            (
+                &[a("typo", AlarmState::Missing)],
+                Some("alarm typo does not exist (it cannot vouch for the rollout)"),
+            ),
+            (
+                &[
+                    a("first", AlarmState::Alarm),
+                    a("second", AlarmState::Missing),
+                ],
+                Some("alarm first is in ALARM"),
+            ),
+        ];
+        for (alarms, objection) in cases {
+            assert_eq!(alarm_objection(alarms).as_deref(), objection, "{alarms:?}");
+        }
+    }
 
     fn step(weight: u8, hold: Option<u64>) -> Step {
         Step {

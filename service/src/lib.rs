@@ -67,7 +67,7 @@ pub use multipart::{
 };
 pub use permissions::{AccessChange, AccessDocument, TAGS_FRESH_FOR};
 pub use retention::{ReclaimReport, RetentionBookkeeping};
-pub use rollouts::{Driven, check_rollout_id};
+pub use rollouts::{Driven, alarm_states, check_rollout_id};
 pub use search::{MAX_SEARCH_TERMS, StatusChange};
 pub use seed_layout::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport};
 pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, metadata_limits};
@@ -95,6 +95,8 @@ pub struct Repository {
     rollout_alarm_prefix: String,
     /// Principal tags (permission targets naming `tag:KEY=VALUE`).
     iam: aws_sdk_iam::Client,
+    /// The alarms a rollout watches, read when it starts.
+    alarms: aws_sdk_cloudwatch::Client,
     /// The deployment's account (`ACCOUNT_ID`): only its principals' tags
     /// are looked up.
     account_id: Option<String>,
@@ -188,6 +190,9 @@ impl Repository {
         let iam = aws_sdk_iam::config::Builder::from(dynamodb_sdk)
             .interceptor(calls.recording_interceptor())
             .build();
+        let alarms = aws_sdk_cloudwatch::config::Builder::from(dynamodb_sdk)
+            .interceptor(calls.recording_interceptor())
+            .build();
         Self {
             s3,
             table,
@@ -201,6 +206,7 @@ impl Repository {
             adopt_copy_max_bytes: config.adopt_copy_max_bytes,
             rollout_alarm_prefix: config.rollout_alarm_prefix.clone(),
             iam: aws_sdk_iam::Client::from_conf(iam),
+            alarms: aws_sdk_cloudwatch::Client::from_conf(alarms),
             account_id: config.account_id.clone(),
             tag_cache: std::sync::Arc::default(),
         }

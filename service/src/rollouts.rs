@@ -93,10 +93,18 @@ impl Repository {
     /// Starts rolling `alias` out to `request.version`: the first step is
     /// applied at once (the alias keeps its version as primary and sends
     /// the step's weight to the new one). The alias must exist, point at
-    /// one version only, and not be held by another rollout.
+    /// one version only, and not be held by another rollout; no watched
+    /// alarm may be in ALARM or missing (409, nothing written).
     ///
-    /// AWS calls: GetItem, then an alias change (BatchGetItem,
-    /// TransactWriteItems; Query for rows without a revision).
+    /// A rollout the registry still names for the alias, which the alias
+    /// no longer names (the library rewrote the alias since), is ended
+    /// first, as the driver's next pass would end it: it never stays
+    /// active beside this one.
+    ///
+    /// AWS calls: GetItem ∥ GetItem (the registry entry) ∥ DescribeAlarms
+    /// (when it watches alarms), then an alias
+    /// change (BatchGetItem, TransactWriteItems; Query for rows without a
+    /// revision); GetItem and its ending first for an orphaned rollout.
     pub async fn start_rollout(
         &self,
         name: &ArtifactName,
@@ -109,13 +117,44 @@ impl Repository {
                 "a rollout moves an alias to a published version, not LATEST".into(),
             ));
         }
-        let current = self.alias_row_of(name, alias).await?;
+        let (current, registered, alarms) = tokio::join!(
+            self.alias_row_of(name, alias),
+            self.table.registered_rollout(name, alias),
+            alarm_states(&self.alarms, &request.alarms)
+        );
+        let (current, registered, alarms) = (current?, registered?, alarms?);
+        // A rollout starts only while its alarms vouch for it, as it goes
+        // on only while they do (the first step is applied now).
+        let watched: Vec<(String, AlarmState)> = request
+            .alarms
+            .iter()
+            .map(|a| {
+                (
+                    a.clone(),
+                    alarms.get(a).copied().unwrap_or(AlarmState::Missing),
+                )
+            })
+            .collect();
+        if let Some(objection) = crate::rollout::alarm_objection(&watched) {
+            return Err(Error::RolloutConflict(format!(
+                "rollout of alias {alias} of {name} not started: {objection}"
+            )));
+        }
         if let Some(id) = &current.rollout {
             return Err(Error::RolloutInProgress {
                 name: name.to_string(),
                 alias: alias.to_string(),
                 id: id.clone(),
             });
+        }
+        if let Some(orphan) = registered {
+            let live = self
+                .find_rollout(name, alias, &orphan)
+                .await?
+                .filter(|row| row.state.is_live());
+            if let Some(row) = live {
+                self.orphaned(&row).await?;
+            }
         }
         if current.secondary.is_some() {
             return Err(Error::RolloutConflict(format!(
@@ -699,4 +738,59 @@ enum Orphaned {
     Fence,
     /// The artifact's event log.
     Log,
+}
+
+/// DescribeAlarms takes at most 100 names per call.
+const ALARM_NAMES_PER_CALL: usize = 100;
+
+/// The state of each named alarm; names DescribeAlarms does not know are
+/// `Missing` (the rule objects to them). Every name asked for is in the
+/// answer: a name absent from it was not asked for. AWS calls:
+/// DescribeAlarms per 100 names (and per page).
+pub async fn alarm_states(
+    alarms: &aws_sdk_cloudwatch::Client,
+    names: &[String],
+) -> Result<HashMap<String, AlarmState>> {
+    use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
+    let mut states: HashMap<String, AlarmState> = names
+        .iter()
+        .map(|n| (n.clone(), AlarmState::Missing))
+        .collect();
+    for chunk in names.chunks(ALARM_NAMES_PER_CALL) {
+        let mut token = None;
+        loop {
+            let out = alarms
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| crate::sdk_error::upstream("DescribeAlarms", e))?;
+            let metric = out
+                .metric_alarms()
+                .iter()
+                .map(|a| (a.alarm_name(), a.state_value()));
+            let composite = out
+                .composite_alarms()
+                .iter()
+                .map(|a| (a.alarm_name(), a.state_value()));
+            for (name, state) in metric.chain(composite) {
+                if let Some(name) = name {
+                    let state = match state {
+                        Some(StateValue::Alarm) => AlarmState::Alarm,
+                        Some(StateValue::Ok) => AlarmState::Ok,
+                        _ => AlarmState::InsufficientData,
+                    };
+                    states.insert(name.to_owned(), state);
+                }
+            }
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(states)
 }

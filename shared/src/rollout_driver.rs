@@ -8,18 +8,12 @@
 //! every write is conditional on what its pass read, so one of them applies
 //! a step and the other finds it applied.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::repository::{Driven, Repository};
-use crate::rollout::AlarmState;
-
-/// DescribeAlarms takes at most 100 names per call.
-const NAMES_PER_CALL: usize = 100;
 
 /// The repository and the alarm reader.
 #[derive(Debug, Clone)]
@@ -74,7 +68,7 @@ impl Driver {
             .collect();
         names.sort();
         names.dedup();
-        let states = self.alarm_states(&names).await?;
+        let states = crate::repository::alarm_states(&self.alarms, &names).await?;
         let at = crate::layout::now();
         for ((name, alias, id), read) in held.iter().zip(&rows) {
             // Unread, its alarms were not asked for: driving it now would
@@ -109,49 +103,6 @@ impl Driver {
         Ok(report)
     }
 
-    /// The state of each named alarm; names DescribeAlarms does not know
-    /// are `Missing` (the rule aborts on them). Every name asked for is in
-    /// the answer: a name absent from it was not asked for.
-    async fn alarm_states(&self, names: &[String]) -> Result<HashMap<String, AlarmState>> {
-        let mut states: HashMap<String, AlarmState> = names
-            .iter()
-            .map(|n| (n.clone(), AlarmState::Missing))
-            .collect();
-        for chunk in names.chunks(NAMES_PER_CALL) {
-            let mut token = None;
-            loop {
-                let out = self
-                    .alarms
-                    .describe_alarms()
-                    .set_alarm_names(Some(chunk.to_vec()))
-                    .alarm_types(AlarmType::MetricAlarm)
-                    .alarm_types(AlarmType::CompositeAlarm)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| crate::sdk_error::upstream("DescribeAlarms", e))?;
-                let metric = out
-                    .metric_alarms()
-                    .iter()
-                    .map(|a| (a.alarm_name(), a.state_value()));
-                let composite = out
-                    .composite_alarms()
-                    .iter()
-                    .map(|a| (a.alarm_name(), a.state_value()));
-                for (name, state) in metric.chain(composite) {
-                    if let Some(name) = name {
-                        states.insert(name.to_owned(), alarm_state(state));
-                    }
-                }
-                token = out.next_token().map(str::to_owned);
-                if token.is_none() {
-                    break;
-                }
-            }
-        }
-        Ok(states)
-    }
-
     /// Passes every `period` until the task is dropped (the local server's
     /// stand-in for the schedule).
     pub async fn run(self, period: Duration) {
@@ -161,14 +112,6 @@ impl Driver {
             }
             tokio::time::sleep(period).await;
         }
-    }
-}
-
-fn alarm_state(state: Option<&StateValue>) -> AlarmState {
-    match state {
-        Some(StateValue::Alarm) => AlarmState::Alarm,
-        Some(StateValue::Ok) => AlarmState::Ok,
-        _ => AlarmState::InsufficientData,
     }
 }
 

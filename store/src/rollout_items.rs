@@ -125,6 +125,22 @@ impl Table {
             .collect())
     }
 
+    /// The rollout the registry names for `alias`, if any (GetItem,
+    /// strongly consistent).
+    pub async fn registered_rollout(
+        &self,
+        name: &ArtifactName,
+        alias: &AliasName,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .get(registry_key(name, alias))
+            .await?
+            .and_then(|item| match held_entry(&item) {
+                Ok((_, _, id)) => Some(id),
+                Err(_) => None,
+            }))
+    }
+
     /// A rollout's row, strongly consistent (GetItem); `None` when it does
     /// not exist.
     pub async fn rollout(

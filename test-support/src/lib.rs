@@ -607,6 +607,9 @@ impl TestStore {
             .put_alias(&n, &alias, prod, &ChangeRequest::default())
             .await
             .unwrap_or_else(|e| panic!("put alias: {e:?}"));
+        // The alarm the sample rollouts watch (a rollout starts only
+        // while its alarms vouch for it); OK in every test of the process.
+        store.alarm(SAMPLE_ALARM, "OK").await;
         store
     }
 
@@ -853,8 +856,11 @@ pub async fn run_sample_event(route: &shared::api::Route) -> SampleRun {
     }
 }
 
+/// The alarm of the sample rollouts (events/start-rollout.json's).
+pub const SAMPLE_ALARM: &str = "my-app-errors";
+
 /// Starts rolling `prod` of `my-app` out to version 2 (10 % for five
-/// minutes, then 100 %), watching `my-app-errors`, as `ci`.
+/// minutes, then 100 %), watching [`SAMPLE_ALARM`], as `ci`.
 pub async fn start_sample_rollout(repo: &Repository) -> shared::model::Rollout {
     let steps = shared::rollout::preset("canary-10-5m").unwrap_or_else(|e| panic!("{e}"));
     repo.start_rollout(
@@ -863,7 +869,7 @@ pub async fn start_sample_rollout(repo: &Repository) -> shared::model::Rollout {
         shared::model::RolloutRequest {
             version: shared::Version::Number(2),
             steps,
-            alarms: vec!["my-app-errors".into()],
+            alarms: vec![SAMPLE_ALARM.into()],
             message: Some("release 2".into()),
         },
         "ci",

@@ -697,6 +697,112 @@ async fn a_rollout_whose_alias_the_library_rewrote_is_ended_by_the_next_pass_or_
     assert_eq!(api.alias().await["version"], "1");
 }
 
+// Acceptance finding (SPEC 10.1): a rollout started while an alarm it
+// watches was in ALARM (or did not exist) applied its first step anyway,
+// and an all-at-once one completed: the driver, the only reader of the
+// alarms, came after. A rollout now starts only while its alarms vouch
+// for it, and a refused start writes nothing.
+#[tokio::test]
+async fn a_rollout_does_not_start_while_an_alarm_it_watches_is_in_alarm_or_missing() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let alarm = format!("start-errors-{}", &store.config.table[5..]);
+    store.alarm(&alarm, "ALARM").await;
+    let start = |preset: &str, alarm: &str| {
+        api.call(
+            "POST",
+            "/artifacts/app/aliases/prod/rollouts",
+            Some(json!({"version": "2", "preset": preset, "alarms": [alarm]})),
+        )
+    };
+    for preset in ["all-at-once", "canary-10-5m"] {
+        let (status, body) = start(preset, &alarm).await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (409, json!("RolloutConflict")),
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("alarm {alarm} is in ALARM")),
+            "{message}"
+        );
+    }
+    let (status, body) = start("canary-10-5m", "no-such-alarm-anywhere").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{body}"
+    );
+    // Nothing written: the alias as it was, no rollout.
+    let prod = api.alias().await;
+    assert_eq!(
+        (prod["version"].clone(), prod["secondary_version"].clone()),
+        (json!("1"), Value::Null),
+        "{prod}"
+    );
+    let (_, rollouts) = api
+        .call("GET", "/artifacts/app/aliases/prod/rollouts", None)
+        .await;
+    assert_eq!(rollouts["items"], json!([]), "{rollouts}");
+    // Once the alarm is OK the rollout starts.
+    store.alarm(&alarm, "OK").await;
+    let started = api
+        .start_rollout(json!({"version": "2", "preset": "all-at-once", "alarms": [alarm]}))
+        .await;
+    assert_eq!(started["state"], "completed", "{started}");
+}
+
+// Review finding (SPEC 10.1, 7.16): a rollout started on an alias the
+// library had rewritten (dropping the rollout it named) before the
+// driver's next pass overwrote the registry entry of the first: the first
+// was never driven again and stayed active beside the second, and its
+// abort answered 409 while the second lived. The start now ends it first.
+#[tokio::test]
+async fn a_rollout_started_after_the_library_rewrote_the_alias_ends_the_one_it_dropped() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let first = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let first = first["id"].as_str().unwrap().to_owned();
+    store.library(&[
+        "call",
+        "put_alias",
+        &json!({"name": "app", "alias": "prod", "version": 1}).to_string(),
+    ]);
+    // WHEN another rollout starts before any driver pass.
+    let second = api
+        .start_rollout(json!({"version": "2", "preset": "canary-20-1h"}))
+        .await;
+    let second = second["id"].as_str().unwrap().to_owned();
+    // THEN the first is over, and only the second holds the alias.
+    let ended = api.rollout(&first).await;
+    assert_eq!(ended["state"], "aborted", "{ended}");
+    let (status, active) = api
+        .call(
+            "GET",
+            "/artifacts/app/aliases/prod/rollouts?state=active",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{active}");
+    let ids: Vec<&str> = active["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [second.as_str()]);
+    let held = store.repo.held_rollouts().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].2, second);
+    assert_eq!(api.alias().await["secondary_version_weight"], 20);
+}
+
 // Audit finding (SPEC 7.16): ending a rollout whose alias the library
 // rewrote is refused while a purge runs (its fence). That refusal was told
 // apart from nothing: an abort tried again and again, then answered that

@@ -755,8 +755,9 @@ fn operation_calls(package: &str) -> Vec<Call> {
         // rows' references in one transaction; the history is queried for
         // the last revision and read back to recognise a landed write.
         "put-alias" | "rollback-alias" => alias_change_cancelling.to_vec(),
-        // The alias row, then the rollout's first change.
-        "start-rollout" => rollout_change.to_vec(),
+        // The alias row, the registry entry and the alarms it watches,
+        // then the rollout's first change (an orphaned rollout's end first).
+        "start-rollout" => [rollout_change.to_vec(), vec![DescribeAlarms]].concat(),
         "list-rollouts" => vec![Query],
         "get-rollout" => vec![GetItem],
         // Pause and resume rewrite the rollout item alone; abort and
@@ -912,11 +913,28 @@ async fn every_aws_call_a_non_http_handler_makes_is_one_its_iam_is_derived_from(
     };
     let scheduled = scheduled_pass(false).await;
     let finishing = scheduled_pass(true).await;
-    // The driver's sample pass finds the sample rollout, whose alarm does
-    // not exist: it aborts it.
+    // The driver's sample pass finds the sample rollout, whose alarm has
+    // gone into ALARM since it started: it aborts it.
     let driver = {
         let store = test_support::TestStore::with_sample_artifact().await;
-        test_support::start_sample_rollout(&store.repo).await;
+        let alarm = format!("contract-{}", &store.config.table[5..]);
+        store.alarm(&alarm, "OK").await;
+        store
+            .repo
+            .start_rollout(
+                &test_support::name("my-app"),
+                &"prod".parse().unwrap(),
+                shared::model::RolloutRequest {
+                    version: shared::Version::Number(2),
+                    steps: shared::rollout::preset("canary-10-5m").unwrap(),
+                    alarms: vec![alarm.clone()],
+                    message: None,
+                },
+                "ci",
+            )
+            .await
+            .unwrap();
+        store.alarm(&alarm, "ALARM").await;
         let repo = store.another_repository();
         let driver = shared::rollout_driver::Driver::new(repo.clone(), &store.sdk);
         let text =
