@@ -98,6 +98,9 @@ pub enum Error {
         alias: String,
         detail: String,
     },
+    /// The permission targets changed since the revision in `If-Match`.
+    #[error("{0}")]
+    AccessModified(String),
     #[error("{0}")]
     TargetGone(String),
     #[error("{0}")]
@@ -158,6 +161,7 @@ impl Error {
             Self::ConcurrentModification(_) => "ConcurrentModification",
             Self::AccessDenied(_) => "AccessDenied",
             Self::AliasModified { .. } => "AliasModified",
+            Self::AccessModified(_) => "AccessModified",
             Self::TargetGone(_) => "TargetGone",
             Self::NothingToRollBack(_) => "NothingToRollBack",
             Self::UploadMismatch(_) => "UploadMismatch",
@@ -190,7 +194,9 @@ impl Error {
             | Self::TargetGone(_)
             | Self::UploadSuperseded { .. }
             | Self::ArtifactBeingPurged { .. } => ErrorKind::Conflict,
-            Self::UploadMismatch(_) | Self::AliasModified { .. } => ErrorKind::PreconditionFailed,
+            Self::UploadMismatch(_) | Self::AliasModified { .. } | Self::AccessModified(_) => {
+                ErrorKind::PreconditionFailed
+            }
             Self::AccessDenied(_) => ErrorKind::Forbidden,
             Self::TooLarge(_) => ErrorKind::TooLarge,
             Self::Throttled { .. } => ErrorKind::Throttled,
@@ -280,6 +286,7 @@ const STORABLE_CODES: &[&str] = &[
     "ConcurrentModification",
     "AccessDenied",
     "AliasModified",
+    "AccessModified",
     "TargetGone",
     "NothingToRollBack",
     "UploadMismatch",
@@ -339,6 +346,7 @@ mod tests {
                 alias: s(),
                 detail: s(),
             },
+            Error::AccessModified(s()),
             Error::TargetGone(s()),
             Error::NothingToRollBack(s()),
             Error::UploadMismatch(s()),

@@ -136,7 +136,8 @@ impl Repository {
 
     /// Replaces the targets with `targets`, recording the change; with
     /// `expected`, only if they are at that revision (412 otherwise). One
-    /// GetItem, one TransactWriteItems.
+    /// GetItem, one TransactWriteItems; a Query of the newest history entry
+    /// between them when the targets' item is missing.
     pub async fn put_access_targets(
         &self,
         targets: &Targets,
@@ -167,14 +168,21 @@ impl Repository {
         if let Some(r) = expected
             && r != current.revision
         {
-            return Err(Error::AliasModified {
-                name: "access".into(),
-                alias: "targets".into(),
-                detail: format!("are at revision {}, not {r}", current.revision),
-            });
+            return Err(Error::AccessModified(format!(
+                "the permission targets are at revision {}, not {r}; read them again",
+                current.revision
+            )));
         }
-        let revision = current.revision + 1;
-        let at = format_update_at(now());
+        // No targets' item, but changes recorded: it was deleted by hand
+        // (the break-glass the README documents). Their history stays, and
+        // this change is recorded after its newest entry.
+        let recorded = match current.revision {
+            0 => self.table.newest_access_revision().await?,
+            n => n,
+        };
+        let revision = recorded.max(current.revision) + 1;
+        let at_time = now();
+        let at = format_update_at(at_time);
         let put = permission_items::put_targets(
             &self.layout.table,
             &document,
@@ -211,7 +219,7 @@ impl Repository {
             Ok(()) => Ok(AccessDocument {
                 targets: targets.clone(),
                 revision,
-                update_at: Some(at),
+                update_at: Some(at_time),
                 updated_by: Some(actor.to_owned()),
             }),
             Err(TransactFailure::Conditions(_) | TransactFailure::Contention) => {
@@ -219,18 +227,14 @@ impl Repository {
                 // Our own write, landed (its answer lost).
                 if now.revision == revision
                     && now.updated_by.as_deref() == Some(actor)
-                    && now.update_at.as_deref() == Some(at.as_str())
+                    && now.update_at == Some(at_time)
                 {
                     return Ok(now);
                 }
-                Err(Error::AliasModified {
-                    name: "access".into(),
-                    alias: "targets".into(),
-                    detail: format!(
-                        "changed meanwhile (now at revision {}); read them again",
-                        now.revision
-                    ),
-                })
+                Err(Error::AccessModified(format!(
+                    "the permission targets changed meanwhile (now at revision {}); read them again",
+                    now.revision
+                )))
             }
             Err(TransactFailure::Failed(e)) => Err(e),
         }

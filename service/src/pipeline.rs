@@ -238,7 +238,7 @@ impl Repository {
             Some(r) if r != current.revision => Err(Error::AliasModified {
                 name: name.to_string(),
                 alias: m.name.to_string(),
-                detail: format!("it is at revision {}, not {r}", current.revision),
+                detail: format!("is at revision {}, not {r}", current.revision),
             }),
             _ => Ok(()),
         }

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::layout::{ACCESS_HISTORY_PK, ACCESS_PK, ACCESS_SK, attr};
+use crate::layout::{ACCESS_HISTORY_PK, ACCESS_PK, ACCESS_SK, attr, parse_update_at};
 use crate::model::Page;
 use crate::paging::{decode_cursor, encode_cursor};
 use crate::rows::{Item, key, nv, sv};
@@ -22,7 +22,8 @@ pub struct AccessDocument {
     #[serde(flatten)]
     pub targets: Targets,
     pub revision: u64,
-    pub update_at: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub update_at: Option<time::OffsetDateTime>,
     pub updated_by: Option<String>,
 }
 
@@ -30,7 +31,8 @@ pub struct AccessDocument {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccessChange {
     pub revision: u64,
-    pub at: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub at: Option<time::OffsetDateTime>,
     pub actor: String,
     pub targets: Targets,
     pub previous: Targets,
@@ -60,9 +62,34 @@ impl Table {
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
-            update_at: s(attr::UPDATE_AT),
+            update_at: s(attr::UPDATE_AT).as_deref().and_then(parse_update_at),
             updated_by: s(attr::ACTOR),
         })
+    }
+
+    /// The revision of the newest change of the targets, 0 when none (one
+    /// Query of one item, strongly consistent).
+    pub async fn newest_access_revision(&self) -> Result<u64> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", AttributeValue::S(ACCESS_HISTORY_PK.to_owned()))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
+        Ok(out
+            .items()
+            .first()
+            .and_then(|item| item.get(attr::REVISION))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
     }
 
     /// One page of the changes of the targets, newest first (one Query,
@@ -106,7 +133,7 @@ impl Table {
                     .and_then(|v| v.as_n().ok())
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0),
-                at: s(attr::UPDATE_AT),
+                at: parse_update_at(&s(attr::UPDATE_AT)),
                 actor: s(attr::ACTOR),
                 targets: document_of(item)?,
                 previous,

@@ -854,6 +854,73 @@ async fn the_targets_are_never_emptied_once_set_nor_larger_than_their_history_ho
     assert_eq!(now["revision"], 1, "{now}");
 }
 
+/// Acceptance finding (SPEC 10.4): after the break-glass the README
+/// documents (a table administrator deletes the targets' item), the
+/// targets read as revision 0 while their history held revisions 1 and
+/// 2, and every `PUT /access` was refused 412 (its history entry, revision
+/// 1, existed): the targets could never be set again. The change is now
+/// recorded after the newest entry. Their times are RFC 3339, as every
+/// other time the API answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_targets_are_set_again_after_their_item_was_deleted_by_hand() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    for _ in 0..2 {
+        let (status, body) = api.call(ADMIN, "PUT", "/access", Some(targets())).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    store.delete_raw_key("__access", "targets").await;
+    let stranger = "arn:aws:iam::1:role/stranger";
+    let (status, open) = api.call(stranger, "GET", "/access", None).await;
+    assert_eq!(
+        (status, open["revision"].clone()),
+        (200, json!(0)),
+        "{open}"
+    );
+    // WHEN the targets are set again, as read (revision 0).
+    let response = reqwest::Client::new()
+        .put(format!("{}/access", api.base))
+        .header(shared::http::CALLER_HEADER, ADMIN)
+        .header("if-match", "\"0\"")
+        .header("content-type", "application/json")
+        .body(targets().to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let set: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    // THEN they are, recorded after the history kept.
+    assert_eq!((status, set["revision"].clone()), (200, json!(3)), "{set}");
+    let (status, _) = api.call(stranger, "GET", "/access", None).await;
+    assert_eq!(status, 403, "closed again");
+    let (_, history) = api.call(ADMIN, "GET", "/access/history", None).await;
+    let revisions: Vec<u64> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(revisions, [3, 2, 1], "{history}");
+    let rfc3339 = |t: &Value| {
+        time::OffsetDateTime::parse(
+            t.as_str().unwrap_or_default(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .is_ok()
+    };
+    let (_, now) = api.call(ADMIN, "GET", "/access", None).await;
+    assert!(rfc3339(&now["update_at"]), "{now}");
+    assert!(rfc3339(&set["update_at"]), "{set}");
+    assert!(
+        history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| rfc3339(&h["at"])),
+        "{history}"
+    );
+}
+
 /// Review of the access routes: a `q=` search counted a term's matches
 /// before leaving out the names the caller may not read, so its "matches
 /// more than 1000 versions" 400 told whether a hidden artifact had that

@@ -778,9 +778,10 @@ fn operation_calls(package: &str) -> Vec<Call> {
         // by metadata an index partition), then the rows, read back.
         "search-versions" => vec![Query, QueryIndex("by-sha256"), BatchGetItem],
         // The targets' item (read by every route), replaced with its
-        // history entry in one transaction; the history queried.
+        // history entry in one transaction; the history queried (for its
+        // newest entry when the item was deleted by hand).
         "get-access" => vec![GetItem],
-        "put-access" => vec![GetItem, TransactWriteItems(&[Put])],
+        "put-access" => vec![GetItem, Query, TransactWriteItems(&[Put])],
         "get-access-history" => vec![GetItem, Query],
         "get-alias" | "get-alias-history" => vec![GetItem, Query],
         "delete-alias" => alias_change_cancelling.to_vec(),
