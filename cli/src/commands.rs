@@ -136,6 +136,14 @@ fn artifact_details(a: &Value) -> String {
         format!("created by:   {}", field(a, "created_by")),
         format!("s3uri:        {}", field(a, "s3uri")),
     ];
+    if let Some(status) = a.get("status").and_then(Value::as_str) {
+        let why = a
+            .get("status_message")
+            .and_then(Value::as_str)
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
+        lines.push(format!("status:       {status}{why}"));
+    }
     if let Some(meta) = a.get("metadata").and_then(Value::as_object) {
         for (k, v) in meta {
             lines.push(format!("meta {k}: {}", v.as_str().unwrap_or_default()));
@@ -272,6 +280,7 @@ pub async fn run(api: &Api, command: &Command, progress: Progress) -> Result<Ren
                 .get(&["artifacts", name, "aliases", alias, "resolve"], &query)
                 .await?
                 .body;
+            crate::pull::warn_of_status(&resolved, name);
             let text = format!(
                 "{name}:{alias} -> {} (sha256 {}, alias revision {})",
                 field(&resolved, "version"),

@@ -46,26 +46,7 @@ async fn resolve(api: &Api, reference: &Reference, key: Option<&str>) -> Result<
             .map(str::to_owned)
             .ok_or_else(|| Error::Protocol(format!("the API answered without {k}: {body}")))
     };
-    // A deprecated (or archived) version is served, with a warning (SPEC 10.3).
-    let warning = body
-        .get("warning")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let warning = warning.or_else(|| {
-        let status = body.get("status").and_then(Value::as_str)?;
-        Some(format!(
-            "{}@{} is {status}{}",
-            reference.name(),
-            body.get("version").and_then(Value::as_str).unwrap_or("?"),
-            body.get("status_message")
-                .and_then(Value::as_str)
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
-        ))
-    });
-    if let Some(w) = warning {
-        eprintln!("warning: {w}");
-    }
+    warn_of_status(&body, reference.name());
     Ok(Resolved {
         name: reference.name().to_owned(),
         version: text("version")?,
@@ -263,4 +244,28 @@ async fn to_stdout_verified(
         .and_then(|_| out.flush())
         .map_err(|e| Error::io("stdout", e))?;
     Ok(Outcome::Done(sink.size))
+}
+
+/// A deprecated (or archived) version is served, with a warning on stderr
+/// (SPEC 10.3): the API's `warning` (resolve), else one told from the
+/// version's `status` (get version) of artifact `name`.
+pub(crate) fn warn_of_status(body: &Value, name: &str) {
+    let warning = body
+        .get("warning")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let warning = warning.or_else(|| {
+        let status = body.get("status").and_then(Value::as_str)?;
+        Some(format!(
+            "{name}@{} is {status}{}",
+            body.get("version").and_then(Value::as_str).unwrap_or("?"),
+            body.get("status_message")
+                .and_then(Value::as_str)
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ))
+    });
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
 }

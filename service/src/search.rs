@@ -94,6 +94,7 @@ impl Repository {
                 (None, Some(more)) => start = Some(more),
             }
         };
+        newest_first_within_each_name(&mut named);
         let mut rows: BTreeMap<(String, Version), VersionRow> = BTreeMap::new();
         for chunk in named.chunks(100) {
             let keys = chunk.iter().map(|(n, v)| version_key(n, *v)).collect();
@@ -434,6 +435,27 @@ enum Status {
 /// The one answer to a search too broad to answer, whichever limit it
 /// met (matches the caller may read, or entries read of any name): its
 /// words tell nothing of which.
+/// The index keeps no order among one name's entries (its sort key is the
+/// name): LATEST first, then the newest version first, as every listing
+/// (SPEC 6); the names stay in the order the page met them. Only the
+/// entries answered move: the cursor was taken from the index before.
+fn newest_first_within_each_name(named: &mut [(ArtifactName, Version)]) {
+    let mut first_met: std::collections::HashMap<String, usize> = Default::default();
+    for (i, (name, _)) in named.iter().enumerate() {
+        first_met.entry(name.to_string()).or_insert(i);
+    }
+    named.sort_by_key(|(name, version)| {
+        let order = match version {
+            Version::Latest => (0, std::cmp::Reverse(0)),
+            Version::Number(n) => (1, std::cmp::Reverse(*n)),
+        };
+        (
+            first_met.get(name.as_str()).copied().unwrap_or(usize::MAX),
+            order,
+        )
+    });
+}
+
 fn too_broad() -> Error {
     Error::InvalidRequest(format!(
         "the search matches too many versions (a term: at most {} readable, {} in all); narrow it",

@@ -388,11 +388,12 @@ pub fn row_events(change: &Change) -> Vec<ChangeEvent> {
             let sha_before = old.as_ref().and_then(|o| s(o, attr::SHA256));
             let committed = match upload {
                 Some(u) => (upload != before).then(|| u.to_owned()),
-                // The library's commits carry no upload id.
+                // The library's commits carry no upload id, and its
+                // `update_at` holds whole seconds: two commits of other
+                // bytes within one second differ by their digest.
                 None => (sha != sha_before).then(|| {
-                    s(new, attr::UPDATE_AT)
-                        .unwrap_or(&change.sequence)
-                        .to_owned()
+                    let at = s(new, attr::UPDATE_AT).unwrap_or(&change.sequence);
+                    format!("{at}/{}", sha.unwrap_or_default())
                 }),
             };
             committed
@@ -490,8 +491,22 @@ fn library_alias_changed(name: &str, change: &Change) -> Option<(String, Value)>
         return None;
     }
     let at = s(new, attr::UPDATE_AT).unwrap_or(&change.sequence);
+    // Its `update_at` holds whole seconds: two moves within one second
+    // differ by their targets.
+    let to = [
+        attr::VERSION,
+        attr::SECONDARY_VERSION,
+        attr::SECONDARY_VERSION_WEIGHT,
+    ]
+    .map(|a| {
+        s(new, a)
+            .map(str::to_owned)
+            .or(n(new, a).map(|w| w.to_string()))
+            .unwrap_or_default()
+    })
+    .join("-");
     Some((
-        format!("{name}/{}/library/{at}", change.sk),
+        format!("{name}/{}/library/{at}/{to}", change.sk),
         json!({
             "name": name,
             "alias": change.sk,
@@ -844,6 +859,56 @@ mod tests {
         assert_eq!(changed[0].detail["sequence"], "42");
     }
 
+    /// The library writes `update_at` in whole seconds: two of its
+    /// changes within one second are still two ids (a consumer dropping
+    /// duplicates by id dropped the second; found by an acceptance tester).
+    #[test]
+    fn two_library_changes_within_one_second_have_two_ids() {
+        let second = "2026-12-07T16:41:34.000000+0000";
+        let latest = |sha: &str| json!({"sha256": {"S": sha}, "update_at": {"S": second}});
+        let one = events_of(&change(
+            ChangeKind::Modify,
+            "app",
+            "LATEST",
+            Some(latest("aa")),
+            Some(latest("bb")),
+        ));
+        let two = events_of(&change(
+            ChangeKind::Modify,
+            "app",
+            "LATEST",
+            Some(latest("bb")),
+            Some(latest("cc")),
+        ));
+        assert_eq!((one.len(), two.len()), (1, 1));
+        assert_ne!(one[0].id(), two[0].id());
+        // A redelivery of one change keeps its id.
+        let again = events_of(&change(
+            ChangeKind::Modify,
+            "app",
+            "LATEST",
+            Some(latest("aa")),
+            Some(latest("bb")),
+        ));
+        assert_eq!(again[0].id(), one[0].id());
+        let alias = |version: &str| json!({"version": {"S": version}, "update_at": {"S": second}});
+        let moves: Vec<String> = [("000001", "000002"), ("000002", "000003")]
+            .iter()
+            .map(|(from, to)| {
+                events_of(&change(
+                    ChangeKind::Modify,
+                    "__app-alias",
+                    "prod",
+                    Some(alias(from)),
+                    Some(alias(to)),
+                ))[0]
+                    .id()
+                    .to_owned()
+            })
+            .collect();
+        assert_ne!(moves[0], moves[1]);
+    }
+
     /// The library keeps no alias history: its put of an alias row is
     /// told from the row (revision 0), and this service's own writes of
     /// alias rows (with a revision) only by their history entries.
@@ -864,7 +929,7 @@ mod tests {
         assert_eq!(created[0].detail["action"], "create");
         assert_eq!(
             created[0].id(),
-            "app/prod/library/2026-12-07T04:00:00.000000+0000"
+            "app/prod/library/2026-12-07T04:00:00.000000+0000/000002--"
         );
         let moved = events_of(&change(
             ChangeKind::Modify,

@@ -481,6 +481,27 @@ async fn search_deprecate_and_archive_from_the_command_line() {
         "{}",
         pulled.stderr
     );
+    // Resolve warns too, and show tells the status (an acceptance tester
+    // found both silent in text mode).
+    local
+        .run(&["alias", "set", "fraud", "staging", "1"])
+        .await
+        .ok();
+    let resolved = local.run(&["resolve", "fraud", "staging"]).await;
+    assert_eq!(resolved.code, 0, "{}", resolved.stderr);
+    assert!(
+        resolved.stderr.contains("warning:") && resolved.stderr.contains("deprecated"),
+        "{}",
+        resolved.stderr
+    );
+    let shown = local.run(&["show", "fraud@1"]).await;
+    assert!(
+        shown
+            .text()
+            .contains("status:       deprecated (retrained)"),
+        "{}",
+        shown.text()
+    );
     local.run(&["archive", "fraud@1"]).await.ok();
     let refused = local.run(&["alias", "set", "fraud", "prod", "1"]).await;
     assert_eq!(refused.code, 4, "{}", refused.stderr);

@@ -1350,6 +1350,15 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
             )
         })
         .collect();
+    // Within a name LATEST first, then the newest (SPEC 6; the index keeps
+    // no order among one name's entries: an acceptance tester saw LATEST
+    // last).
+    let web_order: Vec<&str> = found
+        .iter()
+        .filter(|(n, _, _)| n == "web")
+        .map(|(_, v, _)| v.as_str())
+        .collect();
+    assert_eq!(web_order, ["LATEST".to_owned(), w1.to_string()]);
     found.sort();
     let s = |v: &str| v.to_owned();
     assert_eq!(
@@ -1381,7 +1390,8 @@ async fn search_by_bytes_and_metadata_answers_exactly_the_live_versions_in_two_c
     assert_eq!(calls, 2);
     assert_eq!(
         versions(ml.unwrap()),
-        [format!("api@{v1}"), format!("api@{v2}")]
+        [format!("api@{v2}"), format!("api@{v1}")],
+        "newest first"
     );
     let both = store
         .repo
