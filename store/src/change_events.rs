@@ -159,28 +159,35 @@ fn logged_events(change: &Change) -> Option<Vec<ChangeEvent>> {
     let logged: Vec<Value> = text
         .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or_default();
-    Some(
-        logged
-            .into_iter()
-            .filter_map(|entry| {
-                let detail_type = DETAIL_TYPES
-                    .into_iter()
-                    .find(|t| entry["detail-type"].as_str() == Some(t))?;
-                let mut detail = entry.get("detail").filter(|d| d.is_object())?.clone();
-                detail["sequence"] = Value::String(change.sequence.clone());
-                detail["seq"] = change
-                    .new
-                    .as_ref()
-                    .and_then(|new| n(new, attr::SEQ))
-                    .map_or(Value::Null, Value::from);
-                Some(ChangeEvent {
-                    detail_type,
-                    source: SOURCE,
-                    detail,
-                })
+    let mut events: Vec<ChangeEvent> = logged
+        .into_iter()
+        .filter_map(|entry| {
+            let detail_type = DETAIL_TYPES
+                .into_iter()
+                .find(|t| entry["detail-type"].as_str() == Some(t))?;
+            let mut detail = entry.get("detail").filter(|d| d.is_object())?.clone();
+            detail["sequence"] = Value::String(change.sequence.clone());
+            detail["seq"] = change
+                .new
+                .as_ref()
+                .and_then(|new| n(new, attr::SEQ))
+                .map_or(Value::Null, Value::from);
+            Some(ChangeEvent {
+                detail_type,
+                source: SOURCE,
+                detail,
             })
-            .collect(),
-    )
+        })
+        .collect();
+    // One change may give several events (a commit that publishes, a
+    // rollout's step and its alias change), all of its `seq`: their count
+    // and each one's place let a consumer see one of them missing too.
+    let count = events.len();
+    for (i, event) in events.iter_mut().enumerate() {
+        event.detail["seq_index"] = Value::from(i);
+        event.detail["seq_events"] = Value::from(count);
+    }
+    Some(events)
 }
 
 /// Whether the record's change was written with its events in the event
@@ -857,6 +864,42 @@ mod tests {
         assert_eq!(changed[0].detail["after"]["version"], "2");
         assert_eq!(changed[0].detail["previous"]["version"], "1");
         assert_eq!(changed[0].detail["sequence"], "42");
+    }
+
+    /// Review finding: a commit that publishes logs two events under one
+    /// `seq`, so a consumer checking `seq` for gaps could not see one of
+    /// the pair missing. Each tells its place and their count.
+    #[test]
+    fn the_events_of_one_change_tell_their_place_among_its_events() {
+        let logged = json!([
+            {"detail-type": "Upload Committed", "detail": {"name": "app"}},
+            {"detail-type": "Version Published", "detail": {"name": "app"}},
+        ]);
+        let log = json!({"events": {"S": logged.to_string()}, "seq": {"N": "3"}});
+        let events = events_of(&change(
+            ChangeKind::Modify,
+            "__app-events",
+            "log",
+            None,
+            Some(log),
+        ));
+        let places: Vec<(Value, Value, Value)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.detail["seq"].clone(),
+                    e.detail["seq_index"].clone(),
+                    e.detail["seq_events"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            places,
+            [
+                (json!(3), json!(0), json!(2)),
+                (json!(3), json!(1), json!(2))
+            ]
+        );
     }
 
     /// The library writes `update_at` in whole seconds: two of its
