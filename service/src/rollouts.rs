@@ -396,9 +396,17 @@ impl Repository {
         // The alias no longer names it (rewritten by the library, which
         // knows no rollouts): it cannot go on, and must not wait for its
         // hold (or forever, paused) to find out.
-        if alias_row?.is_none_or(|a| a.rollout.as_deref() != Some(id)) {
+        let alias_row = alias_row?;
+        let Some(alias_row) = alias_row.filter(|a| a.rollout.as_deref() == Some(id)) else {
             return self.orphaned(&row).await;
-        }
+        };
+        // The version rolled out archived meanwhile (SPEC 10.3: archived is
+        // never a new target): no further step moves traffic to it; the
+        // alias goes back, as on an alarm, paused or not.
+        let archived = alias_row.secondary.as_ref().is_some_and(|(target, _)| {
+            target.version == row.version
+                && target.status == Some(crate::model::VersionStatus::Archived)
+        });
         // An alarm not asked for (`alarms` holds every name asked for,
         // `Missing` when CloudWatch does not know it) is unknown, not
         // missing: wait for a pass that asks.
@@ -410,14 +418,20 @@ impl Repository {
         else {
             return Ok(Driven::Waiting);
         };
-        let transition = match decide(
-            row.state,
-            row.step,
-            &row.steps,
-            row.next_step_at,
-            &states,
-            at,
-        ) {
+        let decision = match archived {
+            true => Decision::Abort {
+                reason: format!("version {} was archived", row.version),
+            },
+            false => decide(
+                row.state,
+                row.step,
+                &row.steps,
+                row.next_step_at,
+                &states,
+                at,
+            ),
+        };
+        let transition = match decision {
             Decision::Wait => return Ok(Driven::Waiting),
             Decision::Advance { step } => Transition::Step(step),
             Decision::Complete => Transition::Complete,

@@ -756,6 +756,48 @@ async fn a_rollout_does_not_start_while_an_alarm_it_watches_is_in_alarm_or_missi
     assert_eq!(started["state"], "completed", "{started}");
 }
 
+// Acceptance finding (SPEC 10.3): a version archived while a rollout moved
+// traffic to it was still rolled out to 100 % by the driver's next steps,
+// leaving the alias on an archived version alone. The driver now takes the
+// alias back, as on an alarm.
+#[tokio::test]
+async fn a_rollout_whose_version_is_archived_meanwhile_is_aborted_by_the_next_pass() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let started = api
+        .start_rollout(
+            json!({"version": "2", "steps": [{"weight": 10, "hold": "1s"}, {"weight": 100}]}),
+        )
+        .await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            "PATCH",
+            "/artifacts/app/versions/2",
+            Some(json!({"status": "archived", "message": "bad build"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = Driver::new(store.another_repository(), &store.sdk)
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(report.aborted, 1, "{report:?}");
+    let ended = api.rollout(&id).await;
+    assert_eq!(ended["state"], "aborted", "{ended}");
+    assert!(
+        ended["reason"].as_str().unwrap().contains("archived"),
+        "{ended}"
+    );
+    let prod = api.alias().await;
+    assert_eq!(
+        (prod["version"].clone(), prod["secondary_version"].clone()),
+        (json!("1"), Value::Null),
+        "{prod}"
+    );
+}
+
 // Review finding (SPEC 10.1, 7.16): a rollout started on an alias the
 // library had rewritten (dropping the rollout it named) before the
 // driver's next pass overwrote the registry entry of the first: the first
