@@ -119,10 +119,17 @@ fn versions_table(items: &[Value]) -> String {
                 short_digest(v),
                 field(v, "update_at"),
                 field(v, "created_by"),
+                v.get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("active")
+                    .to_owned(),
             ]
         })
         .collect();
-    table(&["VERSION", "SIZE", "SHA256", "UPDATED", "BY"], &rows)
+    table(
+        &["VERSION", "SIZE", "SHA256", "UPDATED", "BY", "STATUS"],
+        &rows,
+    )
 }
 
 fn artifact_details(a: &Value) -> String {

@@ -494,6 +494,13 @@ async fn search_deprecate_and_archive_from_the_command_line() {
         "{}",
         resolved.stderr
     );
+    let listed = local.run(&["versions", "fraud"]).await.ok().text();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with('1') && l.trim_end().ends_with("deprecated")),
+        "{listed}"
+    );
     let shown = local.run(&["show", "fraud@1"]).await;
     assert!(
         shown
