@@ -410,6 +410,7 @@ impl Repository {
         actor: &str,
     ) -> Result<Adoption> {
         let size = latest.size.unwrap_or_default();
+        let checked_at = now();
         let (stored, _) = self.stored_blob(name, &latest.sha256, size).await?;
         let held = match stored {
             crate::blob_rules::Stored::Holds => true,
@@ -427,7 +428,7 @@ impl Repository {
             self.copy_into_blob_store(name, latest, &source.copy_source)
                 .await?;
         }
-        self.mark_adopted(name, latest).await?;
+        self.mark_adopted(name, latest, checked_at).await?;
         Ok(Adoption::Again)
     }
 
@@ -519,10 +520,11 @@ impl Repository {
                     part_size: Some(adopt_part_size(size)),
                     key: None,
                 };
+                let checked_at = now();
                 let ticket = self.create_upload(name, request, actor).await?;
                 if ticket.exists {
                     // The blob store holds the bytes now: adopted as is.
-                    self.mark_adopted(name, latest).await?;
+                    self.mark_adopted(name, latest, checked_at).await?;
                     return Ok(Adoption::Again);
                 }
                 let id: UploadId = ticket.upload_id.parse()?;
@@ -674,13 +676,50 @@ impl Repository {
         Ok(())
     }
 
-    /// LATEST marked as stored in the blob store (unless it changed since).
-    fn mark_adopted(
+    /// LATEST marked as stored in the blob store (unless it changed since:
+    /// the version still gets the bytes it was reserved with, now in the
+    /// blob store), in one transaction with the checks every writer that
+    /// points a row at a blob makes: no purge runs, and no reclaim is
+    /// deleting the blob or finished deleting it since `checked_at`, when
+    /// the blob (or the copy into it) was seen. AWS calls: TransactWriteItems.
+    async fn mark_adopted(
         &self,
         name: &ArtifactName,
         latest: &VersionRow,
-    ) -> impl std::future::Future<Output = Result<()>> {
-        self.table.mark_adopted(name, &latest.sha256)
+        checked_at: time::OffsetDateTime,
+    ) -> Result<()> {
+        let mut tx = Tx::new();
+        tx.push(
+            Adopted::Row,
+            version_items::adopted_member(&self.layout.table, name, &latest.sha256)?,
+        );
+        tx.push(Adopted::Fence, self.no_purge_running(name)?);
+        tx.push(
+            Adopted::Bytes,
+            self.not_condemned(name, &latest.sha256, Some(checked_at))?,
+        );
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        for attempt in 0..super::MAX_ATTEMPTS {
+            match self.transact_tx(&tx, &token).await {
+                Ok(()) => return Ok(()),
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Adopted::Fence) => {
+                    return Err(Error::ArtifactBeingPurged {
+                        name: name.to_string(),
+                    });
+                }
+                Err(TransactFailure::Conditions(failed)) if failed.contains(&Adopted::Bytes) => {
+                    return Err(super::uploads::being_reclaimed(name));
+                }
+                // LATEST changed since, or is marked already (our own
+                // write, its answer lost).
+                Err(TransactFailure::Conditions(_)) => return Ok(()),
+                Err(TransactFailure::Contention) => super::backoff(attempt).await,
+                Err(TransactFailure::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::ConcurrentModification(format!(
+            "LATEST of {name} kept changing while its bytes were adopted; retry"
+        )))
     }
 
     /// The highest version number any row of the partition holds (deleted and
@@ -701,6 +740,14 @@ impl Repository {
 }
 
 const PUBLISH_WAIT_ATTEMPTS: u32 = 20;
+
+/// The members of an adoption's mark (see `Repository::mark_adopted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Adopted {
+    Row,
+    Fence,
+    Bytes,
+}
 
 /// The members of a publish's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

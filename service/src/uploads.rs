@@ -1175,7 +1175,7 @@ pub(super) const VERIFY_STALLED: time::Duration = time::Duration::minutes(16);
 /// How far apart the clocks of two functions may be, at most.
 const CLOCK_MARGIN: time::Duration = time::Duration::seconds(1);
 
-fn being_reclaimed(name: &ArtifactName) -> Error {
+pub(super) fn being_reclaimed(name: &ArtifactName) -> Error {
     Error::ConcurrentModification(format!(
         "retention is deleting these bytes of {name} right now; start the upload again"
     ))

@@ -138,30 +138,6 @@ impl Table {
         )
     }
 
-    /// Marks LATEST as stored in the blob store, forgetting its library
-    /// object version and adoption (UpdateItem), only while its bytes are
-    /// still `sha256` and not marked so yet; a failed condition is no error.
-    pub async fn mark_adopted(&self, name: &ArtifactName, sha256: &str) -> Result<()> {
-        let marked = self
-            .ddb
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(version_key(name, Version::Latest)))
-            .update_expression("SET #bytes = :blob REMOVE #s3_version_id, #adopting")
-            .condition_expression("#sha256 = :sha256 AND attribute_not_exists(#bytes)")
-            .expression_attribute_names("#bytes", attr::BYTES)
-            .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
-            .expression_attribute_names("#adopting", attr::ADOPTING)
-            .expression_attribute_names("#sha256", attr::SHA256)
-            .expression_attribute_values(":blob", sv(crate::layout::BYTES_BLOB))
-            .expression_attribute_values(":sha256", sv(sha256))
-            .send()
-            .await;
-        // LATEST changed since: the version still gets the bytes it was
-        // reserved with, which are now in the blob store.
-        applied("UpdateItem", marked).map(|_applied| ())
-    }
-
     /// The highest version number any row of the partition holds (deleted
     /// and reclaimed rows included), 0 when none. One Query, strongly
     /// consistent, reading keys only.
@@ -459,5 +435,25 @@ pub fn remove_alias_references(
         )
         .build()
         .map_err(invalid_sdk_input)?;
+    Ok(TxItem::builder().update(update).build())
+}
+
+/// A transaction member marking LATEST as stored in the blob store,
+/// forgetting its library object version and adoption, only while its
+/// bytes are still `sha256` and not marked so yet.
+pub fn adopted_member(table: &str, name: &ArtifactName, sha256: &str) -> Result<TxItem> {
+    let update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(table)
+        .set_key(Some(version_key(name, Version::Latest)))
+        .update_expression("SET #bytes = :blob REMOVE #s3_version_id, #adopting")
+        .condition_expression("#sha256 = :sha256 AND attribute_not_exists(#bytes)")
+        .expression_attribute_names("#bytes", attr::BYTES)
+        .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)
+        .expression_attribute_names("#adopting", attr::ADOPTING)
+        .expression_attribute_names("#sha256", attr::SHA256)
+        .expression_attribute_values(":blob", sv(crate::layout::BYTES_BLOB))
+        .expression_attribute_values(":sha256", sv(sha256))
+        .build()
+        .map_err(crate::sdk_error::invalid_sdk_input)?;
     Ok(TxItem::builder().update(update).build())
 }

@@ -571,7 +571,9 @@ fn operation_calls(package: &str) -> Vec<Call> {
             to: Blobs,
         },
         DeleteObject(Blobs, At::Version),
-        UpdateItem,
+        // LATEST marked adopted, behind the purge fence and while no
+        // reclaim deletes the blob.
+        TransactWriteItems(&[Update, ConditionCheck]),
     ];
     // Reclaim: the library's objects of rows without a blob; a blob behind
     // its condemned item (put, taken down when still referenced, stamped).

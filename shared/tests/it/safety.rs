@@ -348,6 +348,44 @@ async fn a_reclaim_interrupted_after_condemning_a_blob_is_finished_by_the_next_p
     assert_eq!(served(&store, &n, Version::Number(2)).await, b"new bytes");
 }
 
+// Review finding (SPEC 7.10, 7.15): adopting a LATEST the library wrote
+// marked it as stored in the blob store with no check that a reclaim was
+// deleting that very blob: the library put back bytes being reclaimed, a
+// publish adopted them (the blob still there), and the reclaim then
+// deleted the blob under LATEST. The mark now carries the reclaim's and
+// the purge's checks, as every write pointing a row at a blob does.
+#[tokio::test]
+async fn a_library_latest_is_never_adopted_into_a_blob_a_reclaim_is_deleting() {
+    let store = TestStore::new().await;
+    let n = name("adopt-reclaimed");
+    with_reclaimable_version(&store, &n).await;
+    // GIVEN a pass that condemned the bytes of version 1, found nothing
+    // referencing them, and is about to delete them.
+    let (held, gate) = store.held_before("DeleteObjects", None).await;
+    let pass = {
+        let n = n.clone();
+        tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
+    };
+    gate.arrived().await;
+    // WHEN the library puts those bytes back as LATEST and a publish
+    // adopts them.
+    store.library(&[
+        "call",
+        "put_artifact",
+        &serde_json::json!({"name": n.as_str(), "content": "old bytes"}).to_string(),
+    ]);
+    let published = store.repo.publish_version(&n, false, LOCAL_ACTOR).await;
+    assert!(
+        published.is_err(),
+        "the bytes are being reclaimed: {published:?}"
+    );
+    gate.open();
+    pass.await.unwrap().unwrap();
+    // THEN once the reclaim deleted the blob, LATEST still serves its bytes.
+    assert_eq!(served(&store, &n, Version::Latest).await, b"old bytes");
+    assert_eq!(served(&store, &n, Version::Number(2)).await, b"new bytes");
+}
+
 // Item 9: a publish whose number reservation (or version write) lost its
 // answer takes exactly one number (it used to skip one, or take two).
 #[tokio::test]
