@@ -215,11 +215,12 @@ impl Repository {
             keys.extend(meta_index_keys(name, &row));
         }
         keys.extend(keys_of(rows));
-        self.delete_keys(keys).await?;
+        self.delete_keys_fenced(name, &purge_id, keys).await?;
         // Only once every row went (a batch's items go in no set order):
         // the blob records, then the registry row, last of all.
-        self.delete_keys(after_rows).await?;
-        self.delete_keys(vec![registry_key(name)]).await?;
+        self.delete_keys_fenced(name, &purge_id, after_rows).await?;
+        self.delete_keys_fenced(name, &purge_id, vec![registry_key(name)])
+            .await?;
         for (prefix, written_before) in [
             (self.layout.artifact_prefix(name), Some(rows_go_at)),
             (self.layout.blob_prefix(name), None),
@@ -347,6 +348,25 @@ impl Repository {
     /// while rows that point at them remain).
     fn delete_keys(&self, keys: Vec<Item>) -> impl std::future::Future<Output = Result<()>> {
         self.table.delete_keys(keys)
+    }
+
+    /// [`Self::delete_keys`] in slices, the fence renewed before each: an
+    /// artifact of thousands of rows takes longer to delete than a fence
+    /// lasts unrenewed (`PURGE_FENCE_STALE`), and a purge whose fence
+    /// lapsed and was taken over must stop before deleting more of what it
+    /// read (writers passed the lapsed fence meanwhile). AWS calls:
+    /// UpdateItem, then BatchWriteItem per 25 keys, per slice.
+    async fn delete_keys_fenced(
+        &self,
+        name: &ArtifactName,
+        purge_id: &str,
+        keys: Vec<Item>,
+    ) -> Result<()> {
+        for slice in keys.chunks(KEYS_PER_FENCE_RENEWAL) {
+            self.renew_fence(name, purge_id).await?;
+            self.delete_keys(slice.to_vec()).await?;
+        }
+        Ok(())
     }
 
     /// A purge's last step: the version rows found again after its objects
@@ -509,3 +529,7 @@ impl Repository {
         }
     }
 }
+
+/// Keys a purge deletes between two renewals of its fence: 20
+/// BatchWriteItems, a second or so on AWS, far inside `PURGE_FENCE_STALE`.
+const KEYS_PER_FENCE_RENEWAL: usize = 500;

@@ -386,6 +386,64 @@ async fn a_library_latest_is_never_adopted_into_a_blob_a_reclaim_is_deleting() {
     assert_eq!(served(&store, &n, Version::Number(2)).await, b"new bytes");
 }
 
+// Review finding (SPEC 7.17): between reading an artifact's partitions and
+// deleting the last of what it read (rows, then the blob records, the
+// event log and the registry row) a purge did not renew its fence, which
+// on an artifact of thousands of rows lapses (PURGE_FENCE_STALE): writers
+// passed it, and the purge went on deleting what it had read before, such
+// as the verified record of bytes a commit had just relied on. It now
+// renews (and stops when the fence lapsed) before each slice it deletes.
+#[tokio::test]
+async fn a_purge_whose_fence_lapsed_while_it_deleted_rows_deletes_nothing_more() {
+    let store = TestStore::new().await;
+    let n = name("purge-lapsed");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    let log = (shared::layout::events_pk(&n), shared::layout::EVENT_LOG_SK);
+    assert!(store.raw_item(&log.0, log.1).await.is_some());
+    // GIVEN a purge held before it deletes the version rows.
+    let (held, gate) = store.held_before("BatchWriteItem", Some("000001")).await;
+    let purge = {
+        let n = n.clone();
+        tokio::spawn(async move { held.purge_artifact(&n).await })
+    };
+    gate.arrived().await;
+    // WHEN its fence lapses meanwhile.
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::fence_pk(&n)),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::FENCE_SK.into()),
+        )
+        .update_expression("SET started_at = :long_ago")
+        .expression_attribute_values(
+            ":long_ago",
+            aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    gate.open();
+    // THEN it stops there: what it read before and was to delete after
+    // the rows stays, for the purge that takes over.
+    let stopped = purge.await.unwrap();
+    assert!(
+        matches!(stopped, Err(Error::ArtifactBeingPurged { .. })),
+        "{stopped:?}"
+    );
+    assert!(
+        store.raw_item(&log.0, log.1).await.is_some(),
+        "the event log was deleted after the fence lapsed"
+    );
+    store.repo.purge_artifact(&n).await.unwrap();
+    assert!(store.raw_item(&log.0, log.1).await.is_none());
+}
+
 // Item 9: a publish whose number reservation (or version write) lost its
 // answer takes exactly one number (it used to skip one, or take two).
 #[tokio::test]
