@@ -70,26 +70,8 @@ impl Table {
     /// The revision of the newest change of the targets, 0 when none (one
     /// Query of one item, strongly consistent).
     pub async fn newest_access_revision(&self) -> Result<u64> {
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_values(":pk", AttributeValue::S(ACCESS_HISTORY_PK.to_owned()))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(1)
-            .send()
-            .await
-            .map_err(|e| crate::sdk_error::upstream("Query", e))?;
-        Ok(out
-            .items()
-            .first()
-            .and_then(|item| item.get(attr::REVISION))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+        let newest = self.access_history(1, None).await?;
+        Ok(newest.items.first().map_or(0, |change| change.revision))
     }
 
     /// One page of the changes of the targets, newest first (one Query,

@@ -613,6 +613,22 @@ impl TestStore {
         store
     }
 
+    /// Makes the purge fence of `name` lapse (started long ago), as a purge
+    /// that stalled past `PURGE_FENCE_STALE` leaves it.
+    pub async fn lapse_purge_fence(&self, name: &ArtifactName) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .update_item()
+            .table_name(&self.config.table)
+            .key("pk", AttributeValue::S(shared::layout::fence_pk(name)))
+            .key("sk", AttributeValue::S(shared::layout::FENCE_SK.into()))
+            .update_expression("SET started_at = :long_ago")
+            .expression_attribute_values(":long_ago", AttributeValue::N("0".into()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("lapse the purge fence: {e:?}"));
+    }
+
     /// Every raw item of the table, for "nothing else was written" checks.
     /// Every item except pending-upload rows (which starting an upload
     /// writes whatever happens next).

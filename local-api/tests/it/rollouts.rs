@@ -62,6 +62,16 @@ impl Api {
         rollout
     }
 
+    /// `prod` points at version 1 alone (where `release` left it).
+    async fn assert_prod_on_one_alone(&self) {
+        let prod = self.alias().await;
+        assert_eq!(
+            (prod["version"].clone(), prod["secondary_version"].clone()),
+            (json!("1"), Value::Null),
+            "{prod}"
+        );
+    }
+
     async fn rollout(&self, id: &str) -> Value {
         let (status, rollout) = self
             .call(
@@ -738,12 +748,7 @@ async fn a_rollout_does_not_start_while_an_alarm_it_watches_is_in_alarm_or_missi
         "{body}"
     );
     // Nothing written: the alias as it was, no rollout.
-    let prod = api.alias().await;
-    assert_eq!(
-        (prod["version"].clone(), prod["secondary_version"].clone()),
-        (json!("1"), Value::Null),
-        "{prod}"
-    );
+    api.assert_prod_on_one_alone().await;
     let (_, rollouts) = api
         .call("GET", "/artifacts/app/aliases/prod/rollouts", None)
         .await;
@@ -790,12 +795,7 @@ async fn a_rollout_whose_version_is_archived_meanwhile_is_aborted_by_the_next_pa
         ended["reason"].as_str().unwrap().contains("archived"),
         "{ended}"
     );
-    let prod = api.alias().await;
-    assert_eq!(
-        (prod["version"].clone(), prod["secondary_version"].clone()),
-        (json!("1"), Value::Null),
-        "{prod}"
-    );
+    api.assert_prod_on_one_alone().await;
 }
 
 // Review finding (SPEC 10.1, 7.16): a rollout started on an alias the
@@ -909,12 +909,7 @@ async fn a_rollout_toward_a_version_the_library_deleted_aborts_at_its_next_step(
     assert_eq!((report.aborted, report.failed), (1, 0), "{report:?}");
     let ended = api.rollout(&id).await;
     assert_eq!(ended["state"], "aborted", "{ended}");
-    let prod = api.alias().await;
-    assert_eq!(
-        (prod["version"].clone(), prod["secondary_version"].clone()),
-        (json!("1"), Value::Null),
-        "{prod}"
-    );
+    api.assert_prod_on_one_alone().await;
 }
 
 // Review finding: a purge leaves the driver's entry of a rollout it wiped

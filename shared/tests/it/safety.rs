@@ -408,26 +408,7 @@ async fn a_purge_whose_fence_lapsed_while_it_deleted_rows_deletes_nothing_more()
     };
     gate.arrived().await;
     // WHEN its fence lapses meanwhile.
-    store
-        .ddb
-        .update_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::fence_pk(&n)),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::FENCE_SK.into()),
-        )
-        .update_expression("SET started_at = :long_ago")
-        .expression_attribute_values(
-            ":long_ago",
-            aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
-        )
-        .send()
-        .await
-        .unwrap();
+    store.lapse_purge_fence(&n).await;
     gate.open();
     // THEN it stops there: what it read before and was to delete after
     // the rows stays, for the purge that takes over.
@@ -622,6 +603,35 @@ fn forced_release(if_revision: Option<u64>) -> shared::model::Pipeline {
     }
 }
 
+/// "release 1" published as version 1 of `n`, `prod` created on it: the
+/// alias's name and the alias.
+async fn released_on_prod(
+    store: &TestStore,
+    n: &shared::ArtifactName,
+) -> (shared::AliasName, shared::model::Alias) {
+    store.upload(n, b"release 1").await;
+    store
+        .repo
+        .publish_version(n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    let prod: shared::AliasName = "prod".parse().unwrap();
+    let alias = store
+        .repo
+        .put_alias(
+            n,
+            &prod,
+            shared::model::AliasTarget {
+                version: Version::Number(1),
+                secondary: None,
+            },
+            &ChangeRequest::default(),
+        )
+        .await
+        .unwrap();
+    (prod, alias)
+}
+
 /// Uploads `content` (a single PUT, not committed): its upload id.
 async fn staged(store: &TestStore, n: &shared::ArtifactName, content: &[u8]) -> String {
     let ticket = store
@@ -657,26 +667,7 @@ async fn numbered(store: &TestStore, n: &shared::ArtifactName) -> Vec<Version> {
 async fn a_retried_one_request_commit_runs_its_pipeline_once_and_answers_the_same() {
     let store = TestStore::new().await;
     let n = name("pipeline-once");
-    store.upload(&n, b"release 1").await;
-    store
-        .repo
-        .publish_version(&n, false, LOCAL_ACTOR)
-        .await
-        .unwrap();
-    let prod: shared::AliasName = "prod".parse().unwrap();
-    let before = store
-        .repo
-        .put_alias(
-            &n,
-            &prod,
-            shared::model::AliasTarget {
-                version: Version::Number(1),
-                secondary: None,
-            },
-            &ChangeRequest::default(),
-        )
-        .await
-        .unwrap();
+    let (prod, before) = released_on_prod(&store, &n).await;
 
     let id = staged(&store, &n, b"release 2").await;
     let pipeline = forced_release(Some(before.revision));
@@ -735,26 +726,7 @@ async fn a_retried_one_request_commit_runs_its_pipeline_once_and_answers_the_sam
 async fn a_retried_one_request_push_with_if_revision_answers_as_the_first_did() {
     let store = TestStore::new().await;
     let n = name("push-once");
-    store.upload(&n, b"release 1").await;
-    store
-        .repo
-        .publish_version(&n, false, LOCAL_ACTOR)
-        .await
-        .unwrap();
-    let prod: shared::AliasName = "prod".parse().unwrap();
-    let before = store
-        .repo
-        .put_alias(
-            &n,
-            &prod,
-            shared::model::AliasTarget {
-                version: Version::Number(1),
-                secondary: None,
-            },
-            &ChangeRequest::default(),
-        )
-        .await
-        .unwrap();
+    let (_, before) = released_on_prod(&store, &n).await;
     // GIVEN LATEST holds the bytes pushed (nothing to transfer).
     store.upload(&n, b"release 2").await;
     let pipeline = forced_release(Some(before.revision));
@@ -1091,26 +1063,7 @@ async fn a_purge_whose_fence_lapsed_stops_before_deleting_a_later_commit() {
     });
     // The fence is up; the purge stalls past its lease.
     gate.arrived().await;
-    store
-        .ddb
-        .update_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(fence.clone()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::FENCE_SK.into()),
-        )
-        .update_expression("SET started_at = :long_ago")
-        .expression_attribute_values(
-            ":long_ago",
-            aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
-        )
-        .send()
-        .await
-        .unwrap();
+    store.lapse_purge_fence(&n).await;
     store.upload(&n, b"committed after the lease lapsed").await;
     gate.open();
     let purged = purge.await.unwrap();
@@ -1399,26 +1352,7 @@ async fn a_purge_interrupted_in_an_alias_history_leaves_it_gapless_from_one() {
     assert!(interrupted.purge_artifact(&n).await.is_err());
     // Its fence lapses; a pipeline brings the artifact back and re-creates
     // the alias, continuing the history that is left.
-    store
-        .ddb
-        .update_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::fence_pk(&n)),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::FENCE_SK.into()),
-        )
-        .update_expression("SET started_at = :long_ago")
-        .expression_attribute_values(
-            ":long_ago",
-            aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
-        )
-        .send()
-        .await
-        .unwrap();
+    store.lapse_purge_fence(&n).await;
     store.upload(&n, b"build again").await;
     let alias = store
         .repo
