@@ -432,9 +432,6 @@ enum Status {
     Fence,
 }
 
-/// The one answer to a search too broad to answer, whichever limit it
-/// met (matches the caller may read, or entries read of any name): its
-/// words tell nothing of which.
 /// The index keeps no order among one name's entries (its sort key is the
 /// name): LATEST first, then the newest version first, as every listing
 /// (SPEC 6); the names stay in the order the page met them. Only the
@@ -456,6 +453,9 @@ fn newest_first_within_each_name(named: &mut [(ArtifactName, Version)]) {
     });
 }
 
+/// The one answer to a search too broad to answer, whichever limit it
+/// met (matches the caller may read, or entries read of any name): its
+/// words tell nothing of which.
 fn too_broad() -> Error {
     Error::InvalidRequest(format!(
         "the search matches too many versions (a term: at most {} readable, {} in all); narrow it",
