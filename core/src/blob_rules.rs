@@ -94,6 +94,23 @@ pub fn stored(
     }
 }
 
+/// Whether the upload that wrote an unverified object (in `state`, its
+/// lifetime ending at `expires_at`, `now` in Unix seconds) may still
+/// verify it, and so commit or delete it: pending and unexpired (a
+/// pending upload commits only then), or verifying, expired or not (a
+/// verification commits whenever it ends; its row goes only by TTL).
+/// Taking a verifying writer past its lifetime for gone let another upload
+/// complete over the object it was hashing, and its commit then served
+/// those other bytes.
+pub fn writer_may_verify(state: crate::model::UploadState, expires_at: i64, now: i64) -> bool {
+    use crate::model::UploadState;
+    match state {
+        UploadState::Pending => expires_at > now,
+        UploadState::Verifying => true,
+        _ => false,
+    }
+}
+
 /// What a multipart commit does when the blob key already holds an object.
 #[derive(Debug)]
 pub enum OnOccupied {
@@ -212,6 +229,25 @@ pub fn commits_on_latest(latest: &LatestBytes<'_>, sha256: &str, size: u64) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whether_the_writer_of_an_unverified_object_may_still_verify_it_table() {
+        use crate::model::UploadState::*;
+        for (state, expires_at, may) in [
+            (Pending, 11, true),
+            (Pending, 10, false),
+            (Verifying, 11, true),
+            (Verifying, 9, true),
+            (Committed, 11, false),
+            (Failed, 11, false),
+        ] {
+            assert_eq!(
+                writer_may_verify(state, expires_at, 10),
+                may,
+                "{state:?} until {expires_at}"
+            );
+        }
+    }
 
     const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; // "hello"
 

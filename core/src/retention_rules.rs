@@ -90,6 +90,28 @@ pub fn reclaim_step(
     }
 }
 
+/// Whether the reclaim of a version's own object (the library's key of
+/// its number) may go ahead, given the row as the pass read it (`read`,
+/// due: [`Reclaim::Object`]) and as read again just before the deletion
+/// (`again`, strongly consistent; `None` when gone). Only the very row the
+/// pass read may lose its bytes: a row gone, live, reclaimed or stamped
+/// otherwise is another life of that number (the artifact purged and
+/// written again meanwhile, SPEC 7.10) or another pass's work. When it
+/// may, the answer is the Unix second before which the object versions
+/// to delete were written: those of the row's life were written before
+/// its grace period began, a new life's only after (a purge between a
+/// pass's read and its deletion is after the grace period began).
+pub fn object_reclaim_before(read: &ReclaimRow, again: Option<&ReclaimRow>) -> Option<i64> {
+    let again = again?;
+    let deleted_at = read.deleted_at?;
+    let same = again.version == read.version
+        && !again.live
+        && !again.reclaimed
+        && !again.in_blob
+        && again.deleted_at == Some(deleted_at);
+    same.then(|| deleted_at.unix_timestamp() + 1)
+}
+
 /// Whether an upload still holds its bytes against reclaim: it may yet be
 /// committed (pending, or verifying: committed when its bytes check out)
 /// and has not expired (`expires_at`, `now` in Unix seconds).
@@ -348,6 +370,74 @@ mod tests {
             let protected = aliased.into_iter().map(Version::Number).collect();
             assert_eq!(reclaim_step(&row, &protected, day(10)), expected, "{what}");
         }
+    }
+
+    #[test]
+    fn when_a_version_s_own_object_may_be_reclaimed_table() {
+        let due = ReclaimRow {
+            version: Version::Number(1),
+            live: false,
+            deleted_at: Some(day(9)),
+            reclaimed: false,
+            in_blob: false,
+        };
+        let stamp_second = day(9).unix_timestamp();
+        for (what, again, expected) in [
+            ("the same row", Some(due), Some(stamp_second + 1)),
+            ("gone (purged)", None, None),
+            (
+                "live again (re-created)",
+                Some(ReclaimRow {
+                    live: true,
+                    deleted_at: None,
+                    ..due
+                }),
+                None,
+            ),
+            (
+                "deleted again, another grace period",
+                Some(ReclaimRow {
+                    deleted_at: Some(day(10)),
+                    ..due
+                }),
+                None,
+            ),
+            (
+                "deleted again, not yet stamped",
+                Some(ReclaimRow {
+                    deleted_at: None,
+                    ..due
+                }),
+                None,
+            ),
+            (
+                "reclaimed by another pass",
+                Some(ReclaimRow {
+                    reclaimed: true,
+                    ..due
+                }),
+                None,
+            ),
+            (
+                "re-created in the blob store",
+                Some(ReclaimRow {
+                    in_blob: true,
+                    ..due
+                }),
+                None,
+            ),
+        ] {
+            assert_eq!(
+                object_reclaim_before(&due, again.as_ref()),
+                expected,
+                "{what}"
+            );
+        }
+        let unstamped = ReclaimRow {
+            deleted_at: None,
+            ..due
+        };
+        assert_eq!(object_reclaim_before(&unstamped, Some(&unstamped)), None);
     }
 
     #[test]

@@ -289,7 +289,20 @@ impl Repository {
         };
         let object = artifact_store::objects::stored_object(&head);
         let version = object.version.clone();
-        let verified = if object.checksum_is(&upload.sha256) {
+        let checked_by_s3 = object.checksum_is(&upload.sha256);
+        // The writer's state before the verified record, in this order: its
+        // verification writes both in one transaction, so a writer found
+        // ended here has its record found below. Read the other way round,
+        // a verification committing between the two reads left the object
+        // looking unverified with its writer gone, and this upload completed
+        // its parts over bytes rows now serve.
+        let writer_alive = match object.writer.as_deref() {
+            Some(writer) if !checked_by_s3 && writer != id.nonce() => {
+                self.upload_alive(name, writer, &upload.sha256).await?
+            }
+            _ => false,
+        };
+        let verified = if checked_by_s3 {
             None
         } else {
             self.verified_blob(name, &upload.sha256).await?
@@ -300,13 +313,6 @@ impl Repository {
             &upload.sha256,
             upload.size,
         );
-        let writer_alive = match &stored {
-            blob_rules::Stored::Unverified {
-                writer: Some(writer),
-                ..
-            } if writer != id.nonce() => self.upload_alive(name, writer, &upload.sha256).await?,
-            _ => false,
-        };
         match blob_rules::on_occupied(stored, id.nonce(), writer_alive, parts.is_some()) {
             OnOccupied::CommitRows => {
                 if parts.is_some() {
@@ -368,8 +374,11 @@ impl Repository {
         };
         match self.upload_row(name, &id).await {
             Ok(row) => {
-                let alive = matches!(row.state, UploadState::Pending | UploadState::Verifying)
-                    && row.expires_at > now().unix_timestamp();
+                let alive = blob_rules::writer_may_verify(
+                    row.state,
+                    row.expires_at,
+                    now().unix_timestamp(),
+                );
                 // Its verification stopped (every invocation gave up, the
                 // request went to the failure queue): this upload waits for
                 // it, so it asks for it again (duplicates are harmless),

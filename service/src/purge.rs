@@ -225,8 +225,14 @@ impl Repository {
             (self.layout.artifact_prefix(name), Some(rows_go_at)),
             (self.layout.blob_prefix(name), None),
         ] {
-            self.delete_object_versions(&prefix, None, Some((name, &purge_id)), written_before)
-                .await?;
+            self.delete_object_versions(
+                &prefix,
+                None,
+                Some((name, &purge_id)),
+                written_before,
+                Recent::KeptUnlessMirrored,
+            )
+            .await?;
         }
         self.renew_fence(name, &purge_id).await?;
         self.delete_rows_without_objects(name).await?;
@@ -431,29 +437,31 @@ impl Repository {
         }
     }
 
-    /// Permanently deletes every object version and delete marker under
-    /// `prefix` (only keys equal to `exact`, when given). Returns how many.
-    /// With `fence` (a purge's), the fence is renewed before every page.
-    pub(super) async fn delete_all_object_versions(
+    /// Permanently deletes the object versions and delete markers of the
+    /// one key `key` last modified before the second `written_before` (Unix
+    /// seconds): what a reclaim of a version's own object may delete (see
+    /// `retention_rules::object_reclaim_before`). Returns how many.
+    pub(super) async fn delete_object_versions_before(
         &self,
-        prefix: &str,
-        exact: Option<&str>,
-        fence: Option<(&ArtifactName, &str)>,
+        key: &str,
+        written_before: i64,
     ) -> Result<usize> {
-        self.delete_object_versions(prefix, exact, fence, None)
+        self.delete_object_versions(key, Some(key), None, Some(written_before), Recent::Kept)
             .await
     }
 
-    /// [`Self::delete_all_object_versions`], keeping the versions (and
-    /// delete markers) last modified in the second `written_before` (Unix
-    /// seconds) or later, when given, unless the mirror wrote them (one
-    /// HeadObject per such version).
+    /// Permanently deletes every object version and delete marker under
+    /// `prefix` (only keys equal to `exact`, when given), keeping those
+    /// last modified in the second `written_before` (Unix seconds) or
+    /// later, when given, as `recent` says. Returns how many. With `fence`
+    /// (a purge's), the fence is renewed before every page.
     async fn delete_object_versions(
         &self,
         prefix: &str,
         exact: Option<&str>,
         fence: Option<(&ArtifactName, &str)>,
         written_before: Option<i64>,
+        recent: Recent,
     ) -> Result<usize> {
         let older = |modified: Option<i64>| match written_before {
             None => true,
@@ -485,7 +493,11 @@ impl Repository {
                 marked.is_some_and(|m| own == Some(m.as_str()))
             };
             let mut recent_ours = Vec::new();
-            for v in page.versions.iter().filter(|v| !older(v.last_modified)) {
+            let recent_versions = page
+                .versions
+                .iter()
+                .filter(|v| recent == Recent::KeptUnlessMirrored && !older(v.last_modified));
+            for v in recent_versions {
                 let head = purge_objects::head_metadata(
                     &self.s3,
                     &self.layout.bucket,
@@ -528,6 +540,18 @@ impl Repository {
             version_marker = next_version;
         }
     }
+}
+
+/// Which object versions written in or after the cutoff second a deletion
+/// keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recent {
+    /// All of them.
+    Kept,
+    /// Those the mirror did not write for their own key (one HeadObject
+    /// per recent version): a purge deletes the mirror's copies whenever
+    /// they were written, no writer it fences racing there.
+    KeptUnlessMirrored,
 }
 
 /// Keys a purge deletes between two renewals of its fence: 20

@@ -142,17 +142,7 @@ impl Repository {
         // bytes stay while any alias row targets it.
         let protected = alias_targets(&self.alias_rows(name).await?);
         for row in self.version_rows(name).await? {
-            let step = retention_rules::reclaim_step(
-                &retention_rules::ReclaimRow {
-                    version: row.version,
-                    live: row.is_live(),
-                    deleted_at: row.deleted_at,
-                    reclaimed: row.reclaimed_at.is_some(),
-                    in_blob: row.location == Location::Blob,
-                },
-                &protected,
-                cutoff,
-            );
+            let step = retention_rules::reclaim_step(&reclaim_row(&row), &protected, cutoff);
             match step {
                 Reclaim::Keep | Reclaim::Wait => {}
                 Reclaim::Stamp => {
@@ -168,12 +158,9 @@ impl Repository {
                     .or_default()
                     .push(row.version),
                 Reclaim::Object => {
-                    let key = self.layout.object_key(name, row.version);
-                    self.delete_all_object_versions(&key, Some(&key), None)
-                        .await?;
-                    self.mark(name, row.version, VersionStamp::Reclaimed, now())
-                        .await?;
-                    report.reclaimed.push(row.version);
+                    if self.reclaim_object(name, &row).await? {
+                        report.reclaimed.push(row.version);
+                    }
                 }
             }
         }
@@ -203,6 +190,32 @@ impl Repository {
         }
         report.unreferenced = self.sweep_unreferenced(name, cutoff, &pass).await?;
         Ok(report)
+    }
+
+    /// Deletes the own object of the soft-deleted version `row` of `name`
+    /// (the library's key of its number), as the pass read it, due, and
+    /// marks the row reclaimed: only while the row, read again, is still
+    /// that one, and only the object versions written before its grace
+    /// period began (`retention_rules::object_reclaim_before`). The rows
+    /// were read once, maybe minutes before: the artifact may have been
+    /// purged and its number written again since, by the library or the
+    /// mirror (SPEC 7.10, 7.15). `false`: another life's, left alone.
+    /// AWS calls: 1 GetItem, then one ListObjectVersions and one
+    /// DeleteObjects per 1 000 object versions, and 1 UpdateItem.
+    async fn reclaim_object(&self, name: &ArtifactName, row: &VersionRow) -> Result<bool> {
+        let again = self.get_row(name, row.version).await?;
+        let Some(written_before) = retention_rules::object_reclaim_before(
+            &reclaim_row(row),
+            again.as_ref().map(reclaim_row).as_ref(),
+        ) else {
+            return Ok(false);
+        };
+        let key = self.layout.object_key(name, row.version);
+        self.delete_object_versions_before(&key, written_before)
+            .await?;
+        self.mark(name, row.version, VersionStamp::Reclaimed, now())
+            .await?;
+        Ok(true)
     }
 
     /// Deletes the blobs of `name` that no row (not yet reclaimed) and no
@@ -447,7 +460,9 @@ impl Repository {
                 .await?
             {
                 SoftDelete::Deleted => return Ok(true),
-                SoftDelete::Missing => return Ok(false),
+                // Another life of that number, younger than the policy
+                // was applied to: not this pass's to delete.
+                SoftDelete::Missing | SoftDelete::Replaced => return Ok(false),
                 SoftDelete::Referenced(row) => {
                     referenced += 1;
                     if referenced == 3 {
@@ -525,4 +540,15 @@ enum Condemn {
 /// Every version some alias row targets (primary or secondary).
 fn alias_targets(aliases: &[AliasRow]) -> BTreeSet<Version> {
     aliases.iter().flat_map(|a| a.targets()).collect()
+}
+
+/// A version row as the reclaim pass's rules see it.
+fn reclaim_row(row: &VersionRow) -> retention_rules::ReclaimRow {
+    retention_rules::ReclaimRow {
+        version: row.version,
+        live: row.is_live(),
+        deleted_at: row.deleted_at,
+        reclaimed: row.reclaimed_at.is_some(),
+        in_blob: row.location == Location::Blob,
+    }
 }

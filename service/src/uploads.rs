@@ -138,7 +138,12 @@ impl Repository {
         );
         let recorded = recorded?;
         let stored = stored?.0;
-        if recorded == Recorded::Existing && !matches!(stored, Stored::Contradicts(_)) {
+        if recorded == Recorded::Existing {
+            // Another request's row (an earlier one with this key): never
+            // deleted here, whatever this declaration says.
+            if let Stored::Contradicts(e) = stored {
+                return Err(e);
+            }
             return self.replayed_start(name, &upload_id, &request, None).await;
         }
         let exists = match stored {

@@ -140,7 +140,8 @@ impl Repository {
                 SoftDelete::Referenced(row) => {
                     self.clean_stale_references(name, &row, &aliases).await?;
                 }
-                SoftDelete::Contended => {}
+                // Read again: the aliases and the event tell that row.
+                SoftDelete::Contended | SoftDelete::Replaced => {}
             }
             super::backoff(attempt).await;
         }

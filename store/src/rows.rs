@@ -22,6 +22,11 @@ pub struct VersionRow {
     pub sha256: String,
     pub is_deleted: bool,
     pub update_at: OffsetDateTime,
+    /// `update_at` as stored, byte for byte (any format the parse
+    /// tolerates): set when the row is written and never changed after, so
+    /// a write conditional on it applies to this very row, not to one a
+    /// purge and a re-creation put in its place.
+    pub stored_update_at: Option<String>,
     pub size: Option<u64>,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
@@ -148,6 +153,7 @@ impl VersionRow {
             sha256: s(item, attr::SHA256).unwrap_or_default().to_owned(),
             is_deleted,
             update_at,
+            stored_update_at: s(item, attr::UPDATE_AT).map(str::to_owned),
             size: n(item, attr::SIZE),
             content_type: s(item, attr::CONTENT_TYPE).map(str::to_owned),
             metadata: match item.get(attr::METADATA) {

@@ -50,6 +50,9 @@ pub enum SoftDelete {
     Missing,
     /// The row still lists alias references.
     Referenced(Box<VersionRow>),
+    /// A live row other than the one read is there (the artifact was
+    /// purged and the number written again meanwhile): not deleted.
+    Replaced,
     /// Another writer's transaction got in the way: try again.
     Contended,
 }
@@ -281,6 +284,15 @@ impl Table {
             }
             None => "",
         };
+        // This very row, not one a purge and a re-creation put in its
+        // place (its `update_at` never changes while it lives).
+        let same_row = match &read.stored_update_at {
+            Some(at) => {
+                update = update.expression_attribute_values(":read_at", sv(at));
+                "#update_at = :read_at"
+            }
+            None => "attribute_not_exists(#update_at)",
+        };
         let update = update
             .table_name(&self.name)
             .set_key(Some(version_key(name, version)))
@@ -288,9 +300,10 @@ impl Table {
                 "SET #is_deleted = :true, #deleted_at = :now, #deleted_by_request = :token{logged}"
             ))
             .condition_expression(format!(
-                "attribute_exists(#pk) AND {LIVE} AND attribute_not_exists(#aliases)"
+                "attribute_exists(#pk) AND {LIVE} AND attribute_not_exists(#aliases) AND {same_row}"
             ))
             .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
             .expression_attribute_names("#deleted_at", attr::DELETED_AT)
             .expression_attribute_names("#deleted_by_request", attr::DELETED_BY_REQUEST)
@@ -330,6 +343,9 @@ impl Table {
                         if row.is_deleted && row.deleted_by_request.as_deref() == Some(token) =>
                     {
                         SoftDelete::Deleted
+                    }
+                    Some(row) if row.is_live() && row.stored_update_at != read.stored_update_at => {
+                        SoftDelete::Replaced
                     }
                     Some(row) if row.is_live() && !row.aliases.is_empty() => {
                         SoftDelete::Referenced(Box::new(row))

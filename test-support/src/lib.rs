@@ -629,6 +629,22 @@ impl TestStore {
             .unwrap_or_else(|e| panic!("lapse the purge fence: {e:?}"));
     }
 
+    /// Ends the lifetime of upload `id` of `name` (its `expires_at` long
+    /// past), as if its time ran out before the TTL removed its row.
+    pub async fn expire_upload(&self, name: &ArtifactName, id: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .update_item()
+            .table_name(&self.config.table)
+            .key("pk", AttributeValue::S(shared::layout::upload_pk(name)))
+            .key("sk", AttributeValue::S(id.to_owned()))
+            .update_expression("SET expires_at = :past")
+            .expression_attribute_values(":past", AttributeValue::N("1000".into()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("expire upload {id}: {e:?}"));
+    }
+
     /// Every raw item of the table, for "nothing else was written" checks.
     /// Every item except pending-upload rows (which starting an upload
     /// writes whatever happens next).

@@ -351,17 +351,7 @@ async fn an_expired_multipart_upload_is_not_found() {
     let (id, plan) = start(&store.repo, &n, &content, sha256_hex(&content)).await;
     send_parts(&store, &n, &id, &content, &plan, &[1, 2]).await;
     // Its lifetime ends (the TTL has not removed the row yet).
-    store
-        .ddb
-        .update_item()
-        .table_name(&store.config.table)
-        .key("pk", AttributeValue::S(format!("__{n}-upload")))
-        .key("sk", AttributeValue::S(id.clone()))
-        .update_expression("SET expires_at = :past")
-        .expression_attribute_values(":past", AttributeValue::N("1000".into()))
-        .send()
-        .await
-        .unwrap();
+    store.expire_upload(&n, &id).await;
     let part = [PartRequest {
         number: 1,
         sha256: digest(b"x"),

@@ -3469,3 +3469,218 @@ async fn a_late_alias_refresh_never_leaves_the_status_of_an_earlier_change() {
         "version 1 is deprecated: {resolved:?}"
     );
 }
+
+/// The library's writes of `n`: `contents` put and published in turn.
+fn library_publishes(store: &TestStore, n: &shared::ArtifactName, contents: &[&str]) {
+    for content in contents {
+        for (call, args) in [
+            (
+                "put_artifact",
+                serde_json::json!({"name": n.as_str(), "content": content}),
+            ),
+            (
+                "publish_artifact_version",
+                serde_json::json!({"name": n.as_str()}),
+            ),
+        ] {
+            store.library(&["call", call, &args.to_string()]);
+        }
+    }
+}
+
+// Review finding D2 (SPEC 7.10, 7.15): the reclaim of a library version's
+// own object (`{prefix}/{name}/{N:06}`) deleted every version of that key
+// from rows read once, maybe minutes before. A purge and a re-creation of
+// the artifact up to version N in between lost the new version's bytes.
+// It now reads the row again and deletes only the object versions written
+// before the row's grace period began.
+#[tokio::test]
+async fn a_reclaim_never_deletes_the_library_object_of_a_version_recreated_after_a_purge() {
+    let store = TestStore::new().await;
+    let n = name("reclaim-reborn");
+    // GIVEN a library version 1, deleted, its grace period started and over.
+    library_publishes(&store, &n, &["old one", "old two"]);
+    store.library(&[
+        "call",
+        "delete_artifact_version",
+        &serde_json::json!({"name": n.as_str(), "version": 1}).to_string(),
+    ]);
+    let stamped = store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
+    assert_eq!(stamped.stamped, vec![Version::Number(1)]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // ... and a pass that read the rows and is about to delete its object.
+    let (held, gate) = store.held_before("ListObjectVersions", None).await;
+    let pass = {
+        let n = n.clone();
+        tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
+    };
+    gate.arrived().await;
+    // WHEN the artifact is purged and the library writes a new version 1.
+    store.repo.purge_artifact(&n).await.unwrap();
+    library_publishes(&store, &n, &["new one"]);
+    gate.open();
+    let _ = pass.await.unwrap();
+    // THEN the new version 1 still serves its bytes.
+    assert_eq!(served(&store, &n, Version::Number(1)).await, b"new one");
+}
+
+// Review finding D4 (SPEC 7.10): retention soft-deleted the rows it had
+// chosen on condition only that they were live and unaliased. A purge and
+// a re-creation of the artifact between its read and its writes had it
+// delete the new life's young versions, which its policy keeps. Each soft
+// delete is now conditional on the very row read (its `update_at`).
+#[tokio::test]
+async fn retention_never_deletes_a_version_written_again_after_a_purge_it_did_not_see() {
+    let store = TestStore::new().await;
+    let n = name("retention-reborn");
+    store.publish_each(&n, &[b"old one", b"old two"]).await;
+    // GIVEN a retention pass keeping one version, about to delete version 1.
+    let (held, gate) = store
+        .held_before("TransactWriteItems", Some("000001"))
+        .await;
+    let pass = {
+        let n = n.clone();
+        tokio::spawn(async move {
+            let policy = shared::model::RetentionPolicy {
+                keep_last_n: 1,
+                older_than: Duration::ZERO,
+            };
+            held.purge_versions(&n, policy, false).await
+        })
+    };
+    gate.arrived().await;
+    // WHEN the artifact is purged and written again from version 1.
+    store.repo.purge_artifact(&n).await.unwrap();
+    store.publish_each(&n, &[b"new one", b"new two"]).await;
+    gate.open();
+    let report = pass.await.unwrap().unwrap();
+    // THEN the new version 1 lives on.
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(served(&store, &n, Version::Number(1)).await, b"new one");
+}
+
+// Review finding (SPEC 7.3, 7.12): a multipart commit over an unverified
+// object read the verified record, then whether the object's writer was
+// alive. A verification committing between the two reads left the object
+// looking unverified and its writer gone: the commit completed its own
+// (garbage) parts over the bytes LATEST now served. The writer is read
+// first now; its verification writes both in one transaction.
+#[tokio::test]
+async fn a_multipart_commit_never_completes_over_bytes_a_verification_committed_meanwhile() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("overwritten");
+    let good = bytes(5 * MIB + 21, 11);
+    let garbage = bytes(5 * MIB + 21, 12);
+    // GIVEN a correct upload verifying, and one declaring the same digest
+    // with other bytes, its parts sent.
+    let (right, right_plan) = start_multipart(&repo, &n, &good).await;
+    send_parts(&repo, &store.http, &n, &right, &good, &right_plan).await;
+    let (bad, bad_plan) = start_multipart(&repo, &n, &good).await;
+    send_parts(&repo, &store.http, &n, &bad, &garbage, &bad_plan).await;
+    assert!(matches!(
+        repo.commit(&n, &right, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    // WHEN the second upload's commit reads the first's row just after
+    // the first's verification committed.
+    let writer = &right[..right.len() - 64];
+    let (held, gate) = store.held_before("GetItem", Some(writer)).await;
+    let commit = {
+        let (n, bad) = (n.clone(), bad.clone());
+        let held = held.with_verifier(Verifier::Deferred);
+        tokio::spawn(async move { held.commit(&n, &bad, "mallory").await })
+    };
+    gate.arrived().await;
+    assert!(matches!(
+        verify(&repo, &n, &right).await,
+        VerifyStep::Committed(_)
+    ));
+    gate.open();
+    let outcome = commit.await.unwrap();
+    // THEN its parts never replace what LATEST serves.
+    assert!(
+        !matches!(outcome, Ok(CommitOutcome::Verifying { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(served(&store, &n, Version::Latest).await, good);
+}
+
+// Review finding (SPEC 7.3, 7.12): a writer verifying past its upload's
+// lifetime was taken for gone, so another upload of the same digest
+// completed its parts over the object being hashed; the verification
+// then committed, and LATEST served the other upload's bytes. A
+// verification commits whenever it ends, so its writer counts as alive.
+#[tokio::test]
+async fn a_writer_verifying_past_its_lifetime_is_never_completed_over() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("slow-verify");
+    let good = bytes(5 * MIB + 23, 13);
+    let garbage = bytes(5 * MIB + 23, 14);
+    let (right, right_plan) = start_multipart(&repo, &n, &good).await;
+    send_parts(&repo, &store.http, &n, &right, &good, &right_plan).await;
+    let (bad, bad_plan) = start_multipart(&repo, &n, &good).await;
+    send_parts(&repo, &store.http, &n, &bad, &garbage, &bad_plan).await;
+    // GIVEN a correct upload verifying past its lifetime.
+    assert!(matches!(
+        repo.commit(&n, &right, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    store.expire_upload(&n, &right).await;
+    // WHEN another upload of the same digest commits.
+    let early = repo.commit(&n, &bad, "mallory").await;
+    // THEN it waits for that verification, which makes the right bytes
+    // LATEST.
+    assert!(
+        matches!(early, Err(Error::ConcurrentModification(ref m)) if m.contains("being verified")),
+        "{early:?}"
+    );
+    assert!(matches!(
+        verify(&repo, &n, &right).await,
+        VerifyStep::Committed(_)
+    ));
+    assert_eq!(served(&store, &n, Version::Latest).await, good);
+}
+
+// Review finding (SPEC 7.5, 7.11): a start replayed with the key of an
+// earlier one, but declaring a size the stored bytes contradict, deleted
+// the earlier request's upload row (the delete meant for a row written
+// beside the check): that upload's commit retry then answered 404. The
+// replay is refused and deletes nothing.
+#[tokio::test]
+async fn a_contradicted_replay_of_a_start_never_deletes_the_first_requests_upload() {
+    let store = TestStore::new().await;
+    let n = name("replayed-start");
+    let content = b"the first request's bytes";
+    let keyed = |size: usize| UploadRequest {
+        key: Some("start-once".into()),
+        ..declare(content, size, None)
+    };
+    let first = store
+        .repo
+        .create_upload(&n, keyed(content.len()), LOCAL_ACTOR)
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &first, content).await;
+    let committed = store
+        .repo
+        .commit_upload(&n, &first.upload_id, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    let replay = store
+        .repo
+        .create_upload(&n, keyed(content.len() + 1), LOCAL_ACTOR)
+        .await;
+    assert!(
+        matches!(replay, Err(Error::InvalidRequest(_))),
+        "{replay:?}"
+    );
+    let again = store
+        .repo
+        .commit_upload(&n, &first.upload_id, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(again.artifact.sha256, committed.artifact.sha256);
+    assert_eq!(store.upload_rows(&n).await, 1);
+}
