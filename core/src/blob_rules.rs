@@ -157,13 +157,19 @@ pub fn on_occupied(stored: Stored, own: &str, writer_alive: bool, has_parts: boo
 }
 
 /// What a multipart commit records of LATEST as it read it, when it hands
-/// its upload to verification: when LATEST was written and its bytes
-/// (empty parts when there was none).
-pub fn latest_seen(update_at: Option<&str>, sha256: Option<&str>) -> String {
+/// its upload to verification: when LATEST was written, its bytes, and
+/// when a commit last recorded an unchanged upload on it (empty parts when
+/// there was none). Every commit to LATEST changes one of the three.
+pub fn latest_seen(
+    update_at: Option<&str>,
+    sha256: Option<&str>,
+    committed_at: Option<&str>,
+) -> String {
     format!(
-        "{}|{}",
+        "{}|{}|{}",
         update_at.unwrap_or_default(),
-        sha256.unwrap_or_default()
+        sha256.unwrap_or_default(),
+        committed_at.unwrap_or_default()
     )
 }
 
@@ -182,23 +188,35 @@ pub struct LatestNow<'a> {
 
 /// Whether a verification of an upload committed at `committed_at` (which
 /// saw LATEST as `seen_at_hand_over`, when recorded) may make it LATEST
-/// over `latest`. Times are in the `update_at` format, which sorts as time
-/// does. This service's writes are ordered by their times: LATEST written
-/// (or last committed to) before the commit is older. The library's are
-/// not: it stamps `update_at` with its object's LastModified, whole
-/// seconds, taken when its PUT began, so a library LATEST written after
-/// the hand-over can carry an earlier time; one that is not the LATEST the
-/// commit saw is taken as newer. No LATEST: yes.
+/// over `latest`.
+///
+/// The commit is ordered where it read LATEST: any commit to LATEST since
+/// (of other bytes, or of the same bytes) is a later one, so it may only
+/// while LATEST is still as it saw it. Times cannot order them: a commit
+/// stamps its time before its write lands, so one delayed between the two
+/// carries a time older than a hand-over it landed after (and the
+/// library's time is its PUT's start, in whole seconds).
+///
+/// An upload handed over by a release that recorded less of LATEST (no
+/// commit time) or nothing is ordered by times (in the `update_at` format,
+/// which sorts as time does), and a library LATEST that is not the one it
+/// saw is newer.
 pub fn verification_may_commit(
     committed_at: &str,
     seen_at_hand_over: Option<&str>,
     latest: LatestNow<'_>,
 ) -> bool {
-    if latest.by_library && seen_at_hand_over.is_some_and(|seen| seen != latest.seen) {
-        return false;
+    match seen_at_hand_over {
+        Some(seen) if seen.matches('|').count() == 2 => seen == latest.seen,
+        legacy => {
+            let seen_then_legacy = latest.seen.rsplit_once('|').map_or("", |(head, _)| head);
+            if latest.by_library && legacy.is_some_and(|seen| seen != seen_then_legacy) {
+                return false;
+            }
+            latest.update_at.is_none_or(|t| t < committed_at)
+                && latest.committed_at.is_none_or(|t| t < committed_at)
+        }
     }
-    latest.update_at.is_none_or(|t| t < committed_at)
-        && latest.committed_at.is_none_or(|t| t < committed_at)
 }
 
 /// LATEST as a start upload with `commit` read it: what deciding whether
@@ -368,7 +386,72 @@ mod tests {
     }
 
     #[test]
-    fn a_verification_commits_only_over_an_older_latest() {
+    fn a_verification_commits_only_over_the_latest_its_commit_saw_table() {
+        let t = |s: &str| format!("2026-12-05T07:00:0{s}.000000+0000");
+        let (before, at, after) = (t("1"), t("2"), t("3"));
+        let seen = latest_seen(Some(&before), Some("aa"), None);
+        for (what, now, by_library, may) in [
+            ("as it saw it", seen.clone(), false, true),
+            ("as it saw it, the library's", seen.clone(), true, true),
+            (
+                "other bytes committed since, stamped before the hand-over",
+                latest_seen(Some(&t("0")), Some("bb"), None),
+                false,
+                false,
+            ),
+            (
+                "the same bytes committed since",
+                latest_seen(Some(&before), Some("aa"), Some(&before)),
+                false,
+                false,
+            ),
+            (
+                "written again since, later",
+                latest_seen(Some(&after), Some("aa"), None),
+                false,
+                false,
+            ),
+            (
+                "gone since (purged)",
+                latest_seen(None, None, None),
+                false,
+                false,
+            ),
+        ] {
+            let latest = LatestNow {
+                update_at: Some(&before),
+                committed_at: None,
+                by_library,
+                seen: &now,
+            };
+            assert_eq!(
+                verification_may_commit(&at, Some(&seen), latest),
+                may,
+                "{what}"
+            );
+        }
+        // It saw none: any LATEST since is newer.
+        let none = latest_seen(None, None, None);
+        let latest = LatestNow {
+            update_at: Some(&before),
+            committed_at: None,
+            by_library: false,
+            seen: &seen,
+        };
+        assert!(!verification_may_commit(&at, Some(&none), latest));
+        assert!(verification_may_commit(
+            &at,
+            Some(&none),
+            LatestNow {
+                update_at: None,
+                seen: &none,
+                ..latest
+            }
+        ));
+    }
+
+    #[test]
+    fn a_verification_handed_over_by_an_earlier_release_commits_only_over_an_older_latest() {
         let t = |s: &str| format!("2026-12-05T07:00:0{s}.000000+0000");
         let (before, at, after) = (t("1"), t("2"), t("3"));
         let ours = |update_at: Option<&str>, committed_at: Option<&str>| -> bool {
@@ -388,8 +471,10 @@ mod tests {
         assert!(!ours(Some(&before), Some(&after)));
         assert!(ours(Some(&before), Some(&before)));
 
-        // The library's: older by its time, and the one the commit saw.
-        let seen = latest_seen(Some(&before), Some("aa"));
+        // The library's: older by its time, and the one the commit saw
+        // (recorded then without LATEST's commit time).
+        let legacy = |update_at: &str, sha256: &str| format!("{update_at}|{sha256}");
+        let seen = legacy(&before, "aa");
         let library = |seen_now: &str, at_hand_over: Option<&str>| -> bool {
             let latest = LatestNow {
                 update_at: Some(&before),
@@ -399,21 +484,16 @@ mod tests {
             };
             verification_may_commit(&at, at_hand_over, latest)
         };
-        assert!(library(&seen, Some(&seen)));
+        let now = |update_at: &str, sha256: &str| latest_seen(Some(update_at), Some(sha256), None);
+        assert!(library(&now(&before, "aa"), Some(&seen)));
         // Written since the hand-over (other bytes, or another second):
         // newer, whatever its time says.
-        assert!(!library(
-            &latest_seen(Some(&before), Some("bb")),
-            Some(&seen)
-        ));
-        assert!(!library(
-            &latest_seen(Some(&t("0")), Some("aa")),
-            Some(&seen)
-        ));
+        assert!(!library(&now(&before, "bb"), Some(&seen)));
+        assert!(!library(&now(&t("0"), "aa"), Some(&seen)));
         // None when the commit saw no LATEST: the library's is newer.
-        assert!(!library(&seen, Some(&latest_seen(None, None))));
+        assert!(!library(&now(&before, "aa"), Some("|")));
         // Handed over before commits recorded what they saw: by time.
-        assert!(library(&latest_seen(Some(&before), Some("bb")), None));
+        assert!(library(&now(&before, "bb"), None));
     }
 
     #[test]

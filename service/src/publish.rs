@@ -411,7 +411,7 @@ impl Repository {
     ) -> Result<Adoption> {
         let size = latest.size.unwrap_or_default();
         let checked_at = now();
-        let (stored, _) = self.stored_blob(name, &latest.sha256, size).await?;
+        let (stored, _) = self.stored_blob(name, &latest.sha256, Some(size)).await?;
         let held = match stored {
             crate::blob_rules::Stored::Holds => true,
             // The row has no size (an old library row): S3's checksum says it.

@@ -314,13 +314,21 @@ impl Repository {
                 });
             };
             if !bytes_in_blob_store(&item) {
-                let sha256 = recorded_sha256(&item);
-                return Ok(match sha256 {
-                    Some(sha256) if self.yield_to_library(&key, &sort_key, sha256).await? => {
-                        Outcome::Deleted(1)
+                let Some(sha256) = recorded_sha256(&item) else {
+                    return Ok(done(copied));
+                };
+                if self.yield_to_library(&key, &sort_key, sha256).await? {
+                    return Ok(Outcome::Deleted(1));
+                }
+                let row = VersionRow::from_item(&item)?;
+                match self.repair_library_row(&name, &key, &row, plan).await? {
+                    Some(Copied::Landed(_)) => return Ok(Outcome::Copied),
+                    Some(Copied::Refused) => {
+                        tracing::info!(%key, "the key changed since it was read (conditional copy refused); judged again");
+                        continue;
                     }
-                    _ => done(copied),
-                });
+                    None => return Ok(done(copied)),
+                }
             }
             let row = VersionRow::from_item(&item)?;
             if row.is_deleted {
@@ -445,6 +453,45 @@ impl Repository {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// A numbered row the library wrote whose key holds other bytes than
+    /// it names (`artifact_sha256`, SPEC 7.3): the library's publish copies
+    /// the object its LATEST key holds, which lags behind a LATEST
+    /// committed here until this mirror copied it, and names the bytes of
+    /// the LATEST row it read. When the blob store holds exactly the bytes
+    /// the row names (checked by S3 or verified), they are copied onto the
+    /// key over the object read (its version stays beneath): readers of
+    /// the row, here and in the library, get the bytes it names. `None`:
+    /// nothing to repair, or nothing to repair it with.
+    async fn repair_library_row(
+        &self,
+        name: &ArtifactName,
+        key: &str,
+        row: &VersionRow,
+        plan: &CopyPlan,
+    ) -> Result<Option<Copied>> {
+        if row.is_deleted || row.version.is_latest() {
+            return Ok(None);
+        }
+        let Some(head) = self.mirror_head(key, None).await? else {
+            return Ok(None);
+        };
+        if head.sha256.is_none() || head.sha256.as_deref() == Some(row.sha256.as_str()) {
+            return Ok(None);
+        }
+        let (stored, blob) = self.stored_blob(name, &row.sha256, None).await?;
+        let (crate::blob_rules::Stored::Holds, Some(blob)) = (stored, blob) else {
+            return Ok(None);
+        };
+        tracing::warn!(%key, row_sha256 = %row.sha256, object_sha256 = ?head.sha256, "a library row names other bytes than its key holds; the bytes it names copied onto it");
+        let sized = VersionRow {
+            size: Some(blob.content_length().unwrap_or_default().max(0) as u64),
+            ..row.clone()
+        };
+        self.mirror_copy(name, key, &sized, Some(&head), plan)
+            .await
+            .map(Some)
     }
 
     /// The row is gone: deletes every version of `key` that is ours, and the

@@ -72,7 +72,7 @@ impl Repository {
             // RT 1: is the blob there ∥ the S3 side of the upload; RT 2:
             // the row (∥ giving the S3 side up when the bytes are there).
             let (stored, created) = tokio::join!(
-                self.stored_blob(name, &request.sha256, request.size),
+                self.stored_blob(name, &request.sha256, Some(request.size)),
                 self.create_multipart(&blob_key, &content_type, metadata)
             );
             let s3_upload_id = created?;
@@ -133,7 +133,7 @@ impl Repository {
             });
         }
         let (stored, recorded) = tokio::join!(
-            self.stored_blob(name, &request.sha256, request.size),
+            self.stored_blob(name, &request.sha256, Some(request.size)),
             self.record_upload(name, &row)
         );
         let recorded = recorded?;
@@ -312,14 +312,14 @@ impl Repository {
     }
 
     /// What the blob key of `sha256` holds, judged against a declaration
-    /// of `size` bytes ([`stored`]), and S3's record of it. One HeadObject;
-    /// a GetItem of the verified-blob row only when S3 recorded no
-    /// whole-object SHA-256 (a multipart object).
+    /// of `size` bytes ([`stored`]; `None`: whatever size it has), and S3's
+    /// record of it. One HeadObject; a GetItem of the verified-blob row
+    /// only when S3 recorded no whole-object SHA-256 (a multipart object).
     pub(super) async fn stored_blob(
         &self,
         name: &ArtifactName,
         sha256: &str,
-        size: u64,
+        size: Option<u64>,
     ) -> Result<(Stored, Option<Head>)> {
         let head = self.head_blob(&self.layout.blob_key(name, sha256)).await?;
         let facts = head.as_ref().map(stored_object);
@@ -327,6 +327,7 @@ impl Repository {
             Some(object) if !object.checksum_is(sha256) => self.verified_blob(name, sha256).await?,
             _ => None,
         };
+        let size = size.or(facts.as_ref().map(|f| f.size)).unwrap_or_default();
         Ok((
             stored(facts.as_ref(), verified.as_ref(), sha256, size),
             head,
@@ -481,7 +482,7 @@ impl Repository {
             return Ok(ticket);
         }
         if matches!(
-            self.stored_blob(name, &row.sha256, row.size).await?.0,
+            self.stored_blob(name, &row.sha256, Some(row.size)).await?.0,
             Stored::Holds
         ) {
             return Ok(ticket);
@@ -665,9 +666,9 @@ impl Repository {
             let head = head?;
             if upload.multipart.is_some() {
                 let latest_item = read.latest.as_ref().map(|(_, item)| item);
-                let (update_at, _) = upload_items::latest_times(latest_item);
+                let (update_at, committed_at) = upload_items::latest_times(latest_item);
                 let sha256 = latest_item.and_then(artifact_store::version_items::recorded_sha256);
-                let latest_seen = crate::blob_rules::latest_seen(update_at, sha256);
+                let latest_seen = crate::blob_rules::latest_seen(update_at, sha256, committed_at);
                 // `None`: the key holds the declared bytes (verified or
                 // checked by S3): committed below as a single PUT's are.
                 match self
@@ -793,7 +794,7 @@ impl Repository {
             let latest_item = read.latest.as_ref().map(|(_, item)| item);
             let (update_at, committed_at_latest) = upload_items::latest_times(latest_item);
             let sha256 = latest_item.and_then(artifact_store::version_items::recorded_sha256);
-            let seen = crate::blob_rules::latest_seen(update_at, sha256);
+            let seen = crate::blob_rules::latest_seen(update_at, sha256, committed_at_latest);
             let latest = crate::blob_rules::LatestNow {
                 update_at,
                 committed_at: committed_at_latest,

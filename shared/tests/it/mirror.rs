@@ -1085,3 +1085,48 @@ async fn a_cancelled_transaction_leaves_no_record_in_the_stream() {
         .collect();
     assert_eq!(keys, ["__stream-a", "__stream-real"]);
 }
+
+// Review finding (SPEC 7.3, 7.14): the library's publish copies the object
+// its LATEST key holds and names the bytes of the LATEST row it read. Run
+// while the mirror had not yet copied a LATEST committed here, it made a
+// version whose key held the previous bytes: every read of it, here and in
+// the library, got other bytes than its sha256. The mirror now copies the
+// bytes the row names onto its key.
+#[tokio::test]
+async fn a_library_publish_during_the_mirrors_lag_ends_serving_the_bytes_its_row_names() {
+    let store = TestStore::new().await;
+    let n = name("lagging");
+    let call = |method: &str, args: serde_json::Value| {
+        store.library(&["call", method, &args.to_string()]);
+    };
+    call(
+        "put_artifact",
+        serde_json::json!({"name": n.as_str(), "content": "library bytes"}),
+    );
+    store.drain_mirror().await;
+    // GIVEN a commit here that the mirror has not copied yet.
+    let committed = b"committed here";
+    store.upload(&n, committed).await;
+    // WHEN the library publishes meanwhile.
+    call(
+        "publish_artifact_version",
+        serde_json::json!({"name": n.as_str()}),
+    );
+    store.drain_mirror().await;
+    // THEN version 1 serves the bytes its row names, here and to the library.
+    let v1 = store
+        .repo
+        .get_version(&n, Version::Number(1))
+        .await
+        .unwrap();
+    assert_eq!(v1.sha256, sha256_hex(committed));
+    assert_eq!(
+        store.download(v1.download_url.as_deref().unwrap()).await,
+        committed
+    );
+    let (bytes, metadata, _) = library_object(&store, &n, Version::Number(1))
+        .await
+        .unwrap();
+    assert_eq!(bytes, committed);
+    assert_eq!(metadata[META_ARTIFACT_SHA256], sha256_hex(committed));
+}

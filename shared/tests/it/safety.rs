@@ -3684,3 +3684,47 @@ async fn a_contradicted_replay_of_a_start_never_deletes_the_first_requests_uploa
     assert_eq!(again.artifact.sha256, committed.artifact.sha256);
     assert_eq!(store.upload_rows(&n).await, 1);
 }
+
+// Review finding (SPEC 7.11, 7.15): a verification ordered commits by
+// their times, but a commit takes its time before its write lands. One
+// delayed in between landed after a multipart upload was handed to
+// verification, with an older time, and the verification then rolled
+// LATEST back over it. A verification now commits only over the LATEST
+// its commit read.
+#[tokio::test]
+async fn a_verification_never_rolls_back_a_commit_that_landed_after_its_hand_over() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("delayed-commit");
+    let multipart = bytes(5 * MIB + 25, 15);
+    let (m, plan) = start_multipart(&repo, &n, &multipart).await;
+    send_parts(&repo, &store.http, &n, &m, &multipart, &plan).await;
+    // GIVEN a commit that took its time, then was delayed before its write.
+    let later = b"landed after the hand-over";
+    let c = store
+        .repo
+        .create_upload(&n, declare(later, later.len(), None), LOCAL_ACTOR)
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &c, later).await;
+    let nonce = c.upload_id[..c.upload_id.len() - 64].to_owned();
+    let (held, gate) = store.held_before("TransactWriteItems", Some(&nonce)).await;
+    let commit = {
+        let (n, id) = (n.clone(), c.upload_id.clone());
+        tokio::spawn(async move { held.commit_upload(&n, &id, LOCAL_ACTOR).await })
+    };
+    gate.arrived().await;
+    // WHEN a multipart upload is handed to verification meanwhile, and the
+    // delayed commit lands after it.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(matches!(
+        repo.commit(&n, &m, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    gate.open();
+    commit.await.unwrap().unwrap();
+    // THEN the verification ends superseded: LATEST stays the later commit.
+    let step = verify(&repo, &n, &m).await;
+    assert!(matches!(step, VerifyStep::Superseded { .. }), "{step:?}");
+    assert_eq!(served(&store, &n, Version::Latest).await, later);
+}
