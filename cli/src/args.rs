@@ -54,6 +54,11 @@ pub struct Global {
     /// Retries of a request after a connection error, 429 or 5xx.
     #[arg(long, global = true, default_value_t = 5)]
     pub retries: u32,
+    /// Seconds a transfer may wait for a byte from S3 or the API before the
+    /// connection counts as broken (and the request is retried).
+    #[arg(long, env = "ARTIFACT_READ_TIMEOUT", global = true, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub read_timeout: u64,
     /// Act as this principal ARN on the local server (its x-artifact-caller
     /// header); a deployed API ignores it and uses your SigV4 identity.
     #[arg(long, env = "ARTIFACT_CALLER", global = true)]

@@ -21,6 +21,10 @@ pub struct Settings {
     pub sign: Option<bool>,
     pub region: Option<String>,
     pub retries: u32,
+    /// How long a request waits for its next byte before the connection
+    /// counts as broken: a half-open connection (S3 gone mid-transfer)
+    /// otherwise hangs a push or pull for ever, retries never run.
+    pub read_timeout: Duration,
     /// The caller the local server acts as (its `x-artifact-caller`
     /// header; a deployed API ignores it and uses the SigV4 identity).
     pub caller: Option<String>,
@@ -166,6 +170,7 @@ impl Api {
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .read_timeout(settings.read_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("artifact/", env!("CARGO_PKG_VERSION")))
             .build()

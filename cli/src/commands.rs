@@ -192,9 +192,13 @@ pub async fn run(api: &Api, command: &Command, progress: Progress) -> Result<Ren
                         .into()
                 }
             );
-            let mut json = artifact;
-            json["created"] = json!(created);
-            Ok(Rendered::new(json, text))
+            let Value::Object(mut json) = artifact else {
+                return Err(Error::Protocol(format!(
+                    "the publish answer is not a JSON object: {artifact}"
+                )));
+            };
+            json.insert("created".into(), json!(created));
+            Ok(Rendered::new(Value::Object(json), text))
         }
         Command::Ls { name: None } => {
             let names = api.list_all(&["artifacts"]).await?;

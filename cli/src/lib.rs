@@ -22,6 +22,7 @@ pub mod transfer;
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
@@ -40,6 +41,10 @@ pub async fn run(args: Vec<OsString>) -> i32 {
         Err(e) => return usage_error(e, wants_json),
     };
     if let Command::Completions { shell } = cli.command {
+        if cli.global.json {
+            let message = "completions print a shell script, not JSON: drop --json".to_owned();
+            return report(&Error::Usage(message), true);
+        }
         let mut command = Cli::command();
         clap_complete::generate(shell, &mut command, "artifact", &mut std::io::stdout());
         return exit::OK;
@@ -83,6 +88,7 @@ async fn execute(cli: &Cli) -> Result<(Rendered, bool), Error> {
         },
         region: g.region.clone(),
         retries: g.retries,
+        read_timeout: Duration::from_secs(g.read_timeout),
         caller: g.caller.clone(),
     };
     let api = Api::new(&settings).await?;
@@ -116,8 +122,19 @@ fn report(e: &Error, json: bool) -> i32 {
 /// usage error (exit 2) reported like every other error, on one line.
 fn usage_error(e: clap::Error, json: bool) -> i32 {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        let _ = e.print();
+    // With `--json`, stdout holds one JSON document, help and version too.
+    let shown = match e.kind() {
+        ErrorKind::DisplayHelp => Some("help"),
+        ErrorKind::DisplayVersion => Some("version"),
+        _ => None,
+    };
+    if let Some(shown) = shown {
+        if json {
+            let text = e.render().to_string();
+            println!("{}", serde_json::json!({ shown: text.trim_end() }));
+        } else {
+            let _ = e.print();
+        }
         return exit::OK;
     }
     // clap's first paragraph ("error: …" and its indented details), on one line.

@@ -144,10 +144,12 @@ pub struct StateDir {
 pub struct Saved {
     pub upload_id: String,
     pub part_size: u64,
-    /// The commit's `publish` and `alias` the upload was started for: a
-    /// push asking for another one starts its own upload (resuming would
-    /// answer with the first push's publish and alias).
-    pub pipeline: Value,
+    /// The start request the upload was made by (its content type,
+    /// metadata, and the commit's `publish` and `alias`): a push asking for
+    /// anything else starts its own upload (resuming would commit the
+    /// first push's content type and metadata, and answer with its publish
+    /// and alias).
+    pub start: Value,
 }
 
 impl StateDir {
@@ -182,7 +184,7 @@ impl StateDir {
         Some(Saved {
             upload_id: v.get("upload_id")?.as_str()?.to_owned(),
             part_size: v.get("part_size")?.as_u64()?,
-            pipeline: v.get("pipeline").cloned().unwrap_or(Value::Null),
+            start: v.get("start").cloned().unwrap_or(Value::Null),
         })
     }
 
@@ -191,7 +193,7 @@ impl StateDir {
     pub fn save(&self, api: &str, name: &str, sha256: &str, saved: &Saved) {
         let _ = std::fs::create_dir_all(&self.dir);
         let doc = json!({"upload_id": saved.upload_id, "part_size": saved.part_size,
-                         "pipeline": saved.pipeline});
+                         "start": saved.start});
         let _ = std::fs::write(self.file(api, name, sha256), doc.to_string());
     }
 
@@ -390,7 +392,7 @@ mod tests {
         let saved = Saved {
             upload_id: "u1".into(),
             part_size: 5 * MIB,
-            pipeline: json!({"publish": true}),
+            start: json!({"sha256": "abc", "publish": true}),
         };
         state.save("http://a", "app", "abc", &saved);
         assert_eq!(state.load("http://a", "app", "abc"), Some(saved));

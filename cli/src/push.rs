@@ -169,7 +169,7 @@ impl Multipart<'_> {
         let (api, name) = (self.api, self.name);
         let sha256 = self.digests.hex();
         let saved = self.state.and_then(|s| s.load(self.api_url, name, &sha256));
-        let saved = saved.filter(|s| &s.pipeline == self.pipeline);
+        let saved = saved.filter(|s| &s.start == start);
         let (upload_id, answer) = match resume(api, name, saved, &self.plan).await? {
             Some(found) => found,
             None => match start_upload(api, name, start).await {
@@ -186,7 +186,7 @@ impl Multipart<'_> {
         };
         let mut transferred = false;
         let outcome = self
-            .finish(&upload_id, answer, &sha256, &mut transferred)
+            .finish(&upload_id, answer, start, &sha256, &mut transferred)
             .await;
         // Forgotten once answered for good: done, or refused (superseded,
         // failed, gone); kept only to resume after a connection failure.
@@ -211,6 +211,7 @@ impl Multipart<'_> {
         &self,
         upload_id: &str,
         answer: Value,
+        start: &Value,
         sha256: &str,
         transferred: &mut bool,
     ) -> Result<Done> {
@@ -235,7 +236,7 @@ impl Multipart<'_> {
                     let saved = Saved {
                         upload_id: upload_id.clone(),
                         part_size: self.plan.part_size,
-                        pipeline: self.pipeline.clone(),
+                        start: start.clone(),
                     };
                     s.save(self.api_url, name, sha256, &saved);
                 }

@@ -158,7 +158,8 @@ impl Repository {
     /// An upload's state: pending (with the parts S3 holds, for a multipart
     /// upload), verifying, committed (with LATEST as it made it) or failed
     /// (with the reason). AWS calls: GetItem, then ListParts per 1 000 parts
-    /// of a pending multipart upload.
+    /// of a pending multipart upload, or an Invoke of verify-upload for a
+    /// verification stalled (`VERIFY_STALLED`).
     pub async fn upload_state(&self, name: &ArtifactName, upload_id: &str) -> Result<UploadStatus> {
         let id: UploadId = upload_id.parse()?;
         let upload = self.upload_row(name, &id).await?;
@@ -205,7 +206,21 @@ impl Repository {
                     );
                 }
             }
-            UploadState::Verifying => status.verified_bytes = Some(upload.verified_bytes),
+            UploadState::Verifying => {
+                status.verified_bytes = Some(upload.verified_bytes);
+                // No checkpoint for longer than an invocation can run: its
+                // invocations gave up, or none was ever made (the commit
+                // that handed it over cut off before it asked, and its
+                // retry found it verifying). A client waiting for the
+                // verification only reads this, so the read asks again, as
+                // a commit would (duplicates are harmless). The answer does
+                // not hang on it.
+                if now() - upload.update_at > super::uploads::VERIFY_STALLED
+                    && let Err(e) = self.request_verification(name, &id).await
+                {
+                    tracing::warn!(error = %e, upload_id = id.as_str(), "a stalled verification could not be asked for again");
+                }
+            }
             UploadState::Committed => {
                 status.artifact = Some(upload.to_artifact(&self.layout));
                 let result: Option<serde_json::Value> = upload

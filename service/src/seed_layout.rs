@@ -335,7 +335,7 @@ impl Repository {
                 if row.reclaimed_at.is_none() {
                     return Ok(done(copied));
                 }
-                let deleted = self.mirror_delete_holding(&key, &row.sha256).await?;
+                let deleted = self.mirror_delete_holding(&key, &row).await?;
                 return Ok(Outcome::Deleted(deleted));
             }
             let head = self.mirror_head(&key, None).await?;
@@ -519,23 +519,41 @@ impl Repository {
         Ok(deleted)
     }
 
-    /// Deletes every version of `key` whose `artifact_sha256` is `sha256`.
-    async fn mirror_delete_holding(&self, key: &str, sha256: &str) -> Result<usize> {
-        let mut deleted = 0;
+    /// Deletes the versions of `key` that hold the bytes of the reclaimed
+    /// row `row` (`artifact_sha256`) and were written before they were
+    /// reclaimed, provided the row, read again after the listing, is still
+    /// that one. The row was read before the listing: the artifact may
+    /// have been purged and written again since, the library putting the
+    /// same bytes at that key for a new version (SPEC 7.14, 7.15).
+    async fn mirror_delete_holding(&self, key: &str, row: &VersionRow) -> Result<usize> {
+        let Some(reclaimed_at) = row.reclaimed_at else {
+            return Ok(0);
+        };
+        let mut holding = Vec::new();
         for (version, _) in self.key_versions(key).await? {
-            let holds = self
+            let held = self
                 .mirror_head(key, Some(&version))
                 .await?
-                .is_some_and(|h| h.sha256.as_deref() == Some(sha256));
-            if holds {
-                self.mirror_delete(key, Some(&version)).await?;
-                deleted += 1;
+                .is_some_and(|h| {
+                    h.sha256.as_deref() == Some(row.sha256.as_str())
+                        && h.last_modified.is_some_and(|t| t <= reclaimed_at)
+                });
+            if held {
+                holding.push(version);
             }
         }
-        if deleted > 0 {
-            tracing::info!(%key, %sha256, deleted, "reclaimed version: library objects deleted");
+        let again = self.get_row(&row.name, row.version).await?;
+        if again.is_none_or(|r| !r.is_deleted || r.reclaimed_at != Some(reclaimed_at)) {
+            tracing::info!(%key, "the reclaimed row changed since it was read; its objects left alone");
+            return Ok(0);
         }
-        Ok(deleted)
+        for version in &holding {
+            self.mirror_delete(key, Some(version)).await?;
+        }
+        if !holding.is_empty() {
+            tracing::info!(%key, sha256 = %row.sha256, deleted = holding.len(), "reclaimed version: library objects deleted");
+        }
+        Ok(holding.len())
     }
 
     /// Every version of exactly `key`, newest first, with whether it is the

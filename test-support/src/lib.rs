@@ -629,6 +629,25 @@ impl TestStore {
             .unwrap_or_else(|e| panic!("lapse the purge fence: {e:?}"));
     }
 
+    /// Makes upload `id` of `name` look as if its last step (its hand-over
+    /// or a checkpoint) was long ago: a verification that stalled.
+    pub async fn stall_upload(&self, name: &ArtifactName, id: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .update_item()
+            .table_name(&self.config.table)
+            .key("pk", AttributeValue::S(shared::layout::upload_pk(name)))
+            .key("sk", AttributeValue::S(id.to_owned()))
+            .update_expression("SET update_at = :long_ago")
+            .expression_attribute_values(
+                ":long_ago",
+                AttributeValue::S("2000-01-01T00:00:00.000000+0000".into()),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("stall upload {id}: {e:?}"));
+    }
+
     /// Ends the lifetime of upload `id` of `name` (its `expires_at` long
     /// past), as if its time ran out before the TTL removed its row.
     pub async fn expire_upload(&self, name: &ArtifactName, id: &str) {

@@ -380,6 +380,43 @@ async fn help_documents_the_exit_codes_and_completions_are_generated() {
     }
 }
 
+/// Review finding (SPEC 8: `--json` prints exactly one JSON document on
+/// stdout): help and version printed clap's text there, completions a
+/// shell script, and a publish answered with something other than an
+/// object panicked (exit 101). Help and version are JSON documents now,
+/// completions refuse `--json`, and an odd answer is a protocol error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_json_even_help_version_and_odd_answers_print_one_json_document() {
+    let local = Local::start().await;
+    let help = local.run(&["--json", "--help"]).await.ok().json();
+    assert!(
+        help["help"]
+            .as_str()
+            .is_some_and(|h| h.contains("3  not found")),
+        "{help}"
+    );
+    let version = local.run(&["--json", "--version"]).await.ok().json();
+    assert!(
+        version["version"]
+            .as_str()
+            .is_some_and(|v| v.contains("artifact"))
+    );
+    failed(
+        &local.run(&["--json", "completions", "bash"]).await,
+        2,
+        "Usage",
+    );
+
+    let (listener, odd_api) = support::listener().await;
+    support::serve(listener, |_request| async {
+        support::respond(201, "\"ok\"")
+    });
+    let publish = local
+        .run_against(&odd_api, &["--json", "--retries", "0", "publish", "app"])
+        .await;
+    failed(&publish, 1, "ProtocolError");
+}
+
 /// SPEC 10.3 from the CLI: search by file or digest and by metadata, and
 /// version status (deprecate, archive: no new alias may take it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

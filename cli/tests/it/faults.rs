@@ -5,7 +5,7 @@
 use crate::support;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use support::{Local, bytes, sha256_hex};
 use test_support::proxy::{self, FaultCounts, Faults};
@@ -195,4 +195,64 @@ async fn a_rollback_or_forced_publish_whose_answer_was_lost_takes_effect_once() 
         Some(4),
         "LATEST, 3, 2, 1: {versions}"
     );
+}
+
+/// Points `download_url` of an API answer at `{me}/s3-get/{hex}`.
+fn redirect_download(body: &bytes::Bytes, me: &str) -> bytes::Bytes {
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.clone();
+    };
+    if let Some(url) = doc.get("download_url").and_then(|u| u.as_str()) {
+        doc["download_url"] = format!("{me}/s3-get/{}", hex::encode(url)).into();
+    }
+    bytes::Bytes::from(doc.to_string())
+}
+
+/// An API whose download URLs lead through a double that never answers the
+/// first download (a connection gone silent) and forwards the rest.
+async fn silent_first_download(api: String, silenced: Arc<AtomicU64>) -> String {
+    let (listener, me) = support::listener().await;
+    let http = reqwest::Client::new();
+    let own = me.clone();
+    support::serve(listener, move |request| {
+        let (http, api, me, silenced) = (http.clone(), api.clone(), own.clone(), silenced.clone());
+        async move {
+            let received = support::receive(request).await;
+            if let Some(url) = support::original_url(&received.path, "s3-get") {
+                if silenced.fetch_add(1, Ordering::SeqCst) == 0 {
+                    std::future::pending::<()>().await;
+                }
+                let (status, body) = support::forward(&http, &url, &received).await;
+                return support::respond(status, body);
+            }
+            let (status, body) =
+                support::forward(&http, &format!("{api}{}", received.path), &received).await;
+            support::respond(status, redirect_download(&body, &me))
+        }
+    });
+    me
+}
+
+/// Review finding: transfers had no read timeout (only API calls had a
+/// deadline), so a connection to S3 that went silent mid-transfer hung a
+/// push or pull for ever, its retries never run. A transfer that waits
+/// `--read-timeout` seconds for a byte now counts as broken and is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_download_whose_connection_goes_silent_is_retried_after_the_read_timeout() {
+    let local = Local::start().await;
+    let content = bytes(10_000, 9);
+    let file = local.file("in", &content);
+    local
+        .run(&["push", "app", file.to_str().unwrap()])
+        .await
+        .ok();
+    let silenced = Arc::new(AtomicU64::new(0));
+    let api = silent_first_download(local.api.clone(), silenced.clone()).await;
+    let pull = local.run_against(&api, &["--read-timeout", "1", "pull", "app", "-o", "out"]);
+    let run = tokio::time::timeout(std::time::Duration::from_secs(60), pull)
+        .await
+        .expect("the pull hung on a silent connection");
+    run.ok();
+    assert_eq!(silenced.load(Ordering::SeqCst), 2, "retried once");
+    assert_eq!(std::fs::read(local.path("out")).unwrap(), content);
 }

@@ -106,6 +106,52 @@ async fn an_interrupted_multipart_push_resumes_sending_only_the_missing_parts() 
     assert_eq!(std::fs::read(local.path("model.out")).unwrap(), content);
 }
 
+/// A push of the same bytes with other metadata (or content type) after
+/// one was cut off starts its own upload: resuming the first committed
+/// the first push's metadata, and answered success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_with_other_metadata_does_not_resume_the_upload_of_one_cut_off() {
+    let local = Local::start().await;
+    let parts = Arc::new(Parts::default());
+    let proxy = parts_proxy(local.api.clone(), parts.clone()).await;
+    let content = support::bytes(2 * (5 << 20) + 1000, 5);
+    let file = local.file("model.bin", &content);
+    let push = |build: &str| {
+        [
+            "--json",
+            "push",
+            "model",
+            file.to_str().unwrap(),
+            "--multipart-threshold",
+            "1MiB",
+            "--part-size",
+            "5MiB",
+            "--concurrency",
+            "1",
+            "--retries",
+            "0",
+            "--meta",
+            build,
+        ]
+        .map(str::to_owned)
+    };
+    parts.allowed.store(1, Ordering::SeqCst);
+    let (one, two) = (push("build=41"), push("build=42"));
+    let first = local
+        .run_against(&proxy, &one.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert_ne!(first.code, 0, "the first push must be cut off");
+    parts.allowed.store(u64::MAX, Ordering::SeqCst);
+    let second = local
+        .run_against(&proxy, &two.iter().map(String::as_str).collect::<Vec<_>>())
+        .await
+        .ok()
+        .json();
+    assert_eq!(second["latest"]["metadata"]["build"], "42");
+    // Its own upload: all 3 parts sent again.
+    assert_eq!(parts.sent.load(Ordering::SeqCst), 1 + 3);
+}
+
 /// A run that committed its upload but died before forgetting it left it
 /// remembered. Resuming it made every later push of those bytes answer as
 /// that run (or, once LATEST moved on, be refused 409 for as long as the
@@ -140,8 +186,10 @@ async fn a_committed_upload_a_dead_run_remembered_does_not_refuse_later_pushes()
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
         state.join(format!("model-{sha256}-{api}.json")),
-        serde_json::json!({"upload_id": upload_id, "part_size": 5 << 20, "pipeline": {}})
-            .to_string(),
+        serde_json::json!({"upload_id": upload_id, "part_size": 5 << 20, "start": {
+            "sha256": sha256, "size": content.len(), "part_size": 5 << 20, "commit": true,
+        }})
+        .to_string(),
     )
     .unwrap();
     // Another push moves LATEST on.

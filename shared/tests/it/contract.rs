@@ -687,7 +687,8 @@ fn operation_calls(package: &str) -> Vec<Call> {
         ]
         .concat(),
         // The upload row; a pending multipart upload's parts.
-        "get-upload" => vec![GetItem, ListParts(Blobs)],
+        // (A verification stalled is asked for again.)
+        "get-upload" => vec![GetItem, ListParts(Blobs), Invoke(VERIFY_FUNCTION_ARN)],
         // The upload row; the parts it signs.
         "get-upload-parts" => vec![GetItem, UploadPart(Blobs)],
         // The blob ∥ the upload and LATEST rows, then one transaction: the
@@ -1154,8 +1155,9 @@ async fn the_multipart_paths_make_only_calls_their_iam_is_derived_from() {
     }
 }
 
-/// verify-upload is invoked by commit-upload and by itself, asynchronously,
-/// under the name both policies and both `VERIFY_FUNCTION_NAME`s give it;
+/// verify-upload is invoked by commit-upload, by itself and by get-upload
+/// (a stalled verification), asynchronously, under the name their policies
+/// and their `VERIFY_FUNCTION_NAME`s give it;
 /// Lambda retries a failed invocation and then keeps it in a queue.
 #[test]
 fn verify_upload_is_invoked_by_name_retried_and_kept_on_failure() {
@@ -1168,7 +1170,11 @@ fn verify_upload_is_invoked_by_name_retried_and_kept_on_failure() {
         Some("arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"),
         "the ARN the policies name is the function's"
     );
-    for caller in ["CommitUploadFunction", "VerifyUploadFunction"] {
+    for caller in [
+        "CommitUploadFunction",
+        "VerifyUploadFunction",
+        "GetUploadFunction",
+    ] {
         assert_eq!(
             resources[caller]["Properties"]["Environment"]["Variables"]["VERIFY_FUNCTION_NAME"]
                 .as_str(),
@@ -1480,7 +1486,10 @@ fn every_function_holds_exactly_the_iam_actions_its_operation_needs() {
                         .nth(1)
                         .is_some_and(|a| a.starts_with(verb) || a == *verb)
                 });
-                assert!(read, "read-only {package} holds {action}");
+                // get-upload writes nothing itself: it may only ask
+                // verify-upload to go on with a stalled verification.
+                let asks = package == "get-upload" && action == "lambda:InvokeFunction";
+                assert!(read || asks, "read-only {package} holds {action}");
             }
         }
     }

@@ -121,6 +121,31 @@ fn removed(name: &ArtifactName, version: Version, sequence: u32, sha256: &str) -
     }
 }
 
+/// Deletes every version of the library key of `name`@`version`, as a
+/// purge does.
+async fn delete_object_versions(store: &TestStore, name: &ArtifactName, version: Version) {
+    let key = store.repo.layout().object_key(name, version);
+    let listed = store
+        .s3
+        .list_object_versions()
+        .bucket(&store.config.bucket)
+        .prefix(&key)
+        .send()
+        .await
+        .unwrap();
+    for v in listed.versions() {
+        store
+            .s3
+            .delete_object()
+            .bucket(&store.config.bucket)
+            .key(&key)
+            .set_version_id(v.version_id().map(str::to_owned))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 async fn delete_row(store: &TestStore, name: &ArtifactName, version: Version) {
     store
         .ddb
@@ -1129,4 +1154,64 @@ async fn a_library_publish_during_the_mirrors_lag_ends_serving_the_bytes_its_row
         .unwrap();
     assert_eq!(bytes, committed);
     assert_eq!(metadata[META_ARTIFACT_SHA256], sha256_hex(committed));
+}
+
+// Review finding (SPEC 7.14, 7.15): for a reclaimed row the mirror
+// deleted every version of the library key holding its bytes, from a
+// row read before it listed them. A purge and a re-creation by the
+// library in between (the same bytes at that number) lost the library's
+// new object. It now deletes only versions written before the reclaim,
+// and only while the row read again is still that one.
+#[tokio::test]
+async fn a_reclaimed_row_never_costs_the_library_its_new_object_of_the_same_bytes() {
+    let store = TestStore::new().await;
+    let n = name("reclaimed-reborn");
+    store
+        .put_blob_row(&n, Version::Number(1), b"one", &[])
+        .await;
+    store.drain_mirror().await;
+    store
+        .ddb
+        .update_item()
+        .table_name(&store.config.table)
+        .key(attr::PK, AttributeValue::S(n.to_string()))
+        .key(attr::SK, AttributeValue::S(Version::Number(1).sort_key()))
+        .update_expression("SET is_deleted = :t, deleted_at = :at, reclaimed_at = :at")
+        .expression_attribute_values(":t", AttributeValue::Bool(true))
+        .expression_attribute_values(":at", AttributeValue::S(format_update_at(now())))
+        .send()
+        .await
+        .unwrap();
+    // GIVEN the mirror, having read the reclaimed row, about to list the key.
+    let (held, gate) = store.held_before("ListObjectVersions", None).await;
+    let mirror = {
+        let n = n.clone();
+        tokio::spawn(async move { held.mirror(&[record(&n, Version::Number(1), 1)]).await })
+    };
+    gate.arrived().await;
+    // WHEN the artifact is gone and the library writes version 1 again,
+    // of the same bytes.
+    delete_row(&store, &n, Version::Number(1)).await;
+    delete_object_versions(&store, &n, Version::Number(1)).await;
+    tokio::time::sleep(NEXT_SECOND).await;
+    for (method, args) in [
+        (
+            "put_artifact",
+            serde_json::json!({"name": n.as_str(), "content": "one"}),
+        ),
+        (
+            "publish_artifact_version",
+            serde_json::json!({"name": n.as_str()}),
+        ),
+    ] {
+        store.library(&["call", method, &args.to_string()]);
+    }
+    gate.open();
+    let report = mirror.await.unwrap();
+    assert!(report.failure.is_none(), "{report:?}");
+    // THEN the library still reads its version 1.
+    let (bytes, _, _) = library_object(&store, &n, Version::Number(1))
+        .await
+        .expect("the library's new object was deleted");
+    assert_eq!(bytes, b"one");
 }

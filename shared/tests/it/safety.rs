@@ -3036,27 +3036,8 @@ async fn an_upload_waiting_on_a_stalled_verification_asks_for_it_again() {
         deferred.commit(&n, &first, "ci").await.unwrap(),
         CommitOutcome::Verifying { .. }
     ));
-    // Its last step was an hour ago.
-    store
-        .ddb
-        .update_item()
-        .table_name(&store.config.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(shared::layout::upload_pk(&n)),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(first.clone()),
-        )
-        .update_expression("SET update_at = :long_ago")
-        .expression_attribute_values(
-            ":long_ago",
-            aws_sdk_dynamodb::types::AttributeValue::S("2000-01-01T00:00:00.000000+0000".into()),
-        )
-        .send()
-        .await
-        .unwrap();
+    // Its last step was long ago.
+    store.stall_upload(&n, &first).await;
 
     let (asked, mut requests) = tokio::sync::mpsc::unbounded_channel();
     let queued = store.repo.clone().with_verifier(Verifier::Queue(asked));
@@ -3727,4 +3708,45 @@ async fn a_verification_never_rolls_back_a_commit_that_landed_after_its_hand_ove
     let step = verify(&repo, &n, &m).await;
     assert!(matches!(step, VerifyStep::Superseded { .. }), "{step:?}");
     assert_eq!(served(&store, &n, Version::Latest).await, later);
+}
+
+// Review finding (SPEC 7.16): a commit cut off after it handed its upload
+// to verification and before it asked for it left the upload verifying
+// with nothing behind it; the commit's retry found it verifying and
+// answered 202, and the client then only read the upload's state, which
+// never asked. The state read asks for a stalled verification again.
+#[tokio::test]
+async fn reading_the_state_of_an_upload_whose_verification_stalled_asks_for_it_again() {
+    let store = TestStore::new().await;
+    let deferred = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("never-asked");
+    let content = bytes(5 * MIB + 9, 17);
+    let (id, parts) = start_multipart(&deferred, &n, &content).await;
+    send_parts(&deferred, &store.http, &n, &id, &content, &parts).await;
+    assert!(matches!(
+        deferred.commit(&n, &id, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    let (asked, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let queued = store.repo.clone().with_verifier(Verifier::Queue(asked));
+    // Handed over just now: a read asks for nothing.
+    assert_eq!(
+        queued.upload_state(&n, &id).await.unwrap().state,
+        "verifying"
+    );
+    assert!(requests.try_recv().is_err());
+    // Nothing for longer than an invocation runs: the read asks again.
+    store.stall_upload(&n, &id).await;
+    assert_eq!(
+        queued.upload_state(&n, &id).await.unwrap().state,
+        "verifying"
+    );
+    let request = requests
+        .try_recv()
+        .expect("the stalled verification asked for again");
+    assert_eq!(request.upload_id, id);
+    assert!(matches!(
+        verify(&deferred, &n, &id).await,
+        VerifyStep::Committed(_)
+    ));
 }

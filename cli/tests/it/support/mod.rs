@@ -106,7 +106,8 @@ pub async fn artifact(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         .current_dir(dir)
         .env_remove("ARTIFACT_API_URL")
         .env("ARTIFACT_STATE_DIR", dir.join(".state"))
-        .stdin(std::process::Stdio::null());
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
     for (k, v) in env {
         command.env(k, v);
     }
