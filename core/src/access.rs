@@ -75,7 +75,7 @@ impl Caller {
 pub const TAG_PREFIX: &str = "tag:";
 
 /// The IAM entity whose tags a caller carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TagSubject {
     /// A role, by name (`ListRoleTags`).
     Role(String),

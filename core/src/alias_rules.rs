@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::model::{AliasAction, AliasState, Precondition};
+use crate::model::{AliasAction, AliasState, AliasTarget, Precondition};
 use crate::names::{AliasName, ArtifactName, Version, Weight};
 
 /// What the request asks for.
@@ -38,6 +38,27 @@ pub struct Current {
 pub struct Target {
     pub version: Version,
     pub row: Option<TargetRow>,
+    /// The change sends it a larger share of resolves than the alias does
+    /// now ([`share_of`]).
+    pub grows: bool,
+}
+
+/// The percent of resolves `target` sends to `version`: the primary's
+/// `100 - weight`, the secondary's weight; 0 when it is neither (or there
+/// is no target).
+pub fn share_of(target: Option<&AliasTarget>, version: Version) -> u8 {
+    let Some(target) = target else {
+        return 0;
+    };
+    let weight = target.secondary.map_or(0, |(_, w)| w.get());
+    let mut share = 0;
+    if target.version == version {
+        share += 100 - weight;
+    }
+    if target.secondary.is_some_and(|(v, _)| v == version) {
+        share += weight;
+    }
+    share
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,11 +141,17 @@ pub fn decide(
         (Asked::Rollback, _) => AliasAction::Rollback,
     };
     let held: BTreeSet<Version> = current.map(|c| c.targets.clone()).unwrap_or_default();
-    for Target { version, row } in targets {
+    for Target {
+        version,
+        row,
+        grows,
+    } in targets
+    {
         match row {
-            // An archived version is never a new target (SPEC 10.3); one the
-            // alias already points at may stay.
-            Some(r) if r.archived && !held.contains(version) => {
+            // An archived version is never a new target (SPEC 10.3), and
+            // gains no traffic: one the alias already points at may stay,
+            // with the same share or less.
+            Some(r) if r.archived && (*grows || !held.contains(version)) => {
                 return Err(Error::VersionArchived {
                     name: name.to_string(),
                     version: version.to_string(),
@@ -303,28 +330,60 @@ mod tests {
     }
 
     #[test]
+    fn the_share_of_resolves_a_version_gets_table() {
+        let split = |primary: u32, secondary: u32, weight: i64| AliasTarget {
+            version: v(primary),
+            secondary: Some((v(secondary), Weight::new(weight).expect("weight"))),
+        };
+        let alone = AliasTarget {
+            version: v(1),
+            secondary: None,
+        };
+        for (what, target, version, share) in [
+            ("no alias", None, 1, 0),
+            ("the primary alone", Some(alone), 1, 100),
+            ("not a target", Some(alone), 2, 0),
+            ("the primary of a split", Some(split(1, 2, 10)), 1, 90),
+            ("the secondary of a split", Some(split(1, 2, 10)), 2, 10),
+            ("a secondary at 0", Some(split(1, 2, 0)), 2, 0),
+        ] {
+            assert_eq!(share_of(target.as_ref(), v(version)), share, "{what}");
+        }
+    }
+
+    #[test]
     fn the_rule_of_an_alias_change_table() {
         use Asked::*;
         use Precondition as P;
         let live = [Target {
             version: v(2),
             row: row(true, false),
+            grows: true,
         }];
         let deleted = [Target {
             version: v(2),
             row: row(false, false),
+            grows: true,
         }];
         let missing = [Target {
             version: v(2),
             row: None,
+            grows: true,
         }];
         let archived = [Target {
             version: v(2),
             row: row(true, true),
+            grows: true,
+        }];
+        let archived_kept = [Target {
+            version: v(2),
+            row: row(true, true),
+            grows: false,
         }];
         let latest_gone = [Target {
             version: Version::Latest,
             row: None,
+            grows: true,
         }];
         let none: [Target; 0] = [];
         // (what, asked, precondition, alias row, logged revision, targets, outcome)
@@ -354,7 +413,8 @@ mod tests {
             ("onto LATEST of a purged artifact", Put, P::None, at(Some(1), &[v(1)]), None, &latest_gone, "ArtifactNotFound"),
             ("rollback onto a deleted version", Rollback, P::None, at(Some(1), &[v(1)]), None, &deleted, "TargetGone"),
             ("onto an archived version", Put, P::None, at(Some(1), &[v(1)]), None, &archived, "VersionArchived"),
-            ("an archived version it already points at stays", Put, P::None, at(Some(1), &[v(2)]), None, &archived, "move r2"),
+            ("an archived version it already points at stays", Put, P::None, at(Some(1), &[v(2)]), None, &archived_kept, "move r2"),
+            ("an archived version it points at gains no share", Put, P::None, at(Some(1), &[v(2)]), None, &archived, "VersionArchived"),
         ];
         let name: ArtifactName = "app".parse().expect("name");
         let alias: AliasName = "prod".parse().expect("alias");
@@ -381,6 +441,7 @@ mod tests {
         let target = [Target {
             version: v(1),
             row: row(true, false),
+            grows: true,
         }];
         let create = decide(
             &name,

@@ -203,8 +203,18 @@ impl Repository {
                     .last_change(name, alias)
                     .await?
                     .ok_or_else(|| nothing_to_roll_back(name, alias, "it has no history"))?;
-                let state =
-                    undo(&last, None).map_err(|why| nothing_to_roll_back(name, alias, why))?;
+                // A retry of this very rollback whose first attempt landed
+                // (its answer lost) finds that attempt the last change: it
+                // asks for what the attempt set, which the change answers
+                // as the attempt was answered. Undoing it would undo the
+                // rollback, or find nothing to undo (it re-created a
+                // deleted alias).
+                let request = super::request_token(change.key.as_deref());
+                let own = change.key.is_some() && last.token.starts_with(&format!("{request}-"));
+                let state = match last.change.state() {
+                    Some(state) if own => state,
+                    _ => undo(&last, None).map_err(|why| nothing_to_roll_back(name, alias, why))?,
+                };
                 (state, Some(last))
             }
             Some(n) => {
@@ -502,6 +512,11 @@ impl Repository {
                 written_at: crate::model::micros(o.update_at),
                 targets: o.targets().collect(),
             });
+            let now_target = old.as_ref().map(|o| o.state().target());
+            let grows = |version: Version| {
+                alias_rules::share_of(target.as_ref(), version)
+                    > alias_rules::share_of(now_target.as_ref(), version)
+            };
             let targets: Vec<Target> = wanted
                 .iter()
                 .map(|version| Target {
@@ -510,6 +525,7 @@ impl Repository {
                         live: row.is_live(),
                         archived: row.status == Some(crate::model::VersionStatus::Archived),
                     }),
+                    grows: grows(*version),
                 })
                 .collect();
             let Decision { action, revision } = alias_rules::decide(
@@ -623,9 +639,10 @@ impl Repository {
             // name bytes it took; an alias must not land on them.
             tx.push(Member::Fence, self.no_purge_running(name)?);
             for version in &wanted {
-                // A new target must still not be archived when the move
-                // lands (a status change racing it: SPEC 10.3).
-                let refuse_archived = !current.contains(version);
+                // A new target, or one gaining share, must still not be
+                // archived when the move lands (a status change racing
+                // it: SPEC 10.3).
+                let refuse_archived = !current.contains(version) || grows(*version);
                 // The alias records each target's status as read; a
                 // status change landing before the move refuses it (and
                 // the next read records the new status), one landing after

@@ -42,19 +42,24 @@ impl Repository {
         // After a first page that did not fill (names skipped), read the
         // largest pages S3 and DynamoDB answer: a caller who may read few
         // names far apart costs rounds per 1 000 names, not per `limit`.
-        let mut read = limit;
+        // One more than the page: whether a name the caller may read
+        // follows the last one shown is then known without another read,
+        // when none is hidden.
+        let mut read = (limit + 1).min(artifact_store::paging::MAX_PAGE_SIZE);
         loop {
             let (names, resume) = self.artifact_names_after(after.as_deref(), read).await?;
             read = artifact_store::paging::MAX_PAGE_SIZE;
-            let total = names.len();
-            for (i, name) in names.into_iter().enumerate() {
+            for (i, name) in names.iter().enumerate() {
                 if !readable(name.as_str()) {
                     continue;
                 }
-                items.push(name);
+                items.push(name.clone());
                 if items.len() == limit as usize {
-                    // Ends on the last name shown: resume right after it.
-                    let more = resume.is_some() || i + 1 < total;
+                    // Ends on the last name shown: resume right after it,
+                    // when a name the caller may read follows (whether a
+                    // hidden one does is none of its business).
+                    let more = names[i + 1..].iter().any(|n| readable(n.as_str()))
+                        || self.readable_name_after(resume, readable).await?;
                     let next_cursor = more
                         .then(|| items.last().map(|n| encode_cursor(&format!("{n}/"))))
                         .flatten();
@@ -69,6 +74,25 @@ impl Repository {
             }
             after = resume;
         }
+    }
+
+    /// Whether a name `readable` admits comes after the entry `after` (the
+    /// listing's resume point; `None`: the listing ended).
+    async fn readable_name_after(
+        &self,
+        mut after: Option<String>,
+        readable: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<bool> {
+        while let Some(from) = after {
+            let (names, resume) = self
+                .artifact_names_after(Some(&from), artifact_store::paging::MAX_PAGE_SIZE)
+                .await?;
+            if names.iter().any(|n| readable(n.as_str())) {
+                return Ok(true);
+            }
+            after = resume;
+        }
+        Ok(false)
     }
 
     /// One page of at most `limit` artifact names after the entry `after`,

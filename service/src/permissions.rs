@@ -16,28 +16,31 @@ pub use artifact_store::permission_items::{AccessChange, AccessDocument};
 /// again: a tag change on a role applies within this long (IAM itself is
 /// eventually consistent).
 pub const TAGS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
-/// Callers remembered at most; past it the cache starts over.
+/// Roles and users remembered at most; past it the cache starts over.
 const TAG_CACHE_CALLERS: usize = 1024;
 
-/// Tags looked up lately, by caller ARN, with when.
+/// Tags looked up lately, by role or user (not by caller ARN: every
+/// session of a role, each CI job's with its own session name, carries
+/// the role's tags, and keyed by ARN each would look them up again and
+/// push the cache toward starting over), with when.
 #[derive(Debug, Default)]
 pub(crate) struct TagCache(
-    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Tags)>>,
+    std::sync::Mutex<std::collections::HashMap<TagSubject, (std::time::Instant, Tags)>>,
 );
 
 impl TagCache {
-    fn get(&self, arn: &str) -> Option<Tags> {
+    fn get(&self, subject: &TagSubject) -> Option<Tags> {
         let cache = self.0.lock().ok()?;
-        let (at, tags) = cache.get(arn)?;
+        let (at, tags) = cache.get(subject)?;
         (at.elapsed() < TAGS_FRESH_FOR).then(|| tags.clone())
     }
 
-    fn put(&self, arn: &str, tags: &Tags) {
+    fn put(&self, subject: &TagSubject, tags: &Tags) {
         if let Ok(mut cache) = self.0.lock() {
             if cache.len() >= TAG_CACHE_CALLERS {
                 cache.clear();
             }
-            cache.insert(arn.to_owned(), (std::time::Instant::now(), tags.clone()));
+            cache.insert(subject.clone(), (std::time::Instant::now(), tags.clone()));
         }
     }
 }
@@ -53,7 +56,8 @@ impl Repository {
     /// `arn` as a caller of `targets`: with its IAM role's or user's tags
     /// when a target names a tag and the principal is of this deployment's
     /// account (`ACCOUNT_ID`), else its ARN alone. At most one
-    /// ListRoleTags / ListUserTags per caller and [`TAGS_FRESH_FOR`]; a
+    /// ListRoleTags / ListUserTags per role or user (all sessions of a role
+    /// share it) and [`TAGS_FRESH_FOR`]; a
     /// principal IAM does not know carries no tags.
     pub async fn caller(&self, arn: &str, targets: &Targets) -> Result<Caller> {
         let mut caller = Caller::new(arn);
@@ -67,12 +71,12 @@ impl Repository {
         else {
             return Ok(caller);
         };
-        if let Some(tags) = self.tag_cache.get(arn) {
+        if let Some(tags) = self.tag_cache.get(&subject) {
             caller.tags = tags;
             return Ok(caller);
         }
         caller.tags = self.principal_tags(&subject).await?;
-        self.tag_cache.put(arn, &caller.tags);
+        self.tag_cache.put(&subject, &caller.tags);
         Ok(caller)
     }
 

@@ -466,10 +466,21 @@ impl Repository {
                 self.orphaned(&row).await
             }
             // The version rolled out is gone (deleted by a writer that does
-            // not check references): no step can reach it; take the alias
+            // not check references), or archived and the alias row did not
+            // say so yet (a status change lands, then refreshes the
+            // aliases): no step may move traffic to it; take the alias
             // back, as an alarm would.
-            Err(Error::VersionNotFound { .. } | Error::TargetGone(_)) if forward => {
-                let reason = format!("version {} is gone", row.version);
+            Err(
+                e @ (Error::VersionNotFound { .. }
+                | Error::TargetGone(_)
+                | Error::VersionArchived { .. }),
+            ) if forward => {
+                let reason = match e {
+                    Error::VersionArchived { .. } => {
+                        format!("version {} was archived", row.version)
+                    }
+                    _ => format!("version {} is gone", row.version),
+                };
                 let change = ChangeRequest {
                     message: Some(describe(&row, &Transition::Abort(reason.clone()))),
                     ..change

@@ -37,6 +37,37 @@ use crate::rows::{VersionRow, version_key};
 pub const MAX_SEARCH_TERMS: usize = 8;
 
 impl Repository {
+    /// Whether the index of `query` holds, from cursor `from` on, an entry
+    /// of a name `readable` admits; the entries read count toward the
+    /// search's budget (`entries_read`: past it, the same 400).
+    async fn readable_entry_from(
+        &self,
+        query: &SearchQuery,
+        from: String,
+        readable: &(dyn Fn(&str) -> bool + Sync),
+        entries_read: &mut usize,
+    ) -> Result<bool> {
+        let mut start = Some(from);
+        while let Some(from) = start {
+            let IndexPage {
+                entries,
+                next_cursor,
+            } = self
+                .table
+                .search_index(query, crate::MAX_PAGE_SIZE, Some(&from))
+                .await?;
+            *entries_read += entries.len();
+            if entries.iter().any(|e| readable(e.name.as_str())) {
+                return Ok(true);
+            }
+            if *entries_read > crate::query::MAX_TERM_ENTRIES_READ {
+                return Err(too_broad());
+            }
+            start = next_cursor;
+        }
+        Ok(false)
+    }
+
     /// Versions (and LATEST) across artifacts matching `query`, live only,
     /// with the aliases that point at each, of names `readable` admits: an
     /// entry of another name is skipped before the page is cut, so neither
@@ -55,7 +86,10 @@ impl Repository {
         let mut start = cursor.map(str::to_owned);
         // After a first page that did not fill, the largest pages (see
         // `list_artifact_names`).
-        let mut read = limit;
+        // One more than the page: whether an entry the caller may read
+        // follows the last one kept is then known without another read,
+        // when none is hidden.
+        let mut read = (limit + 1).min(crate::MAX_PAGE_SIZE);
         // Entries of names the caller may not read are read to be skipped:
         // as many as a term of `q=` may read, whoever asks, else the same
         // 400 (neither the work nor the time grows with hidden entries).
@@ -75,20 +109,32 @@ impl Repository {
                 return Err(too_broad());
             }
             let mut full = None;
-            for (i, entry) in entries.into_iter().enumerate() {
+            for (i, entry) in entries.iter().enumerate() {
                 if readable(entry.name.as_str()) {
-                    named.push((entry.name, entry.version));
+                    named.push((entry.name.clone(), entry.version));
                     if named.len() == limit as usize {
-                        full = Some((i, entry.after));
+                        full = Some(i);
                         break;
                     }
                 }
             }
             match (full, next_cursor) {
                 // The page ends on the last entry kept: the cursor resumes
-                // right after it (nothing of an entry skipped before it).
-                (Some((i, after)), more) => {
-                    break (more.is_some() || i + 1 < total).then_some(after);
+                // right after it (nothing of an entry skipped before it),
+                // and is given only when an entry the caller may read
+                // follows: whether hidden ones do is none of its business
+                // (a cursor on them told a caller that some name it may
+                // not read holds its bytes or metadata).
+                (Some(i), more) => {
+                    let follows = entries[i + 1..].iter().any(|e| readable(e.name.as_str()))
+                        || match more {
+                            Some(more) => {
+                                self.readable_entry_from(query, more, readable, &mut entries_read)
+                                    .await?
+                            }
+                            None => false,
+                        };
+                    break follows.then(|| entries[i].after.clone());
                 }
                 (None, None) => break None,
                 (None, Some(more)) => start = Some(more),

@@ -205,12 +205,19 @@ impl Table {
                 .expression_attribute_names("#k", attr::PK)
                 .expression_attribute_values(":v", sv(meta_index_pk(key, value)))
                 .consistent_read(true),
+            // Live rows only: the partition keeps every deleted version's
+            // tombstone for good, which would otherwise count against the
+            // entries a search may read until any busy artifact's name is
+            // too broad a term.
             Term::Name(name) => self
                 .ddb
                 .query()
                 .key_condition_expression("#k = :v")
+                .filter_expression("attribute_not_exists(#deleted) OR #deleted = :false")
                 .expression_attribute_names("#k", attr::PK)
+                .expression_attribute_names("#deleted", attr::IS_DELETED)
                 .expression_attribute_values(":v", sv(name.as_str()))
+                .expression_attribute_values(":false", AttributeValue::Bool(false))
                 .consistent_read(true),
         };
         let page = request

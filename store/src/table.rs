@@ -20,6 +20,7 @@ enum Member {
     Row,
     Fence,
     Log,
+    Index,
 }
 
 /// A page of one partition to read ([`Table::page`]).
@@ -323,6 +324,12 @@ impl Table {
         );
         if let Some(log) = crate::change_events::log_member(&self.name, name, &events)? {
             tx.push(Member::Log, log);
+        }
+        // Its search entries by metadata go with it (SPEC 10.3).
+        for delete in
+            crate::version_items::index_deletes(&self.name, name, version, &read.metadata)?
+        {
+            tx.push(Member::Index, delete);
         }
         match crate::tx::transact_tx(&self.ddb, &tx, token).await {
             Ok(()) => Ok(SoftDelete::Deleted),

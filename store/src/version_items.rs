@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, Update};
 
 use crate::error::Result;
 use crate::layout::{alias_pk, attr};
@@ -355,6 +355,33 @@ pub fn index_entries(
                 .set_item(Some(entry))
                 .build()
                 .map(|put| TxItem::builder().put(put).build())
+                .map_err(invalid_sdk_input)
+        })
+        .collect()
+}
+
+/// Transaction members deleting the entries [`index_entries`] put for
+/// `version` of `name` (unconditional deletes): a version deleted is
+/// searched no more, and its entries would otherwise count, for ever,
+/// against the entries a search may read.
+pub fn index_deletes(
+    table: &str,
+    name: &ArtifactName,
+    version: Version,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<TxItem>> {
+    metadata
+        .iter()
+        .map(|(key, value)| {
+            let entry = crate::rows::key(
+                crate::layout::meta_index_pk(key, value),
+                format!("{name}/{}", version.sort_key()),
+            );
+            Delete::builder()
+                .table_name(table)
+                .set_key(Some(entry))
+                .build()
+                .map(|delete| TxItem::builder().delete(delete).build())
                 .map_err(invalid_sdk_input)
         })
         .collect()

@@ -629,6 +629,24 @@ impl TestStore {
             .unwrap_or_else(|e| panic!("lapse the purge fence: {e:?}"));
     }
 
+    /// Sets the string attribute `attribute` of the item `pk`/`sk` as
+    /// stored, behind the service's back (a write whose follow-up has not
+    /// happened yet, another writer's).
+    pub async fn set_raw_string(&self, pk: &str, sk: &str, attribute: &str, value: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .update_item()
+            .table_name(&self.config.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("set {attribute} of {pk}/{sk}: {e:?}"));
+    }
+
     /// Makes upload `id` of `name` look as if its last step (its hand-over
     /// or a checkpoint) was long ago: a verification that stalled.
     pub async fn stall_upload(&self, name: &ArtifactName, id: &str) {

@@ -932,3 +932,77 @@ async fn an_all_at_once_rollout_right_after_a_purge_mid_rollout_completes() {
     assert_eq!(rollout["state"], "completed", "{rollout}");
     assert_eq!(api.alias().await["version"], "2");
 }
+
+// Review finding (SPEC 10.1, 10.3): the driver took "archived" from the
+// alias row's copy of the version's status, which a status change writes
+// after its own transaction. A pass between the two completed the rollout
+// onto the archived version: the move let an archived version the alias
+// already pointed at through, whatever its new share. A move that raises
+// an archived version's share is refused now, and the driver aborts.
+#[tokio::test]
+async fn a_rollout_is_aborted_when_its_version_is_archived_before_the_alias_says_so() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let started = api
+        .start_rollout(
+            json!({"version": "2", "steps": [{"weight": 10, "hold": "1s"}, {"weight": 100}]}),
+        )
+        .await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    // GIVEN version 2 archived, its status not yet copied onto the alias.
+    store
+        .set_raw_string("app", "000002", "status", "archived")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // WHEN the driver's pass finds the hold over.
+    let report = Driver::new(store.another_repository(), &store.sdk)
+        .pass()
+        .await
+        .unwrap();
+    // THEN it aborts: prod back on version 1 alone.
+    assert_eq!(report.aborted, 1, "{report:?}");
+    let ended = api.rollout(&id).await;
+    assert!(
+        ended["reason"].as_str().unwrap().contains("archived"),
+        "{ended}"
+    );
+    api.assert_prod_on_one_alone().await;
+}
+
+/// SPEC 10.3: an archived version gains no traffic through an alias move,
+/// even one the alias already points at; its share may only shrink.
+#[tokio::test]
+async fn an_archived_version_an_alias_points_at_gains_no_share() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let split = |weight: u32| json!({"version": "1", "secondary_version": "2", "secondary_version_weight": weight});
+    let (status, body) = api
+        .call("PUT", "/artifacts/app/aliases/prod", Some(split(10)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call(
+            "PATCH",
+            "/artifacts/app/versions/2",
+            Some(json!({"status": "archived"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for (what, body) in [
+        ("a higher weight", split(50)),
+        ("made primary", json!({"version": "2"})),
+    ] {
+        let (status, answer) = api
+            .call("PUT", "/artifacts/app/aliases/prod", Some(body))
+            .await;
+        assert_eq!(status, 409, "{what}: {answer}");
+        assert_eq!(
+            answer["error"]["code"], "VersionArchived",
+            "{what}: {answer}"
+        );
+    }
+    let (status, body) = api
+        .call("PUT", "/artifacts/app/aliases/prod", Some(split(5)))
+        .await;
+    assert_eq!(status, 200, "a lower weight: {body}");
+}

@@ -3750,3 +3750,95 @@ async fn reading_the_state_of_an_upload_whose_verification_stalled_asks_for_it_a
         VerifyStep::Committed(_)
     ));
 }
+
+// Review finding (SPEC 7.5): a rollback that re-created a deleted alias,
+// retried with its key after its answer was lost, found its own entry the
+// last change and nothing to undo before it (404 NothingToRollBack), where
+// the first attempt had answered 200. The retry now answers as the first.
+#[tokio::test]
+async fn a_retried_rollback_that_recreated_a_deleted_alias_answers_as_the_first_did() {
+    let store = TestStore::new().await;
+    let n = name("rollback-retried");
+    let prod = alias("prod");
+    store.publish_each(&n, &[b"one"]).await;
+    let plain = ChangeRequest::default();
+    store
+        .repo
+        .put_alias(&n, &prod, to(1), &plain)
+        .await
+        .unwrap();
+    store.repo.delete_alias(&n, &prod, &plain).await.unwrap();
+    let keyed = ChangeRequest {
+        key: Some("rollback-once".into()),
+        ..ChangeRequest::default()
+    };
+    let first = store
+        .repo
+        .rollback_alias(&n, &prod, None, &keyed)
+        .await
+        .unwrap();
+    assert_eq!((first.version, first.revision), (Version::Number(1), 3));
+    let again = store.repo.rollback_alias(&n, &prod, None, &keyed).await;
+    assert!(again.as_ref().is_ok_and(|a| a.revision == 3), "{again:?}");
+    let history = store
+        .repo
+        .alias_history(&n, &prod, None, None)
+        .await
+        .unwrap();
+    assert_eq!(history.items.len(), 3, "applied once");
+    // A retry of a rollback that undid a move is still not undone itself.
+    store
+        .repo
+        .put_alias(&n, &prod, to(1), &plain)
+        .await
+        .unwrap();
+    let keyed = ChangeRequest {
+        key: Some("rollback-twice".into()),
+        ..ChangeRequest::default()
+    };
+    let undone = store.repo.rollback_alias(&n, &prod, None, &keyed).await;
+    let repeated = store.repo.rollback_alias(&n, &prod, None, &keyed).await;
+    assert_eq!(
+        undone.map(|a| a.revision).ok(),
+        repeated.map(|a| a.revision).ok()
+    );
+}
+
+// Review finding (SPEC 10.3): a version deleted (by a caller or by
+// retention) kept its search entries by metadata for good. Every search by
+// a common metadata pair read them, counted against what a search may
+// read, until it answered 400 "too broad" for ever. They go with the row.
+#[tokio::test]
+async fn a_deleted_versions_search_entries_go_with_it() {
+    let store = TestStore::new().await;
+    let n = name("indexed");
+    for content in [&b"one"[..], b"two", b"three"] {
+        store.publish_with(&n, content, &[("team", "x")]).await;
+    }
+    let pk = shared::layout::meta_index_pk("team", "x");
+    let sk = |version: u32| format!("{n}/{}", Version::Number(version).sort_key());
+    assert!(store.raw_item(&pk, &sk(1)).await.is_some());
+    store
+        .repo
+        .delete_version(&n, Version::Number(1), None, Allowed::already())
+        .await
+        .unwrap();
+    let policy = shared::model::RetentionPolicy {
+        keep_last_n: 1,
+        older_than: Duration::ZERO,
+    };
+    let report = store.repo.purge_versions(&n, policy, false).await.unwrap();
+    assert_eq!(report.deleted.len(), 1, "{report:?}");
+    assert!(
+        store.raw_item(&pk, &sk(1)).await.is_none(),
+        "deleted by a caller"
+    );
+    assert!(
+        store.raw_item(&pk, &sk(2)).await.is_none(),
+        "deleted by retention"
+    );
+    assert!(
+        store.raw_item(&pk, &sk(3)).await.is_some(),
+        "a live one's stays"
+    );
+}
