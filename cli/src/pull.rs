@@ -176,10 +176,16 @@ async fn to_file_verified(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| resolved.name.clone());
-    // Dropped (and so deleted) on every path but the rename below.
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".partial")
+    // Dropped (and so deleted) on every path but the rename below. Made as
+    // any new file is (0666 less the umask), not tempfile's 0600: the
+    // file pulled is renamed from it, and others (a service account, a
+    // container's user) must read it as they would a file `cp` made.
+    let prefix = format!(".{file_name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let temp = builder
         .tempfile_in(&dir)
         .map_err(|e| Error::io(format!("temporary file in {}", dir.display()), e))?;
     let file = temp

@@ -808,7 +808,7 @@ impl Repository {
             Some((secondary, weight)) if alias_rules::takes_secondary(bucket, *weight) => secondary,
             _ => &row.primary,
         };
-        let (sha256, location) = match (chosen.version, &chosen.sha256) {
+        let (sha256, location, status) = match (chosen.version, &chosen.sha256) {
             (Version::Latest, _) => {
                 let latest =
                     latest
@@ -816,16 +816,17 @@ impl Repository {
                         .ok_or_else(|| Error::ArtifactNotFound {
                             name: name.to_string(),
                         })?;
-                (latest.sha256, latest.location)
+                (latest.sha256, latest.location, None)
             }
-            (_, Some(sha)) => (sha.clone(), chosen.location.clone()),
+            (_, Some(sha)) => (sha.clone(), chosen.location.clone(), chosen.status),
+            // A row the library wrote names only the version: its status is
+            // the version row's.
             (version, None) => {
                 let target = self.get_live_row(name, version).await?;
-                (target.sha256, target.location)
+                (target.sha256, target.location, target.status)
             }
         };
-        let warning = chosen
-            .status
+        let warning = status
             .filter(|s| *s != crate::model::VersionStatus::Active)
             .map(|s| {
                 format!(

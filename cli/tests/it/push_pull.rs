@@ -226,3 +226,24 @@ async fn push_publish_alias_takes_two_api_requests_and_an_unchanged_push_one() {
     );
     assert_eq!(canary["alias"]["secondary_version_weight"], 25);
 }
+
+/// Review finding: a pulled file was renamed from a temporary file made
+/// 0600, so nobody but its owner could read it (a service account, a
+/// container's user); it is made as any new file is (0666 less the umask).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pulled_file_has_the_mode_any_new_file_gets() {
+    use std::os::unix::fs::PermissionsExt;
+    let local = Local::start().await;
+    let file = local.file("in", b"readable by others");
+    local
+        .run(&["push", "app", file.to_str().unwrap()])
+        .await
+        .ok();
+    local.run(&["pull", "app", "-o", "out"]).await.ok();
+    let mode =
+        |path: std::path::PathBuf| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    // What this process's umask makes of a new file.
+    let plain = local.file("plain", b"");
+    assert_eq!(mode(local.path("out")), mode(plain));
+}

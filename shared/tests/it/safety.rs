@@ -3842,3 +3842,43 @@ async fn a_deleted_versions_search_entries_go_with_it() {
         "a live one's stays"
     );
 }
+
+// Review finding (SPEC 10.3): resolving an alias the library wrote took
+// the warning from the alias row's copy of the status, which the
+// library's rows never carry: a deprecated version resolved silently. The
+// status is the version row's, read for that resolve anyway.
+#[tokio::test]
+async fn resolving_a_library_alias_onto_a_deprecated_version_warns() {
+    use shared::model::VersionStatus;
+    use shared::repository::StatusChange;
+    let store = TestStore::new().await;
+    let n = name("library-deprecated");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    store.library(&[
+        "call",
+        "put_alias",
+        &serde_json::json!({"name": n.as_str(), "alias": "prod", "version": 1}).to_string(),
+    ]);
+    let deprecate = StatusChange {
+        actor: "release".into(),
+        message: None,
+        expected: None,
+    };
+    store
+        .repo
+        .set_version_status(
+            &n,
+            Version::Number(1),
+            VersionStatus::Deprecated,
+            &deprecate,
+        )
+        .await
+        .unwrap();
+    let resolved = store
+        .repo
+        .resolve_alias(&n, &alias("prod"), None)
+        .await
+        .unwrap();
+    assert_eq!(resolved.version, Version::Number(1));
+    assert!(resolved.warning.is_some(), "{resolved:?}");
+}
