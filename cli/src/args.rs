@@ -54,7 +54,7 @@ pub struct Global {
     /// Retries of a request after a connection error, 429 or 5xx.
     #[arg(long, global = true, default_value_t = 5)]
     pub retries: u32,
-    /// Seconds a transfer may wait for a byte from S3 or the API before the
+    /// Seconds an API call or a download may wait for a byte before the
     /// connection counts as broken (and the request is retried).
     #[arg(long, env = "ARTIFACT_READ_TIMEOUT", global = true, default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]

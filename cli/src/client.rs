@@ -43,6 +43,10 @@ pub struct Api {
     base: Url,
     signer: Option<Signer>,
     pub http: reqwest::Client,
+    /// For uploads to S3: without the read timeout, which reqwest counts
+    /// from the request's start until its answer's headers, so it would
+    /// bound the whole time a large body takes to send.
+    pub upload_http: reqwest::Client,
     pub policy: Policy,
     caller: Option<String>,
 }
@@ -168,17 +172,23 @@ impl Api {
         } else {
             None
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(settings.read_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("artifact/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("artifact/", env!("CARGO_PKG_VERSION")))
+        };
+        let built = |b: reqwest::ClientBuilder| {
+            b.build()
+                .map_err(|e| Error::Config(format!("HTTP client: {e}")))
+        };
+        let http = built(builder().read_timeout(settings.read_timeout))?;
+        let upload_http = built(builder())?;
         Ok(Self {
             base,
             signer,
             http,
+            upload_http,
             policy: Policy::new(settings.retries),
             caller: settings.caller.clone(),
         })

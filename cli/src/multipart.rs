@@ -229,8 +229,16 @@ pub async fn upload_parts(
                     let (offset, len) = plan.range(number);
                     // Renewing an expired URL is bounded like any retry.
                     for _ in 0..=api.policy.retries {
-                        match put_range(&api.http, api.policy, &target, path, offset, len, bar)
-                            .await?
+                        match put_range(
+                            &api.upload_http,
+                            api.policy,
+                            &target,
+                            path,
+                            offset,
+                            len,
+                            bar,
+                        )
+                        .await?
                         {
                             Outcome::Done(_) => return Ok(()),
                             Outcome::Expired => {

@@ -351,7 +351,7 @@ async fn single(
         }
         let target = Presigned::from_json(&answer)?;
         let bar = progress.bytes(size, "upload");
-        let outcome = put_range(&api.http, api.policy, &target, path, 0, size, &bar).await?;
+        let outcome = put_range(&api.upload_http, api.policy, &target, path, 0, size, &bar).await?;
         bar.finish_and_clear();
         if outcome != Outcome::Expired {
             return Ok(Single::Sent(upload_id, true));

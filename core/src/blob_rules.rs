@@ -173,6 +173,13 @@ pub fn latest_seen(
     )
 }
 
+/// Whether `seen` (recorded at a hand-over) is [`latest_seen`] with all
+/// three parts, as this release records it (an earlier one recorded when
+/// LATEST was written and its bytes only).
+pub fn seen_in_full(seen: &str) -> bool {
+    seen.matches('|').count() == 2
+}
+
 /// LATEST as a verification reads it before committing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatestNow<'a> {
@@ -207,7 +214,7 @@ pub fn verification_may_commit(
     latest: LatestNow<'_>,
 ) -> bool {
     match seen_at_hand_over {
-        Some(seen) if seen.matches('|').count() == 2 => seen == latest.seen,
+        Some(seen) if seen_in_full(seen) => seen == latest.seen,
         legacy => {
             let seen_then_legacy = latest.seen.rsplit_once('|').map_or("", |(head, _)| head);
             if latest.by_library && legacy.is_some_and(|seen| seen != seen_then_legacy) {

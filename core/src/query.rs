@@ -30,6 +30,11 @@ pub const MAX_TERM_MATCHES: usize = 1000;
 /// what a term costs (and how long it takes) stays bounded whoever asks,
 /// and past it every caller gets the same 400.
 pub const MAX_TERM_ENTRIES_READ: usize = 10 * MAX_TERM_MATCHES;
+
+/// Most pages (Queries, up to 1 MB each) one term reads: a `name=` term
+/// skips the partition's deleted versions unread by the count above
+/// (DynamoDB filters them), so this bounds what it reads at all.
+pub const MAX_TERM_PAGES: usize = 20;
 /// Deepest nesting of parentheses.
 const MAX_DEPTH: usize = 8;
 

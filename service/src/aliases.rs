@@ -512,10 +512,15 @@ impl Repository {
                 written_at: crate::model::micros(o.update_at),
                 targets: o.targets().collect(),
             });
+            // A rollback (a rollout's abort among them) goes back to a
+            // state the alias held: it may give an archived version back
+            // the share it had (else an alarm could not take the alias
+            // back off a canary while the version before it is archived).
             let now_target = old.as_ref().map(|o| o.state().target());
             let grows = |version: Version| {
-                alias_rules::share_of(target.as_ref(), version)
-                    > alias_rules::share_of(now_target.as_ref(), version)
+                intent.asked() == alias_rules::Asked::Put
+                    && alias_rules::share_of(target.as_ref(), version)
+                        > alias_rules::share_of(now_target.as_ref(), version)
             };
             let targets: Vec<Target> = wanted
                 .iter()

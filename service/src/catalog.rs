@@ -77,13 +77,20 @@ impl Repository {
     }
 
     /// Whether a name `readable` admits comes after the entry `after` (the
-    /// listing's resume point; `None`: the listing ended).
+    /// listing's resume point; `None`: the listing ended). Past
+    /// `LOOK_AHEAD_PAGES` pages of hidden names: yes (the next page, empty
+    /// perhaps, goes on from there), so that no answer waits on reading
+    /// the whole catalog.
     async fn readable_name_after(
         &self,
         mut after: Option<String>,
         readable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<bool> {
-        while let Some(from) = after {
+        const LOOK_AHEAD_PAGES: usize = 10;
+        for _ in 0..LOOK_AHEAD_PAGES {
+            let Some(from) = after else {
+                return Ok(false);
+            };
             let (names, resume) = self
                 .artifact_names_after(Some(&from), artifact_store::paging::MAX_PAGE_SIZE)
                 .await?;
@@ -92,7 +99,7 @@ impl Repository {
             }
             after = resume;
         }
-        Ok(false)
+        Ok(after.is_some())
     }
 
     /// One page of at most `limit` artifact names after the entry `after`,

@@ -39,7 +39,9 @@ pub const MAX_SEARCH_TERMS: usize = 8;
 impl Repository {
     /// Whether the index of `query` holds, from cursor `from` on, an entry
     /// of a name `readable` admits; the entries read count toward the
-    /// search's budget (`entries_read`: past it, the same 400).
+    /// search's budget (`entries_read`). Past the budget: yes (the page is
+    /// answered with its cursor, and the next page meets the 400 it
+    /// would have met anyway).
     async fn readable_entry_from(
         &self,
         query: &SearchQuery,
@@ -61,7 +63,7 @@ impl Repository {
                 return Ok(true);
             }
             if *entries_read > crate::query::MAX_TERM_ENTRIES_READ {
-                return Err(too_broad());
+                return Ok(true);
             }
             start = next_cursor;
         }
@@ -255,7 +257,7 @@ impl Repository {
         term: &crate::query::Term,
         readable: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<std::collections::BTreeSet<(String, String)>> {
-        use crate::query::{MAX_TERM_ENTRIES_READ, MAX_TERM_MATCHES, Term};
+        use crate::query::{MAX_TERM_ENTRIES_READ, MAX_TERM_MATCHES, MAX_TERM_PAGES, Term};
         let mut out = std::collections::BTreeSet::new();
         if let Term::Name(name) = term
             && !readable(name.as_str())
@@ -264,7 +266,7 @@ impl Repository {
         }
         let mut start = None;
         let mut read = 0;
-        loop {
+        for _ in 0..MAX_TERM_PAGES {
             let (entries, next) = self.table.term_page(term, start).await?;
             read += entries.len();
             if read > MAX_TERM_ENTRIES_READ {
@@ -279,6 +281,7 @@ impl Repository {
                 None => return Ok(out),
             }
         }
+        Err(too_broad())
     }
 
     /// Sets a numbered version's status (SPEC 10.3), recorded in the

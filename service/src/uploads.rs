@@ -897,10 +897,19 @@ impl Repository {
         } else {
             self.highest_version(name).await?
         };
-        // A verification commits only over a LATEST older than its commit
-        // (checked on the read; this keeps it so until the write).
+        // A verification commits only over the LATEST its commit saw
+        // (checked on the read; the conditions on LATEST as read keep it so
+        // until the write). One handed over by an earlier release, which
+        // recorded less of it, only over a LATEST older than its commit.
         let before = match from {
-            UploadState::Verifying => upload.committed_at.clone(),
+            UploadState::Verifying
+                if !upload
+                    .latest_seen
+                    .as_deref()
+                    .is_some_and(crate::blob_rules::seen_in_full) =>
+            {
+                upload.committed_at.clone()
+            }
             _ => None,
         };
         let publish = held

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Update, WriteReques
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    FENCE_SK, alias_pk, attr, condemned_pk, events_pk, fence_pk, history_pk, meta_index_pk, now,
-    rollout_pk, status_pk, verified_pk,
+    FENCE_SK, alias_pk, attr, condemned_pk, events_pk, fence_pk, history_pk, now, rollout_pk,
+    status_pk, verified_pk,
 };
 use crate::limits::PURGE_FENCE_STALE;
 use crate::names::{ArtifactName, Version};
@@ -381,11 +381,7 @@ pub fn keys_of(items: Vec<Item>) -> Vec<Item> {
 /// The keys of the metadata index's entries of `row` (a version of `name`):
 /// one per metadata pair.
 pub fn meta_index_keys(name: &ArtifactName, row: &VersionRow) -> Vec<Item> {
-    let sk = format!("{name}/{}", row.version.sort_key());
-    row.metadata
-        .iter()
-        .map(|(k, v)| key(meta_index_pk(k, v), sk.clone()))
-        .collect()
+    crate::version_items::index_keys(name, row.version, &row.metadata).collect()
 }
 /// Whether the items of an artifact's own partition hold its LATEST row
 /// (whatever it holds: the library's bare rows too).

@@ -27,6 +27,9 @@ pub struct VersionRow {
     /// a write conditional on it applies to this very row, not to one a
     /// purge and a re-creation put in its place.
     pub stored_update_at: Option<String>,
+    /// On LATEST: when a commit last recorded an unchanged upload on it,
+    /// as stored.
+    pub committed_at: Option<String>,
     pub size: Option<u64>,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
@@ -154,6 +157,7 @@ impl VersionRow {
             is_deleted,
             update_at,
             stored_update_at: s(item, attr::UPDATE_AT).map(str::to_owned),
+            committed_at: s(item, attr::COMMITTED_AT).map(str::to_owned),
             size: n(item, attr::SIZE),
             content_type: s(item, attr::CONTENT_TYPE).map(str::to_owned),
             metadata: match item.get(attr::METADATA) {

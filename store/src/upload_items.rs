@@ -378,6 +378,17 @@ pub fn latest_unchanged(
     let events = change_events::events_of_write(Some(&old), Some(&new));
     let mut condition = format!("#sha256 = :sha256 AND {LIVE} AND #bytes = :blob");
     let mut update = Update::builder();
+    // No other commit recorded on it since it was read (a verification
+    // commits only over the LATEST its commit saw, to the write); this
+    // very one may be, its answer lost (the SDK's retry).
+    match &read.committed_at {
+        Some(at) => {
+            condition.push_str(" AND (#committed_at = :committed_read OR #upload_id = :upload_id)");
+            update = update.expression_attribute_values(":committed_read", sv(at));
+        }
+        None => condition
+            .push_str(" AND (attribute_not_exists(#committed_at) OR #upload_id = :upload_id)"),
+    }
     if let Some(before) = before {
         condition.push_str(OLDER_THAN_COMMIT);
         update = update
@@ -443,12 +454,13 @@ pub fn latest_put(
     // Also when and what it was written with: the library's rows carry no
     // counter, marker or epoch, so only these tell its rewrite since the
     // read (which a verification must not commit over).
-    const GUARDED: [&str; 5] = [
+    const GUARDED: [&str; 6] = [
         attr::LAST_VERSION,
         attr::PUBLISHED_SHA256,
         attr::EPOCH,
         attr::UPDATE_AT,
         attr::SHA256,
+        attr::COMMITTED_AT,
     ];
     let mut put = Put::builder()
         .table_name(table)

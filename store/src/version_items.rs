@@ -334,22 +334,29 @@ pub fn take_number(table: &str, read: &Item, latest: &VersionRow, number: u32) -
         .map_err(invalid_sdk_input)
 }
 
+/// The keys of the entries of the search index by metadata (SPEC 10.3) of
+/// `version` of `name`, one per `metadata` entry.
+pub fn index_keys<'a>(
+    name: &'a ArtifactName,
+    version: Version,
+    metadata: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = crate::rows::Item> + 'a {
+    let sk = format!("{name}/{}", version.sort_key());
+    metadata.iter().map(move |(key, value)| {
+        crate::rows::key(crate::layout::meta_index_pk(key, value), sk.clone())
+    })
+}
+
 /// Transaction members putting the entries of the search index by metadata
-/// (SPEC 10.3) of `version` of `name`, one per `metadata` entry
-/// (unconditional puts).
+/// of `version` of `name` ([`index_keys`]; unconditional puts).
 pub fn index_entries(
     table: &str,
     name: &ArtifactName,
     version: Version,
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<TxItem>> {
-    metadata
-        .iter()
-        .map(|(key, value)| {
-            let entry = crate::rows::key(
-                crate::layout::meta_index_pk(key, value),
-                format!("{name}/{}", version.sort_key()),
-            );
+    index_keys(name, version, metadata)
+        .map(|entry| {
             Put::builder()
                 .table_name(table)
                 .set_item(Some(entry))
@@ -370,13 +377,8 @@ pub fn index_deletes(
     version: Version,
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<TxItem>> {
-    metadata
-        .iter()
-        .map(|(key, value)| {
-            let entry = crate::rows::key(
-                crate::layout::meta_index_pk(key, value),
-                format!("{name}/{}", version.sort_key()),
-            );
+    index_keys(name, version, metadata)
+        .map(|entry| {
             Delete::builder()
                 .table_name(table)
                 .set_key(Some(entry))

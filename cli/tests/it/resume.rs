@@ -21,6 +21,8 @@ struct Parts {
     allowed: AtomicU64,
     sent: AtomicU64,
     refused: AtomicU64,
+    /// How long S3's answer to each part takes once its body arrived (ms).
+    answer_after: AtomicU64,
 }
 
 /// Points `parts[].url` of a parts answer at `{me}/s3-part/{hex}`.
@@ -53,6 +55,8 @@ async fn parts_proxy(api: String, parts: Arc<Parts>) -> String {
                 }
                 let (status, body) = forward(&http, &url, &received).await;
                 parts.sent.fetch_add(1, Ordering::SeqCst);
+                let after = parts.answer_after.load(Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(after)).await;
                 return respond(status, body);
             }
             let (status, body) =
@@ -202,4 +206,42 @@ async fn a_committed_upload_a_dead_run_remembered_does_not_refuse_later_pushes()
     let again = local.run(&args).await.ok().json();
     assert_ne!(again["upload_id"], upload_id.as_str());
     assert_eq!(again["latest"]["sha256"], sha256);
+}
+
+/// Review finding: the read timeout (`--read-timeout`) was reqwest's, which
+/// counts from a request's start until its answer's headers: on an upload
+/// it bounded the whole time its body took to send, and every part slower
+/// than that failed. Uploads go through a client without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_slower_than_the_read_timeout_still_succeeds() {
+    let local = Local::start().await;
+    let parts = Arc::new(Parts::default());
+    parts.allowed.store(u64::MAX, Ordering::SeqCst);
+    parts.answer_after.store(1500, Ordering::SeqCst);
+    let proxy = parts_proxy(local.api.clone(), parts.clone()).await;
+    let content = support::bytes((5 << 20) + 1000, 8);
+    let file = local.file("model.bin", &content);
+    let pushed = local
+        .run_against(
+            &proxy,
+            &[
+                "--json",
+                "--read-timeout",
+                "1",
+                "--retries",
+                "0",
+                "push",
+                "model",
+                file.to_str().unwrap(),
+                "--multipart-threshold",
+                "1MiB",
+                "--part-size",
+                "5MiB",
+            ],
+        )
+        .await
+        .ok()
+        .json();
+    assert_eq!(pushed["latest"]["sha256"], support::sha256_hex(&content));
+    assert_eq!(parts.sent.load(Ordering::SeqCst), 2);
 }

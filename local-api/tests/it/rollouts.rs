@@ -1006,3 +1006,34 @@ async fn an_archived_version_an_alias_points_at_gains_no_share() {
         .await;
     assert_eq!(status, 200, "a lower weight: {body}");
 }
+
+/// Review of the rule above: a rollout's abort (and a rollback) goes back
+/// to a state the alias held, so it gives an archived version back its
+/// share; refusing it left a canary running that no alarm or abort could
+/// take back while the version before it was archived.
+#[tokio::test]
+async fn a_rollout_aborts_back_onto_the_archived_version_it_started_from() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let started = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            "PATCH",
+            "/artifacts/app/versions/1",
+            Some(json!({"status": "archived"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/artifacts/app/aliases/prod/rollouts/{id}/abort"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.assert_prod_on_one_alone().await;
+}

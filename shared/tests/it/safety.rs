@@ -3882,3 +3882,37 @@ async fn resolving_a_library_alias_onto_a_deprecated_version_warns() {
     assert_eq!(resolved.version, Version::Number(1));
     assert!(resolved.warning.is_some(), "{resolved:?}");
 }
+
+// Review of the ordering by what a commit saw: the verification's write
+// still required LATEST to be older than the upload's commit time, which
+// another function's clock running ahead defeats: the read said "commit",
+// the write refused, for ever (neither committed nor superseded). The
+// write now requires LATEST exactly as read, commit time included.
+#[tokio::test]
+async fn a_verification_commits_over_the_latest_it_saw_whatever_the_clocks_said() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("skewed");
+    store.upload(&n, b"first").await;
+    // LATEST as written by a function whose clock ran far ahead.
+    store
+        .set_raw_string(
+            n.as_str(),
+            "LATEST",
+            "update_at",
+            "2099-01-01T00:00:00.000000+0000",
+        )
+        .await;
+    let content = bytes(5 * MIB + 27, 19);
+    let (id, plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
+    assert!(matches!(
+        repo.commit(&n, &id, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    let step = tokio::time::timeout(Duration::from_secs(60), verify(&repo, &n, &id))
+        .await
+        .expect("the verification kept retrying");
+    assert!(matches!(step, VerifyStep::Committed(_)), "{step:?}");
+    assert_eq!(served(&store, &n, Version::Latest).await, content);
+}
