@@ -54,9 +54,15 @@
 //!   of ours holding other bytes is current, right above the library's
 //!   object of the row's sha256 (our copy landed between the library's S3
 //!   PUT and its row PUT), is ours withdrawn, making theirs current again.
+//!   A numbered one whose key holds other bytes than it names (the
+//!   library's publish copied its LATEST key before this mirror had copied
+//!   a LATEST committed here) gets the bytes it names copied onto the key
+//!   from the blob store, when the blob is checked (S3's checksum, or
+//!   verified), over the object read.
 //! - Soft-deleted: left as it is (the library hides it by `is_deleted`);
 //!   once reclaimed (`reclaimed_at`), the key's versions holding its sha256
-//!   are deleted.
+//!   and written before the reclaim are deleted, when the row read again
+//!   after the listing is still that one.
 //! - Live: the key already holds the row's sha256 → nothing. It holds
 //!   other bytes in an object of ours → replaced. Other bytes not ours,
 //!   written after the row (`LastModified > update_at`) → a newer library
@@ -75,9 +81,12 @@
 //! not the one read, and on LATEST of each noncurrent version, DeleteObject
 //! of ours), then GetItem + HeadObject again. Absent row:
 //! ListObjectVersions, HeadObject and maybe DeleteObject per version. A
-//! reclaimed row: ListObjectVersions, HeadObject and DeleteObject per
-//! version. A library row: HeadObject (when it is a copy of ours of other
-//! bytes: ListObjectVersions, HeadObject, maybe DeleteObject).
+//! reclaimed row: ListObjectVersions, HeadObject per version, GetItem, and
+//! DeleteObject per version it holds. A library row: HeadObject (when it
+//! is a copy of ours of other bytes: ListObjectVersions, HeadObject, maybe
+//! DeleteObject), HeadObject again; when the key holds other bytes than
+//! the row names, HeadObject of the blob (GetItem of its verified record
+//! when S3 has no whole checksum) and the copy.
 //!
 //! Residual windows (documented, not closed): S3's `LastModified` has
 //! one-second precision, so a library write in the same second as the row's
