@@ -613,26 +613,16 @@ impl TestStore {
         store
     }
 
-    /// Makes the purge fence of `name` lapse (started long ago), as a purge
-    /// that stalled past `PURGE_FENCE_STALE` leaves it.
-    pub async fn lapse_purge_fence(&self, name: &ArtifactName) {
-        use aws_sdk_dynamodb::types::AttributeValue;
-        self.ddb
-            .update_item()
-            .table_name(&self.config.table)
-            .key("pk", AttributeValue::S(shared::layout::fence_pk(name)))
-            .key("sk", AttributeValue::S(shared::layout::FENCE_SK.into()))
-            .update_expression("SET started_at = :long_ago")
-            .expression_attribute_values(":long_ago", AttributeValue::N("0".into()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("lapse the purge fence: {e:?}"));
-    }
-
-    /// Sets the string attribute `attribute` of the item `pk`/`sk` as
-    /// stored, behind the service's back (a write whose follow-up has not
-    /// happened yet, another writer's).
-    pub async fn set_raw_string(&self, pk: &str, sk: &str, attribute: &str, value: &str) {
+    /// Sets `attribute` of the item `pk`/`sk` to `value` as stored, behind
+    /// the service's back (a write whose follow-up has not happened yet,
+    /// another writer's, time passing).
+    async fn set_raw(
+        &self,
+        pk: &str,
+        sk: &str,
+        attribute: &str,
+        value: aws_sdk_dynamodb::types::AttributeValue,
+    ) {
         use aws_sdk_dynamodb::types::AttributeValue;
         self.ddb
             .update_item()
@@ -641,45 +631,40 @@ impl TestStore {
             .key("sk", AttributeValue::S(sk.to_owned()))
             .update_expression("SET #a = :v")
             .expression_attribute_names("#a", attribute)
-            .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+            .expression_attribute_values(":v", value)
             .send()
             .await
             .unwrap_or_else(|e| panic!("set {attribute} of {pk}/{sk}: {e:?}"));
     }
 
+    /// [`Self::set_raw`] of a string attribute.
+    pub async fn set_raw_string(&self, pk: &str, sk: &str, attribute: &str, value: &str) {
+        let value = aws_sdk_dynamodb::types::AttributeValue::S(value.to_owned());
+        self.set_raw(pk, sk, attribute, value).await;
+    }
+
+    /// Makes the purge fence of `name` lapse (started long ago), as a purge
+    /// that stalled past `PURGE_FENCE_STALE` leaves it.
+    pub async fn lapse_purge_fence(&self, name: &ArtifactName) {
+        let (pk, sk) = (shared::layout::fence_pk(name), shared::layout::FENCE_SK);
+        let long_ago = aws_sdk_dynamodb::types::AttributeValue::N("0".into());
+        self.set_raw(&pk, sk, "started_at", long_ago).await;
+    }
+
     /// Makes upload `id` of `name` look as if its last step (its hand-over
     /// or a checkpoint) was long ago: a verification that stalled.
     pub async fn stall_upload(&self, name: &ArtifactName, id: &str) {
-        use aws_sdk_dynamodb::types::AttributeValue;
-        self.ddb
-            .update_item()
-            .table_name(&self.config.table)
-            .key("pk", AttributeValue::S(shared::layout::upload_pk(name)))
-            .key("sk", AttributeValue::S(id.to_owned()))
-            .update_expression("SET update_at = :long_ago")
-            .expression_attribute_values(
-                ":long_ago",
-                AttributeValue::S("2000-01-01T00:00:00.000000+0000".into()),
-            )
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("stall upload {id}: {e:?}"));
+        let pk = shared::layout::upload_pk(name);
+        self.set_raw_string(&pk, id, "update_at", "2000-01-01T00:00:00.000000+0000")
+            .await;
     }
 
     /// Ends the lifetime of upload `id` of `name` (its `expires_at` long
     /// past), as if its time ran out before the TTL removed its row.
     pub async fn expire_upload(&self, name: &ArtifactName, id: &str) {
-        use aws_sdk_dynamodb::types::AttributeValue;
-        self.ddb
-            .update_item()
-            .table_name(&self.config.table)
-            .key("pk", AttributeValue::S(shared::layout::upload_pk(name)))
-            .key("sk", AttributeValue::S(id.to_owned()))
-            .update_expression("SET expires_at = :past")
-            .expression_attribute_values(":past", AttributeValue::N("1000".into()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("expire upload {id}: {e:?}"));
+        let pk = shared::layout::upload_pk(name);
+        let past = aws_sdk_dynamodb::types::AttributeValue::N("1000".into());
+        self.set_raw(&pk, id, "expires_at", past).await;
     }
 
     /// Every raw item of the table, for "nothing else was written" checks.
