@@ -94,20 +94,54 @@ pub fn stored(
     }
 }
 
+/// How long a commit's invocation may run, at most (a Lambda's longest
+/// timeout, plus a minute): a pending upload whose commit started
+/// completing its parts longer ago than this, and never handed them to
+/// verification, was cut off in between.
+pub const COMMIT_CUT_OFF_SECS: i64 = 16 * 60;
+
+/// The upload that wrote an unverified object, as another upload of the
+/// same bytes finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// It may still verify, and so commit or delete, the object: wait.
+    Alive,
+    /// It never will: its object may be completed over.
+    Gone,
+    /// Pending, its commit cut off between completing its parts and
+    /// handing them to verification (it started completing at `stamp`,
+    /// longer ago than [`COMMIT_CUT_OFF_SECS`]): gone once it is recorded
+    /// superseded, conditional on that very stamp (a retry of its commit
+    /// stamps again, and then it is alive). Waiting for its lifetime to
+    /// end blocked every other upload of these bytes for a day (SPEC 7.16).
+    CutOff { stamp: i64 },
+}
+
 /// Whether the upload that wrote an unverified object (in `state`, its
-/// lifetime ending at `expires_at`, `now` in Unix seconds) may still
-/// verify it, and so commit or delete it: pending and unexpired (a
-/// pending upload commits only then), or verifying, expired or not (a
-/// verification commits whenever it ends; its row goes only by TTL).
+/// lifetime ending at `expires_at`, its commit having started completing
+/// at `completing_at`, `now` in Unix seconds) may still verify it, and so
+/// commit or delete it: pending and unexpired (a pending upload commits
+/// only then) unless its commit was cut off, or verifying, expired or not
+/// (a verification commits whenever it ends; its row goes only by TTL).
 /// Taking a verifying writer past its lifetime for gone let another upload
 /// complete over the object it was hashing, and its commit then served
-/// those other bytes.
-pub fn writer_may_verify(state: crate::model::UploadState, expires_at: i64, now: i64) -> bool {
+/// those other bytes. A pending writer without a stamp (an earlier
+/// release's) is alive until it expires.
+pub fn writer_state(
+    state: crate::model::UploadState,
+    expires_at: i64,
+    completing_at: Option<i64>,
+    now: i64,
+) -> Writer {
     use crate::model::UploadState;
     match state {
-        UploadState::Pending => expires_at > now,
-        UploadState::Verifying => true,
-        _ => false,
+        UploadState::Pending if expires_at <= now => Writer::Gone,
+        UploadState::Pending => match completing_at {
+            Some(stamp) if now - stamp > COMMIT_CUT_OFF_SECS => Writer::CutOff { stamp },
+            _ => Writer::Alive,
+        },
+        UploadState::Verifying => Writer::Alive,
+        _ => Writer::Gone,
     }
 }
 
@@ -258,18 +292,32 @@ mod tests {
     #[test]
     fn whether_the_writer_of_an_unverified_object_may_still_verify_it_table() {
         use crate::model::UploadState::*;
-        for (state, expires_at, may) in [
-            (Pending, 11, true),
-            (Pending, 10, false),
-            (Verifying, 11, true),
-            (Verifying, 9, true),
-            (Committed, 11, false),
-            (Failed, 11, false),
+        let now = 10_000;
+        let cut = now - COMMIT_CUT_OFF_SECS - 1;
+        for (state, expires_at, completing_at, writer) in [
+            (Pending, now + 1, None, Writer::Alive),
+            (Pending, now, None, Writer::Gone),
+            // Its commit is completing, or was just cut off: alive.
+            (Pending, now + 1, Some(now - 5), Writer::Alive),
+            (
+                Pending,
+                now + 1,
+                Some(now - COMMIT_CUT_OFF_SECS),
+                Writer::Alive,
+            ),
+            // Cut off longer ago than a commit runs.
+            (Pending, now + 1, Some(cut), Writer::CutOff { stamp: cut }),
+            (Pending, now, Some(cut), Writer::Gone),
+            (Verifying, now + 1, None, Writer::Alive),
+            (Verifying, now - 1, Some(cut), Writer::Alive),
+            (Committed, now + 1, None, Writer::Gone),
+            (Failed, now + 1, Some(cut), Writer::Gone),
+            (Superseded, now + 1, None, Writer::Gone),
         ] {
             assert_eq!(
-                writer_may_verify(state, expires_at, 10),
-                may,
-                "{state:?} until {expires_at}"
+                writer_state(state, expires_at, completing_at, now),
+                writer,
+                "{state:?} until {expires_at}, completing since {completing_at:?}"
             );
         }
     }

@@ -30,7 +30,7 @@ use crate::model::{
 use crate::names::ArtifactName;
 use crate::rows::{UploadRow, UploadState};
 
-use crate::blob_rules::{self, OnOccupied};
+use crate::blob_rules::{self, OnOccupied, Writer};
 use crate::names::UploadId;
 use artifact_store::blob_objects::{self, ListedPart, Over};
 
@@ -257,8 +257,9 @@ impl Repository {
     /// commit again later (the parts are kept); otherwise that object is
     /// verified, deletable by the verification only if this upload wrote
     /// it. A retried commit answers the same. AWS calls: ListParts per 1 000
-    /// parts, CompleteMultipartUpload (or AbortMultipartUpload), UpdateItem,
-    /// and the verifier's Invoke.
+    /// parts beside an UpdateItem (the completion stamp),
+    /// CompleteMultipartUpload (or AbortMultipartUpload), UpdateItem, and
+    /// the verifier's Invoke.
     pub(super) async fn commit_multipart(
         &self,
         name: &ArtifactName,
@@ -274,7 +275,21 @@ impl Repository {
             ));
         };
         let blob_key = self.layout.blob_key(name, &upload.sha256);
-        let parts = self.list_parts(&blob_key, &mp.s3_upload_id).await?;
+        // Stamped before any completion (beside the listing): another
+        // upload of these bytes takes this one for cut off only once the
+        // stamp is older than a commit runs (`blob_rules::Writer::CutOff`),
+        // and a retry stamps again.
+        let (parts, stamped) = tokio::join!(
+            self.list_parts(&blob_key, &mp.s3_upload_id),
+            self.table.stamp_upload_completing(name, id, now())
+        );
+        let parts = parts?;
+        if !stamped? {
+            return Err(Error::ConcurrentModification(format!(
+                "upload {} of {name} changed state meanwhile; ask its state",
+                id.as_str()
+            )));
+        }
         if let Some(parts) = &parts {
             check_parts(parts, &mp.plan, upload.size)?;
         }
@@ -382,33 +397,58 @@ impl Repository {
 
     /// Whether the upload whose nonce is `writer` (of the same bytes) may
     /// still verify, and so delete, the object it wrote; a stalled
-    /// verification of it is asked for again. One GetItem (and an Invoke).
+    /// verification of it is asked for again, and one whose commit was cut
+    /// off before its hand-over is recorded superseded (then it may not).
+    /// One GetItem (and an Invoke or an UpdateItem).
     async fn upload_alive(&self, name: &ArtifactName, writer: &str, sha256: &str) -> Result<bool> {
         let Ok(id) = format!("{writer}{sha256}").parse::<UploadId>() else {
             return Ok(false);
         };
-        match self.upload_row(name, &id).await {
-            Ok(row) => {
-                let alive = blob_rules::writer_may_verify(
-                    row.state,
-                    row.expires_at,
-                    now().unix_timestamp(),
-                );
+        let row = match self.upload_row(name, &id).await {
+            Ok(row) => row,
+            Err(Error::UploadNotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match blob_rules::writer_state(
+            row.state,
+            row.expires_at,
+            row.completing_at,
+            now().unix_timestamp(),
+        ) {
+            Writer::Gone => Ok(false),
+            Writer::Alive => {
                 // Its verification stopped (every invocation gave up, the
                 // request went to the failure queue): this upload waits for
                 // it, so it asks for it again (duplicates are harmless),
                 // rather than every upload of these bytes waiting out the
                 // writer's lifetime (SPEC 7.16).
-                if alive
-                    && row.state == UploadState::Verifying
+                if row.state == UploadState::Verifying
                     && now() - row.update_at > super::uploads::VERIFY_STALLED
                 {
                     self.request_verification(name, &id).await?;
                 }
-                Ok(alive)
+                Ok(true)
             }
-            Err(Error::UploadNotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
+            // Its commit completed its parts and never handed them over: no
+            // invocation is left to (a retry of the commit stamps again, and
+            // then the condition fails). Superseded, it never will.
+            Writer::CutOff { stamp } => {
+                let superseded = self
+                    .table
+                    .supersede_cut_off_upload(
+                        name,
+                        &id,
+                        stamp,
+                        &format!(
+                            "its commit was cut off after completing its parts and was not \
+                             retried within {} minutes; another upload of the same bytes \
+                             took their place (start the upload again)",
+                            blob_rules::COMMIT_CUT_OFF_SECS / 60
+                        ),
+                    )
+                    .await?;
+                Ok(!superseded)
+            }
         }
     }
 

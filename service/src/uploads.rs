@@ -227,6 +227,7 @@ impl Repository {
             reason: None,
             committed_at: None,
             latest_seen: None,
+            completing_at: None,
             blob_owned: false,
             pipeline: None,
             pipeline_result: None,

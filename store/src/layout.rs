@@ -60,6 +60,9 @@ pub mod attr {
     /// On multipart upload rows: LATEST as the commit that handed it to
     /// verification read it (`blob_rules::latest_seen`).
     pub const LATEST_SEEN: &str = "latest_seen";
+    /// On pending multipart upload rows: when (unix seconds) a commit last
+    /// started completing its parts (`blob_rules::Writer::CutOff`).
+    pub const COMPLETING_AT: &str = "completing_at";
     /// On verifying upload rows: the object verified is the one this
     /// upload's own CompleteMultipartUpload created.
     pub const BLOB_OWNED: &str = "blob_owned";

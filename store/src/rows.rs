@@ -592,6 +592,9 @@ pub struct UploadRow {
     /// Multipart, once committed: LATEST as that commit read it
     /// (`blob_rules::latest_seen`).
     pub latest_seen: Option<String>,
+    /// Pending multipart: when (unix seconds) a commit last started
+    /// completing its parts.
+    pub completing_at: Option<i64>,
     /// Verifying: whether `blob_version` is the object this upload's own
     /// CompleteMultipartUpload created (only then may a failed
     /// verification delete it).
@@ -726,6 +729,7 @@ impl UploadRow {
             reason: s(item, attr::REASON).map(str::to_owned),
             committed_at: s(item, attr::COMMITTED_AT).map(str::to_owned),
             latest_seen: s(item, attr::LATEST_SEEN).map(str::to_owned),
+            completing_at: n(item, attr::COMPLETING_AT),
             blob_owned: matches!(item.get(attr::BLOB_OWNED), Some(AttributeValue::Bool(true))),
             pipeline: s(item, attr::PIPELINE).map(str::to_owned),
             pipeline_result: s(item, attr::PIPELINE_RESULT).map(str::to_owned),

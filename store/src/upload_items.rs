@@ -131,6 +131,67 @@ impl Table {
         applied("UpdateItem", out)
     }
 
+    /// Stamps a pending multipart upload's row with `now` as the time its
+    /// commit starts completing its parts (UpdateItem), before it does:
+    /// another upload of the same bytes takes it for cut off only once
+    /// that time is older than a commit runs. Only while it is pending and
+    /// unexpired at `now`: `false` otherwise.
+    pub async fn stamp_upload_completing(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression("SET #completing_at = :now_secs")
+            .condition_expression("#state = :pending AND #expires_at > :now_secs")
+            .expression_attribute_names("#completing_at", attr::COMPLETING_AT)
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .expression_attribute_values(":pending", sv(UploadState::Pending.as_str()))
+            .expression_attribute_values(":now_secs", nv(now.unix_timestamp()))
+            .send()
+            .await;
+        applied("UpdateItem", out)
+    }
+
+    /// The upload `pending → superseded` with `reason` (UpdateItem): its
+    /// commit was cut off after completing its parts, which another upload
+    /// of the same bytes now completes over. Only while it is pending with
+    /// the completion stamp `stamp` as read: `false` otherwise (a retry of
+    /// its commit stamped again, or moved it on).
+    pub async fn supersede_cut_off_upload(
+        &self,
+        name: &ArtifactName,
+        id: &UploadId,
+        stamp: i64,
+        reason: &str,
+    ) -> Result<bool> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(upload_pk(name), id.as_str())))
+            .update_expression("SET #state = :superseded, #reason = :reason, #update_at = :now")
+            .condition_expression("#state = :pending AND #completing_at = :stamp")
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#completing_at", attr::COMPLETING_AT)
+            .expression_attribute_names("#reason", attr::REASON)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
+            .expression_attribute_values(":superseded", sv(UploadState::Superseded.as_str()))
+            .expression_attribute_values(":pending", sv(UploadState::Pending.as_str()))
+            .expression_attribute_values(":stamp", nv(stamp))
+            .expression_attribute_values(":reason", sv(reason))
+            .expression_attribute_values(":now", sv(format_update_at(now())))
+            .send()
+            .await;
+        applied("UpdateItem", out)
+    }
+
     /// The upload row `pending → verifying` of object version `version`
     /// (UpdateItem): verified bytes back to zero, the hash state dropped,
     /// `expires_at` (unix seconds) its new lifetime, `actor` its actor,

@@ -667,6 +667,15 @@ impl TestStore {
         self.set_raw(&pk, id, "expires_at", past).await;
     }
 
+    /// Makes the commit of upload `id` of `name` look as if it started
+    /// completing the parts long ago (its `completing_at` stamp): a commit
+    /// cut off longer ago than an invocation runs.
+    pub async fn age_completion_stamp(&self, name: &ArtifactName, id: &str) {
+        let pk = shared::layout::upload_pk(name);
+        let past = aws_sdk_dynamodb::types::AttributeValue::N("1000".into());
+        self.set_raw(&pk, id, "completing_at", past).await;
+    }
+
     /// Every raw item of the table, for "nothing else was written" checks.
     /// Every item except pending-upload rows (which starting an upload
     /// writes whatever happens next).

@@ -3916,3 +3916,123 @@ async fn a_verification_commits_over_the_latest_it_saw_whatever_the_clocks_said(
     assert!(matches!(step, VerifyStep::Committed(_)), "{step:?}");
     assert_eq!(served(&store, &n, Version::Latest).await, content);
 }
+
+// Left alone last session (SPEC 7.16): a multipart commit cut off between
+// completing its parts and handing them to verification left an object
+// its pending writer would verify if ever retried, so every other upload
+// of those bytes answered "being verified" until that writer's row
+// expired, a day later. Once the cut-off is older than a commit runs, the
+// other upload records the writer superseded (conditional on the stamp
+// its commit left) and completes its own parts over the object.
+#[tokio::test]
+async fn a_multipart_commit_cut_off_before_its_hand_over_blocks_its_bytes_no_longer_than_a_commit_runs()
+ {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("cut-off-commit");
+    let content = bytes(5 * MIB + 29, 15);
+    let (first, first_plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &first, &content, &first_plan).await;
+    let (second, second_plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &second, &content, &second_plan).await;
+    // GIVEN the first upload's commit cut off after it completed the
+    // parts, before it handed them to verification.
+    let (held, gate) = store
+        .held_before("UpdateItem", Some("blob_version_id"))
+        .await;
+    let cut = {
+        let (n, first) = (n.clone(), first.clone());
+        let held = held.with_verifier(Verifier::Deferred);
+        tokio::spawn(async move { held.commit(&n, &first, "ci").await })
+    };
+    gate.arrived().await;
+    cut.abort();
+    // WHEN the other upload commits while that commit may still run, it
+    // waits for it.
+    let early = repo.commit(&n, &second, "ci").await;
+    assert!(
+        matches!(early, Err(Error::ConcurrentModification(ref m)) if m.contains("being verified")),
+        "{early:?}"
+    );
+    // THEN once it was cut off longer ago than a commit runs, the other
+    // upload goes on: its own bytes are verified and become LATEST.
+    store.age_completion_stamp(&n, &first).await;
+    assert!(matches!(
+        repo.commit(&n, &second, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    assert!(matches!(
+        verify(&repo, &n, &second).await,
+        VerifyStep::Committed(_)
+    ));
+    assert_eq!(served(&store, &n, Version::Latest).await, content);
+    // AND the first upload, retried now, is superseded: it never hands
+    // the object over any more.
+    let late = repo.commit(&n, &first, "ci").await;
+    assert!(
+        matches!(late, Err(Error::UploadSuperseded { .. })),
+        "{late:?}"
+    );
+    let state = repo.upload_state(&n, &first).await.unwrap();
+    assert_eq!(state.state, "superseded");
+    assert!(
+        state
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cut off"),
+        "{state:?}"
+    );
+}
+
+// A retry of the cut-off commit that stamps again keeps its upload alive:
+// the other upload's supersede is conditional on the stamp it read.
+#[tokio::test]
+async fn a_cut_off_multipart_commit_retried_in_time_keeps_its_upload() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("cut-off-retried");
+    let content = bytes(5 * MIB + 31, 16);
+    let (first, first_plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &first, &content, &first_plan).await;
+    let (second, second_plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &second, &content, &second_plan).await;
+    let (held, gate) = store
+        .held_before("UpdateItem", Some("blob_version_id"))
+        .await;
+    let cut = {
+        let (n, first) = (n.clone(), first.clone());
+        let held = held.with_verifier(Verifier::Deferred);
+        tokio::spawn(async move { held.commit(&n, &first, "ci").await })
+    };
+    gate.arrived().await;
+    cut.abort();
+    store.age_completion_stamp(&n, &first).await;
+    // GIVEN the first commit's retry, held just before its hand-over
+    // (after the other upload read the writer's old stamp).
+    let (reader, read) = store.held_before("UpdateItem", Some(":stamp")).await;
+    let other = {
+        let (n, second) = (n.clone(), second.clone());
+        let reader = reader.with_verifier(Verifier::Deferred);
+        tokio::spawn(async move { reader.commit(&n, &second, "ci").await })
+    };
+    read.arrived().await;
+    // The retry finds its parts completed already: it hands the object
+    // over, verifying it as its own.
+    assert!(matches!(
+        repo.commit(&n, &first, "ci").await.unwrap(),
+        CommitOutcome::Verifying { .. }
+    ));
+    read.open();
+    // THEN the other upload's supersede fails: it waits.
+    let outcome = other.await.unwrap();
+    assert!(
+        matches!(outcome, Err(Error::ConcurrentModification(ref m)) if m.contains("being verified")),
+        "{outcome:?}"
+    );
+    assert!(matches!(
+        verify(&repo, &n, &first).await,
+        VerifyStep::Committed(_)
+    ));
+    assert_eq!(served(&store, &n, Version::Latest).await, content);
+}
