@@ -152,8 +152,17 @@ impl Repository {
                 .find_rollout(name, alias, &orphan)
                 .await?
                 .filter(|row| row.state.is_live());
-            if let Some(row) = live {
-                self.orphaned(&row).await?;
+            // Not ended (the alias names it after all: its start landed
+            // after this one read the alias; or it changed meanwhile): this
+            // start read too early to go on beside it.
+            if let Some(row) = live
+                && matches!(self.orphaned(&row).await?, Driven::Lost)
+            {
+                return Err(Error::ConcurrentModification(format!(
+                    "rollout {} of alias {alias} of {name} changed meanwhile; read the alias \
+                     and its rollouts again",
+                    row.id
+                )));
             }
         }
         if current.secondary.is_some() {
@@ -642,6 +651,15 @@ impl Repository {
             Orphaned::Registry,
             self.registry_delete(&row.name, &row.alias, &row.id)?,
         );
+        tx.push(
+            Orphaned::Alias,
+            artifact_store::rollout_items::alias_not_held_by(
+                &self.layout.table,
+                &row.name,
+                &row.alias,
+                &row.id,
+            )?,
+        );
         // No purge runs: it would not see the event log this writes.
         tx.push(Orphaned::Fence, self.no_purge_running(&row.name)?);
         if let Some(log) =
@@ -759,6 +777,8 @@ enum Orphaned {
     Rollout,
     /// Its entry in the registry of running rollouts.
     Registry,
+    /// The alias does not name it.
+    Alias,
     /// No purge of the artifact runs.
     Fence,
     /// The artifact's event log.

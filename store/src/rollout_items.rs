@@ -4,11 +4,11 @@
 //! filter, and their writes (alone, or as members of an alias change's
 //! transaction), each conditional on the rollout being as read.
 
-use aws_sdk_dynamodb::types::{Delete, Put, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, Update};
 
 use crate::change_events::{self, ChangeEvent};
 use crate::error::{Error, Result};
-use crate::layout::{ROLLOUTS_PK, attr, format_update_at, now, rollout_pk};
+use crate::layout::{ROLLOUTS_PK, alias_pk, attr, format_update_at, now, rollout_pk};
 use crate::names::{AliasName, ArtifactName};
 use crate::rollout::RolloutState;
 use crate::rows::{Item, RolloutRow, key, sv};
@@ -295,6 +295,29 @@ pub fn registry_delete(
         .build()
         .map_err(invalid_sdk_input)?;
     Ok(TxItem::builder().delete(delete).build())
+}
+
+/// A transaction member that holds only while `alias` of `name` is not
+/// held by rollout `id` (absent, or naming another rollout or none): an
+/// orphaned rollout is ended only while its alias has truly stopped naming
+/// it. (A start that read the alias before rollout `id`'s start landed, and
+/// its registry entry after, took it for orphaned; ending it left the alias
+/// held, split, by a rollout no pass drives and no change can cancel.)
+pub fn alias_not_held_by(
+    table: &str,
+    name: &ArtifactName,
+    alias: &AliasName,
+    id: &str,
+) -> Result<TxItem> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key(alias_pk(name), alias.as_str())))
+        .condition_expression("attribute_not_exists(#rollout) OR #rollout <> :id")
+        .expression_attribute_names("#rollout", attr::ROLLOUT)
+        .expression_attribute_values(":id", sv(id))
+        .build()
+        .map_err(invalid_sdk_input)?;
+    Ok(TxItem::builder().condition_check(check).build())
 }
 
 /// A transaction member ending rollout `id` `aborted`, cancelled by

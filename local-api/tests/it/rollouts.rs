@@ -1037,3 +1037,59 @@ async fn a_rollout_aborts_back_onto_the_archived_version_it_started_from() {
     assert_eq!(status, 200, "{body}");
     api.assert_prod_on_one_alone().await;
 }
+
+// Audit finding (SPEC 10.1, 7.16): a start that read the alias before
+// another start landed, and the registry entry after, took the other
+// rollout for orphaned and ended it, while the alias still named it: the
+// alias stayed split, held by an aborted rollout no pass drives and no
+// change could cancel. The other rollout's end is conditional on the
+// alias not naming it, and the late start answers 409.
+#[tokio::test]
+async fn a_start_that_read_the_alias_before_another_start_landed_never_ends_that_rollout() {
+    let store = store_with_release().await;
+    let (app, prod) = (name("app"), alias("prod"));
+    let request = |preset: &str| shared::model::RolloutRequest {
+        version: shared::Version::Number(2),
+        steps: shared::rollout::preset(preset).unwrap(),
+        alarms: vec![],
+        message: None,
+    };
+    // GIVEN a start whose registry read waits until another start landed
+    // (its alias read went first).
+    let (held, gate) = store.held_before("GetItem", Some("__rollouts")).await;
+    let late = {
+        let (app, prod, request) = (app.clone(), prod.clone(), request("canary-20-1h"));
+        tokio::spawn(async move { held.start_rollout(&app, &prod, request, "late").await })
+    };
+    gate.arrived().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = store
+        .repo
+        .start_rollout(&app, &prod, request("canary-10-1h"), "first")
+        .await
+        .unwrap();
+    gate.open();
+    // THEN the late start is refused, and the first rollout goes on,
+    // holding the alias.
+    let outcome = late.await.unwrap();
+    assert!(
+        matches!(outcome, Err(shared::Error::ConcurrentModification(_))),
+        "{outcome:?}"
+    );
+    let rollout = store
+        .repo
+        .get_rollout(&app, &prod, &first.id)
+        .await
+        .unwrap();
+    assert_eq!(rollout.state.as_str(), "active", "{rollout:?}");
+    let held = store.repo.held_rollouts().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].2, first.id);
+    let alias_now = store.repo.get_alias(&app, &prod).await.unwrap();
+    assert_eq!(rollout.weight, 10, "{rollout:?}");
+    assert_eq!(
+        alias_now.secondary_version_weight.map(|w| w.get()),
+        Some(10),
+        "{alias_now:?}"
+    );
+}
