@@ -32,8 +32,9 @@ use artifact_store::tx::TxItem;
 
 impl Repository {
     /// Commits `upload_id`, then runs `pipeline` (publish, alias move).
-    /// AWS calls: the commit's, then the publish's and the alias move's; one
-    /// GetItem first when the alias move has a weight or `if_revision`.
+    /// AWS calls: the commit's (with a GetItem of the alias beside its
+    /// first reads, when one moves), then the publish's and the alias
+    /// move's.
     pub async fn commit_pipeline(
         &self,
         name: &ArtifactName,
@@ -42,22 +43,49 @@ impl Repository {
         pipeline: &Pipeline,
         mut allowed: super::Allowed,
     ) -> Result<PipelineOutcome> {
-        if let Err(refused) = self.check_pipeline(name, pipeline).await {
-            self.unless_it_ran(name, &upload_id.parse()?, refused)
-                .await?;
-        }
         let held = HeldClaim::of(pipeline);
-        match self
-            .commit_with(
+        // The alias check goes beside the commit's first reads, folded into
+        // what the commit waits for before it writes: a refused move
+        // writes nothing, at no round trip of its own.
+        let (heard, decision) = tokio::sync::oneshot::channel();
+        let mut gate = super::Allowed::when(decision);
+        let decide = async {
+            let (authorised, checked) =
+                tokio::join!(allowed.wait(), self.check_pipeline(name, pipeline));
+            let _ = heard.send(authorised.is_ok() && checked.is_ok());
+            (authorised, checked)
+        };
+        let ((authorised, checked), first) = tokio::join!(
+            decide,
+            self.commit_with(
                 name,
                 upload_id,
                 actor,
                 Some(pipeline),
                 held.as_ref(),
-                &mut allowed,
+                &mut gate,
             )
-            .await?
-        {
+        );
+        authorised?;
+        let committed = match checked {
+            Ok(()) => first?,
+            // Refused before it wrote; unless this is a retry whose run
+            // moved the alias itself: then it answers as the first did.
+            Err(refused) => {
+                self.unless_it_ran(name, &upload_id.parse()?, refused)
+                    .await?;
+                self.commit_with(
+                    name,
+                    upload_id,
+                    actor,
+                    Some(pipeline),
+                    held.as_ref(),
+                    &mut super::Allowed::already(),
+                )
+                .await?
+            }
+        };
+        match committed {
             (CommitOutcome::Verifying { upload_id, state }, _) => {
                 Ok(PipelineOutcome::Verifying { upload_id, state })
             }
@@ -212,9 +240,10 @@ impl Repository {
     }
 
     /// Refuses, before anything is written, an alias move that cannot
-    /// happen: the alias moved from `if_revision`, a weight with no alias to
-    /// keep the primary of, or a name this service cannot create (`LATEST`)
-    /// for an alias that does not exist.
+    /// happen: the alias moved from `if_revision`, a rollout holds it, a
+    /// weight with no alias to keep the primary of, or a name this service
+    /// cannot create (`LATEST`) for an alias that does not exist. AWS
+    /// calls: 1 GetItem of the alias (none without an alias move).
     async fn check_pipeline(&self, name: &ArtifactName, pipeline: &Pipeline) -> Result<()> {
         let Some(m) = &pipeline.alias else {
             return Ok(());
@@ -225,15 +254,28 @@ impl Repository {
             ));
         }
         let creatable = m.name.check_new();
-        if m.weight.is_none() && m.if_revision.is_none() && creatable.is_ok() {
-            return Ok(());
-        }
-        let current = match (self.get_alias(name, &m.name).await, creatable) {
-            (Ok(current), _) => current,
-            // A name only the library allows: moved when it exists, never created.
-            (Err(Error::AliasNotFound { .. }), Err(invalid)) => return Err(invalid),
-            (Err(e), _) => return Err(e),
+        let Some(row) = self.find_alias_row(name, &m.name).await? else {
+            // A name only the library allows: moved when it exists, never
+            // created; a weight or a revision needs the alias.
+            creatable?;
+            if m.weight.is_none() && m.if_revision.is_none() {
+                return Ok(());
+            }
+            return Err(Error::AliasNotFound {
+                name: name.to_string(),
+                alias: m.name.to_string(),
+            });
         };
+        // A rollout holds it: the move would be refused after the commit
+        // and the publish (a pipeline cannot cancel a rollout).
+        if let Some(id) = &row.rollout {
+            return Err(Error::RolloutInProgress {
+                name: name.to_string(),
+                alias: m.name.to_string(),
+                id: id.clone(),
+            });
+        }
+        let current = row.to_alias(&self.layout);
         match m.if_revision {
             Some(r) if r != current.revision => Err(Error::AliasModified {
                 name: name.to_string(),

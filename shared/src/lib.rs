@@ -25,7 +25,7 @@ pub mod verifier;
 // The store and service layers, re-exported: `shared::layout`,
 // `shared::repository::Repository`, … name the same items everywhere.
 pub use artifact_service as repository;
-pub use artifact_store::{calls, layout};
+pub use artifact_store::{calls, coalesce, layout};
 use artifact_store::{rows, sdk_error};
 
 // The core layer, re-exported: `shared::names`, `crate::error`, … name

@@ -1093,3 +1093,46 @@ async fn a_start_that_read_the_alias_before_another_start_landed_never_ends_that
         "{alias_now:?}"
     );
 }
+
+// Acceptance finding (SPEC 7.5): a one-request push moving an alias a
+// rollout holds committed and published, then answered 409 for the move:
+// a refused request left a new LATEST and a new version behind. The hold
+// is checked with the alias's other preconditions, before any write.
+#[tokio::test]
+async fn a_pipeline_push_onto_an_alias_a_rollout_holds_writes_nothing() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    api.start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let app = name("app");
+    let before = store.items_besides_uploads().await;
+    let content = b"three";
+    let ticket = store
+        .repo
+        .create_upload(&app, test_support::declare(content), LOCAL_ACTOR)
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &ticket, content).await;
+    let (status, answer) = api
+        .call(
+            "PUT",
+            "/artifacts/app",
+            Some(
+                json!({"upload_id": ticket.upload_id, "publish": true, "alias": {"name": "prod"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "RolloutInProgress", "{answer}");
+    assert_eq!(store.items_besides_uploads().await, before);
+    // The same push without the alias goes through.
+    let (status, answer) = api
+        .call(
+            "PUT",
+            "/artifacts/app",
+            Some(json!({"upload_id": ticket.upload_id, "publish": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["published"]["version"], "3", "{answer}");
+}

@@ -1073,15 +1073,17 @@ async fn a_commit_that_publishes_and_moves_an_alias_makes_five_aws_calls() {
             .await
             .unwrap();
         put_bytes(&store.http, &ticket, build).await;
+        // Within a request's coalescing, as the API runs it: the alias
+        // check's GetItem goes in the commit's first BatchGetItem.
         let (r, c) = counted(
             repo,
-            repo.commit_pipeline(
+            shared::coalesce::coalescing(repo.commit_pipeline(
                 &n,
                 &ticket.upload_id,
                 LOCAL_ACTOR,
                 &pipeline,
                 shared::repository::Allowed::already(),
-            ),
+            )),
         )
         .await;
         let shared::repository::PipelineOutcome::Committed(done) = r.unwrap() else {
