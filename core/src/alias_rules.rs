@@ -38,8 +38,7 @@ pub struct Current {
 pub struct Target {
     pub version: Version,
     pub row: Option<TargetRow>,
-    /// The change sends it a larger share of resolves than the alias does
-    /// now ([`share_of`]).
+    /// The change gives it more than the alias does now ([`gains`]).
     pub grows: bool,
 }
 
@@ -59,6 +58,16 @@ pub fn share_of(target: Option<&AliasTarget>, version: Version) -> u8 {
         share += weight;
     }
     share
+}
+
+/// Whether moving an alias from `now` to `next` gives `version` more than
+/// it has: a larger share of resolves ([`share_of`]), or the primary's
+/// place it does not hold (an archived version may keep its place with the
+/// same share or less, never more, and never become primary: README,
+/// version status).
+pub fn gains(next: Option<&AliasTarget>, now: Option<&AliasTarget>, version: Version) -> bool {
+    let primary = |t: Option<&AliasTarget>| t.is_some_and(|t| t.version == version);
+    share_of(next, version) > share_of(now, version) || (primary(next) && !primary(now))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +357,71 @@ mod tests {
             ("a secondary at 0", Some(split(1, 2, 0)), 2, 0),
         ] {
             assert_eq!(share_of(target.as_ref(), v(version)), share, "{what}");
+        }
+    }
+
+    #[test]
+    fn what_a_move_gives_a_version_table() {
+        let split = |primary: u32, secondary: u32, weight: i64| AliasTarget {
+            version: v(primary),
+            secondary: Some((v(secondary), Weight::new(weight).expect("weight"))),
+        };
+        let alone = |primary: u32| AliasTarget {
+            version: v(primary),
+            secondary: None,
+        };
+        for (what, next, now, version, gains_more) in [
+            ("a new target", Some(alone(2)), Some(alone(1)), 2, true),
+            ("created onto it", Some(alone(2)), None, 2, true),
+            (
+                "a canary raised",
+                Some(split(1, 2, 30)),
+                Some(split(1, 2, 10)),
+                2,
+                true,
+            ),
+            (
+                "a canary lowered",
+                Some(split(1, 2, 5)),
+                Some(split(1, 2, 10)),
+                2,
+                false,
+            ),
+            (
+                "a canary kept",
+                Some(split(1, 2, 10)),
+                Some(split(1, 2, 10)),
+                2,
+                false,
+            ),
+            (
+                "made primary with less",
+                Some(split(2, 1, 99)),
+                Some(split(1, 2, 10)),
+                2,
+                true,
+            ),
+            (
+                "the primary keeps its place",
+                Some(split(1, 2, 20)),
+                Some(split(1, 2, 10)),
+                1,
+                false,
+            ),
+            (
+                "the primary made a canary",
+                Some(split(2, 1, 10)),
+                Some(alone(1)),
+                1,
+                false,
+            ),
+            ("dropped", Some(alone(1)), Some(split(1, 2, 10)), 2, false),
+        ] {
+            assert_eq!(
+                gains(next.as_ref(), now.as_ref(), v(version)),
+                gains_more,
+                "{what}"
+            );
         }
     }
 

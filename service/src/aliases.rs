@@ -519,8 +519,7 @@ impl Repository {
             let now_target = old.as_ref().map(|o| o.state().target());
             let grows = |version: Version| {
                 intent.asked() == alias_rules::Asked::Put
-                    && alias_rules::share_of(target.as_ref(), version)
-                        > alias_rules::share_of(now_target.as_ref(), version)
+                    && alias_rules::gains(target.as_ref(), now_target.as_ref(), version)
             };
             let targets: Vec<Target> = wanted
                 .iter()

@@ -991,6 +991,11 @@ async fn an_archived_version_an_alias_points_at_gains_no_share() {
     for (what, body) in [
         ("a higher weight", split(50)),
         ("made primary", json!({"version": "2"})),
+        // Acceptance finding: primary with a smaller share than it had.
+        (
+            "made primary with less",
+            json!({"version": "2", "secondary_version": "1", "secondary_version_weight": 99}),
+        ),
     ] {
         let (status, answer) = api
             .call("PUT", "/artifacts/app/aliases/prod", Some(body))
