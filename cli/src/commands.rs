@@ -93,7 +93,13 @@ pub async fn set_alias(
             let Some(expected) = if_revision else {
                 return Err(e);
             };
-            let now = api.get(&segments, &[]).await?.body;
+            // The alias gone (or never there) is the 412's own answer:
+            // the precondition failed, not a missing thing (exit 4, not 3).
+            let now = match api.get(&segments, &[]).await {
+                Ok(now) => now.body,
+                Err(Error::Api { status: 404, .. }) => return Err(e),
+                Err(other) => return Err(other),
+            };
             let same = |k: &str| now.get(k) == body.get(k).or(Some(&Value::Null));
             let landed = now.get("revision").and_then(Value::as_u64) == Some(expected + 1)
                 && same("version")

@@ -302,6 +302,24 @@ async fn errors_exit_with_the_documented_codes() {
         4,
         "AliasModified",
     );
+    // A conditional move of an alias that does not exist is the
+    // precondition failing too (it answered the re-read's 404: 3).
+    failed(
+        &local
+            .run(&[
+                "--json",
+                "alias",
+                "set",
+                "app",
+                "nowhere",
+                "LATEST",
+                "--if-revision",
+                "1",
+            ])
+            .await,
+        4,
+        "AliasModified",
+    );
     // Usage: 2, before any request.
     failed(&local.run(&["--json", "purge", "app"]).await, 2, "Usage");
     failed(
