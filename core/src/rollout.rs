@@ -175,16 +175,43 @@ pub fn preset(name: &str) -> Result<Vec<Step>> {
     )
 }
 
+/// Where the rollout driver reads alarms: its own region and account
+/// (`None`: not known to this deployment, not checked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlarmHome<'a> {
+    pub region: Option<&'a str>,
+    pub account: Option<&'a str>,
+}
+
 /// A CloudWatch alarm a rollout watches, by name (an alarm ARN's last
-/// part: `arn:aws:cloudwatch:<region>:<account>:alarm:<name>`).
-pub fn alarm_name(text: &str, prefix: &str) -> Result<String> {
+/// part: `arn:aws:cloudwatch:<region>:<account>:alarm:<name>`). An ARN of
+/// another region or account than `home` is refused: the driver reads
+/// alarms by name in its own, so it would watch another alarm (one of the
+/// same name, or none) than the one listed.
+pub fn alarm_name(text: &str, prefix: &str, home: AlarmHome<'_>) -> Result<String> {
     let name = match text.strip_prefix("arn:") {
         Some(rest) => {
             let fields: Vec<&str> = rest.splitn(5, ':').collect();
             match fields.as_slice() {
-                [_, "cloudwatch", _, _, alarm] => alarm
-                    .strip_prefix("alarm:")
-                    .ok_or_else(|| bad_alarm(text, "not an alarm ARN"))?,
+                [_, "cloudwatch", region, account, alarm] => {
+                    for (what, named, own) in [
+                        ("region", *region, home.region),
+                        ("account", *account, home.account),
+                    ] {
+                        if let Some(own) = own.filter(|own| *own != named) {
+                            return Err(bad_alarm(
+                                text,
+                                &format!(
+                                    "it is in {what} {named:?}; rollouts watch alarms of this \
+                                     deployment's {what}, {own:?}"
+                                ),
+                            ));
+                        }
+                    }
+                    alarm
+                        .strip_prefix("alarm:")
+                        .ok_or_else(|| bad_alarm(text, "not an alarm ARN"))?
+                }
                 _ => return Err(bad_alarm(text, "not a CloudWatch alarm ARN")),
             }
         }
@@ -445,18 +472,28 @@ mod tests {
 
     #[test]
     fn alarms_are_named_by_arn_or_name_within_the_configured_prefix() {
+        let arn = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:app-errors";
+        let anywhere = AlarmHome::default();
+        let home = |region, account| AlarmHome {
+            region: Some(region),
+            account: Some(account),
+        };
+        assert_eq!(alarm_name(arn, "", anywhere).unwrap(), "app-errors");
         assert_eq!(
-            alarm_name(
-                "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:app-errors",
-                ""
-            )
-            .unwrap(),
+            alarm_name(arn, "", home("eu-west-1", "123456789012")).unwrap(),
             "app-errors"
         );
-        assert_eq!(alarm_name("app-errors", "app-").unwrap(), "app-errors");
-        assert!(alarm_name("other", "app-").is_err());
-        assert!(alarm_name("arn:aws:sns:eu-west-1:1:topic", "").is_err());
-        assert!(alarm_name("", "").is_err());
+        // Another region's or account's alarm would be read as this one's.
+        for (region, account) in [("us-east-1", "123456789012"), ("eu-west-1", "999999999999")] {
+            assert!(alarm_name(arn, "", home(region, account)).is_err());
+        }
+        assert_eq!(
+            alarm_name("app-errors", "app-", anywhere).unwrap(),
+            "app-errors"
+        );
+        assert!(alarm_name("other", "app-", anywhere).is_err());
+        assert!(alarm_name("arn:aws:sns:eu-west-1:1:topic", "", anywhere).is_err());
+        assert!(alarm_name("", "", anywhere).is_err());
     }
 
     #[test]

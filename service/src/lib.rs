@@ -217,6 +217,15 @@ impl Repository {
         &self.rollout_alarm_prefix
     }
 
+    /// Where rollouts read their alarms: the alarm client's region and the
+    /// deployment's account (`ACCOUNT_ID`), where known.
+    pub fn alarm_home(&self) -> crate::rollout::AlarmHome<'_> {
+        crate::rollout::AlarmHome {
+            region: self.alarms.config().region().map(|r| r.as_ref()),
+            account: self.account_id.as_deref(),
+        }
+    }
+
     /// A CloudWatch client for the rollout driver's alarm reads, its calls
     /// recorded with this repository's.
     pub fn alarms_client(&self, sdk: &SdkConfig) -> aws_sdk_cloudwatch::Client {

@@ -1466,11 +1466,11 @@ pub async fn start_rollout(repo: &Repository, request: &Request) -> Result<Respo
             rollout::MAX_ALARMS
         )));
     }
-    let prefix = repo.rollout_alarm_prefix();
+    let (prefix, home) = (repo.rollout_alarm_prefix(), repo.alarm_home());
     let mut alarms = b
         .alarms
         .iter()
-        .map(|a| rollout::alarm_name(a, prefix))
+        .map(|a| rollout::alarm_name(a, prefix, home))
         .collect::<Result<Vec<_>>>()?;
     alarms.dedup();
     let message = b.message.filter(|m| !m.is_empty());

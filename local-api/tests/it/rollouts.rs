@@ -19,12 +19,14 @@ struct Api {
 impl Api {
     /// The local server over `store`, and (with `period`) its driver.
     async fn start(store: &TestStore, period: Option<Duration>) -> Self {
+        Self::over(store, store.another_repository(), period).await
+    }
+
+    /// [`Self::start`] serving `repo` (over `store`).
+    async fn over(store: &TestStore, repo: shared::Repository, period: Option<Duration>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(local_api::serve(
-            listener,
-            Arc::new(store.another_repository()),
-        ));
+        tokio::spawn(local_api::serve(listener, Arc::new(repo)));
         if let Some(period) = period {
             tokio::spawn(Driver::new(store.another_repository(), &store.sdk).run(period));
         }
@@ -1140,4 +1142,43 @@ async fn a_pipeline_push_onto_an_alias_a_rollout_holds_writes_nothing() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["published"]["version"], "3", "{answer}");
+}
+
+// Acceptance finding (SPEC 10.1): an alarm ARN of another region or
+// account was cut down to its name and read in this deployment's own: the
+// rollout watched a local alarm of the same name (or none), never the
+// alarm listed. Such an ARN is refused.
+#[tokio::test]
+async fn an_alarm_of_another_region_or_account_is_refused_not_swapped_for_a_local_one() {
+    let store = store_with_release().await;
+    // Deployed, the template gives every function its account.
+    let mut config = store.config.clone();
+    config.account_id = Some("123456789012".into());
+    let api = Api::over(&store, shared::Repository::new(&store.sdk, &config), None).await;
+    store.alarm("swapped-errors", "OK").await;
+    for arn in [
+        "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:swapped-errors",
+        "arn:aws:cloudwatch:us-east-1:999999999999:alarm:swapped-errors",
+    ] {
+        let (status, answer) = api
+            .call(
+                "POST",
+                "/artifacts/app/aliases/prod/rollouts",
+                Some(json!({"version": "2", "preset": "all-at-once", "alarms": [arn]})),
+            )
+            .await;
+        assert_eq!(status, 400, "{arn}: {answer}");
+        assert_eq!(answer["error"]["code"], "InvalidRequest", "{arn}: {answer}");
+    }
+    assert_eq!(api.alias().await["version"], "1");
+    // This deployment's own ARN names the alarm.
+    let (status, answer) = api
+        .call(
+            "POST",
+            "/artifacts/app/aliases/prod/rollouts",
+            Some(json!({"version": "2", "preset": "all-at-once",
+                "alarms": ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:swapped-errors"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
 }
