@@ -190,6 +190,19 @@ fn logged_events(change: &Change) -> Option<Vec<ChangeEvent>> {
     Some(events)
 }
 
+/// Whether `log` (an artifact's event log item, as read) last logged the
+/// event whose id is `id`: no change was logged after it.
+pub fn last_logged(log: Option<&Item>, id: &str) -> bool {
+    let Some(AttributeValue::S(text)) = log.and_then(|l| l.get(attr::EVENTS)) else {
+        return false;
+    };
+    serde_json::from_str::<Vec<Value>>(text).is_ok_and(|logged| {
+        logged
+            .iter()
+            .any(|entry| entry["detail"]["id"].as_str() == Some(id))
+    })
+}
+
 /// Whether the record's change was written with its events in the event
 /// log: the row carries the id of an event it logged, another than before
 /// (a later write that logged nothing leaves the mark as it was; the

@@ -160,15 +160,18 @@ impl Table {
     /// `Artifact Purged` event in the artifact's event log first (SPEC
     /// 10.2: after every change before it). LATEST is marked with the
     /// event's id in the transaction that logs it, unless a purge marked it
-    /// already (one that stopped before deleting it: its event stands, and
-    /// is not logged again under another id); then deleted only while it
+    /// already and no change was logged since (one that stopped before
+    /// deleting it: its event stands, and is not logged again under another
+    /// id); then deleted only while it
     /// still carries that mark, so its removal gives no event of its own
     /// (see `change_events::events_of`). The library rewriting LATEST in
     /// between (it drops the mark) makes it marked again. Nothing when there
     /// is no LATEST (a purge running again after it went). With
     /// `marked_only` (finishing a purge nobody asked for now), a LATEST no
-    /// purge marked is a writer's and stays: `Ok(false)`. AWS calls:
-    /// GetItem, TransactWriteItems, DeleteItem.
+    /// purge marked, or marked before changes logged since, is a writer's
+    /// and stays: `Ok(false)`. AWS calls:
+    /// BatchGetItem (LATEST and the event log), TransactWriteItems,
+    /// DeleteItem.
     pub async fn delete_latest_row(
         &self,
         name: &ArtifactName,
@@ -176,13 +179,39 @@ impl Table {
         marked_only: bool,
     ) -> Result<bool> {
         let event = crate::change_events::purged_event(name, purge_id);
+        let log_key = key(crate::layout::events_pk(name), crate::layout::EVENT_LOG_SK);
         for attempt in 0..crate::retry::MAX_ATTEMPTS {
-            let Some(item) = self.get(version_key(name, Version::Latest)).await? else {
+            let items = self
+                .batch_get(vec![version_key(name, Version::Latest), log_key.clone()])
+                .await?;
+            let (mut latest_item, mut log) = (None, None);
+            for item in items {
+                if item.get(attr::SK) == log_key.get(attr::SK)
+                    && item.get(attr::PK) == log_key.get(attr::PK)
+                {
+                    log = Some(item);
+                } else {
+                    latest_item = Some(item);
+                }
+            }
+            let Some(item) = latest_item else {
                 return Ok(true);
             };
             let latest = VersionRow::from_item(&item)?;
             let marked = latest.marked_purged();
-            let mark = match latest.logged_event.clone().filter(|_| marked) {
+            // An earlier purge's mark is this purge's event only while no
+            // change was logged after it (one that stopped, and is finished
+            // now). Changes since (its fence lapsed: publishes, alias moves,
+            // none of which rewrites LATEST's mark) mean the artifact lived
+            // on: its purge now is told again, and a purge nobody asked for
+            // now leaves it be (the writers won).
+            let current = |mark: &String| crate::change_events::last_logged(log.as_ref(), mark);
+            let mark = match latest
+                .logged_event
+                .clone()
+                .filter(|_| marked)
+                .filter(current)
+            {
                 Some(mark) => mark,
                 None if marked_only => return Ok(false),
                 None => {

@@ -138,3 +138,57 @@ async fn a_purge_stopped_after_logging_its_event_is_finished_with_that_one_event
         .collect();
     assert_eq!(purged.len(), 1, "{purged:?}");
 }
+
+// Audit finding (SPEC 10.2): a purge that stopped after logging its event
+// left LATEST marked; once its fence lapsed, writers went on (publishes,
+// alias moves: none of them rewrites the mark), and a later purge found
+// the mark and reused it: consumers saw the artifact purged, then living
+// on, and never purged again. A mark is reused only while no change was
+// logged after its event.
+#[tokio::test]
+async fn a_purge_after_changes_that_followed_a_stopped_purge_is_told_again() {
+    use test_support::proxy::{Action, Fault, Plan, Rule};
+    let store = TestStore::new().await;
+    let n = name("purged-twice");
+    store.upload(&n, b"one").await;
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "DeleteItem",
+        Some("LATEST"),
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    let failing = store.through(&plan).await;
+    assert!(failing.purge_artifact(&n).await.is_err());
+    // GIVEN its fence lapsed and a writer published since.
+    store.lapse_purge_fence(&n).await;
+    store
+        .repo
+        .publish_version(&n, true, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    // WHEN the artifact is purged.
+    store.repo.purge_artifact(&n).await.unwrap();
+    // THEN its last event is a purge, after the publish.
+    let told: Vec<(String, String)> = store
+        .drain_events()
+        .await
+        .iter()
+        .map(|e| (e.detail_type.to_owned(), e.id().to_owned()))
+        .collect();
+    let last_publish = told
+        .iter()
+        .rposition(|(t, _)| t == "Version Published")
+        .expect("published");
+    let purges: Vec<&(String, String)> = told[last_publish..]
+        .iter()
+        .filter(|(t, _)| t == "Artifact Purged")
+        .collect();
+    assert_eq!(purges.len(), 1, "{told:?}");
+    let first_purge = told
+        .iter()
+        .position(|(t, _)| t == "Artifact Purged")
+        .expect("the stopped purge's");
+    assert!(first_purge < last_publish, "{told:?}");
+    assert_ne!(told[first_purge].1, purges[0].1, "{told:?}");
+}
