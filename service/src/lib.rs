@@ -67,7 +67,7 @@ pub use multipart::{
 };
 pub use permissions::{AccessChange, AccessDocument, TAGS_FRESH_FOR};
 pub use retention::{ReclaimReport, RetentionBookkeeping};
-pub use rollouts::{Driven, alarm_states, check_rollout_id};
+pub use rollouts::{Driven, alarm_states, check_rollout_id, read_alarm_states};
 pub use search::{MAX_SEARCH_TERMS, StatusChange};
 pub use seed_layout::{CopyPlan, MirrorFailure, MirrorRecord, MirrorReport};
 pub use uploads::{DEFAULT_CONTENT_TYPE, MAX_UPLOAD_SIZE, metadata_limits};

@@ -796,46 +796,76 @@ pub async fn alarm_states(
     alarms: &aws_sdk_cloudwatch::Client,
     names: &[String],
 ) -> Result<HashMap<String, AlarmState>> {
-    use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
-    let mut states: HashMap<String, AlarmState> = names
-        .iter()
-        .map(|n| (n.clone(), AlarmState::Missing))
-        .collect();
+    match read_alarm_states(alarms, names).await {
+        (states, None) => Ok(states),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// [`alarm_states`] as the driver reads them: the names of a call that
+/// failed (throttled, or refused for some names: an alarm outside the
+/// role's resources) are left out of the answer, so only the rollouts
+/// watching them wait for a later pass, and the first failure is given
+/// beside. One failing read stopped every rollout of the deployment.
+pub async fn read_alarm_states(
+    alarms: &aws_sdk_cloudwatch::Client,
+    names: &[String],
+) -> (HashMap<String, AlarmState>, Option<Error>) {
+    let mut states = HashMap::with_capacity(names.len());
+    let mut failure = None;
     for chunk in names.chunks(ALARM_NAMES_PER_CALL) {
-        let mut token = None;
-        loop {
-            let out = alarms
-                .describe_alarms()
-                .set_alarm_names(Some(chunk.to_vec()))
-                .alarm_types(AlarmType::MetricAlarm)
-                .alarm_types(AlarmType::CompositeAlarm)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| crate::sdk_error::upstream("DescribeAlarms", e))?;
-            let metric = out
-                .metric_alarms()
-                .iter()
-                .map(|a| (a.alarm_name(), a.state_value()));
-            let composite = out
-                .composite_alarms()
-                .iter()
-                .map(|a| (a.alarm_name(), a.state_value()));
-            for (name, state) in metric.chain(composite) {
-                if let Some(name) = name {
-                    let state = match state {
-                        Some(StateValue::Alarm) => AlarmState::Alarm,
-                        Some(StateValue::Ok) => AlarmState::Ok,
-                        _ => AlarmState::InsufficientData,
-                    };
-                    states.insert(name.to_owned(), state);
-                }
-            }
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
+        match chunk_states(alarms, chunk).await {
+            Ok(read) => states.extend(read),
+            Err(e) => {
+                failure.get_or_insert(e);
             }
         }
     }
-    Ok(states)
+    (states, failure)
+}
+
+/// The states of at most [`ALARM_NAMES_PER_CALL`] alarms, every page.
+async fn chunk_states(
+    alarms: &aws_sdk_cloudwatch::Client,
+    chunk: &[String],
+) -> Result<HashMap<String, AlarmState>> {
+    use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
+    let mut states: HashMap<String, AlarmState> = chunk
+        .iter()
+        .map(|n| (n.clone(), AlarmState::Missing))
+        .collect();
+    let mut token = None;
+    loop {
+        let out = alarms
+            .describe_alarms()
+            .set_alarm_names(Some(chunk.to_vec()))
+            .alarm_types(AlarmType::MetricAlarm)
+            .alarm_types(AlarmType::CompositeAlarm)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| crate::sdk_error::upstream("DescribeAlarms", e))?;
+        let metric = out
+            .metric_alarms()
+            .iter()
+            .map(|a| (a.alarm_name(), a.state_value()));
+        let composite = out
+            .composite_alarms()
+            .iter()
+            .map(|a| (a.alarm_name(), a.state_value()));
+        for (name, state) in metric.chain(composite) {
+            if let Some(name) = name {
+                let state = match state {
+                    Some(StateValue::Alarm) => AlarmState::Alarm,
+                    Some(StateValue::Ok) => AlarmState::Ok,
+                    _ => AlarmState::InsufficientData,
+                };
+                states.insert(name.to_owned(), state);
+            }
+        }
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(states);
+        }
+    }
 }

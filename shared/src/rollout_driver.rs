@@ -35,6 +35,9 @@ pub struct PassReport {
     pub forgotten: usize,
     /// Rollouts whose visit failed (logged; the next pass tries again).
     pub failed: usize,
+    /// Alarms whose state could not be read (logged; the rollouts watching
+    /// them wait for the next pass).
+    pub alarms_unread: usize,
 }
 
 impl Driver {
@@ -68,7 +71,13 @@ impl Driver {
             .collect();
         names.sort();
         names.dedup();
-        let states = crate::repository::alarm_states(&self.alarms, &names).await?;
+        // A failed read leaves its names unread: only the rollouts watching
+        // them wait (drive_rollout), the others go on.
+        let (states, unread) = crate::repository::read_alarm_states(&self.alarms, &names).await;
+        if let Some(e) = unread {
+            report.alarms_unread += names.iter().filter(|n| !states.contains_key(*n)).count();
+            tracing::error!(code = e.code(), error = ?e, "alarms unread; the rollouts watching them wait for the next pass");
+        }
         let at = crate::layout::now();
         for ((name, alias, id), read) in held.iter().zip(&rows) {
             // Unread, its alarms were not asked for: driving it now would

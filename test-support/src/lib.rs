@@ -428,13 +428,23 @@ impl TestStore {
     /// A repository over the same store whose AWS requests pass through a
     /// proxy following `plan` (faults, holds, recordings).
     pub async fn through(&self, plan: &std::sync::Arc<proxy::Plan>) -> Repository {
-        let url = proxy::start(
+        self.repository_via(&self.proxied(plan).await).await
+    }
+
+    /// An SDK configuration whose requests (S3, DynamoDB, CloudWatch, …)
+    /// pass through a proxy following `plan`.
+    pub async fn sdk_through(&self, plan: &std::sync::Arc<proxy::Plan>) -> SdkConfig {
+        sdk_config_at(&self.proxied(plan).await).await
+    }
+
+    /// The URL of a new proxy to this store's emulator following `plan`.
+    async fn proxied(&self, plan: &std::sync::Arc<proxy::Plan>) -> String {
+        proxy::start(
             self.endpoint.clone(),
             proxy::Faults::Plan(plan.clone()),
             std::sync::Arc::new(proxy::FaultCounts::default()),
         )
-        .await;
-        self.repository_via(&url).await
+        .await
     }
 
     /// Runs one call of the Python library `versioned` 1.0.1 on this store

@@ -1182,3 +1182,73 @@ async fn an_alarm_of_another_region_or_account_is_refused_not_swapped_for_a_loca
         .await;
     assert_eq!(status, 201, "{answer}");
 }
+
+// Audit finding (SPEC 10.1): one failed DescribeAlarms (throttled, or an
+// alarm the driver's role may not read) failed the whole pass, so no
+// rollout of the deployment stepped, completed or aborted. The rollouts
+// watching the unread alarms wait; the others go on.
+#[tokio::test]
+async fn an_alarm_read_that_fails_holds_back_only_the_rollouts_watching_it() {
+    use test_support::proxy::{Action, Fault, Plan, Rule};
+    let store = TestStore::new().await;
+    release(&store).await;
+    let other = name("other");
+    store.publish_each(&other, &[b"one", b"two"]).await;
+    store
+        .repo
+        .put_alias(&other, &alias("prod"), to(1), &ChangeRequest::default())
+        .await
+        .unwrap();
+    store.alarm("unreadable-errors", "OK").await;
+    let quick = |alarms: Vec<String>| shared::model::RolloutRequest {
+        version: shared::Version::Number(2),
+        steps: shared::rollout::preset("canary-10-1s").unwrap(),
+        alarms,
+        message: None,
+    };
+    let watching = store
+        .repo
+        .start_rollout(
+            &name("app"),
+            &alias("prod"),
+            quick(vec!["unreadable-errors".into()]),
+            "ci",
+        )
+        .await
+        .unwrap();
+    let free = store
+        .repo
+        .start_rollout(&other, &alias("prod"), quick(vec![]), "ci")
+        .await
+        .unwrap();
+    // GIVEN the driver's alarm reads of that alarm fail.
+    let plan = Plan::new();
+    for operation in ["DescribeAlarms", "POST"] {
+        plan.add(Rule::new(
+            operation,
+            Some("unreadable-errors"),
+            Action::Fault(Fault::Status500),
+            u64::MAX,
+        ));
+    }
+    let driver = Driver::new(store.another_repository(), &store.sdk_through(&plan).await);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // WHEN a pass runs after both holds.
+    let report = driver.pass().await.unwrap();
+    // THEN the rollout with no alarm completes, the other waits.
+    assert_eq!(report.completed, 1, "{report:?}");
+    assert_eq!(report.alarms_unread, 1, "{report:?}");
+    let done = store
+        .repo
+        .get_rollout(&other, &alias("prod"), &free.id)
+        .await
+        .unwrap();
+    assert_eq!(done.state.as_str(), "completed");
+    let waiting = store
+        .repo
+        .get_rollout(&name("app"), &alias("prod"), &watching.id)
+        .await
+        .unwrap();
+    assert_eq!(waiting.state.as_str(), "active");
+    assert_eq!(waiting.weight, 10);
+}
