@@ -65,9 +65,11 @@ pub struct PublishReport {
     pub failure: Option<(String, Error)>,
 }
 
-/// Puts the events of `changes` in their order, ten per call; stops at the
-/// first change one of whose events was refused (it and those after it are
-/// retried; events of it already put are put again, with the same ids).
+/// Puts the events of `changes` in their order, in calls of at most ten
+/// entries that hold at most one change of each artifact ([`calls`]);
+/// stops at the first change one of whose events was refused (it and those
+/// after it are retried; events of it already put are put again, with the
+/// same ids).
 pub async fn publish(sink: &Sink, changes: &[Change]) -> PublishReport {
     let mut report = PublishReport::default();
     // Each event with the index of its change.
@@ -76,7 +78,8 @@ pub async fn publish(sink: &Sink, changes: &[Change]) -> PublishReport {
         .enumerate()
         .flat_map(|(i, c)| events_of(c).into_iter().map(move |e| (i, e)))
         .collect();
-    for batch in events.chunks(ENTRIES_PER_CALL) {
+    for range in calls(&events) {
+        let batch = &events[range];
         if let Err((failed, error)) = put(sink, batch).await {
             let index = batch[failed].0;
             report.handled = index;
@@ -87,6 +90,110 @@ pub async fn publish(sink: &Sink, changes: &[Change]) -> PublishReport {
     }
     report.handled = changes.len();
     report
+}
+
+/// The calls that put `events` (each with the index of its change), in
+/// order: at most ten entries each, a change's events in one call (unless
+/// it has more than ten), and at most one change of each artifact per
+/// call. EventBridge may refuse some entries of a call and take the
+/// others: with two changes of one artifact in a call, the later could be
+/// taken and the earlier put again after it, out of the artifact's order.
+/// One per call, a refusal delays only what follows it.
+pub fn calls(events: &[(usize, ChangeEvent)]) -> Vec<std::ops::Range<usize>> {
+    let artifact = |e: &ChangeEvent| e.detail["name"].as_str().map(str::to_owned);
+    let mut calls = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    let mut artifacts: std::collections::BTreeSet<Option<String>> = Default::default();
+    while i < events.len() {
+        let change = events[i].0;
+        let end = events[i..]
+            .iter()
+            .position(|(c, _)| *c != change)
+            .map_or(events.len(), |n| i + n);
+        let name = artifact(&events[i].1);
+        let full = end - start > ENTRIES_PER_CALL;
+        if i > start && (full || artifacts.contains(&name)) {
+            calls.push(start..i);
+            start = i;
+            artifacts.clear();
+        }
+        artifacts.insert(name);
+        // A change of more than ten events: ten per call.
+        while end - start > ENTRIES_PER_CALL {
+            calls.push(start..start + ENTRIES_PER_CALL);
+            start += ENTRIES_PER_CALL;
+        }
+        i = end;
+    }
+    if start < events.len() {
+        calls.push(start..events.len());
+    }
+    calls
+}
+
+/// How many times entries EventBridge refused for a passing reason
+/// (throttling, an internal failure) are sent, with backoff, before the
+/// batch stops at them: Lambda's own retries of the batch come close
+/// together, and a throttle lasting seconds used them all up.
+pub const ENTRY_ATTEMPTS: u32 = 6;
+
+/// The first pause before refused entries are sent again (then doubled).
+const ENTRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether EventBridge refused an entry for a reason that passes.
+fn passing(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException" | "InternalFailure" | "InternalException"
+    )
+}
+
+/// Sends `entries` with `send` (which answers each entry's error code, if
+/// refused), sending refused entries again, alone, while their refusal is
+/// passing (at most [`ENTRY_ATTEMPTS`] sends, the pause from `pause`
+/// growing); on failure, the position of the first entry still refused and
+/// why.
+pub async fn send_entries<T, F, Fut>(
+    entries: Vec<T>,
+    pause: std::time::Duration,
+    send: F,
+) -> std::result::Result<(), (usize, Error)>
+where
+    T: Clone,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<Vec<Option<String>>, Error>>,
+{
+    // Positions (in `entries`) still to send.
+    let mut left: Vec<usize> = (0..entries.len()).collect();
+    for attempt in 1..=ENTRY_ATTEMPTS {
+        let codes = send(left.iter().map(|&i| entries[i].clone()).collect())
+            .await
+            .map_err(|e| (left.first().copied().unwrap_or(0), e))?;
+        let refused: Vec<(usize, String)> = left
+            .iter()
+            .zip(codes)
+            .filter_map(|(&i, code)| code.map(|c| (i, c)))
+            .collect();
+        let Some((first, code)) = refused.first().cloned() else {
+            return Ok(());
+        };
+        if attempt == ENTRY_ATTEMPTS || !refused.iter().all(|(_, c)| passing(c)) {
+            let code = refused
+                .iter()
+                .find(|(_, c)| !passing(c))
+                .map_or(code, |(_, c)| c.clone());
+            return Err((
+                first,
+                Error::UpstreamError {
+                    operation: "PutEvents",
+                    source: format!("entry refused: {code}").into(),
+                },
+            ));
+        }
+        left = refused.into_iter().map(|(i, _)| i).collect();
+        tokio::time::sleep(artifact_store::retry::growing(pause, attempt)).await;
+    }
+    Ok(())
 }
 
 /// Puts one batch; on failure, the position of the first event refused.
@@ -130,37 +237,27 @@ async fn put(
                         .build()
                 })
                 .collect();
-            let out = client
-                .put_events()
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| (0, crate::sdk_error::upstream("PutEvents", e)))?;
-            match out
-                .entries()
-                .iter()
-                .position(|entry| entry.error_code().is_some())
-            {
-                Some(i) if out.failed_entry_count() > 0 => Err((
-                    i,
-                    Error::UpstreamError {
-                        operation: "PutEvents",
-                        source: format!(
-                            "entry refused: {}",
-                            out.entries()[i].error_code().unwrap_or_default()
-                        )
-                        .into(),
-                    },
-                )),
-                _ if out.failed_entry_count() > 0 => Err((
-                    0,
-                    Error::UpstreamError {
-                        operation: "PutEvents",
-                        source: "entries refused".into(),
-                    },
-                )),
-                _ => Ok(()),
-            }
+            send_entries(entries, ENTRY_PAUSE, |entries| async move {
+                let sent = entries.len();
+                let out = client
+                    .put_events()
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| crate::sdk_error::upstream("PutEvents", e))?;
+                let mut codes: Vec<Option<String>> = out
+                    .entries()
+                    .iter()
+                    .map(|entry| entry.error_code().map(str::to_owned))
+                    .collect();
+                // Refusals counted but not told entry by entry: all of them.
+                if out.failed_entry_count() > 0 && codes.iter().all(Option::is_none) {
+                    codes = vec![Some("InternalFailure".to_owned()); sent];
+                }
+                codes.resize(sent, None);
+                Ok(codes)
+            })
+            .await
         }
     }
 }

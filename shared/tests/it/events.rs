@@ -437,3 +437,131 @@ async fn a_coalesced_read_that_fails_leaves_each_get_to_read_alone() {
     assert_eq!(hits(&failing), 3, "the batch was tried as the SDK retries");
     assert_eq!(hits(&alone), 2, "the targets and the version, each alone");
 }
+
+fn published(change: usize, artifact: &str) -> (usize, shared::events::ChangeEvent) {
+    (
+        change,
+        shared::events::ChangeEvent {
+            detail_type: "Version Published",
+            source: shared::events::SOURCE,
+            detail: serde_json::json!({"name": artifact, "id": format!("{artifact}/{change}")}),
+        },
+    )
+}
+
+// Audit finding (SPEC 10.2, in order per artifact): EventBridge may refuse
+// some entries of a call and take the others, so two changes of one
+// artifact in one call could come out of order (the later taken, the
+// earlier put again after it). A call holds at most one change of each
+// artifact, at most ten entries, and a change's events together.
+#[test]
+#[allow(clippy::single_range_in_vec_init)] // a list of calls, of one call
+fn event_calls_hold_at_most_ten_entries_and_one_change_per_artifact_table() {
+    use shared::events::calls;
+    for (what, events, want) in [
+        ("none", vec![], vec![]),
+        (
+            "changes of different artifacts share a call",
+            vec![published(0, "a"), published(1, "b"), published(2, "c")],
+            vec![0..3],
+        ),
+        (
+            "a second change of one artifact starts a call",
+            vec![
+                published(0, "a"),
+                published(1, "b"),
+                published(2, "a"),
+                published(3, "c"),
+            ],
+            vec![0..2, 2..4],
+        ),
+        (
+            "one change's events stay together",
+            vec![published(0, "a"), published(0, "a"), published(1, "b")],
+            vec![0..3],
+        ),
+        (
+            "ten at most",
+            (0..12).map(|i| published(i, &format!("n{i}"))).collect(),
+            vec![0..10, 10..12],
+        ),
+        (
+            "a change that would overflow the call goes to the next",
+            (0..9)
+                .map(|i| published(i, &format!("n{i}")))
+                .chain([published(9, "z"), published(9, "z")])
+                .collect(),
+            vec![0..9, 9..11],
+        ),
+        (
+            "a change of more than ten events: ten per call",
+            (0..12).map(|_| published(0, "a")).collect(),
+            vec![0..10, 10..12],
+        ),
+    ] {
+        assert_eq!(calls(&events), want, "{what}");
+    }
+}
+
+// Audit finding (SPEC 10.2, at least once): entries EventBridge refused
+// for a reason that passes (throttling) failed the batch at once; Lambda's
+// ten retries come close together, so a throttle of some seconds sent the
+// batch to the failure queue and later records went ahead. They are sent
+// again, alone, with a growing pause, before the batch stops at them.
+#[tokio::test]
+async fn entries_refused_for_a_passing_reason_are_sent_again_alone() {
+    use shared::events::{ENTRY_ATTEMPTS, send_entries};
+    use std::sync::Mutex;
+    let none = std::time::Duration::ZERO;
+    let code = |c: &str| Some(c.to_owned());
+    // Entry 1 throttled twice, then taken.
+    let sent: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
+    let throttles = Mutex::new(2);
+    let result = send_entries(vec![0u32, 1, 2], none, |entries| {
+        sent.lock().unwrap().push(entries.clone());
+        let codes: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| {
+                let mut left = throttles.lock().unwrap();
+                (*e == 1 && *left > 0).then(|| {
+                    *left -= 1;
+                    "ThrottlingException".to_owned()
+                })
+            })
+            .collect();
+        async move { Ok(codes) }
+    })
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(*sent.lock().unwrap(), vec![vec![0, 1, 2], vec![1], vec![1]]);
+    // A refusal that does not pass stops at once, at its position.
+    let result = send_entries(vec![0u32, 1], none, |entries| {
+        let codes: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| {
+                if *e == 1 {
+                    code("MalformedDetail")
+                } else {
+                    None
+                }
+            })
+            .collect();
+        async move { Ok(codes) }
+    })
+    .await;
+    assert!(matches!(result, Err((1, _))), "{result:?}");
+    // Throttled for ever: the batch stops there after a bounded number of
+    // sends.
+    let count = Mutex::new(0);
+    let result = send_entries(vec![0u32], none, |entries| {
+        *count.lock().unwrap() += 1;
+        let codes: Vec<Option<String>> = entries
+            .iter()
+            .map(|_| code("ThrottlingException"))
+            .collect();
+        async move { Ok(codes) }
+    })
+    .await;
+    assert!(matches!(result, Err((0, _))), "{result:?}");
+    assert_eq!(*count.lock().unwrap(), ENTRY_ATTEMPTS);
+}
