@@ -593,9 +593,11 @@ fn operation_calls(package: &str) -> Vec<Call> {
         PutItem,
         // The fence, renewed before every step.
         UpdateItem,
-        // LATEST read, marked purged with the event in the artifact's
-        // event log, then deleted while so marked.
+        // LATEST read (with the artifact's event log: a mark is reused
+        // only while no change was logged after it), marked purged with
+        // the event in the event log, then deleted while so marked.
         GetItem,
+        BatchGetItem,
         TransactWriteItems(&[Update]),
         DeleteItem,
         Query,
