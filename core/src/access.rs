@@ -83,6 +83,16 @@ pub enum TagSubject {
     User(String),
 }
 
+/// Whether `name` can name an IAM role or user (1 to 64 of `A-Z a-z 0-9`
+/// and `+=,.@_-`): no other has tags, and IAM refuses to be asked about
+/// one (a ValidationError, which answered 502 to a client's input).
+fn iam_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
 /// Whose tags `caller` carries, if its ARN is a role, an assumed-role
 /// session or a user of `account` (the deployment's own: IAM names are
 /// unique per account only, so a same-named role of another account must
@@ -99,7 +109,7 @@ pub fn tag_subject(caller: &str, account: &str) -> Option<TagSubject> {
     let last = |path: &str| {
         path.rsplit('/')
             .next()
-            .filter(|n| !n.is_empty())
+            .filter(|n| iam_name(n))
             .map(str::to_owned)
     };
     match service {
@@ -115,7 +125,7 @@ pub fn tag_subject(caller: &str, account: &str) -> Option<TagSubject> {
         "sts" => {
             let session = resource.strip_prefix("assumed-role/")?;
             let (role, _) = session.split_once('/')?;
-            (!role.is_empty()).then(|| TagSubject::Role(role.to_owned()))
+            iam_name(role).then(|| TagSubject::Role(role.to_owned()))
         }
         _ => None,
     }
@@ -563,6 +573,15 @@ mod tests {
             ("arn:aws:s3:::111", None),
             ("local", None),
             ("tag:team=payments", None),
+            // Names IAM refuses to be asked about (a 502 from a client's
+            // `?principal=`): no tags.
+            ("arn:aws:iam::111:role/a b", None),
+            ("arn:aws:sts::111:assumed-role/a%20b/s", None),
+            (&format!("arn:aws:iam::111:role/{}", "r".repeat(65)), None),
+            (
+                "arn:aws:iam::111:role/ci+deploy=x,y.z@w_v-u",
+                role("ci+deploy=x,y.z@w_v-u"),
+            ),
         ] {
             assert_eq!(tag_subject(caller, "111"), want, "{caller}");
         }

@@ -291,6 +291,10 @@ const STORABLE_CODES: &[&str] = &[
     "NothingToRollBack",
     "UploadMismatch",
     "TooLarge",
+    // Only ever `Replayed` (a retry meeting what its first attempt did):
+    // stored and replayed as such, not as a ConcurrentModification.
+    "AlreadyApplied",
+    "UploadVerifying",
 ];
 
 #[cfg(test)]
@@ -400,6 +404,19 @@ mod tests {
             )
             .is_none()
         );
+        // Replays of what a first attempt did replay as themselves (the
+        // edge audit found them replayed as "failed earlier" conflicts).
+        for code in ["AlreadyApplied", "UploadVerifying"] {
+            let error = Error::Replayed {
+                code,
+                kind: ErrorKind::Conflict,
+                message: "as the first did".into(),
+            };
+            let replayed = error
+                .to_stored()
+                .and_then(|stored| Error::from_stored(&stored));
+            assert_eq!(replayed.map(|e| e.code()), Some(code));
+        }
         // Writers that kept colliding: a retry runs again, not a replay of
         // "retry" forever.
         assert!(

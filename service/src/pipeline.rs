@@ -138,7 +138,7 @@ impl Repository {
                 // upload the first request started.
                 Some(key) => {
                     let id =
-                        UploadId::with_nonce(&super::request_token(Some(key)), &request.sha256)?;
+                        UploadId::with_nonce(&super::request_token(Some(key)), &declared.sha256)?;
                     self.unless_it_ran(name, &id, refused).await?;
                 }
                 None => return Err(refused),

@@ -1381,6 +1381,11 @@ pub async fn rollback_alias(
     let name: ArtifactName = path(request, "name")?;
     let alias: AliasName = path(request, "alias")?;
     let b: RollbackBody = body(request)?;
+    if b.to_revision == Some(0) {
+        return Err(Error::InvalidRequest(
+            "to_revision counts from 1 (the alias's first change)".into(),
+        ));
+    }
     let change = change_request(request, b.message, b.cancel_rollout)?;
     let ask = AliasAsk::Rollback {
         to_revision: b.to_revision,

@@ -136,7 +136,7 @@ pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T, Error> {
         bytes
     };
     let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::InvalidRequest(format!("request body: {e}")))?;
+        .map_err(|e| Error::InvalidRequest(format!("request body: {}", readable(&e))))?;
     // Only an object can be a request: `[]`, `null`, `"x"` and `3` are
     // refused rather than read as `{}` by a lenient deserializer.
     if !value.is_object() {
@@ -145,7 +145,41 @@ pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T, Error> {
             json_kind(&value)
         )));
     }
-    serde_json::from_value(value).map_err(|e| Error::InvalidRequest(format!("request body: {e}")))
+    // Read from the text itself, not from the value: a field given twice
+    // is refused ("duplicate field"), where the value kept the last.
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::InvalidRequest(format!("request body: {}", readable(&e))))
+}
+
+/// A body's parse error in the client's terms: serde names the Rust type a
+/// nested object or choice should be ("expected struct AliasMoveBody"), a
+/// name no client knows.
+fn readable(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    loop {
+        let found = ["untagged enum ", "struct ", "enum "]
+            .iter()
+            .filter_map(|word| rest.find(word).map(|at| (at, *word)))
+            .min();
+        let Some((at, word)) = found else {
+            break;
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(if word == "struct " {
+            "an object"
+        } else {
+            "one of the accepted forms"
+        });
+        let after = &rest[at + word.len()..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {

@@ -753,3 +753,49 @@ async fn writes_retried_with_their_idempotency_key_take_effect_once() {
         .await;
     assert_eq!(status, 400, "{bad}");
 }
+
+// Edge audit (SPEC 7.5): a one-request push declaring its digest in
+// capitals, retried with its Idempotency-Key after its alias move landed,
+// met its own move (`if_revision` no longer current) and then answered 400
+// (the upload id built from the digest as written, not as validated),
+// instead of the first request's answer.
+#[tokio::test]
+async fn a_retried_one_request_push_with_a_capital_digest_answers_as_the_first_did() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    for build in [&b"one"[..], b"two"] {
+        api.upload("app", build).await;
+        let (status, body) = api.call("POST", "/artifacts/app/versions", None).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/artifacts/app/aliases/prod",
+            Some(json!({"version": "1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let push = json!({
+        "sha256": sha256_hex(b"two").to_uppercase(),
+        "size": 3,
+        "commit": true,
+        "publish": true,
+        "alias": {"name": "prod", "if_revision": 1},
+    });
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        answers.push(
+            api.call_keyed(
+                "POST",
+                "/artifacts/app/uploads",
+                Some(push.clone()),
+                Some("push-two"),
+            )
+            .await,
+        );
+    }
+    assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+    assert_eq!(answers[0].1["alias"]["version"], "2", "{}", answers[0].1);
+    assert_eq!(answers[1], answers[0]);
+}
