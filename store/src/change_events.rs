@@ -409,11 +409,13 @@ pub fn row_events(change: &Change) -> Vec<ChangeEvent> {
             let committed = match upload {
                 Some(u) => (upload != before).then(|| u.to_owned()),
                 // The library's commits carry no upload id, and its
-                // `update_at` holds whole seconds: two commits of other
-                // bytes within one second differ by their digest.
+                // `update_at` holds whole seconds: two commits within one
+                // second differ by their digest, and by their record's
+                // sequence number (A, B, then A again), which every
+                // delivery of one record keeps.
                 None => (sha != sha_before).then(|| {
                     let at = s(new, attr::UPDATE_AT).unwrap_or(&change.sequence);
-                    format!("{at}/{}", sha.unwrap_or_default())
+                    format!("{at}/{}/{}", sha.unwrap_or_default(), change.sequence)
                 }),
             };
             committed
@@ -526,7 +528,7 @@ fn library_alias_changed(name: &str, change: &Change) -> Option<(String, Value)>
     })
     .join("-");
     Some((
-        format!("{name}/{}/library/{at}/{to}", change.sk),
+        format!("{name}/{}/library/{at}/{to}/{}", change.sk, change.sequence),
         json!({
             "name": name,
             "alias": change.sk,
@@ -963,6 +965,34 @@ mod tests {
             })
             .collect();
         assert_ne!(moves[0], moves[1]);
+        // Back to where it was within that second (A, B, A): the records'
+        // sequence numbers tell the first and the third apart (audit
+        // finding: a consumer dropped the third as a duplicate).
+        let at = |sequence: &str, from: &str, to: &str| {
+            let mut c = change(
+                ChangeKind::Modify,
+                "app",
+                "LATEST",
+                Some(latest(from)),
+                Some(latest(to)),
+            );
+            c.sequence = sequence.into();
+            events_of(&c)[0].id().to_owned()
+        };
+        assert_ne!(at("100", "bb", "aa"), at("300", "bb", "aa"));
+        assert_eq!(at("100", "bb", "aa"), at("100", "bb", "aa"));
+        let back = |sequence: &str| {
+            let mut c = change(
+                ChangeKind::Modify,
+                "__app-alias",
+                "prod",
+                Some(alias("000002")),
+                Some(alias("000001")),
+            );
+            c.sequence = sequence.into();
+            events_of(&c)[0].id().to_owned()
+        };
+        assert_ne!(back("100"), back("300"));
     }
 
     /// The library keeps no alias history: its put of an alias row is
@@ -985,7 +1015,7 @@ mod tests {
         assert_eq!(created[0].detail["action"], "create");
         assert_eq!(
             created[0].id(),
-            "app/prod/library/2026-12-07T04:00:00.000000+0000/000002--"
+            "app/prod/library/2026-12-07T04:00:00.000000+0000/000002--/42"
         );
         let moved = events_of(&change(
             ChangeKind::Modify,
