@@ -253,7 +253,8 @@ impl Repository {
 
     /// Pause, resume, abort or promote a rollout, as `actor`. Abort takes
     /// the alias back to where it was; promote jumps to 100 %. Resuming
-    /// restarts the current step's hold.
+    /// restarts the current step's hold. A rollout already where the action
+    /// takes it (paused, active, aborted, completed) is answered as it is.
     ///
     /// AWS calls: GetItem; PutItem (pause, resume; and a GetItem when it is
     /// refused) or an alias change (abort, promote); again when a driver
@@ -271,6 +272,18 @@ impl Repository {
         loop {
             attempt += 1;
             let row = self.rollout_row(name, alias, id).await?;
+            // Where it was asked to be already (a client's retry after its
+            // answer was lost, or someone's same action first): it is as
+            // asked, answered as it stands (SPEC 7.5).
+            let asked = match action {
+                RolloutAction::Pause => RolloutState::Paused,
+                RolloutAction::Resume => RolloutState::Active,
+                RolloutAction::Abort => RolloutState::Aborted,
+                RolloutAction::Promote => RolloutState::Completed,
+            };
+            if row.state == asked {
+                return Ok(row.to_rollout());
+            }
             if !row.state.is_live() {
                 return Err(Error::RolloutConflict(format!(
                     "rollout {id} of alias {alias} of {name} is {} already",

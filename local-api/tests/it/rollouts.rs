@@ -1252,3 +1252,41 @@ async fn an_alarm_read_that_fails_holds_back_only_the_rollouts_watching_it() {
     assert_eq!(waiting.state.as_str(), "active");
     assert_eq!(waiting.weight, 10);
 }
+
+// Audit finding (SPEC 7.5): a client retrying an action whose answer it
+// lost met the state its first attempt made (409 "paused, not active",
+// "aborted already"), and the CLI exited 4. An action finding the rollout
+// where it takes it answers the rollout as it stands.
+#[tokio::test]
+async fn an_action_repeated_on_a_rollout_already_where_it_takes_it_answers_it() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let started = api
+        .start_rollout(json!({"version": "2", "preset": "canary-10-1h"}))
+        .await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    let act = |action: &'static str| {
+        let path = format!("/artifacts/app/aliases/prod/rollouts/{id}/{action}");
+        let api = &api;
+        async move { api.call("POST", &path, None).await }
+    };
+    for (action, state) in [
+        ("pause", "paused"),
+        ("resume", "active"),
+        ("abort", "aborted"),
+    ] {
+        let first = act(action).await;
+        let again = act(action).await;
+        assert_eq!(first.0, 200, "{action}: {}", first.1);
+        assert_eq!(again, first, "{action} again");
+        assert_eq!(again.1["state"], state);
+    }
+    // Another action on an ended rollout is still a conflict.
+    let (status, body) = act("promote").await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("RolloutConflict"))
+    );
+    let history = api.history().await;
+    assert_eq!(history.len(), 3, "create, 10 %, abort: {history:?}");
+}
