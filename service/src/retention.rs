@@ -138,6 +138,9 @@ impl Repository {
                 .await?;
         }
         let mut blobs: BTreeMap<String, Vec<Version>> = BTreeMap::new();
+        // Each reclaimed row's `update_at` as read: it is stamped only while
+        // it is that very row.
+        let mut read_at: BTreeMap<Version, Option<String>> = BTreeMap::new();
         // The library lets an alias point at a soft-deleted version: its
         // bytes stay while any alias row targets it.
         let protected = alias_targets(&self.alias_rows(name).await?);
@@ -146,17 +149,20 @@ impl Repository {
             match step {
                 Reclaim::Keep | Reclaim::Wait => {}
                 Reclaim::Stamp => {
-                    self.mark(name, row.version, VersionStamp::Deleted, now())
-                        .await?;
-                    report.stamped.push(row.version);
+                    if self.mark(name, &row, VersionStamp::Deleted).await? {
+                        report.stamped.push(row.version);
+                    }
                 }
                 // The blob may be shared; it goes below, once nothing
                 // references it. The mirror deletes the library's copy
                 // when it sees the tombstone.
-                Reclaim::Blob => blobs
-                    .entry(row.sha256.clone())
-                    .or_default()
-                    .push(row.version),
+                Reclaim::Blob => {
+                    read_at.insert(row.version, row.stored_update_at.clone());
+                    blobs
+                        .entry(row.sha256.clone())
+                        .or_default()
+                        .push(row.version);
+                }
                 Reclaim::Object => {
                     if self.reclaim_object(name, &row).await? {
                         report.reclaimed.push(row.version);
@@ -180,9 +186,20 @@ impl Repository {
                 return Ok(report);
             }
             for version in versions {
-                self.mark(name, version, VersionStamp::Reclaimed, now())
-                    .await?;
-                report.reclaimed.push(version);
+                let read = read_at.get(&version).cloned().flatten();
+                if self
+                    .table
+                    .stamp_version(
+                        name,
+                        version,
+                        VersionStamp::Reclaimed,
+                        now(),
+                        read.as_deref(),
+                    )
+                    .await?
+                {
+                    report.reclaimed.push(version);
+                }
             }
             if !referenced {
                 self.finish_blob_deletion(name, &sha256, &pass).await?;
@@ -213,9 +230,10 @@ impl Repository {
         let key = self.layout.object_key(name, row.version);
         self.delete_object_versions_before(&key, written_before)
             .await?;
-        self.mark(name, row.version, VersionStamp::Reclaimed, now())
-            .await?;
-        Ok(true)
+        // The row read again, not the one the pass read first: the stamp
+        // holds only while it is still that one.
+        let again = again.as_ref().unwrap_or(row);
+        self.mark(name, again, VersionStamp::Reclaimed).await
     }
 
     /// Deletes the blobs of `name` that no row (not yet reclaimed) and no
@@ -483,15 +501,21 @@ impl Repository {
         )))
     }
 
-    /// Sets a timestamp attribute on an existing soft-deleted row.
+    /// Stamps `stamp` (now) on the soft-deleted `row` as read, only while
+    /// it is that very row (see `stamp_version`); whether it did.
     fn mark(
         &self,
         name: &ArtifactName,
-        version: Version,
+        row: &VersionRow,
         stamp: VersionStamp,
-        at: OffsetDateTime,
-    ) -> impl std::future::Future<Output = Result<()>> {
-        self.table.stamp_version(name, version, stamp, at)
+    ) -> impl std::future::Future<Output = Result<bool>> {
+        self.table.stamp_version(
+            name,
+            row.version,
+            stamp,
+            now(),
+            row.stored_update_at.as_deref(),
+        )
     }
 
     /// Takes the scheduled job's lease until `until`, unless another pass

@@ -358,32 +358,45 @@ impl Table {
         Ok(())
     }
 
-    /// Puts `stamp` (the time `at`) on the version row of `name` at
-    /// `version` (UpdateItem), on condition that the row exists and is
-    /// soft-deleted; a row gone (purged meanwhile) is no error.
+    /// Stamps `stamp` at `at` on the soft-deleted row of `version`, only
+    /// while it is the very row read (`read_update_at`: its `update_at` as
+    /// stored, which never changes while a row lives; `None`: it had none).
+    /// A purge, a re-creation of the number and its deletion, between the
+    /// pass's read and this write, left another life's row stamped
+    /// reclaimed (and the mirror then deleted its objects before its grace
+    /// period). `false`: not that row any more (or purged), nothing written.
     pub async fn stamp_version(
         &self,
         name: &ArtifactName,
         version: Version,
         stamp: VersionStamp,
         at: OffsetDateTime,
-    ) -> Result<()> {
-        let out = self
-            .ddb
-            .update_item()
+        read_update_at: Option<&str>,
+    ) -> Result<bool> {
+        let mut update = self.ddb.update_item();
+        let same_row = match read_update_at {
+            Some(read_at) => {
+                update = update.expression_attribute_values(":read_at", sv(read_at));
+                "#update_at = :read_at"
+            }
+            None => "attribute_not_exists(#update_at)",
+        };
+        let out = update
             .table_name(&self.name)
             .set_key(Some(version_key(name, version)))
             .update_expression("SET #attr = :at")
-            .condition_expression("attribute_exists(#pk) AND #is_deleted = :true")
+            .condition_expression(format!(
+                "attribute_exists(#pk) AND #is_deleted = :true AND {same_row}"
+            ))
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#is_deleted", attr::IS_DELETED)
+            .expression_attribute_names("#update_at", attr::UPDATE_AT)
             .expression_attribute_names("#attr", stamp.attribute())
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":at", sv(format_update_at(at)))
             .send()
             .await;
-        // Purged meanwhile: nothing left to mark.
-        applied("UpdateItem", out).map(|_applied| ())
+        applied("UpdateItem", out)
     }
 }
 

@@ -4036,3 +4036,42 @@ async fn a_cut_off_multipart_commit_retried_in_time_keeps_its_upload() {
     ));
     assert_eq!(served(&store, &n, Version::Latest).await, content);
 }
+
+// Left alone last session (SPEC 7.10, 7.15): a reclaim's stamp of a row
+// reclaimed was conditional only on "exists and deleted". A purge, a
+// re-creation of the number and its deletion, all between the pass's read
+// and its stamp, left the new row stamped reclaimed before its grace
+// period (and the mirror then deleted its library objects). The stamp
+// holds only while the row is the very one read.
+#[tokio::test]
+async fn a_reclaim_never_stamps_a_row_written_again_after_a_purge_as_reclaimed() {
+    let store = TestStore::new().await;
+    let n = name("stamp-reborn");
+    library_publishes(&store, &n, &["old one", "old two"]);
+    let delete_one = serde_json::json!({"name": n.as_str(), "version": 1}).to_string();
+    store.library(&["call", "delete_artifact_version", &delete_one]);
+    let stamped = store.repo.reclaim(&n, Duration::ZERO).await.unwrap();
+    assert_eq!(stamped.stamped, vec![Version::Number(1)]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // GIVEN a pass about to stamp version 1 reclaimed.
+    let (held, gate) = store.held_before("UpdateItem", Some("reclaimed_at")).await;
+    let pass = {
+        let n = n.clone();
+        tokio::spawn(async move { held.reclaim(&n, Duration::ZERO).await })
+    };
+    gate.arrived().await;
+    // WHEN the artifact is purged, and the library writes a new version 1
+    // and deletes it.
+    store.repo.purge_artifact(&n).await.unwrap();
+    library_publishes(&store, &n, &["new one"]);
+    store.library(&["call", "delete_artifact_version", &delete_one]);
+    gate.open();
+    let report = pass.await.unwrap().unwrap();
+    // THEN the new row is not reclaimed: its grace period has not begun.
+    assert!(report.reclaimed.is_empty(), "{report:?}");
+    let row = store
+        .raw_item(n.as_str(), "000001")
+        .await
+        .expect("the new version 1");
+    assert!(!row.contains_key("reclaimed_at"), "{row:?}");
+}
