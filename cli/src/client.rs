@@ -107,7 +107,7 @@ pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after)
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
 }
 
 /// An API error body (`{"error": {"code", "message"}}`), or a stand-in

@@ -24,10 +24,11 @@ impl Policy {
 
     /// The wait before retry number `attempt` (0-based): a random duration up
     /// to `base * 2^attempt` (capped), or what the server asked for with
-    /// `Retry-After` (itself capped, so a bad header cannot stall a pipeline).
+    /// `Retry-After` (itself capped at [`RETRY_AFTER_CAP`], so a bad header
+    /// cannot stall a pipeline).
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
-            return wait.min(self.cap);
+            return wait.min(RETRY_AFTER_CAP);
         }
         let ceiling = self
             .base
@@ -42,10 +43,22 @@ pub fn retryable_status(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and is
-/// treated as absent: the backoff applies).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// The longest wait a `Retry-After` gets: a server asking for longer is
+/// waited for this long, then asked again.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(120);
+
+/// `Retry-After`: seconds, or an HTTP date (RFC 9110 10.2.3: `Wed, 21 Oct
+/// 2015 07:28:00 GMT`), the wait until then from `now` (none once past).
+/// Anything else is treated as absent: the backoff applies.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+        .ok()?;
+    let now = time::OffsetDateTime::from(now);
+    Some((at - now).try_into().unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -84,8 +97,26 @@ mod tests {
             policy.delay(0, Some(Duration::from_secs(3))),
             Duration::from_secs(3)
         );
-        assert_eq!(policy.delay(0, Some(Duration::from_secs(3600))), policy.cap);
-        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        // Longer than the backoff's own cap, up to the header's.
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(45))),
+            Duration::from_secs(45)
+        );
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(3600))),
+            RETRY_AFTER_CAP
+        );
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_450); // 07:27:30
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        // The date form (it was ignored): the wait until then, none once past.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }
