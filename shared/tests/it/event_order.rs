@@ -105,17 +105,11 @@ async fn events_come_in_the_order_of_the_changes_whatever_order_the_items_record
     assert_eq!(seq, (1..=8).collect::<Vec<u64>>());
 }
 
-// Review finding (SPEC 10.2, 7.16): a purge logs its `Artifact Purged`
-// (marking LATEST) before it deletes LATEST. One that stopped between the
-// two left LATEST marked: the purge run again logged a second event under
-// another id, and the scheduled pass took the marked LATEST for a writer
-// come back and left the purge unfinished for good.
-#[tokio::test]
-async fn a_purge_stopped_after_logging_its_event_is_finished_with_that_one_event() {
+/// `n` with a LATEST, and a purge of it that stopped after logging its
+/// event (every DeleteItem of LATEST fails).
+async fn purge_stopped_after_its_event(store: &TestStore, n: &shared::ArtifactName) {
     use test_support::proxy::{Action, Fault, Plan, Rule};
-    let store = TestStore::new().await;
-    let n = name("stopped-purge");
-    store.upload(&n, b"one").await;
+    store.upload(n, b"one").await;
     let plan = Plan::new();
     plan.add(Rule::new(
         "DeleteItem",
@@ -124,7 +118,19 @@ async fn a_purge_stopped_after_logging_its_event_is_finished_with_that_one_event
         u64::MAX,
     ));
     let failing = store.through(&plan).await;
-    assert!(failing.purge_artifact(&n).await.is_err());
+    assert!(failing.purge_artifact(n).await.is_err());
+}
+
+// Review finding (SPEC 10.2, 7.16): a purge logs its `Artifact Purged`
+// (marking LATEST) before it deletes LATEST. One that stopped between the
+// two left LATEST marked: the purge run again logged a second event under
+// another id, and the scheduled pass took the marked LATEST for a writer
+// come back and left the purge unfinished for good.
+#[tokio::test]
+async fn a_purge_stopped_after_logging_its_event_is_finished_with_that_one_event() {
+    let store = TestStore::new().await;
+    let n = name("stopped-purge");
+    purge_stopped_after_its_event(&store, &n).await;
     // The next pass finishes it, and a purge asked again finds nothing.
     assert!(store.repo.finish_unfinished_purge(&n).await.unwrap());
     let again = store.repo.purge_artifact(&n).await;
@@ -147,19 +153,9 @@ async fn a_purge_stopped_after_logging_its_event_is_finished_with_that_one_event
 // logged after its event.
 #[tokio::test]
 async fn a_purge_after_changes_that_followed_a_stopped_purge_is_told_again() {
-    use test_support::proxy::{Action, Fault, Plan, Rule};
     let store = TestStore::new().await;
     let n = name("purged-twice");
-    store.upload(&n, b"one").await;
-    let plan = Plan::new();
-    plan.add(Rule::new(
-        "DeleteItem",
-        Some("LATEST"),
-        Action::Fault(Fault::Status500),
-        u64::MAX,
-    ));
-    let failing = store.through(&plan).await;
-    assert!(failing.purge_artifact(&n).await.is_err());
+    purge_stopped_after_its_event(&store, &n).await;
     // GIVEN its fence lapsed and a writer published since.
     store.lapse_purge_fence(&n).await;
     store

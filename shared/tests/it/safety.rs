@@ -3917,6 +3917,32 @@ async fn a_verification_commits_over_the_latest_it_saw_whatever_the_clocks_said(
     assert_eq!(served(&store, &n, Version::Latest).await, content);
 }
 
+/// Two multipart uploads of `content` to `n`, their parts sent; the first's
+/// commit cut off after it completed its parts, before it handed them to
+/// verification. Their ids, the first's first.
+async fn two_uploads_the_first_cut_off(
+    store: &TestStore,
+    repo: &Repository,
+    n: &shared::ArtifactName,
+    content: &[u8],
+) -> (String, String) {
+    let (first, first_plan) = start_multipart(repo, n, content).await;
+    send_parts(repo, &store.http, n, &first, content, &first_plan).await;
+    let (second, second_plan) = start_multipart(repo, n, content).await;
+    send_parts(repo, &store.http, n, &second, content, &second_plan).await;
+    let (held, gate) = store
+        .held_before("UpdateItem", Some("blob_version_id"))
+        .await;
+    let cut = {
+        let (n, first) = (n.clone(), first.clone());
+        let held = held.with_verifier(Verifier::Deferred);
+        tokio::spawn(async move { held.commit(&n, &first, "ci").await })
+    };
+    gate.arrived().await;
+    cut.abort();
+    (first, second)
+}
+
 // Left alone last session (SPEC 7.16): a multipart commit cut off between
 // completing its parts and handing them to verification left an object
 // its pending writer would verify if ever retried, so every other upload
@@ -3931,22 +3957,9 @@ async fn a_multipart_commit_cut_off_before_its_hand_over_blocks_its_bytes_no_lon
     let repo = store.repo.clone().with_verifier(Verifier::Deferred);
     let n = name("cut-off-commit");
     let content = bytes(5 * MIB + 29, 15);
-    let (first, first_plan) = start_multipart(&repo, &n, &content).await;
-    send_parts(&repo, &store.http, &n, &first, &content, &first_plan).await;
-    let (second, second_plan) = start_multipart(&repo, &n, &content).await;
-    send_parts(&repo, &store.http, &n, &second, &content, &second_plan).await;
     // GIVEN the first upload's commit cut off after it completed the
     // parts, before it handed them to verification.
-    let (held, gate) = store
-        .held_before("UpdateItem", Some("blob_version_id"))
-        .await;
-    let cut = {
-        let (n, first) = (n.clone(), first.clone());
-        let held = held.with_verifier(Verifier::Deferred);
-        tokio::spawn(async move { held.commit(&n, &first, "ci").await })
-    };
-    gate.arrived().await;
-    cut.abort();
+    let (first, second) = two_uploads_the_first_cut_off(&store, &repo, &n, &content).await;
     // WHEN the other upload commits while that commit may still run, it
     // waits for it.
     let early = repo.commit(&n, &second, "ci").await;
@@ -3993,20 +4006,7 @@ async fn a_cut_off_multipart_commit_retried_in_time_keeps_its_upload() {
     let repo = store.repo.clone().with_verifier(Verifier::Deferred);
     let n = name("cut-off-retried");
     let content = bytes(5 * MIB + 31, 16);
-    let (first, first_plan) = start_multipart(&repo, &n, &content).await;
-    send_parts(&repo, &store.http, &n, &first, &content, &first_plan).await;
-    let (second, second_plan) = start_multipart(&repo, &n, &content).await;
-    send_parts(&repo, &store.http, &n, &second, &content, &second_plan).await;
-    let (held, gate) = store
-        .held_before("UpdateItem", Some("blob_version_id"))
-        .await;
-    let cut = {
-        let (n, first) = (n.clone(), first.clone());
-        let held = held.with_verifier(Verifier::Deferred);
-        tokio::spawn(async move { held.commit(&n, &first, "ci").await })
-    };
-    gate.arrived().await;
-    cut.abort();
+    let (first, second) = two_uploads_the_first_cut_off(&store, &repo, &n, &content).await;
     store.age_completion_stamp(&n, &first).await;
     // GIVEN the first commit's retry, held just before its hand-over
     // (after the other upload read the writer's old stamp).
