@@ -155,14 +155,22 @@ impl Repository {
             // Not ended (the alias names it after all: its start landed
             // after this one read the alias; or it changed meanwhile): this
             // start read too early to go on beside it.
-            if let Some(row) = live
-                && matches!(self.orphaned(&row).await?, Driven::Lost)
-            {
-                return Err(Error::ConcurrentModification(format!(
-                    "rollout {} of alias {alias} of {name} changed meanwhile; read the alias \
-                     and its rollouts again",
-                    row.id
-                )));
+            if let Some(row) = live {
+                match self
+                    .end_orphaned(&row, "the alias was changed outside this rollout")
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(Error::RolloutConflict(_)) => {
+                        return Err(Error::ConcurrentModification(format!(
+                            "rollout {} of alias {alias} of {name} changed meanwhile; read the \
+                             alias and its rollouts again",
+                            row.id
+                        )));
+                    }
+                    // A purge runs (its fence): its own 409.
+                    Err(e) => return Err(e),
+                }
             }
         }
         if current.secondary.is_some() {
@@ -815,11 +823,12 @@ pub async fn alarm_states(
     }
 }
 
-/// [`alarm_states`] as the driver reads them: the names of a call that
-/// failed (throttled, or refused for some names: an alarm outside the
-/// role's resources) are left out of the answer, so only the rollouts
-/// watching them wait for a later pass, and the first failure is given
-/// beside. One failing read stopped every rollout of the deployment.
+/// [`alarm_states`] as the driver reads them: the names whose read failed
+/// (throttled, or refused: an alarm outside the role's resources; a call
+/// that fails is asked again name by name) are left out of the answer, so
+/// only the rollouts watching them wait for a later pass, and the first
+/// failure is given beside. One failing read stopped every rollout of the
+/// deployment.
 pub async fn read_alarm_states(
     alarms: &aws_sdk_cloudwatch::Client,
     names: &[String],
@@ -829,6 +838,19 @@ pub async fn read_alarm_states(
     for chunk in names.chunks(ALARM_NAMES_PER_CALL) {
         match chunk_states(alarms, chunk).await {
             Ok(read) => states.extend(read),
+            // One name the role may not read refuses the whole call: each
+            // name is read alone then, so only the failing ones stay unread.
+            Err(e) if chunk.len() > 1 => {
+                for name in chunk {
+                    match chunk_states(alarms, std::slice::from_ref(name)).await {
+                        Ok(read) => states.extend(read),
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                }
+                failure.get_or_insert(e);
+            }
             Err(e) => {
                 failure.get_or_insert(e);
             }

@@ -78,9 +78,10 @@ pub async fn publish(sink: &Sink, changes: &[Change]) -> PublishReport {
         .enumerate()
         .flat_map(|(i, c)| events_of(c).into_iter().map(move |e| (i, e)))
         .collect();
+    let mut budget = RETRY_BUDGET;
     for range in calls(&events) {
         let batch = &events[range];
-        if let Err((failed, error)) = put(sink, batch).await {
+        if let Err((failed, error)) = put(sink, batch, &mut budget).await {
             let index = batch[failed].0;
             report.handled = index;
             report.failure = Some((changes[index].sequence.clone(), error));
@@ -140,6 +141,11 @@ pub const ENTRY_ATTEMPTS: u32 = 6;
 /// The first pause before refused entries are sent again (then doubled).
 const ENTRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The pauses of one invocation, all calls together, at most: well within
+/// the function's timeout (60 s), so a batch stopped by throttling reports
+/// how far it got rather than timing out (which retries all of it).
+const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Whether EventBridge refused an entry for a reason that passes.
 fn passing(code: &str) -> bool {
     matches!(
@@ -151,11 +157,12 @@ fn passing(code: &str) -> bool {
 /// Sends `entries` with `send` (which answers each entry's error code, if
 /// refused), sending refused entries again, alone, while their refusal is
 /// passing (at most [`ENTRY_ATTEMPTS`] sends, the pause from `pause`
-/// growing); on failure, the position of the first entry still refused and
-/// why.
+/// growing, and only while the pauses fit in what is left of `budget`); on
+/// failure, the position of the first entry still refused and why.
 pub async fn send_entries<T, F, Fut>(
     entries: Vec<T>,
     pause: std::time::Duration,
+    budget: &mut std::time::Duration,
     send: F,
 ) -> std::result::Result<(), (usize, Error)>
 where
@@ -177,7 +184,8 @@ where
         let Some((first, code)) = refused.first().cloned() else {
             return Ok(());
         };
-        if attempt == ENTRY_ATTEMPTS || !refused.iter().all(|(_, c)| passing(c)) {
+        let wait = artifact_store::retry::growing(pause, attempt);
+        if attempt == ENTRY_ATTEMPTS || !refused.iter().all(|(_, c)| passing(c)) || wait > *budget {
             let code = refused
                 .iter()
                 .find(|(_, c)| !passing(c))
@@ -191,7 +199,8 @@ where
             ));
         }
         left = refused.into_iter().map(|(i, _)| i).collect();
-        tokio::time::sleep(artifact_store::retry::growing(pause, attempt)).await;
+        *budget -= wait;
+        tokio::time::sleep(wait).await;
     }
     Ok(())
 }
@@ -200,6 +209,7 @@ where
 async fn put(
     sink: &Sink,
     batch: &[(usize, ChangeEvent)],
+    budget: &mut std::time::Duration,
 ) -> std::result::Result<(), (usize, Error)> {
     match sink {
         Sink::Memory(kept) => {
@@ -237,7 +247,7 @@ async fn put(
                         .build()
                 })
                 .collect();
-            send_entries(entries, ENTRY_PAUSE, |entries| async move {
+            send_entries(entries, ENTRY_PAUSE, budget, |entries| async move {
                 let sent = entries.len();
                 let out = client
                     .put_events()

@@ -152,14 +152,15 @@ pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T, Error> {
 }
 
 /// A body's parse error in the client's terms: serde names the Rust type a
-/// nested object or choice should be ("expected struct AliasMoveBody"), a
-/// name no client knows.
+/// nested object or choice should be ("expected struct AliasMoveBody",
+/// "untagged enum StepsBody"), a name no client knows; only those phrases
+/// are rewritten (never the client's own text echoed in the message).
 fn readable(error: &serde_json::Error) -> String {
     let message = error.to_string();
     let mut out = String::with_capacity(message.len());
     let mut rest = message.as_str();
     loop {
-        let found = ["untagged enum ", "struct ", "enum "]
+        let found = ["expected struct ", "untagged enum ", "expected enum "]
             .iter()
             .filter_map(|word| rest.find(word).map(|at| (at, *word)))
             .min();
@@ -167,10 +168,10 @@ fn readable(error: &serde_json::Error) -> String {
             break;
         };
         out.push_str(&rest[..at]);
-        out.push_str(if word == "struct " {
-            "an object"
-        } else {
-            "one of the accepted forms"
+        out.push_str(match word {
+            "expected struct " => "expected an object",
+            "expected enum " => "expected one of the accepted forms",
+            _ => "one of the accepted forms",
         });
         let after = &rest[at + word.len()..];
         let end = after

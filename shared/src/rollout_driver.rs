@@ -130,13 +130,26 @@ pub async fn handle_event(
     event: lambda_runtime::LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent>,
 ) -> std::result::Result<PassReport, lambda_runtime::Diagnostic> {
     tracing::info!(source = %event.payload.source, detail_type = %event.payload.detail_type, "rollout pass");
-    driver.pass().await.map_err(|e| {
+    let report = driver.pass().await.map_err(|e| {
         tracing::error!(error = ?e, "rollout pass failed");
         lambda_runtime::Diagnostic {
             error_type: e.code().into(),
             error_message: e.to_string(),
         }
-    })
+    })?;
+    // The others were driven; the invocation still fails, so the
+    // function's errors alarm tells an operator that some rollouts wait
+    // for alarms nobody can read.
+    if report.alarms_unread > 0 {
+        return Err(lambda_runtime::Diagnostic {
+            error_type: "AlarmsUnread".into(),
+            error_message: format!(
+                "{} alarm(s) could not be read: the rollouts watching them wait ({report:?})",
+                report.alarms_unread
+            ),
+        });
+    }
+    Ok(report)
 }
 
 /// The local server's period between passes: `ROLLOUT_DRIVER_PERIOD_MS`,

@@ -1200,6 +1200,7 @@ async fn an_alarm_read_that_fails_holds_back_only_the_rollouts_watching_it() {
         .await
         .unwrap();
     store.alarm("unreadable-errors", "OK").await;
+    store.alarm("readable-errors", "OK").await;
     let quick = |alarms: Vec<String>| shared::model::RolloutRequest {
         version: shared::Version::Number(2),
         steps: shared::rollout::preset("canary-10-1s").unwrap(),
@@ -1216,9 +1217,15 @@ async fn an_alarm_read_that_fails_holds_back_only_the_rollouts_watching_it() {
         )
         .await
         .unwrap();
+    // Its alarm is read in the same DescribeAlarms call as the other's.
     let free = store
         .repo
-        .start_rollout(&other, &alias("prod"), quick(vec![]), "ci")
+        .start_rollout(
+            &other,
+            &alias("prod"),
+            quick(vec!["readable-errors".into()]),
+            "ci",
+        )
         .await
         .unwrap();
     // GIVEN the driver's alarm reads of that alarm fail.
@@ -1235,7 +1242,8 @@ async fn an_alarm_read_that_fails_holds_back_only_the_rollouts_watching_it() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // WHEN a pass runs after both holds.
     let report = driver.pass().await.unwrap();
-    // THEN the rollout with no alarm completes, the other waits.
+    // THEN the rollout whose alarm was read (alone, once the call of both
+    // failed) completes, the other waits.
     assert_eq!(report.completed, 1, "{report:?}");
     assert_eq!(report.alarms_unread, 1, "{report:?}");
     let done = store
@@ -1251,6 +1259,20 @@ async fn an_alarm_read_that_fails_holds_back_only_the_rollouts_watching_it() {
         .unwrap();
     assert_eq!(waiting.state.as_str(), "active");
     assert_eq!(waiting.weight, 10);
+    // AND the function's invocation fails all the same: its errors alarm
+    // tells an operator that alarms went unread.
+    let text =
+        std::fs::read_to_string(test_support::workspace_root().join("events/rollout-driver.json"))
+            .unwrap();
+    let event = lambda_runtime::LambdaEvent::new(
+        serde_json::from_str(&text).unwrap(),
+        lambda_runtime::Context::default(),
+    );
+    let failed = shared::rollout_driver::handle_event(&driver, event).await;
+    assert!(
+        failed.is_err_and(|d| d.error_type == "AlarmsUnread"),
+        "an invocation with unread alarms fails"
+    );
 }
 
 // Audit finding (SPEC 7.5): a client retrying an action whose answer it

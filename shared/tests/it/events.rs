@@ -513,11 +513,12 @@ async fn entries_refused_for_a_passing_reason_are_sent_again_alone() {
     use shared::events::{ENTRY_ATTEMPTS, send_entries};
     use std::sync::Mutex;
     let none = std::time::Duration::ZERO;
+    let plenty = &mut std::time::Duration::from_secs(60);
     let code = |c: &str| Some(c.to_owned());
     // Entry 1 throttled twice, then taken.
     let sent: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
     let throttles = Mutex::new(2);
-    let result = send_entries(vec![0u32, 1, 2], none, |entries| {
+    let result = send_entries(vec![0u32, 1, 2], none, plenty, |entries| {
         sent.lock().unwrap().push(entries.clone());
         let codes: Vec<Option<String>> = entries
             .iter()
@@ -535,7 +536,7 @@ async fn entries_refused_for_a_passing_reason_are_sent_again_alone() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(*sent.lock().unwrap(), vec![vec![0, 1, 2], vec![1], vec![1]]);
     // A refusal that does not pass stops at once, at its position.
-    let result = send_entries(vec![0u32, 1], none, |entries| {
+    let result = send_entries(vec![0u32, 1], none, plenty, |entries| {
         let codes: Vec<Option<String>> = entries
             .iter()
             .map(|e| {
@@ -553,7 +554,7 @@ async fn entries_refused_for_a_passing_reason_are_sent_again_alone() {
     // Throttled for ever: the batch stops there after a bounded number of
     // sends.
     let count = Mutex::new(0);
-    let result = send_entries(vec![0u32], none, |entries| {
+    let result = send_entries(vec![0u32], none, plenty, |entries| {
         *count.lock().unwrap() += 1;
         let codes: Vec<Option<String>> = entries
             .iter()
@@ -564,4 +565,23 @@ async fn entries_refused_for_a_passing_reason_are_sent_again_alone() {
     .await;
     assert!(matches!(result, Err((0, _))), "{result:?}");
     assert_eq!(*count.lock().unwrap(), ENTRY_ATTEMPTS);
+    // The invocation's pauses are bounded: with none left, a throttled
+    // entry stops the batch at once (reported, not timed out).
+    let count = Mutex::new(0);
+    let result = send_entries(
+        vec![0u32],
+        std::time::Duration::from_millis(100),
+        &mut std::time::Duration::from_millis(50),
+        |entries| {
+            *count.lock().unwrap() += 1;
+            let codes: Vec<Option<String>> = entries
+                .iter()
+                .map(|_| code("ThrottlingException"))
+                .collect();
+            async move { Ok(codes) }
+        },
+    )
+    .await;
+    assert!(matches!(result, Err((0, _))), "{result:?}");
+    assert_eq!(*count.lock().unwrap(), 1);
 }
