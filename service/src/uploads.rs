@@ -701,6 +701,8 @@ impl Repository {
                                 row.state != UploadState::Pending
                                     || row.expires_at <= now().unix_timestamp()
                             }
+                            // Gone (a purge took it): answered as gone.
+                            Err(Error::UploadNotFound { .. }) => true,
                             Err(_) => false,
                         };
                         if moved {

@@ -4075,3 +4075,66 @@ async fn a_reclaim_never_stamps_a_row_written_again_after_a_purge_as_reclaimed()
         .expect("the new version 1");
     assert!(!row.contains_key("reclaimed_at"), "{row:?}");
 }
+
+// Review of this session's diff (SPEC 7.5): the pipeline's alias check
+// now reads the alias on every one-request commit. A multipart commit
+// answered 202 (its pipeline stored for its verification); a rollout then
+// took the alias; the client's retry of the commit met the rollout (409)
+// instead of the first answer. A commit handed over already answers as
+// the first did.
+#[tokio::test]
+async fn a_retried_multipart_pipeline_commit_answers_as_the_first_whatever_holds_its_alias_now() {
+    let store = TestStore::new().await;
+    let repo = store.repo.clone().with_verifier(Verifier::Deferred);
+    let n = name("pipeline-retried");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    repo.put_alias(&n, &alias("prod"), to(1), &ChangeRequest::default())
+        .await
+        .unwrap();
+    let content = bytes(5 * MIB + 37, 17);
+    let (id, plan) = start_multipart(&repo, &n, &content).await;
+    send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
+    let pipeline = shared::model::Pipeline {
+        publish: true,
+        force: false,
+        alias: Some(shared::model::AliasMove {
+            name: alias("prod"),
+            weight: None,
+            if_revision: None,
+            message: None,
+        }),
+    };
+    let first = repo
+        .commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already())
+        .await
+        .unwrap();
+    assert!(matches!(
+        first,
+        shared::repository::PipelineOutcome::Verifying { .. }
+    ));
+    // GIVEN a rollout took the alias since.
+    repo.start_rollout(
+        &n,
+        &alias("prod"),
+        shared::model::RolloutRequest {
+            version: Version::Number(2),
+            steps: shared::rollout::preset("canary-10-1h").unwrap(),
+            alarms: vec![],
+            message: None,
+        },
+        "ci",
+    )
+    .await
+    .unwrap();
+    // WHEN the client retries its commit, THEN it answers as the first did.
+    let again = repo
+        .commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already())
+        .await;
+    assert!(
+        matches!(
+            again,
+            Ok(shared::repository::PipelineOutcome::Verifying { .. })
+        ),
+        "{again:?}"
+    );
+}
