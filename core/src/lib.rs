@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod hash_state;
 pub mod limits;
+pub mod mirror_rules;
 pub mod model;
 pub mod names;
 pub mod publish_rules;

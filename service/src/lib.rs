@@ -33,7 +33,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 // The lower layers' modules under the names this crate's files use.
 use artifact_core::{
-    access, alias_rules, blob_rules, config, error, hash_state, limits, model, names,
+    access, alias_rules, blob_rules, config, error, hash_state, limits, mirror_rules, model, names,
     publish_rules, query, retention_rules, rollout,
 };
 use artifact_store::bootstrap_items;

@@ -66,7 +66,11 @@
 //! - Live: the key already holds the row's sha256 → nothing. It holds
 //!   other bytes in an object of ours → replaced. Other bytes not ours,
 //!   written after the row (`LastModified > update_at`) → a newer library
-//!   write (the library writes S3 before its row): left alone. Otherwise
+//!   write (the library writes S3 before its row): left alone; written in
+//!   the row's own second (S3 keeps whole seconds: before or after it,
+//!   nobody can tell) → judged again from the start once the library's
+//!   row would have followed (`mirror_rules::foreign_object`, 3 s after
+//!   the row). Otherwise
 //!   the blob is copied to the key (CopyObject, or a multipart copy above
 //!   5 GiB), then the row is read again: if it changed during the copy, the
 //!   new content is copied too.
@@ -104,8 +108,9 @@ use time::OffsetDateTime;
 
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, copy_source};
+use crate::layout::{META_ARTIFACT_NAME, META_ARTIFACT_SHA256, copy_source, now};
 use crate::limits::META_MIRRORED_FOR;
+use crate::mirror_rules::{self, Foreign};
 use crate::names::{ArtifactName, Version};
 use crate::rows::VersionRow;
 use artifact_store::blob_objects::abort_multipart;
@@ -353,9 +358,23 @@ impl Repository {
                     tracing::debug!(%key, sha256 = %row.sha256, ours = head.ours(&sort_key), version_id = ?head.version_id, "the key holds the row's bytes already");
                     return Ok(done(copied));
                 }
-                if !head.ours(&sort_key) && head.last_modified.is_some_and(|t| t > row.update_at) {
-                    tracing::info!(%key, row_sha256 = %row.sha256, object_sha256 = ?head.sha256, "a library write newer than the row; left alone");
-                    return Ok(done(copied));
+                if !head.ours(&sort_key) {
+                    match mirror_rules::foreign_object(head.last_modified, row.update_at, now()) {
+                        Foreign::Replace => {}
+                        Foreign::Leave => {
+                            tracing::info!(%key, row_sha256 = %row.sha256, object_sha256 = ?head.sha256, "a library write newer than the row; left alone");
+                            return Ok(done(copied));
+                        }
+                        // Of the row's own second: maybe the library's write
+                        // after it, its row on its way. Judged again once it
+                        // would have landed.
+                        Foreign::JudgeAgainAt(at) => {
+                            tracing::info!(%key, row_sha256 = %row.sha256, object_sha256 = ?head.sha256, "a library object of the row's own second; judged again shortly");
+                            let wait = (at - now()).try_into().unwrap_or_default();
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                    }
                 }
             }
             match self

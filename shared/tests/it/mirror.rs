@@ -1215,3 +1215,52 @@ async fn a_reclaimed_row_never_costs_the_library_its_new_object_of_the_same_byte
         .expect("the library's new object was deleted");
     assert_eq!(bytes, b"one");
 }
+
+// Interop acceptance finding (SPEC 7.3, 7.15): a library `put_artifact` in
+// the second of a commit of ours, before the mirror's copy for it: S3 keeps
+// whole seconds, so the library's object looked older than our row and was
+// overwritten while its row was on its way; the library's publish then
+// copied our bytes under its own digest. An object of the row's own second
+// is judged again once the library's row would have followed.
+#[tokio::test]
+async fn a_library_write_of_the_rows_own_second_is_not_overwritten_while_its_row_follows() {
+    let store = TestStore::new().await;
+    let n = name("same-second");
+    // GIVEN, early in one second, a commit of ours, then the library's
+    // object (its row follows half a second later).
+    let into_second = now().nanosecond() as u64;
+    tokio::time::sleep(Duration::from_nanos(
+        1_000_000_000 - into_second + 20_000_000,
+    ))
+    .await;
+    store.put_blob_row(&n, Version::Latest, b"ours", &[]).await;
+    library_put_object(&store, &n, b"theirs").await;
+    let row_follows = {
+        let (ddb, table, n) = (store.ddb.clone(), store.config.table.clone(), n.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let at = format!("{}.000000+0000", &format_update_at(now())[..19]);
+            ddb.put_item()
+                .table_name(table)
+                .item(attr::PK, AttributeValue::S(n.to_string()))
+                .item(attr::SK, AttributeValue::S("LATEST".into()))
+                .item(attr::SHA256, AttributeValue::S(sha256_hex(b"theirs")))
+                .item(attr::IS_DELETED, AttributeValue::Bool(false))
+                .item(attr::UPDATE_AT, AttributeValue::S(at))
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    // WHEN the mirror handles our commit's record meanwhile.
+    let report = store
+        .another_repository()
+        .mirror(&[record(&n, Version::Latest, 1)])
+        .await;
+    row_follows.await.unwrap();
+    // THEN the library's object stays current.
+    assert!(report.failure.is_none(), "{report:?}");
+    assert_eq!(report.copied, 0, "{report:?}");
+    let (bytes, _, _) = library_object(&store, &n, Version::Latest).await.unwrap();
+    assert_eq!(bytes, b"theirs");
+}
