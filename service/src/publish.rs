@@ -418,7 +418,7 @@ impl Repository {
             crate::blob_rules::Stored::Contradicts(_) => latest.size.is_none(),
             _ => false,
         };
-        if !held {
+        let described = if !held {
             let source = self.library_source(name, latest).await?;
             if source.size > self.adopt_copy_max_bytes {
                 return self
@@ -427,8 +427,18 @@ impl Repository {
             }
             self.copy_into_blob_store(name, latest, &source.copy_source)
                 .await?;
-        }
-        self.mark_adopted(name, latest, checked_at).await?;
+            Some(source.described)
+        } else {
+            // The bytes are in the blob store already; what the library's
+            // object says of them is still wanted (none when it is gone).
+            match self.library_source(name, latest).await {
+                Ok(source) => Some(source.described),
+                Err(Error::ArtifactNotFound { .. } | Error::ConcurrentModification(_)) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        self.mark_adopted(name, latest, checked_at, described.as_ref())
+            .await?;
         Ok(Adoption::Again)
     }
 
@@ -450,6 +460,8 @@ impl Repository {
         let LibraryObject::Found {
             version_id: read,
             size,
+            content_type,
+            metadata,
         } = head
         else {
             return Err(library_bytes_gone(name));
@@ -458,6 +470,10 @@ impl Repository {
         Ok(Source {
             copy_source: crate::layout::copy_source(&self.layout.bucket, &key, version.as_deref()),
             size,
+            described: version_items::Described {
+                content_type,
+                metadata,
+            },
         })
     }
 
@@ -512,11 +528,18 @@ impl Repository {
         let id = match resume {
             Some(id) => id,
             None => {
+                let described = &source.described;
                 let request = UploadRequest {
                     sha256: latest.sha256.clone(),
                     size,
-                    content_type: latest.content_type.clone(),
-                    metadata: latest.metadata.clone(),
+                    content_type: latest
+                        .content_type
+                        .clone()
+                        .or_else(|| described.content_type.clone()),
+                    metadata: match latest.metadata.is_empty() {
+                        true => described.metadata.clone(),
+                        false => latest.metadata.clone(),
+                    },
                     part_size: Some(adopt_part_size(size)),
                     key: None,
                 };
@@ -524,7 +547,8 @@ impl Repository {
                 let ticket = self.create_upload(name, request, actor).await?;
                 if ticket.exists {
                     // The blob store holds the bytes now: adopted as is.
-                    self.mark_adopted(name, latest, checked_at).await?;
+                    self.mark_adopted(name, latest, checked_at, Some(&source.described))
+                        .await?;
                     return Ok(Adoption::Again);
                 }
                 let id: UploadId = ticket.upload_id.parse()?;
@@ -687,11 +711,12 @@ impl Repository {
         name: &ArtifactName,
         latest: &VersionRow,
         checked_at: time::OffsetDateTime,
+        described: Option<&version_items::Described>,
     ) -> Result<()> {
         let mut tx = Tx::new();
         tx.push(
             Adopted::Row,
-            version_items::adopted_member(&self.layout.table, name, &latest.sha256)?,
+            version_items::adopted_member(&self.layout.table, name, &latest.sha256, described)?,
         );
         tx.push(Adopted::Fence, self.no_purge_running(name)?);
         tx.push(
@@ -805,6 +830,8 @@ struct Source {
     /// `bucket/key?versionId=…`, as CopyObject and UploadPartCopy take it.
     copy_source: String,
     size: u64,
+    /// What the library's object says of its bytes.
+    described: version_items::Described,
 }
 
 /// What an adoption came to.

@@ -467,14 +467,48 @@ pub fn remove_alias_references(
     Ok(TxItem::builder().update(update).build())
 }
 
+/// What the library's object of a LATEST says of its bytes (its row says
+/// neither).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Described {
+    pub content_type: Option<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
 /// A transaction member marking LATEST as stored in the blob store,
 /// forgetting its library object version and adoption, only while its
 /// bytes are still `sha256` and not marked so yet.
-pub fn adopted_member(table: &str, name: &ArtifactName, sha256: &str) -> Result<TxItem> {
-    let update = aws_sdk_dynamodb::types::Update::builder()
+pub fn adopted_member(
+    table: &str,
+    name: &ArtifactName,
+    sha256: &str,
+    described: Option<&Described>,
+) -> Result<TxItem> {
+    let mut update = aws_sdk_dynamodb::types::Update::builder();
+    // What the library's object says of the bytes, where the row says
+    // nothing (the library keeps it on the object alone): the versions
+    // published from this LATEST, and the mirror's copies of them, keep it.
+    let mut describe = String::new();
+    if let Some(d) = described {
+        if let Some(content_type) = &d.content_type {
+            describe.push_str(", #content_type = if_not_exists(#content_type, :content_type)");
+            update = update
+                .expression_attribute_names("#content_type", attr::CONTENT_TYPE)
+                .expression_attribute_values(":content_type", sv(content_type));
+        }
+        if !d.metadata.is_empty() {
+            describe.push_str(", #metadata = if_not_exists(#metadata, :metadata)");
+            update = update
+                .expression_attribute_names("#metadata", attr::METADATA)
+                .expression_attribute_values(":metadata", crate::rows::string_map(&d.metadata));
+        }
+    }
+    let update = update
         .table_name(table)
         .set_key(Some(version_key(name, Version::Latest)))
-        .update_expression("SET #bytes = :blob REMOVE #s3_version_id, #adopting")
+        .update_expression(format!(
+            "SET #bytes = :blob{describe} REMOVE #s3_version_id, #adopting"
+        ))
         .condition_expression("#sha256 = :sha256 AND attribute_not_exists(#bytes)")
         .expression_attribute_names("#bytes", attr::BYTES)
         .expression_attribute_names("#s3_version_id", attr::S3_VERSION_ID)

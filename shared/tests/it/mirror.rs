@@ -1264,3 +1264,40 @@ async fn a_library_write_of_the_rows_own_second_is_not_overwritten_while_its_row
     let (bytes, _, _) = library_object(&store, &n, Version::Latest).await.unwrap();
     assert_eq!(bytes, b"theirs");
 }
+
+// Interop acceptance finding (SPEC 3.2, 7.14): the library keeps a put's
+// content type and user metadata on its object alone. Publishing its
+// LATEST here made a version without them, and the mirror's copy of that
+// version then dropped them from the library's own object too. The
+// adoption takes them from the library's object onto LATEST.
+#[tokio::test]
+async fn a_library_latest_published_here_keeps_its_content_type_and_metadata() {
+    let store = TestStore::new().await;
+    let n = name("described");
+    let put = serde_json::json!({
+        "name": "described",
+        "content": "{\"a\": 1}",
+        "content_type": "application/json",
+        "metadata": {"owner": "py", "build": "42"},
+    });
+    store.library(&["call", "put_artifact", &put.to_string()]);
+    let published = store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(
+        published.artifact.content_type.as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        published.artifact.metadata.get("owner").map(String::as_str),
+        Some("py")
+    );
+    store.drain_mirror().await;
+    let (_, metadata, content_type) = library_object(&store, &n, Version::Number(1))
+        .await
+        .unwrap();
+    assert_eq!(content_type, "application/json");
+    assert_eq!(metadata.get("build").map(String::as_str), Some("42"));
+}
