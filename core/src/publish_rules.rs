@@ -119,6 +119,50 @@ pub fn adopt_part_size(size: u64) -> u64 {
     even.max(MIN_PART_SIZE)
 }
 
+/// What a library object of LATEST says of its bytes, as its HeadObject
+/// read it: its `artifact_sha256`, whether the mirror wrote it, its
+/// content type and user metadata (the reserved keys already left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LibraryDescription {
+    pub sha256: Option<String>,
+    pub mirrored: bool,
+    pub content_type: Option<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// The content type and user metadata an adoption of a library LATEST
+/// holding `row_sha256` takes from `object` onto the row: only from the
+/// library's own object of those bytes (not another put between its S3 PUT
+/// and its row PUT, nor a copy of ours), and only what an upload may
+/// declare (the library allows more: its metadata, kept on the row, would
+/// break the publish's transaction or the mirror's copy); else nothing, or
+/// the content type alone.
+pub fn adopted_description(
+    object: &LibraryDescription,
+    row_sha256: &str,
+) -> Option<(Option<String>, std::collections::BTreeMap<String, String>)> {
+    if object.mirrored || object.sha256.as_deref() != Some(row_sha256) {
+        return None;
+    }
+    let declared = |content_type: Option<String>, metadata| crate::model::UploadRequest {
+        sha256: row_sha256.to_owned(),
+        size: 0,
+        content_type,
+        metadata,
+        part_size: None,
+        key: None,
+    };
+    let whole = declared(object.content_type.clone(), object.metadata.clone());
+    if whole.validate().is_ok() {
+        return Some((object.content_type.clone(), object.metadata.clone()));
+    }
+    let typed = declared(object.content_type.clone(), Default::default());
+    typed
+        .validate()
+        .is_ok()
+        .then(|| (object.content_type.clone(), Default::default()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +300,54 @@ mod tests {
             ..latest(Some(3), "a", Some("a"))
         };
         assert_eq!(decide(&purged, &Mode::Force, None), Decision::NotFound);
+    }
+
+    #[test]
+    fn what_an_adoption_takes_from_the_librarys_object_table() {
+        let sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let meta = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let object = |sha256: Option<&str>, mirrored: bool, metadata| LibraryDescription {
+            sha256: sha256.map(str::to_owned),
+            mirrored,
+            content_type: Some("application/json".into()),
+            metadata,
+        };
+        let json = Some("application/json".to_owned());
+        let owner = meta(&[("owner", "py")]);
+        for (what, read, want) in [
+            (
+                "the library's object of the row's bytes",
+                object(Some(sha), false, owner.clone()),
+                Some((json.clone(), owner.clone())),
+            ),
+            (
+                "another put's object",
+                object(Some(&"0".repeat(64)), false, owner.clone()),
+                None,
+            ),
+            ("no digest on it", object(None, false, owner.clone()), None),
+            (
+                "a copy of ours",
+                object(Some(sha), true, owner.clone()),
+                None,
+            ),
+            (
+                "metadata an upload may not declare: the content type alone",
+                object(Some(sha), false, meta(&[("Build.Id", "7")])),
+                Some((json.clone(), Default::default())),
+            ),
+        ] {
+            assert_eq!(adopted_description(&read, sha), want, "{what}");
+        }
+        let too_long = LibraryDescription {
+            content_type: Some("x".repeat(300)),
+            ..object(Some(sha), false, owner)
+        };
+        assert_eq!(adopted_description(&too_long, sha), None);
     }
 }

@@ -210,12 +210,13 @@ impl Repository {
     ) -> Result<()> {
         match self.upload_item(name, id).await? {
             Some(item) if carries_claim(&item) => Ok(()),
-            // Handed over already (a multipart upload verifying, its
-            // pipeline stored for after): the retry answers as the first
-            // commit did, whatever the alias looks like now.
+            // Handed over already with its pipeline (a multipart upload
+            // verifying, the pipeline stored for after): the retry answers
+            // as the first commit did, whatever the alias looks like now.
             Some(item)
-                if crate::rows::UploadRow::from_item(name, &item)
-                    .is_ok_and(|row| row.state != crate::rows::UploadState::Pending) =>
+                if crate::rows::UploadRow::from_item(name, &item).is_ok_and(|row| {
+                    row.state == crate::rows::UploadState::Verifying && row.pipeline.is_some()
+                }) =>
             {
                 Ok(())
             }

@@ -427,12 +427,12 @@ impl Repository {
             }
             self.copy_into_blob_store(name, latest, &source.copy_source)
                 .await?;
-            Some(source.described)
+            source.described
         } else {
             // The bytes are in the blob store already; what the library's
             // object says of them is still wanted (none when it is gone).
             match self.library_source(name, latest).await {
-                Ok(source) => Some(source.described),
+                Ok(source) => source.described,
                 Err(Error::ArtifactNotFound { .. } | Error::ConcurrentModification(_)) => None,
                 Err(e) => return Err(e),
             }
@@ -460,20 +460,23 @@ impl Repository {
         let LibraryObject::Found {
             version_id: read,
             size,
-            content_type,
-            metadata,
+            description,
         } = head
         else {
             return Err(library_bytes_gone(name));
         };
         let version = version.or(read);
+        // Only the library's own object of these bytes, within what an
+        // upload may declare (`publish_rules::adopted_description`).
+        let described = crate::publish_rules::adopted_description(&description, &latest.sha256)
+            .map(|(content_type, metadata)| version_items::Described {
+                content_type,
+                metadata,
+            });
         Ok(Source {
             copy_source: crate::layout::copy_source(&self.layout.bucket, &key, version.as_deref()),
             size,
-            described: version_items::Described {
-                content_type,
-                metadata,
-            },
+            described,
         })
     }
 
@@ -528,7 +531,7 @@ impl Repository {
         let id = match resume {
             Some(id) => id,
             None => {
-                let described = &source.described;
+                let described = source.described.clone().unwrap_or_default();
                 let request = UploadRequest {
                     sha256: latest.sha256.clone(),
                     size,
@@ -547,7 +550,7 @@ impl Repository {
                 let ticket = self.create_upload(name, request, actor).await?;
                 if ticket.exists {
                     // The blob store holds the bytes now: adopted as is.
-                    self.mark_adopted(name, latest, checked_at, Some(&source.described))
+                    self.mark_adopted(name, latest, checked_at, source.described.as_ref())
                         .await?;
                     return Ok(Adoption::Again);
                 }
@@ -830,8 +833,8 @@ struct Source {
     /// `bucket/key?versionId=…`, as CopyObject and UploadPartCopy take it.
     copy_source: String,
     size: u64,
-    /// What the library's object says of its bytes.
-    described: version_items::Described,
+    /// What the library's object says of its bytes, when it may be taken.
+    described: Option<version_items::Described>,
 }
 
 /// What an adoption came to.

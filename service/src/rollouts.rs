@@ -839,8 +839,9 @@ pub async fn read_alarm_states(
         match chunk_states(alarms, chunk).await {
             Ok(read) => states.extend(read),
             // One name the role may not read refuses the whole call: each
-            // name is read alone then, so only the failing ones stay unread.
-            Err(e) if chunk.len() > 1 => {
+            // name is read alone then, so only the failing ones stay unread
+            // (not when throttled: a hundred calls would make it worse).
+            Err(e) if chunk.len() > 1 && !matches!(e, Error::Throttled { .. }) => {
                 for name in chunk {
                     match chunk_states(alarms, std::slice::from_ref(name)).await {
                         Ok(read) => states.extend(read),

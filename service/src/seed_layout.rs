@@ -313,7 +313,9 @@ impl Repository {
             true => Outcome::Copied,
             false => Outcome::Unchanged,
         };
-        for _ in 0..MAX_ROUNDS {
+        // One more round than copies: a wait for the library's row
+        // (`Foreign::JudgeAgainAt`) takes one, and its judgment must follow.
+        for _ in 0..=MAX_ROUNDS {
             let Some(item) = self.get_version_item(&name, version).await? else {
                 tracing::debug!(%key, removals = removals.len(), copied, "no row");
                 // Purged, also while we copied: what we wrote goes too.

@@ -16,11 +16,9 @@ pub enum LibraryObject {
         /// The object version read (the pinned one, else the current one).
         version_id: Option<String>,
         size: u64,
-        /// What the library's put described the bytes as (its row keeps
-        /// neither): the content type, and the user metadata besides the
-        /// keys reserved to the library and this service.
-        content_type: Option<String>,
-        metadata: std::collections::BTreeMap<String, String>,
+        /// What the object says of its bytes (the library's row keeps
+        /// neither its content type nor its user metadata).
+        description: crate::publish_rules::LibraryDescription,
     },
     Gone,
 }
@@ -44,14 +42,23 @@ pub async fn head_library_object(
         Ok(head) => Ok(LibraryObject::Found {
             version_id: head.version_id().map(str::to_owned),
             size: head.content_length().unwrap_or_default().max(0) as u64,
-            content_type: head.content_type().map(str::to_owned),
-            metadata: head
-                .metadata()
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| !crate::limits::RESERVED_METADATA.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            description: crate::publish_rules::LibraryDescription {
+                sha256: head
+                    .metadata()
+                    .and_then(|m| m.get(crate::limits::META_ARTIFACT_SHA256))
+                    .cloned(),
+                mirrored: head
+                    .metadata()
+                    .is_some_and(|m| m.contains_key(crate::limits::META_MIRRORED_FOR)),
+                content_type: head.content_type().map(str::to_owned),
+                metadata: head
+                    .metadata()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| !crate::limits::RESERVED_METADATA.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
         }),
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
             Ok(LibraryObject::Gone)

@@ -4138,3 +4138,43 @@ async fn a_retried_multipart_pipeline_commit_answers_as_the_first_whatever_holds
         "{again:?}"
     );
 }
+
+// Review of the fix above: only an upload handed over with its pipeline
+// answers as its first commit did. One committed by a plain commit, then
+// committed again with a pipeline whose alias check fails, is refused
+// before anything is written (it published, then refused the move).
+#[tokio::test]
+async fn a_pipeline_commit_of_an_upload_committed_without_one_is_checked_before_it_publishes() {
+    let store = TestStore::new().await;
+    let repo = &store.repo;
+    let n = name("plain-then-pipeline");
+    store.publish_each(&n, &[b"one", b"two"]).await;
+    repo.put_alias(&n, &alias("prod"), to(1), &ChangeRequest::default())
+        .await
+        .unwrap();
+    let ticket = repo
+        .create_upload(&n, test_support::declare(b"three"), LOCAL_ACTOR)
+        .await
+        .unwrap();
+    test_support::put_bytes(&store.http, &ticket, b"three").await;
+    repo.commit(&n, &ticket.upload_id, "ci").await.unwrap();
+    let pipeline = shared::model::Pipeline {
+        publish: true,
+        force: false,
+        alias: Some(shared::model::AliasMove {
+            name: alias("prod"),
+            weight: None,
+            if_revision: Some(5),
+            message: None,
+        }),
+    };
+    let refused = repo
+        .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
+        .await;
+    assert!(
+        matches!(refused, Err(Error::AliasModified { .. })),
+        "{refused:?}"
+    );
+    let versions = repo.list_versions(&n, None, None).await.unwrap();
+    assert_eq!(versions.items.len(), 3, "LATEST, 2, 1: nothing published");
+}
