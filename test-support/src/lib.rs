@@ -1119,6 +1119,23 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// A one-request pipeline that publishes and moves `alias` to the new
+/// version (conditional on `if_revision` when given).
+pub fn publishing_to(alias: &str, if_revision: Option<u64>) -> shared::model::Pipeline {
+    shared::model::Pipeline {
+        publish: true,
+        force: false,
+        alias: Some(shared::model::AliasMove {
+            name: alias
+                .parse()
+                .unwrap_or_else(|e| panic!("alias {alias}: {e:?}")),
+            weight: None,
+            if_revision,
+            message: None,
+        }),
+    }
+}
+
 pub fn declare(bytes: &[u8]) -> UploadRequest {
     UploadRequest {
         sha256: sha256_hex(bytes),

@@ -1056,16 +1056,7 @@ async fn a_commit_that_publishes_and_moves_an_alias_makes_five_aws_calls() {
     let store = TestStore::new().await;
     let repo = &store.repo;
     let n = name("pipeline-budget");
-    let pipeline = shared::model::Pipeline {
-        publish: true,
-        force: false,
-        alias: Some(shared::model::AliasMove {
-            name: alias("prod"),
-            weight: None,
-            if_revision: None,
-            message: None,
-        }),
-    };
+    let pipeline = test_support::publishing_to("prod", None);
     let mut calls = Vec::new();
     for build in [&b"build 1"[..], b"build 2", b"build 3"] {
         let ticket = repo

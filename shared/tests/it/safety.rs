@@ -4094,16 +4094,7 @@ async fn a_retried_multipart_pipeline_commit_answers_as_the_first_whatever_holds
     let content = bytes(5 * MIB + 37, 17);
     let (id, plan) = start_multipart(&repo, &n, &content).await;
     send_parts(&repo, &store.http, &n, &id, &content, &plan).await;
-    let pipeline = shared::model::Pipeline {
-        publish: true,
-        force: false,
-        alias: Some(shared::model::AliasMove {
-            name: alias("prod"),
-            weight: None,
-            if_revision: None,
-            message: None,
-        }),
-    };
+    let pipeline = test_support::publishing_to("prod", None);
     let first = repo
         .commit_pipeline(&n, &id, "ci", &pipeline, Allowed::already())
         .await
@@ -4158,16 +4149,7 @@ async fn a_pipeline_commit_of_an_upload_committed_without_one_is_checked_before_
         .unwrap();
     test_support::put_bytes(&store.http, &ticket, b"three").await;
     repo.commit(&n, &ticket.upload_id, "ci").await.unwrap();
-    let pipeline = shared::model::Pipeline {
-        publish: true,
-        force: false,
-        alias: Some(shared::model::AliasMove {
-            name: alias("prod"),
-            weight: None,
-            if_revision: Some(5),
-            message: None,
-        }),
-    };
+    let pipeline = test_support::publishing_to("prod", Some(5));
     let refused = repo
         .commit_pipeline(&n, &ticket.upload_id, "ci", &pipeline, Allowed::already())
         .await;
