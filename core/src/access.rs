@@ -276,6 +276,9 @@ pub fn decide(
                 (Action::Promote, Some(alias), Some(patterns)) => {
                     t.actions.contains(&Action::Admin) || patterns.iter().any(|p| glob(p, alias))
                 }
+                // A move of an alias not known by name: only a target that
+                // grants every alias grants it (closed, not open).
+                (Action::Promote, None, Some(_)) => t.actions.contains(&Action::Admin),
                 _ => true,
             }
     };
@@ -420,6 +423,11 @@ mod tests {
                 need(Promote, Some("team-a.app"), Some("prod")),
                 false,
             ),
+            // A move of an alias the request does not name readably: only
+            // a grant of every alias covers it.
+            (team_a, need(Promote, Some("team-a.app"), None), false),
+            (release, need(Promote, Some("team-b.app"), None), false),
+            (admin, need(Promote, Some("team-b.app"), None), true),
             (reader, need(Read, Some("team-b.app"), None), true),
             (reader, need(Write, Some("team-b.app"), None), false),
             (reader, need(Delete, Some("team-b.app"), None), false),

@@ -16,8 +16,8 @@ use crate::access::{Action, Need, Targets};
 use crate::error::Error;
 use crate::error::Result;
 use crate::http::{
-    actor, body, empty, error_response, idempotency_key, json, paging, path, precondition, query,
-    redirect, with_alias_etag, with_etag,
+    Object, actor, body, empty, error_response, idempotency_key, json, paging, path, precondition,
+    query, redirect, with_alias_etag, with_etag,
 };
 use crate::model::{
     AliasMove, AliasTarget, ChangeRequest, PartRequest, Pipeline, PublishOutcome, RetentionPolicy,
@@ -322,16 +322,14 @@ impl Operation {
                     Body::Binary(b) => b,
                     _ => &[],
                 };
-                let body: Option<serde_json::Value> = (bytes.len() <= crate::http::MAX_BODY_BYTES)
-                    .then(|| serde_json::from_slice(bytes).ok())
-                    .flatten();
-                if let Some(alias) = body
-                    .as_ref()
-                    .and_then(|b| b.get("alias"))
-                    .and_then(|a| a.get("name"))
-                    .and_then(serde_json::Value::as_str)
-                {
-                    needs.push((Action::Promote, name.clone(), Some(alias.to_owned())));
+                if bytes.len() <= crate::http::MAX_BODY_BYTES {
+                    match moved_alias(bytes) {
+                        MovedAlias::None => {}
+                        MovedAlias::Named(alias) => {
+                            needs.push((Action::Promote, name.clone(), Some(alias)));
+                        }
+                        MovedAlias::Unreadable => needs.push((Action::Promote, name.clone(), None)),
+                    }
                 }
                 needs
             }
@@ -383,7 +381,8 @@ impl Operation {
 
     /// The caller and the targets, if every need is granted; 403 if not.
     async fn authorize(self, repo: &Repository, request: &Request) -> Result<Grant> {
-        let targets = repo.access_targets().await?.targets;
+        let document = repo.access_targets().await?;
+        let (targets, revision) = (document.targets, document.revision);
         let caller = repo.caller(&actor(request), &targets).await?;
         for (action, name, alias) in self.needs(request) {
             let need = Need {
@@ -396,6 +395,7 @@ impl Operation {
         Ok(Grant {
             caller,
             targets: std::sync::Arc::new(targets),
+            revision,
         })
     }
 
@@ -557,6 +557,8 @@ pub async fn list_artifacts(repo: &Repository, request: &Request) -> Result<Resp
 pub struct Grant {
     pub caller: crate::access::Caller,
     pub targets: std::sync::Arc<Targets>,
+    /// The revision of the targets the decision read.
+    pub revision: u64,
 }
 
 /// Whether the request's caller may read `name` (a request that was not
@@ -664,7 +666,7 @@ pub async fn put_access(repo: &Repository, request: &Request) -> Result<Response
             "these targets would lock you out ({why}); keep a target granting you admin on names [\"*\"]"
         )));
     }
-    let expected = match precondition(request)? {
+    let asked = match precondition(request)? {
         crate::model::Precondition::Revision(r) => Some(r),
         crate::model::Precondition::None => None,
         _ => {
@@ -672,6 +674,20 @@ pub async fn put_access(repo: &Repository, request: &Request) -> Result<Response
                 "PUT /access takes If-Match: \"<revision>\" only".into(),
             ));
         }
+    };
+    // The change is made on the targets that said the caller is an admin:
+    // one landing between that decision and this write (say, another
+    // admin's, taking this caller's admin away) is not overwritten by a
+    // change it did not allow.
+    let decided = request.extensions().get::<Grant>().map(|g| g.revision);
+    let expected = match (asked, decided) {
+        (Some(r), Some(d)) if r != d => {
+            return Err(Error::AccessModified(format!(
+                "the permission targets are at revision {d}, not {r}; read them again"
+            )));
+        }
+        (Some(r), _) => Some(r),
+        (None, d) => d,
     };
     let document = repo.put_access_targets(&targets, &caller, expected).await?;
     Ok(with_etag(
@@ -707,14 +723,47 @@ struct StartUploadBody {
     #[serde(default)]
     force: bool,
     #[serde(default)]
-    alias: Option<AliasMoveBody>,
+    alias: Option<Object<AliasMoveBody>>,
+}
+
+/// The alias a start-upload or commit body moves, read as its handler
+/// reads it (the same [`AliasMoveBody`], so no form of the body names one
+/// alias to the authorisation and another, or none, to the handler).
+#[derive(Debug, PartialEq, Eq)]
+enum MovedAlias {
+    None,
+    Named(String),
+    /// An `alias` the handler will refuse (400): authorised as a move of
+    /// an alias no alias pattern names, so a caller only some aliases are
+    /// granted for hears 403, never a 400 that tells it the rest is fine.
+    Unreadable,
+}
+
+fn moved_alias(bytes: &[u8]) -> MovedAlias {
+    #[derive(Deserialize)]
+    struct Fields {
+        #[serde(default)]
+        alias: Option<Object<AliasMoveBody>>,
+    }
+    match serde_json::from_slice::<Fields>(bytes) {
+        Ok(Fields {
+            alias: Some(Object(a)),
+        }) => MovedAlias::Named(a.name),
+        Ok(Fields { alias: None }) => MovedAlias::None,
+        // Not JSON, not an object: the handler refuses it whatever it
+        // holds. An object with an alias (however given): a move.
+        Err(_) => match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(v) if v.get("alias").is_some_and(|a| !a.is_null()) => MovedAlias::Unreadable,
+            _ => MovedAlias::None,
+        },
+    }
 }
 
 /// The pipeline fields of a commit (and of a start upload with `commit`).
 struct PipelineBody {
     publish: bool,
     force: bool,
-    alias: Option<AliasMoveBody>,
+    alias: Option<Object<AliasMoveBody>>,
 }
 
 #[derive(Deserialize)]
@@ -737,7 +786,7 @@ impl PipelineBody {
         }
         let alias = match self.alias {
             None => None,
-            Some(a) => {
+            Some(Object(a)) => {
                 let message = a.message.filter(|m| !m.is_empty());
                 check_message(message.as_deref())?;
                 Some(AliasMove {
@@ -835,7 +884,7 @@ struct CommitBody {
     #[serde(default)]
     force: bool,
     #[serde(default)]
-    alias: Option<AliasMoveBody>,
+    alias: Option<Object<AliasMoveBody>>,
 }
 
 /// Commits an upload; nothing is written before `allowed` says yes.
@@ -874,7 +923,7 @@ pub async fn get_upload(repo: &Repository, request: &Request) -> Result<Response
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PartsBody {
-    parts: Vec<PartBody>,
+    parts: Vec<Object<PartBody>>,
 }
 
 #[derive(Deserialize)]
@@ -892,7 +941,7 @@ pub async fn get_upload_parts(repo: &Repository, request: &Request) -> Result<Re
     let parts = b
         .parts
         .into_iter()
-        .map(|p| {
+        .map(|Object(p)| {
             let number = u32::try_from(p.number)
                 .ok()
                 .filter(|n| *n >= 1 && u64::from(*n) <= crate::repository::MAX_PARTS)
@@ -1412,7 +1461,7 @@ pub async fn resolve_alias(repo: &Repository, request: &Request) -> Result<Respo
 struct StartRolloutBody {
     version: serde_json::Value,
     #[serde(default)]
-    steps: Option<Vec<StepBody>>,
+    steps: Option<Vec<Object<StepBody>>>,
     #[serde(default)]
     preset: Option<String>,
     #[serde(default)]
@@ -1440,7 +1489,7 @@ pub async fn start_rollout(repo: &Repository, request: &Request) -> Result<Respo
         (Some(steps), None) => rollout::plan(
             steps
                 .into_iter()
-                .map(|s| {
+                .map(|Object(s)| {
                     let weight = s
                         .weight
                         .as_number()

@@ -151,6 +151,33 @@ pub fn body<T: DeserializeOwned>(request: &Request) -> Result<T, Error> {
         .map_err(|e| Error::InvalidRequest(format!("request body: {}", readable(&e))))
 }
 
+/// A nested object of a request body, given as a JSON object only.
+/// serde's derived structs also take an array of their fields in order
+/// (`"alias": ["prod"]`), a form no client is told of and one the
+/// authorisation, reading the body as JSON, would not see as the same
+/// request: a body means one thing to every reader.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            // The map itself, read by T: its fields checked as T checks
+            // them (unknown, missing, given twice).
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Only(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
 /// A body's parse error in the client's terms: serde names the Rust type a
 /// nested object or choice should be ("expected struct AliasMoveBody",
 /// "untagged enum StepsBody"), a name no client knows; only those phrases

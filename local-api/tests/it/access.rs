@@ -1040,3 +1040,161 @@ async fn every_session_of_a_role_shares_its_looked_up_tags() {
         assert_eq!(caller.tags, first.tags, "job {job}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipeline_alias_in_any_form_of_the_body_needs_promote_on_that_alias() {
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let artifact = "team-a.app";
+    let bytes = b"team-a.app";
+    store.upload(&name(artifact), bytes).await;
+    let (status, body) = api.call(ADMIN, "PUT", "/access", Some(targets())).await;
+    assert_eq!(status, 200, "{body}");
+    let declared = json!({"sha256": sha256_hex(bytes), "size": bytes.len()});
+    let with = |extra: Value| {
+        let mut b = declared.clone();
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let uploads = format!("/artifacts/{artifact}/uploads");
+    // Team A may promote `staging` only: `prod` as an object, as an array
+    // of the object's fields, or given twice, is a promotion of prod.
+    for alias in [
+        json!({"name": "prod"}),
+        json!(["prod"]),
+        json!(["prod", 10]),
+    ] {
+        let start = with(json!({"commit": true, "publish": true, "force": true, "alias": alias}));
+        let (status, answer) = api.call(TEAM_A, "POST", &uploads, Some(start)).await;
+        assert_eq!(status, 403, "start with alias {alias}: {answer}");
+        assert_eq!(answer["error"]["code"], "AccessDenied", "{answer}");
+    }
+    let (status, ticket) = api
+        .call(TEAM_A, "POST", &uploads, Some(declared.clone()))
+        .await;
+    assert_eq!(status, 200, "{ticket}");
+    let upload_id = ticket["upload_id"].as_str().unwrap().to_owned();
+    let commit = format!("/artifacts/{artifact}");
+    for body in [
+        json!({"upload_id": upload_id, "publish": true, "alias": ["prod"]}),
+        json!({"upload_id": upload_id, "publish": true, "alias": {"name": "prod"}}),
+    ] {
+        let (status, answer) = api.call(TEAM_A, "PUT", &commit, Some(body.clone())).await;
+        assert_eq!(status, 403, "commit {body}: {answer}");
+    }
+    let duplicated = format!(
+        r#"{{"upload_id": "{upload_id}", "publish": true, "alias": {{"name": "staging"}}, "alias": {{"name": "prod"}}}}"#
+    );
+    let response = api
+        .http
+        .put(format!("{}{commit}", api.base))
+        .header(shared::http::CALLER_HEADER, TEAM_A)
+        .header("content-type", "application/json")
+        .body(duplicated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403, "alias given twice");
+    // One granted every alias is told the array form is no object.
+    let (status, answer) = api
+        .call(
+            ADMIN,
+            "PUT",
+            &commit,
+            Some(json!({"upload_id": upload_id, "publish": true, "alias": ["prod"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected an object"),
+        "{answer}"
+    );
+    // None of it moved or created prod.
+    let (status, answer) = api
+        .call(
+            ADMIN,
+            "GET",
+            &format!("/artifacts/{artifact}/aliases/prod"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    // The alias team A may promote goes through, in the one form there is.
+    let (status, answer) = api
+        .call(
+            TEAM_A,
+            "PUT",
+            &commit,
+            Some(json!({"upload_id": upload_id, "publish": true, "alias": {"name": "staging"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+// Audit finding (SPEC 10.4, 7.13): `PUT /access` decided on one revision of
+// the targets and wrote on the one it read next. Another admin's change
+// landing between the two (taking this caller's admin away) was
+// overwritten by a caller the targets no longer made an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_targets_change_is_written_on_the_revision_that_authorised_it_or_not_at_all() {
+    use test_support::proxy;
+    const SECOND: &str = "arn:aws:iam::1:role/platform-2";
+    let store = TestStore::new().await;
+    let api = Api::start(&store).await;
+    let both = json!({"targets": [
+        {"principals": [ADMIN, SECOND], "names": ["*"], "actions": ["admin"]}
+    ]});
+    let (status, body) = api.call(ADMIN, "PUT", "/access", Some(both.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    // GIVEN the second admin's change, whose handler reads the targets
+    // again only after the first admin's change landed.
+    let plan = proxy::Plan::new();
+    plan.add(proxy::Rule::new(
+        "GetItem",
+        Some("__access"),
+        proxy::Action::Record(proxy::Recorded::new()),
+        1,
+    ));
+    let gate = proxy::Gate::new();
+    plan.add(proxy::Rule::new(
+        "GetItem",
+        Some("__access"),
+        proxy::Action::HoldBefore(gate.clone()),
+        1,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let held = Api {
+        base: format!("http://{}", listener.local_addr().unwrap()),
+        http: reqwest::Client::new(),
+    };
+    tokio::spawn(local_api::serve(
+        listener,
+        Arc::new(store.through(&plan).await),
+    ));
+    let late = tokio::spawn(async move {
+        let mine = json!({"targets": [
+            {"principals": [SECOND], "names": ["*"], "actions": ["admin"]}
+        ]});
+        held.call(SECOND, "PUT", "/access", Some(mine)).await
+    });
+    gate.arrived().await;
+    let only_first = json!({"targets": [
+        {"principals": [ADMIN], "names": ["*"], "actions": ["admin"]}
+    ]});
+    let (status, body) = api.call(ADMIN, "PUT", "/access", Some(only_first)).await;
+    assert_eq!(status, 200, "{body}");
+    gate.open();
+    // THEN the late change is refused, and the first admin's stands.
+    let (status, answer) = late.await.unwrap();
+    assert_eq!(status, 412, "{answer}");
+    assert_eq!(answer["error"]["code"], "AccessModified", "{answer}");
+    let (status, now) = api.call(ADMIN, "GET", "/access", None).await;
+    assert_eq!(status, 200, "{now}");
+    assert_eq!(now["revision"], 2, "{now}");
+    assert_eq!(now["targets"][0]["principals"], json!([ADMIN]), "{now}");
+}
