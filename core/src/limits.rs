@@ -48,6 +48,15 @@ pub mod metadata_limits {
     /// which must stay well inside S3's 8 KiB request-header limit.
     pub const MAX_KEYS: usize = 16;
     pub const MAX_KEY_LEN: usize = 64;
+    /// One entry, key and value together: each entry is the partition
+    /// `__meta/{key}={value}` of the search index (SPEC 10.3), and the
+    /// table's `pk` is also the sort key of its `by-sha256` index, which
+    /// DynamoDB holds to 1024 bytes
+    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html#limits-partition-sort-keys>);
+    /// a longer entry would fail the publish that indexes it.
+    pub const MAX_ENTRY_BYTES: usize = 1024 - "__meta/=".len();
+    /// The longest value (under a one-character key).
+    pub const MAX_VALUE_LEN: usize = MAX_ENTRY_BYTES - 1;
 }
 
 /// Staged-object metadata key holding the declared size (not copied to artifacts).
@@ -83,7 +92,7 @@ impl UploadRequest {
                 "content_type must be 1-255 printable ASCII characters".into(),
             ));
         }
-        use metadata_limits::{MAX_KEY_LEN, MAX_KEYS, USER_BYTES};
+        use metadata_limits::{MAX_ENTRY_BYTES, MAX_KEY_LEN, MAX_KEYS, USER_BYTES};
         if self.metadata.len() > MAX_KEYS {
             return Err(Error::InvalidRequest(format!(
                 "metadata has {} keys; at most {MAX_KEYS}",
@@ -110,6 +119,13 @@ impl UploadRequest {
             if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
                 return Err(Error::InvalidRequest(format!(
                     "metadata value of {k:?} must be printable ASCII"
+                )));
+            }
+            if k.len() + v.len() > MAX_ENTRY_BYTES {
+                return Err(Error::TooLarge(format!(
+                    "metadata entry {k:?} takes {} bytes, key and value; at most {MAX_ENTRY_BYTES} \
+                     (each entry is a search index key)",
+                    k.len() + v.len()
                 )));
             }
             total += k.len() + v.len();

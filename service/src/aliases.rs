@@ -64,6 +64,8 @@ pub(super) enum Intent {
     Put(AliasTarget),
     Delete,
     Rollback(AliasTarget),
+    /// A rollout's abort: the alias back where the rollout found it.
+    Abort(AliasTarget),
 }
 
 impl Intent {
@@ -71,13 +73,13 @@ impl Intent {
         match self {
             Self::Put(_) => Asked::Put,
             Self::Delete => Asked::Delete,
-            Self::Rollback(_) => Asked::Rollback,
+            Self::Rollback(_) | Self::Abort(_) => Asked::Rollback,
         }
     }
 
     fn target(self) -> Option<AliasTarget> {
         match self {
-            Self::Put(t) | Self::Rollback(t) => Some(t),
+            Self::Put(t) | Self::Rollback(t) | Self::Abort(t) => Some(t),
             Self::Delete => None,
         }
     }
@@ -512,13 +514,15 @@ impl Repository {
                 written_at: crate::model::micros(o.update_at),
                 targets: o.targets().collect(),
             });
-            // A rollback (a rollout's abort among them) goes back to a
-            // state the alias held: it may give an archived version back
-            // the share it had (else an alarm could not take the alias
-            // back off a canary while the version before it is archived).
+            // A rollout's abort goes back to the state the alias held: it
+            // may give an archived version back the share it had (else an
+            // alarm could not take the alias back off a canary while the
+            // version before it is archived). Any other change, a person's
+            // rollback included, is a new move: an archived version gains
+            // nothing by it (SPEC 10.3).
             let now_target = old.as_ref().map(|o| o.state().target());
             let grows = |version: Version| {
-                intent.asked() == alias_rules::Asked::Put
+                !matches!(intent, Intent::Abort(_))
                     && alias_rules::gains(target.as_ref(), now_target.as_ref(), version)
             };
             let targets: Vec<Target> = wanted

@@ -16,7 +16,7 @@ use super::tx::{TransactFailure, Tx};
 use super::{MAX_ATTEMPTS, Repository, backoff};
 use crate::error::{Error, Result};
 use crate::layout::{now, upload_pk};
-use crate::model::{RetentionPolicy, RetentionReport};
+use crate::model::{RetentionPolicy, RetentionReport, VersionStatus};
 use crate::names::{ArtifactName, Version};
 use crate::retention_rules::{self, Reclaim};
 use crate::rows::{AliasRow, Location, UploadRow, VersionRow};
@@ -63,6 +63,9 @@ impl Repository {
             return Err(Error::ArtifactNotFound {
                 name: name.to_string(),
             });
+        }
+        if !dry_run {
+            self.repair_recorded_statuses(name, &rows, &aliases).await;
         }
         let protected = alias_targets(&aliases);
         // Saturating: an age beyond the calendar keeps everything.
@@ -114,6 +117,45 @@ impl Repository {
             dry_run,
             deleted,
         })
+    }
+
+    /// Copies each version's status onto the alias rows of ours that
+    /// recorded another (resolve reads only the alias row): a status change
+    /// copies it after its own transaction, and one interrupted there (a
+    /// timeout, a failed call) left the aliases telling the old status,
+    /// with no later step to finish it but this pass (SPEC 7.16). Failures
+    /// are logged: the retention itself goes on, and the next pass tries
+    /// again. AWS calls: none when every copy agrees.
+    async fn repair_recorded_statuses(
+        &self,
+        name: &ArtifactName,
+        rows: &[VersionRow],
+        aliases: &[AliasRow],
+    ) {
+        let status_of: BTreeMap<Version, VersionStatus> = rows
+            .iter()
+            .filter(|r| r.is_live())
+            .map(|r| (r.version, r.status.unwrap_or(VersionStatus::Active)))
+            .collect();
+        for row in aliases.iter().filter(|a| a.revision.is_some()) {
+            let targets =
+                std::iter::once(&row.primary).chain(row.secondary.as_ref().map(|(t, _)| t));
+            for target in targets {
+                let Some(&status) = status_of.get(&target.version) else {
+                    continue;
+                };
+                if target.status.unwrap_or(VersionStatus::Active) == status {
+                    continue;
+                }
+                if let Err(e) = self
+                    .refresh_target_status(name, row.alias.as_str(), target.version, status)
+                    .await
+                {
+                    tracing::warn!(%name, alias = %row.alias, version = %target.version, code = e.code(), error = ?e,
+                        "an alias still records another status of its target; the next pass tries again");
+                }
+            }
+        }
     }
 
     /// Deletes the S3 bytes of versions soft-deleted more than `grace` ago.

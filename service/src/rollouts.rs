@@ -577,7 +577,7 @@ impl Repository {
                 next.state = RolloutState::Aborted;
                 next.next_step_at = None;
                 next.reason = Some(reason.clone());
-                Intent::Rollback(row.from.target())
+                Intent::Abort(row.from.target())
             }
         };
         let live = next.state.is_live();

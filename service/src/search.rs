@@ -411,7 +411,7 @@ impl Repository {
     /// (the alias recording a status its version left), so its status is
     /// written in turn until the two agree. AWS calls: GetItem, UpdateItem,
     /// GetItem per alias (more only when another change raced it).
-    async fn refresh_target_status(
+    pub(super) async fn refresh_target_status(
         &self,
         name: &ArtifactName,
         alias: &str,

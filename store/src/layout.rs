@@ -420,6 +420,14 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_metadata_entry_an_upload_may_declare_is_an_index_key_dynamodb_takes() {
+        use crate::limits::metadata_limits::MAX_ENTRY_BYTES;
+        let key = "k".repeat(10);
+        let value = "v".repeat(MAX_ENTRY_BYTES - key.len());
+        assert_eq!(meta_index_pk(&key, &value).len(), 1024);
+    }
+
+    #[test]
     fn an_object_key_names_its_sort_key() {
         let name: ArtifactName = "my-app".parse().unwrap();
         let l = layout(".zip");

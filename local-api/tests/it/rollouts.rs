@@ -1012,12 +1012,33 @@ async fn an_archived_version_an_alias_points_at_gains_no_share() {
         .call("PUT", "/artifacts/app/aliases/prod", Some(split(5)))
         .await;
     assert_eq!(status, 200, "a lower weight: {body}");
+    // Audit finding: a rollback is a move like any other. Back to the 10 %
+    // it had is a gain; back to a revision without it is not.
+    let (status, answer) = api
+        .call("POST", "/artifacts/app/aliases/prod/rollback", None)
+        .await;
+    assert_eq!(status, 409, "rolled back onto a larger share: {answer}");
+    assert_eq!(answer["error"]["code"], "VersionArchived", "{answer}");
+    let (status, answer) = api
+        .call(
+            "POST",
+            "/artifacts/app/aliases/prod/rollback",
+            Some(json!({"to_revision": 1})),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "rolled back off the archived version: {answer}"
+    );
+    assert_eq!(answer["version"], "1", "{answer}");
+    assert_eq!(answer["secondary_version"], Value::Null, "{answer}");
 }
 
-/// Review of the rule above: a rollout's abort (and a rollback) goes back
-/// to a state the alias held, so it gives an archived version back its
-/// share; refusing it left a canary running that no alarm or abort could
-/// take back while the version before it was archived.
+/// Review of the rule above: a rollout's abort goes back to the state the
+/// alias held, so it gives an archived version back its share; refusing it
+/// left a canary running that no alarm or abort could take back while the
+/// version before it was archived. (A person's rollback is a new move, and
+/// is refused: the test above.)
 #[tokio::test]
 async fn a_rollout_aborts_back_onto_the_archived_version_it_started_from() {
     let store = store_with_release().await;

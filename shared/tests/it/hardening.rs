@@ -272,7 +272,12 @@ async fn metadata_up_to_the_documented_budget_fits_s3s_2_kib_with_the_longest_na
         key: None,
     };
     let budget = metadata_limits::USER_BYTES;
-    let fits = vec![("k".to_owned(), "v".repeat(budget - 1))];
+    // Entries of at most MAX_ENTRY_BYTES each, the budget in all.
+    let half = budget / 2;
+    let fits = vec![
+        ("k".to_owned(), "v".repeat(half - 1)),
+        ("l".to_owned(), "v".repeat(budget - half - 1)),
+    ];
     let ticket = store
         .repo
         .create_upload(&longest, declare(fits), LOCAL_ACTOR)
@@ -289,7 +294,10 @@ async fn metadata_up_to_the_documented_budget_fits_s3s_2_kib_with_the_longest_na
         stored <= metadata_limits::S3_USER_METADATA_BYTES,
         "{stored} bytes of user metadata would be refused by S3"
     );
-    let over = vec![("k".to_owned(), "v".repeat(budget))];
+    let over = vec![
+        ("k".to_owned(), "v".repeat(half - 1)),
+        ("l".to_owned(), "v".repeat(budget - half)),
+    ];
     let refused = store
         .repo
         .create_upload(&longest, declare(over), LOCAL_ACTOR)
@@ -305,6 +313,38 @@ async fn metadata_up_to_the_documented_budget_fits_s3s_2_kib_with_the_longest_na
     assert_eq!(refused.unwrap_err().code(), "InvalidRequest");
 }
 
+// Audit finding (SPEC 4.3, 10.3): one entry longer than a search index key
+// may be (1024 bytes on DynamoDB) was taken at upload and failed every
+// publish of it with a 502. It is refused at upload; one at the limit
+// publishes and is found.
+#[tokio::test]
+async fn a_metadata_entry_at_its_limit_is_published_and_found_and_a_longer_one_is_refused_up_front()
+{
+    use shared::model::SearchQuery;
+    let store = TestStore::new().await;
+    let app = name("app");
+    let value = "x".repeat(metadata_limits::MAX_ENTRY_BYTES - 1);
+    let version = store
+        .publish_with(&app, b"long entry", &[("k", &value)])
+        .await;
+    let query = SearchQuery::Metadata([("k".to_owned(), value.clone())].into());
+    let page = store
+        .repo
+        .search(&query, None, None, &|_| true)
+        .await
+        .unwrap();
+    let found: Vec<String> = page
+        .items
+        .iter()
+        .map(|h| h.artifact.version.to_string())
+        .collect();
+    assert_eq!(found, [version.to_string()]);
+    let mut over = test_support::declare(b"longer entry");
+    over.metadata = [("k".to_owned(), format!("{value}x"))].into();
+    let refused = store.repo.create_upload(&app, over, LOCAL_ACTOR).await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::TooLarge);
+}
+
 #[test]
 fn openapi_states_the_metadata_limits_the_code_enforces() {
     let root = test_support::workspace_root();
@@ -317,15 +357,18 @@ fn openapi_states_the_metadata_limits_the_code_enforces() {
         Some(metadata_limits::MAX_KEYS as i64)
     );
     let budget = metadata_limits::USER_BYTES.to_string();
-    assert!(
-        schema["description"].as_str().unwrap().contains(&budget),
-        "the description states {budget} bytes"
-    );
+    let entry = metadata_limits::MAX_ENTRY_BYTES.to_string();
+    for limit in [&budget, &entry] {
+        assert!(
+            schema["description"].as_str().unwrap().contains(limit),
+            "the description states {limit} bytes"
+        );
+    }
     assert!(
         schema["additionalProperties"]["pattern"]
             .as_str()
             .unwrap()
-            .contains(&format!("{{0,{budget}}}"))
+            .contains(&format!("{{0,{}}}", metadata_limits::MAX_VALUE_LEN))
     );
     assert!(
         schema["propertyNames"]["pattern"]

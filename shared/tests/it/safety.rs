@@ -955,6 +955,76 @@ async fn a_status_change_retried_after_a_lost_answer_succeeds_and_refreshes_alia
     );
 }
 
+// Audit finding (SPEC 7.16, 10.3): a status change that landed and was cut
+// off before it copied the status onto the aliases (a timeout, a failed
+// call) left them telling the old one for good: resolve gave no warning of
+// a deprecated target, and nothing but a repeat of the change repaired it.
+// The next retention pass does.
+#[tokio::test]
+async fn a_status_change_cut_off_before_its_aliases_learned_it_is_finished_by_the_next_retention_pass()
+ {
+    use shared::model::{AliasTarget, RetentionPolicy, VersionStatus};
+    let store = TestStore::new().await;
+    let n = name("status-cut");
+    store.upload(&n, b"build 1").await;
+    store
+        .repo
+        .publish_version(&n, false, LOCAL_ACTOR)
+        .await
+        .unwrap();
+    let prod: shared::AliasName = "prod".parse().unwrap();
+    let target = AliasTarget {
+        version: Version::Number(1),
+        secondary: None,
+    };
+    store
+        .repo
+        .put_alias(&n, &prod, target, &ChangeRequest::default())
+        .await
+        .unwrap();
+    // GIVEN a change whose copy onto the alias fails, every time.
+    let plan = Plan::new();
+    plan.add(Rule::new(
+        "UpdateItem",
+        Some("-alias"),
+        Action::Fault(Fault::Status500),
+        u64::MAX,
+    ));
+    let repo = store.through(&plan).await;
+    let cut = repo
+        .set_version_status(
+            &n,
+            Version::Number(1),
+            VersionStatus::Deprecated,
+            &status_change(None),
+        )
+        .await;
+    assert!(cut.is_err(), "the copy failed: {cut:?}");
+    let warning = |resolved: &shared::model::Resolved| {
+        serde_json::to_value(resolved).unwrap()["warning"].is_string()
+    };
+    let resolved = store.repo.resolve_alias(&n, &prod, None).await.unwrap();
+    assert!(
+        !warning(&resolved),
+        "the alias still says active: {resolved:?}"
+    );
+    // A dry run changes nothing, this included.
+    let policy = RetentionPolicy {
+        keep_last_n: 10,
+        older_than: std::time::Duration::from_secs(86_400),
+    };
+    store.repo.purge_versions(&n, policy, true).await.unwrap();
+    let resolved = store.repo.resolve_alias(&n, &prod, None).await.unwrap();
+    assert!(!warning(&resolved), "{resolved:?}");
+    // WHEN the retention pass visits the artifact THEN resolve warns.
+    store.repo.purge_versions(&n, policy, false).await.unwrap();
+    let resolved = store.repo.resolve_alias(&n, &prod, None).await.unwrap();
+    assert!(
+        warning(&resolved),
+        "resolve warns of the deprecated target: {resolved:?}"
+    );
+}
+
 // Issue 20 review: a status change whose transaction meets another
 // transaction at every attempt (DynamoDB's TransactionConflict, which the
 // emulator never gives: answered by the proxy) gives up with 409 and
