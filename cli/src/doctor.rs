@@ -100,8 +100,10 @@ pub async fn doctor(api: &Api, name: &str, keep: bool) -> Result<(Rendered, bool
     let mut report = Report { checks: Vec::new() };
     let bytes = format!("artifact doctor {name}\n").into_bytes();
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    run(api, name, &bytes, &sha256, &mut report).await;
-    if !keep {
+    // Only a name this run found free is its own to purge: a name that
+    // exists, or could not be checked, is somebody's artifact.
+    let claimed = run(api, name, &bytes, &sha256, &mut report).await;
+    if claimed && !keep {
         let purged = match api
             .call(Method::DELETE, &["artifacts", name], &[], None, &[])
             .await
@@ -126,7 +128,9 @@ pub async fn doctor(api: &Api, name: &str, keep: bool) -> Result<(Rendered, bool
     Ok((report.render(name), ok))
 }
 
-async fn run(api: &Api, name: &str, bytes: &[u8], sha256: &str, report: &mut Report) {
+/// The checks; whether the scratch name was found free (and so may have
+/// been written by them).
+async fn run(api: &Api, name: &str, bytes: &[u8], sha256: &str, report: &mut Report) -> bool {
     // SigV4 accepted, list-artifacts' role may list the library's names.
     let listed = api
         .get(&["artifacts"], &[("limit", "1")])
@@ -134,19 +138,23 @@ async fn run(api: &Api, name: &str, bytes: &[u8], sha256: &str, report: &mut Rep
         .map(|_| "GET /artifacts answered 200".to_owned())
         .map_err(|e| said(&e));
     if !report.record("api", listed) {
-        return;
+        return false;
     }
-    if let Err(Error::Api { status: 404, .. }) =
-        api.get(&["artifacts", name, "versions"], &[]).await
-    {
-    } else {
-        report.record(
-            "scratch-name",
-            Err(format!("{name} exists already: pass another --name")),
-        );
-        return;
+    let free = match api.get(&["artifacts", name, "versions"], &[]).await {
+        Err(Error::Api { status: 404, .. }) => Ok(format!("{name} is free")),
+        Ok(_) => Err(format!(
+            "{name} exists already: pass another --name (nothing of it was touched)"
+        )),
+        Err(e) => Err(format!("{name} could not be checked: {}", said(&e))),
+    };
+    if !report.record("scratch-name", free) {
+        return false;
     }
+    run_on_free_name(api, name, bytes, sha256, report).await;
+    true
+}
 
+async fn run_on_free_name(api: &Api, name: &str, bytes: &[u8], sha256: &str, report: &mut Report) {
     // start-upload HEADs the blob key, which does not exist yet.
     let started = api
         .call(

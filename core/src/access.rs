@@ -278,7 +278,9 @@ pub fn decide(
                 }
                 // A move of an alias not known by name: only a target that
                 // grants every alias grants it (closed, not open).
-                (Action::Promote, None, Some(_)) => t.actions.contains(&Action::Admin),
+                (Action::Promote, None, Some(patterns)) => {
+                    t.actions.contains(&Action::Admin) || patterns.iter().any(|p| p == "*")
+                }
                 _ => true,
             }
     };
@@ -289,6 +291,9 @@ pub fn decide(
         (None, _) => "the permission targets".to_owned(),
         (Some(name), Some(alias)) if need.action == Action::Promote => {
             format!("alias {alias:?} of {name:?}")
+        }
+        (Some(name), None) if need.action == Action::Promote => {
+            format!("an alias of {name:?} the request does not name readably")
         }
         (Some(name), _) => format!("{name:?}"),
     };
@@ -385,6 +390,7 @@ mod tests {
         let reader = "arn:aws:iam::1:role/dashboards";
         let release = "arn:aws:iam::1:role/release";
         let admin = "arn:aws:iam::1:role/platform";
+        let every_alias = "arn:aws:iam::1:role/deployer";
         let mut release_target = target(&[release], &["*"], &[Promote]);
         release_target.aliases = Some(vec!["prod".into()]);
         let mut team_target = target(&[team_a], &["team-a.*"], &[Read, Write, Delete, Promote]);
@@ -396,6 +402,10 @@ mod tests {
                 target(&[reader], &["*"], &[Read]),
                 release_target,
                 target(&[admin], &["*"], &[Admin]),
+                Target {
+                    aliases: Some(vec!["*".into()]),
+                    ..target(&[every_alias], &["*"], &[Promote])
+                },
             ],
         };
         let need = |action, name: Option<&'static str>, alias: Option<&'static str>| Need {
@@ -428,6 +438,7 @@ mod tests {
             (team_a, need(Promote, Some("team-a.app"), None), false),
             (release, need(Promote, Some("team-b.app"), None), false),
             (admin, need(Promote, Some("team-b.app"), None), true),
+            (every_alias, need(Promote, Some("team-b.app"), None), true),
             (reader, need(Read, Some("team-b.app"), None), true),
             (reader, need(Write, Some("team-b.app"), None), false),
             (reader, need(Delete, Some("team-b.app"), None), false),

@@ -67,7 +67,13 @@ pub fn share_of(target: Option<&AliasTarget>, version: Version) -> u8 {
 /// version status).
 pub fn gains(next: Option<&AliasTarget>, now: Option<&AliasTarget>, version: Version) -> bool {
     let primary = |t: Option<&AliasTarget>| t.is_some_and(|t| t.version == version);
-    share_of(next, version) > share_of(now, version) || (primary(next) && !primary(now))
+    // The primary staying primary gains nothing it did not hold: a canary
+    // taken off it (by a move or a rollback) hands back the share the
+    // canary took, and must stay possible while the primary is archived.
+    if primary(next) && primary(now) {
+        return false;
+    }
+    share_of(next, version) > share_of(now, version) || primary(next)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,6 +422,22 @@ mod tests {
                 false,
             ),
             ("dropped", Some(alone(1)), Some(split(1, 2, 10)), 2, false),
+            // Review finding: the way back off a canary over an archived
+            // primary (a person's rollback, or the move it undoes).
+            (
+                "a canary taken off the primary",
+                Some(alone(1)),
+                Some(split(1, 2, 10)),
+                1,
+                false,
+            ),
+            (
+                "a canary lowered under the primary",
+                Some(split(1, 2, 5)),
+                Some(split(1, 2, 10)),
+                1,
+                false,
+            ),
         ] {
             assert_eq!(
                 gains(next.as_ref(), now.as_ref(), v(version)),

@@ -617,6 +617,13 @@ pub async fn get_access(repo: &Repository, request: &Request) -> Result<Response
                 "principal= is at most 2048 characters".into(),
             ));
         }
+        // Every route that promotes names its alias; a test without one
+        // would be answered for an alias no route moves.
+        if action == Action::Promote && name.is_some() && alias.is_none() {
+            return Err(Error::InvalidRequest(
+                "a promote test names the alias (alias=): promote is granted per alias".into(),
+            ));
+        }
         let need = Need {
             action,
             name: name.as_deref(),

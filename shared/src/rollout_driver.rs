@@ -12,8 +12,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use futures::{StreamExt, stream};
+
 use crate::error::Result;
 use crate::repository::{Driven, Repository};
+
+/// Rollouts read, and visited, at once in a pass.
+const PARALLEL_VISITS: usize = 8;
 
 /// The repository and the alarm reader.
 #[derive(Debug, Clone)]
@@ -50,7 +55,8 @@ impl Driver {
     /// One pass over every held alias. AWS calls: Query (the registry),
     /// per rollout GetItem, DescribeAlarms per 100 alarm names, then per
     /// rollout GetItem of it and of its alias and, when it moves (or its
-    /// alias no longer names it), an alias change (or its ending).
+    /// alias no longer names it), an alias change (or its ending); the
+    /// per-rollout calls for up to [`PARALLEL_VISITS`] rollouts at once.
     pub async fn pass(&self) -> Result<PassReport> {
         let held = self.repo.held_rollouts().await?;
         let mut report = PassReport {
@@ -60,10 +66,15 @@ impl Driver {
         if held.is_empty() {
             return Ok(report);
         }
-        let mut rows = Vec::with_capacity(held.len());
-        for (name, alias, id) in &held {
-            rows.push(self.repo.find_rollout(name, alias, id).await);
-        }
+        // Owned items: a stream of futures borrowing its items is not
+        // `Send` for every lifetime (the handler's future must be).
+        let rows: Vec<_> = stream::iter(held.clone())
+            .map(
+                |(name, alias, id)| async move { self.repo.find_rollout(&name, &alias, &id).await },
+            )
+            .buffered(PARALLEL_VISITS)
+            .collect()
+            .await;
         let mut names: Vec<String> = rows
             .iter()
             .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref))
@@ -79,15 +90,36 @@ impl Driver {
             tracing::error!(code = e.code(), error = ?e, "alarms unread; the rollouts watching them wait for the next pass");
         }
         let at = crate::layout::now();
-        for ((name, alias, id), read) in held.iter().zip(&rows) {
+        // Each visit writes only its own rollout and alias, conditional on
+        // what it read: they go in parallel, so a pass over many rollouts
+        // ends well inside the function's timeout.
+        let states = &states;
+        let read: Vec<bool> = rows.iter().map(Result::is_ok).collect();
+        let visits: Vec<_> = stream::iter(held.clone().into_iter().zip(read))
+            .map(|((name, alias, id), read)| async move {
+                match read {
+                    true => Some(
+                        self.repo
+                            .drive_rollout(&name, &alias, &id, states, at)
+                            .await,
+                    ),
+                    false => None,
+                }
+            })
+            .buffered(PARALLEL_VISITS)
+            .collect()
+            .await;
+        for (((name, alias, id), read), visit) in held.iter().zip(&rows).zip(visits) {
             // Unread, its alarms were not asked for: driving it now would
             // take them for missing and abort it. The next pass reads it.
-            if let Err(e) = read {
-                report.failed += 1;
-                tracing::error!(%name, %alias, rollout = %id, code = e.code(), error = ?e, "rollout unread; the next pass retries it");
+            let Some(visit) = visit else {
+                if let Err(e) = read {
+                    report.failed += 1;
+                    tracing::error!(%name, %alias, rollout = %id, code = e.code(), error = ?e, "rollout unread; the next pass retries it");
+                }
                 continue;
-            }
-            match self.repo.drive_rollout(name, alias, id, &states, at).await {
+            };
+            match visit {
                 Ok(Driven::Waiting) => {}
                 Ok(Driven::Stepped { step }) => {
                     report.stepped += 1;

@@ -68,8 +68,9 @@ fn checks(report: &Value) -> Vec<(&str, bool)> {
         .collect()
 }
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     "api",
+    "scratch-name",
     "missing-blob-head-start",
     "missing-blob-head-commit",
     "checksum-enforced",
@@ -132,14 +133,24 @@ async fn doctor_refuses_an_existing_artifact_and_touches_nothing() {
         .run(&["push", "taken", file.to_str().unwrap()])
         .await
         .ok();
-    let run = local
-        .run(&["--json", "doctor", "--name", "taken", "--keep"])
-        .await;
+    // Black-box finding: without --keep the doctor went on to purge the
+    // artifact it had just found taken.
+    let run = local.run(&["--json", "doctor", "--name", "taken"]).await;
     assert_eq!(run.code, 1);
     let report = run.json();
     assert_eq!(report["ok"], false);
     let (last, ok) = *checks(&report).last().unwrap();
     assert_eq!((last, ok), ("scratch-name", false), "{report}");
+    // A name it may not check is not taken for free either (and not
+    // reported as existing).
+    let run = local
+        .run(&["--json", "doctor", "--name", "bad..name"])
+        .await;
+    let report = run.json();
+    let (last, ok) = *checks(&report).last().unwrap();
+    assert_eq!((last, ok), ("scratch-name", false), "{report}");
+    let detail = report["checks"].as_array().unwrap().last().unwrap()["detail"].to_string();
+    assert!(detail.contains("could not be checked"), "{report}");
     let back = local.path("back");
     local
         .run(&["pull", "taken", "-o", back.to_str().unwrap()])

@@ -1034,6 +1034,36 @@ async fn an_archived_version_an_alias_points_at_gains_no_share() {
     assert_eq!(answer["secondary_version"], Value::Null, "{answer}");
 }
 
+/// Review finding: a person takes a hand-made canary off an archived
+/// primary by rolling it back (or moving the alias onto the primary alone):
+/// the primary hands back the canary's share, it gains nothing.
+#[tokio::test]
+async fn a_canary_is_taken_off_an_archived_primary_by_a_rollback() {
+    let store = store_with_release().await;
+    let api = Api::start(&store, None).await;
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/artifacts/app/aliases/prod",
+            Some(json!({"version": "1", "secondary_version": "2", "secondary_version_weight": 10})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call(
+            "PATCH",
+            "/artifacts/app/versions/1",
+            Some(json!({"status": "archived"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call("POST", "/artifacts/app/aliases/prod/rollback", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.assert_prod_on_one_alone().await;
+}
+
 /// Review of the rule above: a rollout's abort goes back to the state the
 /// alias held, so it gives an archived version back its share; refusing it
 /// left a canary running that no alarm or abort could take back while the
