@@ -623,7 +623,9 @@ async fn access_command(api: &Api, command: &crate::args::AccessCommand) -> Resu
             if !aliases.is_empty() {
                 target["aliases"] = json!(aliases);
             }
-            let answer = edit_targets(api, |targets| targets.push(target.clone())).await?;
+            let answer = edit_targets(api, |targets| targets.push(target.clone()))
+                .await?
+                .ok_or_else(|| Error::Usage("the grant changed nothing".into()))?;
             let text = describe(&answer);
             Ok(Rendered::new(answer, text))
         }
@@ -633,6 +635,15 @@ async fn access_command(api: &Api, command: &crate::args::AccessCommand) -> Resu
                     && (names.is_empty() || t["names"] == json!(names))
             };
             let answer = edit_targets(api, |targets| targets.retain(|t| !matches(t))).await?;
+            // Nothing matched: nothing is written (the history records
+            // changes only), and the caller hears so, as `rm` of nothing.
+            let answer = answer.ok_or_else(|| Error::Api {
+                status: 404,
+                code: "TargetNotFound".into(),
+                message: format!(
+                    "no target grants {principal} exactly those names; nothing revoked"
+                ),
+            })?;
             let text = describe(&answer);
             Ok(Rendered::new(answer, text))
         }
@@ -692,13 +703,19 @@ async fn access_command(api: &Api, command: &crate::args::AccessCommand) -> Resu
 
 /// Reads the targets, changes them with `edit`, and writes them back only
 /// if nobody changed them meanwhile (If-Match on the revision read).
-async fn edit_targets(api: &Api, edit: impl Fn(&mut Vec<Value>)) -> Result<Value> {
+/// The targets as `edit` leaves them, written on the revision read; None
+/// (and nothing written) when `edit` changed nothing.
+async fn edit_targets(api: &Api, edit: impl Fn(&mut Vec<Value>)) -> Result<Option<Value>> {
     let current = api.call(Method::GET, &["access"], &[], None, &[]).await?;
-    let mut targets = current.body["targets"]
+    let before = current.body["targets"]
         .as_array()
         .cloned()
         .unwrap_or_default();
+    let mut targets = before.clone();
     edit(&mut targets);
+    if targets == before {
+        return Ok(None);
+    }
     let revision = current.body["revision"].as_u64().unwrap_or(0);
     let answer = api
         .call(
@@ -709,5 +726,5 @@ async fn edit_targets(api: &Api, edit: impl Fn(&mut Vec<Value>)) -> Result<Value
             &[("if-match", format!("\"{revision}\""))],
         )
         .await?;
-    Ok(answer.body)
+    Ok(Some(answer.body))
 }

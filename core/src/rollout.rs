@@ -109,7 +109,7 @@ pub fn plan(mut steps: Vec<Step>) -> Result<Vec<Step>> {
             }
             (w, None) if w < 100 => {
                 return Err(Error::InvalidRequest(format!(
-                    "step {} ({w}%) needs a hold such as \"5m\"",
+                    "step {} ({w}%) needs a hold such as \"5m\": every step below 100% holds before the next (a plan ending below 100% ends with a 100% step added)",
                     i + 1
                 )));
             }

@@ -744,6 +744,18 @@ async fn access_targets_are_managed_and_enforced_from_the_command_line() {
         .await
         .ok();
     assert_eq!(local.run(&reader).await.code, 1, "revoked");
+    // Black-box finding: a revoke that matched nothing wrote a change.
+    let nothing = local
+        .run(&[
+            "--caller",
+            admin,
+            "access",
+            "revoke",
+            "--principal",
+            "arn:aws:iam::1:role/nosuch",
+        ])
+        .await;
+    assert_eq!(nothing.code, 3, "{}", nothing.stderr);
     let history = local
         .run(&["--json", "--caller", admin, "access", "history"])
         .await
