@@ -102,6 +102,9 @@ pub async fn push(
     });
 
     let changed = committed.get("changed").and_then(Value::as_bool);
+    if changed == Some(false) {
+        warn_of_undeclared(&committed, o);
+    }
     let mut text = format!(
         "pushed {name} LATEST: {} sha256 {sha256}{}{}",
         human_size(size),
@@ -142,6 +145,32 @@ pub async fn push(
         "alias": alias,
     });
     Ok(Rendered::new(json, text))
+}
+
+/// LATEST already held these bytes, so the commit changed nothing (SPEC
+/// 4.1): a content type or metadata this push declared that LATEST does
+/// not carry was not applied. Said on stderr, so a pipeline that stamps
+/// each build (`--meta commit=…`) hears that this one kept the earlier
+/// build's stamp.
+fn warn_of_undeclared(latest: &Value, o: &args::Push) {
+    let mut differs = Vec::new();
+    if let Some(t) = &o.content_type
+        && latest.get("content_type").and_then(Value::as_str) != Some(t.as_str())
+    {
+        differs.push(format!("content type {t}"));
+    }
+    for (k, v) in &o.meta {
+        if latest["metadata"].get(k).and_then(Value::as_str) != Some(v.as_str()) {
+            differs.push(format!("{k}={v}"));
+        }
+    }
+    if !differs.is_empty() {
+        eprintln!(
+            "warning: {} LATEST already held these bytes, so nothing changed: {} not applied (LATEST keeps its own)",
+            o.name,
+            differs.join(", ")
+        );
+    }
 }
 
 /// A push in parts: everything it needs, so its steps stay small.

@@ -131,6 +131,48 @@ async fn the_text_output_names_what_happened() {
     );
 }
 
+/// Black-box finding: a push of bytes LATEST already holds changes nothing
+/// (SPEC 4.1), so the metadata it declared was dropped without a word; a
+/// pipeline stamping each build kept the earlier build's stamp. It is said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_of_unchanged_bytes_says_the_metadata_it_declared_was_not_applied() {
+    let local = Local::start().await;
+    let file = local.file("a.bin", b"same bytes");
+    let path = file.to_str().unwrap();
+    // Nothing on stderr (`ok` holds it to that) while nothing is dropped.
+    local
+        .run(&["push", "app", path, "--meta", "git=aaa"])
+        .await
+        .ok();
+    local
+        .run(&["push", "app", path, "--meta", "git=aaa"])
+        .await
+        .ok();
+    let other = local
+        .run(&[
+            "push",
+            "app",
+            path,
+            "--meta",
+            "git=bbb",
+            "--content-type",
+            "text/plain",
+        ])
+        .await;
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    assert!(other.text().contains("(unchanged)"), "{}", other.text());
+    assert!(
+        other
+            .stderr
+            .contains("warning: app LATEST already held these bytes")
+            && other
+                .stderr
+                .contains("content type text/plain, git=bbb not applied"),
+        "{}",
+        other.stderr
+    );
+}
+
 /// Above the multipart threshold push asks for an upload in parts; an API
 /// that does not offer them (it refuses `part_size`) gets one PUT instead.
 /// Either way the bytes come back identical.
