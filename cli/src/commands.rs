@@ -641,7 +641,7 @@ async fn access_command(api: &Api, command: &crate::args::AccessCommand) -> Resu
                 status: 404,
                 code: "TargetNotFound".into(),
                 message: format!(
-                    "no target grants {principal} exactly those names; nothing revoked"
+                    "no target is {principal}'s alone with exactly those names; nothing revoked"
                 ),
             })?;
             let text = describe(&answer);

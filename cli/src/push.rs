@@ -159,8 +159,14 @@ fn warn_of_undeclared(latest: &Value, o: &args::Push) {
     {
         differs.push(format!("content type {t}"));
     }
-    for (k, v) in &o.meta {
-        if latest["metadata"].get(k).and_then(Value::as_str) != Some(v.as_str()) {
+    // As the request declared them: a key given twice, its last value.
+    let declared: std::collections::BTreeMap<&str, &str> = o
+        .meta
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for (k, v) in declared {
+        if latest["metadata"].get(k).and_then(Value::as_str) != Some(v) {
             differs.push(format!("{k}={v}"));
         }
     }

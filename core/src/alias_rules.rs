@@ -64,16 +64,29 @@ pub fn share_of(target: Option<&AliasTarget>, version: Version) -> u8 {
 /// it has: a larger share of resolves ([`share_of`]), or the primary's
 /// place it does not hold (an archived version may keep its place with the
 /// same share or less, never more, and never become primary: README,
-/// version status).
+/// version status) — save that an archived primary may take back what its
+/// own canary took, as that canary is taken off or lowered.
 pub fn gains(next: Option<&AliasTarget>, now: Option<&AliasTarget>, version: Version) -> bool {
     let primary = |t: Option<&AliasTarget>| t.is_some_and(|t| t.version == version);
-    // The primary staying primary gains nothing it did not hold: a canary
-    // taken off it (by a move or a rollback) hands back the share the
-    // canary took, and must stay possible while the primary is archived.
+    // The primary staying primary while its canary is taken off, or
+    // lowered, gains back only the share that canary took from it: that
+    // must stay possible (by a move or a rollback) while the primary is
+    // archived. Another canary is a new move, and the share the primary
+    // gains by it a gain.
     if primary(next) && primary(now) {
-        return false;
+        let canary_off_or_lowered = match (
+            next.and_then(|t| t.secondary),
+            now.and_then(|t| t.secondary),
+        ) {
+            (None, _) => true,
+            (Some((v, w)), Some((was, had))) => v == was && w.get() <= had.get(),
+            (Some(_), None) => false,
+        };
+        if canary_off_or_lowered {
+            return false;
+        }
     }
-    share_of(next, version) > share_of(now, version) || primary(next)
+    share_of(next, version) > share_of(now, version) || (primary(next) && !primary(now))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,6 +447,22 @@ mod tests {
             (
                 "a canary lowered under the primary",
                 Some(split(1, 2, 5)),
+                Some(split(1, 2, 10)),
+                1,
+                false,
+            ),
+            // Review finding: another canary is a new move, and the share
+            // the primary gets back by it a gain.
+            (
+                "the canary swapped for another, smaller one",
+                Some(split(1, 3, 1)),
+                Some(split(1, 2, 99)),
+                1,
+                true,
+            ),
+            (
+                "the canary swapped for another of its weight",
+                Some(split(1, 3, 10)),
                 Some(split(1, 2, 10)),
                 1,
                 false,

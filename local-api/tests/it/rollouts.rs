@@ -1057,6 +1057,17 @@ async fn a_canary_is_taken_off_an_archived_primary_by_a_rollback() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // Another canary is a new move: the archived primary gains by it.
+    store.publish_each(&name("app"), &[b"three"]).await;
+    let (status, answer) = api
+        .call(
+            "PUT",
+            "/artifacts/app/aliases/prod",
+            Some(json!({"version": "1", "secondary_version": "3", "secondary_version_weight": 5})),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "VersionArchived", "{answer}");
     let (status, body) = api
         .call("POST", "/artifacts/app/aliases/prod/rollback", None)
         .await;
